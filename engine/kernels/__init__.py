@@ -1,0 +1,71 @@
+"""Pure numba kernels on arrays: scoring, sampling, rank-1 updates. No classes, no I/O.
+
+Kernels validate nothing; the policies in :mod:`engine.policies` check dtype, shape, contiguity and
+finiteness before calling them. :func:`prepare` compiles (or loads from the on-disk cache) every
+kernel, so a server can report SERVING only once the first decision will be fast.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.kernels.choice import (
+    choose_from_probabilities,
+    choose_gaussian_thompson,
+    choose_greedy,
+    choose_softmax,
+    gaussian_win_probability,
+)
+from engine.kernels.contextfree import beta_win_probabilities, ucb1_scores
+from engine.kernels.ridge import linear_means, quadratic_widths, refactor, ridge_update
+from engine.kernels.rng import seed_state
+from engine.kernels.validate import first_non_finite
+
+__all__ = [
+    "beta_win_probabilities",
+    "choose_from_probabilities",
+    "choose_gaussian_thompson",
+    "choose_greedy",
+    "choose_softmax",
+    "first_non_finite",
+    "gaussian_win_probability",
+    "linear_means",
+    "prepare",
+    "quadratic_widths",
+    "refactor",
+    "ridge_update",
+    "seed_state",
+    "ucb1_scores",
+]
+
+
+def prepare() -> None:
+    """Compile every kernel on tiny inputs (both the loop and the BLAS branches)."""
+    state = seed_state(0)
+    for n in (1, 16):
+        d, k = 3, 2
+        X = np.ones((n, d))
+        theta = np.zeros((k, d))
+        A = np.repeat(np.eye(d)[None], k, axis=0)
+        A_inv = A.copy()
+        b = np.zeros((k, d))
+        out = np.empty((n, k))
+        widths = np.empty((n, k))
+        linear_means(X, theta, out)
+        quadratic_widths(X, A_inv, widths)
+        mask = np.ones((n, k), dtype=np.bool_)
+        actions = np.empty(n, np.int64)
+        props = np.empty(n)
+        explored = np.empty(n, np.bool_)
+        choose_greedy(out.copy(), mask, 0.1, 0.0, state, actions, props, explored)
+        choose_softmax(out.copy(), mask, 1.0, 0.0, state, actions, props, explored)
+        choose_from_probabilities(np.full((n, k), 0.5), mask, 0.0, state, actions, props, explored)
+        choose_gaussian_thompson(out, widths + 1.0, mask, 0.01, 4, state, np.empty((n, k)),
+                                 actions, props, explored)
+        ridge_update(A, A_inv, b, theta, np.zeros(k, np.int64), np.zeros(k), X,
+                     np.zeros(n, np.int64), np.ones(n), np.ones(n), 2)
+        first_non_finite(X)
+        first_non_finite(np.ones(n))
+    ucb1_scores(np.zeros(2), np.zeros(2), 1.0, np.empty(2))
+    beta_win_probabilities(np.ones(2), np.ones(2), np.ones((1, 2), np.bool_), 4, state,
+                           np.empty((1, 2)))

@@ -1,0 +1,139 @@
+"""Per-offer ridge regression: batched scoring and rank-1 updates with periodic refactorization.
+
+State of ``n_actions`` independent models over ``n_features`` dimensions:
+
+- ``A``      (n_actions, n_features, n_features): l2 * I + sum of w x x^T, accumulated exactly;
+- ``A_inv``  (n_actions, n_features, n_features): its inverse, kept by Sherman-Morrison updates;
+- ``b``      (n_actions, n_features): sum of w r x;
+- ``theta``  (n_actions, n_features): A^-1 b, the ridge solution;
+- ``n_since_refactor`` (n_actions,) int64 and ``n_obs`` (n_actions,) float64 (sum of weights).
+
+Sherman-Morrison drifts slowly in floating point; since ``A`` is accumulated exactly, every
+``refactor_every`` updates of an action its inverse and solution are recomputed from ``A`` by a
+Cholesky factorization, which bounds the drift (see tests/engine/test_kernels.py).
+Kernels do no validation: callers pass C-contiguous float64 arrays of the right shapes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# Rows processed per BLAS call: a (512, d) block and its product stay in L2 for d <= 128.
+_BLOCK = 512
+# Below this many rows plain loops beat the BLAS call overhead.
+_SMALL = 8
+
+
+@njit(cache=True, nogil=True)
+def linear_means(X: np.ndarray, theta: np.ndarray, out: np.ndarray) -> None:
+    """out[i, a] = X[i] . theta[a] for X (n_rounds, d), theta (n_actions, d), out (n_rounds, n_actions)."""
+    n, d = X.shape
+    k = theta.shape[0]
+    if n >= _SMALL:
+        out[:, :] = np.dot(X, np.ascontiguousarray(theta.T))
+        return
+    for i in range(n):
+        for a in range(k):
+            s = 0.0
+            for j in range(d):
+                s += X[i, j] * theta[a, j]
+            out[i, a] = s
+
+
+@njit(cache=True, nogil=True)
+def quadratic_widths(X: np.ndarray, A_inv: np.ndarray, out: np.ndarray) -> None:
+    """out[i, a] = sqrt(X[i]^T A_inv[a] X[i]) for A_inv (n_actions, d, d)."""
+    n, d = X.shape
+    k = A_inv.shape[0]
+    if n < _SMALL:
+        v = np.empty(d)
+        for i in range(n):
+            for a in range(k):
+                M = A_inv[a]
+                q = 0.0
+                for r in range(d):
+                    s = 0.0
+                    for c in range(d):
+                        s += M[r, c] * X[i, c]
+                    q += s * X[i, r]
+                out[i, a] = math.sqrt(q) if q > 0.0 else 0.0
+        return
+    for start in range(0, n, _BLOCK):
+        stop = min(start + _BLOCK, n)
+        Xb = X[start:stop]
+        for a in range(k):
+            Z = np.dot(Xb, A_inv[a])
+            for i in range(stop - start):
+                q = 0.0
+                for c in range(d):
+                    q += Z[i, c] * Xb[i, c]
+                out[start + i, a] = math.sqrt(q) if q > 0.0 else 0.0
+
+
+@njit(cache=True, nogil=True)
+def refactor(A: np.ndarray, A_inv: np.ndarray, b: np.ndarray, theta: np.ndarray, a: int) -> None:
+    """Recompute A_inv[a] and theta[a] from the exactly accumulated A[a] and b[a]."""
+    d = A.shape[1]
+    L = np.linalg.cholesky(A[a])
+    L_inv = np.linalg.solve(L, np.eye(d))
+    inv = np.dot(L_inv.T, L_inv)
+    A_inv[a] = inv
+    y = np.dot(L_inv, b[a])
+    theta[a] = np.dot(L_inv.T, y)
+
+
+@njit(cache=True, nogil=True)
+def ridge_update(
+    A: np.ndarray,
+    A_inv: np.ndarray,
+    b: np.ndarray,
+    theta: np.ndarray,
+    n_since_refactor: np.ndarray,
+    n_obs: np.ndarray,
+    X: np.ndarray,
+    actions: np.ndarray,
+    targets: np.ndarray,
+    weights: np.ndarray,
+    refactor_every: int,
+) -> None:
+    """Apply one weighted observation (X[i], targets[i], weights[i]) per row to model actions[i]."""
+    n, d = X.shape
+    v = np.empty(d)
+    for i in range(n):
+        a = actions[i]
+        w = weights[i]
+        r = targets[i]
+        x = X[i]
+        Ai = A_inv[a]
+        q = 0.0
+        for row in range(d):
+            s = 0.0
+            for c in range(d):
+                s += Ai[row, c] * x[c]
+            v[row] = s
+            q += s * x[row]
+        coef = w / (1.0 + w * q)
+        Aa = A[a]
+        ba = b[a]
+        for row in range(d):
+            vr = coef * v[row]
+            wx = w * x[row]
+            for c in range(d):
+                Ai[row, c] -= vr * v[c]
+                Aa[row, c] += wx * x[c]
+            ba[row] += wx * r
+        n_obs[a] += w
+        n_since_refactor[a] += 1
+        if n_since_refactor[a] >= refactor_every:
+            refactor(A, A_inv, b, theta, a)
+            n_since_refactor[a] = 0
+        else:
+            th = theta[a]
+            for row in range(d):
+                s = 0.0
+                for c in range(d):
+                    s += Ai[row, c] * ba[c]
+                th[row] = s
