@@ -1,0 +1,248 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Context(_message.Message):
+    __slots__ = ("numeric", "categorical")
+    class NumericEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class CategoricalEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NUMERIC_FIELD_NUMBER: _ClassVar[int]
+    CATEGORICAL_FIELD_NUMBER: _ClassVar[int]
+    numeric: _containers.ScalarMap[str, float]
+    categorical: _containers.ScalarMap[str, str]
+    def __init__(self, numeric: _Optional[_Mapping[str, float]] = ..., categorical: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class RankedOffer(_message.Message):
+    __slots__ = ("offer_id", "score")
+    OFFER_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    offer_id: str
+    score: float
+    def __init__(self, offer_id: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+
+class DecideRequest(_message.Message):
+    __slots__ = ("campaign", "customer_id", "context", "candidates", "request_id")
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    campaign: str
+    customer_id: str
+    context: Context
+    candidates: _containers.RepeatedScalarFieldContainer[str]
+    request_id: str
+    def __init__(self, campaign: _Optional[str] = ..., customer_id: _Optional[str] = ..., context: _Optional[_Union[Context, _Mapping]] = ..., candidates: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class DecideResponse(_message.Message):
+    __slots__ = ("decision_id", "offer_id", "propensity", "explored", "control", "model_version", "ranking", "request_id", "campaign", "reasons")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFER_ID_FIELD_NUMBER: _ClassVar[int]
+    PROPENSITY_FIELD_NUMBER: _ClassVar[int]
+    EXPLORED_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RANKING_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    offer_id: str
+    propensity: float
+    explored: bool
+    control: bool
+    model_version: str
+    ranking: _containers.RepeatedCompositeFieldContainer[RankedOffer]
+    request_id: str
+    campaign: str
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, decision_id: _Optional[str] = ..., offer_id: _Optional[str] = ..., propensity: _Optional[float] = ..., explored: _Optional[bool] = ..., control: _Optional[bool] = ..., model_version: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[RankedOffer, _Mapping]]] = ..., request_id: _Optional[str] = ..., campaign: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DecideRow(_message.Message):
+    __slots__ = ("customer_id", "context", "candidates")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    context: Context
+    candidates: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, customer_id: _Optional[str] = ..., context: _Optional[_Union[Context, _Mapping]] = ..., candidates: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DenseContexts(_message.Message):
+    __slots__ = ("customer_ids", "numeric_names", "numeric_values", "categorical_names", "categorical_values")
+    CUSTOMER_IDS_FIELD_NUMBER: _ClassVar[int]
+    NUMERIC_NAMES_FIELD_NUMBER: _ClassVar[int]
+    NUMERIC_VALUES_FIELD_NUMBER: _ClassVar[int]
+    CATEGORICAL_NAMES_FIELD_NUMBER: _ClassVar[int]
+    CATEGORICAL_VALUES_FIELD_NUMBER: _ClassVar[int]
+    customer_ids: _containers.RepeatedScalarFieldContainer[str]
+    numeric_names: _containers.RepeatedScalarFieldContainer[str]
+    numeric_values: _containers.RepeatedScalarFieldContainer[float]
+    categorical_names: _containers.RepeatedScalarFieldContainer[str]
+    categorical_values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, customer_ids: _Optional[_Iterable[str]] = ..., numeric_names: _Optional[_Iterable[str]] = ..., numeric_values: _Optional[_Iterable[float]] = ..., categorical_names: _Optional[_Iterable[str]] = ..., categorical_values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DecideBatchRequest(_message.Message):
+    __slots__ = ("campaign", "rows", "dense", "candidates", "include_scores", "request_id")
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    DENSE_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_SCORES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    campaign: str
+    rows: _containers.RepeatedCompositeFieldContainer[DecideRow]
+    dense: DenseContexts
+    candidates: _containers.RepeatedScalarFieldContainer[str]
+    include_scores: bool
+    request_id: str
+    def __init__(self, campaign: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[DecideRow, _Mapping]]] = ..., dense: _Optional[_Union[DenseContexts, _Mapping]] = ..., candidates: _Optional[_Iterable[str]] = ..., include_scores: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class DecideBatchResponse(_message.Message):
+    __slots__ = ("decision_ids", "offer_ids", "propensities", "explored", "control", "model_versions", "score_offer_ids", "scores", "request_id", "campaign")
+    DECISION_IDS_FIELD_NUMBER: _ClassVar[int]
+    OFFER_IDS_FIELD_NUMBER: _ClassVar[int]
+    PROPENSITIES_FIELD_NUMBER: _ClassVar[int]
+    EXPLORED_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_OFFER_IDS_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    decision_ids: _containers.RepeatedScalarFieldContainer[str]
+    offer_ids: _containers.RepeatedScalarFieldContainer[str]
+    propensities: _containers.RepeatedScalarFieldContainer[float]
+    explored: _containers.RepeatedScalarFieldContainer[bool]
+    control: _containers.RepeatedScalarFieldContainer[bool]
+    model_versions: _containers.RepeatedScalarFieldContainer[str]
+    score_offer_ids: _containers.RepeatedScalarFieldContainer[str]
+    scores: _containers.RepeatedScalarFieldContainer[float]
+    request_id: str
+    campaign: str
+    def __init__(self, decision_ids: _Optional[_Iterable[str]] = ..., offer_ids: _Optional[_Iterable[str]] = ..., propensities: _Optional[_Iterable[float]] = ..., explored: _Optional[_Iterable[bool]] = ..., control: _Optional[_Iterable[bool]] = ..., model_versions: _Optional[_Iterable[str]] = ..., score_offer_ids: _Optional[_Iterable[str]] = ..., scores: _Optional[_Iterable[float]] = ..., request_id: _Optional[str] = ..., campaign: _Optional[str] = ...) -> None: ...
+
+class RewardRequest(_message.Message):
+    __slots__ = ("campaign", "decision_id", "value", "components", "request_id")
+    class ComponentsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    COMPONENTS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    campaign: str
+    decision_id: str
+    value: float
+    components: _containers.ScalarMap[str, float]
+    request_id: str
+    def __init__(self, campaign: _Optional[str] = ..., decision_id: _Optional[str] = ..., value: _Optional[float] = ..., components: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RewardResponse(_message.Message):
+    __slots__ = ("decision_id", "applied", "request_id")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    applied: bool
+    request_id: str
+    def __init__(self, decision_id: _Optional[str] = ..., applied: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RewardBatchRequest(_message.Message):
+    __slots__ = ("campaign", "decision_ids", "values", "request_id")
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    DECISION_IDS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    campaign: str
+    decision_ids: _containers.RepeatedScalarFieldContainer[str]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    request_id: str
+    def __init__(self, campaign: _Optional[str] = ..., decision_ids: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[float]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RewardBatchResponse(_message.Message):
+    __slots__ = ("applied", "duplicates", "request_id")
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    applied: int
+    duplicates: int
+    request_id: str
+    def __init__(self, applied: _Optional[int] = ..., duplicates: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GetModelInfoRequest(_message.Message):
+    __slots__ = ("campaign",)
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    campaign: str
+    def __init__(self, campaign: _Optional[str] = ...) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("campaign", "model_version", "policy", "offer_ids", "feature_names", "decisions", "rewards", "pending_decisions")
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    OFFER_IDS_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    REWARDS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    campaign: str
+    model_version: str
+    policy: str
+    offer_ids: _containers.RepeatedScalarFieldContainer[str]
+    feature_names: _containers.RepeatedScalarFieldContainer[str]
+    decisions: int
+    rewards: int
+    pending_decisions: int
+    def __init__(self, campaign: _Optional[str] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., offer_ids: _Optional[_Iterable[str]] = ..., feature_names: _Optional[_Iterable[str]] = ..., decisions: _Optional[int] = ..., rewards: _Optional[int] = ..., pending_decisions: _Optional[int] = ...) -> None: ...
+
+class SnapshotRequest(_message.Message):
+    __slots__ = ("campaign",)
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    campaign: str
+    def __init__(self, campaign: _Optional[str] = ...) -> None: ...
+
+class SnapshotResponse(_message.Message):
+    __slots__ = ("campaign", "model_version")
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    campaign: str
+    model_version: str
+    def __init__(self, campaign: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
+
+class PromoteModelRequest(_message.Message):
+    __slots__ = ("campaign", "snapshot_path")
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_PATH_FIELD_NUMBER: _ClassVar[int]
+    campaign: str
+    snapshot_path: str
+    def __init__(self, campaign: _Optional[str] = ..., snapshot_path: _Optional[str] = ...) -> None: ...
+
+class PromoteModelResponse(_message.Message):
+    __slots__ = ("campaign", "model_version")
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    campaign: str
+    model_version: str
+    def __init__(self, campaign: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
