@@ -17,9 +17,9 @@ from engine.kernels.choice import (
     gaussian_win_probability,
 )
 from engine.kernels.contextfree import beta_win_probabilities, ucb1_scores
-from engine.kernels.ridge import linear_means, quadratic_widths, refactor, ridge_update
+from engine.kernels.ridge import refactor, ridge_predict, ridge_update
 from engine.kernels.rng import seed_state
-from engine.kernels.validate import first_non_finite
+from engine.kernels.validate import first_invalid
 
 __all__ = [
     "beta_win_probabilities",
@@ -27,12 +27,11 @@ __all__ = [
     "choose_gaussian_thompson",
     "choose_greedy",
     "choose_softmax",
-    "first_non_finite",
+    "first_invalid",
     "gaussian_win_probability",
-    "linear_means",
     "prepare",
-    "quadratic_widths",
     "refactor",
+    "ridge_predict",
     "ridge_update",
     "seed_state",
     "ucb1_scores",
@@ -51,8 +50,8 @@ def prepare() -> None:
         b = np.zeros((k, d))
         out = np.empty((n, k))
         widths = np.empty((n, k))
-        linear_means(X, theta, out)
-        quadratic_widths(X, A_inv, widths)
+        ridge_predict(X, theta, A_inv, 1.0, out, widths)
+        ridge_predict(X, theta, A_inv[:0], 0.0, out, widths)
         mask = np.ones((n, k), dtype=np.bool_)
         actions = np.empty(n, np.int64)
         props = np.empty(n)
@@ -64,8 +63,8 @@ def prepare() -> None:
                                  actions, props, explored)
         ridge_update(A, A_inv, b, theta, np.zeros(k, np.int64), np.zeros(k), X,
                      np.zeros(n, np.int64), np.ones(n), np.ones(n), 2)
-        first_non_finite(X)
-        first_non_finite(np.ones(n))
+        first_invalid(X, 1.0)
+        first_invalid(np.ones(n), 1.0)
     ucb1_scores(np.zeros(2), np.zeros(2), 1.0, np.empty(2))
     beta_win_probabilities(np.ones(2), np.ones(2), np.ones((1, 2), np.bool_), 4, state,
                            np.empty((1, 2)))

@@ -28,38 +28,51 @@ _SMALL = 8
 
 
 @njit(cache=True, nogil=True)
-def linear_means(X: np.ndarray, theta: np.ndarray, out: np.ndarray) -> None:
-    """out[i, a] = X[i] . theta[a] for X (n_rounds, d), theta (n_actions, d), out (n_rounds, n_actions)."""
+def ridge_predict(
+    X: np.ndarray,
+    theta: np.ndarray,
+    A_inv: np.ndarray,
+    alpha: float,
+    scores: np.ndarray,
+    widths: np.ndarray,
+) -> None:
+    """Scores and confidence widths of every model for every row.
+
+    widths[i, a] = sqrt(X[i]^T A_inv[a] X[i]) and scores[i, a] = X[i] . theta[a] + alpha * widths[i, a].
+    Pass an ``A_inv`` with zero models (shape (0, d, d)) to get the plain means and skip the widths.
+
+    Parameters
+    ----------
+    X : array of shape (n_rounds, n_features)
+    theta : array of shape (n_actions, n_features)
+    A_inv : array of shape (n_actions, n_features, n_features) or (0, n_features, n_features)
+    scores, widths : arrays of shape (n_rounds, n_actions), written
+    """
     n, d = X.shape
     k = theta.shape[0]
-    if n >= _SMALL:
-        out[:, :] = np.dot(X, np.ascontiguousarray(theta.T))
-        return
-    for i in range(n):
-        for a in range(k):
-            s = 0.0
-            for j in range(d):
-                s += X[i, j] * theta[a, j]
-            out[i, a] = s
-
-
-@njit(cache=True, nogil=True)
-def quadratic_widths(X: np.ndarray, A_inv: np.ndarray, out: np.ndarray) -> None:
-    """out[i, a] = sqrt(X[i]^T A_inv[a] X[i]) for A_inv (n_actions, d, d)."""
-    n, d = X.shape
-    k = A_inv.shape[0]
+    with_width = A_inv.shape[0] == k
     if n < _SMALL:
-        v = np.empty(d)
         for i in range(n):
+            x = X[i]
             for a in range(k):
-                M = A_inv[a]
-                q = 0.0
-                for r in range(d):
-                    s = 0.0
-                    for c in range(d):
-                        s += M[r, c] * X[i, c]
-                    q += s * X[i, r]
-                out[i, a] = math.sqrt(q) if q > 0.0 else 0.0
+                s = 0.0
+                for j in range(d):
+                    s += x[j] * theta[a, j]
+                w = 0.0
+                if with_width:
+                    M = A_inv[a]
+                    q = 0.0
+                    for r in range(d):
+                        t = 0.0
+                        for c in range(d):
+                            t += M[r, c] * x[c]
+                        q += t * x[r]
+                    w = math.sqrt(q) if q > 0.0 else 0.0
+                    widths[i, a] = w
+                scores[i, a] = s + alpha * w
+        return
+    scores[:, :] = np.dot(X, np.ascontiguousarray(theta.T))
+    if not with_width:
         return
     for start in range(0, n, _BLOCK):
         stop = min(start + _BLOCK, n)
@@ -70,7 +83,9 @@ def quadratic_widths(X: np.ndarray, A_inv: np.ndarray, out: np.ndarray) -> None:
                 q = 0.0
                 for c in range(d):
                     q += Z[i, c] * Xb[i, c]
-                out[start + i, a] = math.sqrt(q) if q > 0.0 else 0.0
+                w = math.sqrt(q) if q > 0.0 else 0.0
+                widths[start + i, a] = w
+                scores[start + i, a] += alpha * w
 
 
 @njit(cache=True, nogil=True)

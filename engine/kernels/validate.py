@@ -1,4 +1,4 @@
-"""Finiteness checks fast enough for the single-row decision path."""
+"""Input checks fast enough for the single-row decision path."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def first_non_finite(values: np.ndarray) -> int:
-    """Flat index of the first NaN or infinite entry of a C-contiguous array, or -1."""
+def first_invalid(values: np.ndarray, limit: float) -> int:
+    """Flat index of the first entry that is NaN, infinite or larger than ``limit`` in absolute
+    value, in a C-contiguous array; -1 when every entry is valid."""
     flat = values.reshape(-1)
     for i in range(flat.shape[0]):
-        if not math.isfinite(flat[i]):
+        v = flat[i]
+        if not math.isfinite(v) or abs(v) > limit:
             return i
     return -1

@@ -1,0 +1,414 @@
+"""The Policy base class: one batch-first API for every bandit policy.
+
+Public methods validate and convert their inputs, then call one private hook that subclasses
+write (``_choose``, ``_update``, ``_add_action``, ``_remove_action``). Validation happens before any
+state changes, so a rejected call leaves the policy exactly as it was.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from engine.errors import InvalidInputError, InvalidParameterError, NoEligibleActionError
+from engine.kernels import first_invalid, seed_state
+from engine.policies import _blob
+from engine.types import BoolArray, FloatArray, IntArray
+
+# Largest absolute value accepted in contexts and rewards. Squares and sums of many such values
+# stay far below the float64 overflow threshold, so no inf can enter a model's state.
+VALUE_LIMIT = 1e12
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of :meth:`Policy.choose` for a batch of rows.
+
+    Attributes
+    ----------
+    actions : array of shape (n_rounds,), int64
+        Index of the chosen action per row.
+    propensities : array of shape (n_rounds,), float64
+        Probability the policy gave the chosen action for that row, in (0, 1].
+    scores : array of shape (n_rounds, n_actions), float64
+        The policy's score per action (-inf where masked); higher is better.
+    explored : array of shape (n_rounds,), bool
+        True where the chosen action is not the policy's exploit (greedy) choice.
+    """
+
+    actions: IntArray
+    propensities: FloatArray
+    scores: FloatArray
+    explored: BoolArray
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+
+class Policy(ABC):
+    """Base class of every policy.
+
+    Subclasses declare their learned state in ``_state_arrays`` (names of array attributes ending
+    in ``_``) and ``_state_scalars`` and implement the private hooks. Hyperparameters are the
+    constructor's arguments, stored under the same names.
+    """
+
+    _registry: ClassVar[dict[str, type[Policy]]] = {}
+    _state_arrays: ClassVar[tuple[str, ...]] = ()
+    _state_scalars: ClassVar[tuple[str, ...]] = ()
+    _array_params: ClassVar[tuple[str, ...]] = ()
+    _needs_contexts: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            Policy._registry[cls.__name__] = cls
+
+    def __init__(
+        self,
+        n_actions: int,
+        n_features: int,
+        *,
+        min_propensity: float = 0.0,
+        seed: int | None = None,
+    ) -> None:
+        owner = type(self).__name__
+        _check_int(owner, "n_actions", n_actions, 1)
+        _check_int(owner, "n_features", n_features, 0)
+        _check_float(owner, "min_propensity", min_propensity, 0.0, 1.0)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+            raise InvalidParameterError(owner, "seed", "an int or None", seed)
+        self.n_actions = int(n_actions)
+        self.n_features = int(n_features)
+        self.min_propensity = float(min_propensity)
+        self.seed = None if seed is None else int(seed)
+        self.rng_state_ = seed_state(self.seed)
+        self.n_updates_ = 0
+        self._all_eligible: BoolArray = np.ones((1, self.n_actions), dtype=np.bool_)
+
+    # ------------------------------------------------------------------ public API
+    def choose(self, contexts: Any, action_mask: Any = None) -> Decision:
+        """Choose one action per row.
+
+        Parameters
+        ----------
+        contexts : array-like of shape (n_rounds, n_features)
+            Encoded features, finite float64.
+        action_mask : array-like of bool, shape (n_rounds, n_actions), optional
+            True where an action is eligible. Every row needs at least one eligible action.
+
+        Returns
+        -------
+        Decision
+        """
+        X = self._check_contexts(contexts)
+        mask = self._check_mask(action_mask, X.shape[0])
+        return self._choose(X, mask)
+
+    def update(
+        self, contexts: Any, actions: Any, rewards: Any, propensities: Any = None
+    ) -> None:
+        """Learn from observed rewards (higher is better).
+
+        Parameters
+        ----------
+        contexts : array-like of shape (n_rounds, n_features)
+        actions : array-like of int, shape (n_rounds,)
+            Index of the action taken in each row, in [0, n_actions).
+        rewards : array-like of float, shape (n_rounds,)
+        propensities : array-like of float, shape (n_rounds,), optional
+            Probability with which the logging policy took each action, in (0, 1]. Policies that
+            learn off-policy (``importance_weighting=True``) weight each row by its inverse.
+        """
+        X = self._check_contexts(contexts)
+        n = X.shape[0]
+        a = _check_actions(actions, n, self.n_actions)
+        r = _check_values("rewards", rewards, n)
+        p = None if propensities is None else _check_propensities(propensities, n)
+        self._check_rewards(r)
+        if n == 0:
+            return
+        self._update(X, a, r, p)
+        self.n_updates_ += n
+
+    def add_action(self, features: Any = None) -> int:
+        """Append a new action and return its index. ``features`` is for policies over offer
+        features (SharedLinear); others start the new action from their prior."""
+        self._add_action(features)
+        self.n_actions += 1
+        self._all_eligible = np.ones((1, self.n_actions), dtype=np.bool_)
+        return self.n_actions - 1
+
+    def remove_action(self, index: int) -> None:
+        """Remove action ``index``; actions after it shift down by one."""
+        if isinstance(index, bool) or not isinstance(index, int | np.integer):
+            raise InvalidInputError("index", "an int", index)
+        if not 0 <= index < self.n_actions:
+            raise InvalidInputError("index", f"an action index in [0, {self.n_actions})", index)
+        if self.n_actions == 1:
+            raise InvalidInputError("index", "a removable action (a policy keeps >= 1 action)", index)
+        self._remove_action(int(index))
+        self.n_actions -= 1
+        self._all_eligible = np.ones((1, self.n_actions), dtype=np.bool_)
+
+    def prepare(self) -> None:
+        """Compile (or load from cache) every kernel this policy uses, leaving its state as it was."""
+        from engine.kernels import prepare
+
+        prepare()
+        clone = type(self).from_bytes(self.to_bytes())
+        X = np.zeros((1, self.n_features))
+        clone.choose(X)
+        clone.choose(np.zeros((16, self.n_features)))
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyperparameters: the constructor's arguments as currently stored."""
+        names = [
+            p
+            for p in inspect.signature(type(self).__init__).parameters
+            if p != "self"
+        ]
+        return {name: getattr(self, name) for name in names}
+
+    def to_bytes(self) -> bytes:
+        """Serialize hyperparameters and learned state (no pickle; checksummed)."""
+        params = self.get_params()
+        arrays = {f"param:{k}": np.asarray(params.pop(k)) for k in self._array_params}
+        arrays["rng_state_"] = self.rng_state_
+        for name in self._state_arrays:
+            arrays[name] = getattr(self, name)
+        arrays.update(self._extra_arrays())
+        scalars = {name: getattr(self, name) for name in ("n_updates_", *self._state_scalars)}
+        return _blob.dump(type(self).__name__, params, scalars, arrays)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> Policy:
+        """Rebuild a policy from :meth:`to_bytes` output. Called on ``Policy`` it returns whatever
+        class was saved; called on a subclass it also checks the class."""
+        name, params, scalars, arrays = _blob.load(blob)
+        target = Policy._registry.get(name)
+        if target is None or not issubclass(target, cls):
+            from engine.errors import CorruptModelError
+
+            raise CorruptModelError(f"model blob holds a {name!r}, expected a {cls.__name__}")
+        for key in target._array_params:
+            params[key] = arrays.pop(f"param:{key}")
+        policy = target(**params)
+        policy._restore(scalars, arrays)
+        return policy
+
+    def __repr__(self) -> str:
+        shown = {
+            k: v for k, v in self.get_params().items() if not isinstance(v, np.ndarray)
+        }
+        args = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------ hooks
+    @abstractmethod
+    def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
+        """Choose on validated inputs: X C-contiguous float64, mask bool (n_rounds, n_actions)."""
+
+    @abstractmethod
+    def _update(self, X: FloatArray, actions: IntArray, rewards: FloatArray, props: Any) -> None:
+        """Learn from validated inputs; ``props`` is None or float64 in (0, 1]."""
+
+    def _add_action(self, features: Any) -> None:
+        if features is not None:
+            raise InvalidInputError(
+                "features",
+                f"None for {type(self).__name__} (its per-offer models start from the prior; "
+                "SharedLinear uses offer features)",
+                features,
+            )
+        for name in self._state_arrays:
+            value = getattr(self, name)
+            setattr(self, name, np.concatenate([value, self._new_action_state(name)]))
+
+    def _remove_action(self, index: int) -> None:
+        for name in self._state_arrays:
+            setattr(self, name, np.delete(getattr(self, name), index, axis=0))
+
+    def _new_action_state(self, name: str) -> np.ndarray:
+        """State of one fresh action for array ``name`` (leading axis of length 1)."""
+        return np.zeros_like(getattr(self, name)[:1])
+
+    def _check_rewards(self, rewards: FloatArray) -> None:
+        """Policies with a restricted reward range override this."""
+
+    def _extra_arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def _restore(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        from engine.errors import CorruptModelError
+
+        self.rng_state_ = _expect_like(arrays.pop("rng_state_"), self.rng_state_, "rng_state_")
+        for name in self._state_arrays:
+            if name not in arrays:
+                raise CorruptModelError(f"model blob lacks the array {name!r}")
+            setattr(self, name, _expect_like(arrays.pop(name), getattr(self, name), name))
+        for name in ("n_updates_", *self._state_scalars):
+            if name not in scalars:
+                raise CorruptModelError(f"model blob lacks the value {name!r}")
+            setattr(self, name, scalars[name])
+        self._restore_extra(arrays)
+
+    def _restore_extra(self, arrays: dict[str, np.ndarray]) -> None:
+        """Subclasses with state outside ``_state_arrays`` restore it here."""
+
+    # ------------------------------------------------------------------ validation
+    def _check_contexts(self, contexts: Any) -> FloatArray:
+        if (
+            type(contexts) is np.ndarray
+            and contexts.dtype == np.float64
+            and contexts.ndim == 2
+            and contexts.flags.c_contiguous
+        ):
+            X = contexts
+        else:
+            try:
+                X = np.ascontiguousarray(contexts, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInputError(
+                    "contexts", "an array of float64 of shape (n_rounds, n_features)", contexts
+                ) from exc
+            if X.ndim != 2:
+                raise InvalidInputError(
+                    "contexts",
+                    f"a 2-d array of shape (n_rounds, {self.n_features})",
+                    f"an array of shape {X.shape}",
+                )
+        if X.shape[1] != self.n_features:
+            raise InvalidInputError(
+                "contexts",
+                f"{self.n_features} columns (n_features)",
+                f"an array of shape {X.shape}",
+            )
+        bad = first_invalid(X, VALUE_LIMIT)
+        if bad >= 0:
+            row, col = divmod(bad, X.shape[1])
+            raise InvalidInputError(
+                "contexts",
+                f"finite values with |value| <= {VALUE_LIMIT:g}",
+                f"{X[row, col]!r} at row {row}, column {col}",
+            )
+        return X
+
+    def _check_mask(self, action_mask: Any, n_rounds: int) -> BoolArray:
+        if action_mask is None:
+            if n_rounds == 1:
+                return self._all_eligible
+            return np.ones((n_rounds, self.n_actions), dtype=np.bool_)
+        mask = np.asarray(action_mask)
+        if mask.dtype != np.bool_:
+            if mask.dtype.kind in "iu" and mask.size and not np.isin(mask, (0, 1)).all():
+                raise InvalidInputError(
+                    "action_mask", "a bool array (or 0/1 integers)", f"values {np.unique(mask)}"
+                )
+            if mask.dtype.kind not in "iub" and mask.size:
+                raise InvalidInputError("action_mask", "a bool array", f"dtype {mask.dtype}")
+            mask = mask.astype(np.bool_)
+        if mask.shape != (n_rounds, self.n_actions):
+            raise InvalidInputError(
+                "action_mask",
+                f"shape (n_rounds, n_actions) = ({n_rounds}, {self.n_actions})",
+                f"shape {mask.shape}",
+            )
+        eligible = mask.any(axis=1)
+        if not eligible.all():
+            row = int(np.argmin(eligible))
+            raise NoEligibleActionError(
+                "action_mask", "at least one eligible action per row", f"row {row} with none"
+            )
+        return np.ascontiguousarray(mask)
+
+    def _outputs(self, n: int) -> tuple[IntArray, FloatArray, BoolArray]:
+        return np.empty(n, np.int64), np.empty(n, np.float64), np.empty(n, np.bool_)
+
+
+# ---------------------------------------------------------------------- helpers
+def _check_int(owner: str, name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise InvalidParameterError(owner, name, f"an int >= {minimum}", value)
+
+
+def _check_float(
+    owner: str,
+    name: str,
+    value: Any,
+    minimum: float,
+    maximum: float = np.inf,
+    *,
+    strict_min: bool = False,
+) -> None:
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, int | float | np.integer | np.floating)
+        and np.isfinite(value)
+        and (value > minimum if strict_min else value >= minimum)
+        and value <= maximum
+    )
+    if not ok:
+        rule = f"a float {'>' if strict_min else '>='} {minimum:g}"
+        if np.isfinite(maximum):
+            rule += f" and <= {maximum:g}"
+        raise InvalidParameterError(owner, name, rule, value)
+
+
+def _check_actions(actions: Any, n: int, n_actions: int) -> IntArray:
+    a = np.asarray(actions)
+    if a.shape != (n,):
+        raise InvalidInputError("actions", f"shape ({n},) (one per context row)", f"shape {a.shape}")
+    if n == 0:
+        return a.astype(np.int64)
+    if a.dtype.kind == "f":
+        if not np.isfinite(a).all() or not (a == np.round(a)).all():
+            raise InvalidInputError("actions", "integer action indices", a[:5])
+    elif a.dtype.kind not in "iu":
+        raise InvalidInputError("actions", "integer action indices", f"dtype {a.dtype}")
+    if (a < 0).any() or (a >= n_actions).any():
+        bad = int(np.argmax((a < 0) | (a >= n_actions)))
+        raise InvalidInputError(
+            "actions", f"indices in [0, {n_actions})", f"{a[bad]} at row {bad}"
+        )
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _check_values(field: str, values: Any, n: int) -> FloatArray:
+    try:
+        v = np.ascontiguousarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(field, f"{n} float values", values) from exc
+    if v.shape != (n,):
+        raise InvalidInputError(field, f"shape ({n},) (one per context row)", f"shape {v.shape}")
+    bad = first_invalid(v, VALUE_LIMIT)
+    if bad >= 0:
+        raise InvalidInputError(
+            field, f"finite values with |value| <= {VALUE_LIMIT:g}", f"{v[bad]!r} at row {bad}"
+        )
+    return v
+
+
+def _check_propensities(propensities: Any, n: int) -> FloatArray:
+    p = _check_values("propensities", propensities, n)
+    if n and ((p <= 0.0) | (p > 1.0)).any():
+        bad = int(np.argmax((p <= 0.0) | (p > 1.0)))
+        raise InvalidInputError("propensities", "values in (0, 1]", f"{p[bad]!r} at row {bad}")
+    return p
+
+
+def _expect_like(value: np.ndarray, like: np.ndarray, name: str) -> np.ndarray:
+    from engine.errors import CorruptModelError
+
+    if value.dtype != like.dtype or value.shape != like.shape:
+        raise CorruptModelError(
+            f"model array {name!r}: expected {like.dtype} of shape {like.shape}, "
+            f"got {value.dtype} of shape {value.shape}"
+        )
+    if value.dtype.kind == "f" and not np.isfinite(value).all():
+        raise CorruptModelError(f"model array {name!r} holds non-finite values")
+    return np.ascontiguousarray(value)

@@ -1,0 +1,150 @@
+"""SharedLinear: one ridge model over context x offer features (hybrid-style sharing).
+
+The joint feature of context x and offer a is the outer product z = x (x) [1, f_a], flattened
+(n_features * (n_offer_features + 1) values). The constant 1 lets the model learn a baseline per
+context; the offer features let what one offer taught carry over to similar offers, so an offer
+added later with ``add_action(features)`` starts from a sensible estimate instead of the prior.
+Put a one-hot offer identity in ``offer_features`` if offers should also keep a private effect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from engine.errors import InvalidInputError
+from engine.kernels import choose_greedy, ridge_predict, ridge_update
+from engine.policies.base import Decision, Policy, _check_float, _check_int
+from engine.types import BoolArray, FloatArray, IntArray
+
+
+class SharedLinear(Policy):
+    """Upper-confidence choice over one ridge model of context x offer features.
+
+    Parameters
+    ----------
+    n_actions, n_features : int
+    offer_features : array-like of shape (n_actions, n_offer_features)
+        Numeric description of each offer (discount size, cost, channel, ...).
+    alpha : float, default 1.0
+        Confidence bonus width (>= 0).
+    l2 : float, default 1.0
+    min_propensity : float, default 0.0
+    importance_weighting : bool, default False
+    refactor_every : int, default 1000
+    seed : int, optional
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from engine.policies import SharedLinear
+    >>> offers = np.array([[0.0], [0.1], [0.2]])          # e.g. discount size
+    >>> policy = SharedLinear(3, 1, offer_features=offers, alpha=0.0, seed=0)
+    >>> X = np.ones((300, 1))
+    >>> a = np.tile([0, 1, 2], 100)
+    >>> policy.update(X, a, offers[a, 0] * 10.0)            # bigger discount, more reward
+    >>> policy.add_action(features=[0.3])                 # never seen, predicted from the others
+    3
+    >>> int(policy.choose(np.ones((1, 1))).actions[0])
+    3
+    """
+
+    _state_arrays = ("A_", "A_inv_", "b_", "theta_", "n_since_refactor_", "n_obs_")
+    _array_params = ("offer_features",)
+
+    def __init__(
+        self,
+        n_actions: int,
+        n_features: int,
+        offer_features: Any,
+        alpha: float = 1.0,
+        l2: float = 1.0,
+        min_propensity: float = 0.0,
+        importance_weighting: bool = False,
+        refactor_every: int = 1000,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(n_actions, n_features, min_propensity=min_propensity, seed=seed)
+        _check_float("SharedLinear", "alpha", alpha, 0.0)
+        _check_float("SharedLinear", "l2", l2, 0.0, strict_min=True)
+        _check_int("SharedLinear", "refactor_every", refactor_every, 1)
+        F = _check_offer_features(offer_features, self.n_actions)
+        self.offer_features = F
+        self.alpha = float(alpha)
+        self.l2 = float(l2)
+        self.importance_weighting = bool(importance_weighting)
+        self.refactor_every = int(refactor_every)
+        D = self.n_features * (F.shape[1] + 1)
+        self.A_ = (np.eye(D) * self.l2)[None].copy()
+        self.A_inv_ = (np.eye(D) / self.l2)[None].copy()
+        self.b_ = np.zeros((1, D))
+        self.theta_ = np.zeros((1, D))
+        self.n_since_refactor_ = np.zeros(1, np.int64)
+        self.n_obs_ = np.zeros(1)
+
+    @property
+    def n_joint_features(self) -> int:
+        return int(self.A_.shape[1])
+
+    def _joint(self, X: FloatArray, actions: IntArray | None = None) -> FloatArray:
+        """Joint features: (n_rounds * n_actions, D) for all offers, or (n_rounds, D) for given ones."""
+        F1 = np.hstack([np.ones((self.offer_features.shape[0], 1)), self.offer_features])
+        if actions is None:
+            Z = X[:, None, :, None] * F1[None, :, None, :]
+        else:
+            Z = X[:, :, None] * F1[actions][:, None, :]
+        return np.ascontiguousarray(Z.reshape(-1, self.n_joint_features))
+
+    def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
+        n = X.shape[0]
+        Z = self._joint(X)
+        flat = np.empty((Z.shape[0], 1))
+        widths = np.empty((Z.shape[0], 1))
+        ridge_predict(Z, self.theta_, self.A_inv_ if self.alpha > 0 else self.A_inv_[:0],
+                      self.alpha, flat, widths)
+        scores = flat.reshape(n, self.n_actions)
+        actions, props, explored = self._outputs(n)
+        choose_greedy(scores, mask, 0.0, self.min_propensity, self.rng_state_, actions, props,
+                      explored)
+        return Decision(actions, props, scores, explored)
+
+    def _update(
+        self, X: FloatArray, actions: IntArray, rewards: FloatArray, props: FloatArray | None
+    ) -> None:
+        Z = self._joint(X, actions)
+        weights = 1.0 / props if self.importance_weighting and props is not None else np.ones(
+            X.shape[0]
+        )
+        ridge_update(
+            self.A_, self.A_inv_, self.b_, self.theta_, self.n_since_refactor_, self.n_obs_,
+            Z, np.zeros(X.shape[0], np.int64), rewards, weights, self.refactor_every,
+        )
+
+    def _add_action(self, features: Any) -> None:
+        if features is None:
+            raise InvalidInputError(
+                "features", f"{self.offer_features.shape[1]} offer features for SharedLinear", None
+            )
+        f = _check_offer_features(np.atleast_2d(np.asarray(features, dtype=object)), 1,
+                                  self.offer_features.shape[1])
+        self.offer_features = np.vstack([self.offer_features, f])
+
+    def _remove_action(self, index: int) -> None:
+        self.offer_features = np.delete(self.offer_features, index, axis=0)
+
+
+def _check_offer_features(value: Any, n_actions: int, n_cols: int | None = None) -> FloatArray:
+    try:
+        F = np.ascontiguousarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError("offer_features", "a float array (n_actions, n_offer_features)",
+                                value) from exc
+    if F.ndim != 2 or F.shape[0] != n_actions or (n_cols is not None and F.shape[1] != n_cols):
+        cols = "n_offer_features" if n_cols is None else str(n_cols)
+        raise InvalidInputError(
+            "offer_features", f"shape ({n_actions}, {cols})", f"shape {F.shape}"
+        )
+    if not np.isfinite(F).all():
+        raise InvalidInputError("offer_features", "finite values", "NaN or inf")
+    return F
