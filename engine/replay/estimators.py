@@ -1,0 +1,432 @@
+"""Off-policy estimators with one interface: ``estimate`` and ``interval``.
+
+Each estimator is a small frozen dataclass whose hyperparameters are validated on construction. It
+turns :class:`OffPolicyInputs` (per-row reward, importance weight and reward-model predictions)
+into per-row terms ``(a, b, c)`` with ``value = mean(a) + sum(b) / sum(c)``; see
+:mod:`engine.replay.stats` for why that one form serves every estimator, every interval and the
+sharded Ray computation alike.
+
+References: Li et al. 2011 (replay), Horvitz & Thompson 1952 (IPS), Swaminathan & Joachims 2015
+(SNIPS), Dudík et al. 2011 (DR), Wang et al. 2017 and Su et al. 2020 (Switch-DR).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from engine.errors import InvalidInputError, InvalidParameterError
+from engine.replay.stats import Moments, bootstrap_sums, percentile_interval
+from engine.types import FloatArray, IntArray
+
+INTERVAL_METHODS = ("normal", "bernstein", "bootstrap")
+
+
+@dataclass(frozen=True, eq=False)
+class OffPolicyInputs:
+    """Per-row quantities every estimator needs, for one target policy on logged data.
+
+    Parameters
+    ----------
+    reward : array of shape (n_rounds,)
+        Logged rewards.
+    propensity : array of shape (n_rounds,)
+        Logging probability of the logged action.
+    weight : array of shape (n_rounds,)
+        Importance weight pi(a_logged | x) / propensity (unclipped).
+    q_logged : array of shape (n_rounds,), optional
+        Reward-model prediction for the logged action.
+    q_target : array of shape (n_rounds,), optional
+        Reward-model prediction averaged over the target policy, sum_a pi(a | x) q(x, a).
+    accepted : array of shape (n_rounds,), optional
+        Replay only: 1 where the event was accepted (matched and kept by rejection sampling). By
+        default the expected acceptance ``weight * min(propensity)`` is used.
+    """
+
+    reward: FloatArray
+    propensity: FloatArray
+    weight: FloatArray
+    q_logged: FloatArray | None = None
+    q_target: FloatArray | None = None
+    accepted: FloatArray | None = None
+
+    @classmethod
+    def from_action_dist(
+        cls,
+        reward: FloatArray,
+        action: IntArray,
+        propensity: FloatArray,
+        action_dist: FloatArray,
+        q_hat: FloatArray | None = None,
+    ) -> OffPolicyInputs:
+        """Build from the target's action distribution.
+
+        Parameters
+        ----------
+        reward, propensity : array of shape (n_rounds,)
+        action : array of shape (n_rounds,), int
+            Logged action index.
+        action_dist : array of shape (n_rounds, n_actions)
+            pi(a | x) of the target policy per row (rows sum to 1). A one-hot row of a sampled
+            target action gives unbiased estimates too.
+        q_hat : array of shape (n_rounds, n_actions), optional
+            Reward-model predictions.
+        """
+        rows = np.arange(action.shape[0])
+        if action_dist.shape[0] != action.shape[0]:
+            raise InvalidInputError("action_dist", f"{action.shape[0]} rows", action_dist.shape)
+        weight = action_dist[rows, action] / propensity
+        if q_hat is None:
+            return cls(reward, propensity, weight)
+        q_logged = q_hat[rows, action]
+        q_target = np.einsum("ij,ij->i", action_dist, q_hat)
+        return cls(reward, propensity, weight, q_logged, q_target)
+
+    def __len__(self) -> int:
+        return int(self.reward.shape[0])
+
+
+@dataclass(frozen=True)
+class Estimator(ABC):
+    """Base class: subclasses define ``name`` and :meth:`terms`."""
+
+    name: ClassVar[str] = ""
+    needs_model: ClassVar[bool] = False
+
+    @abstractmethod
+    def terms(self, inputs: OffPolicyInputs) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Per-row terms (a, b, c), arrays of shape (n_rounds,), with value = mean(a) + Σb / Σc."""
+
+    def moments(self, inputs: OffPolicyInputs) -> Moments:
+        if self.needs_model and (inputs.q_logged is None or inputs.q_target is None):
+            raise InvalidInputError(
+                "inputs", f"reward-model predictions (q_logged, q_target) for {self.name}", None
+            )
+        return Moments.from_terms(*self.terms(inputs))
+
+    def estimate(self, inputs: OffPolicyInputs) -> float:
+        """Estimated value of the target policy."""
+        return self.moments(inputs).estimate()
+
+    def interval(
+        self,
+        inputs: OffPolicyInputs,
+        alpha: float = 0.05,
+        method: str = "normal",
+        n_bootstrap: int = 200,
+        seed: int = 0,
+    ) -> tuple[float, float]:
+        """Two-sided 1 - ``alpha`` confidence interval.
+
+        Parameters
+        ----------
+        method : {"normal", "bernstein", "bootstrap"}
+            Delta-method normal interval, empirical-Bernstein bound, or Poisson bootstrap
+            percentile interval with ``n_bootstrap`` resamples.
+        """
+        check_alpha(alpha)
+        if method == "normal":
+            return self.moments(inputs).normal_interval(alpha)
+        if method == "bernstein":
+            return self.moments(inputs).bernstein_interval(alpha)
+        if method == "bootstrap":
+            a, b, c = self.terms(inputs)
+            columns = np.column_stack([np.ones_like(a), a, b, c])
+            sums = bootstrap_sums(columns, n_bootstrap, seed, 0)
+            return percentile_interval(bootstrap_values(sums), alpha)
+        raise InvalidInputError("method", f"one of {INTERVAL_METHODS}", method)
+
+
+def bootstrap_values(sums: FloatArray) -> FloatArray:
+    """Replicate values from bootstrap sums of (1, a, b, c), array of shape (n_resamples, 4)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return sums[:, 1] / sums[:, 0] + sums[:, 2] / sums[:, 3]
+
+
+def check_alpha(alpha: float) -> None:
+    if not 0.0 < alpha < 1.0:
+        raise InvalidInputError("alpha", "a number in (0, 1)", alpha)
+
+
+def _check_clip(owner: str, clip: float | None) -> None:
+    if clip is not None and not (isinstance(clip, int | float) and clip > 0):
+        raise InvalidParameterError(owner, "clip", "a float > 0 or None", clip)
+
+
+def _clipped(weight: FloatArray, clip: float | None) -> FloatArray:
+    return weight if clip is None else np.minimum(weight, clip)
+
+
+@dataclass(frozen=True)
+class Replay(Estimator):
+    """Replay (Li et al. 2011): mean reward over the events where the target agreed with the log.
+
+    Unbiased for learning policies on uniformly logged data; on non-uniform logs events are first
+    kept with probability min(propensity) / propensity (rejection sampling), which restores it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> inputs = OffPolicyInputs(reward=np.array([1.0, 0.0, 3.0]), propensity=np.full(3, 0.5),
+    ...     weight=np.zeros(3), accepted=np.array([1.0, 0.0, 1.0]))
+    >>> Replay().estimate(inputs)
+    2.0
+    """
+
+    name: ClassVar[str] = "replay"
+
+    def terms(self, inputs: OffPolicyInputs) -> tuple[FloatArray, FloatArray, FloatArray]:
+        if inputs.accepted is not None:
+            accepted = inputs.accepted
+        else:
+            accepted = inputs.weight * inputs.propensity.min()
+        return np.zeros_like(inputs.reward), accepted * inputs.reward, accepted
+
+
+@dataclass(frozen=True)
+class IPS(Estimator):
+    """Inverse propensity scoring: mean(w r), with weights optionally clipped at ``clip``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> inputs = OffPolicyInputs(reward=np.array([1.0, 0.0, 3.0]), propensity=np.full(3, 0.5),
+    ...     weight=np.array([2.0, 0.0, 2.0]))
+    >>> IPS().estimate(inputs), IPS(clip=1.0).estimate(inputs)
+    (2.6666666666666665, 1.3333333333333333)
+    """
+
+    name: ClassVar[str] = "ips"
+    clip: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_clip("IPS", self.clip)
+
+    def terms(self, inputs: OffPolicyInputs) -> tuple[FloatArray, FloatArray, FloatArray]:
+        w = _clipped(inputs.weight, self.clip)
+        return np.zeros_like(w), w * inputs.reward, np.ones_like(w)
+
+
+@dataclass(frozen=True)
+class SNIPS(Estimator):
+    """Self-normalized IPS: sum(w r) / sum(w).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> inputs = OffPolicyInputs(reward=np.array([1.0, 0.0, 3.0]), propensity=np.full(3, 0.5),
+    ...     weight=np.array([2.0, 0.0, 2.0]))
+    >>> SNIPS().estimate(inputs)
+    2.0
+    """
+
+    name: ClassVar[str] = "snips"
+    clip: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_clip("SNIPS", self.clip)
+
+    def terms(self, inputs: OffPolicyInputs) -> tuple[FloatArray, FloatArray, FloatArray]:
+        w = _clipped(inputs.weight, self.clip)
+        return np.zeros_like(w), w * inputs.reward, w
+
+
+@dataclass(frozen=True)
+class DM(Estimator):
+    """Direct method: mean over rows of the reward model averaged over the target policy."""
+
+    name: ClassVar[str] = "dm"
+    needs_model: ClassVar[bool] = True
+
+    def terms(self, inputs: OffPolicyInputs) -> tuple[FloatArray, FloatArray, FloatArray]:
+        q = _require(inputs.q_target, "q_target")
+        return q, np.zeros_like(q), np.ones_like(q)
+
+
+@dataclass(frozen=True)
+class DR(Estimator):
+    """Doubly robust: mean(q_target + w (r - q_logged)), weights optionally clipped.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> inputs = OffPolicyInputs(reward=np.array([1.0, 0.0, 3.0]), propensity=np.full(3, 0.5),
+    ...     weight=np.array([2.0, 0.0, 2.0]), q_logged=np.array([1.0, 1.0, 2.0]),
+    ...     q_target=np.array([1.0, 2.0, 2.0]))
+    >>> DR().estimate(inputs)
+    2.3333333333333335
+    """
+
+    name: ClassVar[str] = "dr"
+    needs_model: ClassVar[bool] = True
+    clip: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_clip("DR", self.clip)
+
+    def terms(self, inputs: OffPolicyInputs) -> tuple[FloatArray, FloatArray, FloatArray]:
+        q_target = _require(inputs.q_target, "q_target")
+        residual = inputs.reward - _require(inputs.q_logged, "q_logged")
+        w = _clipped(inputs.weight, self.clip)
+        return q_target + w * residual, np.zeros_like(w), np.ones_like(w)
+
+
+@dataclass(frozen=True)
+class SNDR(Estimator):
+    """Self-normalized DR: mean(q_target) + sum(w (r - q_logged)) / sum(w)."""
+
+    name: ClassVar[str] = "sndr"
+    needs_model: ClassVar[bool] = True
+    clip: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_clip("SNDR", self.clip)
+
+    def terms(self, inputs: OffPolicyInputs) -> tuple[FloatArray, FloatArray, FloatArray]:
+        q_target = _require(inputs.q_target, "q_target")
+        residual = inputs.reward - _require(inputs.q_logged, "q_logged")
+        w = _clipped(inputs.weight, self.clip)
+        return q_target, w * residual, w
+
+
+@dataclass(frozen=True)
+class SwitchDR(Estimator):
+    """Switch-DR: DR whose correction term is dropped where the weight exceeds ``threshold``
+    (there the model alone is trusted).
+
+    Examples
+    --------
+    >>> SwitchDR(threshold=0.0)
+    Traceback (most recent call last):
+    ...
+    engine.errors.InvalidParameterError: The 'threshold' parameter of SwitchDR must be...
+    """
+
+    name: ClassVar[str] = "switch-dr"
+    needs_model: ClassVar[bool] = True
+    threshold: float = 50.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.threshold, int | float) and self.threshold > 0):
+            raise InvalidParameterError("SwitchDR", "threshold", "a float > 0", self.threshold)
+
+    def terms(self, inputs: OffPolicyInputs) -> tuple[FloatArray, FloatArray, FloatArray]:
+        q_target = _require(inputs.q_target, "q_target")
+        residual = inputs.reward - _require(inputs.q_logged, "q_logged")
+        w = np.where(inputs.weight <= self.threshold, inputs.weight, 0.0)
+        return q_target + w * residual, np.zeros_like(w), np.ones_like(w)
+
+
+def _require(value: FloatArray | None, name: str) -> FloatArray:
+    if value is None:
+        raise InvalidInputError("inputs", f"{name} (reward-model predictions)", None)
+    return value
+
+
+ESTIMATORS: dict[str, type[Estimator]] = {
+    cls.name: cls for cls in (Replay, IPS, SNIPS, DM, DR, SNDR, SwitchDR)
+}
+
+
+def make_estimators(
+    names: list[str] | tuple[str, ...], clip: float | None = None
+) -> list[Estimator]:
+    """Estimators by name (``replay``, ``ips``, ``snips``, ``dm``, ``dr``, ``sndr``,
+    ``switch-dr``); ``clip`` applies to those that clip weights (Switch-DR uses it as its
+    threshold).
+
+    Examples
+    --------
+    >>> [e.name for e in make_estimators(["ips", "dr"], clip=10.0)]
+    ['ips', 'dr']
+    """
+    out: list[Estimator] = []
+    for name in names:
+        cls = ESTIMATORS.get(name)
+        if cls is None:
+            raise InvalidInputError("estimator", f"one of {sorted(ESTIMATORS)}", name)
+        if cls in (IPS, SNIPS, DR, SNDR):
+            out.append(cls(clip=clip))  # type: ignore[call-arg]
+        elif cls is SwitchDR:
+            out.append(SwitchDR(threshold=clip) if clip is not None else SwitchDR())
+        else:
+            out.append(cls())
+    return out
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Overlap diagnostics of one target policy on the logs.
+
+    Attributes
+    ----------
+    n_rounds : int
+    ess : float
+        Effective sample size (Σw)² / Σw² (Kish).
+    min_propensity : float
+        Smallest logging propensity.
+    max_weight : float
+    support_share : float
+        Share of logged rows whose action the target gives positive probability.
+    """
+
+    n_rounds: int
+    ess: float
+    min_propensity: float
+    max_weight: float
+    support_share: float
+
+    @classmethod
+    def from_sums(cls, sums: FloatArray) -> Diagnostics:
+        """From :func:`diagnostic_sums` (added over shards)."""
+        n, sw, sww, n_support, min_p, max_w = sums
+        ess = float(sw * sw / sww) if sww > 0 else 0.0
+        share = float(n_support / n) if n else 0.0
+        return cls(int(n), ess, float(min_p), float(max_w), share)
+
+    @property
+    def overlap_warning(self) -> str | None:
+        """A sentence when overlap is too poor to trust an estimate, else None."""
+        if self.n_rounds == 0:
+            return "no rows to evaluate on"
+        reasons = []
+        if self.ess < 100 or self.ess < 0.01 * self.n_rounds:
+            reasons.append(f"effective sample size {self.ess:.0f} of {self.n_rounds} rows")
+        if self.support_share < 0.01:
+            reasons.append(
+                f"the candidate supports only {self.support_share:.1%} of logged actions"
+            )
+        if not reasons:
+            return None
+        return "poor overlap: " + "; ".join(reasons)
+
+
+def diagnostic_sums(inputs: OffPolicyInputs) -> FloatArray:
+    """Additive diagnostic statistics: n, Σw, Σw², #(w > 0), min propensity, max w.
+
+    Shards combine with :func:`merge_diagnostic_sums`.
+    """
+    w = inputs.weight
+    if w.shape[0] == 0:
+        return np.array([0.0, 0.0, 0.0, 0.0, math.inf, 0.0])
+    return np.array(
+        [
+            float(w.shape[0]),
+            w.sum(),
+            w @ w,
+            float(np.count_nonzero(w)),
+            inputs.propensity.min(),
+            w.max(),
+        ]
+    )
+
+
+def merge_diagnostic_sums(a: FloatArray, b: FloatArray) -> FloatArray:
+    out = a + b
+    out[4] = min(a[4], b[4])
+    out[5] = max(a[5], b[5])
+    return out

@@ -1,0 +1,201 @@
+"""Additive statistics behind every estimate and interval, so work can be split into shards.
+
+Every estimator in :mod:`engine.replay.estimators` has the form
+
+    value = mean(a) + sum(b) / sum(c)
+
+over per-row terms ``a``, ``b``, ``c`` (``c`` is all ones for the plain, non-self-normalized
+estimators). :class:`Moments` holds the sums, cross-products and ranges of the three terms; shards
+add their Moments, and the normal and empirical-Bernstein intervals follow from the merged sums
+through the delta method. The bootstrap is a Poisson bootstrap: each resample weighs each row by an
+independent Poisson(1) count drawn from a generator seeded by (seed, shard), so resamples of
+different shards simply add and the numbers do not depend on how the shards were scheduled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+from engine.types import FloatArray
+
+# Layout of Moments.sums.
+_N, _A, _B, _C, _AA, _BB, _CC, _AB, _AC, _BC = range(10)
+_N_SUMS = 10
+_BOOT_CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Sums, cross-products and ranges of the terms (a, b, c) of one estimator.
+
+    Attributes
+    ----------
+    sums : array of shape (10,)
+        n, Σa, Σb, Σc, Σa², Σb², Σc², Σab, Σac, Σbc.
+    low, high : array of shape (3,)
+        Smallest and largest a, b, c.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a, b, c = np.zeros(4), np.array([1.0, 2.0, 3.0, 4.0]), np.ones(4)
+    >>> m = Moments.from_terms(a, b, c)
+    >>> m.estimate(), round(m.std_error(), 4)
+    (2.5, 0.6455)
+    >>> head = Moments.from_terms(a[:2], b[:2], c[:2])
+    >>> tail = Moments.from_terms(a[2:], b[2:], c[2:])
+    >>> (head + tail).estimate()
+    2.5
+    """
+
+    sums: FloatArray
+    low: FloatArray
+    high: FloatArray
+
+    @classmethod
+    def from_terms(cls, a: FloatArray, b: FloatArray, c: FloatArray) -> Moments:
+        n = float(a.shape[0])
+        if n == 0:
+            return cls.empty()
+        sums = np.array(
+            [
+                n,
+                a.sum(),
+                b.sum(),
+                c.sum(),
+                a @ a,
+                b @ b,
+                c @ c,
+                a @ b,
+                a @ c,
+                b @ c,
+            ]
+        )
+        low = np.array([a.min(), b.min(), c.min()])
+        high = np.array([a.max(), b.max(), c.max()])
+        return cls(sums, low, high)
+
+    @classmethod
+    def empty(cls) -> Moments:
+        return cls(np.zeros(_N_SUMS), np.full(3, np.inf), np.full(3, -np.inf))
+
+    def __add__(self, other: Moments) -> Moments:
+        return Moments(
+            self.sums + other.sums,
+            np.minimum(self.low, other.low),
+            np.maximum(self.high, other.high),
+        )
+
+    @property
+    def n(self) -> int:
+        return int(self.sums[_N])
+
+    def estimate(self) -> float:
+        """mean(a) + sum(b) / sum(c); NaN when there are no rows or sum(c) is 0."""
+        s = self.sums
+        if s[_N] == 0 or s[_C] == 0:
+            return math.nan
+        return float(s[_A] / s[_N] + s[_B] / s[_C])
+
+    def std_error(self) -> float:
+        """Delta-method standard error of :meth:`estimate` (n - 1 in the variance)."""
+        s = self.sums
+        n = s[_N]
+        if n < 2 or s[_C] == 0:
+            return math.nan
+        mean_a = s[_A] / n
+        theta = s[_B] / s[_C]
+        mean_c = s[_C] / n
+        var_a = s[_AA] / n - mean_a**2
+        # Influence of a row: (a - mean_a) + (b - theta c) / mean_c; E[b - theta c] = 0.
+        var_r = (s[_BB] - 2.0 * theta * s[_BC] + theta**2 * s[_CC]) / n
+        cov = (s[_AB] - theta * s[_AC]) / n
+        variance = max(var_a + var_r / mean_c**2 + 2.0 * cov / mean_c, 0.0)
+        return float(math.sqrt(variance / (n - 1)))
+
+    def normal_interval(self, alpha: float) -> tuple[float, float]:
+        """Two-sided 1 - alpha interval from the normal approximation."""
+        z = NormalDist().inv_cdf(1.0 - alpha / 2.0)
+        value, se = self.estimate(), self.std_error()
+        return value - z * se, value + z * se
+
+    def bernstein_interval(self, alpha: float) -> tuple[float, float]:
+        """Empirical-Bernstein interval (Maurer & Pontil 2009, Theorem 4, alpha/2 per side).
+
+        The range of a row's influence is bounded by range(a) + (range(b) + |theta| range(c)) /
+        mean(c), so the bound stays valid for the self-normalized estimators; it is wider than
+        the normal interval and does not rely on asymptotics.
+        """
+        s = self.sums
+        n = s[_N]
+        if n < 2 or s[_C] == 0:
+            return math.nan, math.nan
+        theta = s[_B] / s[_C]
+        mean_c = s[_C] / n
+        spread = self.high - self.low
+        span = spread[0] + (spread[1] + abs(theta) * spread[2]) / mean_c
+        variance = (self.std_error() ** 2) * n
+        log_term = math.log(2.0 / (alpha / 2.0))
+        half = math.sqrt(2.0 * variance * log_term / n) + 7.0 * span * log_term / (3.0 * (n - 1))
+        value = self.estimate()
+        return value - half, value + half
+
+
+def _poisson_table(size: int = 1 << 16) -> np.ndarray:
+    """Inverse CDF of Poisson(1) on a grid of ``size`` uniform levels (uint8 counts)."""
+    k = np.arange(32)
+    log_pmf = -1.0 - np.cumsum(np.log(np.maximum(k, 1)))
+    cdf = np.cumsum(np.exp(log_pmf))
+    levels = (np.arange(size) + 0.5) / size
+    return np.searchsorted(cdf, levels).astype(np.float32)
+
+
+_POISSON = _poisson_table()
+
+
+def bootstrap_sums(terms: FloatArray, n_resamples: int, seed: int, shard: int) -> FloatArray:
+    """Poisson-bootstrap sums of the columns of ``terms`` for ``n_resamples`` resamples.
+
+    Parameters
+    ----------
+    terms : array of shape (n_rounds, n_columns)
+        Columns to sum (typically 1, then a, b, c of each estimator).
+    n_resamples : int
+    seed, shard : int
+        Resample weights come from ``np.random.default_rng([seed, shard])``, so the same shard
+        gets the same weights in every run and in every process.
+
+    Returns
+    -------
+    array of shape (n_resamples, n_columns)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sums = bootstrap_sums(np.ones((1000, 1)), 4, seed=0, shard=0)
+    >>> sums.shape, bool(np.all(np.abs(sums - 1000) < 150))
+    ((4, 1), True)
+    """
+    rng = np.random.default_rng([seed, shard])
+    out = np.zeros((n_resamples, terms.shape[1]))
+    terms = np.asarray(terms, dtype=np.float64)
+    for start in range(0, terms.shape[0], _BOOT_CHUNK):
+        block = terms[start : start + _BOOT_CHUNK]
+        draws = rng.integers(
+            0, _POISSON.shape[0], size=(n_resamples, block.shape[0]), dtype=np.uint16
+        )
+        out += _POISSON[draws].astype(np.float64) @ block
+    return out
+
+
+def percentile_interval(values: FloatArray, alpha: float) -> tuple[float, float]:
+    """Percentile interval of bootstrap replicates (NaN replicates are dropped)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return math.nan, math.nan
+    low, high = np.quantile(finite, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return float(low), float(high)
