@@ -1,0 +1,276 @@
+"""Campaign configuration: one TOML file per campaign, validated on load.
+
+Sections (see ``examples/renewal.toml`` for a complete, commented file):
+
+``[campaign]`` name, description, salt, control_offer, control_share, fallback_offer ·
+``[policy]`` name and hyperparameters for :func:`engine.policies.make_policy` (min_propensity is
+the exploration floor, seed the policy's seed) · ``[learning]`` publish_every_rewards,
+publish_every_ms, checkpoint_every_rewards · ``[reward]`` window_days, default_value (omit: expire
+without a reward), charge_cost ("always" | "on_success" | "never") · ``[guardrails]``
+max_offers_per_customer, frequency_window_days, cooldown_days, traffic_window · ``[journal]``
+synchronous ("normal" | "full") · ``[features]`` (see :mod:`engine.features.schema`) ·
+``[[offers]]`` (see :mod:`engine.campaign.offers`).
+
+Every error is a :class:`ConfigError` whose message starts with the key path, for example
+``offers[2].cost: expected a number >= 0 or a table {share, of, months}, got -1``.
+
+Examples
+--------
+>>> cfg = load_campaign("examples/renewal.toml")
+>>> cfg.name, cfg.offer_ids[:3], cfg.control_offer
+('renewal', ('none', 'discount_5', 'discount_10'), 'none')
+>>> cfg.net_reward(cfg.offer_index("discount_10"), cost=60.0, value=600.0)
+540.0
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.campaign.offers import Offer, parse_offer
+from engine.errors import ConfigError, InvalidInputError, NotFoundError
+from engine.features.configcheck import (
+    fail,
+    get_float,
+    get_int,
+    get_str,
+    get_table,
+    reject_unknown,
+)
+from engine.features.schema import FeatureSchema, parse_schema
+from engine.types import FloatArray
+
+DAY = 86400.0
+CHARGE_COST = ("always", "on_success", "never")
+_SECTIONS = (
+    "campaign",
+    "policy",
+    "learning",
+    "reward",
+    "guardrails",
+    "journal",
+    "features",
+    "offers",
+)
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    """A validated campaign. Durations are in seconds; offers keep the file's order."""
+
+    name: str
+    offers: tuple[Offer, ...]
+    schema: FeatureSchema
+    policy: dict[str, Any]
+    description: str = ""
+    salt: str = ""
+    control_offer: str = ""
+    control_share: float = 0.0
+    fallback_offer: str = ""
+    publish_every_rewards: int = 100
+    publish_every_ms: float = 1000.0
+    checkpoint_every_rewards: int = 10000
+    reward_window: float = 30 * DAY
+    default_value: float | None = None
+    charge_cost: str = "always"
+    max_offers_per_customer: int | None = None
+    frequency_window: float = 0.0
+    cooldown: float = 0.0
+    traffic_window: int = 1000
+    synchronous: str = "normal"
+    config_hash: str = ""
+    _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._index.update({o.id: i for i, o in enumerate(self.offers)})
+
+    @property
+    def offer_ids(self) -> tuple[str, ...]:
+        return tuple(o.id for o in self.offers)
+
+    @property
+    def n_actions(self) -> int:
+        return len(self.offers)
+
+    def offer_index(self, offer_id: str) -> int:
+        """Index of an offer id; NotFoundError for an unknown id."""
+        try:
+            return self._index[offer_id]
+        except (KeyError, TypeError):
+            raise NotFoundError(
+                f"offer_id: expected one of {', '.join(self.offer_ids)}, got {offer_id!r}"
+            ) from None
+
+    def offer_features(self) -> FloatArray:
+        """Offer attributes as an array of shape (n_actions, n_offer_features), names sorted."""
+        names = sorted({k for o in self.offers for k, _ in o.attributes})
+        out = np.zeros((len(self.offers), max(len(names), 1)))
+        for i, o in enumerate(self.offers):
+            attrs = dict(o.attributes)
+            for j, name in enumerate(names):
+                out[i, j] = attrs.get(name, 0.0)
+        return out
+
+    def net_reward(self, action: int, cost: float, value: float) -> float:
+        """The learner's reward for an outcome ``value`` of offer ``action`` that cost ``cost``.
+
+        ``charge_cost = "always"``: value - cost; ``"on_success"``: value - cost when value > 0,
+        else value (an offer nobody redeems costs nothing); ``"never"``: value.
+        """
+        if not math.isfinite(value):
+            raise InvalidInputError("value", "a finite number", value)
+        if self.charge_cost == "never" or (self.charge_cost == "on_success" and value <= 0):
+            return float(value)
+        return float(value) - cost
+
+
+def load_campaign(path: str | Path) -> CampaignConfig:
+    """Read and validate a campaign TOML file.
+
+    Raises
+    ------
+    ConfigError
+        When the file is not valid TOML or a key is missing, unknown or out of range.
+    FileNotFoundError
+        When the file does not exist.
+    """
+    raw = Path(path).read_bytes()
+    try:
+        table = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: expected a valid TOML file, got a parse error: {exc}") from None
+    return parse_campaign(table)
+
+
+def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
+    """Validate a parsed campaign table (the TOML file as a dict)."""
+    if not isinstance(table, dict):
+        raise fail("<config>", "a table", table)
+    reject_unknown(table, _SECTIONS, "")
+    camp = get_table(table, "campaign", "")
+    reject_unknown(
+        camp,
+        ("name", "description", "salt", "control_offer", "control_share", "fallback_offer"),
+        "campaign",
+    )
+    name = get_str(camp, "name", "campaign")
+    offers_raw = table.get("offers")
+    if not isinstance(offers_raw, list) or not offers_raw:
+        raise fail("offers", "a non-empty array of [[offers]] tables", offers_raw)
+    offers = tuple(parse_offer(item, f"offers[{i}]") for i, item in enumerate(offers_raw))
+    ids = [o.id for o in offers]
+    for i, offer_id in enumerate(ids):
+        if offer_id in ids[:i]:
+            raise fail(f"offers[{i}].id", "an id not used by an earlier offer", offer_id)
+    control_offer = get_str(camp, "control_offer", "campaign", default=ids[0])
+    if control_offer not in ids:
+        raise fail(
+            "campaign.control_offer", "one of the offer ids " + ", ".join(ids), control_offer
+        )
+    fallback = get_str(camp, "fallback_offer", "campaign", default=control_offer)
+    if fallback not in ids:
+        raise fail("campaign.fallback_offer", "one of the offer ids " + ", ".join(ids), fallback)
+    schema = parse_schema(get_table(table, "features", "", default={"bias": True}))
+    numeric = {f.name for f in schema.numeric}
+    for i, offer in enumerate(offers):
+        if offer.cost_field is not None and offer.cost_field not in numeric:
+            raise fail(f"offers[{i}].cost.of", "the name of a numeric feature", offer.cost_field)
+    policy = _parse_policy(get_table(table, "policy", "", default={"name": "linucb"}))
+    _check_policy(policy, offers, schema)
+    learning = get_table(table, "learning", "", default={})
+    reject_unknown(
+        learning,
+        ("publish_every_rewards", "publish_every_ms", "checkpoint_every_rewards"),
+        "learning",
+    )
+    reward = get_table(table, "reward", "", default={})
+    reject_unknown(reward, ("window_days", "default_value", "charge_cost"), "reward")
+    guard = get_table(table, "guardrails", "", default={})
+    reject_unknown(
+        guard,
+        ("max_offers_per_customer", "frequency_window_days", "cooldown_days", "traffic_window"),
+        "guardrails",
+    )
+    journal = get_table(table, "journal", "", default={})
+    reject_unknown(journal, ("synchronous",), "journal")
+    max_offers = (
+        get_int(guard, "max_offers_per_customer", "guardrails", low=1)
+        if "max_offers_per_customer" in guard
+        else None
+    )
+    frequency_days = get_float(guard, "frequency_window_days", "guardrails", default=0.0, low=0.0)
+    if max_offers is not None and frequency_days <= 0:
+        raise fail(
+            "guardrails.frequency_window_days",
+            "a number > 0 when max_offers_per_customer is set",
+            guard.get("frequency_window_days"),
+        )
+    default_value = (
+        get_float(reward, "default_value", "reward") if "default_value" in reward else None
+    )
+    return CampaignConfig(
+        name=name,
+        description=str(camp.get("description", "")),
+        salt=get_str(camp, "salt", "campaign", default=name),
+        control_offer=control_offer,
+        control_share=get_float(camp, "control_share", "campaign", default=0.0, low=0.0, high=1.0),
+        fallback_offer=fallback,
+        offers=offers,
+        schema=schema,
+        policy=policy,
+        publish_every_rewards=get_int(learning, "publish_every_rewards", "learning", 100, low=1),
+        publish_every_ms=get_float(
+            learning, "publish_every_ms", "learning", 1000.0, low=0.0, low_open=True
+        ),
+        checkpoint_every_rewards=get_int(
+            learning, "checkpoint_every_rewards", "learning", 10000, low=1
+        ),
+        reward_window=get_float(reward, "window_days", "reward", 30.0, low=0.0, low_open=True)
+        * DAY,
+        default_value=default_value,
+        charge_cost=get_str(reward, "charge_cost", "reward", "always", choices=CHARGE_COST),
+        max_offers_per_customer=max_offers,
+        frequency_window=frequency_days * DAY,
+        cooldown=get_float(guard, "cooldown_days", "guardrails", default=0.0, low=0.0) * DAY,
+        traffic_window=get_int(guard, "traffic_window", "guardrails", default=1000, low=1),
+        synchronous=get_str(
+            journal, "synchronous", "journal", default="normal", choices=("normal", "full")
+        ),
+        config_hash=hashlib.sha256(
+            json.dumps(table, sort_keys=True, default=str).encode()
+        ).hexdigest(),
+    )
+
+
+def _check_policy(policy: dict[str, Any], offers: tuple[Offer, ...], schema: FeatureSchema) -> None:
+    # Build the policy once so a bad hyperparameter fails at load, naming the key.
+    from engine.policies import make_policy
+
+    probe = CampaignConfig(name="probe", offers=offers, schema=schema, policy=policy)
+    try:
+        make_policy(
+            policy,
+            len(offers),
+            schema.n_features,
+            offer_features=probe.offer_features() if policy["name"] == "shared" else None,
+        )
+    except InvalidInputError as exc:
+        key = "name" if exc.field == "policy" else exc.field
+        raise ConfigError(f"policy.{key}: {exc}") from None
+
+
+def _parse_policy(policy: dict[str, Any]) -> dict[str, Any]:
+    name = get_str(policy, "name", "policy")
+    if "seed" in policy:
+        get_int(policy, "seed", "policy", low=0)
+    if "min_propensity" in policy:
+        get_float(policy, "min_propensity", "policy", low=0.0, high=1.0)
+    return {"name": name, **{k: v for k, v in policy.items() if k != "name"}}

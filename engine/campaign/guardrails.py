@@ -1,0 +1,174 @@
+"""Stateful guardrails: offer budgets, per-customer frequency cap and cooldown, traffic caps.
+
+Each guardrail removes offers from the eligible set before the policy chooses, so the logged
+propensity (the policy's probability under that eligible set) stays the true probability of the
+logged offer: the guardrails are a deterministic function of the journal's history. Every removal
+adds a reason naming the rule: ``budget_count:<offer>``, ``budget_money:<offer>``,
+``traffic_cap:<offer>``, ``frequency_cap``, ``cooldown``.
+
+- Budgets are lifetime limits per offer on the number of times it was made and on its committed
+  cost (the cost computed at decision time).
+- The frequency cap and the cooldown count *incentives*: decisions for any offer other than the
+  campaign's control offer.
+- ``max_traffic_share`` caps the share an offer takes of the last ``traffic_window`` decisions
+  (all decisions count, control group included): an offer at or above its share is held back.
+
+State is in memory and rebuilt from the journal on restart (:meth:`Guardrails.record` in order).
+
+Examples
+--------
+>>> from engine.campaign.config import load_campaign
+>>> cfg = load_campaign("examples/renewal.toml")
+>>> g = Guardrails(cfg)
+>>> g.record("c1", now=0.0, action=cfg.offer_index("discount_5"), cost=27.0)
+>>> mask, reasons = g.exclusions("c1", now=86400.0, costs=[0.0] * cfg.n_actions)
+>>> mask.tolist(), reasons
+([True, False, False, False, False, False, False], ['cooldown'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from engine.types import BoolArray
+
+if TYPE_CHECKING:
+    from engine.campaign.config import CampaignConfig
+
+
+class Guardrails:
+    """In-memory guardrail state of one campaign.
+
+    Parameters
+    ----------
+    config : CampaignConfig
+        Budgets, caps and the control offer come from here.
+
+    Notes
+    -----
+    Not thread-safe: the Engine calls it under its decision lock.
+    """
+
+    def __init__(self, config: CampaignConfig) -> None:
+        self.config = config
+        n = config.n_actions
+        self.control_index = config.offer_index(config.control_offer)
+        self.used_count = np.zeros(n, dtype=np.int64)
+        self.used_money = np.zeros(n)
+        self._budget_count = [o.budget_count for o in config.offers]
+        self._budget_money = [o.budget_money for o in config.offers]
+        self._has_budgets = any(b is not None for b in self._budget_count + self._budget_money)
+        self._capped = [
+            (i, o.max_traffic_share)
+            for i, o in enumerate(config.offers)
+            if o.max_traffic_share is not None
+        ]
+        self._ring = np.full(config.traffic_window, -1, dtype=np.int64)
+        self._ring_pos = 0
+        self._ring_filled = 0
+        self.traffic_counts = np.zeros(n, dtype=np.int64)
+        self._max_offers = config.max_offers_per_customer
+        self._freq_window = config.frequency_window if self._max_offers is not None else 0.0
+        self._cooldown = config.cooldown
+        self._horizon = max(self._freq_window, self._cooldown)
+        self._history: dict[str, list[float]] = {}
+        self._ids = config.offer_ids
+
+    def exclusions(
+        self, customer_id: str, now: float, costs: Sequence[float | None]
+    ) -> tuple[BoolArray, list[str]]:
+        """Offers still allowed by the guardrails, and the reasons for those removed.
+
+        Parameters
+        ----------
+        customer_id : str
+        now : float
+            Current time in seconds.
+        costs : sequence of float or None, length n_actions
+            Each offer's cost for this customer (None when it cannot be computed).
+
+        Returns
+        -------
+        mask : array of shape (n_actions,), bool
+            True where the guardrails allow the offer.
+        reasons : list of str
+        """
+        mask = np.ones(len(self._ids), dtype=np.bool_)
+        reasons: list[str] = []
+        if self._has_budgets:
+            for a in range(len(self._ids)):
+                limit = self._budget_count[a]
+                if limit is not None and self.used_count[a] >= limit:
+                    mask[a] = False
+                    reasons.append(f"budget_count:{self._ids[a]}")
+                    continue
+                money = self._budget_money[a]
+                cost = costs[a]
+                if money is not None and cost is not None and self.used_money[a] + cost > money:
+                    mask[a] = False
+                    reasons.append(f"budget_money:{self._ids[a]}")
+        if self._capped and self._ring_filled:
+            for a, share in self._capped:
+                if mask[a] and self.traffic_counts[a] >= share * self._ring_filled:
+                    mask[a] = False
+                    reasons.append(f"traffic_cap:{self._ids[a]}")
+        if self._horizon > 0:
+            history = self._history.get(customer_id)
+            if history:
+                limited = False
+                if self._cooldown > 0 and now - history[-1] < self._cooldown:
+                    reasons.append("cooldown")
+                    limited = True
+                elif self._max_offers is not None:
+                    recent = sum(1 for t in history if now - t < self._freq_window)
+                    if recent >= self._max_offers:
+                        reasons.append("frequency_cap")
+                        limited = True
+                if limited:
+                    control = mask[self.control_index]
+                    mask[:] = False
+                    mask[self.control_index] = control
+        return mask, reasons
+
+    def record(self, customer_id: str, now: float, action: int, cost: float) -> None:
+        """Account for a decision that was made (and journaled)."""
+        self.used_count[action] += 1
+        self.used_money[action] += cost
+        ring = self._ring
+        old = ring[self._ring_pos]
+        if old >= 0:
+            self.traffic_counts[old] -= 1
+        ring[self._ring_pos] = action
+        self.traffic_counts[action] += 1
+        self._ring_pos = (self._ring_pos + 1) % ring.shape[0]
+        if self._ring_filled < ring.shape[0]:
+            self._ring_filled += 1
+        if self._horizon > 0 and action != self.control_index:
+            self._history.setdefault(customer_id, []).append(now)
+
+    def prune(self, now: float) -> int:
+        """Forget per-customer history older than the cap and cooldown horizons.
+
+        Returns the number of customers forgotten; keeps memory bounded by active customers.
+        """
+        if self._horizon <= 0:
+            return 0
+        cutoff = now - self._horizon
+        gone = []
+        for customer, times in self._history.items():
+            keep = [t for t in times if t > cutoff]
+            if keep:
+                times[:] = keep
+            else:
+                gone.append(customer)
+        for customer in gone:
+            del self._history[customer]
+        return len(gone)
+
+    @property
+    def horizon(self) -> float:
+        """How far back (seconds) per-customer history matters."""
+        return self._horizon

@@ -1,0 +1,182 @@
+"""The offer catalog: ids, costs, numeric attributes, eligibility rules, budgets and caps.
+
+An offer's cost is either fixed money (``cost = 25.0``) or a share of a numeric context field over
+a number of months (``cost = {share = 0.10, of = "monthly_price", months = 12}`` costs
+``0.10 * monthly_price * 12``).
+
+Examples
+--------
+>>> offer = parse_offer({"id": "discount_10",
+...                      "cost": {"share": 0.10, "of": "monthly_price", "months": 12},
+...                      "eligible": ["tenure_months >= 6"]}, "offers[0]")
+>>> offer.cost_for({"monthly_price": 50.0})
+60.0
+>>> offer.is_eligible({"tenure_months": 3})
+False
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.campaign.rules import Rule, parse_rule
+from engine.errors import ConfigError, InvalidInputError
+from engine.features.configcheck import (
+    fail,
+    get_float,
+    get_int,
+    get_list,
+    get_str,
+    reject_unknown,
+)
+
+_OFFER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_OFFER_KEYS = (
+    "id",
+    "description",
+    "cost",
+    "attributes",
+    "eligible",
+    "budget_count",
+    "budget_money",
+    "max_traffic_share",
+)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """One offer of a campaign.
+
+    Attributes
+    ----------
+    id : str
+        Stable identifier (letters, digits, ``_.:-``), what decisions and logs carry.
+    fixed_cost : float
+        Money per accepted offer when the cost is fixed (0 when it is a share).
+    cost_share, cost_field, cost_months : float, str or None, float
+        For a share cost: ``cost_share * context[cost_field] * cost_months``.
+    attributes : dict of str to float
+        Numeric offer features (used by the shared-parameter policy).
+    rules : tuple of Rule
+        Eligibility conditions, all of which must hold.
+    budget_count, budget_money : int or None, float or None
+        Lifetime limits on how many times the offer is made and on its committed cost.
+    max_traffic_share : float or None
+        Cap on the share of recent decisions the offer may take (for a newly added offer).
+    """
+
+    id: str
+    description: str = ""
+    fixed_cost: float = 0.0
+    cost_share: float = 0.0
+    cost_field: str | None = None
+    cost_months: float = 1.0
+    attributes: tuple[tuple[str, float], ...] = ()
+    rules: tuple[Rule, ...] = ()
+    budget_count: int | None = None
+    budget_money: float | None = None
+    max_traffic_share: float | None = None
+
+    def cost_for(self, context: Mapping[str, Any]) -> float:
+        """The offer's cost for this customer.
+
+        Raises
+        ------
+        InvalidInputError
+            When a share cost's context field is missing, not a number, or negative.
+        """
+        if self.cost_field is None:
+            return self.fixed_cost
+        value = context.get(self.cost_field)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidInputError(
+                f"context.{self.cost_field}", f"a number (the cost basis of {self.id})", value
+            )
+        if not math.isfinite(value) or value < 0:
+            raise InvalidInputError(f"context.{self.cost_field}", "a finite number >= 0", value)
+        return self.cost_share * float(value) * self.cost_months
+
+    def is_eligible(self, context: Mapping[str, Any]) -> bool:
+        """True when every eligibility rule holds."""
+        for rule in self.rules:
+            if not rule.holds(context):
+                return False
+        return True
+
+    def failed_rule(self, context: Mapping[str, Any]) -> Rule | None:
+        """The first rule that does not hold, or None."""
+        for rule in self.rules:
+            if not rule.holds(context):
+                return rule
+        return None
+
+
+def parse_offer(item: Any, path: str) -> Offer:
+    """Parse one ``[[offers]]`` table; errors name ``path`` and the key."""
+    if not isinstance(item, dict):
+        raise fail(path, "a table", item)
+    reject_unknown(item, _OFFER_KEYS, path)
+    offer_id = get_str(item, "id", path)
+    if not _OFFER_ID.match(offer_id):
+        raise fail(f"{path}.id", "1-64 characters from letters, digits and _.:-", offer_id)
+    description = item.get("description", "")
+    if not isinstance(description, str):
+        raise fail(f"{path}.description", "a string", description)
+    fixed, share, of, months = _parse_cost(item.get("cost", 0.0), f"{path}.cost")
+    attributes = item.get("attributes", {})
+    if not isinstance(attributes, dict):
+        raise fail(f"{path}.attributes", "a table of numbers", attributes)
+    attrs = []
+    for key in attributes:
+        attrs.append((key, get_float(attributes, key, f"{path}.attributes")))
+    rules = []
+    for i, text in enumerate(get_list(item, "eligible", path, default=[])):
+        if not isinstance(text, str):
+            raise fail(
+                f"{path}.eligible[{i}]", "a condition string like 'tenure_months >= 12'", text
+            )
+        try:
+            rules.append(parse_rule(text))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}.eligible[{i}]: {exc}") from None
+    budget_count = get_int(item, "budget_count", path, low=0) if "budget_count" in item else None
+    budget_money = (
+        get_float(item, "budget_money", path, low=0.0) if "budget_money" in item else None
+    )
+    max_share = (
+        get_float(item, "max_traffic_share", path, low=0.0, high=1.0, low_open=True)
+        if "max_traffic_share" in item
+        else None
+    )
+    return Offer(
+        id=offer_id,
+        description=description,
+        fixed_cost=fixed,
+        cost_share=share,
+        cost_field=of,
+        cost_months=months,
+        attributes=tuple(attrs),
+        rules=tuple(rules),
+        budget_count=budget_count,
+        budget_money=budget_money,
+        max_traffic_share=max_share,
+    )
+
+
+def _parse_cost(raw: Any, path: str) -> tuple[float, float, str | None, float]:
+    expected = "a number >= 0 or a table {share, of, months}"
+    if isinstance(raw, dict):
+        reject_unknown(raw, ("share", "of", "months"), path)
+        share = get_float(raw, "share", path, low=0.0)
+        of = get_str(raw, "of", path)
+        months = get_float(raw, "months", path, default=1.0, low=0.0)
+        return 0.0, share, of, months
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise fail(path, expected, raw)
+    if not math.isfinite(raw) or raw < 0:
+        raise fail(path, expected, raw)
+    return float(raw), 0.0, None, 1.0

@@ -1,0 +1,184 @@
+"""Declarative eligibility conditions, parsed by a small tokenizer (never eval/exec).
+
+A condition is ``<field> <op> <literal>``:
+
+- ``op`` is one of ``==  !=  <  <=  >  >=  in  not in``;
+- ``literal`` is a number, a quoted string ('x' or "x"), ``true``/``false``, or for ``in`` /
+  ``not in`` a list ``[lit, lit, ...]``.
+
+An offer's ``eligible`` list holds conditions that must all be true. A condition over a field the
+context does not carry, or of the wrong type (``plan < 3``), is false: the offer is not eligible.
+
+Examples
+--------
+>>> rule = parse_rule("tenure_months >= 12")
+>>> rule.holds({"tenure_months": 14}), rule.holds({"tenure_months": 3}), rule.holds({})
+(True, False, False)
+>>> parse_rule("plan in ['basic', 'standard']").holds({"plan": "basic"})
+True
+>>> parse_rule("tenure_months >> 3")
+Traceback (most recent call last):
+...
+engine.errors.ConfigError: rule 'tenure_months >> 3': expected <field> <op> <literal> ...
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import ConfigError
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)
+      | (?P<string>'[^']*'|"[^"]*")
+      | (?P<op>==|!=|<=|>=|<|>)
+      | (?P<punct>[\[\],])
+      | (?P<word>[A-Za-z_][A-Za-z0-9_.]*)
+    )""",
+    re.VERBOSE,
+)
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+_ORDERING = ("<", "<=", ">", ">=")
+_SYNTAX = "<field> <op> <literal> with op one of ==, !=, <, <=, >, >=, in, not in"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One parsed condition. ``holds(context)`` says whether it is true for that context."""
+
+    text: str
+    field: str
+    op: str
+    value: Any
+    _test: Callable[[Any], bool] = field(repr=False, compare=False)
+
+    def holds(self, context: Mapping[str, Any]) -> bool:
+        value = context.get(self.field)
+        if value is None:
+            return False
+        return self._test(value)
+
+
+def _tokenize(text: str) -> list[tuple[str, str]]:
+    tokens = []
+    pos = 0
+    stripped = text.rstrip()
+    while pos < len(stripped):
+        m = _TOKEN.match(stripped, pos)
+        if m is None or m.end() == pos:
+            raise ConfigError(f"rule {text!r}: expected {_SYNTAX}, got {stripped[pos:]!r}")
+        kind = m.lastgroup or ""
+        tokens.append((kind, m.group(kind)))
+        pos = m.end()
+    return tokens
+
+
+def _literal(kind: str, raw: str, text: str) -> Any:
+    if kind == "number":
+        number = float(raw)
+        return int(number) if number.is_integer() and "." not in raw and "e" not in raw else number
+    if kind == "string":
+        return raw[1:-1]
+    if kind == "word" and raw in ("true", "false"):
+        return raw == "true"
+    raise ConfigError(
+        f"rule {text!r}: expected a number, a quoted string or true/false, got {raw!r}"
+    )
+
+
+def _make_test(op: str, value: Any) -> Callable[[Any], bool]:
+    if op in ("in", "not in"):
+        members = frozenset(value)
+        negate = op == "not in"
+
+        def test_in(x: Any) -> bool:
+            try:
+                return (x in members) != negate
+            except TypeError:  # unhashable context value
+                return negate
+
+        return test_in
+    compare = _COMPARE[op]
+    if op in _ORDERING:
+
+        def test_order(x: Any) -> bool:
+            if _is_number(value):
+                return _is_number(x) and math.isfinite(x) and compare(x, value)
+            return isinstance(x, str) and compare(x, value)
+
+        return test_order
+
+    def test_eq(x: Any) -> bool:
+        same_kind = (_is_number(x) and _is_number(value)) or type(x) is type(value)
+        return compare(x, value) if same_kind else op == "!="
+
+    return test_eq
+
+
+def parse_rule(text: str) -> Rule:
+    """Parse one condition.
+
+    Raises
+    ------
+    ConfigError
+        When the text is not ``<field> <op> <literal>``; the message quotes the rule.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(f"rule {text!r}: expected {_SYNTAX}, got an empty rule")
+    tokens = _tokenize(text)
+    bad = ConfigError(f"rule {text!r}: expected {_SYNTAX}")
+    if len(tokens) < 3 or tokens[0][0] != "word":
+        raise bad
+    name = tokens[0][1]
+    rest = tokens[1:]
+    if rest[0] == ("word", "not") and len(rest) > 1 and rest[1] == ("word", "in"):
+        op, rest = "not in", rest[2:]
+    elif rest[0] == ("word", "in"):
+        op, rest = "in", rest[1:]
+    elif rest[0][0] == "op":
+        op, rest = rest[0][1], rest[1:]
+    else:
+        raise bad
+    if op in ("in", "not in"):
+        if not rest or rest[0] != ("punct", "[") or rest[-1] != ("punct", "]"):
+            raise ConfigError(f"rule {text!r}: expected a list [..] after {op!r}")
+        items = rest[1:-1]
+        values = []
+        for i, (kind, raw) in enumerate(items):
+            if i % 2 == 1:
+                if (kind, raw) != ("punct", ","):
+                    raise ConfigError(
+                        f"rule {text!r}: expected ',' between list items, got {raw!r}"
+                    )
+                continue
+            values.append(_literal(kind, raw, text))
+        if items and items[-1] == ("punct", ","):
+            raise ConfigError(f"rule {text!r}: expected a literal after ',', got ']'")
+        value: Any = tuple(values)
+    else:
+        if len(rest) != 1:
+            raise bad
+        value = _literal(rest[0][0], rest[0][1], text)
+        if op in _ORDERING and isinstance(value, bool):
+            raise ConfigError(
+                f"rule {text!r}: expected a number or string after {op!r}, got a bool"
+            )
+    return Rule(text=text, field=name, op=op, value=value, _test=_make_test(op, value))

@@ -1,0 +1,152 @@
+"""Small readers for parsed TOML tables that raise :class:`ConfigError` naming the key path.
+
+Used by the feature schema and the campaign loader so that every configuration message has the
+same shape: ``"offers[2].cost: expected a number >= 0 or a table {share, of, months}, got -1"``.
+
+Examples
+--------
+>>> table = {"mean": 3.0, "name": "tenure_months"}
+>>> get_float(table, "mean", "features.numeric[0]")
+3.0
+>>> get_float(table, "std", "features.numeric[0]", default=1.0)
+1.0
+>>> get_str(table, "mean", "features.numeric[0]")
+Traceback (most recent call last):
+...
+engine.errors.ConfigError: features.numeric[0].mean: expected a non-empty string, got 3.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from engine.errors import ConfigError
+
+_MISSING: Any = object()
+
+
+def fail(path: str, expected: str, got: object) -> ConfigError:
+    """Build the error for ``path`` (returned, so callers write ``raise fail(...)``)."""
+    text = repr(got)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return ConfigError(f"{path}: expected {expected}, got {text}")
+
+
+def join(path: str, key: str) -> str:
+    """``join("offers[1]", "cost") == "offers[1].cost"``; an empty path gives the bare key."""
+    return f"{path}.{key}" if path else key
+
+
+def get_table(table: Mapping[str, Any], key: str, path: str, default: Any = _MISSING) -> dict:
+    value = table.get(key, _MISSING)
+    if value is _MISSING:
+        if default is _MISSING:
+            raise fail(join(path, key), "a table", "nothing (key missing)")
+        return dict(default)
+    if not isinstance(value, dict):
+        raise fail(join(path, key), "a table", value)
+    return value
+
+
+def get_str(
+    table: Mapping[str, Any],
+    key: str,
+    path: str,
+    default: Any = _MISSING,
+    choices: Iterable[str] | None = None,
+) -> str:
+    value = table.get(key, _MISSING)
+    if value is _MISSING:
+        if default is _MISSING:
+            raise fail(join(path, key), "a string", "nothing (key missing)")
+        return str(default)
+    allowed = tuple(choices) if choices is not None else None
+    if not isinstance(value, str) or (allowed is None and not value):
+        raise fail(join(path, key), "a non-empty string", value)
+    if allowed is not None and value not in allowed:
+        raise fail(join(path, key), "one of " + ", ".join(repr(c) for c in allowed), value)
+    return value
+
+
+def get_float(
+    table: Mapping[str, Any],
+    key: str,
+    path: str,
+    default: Any = _MISSING,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+) -> float:
+    value = table.get(key, _MISSING)
+    if value is _MISSING:
+        if default is _MISSING:
+            raise fail(join(path, key), "a number", "nothing (key missing)")
+        return float(default)
+    rule = "a finite number"
+    if low is not None:
+        rule += f" {'>' if low_open else '>='} {low:g}"
+    if high is not None:
+        rule += f" <= {high:g}"
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise fail(join(path, key), rule, value)
+    number = float(value)
+    too_low = low is not None and (number <= low if low_open else number < low)
+    if too_low or (high is not None and number > high):
+        raise fail(join(path, key), rule, value)
+    return number
+
+
+def get_int(
+    table: Mapping[str, Any],
+    key: str,
+    path: str,
+    default: Any = _MISSING,
+    low: int | None = None,
+) -> int:
+    value = table.get(key, _MISSING)
+    if value is _MISSING:
+        if default is _MISSING:
+            raise fail(join(path, key), "an integer", "nothing (key missing)")
+        return int(default)
+    rule = "an integer" + (f" >= {low}" if low is not None else "")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise fail(join(path, key), rule, value)
+    if low is not None and value < low:
+        raise fail(join(path, key), rule, value)
+    return value
+
+
+def get_bool(table: Mapping[str, Any], key: str, path: str, default: Any = _MISSING) -> bool:
+    value = table.get(key, _MISSING)
+    if value is _MISSING:
+        if default is _MISSING:
+            raise fail(join(path, key), "true or false", "nothing (key missing)")
+        return bool(default)
+    if not isinstance(value, bool):
+        raise fail(join(path, key), "true or false", value)
+    return value
+
+
+def get_list(table: Mapping[str, Any], key: str, path: str, default: Any = _MISSING) -> list:
+    value = table.get(key, _MISSING)
+    if value is _MISSING:
+        if default is _MISSING:
+            raise fail(join(path, key), "a list", "nothing (key missing)")
+        return list(default)
+    if not isinstance(value, list):
+        raise fail(join(path, key), "a list", value)
+    return value
+
+
+def reject_unknown(table: Mapping[str, Any], allowed: Iterable[str], path: str) -> None:
+    """Typos in key names must not pass silently: name the first unknown key."""
+    known = set(allowed)
+    for key in table:
+        if key not in known:
+            where = join(path, key)
+            raise ConfigError(
+                f"{where}: unknown key; expected one of {', '.join(sorted(known))}, got {key!r}"
+            )

@@ -1,0 +1,271 @@
+"""Encoder: raw attribute dicts -> float64 feature vectors, following a :class:`FeatureSchema`.
+
+Numbers may be int, float or bool; categorical values may be str or int (ints are compared as
+their decimal text). A context that cannot be encoded raises :class:`InvalidInputError` naming
+``context.<field>``; attributes the schema does not know are ignored (eligibility rules may use
+them). The encoder's learned state (running means and deviations) is a JSON-able dict saved with
+every model snapshot, so a restart encodes exactly as before.
+
+Examples
+--------
+>>> from engine.features.schema import parse_schema
+>>> schema = parse_schema({"numeric": [{"name": "age", "mean": 40.0, "std": 10.0}],
+...                        "categorical": [{"name": "plan", "values": ["a", "b"]}]})
+>>> enc = Encoder(schema)
+>>> enc.encode({"age": 50, "plan": "b"})
+array([1., 1., 0., 1.])
+>>> enc.encode_batch([{"age": 30, "plan": "a"}, {"plan": "zzz"}])
+array([[ 1., -1.,  1.,  0.],
+       [ 1.,  0.,  0.,  0.]])
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from engine.errors import CorruptModelError, InvalidInputError
+from engine.features.schema import CategoricalFeature, FeatureSchema, NumericFeature
+from engine.types import FloatArray
+
+_NUMBER_TYPES = (int, float, bool, np.integer, np.floating)
+
+
+class _Running:
+    """Welford mean/variance that freezes after ``limit`` observations."""
+
+    __slots__ = ("count", "limit", "m2", "mean")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+
+    @property
+    def frozen(self) -> bool:
+        return self.count >= self.limit
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        delta = value - self.mean
+        self.mean += delta / self.count
+        self.m2 += delta * (value - self.mean)
+
+    def std(self) -> float:
+        if self.count < 2:
+            return 1.0
+        std = math.sqrt(self.m2 / (self.count - 1))
+        return std if std > 1e-12 else 1.0
+
+
+class Encoder:
+    """Encode contexts with a feature schema.
+
+    Parameters
+    ----------
+    schema : FeatureSchema
+        The columns to produce, in order.
+
+    Notes
+    -----
+    Not thread-safe while running statistics are still being learned: callers (the Engine)
+    encode under their own lock.
+    """
+
+    def __init__(self, schema: FeatureSchema) -> None:
+        self.schema = schema
+        self.feature_names = schema.feature_names
+        self.n_features = len(self.feature_names)
+        self._running: dict[str, _Running] = {
+            f.name: _Running(f.freeze_after) for f in schema.numeric if f.standardize == "running"
+        }
+        self._offset = 1 if schema.bias else 0
+        self._cat_offsets: list[int] = []
+        offset = self._offset + len(schema.numeric)
+        self._onehot: list[dict[str, int]] = []
+        for c in schema.categorical:
+            self._cat_offsets.append(offset)
+            self._onehot.append({v: i for i, v in enumerate(c.values)})
+            offset += c.width
+
+    @property
+    def learning(self) -> bool:
+        """True while some running statistic is still being estimated."""
+        return any(not r.frozen for r in self._running.values())
+
+    def _stats(self, f: NumericFeature) -> tuple[float, float]:
+        if f.standardize == "none":
+            return 0.0, 1.0
+        if f.standardize == "running":
+            r = self._running[f.name]
+            return r.mean, r.std()
+        return f.mean, f.std
+
+    def _raw_number(self, f: NumericFeature, value: Any, mean: float) -> float | None:
+        """The raw number to standardize, or None when the feature reads exactly 0."""
+        if value is None:
+            if f.missing == "mean":
+                return None
+            if f.missing == "zero":
+                return 0.0
+            if f.missing == "fill":
+                return f.fill
+            raise InvalidInputError(f"context.{f.name}", "a number", "nothing (missing)")
+        if not isinstance(value, _NUMBER_TYPES):
+            raise InvalidInputError(f"context.{f.name}", "a number", value)
+        number = float(value)
+        if not math.isfinite(number):
+            raise InvalidInputError(f"context.{f.name}", "a finite number", value)
+        return number
+
+    def _category_column(self, j: int, c: CategoricalFeature, value: Any) -> int:
+        """Column index within the block, or -1 for all zeros."""
+        if value is None:
+            if c.missing == "error":
+                raise InvalidInputError(f"context.{c.name}", "a category", "nothing (missing)")
+            return -1
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise InvalidInputError(f"context.{c.name}", "a string category", value)
+        text = value if isinstance(value, str) else str(value)
+        if c.encoding == "hash":
+            return zlib.crc32(f"{c.name}={text}".encode()) % c.buckets
+        col = self._onehot[j].get(text, -1)
+        if col < 0:
+            if c.unknown == "error":
+                raise InvalidInputError(
+                    f"context.{c.name}", "one of " + ", ".join(map(repr, c.values)), value
+                )
+            if c.unknown == "other":
+                return len(c.values)
+        return col
+
+    def encode(self, context: Mapping[str, Any], learn: bool = False) -> FloatArray:
+        """Encode one context into a float64 vector of shape (n_features,).
+
+        With ``learn=True`` running statistics absorb this context (after encoding it).
+        """
+        if not isinstance(context, Mapping):
+            raise InvalidInputError("context", "a mapping of attribute names to values", context)
+        out = np.zeros(self.n_features)
+        if self._offset:
+            out[0] = 1.0
+        pos = self._offset
+        raws: list[float | None] = []
+        for f in self.schema.numeric:
+            mean, std = self._stats(f)
+            raw = self._raw_number(f, context.get(f.name), mean)
+            raws.append(raw)
+            if raw is not None:
+                out[pos] = (raw - mean) / std
+            pos += 1
+        for j, c in enumerate(self.schema.categorical):
+            col = self._category_column(j, c, context.get(c.name))
+            if col >= 0:
+                out[self._cat_offsets[j] + col] = 1.0
+        if learn and self._running:
+            self._absorb(raws)
+        return out
+
+    def encode_batch(
+        self, contexts: Sequence[Mapping[str, Any]], learn: bool = False
+    ) -> FloatArray:
+        """Encode contexts into an array of shape (n_rounds, n_features).
+
+        Rows are encoded with the statistics as they were before the batch; with ``learn=True``
+        running statistics then absorb the whole batch.
+        """
+        n = len(contexts)
+        out = np.zeros((n, self.n_features))
+        if self._offset:
+            out[:, 0] = 1.0
+        for i, ctx in enumerate(contexts):
+            if not isinstance(ctx, Mapping):
+                raise InvalidInputError(f"contexts[{i}]", "a mapping of attribute names", ctx)
+        learn_rows: list[list[float | None]] = [[] for _ in range(n)] if learn else []
+        pos = self._offset
+        for f in self.schema.numeric:
+            mean, std = self._stats(f)
+            name = f.name
+            column = [ctx.get(name) for ctx in contexts]
+            if all(type(v) is float or type(v) is int for v in column):
+                values = np.fromiter(column, dtype=np.float64, count=n)
+                if not np.isfinite(values).all():
+                    bad = int(np.flatnonzero(~np.isfinite(values))[0])
+                    raise InvalidInputError(
+                        f"contexts[{bad}].{name}", "a finite number", column[bad]
+                    )
+                out[:, pos] = (values - mean) / std
+                if learn:
+                    for i in range(n):
+                        learn_rows[i].append(column[i])
+            else:
+                for i, value in enumerate(column):
+                    try:
+                        raw = self._raw_number(f, value, mean)
+                    except InvalidInputError as exc:
+                        raise InvalidInputError(
+                            f"contexts[{i}].{name}", exc.expected, exc.got
+                        ) from None
+                    if raw is not None:
+                        out[i, pos] = (raw - mean) / std
+                    if learn:
+                        learn_rows[i].append(raw)
+            pos += 1
+        for j, c in enumerate(self.schema.categorical):
+            base = self._cat_offsets[j]
+            for i, ctx in enumerate(contexts):
+                try:
+                    col = self._category_column(j, c, ctx.get(c.name))
+                except InvalidInputError as exc:
+                    raise InvalidInputError(
+                        f"contexts[{i}].{c.name}", exc.expected, exc.got
+                    ) from None
+                if col >= 0:
+                    out[i, base + col] = 1.0
+        if learn and self._running:
+            for raws in learn_rows:
+                self._absorb(raws)
+        return out
+
+    def _absorb(self, raws: list[float | None]) -> None:
+        for f, raw in zip(self.schema.numeric, raws, strict=True):
+            if f.standardize == "running" and raw is not None:
+                r = self._running[f.name]
+                if not r.frozen:
+                    r.add(float(raw))
+
+    def state(self) -> dict[str, Any]:
+        """JSON-able state: the schema description and the running statistics."""
+        return {
+            "schema": self.schema.describe(),
+            "running": {k: [r.count, r.mean, r.m2] for k, r in self._running.items()},
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore running statistics saved by :meth:`state`.
+
+        Raises
+        ------
+        CorruptModelError
+            When the state belongs to a different schema or is malformed.
+        """
+        if not isinstance(state, Mapping) or state.get("schema") != self.schema.describe():
+            raise CorruptModelError(
+                "encoder state: expected the state of this campaign's feature schema, "
+                "got the state of a different schema"
+            )
+        running = state.get("running", {})
+        if not isinstance(running, Mapping) or set(running) != set(self._running):
+            raise CorruptModelError("encoder state: running statistics do not match the schema")
+        for name, triple in running.items():
+            try:
+                count, mean, m2 = int(triple[0]), float(triple[1]), float(triple[2])
+            except (TypeError, ValueError, IndexError) as exc:
+                raise CorruptModelError(f"encoder state: running[{name!r}] malformed") from exc
+            r = self._running[name]
+            r.count, r.mean, r.m2 = count, mean, m2
