@@ -24,11 +24,12 @@ engine.errors.ConfigError: rule 'tenure_months >> 3': expected <field> <op> <lit
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import ConfigError
@@ -68,7 +69,7 @@ class Rule:
     field: str
     op: str
     value: Any
-    _test: Callable[[Any], bool] = field(repr=False, compare=False)
+    _test: Callable[[Any], bool] = dataclasses.field(repr=False, compare=False)
 
     def holds(self, context: Mapping[str, Any]) -> bool:
         value = context.get(self.field)
