@@ -219,15 +219,21 @@ def gaussian_win_probability(
         n_active += 1
     if n_active == 0:
         return 1.0
-    for j in range(n_draws):
+    # Scan the strata from the top: the integrand decreases along the way, so once it reaches
+    # exactly 0 every remaining stratum contributes 0 and the scan stops. After learning, the
+    # integrand is close to a step and most strata are skipped.
+    for j in range(n_draws - 1, -1, -1):
         z = norm_ppf((j + shift) / n_draws)
         v = ma + sa * z
         prod = 1.0
         for t in range(n_active):
             b = active[t]
             prod *= norm_cdf((v - means[b]) / sds[b])
-            if prod == 0.0:
+            if prod < 1e-300:
+                prod = 0.0
                 break
+        if prod == 0.0:
+            break
         total += prod
     return total / n_draws
 

@@ -27,7 +27,12 @@ _BLOCK = 512
 _SMALL = 8
 
 
-@njit(cache=True, nogil=True)
+# Reassociation lets LLVM vectorize the dot-product reductions (4-8x on AVX2); NaN/inf semantics
+# are kept, since inputs are validated finite and nothing here relies on them.
+_FAST = {"reassoc", "contract", "arcp", "nsz"}
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def ridge_predict(
     X: np.ndarray,
     theta: np.ndarray,
@@ -100,7 +105,7 @@ def refactor(A: np.ndarray, A_inv: np.ndarray, b: np.ndarray, theta: np.ndarray,
     theta[a] = np.dot(L_inv.T, y)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def ridge_update(
     A: np.ndarray,
     A_inv: np.ndarray,

@@ -18,3 +18,12 @@ def first_invalid(values: np.ndarray, limit: float) -> int:
         if not math.isfinite(v) or abs(v) > limit:
             return i
     return -1
+
+
+@njit(cache=True, nogil=True)
+def first_outside(values: np.ndarray, low: int, high: int) -> int:
+    """Index of the first integer entry outside [low, high), or -1."""
+    for i in range(values.shape[0]):
+        if values[i] < low or values[i] >= high:
+            return i
+    return -1

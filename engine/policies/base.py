@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from engine.errors import InvalidInputError, InvalidParameterError, NoEligibleActionError
-from engine.kernels import first_invalid, seed_state
+from engine.kernels import first_invalid, first_outside, seed_state
 from engine.policies import _blob
 from engine.types import BoolArray, FloatArray, IntArray
 
@@ -24,9 +23,8 @@ from engine.types import BoolArray, FloatArray, IntArray
 VALUE_LIMIT = 1e12
 
 
-@dataclass(frozen=True)
 class Decision:
-    """The outcome of :meth:`Policy.choose` for a batch of rows.
+    """The outcome of :meth:`Policy.choose` for a batch of rows (read-only by convention).
 
     Attributes
     ----------
@@ -40,13 +38,26 @@ class Decision:
         True where the chosen action is not the policy's exploit (greedy) choice.
     """
 
-    actions: IntArray
-    propensities: FloatArray
-    scores: FloatArray
-    explored: BoolArray
+    # A plain slotted class: a frozen dataclass costs ~0.5 us more per decision, which is a
+    # tenth of a single-row choose.
+    __slots__ = ("actions", "explored", "propensities", "scores")
+
+    def __init__(
+        self, actions: IntArray, propensities: FloatArray, scores: FloatArray, explored: BoolArray
+    ) -> None:
+        self.actions = actions
+        self.propensities = propensities
+        self.scores = scores
+        self.explored = explored
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"Decision(actions={self.actions!r}, propensities={self.propensities!r}, "
+            f"explored={self.explored!r})"
+        )
 
 
 class Policy(ABC):
@@ -360,22 +371,22 @@ def _check_float(
 
 
 def _check_actions(actions: Any, n: int, n_actions: int) -> IntArray:
-    a = np.asarray(actions)
+    if type(actions) is np.ndarray and actions.dtype == np.int64 and actions.ndim == 1:
+        a = actions
+    else:
+        a = np.asarray(actions)
+        if a.dtype.kind == "f":
+            if a.size and (not np.isfinite(a).all() or not (a == np.round(a)).all()):
+                raise InvalidInputError("actions", "integer action indices", a[:5])
+        elif a.dtype.kind not in "iu" and a.size:
+            raise InvalidInputError("actions", "integer action indices", f"dtype {a.dtype}")
+        a = np.ascontiguousarray(a, dtype=np.int64)
     if a.shape != (n,):
         raise InvalidInputError("actions", f"shape ({n},) (one per context row)", f"shape {a.shape}")
-    if n == 0:
-        return a.astype(np.int64)
-    if a.dtype.kind == "f":
-        if not np.isfinite(a).all() or not (a == np.round(a)).all():
-            raise InvalidInputError("actions", "integer action indices", a[:5])
-    elif a.dtype.kind not in "iu":
-        raise InvalidInputError("actions", "integer action indices", f"dtype {a.dtype}")
-    if (a < 0).any() or (a >= n_actions).any():
-        bad = int(np.argmax((a < 0) | (a >= n_actions)))
-        raise InvalidInputError(
-            "actions", f"indices in [0, {n_actions})", f"{a[bad]} at row {bad}"
-        )
-    return np.ascontiguousarray(a, dtype=np.int64)
+    bad = first_outside(a, 0, n_actions)
+    if bad >= 0:
+        raise InvalidInputError("actions", f"indices in [0, {n_actions})", f"{a[bad]} at row {bad}")
+    return a
 
 
 def _check_values(field: str, values: Any, n: int) -> FloatArray:

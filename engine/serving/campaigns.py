@@ -1,0 +1,136 @@
+"""The campaigns one server hosts: an Engine per campaign config, loaded once, closed on shutdown.
+
+Until :meth:`Campaigns.load` has built and warmed every Engine, lookups raise
+:class:`UnavailableError` (UNAVAILABLE), so a client that ignores the health check gets a clear
+retryable status rather than a half-loaded model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from engine.core import Engine
+from engine.errors import ConfigError, InvalidInputError, NotFoundError
+from engine.serving.logs import LOGGER_NAME
+from engine.serving.status import UnavailableError
+
+_log = logging.getLogger(LOGGER_NAME)
+EngineFactory = Callable[[Path, Path], Engine]
+
+
+def _open_engine(config_path: Path, data_dir: Path) -> Engine:
+    return Engine.from_config(config_path, data_dir=data_dir)
+
+
+class Campaigns:
+    """Name -> Engine for the campaigns of one server.
+
+    Parameters
+    ----------
+    config_paths : sequence of Path
+        One campaign config file per campaign; names must be distinct.
+    data_dir : Path
+        Journals and snapshots; created owner-only (0700) when missing.
+    open_engine : callable, optional
+        ``(config_path, data_dir) -> Engine``; defaults to ``Engine.from_config``.
+    """
+
+    def __init__(
+        self,
+        config_paths: Sequence[Path],
+        data_dir: Path,
+        open_engine: EngineFactory = _open_engine,
+    ) -> None:
+        if not config_paths:
+            raise ConfigError("campaigns: expected at least one campaign config file, got none")
+        self.config_paths = [Path(p) for p in config_paths]
+        self.data_dir = Path(data_dir)
+        self._open_engine = open_engine
+        self._engines: dict[str, Engine] = {}
+        self._ready = False
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        """True once every campaign is loaded and warm, until shutdown starts."""
+        return self._ready
+
+    def load(self) -> None:
+        """Open every campaign's Engine (journal recovery, snapshot) and warm its kernels."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
+        engines: dict[str, Engine] = {}
+        try:
+            for path in self.config_paths:
+                engine = self._open_engine(path, self.data_dir)
+                name = engine.campaign.name
+                if name in engines:
+                    engine.close()
+                    raise ConfigError(
+                        f"campaigns: expected distinct campaign names, got {name!r} twice ({path})"
+                    )
+                engines[name] = engine
+                engine.prepare()
+                _log.info("campaign loaded", extra={"campaign": name, "config": str(path)})
+        except BaseException:
+            for engine in engines.values():
+                engine.close()
+            raise
+        with self._lock:
+            self._engines = engines
+            self._ready = True
+
+    def names(self) -> list[str]:
+        """Names of the hosted campaigns, sorted."""
+        return sorted(self._engines)
+
+    def get(self, name: str) -> tuple[str, Engine]:
+        """The (name, Engine) a request addresses; ``""`` means the only campaign.
+
+        Raises
+        ------
+        UnavailableError
+            While loading or after shutdown started.
+        InvalidInputError
+            When ``name`` is empty and several campaigns are hosted.
+        NotFoundError
+            When no hosted campaign has that name.
+        """
+        if not self._ready:
+            state = "shutting down" if self._closed else "loading its campaigns"
+            raise UnavailableError(f"campaign: the server is {state}; retry shortly")
+        engines = self._engines
+        if not name:
+            if len(engines) == 1:
+                return next(iter(engines.items()))
+            raise InvalidInputError(
+                "campaign", f"one of {sorted(engines)} (this server hosts several)", name
+            )
+        engine = engines.get(name)
+        if engine is None:
+            raise NotFoundError(f"campaign: expected one of {sorted(engines)}, got {name!r}")
+        return name, engine
+
+    def __iter__(self) -> Iterator[tuple[str, Engine]]:
+        return iter(list(self._engines.items()))
+
+    def close(self, snapshot: bool = True) -> None:
+        """Stop taking calls, then snapshot (optionally) and close every Engine (flushes journals)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._ready = False
+            self._closed = True
+        for name, engine in self._engines.items():
+            try:
+                if snapshot:
+                    version = engine.snapshot()
+                    _log.info("snapshot written", extra={"campaign": name, "version": version})
+            finally:
+                engine.close()
+                _log.info("campaign closed", extra={"campaign": name})

@@ -1,0 +1,148 @@
+"""``nbo serve``: run the gRPC next-best-offer service.
+
+Examples
+--------
+>>> import argparse
+>>> parser = argparse.ArgumentParser(prog="nbo")
+>>> register(parser.add_subparsers(dest="command"))
+>>> args = parser.parse_args(["serve", "--config", "examples/renewal.toml", "--port", "0"])
+>>> cfg = config_from_args(args)
+>>> [str(p) for p in cfg.campaigns], cfg.port, cfg.metrics_port
+(['examples/renewal.toml'], 0, 0)
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from engine.serving.config import ADMIN_TOKEN_ENV, ServeConfig, read_server_table
+
+# Flag dest -> ServeConfig field, for flags whose value maps one-to-one.
+_FIELDS = (
+    "data_dir",
+    "host",
+    "port",
+    "threads",
+    "max_concurrent_rpcs",
+    "max_message_bytes",
+    "max_batch_rows",
+    "tls_cert",
+    "tls_key",
+    "admin_token",
+    "metrics_port",
+    "metrics_host",
+    "grace_seconds",
+    "log_level",
+)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``serve`` subcommand."""
+    p = subparsers.add_parser(
+        "serve",
+        help="run the gRPC next-best-offer service",
+        description="Serve one or more campaigns over gRPC (nbo.v1.OfferService, "
+        "nbo.v1.AdminService, grpc.health.v1.Health, server reflection). Stops gracefully on "
+        "SIGTERM/SIGINT: health NOT_SERVING, in-flight calls drained within --grace-seconds, "
+        "journals flushed, snapshots written.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    d = ServeConfig()
+    p.add_argument(
+        "--config",
+        dest="campaigns",
+        action="append",
+        type=Path,
+        metavar="TOML",
+        help="campaign config file; repeat to host several campaigns",
+    )
+    p.add_argument("--data-dir", type=Path, help=f"journals and snapshots [{d.data_dir}]")
+    p.add_argument("--host", help=f"address to listen on [{d.host}]")
+    p.add_argument("--port", type=int, help=f"port to listen on; 0 = any free port [{d.port}]")
+    p.add_argument("--threads", type=int, help=f"RPC handler threads [{d.threads}]")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port; only 1 is supported by this version",
+    )
+    p.add_argument(
+        "--max-concurrent-rpcs",
+        type=int,
+        help=f"calls in progress beyond this get RESOURCE_EXHAUSTED; 0 = no limit "
+        f"[{d.max_concurrent_rpcs}]",
+    )
+    p.add_argument(
+        "--max-message-bytes", type=int, help=f"largest message accepted [{d.max_message_bytes}]"
+    )
+    p.add_argument(
+        "--max-batch-rows", type=int, help=f"largest batch accepted [{d.max_batch_rows}]"
+    )
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
+    p.add_argument("--tls-key", type=Path, help="PEM private key (with --tls-cert)")
+    p.add_argument(
+        "--admin-token",
+        help=f"bearer token AdminService calls must carry; prefer the {ADMIN_TOKEN_ENV} "
+        "environment variable, which stays out of process listings",
+    )
+    p.add_argument(
+        "--metrics-port", type=int, help=f"Prometheus /metrics port; 0 = off [{d.metrics_port}]"
+    )
+    p.add_argument("--metrics-host", help=f"address of the metrics endpoint [{d.metrics_host}]")
+    p.add_argument(
+        "--grace-seconds",
+        type=float,
+        help=f"time in-flight calls get to finish on shutdown [{d.grace_seconds}]",
+    )
+    p.add_argument(
+        "--no-snapshot-on-shutdown",
+        dest="snapshot_on_shutdown",
+        action="store_false",
+        default=None,
+        help="do not write snapshots on shutdown (the journal is always flushed)",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help=f"JSON log level on stderr; debug logs every call [{d.log_level}]",
+    )
+    p.add_argument(
+        "--server-config",
+        type=Path,
+        metavar="TOML",
+        help="TOML file with a [server] table of the same settings; flags win over it",
+    )
+    p.set_defaults(func=handle)
+
+
+def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    """Merge defaults, the optional ``[server]`` table and the flags given (in that order)."""
+    kwargs: dict[str, Any] = {}
+    if args.server_config is not None:
+        kwargs.update(read_server_table(args.server_config))
+    for name in (*_FIELDS, "snapshot_on_shutdown"):
+        value = getattr(args, name)
+        if value is not None:
+            kwargs[name] = value
+    if args.campaigns:
+        kwargs["campaigns"] = tuple(args.campaigns)
+    return ServeConfig(**kwargs).with_env()
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run the server until SIGTERM/SIGINT."""
+    from engine.errors import ConfigError
+    from engine.serving.logs import configure_logging
+    from engine.serving.server import serve
+
+    if args.workers != 1:
+        raise ConfigError(
+            f"workers: expected 1 (multi-process serving is not implemented yet), got {args.workers}"
+        )
+    config = config_from_args(args)
+    if not config.campaigns:
+        raise ConfigError("config: expected at least one --config campaign file, got none")
+    configure_logging(config.log_level)
+    return serve(config)

@@ -1,0 +1,195 @@
+"""Decode request messages into the Engine's Python arguments, validating what the proto cannot.
+
+Every failure raises :class:`InvalidInputError` naming the request field (``rows[3].customer_id``,
+``dense.numeric_values``), what was expected and what came; nothing here touches an Engine, so a
+rejected request changes no state. The dense batch form is decoded with numpy: values become an
+``(n_rows, n_numeric)`` array in one call, and rows become dicts without a per-value Python loop.
+
+Examples
+--------
+>>> from engine.serving.pb import offers_pb2 as pb
+>>> ctx = pb.Context(numeric={"tenure_months": 14.0}, categorical={"plan": "premium"})
+>>> sorted(context_to_dict(ctx).items())
+[('plan', 'premium'), ('tenure_months', 14.0)]
+>>> dense = pb.DenseContexts(customer_ids=["a", "b"], numeric_names=["x", "y"],
+...                          numeric_values=[1.0, 2.0, 3.0, float("nan")],
+...                          categorical_names=["plan"], categorical_values=["basic", ""])
+>>> ids, contexts = dense_to_contexts(dense, max_rows=10)
+>>> ids, contexts
+(['a', 'b'], [{'x': 1.0, 'y': 2.0, 'plan': 'basic'}, {'x': 3.0, 'y': None, 'plan': None}])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from engine.errors import InvalidInputError
+from engine.serving.pb import offers_pb2 as pb
+
+MAX_ID_CHARS = 256
+MAX_NAME_CHARS = 128
+
+
+def check_id(value: str, field: str) -> str:
+    """Return a required id (customer, decision) or raise naming ``field``.
+
+    Examples
+    --------
+    >>> check_id("c-1", "customer_id")
+    'c-1'
+    >>> check_id("", "customer_id")
+    Traceback (most recent call last):
+    ...
+    engine.errors.InvalidInputError: customer_id: expected a non-empty string, got ''
+    """
+    if not value:
+        raise InvalidInputError(field, "a non-empty string", value)
+    if len(value) > MAX_ID_CHARS:
+        raise InvalidInputError(field, f"at most {MAX_ID_CHARS} characters", f"{len(value)} characters")
+    return value
+
+
+def check_request_id(value: str) -> None:
+    """Reject a request id longer than the server will log or echo."""
+    if len(value) > MAX_NAME_CHARS:
+        raise InvalidInputError(
+            "request_id", f"at most {MAX_NAME_CHARS} characters", f"{len(value)} characters"
+        )
+
+
+def candidates_of(values: Sequence[str], field: str = "candidates") -> list[str] | None:
+    """The candidate offer ids of a request, or None (all offers) when the list is empty."""
+    if not values:
+        return None
+    out = list(values)
+    seen: set[str] = set()
+    for value in out:
+        if value in seen:
+            raise InvalidInputError(field, "distinct offer ids", f"{value!r} more than once")
+        seen.add(value)
+    return out
+
+
+def context_to_dict(context: pb.Context, field: str = "context") -> dict[str, Any]:
+    """Merge a Context's numeric and categorical maps into the Engine's attribute dict."""
+    numeric = context.numeric
+    categorical = context.categorical
+    out: dict[str, Any] = dict(numeric)
+    for name, value in out.items():
+        if not math.isfinite(value):
+            raise InvalidInputError(f"{field}.numeric[{name!r}]", "a finite number", value)
+    if categorical:
+        both = out.keys() & categorical.keys()
+        if both:
+            name = min(both)
+            raise InvalidInputError(
+                f"{field}.{name}", "a numeric or a categorical attribute", "both"
+            )
+        out.update(categorical)
+    return out
+
+
+def rows_to_contexts(
+    rows: Sequence[pb.DecideRow], max_rows: int
+) -> tuple[list[str], list[dict[str, Any]], list[list[str] | None]]:
+    """Decode the row form of DecideBatch into (customer_ids, contexts, per-row candidates)."""
+    _check_row_count(len(rows), max_rows, "rows")
+    customer_ids = [check_id(row.customer_id, f"rows[{i}].customer_id") for i, row in enumerate(rows)]
+    contexts = [context_to_dict(row.context, f"rows[{i}].context") for i, row in enumerate(rows)]
+    candidates = [candidates_of(row.candidates, f"rows[{i}].candidates") for i, row in enumerate(rows)]
+    return customer_ids, contexts, candidates
+
+
+def dense_to_contexts(
+    dense: pb.DenseContexts, max_rows: int
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Decode the dense form of DecideBatch into (customer_ids, contexts).
+
+    Numeric NaN and categorical "" become None (a missing value, handled as the schema declares).
+    """
+    customer_ids = list(dense.customer_ids)
+    n_rows = len(customer_ids)
+    _check_row_count(n_rows, max_rows, "dense.customer_ids")
+    for i, customer_id in enumerate(customer_ids):
+        check_id(customer_id, f"dense.customer_ids[{i}]")
+    numeric_names = _names(dense.numeric_names, "dense.numeric_names")
+    categorical_names = _names(dense.categorical_names, "dense.categorical_names")
+    both = set(numeric_names) & set(categorical_names)
+    if both:
+        raise InvalidInputError(
+            "dense.categorical_names", "names not also in dense.numeric_names", sorted(both)[0]
+        )
+    numeric = np.array(dense.numeric_values, dtype=np.float64)
+    if numeric.size != n_rows * len(numeric_names):
+        raise InvalidInputError(
+            "dense.numeric_values",
+            f"{n_rows} rows x {len(numeric_names)} columns = {n_rows * len(numeric_names)} values",
+            f"{numeric.size} values",
+        )
+    numeric = numeric.reshape(n_rows, len(numeric_names))
+    if np.isinf(numeric).any():
+        row, col = np.argwhere(np.isinf(numeric))[0]
+        raise InvalidInputError(
+            f"dense.numeric_values[{row * len(numeric_names) + col}] ({numeric_names[col]!r}, row {row})",
+            "a finite number or NaN for missing",
+            float(numeric[row, col]),
+        )
+    categorical = np.array(dense.categorical_values, dtype=object)
+    if categorical.size != n_rows * len(categorical_names):
+        raise InvalidInputError(
+            "dense.categorical_values",
+            f"{n_rows} rows x {len(categorical_names)} columns = "
+            f"{n_rows * len(categorical_names)} values",
+            f"{categorical.size} values",
+        )
+    columns = numeric_names + categorical_names
+    table = np.empty((n_rows, len(columns)), dtype=object)
+    missing = np.isnan(numeric)
+    table[:, : len(numeric_names)] = numeric
+    if missing.any():
+        table[:, : len(numeric_names)][missing] = None
+    if categorical_names:
+        categorical = categorical.reshape(n_rows, len(categorical_names))
+        categorical[categorical == ""] = None
+        table[:, len(numeric_names) :] = categorical
+    contexts = [dict(zip(columns, row, strict=True)) for row in table.tolist()]
+    return customer_ids, contexts
+
+
+def _names(values: Sequence[str], field: str) -> list[str]:
+    names = list(values)
+    for i, name in enumerate(names):
+        if not name or len(name) > MAX_NAME_CHARS:
+            raise InvalidInputError(f"{field}[{i}]", f"a name of 1..{MAX_NAME_CHARS} characters", name)
+    if len(set(names)) != len(names):
+        raise InvalidInputError(field, "distinct names", names)
+    return names
+
+
+def _check_row_count(n_rows: int, max_rows: int, field: str) -> None:
+    if n_rows == 0:
+        raise InvalidInputError(field, "at least 1 row", "0 rows")
+    if n_rows > max_rows:
+        raise InvalidInputError(field, f"at most {max_rows} rows per call", f"{n_rows} rows")
+
+
+def reward_arrays(
+    decision_ids: Sequence[str], values: Sequence[float], max_rows: int
+) -> tuple[list[str], np.ndarray]:
+    """Decode RewardBatch's columns into (decision_ids, float64 values), validating both."""
+    ids = list(decision_ids)
+    _check_row_count(len(ids), max_rows, "decision_ids")
+    for i, decision_id in enumerate(ids):
+        check_id(decision_id, f"decision_ids[{i}]")
+    array = np.array(values, dtype=np.float64)
+    if array.size != len(ids):
+        raise InvalidInputError("values", f"{len(ids)} values (one per decision id)", f"{array.size}")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InvalidInputError(f"values[{i}]", "a finite number", float(array[i]))
+    return ids, array

@@ -1,0 +1,186 @@
+"""Cross-cutting concerns of every unary RPC, kept out of the servicers.
+
+Three interceptors, outermost first (``server_interceptors`` returns them in this order):
+
+1. :class:`ObservabilityInterceptor` gives each call a request id (the request's ``request_id``
+   field, else the ``x-request-id`` metadata, else a fresh one), returns it as ``x-request-id``
+   trailing metadata, times the call, counts it by method and final status, and logs it as JSON
+   (failures always, successes at debug level).
+2. :class:`ErrorInterceptor` turns nbo's errors into status codes (``engine.serving.status``) with
+   the error's message as details; anything else is a bug: logged with its traceback and answered
+   INTERNAL with the request id, so the server keeps serving and leaks no internals.
+3. :class:`AdminAuthInterceptor` requires ``authorization: Bearer <token>`` on AdminService calls
+   when a token is configured.
+
+Wrapped handlers are built once per method and cached, so an RPC pays for three Python calls.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from engine.errors import NboError, PermissionDeniedError
+from engine.serving.logs import LOGGER_NAME, request_id_var
+from engine.serving.metrics import ServerMetrics
+from engine.serving.status import UnauthenticatedError, status_for
+
+ADMIN_SERVICE_PREFIX = "/nbo.v1.AdminService/"
+REQUEST_ID_KEY = "x-request-id"
+MAX_REQUEST_ID_CHARS = 128
+
+_log = logging.getLogger(LOGGER_NAME)
+Behavior = Callable[[Any, grpc.ServicerContext], Any]
+
+
+class _UnaryInterceptor(grpc.ServerInterceptor):
+    """Base: wraps the unary-unary behaviour of each method once; other handlers pass through."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, grpc.RpcMethodHandler] = {}
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        cached = self._cache.get(method)
+        if cached is not None:
+            return cached
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or not self.applies_to(method):
+            return handler
+        wrapped = handler._replace(unary_unary=self.wrap(method, handler.unary_unary))  # type: ignore[attr-defined]
+        self._cache[method] = wrapped
+        return wrapped
+
+    def applies_to(self, method: str) -> bool:
+        return True
+
+    def wrap(self, method: str, behavior: Behavior) -> Behavior:
+        raise TypeError(f"{type(self).__name__} must define wrap()")
+
+
+def _metadata_value(context: grpc.ServicerContext, key: str) -> str | None:
+    for item in context.invocation_metadata() or ():
+        if item.key == key:
+            return item.value if isinstance(item.value, str) else None
+    return None
+
+
+class ObservabilityInterceptor(_UnaryInterceptor):
+    """Request ids, latency and status metrics, and JSON access logs for every unary RPC."""
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        super().__init__()
+        self._metrics = metrics
+
+    def wrap(self, method: str, behavior: Behavior) -> Behavior:
+        metrics = self._metrics
+        short = method.rsplit("/", 1)[-1]
+        debug = _log.isEnabledFor(logging.DEBUG)
+
+        def observed(request: Any, context: grpc.ServicerContext) -> Any:
+            start = time.perf_counter()
+            request_id = getattr(request, "request_id", "") or _metadata_value(
+                context, REQUEST_ID_KEY
+            )
+            if not request_id or len(request_id) > MAX_REQUEST_ID_CHARS:
+                request_id = uuid.uuid4().hex
+            token = request_id_var.set(request_id)
+            context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
+            metrics.in_flight.inc()
+            failed = True
+            try:
+                response = behavior(request, context)
+                failed = False
+                return response
+            finally:
+                seconds = time.perf_counter() - start
+                metrics.in_flight.dec()
+                code = context.code() if failed else None  # type: ignore[attr-defined]
+                name = code.name if code is not None else ("UNKNOWN" if failed else "OK")
+                metrics.observe_rpc(short, name, seconds)
+                if failed or debug:
+                    details = context.details() if failed else b""  # type: ignore[attr-defined]
+                    _log.log(
+                        logging.WARNING if name in ("INTERNAL", "UNKNOWN") else logging.INFO,
+                        "rpc",
+                        extra={
+                            "method": method,
+                            "code": name,
+                            "ms": round(seconds * 1e3, 3),
+                            "details": details.decode(errors="replace") if details else "",
+                            "peer": context.peer(),
+                        },
+                    )
+                request_id_var.reset(token)
+
+        return observed
+
+
+class ErrorInterceptor(_UnaryInterceptor):
+    """Map nbo's errors to status codes; answer INTERNAL (and log the traceback) for bugs."""
+
+    def wrap(self, method: str, behavior: Behavior) -> Behavior:
+        def mapped(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                return behavior(request, context)
+            except NboError as exc:
+                code = status_for(exc) or grpc.StatusCode.INTERNAL
+                context.abort(code, str(exc))
+            except FileNotFoundError as exc:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"{exc.filename}: expected a file, got none")
+            except Exception:
+                if context.code() is not None:  # type: ignore[attr-defined]
+                    raise  # already aborted with a deliberate status
+                _log.exception("unhandled error", extra={"method": method})
+                context.abort(
+                    grpc.StatusCode.INTERNAL,
+                    f"internal error; quote request id {request_id_var.get()} when reporting it",
+                )
+
+        return mapped
+
+
+class AdminAuthInterceptor(_UnaryInterceptor):
+    """Require the admin bearer token on AdminService calls (constant-time comparison)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self._expected = f"Bearer {token}".encode()
+
+    def applies_to(self, method: str) -> bool:
+        return method.startswith(ADMIN_SERVICE_PREFIX)
+
+    def wrap(self, method: str, behavior: Behavior) -> Behavior:
+        expected = self._expected
+
+        def authorized(request: Any, context: grpc.ServicerContext) -> Any:
+            given = _metadata_value(context, "authorization")
+            if not given:
+                raise UnauthenticatedError(
+                    "authorization: expected metadata 'authorization: Bearer <admin token>', got none"
+                )
+            if not hmac.compare_digest(given.encode(), expected):
+                raise PermissionDeniedError(
+                    "authorization: expected the admin bearer token, got a token that does not match"
+                )
+            return behavior(request, context)
+
+        return authorized
+
+
+def server_interceptors(metrics: ServerMetrics, admin_token: str | None) -> list[grpc.ServerInterceptor]:
+    """The interceptor chain of a server, outermost first."""
+    chain: list[grpc.ServerInterceptor] = [ObservabilityInterceptor(metrics), ErrorInterceptor()]
+    if admin_token is not None:
+        chain.append(AdminAuthInterceptor(admin_token))
+    return chain

@@ -1,0 +1,168 @@
+"""Prometheus metrics of one server: per-RPC counts and latency, decisions, rewards, pending.
+
+Each server owns its registry, so several servers in one process (tests) do not collide; the
+``/metrics`` HTTP endpoint serves that registry. Hot-path updates go through cached label
+children: a decision costs a few dictionary lookups and counter increments.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+# Latency buckets in seconds, dense where a healthy unary call lands (0.1 ms .. 10 ms).
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01,
+    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+
+
+class ServerMetrics:
+    """The metrics of one server process.
+
+    Examples
+    --------
+    >>> m = ServerMetrics()
+    >>> m.record_decisions("renewal", ["none", "discount_5", "none"], explored=[False, True, False],
+    ...                    control=[True, False, False])
+    >>> m.value("nbo_decisions_total", campaign="renewal", offer="none")
+    2.0
+    >>> round(m.value("nbo_exploration_rate", campaign="renewal"), 3)
+    0.333
+    >>> m.record_rewards("renewal", ["none", "none"], [10.0, 20.0], duplicates=1)
+    >>> m.value("nbo_mean_reward", campaign="renewal", offer="none")
+    15.0
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.rpc_total = Counter(
+            "nbo_rpc", "RPCs handled, by method and status code.", ["method", "code"], registry=r
+        )
+        self.rpc_latency = Histogram(
+            "nbo_rpc_latency_seconds",
+            "Server-side RPC latency, by method.",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge("nbo_rpc_in_flight", "RPCs being handled now.", registry=r)
+        self.decisions = Counter(
+            "nbo_decisions", "Decisions made, by campaign and offer.", ["campaign", "offer"], registry=r
+        )
+        self.explored = Counter(
+            "nbo_explored_decisions", "Exploratory decisions, by campaign.", ["campaign"], registry=r
+        )
+        self.control = Counter(
+            "nbo_control_decisions", "Control-group decisions, by campaign.", ["campaign"], registry=r
+        )
+        self.exploration_rate = Gauge(
+            "nbo_exploration_rate",
+            "Share of this process's decisions that explored, by campaign.",
+            ["campaign"],
+            registry=r,
+        )
+        self.rewards = Counter(
+            "nbo_rewards", "Rewards applied, by campaign and offer.", ["campaign", "offer"], registry=r
+        )
+        self.duplicate_rewards = Counter(
+            "nbo_duplicate_rewards",
+            "Reward retries for already rewarded decisions (not applied again), by campaign.",
+            ["campaign"],
+            registry=r,
+        )
+        self.mean_reward = Gauge(
+            "nbo_mean_reward",
+            "Mean reported reward value of the rewards applied by this process, by campaign and offer.",
+            ["campaign", "offer"],
+            registry=r,
+        )
+        self.pending = Gauge(
+            "nbo_pending_decisions",
+            "Decisions waiting for their reward, by campaign.",
+            ["campaign"],
+            registry=r,
+        )
+        self._lock = threading.Lock()
+        self._children: dict[tuple[Any, ...], Any] = {}
+        self._decided: Tally[str] = Tally()
+        self._explored: Tally[str] = Tally()
+        self._reward_sum: dict[tuple[str, str], float] = {}
+        self._reward_count: Tally[tuple[str, str]] = Tally()
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def observe_rpc(self, method: str, code: str, seconds: float) -> None:
+        """Count one finished RPC and its latency."""
+        self._child(self.rpc_total, method, code).inc()
+        self._child(self.rpc_latency, method).observe(seconds)
+
+    def record_decisions(
+        self,
+        campaign: str,
+        offer_ids: Iterable[str],
+        explored: Iterable[bool],
+        control: Iterable[bool],
+    ) -> None:
+        """Count decisions (one entry per decision in each argument)."""
+        by_offer = Tally(offer_ids)
+        n = sum(by_offer.values())
+        n_explored = sum(bool(e) for e in explored)
+        n_control = sum(bool(c) for c in control)
+        for offer, count in by_offer.items():
+            self._child(self.decisions, campaign, offer).inc(count)
+        if n_explored:
+            self._child(self.explored, campaign).inc(n_explored)
+        if n_control:
+            self._child(self.control, campaign).inc(n_control)
+        with self._lock:
+            self._decided[campaign] += n
+            self._explored[campaign] += n_explored
+            decided = self._decided[campaign]
+            rate = self._explored[campaign] / decided if decided else 0.0
+        self._child(self.exploration_rate, campaign).set(rate)
+
+    def record_rewards(
+        self, campaign: str, offer_ids: Iterable[str], values: Iterable[float], duplicates: int = 0
+    ) -> None:
+        """Count applied rewards (offer of the rewarded decision and reported value) and retries."""
+        batch: dict[str, list[float]] = {}
+        for offer, value in zip(offer_ids, values, strict=True):
+            total = batch.setdefault(offer, [0.0, 0.0])
+            total[0] += float(value)
+            total[1] += 1.0
+        means = {}
+        with self._lock:
+            for offer, (value_sum, count) in batch.items():
+                key = (campaign, offer)
+                self._reward_sum[key] = self._reward_sum.get(key, 0.0) + value_sum
+                self._reward_count[key] += int(count)
+                means[offer] = self._reward_sum[key] / self._reward_count[key]
+        for offer, (_, count) in batch.items():
+            self._child(self.rewards, campaign, offer).inc(count)
+            self._child(self.mean_reward, campaign, offer).set(means[offer])
+        if duplicates:
+            self._child(self.duplicate_rewards, campaign).inc(duplicates)
+
+    def track_pending(self, campaign: str, count: Callable[[], float]) -> None:
+        """Read a campaign's pending-decision count from ``count()`` at every scrape."""
+        self.pending.labels(campaign).set_function(count)
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """Current value of a sample (for tests and the admin API); None when absent."""
+        return self.registry.get_sample_value(name, labels)
+
+    def serve_http(self, port: int, host: str = "0.0.0.0") -> tuple[Any, int]:
+        """Start the ``/metrics`` endpoint on a daemon thread; returns (http server, bound port)."""
+        httpd, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return httpd, int(httpd.server_port)
