@@ -12,17 +12,22 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.core import Engine
 from engine.errors import ConfigError, InvalidInputError, NotFoundError
 from engine.serving.logs import LOGGER_NAME
 from engine.serving.status import UnavailableError
 
+if TYPE_CHECKING:
+    from engine.core import Engine
+
 _log = logging.getLogger(LOGGER_NAME)
-EngineFactory = Callable[[Path, Path], Engine]
+EngineFactory = Callable[[Path, Path], "Engine"]
 
 
 def _open_engine(config_path: Path, data_dir: Path) -> Engine:
+    from engine.core import Engine  # imported when serving starts: numba compiles on import
+
     return Engine.from_config(config_path, data_dir=data_dir)
 
 
@@ -120,7 +125,7 @@ class Campaigns:
         return iter(list(self._engines.items()))
 
     def close(self, snapshot: bool = True) -> None:
-        """Stop taking calls, then snapshot (optionally) and close every Engine (flushes journals)."""
+        """Stop taking calls, snapshot (optionally) and close every Engine (flushing journals)."""
         with self._lock:
             if self._closed:
                 return

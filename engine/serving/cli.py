@@ -139,7 +139,7 @@ def handle(args: argparse.Namespace) -> int:
 
     if args.workers != 1:
         raise ConfigError(
-            f"workers: expected 1 (multi-process serving is not implemented yet), got {args.workers}"
+            f"workers: expected 1 (multi-process serving is not implemented), got {args.workers}"
         )
     config = config_from_args(args)
     if not config.campaigns:

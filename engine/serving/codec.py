@@ -49,7 +49,9 @@ def check_id(value: str, field: str) -> str:
     if not value:
         raise InvalidInputError(field, "a non-empty string", value)
     if len(value) > MAX_ID_CHARS:
-        raise InvalidInputError(field, f"at most {MAX_ID_CHARS} characters", f"{len(value)} characters")
+        raise InvalidInputError(
+            field, f"at most {MAX_ID_CHARS} characters", f"{len(value)} characters"
+        )
     return value
 
 
@@ -98,9 +100,13 @@ def rows_to_contexts(
 ) -> tuple[list[str], list[dict[str, Any]], list[list[str] | None]]:
     """Decode the row form of DecideBatch into (customer_ids, contexts, per-row candidates)."""
     _check_row_count(len(rows), max_rows, "rows")
-    customer_ids = [check_id(row.customer_id, f"rows[{i}].customer_id") for i, row in enumerate(rows)]
+    customer_ids = [
+        check_id(row.customer_id, f"rows[{i}].customer_id") for i, row in enumerate(rows)
+    ]
     contexts = [context_to_dict(row.context, f"rows[{i}].context") for i, row in enumerate(rows)]
-    candidates = [candidates_of(row.candidates, f"rows[{i}].candidates") for i, row in enumerate(rows)]
+    candidates = [
+        candidates_of(row.candidates, f"rows[{i}].candidates") for i, row in enumerate(rows)
+    ]
     return customer_ids, contexts, candidates
 
 
@@ -134,7 +140,8 @@ def dense_to_contexts(
     if np.isinf(numeric).any():
         row, col = np.argwhere(np.isinf(numeric))[0]
         raise InvalidInputError(
-            f"dense.numeric_values[{row * len(numeric_names) + col}] ({numeric_names[col]!r}, row {row})",
+            f"dense.numeric_values[{row * len(numeric_names) + col}]"
+            f" ({numeric_names[col]!r}, row {row})",
             "a finite number or NaN for missing",
             float(numeric[row, col]),
         )
@@ -164,7 +171,9 @@ def _names(values: Sequence[str], field: str) -> list[str]:
     names = list(values)
     for i, name in enumerate(names):
         if not name or len(name) > MAX_NAME_CHARS:
-            raise InvalidInputError(f"{field}[{i}]", f"a name of 1..{MAX_NAME_CHARS} characters", name)
+            raise InvalidInputError(
+                f"{field}[{i}]", f"a name of 1..{MAX_NAME_CHARS} characters", name
+            )
     if len(set(names)) != len(names):
         raise InvalidInputError(field, "distinct names", names)
     return names
@@ -187,7 +196,9 @@ def reward_arrays(
         check_id(decision_id, f"decision_ids[{i}]")
     array = np.array(values, dtype=np.float64)
     if array.size != len(ids):
-        raise InvalidInputError("values", f"{len(ids)} values (one per decision id)", f"{array.size}")
+        raise InvalidInputError(
+            "values", f"{len(ids)} values (one per decision id)", f"{array.size}"
+        )
     bad = ~np.isfinite(array)
     if bad.any():
         i = int(np.argmax(bad))

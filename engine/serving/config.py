@@ -66,7 +66,7 @@ class ServeConfig:
     >>> ServeConfig(tls_cert=Path("server.pem"))
     Traceback (most recent call last):
     ...
-    engine.errors.ConfigError: tls_cert and tls_key: expected both paths or neither, got only tls_cert
+    engine.errors.ConfigError: tls_cert and tls_key: expected both paths or neither, got only...
     """
 
     campaigns: tuple[Path, ...] = ()
@@ -104,9 +104,13 @@ class ServeConfig:
             raise ConfigError(f"grace_seconds: expected a number >= 0, got {self.grace_seconds!r}")
         if (self.tls_cert is None) != (self.tls_key is None):
             given = "tls_cert" if self.tls_cert is not None else "tls_key"
-            raise ConfigError(f"tls_cert and tls_key: expected both paths or neither, got only {given}")
+            raise ConfigError(
+                f"tls_cert and tls_key: expected both paths or neither, got only {given}"
+            )
         if self.log_level not in _LOG_LEVELS:
-            raise ConfigError(f"log_level: expected one of {list(_LOG_LEVELS)}, got {self.log_level!r}")
+            raise ConfigError(
+                f"log_level: expected one of {list(_LOG_LEVELS)}, got {self.log_level!r}"
+            )
         if self.admin_token is not None and not self.admin_token.strip():
             raise ConfigError("admin_token: expected a non-empty token, got an empty string")
 
@@ -150,7 +154,9 @@ def read_server_table(path: Path) -> dict[str, Any]:
     known = {f.name for f in dataclasses.fields(ServeConfig)}
     unknown = sorted(set(table) - known)
     if unknown:
-        raise ConfigError(f"[server].{unknown[0]}: expected one of {sorted(known)}, got {unknown[0]!r}")
+        raise ConfigError(
+            f"[server].{unknown[0]}: expected one of {sorted(known)}, got {unknown[0]!r}"
+        )
     kwargs = dict(table)
     for key in ("data_dir", "tls_cert", "tls_key"):
         if kwargs.get(key) is not None:

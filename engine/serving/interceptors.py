@@ -57,7 +57,7 @@ class _UnaryInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None or handler.unary_unary is None or not self.applies_to(method):
             return handler
-        wrapped = handler._replace(unary_unary=self.wrap(method, handler.unary_unary))  # type: ignore[attr-defined]
+        wrapped = handler._replace(unary_unary=self.wrap(method, handler.unary_unary))
         self._cache[method] = wrapped
         return wrapped
 
@@ -105,11 +105,11 @@ class ObservabilityInterceptor(_UnaryInterceptor):
             finally:
                 seconds = time.perf_counter() - start
                 metrics.in_flight.dec()
-                code = context.code() if failed else None  # type: ignore[attr-defined]
+                code = context.code() if failed else None
                 name = code.name if code is not None else ("UNKNOWN" if failed else "OK")
                 metrics.observe_rpc(short, name, seconds)
                 if failed or debug:
-                    details = context.details() if failed else b""  # type: ignore[attr-defined]
+                    details = context.details() if failed else b""
                     _log.log(
                         logging.WARNING if name in ("INTERNAL", "UNKNOWN") else logging.INFO,
                         "rpc",
@@ -137,9 +137,11 @@ class ErrorInterceptor(_UnaryInterceptor):
                 code = status_for(exc) or grpc.StatusCode.INTERNAL
                 context.abort(code, str(exc))
             except FileNotFoundError as exc:
-                context.abort(grpc.StatusCode.NOT_FOUND, f"{exc.filename}: expected a file, got none")
+                context.abort(
+                    grpc.StatusCode.NOT_FOUND, f"{exc.filename}: expected a file, got none"
+                )
             except Exception:
-                if context.code() is not None:  # type: ignore[attr-defined]
+                if context.code() is not None:
                     raise  # already aborted with a deliberate status
                 _log.exception("unhandled error", extra={"method": method})
                 context.abort(
@@ -167,18 +169,20 @@ class AdminAuthInterceptor(_UnaryInterceptor):
             given = _metadata_value(context, "authorization")
             if not given:
                 raise UnauthenticatedError(
-                    "authorization: expected metadata 'authorization: Bearer <admin token>', got none"
+                    "authorization: expected metadata 'authorization: Bearer <token>', got none"
                 )
             if not hmac.compare_digest(given.encode(), expected):
                 raise PermissionDeniedError(
-                    "authorization: expected the admin bearer token, got a token that does not match"
+                    "authorization: expected the admin bearer token, got one that does not match"
                 )
             return behavior(request, context)
 
         return authorized
 
 
-def server_interceptors(metrics: ServerMetrics, admin_token: str | None) -> list[grpc.ServerInterceptor]:
+def server_interceptors(
+    metrics: ServerMetrics, admin_token: str | None
+) -> list[grpc.ServerInterceptor]:
     """The interceptor chain of a server, outermost first."""
     chain: list[grpc.ServerInterceptor] = [ObservabilityInterceptor(metrics), ErrorInterceptor()]
     if admin_token is not None:

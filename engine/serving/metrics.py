@@ -53,13 +53,22 @@ class ServerMetrics:
         )
         self.in_flight = Gauge("nbo_rpc_in_flight", "RPCs being handled now.", registry=r)
         self.decisions = Counter(
-            "nbo_decisions", "Decisions made, by campaign and offer.", ["campaign", "offer"], registry=r
+            "nbo_decisions",
+            "Decisions made, by campaign and offer.",
+            ["campaign", "offer"],
+            registry=r,
         )
         self.explored = Counter(
-            "nbo_explored_decisions", "Exploratory decisions, by campaign.", ["campaign"], registry=r
+            "nbo_explored_decisions",
+            "Exploratory decisions, by campaign.",
+            ["campaign"],
+            registry=r,
         )
         self.control = Counter(
-            "nbo_control_decisions", "Control-group decisions, by campaign.", ["campaign"], registry=r
+            "nbo_control_decisions",
+            "Control-group decisions, by campaign.",
+            ["campaign"],
+            registry=r,
         )
         self.exploration_rate = Gauge(
             "nbo_exploration_rate",
@@ -68,7 +77,10 @@ class ServerMetrics:
             registry=r,
         )
         self.rewards = Counter(
-            "nbo_rewards", "Rewards applied, by campaign and offer.", ["campaign", "offer"], registry=r
+            "nbo_rewards",
+            "Rewards applied, by campaign and offer.",
+            ["campaign", "offer"],
+            registry=r,
         )
         self.duplicate_rewards = Counter(
             "nbo_duplicate_rewards",
@@ -78,7 +90,7 @@ class ServerMetrics:
         )
         self.mean_reward = Gauge(
             "nbo_mean_reward",
-            "Mean reported reward value of the rewards applied by this process, by campaign and offer.",
+            "Mean reported value of the rewards this process applied, by campaign and offer.",
             ["campaign", "offer"],
             registry=r,
         )
@@ -157,6 +169,11 @@ class ServerMetrics:
     def track_pending(self, campaign: str, count: Callable[[], float]) -> None:
         """Read a campaign's pending-decision count from ``count()`` at every scrape."""
         self.pending.labels(campaign).set_function(count)
+
+    def decisions_made(self, campaign: str) -> int:
+        """Decisions this process made for ``campaign``."""
+        with self._lock:
+            return self._decided[campaign]
 
     def value(self, name: str, **labels: str) -> float | None:
         """Current value of a sample (for tests and the admin API); None when absent."""

@@ -199,7 +199,9 @@ def create_server(
         else:
             port = grpc_server.add_insecure_port(address)
     except RuntimeError as exc:
-        raise ConfigError(f"port: expected a free port to listen on, got {address} ({exc})") from exc
+        raise ConfigError(
+            f"port: expected a free port to listen on, got {address} ({exc})"
+        ) from exc
     return NboServer(config, grpc_server, port, campaigns, health_servicer, metrics), port
 
 

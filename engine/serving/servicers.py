@@ -63,6 +63,7 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
     ) -> pb.DecideBatchResponse:
         codec.check_request_id(request.request_id)
         name, engine = self._campaigns.get(request.campaign)
+        candidates: list[list[str] | None] | None
         has_dense = request.HasField("dense")
         if has_dense == bool(request.rows):
             got = "both" if has_dense else "neither"
@@ -161,7 +162,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             policy=json.dumps(info["policy"], sort_keys=True),
             offer_ids=engine.offer_ids,
             feature_names=info["feature_names"],
-            decisions=int(self._metrics.value("nbo_decisions_total", campaign=name) or 0),
+            decisions=self._metrics.decisions_made(name),
             rewards=int(info["rewards"]),
             pending_decisions=int(info["pending_decisions"]),
         )

@@ -1,0 +1,395 @@
+"""A small typed Python client for the nbo gRPC service.
+
+Backend services, the demo and the benchmarks use it; services in other languages generate their
+own stubs from ``proto/nbo/v1/offers.proto``. Failed calls raise ``grpc.RpcError`` unchanged, so
+callers see the server's status code (``err.code()``) and message (``err.details()``).
+
+Examples
+--------
+Against a running ``nbo serve --config examples/renewal.toml --port 50051``::
+
+    from engine.client import NboClient
+
+    with NboClient("localhost:50051") as nbo:
+        d = nbo.decide("c-42", {"tenure_months": 14, "monthly_price": 49.0, "plan": "basic"})
+        print(d.offer_id, d.propensity)
+        nbo.reward(d.decision_id, value=588.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from engine.serving.pb import offers_pb2 as pb
+from engine.serving.pb import offers_pb2_grpc as pb_grpc
+from engine.types import FloatArray
+
+Attributes = Mapping[str, float | int | bool | str]
+
+
+@dataclass(frozen=True)
+class OfferDecision:
+    """One decision: what to offer, with what probability, and how the offers ranked."""
+
+    decision_id: str
+    offer_id: str
+    propensity: float
+    explored: bool
+    control: bool
+    model_version: str
+    ranking: tuple[tuple[str, float], ...]
+    campaign: str
+    request_id: str
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BatchDecisions:
+    """Decisions of one batch; entry i of every array belongs to row i of the request.
+
+    ``scores`` has shape (n_rounds, n_actions) with columns ``score_offer_ids`` when scores were
+    requested, else shape (n_rounds, 0).
+    """
+
+    decision_ids: list[str]
+    offer_ids: list[str]
+    propensities: FloatArray
+    explored: np.ndarray
+    control: np.ndarray
+    model_versions: list[str]
+    score_offer_ids: list[str]
+    scores: FloatArray
+    campaign: str
+    request_id: str
+
+    def __len__(self) -> int:
+        return len(self.decision_ids)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a campaign is deciding with."""
+
+    campaign: str
+    model_version: str
+    policy: str
+    offer_ids: list[str]
+    feature_names: list[str]
+    decisions: int
+    rewards: int
+    pending_decisions: int
+
+
+def context_message(attributes: Attributes) -> pb.Context:
+    """Split a dict of raw attributes into the proto's numeric and categorical maps.
+
+    Numbers and booleans go to ``numeric``; strings to ``categorical``.
+
+    Examples
+    --------
+    >>> msg = context_message({"tenure_months": 14, "autopay": True, "plan": "basic"})
+    >>> dict(msg.numeric), dict(msg.categorical)
+    ({'tenure_months': 14.0, 'autopay': 1.0}, {'plan': 'basic'})
+    """
+    numeric: dict[str, float] = {}
+    categorical: dict[str, str] = {}
+    for name, value in attributes.items():
+        if isinstance(value, str):
+            categorical[name] = value
+        elif value is not None:
+            numeric[name] = float(value)
+    return pb.Context(numeric=numeric, categorical=categorical)
+
+
+class NboClient:
+    """Client of one nbo server.
+
+    Parameters
+    ----------
+    target : str
+        ``host:port`` of the server.
+    campaign : str
+        Default campaign of every call ("" = the server's only campaign).
+    timeout : float
+        Default deadline of every call, in seconds.
+    tls_ca : Path or bytes, optional
+        PEM root certificate(s) to verify the server with; enables TLS.
+    tls_server_name : str, optional
+        Host name to verify in the server's certificate (when it differs from ``target``).
+    admin_token : str, optional
+        Bearer token sent with AdminService calls.
+    max_message_bytes : int
+        Largest message the client sends or accepts.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        campaign: str = "",
+        timeout: float = 5.0,
+        tls_ca: Path | bytes | None = None,
+        tls_server_name: str | None = None,
+        admin_token: str | None = None,
+        max_message_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        self.campaign = campaign
+        self.timeout = timeout
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+        ]
+        if tls_ca is not None:
+            root = tls_ca if isinstance(tls_ca, bytes) else Path(tls_ca).read_bytes()
+            if tls_server_name:
+                options.append(("grpc.ssl_target_name_override", tls_server_name))
+            self._channel = grpc.secure_channel(
+                target, grpc.ssl_channel_credentials(root_certificates=root), options=options
+            )
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
+        self._offers = pb_grpc.OfferServiceStub(self._channel)
+        self._admin = pb_grpc.AdminServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._admin_metadata = (
+            (("authorization", f"Bearer {admin_token}"),) if admin_token is not None else ()
+        )
+
+    def decide(
+        self,
+        customer_id: str,
+        context: Attributes,
+        candidates: Sequence[str] | None = None,
+        *,
+        campaign: str | None = None,
+        request_id: str = "",
+        timeout: float | None = None,
+    ) -> OfferDecision:
+        """Choose the next best offer for one customer."""
+        r = self._offers.Decide(
+            pb.DecideRequest(
+                campaign=self.campaign if campaign is None else campaign,
+                customer_id=customer_id,
+                context=context_message(context),
+                candidates=candidates or (),
+                request_id=request_id,
+            ),
+            timeout=self.timeout if timeout is None else timeout,
+        )
+        return OfferDecision(
+            decision_id=r.decision_id,
+            offer_id=r.offer_id,
+            propensity=r.propensity,
+            explored=r.explored,
+            control=r.control,
+            model_version=r.model_version,
+            ranking=tuple((o.offer_id, o.score) for o in r.ranking),
+            campaign=r.campaign,
+            request_id=r.request_id,
+            reasons=tuple(r.reasons),
+        )
+
+    def decide_batch(
+        self,
+        customer_ids: Sequence[str],
+        contexts: Sequence[Attributes],
+        candidates: Sequence[Sequence[str] | None] | None = None,
+        *,
+        include_scores: bool = False,
+        campaign: str | None = None,
+        request_id: str = "",
+        timeout: float | None = None,
+    ) -> BatchDecisions:
+        """Choose offers for many customers (row form: one attribute dict per customer)."""
+        per_row = candidates or [None] * len(customer_ids)
+        rows = [
+            pb.DecideRow(customer_id=c, context=context_message(ctx), candidates=cand or ())
+            for c, ctx, cand in zip(customer_ids, contexts, per_row, strict=True)
+        ]
+        request = pb.DecideBatchRequest(
+            campaign=self.campaign if campaign is None else campaign,
+            rows=rows,
+            include_scores=include_scores,
+            request_id=request_id,
+        )
+        return self._batch(request, timeout)
+
+    def decide_dense(
+        self,
+        customer_ids: Sequence[str],
+        numeric_names: Sequence[str],
+        numeric_values: FloatArray,
+        categorical_names: Sequence[str] = (),
+        categorical_values: Sequence[Sequence[str]] | np.ndarray = (),
+        candidates: Sequence[str] | None = None,
+        *,
+        include_scores: bool = False,
+        campaign: str | None = None,
+        request_id: str = "",
+        timeout: float | None = None,
+    ) -> BatchDecisions:
+        """Choose offers for many customers (dense form).
+
+        Parameters
+        ----------
+        numeric_values : array of shape (n_rounds, len(numeric_names))
+            NaN marks a missing value.
+        categorical_values : array-like of str, shape (n_rounds, len(categorical_names))
+            "" marks a missing value.
+        """
+        values = np.ascontiguousarray(numeric_values, dtype=np.float64)
+        categorical = np.asarray(categorical_values, dtype=object).ravel()
+        request = pb.DecideBatchRequest(
+            campaign=self.campaign if campaign is None else campaign,
+            dense=pb.DenseContexts(
+                customer_ids=customer_ids,
+                numeric_names=numeric_names,
+                numeric_values=values.ravel(),
+                categorical_names=categorical_names,
+                categorical_values=categorical.tolist(),
+            ),
+            candidates=candidates or (),
+            include_scores=include_scores,
+            request_id=request_id,
+        )
+        return self._batch(request, timeout)
+
+    def _batch(self, request: pb.DecideBatchRequest, timeout: float | None) -> BatchDecisions:
+        r = self._offers.DecideBatch(request, timeout=self.timeout if timeout is None else timeout)
+        n_rows = len(r.decision_ids)
+        scores = np.array(r.scores, dtype=np.float64)
+        return BatchDecisions(
+            decision_ids=list(r.decision_ids),
+            offer_ids=list(r.offer_ids),
+            propensities=np.array(r.propensities, dtype=np.float64),
+            explored=np.array(r.explored, dtype=bool),
+            control=np.array(r.control, dtype=bool),
+            model_versions=list(r.model_versions),
+            score_offer_ids=list(r.score_offer_ids),
+            scores=scores.reshape(n_rows, -1) if scores.size else scores.reshape(n_rows, 0),
+            campaign=r.campaign,
+            request_id=r.request_id,
+        )
+
+    def reward(
+        self,
+        decision_id: str,
+        value: float,
+        components: Mapping[str, float] | None = None,
+        *,
+        campaign: str | None = None,
+        request_id: str = "",
+        timeout: float | None = None,
+    ) -> bool:
+        """Report one decision's outcome; returns False when it was already rewarded (a retry)."""
+        r = self._offers.Reward(
+            pb.RewardRequest(
+                campaign=self.campaign if campaign is None else campaign,
+                decision_id=decision_id,
+                value=value,
+                components=dict(components or {}),
+                request_id=request_id,
+            ),
+            timeout=self.timeout if timeout is None else timeout,
+        )
+        return bool(r.applied)
+
+    def reward_batch(
+        self,
+        decision_ids: Sequence[str],
+        values: Sequence[float] | FloatArray,
+        *,
+        campaign: str | None = None,
+        request_id: str = "",
+        timeout: float | None = None,
+    ) -> tuple[int, int]:
+        """Report many outcomes; returns (applied, duplicates)."""
+        r = self._offers.RewardBatch(
+            pb.RewardBatchRequest(
+                campaign=self.campaign if campaign is None else campaign,
+                decision_ids=decision_ids,
+                values=np.asarray(values, dtype=np.float64),
+                request_id=request_id,
+            ),
+            timeout=self.timeout if timeout is None else timeout,
+        )
+        return int(r.applied), int(r.duplicates)
+
+    def model_info(self, campaign: str | None = None) -> ModelInfo:
+        """Describe the model a campaign decides with (admin)."""
+        r = self._admin.GetModelInfo(
+            pb.GetModelInfoRequest(campaign=self.campaign if campaign is None else campaign),
+            timeout=self.timeout,
+            metadata=self._admin_metadata,
+        )
+        return ModelInfo(
+            campaign=r.campaign,
+            model_version=r.model_version,
+            policy=r.policy,
+            offer_ids=list(r.offer_ids),
+            feature_names=list(r.feature_names),
+            decisions=r.decisions,
+            rewards=r.rewards,
+            pending_decisions=r.pending_decisions,
+        )
+
+    def snapshot(self, campaign: str | None = None) -> str:
+        """Write a snapshot of a campaign's model; returns its version (admin)."""
+        r = self._admin.Snapshot(
+            pb.SnapshotRequest(campaign=self.campaign if campaign is None else campaign),
+            timeout=self.timeout,
+            metadata=self._admin_metadata,
+        )
+        return str(r.model_version)
+
+    def promote(self, snapshot_path: str | Path, campaign: str | None = None) -> str:
+        """Make a campaign decide with a snapshot file on the server; returns the version."""
+        r = self._admin.PromoteModel(
+            pb.PromoteModelRequest(
+                campaign=self.campaign if campaign is None else campaign,
+                snapshot_path=str(snapshot_path),
+            ),
+            timeout=self.timeout,
+            metadata=self._admin_metadata,
+        )
+        return str(r.model_version)
+
+    def health(self, service: str = "", timeout: float | None = None) -> str:
+        """The server's health status name ("SERVING", "NOT_SERVING", ...) for ``service``."""
+        r = self._health.Check(
+            health_pb2.HealthCheckRequest(service=service),
+            timeout=self.timeout if timeout is None else timeout,
+        )
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(r.status))
+
+    def wait_until_serving(self, timeout: float = 30.0) -> None:
+        """Block until health reports SERVING; raises TimeoutError after ``timeout`` seconds."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.health(timeout=1.0) == "SERVING":
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server not SERVING after {timeout} s")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> NboClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
