@@ -65,5 +65,5 @@ class CorruptModelError(NboError, ValueError):
 
 
 def _short(value: object, limit: int = 120) -> str:
-    text = repr(value)
+    text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -184,6 +184,19 @@ def choose_from_probabilities(
 
 
 @njit(cache=True, nogil=True)
+def _beats(v: float, mean_b: float, sd_b: float, b_before_a: bool) -> float:
+    """P(draw of b < v): Phi((v - mean_b) / sd_b), or a step when b's draw is a constant (ties go
+    to the lower index, as the sampling loop breaks them)."""
+    if sd_b > 0.0:
+        return norm_cdf((v - mean_b) / sd_b)
+    if v > mean_b:
+        return 1.0
+    if v < mean_b:
+        return 0.0
+    return 0.0 if b_before_a else 1.0
+
+
+@njit(cache=True, nogil=True)
 def gaussian_win_probability(
     means: np.ndarray, sds: np.ndarray, mask_row: np.ndarray, a: int, n_draws: int, shift: float
 ) -> float:
@@ -199,36 +212,33 @@ def gaussian_win_probability(
     ma = means[a]
     sa = sds[a]
     # The integrand only needs z in the range the strata cover.
-    z_lo = norm_ppf(shift / n_draws)
-    z_hi = norm_ppf((n_draws - 1 + shift) / n_draws)
-    lo_val = ma + sa * z_lo
-    hi_val = ma + sa * z_hi
-    total = 0.0
+    lo_val = ma + sa * norm_ppf(shift / n_draws)
+    hi_val = ma + sa * norm_ppf((n_draws - 1 + shift) / n_draws)
     active = np.empty(n_actions, np.int64)
     n_active = 0
     for b in range(n_actions):
         if b == a or not mask_row[b]:
             continue
-        # An action whose draw is below a's smallest covered value with overwhelming probability
-        # contributes a factor of 1 everywhere: skip it.
-        if (lo_val - means[b]) / sds[b] > 8.5:
-            continue
-        if (hi_val - means[b]) / sds[b] < -38.0:
-            return 0.0
+        if sds[b] > 0.0:
+            # Phi is 1 (to double precision) over the whole covered range: a factor of 1.
+            if (lo_val - means[b]) / sds[b] > 8.5:
+                continue
+            if (hi_val - means[b]) / sds[b] < -38.0:
+                return 0.0
         active[n_active] = b
         n_active += 1
     if n_active == 0:
         return 1.0
+    total = 0.0
     # Scan the strata from the top: the integrand decreases along the way, so once it reaches
-    # exactly 0 every remaining stratum contributes 0 and the scan stops. After learning, the
-    # integrand is close to a step and most strata are skipped.
+    # 0 every remaining stratum contributes 0 and the scan stops. After learning, the integrand
+    # is close to a step and most strata are skipped.
     for j in range(n_draws - 1, -1, -1):
-        z = norm_ppf((j + shift) / n_draws)
-        v = ma + sa * z
+        v = ma + sa * norm_ppf((j + shift) / n_draws) if sa > 0.0 else ma
         prod = 1.0
         for t in range(n_active):
             b = active[t]
-            prod *= norm_cdf((v - means[b]) / sds[b])
+            prod *= _beats(v, means[b], sds[b], b < a)
             if prod < 1e-300:
                 prod = 0.0
                 break

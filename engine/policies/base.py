@@ -305,7 +305,7 @@ class Policy(ABC):
             raise InvalidInputError(
                 "contexts",
                 f"finite values with |value| <= {VALUE_LIMIT:g}",
-                f"{X[row, col]!r} at row {row}, column {col}",
+                f"{float(X[row, col])!r} at row {row}, column {col}",
             )
         return X
 
@@ -333,7 +333,7 @@ class Policy(ABC):
         if not eligible.all():
             row = int(np.argmin(eligible))
             raise NoEligibleActionError(
-                "action_mask", "at least one eligible action per row", f"row {row} with none"
+                "action_mask", "at least one eligible action per row", f"row {row} with none eligible"
             )
         return np.ascontiguousarray(mask)
 
@@ -399,7 +399,7 @@ def _check_values(field: str, values: Any, n: int) -> FloatArray:
     bad = first_invalid(v, VALUE_LIMIT)
     if bad >= 0:
         raise InvalidInputError(
-            field, f"finite values with |value| <= {VALUE_LIMIT:g}", f"{v[bad]!r} at row {bad}"
+            field, f"finite values with |value| <= {VALUE_LIMIT:g}", f"{float(v[bad])!r} at row {bad}"
         )
     return v
 
@@ -408,7 +408,7 @@ def _check_propensities(propensities: Any, n: int) -> FloatArray:
     p = _check_values("propensities", propensities, n)
     if n and ((p <= 0.0) | (p > 1.0)).any():
         bad = int(np.argmax((p <= 0.0) | (p > 1.0)))
-        raise InvalidInputError("propensities", "values in (0, 1]", f"{p[bad]!r} at row {bad}")
+        raise InvalidInputError("propensities", "values in (0, 1]", f"{float(p[bad])!r} at row {bad}")
     return p
 
 

@@ -181,7 +181,7 @@ class BetaTS(Policy):
         if rewards.size and ((rewards < 0.0) | (rewards > 1.0)).any():
             bad = int(np.argmax((rewards < 0.0) | (rewards > 1.0)))
             raise InvalidInputError(
-                "rewards", "values in [0, 1] for BetaTS", f"{rewards[bad]!r} at row {bad}"
+                "rewards", "values in [0, 1] for BetaTS", f"{float(rewards[bad])!r} at row {bad}"
             )
 
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:

@@ -1,0 +1,352 @@
+"""The durable decision/reward journal: one SQLite database (WAL mode) per campaign.
+
+Tables
+------
+``catalogs``  one row per (campaign, offer ids, feature names) the engine ran with; decisions
+              point at it, so a changed config never reinterprets old rows.
+``decisions`` decision_id (unique), ts_us, customer_id, context (float64 bytes), eligible offer
+              ids, chosen offer id, propensity, explored, control, model_version, cost, scores
+              (float64 bytes in the catalog's offer order), reasons.
+``rewards``   at most one per decision (UNIQUE decision_id, which makes retries idempotent):
+              reported value, net reward, source ``reward`` or ``expired``. Its ``seq`` is the
+              order in which the learner applies rewards; snapshots record the last one applied.
+``reward_errors`` rejected rewards (unknown or expired ids), kept for audit.
+``meta``      key/value pairs (encoder state, campaign name).
+
+Every write commits before the method returns. In WAL mode with ``synchronous=NORMAL`` a commit
+survives a crash of the process (kill -9); ``synchronous=FULL`` also survives power loss at the
+cost of an fsync per commit.
+
+Examples
+--------
+>>> import tempfile, os
+>>> d = tempfile.mkdtemp()
+>>> j = Journal(os.path.join(d, "renewal.journal.sqlite"))
+>>> cat = j.catalog("renewal", ["none", "gift"], ["bias"])
+>>> seqs = j.append_decisions([("d1", 1_000_000, "c1", b"", "none,gift", "gift", 0.5, 0, 0,
+...                             "v1", 2.0, b"", None, cat)])
+>>> j.lookup(["d1"])["d1"].action
+'gift'
+>>> j.close()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from engine.errors import CorruptModelError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS catalogs (
+    id INTEGER PRIMARY KEY,
+    campaign TEXT NOT NULL,
+    offer_ids TEXT NOT NULL,
+    feature_names TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    seq INTEGER PRIMARY KEY,
+    decision_id TEXT NOT NULL UNIQUE,
+    ts_us INTEGER NOT NULL,
+    customer_id TEXT NOT NULL,
+    context BLOB NOT NULL,
+    eligible TEXT NOT NULL,
+    action TEXT NOT NULL,
+    propensity REAL NOT NULL,
+    explored INTEGER NOT NULL,
+    control INTEGER NOT NULL,
+    model_version TEXT NOT NULL,
+    cost REAL NOT NULL,
+    scores BLOB NOT NULL,
+    reasons TEXT,
+    catalog INTEGER NOT NULL REFERENCES catalogs(id)
+);
+CREATE TABLE IF NOT EXISTS rewards (
+    seq INTEGER PRIMARY KEY,
+    decision_id TEXT NOT NULL UNIQUE,
+    decision_seq INTEGER NOT NULL,
+    ts_us INTEGER NOT NULL,
+    value REAL,
+    reward REAL,
+    source TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reward_errors (
+    seq INTEGER PRIMARY KEY,
+    ts_us INTEGER NOT NULL,
+    decision_id TEXT NOT NULL,
+    value REAL,
+    error TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_INSERT_DECISION = (
+    "INSERT INTO decisions (decision_id, ts_us, customer_id, context, eligible, action, propensity,"
+    " explored, control, model_version, cost, scores, reasons, catalog)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_REWARD = (
+    "INSERT INTO rewards (decision_id, decision_seq, ts_us, value, reward, source)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+_LOOKUP = (
+    "SELECT d.decision_id, d.seq, d.ts_us, d.customer_id, d.context, d.action, d.propensity,"
+    " d.control, d.cost, r.source, r.reward FROM decisions d"
+    " LEFT JOIN rewards r ON r.decision_id = d.decision_id WHERE d.decision_id IN ({})"
+)
+# SQLite's default limit on host parameters is 32766 (999 before 3.32); stay well under it.
+_CHUNK = 500
+
+
+class StoredDecision(NamedTuple):
+    """A decision as the journal holds it, with its reward status."""
+
+    decision_id: str
+    seq: int
+    ts_us: int
+    customer_id: str
+    context: bytes
+    action: str
+    propensity: float
+    control: int
+    cost: float
+    reward_source: str | None
+    reward: float | None
+
+
+def _create_private(path: Path) -> None:
+    # SQLite gives its -wal and -shm files the database file's permissions: owner-only.
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+
+
+class Journal:
+    """A campaign's journal file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The SQLite file (created owner-only if missing).
+    synchronous : {"normal", "full"}
+        SQLite's ``synchronous`` pragma (see the module notes).
+
+    Notes
+    -----
+    One connection shared by all threads and guarded by an internal lock; SQLite releases the GIL
+    while it works, so readers in other threads keep running.
+    """
+
+    def __init__(self, path: str | Path, synchronous: str = "normal") -> None:
+        self.path = Path(path)
+        _create_private(self.path)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise CorruptModelError(f"journal {self.path}: expected WAL mode, got {mode!r}")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise CorruptModelError(
+                f"journal {self.path}: expected an nbo SQLite journal, got {exc}"
+            ) from None
+
+    # ------------------------------------------------------------------ catalogs and meta
+    def catalog(self, campaign: str, offer_ids: Sequence[str], feature_names: Sequence[str]) -> int:
+        """Id of the catalog row for this campaign, offers and features (added if new)."""
+        offers = json.dumps(list(offer_ids))
+        features = json.dumps(list(feature_names))
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id FROM catalogs WHERE campaign = ? AND offer_ids = ? AND feature_names = ?"
+                " ORDER BY id DESC LIMIT 1",
+                (campaign, offers, features),
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+            cur = self._db.execute(
+                "INSERT INTO catalogs (campaign, offer_ids, feature_names) VALUES (?, ?, ?)",
+                (campaign, offers, features),
+            )
+            return int(cur.lastrowid or 0)
+
+    def catalogs(self) -> dict[int, tuple[str, list[str], list[str]]]:
+        """All catalogs: id -> (campaign, offer ids, feature names)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, campaign, offer_ids, feature_names FROM catalogs"
+            ).fetchall()
+        return {int(i): (c, json.loads(o), json.loads(f)) for i, c, o, f in rows}
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    # ------------------------------------------------------------------ writes
+    def append_decisions(self, rows: Sequence[tuple[Any, ...]]) -> list[int]:
+        """Insert decisions in one transaction; return their seq numbers once committed."""
+        with self._lock:
+            db = self._db
+            if len(rows) == 1:
+                cur = db.execute(_INSERT_DECISION, rows[0])
+                return [int(cur.lastrowid or 0)]
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                first = None
+                for row in rows:
+                    cur = db.execute(_INSERT_DECISION, row)
+                    if first is None:
+                        first = int(cur.lastrowid or 0)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        # Rows of one transaction get consecutive rowids: the table only ever grows at its end.
+        return list(range(first or 0, (first or 0) + len(rows)))
+
+    def append_rewards(self, rows: Sequence[tuple[Any, ...]]) -> list[int]:
+        """Insert rewards (decision_id, decision_seq, ts_us, value, reward, source) in one
+        transaction; return their seq numbers (the learner's order) once committed."""
+        if not rows:
+            return []
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                seqs = [int(db.execute(_INSERT_REWARD, row).lastrowid or 0) for row in rows]
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return seqs
+
+    def record_errors(self, rows: Sequence[tuple[int, str, float | None, str]]) -> None:
+        """Keep rejected rewards (ts_us, decision_id, value, error) for audit."""
+        if not rows:
+            return
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO reward_errors (ts_us, decision_id, value, error)"
+                    " VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    # ------------------------------------------------------------------ reads
+    def lookup(self, decision_ids: Sequence[str]) -> dict[str, StoredDecision]:
+        """Stored decisions by id (ids not in the journal are absent from the result)."""
+        out: dict[str, StoredDecision] = {}
+        unique = list(dict.fromkeys(decision_ids))
+        with self._lock:
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start : start + _CHUNK]
+                sql = _LOOKUP.format(",".join("?" * len(chunk)))
+                for row in self._db.execute(sql, chunk):
+                    out[row[0]] = StoredDecision(*row)
+        return out
+
+    def first_open_after(self, seq: int) -> tuple[int, int] | None:
+        """(seq, ts_us) of the first decision after ``seq``, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT seq, ts_us FROM decisions WHERE seq > ? ORDER BY seq LIMIT 1", (seq,)
+            ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    def due_for_expiry(
+        self, after_seq: int, cutoff_us: int, limit: int
+    ) -> tuple[list[StoredDecision], int]:
+        """Unrewarded decisions after ``after_seq`` made at or before ``cutoff_us``.
+
+        Decisions are scanned in seq order and the scan stops at the first decision made after
+        the cutoff (the clock is assumed not to run backwards). Returns the due decisions and the
+        seq the scan reached (every decision up to it is now rewarded or due).
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT d.decision_id, d.seq, d.ts_us, d.customer_id, d.context, d.action,"
+                " d.propensity, d.control, d.cost, r.source, r.reward FROM decisions d"
+                " LEFT JOIN rewards r ON r.decision_id = d.decision_id"
+                " WHERE d.seq > ? ORDER BY d.seq LIMIT ?",
+                (after_seq, limit),
+            ).fetchall()
+        due = []
+        reached = after_seq
+        for row in rows:
+            if row[2] > cutoff_us:
+                break
+            reached = int(row[1])
+            if row[9] is None:
+                due.append(StoredDecision(*row))
+        return due, reached
+
+    def rewards_after(self, seq: int, batch: int = 4096) -> Iterator[list[tuple[Any, ...]]]:
+        """Learnable rewards after reward ``seq``, in order, in batches of
+        (reward_seq, context bytes, action id, propensity, reward, catalog)."""
+        last = seq
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT r.seq, d.context, d.action, d.propensity, r.reward, d.catalog"
+                    " FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
+                    " WHERE r.seq > ? ORDER BY r.seq LIMIT ?",
+                    (last, batch),
+                ).fetchall()
+            if not rows:
+                return
+            last = int(rows[-1][0])
+            yield [row for row in rows if row[4] is not None]
+
+    def last_reward_seq(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT MAX(seq) FROM rewards").fetchone()
+        return int(row[0] or 0)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read-only query (used by exports, reports and recovery)."""
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def counts(self) -> dict[str, int]:
+        """Numbers of decisions, rewards, pending decisions and rejected rewards."""
+        with self._lock:
+            n_dec = self._db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
+            n_rew = self._db.execute("SELECT COUNT(*) FROM rewards").fetchone()[0]
+            n_err = self._db.execute("SELECT COUNT(*) FROM reward_errors").fetchone()[0]
+        return {
+            "decisions": int(n_dec),
+            "rewards": int(n_rew),
+            "pending": int(n_dec) - int(n_rew),
+            "reward_errors": int(n_err),
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:
+                pass
+            self._db.close()

@@ -1,0 +1,329 @@
+"""Candidate policies: specs with grids, and the per-shard work that evaluates them.
+
+A candidate is a policy spec for :func:`engine.policies.make_policy` plus how it is evaluated:
+
+* ``static``: trained once on the train split (every logged row, with its propensity), then frozen
+  and scored on the test split;
+* ``learning``: started fresh and replayed through the test split in time order (Li et al. 2011):
+  it chooses on each batch, and learns only from the events where its choice matched the log (kept
+  by rejection sampling with probability min(propensity) / propensity, so non-uniform logs work);
+* ``baseline``: the logging policy itself (on-policy mean), uniform random and the control offer.
+
+The functions here are pure: the same arguments give the same numbers in-process and in a Ray
+worker, which is what makes the fan-out in :mod:`engine.replay.evaluate` reproducible.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.errors import InvalidInputError
+from engine.kernels import seed_state
+from engine.policies import Policy, make_policy
+from engine.replay.estimators import (
+    Estimator,
+    OffPolicyInputs,
+    diagnostic_sums,
+    make_estimators,
+)
+from engine.replay.stats import Moments, bootstrap_sums
+from engine.types import BoolArray, FloatArray, IntArray
+
+KINDS = ("static", "learning")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One policy to evaluate.
+
+    Attributes
+    ----------
+    label : str
+        Name in the report, e.g. ``linucb(alpha=0.5) static``.
+    spec : dict
+        ``make_policy`` spec; for baselines ``{"name": "logging"}``, ``{"name": "uniform"}``
+        or ``{"name": "control", "action": index}``.
+    kind : {"static", "learning", "baseline"}
+    """
+
+    label: str
+    spec: dict[str, Any]
+    kind: str
+
+
+def parse_policy(text: str) -> dict[str, Any]:
+    """Parse a policy argument: a JSON object, a name, or ``name:key=v1,v2:key2=v``.
+
+    Comma-separated values (or JSON lists) form a grid.
+
+    Examples
+    --------
+    >>> parse_policy("linucb:alpha=0.1,1:l2=2")
+    {'name': 'linucb', 'alpha': [0.1, 1], 'l2': 2}
+    >>> parse_policy('{"name": "egreedy", "epsilon": [0.05, 0.1]}')
+    {'name': 'egreedy', 'epsilon': [0.05, 0.1]}
+    """
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError("--policy", "a JSON object with a 'name'", text) from exc
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise InvalidInputError("--policy", "a JSON object with a 'name'", text)
+        return spec
+    name, *parts = text.split(":")
+    if not name:
+        raise InvalidInputError("--policy", "NAME[:KEY=VALUE[,VALUE...]]...", text)
+    spec: dict[str, Any] = {"name": name}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise InvalidInputError("--policy", "KEY=VALUE after the policy name", part)
+        values = [_scalar(v) for v in value.split(",")]
+        spec[key] = values if len(values) > 1 else values[0]
+    return spec
+
+
+def _scalar(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def expand_grid(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of the list-valued hyperparameters of ``spec``.
+
+    Examples
+    --------
+    >>> [s["alpha"] for s in expand_grid({"name": "linucb", "alpha": [0.1, 1.0]})]
+    [0.1, 1.0]
+    """
+    grid_keys = [k for k, v in spec.items() if isinstance(v, list) and k != "name"]
+    if not grid_keys:
+        return [dict(spec)]
+    out = []
+    for values in itertools.product(*(spec[k] for k in grid_keys)):
+        one = dict(spec)
+        one.update(zip(grid_keys, values, strict=True))
+        out.append(one)
+    return out
+
+
+def make_candidates(specs: list[dict[str, Any]], kinds: tuple[str, ...] = KINDS) -> list[Candidate]:
+    """Candidates for every spec, grid point and kind."""
+    for kind in kinds:
+        if kind not in KINDS:
+            raise InvalidInputError("--mode", f"one of {KINDS}", kind)
+    out = []
+    for spec in specs:
+        for one in expand_grid(spec):
+            params = ", ".join(f"{k}={v}" for k, v in one.items() if k != "name")
+            base = f"{one['name']}({params})" if params else str(one["name"])
+            out.extend(Candidate(f"{base} {kind}", one, kind) for kind in kinds)
+    labels = [c.label for c in out]
+    if len(set(labels)) != len(labels):
+        raise InvalidInputError("--policy", "distinct candidates", labels)
+    return out
+
+
+def baselines(control_action: int | None, actions: tuple[str, ...]) -> list[Candidate]:
+    """The logging policy, uniform random and (when known) the control offer."""
+    out = [
+        Candidate("logging policy", {"name": "logging"}, "baseline"),
+        Candidate("uniform random", {"name": "uniform"}, "baseline"),
+    ]
+    if control_action is not None:
+        spec = {"name": "control", "action": control_action}
+        out.append(Candidate(f"control ({actions[control_action]})", spec, "baseline"))
+    return out
+
+
+# ---------------------------------------------------------------------- shard work
+@dataclass(frozen=True)
+class EvalConfig:
+    """Settings shared by every task of one evaluation."""
+
+    estimators: tuple[str, ...] = ("replay", "ips", "snips", "dm", "dr", "sndr", "switch-dr")
+    clip: float | None = None
+    n_bootstrap: int = 200
+    seed: int = 0
+    batch_size: int = 256
+
+    def make(self) -> list[Estimator]:
+        return make_estimators(self.estimators, self.clip)
+
+
+@dataclass(frozen=True, eq=False)
+class Shard:
+    """Rows of the test split, as plain arrays (cheap to ship to a Ray worker)."""
+
+    index: int
+    context: FloatArray
+    action: IntArray
+    propensity: FloatArray
+    reward: FloatArray
+    mask: BoolArray | None
+
+    def __len__(self) -> int:
+        return int(self.action.shape[0])
+
+    def action_mask(self, n_actions: int) -> BoolArray:
+        if self.mask is not None:
+            return self.mask
+        return np.ones((len(self), n_actions), dtype=np.bool_)
+
+
+@dataclass(frozen=True, eq=False)
+class ShardSummary:
+    """Additive results of one candidate on one shard."""
+
+    moments: dict[str, Moments]
+    bootstrap: dict[str, FloatArray] = field(default_factory=dict)  # (n_bootstrap, 4) each
+    diagnostics: FloatArray = field(default_factory=lambda: np.zeros(6))
+
+
+def summarize(
+    inputs: OffPolicyInputs, estimators: list[Estimator], n_bootstrap: int, seed: int, shard: int
+) -> ShardSummary:
+    """Moments, bootstrap sums and diagnostic sums of every estimator on one shard's inputs."""
+    usable = [e for e in estimators if not e.needs_model or inputs.q_target is not None]
+    terms = {e.name: e.terms(inputs) for e in usable}
+    moments = {name: Moments.from_terms(*t) for name, t in terms.items()}
+    boot: dict[str, FloatArray] = {}
+    if n_bootstrap > 0 and len(inputs):
+        columns = [np.ones(len(inputs))]
+        for a, b, c in terms.values():
+            columns.extend((a, b, c))
+        sums = bootstrap_sums(np.column_stack(columns), n_bootstrap, seed, shard)
+        for j, name in enumerate(terms):
+            boot[name] = np.column_stack([sums[:, 0], sums[:, 1 + 3 * j : 4 + 3 * j]])
+    return ShardSummary(moments, boot, diagnostic_sums(inputs))
+
+
+def static_shard(
+    shard: Shard,
+    candidate: Candidate,
+    blob: bytes | None,
+    coef: FloatArray | None,
+    n_actions: int,
+    p_min: float,
+    config: EvalConfig,
+) -> ShardSummary:
+    """Evaluate a frozen policy (``blob``) or a baseline on one shard."""
+    mask = shard.action_mask(n_actions)
+    rows = np.arange(len(shard))
+    q_hat = None if coef is None else shard.context @ coef[:, :-1].T + coef[:, -1]
+    name = candidate.spec["name"]
+    if candidate.kind == "baseline" and name == "logging":
+        # On-policy: weight 1, and the logged offer is a draw from the logging policy, so its
+        # model prediction is an unbiased stand-in for the model averaged over that policy.
+        q_logged = None if q_hat is None else q_hat[rows, shard.action]
+        ones = np.ones(len(shard))
+        inputs = OffPolicyInputs(
+            shard.reward, shard.propensity, ones, q_logged, q_logged, accepted=ones
+        )
+        return summarize(inputs, config.make(), config.n_bootstrap, config.seed, shard.index)
+    if candidate.kind == "baseline" and name == "uniform":
+        dist = mask / mask.sum(axis=1, keepdims=True)
+    else:
+        if candidate.kind == "baseline":
+            spec = {"name": "fixed", "action": candidate.spec["action"]}
+            policy: Policy = make_policy(spec, n_actions, shard.context.shape[1])
+        elif blob is not None:
+            policy = Policy.from_bytes(blob)
+        else:
+            raise InvalidInputError("blob", f"a trained model for {candidate.label}", None)
+        policy.rng_state_ = seed_state(_mix(config.seed, shard.index))
+        decision = policy.choose(shard.context, mask)
+        dist = np.zeros((len(shard), n_actions))
+        dist[rows, decision.actions] = 1.0
+    inputs = OffPolicyInputs.from_action_dist(
+        shard.reward, shard.action, shard.propensity, dist, q_hat
+    )
+    # Replay of a frozen policy: the expected acceptance (match x rejection-sampling coin).
+    inputs = OffPolicyInputs(
+        inputs.reward,
+        inputs.propensity,
+        inputs.weight,
+        inputs.q_logged,
+        inputs.q_target,
+        accepted=inputs.weight * p_min,
+    )
+    return summarize(inputs, config.make(), config.n_bootstrap, config.seed, shard.index)
+
+
+def train_static(
+    candidate: Candidate,
+    context: FloatArray,
+    action: IntArray,
+    propensity: FloatArray,
+    reward: FloatArray,
+    n_actions: int,
+    seed: int,
+) -> bytes:
+    """Train a static candidate on the train split (every logged row); returns its model bytes."""
+    policy = make_policy(candidate.spec, n_actions, context.shape[1], seed=seed)
+    if len(action):
+        policy.update(context, action, reward, propensity)
+    return policy.to_bytes()
+
+
+def learning_replay(
+    candidate: Candidate,
+    shards: list[Shard],
+    coef: FloatArray | None,
+    n_actions: int,
+    p_min: float,
+    config: EvalConfig,
+) -> list[ShardSummary]:
+    """Replay a learning policy through the shards in order (Li et al. 2011, batched).
+
+    The policy chooses on each batch of ``config.batch_size`` rows, then learns from the rows
+    where it matched the logged offer and the rejection-sampling coin (probability
+    ``p_min / propensity``) kept the event. Returns one summary per shard, whose ``replay``
+    estimate is the mean reward over kept events.
+    """
+    n_features = shards[0].context.shape[1] if shards else 0
+    policy = make_policy(candidate.spec, n_actions, n_features, seed=config.seed)
+    rng = np.random.default_rng([config.seed, 0x5EED])
+    estimators = config.make()
+    out = []
+    for shard in shards:
+        n = len(shard)
+        mask = shard.action_mask(n_actions)
+        chosen = np.empty(n, dtype=np.int64)
+        accepted = np.zeros(n)
+        for start in range(0, n, config.batch_size):
+            stop = min(start + config.batch_size, n)
+            X = shard.context[start:stop]
+            decision = policy.choose(X, mask[start:stop])
+            chosen[start:stop] = decision.actions
+            logged = shard.action[start:stop]
+            keep = (decision.actions == logged) & (
+                rng.random(stop - start) * shard.propensity[start:stop] < p_min
+            )
+            accepted[start:stop] = keep
+            if keep.any():
+                policy.update(X[keep], logged[keep], shard.reward[start:stop][keep])
+        dist_weight = (chosen == shard.action) / shard.propensity
+        q_logged = q_target = None
+        if coef is not None:
+            q_hat = shard.context @ coef[:, :-1].T + coef[:, -1]
+            rows = np.arange(n)
+            q_logged, q_target = q_hat[rows, shard.action], q_hat[rows, chosen]
+        inputs = OffPolicyInputs(
+            shard.reward, shard.propensity, dist_weight, q_logged, q_target, accepted
+        )
+        out.append(summarize(inputs, estimators, config.n_bootstrap, config.seed, shard.index))
+    return out
+
+
+def _mix(seed: int, shard: int) -> int:
+    return int(np.random.SeedSequence([seed, shard]).generate_state(1, dtype=np.uint64)[0])

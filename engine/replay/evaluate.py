@@ -1,0 +1,394 @@
+"""Off-policy evaluation of candidate policies on logged data, fanned out over shards.
+
+The plan: split the logs in time (train / test), fit the reward model on the train split, train
+every static candidate on it (one task each), then score each static candidate and baseline on
+each fixed-size test shard (one task per candidate x shard, bootstrap resamples included) and
+replay each learning candidate through the test split (one task each). Shard boundaries depend on
+the data only, and bootstrap weights on (seed, shard) only, so the numbers are the same whichever
+way the tasks ran. Shard results are added in shard order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.errors import InvalidInputError
+from engine.replay.candidates import (
+    Candidate,
+    EvalConfig,
+    Shard,
+    ShardSummary,
+    baselines,
+    learning_replay,
+    static_shard,
+    train_static,
+)
+from engine.replay.data import LoggedData
+from engine.replay.estimators import (
+    INTERVAL_METHODS,
+    Diagnostics,
+    bootstrap_values,
+    check_alpha,
+    merge_diagnostic_sums,
+)
+from engine.replay.fanout import Runner, Task, TaskFailure
+from engine.replay.rewardmodel import RewardModel
+from engine.replay.stats import Moments, percentile_interval
+
+# Below this many (test rows x candidates) Ray's start-up costs more than it saves.
+SMALL_JOB = 2_000_000
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One estimator's value and intervals for one candidate."""
+
+    value: float
+    normal: tuple[float, float]
+    bernstein: tuple[float, float]
+    bootstrap: tuple[float, float] | None
+
+
+@dataclass
+class CandidateResult:
+    """Everything the report says about one candidate."""
+
+    label: str
+    kind: str
+    spec: dict[str, Any]
+    status: str = "ok"
+    error: str | None = None
+    estimates: dict[str, Estimate] = field(default_factory=dict)
+    diagnostics: Diagnostics | None = None
+
+    @property
+    def warning(self) -> str | None:
+        return None if self.diagnostics is None else self.diagnostics.overlap_warning
+
+    def interval(self, estimator: str, method: str) -> tuple[float, float]:
+        estimate = self.estimates.get(estimator)
+        if estimate is None:
+            return math.nan, math.nan
+        value = getattr(estimate, method)
+        return (math.nan, math.nan) if value is None else value
+
+    def value(self, estimator: str) -> float:
+        estimate = self.estimates.get(estimator)
+        return math.nan if estimate is None else estimate.value
+
+
+@dataclass
+class Evaluation:
+    """The result of :func:`evaluate`."""
+
+    candidates: list[CandidateResult]
+    primary: str
+    interval: str
+    alpha: float
+    n_train: int
+    n_test: int
+    n_shards: int
+    mode: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return all(c.status == "ok" for c in self.candidates)
+
+    @property
+    def logging(self) -> CandidateResult:
+        return next(c for c in self.candidates if c.spec.get("name") == "logging")
+
+    @property
+    def logging_value(self) -> float:
+        return self.logging.value(self.primary)
+
+    def ranking(self) -> list[CandidateResult]:
+        """Candidates that finished, best primary estimate first (NaN last)."""
+        done = [c for c in self.candidates if c.status == "ok"]
+        return sorted(done, key=lambda c: -c.value(self.primary) if c.estimates else math.inf)
+
+    def decision(self) -> dict[str, Any]:
+        """Go / no-go: promote the best candidate whose lower bound beats the logging policy."""
+        logging_value = self.logging_value if self.logging.status == "ok" else math.nan
+        if not self.complete:
+            failed = [c.label for c in self.candidates if c.status != "ok"]
+            return {
+                "promote": False,
+                "candidate": None,
+                "reason": f"NO-GO: evaluation incomplete ({len(failed)} failed: "
+                + ", ".join(failed)
+                + ")",
+            }
+        for c in self.ranking():
+            if c.kind == "baseline":
+                continue
+            low, _ = c.interval(self.primary, self.interval)
+            if c.warning is None and low > logging_value:
+                return {
+                    "promote": True,
+                    "candidate": c.label,
+                    "reason": f"GO: {c.label} lower bound {low:.4g} > logging policy "
+                    f"{logging_value:.4g} ({self.primary}, {self.interval} interval, "
+                    f"{1 - self.alpha:.0%})",
+                }
+        return {
+            "promote": False,
+            "candidate": None,
+            "reason": f"NO-GO: no candidate's lower bound beats the logging policy "
+            f"({logging_value:.4g}) with trustworthy overlap",
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (NaN becomes None)."""
+        out = {
+            "complete": self.complete,
+            "decision": self.decision(),
+            "primary_estimator": self.primary,
+            "interval": self.interval,
+            "confidence": 1.0 - self.alpha,
+            "logging_value": self.logging_value,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "n_shards": self.n_shards,
+            "mode": self.mode,
+            **self.info,
+            "candidates": [
+                {
+                    "label": c.label,
+                    "kind": c.kind,
+                    "spec": c.spec,
+                    "status": c.status,
+                    "error": c.error,
+                    "estimates": {k: asdict(v) for k, v in c.estimates.items()},
+                    "diagnostics": None if c.diagnostics is None else asdict(c.diagnostics),
+                    "overlap_warning": c.warning,
+                }
+                for c in self.ranking() + [c for c in self.candidates if c.status != "ok"]
+            ],
+        }
+        return _json_safe(out)
+
+
+def evaluate(
+    data: LoggedData,
+    candidates: list[Candidate],
+    *,
+    config: EvalConfig | None = None,
+    train_fraction: float = 0.5,
+    shard_rows: int = 131_072,
+    control_action: int | None = None,
+    primary: str = "dr",
+    interval: str = "bootstrap",
+    alpha: float = 0.05,
+    runner: Runner | None = None,
+) -> Evaluation:
+    """Evaluate candidates (plus the logging, uniform and control baselines) on ``data``.
+
+    Parameters
+    ----------
+    data : LoggedData
+    candidates : list of Candidate
+        From :func:`engine.replay.candidates.make_candidates`.
+    config : EvalConfig
+        Estimators, clipping, bootstrap resamples, seed, replay batch size.
+    train_fraction : float
+        Leading share of rows (by time) that trains the static candidates and the reward model.
+    shard_rows : int
+        Rows per test shard (the unit of parallel work).
+    control_action : int, optional
+        Offer index of the business-as-usual control; adds the control baseline.
+    primary : str
+        Estimator that ranks candidates and decides go / no-go.
+    interval : {"bootstrap", "normal", "bernstein"}
+    alpha : float
+        1 - confidence level.
+    runner : Runner, optional
+        Where tasks run; by default in-process for small jobs, local Ray otherwise.
+
+    Returns
+    -------
+    Evaluation
+    """
+    config = config or EvalConfig()
+    check_alpha(alpha)
+    if interval not in INTERVAL_METHODS:
+        raise InvalidInputError("interval", f"one of {INTERVAL_METHODS}", interval)
+    if interval == "bootstrap" and config.n_bootstrap < 2:
+        raise InvalidInputError(
+            "n_bootstrap", "at least 2 for bootstrap intervals", config.n_bootstrap
+        )
+    if primary not in config.estimators:
+        raise InvalidInputError("primary", f"one of the estimators {config.estimators}", primary)
+    if shard_rows < 1:
+        raise InvalidInputError("shard_rows", "an int >= 1", shard_rows)
+    if control_action is not None and not 0 <= control_action < data.n_actions:
+        raise InvalidInputError(
+            "control_action", f"an offer index in [0, {data.n_actions})", control_action
+        )
+    config.make()  # validates estimator names and clip before any work
+    train, test = data.split(train_fraction)
+    if test.n_rounds == 0:
+        raise InvalidInputError("logs", "at least one row in the test split", 0)
+    all_candidates = baselines(control_action, data.actions) + list(candidates)
+    if runner is None:
+        small = test.n_rounds * len(all_candidates) < SMALL_JOB
+        runner = Runner(workers=0 if small else None)
+
+    needs_model = any(e.needs_model for e in config.make())
+    coef = None
+    if needs_model and train.n_rounds > 0:
+        model = RewardModel.fit(train.context, train.action, train.reward, data.n_actions)
+        coef = model.coef
+    p_min = float(test.propensity.min())
+    shards = _shards(test, shard_rows)
+    shard_refs = [runner.put(s) for s in shards]
+    # Ray resolves only top-level references, so learning replays get the whole list as one.
+    all_shards = runner.put(shards) if any(c.kind == "learning" for c in candidates) else None
+    k = data.n_actions
+
+    results = {c.label: CandidateResult(c.label, c.kind, c.spec) for c in all_candidates}
+    statics = [c for c in all_candidates if c.kind == "static"]
+    blobs: dict[str, bytes] = {}
+    if statics:
+        train_args = runner.put((train.context, train.action, train.propensity, train.reward))
+        tasks = [
+            Task(f"train {c.label}", _train_task, (c, train_args, k, config.seed)) for c in statics
+        ]
+        for c, out in zip(statics, runner.run(tasks, "training"), strict=True):
+            if isinstance(out, TaskFailure):
+                _fail(results[c.label], out)
+            else:
+                blobs[c.label] = out
+
+    tasks, owners = [], []
+    for c in all_candidates:
+        if results[c.label].status != "ok":
+            continue
+        if c.kind == "learning":
+            tasks.append(
+                Task(f"replay {c.label}", learning_replay, (c, all_shards, coef, k, p_min, config))
+            )
+            owners.append((c.label, None))
+        else:
+            blob = blobs.get(c.label)
+            for s, ref in zip(shards, shard_refs, strict=True):
+                args = (ref, c, blob, coef, k, p_min, config)
+                tasks.append(Task(f"{c.label} shard {s.index}", static_shard, args))
+                owners.append((c.label, s.index))
+    outputs = runner.run(tasks, "evaluating")
+
+    collected: dict[str, list[ShardSummary | None]] = {
+        c.label: [None] * len(shards) for c in all_candidates
+    }
+    for (label, shard_index), out in zip(owners, outputs, strict=True):
+        if isinstance(out, TaskFailure):
+            _fail(results[label], out)
+        elif shard_index is None:
+            collected[label] = list(out)
+        else:
+            collected[label][shard_index] = out
+    for c in all_candidates:
+        result = results[c.label]
+        if result.status == "ok":
+            parts = collected[c.label]
+            if any(p is None for p in parts):
+                _fail(result, TaskFailure(c.label, "missing shard results", 0))
+                continue
+            _combine(result, [p for p in parts if p is not None], alpha)
+    return Evaluation(
+        candidates=list(results.values()),
+        primary=primary,
+        interval=interval,
+        alpha=alpha,
+        n_train=train.n_rounds,
+        n_test=test.n_rounds,
+        n_shards=len(shards),
+        mode=runner.mode,
+        info={
+            "n_rows": data.n_rounds,
+            "n_pending": data.n_pending,
+            "actions": list(data.actions),
+            "n_features": data.n_features,
+            "uniform_logging": data.is_uniform(),
+            "estimators": list(config.estimators),
+            "clip": config.clip,
+            "n_bootstrap": config.n_bootstrap,
+            "seed": config.seed,
+            "shard_rows": shard_rows,
+            "train_fraction": train_fraction,
+            "reward_model": coef is not None,
+        },
+    )
+
+
+def _train_task(
+    candidate: Candidate,
+    train: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    n_actions: int,
+    seed: int,
+) -> bytes:
+    context, action, propensity, reward = train
+    return train_static(candidate, context, action, propensity, reward, n_actions, seed)
+
+
+def _shards(test: LoggedData, shard_rows: int) -> list[Shard]:
+    mask = test.eligible
+    out = []
+    for i, start in enumerate(range(0, test.n_rounds, shard_rows)):
+        stop = min(start + shard_rows, test.n_rounds)
+        out.append(
+            Shard(
+                index=i,
+                context=test.context[start:stop],
+                action=test.action[start:stop],
+                propensity=test.propensity[start:stop],
+                reward=test.reward[start:stop],
+                mask=None if mask is None else mask[start:stop],
+            )
+        )
+    return out
+
+
+def _fail(result: CandidateResult, failure: TaskFailure) -> None:
+    result.status = "failed"
+    note = f"{failure.key}: {failure.error} (after {failure.attempts} attempts)"
+    result.error = note if result.error is None else f"{result.error}; {note}"
+
+
+def _combine(result: CandidateResult, parts: list[ShardSummary], alpha: float) -> None:
+    names = list(parts[0].moments)
+    diag = parts[0].diagnostics
+    for p in parts[1:]:
+        diag = merge_diagnostic_sums(diag, p.diagnostics)
+    result.diagnostics = Diagnostics.from_sums(diag)
+    for name in names:
+        moments = Moments.empty()
+        for p in parts:
+            moments = moments + p.moments[name]
+        boot = None
+        if all(name in p.bootstrap for p in parts):
+            sums = np.sum([p.bootstrap[name] for p in parts], axis=0)
+            boot = percentile_interval(bootstrap_values(sums), alpha)
+        result.estimates[name] = Estimate(
+            value=moments.estimate(),
+            normal=moments.normal_interval(alpha),
+            bernstein=moments.bernstein_interval(alpha),
+            bootstrap=boot,
+        )
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
