@@ -23,7 +23,7 @@ from engine.errors import InvalidInputError
 from engine.replay.data import LoggedData
 
 FEATURE_NAMES_KEY = b"nbo.feature_names"
-ACTIONS_KEY = b"nbo.actions"
+ACTIONS_KEYS = (b"nbo.action_ids", b"nbo.actions")
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,9 @@ def read_logs(
     columns : ColumnMap, optional
         Column mapping; the nbo schema's names by default.
     actions : tuple of str, optional
-        The offer list in policy order. By default the schema metadata ``nbo.actions`` when
-        present, else the sorted distinct offers seen in the ``action`` and ``eligible`` columns.
+        The offer list in policy order. By default the schema metadata ``nbo.action_ids`` (or
+        ``nbo.actions``) when present, else the sorted distinct offers seen in the ``action``
+        and ``eligible`` columns.
     format : {"auto", "parquet", "csv", "dsjson"}
     n_features : int
         Only for DSJson: the number of hashed context features.
@@ -337,7 +338,11 @@ def _eligible_mask(
 
 def _actions_from_metadata(table: pa.Table) -> tuple[str, ...]:
     meta = table.schema.metadata or {}
-    return _parse_names(meta.get(ACTIONS_KEY))
+    for key in ACTIONS_KEYS:
+        names = _parse_names(meta.get(key))
+        if names:
+            return names
+    return ()
 
 
 def _parse_names(raw: bytes | None) -> tuple[str, ...]:
