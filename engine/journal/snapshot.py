@@ -51,7 +51,9 @@ def decode_snapshot(data: bytes, source: str = "snapshot") -> tuple[dict[str, An
         When the magic, the checksum, the header or the policy blob is wrong.
     """
     if len(data) < len(MAGIC) + 8 + 32 or not data.startswith(MAGIC):
-        raise CorruptModelError(f"{source}: expected an nbo snapshot (magic {MAGIC!r}), got other data")
+        raise CorruptModelError(
+            f"{source}: expected an nbo snapshot (magic {MAGIC!r}), got other data"
+        )
     body, digest = data[:-32], data[-32:]
     if hashlib.sha256(body).digest() != digest:
         raise CorruptModelError(f"{source}: checksum mismatch (the file is truncated or altered)")

@@ -304,8 +304,8 @@ class Journal:
         return due, reached
 
     def rewards_after(self, seq: int, batch: int = 4096) -> Iterator[list[tuple[Any, ...]]]:
-        """Learnable rewards after reward ``seq``, in order, in batches of
-        (reward_seq, context bytes, action id, propensity, reward, catalog)."""
+        """Rewards after reward ``seq``, in order, in batches of rows (reward_seq, context bytes,
+        action id, propensity, reward or None, catalog)."""
         last = seq
         while True:
             with self._lock:
@@ -318,7 +318,7 @@ class Journal:
             if not rows:
                 return
             last = int(rows[-1][0])
-            yield [row for row in rows if row[4] is not None]
+            yield rows
 
     def last_reward_seq(self) -> int:
         with self._lock:
