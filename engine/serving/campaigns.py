@@ -114,7 +114,7 @@ class Campaigns:
             if len(engines) == 1:
                 return next(iter(engines.items()))
             raise InvalidInputError(
-                "campaign", f"one of {sorted(engines)} (this server hosts several)", name
+                "campaign", f"one of {sorted(engines)} (this server hosts several)", "none"
             )
         engine = engines.get(name)
         if engine is None:

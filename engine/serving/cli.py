@@ -47,7 +47,6 @@ def register(subparsers: Any) -> None:
         "nbo.v1.AdminService, grpc.health.v1.Health, server reflection). Stops gracefully on "
         "SIGTERM/SIGINT: health NOT_SERVING, in-flight calls drained within --grace-seconds, "
         "journals flushed, snapshots written.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     d = ServeConfig()
     p.add_argument(
@@ -66,7 +65,7 @@ def register(subparsers: Any) -> None:
         "--workers",
         type=int,
         default=1,
-        help="server processes sharing the port; only 1 is supported by this version",
+        help="server processes sharing the port (SO_REUSEPORT); this version supports 1 [1]",
     )
     p.add_argument(
         "--max-concurrent-rpcs",

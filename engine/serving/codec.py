@@ -44,10 +44,10 @@ def check_id(value: str, field: str) -> str:
     >>> check_id("", "customer_id")
     Traceback (most recent call last):
     ...
-    engine.errors.InvalidInputError: customer_id: expected a non-empty string, got ''
+    engine.errors.InvalidInputError: customer_id: expected a non-empty string, got an empty string
     """
     if not value:
-        raise InvalidInputError(field, "a non-empty string", value)
+        raise InvalidInputError(field, "a non-empty string", "an empty string")
     if len(value) > MAX_ID_CHARS:
         raise InvalidInputError(
             field, f"at most {MAX_ID_CHARS} characters", f"{len(value)} characters"
@@ -175,7 +175,8 @@ def _names(values: Sequence[str], field: str) -> list[str]:
                 f"{field}[{i}]", f"a name of 1..{MAX_NAME_CHARS} characters", name
             )
     if len(set(names)) != len(names):
-        raise InvalidInputError(field, "distinct names", names)
+        duplicate = next(n for n in names if names.count(n) > 1)
+        raise InvalidInputError(field, "distinct names", f"{duplicate!r} more than once")
     return names
 
 
