@@ -31,7 +31,9 @@ class InvalidParameterError(InvalidInputError):
 
     def __init__(self, owner: str, name: str, rule: str, got: object) -> None:
         self.owner = owner
-        NboError.__init__(self, f"The {name!r} parameter of {owner} must be {rule}. Got {got!r} instead.")
+        NboError.__init__(
+            self, f"The {name!r} parameter of {owner} must be {rule}. Got {got!r} instead."
+        )
         self.field = name
         self.expected = rule
         self.got = got

@@ -60,13 +60,26 @@ def prepare() -> None:
         choose_greedy(out.copy(), mask, 0.1, 0.0, state, actions, props, explored)
         choose_softmax(out.copy(), mask, 1.0, 0.0, state, actions, props, explored)
         choose_from_probabilities(np.full((n, k), 0.5), mask, 0.0, state, actions, props, explored)
-        choose_gaussian_thompson(out, widths + 1.0, mask, 0.01, 4, state, np.empty((n, k)),
-                                 actions, props, explored)
-        ridge_update(A, A_inv, b, theta, np.zeros(k, np.int64), np.zeros(k), X,
-                     np.zeros(n, np.int64), np.ones(n), np.ones(n), 2)
+        choose_gaussian_thompson(
+            out, widths + 1.0, mask, 0.01, 4, state, np.empty((n, k)), actions, props, explored
+        )
+        ridge_update(
+            A,
+            A_inv,
+            b,
+            theta,
+            np.zeros(k, np.int64),
+            np.zeros(k),
+            X,
+            np.zeros(n, np.int64),
+            np.ones(n),
+            np.ones(n),
+            2,
+        )
         first_invalid(X, 1.0)
         first_invalid(np.ones(n), 1.0)
         first_outside(np.zeros(n, np.int64), 0, 1)
     ucb1_scores(np.zeros(2), np.zeros(2), 1.0, np.empty(2))
-    beta_win_probabilities(np.ones(2), np.ones(2), np.ones((1, 2), np.bool_), 4, state,
-                           np.empty((1, 2)))
+    beta_win_probabilities(
+        np.ones(2), np.ones(2), np.ones((1, 2), np.bool_), 4, state, np.empty((1, 2))
+    )

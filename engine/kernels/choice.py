@@ -202,7 +202,8 @@ def gaussian_win_probability(
 ) -> float:
     """P(action ``a`` has the largest of independent N(means, sds^2) draws among eligible actions).
 
-    Computed as the integral over u in (0, 1) of prod_{b != a} Phi((m_a + s_a Phi^-1(u) - m_b) / s_b),
+    Computed as the integral over u in (0, 1) of
+    prod_{b != a} Phi((m_a + s_a Phi^-1(u) - m_b) / s_b),
     an increasing function of u with values in [0, 1], by a randomly shifted midpoint rule with
     ``n_draws`` strata: u_j = (j + shift) / n_draws. The estimate is unbiased over the shift and,
     because the integrand is monotone, lies between the left and right Riemann sums, so its error

@@ -43,7 +43,8 @@ def ridge_predict(
 ) -> None:
     """Scores and confidence widths of every model for every row.
 
-    widths[i, a] = sqrt(X[i]^T A_inv[a] X[i]) and scores[i, a] = X[i] . theta[a] + alpha * widths[i, a].
+    widths[i, a] = sqrt(X[i]^T A_inv[a] X[i]) and
+    scores[i, a] = X[i] . theta[a] + alpha * widths[i, a].
     Pass an ``A_inv`` with zero models (shape (0, d, d)) to get the plain means and skip the widths.
 
     Parameters

@@ -14,13 +14,14 @@ from typing import Any
 
 from engine.errors import InvalidInputError
 from engine.policies.base import Decision, Policy
-from engine.policies.baselines import BetaTS, FixedAction, UCB1, UniformRandom
+from engine.policies.baselines import UCB1, BetaTS, FixedAction, UniformRandom
 from engine.policies.linear import EpsilonGreedy, LinearTS, LinUCB, Softmax
 from engine.policies.shared import SharedLinear
 from engine.policies.vw import VWPolicy
 
 __all__ = [
     "POLICY_NAMES",
+    "UCB1",
     "BetaTS",
     "Decision",
     "EpsilonGreedy",
@@ -30,7 +31,6 @@ __all__ = [
     "Policy",
     "SharedLinear",
     "Softmax",
-    "UCB1",
     "UniformRandom",
     "VWPolicy",
     "make_policy",
@@ -77,10 +77,14 @@ def make_policy(
     if cls is SharedLinear:
         kwargs.setdefault("offer_features", offer_features)
         if kwargs["offer_features"] is None:
-            raise InvalidInputError("offer_features", "an (n_actions, n_offer_features) array "
-                                    "for the shared policy", None)
+            raise InvalidInputError(
+                "offer_features",
+                "an (n_actions, n_offer_features) array for the shared policy",
+                None,
+            )
     try:
         return cls(n_actions, n_features, **kwargs)
     except TypeError as exc:
-        raise InvalidInputError("policy", f"hyperparameters accepted by {cls.__name__}",
-                                str(exc)) from exc
+        raise InvalidInputError(
+            "policy", f"hyperparameters accepted by {cls.__name__}", str(exc)
+        ) from exc

@@ -76,9 +76,9 @@ def load(blob: bytes) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, np
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         if offset + nbytes > len(body):
             raise CorruptModelError(f"model blob: array {spec['name']!r} runs past the end")
-        arrays[spec["name"]] = np.frombuffer(body, dtype, int(np.prod(shape)), offset).reshape(
-            shape
-        ).copy()
+        arrays[spec["name"]] = (
+            np.frombuffer(body, dtype, int(np.prod(shape)), offset).reshape(shape).copy()
+        )
         offset += nbytes
     if offset != len(body):
         raise CorruptModelError("model blob: trailing bytes after the arrays")

@@ -120,9 +120,7 @@ class Policy(ABC):
         mask = self._check_mask(action_mask, X.shape[0])
         return self._choose(X, mask)
 
-    def update(
-        self, contexts: Any, actions: Any, rewards: Any, propensities: Any = None
-    ) -> None:
+    def update(self, contexts: Any, actions: Any, rewards: Any, propensities: Any = None) -> None:
         """Learn from observed rewards (higher is better).
 
         Parameters
@@ -161,13 +159,15 @@ class Policy(ABC):
         if not 0 <= index < self.n_actions:
             raise InvalidInputError("index", f"an action index in [0, {self.n_actions})", index)
         if self.n_actions == 1:
-            raise InvalidInputError("index", "a removable action (a policy keeps >= 1 action)", index)
+            raise InvalidInputError(
+                "index", "a removable action (a policy keeps >= 1 action)", index
+            )
         self._remove_action(int(index))
         self.n_actions -= 1
         self._all_eligible = np.ones((1, self.n_actions), dtype=np.bool_)
 
     def prepare(self) -> None:
-        """Compile (or load from cache) every kernel this policy uses, leaving its state as it was."""
+        """Compile (or load from cache) the kernels this policy uses; state is untouched."""
         from engine.kernels import prepare
 
         prepare()
@@ -178,11 +178,7 @@ class Policy(ABC):
 
     def get_params(self) -> dict[str, Any]:
         """Hyperparameters: the constructor's arguments as currently stored."""
-        names = [
-            p
-            for p in inspect.signature(type(self).__init__).parameters
-            if p != "self"
-        ]
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
         return {name: getattr(self, name) for name in names}
 
     def to_bytes(self) -> bytes:
@@ -213,9 +209,7 @@ class Policy(ABC):
         return policy
 
     def __repr__(self) -> str:
-        shown = {
-            k: v for k, v in self.get_params().items() if not isinstance(v, np.ndarray)
-        }
+        shown = {k: v for k, v in self.get_params().items() if not isinstance(v, np.ndarray)}
         args = ", ".join(f"{k}={v!r}" for k, v in shown.items())
         return f"{type(self).__name__}({args})"
 
@@ -248,7 +242,7 @@ class Policy(ABC):
         """State of one fresh action for array ``name`` (leading axis of length 1)."""
         return np.zeros_like(getattr(self, name)[:1])
 
-    def _check_rewards(self, rewards: FloatArray) -> None:
+    def _check_rewards(self, rewards: FloatArray) -> None:  # noqa: B027 (optional hook)
         """Policies with a restricted reward range override this."""
 
     def _extra_arrays(self) -> dict[str, np.ndarray]:
@@ -268,7 +262,7 @@ class Policy(ABC):
             setattr(self, name, scalars[name])
         self._restore_extra(arrays)
 
-    def _restore_extra(self, arrays: dict[str, np.ndarray]) -> None:
+    def _restore_extra(self, arrays: dict[str, np.ndarray]) -> None:  # noqa: B027
         """Subclasses with state outside ``_state_arrays`` restore it here."""
 
     # ------------------------------------------------------------------ validation
@@ -333,7 +327,9 @@ class Policy(ABC):
         if not eligible.all():
             row = int(np.argmin(eligible))
             raise NoEligibleActionError(
-                "action_mask", "at least one eligible action per row", f"row {row} with none eligible"
+                "action_mask",
+                "at least one eligible action per row",
+                f"row {row} with none eligible",
             )
         return np.ascontiguousarray(mask)
 
@@ -382,7 +378,9 @@ def _check_actions(actions: Any, n: int, n_actions: int) -> IntArray:
             raise InvalidInputError("actions", "integer action indices", f"dtype {a.dtype}")
         a = np.ascontiguousarray(a, dtype=np.int64)
     if a.shape != (n,):
-        raise InvalidInputError("actions", f"shape ({n},) (one per context row)", f"shape {a.shape}")
+        raise InvalidInputError(
+            "actions", f"shape ({n},) (one per context row)", f"shape {a.shape}"
+        )
     bad = first_outside(a, 0, n_actions)
     if bad >= 0:
         raise InvalidInputError("actions", f"indices in [0, {n_actions})", f"{a[bad]} at row {bad}")
@@ -399,7 +397,9 @@ def _check_values(field: str, values: Any, n: int) -> FloatArray:
     bad = first_invalid(v, VALUE_LIMIT)
     if bad >= 0:
         raise InvalidInputError(
-            field, f"finite values with |value| <= {VALUE_LIMIT:g}", f"{float(v[bad])!r} at row {bad}"
+            field,
+            f"finite values with |value| <= {VALUE_LIMIT:g}",
+            f"{float(v[bad])!r} at row {bad}",
         )
     return v
 
@@ -408,7 +408,9 @@ def _check_propensities(propensities: Any, n: int) -> FloatArray:
     p = _check_values("propensities", propensities, n)
     if n and ((p <= 0.0) | (p > 1.0)).any():
         bad = int(np.argmax((p <= 0.0) | (p > 1.0)))
-        raise InvalidInputError("propensities", "values in (0, 1]", f"{float(p[bad])!r} at row {bad}")
+        raise InvalidInputError(
+            "propensities", "values in (0, 1]", f"{float(p[bad])!r} at row {bad}"
+        )
     return p
 
 

@@ -76,8 +76,9 @@ class FixedAction(Policy):
         scores = np.zeros((n, self.n_actions))
         scores[:, self.action] = 1.0
         actions, props, explored = self._outputs(n)
-        choose_greedy(scores, mask, 0.0, self.min_propensity, self.rng_state_, actions, props,
-                      explored)
+        choose_greedy(
+            scores, mask, 0.0, self.min_propensity, self.rng_state_, actions, props, explored
+        )
         return Decision(actions, props, scores, explored)
 
     def _update(self, X: FloatArray, actions: IntArray, rewards: FloatArray, props: object) -> None:
@@ -124,8 +125,9 @@ class UCB1(Policy):
         ucb1_scores(self.sums_, self.counts_, self.c, row)
         scores = np.repeat(row[None], n, axis=0)
         actions, props, explored = self._outputs(n)
-        choose_greedy(scores, mask, 0.0, self.min_propensity, self.rng_state_, actions, props,
-                      explored)
+        choose_greedy(
+            scores, mask, 0.0, self.min_propensity, self.rng_state_, actions, props, explored
+        )
         return Decision(actions, props, scores, explored)
 
     def _update(self, X: FloatArray, actions: IntArray, rewards: FloatArray, props: object) -> None:
@@ -187,11 +189,13 @@ class BetaTS(Policy):
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
         n = X.shape[0]
         probabilities = np.empty((n, self.n_actions))
-        beta_win_probabilities(self.alpha_, self.beta_, mask, self.propensity_draws,
-                               self.rng_state_, probabilities)
+        beta_win_probabilities(
+            self.alpha_, self.beta_, mask, self.propensity_draws, self.rng_state_, probabilities
+        )
         actions, props, explored = self._outputs(n)
-        choose_from_probabilities(probabilities, mask, self.min_propensity, self.rng_state_,
-                                  actions, props, explored)
+        choose_from_probabilities(
+            probabilities, mask, self.min_propensity, self.rng_state_, actions, props, explored
+        )
         scores = np.where(mask, probabilities, -np.inf)
         return Decision(actions, props, scores, explored)
 

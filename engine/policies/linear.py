@@ -73,8 +73,17 @@ class _RidgePolicy(Policy):
         else:
             weights = np.ones(X.shape[0])
         ridge_update(
-            self.A_, self.A_inv_, self.b_, self.theta_, self.n_since_refactor_, self.n_obs_,
-            X, actions, rewards, weights, self.refactor_every,
+            self.A_,
+            self.A_inv_,
+            self.b_,
+            self.theta_,
+            self.n_since_refactor_,
+            self.n_obs_,
+            X,
+            actions,
+            rewards,
+            weights,
+            self.refactor_every,
         )
 
     def _predict(self, X: FloatArray, alpha: float, widths: bool) -> tuple[FloatArray, FloatArray]:
@@ -136,8 +145,13 @@ class LinUCB(_RidgePolicy):
         seed: int | None = None,
     ) -> None:
         super().__init__(
-            n_actions, n_features, l2=l2, min_propensity=min_propensity,
-            importance_weighting=importance_weighting, refactor_every=refactor_every, seed=seed,
+            n_actions,
+            n_features,
+            l2=l2,
+            min_propensity=min_propensity,
+            importance_weighting=importance_weighting,
+            refactor_every=refactor_every,
+            seed=seed,
         )
         _check_float("LinUCB", "alpha", alpha, 0.0)
         self.alpha = float(alpha)
@@ -145,8 +159,9 @@ class LinUCB(_RidgePolicy):
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
         scores, _ = self._predict(X, self.alpha, widths=self.alpha > 0.0)
         actions, props, explored = self._outputs(X.shape[0])
-        choose_greedy(scores, mask, 0.0, self.min_propensity, self.rng_state_, actions, props,
-                      explored)
+        choose_greedy(
+            scores, mask, 0.0, self.min_propensity, self.rng_state_, actions, props, explored
+        )
         return Decision(actions, props, scores, explored)
 
 
@@ -199,8 +214,13 @@ class LinearTS(_RidgePolicy):
         seed: int | None = None,
     ) -> None:
         super().__init__(
-            n_actions, n_features, l2=l2, min_propensity=min_propensity,
-            importance_weighting=importance_weighting, refactor_every=refactor_every, seed=seed,
+            n_actions,
+            n_features,
+            l2=l2,
+            min_propensity=min_propensity,
+            importance_weighting=importance_weighting,
+            refactor_every=refactor_every,
+            seed=seed,
         )
         _check_float("LinearTS", "scale", scale, 0.0, strict_min=True)
         _check_int("LinearTS", "propensity_draws", propensity_draws, 1)
@@ -214,8 +234,16 @@ class LinearTS(_RidgePolicy):
         scores = np.empty((n, self.n_actions))
         actions, props, explored = self._outputs(n)
         choose_gaussian_thompson(
-            means, widths, mask, self.min_propensity, self.propensity_draws, self.rng_state_,
-            scores, actions, props, explored,
+            means,
+            widths,
+            mask,
+            self.min_propensity,
+            self.propensity_draws,
+            self.rng_state_,
+            scores,
+            actions,
+            props,
+            explored,
         )
         return Decision(actions, props, scores, explored)
 
@@ -251,8 +279,13 @@ class EpsilonGreedy(_RidgePolicy):
         seed: int | None = None,
     ) -> None:
         super().__init__(
-            n_actions, n_features, l2=l2, min_propensity=min_propensity,
-            importance_weighting=importance_weighting, refactor_every=refactor_every, seed=seed,
+            n_actions,
+            n_features,
+            l2=l2,
+            min_propensity=min_propensity,
+            importance_weighting=importance_weighting,
+            refactor_every=refactor_every,
+            seed=seed,
         )
         _check_float("EpsilonGreedy", "epsilon", epsilon, 0.0, 1.0)
         _check_float("EpsilonGreedy", "decay", decay, 0.0)
@@ -267,8 +300,16 @@ class EpsilonGreedy(_RidgePolicy):
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
         scores, _ = self._predict(X, 0.0, widths=False)
         actions, props, explored = self._outputs(X.shape[0])
-        choose_greedy(scores, mask, self.current_epsilon, self.min_propensity, self.rng_state_,
-                      actions, props, explored)
+        choose_greedy(
+            scores,
+            mask,
+            self.current_epsilon,
+            self.min_propensity,
+            self.rng_state_,
+            actions,
+            props,
+            explored,
+        )
         return Decision(actions, props, scores, explored)
 
 
@@ -298,8 +339,13 @@ class Softmax(_RidgePolicy):
         seed: int | None = None,
     ) -> None:
         super().__init__(
-            n_actions, n_features, l2=l2, min_propensity=min_propensity,
-            importance_weighting=importance_weighting, refactor_every=refactor_every, seed=seed,
+            n_actions,
+            n_features,
+            l2=l2,
+            min_propensity=min_propensity,
+            importance_weighting=importance_weighting,
+            refactor_every=refactor_every,
+            seed=seed,
         )
         _check_float("Softmax", "temperature", temperature, 0.0, strict_min=True)
         self.temperature = float(temperature)
@@ -307,7 +353,14 @@ class Softmax(_RidgePolicy):
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
         scores, _ = self._predict(X, 0.0, widths=False)
         actions, props, explored = self._outputs(X.shape[0])
-        choose_softmax(scores, mask, self.temperature, self.min_propensity, self.rng_state_,
-                       actions, props, explored)
+        choose_softmax(
+            scores,
+            mask,
+            self.temperature,
+            self.min_propensity,
+            self.rng_state_,
+            actions,
+            props,
+            explored,
+        )
         return Decision(actions, props, scores, explored)
-

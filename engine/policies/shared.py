@@ -88,7 +88,7 @@ class SharedLinear(Policy):
         return int(self.A_.shape[1])
 
     def _joint(self, X: FloatArray, actions: IntArray | None = None) -> FloatArray:
-        """Joint features: (n_rounds * n_actions, D) for all offers, or (n_rounds, D) for given ones."""
+        """Joint features: (n_rounds * n_actions, D) for all offers, else (n_rounds, D)."""
         F1 = np.hstack([np.ones((self.offer_features.shape[0], 1)), self.offer_features])
         if actions is None:
             Z = X[:, None, :, None] * F1[None, :, None, :]
@@ -101,24 +101,40 @@ class SharedLinear(Policy):
         Z = self._joint(X)
         flat = np.empty((Z.shape[0], 1))
         widths = np.empty((Z.shape[0], 1))
-        ridge_predict(Z, self.theta_, self.A_inv_ if self.alpha > 0 else self.A_inv_[:0],
-                      self.alpha, flat, widths)
+        ridge_predict(
+            Z,
+            self.theta_,
+            self.A_inv_ if self.alpha > 0 else self.A_inv_[:0],
+            self.alpha,
+            flat,
+            widths,
+        )
         scores = flat.reshape(n, self.n_actions)
         actions, props, explored = self._outputs(n)
-        choose_greedy(scores, mask, 0.0, self.min_propensity, self.rng_state_, actions, props,
-                      explored)
+        choose_greedy(
+            scores, mask, 0.0, self.min_propensity, self.rng_state_, actions, props, explored
+        )
         return Decision(actions, props, scores, explored)
 
     def _update(
         self, X: FloatArray, actions: IntArray, rewards: FloatArray, props: FloatArray | None
     ) -> None:
         Z = self._joint(X, actions)
-        weights = 1.0 / props if self.importance_weighting and props is not None else np.ones(
-            X.shape[0]
+        weights = (
+            1.0 / props if self.importance_weighting and props is not None else np.ones(X.shape[0])
         )
         ridge_update(
-            self.A_, self.A_inv_, self.b_, self.theta_, self.n_since_refactor_, self.n_obs_,
-            Z, np.zeros(X.shape[0], np.int64), rewards, weights, self.refactor_every,
+            self.A_,
+            self.A_inv_,
+            self.b_,
+            self.theta_,
+            self.n_since_refactor_,
+            self.n_obs_,
+            Z,
+            np.zeros(X.shape[0], np.int64),
+            rewards,
+            weights,
+            self.refactor_every,
         )
 
     def _add_action(self, features: Any) -> None:
@@ -126,8 +142,9 @@ class SharedLinear(Policy):
             raise InvalidInputError(
                 "features", f"{self.offer_features.shape[1]} offer features for SharedLinear", None
             )
-        f = _check_offer_features(np.atleast_2d(np.asarray(features, dtype=object)), 1,
-                                  self.offer_features.shape[1])
+        f = _check_offer_features(
+            np.atleast_2d(np.asarray(features, dtype=object)), 1, self.offer_features.shape[1]
+        )
         self.offer_features = np.vstack([self.offer_features, f])
 
     def _remove_action(self, index: int) -> None:
@@ -138,8 +155,9 @@ def _check_offer_features(value: Any, n_actions: int, n_cols: int | None = None)
     try:
         F = np.ascontiguousarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise InvalidInputError("offer_features", "a float array (n_actions, n_offer_features)",
-                                value) from exc
+        raise InvalidInputError(
+            "offer_features", "a float array (n_actions, n_offer_features)", value
+        ) from exc
     if F.ndim != 2 or F.shape[0] != n_actions or (n_cols is not None and F.shape[1] != n_cols):
         cols = "n_offer_features" if n_cols is None else str(n_cols)
         raise InvalidInputError(

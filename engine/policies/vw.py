@@ -77,7 +77,7 @@ class VWPolicy(Policy):
         self._build_examples()
 
     def _argv(self) -> list[str]:
-        argv = shlex.split(self.args) + ["--quiet"]
+        argv = [*shlex.split(self.args), "--quiet"]
         if self.interactions:
             argv += ["-q", f"{_SHARED_NS}{_ACTION_NS}"]
         if self.seed is not None and "--random_seed" not in argv:
@@ -102,13 +102,14 @@ class VWPolicy(Policy):
     def _set_context(self, x: FloatArray) -> None:
         group = self._shared[_SHARED_NS]
         group.truncate_to(0)
-        group.push_many_features(self._indices, x.astype(np.float32))
+        group.push_many_features(self._indices, x.astype(np.float32))  # type: ignore[arg-type]
 
     def _pmf(self, x: FloatArray, eligible: IntArray) -> FloatArray:
         self._set_context(x)
         examples = [self._shared] + [self._actions[a] for a in eligible]
         out = np.zeros(self.n_actions)
-        for slot, prob in self._workspace.predict_one(examples):
+        pmf: list[tuple[int, float]] = self._workspace.predict_one(examples)  # type: ignore[assignment]
+        for slot, prob in pmf:
             out[eligible[slot]] = prob
         return out
 
@@ -120,8 +121,9 @@ class VWPolicy(Policy):
             eligible = all_actions if mask[i].all() else np.flatnonzero(mask[i])
             probabilities[i] = self._pmf(X[i], eligible)
         actions, props, explored = self._outputs(n)
-        choose_from_probabilities(probabilities, mask, self.min_propensity, self.rng_state_,
-                                  actions, props, explored)
+        choose_from_probabilities(
+            probabilities, mask, self.min_propensity, self.rng_state_, actions, props, explored
+        )
         scores = np.where(mask, probabilities, -np.inf)
         return Decision(actions, props, scores, explored)
 
@@ -146,7 +148,7 @@ class VWPolicy(Policy):
 
     def _add_action(self, features: Any) -> None:
         super()._add_action(features)
-        # A fresh indicator feature, never used by a removed action, so the new one starts untrained.
+        # A fresh indicator feature, never used by a removed action: the new one starts untrained.
         self._next_feature = max(self._next_feature, len(self._actions))
         self._actions.append(self._action_example(self._next_feature))
         self._next_feature += 1

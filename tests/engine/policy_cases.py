@@ -30,8 +30,9 @@ def build(name: str, seed: int | None = 0, **overrides: object) -> Policy:
         "LinearTS": lambda: LinearTS(k, d, scale=0.5, min_propensity=0.02, seed=seed),
         "EpsilonGreedy": lambda: EpsilonGreedy(k, d, epsilon=0.2, seed=seed),
         "Softmax": lambda: Softmax(k, d, temperature=0.5, seed=seed),
-        "SharedLinear": lambda: SharedLinear(k, d, OFFER_FEATURES, alpha=0.5,
-                                             min_propensity=0.02, seed=seed),
+        "SharedLinear": lambda: SharedLinear(
+            k, d, OFFER_FEATURES, alpha=0.5, min_propensity=0.02, seed=seed
+        ),
         "UniformRandom": lambda: UniformRandom(k, d, seed=seed),
         "FixedAction": lambda: FixedAction(k, d, action=1, min_propensity=0.05, seed=seed),
         "UCB1": lambda: UCB1(k, d, c=0.5, min_propensity=0.02, seed=seed),

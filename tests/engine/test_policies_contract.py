@@ -8,7 +8,7 @@ import pytest
 
 from engine.errors import CorruptModelError, InvalidInputError, NoEligibleActionError
 from engine.policies import Decision, Policy
-from tests.engine.policy_cases import N_ACTIONS, N_FEATURES, NAMES, build, trained, training_data
+from tests.engine.policy_cases import N_ACTIONS, N_FEATURES, NAMES, trained, training_data
 
 pytestmark = pytest.mark.parametrize("name", NAMES)
 
@@ -127,17 +127,39 @@ def test_inputs_are_not_mutated(name: str) -> None:
 
 
 BAD_CHOOSE = [
-    ("wrong width", lambda X, m: (X[:, :-1], None), InvalidInputError, "contexts: expected 3 columns"),
-    ("1-d contexts", lambda X, m: (X[0], None), InvalidInputError, "contexts: expected a 2-d array"),
-    ("NaN context", lambda X, m: (np.where(X == X[2, 1], np.nan, X), None), InvalidInputError,
-     r"contexts: expected finite values .* got nan at row 2, column 1"),
-    ("inf context", lambda X, m: (np.where(X == X[1, 2], np.inf, X), None), InvalidInputError,
-     "got inf at row 1, column 2"),
+    (
+        "wrong width",
+        lambda X, m: (X[:, :-1], None),
+        InvalidInputError,
+        "contexts: expected 3 columns",
+    ),
+    (
+        "1-d contexts",
+        lambda X, m: (X[0], None),
+        InvalidInputError,
+        "contexts: expected a 2-d array",
+    ),
+    (
+        "NaN context",
+        lambda X, m: (np.where(X == X[2, 1], np.nan, X), None),
+        InvalidInputError,
+        r"contexts: expected finite values .* got nan at row 2, column 1",
+    ),
+    (
+        "inf context",
+        lambda X, m: (np.where(X == X[1, 2], np.inf, X), None),
+        InvalidInputError,
+        "got inf at row 1, column 2",
+    ),
     ("huge context", lambda X, m: (X * 1e20, None), InvalidInputError, r"\|value\| <= 1e\+12"),
     ("strings", lambda X, m: ([["a", "b", "c"]], None), InvalidInputError, "contexts: expected"),
     ("mask shape", lambda X, m: (X, m[:, :2]), InvalidInputError, "action_mask: expected shape"),
-    ("empty row", lambda X, m: (X, np.where(np.arange(len(m))[:, None] == 3, False, m)),
-     NoEligibleActionError, "action_mask: expected at least one eligible action per row, got row 3 with none eligible"),
+    (
+        "empty row",
+        lambda X, m: (X, np.where(np.arange(len(m))[:, None] == 3, False, m)),
+        NoEligibleActionError,
+        "action_mask: expected at least one eligible action per row, got row 3 with none eligible",
+    ),
     ("mask values", lambda X, m: (X, m.astype(int) * 2), InvalidInputError, "action_mask"),
 ]
 
@@ -161,8 +183,11 @@ BAD_UPDATE = [
     ("action count", {"actions": [0, 1]}, r"actions: expected shape \(5,\)"),
     ("NaN reward", {"rewards": [0, np.nan, 0, 0, 0]}, "rewards: expected finite values"),
     ("inf reward", {"rewards": [0, 0, 0, np.inf, 0]}, "got inf at row 3"),
-    ("zero propensity", {"propensities": [0.5, 0.5, 0.0, 0.5, 0.5]},
-     r"propensities: expected values in \(0, 1\], got 0.0 at row 2"),
+    (
+        "zero propensity",
+        {"propensities": [0.5, 0.5, 0.0, 0.5, 0.5]},
+        r"propensities: expected values in \(0, 1\], got 0.0 at row 2",
+    ),
     ("propensity > 1", {"propensities": [0.5, 1.5, 0.5, 0.5, 0.5]}, "got 1.5 at row 1"),
     ("NaN context", {"contexts": [[1, 0, 0]] * 4 + [[1, np.nan, 0]]}, "contexts: expected finite"),
 ]
@@ -194,7 +219,7 @@ def test_add_and_remove_action(name: str) -> None:
     assert index == N_ACTIONS and policy.n_actions == N_ACTIONS + 1
     d = policy.choose(_rows(200))
     assert d.scores.shape == (200, N_ACTIONS + 1)
-    X, a, r = training_data(20, seed=8)
+    X, _, r = training_data(20, seed=8)
     policy.update(X, np.full(20, index), r)
     removable = 0 if name == "FixedAction" else 1
     policy.remove_action(removable)
