@@ -149,6 +149,38 @@ class Guardrails:
         if self._horizon > 0 and action != self.control_index:
             self._history.setdefault(customer_id, []).append(now)
 
+    def restore(
+        self,
+        totals: dict[int, tuple[int, float]],
+        recent_actions: Sequence[int],
+        history: dict[str, list[float]],
+    ) -> None:
+        """Rebuild the state from the journal after a restart.
+
+        Parameters
+        ----------
+        totals : dict of action index to (count, committed cost)
+            Every decision ever made, per offer (the budgets' use).
+        recent_actions : sequence of int
+            Actions of the last ``traffic_window`` decisions, oldest first.
+        history : dict of customer id to list of float
+            Times of each customer's incentives within the cap/cooldown horizon, oldest first.
+        """
+        for action, (count, money) in totals.items():
+            self.used_count[action] = count
+            self.used_money[action] = money
+        for action in recent_actions[-self._ring.shape[0] :]:
+            ring = self._ring
+            old = ring[self._ring_pos]
+            if old >= 0:
+                self.traffic_counts[old] -= 1
+            ring[self._ring_pos] = action
+            self.traffic_counts[action] += 1
+            self._ring_pos = (self._ring_pos + 1) % ring.shape[0]
+            self._ring_filled = min(self._ring_filled + 1, ring.shape[0])
+        if self._horizon > 0:
+            self._history = {k: list(v) for k, v in history.items() if v}
+
     def prune(self, now: float) -> int:
         """Forget per-customer history older than the cap and cooldown horizons.
 

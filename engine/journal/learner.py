@@ -170,8 +170,12 @@ class Learner:
                 self.checkpoint()
 
     # ------------------------------------------------------------------ publishing
-    def publish(self) -> str:
-        """Publish the training model as a new immutable version now (if it changed)."""
+    def publish(self, at_least: int = 0) -> str:
+        """Publish the training model as a new immutable version now (if it changed).
+
+        The new version number is one more than the larger of the current one and ``at_least``
+        (after a crash, versions the lost process published must not be reused).
+        """
         with self._lock:
             if not self._unpublished and self.last_published_seq == self.last_seq:
                 return self.version
@@ -181,7 +185,7 @@ class Learner:
                 # otherwise rewind it to the training model's (unused) generator.
                 fresh.rng_state_ = self.published.rng_state_.copy()
                 self.published = fresh
-                self._version_number += 1
+                self._version_number = max(self._version_number, at_least) + 1
                 self.version = f"v{self._version_number}"
             self.last_published_seq = self.last_seq
             self._unpublished = 0

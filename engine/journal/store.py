@@ -132,7 +132,8 @@ class Journal:
     Parameters
     ----------
     path : str or Path
-        The SQLite file (created owner-only if missing).
+        The SQLite file (created owner-only if missing). ``":memory:"`` keeps the journal in
+        memory: nothing is durable (benchmarks measure the journal's cost with it).
     synchronous : {"normal", "full"}
         SQLite's ``synchronous`` pragma (see the module notes).
 
@@ -144,14 +145,16 @@ class Journal:
 
     def __init__(self, path: str | Path, synchronous: str = "normal") -> None:
         self.path = Path(path)
-        _create_private(self.path)
+        self.in_memory = str(path) == ":memory:"
+        if not self.in_memory:
+            _create_private(self.path)
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
             )
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
+            if str(mode).lower() != "wal" and not self.in_memory:
                 raise CorruptModelError(f"journal {self.path}: expected WAL mode, got {mode!r}")
             self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
