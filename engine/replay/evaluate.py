@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import InvalidInputError
+from engine.policies import make_policy
 from engine.replay.candidates import (
     Candidate,
     EvalConfig,
@@ -231,6 +232,8 @@ def evaluate(
             "control_action", f"an offer index in [0, {data.n_actions})", control_action
         )
     config.make()  # validates estimator names and clip before any work
+    for c in candidates:  # a bad hyperparameter fails here, before any task runs
+        make_policy(c.spec, data.n_actions, data.n_features, seed=config.seed)
     train, test = data.split(train_fraction)
     if test.n_rounds == 0:
         raise InvalidInputError("logs", "at least one row in the test split", 0)

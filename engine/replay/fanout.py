@@ -2,8 +2,9 @@
 
 The same task functions run either way and results come back in task order, so a fixed seed gives
 identical numbers in-process, on a local Ray instance and on a cluster. A task that still fails
-after its retries comes back as a :class:`TaskFailure` in its slot; callers must treat the run as
-partial (:mod:`engine.replay.evaluate` reports it as incomplete and never says "go").
+after its retries (an :class:`~engine.errors.NboError`, which would fail again the same way, is
+not retried in-process) comes back as a :class:`TaskFailure` in its slot; callers must treat the
+run as partial (:mod:`engine.replay.evaluate` reports it as incomplete and never says "go").
 """
 
 from __future__ import annotations
@@ -121,19 +122,21 @@ class Runner:
             bar.close()
 
     def _run_local(self, task: Task, bar: tqdm) -> Any:
-        error = ""
+        error, attempts = "", 0
         for _attempt in range(self.max_retries + 1):
+            attempts += 1
             try:
                 result = task.fn(*task.args)
-            except NboError:
-                raise  # bad input fails the same way every time
+            except NboError as exc:  # bad input fails the same way every time: no retry
+                error = f"{type(exc).__name__}: {exc}"
+                break
             except Exception as exc:  # a task failure is reported, not raised
                 error = f"{type(exc).__name__}: {exc}"
                 continue
             bar.update(1)
             return result
         bar.update(1)
-        return TaskFailure(task.key, error, self.max_retries + 1)
+        return TaskFailure(task.key, error, attempts)
 
     def _run_ray(self, tasks: Sequence[Task], bar: tqdm) -> list[Any]:
         ray = self._ray()
