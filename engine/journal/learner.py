@@ -219,7 +219,8 @@ class Learner:
                 n_rewards=self.n_applied,
             )
             policy = Policy.from_bytes(self.published.to_bytes())
-            self.snapshot_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for folder in (self.snapshot_dir.parent, self.snapshot_dir):
+                folder.mkdir(exist_ok=True, mode=0o700)
             write_snapshot(self.snapshot_dir / f"{self.version}.snap", header, policy)
             self._written = self.version
             for old in list_snapshots(self.snapshot_dir)[KEEP_SNAPSHOTS:]:

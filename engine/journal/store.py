@@ -136,6 +136,8 @@ class Journal:
         memory: nothing is durable (benchmarks measure the journal's cost with it).
     synchronous : {"normal", "full"}
         SQLite's ``synchronous`` pragma (see the module notes).
+    readonly : bool
+        Open an existing journal for reading only (exports and reports beside a running engine).
 
     Notes
     -----
@@ -143,12 +145,31 @@ class Journal:
     while it works, so readers in other threads keep running.
     """
 
-    def __init__(self, path: str | Path, synchronous: str = "normal") -> None:
+    def __init__(
+        self, path: str | Path, synchronous: str = "normal", readonly: bool = False
+    ) -> None:
         self.path = Path(path)
         self.in_memory = str(path) == ":memory:"
+        self._lock = threading.RLock()
+        if readonly:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"journal {self.path}: no such file")
+            try:
+                self._db = sqlite3.connect(
+                    f"file:{self.path}?mode=ro",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=30.0,
+                )
+                self._db.execute("SELECT COUNT(*) FROM decisions").fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise CorruptModelError(
+                    f"journal {self.path}: expected an nbo SQLite journal, got {exc}"
+                ) from None
+            return
         if not self.in_memory:
             _create_private(self.path)
-        self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
@@ -213,17 +234,14 @@ class Journal:
                 return [int(cur.lastrowid or 0)]
             db.execute("BEGIN IMMEDIATE")
             try:
-                first = None
-                for row in rows:
-                    cur = db.execute(_INSERT_DECISION, row)
-                    if first is None:
-                        first = int(cur.lastrowid or 0)
+                db.executemany(_INSERT_DECISION, rows)
+                last = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
         # Rows of one transaction get consecutive rowids: the table only ever grows at its end.
-        return list(range(first or 0, (first or 0) + len(rows)))
+        return list(range(last - len(rows) + 1, last + 1))
 
     def append_rewards(self, rows: Sequence[tuple[Any, ...]]) -> list[int]:
         """Insert rewards (decision_id, decision_seq, ts_us, value, reward, source) in one
@@ -234,12 +252,13 @@ class Journal:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                seqs = [int(db.execute(_INSERT_REWARD, row).lastrowid or 0) for row in rows]
+                db.executemany(_INSERT_REWARD, rows)
+                last = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-        return seqs
+        return list(range(last - len(rows) + 1, last + 1))
 
     def record_errors(self, rows: Sequence[tuple[int, str, float | None, str]]) -> None:
         """Keep rejected rewards (ts_us, decision_id, value, error) for audit."""

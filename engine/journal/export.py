@@ -1,0 +1,187 @@
+"""Journal -> Parquet in DESIGN.md's logged-data schema (what engine/replay reads).
+
+Columns: decision_id, timestamp (timestamp[us, UTC]), campaign, customer_id, context
+(fixed_size_list<float64>[d]; names in the schema metadata ``nbo.feature_names``), action,
+propensity, reward (net reward; null while pending or when a decision expired without a default),
+eligible (list<string>), explored, control, model_version. Metadata also carries
+``nbo.offer_ids`` and ``nbo.campaign``.
+
+Rows are streamed in chunks, so memory stays bounded for any journal size. When the campaign's
+feature schema changed over time, only rows encoded with the newest schema are exported (the
+context column has a single width); the result says how many rows were skipped.
+
+Examples
+--------
+>>> import tempfile, os
+>>> import pyarrow.parquet as pq
+>>> from engine.core import Engine
+>>> d = tempfile.mkdtemp()
+>>> eng = Engine.from_config("examples/renewal.toml", data_dir=d, clock=lambda: 1.7e9)
+>>> dec = eng.decide("c1", {"tenure_months": 3, "monthly_price": 30.0, "plan": "basic"})
+>>> eng.close()
+>>> journal = os.path.join(d, "renewal.journal.sqlite")
+>>> summary = export_parquet(journal, os.path.join(d, "l.parquet"))
+>>> summary["rows"], pq.read_table(os.path.join(d, "l.parquet")).column_names[:4]
+(1, ['decision_id', 'timestamp', 'campaign', 'customer_id'])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from engine.errors import NotFoundError
+from engine.journal.store import Journal
+
+CHUNK_ROWS = 65536
+
+_SQL = (
+    "SELECT d.seq, d.decision_id, d.ts_us, d.customer_id, d.context, d.action, d.propensity,"
+    " r.reward, d.eligible, d.explored, d.control, d.model_version, d.catalog"
+    " FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id"
+    " WHERE d.seq > ? {where} ORDER BY d.seq LIMIT ?"
+)
+
+
+def logged_schema(n_features: int, metadata: dict[str, str] | None = None) -> pa.Schema:
+    """The Arrow schema of the logged-data table for contexts of width ``n_features``."""
+    fields = [
+        pa.field("decision_id", pa.string(), nullable=False),
+        pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("campaign", pa.string(), nullable=False),
+        pa.field("customer_id", pa.string(), nullable=False),
+        pa.field("context", pa.list_(pa.float64(), n_features), nullable=False),
+        pa.field("action", pa.string(), nullable=False),
+        pa.field("propensity", pa.float64(), nullable=False),
+        pa.field("reward", pa.float64(), nullable=True),
+        pa.field("eligible", pa.list_(pa.string())),
+        pa.field("explored", pa.bool_()),
+        pa.field("control", pa.bool_()),
+        pa.field("model_version", pa.string()),
+    ]
+    meta = {k.encode(): v.encode() for k, v in (metadata or {}).items()}
+    return pa.schema(fields, metadata=meta)
+
+
+def find_journal(data_dir: str | Path, campaign: str | None = None) -> Path:
+    """The journal file of ``campaign`` in ``data_dir`` (the only one when campaign is None)."""
+    data_dir = Path(data_dir)
+    if campaign is not None:
+        path = data_dir / f"{campaign}.journal.sqlite"
+        if not path.is_file():
+            raise NotFoundError(f"campaign: expected a journal at {path}, got no such file")
+        return path
+    found = sorted(data_dir.glob("*.journal.sqlite"))
+    if len(found) != 1:
+        names = [p.name.removesuffix(".journal.sqlite") for p in found]
+        raise NotFoundError(
+            f"campaign: expected one of {names} (data dir {data_dir} holds {len(found)} journals)"
+            if found
+            else f"data_dir: expected a directory with a <campaign>.journal.sqlite, got {data_dir}"
+        )
+    return found[0]
+
+
+def export_parquet(
+    journal_path: str | Path,
+    out_path: str | Path,
+    closed_only: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Write a journal's decisions as a Parquet file in the logged-data schema.
+
+    Parameters
+    ----------
+    journal_path : path of a ``<campaign>.journal.sqlite``
+    out_path : path of the Parquet file to write (parent directories are created)
+    closed_only : bool
+        Only decisions with a reward (rewarded or expired with a default reward).
+    progress : callable, optional
+        Called with the number of rows written after each chunk.
+
+    Returns
+    -------
+    dict
+        ``rows``, ``skipped`` (rows of an older feature schema), ``path``, ``n_features``,
+        ``feature_names``, ``campaign``.
+    """
+    journal = Journal(journal_path, readonly=True)
+    try:
+        catalogs = journal.catalogs()
+        if not catalogs:
+            raise NotFoundError(f"journal {journal_path}: expected decisions, got an empty journal")
+        newest = max(catalogs)
+        campaign, offer_ids, feature_names = catalogs[newest]
+        same = sorted(i for i, c in catalogs.items() if c[2] == feature_names)
+        d = len(feature_names)
+        schema = logged_schema(
+            d,
+            {
+                "nbo.feature_names": json.dumps(feature_names),
+                "nbo.offer_ids": json.dumps(offer_ids),
+                "nbo.campaign": campaign,
+            },
+        )
+        campaign_of = {i: c[0] for i, c in catalogs.items()}
+        where = " AND r.reward IS NOT NULL" if closed_only else ""
+        out_path = Path(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+        rows_written = skipped = 0
+        last = 0
+        with pq.ParquetWriter(tmp, schema) as writer:
+            while True:
+                rows = journal.query(_SQL.format(where=where), (last, CHUNK_ROWS))
+                if not rows:
+                    break
+                last = int(rows[-1][0])
+                keep = [r for r in rows if r[12] in same and len(r[4]) == 8 * d]
+                skipped += len(rows) - len(keep)
+                if keep:
+                    writer.write_table(_chunk_table(keep, schema, d, campaign_of))
+                    rows_written += len(keep)
+                if progress is not None:
+                    progress(len(rows))
+        os.replace(tmp, out_path)
+    finally:
+        journal.close()
+    return {
+        "path": str(out_path),
+        "rows": rows_written,
+        "skipped": skipped,
+        "n_features": d,
+        "feature_names": feature_names,
+        "campaign": campaign,
+    }
+
+
+def _chunk_table(
+    rows: list[tuple[Any, ...]], schema: pa.Schema, d: int, campaign_of: dict[int, str]
+) -> pa.Table:
+    n = len(rows)
+    flat = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float64)
+    context = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float64()), d)
+    columns = [
+        pa.array([r[1] for r in rows], pa.string()),
+        pa.array(np.fromiter((r[2] for r in rows), np.int64, n), pa.int64()).cast(
+            pa.timestamp("us", tz="UTC")
+        ),
+        pa.array([campaign_of[r[12]] for r in rows], pa.string()),
+        pa.array([r[3] for r in rows], pa.string()),
+        context,
+        pa.array([r[5] for r in rows], pa.string()),
+        pa.array([r[6] for r in rows], pa.float64()),
+        pa.array([r[7] for r in rows], pa.float64()),
+        pa.array([r[8].split(",") if r[8] else [] for r in rows], pa.list_(pa.string())),
+        pa.array([bool(r[9]) for r in rows], pa.bool_()),
+        pa.array([bool(r[10]) for r in rows], pa.bool_()),
+        pa.array([r[11] for r in rows], pa.string()),
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
