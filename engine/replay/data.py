@@ -144,7 +144,7 @@ class LoggedData:
                 ~eligible[rows, self.action],
                 "eligible",
                 "the logged action among the eligible offers",
-                np.asarray(self.actions, dtype=object)[self.action],
+                np.asarray([repr(a) for a in self.actions], dtype=object)[self.action],
             )
 
     def _fail_first(self, bad: np.ndarray, column: str, expected: str, values: Any) -> None:

@@ -3,7 +3,8 @@
 vowpal-wabbit-next parses each line exactly as VW would (namespaces, string features, hashing);
 the shared example's hashed features are folded into ``n_features`` dense columns
 (index mod ``n_features``, values summed), which is what a linear policy over hashed features sees.
-The logged offer is the labelled action example; its cost is negated into a reward. Offer ids are
+The logged offer is ``_labelIndex`` into ``c._multi``; ``_label_cost`` is negated into a reward and
+``_label_probability`` is the propensity. Offer ids are
 the action's position in ``_multi`` unless the action objects carry an ``id`` field.
 """
 
@@ -67,16 +68,21 @@ def read_dsjson(
                 examples = parser.parse_json(text)
             except (json.JSONDecodeError, RuntimeError, ValueError) as exc:
                 raise InvalidInputError(f"line {line_no}", "a DSJson event", text[:80]) from exc
+            # The label is read from the JSON itself: VW's parser only sees label fields that
+            # precede "c", and some writers put them after it.
             label_index = event.get("_labelIndex")
-            labelled = [
-                (i, ex.get_label().label)
-                for i, ex in enumerate(examples[1:])
-                if ex.get_label() is not None and ex.get_label().label is not None
-            ]
-            if not labelled or label_index is None:
+            cost = event.get("_label_cost")
+            probability = event.get("_label_probability")
+            if label_index is None or cost is None or probability is None:
                 n_pending += 1
                 continue
-            position, (_, cost, probability) = labelled[0]
+            position = int(label_index)
+            if not 0 <= position < len(examples) - 1:
+                raise InvalidInputError(
+                    f"line {line_no}, field '_labelIndex'",
+                    f"an index in [0, {len(examples) - 1})",
+                    label_index,
+                )
             multi = event.get("c", {}).get("_multi", [])
             offer_ids = [_offer_id(a, i, id_field) for i, a in enumerate(multi)]
             if len(offer_ids) != len(examples) - 1:

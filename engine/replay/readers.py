@@ -207,7 +207,7 @@ def from_table(
         raise InvalidInputError(
             _label(cols.action, i, source_row, decision_id),
             f"an offer id in {list(actions)}",
-            raw_actions[i],
+            repr(raw_actions[i]),
         )
     eligible = None
     if eligible_lists is not None:
@@ -329,7 +329,7 @@ def _eligible_mask(
         raise InvalidInputError(
             _label(name, int(rows[j]), source_row, decision_id),
             f"offer ids in {list(index)}",
-            values[j],
+            repr(values[j]),
         )
     mask[rows, cols] = True
     mask[null_rows] = True  # unknown eligibility: every offer
