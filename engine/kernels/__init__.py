@@ -17,7 +17,7 @@ from engine.kernels.choice import (
     gaussian_win_probability,
 )
 from engine.kernels.contextfree import beta_win_probabilities, ucb1_scores
-from engine.kernels.ridge import refactor, ridge_predict, ridge_update
+from engine.kernels.ridge import refactor, ridge_choose_greedy, ridge_predict, ridge_update
 from engine.kernels.rng import seed_state
 from engine.kernels.validate import first_invalid, first_outside
 
@@ -32,6 +32,7 @@ __all__ = [
     "gaussian_win_probability",
     "prepare",
     "refactor",
+    "ridge_choose_greedy",
     "ridge_predict",
     "ridge_update",
     "seed_state",
@@ -57,6 +58,21 @@ def prepare() -> None:
         actions = np.empty(n, np.int64)
         props = np.empty(n)
         explored = np.empty(n, np.bool_)
+        for inv in (A_inv, A_inv[:0]):
+            ridge_choose_greedy(
+                X,
+                theta,
+                inv,
+                1.0,
+                mask,
+                0.0,
+                0.0,
+                state,
+                np.empty((n, k)),
+                actions,
+                props,
+                explored,
+            )
         choose_greedy(out.copy(), mask, 0.1, 0.0, state, actions, props, explored)
         choose_softmax(out.copy(), mask, 1.0, 0.0, state, actions, props, explored)
         choose_from_probabilities(np.full((n, k), 0.5), mask, 0.0, state, actions, props, explored)

@@ -21,6 +21,8 @@ import math
 import numpy as np
 from numba import njit
 
+from engine.kernels.choice import choose_greedy
+
 # Rows processed per BLAS call: a (512, d) block and its product stay in L2 for d <= 128.
 _BLOCK = 512
 # Below this many rows plain loops beat the BLAS call overhead.
@@ -158,3 +160,25 @@ def ridge_update(
                 for c in range(d):
                     s += Ai[row, c] * ba[c]
                 th[row] = s
+
+
+@njit(cache=True, nogil=True)
+def ridge_choose_greedy(
+    X: np.ndarray,
+    theta: np.ndarray,
+    A_inv: np.ndarray,
+    alpha: float,
+    mask: np.ndarray,
+    epsilon: float,
+    floor: float,
+    state: np.ndarray,
+    scores: np.ndarray,
+    actions: np.ndarray,
+    propensities: np.ndarray,
+    explored: np.ndarray,
+) -> None:
+    """``ridge_predict`` then ``choose_greedy`` in one call: on the single-row path the call
+    overhead is a large share of a decision (LinUCB, EpsilonGreedy)."""
+    widths = np.empty_like(scores) if A_inv.shape[0] == theta.shape[0] else scores
+    ridge_predict(X, theta, A_inv, alpha, scores, widths)
+    choose_greedy(scores, mask, epsilon, floor, state, actions, propensities, explored)

@@ -13,8 +13,8 @@ import numpy as np
 
 from engine.kernels import (
     choose_gaussian_thompson,
-    choose_greedy,
     choose_softmax,
+    ridge_choose_greedy,
     ridge_predict,
     ridge_update,
 )
@@ -93,6 +93,26 @@ class _RidgePolicy(Policy):
         ridge_predict(X, self.theta_, self.A_inv_ if widths else self._no_widths, alpha, scores, w)
         return scores, w
 
+    def _greedy(self, X: FloatArray, mask: BoolArray, alpha: float, epsilon: float) -> Decision:
+        n = X.shape[0]
+        scores = np.empty((n, self.n_actions))
+        actions, props, explored = self._outputs(n)
+        ridge_choose_greedy(
+            X,
+            self.theta_,
+            self.A_inv_ if alpha > 0.0 else self._no_widths,
+            alpha,
+            mask,
+            epsilon,
+            self.min_propensity,
+            self.rng_state_,
+            scores,
+            actions,
+            props,
+            explored,
+        )
+        return Decision(actions, props, scores, explored)
+
     def predict_mean(self, contexts: Any) -> FloatArray:
         """Estimated mean reward of every action, array of shape (n_rounds, n_actions)."""
         X = self._check_contexts(contexts)
@@ -157,12 +177,7 @@ class LinUCB(_RidgePolicy):
         self.alpha = float(alpha)
 
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
-        scores, _ = self._predict(X, self.alpha, widths=self.alpha > 0.0)
-        actions, props, explored = self._outputs(X.shape[0])
-        choose_greedy(
-            scores, mask, 0.0, self.min_propensity, self.rng_state_, actions, props, explored
-        )
-        return Decision(actions, props, scores, explored)
+        return self._greedy(X, mask, self.alpha, 0.0)
 
 
 class LinearTS(_RidgePolicy):
@@ -298,19 +313,7 @@ class EpsilonGreedy(_RidgePolicy):
         return self.epsilon / (1.0 + self.decay * self.n_updates_)
 
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
-        scores, _ = self._predict(X, 0.0, widths=False)
-        actions, props, explored = self._outputs(X.shape[0])
-        choose_greedy(
-            scores,
-            mask,
-            self.current_epsilon,
-            self.min_propensity,
-            self.rng_state_,
-            actions,
-            props,
-            explored,
-        )
-        return Decision(actions, props, scores, explored)
+        return self._greedy(X, mask, 0.0, self.current_epsilon)
 
 
 class Softmax(_RidgePolicy):
