@@ -111,9 +111,14 @@ class Outcomes:
 
 @runtime_checkable
 class Environment(Protocol):
-    """A bandit environment with ground truth (see :class:`Rounds`)."""
+    """A bandit environment with ground truth (see :class:`Rounds`).
+
+    ``reward_scale`` is the typical size of a reward: learners are fed rewards divided by it so
+    that every policy's default hyperparameters (tuned for rewards of order 1) apply.
+    """
 
     name: str
+    reward_scale: float
 
     @property
     def action_ids(self) -> tuple[str, ...]: ...

@@ -184,6 +184,7 @@ class RenewalEnvironment:
     """
 
     name = "renewal"
+    reward_scale = 100.0
 
     def __init__(self, config: RenewalConfig | None = None, **overrides: object) -> None:
         config = config if config is not None else RenewalConfig()
@@ -226,17 +227,10 @@ class RenewalEnvironment:
 
     @property
     def offer_features(self) -> FloatArray:
-        """Offer features for shared models, shape (n_actions, 6): bias, is_incentive, discount,
-        months / 12, gift, upgrade."""
+        """Offer features for shared models, shape (n_actions, 5): is_incentive, discount share,
+        months / 12, gift, upgrade (SharedLinear adds the per-context intercept itself)."""
         rows = [
-            [
-                1.0,
-                float(o.kind != "none"),
-                o.features[0],
-                o.features[1] / 12.0,
-                o.features[2],
-                o.features[3],
-            ]
+            [float(o.kind != "none"), o.features[0], o.features[1] / 12.0, *o.features[2:4]]
             for o in self._offers
         ]
         return np.array(rows, dtype=np.float64)
