@@ -27,9 +27,19 @@ from engine.errors import ConfigError
 _MISSING: Any = object()
 
 
+class _Plain(str):
+    """Text shown as is in a message (not quoted like a configured value)."""
+
+
+ABSENT = _Plain("nothing (key missing)")
+
+
 def fail(path: str, expected: str, got: object) -> ConfigError:
-    """Build the error for ``path`` (returned, so callers write ``raise fail(...)``)."""
-    text = repr(got)
+    """Build the error for ``path`` (returned, so callers write ``raise fail(...)``).
+
+    Configured values are shown as TOML would spell them closely enough: strings quoted.
+    """
+    text = str(got) if isinstance(got, _Plain) else repr(got)
     if len(text) > 80:
         text = text[:77] + "..."
     return ConfigError(f"{path}: expected {expected}, got {text}")
@@ -44,7 +54,7 @@ def get_table(table: Mapping[str, Any], key: str, path: str, default: Any = _MIS
     value = table.get(key, _MISSING)
     if value is _MISSING:
         if default is _MISSING:
-            raise fail(join(path, key), "a table", "nothing (key missing)")
+            raise fail(join(path, key), "a table", ABSENT)
         return dict(default)
     if not isinstance(value, dict):
         raise fail(join(path, key), "a table", value)
@@ -61,7 +71,7 @@ def get_str(
     value = table.get(key, _MISSING)
     if value is _MISSING:
         if default is _MISSING:
-            raise fail(join(path, key), "a string", "nothing (key missing)")
+            raise fail(join(path, key), "a string", ABSENT)
         return str(default)
     allowed = tuple(choices) if choices is not None else None
     if not isinstance(value, str) or (allowed is None and not value):
@@ -83,7 +93,7 @@ def get_float(
     value = table.get(key, _MISSING)
     if value is _MISSING:
         if default is _MISSING:
-            raise fail(join(path, key), "a number", "nothing (key missing)")
+            raise fail(join(path, key), "a number", ABSENT)
         return float(default)
     rule = "a finite number"
     if low is not None:
@@ -109,7 +119,7 @@ def get_int(
     value = table.get(key, _MISSING)
     if value is _MISSING:
         if default is _MISSING:
-            raise fail(join(path, key), "an integer", "nothing (key missing)")
+            raise fail(join(path, key), "an integer", ABSENT)
         return int(default)
     rule = "an integer" + (f" >= {low}" if low is not None else "")
     if isinstance(value, bool) or not isinstance(value, int):
@@ -123,7 +133,7 @@ def get_bool(table: Mapping[str, Any], key: str, path: str, default: Any = _MISS
     value = table.get(key, _MISSING)
     if value is _MISSING:
         if default is _MISSING:
-            raise fail(join(path, key), "true or false", "nothing (key missing)")
+            raise fail(join(path, key), "true or false", ABSENT)
         return bool(default)
     if not isinstance(value, bool):
         raise fail(join(path, key), "true or false", value)
@@ -134,7 +144,7 @@ def get_list(table: Mapping[str, Any], key: str, path: str, default: Any = _MISS
     value = table.get(key, _MISSING)
     if value is _MISSING:
         if default is _MISSING:
-            raise fail(join(path, key), "a list", "nothing (key missing)")
+            raise fail(join(path, key), "a list", ABSENT)
         return list(default)
     if not isinstance(value, list):
         raise fail(join(path, key), "a list", value)
