@@ -457,6 +457,10 @@ class Engine:
             if not isinstance(cid, str) or not cid or len(cid) > 256:
                 field = "customer_id" if n == 1 else f"customer_ids[{i}]"
                 raise InvalidInputError(field, "a non-empty string of <= 256 characters", cid)
+        for i, ctx in enumerate(contexts):
+            if not isinstance(ctx, Mapping):
+                field = "context" if n == 1 else f"contexts[{i}]"
+                raise InvalidInputError(field, "a mapping of attribute names to values", ctx)
         row_candidates = self._row_candidates(candidates, n)
         control = [self._is_control(cid) for cid in customer_ids]
         static = [
