@@ -85,6 +85,23 @@ class ModelInfo:
     decisions: int
     rewards: int
     pending_decisions: int
+    rewards_learned: int
+    reward_errors: int
+    config_hash: str
+
+
+@dataclass(frozen=True)
+class RewardResults:
+    """Outcome of a RewardBatch: counts, and one status per decision id of the request.
+
+    Statuses are "applied", "duplicate" (a retry), "expired" (window passed) or "unknown".
+    """
+
+    applied: int
+    duplicates: int
+    expired: int
+    unknown: int
+    statuses: list[str]
 
 
 def context_message(attributes: Attributes) -> pb.Context:
@@ -95,8 +112,8 @@ def context_message(attributes: Attributes) -> pb.Context:
     Examples
     --------
     >>> msg = context_message({"tenure_months": 14, "autopay": True, "plan": "basic"})
-    >>> dict(msg.numeric), dict(msg.categorical)
-    ({'tenure_months': 14.0, 'autopay': 1.0}, {'plan': 'basic'})
+    >>> sorted(msg.numeric.items()), dict(msg.categorical)
+    ([('autopay', 1.0), ('tenure_months', 14.0)], {'plan': 'basic'})
     """
     numeric: dict[str, float] = {}
     categorical: dict[str, str] = {}
@@ -309,8 +326,8 @@ class NboClient:
         campaign: str | None = None,
         request_id: str = "",
         timeout: float | None = None,
-    ) -> tuple[int, int]:
-        """Report many outcomes; returns (applied, duplicates)."""
+    ) -> RewardResults:
+        """Report many outcomes; unknown or expired ids get their own status, not an error."""
         r = self._offers.RewardBatch(
             pb.RewardBatchRequest(
                 campaign=self.campaign if campaign is None else campaign,
@@ -320,7 +337,15 @@ class NboClient:
             ),
             timeout=self.timeout if timeout is None else timeout,
         )
-        return int(r.applied), int(r.duplicates)
+        return RewardResults(
+            applied=int(r.applied),
+            duplicates=int(r.duplicates),
+            expired=int(r.expired),
+            unknown=int(r.unknown),
+            statuses=[
+                pb.RewardStatus.Name(s).removeprefix("REWARD_STATUS_").lower() for s in r.statuses
+            ],
+        )
 
     def model_info(self, campaign: str | None = None) -> ModelInfo:
         """Describe the model a campaign decides with (admin)."""
@@ -338,6 +363,9 @@ class NboClient:
             decisions=r.decisions,
             rewards=r.rewards,
             pending_decisions=r.pending_decisions,
+            rewards_learned=r.rewards_learned,
+            reward_errors=r.reward_errors,
+            config_hash=r.config_hash,
         )
 
     def snapshot(self, campaign: str | None = None) -> str:

@@ -73,7 +73,7 @@ class Campaigns:
         try:
             for path in self.config_paths:
                 engine = self._open_engine(path, self.data_dir)
-                name = engine.campaign.name
+                name = engine.campaign
                 if name in engines:
                     engine.close()
                     raise ConfigError(
@@ -124,8 +124,8 @@ class Campaigns:
     def __iter__(self) -> Iterator[tuple[str, Engine]]:
         return iter(list(self._engines.items()))
 
-    def close(self, snapshot: bool = True) -> None:
-        """Stop taking calls, snapshot (optionally) and close every Engine (flushing journals)."""
+    def close(self) -> None:
+        """Stop taking calls; snapshot and close every Engine (which flushes its journal)."""
         with self._lock:
             if self._closed:
                 return
@@ -133,9 +133,8 @@ class Campaigns:
             self._closed = True
         for name, engine in self._engines.items():
             try:
-                if snapshot:
-                    version = engine.snapshot()
-                    _log.info("snapshot written", extra={"campaign": name, "version": version})
+                version = engine.snapshot()
+                _log.info("snapshot written", extra={"campaign": name, "version": version})
             finally:
                 engine.close()
                 _log.info("campaign closed", extra={"campaign": name})

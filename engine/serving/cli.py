@@ -96,13 +96,6 @@ def register(subparsers: Any) -> None:
         help=f"time in-flight calls get to finish on shutdown [{d.grace_seconds}]",
     )
     p.add_argument(
-        "--no-snapshot-on-shutdown",
-        dest="snapshot_on_shutdown",
-        action="store_false",
-        default=None,
-        help="do not write snapshots on shutdown (the journal is always flushed)",
-    )
-    p.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error"),
         help=f"JSON log level on stderr; debug logs every call [{d.log_level}]",
@@ -121,7 +114,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
     kwargs: dict[str, Any] = {}
     if args.server_config is not None:
         kwargs.update(read_server_table(args.server_config))
-    for name in (*_FIELDS, "snapshot_on_shutdown"):
+    for name in _FIELDS:
         value = getattr(args, name)
         if value is not None:
             kwargs[name] = value

@@ -63,15 +63,29 @@ def check_request_id(value: str) -> None:
         )
 
 
-def candidates_of(values: Sequence[str], field: str = "candidates") -> list[str] | None:
-    """The candidate offer ids of a request, or None (all offers) when the list is empty."""
+def candidates_of(
+    values: Sequence[str], offer_ids: Sequence[str], field: str = "candidates"
+) -> list[str] | None:
+    """The candidate offer ids of a request, or None (all offers) when the list is empty.
+
+    Examples
+    --------
+    >>> candidates_of(["b"], ["a", "b"]) is None, candidates_of([], ["a", "b"])
+    (False, None)
+    >>> candidates_of(["a", "z"], ["a", "b"], "rows[2].candidates")
+    Traceback (most recent call last):
+    ...
+    engine.errors.InvalidInputError: rows[2].candidates[1]: expected one of a, b, got z
+    """
     if not values:
         return None
     out = list(values)
     seen: set[str] = set()
-    for value in out:
+    for i, value in enumerate(out):
         if value in seen:
             raise InvalidInputError(field, "distinct offer ids", f"{value!r} more than once")
+        if value not in offer_ids:
+            raise InvalidInputError(f"{field}[{i}]", "one of " + ", ".join(offer_ids), value)
         seen.add(value)
     return out
 
@@ -96,7 +110,7 @@ def context_to_dict(context: pb.Context, field: str = "context") -> dict[str, An
 
 
 def rows_to_contexts(
-    rows: Sequence[pb.DecideRow], max_rows: int
+    rows: Sequence[pb.DecideRow], max_rows: int, offer_ids: Sequence[str]
 ) -> tuple[list[str], list[dict[str, Any]], list[list[str] | None]]:
     """Decode the row form of DecideBatch into (customer_ids, contexts, per-row candidates)."""
     _check_row_count(len(rows), max_rows, "rows")
@@ -105,7 +119,8 @@ def rows_to_contexts(
     ]
     contexts = [context_to_dict(row.context, f"rows[{i}].context") for i, row in enumerate(rows)]
     candidates = [
-        candidates_of(row.candidates, f"rows[{i}].candidates") for i, row in enumerate(rows)
+        candidates_of(row.candidates, offer_ids, f"rows[{i}].candidates")
+        for i, row in enumerate(rows)
     ]
     return customer_ids, contexts, candidates
 
@@ -189,8 +204,8 @@ def _check_row_count(n_rows: int, max_rows: int, field: str) -> None:
 
 def reward_arrays(
     decision_ids: Sequence[str], values: Sequence[float], max_rows: int
-) -> tuple[list[str], np.ndarray]:
-    """Decode RewardBatch's columns into (decision_ids, float64 values), validating both."""
+) -> tuple[list[str], list[float]]:
+    """Decode RewardBatch's columns into (decision_ids, values), validating both."""
     ids = list(decision_ids)
     _check_row_count(len(ids), max_rows, "decision_ids")
     for i, decision_id in enumerate(ids):
@@ -198,10 +213,10 @@ def reward_arrays(
     array = np.array(values, dtype=np.float64)
     if array.size != len(ids):
         raise InvalidInputError(
-            "values", f"{len(ids)} values (one per decision id)", f"{array.size}"
+            "values", f"{len(ids)} values (one per decision id)", f"{array.size} values"
         )
     bad = ~np.isfinite(array)
     if bad.any():
         i = int(np.argmax(bad))
         raise InvalidInputError(f"values[{i}]", "a finite number", float(array[i]))
-    return ids, array
+    return ids, array.tolist()

@@ -53,8 +53,6 @@ class ServeConfig:
         Address of the metrics endpoint.
     grace_seconds : float
         On SIGTERM/SIGINT, how long in-flight calls may take to finish before they are cancelled.
-    snapshot_on_shutdown : bool
-        Write every campaign's snapshot after draining (in addition to the journal flush).
     log_level : str
         One of "debug" (also logs every successful call), "info", "warning", "error".
 
@@ -83,7 +81,6 @@ class ServeConfig:
     metrics_port: int = 0
     metrics_host: str = "0.0.0.0"
     grace_seconds: float = 10.0
-    snapshot_on_shutdown: bool = True
     log_level: str = "info"
 
     def __post_init__(self) -> None:

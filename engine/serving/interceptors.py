@@ -136,10 +136,6 @@ class ErrorInterceptor(_UnaryInterceptor):
             except NboError as exc:
                 code = status_for(exc) or grpc.StatusCode.INTERNAL
                 context.abort(code, str(exc))
-            except FileNotFoundError as exc:
-                context.abort(
-                    grpc.StatusCode.NOT_FOUND, f"{exc.filename}: expected a file, got none"
-                )
             except Exception:
                 if context.code() is not None:
                     raise  # already aborted with a deliberate status

@@ -309,7 +309,7 @@ def run_benchmark(
     with tempfile.TemporaryDirectory() as data_dir:
         serve_cmd = [sys.executable, "-m", "engine.cli", "serve", "--config", str(config),
                      "--data-dir", data_dir, "--host", "127.0.0.1", "--port", "0",
-                     "--log-level", "warning", "--no-snapshot-on-shutdown"]  # fmt: skip
+                     "--log-level", "warning"]  # fmt: skip
         server, port = _start(serve_cmd)
         try:
             _wait_serving(port)

@@ -13,9 +13,10 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -30,6 +31,9 @@ from engine.serving.metrics import ServerMetrics
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
 from engine.serving.servicers import AdminServicer, OfferServicer
+
+if TYPE_CHECKING:
+    from engine.journal import Journal
 
 SERVICE_NAMES = tuple(s.full_name for s in pb.DESCRIPTOR.services_by_name.values())
 _log = logging.getLogger(LOGGER_NAME)
@@ -82,7 +86,7 @@ class NboServer:
             self._shutdown_metrics()
             raise
         for name, engine in self.campaigns:
-            self.metrics.track_pending(name, engine.pending_count)
+            self.metrics.track_pending(name, _pending_counter(engine.journal))
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         _log.info(
             "serving",
@@ -112,7 +116,8 @@ class NboServer:
         try:
             self._health.enter_graceful_shutdown()
             self._grpc.stop(grace).wait()
-            self.campaigns.close(snapshot=self.config.snapshot_on_shutdown)
+            self._shutdown_metrics()
+            self.campaigns.close()
         finally:
             self._shutdown_metrics()
             self._stopped.set()
@@ -133,6 +138,10 @@ class NboServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _pending_counter(journal: Journal) -> Callable[[], float]:
+    return lambda: journal.counts()["pending"]
 
 
 def _read_pem(path: Path, field: str) -> bytes:
@@ -180,7 +189,7 @@ def create_server(
     pb_grpc.add_OfferServiceServicer_to_server(
         OfferServicer(campaigns, metrics, config.max_batch_rows), grpc_server
     )
-    pb_grpc.add_AdminServiceServicer_to_server(AdminServicer(campaigns, metrics), grpc_server)
+    pb_grpc.add_AdminServiceServicer_to_server(AdminServicer(campaigns), grpc_server)
     health_servicer = health.HealthServicer(
         experimental_non_blocking=True,
         experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=1),

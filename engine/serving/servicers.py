@@ -7,16 +7,27 @@ a rejected request changes no state; errors become status codes in the error int
 from __future__ import annotations
 
 import json
+import logging
+import math
 
 import grpc
+import numpy as np
 
+from engine.errors import InvalidInputError, NotFoundError
 from engine.serving import codec
 from engine.serving.campaigns import Campaigns
-from engine.serving.logs import request_id_var
+from engine.serving.logs import LOGGER_NAME, request_id_var
 from engine.serving.metrics import ServerMetrics
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
-from engine.serving.status import UnavailableError
+
+_log = logging.getLogger(LOGGER_NAME)
+_REWARD_STATUS = {
+    "applied": pb.REWARD_STATUS_APPLIED,
+    "duplicate": pb.REWARD_STATUS_DUPLICATE,
+    "expired": pb.REWARD_STATUS_EXPIRED,
+    "unknown": pb.REWARD_STATUS_UNKNOWN,
+}
 
 
 def _check_deadline(context: grpc.ServicerContext) -> None:
@@ -39,23 +50,21 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         name, engine = self._campaigns.get(request.campaign)
         customer_id = codec.check_id(request.customer_id, "customer_id")
         attributes = codec.context_to_dict(request.context)
-        candidates = codec.candidates_of(request.candidates)
+        candidates = codec.candidates_of(request.candidates, engine.offer_ids)
         _check_deadline(context)
-        decision = engine.decide(customer_id=customer_id, context=attributes, candidates=candidates)
-        self._metrics.record_decisions(
-            name, (decision.offer_id,), (decision.explored,), (decision.control,)
-        )
+        d = engine.decide(customer_id, attributes, candidates)
+        self._metrics.record_decisions(name, (d.offer_id,), (d.explored,), (d.control,))
         return pb.DecideResponse(
-            decision_id=decision.decision_id,
-            offer_id=decision.offer_id,
-            propensity=decision.propensity,
-            explored=decision.explored,
-            control=decision.control,
-            model_version=str(decision.model_version),
-            ranking=[pb.RankedOffer(offer_id=o, score=s) for o, s in decision.ranking],
+            decision_id=d.decision_id,
+            offer_id=d.offer_id,
+            propensity=d.propensity,
+            explored=d.explored,
+            control=d.control,
+            model_version=d.model_version,
+            ranking=[pb.RankedOffer(offer_id=o, score=score) for o, score in d.ranking],
             request_id=request_id_var.get(),
             campaign=name,
-            reasons=list(decision.reasons),
+            reasons=d.reasons,
         )
 
     def DecideBatch(
@@ -63,40 +72,42 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
     ) -> pb.DecideBatchResponse:
         codec.check_request_id(request.request_id)
         name, engine = self._campaigns.get(request.campaign)
-        candidates: list[list[str] | None] | None
+        candidates: list[str] | list[list[str] | None] | None
         has_dense = request.HasField("dense")
         if has_dense == bool(request.rows):
             got = "both" if has_dense else "neither"
-            raise codec.InvalidInputError("rows, dense", "exactly one of the two forms", got)
+            raise InvalidInputError("rows, dense", "exactly one of the two forms", got)
         if has_dense:
             customer_ids, contexts = codec.dense_to_contexts(request.dense, self._max_batch_rows)
-            shared = codec.candidates_of(request.candidates)
-            candidates = None if shared is None else [shared] * len(customer_ids)
+            candidates = codec.candidates_of(request.candidates, engine.offer_ids)
         else:
             if request.candidates:
-                raise codec.InvalidInputError(
+                raise InvalidInputError(
                     "candidates", "empty with the row form (rows carry their own)", "a list"
                 )
             customer_ids, contexts, per_row = codec.rows_to_contexts(
-                request.rows, self._max_batch_rows
+                request.rows, self._max_batch_rows, engine.offer_ids
             )
             candidates = None if all(c is None for c in per_row) else per_row
         _check_deadline(context)
-        batch = engine.decide_batch(customer_ids, contexts, candidates=candidates)
-        self._metrics.record_decisions(name, batch.offer_ids, batch.explored, batch.control)
+        batch = engine.decide_batch(customer_ids, contexts, candidates)
+        offer_ids = [d.offer_id for d in batch]
+        explored = [d.explored for d in batch]
+        control = [d.control for d in batch]
+        self._metrics.record_decisions(name, offer_ids, explored, control)
         response = pb.DecideBatchResponse(
-            decision_ids=batch.decision_ids,
-            offer_ids=batch.offer_ids,
-            propensities=batch.propensities,
-            explored=batch.explored,
-            control=batch.control,
-            model_versions=[str(v) for v in batch.model_versions],
+            decision_ids=[d.decision_id for d in batch],
+            offer_ids=offer_ids,
+            propensities=[d.propensity for d in batch],
+            explored=explored,
+            control=control,
+            model_versions=[d.model_version for d in batch],
             score_offer_ids=engine.offer_ids,
             request_id=request_id_var.get(),
             campaign=name,
         )
         if request.include_scores:
-            response.scores.extend(batch.scores.ravel())
+            response.scores.extend(np.concatenate([d.scores for d in batch]))
         return response
 
     def Reward(self, request: pb.RewardRequest, context: grpc.ServicerContext) -> pb.RewardResponse:
@@ -104,20 +115,31 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         name, engine = self._campaigns.get(request.campaign)
         decision_id = codec.check_id(request.decision_id, "decision_id")
         value = request.value
-        if not codec.math.isfinite(value):
-            raise codec.InvalidInputError("value", "a finite number", value)
+        if not math.isfinite(value):
+            raise InvalidInputError("value", "a finite number", value)
         components = dict(request.components)
         for key, component in components.items():
-            if not codec.math.isfinite(component):
-                raise codec.InvalidInputError(f"components[{key!r}]", "a finite number", component)
+            if not math.isfinite(component):
+                raise InvalidInputError(f"components[{key!r}]", "a finite number", component)
         _check_deadline(context)
-        outcome = engine.reward(decision_id, value=value, components=components or None)
-        if outcome.applied:
-            self._metrics.record_rewards(name, (outcome.offer_id,), (value,))
+        record = engine.reward(decision_id, value)
+        applied = record.status == "applied"
+        if applied:
+            self._metrics.record_rewards(name, (record.offer_id,), (value,))
         else:
             self._metrics.record_rewards(name, (), (), duplicates=1)
+        if components:
+            _log.info(
+                "reward components",
+                extra={"campaign": name, "decision_id": decision_id, "value": value,
+                       "components": components, "status": record.status},
+            )  # fmt: skip
         return pb.RewardResponse(
-            decision_id=decision_id, applied=outcome.applied, request_id=request_id_var.get()
+            decision_id=decision_id,
+            applied=applied,
+            request_id=request_id_var.get(),
+            status=_REWARD_STATUS[record.status],
+            offer_id=record.offer_id,
         )
 
     def RewardBatch(
@@ -129,17 +151,19 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
             request.decision_ids, request.values, self._max_batch_rows
         )
         _check_deadline(context)
-        outcome = engine.reward_batch(decision_ids, values)
-        applied = outcome.applied
+        records = engine.reward_batch(decision_ids, values)
+        statuses = [r.status for r in records]
+        applied = [i for i, status in enumerate(statuses) if status == "applied"]
+        duplicates = statuses.count("duplicate")
         self._metrics.record_rewards(
-            name,
-            [o for o, a in zip(outcome.offer_ids, applied, strict=True) if a],
-            values[applied].tolist(),
-            duplicates=int(len(applied) - applied.sum()),
+            name, [records[i].offer_id for i in applied], [values[i] for i in applied], duplicates
         )
         return pb.RewardBatchResponse(
-            applied=int(applied.sum()),
-            duplicates=int(len(applied) - applied.sum()),
+            applied=len(applied),
+            duplicates=duplicates,
+            expired=statuses.count("expired"),
+            unknown=statuses.count("unknown"),
+            statuses=[_REWARD_STATUS[s] for s in statuses],
             request_id=request_id_var.get(),
         )
 
@@ -147,31 +171,36 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
 class AdminServicer(pb_grpc.AdminServiceServicer):
     """Model information, snapshots and promotion (token-protected by an interceptor)."""
 
-    def __init__(self, campaigns: Campaigns, metrics: ServerMetrics) -> None:
+    def __init__(self, campaigns: Campaigns) -> None:
         self._campaigns = campaigns
-        self._metrics = metrics
 
     def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext
     ) -> pb.ModelInfo:
         name, engine = self._campaigns.get(request.campaign)
         info = engine.model_info()
+        counts = info["journal"]
         return pb.ModelInfo(
             campaign=name,
-            model_version=str(info["model_version"]),
-            policy=json.dumps(info["policy"], sort_keys=True),
-            offer_ids=engine.offer_ids,
+            model_version=info["model_version"],
+            policy=json.dumps(
+                {"class": info["policy"], "params": info["policy_params"]}, sort_keys=True
+            ),
+            offer_ids=info["offer_ids"],
             feature_names=info["feature_names"],
-            decisions=self._metrics.decisions_made(name),
-            rewards=int(info["rewards"]),
-            pending_decisions=int(info["pending_decisions"]),
+            decisions=counts["decisions"],
+            rewards=counts["rewards"],
+            pending_decisions=counts["pending"],
+            rewards_learned=info["n_rewards_applied"],
+            reward_errors=counts["reward_errors"],
+            config_hash=info["config_hash"],
         )
 
     def Snapshot(
         self, request: pb.SnapshotRequest, context: grpc.ServicerContext
     ) -> pb.SnapshotResponse:
         name, engine = self._campaigns.get(request.campaign)
-        return pb.SnapshotResponse(campaign=name, model_version=str(engine.snapshot()))
+        return pb.SnapshotResponse(campaign=name, model_version=engine.snapshot())
 
     def PromoteModel(
         self, request: pb.PromoteModelRequest, context: grpc.ServicerContext
@@ -179,8 +208,16 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         name, engine = self._campaigns.get(request.campaign)
         path = request.snapshot_path
         if not path:
-            raise codec.InvalidInputError("snapshot_path", "a path to a snapshot file", path)
-        version = engine.load_snapshot(path)
-        if version is None:
-            raise UnavailableError("snapshot_path: the engine did not report the promoted version")
-        return pb.PromoteModelResponse(campaign=name, model_version=str(version))
+            raise InvalidInputError("snapshot_path", "a path to a snapshot file", "an empty string")
+        try:
+            version = engine.load_snapshot(path)
+        except FileNotFoundError as exc:
+            raise NotFoundError(
+                f"snapshot_path: expected a snapshot file on the server, got {path!r} "
+                "(no such file)"
+            ) from exc
+        except OSError as exc:
+            raise InvalidInputError(
+                "snapshot_path", "a readable snapshot file", f"{path!r} ({exc.strerror})"
+            ) from exc
+        return pb.PromoteModelResponse(campaign=name, model_version=version)

@@ -1,10 +1,24 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class RewardStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REWARD_STATUS_UNSPECIFIED: _ClassVar[RewardStatus]
+    REWARD_STATUS_APPLIED: _ClassVar[RewardStatus]
+    REWARD_STATUS_DUPLICATE: _ClassVar[RewardStatus]
+    REWARD_STATUS_EXPIRED: _ClassVar[RewardStatus]
+    REWARD_STATUS_UNKNOWN: _ClassVar[RewardStatus]
+REWARD_STATUS_UNSPECIFIED: RewardStatus
+REWARD_STATUS_APPLIED: RewardStatus
+REWARD_STATUS_DUPLICATE: RewardStatus
+REWARD_STATUS_EXPIRED: RewardStatus
+REWARD_STATUS_UNKNOWN: RewardStatus
 
 class Context(_message.Message):
     __slots__ = ("numeric", "categorical")
@@ -160,14 +174,18 @@ class RewardRequest(_message.Message):
     def __init__(self, campaign: _Optional[str] = ..., decision_id: _Optional[str] = ..., value: _Optional[float] = ..., components: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RewardResponse(_message.Message):
-    __slots__ = ("decision_id", "applied", "request_id")
+    __slots__ = ("decision_id", "applied", "request_id", "status", "offer_id")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OFFER_ID_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     applied: bool
     request_id: str
-    def __init__(self, decision_id: _Optional[str] = ..., applied: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+    status: RewardStatus
+    offer_id: str
+    def __init__(self, decision_id: _Optional[str] = ..., applied: _Optional[bool] = ..., request_id: _Optional[str] = ..., status: _Optional[_Union[RewardStatus, str]] = ..., offer_id: _Optional[str] = ...) -> None: ...
 
 class RewardBatchRequest(_message.Message):
     __slots__ = ("campaign", "decision_ids", "values", "request_id")
@@ -182,14 +200,20 @@ class RewardBatchRequest(_message.Message):
     def __init__(self, campaign: _Optional[str] = ..., decision_ids: _Optional[_Iterable[str]] = ..., values: _Optional[_Iterable[float]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RewardBatchResponse(_message.Message):
-    __slots__ = ("applied", "duplicates", "request_id")
+    __slots__ = ("applied", "duplicates", "request_id", "expired", "unknown", "statuses")
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     DUPLICATES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
     applied: int
     duplicates: int
     request_id: str
-    def __init__(self, applied: _Optional[int] = ..., duplicates: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    expired: int
+    unknown: int
+    statuses: _containers.RepeatedScalarFieldContainer[RewardStatus]
+    def __init__(self, applied: _Optional[int] = ..., duplicates: _Optional[int] = ..., request_id: _Optional[str] = ..., expired: _Optional[int] = ..., unknown: _Optional[int] = ..., statuses: _Optional[_Iterable[_Union[RewardStatus, str]]] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
     __slots__ = ("campaign",)
@@ -198,7 +222,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self, campaign: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("campaign", "model_version", "policy", "offer_ids", "feature_names", "decisions", "rewards", "pending_decisions")
+    __slots__ = ("campaign", "model_version", "policy", "offer_ids", "feature_names", "decisions", "rewards", "pending_decisions", "rewards_learned", "reward_errors", "config_hash")
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -207,6 +231,9 @@ class ModelInfo(_message.Message):
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     REWARDS_FIELD_NUMBER: _ClassVar[int]
     PENDING_DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    REWARDS_LEARNED_FIELD_NUMBER: _ClassVar[int]
+    REWARD_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_HASH_FIELD_NUMBER: _ClassVar[int]
     campaign: str
     model_version: str
     policy: str
@@ -215,7 +242,10 @@ class ModelInfo(_message.Message):
     decisions: int
     rewards: int
     pending_decisions: int
-    def __init__(self, campaign: _Optional[str] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., offer_ids: _Optional[_Iterable[str]] = ..., feature_names: _Optional[_Iterable[str]] = ..., decisions: _Optional[int] = ..., rewards: _Optional[int] = ..., pending_decisions: _Optional[int] = ...) -> None: ...
+    rewards_learned: int
+    reward_errors: int
+    config_hash: str
+    def __init__(self, campaign: _Optional[str] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., offer_ids: _Optional[_Iterable[str]] = ..., feature_names: _Optional[_Iterable[str]] = ..., decisions: _Optional[int] = ..., rewards: _Optional[int] = ..., pending_decisions: _Optional[int] = ..., rewards_learned: _Optional[int] = ..., reward_errors: _Optional[int] = ..., config_hash: _Optional[str] = ...) -> None: ...
 
 class SnapshotRequest(_message.Message):
     __slots__ = ("campaign",)
