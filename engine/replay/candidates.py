@@ -15,12 +15,15 @@ worker, which is what makes the fan-out in :mod:`engine.replay.evaluate` reprodu
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from engine.errors import InvalidInputError
 from engine.kernels import seed_state
@@ -35,6 +38,20 @@ from engine.replay.stats import Moments, bootstrap_sums
 from engine.types import BoolArray, FloatArray, IntArray
 
 KINDS = ("static", "learning")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _one_blas_thread(fn: _F) -> _F:
+    """Run ``fn`` with single-threaded BLAS: a multi-threaded matrix product sums in an order
+    that depends on the thread count, and Ray workers run with one thread while a driver may use
+    many, which would break "identical numbers whichever way it ran"."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with threadpool_limits(limits=1):
+            return fn(*args, **kwargs)
+
+    return cast(_F, wrapper)
 
 
 @dataclass(frozen=True)
@@ -71,12 +88,12 @@ def parse_policy(text: str) -> dict[str, Any]:
     text = text.strip()
     if text.startswith("{"):
         try:
-            spec = json.loads(text)
+            parsed = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidInputError("--policy", "a JSON object with a 'name'", text) from exc
-        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        if not isinstance(parsed, dict) or not isinstance(parsed.get("name"), str):
             raise InvalidInputError("--policy", "a JSON object with a 'name'", text)
-        return spec
+        return parsed
     name, *parts = text.split(":")
     if not name:
         raise InvalidInputError("--policy", "NAME[:KEY=VALUE[,VALUE...]]...", text)
@@ -121,7 +138,7 @@ def make_candidates(specs: list[dict[str, Any]], kinds: tuple[str, ...] = KINDS)
     for kind in kinds:
         if kind not in KINDS:
             raise InvalidInputError("--mode", f"one of {KINDS}", kind)
-    out = []
+    out: list[Candidate] = []
     for spec in specs:
         for one in expand_grid(spec):
             params = ", ".join(f"{k}={v}" for k, v in one.items() if k != "name")
@@ -207,6 +224,7 @@ def summarize(
     return ShardSummary(moments, boot, diagnostic_sums(inputs))
 
 
+@_one_blas_thread
 def static_shard(
     shard: Shard,
     candidate: Candidate,
@@ -259,6 +277,7 @@ def static_shard(
     return summarize(inputs, config.make(), config.n_bootstrap, config.seed, shard.index)
 
 
+@_one_blas_thread
 def train_static(
     candidate: Candidate,
     context: FloatArray,
@@ -275,6 +294,7 @@ def train_static(
     return policy.to_bytes()
 
 
+@_one_blas_thread
 def learning_replay(
     candidate: Candidate,
     shards: list[Shard],
@@ -292,7 +312,7 @@ def learning_replay(
     """
     n_features = shards[0].context.shape[1] if shards else 0
     policy = make_policy(candidate.spec, n_actions, n_features, seed=config.seed)
-    rng = np.random.default_rng([config.seed, 0x5EED])
+    rng = acceptance_rng(config.seed)
     estimators = config.make()
     out = []
     for shard in shards:
@@ -323,6 +343,11 @@ def learning_replay(
         )
         out.append(summarize(inputs, estimators, config.n_bootstrap, config.seed, shard.index))
     return out
+
+
+def acceptance_rng(seed: int) -> np.random.Generator:
+    """The generator of the replay's rejection-sampling coins (one draw per row, in order)."""
+    return np.random.default_rng([seed, 0x5EED])
 
 
 def _mix(seed: int, shard: int) -> int:

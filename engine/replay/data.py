@@ -126,8 +126,8 @@ class LoggedData:
         k = len(self.actions)
         bad = (self.action < 0) | (self.action >= k)
         self._fail_first(bad, "action", f"an offer index in [0, {k})", self.action)
-        finite = np.isfinite(self.context).all(axis=1) if self.context.size else None
-        if finite is not None:
+        if self.context.size:
+            finite = np.asarray(np.isfinite(self.context).all(axis=1))
             self._fail_first(~finite, "context", "finite values", self.context)
         p = self.propensity
         self._fail_first(~((p > 0.0) & (p <= 1.0)), "propensity", "a probability in (0, 1]", p)

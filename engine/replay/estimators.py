@@ -350,7 +350,7 @@ def make_estimators(
         if cls is None:
             raise InvalidInputError("estimator", f"one of {sorted(ESTIMATORS)}", name)
         if cls in (IPS, SNIPS, DR, SNDR):
-            out.append(cls(clip=clip))  # type: ignore[call-arg]
+            out.append(cls(clip=clip))
         elif cls is SwitchDR:
             out.append(SwitchDR(threshold=clip) if clip is not None else SwitchDR())
         else:

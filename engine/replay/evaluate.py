@@ -259,16 +259,17 @@ def evaluate(
     blobs: dict[str, bytes] = {}
     if statics:
         train_args = runner.put((train.context, train.action, train.propensity, train.reward))
-        tasks = [
+        train_tasks = [
             Task(f"train {c.label}", _train_task, (c, train_args, k, config.seed)) for c in statics
         ]
-        for c, out in zip(statics, runner.run(tasks, "training"), strict=True):
+        for c, out in zip(statics, runner.run(train_tasks, "training"), strict=True):
             if isinstance(out, TaskFailure):
                 _fail(results[c.label], out)
             else:
                 blobs[c.label] = out
 
-    tasks, owners = [], []
+    tasks: list[Task] = []
+    owners: list[tuple[str, int | None]] = []
     for c in all_candidates:
         if results[c.label].status != "ok":
             continue

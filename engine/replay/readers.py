@@ -210,7 +210,7 @@ def from_table(
             repr(raw_actions[i]),
         )
     eligible = None
-    if eligible_lists is not None:
+    if eligible_lists is not None and cols.eligible is not None:
         eligible = _eligible_mask(eligible_lists, index, cols.eligible, source_row, decision_id)
 
     reward = _floats(table, cols.reward)
@@ -377,9 +377,9 @@ def _context(
                 raise InvalidInputError(f"column {name!r}", "a context column", "nothing")
             out[:, j] = _floats(table, name, source_row, decision_id)
         return out, tuple(names)
-    name = cols.context
-    if name is None or name not in table.column_names:
+    if cols.context is None or cols.context not in table.column_names:
         return np.zeros((n, 0)), ()
+    name = cols.context
     column = table.column(name).combine_chunks()
     meta = table.schema.metadata or {}
     feature_names = _parse_names(meta.get(FEATURE_NAMES_KEY))
