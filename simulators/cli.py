@@ -86,6 +86,12 @@ def register(subparsers: Any) -> None:
         metavar=("LOW", "HIGH"),
         help="renewal: outcomes known uniformly LOW..HIGH days after the decision [7 30]",
     )
+    p.add_argument(
+        "--population-size",
+        type=int,
+        help="renewal: draw arrivals from a fixed book of this many customers (default: every "
+        "arrival is a new customer)",
+    )
     p.add_argument("--label-noise", type=float, help="data sets: reward flip probability")
     p.add_argument("--out", type=Path, default=Path("nbo-data/simulate"), help="output directory")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
@@ -121,7 +127,11 @@ def tasks_from_args(args: argparse.Namespace) -> list[Task]:
         raise InvalidInputError("--policies", "distinct policies", args.policies)
     knobs: dict[str, Any] = {}
     if args.env.startswith("renewal"):
-        knobs = {"drift": args.drift, "seasonality": args.seasonality}
+        knobs = {
+            "drift": args.drift,
+            "seasonality": args.seasonality,
+            "population_size": args.population_size,
+        }
         if args.delay_days is not None:
             knobs["delay_days"] = tuple(args.delay_days)
     else:

@@ -29,10 +29,12 @@ from simulators.base import Environment, check_n_rounds
 POLICY_DEFAULTS: dict[str, dict[str, Any]] = {
     "linucb": {"name": "linucb", "alpha": 0.1, "l2": 1.0},
     "lints": {"name": "lints", "scale": 0.05, "l2": 1.0},
-    "egreedy": {"name": "egreedy", "epsilon": 0.05, "decay": 0.0, "l2": 1.0},
+    "egreedy": {"name": "egreedy", "epsilon": 0.1, "decay": 1e-4, "l2": 1.0},
     "softmax": {"name": "softmax", "temperature": 0.05, "l2": 1.0},
     "shared": {"name": "shared", "alpha": 0.1, "l2": 1.0},
-    "vw": {"name": "vw"},
+    # VW's SquareCB with a larger gamma scale than its default (10): on the renewal benchmark it
+    # earns more (93.5% vs 92.7% of the oracle at 100k customers), so the comparison is fair to VW
+    "vw": {"name": "vw", "args": "--cb_explore_adf --squarecb --gamma_scale 1000"},
     "random": {"name": "random"},
     "control": {"name": "fixed"},
     "ucb1": {"name": "ucb1"},
