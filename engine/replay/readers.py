@@ -23,7 +23,7 @@ from engine.errors import InvalidInputError
 from engine.replay.data import LoggedData
 
 FEATURE_NAMES_KEY = b"nbo.feature_names"
-ACTIONS_KEYS = (b"nbo.action_ids", b"nbo.actions")
+ACTIONS_KEYS = (b"nbo.offer_ids", b"nbo.action_ids", b"nbo.actions")
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,8 @@ def read_logs(
     columns : ColumnMap, optional
         Column mapping; the nbo schema's names by default.
     actions : tuple of str, optional
-        The offer list in policy order. By default the schema metadata ``nbo.action_ids`` (or
-        ``nbo.actions``) when present, else the sorted distinct offers seen in the ``action``
+        The offer list in policy order. By default the schema metadata ``nbo.offer_ids`` (or
+        ``nbo.action_ids``) when present, else the sorted distinct offers seen in the ``action``
         and ``eligible`` columns.
     format : {"auto", "parquet", "csv", "dsjson"}
     n_features : int
