@@ -8,7 +8,6 @@ retryable status rather than a half-loaded model.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -67,8 +66,8 @@ class Campaigns:
 
     def load(self) -> None:
         """Open every campaign's Engine (journal recovery, snapshot) and warm its kernels."""
+        # Created owner-only when missing; an existing directory's permissions are the owner's call.
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.data_dir, 0o700)
         engines: dict[str, Engine] = {}
         try:
             for path in self.config_paths:

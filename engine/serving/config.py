@@ -152,7 +152,7 @@ def read_server_table(path: Path) -> dict[str, Any]:
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(
-            f"[server].{unknown[0]}: expected one of {sorted(known)}, got {unknown[0]!r}"
+            f"{path}: [server].{unknown[0]}: expected one of {sorted(known)}, got {unknown[0]!r}"
         )
     kwargs = dict(table)
     for key in ("data_dir", "tls_cert", "tls_key"):
