@@ -31,7 +31,7 @@ from engine.errors import InvalidInputError
 from engine.serving.pb import offers_pb2 as pb
 
 MAX_ID_CHARS = 256
-MAX_NAME_CHARS = 128
+MAX_NAME_CHARS = 128  # attribute names and request ids
 
 
 def check_id(value: str, field: str) -> str:
@@ -187,7 +187,7 @@ def _names(values: Sequence[str], field: str) -> list[str]:
     for i, name in enumerate(names):
         if not name or len(name) > MAX_NAME_CHARS:
             raise InvalidInputError(
-                f"{field}[{i}]", f"a name of 1..{MAX_NAME_CHARS} characters", name
+                f"{field}[{i}]", f"a name of 1..{MAX_NAME_CHARS} characters", repr(name)
             )
     if len(set(names)) != len(names):
         duplicate = next(n for n in names if names.count(n) > 1)

@@ -27,13 +27,13 @@ from typing import Any
 import grpc
 
 from engine.errors import NboError, PermissionDeniedError
+from engine.serving.codec import MAX_NAME_CHARS
 from engine.serving.logs import LOGGER_NAME, request_id_var
 from engine.serving.metrics import ServerMetrics
 from engine.serving.status import UnauthenticatedError, status_for
 
 ADMIN_SERVICE_PREFIX = "/nbo.v1.AdminService/"
 REQUEST_ID_KEY = "x-request-id"
-MAX_REQUEST_ID_CHARS = 128
 
 _log = logging.getLogger(LOGGER_NAME)
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
@@ -92,7 +92,7 @@ class ObservabilityInterceptor(_UnaryInterceptor):
             request_id = getattr(request, "request_id", "") or _metadata_value(
                 context, REQUEST_ID_KEY
             )
-            if not request_id or len(request_id) > MAX_REQUEST_ID_CHARS:
+            if not request_id or len(request_id) > MAX_NAME_CHARS:
                 request_id = uuid.uuid4().hex
             token = request_id_var.set(request_id)
             context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
