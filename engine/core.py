@@ -1,7 +1,7 @@
 """The Engine: decide / reward / snapshot for one campaign, joining features, campaign rules,
 the policy, the durable journal and the learner. No gRPC here (engine/serving wraps it).
 
-One decision: encode the context -> control group? -> eligibility (rules, candidates, costs,
+One decision: encode the context -> control group? -> eligibility (candidates, rules, costs,
 budgets, caps, cooldown) -> policy.choose on the published model -> journal commit -> return.
 One reward: look the decision up in the journal -> net reward -> journal commit (idempotent on
 decision_id) -> the learner applies it once, in journal order, and publishes a new model every N
@@ -25,18 +25,19 @@ Examples
 from __future__ import annotations
 
 import json
+import logging
 import math
 import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from engine.campaign import CampaignConfig, Guardrails, in_control_group, load_campaign
+from engine.campaign.eligibility import Eligibility
 from engine.errors import (
     CorruptModelError,
     InvalidInputError,
@@ -44,91 +45,27 @@ from engine.errors import (
     ResourceExhaustedError,
 )
 from engine.features import Encoder
-from engine.journal.learner import Learner, LearnItem
 from engine.journal.lift import Lift, lift_from_journal
-from engine.journal.recovery import adapt_offers, check_compatible, latest_usable, version_number
+from engine.journal.records import DecisionRecord, RewardRecord
+from engine.journal.recovery import (
+    adapt_offers,
+    check_compatible,
+    restore_guardrails,
+    start_learner,
+)
+from engine.journal.rewards import RewardLedger
 from engine.journal.snapshot import read_snapshot
-from engine.journal.store import Journal, StoredDecision
-from engine.policies import Policy, make_policy
+from engine.journal.store import Journal
+from engine.policies import Policy
 from engine.types import BoolArray, FloatArray
+
+__all__ = ["DecisionRecord", "Engine", "RewardRecord"]
 
 # Rewards beyond this magnitude are rejected before they reach the journal (the policies refuse
 # them too, and a journaled reward the learner cannot apply would be lost).
 VALUE_LIMIT = 1e12
 _NUMBER = (int, float, np.integer, np.floating)
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionRecord:
-    """What :meth:`Engine.decide` returns (and what the journal keeps).
-
-    Attributes
-    ----------
-    decision_id, offer_id : str
-    propensity : float
-        True probability of ``offer_id`` given the context, the rules and the model: 1 for the
-        control group, for a fallback and when a single offer is eligible.
-    explored, control : bool
-    model_version : str
-    reasons : tuple of str
-        Rules that removed offers or set the outcome: ``control_group``, ``candidates``,
-        ``rule:<offer>:<condition>``, ``cost_unknown:<offer>``, ``budget_count:<offer>``,
-        ``budget_money:<offer>``, ``traffic_cap:<offer>``, ``frequency_cap``, ``cooldown``,
-        ``fallback:<offer>``.
-    eligible : tuple of str
-        Offers the policy could choose from.
-    campaign, customer_id : str
-    timestamp : float
-        Unix seconds (the engine's clock).
-    cost : float
-        The chosen offer's cost for this customer.
-    scores : array of shape (n_actions,)
-        The policy's score per offer (-inf where not eligible, NaN when the policy was not asked).
-    offer_ids : tuple of str
-        The campaign's offers, in the order of ``scores``.
-    """
-
-    decision_id: str
-    offer_id: str
-    propensity: float
-    explored: bool
-    control: bool
-    model_version: str
-    reasons: tuple[str, ...]
-    eligible: tuple[str, ...]
-    campaign: str
-    customer_id: str
-    timestamp: float
-    cost: float
-    scores: FloatArray
-    offer_ids: tuple[str, ...]
-
-    @property
-    def ranking(self) -> tuple[tuple[str, float], ...]:
-        """Eligible offers with their scores, best first (the chosen offer alone when the policy
-        was not asked: control group or fallback)."""
-        if not np.isfinite(self.scores).any():
-            return ((self.offer_id, math.nan),)
-        order = np.argsort(-self.scores, kind="stable")
-        return tuple(
-            (self.offer_ids[a], float(self.scores[a])) for a in order if np.isfinite(self.scores[a])
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class RewardRecord:
-    """What :meth:`Engine.reward` returns, per reward.
-
-    ``status`` is ``applied`` (new), ``duplicate`` (a retry: the first value stands, ``reward``
-    is the stored one), ``expired`` (the window had passed) or ``unknown`` (no such decision).
-    ``reward`` is the net reward the learner uses (None when not applied).
-    """
-
-    decision_id: str
-    status: str
-    offer_id: str = ""
-    value: float | None = None
-    reward: float | None = None
+_log = logging.getLogger("nbo.engine")
 
 
 class Engine:
@@ -144,13 +81,14 @@ class Engine:
         Injected time (simulations with lags). Default ``time.time``.
     background : bool, optional
         Run a thread that publishes on the ``publish_every_ms`` cadence, expires pending
-        decisions and writes checkpoints. Default: True with the real clock, False with an
-        injected clock (then the caller drives time: :meth:`expire_pending`, :meth:`snapshot`).
+        decisions, checkpoints the WAL and writes snapshots. Default: True with the real clock,
+        False with an injected clock (then the caller drives time: :meth:`expire_pending`,
+        :meth:`snapshot`; rewards also trigger due sweeps and time-based publishing).
 
     Notes
     -----
     Thread-safe. One lock orders decisions and journal writes; the learner has its own, so a
-    decision never waits for learning. See :mod:`engine.core` for the data flow.
+    decision never waits for learning.
     """
 
     def __init__(
@@ -168,14 +106,17 @@ class Engine:
         self._lock = threading.RLock()
         self._closed = False
         self.data_dir = None if data_dir is None else Path(data_dir)
+        journal_path: str | Path = ":memory:"
+        snapshot_dir: Path | None = None
         if self.data_dir is not None:
             if not self.data_dir.exists():
                 self.data_dir.mkdir(parents=True, mode=0o700)
-            journal_path: str | Path = self.data_dir / f"{config.name}.journal.sqlite"
-            snapshot_dir: Path | None = self.data_dir / "snapshots" / config.name
-        else:
-            journal_path, snapshot_dir = ":memory:", None
-        self._journal = Journal(journal_path, synchronous=config.synchronous)
+            journal_path = self.data_dir / f"{config.name}.journal.sqlite"
+            snapshot_dir = self.data_dir / "snapshots" / config.name
+        run_background = background if background is not None else clock is None
+        self._journal = Journal(
+            journal_path, synchronous=config.synchronous, autocheckpoint=not run_background
+        )
         self._encoder = Encoder(config.schema)
         self.feature_names = self._encoder.feature_names
         self.n_features = self._encoder.n_features
@@ -183,20 +124,21 @@ class Engine:
         self._index = {o: i for i, o in enumerate(self.offer_ids)}
         self._control_index = config.offer_index(config.control_offer)
         self._fallback_index = config.offer_index(config.fallback_offer)
-        self._fixed_costs: list[float | None] = [o.fixed_cost for o in config.offers]
-        self._share_offers = [(i, o) for i, o in enumerate(config.offers) if o.cost_field]
-        self._ruled_offers = [(i, o) for i, o in enumerate(config.offers) if o.rules]
-        self._window_us = int(config.reward_window * 1e6)
+        self._eligibility = Eligibility(config)
+        self._eligible_cache: dict[bytes, tuple[tuple[str, ...], str]] = {}
         self._guardrails = Guardrails(config)
         self._id_prefix = secrets.token_hex(5) + "-"
         self._counter = 0
-        self._learner = self._start_learner(snapshot_dir)
-        self._restore_guardrails()
-        self._expiry_seq = int(self._journal.get_meta("expiry_seq") or 0)
-        self._next_due_us = self._compute_next_due()
+        self._learner = start_learner(
+            config, self._journal, self._encoder, snapshot_dir, self._lock, self._clock
+        )
+        restore_guardrails(self._journal, self._guardrails, config, self._clock())
+        self._ledger = RewardLedger(
+            config, self._journal, self._learner, self._index, self.n_features
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        if background if background is not None else clock is None:
+        if run_background:
             self._thread = threading.Thread(
                 target=self._background, name=f"nbo-engine-{config.name}", daemon=True
             )
@@ -214,105 +156,16 @@ class Engine:
         """Load a campaign TOML file (see :mod:`engine.campaign.config`) and start its engine."""
         return cls(load_campaign(path), data_dir, clock=clock, background=background)
 
-    # ------------------------------------------------------------------ start-up
-    def _offer_features(self) -> FloatArray | None:
-        return self.config.offer_features() if self.config.policy["name"] == "shared" else None
-
-    def _start_learner(self, snapshot_dir: Path | None) -> Learner:
-        offer_features = self._offer_features()
-        found = None
-        if snapshot_dir is not None:
-            found = latest_usable(snapshot_dir, self.feature_names, self.offer_ids, offer_features)
-        saved_encoder = self._journal.get_meta("encoder")
-        if found is not None:
-            header, policy = found
-            if saved_encoder is None and header.get("encoder"):
-                saved_encoder = json.dumps(header["encoder"])
-            start = version_number(header.get("version"))
-            last_seq = int(header.get("last_reward_seq", 0))
-            n_applied = int(header.get("n_rewards", 0))
-        else:
-            policy = make_policy(
-                self.config.policy,
-                len(self.offer_ids),
-                self.n_features,
-                offer_features=offer_features,
-            )
-            start, last_seq, n_applied = 1, 0, 0
-        if saved_encoder is not None:
-            try:
-                self._encoder.load_state(json.loads(saved_encoder))
-            except (CorruptModelError, ValueError):
-                pass  # the schema changed since: the configured statistics apply
-        learner = Learner(
-            policy,
-            self._journal,
-            self._index,
-            publish_every_rewards=self.config.publish_every_rewards,
-            publish_every_ms=self.config.publish_every_ms,
-            checkpoint_every_rewards=self.config.checkpoint_every_rewards,
-            snapshot_dir=snapshot_dir,
-            header=self._snapshot_header(),
-            swap_lock=self._lock,
-            version=start,
-            last_seq=last_seq,
-            n_applied=n_applied,
-            clock=self._clock,
-        )
-        if learner.replay():
-            rows = self._journal.query(
-                "SELECT model_version FROM decisions ORDER BY seq DESC LIMIT 1"
-            )
-            seen = version_number(rows[0][0]) if rows else 0
-            learner.publish(at_least=seen)
-        return learner
-
-    def _snapshot_header(self) -> dict[str, Any]:
-        return {
-            "campaign": self.campaign,
-            "config_hash": self.config.config_hash,
-            "offer_ids": list(self.offer_ids),
-            "feature_names": list(self.feature_names),
-            "encoder": self._encoder.state(),
-        }
-
-    def _restore_guardrails(self) -> None:
-        totals = {}
-        for action, count, money in self._journal.query(
-            "SELECT action, COUNT(*), SUM(cost) FROM decisions GROUP BY action"
-        ):
-            if action in self._index:
-                totals[self._index[action]] = (int(count), float(money or 0.0))
-        window = self.config.traffic_window
-        recent = [
-            self._index[a]
-            for (a,) in reversed(
-                self._journal.query(
-                    "SELECT action FROM decisions ORDER BY seq DESC LIMIT ?", (window,)
-                )
-            )
-            if a in self._index
-        ]
-        history: dict[str, list[float]] = {}
-        if self._guardrails.horizon > 0:
-            cutoff_us = int((self._clock() - self._guardrails.horizon) * 1e6)
-            for customer, ts_us in self._journal.query(
-                "SELECT customer_id, ts_us FROM decisions WHERE ts_us > ? AND action != ?"
-                " AND control = 0 ORDER BY seq",
-                (cutoff_us, self.config.control_offer),
-            ):
-                history.setdefault(customer, []).append(ts_us / 1e6)
-        self._guardrails.restore(totals, recent, history)
-
-    def _compute_next_due(self) -> float:
-        first = self._journal.first_open_after(self._expiry_seq)
-        return math.inf if first is None else first[1] + self._window_us
-
-    # ------------------------------------------------------------------ properties
+    # ------------------------------------------------------------------ information
     @property
     def model_version(self) -> str:
         """Version of the published model decisions currently use."""
         return self._learner.version
+
+    @property
+    def policy(self) -> Policy:
+        """The published model (do not modify: it is shared with concurrent decisions)."""
+        return self._learner.published
 
     @property
     def journal(self) -> Journal:
@@ -322,14 +175,13 @@ class Engine:
     def model_info(self) -> dict[str, Any]:
         """Published model, campaign and journal facts (for admin endpoints)."""
         learner = self._learner
+        params = learner.published.get_params()
         return {
             "campaign": self.campaign,
             "model_version": learner.version,
             "policy": type(learner.published).__name__,
             "policy_params": {
-                k: v
-                for k, v in learner.published.get_params().items()
-                if isinstance(v, str | int | float | bool) or v is None
+                k: v for k, v in params.items() if v is None or isinstance(v, str | int | float)
             },
             "n_rewards_applied": learner.n_applied,
             "last_reward_seq": learner.last_published_seq,
@@ -344,65 +196,12 @@ class Engine:
         """Warm the policy's kernels (compile or load from cache) before taking traffic."""
         self._learner.published.prepare()
 
+    def lift(self, level: float = 0.95) -> Lift:
+        """Incremental net reward per decision of the policy over the control group, with a
+        confidence interval (see :mod:`engine.journal.lift`)."""
+        return lift_from_journal(self._journal, level=level)
+
     # ------------------------------------------------------------------ decisions
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ResourceExhaustedError(
-                f"engine {self.campaign}: expected an open engine, got a closed one"
-            )
-
-    def _candidate_mask(self, candidates: Any, field: str) -> BoolArray | None:
-        if candidates is None:
-            return None
-        if isinstance(candidates, str) or not isinstance(candidates, Sequence):
-            raise InvalidInputError(field, "a list of offer ids", candidates)
-        if not candidates:
-            return None
-        mask = np.zeros(len(self.offer_ids), dtype=np.bool_)
-        for i, offer_id in enumerate(candidates):
-            index = self._index.get(offer_id) if isinstance(offer_id, str) else None
-            if index is None:
-                raise InvalidInputError(
-                    f"{field}[{i}]", "one of " + ", ".join(self.offer_ids), offer_id
-                )
-            mask[index] = True
-        return mask
-
-    def _static_rules(
-        self, context: Mapping[str, Any], candidates: BoolArray | None
-    ) -> tuple[BoolArray, list[float | None], list[str]]:
-        """Eligibility that depends on the request alone: candidates, rules, computable costs."""
-        reasons: list[str] = []
-        if candidates is None:
-            mask = np.ones(len(self.offer_ids), dtype=np.bool_)
-        else:
-            mask = candidates.copy()
-            reasons.append("candidates")
-        for a, offer in self._ruled_offers:
-            if mask[a]:
-                rule = offer.failed_rule(context)
-                if rule is not None:
-                    mask[a] = False
-                    reasons.append(f"rule:{offer.id}:{rule.text}")
-        costs = list(self._fixed_costs)
-        for a, offer in self._share_offers:
-            try:
-                costs[a] = offer.cost_for(context)
-            except InvalidInputError:
-                costs[a] = None
-                if mask[a]:
-                    mask[a] = False
-                    reasons.append(f"cost_unknown:{offer.id}")
-        return mask, costs, reasons
-
-    def _is_control(self, customer_id: str) -> bool:
-        share = self.config.control_share
-        return share > 0.0 and in_control_group(self.config.salt, customer_id, share)
-
-    def _next_id(self) -> str:
-        self._counter += 1
-        return f"{self._id_prefix}{self._counter:x}"
-
     def decide(
         self,
         customer_id: str,
@@ -445,6 +244,7 @@ class Engine:
         """
         self._check_open()
         n = len(customer_ids)
+        single = n == 1
         if (
             isinstance(customer_ids, str)
             or not isinstance(contexts, Sequence)
@@ -454,43 +254,39 @@ class Engine:
                 "contexts", f"a list of {n} contexts (one per customer id)", type(contexts).__name__
             )
         for i, cid in enumerate(customer_ids):
-            if not isinstance(cid, str) or not cid or len(cid) > 256:
-                field = "customer_id" if n == 1 else f"customer_ids[{i}]"
+            if type(cid) is not str or not cid or len(cid) > 256:
+                field = "customer_id" if single else f"customer_ids[{i}]"
                 raise InvalidInputError(field, "a non-empty string of <= 256 characters", cid)
         for i, ctx in enumerate(contexts):
             if not isinstance(ctx, Mapping):
-                field = "context" if n == 1 else f"contexts[{i}]"
+                field = "context" if single else f"contexts[{i}]"
                 raise InvalidInputError(field, "a mapping of attribute names to values", ctx)
         row_candidates = self._row_candidates(candidates, n)
-        control = [self._is_control(cid) for cid in customer_ids]
-        static = [
-            None if control[i] else self._static_rules(contexts[i], row_candidates[i])
-            for i in range(n)
-        ]
+        share, salt = self.config.control_share, self.config.salt
+        control = [share > 0.0 and in_control_group(salt, cid, share) for cid in customer_ids]
+        masks, costs, reasons = self._eligibility.evaluate(contexts, row_candidates, control)
         encoder = self._encoder
         X = None if encoder.learning else self._encode(contexts, learn=False)
         with self._lock:
             self._check_open()
             if X is None:
                 X = self._encode(contexts, learn=True)
-                if not encoder.learning:
+                if not encoder.learning:  # just froze: keep the statistics for restarts
                     self._journal.set_meta("encoder", json.dumps(encoder.state()))
             now = self._clock()
-            ts_us = int(now * 1e6)
-            return self._decide_locked(customer_ids, X, control, static, now, ts_us)
+            return self._decide_locked(customer_ids, X, control, masks, costs, reasons, now)
 
     def _encode(self, contexts: Sequence[Mapping[str, Any]], learn: bool) -> FloatArray:
         if len(contexts) == 1:
             return self._encoder.encode(contexts[0], learn=learn)[None, :]
         return self._encoder.encode_batch(contexts, learn=learn)
 
-    def _row_candidates(self, candidates: Any, n: int) -> list[BoolArray | None]:
+    def _row_candidates(self, candidates: Any, n: int) -> list[BoolArray | None] | None:
         if candidates is None or (isinstance(candidates, Sequence) and not candidates):
-            return [None] * n
+            return None
         if isinstance(candidates, Sequence) and not isinstance(candidates, str):
             if all(isinstance(c, str) for c in candidates):
-                shared = self._candidate_mask(candidates, "candidates")
-                return [shared] * n
+                return [self._candidate_mask(candidates, "candidates")] * n
             if len(candidates) == n:
                 return [
                     self._candidate_mask(c, f"candidates[{i}]") for i, c in enumerate(candidates)
@@ -499,115 +295,103 @@ class Engine:
             "candidates", "a list of offer ids, or one list per row", candidates
         )
 
+    def _candidate_mask(self, candidates: Any, field: str) -> BoolArray | None:
+        if candidates is None:
+            return None
+        if isinstance(candidates, str) or not isinstance(candidates, Sequence):
+            raise InvalidInputError(field, "a list of offer ids", candidates)
+        if not candidates:
+            return None
+        mask = np.zeros(len(self.offer_ids), dtype=np.bool_)
+        for i, offer_id in enumerate(candidates):
+            index = self._index.get(offer_id) if isinstance(offer_id, str) else None
+            if index is None:
+                raise InvalidInputError(
+                    f"{field}[{i}]", "one of " + ", ".join(self.offer_ids), offer_id
+                )
+            mask[index] = True
+        return mask
+
+    def _eligible(self, mask_row: BoolArray) -> tuple[tuple[str, ...], str]:
+        key = mask_row.tobytes()
+        hit = self._eligible_cache.get(key)
+        if hit is None:
+            ids = tuple(self.offer_ids[a] for a in np.flatnonzero(mask_row))
+            hit = self._eligible_cache[key] = (ids, ",".join(ids))
+        return hit
+
     def _decide_locked(
         self,
         customer_ids: Sequence[str],
         X: FloatArray,
         control: list[bool],
-        static: list[tuple[BoolArray, list[float | None], list[str]] | None],
+        masks: BoolArray,
+        costs: FloatArray,
+        reasons: list[list[str]],
         now: float,
-        ts_us: int,
     ) -> list[DecisionRecord]:
         n = len(customer_ids)
-        n_actions = len(self.offer_ids)
         guard = self._guardrails
-        masks = np.zeros((n, n_actions), dtype=np.bool_)
-        reasons: list[list[str]] = []
-        for i in range(n):
-            item = static[i]
-            if item is None:
-                reasons.append(["control_group"])
-                continue
-            mask, costs, why = item
-            g_mask, g_why = guard.exclusions(customer_ids[i], now, costs)
-            masks[i] = mask & g_mask
-            reasons.append(why + g_why if g_why else why)
+        if guard.active:
+            for i in range(n):
+                if not control[i]:
+                    blocked, why = guard.blocked(customer_ids[i], now, costs[i])
+                    if why:
+                        masks[i, blocked] = False
+                        reasons[i] += why
         asks = np.flatnonzero(masks.any(axis=1))
-        policy = self._learner.published
         version = self._learner.version
-        actions = np.empty(n, dtype=np.int64)
+        actions = np.full(n, self._fallback_index, dtype=np.int64)
+        actions[np.asarray(control, dtype=np.bool_)] = self._control_index
         props = np.ones(n)
         explored = np.zeros(n, dtype=np.bool_)
-        scores = np.full((n, n_actions), np.nan)
+        scores = np.full((n, len(self.offer_ids)), np.nan)
         if asks.shape[0]:
-            d = policy.choose(X[asks], masks[asks])
+            d = self._learner.published.choose(X[asks], masks[asks])
             actions[asks] = d.actions
             props[asks] = d.propensities
             explored[asks] = d.explored
             scores[asks] = d.scores
         asked = np.zeros(n, dtype=np.bool_)
         asked[asks] = True
+        cost_of = np.nan_to_num(costs[np.arange(n), actions], nan=0.0).tolist()
+        action_list = actions.tolist()
+        prop_list = props.tolist()
+        explored_list = explored.tolist()
+        ts_us = int(now * 1e6)
+        offer_ids = self.offer_ids
+        control_only = (offer_ids[self._control_index],)
         rows = []
         records = []
-        offer_ids = self.offer_ids
         for i in range(n):
-            item = static[i]
+            a = action_list[i]
+            why = reasons[i]
             if control[i]:
-                a = self._control_index
-                cost = self._safe_cost(a, None)
-                eligible: tuple[str, ...] = (offer_ids[a],)
-            elif not asked[i]:
-                a = self._fallback_index
-                reasons[i].append(f"fallback:{offer_ids[a]}")
-                cost = self._safe_cost(a, item[1] if item else None)
-                eligible = ()
+                eligible, joined = control_only, control_only[0]
+                why = ["control_group"]
+            elif asked[i]:
+                eligible, joined = self._eligible(masks[i])
             else:
-                a = int(actions[i])
-                cost = float(item[1][a] or 0.0) if item else 0.0
-                eligible = tuple(offer_ids[j] for j in np.flatnonzero(masks[i]))
-            actions[i] = a
-            decision_id = self._next_id()
-            why = tuple(reasons[i])
+                eligible, joined = (), ""
+                why.append(f"fallback:{offer_ids[a]}")
+            self._counter += 1
+            decision_id = f"{self._id_prefix}{self._counter:x}"
+            score_row = scores[i]
             rows.append(
-                (
-                    decision_id,
-                    ts_us,
-                    customer_ids[i],
-                    X[i].tobytes(),
-                    ",".join(eligible),
-                    offer_ids[a],
-                    float(props[i]),
-                    int(explored[i]),
-                    int(control[i]),
-                    version,
-                    cost,
-                    scores[i].tobytes(),
-                    ";".join(why) if why else None,
-                    self._catalog,
-                )
-            )
+                (decision_id, ts_us, customer_ids[i], X[i].tobytes(), joined, offer_ids[a],
+                 prop_list[i], explored_list[i], control[i], version, cost_of[i],
+                 score_row.tobytes(), ";".join(why) if why else None, self._catalog)
+            )  # fmt: skip
             records.append(
-                DecisionRecord(
-                    decision_id,
-                    offer_ids[a],
-                    float(props[i]),
-                    bool(explored[i]),
-                    control[i],
-                    version,
-                    why,
-                    eligible,
-                    self.campaign,
-                    customer_ids[i],
-                    now,
-                    cost,
-                    scores[i],
-                    offer_ids,
-                )
-            )
+                DecisionRecord(decision_id, offer_ids[a], prop_list[i], explored_list[i],
+                               control[i], version, tuple(why), eligible, self.campaign,
+                               customer_ids[i], now, cost_of[i], score_row, offer_ids)
+            )  # fmt: skip
         self._journal.append_decisions(rows)
         for i in range(n):
-            guard.record(customer_ids[i], now, int(actions[i]), records[i].cost)
-        if self._next_due_us == math.inf:
-            self._next_due_us = ts_us + self._window_us
+            guard.record(customer_ids[i], now, action_list[i], cost_of[i])
+        self._ledger.note_decision(ts_us)
         return records
-
-    def _safe_cost(self, action: int, costs: list[float | None] | None) -> float:
-        if costs is not None and costs[action] is not None:
-            return float(costs[action] or 0.0)
-        fixed = self._fixed_costs[action]
-        return (
-            float(fixed) if fixed is not None and not self.config.offers[action].cost_field else 0.0
-        )
 
     # ------------------------------------------------------------------ rewards
     def reward(self, decision_id: str, value: float) -> RewardRecord:
@@ -654,10 +438,9 @@ class Engine:
             )
         clean: list[float] = []
         for i, (did, value) in enumerate(zip(decision_ids, values, strict=True)):
-            if not isinstance(did, str) or not did:
-                raise InvalidInputError(
-                    "decision_id" if n == 1 else f"decision_ids[{i}]", "a non-empty string", did
-                )
+            if type(did) is not str or not did:
+                field = "decision_id" if n == 1 else f"decision_ids[{i}]"
+                raise InvalidInputError(field, "a non-empty string", did)
             field = "value" if n == 1 else f"values[{i}]"
             if isinstance(value, bool) or not isinstance(value, _NUMBER):
                 raise InvalidInputError(field, "a finite number", value)
@@ -670,89 +453,11 @@ class Engine:
         with self._lock:
             self._check_open()
             now = self._clock()
-            results = self._reward_locked(list(decision_ids), clean, now)
-            if now * 1e6 >= self._next_due_us:
+            results = self._ledger.report(list(decision_ids), clean, now)
+            if now * 1e6 >= self._ledger.next_due_us:
                 self._expire_locked(now)
         self._learner.apply()
         return results
-
-    def _reward_locked(self, ids: list[str], values: list[float], now: float) -> list[RewardRecord]:
-        now_us = int(now * 1e6)
-        stored = self._journal.lookup(ids)
-        results: list[RewardRecord] = []
-        rows: list[tuple[Any, ...]] = []
-        learn: list[tuple[StoredDecision, float]] = []
-        errors: list[tuple[int, str, float | None, str]] = []
-        taken: dict[str, RewardRecord] = {}
-        for did, value in zip(ids, values, strict=True):
-            s = stored.get(did)
-            if did in taken:
-                first = taken[did]
-                results.append(
-                    RewardRecord(did, "duplicate", first.offer_id, first.value, first.reward)
-                )
-                continue
-            if s is None:
-                results.append(RewardRecord(did, "unknown", "", value, None))
-                errors.append((now_us, did, value, "unknown decision id"))
-                continue
-            if s.reward_source == "reward":
-                results.append(RewardRecord(did, "duplicate", s.action, None, s.reward))
-                continue
-            if s.reward_source is not None or s.ts_us + self._window_us <= now_us:
-                if s.reward_source is None:
-                    self._expire_rows([s], now_us, rows, learn)
-                results.append(RewardRecord(did, "expired", s.action, value, None))
-                errors.append((now_us, did, value, "reward window passed"))
-                continue
-            index = self._index.get(s.action)
-            action = index if index is not None else -1
-            net = (
-                self.config.net_reward(action, s.cost, value)
-                if index is not None
-                else value - s.cost
-            )
-            record = RewardRecord(did, "applied", s.action, value, net)
-            taken[did] = record
-            results.append(record)
-            rows.append((did, s.seq, now_us, value, net, "reward"))
-            learn.append((s, net))
-        self._commit_rewards(rows, learn)
-        self._journal.record_errors(errors)
-        return results
-
-    def _expire_rows(
-        self,
-        due: list[StoredDecision],
-        now_us: int,
-        rows: list[tuple[Any, ...]],
-        learn: list[tuple[StoredDecision, float]],
-    ) -> None:
-        default = self.config.default_value
-        for s in due:
-            net = None
-            index = self._index.get(s.action)
-            if default is not None:
-                net = self.config.net_reward(index if index is not None else -1, s.cost, default)
-                learn.append((s, net))
-            rows.append((s.decision_id, s.seq, now_us, default, net, "expired"))
-
-    def _commit_rewards(
-        self, rows: list[tuple[Any, ...]], learn: list[tuple[StoredDecision, float]]
-    ) -> None:
-        seqs = self._journal.append_rewards(rows)
-        if not learn:
-            return
-        by_id = {row[0]: seq for row, seq in zip(rows, seqs, strict=True)}
-        items: list[LearnItem] = []
-        width = 8 * self.n_features
-        for s, net in learn:
-            index = self._index.get(s.action)
-            if index is None or len(s.context) != width:
-                continue  # an offer since removed, or a context from another schema
-            items.append((by_id[s.decision_id], s.context, index, s.propensity, net))
-        items.sort(key=lambda item: item[0])
-        self._learner.enqueue(items)
 
     def expire_pending(self, now: float | None = None) -> int:
         """Close every decision whose reward window has passed by ``now`` (default: the clock).
@@ -767,23 +472,9 @@ class Engine:
         return count
 
     def _expire_locked(self, now: float) -> int:
-        now_us = int(now * 1e6)
-        cutoff = now_us - self._window_us
-        total = 0
-        while True:
-            due, reached = self._journal.due_for_expiry(self._expiry_seq, cutoff, limit=4096)
-            if reached == self._expiry_seq:
-                break
-            rows: list[tuple[Any, ...]] = []
-            learn: list[tuple[StoredDecision, float]] = []
-            self._expire_rows(due, now_us, rows, learn)
-            self._commit_rewards(rows, learn)
-            total += len(due)
-            self._expiry_seq = reached
-        self._journal.set_meta("expiry_seq", str(self._expiry_seq))
-        self._next_due_us = self._compute_next_due()
+        count = self._ledger.expire(now)
         self._guardrails.prune(now)
-        return total
+        return count
 
     # ------------------------------------------------------------------ model
     def snapshot(self) -> str:
@@ -807,11 +498,12 @@ class Engine:
         self._check_open()
         header, policy = read_snapshot(path)
         check_compatible(header, policy, self.feature_names, str(path))
+        shared = self.config.policy["name"] == "shared"
         adapt_offers(
             policy,
             header.get("offer_ids") or list(self.offer_ids),
             self.offer_ids,
-            self._offer_features(),
+            self.config.offer_features() if shared else None,
         )
         state = header.get("encoder")
         if state:
@@ -823,28 +515,28 @@ class Engine:
                 self._learner.header["encoder"] = self._encoder.state()
         return self._learner.install(policy, origin=str(path))
 
-    @property
-    def policy(self) -> Policy:
-        """The published model (do not modify: it is shared with concurrent decisions)."""
-        return self._learner.published
-
-    def lift(self, level: float = 0.95) -> Lift:
-        """Incremental net reward per decision of the policy over the control group, with a
-        confidence interval (see :mod:`engine.journal.lift`)."""
-        return lift_from_journal(self._journal, level=level)
-
     # ------------------------------------------------------------------ lifecycle
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ResourceExhaustedError(
+                f"engine {self.campaign}: expected an open engine, got a closed one"
+            )
+
     def _background(self) -> None:
         interval = max(0.01, min(self.config.publish_every_ms / 2000.0, 0.5))
+        last_checkpoint = time.monotonic()
         while not self._stop.wait(interval):
             try:
                 self._learner.apply()
-                if self._clock() * 1e6 >= self._next_due_us:
+                if time.monotonic() - last_checkpoint >= 1.0:
+                    self._journal.checkpoint()
+                    last_checkpoint = time.monotonic()
+                if self._clock() * 1e6 >= self._ledger.next_due_us:
                     with self._lock:
                         if not self._closed:
                             self._expire_locked(self._clock())
             except Exception:  # keep serving; the next tick retries
-                continue
+                _log.exception("engine %s: background tick failed", self.campaign)
 
     def close(self) -> None:
         """Stop background work, apply pending rewards, write a snapshot, close the journal."""

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.types import BoolArray
+from engine.types import BoolArray, FloatArray
 
 if TYPE_CHECKING:
     from engine.campaign.config import CampaignConfig
@@ -61,6 +61,11 @@ class Guardrails:
         self._budget_count = [o.budget_count for o in config.offers]
         self._budget_money = [o.budget_money for o in config.offers]
         self._has_budgets = any(b is not None for b in self._budget_count + self._budget_money)
+        self._budgets = [
+            (a, c, m)
+            for a, (c, m) in enumerate(zip(self._budget_count, self._budget_money, strict=True))
+            if c is not None or m is not None
+        ]
         self._capped = [
             (i, o.max_traffic_share)
             for i, o in enumerate(config.offers)
@@ -77,6 +82,11 @@ class Guardrails:
         self._history: dict[str, list[float]] = {}
         self._ids = config.offer_ids
 
+    @property
+    def active(self) -> bool:
+        """False when no guardrail is configured (decisions can skip the checks)."""
+        return self._has_budgets or bool(self._capped) or self._horizon > 0
+
     def exclusions(
         self, customer_id: str, now: float, costs: Sequence[float | None]
     ) -> tuple[BoolArray, list[str]]:
@@ -88,7 +98,7 @@ class Guardrails:
         now : float
             Current time in seconds.
         costs : sequence of float or None, length n_actions
-            Each offer's cost for this customer (None when it cannot be computed).
+            Each offer's cost for this customer (None or NaN when it cannot be computed).
 
         Returns
         -------
@@ -97,23 +107,31 @@ class Guardrails:
         reasons : list of str
         """
         mask = np.ones(len(self._ids), dtype=np.bool_)
+        blocked, reasons = self.blocked(customer_id, now, costs)
+        mask[blocked] = False
+        return mask, reasons
+
+    def blocked(
+        self, customer_id: str, now: float, costs: Sequence[float | None] | FloatArray
+    ) -> tuple[list[int], list[str]]:
+        """Like :meth:`exclusions`, as the list of blocked offer indices (the fast path)."""
+        blocked: list[int] = []
         reasons: list[str] = []
         if self._has_budgets:
-            for a in range(len(self._ids)):
-                limit = self._budget_count[a]
-                if limit is not None and self.used_count[a] >= limit:
-                    mask[a] = False
+            for a, count_limit, money_limit in self._budgets:
+                if count_limit is not None and self.used_count[a] >= count_limit:
+                    blocked.append(a)
                     reasons.append(f"budget_count:{self._ids[a]}")
                     continue
-                money = self._budget_money[a]
                 cost = costs[a]
-                if money is not None and cost is not None and self.used_money[a] + cost > money:
-                    mask[a] = False
-                    reasons.append(f"budget_money:{self._ids[a]}")
+                if money_limit is not None and cost is not None:
+                    if self.used_money[a] + cost > money_limit:
+                        blocked.append(a)
+                        reasons.append(f"budget_money:{self._ids[a]}")
         if self._capped and self._ring_filled:
             for a, share in self._capped:
-                if mask[a] and self.traffic_counts[a] >= share * self._ring_filled:
-                    mask[a] = False
+                if self.traffic_counts[a] >= share * self._ring_filled and a not in blocked:
+                    blocked.append(a)
                     reasons.append(f"traffic_cap:{self._ids[a]}")
         if self._horizon > 0:
             history = self._history.get(customer_id)
@@ -128,10 +146,11 @@ class Guardrails:
                         reasons.append("frequency_cap")
                         limited = True
                 if limited:
-                    control = mask[self.control_index]
-                    mask[:] = False
-                    mask[self.control_index] = control
-        return mask, reasons
+                    control = self.control_index
+                    blocked = [
+                        a for a in range(len(self._ids)) if a != control or a in blocked
+                    ]
+        return blocked, reasons
 
     def record(self, customer_id: str, now: float, action: int, cost: float) -> None:
         """Account for a decision that was made (and journaled)."""

@@ -25,12 +25,13 @@ engine.errors.ConfigError: rule 'tenure_months >> 3': expected <field> <op> <lit
 from __future__ import annotations
 
 import dataclasses
-import math
 import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from engine.errors import ConfigError
 
@@ -58,7 +59,7 @@ _SYNTAX = "<field> <op> <literal> with op one of ==, !=, <, <=, >, >=, in, not i
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -118,18 +119,29 @@ def _make_test(op: str, value: Any) -> Callable[[Any], bool]:
 
         return test_in
     compare = _COMPARE[op]
+    numeric = _is_number(value)
     if op in _ORDERING:
+        if numeric:
+            # NaN compares False with every ordering operator: no isfinite check needed.
+            def test_number(x: Any) -> bool:
+                kind = type(x)
+                if kind is int or kind is float:
+                    return compare(x, value)
+                return _is_number(x) and compare(x, value)
 
-        def test_order(x: Any) -> bool:
-            if _is_number(value):
-                return _is_number(x) and math.isfinite(x) and compare(x, value)
-            return isinstance(x, str) and compare(x, value)
+            return test_number
 
-        return test_order
+        def test_text(x: Any) -> bool:
+            return type(x) is str and compare(x, value)
+
+        return test_text
+    negated = op == "!="
 
     def test_eq(x: Any) -> bool:
-        same_kind = (_is_number(x) and _is_number(value)) or type(x) is type(value)
-        return compare(x, value) if same_kind else op == "!="
+        kind = type(x)
+        if kind is type(value) or (numeric and _is_number(x)):
+            return compare(x, value)
+        return negated
 
     return test_eq
 

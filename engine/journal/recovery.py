@@ -1,4 +1,5 @@
-"""Start-up recovery: the newest usable snapshot, adapted to the current offer catalog.
+"""Start-up recovery: the newest usable snapshot adapted to the current offer catalog, the
+journal replayed after it, and the guardrails' state rebuilt from the journal.
 
 A snapshot is usable when its feature names equal the current schema's and its offers can be
 mapped onto the current catalog: offers removed from the config are removed from the model, new
@@ -17,16 +18,23 @@ Examples
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.errors import CorruptModelError, NboError
+from engine.features import Encoder
+from engine.journal.learner import Learner
 from engine.journal.snapshot import list_snapshots, read_snapshot
-from engine.policies import Policy
+from engine.journal.store import Journal
+from engine.policies import Policy, make_policy
+
+if TYPE_CHECKING:
+    from engine.campaign import CampaignConfig, Guardrails
 
 _VERSION = re.compile(r"^v(\d+)$")
 
@@ -109,3 +117,98 @@ def latest_usable(
             continue
         return header, policy
     return None
+
+
+def snapshot_header(config: CampaignConfig, encoder: Encoder) -> dict[str, Any]:
+    """The campaign fields every snapshot header carries."""
+    return {
+        "campaign": config.name,
+        "config_hash": config.config_hash,
+        "offer_ids": list(config.offer_ids),
+        "feature_names": list(encoder.feature_names),
+        "encoder": encoder.state(),
+    }
+
+
+def start_learner(
+    config: CampaignConfig,
+    journal: Journal,
+    encoder: Encoder,
+    snapshot_dir: Path | None,
+    swap_lock: Any,
+    clock: Callable[[], float],
+) -> Learner:
+    """The learner after a (re)start: newest usable snapshot + replay of the journal after it.
+
+    The encoder's state is restored too: from the journal (saved when its running statistics
+    froze) or else from the snapshot.
+    """
+    offer_features = config.offer_features() if config.policy["name"] == "shared" else None
+    ids = config.offer_ids
+    found = None
+    if snapshot_dir is not None:
+        found = latest_usable(snapshot_dir, encoder.feature_names, ids, offer_features)
+    saved = journal.get_meta("encoder")
+    if found is not None:
+        header, policy = found
+        if saved is None and header.get("encoder"):
+            saved = json.dumps(header["encoder"])
+        start = version_number(header.get("version"))
+        last_seq = int(header.get("last_reward_seq", 0))
+        n_applied = int(header.get("n_rewards", 0))
+    else:
+        policy = make_policy(
+            config.policy, len(ids), encoder.n_features, offer_features=offer_features
+        )
+        start, last_seq, n_applied = 1, 0, 0
+    if saved is not None:
+        try:
+            encoder.load_state(json.loads(saved))
+        except (CorruptModelError, ValueError):
+            pass  # the schema changed since: the configured statistics apply
+    learner = Learner(
+        policy,
+        journal,
+        {o: i for i, o in enumerate(ids)},
+        publish_every_rewards=config.publish_every_rewards,
+        publish_every_ms=config.publish_every_ms,
+        checkpoint_every_rewards=config.checkpoint_every_rewards,
+        snapshot_dir=snapshot_dir,
+        header=snapshot_header(config, encoder),
+        swap_lock=swap_lock,
+        version=start,
+        last_seq=last_seq,
+        n_applied=n_applied,
+        clock=clock,
+    )
+    if learner.replay():
+        rows = journal.query("SELECT model_version FROM decisions ORDER BY seq DESC LIMIT 1")
+        learner.publish(at_least=version_number(rows[0][0]) if rows else 0)
+    return learner
+
+
+def restore_guardrails(
+    journal: Journal, guardrails: Guardrails, config: CampaignConfig, now: float
+) -> None:
+    """Rebuild budgets, the traffic window and per-customer history from the journal."""
+    index = {o: i for i, o in enumerate(config.offer_ids)}
+    totals = {}
+    for action, count, money in journal.query(
+        "SELECT action, COUNT(*), SUM(cost) FROM decisions GROUP BY action"
+    ):
+        if action in index:
+            totals[index[action]] = (int(count), float(money or 0.0))
+    rows = journal.query(
+        "SELECT action FROM decisions ORDER BY seq DESC LIMIT ?", (config.traffic_window,)
+    )
+    recent = [index[a] for (a,) in reversed(rows) if a in index]
+    history: dict[str, list[float]] = {}
+    if guardrails.horizon > 0:
+        cutoff_us = int((now - guardrails.horizon) * 1e6)
+        for customer, ts_us in journal.query(
+            "SELECT customer_id, ts_us FROM decisions WHERE ts_us > ? AND action != ?"
+            " AND control = 0 ORDER BY seq",
+            (cutoff_us, config.control_offer),
+        ):
+            history.setdefault(customer, []).append(ts_us / 1e6)
+    guardrails.restore(totals, recent, history)

@@ -138,6 +138,10 @@ class Journal:
         SQLite's ``synchronous`` pragma (see the module notes).
     readonly : bool
         Open an existing journal for reading only (exports and reports beside a running engine).
+    autocheckpoint : bool
+        Let SQLite copy the WAL into the database inside whichever commit crosses its threshold.
+        False leaves that to :meth:`checkpoint`, called from a background thread, which keeps
+        the fsync of a checkpoint out of the latency of decisions.
 
     Notes
     -----
@@ -146,11 +150,16 @@ class Journal:
     """
 
     def __init__(
-        self, path: str | Path, synchronous: str = "normal", readonly: bool = False
+        self,
+        path: str | Path,
+        synchronous: str = "normal",
+        readonly: bool = False,
+        autocheckpoint: bool = True,
     ) -> None:
         self.path = Path(path)
         self.in_memory = str(path) == ":memory:"
         self._lock = threading.RLock()
+        self._checkpointer: sqlite3.Connection | None = None
         if readonly:
             if not self.path.is_file():
                 raise FileNotFoundError(f"journal {self.path}: no such file")
@@ -178,6 +187,8 @@ class Journal:
             if str(mode).lower() != "wal" and not self.in_memory:
                 raise CorruptModelError(f"journal {self.path}: expected WAL mode, got {mode!r}")
             self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+            if not autocheckpoint:
+                self._db.execute("PRAGMA wal_autocheckpoint=0")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise CorruptModelError(
@@ -365,7 +376,23 @@ class Journal:
             "reward_errors": int(n_err),
         }
 
+    def checkpoint(self) -> None:
+        """Copy committed WAL content into the database file (PASSIVE: never blocks writers).
+
+        Runs on a connection of its own, so decisions keep committing meanwhile.
+        """
+        if self.in_memory:
+            return
+        if self._checkpointer is None:
+            self._checkpointer = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         with self._lock:
             try:
                 self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.campaign import in_control_group
 from engine.core import Engine
 from engine.errors import CorruptModelError, InvalidInputError, NotFoundError
 from engine.journal import read_snapshot
@@ -160,7 +161,9 @@ def test_decide_validation_changes_nothing(tmp_path, clock):
 def test_candidates_fallback_and_reasons(tmp_path, clock):
     eng = Engine.from_config(RENEWAL, data_dir=tmp_path, clock=clock)
     ctx = {**renewal_context(np.random.default_rng(2)), "tenure_months": 3, "plan": "premium"}
-    customer = next(f"c{i}" for i in range(100) if not eng._is_control(f"c{i}"))
+    customer = next(
+        f"c{i}" for i in range(100) if not in_control_group("renewal-2026", f"c{i}", 0.1)
+    )
     d = eng.decide(customer, ctx, candidates=["discount_5", "discount_20"])
     # discount_20 needs 12 months of tenure: only discount_5 is left, with certainty.
     assert d.offer_id == "discount_5" and d.propensity == 1.0 and d.eligible == ("discount_5",)
@@ -313,15 +316,25 @@ def test_budgets_caps_and_cooldown_in_decisions(tmp_path, clock):
     d = eng.decide("c0", {"x": 0.0})
     assert d.offer_id == "none" and d.propensity == 1.0 and "cooldown" in d.reasons
     clock.t += 2 * DAY
-    d = eng.decide("c0", {"x": 0.0})
-    assert "cooldown" not in d.reasons
+    prev = eng.decide("c0", {"x": 0.0})
+    assert "cooldown" not in prev.reasons
     eng.close()
     # After a restart the budget and the customer history come back from the journal.
     again = Engine.from_config(path, data_dir=tmp_path / "d", clock=clock)
     d = again.decide("c1", {"x": 0.0})
     assert "budget_count:b" in d.reasons and "cooldown" not in d.reasons
     d = again.decide("c0", {"x": 0.0})
-    assert d.offer_id == "none" and ("cooldown" in d.reasons or "frequency_cap" in d.reasons)
+    if prev.offer_id == "a":  # a second incentive 0 days ago: cooling down
+        assert d.offer_id == "none" and d.propensity == 1.0 and "cooldown" in d.reasons
+    else:
+        assert "cooldown" not in d.reasons and "frequency_cap" not in d.reasons
+    # A customer with two incentives inside the window is capped once the cooldown is over.
+    clock.t += 2 * DAY
+    for customer in ("f1", "f1", "f1", "f1"):
+        again.decide(customer, {"x": 0.0}, candidates=["a"])
+        clock.t += 1.5 * DAY
+    d = again.decide("f1", {"x": 0.0})
+    assert d.offer_id == "none" and "frequency_cap" in d.reasons
     again.close()
 
 

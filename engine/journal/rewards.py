@@ -1,0 +1,181 @@
+"""Joining late rewards to journaled decisions, and expiring decisions past their window.
+
+For each reported (decision_id, value): the stored decision is looked up in the journal; a
+decision already rewarded gives status ``duplicate`` (the first value stands); an unknown id gives
+``unknown``; a decision past its reward window (whether or not a sweep has closed it yet) gives
+``expired``. Unknown and expired reports are kept in the journal's ``reward_errors``. A new reward
+is journaled with its net reward (:meth:`CampaignConfig.net_reward`) and queued for the learner
+in journal order.
+
+Expiry closes every decision older than the window: it gets the configured default value (the
+same net-reward rule applies) or no reward at all, and later reports for it are ``expired``.
+Nothing per pending decision is held in memory: pending decisions are the journal's decisions
+without a reward row, and a watermark (the ``expiry_seq`` meta key) marks how far sweeps got.
+
+Callers hold the lock that orders journal writes (the Engine's decision lock).
+
+Examples
+--------
+>>> import tempfile, os
+>>> from engine.core import Engine
+>>> clock = [1.7e9]
+>>> eng = Engine.from_config("examples/renewal.toml", data_dir=tempfile.mkdtemp(),
+...                          clock=lambda: clock[0])
+>>> ids = [d.decision_id for d in eng.decide_batch(["a", "b"], [{"monthly_price": 9.0,
+...        "plan": "basic"}] * 2)]
+>>> clock[0] += 31 * 86400
+>>> [r.status for r in eng.reward_batch(ids[:1] + ["nope"], [5.0, 1.0])]
+['expired', 'unknown']
+>>> eng.journal.counts()["pending"]
+0
+>>> eng.close()
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from engine.journal.learner import Learner, LearnItem
+from engine.journal.records import RewardRecord
+from engine.journal.store import Journal, StoredDecision
+
+if TYPE_CHECKING:
+    from engine.campaign.config import CampaignConfig
+
+
+class RewardLedger:
+    """Reward join and expiry for one campaign's journal.
+
+    Parameters
+    ----------
+    config : CampaignConfig
+    journal : Journal
+    learner : Learner
+    offer_index : mapping of offer id to action index
+    n_features : int
+        Width of the contexts the learner takes (others, from an older schema, are not learned).
+    """
+
+    def __init__(
+        self,
+        config: CampaignConfig,
+        journal: Journal,
+        learner: Learner,
+        offer_index: Mapping[str, int],
+        n_features: int,
+    ) -> None:
+        self.config = config
+        self.journal = journal
+        self.learner = learner
+        self.offer_index = dict(offer_index)
+        self.width = 8 * n_features
+        self.window_us = int(config.reward_window * 1e6)
+        self.expiry_seq = int(journal.get_meta("expiry_seq") or 0)
+        self.next_due_us = self._next_due()
+
+    def _next_due(self) -> float:
+        first = self.journal.first_open_after(self.expiry_seq)
+        return math.inf if first is None else first[1] + self.window_us
+
+    def note_decision(self, ts_us: int) -> None:
+        """Tell the ledger a decision was journaled at ``ts_us`` (keeps ``next_due_us`` right)."""
+        if self.next_due_us == math.inf:
+            self.next_due_us = ts_us + self.window_us
+
+    def _net(self, s: StoredDecision, value: float) -> float:
+        index = self.offer_index.get(s.action)
+        return self.config.net_reward(-1 if index is None else index, s.cost, value)
+
+    def report(self, ids: Sequence[str], values: Sequence[float], now: float) -> list[RewardRecord]:
+        """Join validated rewards to their decisions; journal and queue the new ones."""
+        now_us = int(now * 1e6)
+        stored = self.journal.lookup(ids)
+        results: list[RewardRecord] = []
+        rows: list[tuple[Any, ...]] = []
+        learn: list[tuple[StoredDecision, float]] = []
+        errors: list[tuple[int, str, float | None, str]] = []
+        taken: dict[str, RewardRecord] = {}
+        for did, value in zip(ids, values, strict=True):
+            first = taken.get(did)
+            if first is not None:
+                again = "expired" if first.status == "expired" else "duplicate"
+                results.append(RewardRecord(did, again, first.offer_id, None, first.reward))
+                continue
+            s = stored.get(did)
+            if s is None:
+                results.append(RewardRecord(did, "unknown", "", value, None))
+                errors.append((now_us, did, value, "unknown decision id"))
+                continue
+            if s.reward_source == "reward":
+                results.append(RewardRecord(did, "duplicate", s.action, None, s.reward))
+                continue
+            if s.reward_source is not None or s.ts_us + self.window_us <= now_us:
+                if s.reward_source is None:
+                    self._expiry_rows([s], now_us, rows, learn)
+                    taken[did] = RewardRecord(did, "expired", s.action, value, None)
+                results.append(RewardRecord(did, "expired", s.action, value, None))
+                errors.append((now_us, did, value, "reward window passed"))
+                continue
+            net = self._net(s, value)
+            record = RewardRecord(did, "applied", s.action, value, net)
+            taken[did] = record
+            results.append(record)
+            rows.append((did, s.seq, now_us, value, net, "reward"))
+            learn.append((s, net))
+        self._commit(rows, learn)
+        self.journal.record_errors(errors)
+        return results
+
+    def _expiry_rows(
+        self,
+        due: list[StoredDecision],
+        now_us: int,
+        rows: list[tuple[Any, ...]],
+        learn: list[tuple[StoredDecision, float]],
+    ) -> None:
+        default = self.config.default_value
+        for s in due:
+            net = None
+            if default is not None:
+                net = self._net(s, default)
+                learn.append((s, net))
+            rows.append((s.decision_id, s.seq, now_us, default, net, "expired"))
+
+    def _commit(
+        self, rows: list[tuple[Any, ...]], learn: list[tuple[StoredDecision, float]]
+    ) -> None:
+        seqs = self.journal.append_rewards(rows)
+        if not learn:
+            return
+        by_id = {row[0]: seq for row, seq in zip(rows, seqs, strict=True)}
+        items: list[LearnItem] = []
+        for s, net in learn:
+            index = self.offer_index.get(s.action)
+            if index is None or len(s.context) != self.width:
+                continue  # an offer since removed, or a context from another schema
+            items.append((by_id[s.decision_id], s.context, index, s.propensity, net))
+        items.sort(key=lambda item: item[0])
+        self.learner.enqueue(items)
+
+    def expire(self, now: float) -> int:
+        """Close every decision made at or before ``now - window``; return how many."""
+        now_us = int(now * 1e6)
+        cutoff = now_us - self.window_us
+        total = 0
+        start = self.expiry_seq
+        while True:
+            due, reached = self.journal.due_for_expiry(self.expiry_seq, cutoff, limit=4096)
+            if reached == self.expiry_seq:
+                break
+            rows: list[tuple[Any, ...]] = []
+            learn: list[tuple[StoredDecision, float]] = []
+            self._expiry_rows(due, now_us, rows, learn)
+            self._commit(rows, learn)
+            total += len(due)
+            self.expiry_seq = reached
+        if self.expiry_seq != start:
+            self.journal.set_meta("expiry_seq", str(self.expiry_seq))
+        self.next_due_us = self._next_due()
+        return total
