@@ -90,7 +90,8 @@ class ServerMetrics:
         )
         self.mean_reward = Gauge(
             "nbo_mean_reward",
-            "Mean reported value of the rewards this process applied, by campaign and offer.",
+            "Mean net reward (value minus cost, per the campaign's config) of the rewards this "
+            "process applied, by campaign and offer.",
             ["campaign", "offer"],
             registry=r,
         )
@@ -147,7 +148,7 @@ class ServerMetrics:
     def record_rewards(
         self, campaign: str, offer_ids: Iterable[str], values: Iterable[float], duplicates: int = 0
     ) -> None:
-        """Count applied rewards (offer of the rewarded decision and reported value) and retries."""
+        """Count applied rewards (offer of the rewarded decision and its net reward) and retries."""
         batch: dict[str, list[float]] = {}
         for offer, value in zip(offer_ids, values, strict=True):
             total = batch.setdefault(offer, [0.0, 0.0])

@@ -125,7 +125,7 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         record = engine.reward(decision_id, value)
         applied = record.status == "applied"
         if applied:
-            self._metrics.record_rewards(name, (record.offer_id,), (value,))
+            self._metrics.record_rewards(name, (record.offer_id,), (float(record.reward or 0.0),))
         else:
             self._metrics.record_rewards(name, (), (), duplicates=1)
         if components:
@@ -156,7 +156,10 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         applied = [i for i, status in enumerate(statuses) if status == "applied"]
         duplicates = statuses.count("duplicate")
         self._metrics.record_rewards(
-            name, [records[i].offer_id for i in applied], [values[i] for i in applied], duplicates
+            name,
+            [records[i].offer_id for i in applied],
+            [float(records[i].reward or 0.0) for i in applied],
+            duplicates,
         )
         return pb.RewardBatchResponse(
             applied=len(applied),

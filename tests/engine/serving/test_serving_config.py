@@ -158,3 +158,39 @@ def test_many_threads_share_one_client(tmp_path: Path) -> None:
             assert all(applied)
     finally:
         server.stop(grace=1)
+
+
+def test_one_server_hosts_several_campaigns(tmp_path: Path) -> None:
+    second = tmp_path / "renewal_b.toml"
+    second.write_text(RENEWAL.read_text().replace('name = "renewal"', 'name = "renewal_b"', 1))
+    server, port = create_server(serve_config(tmp_path / "data", campaigns=(RENEWAL, second)))
+    server.start()
+    try:
+        with NboClient(f"127.0.0.1:{port}") as client:
+            d = client.decide("multi-1", customer(1), campaign="renewal_b")
+            assert d.campaign == "renewal_b"
+            assert client.reward(d.decision_id, 10.0, campaign="renewal_b")
+            with pytest.raises(grpc.RpcError) as err:
+                client.reward(d.decision_id, 10.0, campaign="renewal")  # another campaign's id
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+            with pytest.raises(grpc.RpcError) as err:
+                client.decide("multi-2", customer(2))
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert err.value.details() == (
+                "campaign: expected one of ['renewal', 'renewal_b'] (this server hosts several), "
+                "got none"
+            )
+    finally:
+        server.stop(grace=1)
+    assert sorted(p.name for p in (tmp_path / "data").glob("*.journal.sqlite")) == [
+        "renewal.journal.sqlite",
+        "renewal_b.journal.sqlite",
+    ]
+
+
+def test_two_configs_of_one_campaign_are_refused(tmp_path: Path) -> None:
+    server, _ = create_server(serve_config(tmp_path, campaigns=(RENEWAL, RENEWAL)))
+    with pytest.raises(
+        ConfigError, match=r"^campaigns: expected distinct campaign names, got 'renewal' twice"
+    ):
+        server.start()
