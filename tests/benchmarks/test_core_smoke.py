@@ -1,0 +1,140 @@
+"""Smoke test of benchmarks/core.py: a --quick run through `nbo bench` writes a complete JSON file.
+
+Only shapes and signs are checked, never speeds: the figures depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.bench import BENCHMARKS_DIR, run_core
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BATCH = {"nbo LinUCB", "nbo LinearTS", "MABWiser LinUCB", "MABWiser LinTS", "numpy LinUCB"}
+ONLINE = {
+    "nbo LinUCB",
+    "nbo LinearTS",
+    "nbo EpsilonGreedy",
+    "VW pyvw (vowpalwabbit, text)",
+    "VW next (TextFormatParser)",
+    "VW next (nbo VWPolicy)",
+    "MABWiser LinUCB",
+    "MABWiser LinTS",
+    "MABWiser LinGreedy",
+}
+LATENCY = {"nbo LinUCB", "nbo LinearTS", "nbo VWPolicy", "MABWiser LinUCB"}
+REPEATS = 2
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+    out = tmp_path_factory.mktemp("bench") / "core.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "engine.cli",
+        "bench",
+        "--quick",
+        "--repeats",
+        str(REPEATS),
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"wrote {out}" in proc.stdout
+    return json.loads(out.read_text()), proc.stdout
+
+
+def _positive_rate(row: dict, items: int) -> None:
+    assert row["items"] == items
+    assert row["repeats"] == REPEATS and len(row["runs"]) == REPEATS
+    assert all(r > 0 and math.isfinite(r) for r in row["runs"])
+    assert 0 < row["min"] <= row["median"] <= row["max"]
+
+
+@pytest.mark.slow
+def test_quick_run_writes_every_batch_and_online_row(quick_run: tuple[dict, str]) -> None:
+    results, stdout = quick_run
+    settings = results["meta"]["settings"]
+    assert settings["quick"] is True and settings["repeats"] == REPEATS
+    small, large = results["batch"]
+    assert (small["config"], large["config"]) == ("K=10,d=32", "K=100,d=64")
+    for section, rows in ((small, settings["batch_small"]), (large, settings["batch_large"])):
+        assert set(section["results"]) == BATCH
+        for row in section["results"].values():
+            _positive_rate(row, rows)
+        assert all(v > 0 for v in section["results"]["nbo LinUCB"]["vs"].values())
+    # The same fitted models give the same LinUCB choices in nbo, MABWiser and plain numpy.
+    assert min(small["linucb_agreement"].values()) >= 0.99
+
+    online = results["online"]
+    assert set(online["results"]) == ONLINE
+    assert online["mabwiser_events"] == settings["mabwiser_online"] < online["events"]
+    for name, row in online["results"].items():
+        events = online["mabwiser_events"] if name.startswith("MABWiser") else online["events"]
+        _positive_rate(row, events)
+        reward = row["reward"]
+        assert reward["rounds"] == events
+        assert reward["mean_regret"] >= 0 and math.isfinite(reward["mean_reward"])
+    for name in ("nbo LinUCB", "nbo LinearTS", "nbo EpsilonGreedy"):
+        assert all(v > 0 for v in online["results"][name]["vs"].values())
+    assert "MABWiser refits per event: capped at its first" in stdout
+
+
+@pytest.mark.slow
+def test_quick_run_writes_latency_compile_and_targets(quick_run: tuple[dict, str]) -> None:
+    results, stdout = quick_run
+    latency = results["latency"]["results"]
+    assert set(latency) == LATENCY
+    for row in latency.values():
+        assert row["calls"] > 0 and 0 < row["p50_us"] <= row["p99_us"]
+    first = results["compile"]
+    assert first["cold_measured"] is False
+    assert set(first["results"]) == LATENCY
+    for row in first["results"].values():
+        assert row["cold"] is None
+        assert all(v > 0 for v in row["warm"].values())
+    targets = results["targets"]
+    assert len(targets) == 20
+    for t in targets:
+        assert isinstance(t["passed"], bool) and math.isfinite(t["measured"])
+        if not t["target"].startswith("mean reward"):
+            assert t["measured"] > 0
+    assert results["table"] in stdout
+    for title in (
+        "Batch choose",
+        "Online choose+update",
+        "Reward on the online stream",
+        "single-row choose latency",
+        "First calls",
+        "Targets (issue 2)",
+    ):
+        assert title in stdout
+
+
+def test_missing_script_is_a_clear_error(tmp_path: Path) -> None:
+    assert (BENCHMARKS_DIR / "core.py").is_file()
+    with pytest.raises(FileNotFoundError, match=r"core\.py not found: `nbo bench` needs a source"):
+        run_core(["--quick"], benchmarks_dir=tmp_path)
+
+
+def test_common_helpers_doctests() -> None:
+    spec = importlib.util.spec_from_file_location("bench_common", BENCHMARKS_DIR / "_common.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    try:
+        spec.loader.exec_module(module)
+        failed, attempted = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    finally:
+        del sys.modules[spec.name]
+    assert attempted > 0 and failed == 0
