@@ -316,6 +316,8 @@ class Engine:
         key = mask_row.tobytes()
         hit = self._eligible_cache.get(key)
         if hit is None:
+            if len(self._eligible_cache) >= 4096:  # many offers: keep the cache bounded
+                self._eligible_cache.clear()
             ids = tuple(self.offer_ids[a] for a in np.flatnonzero(mask_row))
             hit = self._eligible_cache[key] = (ids, ",".join(ids))
         return hit
@@ -333,12 +335,7 @@ class Engine:
         n = len(customer_ids)
         guard = self._guardrails
         if guard.active:
-            for i in range(n):
-                if not control[i]:
-                    blocked, why = guard.blocked(customer_ids[i], now, costs[i])
-                    if why:
-                        masks[i, blocked] = False
-                        reasons[i] += why
+            guard.apply_batch(customer_ids, now, costs, masks, reasons, control)
         asks = np.flatnonzero(masks.any(axis=1))
         version = self._learner.version
         actions = np.full(n, self._fallback_index, dtype=np.int64)
@@ -360,7 +357,7 @@ class Engine:
         explored_list = explored.tolist()
         ts_us = int(now * 1e6)
         offer_ids = self.offer_ids
-        control_only = (offer_ids[self._control_index],)
+        control_only: tuple[str, ...] = (offer_ids[self._control_index],)
         rows = []
         records = []
         for i in range(n):

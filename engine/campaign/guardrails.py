@@ -147,10 +147,69 @@ class Guardrails:
                         limited = True
                 if limited:
                     control = self.control_index
-                    blocked = [
-                        a for a in range(len(self._ids)) if a != control or a in blocked
-                    ]
+                    blocked = [a for a in range(len(self._ids)) if a != control or a in blocked]
         return blocked, reasons
+
+    def apply_batch(
+        self,
+        customer_ids: Sequence[str],
+        now: float,
+        costs: FloatArray,
+        masks: BoolArray,
+        reasons: list[list[str]],
+        skip: Sequence[bool],
+    ) -> None:
+        """:meth:`blocked` for a batch, in place: clear ``masks`` entries and add ``reasons``.
+
+        Rows where ``skip`` is true (the control group) are left alone. The state is read once,
+        so rows of one batch do not see each other's decisions.
+        """
+        live = np.flatnonzero(~np.asarray(skip, dtype=np.bool_))
+        if live.shape[0] == 0:
+            return
+        common: list[int] = []
+        common_reasons: list[str] = []
+        money: list[tuple[int, float]] = []
+        for a, count_limit, money_limit in self._budgets:
+            if count_limit is not None and self.used_count[a] >= count_limit:
+                common.append(a)
+                common_reasons.append(f"budget_count:{self._ids[a]}")
+            elif money_limit is not None:
+                money.append((a, money_limit))
+        if self._capped and self._ring_filled:
+            for a, share in self._capped:
+                if self.traffic_counts[a] >= share * self._ring_filled and a not in common:
+                    common.append(a)
+                    common_reasons.append(f"traffic_cap:{self._ids[a]}")
+        if common:
+            masks[np.ix_(live, common)] = False
+            for i in live.tolist():
+                reasons[i] += common_reasons
+        for a, limit in money:
+            over = self.used_money[a] + costs[live, a] > limit
+            if over.any():
+                rows = live[over]
+                masks[rows, a] = False
+                text = f"budget_money:{self._ids[a]}"
+                for i in rows.tolist():
+                    reasons[i].append(text)
+        if self._horizon > 0 and self._history:
+            control = self.control_index
+            keep = masks[:, control].copy()
+            for i in live.tolist():
+                history = self._history.get(customer_ids[i])
+                if not history:
+                    continue
+                if self._cooldown > 0 and now - history[-1] < self._cooldown:
+                    reasons[i].append("cooldown")
+                elif self._max_offers is not None and (
+                    sum(1 for t in history if now - t < self._freq_window) >= self._max_offers
+                ):
+                    reasons[i].append("frequency_cap")
+                else:
+                    continue
+                masks[i] = False
+                masks[i, control] = keep[i]
 
     def record(self, customer_id: str, now: float, action: int, cost: float) -> None:
         """Account for a decision that was made (and journaled)."""

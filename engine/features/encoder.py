@@ -33,6 +33,8 @@ from engine.features.schema import CategoricalFeature, FeatureSchema, NumericFea
 from engine.types import FloatArray
 
 _NUMBER_TYPES = (int, float, bool, np.integer, np.floating)
+_PLAIN_NUMBERS = frozenset((int, float))
+_HASH_CACHE = 65536  # hashed-category values remembered per feature (bounded memory)
 
 
 class _Running:
@@ -88,6 +90,7 @@ class Encoder:
         self._cat_offsets: list[int] = []
         offset = self._offset + len(schema.numeric)
         self._onehot: list[dict[str, int]] = []
+        self._hash_cache: list[dict[str, int]] = [{} for _ in schema.categorical]
         for c in schema.categorical:
             self._cat_offsets.append(offset)
             self._onehot.append({v: i for i, v in enumerate(c.values)})
@@ -192,7 +195,7 @@ class Encoder:
             mean, std = self._stats(f)
             name = f.name
             column = [ctx.get(name) for ctx in contexts]
-            if all(type(v) is float or type(v) is int for v in column):
+            if set(map(type, column)) <= _PLAIN_NUMBERS:
                 values = np.fromiter(column, dtype=np.float64, count=n)
                 if not np.isfinite(values).all():
                     bad = int(np.flatnonzero(~np.isfinite(values))[0])
@@ -218,15 +221,32 @@ class Encoder:
             pos += 1
         for j, c in enumerate(self.schema.categorical):
             base = self._cat_offsets[j]
+            name = c.name
+            lookup = self._onehot[j] if c.encoding == "onehot" else self._hash_cache[j]
+            hashed = c.encoding == "hash"
+            rows: list[int] = []
+            cols: list[int] = []
             for i, ctx in enumerate(contexts):
-                try:
-                    col = self._category_column(j, c, ctx.get(c.name))
-                except InvalidInputError as exc:
-                    raise InvalidInputError(
-                        f"contexts[{i}].{c.name}", exc.expected, exc.got
-                    ) from None
+                value = ctx.get(name)
+                # Fast path: a known string. Anything else (missing, unknown, int, invalid)
+                # goes through the exact rules, which also produce the error messages.
+                col = lookup.get(value, -1) if type(value) is str else -1
+                if col < 0:
+                    try:
+                        col = self._category_column(j, c, value)
+                    except InvalidInputError as exc:
+                        raise InvalidInputError(
+                            f"contexts[{i}].{name}", exc.expected, exc.got
+                        ) from None
+                    if hashed and col >= 0 and type(value) is str:
+                        if len(lookup) >= _HASH_CACHE:
+                            lookup.clear()
+                        lookup[value] = col
                 if col >= 0:
-                    out[i, base + col] = 1.0
+                    rows.append(i)
+                    cols.append(base + col)
+            if rows:
+                out[rows, cols] = 1.0
         if learn and self._running:
             for raws in learn_rows:
                 self._absorb(raws)

@@ -85,8 +85,11 @@ class RewardLedger:
             self.next_due_us = ts_us + self.window_us
 
     def _net(self, s: StoredDecision, value: float) -> float:
-        index = self.offer_index.get(s.action)
-        return self.config.net_reward(-1 if index is None else index, s.cost, value)
+        # CampaignConfig.net_reward inlined (values are validated finite by the caller).
+        mode = self.config.charge_cost
+        if mode == "never" or (mode == "on_success" and value <= 0):
+            return value
+        return value - s.cost
 
     def report(self, ids: Sequence[str], values: Sequence[float], now: float) -> list[RewardRecord]:
         """Join validated rewards to their decisions; journal and queue the new ones."""
