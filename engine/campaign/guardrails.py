@@ -182,7 +182,7 @@ class Guardrails:
                     common.append(a)
                     common_reasons.append(f"traffic_cap:{self._ids[a]}")
         if common:
-            masks[np.ix_(live, common)] = False
+            masks[np.ix_(live, np.asarray(common, dtype=np.int64))] = False
             for i in live.tolist():
                 reasons[i] += common_reasons
         for a, limit in money:
