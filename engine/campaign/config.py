@@ -87,10 +87,11 @@ class CampaignConfig:
     traffic_window: int = 1000
     synchronous: str = "normal"
     config_hash: str = ""
-    _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self._index.update({o.id: i for i, o in enumerate(self.offers)})
+        # Derived, not an argument: dataclasses.replace(config, ...) rebuilds it.
+        object.__setattr__(self, "_index", {o.id: i for i, o in enumerate(self.offers)})
 
     @property
     def offer_ids(self) -> tuple[str, ...]:
