@@ -126,6 +126,7 @@ def _shared_line(x: np.ndarray) -> str:
 
 # ---------------------------------------------------------------------- online loops
 def online_nbo(policy: Any, stream: bc.LinearStream) -> np.ndarray:
+    """One event at a time: choose on a (1, d) row, then update with the revealed reward."""
     X, R = stream.contexts, stream.rewards
     chosen = np.empty(X.shape[0], dtype=np.int64)
     for t in range(X.shape[0]):
@@ -138,6 +139,7 @@ def online_nbo(policy: Any, stream: bc.LinearStream) -> np.ndarray:
 
 
 def online_mabwiser(mab: Any, stream: bc.LinearStream) -> np.ndarray:
+    """MABWiser's online loop: predict, then partial_fit on the event."""
     X, R = stream.contexts, stream.rewards
     chosen = np.empty(X.shape[0], dtype=np.int64)
     # MABWiser cannot predict before fit: the first event takes action 0 and fits on it.
@@ -151,10 +153,14 @@ def online_mabwiser(mab: Any, stream: bc.LinearStream) -> np.ndarray:
     return chosen
 
 
-def online_pyvw(seed: int, stream: bc.LinearStream) -> np.ndarray:
+def pyvw_workspace() -> Any:
     from vowpalwabbit import pyvw
 
-    ws = pyvw.Workspace(" ".join(_vw_argv()))
+    return pyvw.Workspace(" ".join(_vw_argv()))
+
+
+def online_pyvw(ws: Any, stream: bc.LinearStream, seed: int) -> np.ndarray:
+    """vowpalwabbit (pyvw) as its users drive it: text lines per event, parsed by VW."""
     X, R = stream.contexts, stream.rewards
     uniforms = np.random.default_rng(seed).random(X.shape[0]).tolist()
     lines = [f"|a {a}" for a in range(stream.n_actions)]
@@ -167,14 +173,19 @@ def online_pyvw(seed: int, stream: bc.LinearStream) -> np.ndarray:
         labeled[a] = f"0:{-R[t, a]:.6g}:{pmf[a]:.6g} {lines[a]}"
         ws.learn([shared, *labeled])
         chosen[t] = a
-    ws.finish()
     return chosen
 
 
-def online_vw_next_text(seed: int, stream: bc.LinearStream) -> np.ndarray:
+def vw_next_workspace() -> Any:
     import vowpal_wabbit_next as vw
 
-    ws = vw.Workspace(_vw_argv())
+    return vw.Workspace(_vw_argv())
+
+
+def online_vw_next_text(ws: Any, stream: bc.LinearStream, seed: int) -> np.ndarray:
+    """vowpal-wabbit-next with text: each event's lines parsed once, the chosen one labeled."""
+    import vowpal_wabbit_next as vw
+
     parser = vw.TextFormatParser(ws)
     X, R = stream.contexts, stream.rewards
     k = stream.n_actions
@@ -244,8 +255,8 @@ def batch_section(
     runners: dict[str, Callable[[], Any]] = {
         "nbo LinUCB": lambda: models["nbo LinUCB"].choose(X).actions,
         "nbo LinearTS": lambda: models["nbo LinearTS"].choose(X).actions,
-        "MABWiser LinUCB": lambda: np.asarray(models["MABWiser LinUCB"].predict(X)),
-        "MABWiser LinTS": lambda: np.asarray(models["MABWiser LinTS"].predict(X)),
+        "MABWiser LinUCB": lambda: models["MABWiser LinUCB"].predict(X),  # a list of arms
+        "MABWiser LinTS": lambda: models["MABWiser LinTS"].predict(X),
         "numpy LinUCB": lambda: models["numpy LinUCB"].choose(X),
     }
     rows: dict[str, Any] = {}
@@ -261,7 +272,7 @@ def batch_section(
     ):
         rows[nbo]["vs"] = {p: bc.ratio(rows[nbo]["median"], rows[p]["median"]) for p in peers}
     agree = {
-        p: float((picks["nbo LinUCB"] == picks[p]).mean())
+        p: float((picks["nbo LinUCB"] == np.asarray(picks[p])).mean())
         for p in ("MABWiser LinUCB", "numpy LinUCB")
     }
     return {
@@ -290,8 +301,18 @@ def online_section(run: Run, stream: bc.LinearStream) -> dict[str, Any]:
         ("nbo LinUCB", stream, lambda p: online_nbo(p, stream), nbo_setup("LinUCB")),
         ("nbo LinearTS", stream, lambda p: online_nbo(p, stream), nbo_setup("LinearTS")),
         ("nbo EpsilonGreedy", stream, lambda p: online_nbo(p, stream), nbo_setup("EpsilonGreedy")),
-        ("VW pyvw (vowpalwabbit, text)", stream, lambda _: online_pyvw(seed, stream), None),
-        ("VW next (TextFormatParser)", stream, lambda _: online_vw_next_text(seed, stream), None),
+        (
+            "VW pyvw (vowpalwabbit, text)",
+            stream,
+            lambda w: online_pyvw(w, stream, seed),
+            pyvw_workspace,
+        ),
+        (
+            "VW next (TextFormatParser)",
+            stream,
+            lambda w: online_vw_next_text(w, stream, seed),
+            vw_next_workspace,
+        ),
         ("VW next (nbo VWPolicy)", stream, lambda p: online_nbo(p, stream), nbo_setup("VWPolicy")),
     ]
     for kind in ("LinUCB", "LinTS", "LinGreedy"):
