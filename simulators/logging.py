@@ -7,8 +7,9 @@ policy on the *same* customers (same seed), which is what an off-policy estimato
 logs tries to recover.
 
 Schema metadata: ``nbo.feature_names`` holds the JSON list of context column names;
-``nbo.action_ids`` the JSON list of offer ids (index order of the policy's actions);
-``nbo.environment`` and ``nbo.seed`` record where the logs came from.
+``nbo.offer_ids`` the JSON list of offer ids (index order of the policy's actions) and
+``nbo.campaign`` the campaign name, as ``nbo export`` writes them; ``nbo.environment`` and
+``nbo.seed`` record where the logs came from.
 """
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ def simulate_logs(
     table = table.replace_schema_metadata(
         {
             "nbo.feature_names": json.dumps(list(env.feature_names)),
-            "nbo.action_ids": json.dumps(ids),
+            "nbo.offer_ids": json.dumps(ids),
+            "nbo.campaign": env.name,
             "nbo.environment": env.name,
             "nbo.seed": str(seed),
         }
@@ -187,7 +189,7 @@ def generate_logs(
         Columns decision_id, timestamp, campaign, customer_id, context
         (fixed_size_list<float64>[n_features]), action (offer id), propensity, reward (net),
         eligible, explored, control, model_version; schema metadata ``nbo.feature_names`` and
-        ``nbo.action_ids`` (JSON lists).
+        ``nbo.offer_ids`` (JSON lists).
 
     Examples
     --------

@@ -32,7 +32,7 @@ def test_schema_matches_design(env, tmp_path):
     assert schema.field("explored").type == pa.bool_()
     names = json.loads(schema.metadata[b"nbo.feature_names"])
     assert names == list(env.feature_names)
-    assert json.loads(schema.metadata[b"nbo.action_ids"]) == list(env.action_ids)
+    assert json.loads(schema.metadata[b"nbo.offer_ids"]) == list(env.action_ids)
     # round trip through Parquet keeps types and metadata
     pq.write_table(logs, tmp_path / "logs.parquet")
     back = pq.read_table(tmp_path / "logs.parquet")
@@ -153,3 +153,17 @@ def test_rejects_bad_round_counts(env):
         generate_logs(env, UniformRandom(7), 0)
     with pytest.raises(InvalidInputError, match="batch_size"):
         generate_logs(env, UniformRandom(7), 10, batch_size=-1)
+
+
+def test_replay_reader_reads_generated_logs(env, tmp_path):
+    from engine.replay.readers import read_logs
+
+    logs = generate_logs(env, EpsilonGreedy(7, 24, epsilon=0.5, seed=0), n_rounds=500, seed=2)
+    pq.write_table(logs, tmp_path / "logs.parquet")
+    data = read_logs(tmp_path / "logs.parquet")
+    assert data.actions == env.action_ids
+    assert tuple(data.feature_names) == env.feature_names
+    assert data.context.shape == (500, 24)
+    ids = list(env.action_ids)
+    assert [ids[a] for a in data.action] == logs["action"].to_pylist()
+    np.testing.assert_allclose(data.propensity, logs["propensity"].to_numpy())
