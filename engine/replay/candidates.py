@@ -34,7 +34,7 @@ from engine.replay.estimators import (
     diagnostic_sums,
     make_estimators,
 )
-from engine.replay.stats import Moments, bootstrap_sums
+from engine.replay.stats import Moments, bootstrap_columns, bootstrap_sums
 from engine.types import BoolArray, FloatArray, IntArray
 
 KINDS = ("static", "learning")
@@ -210,44 +210,81 @@ def summarize(
     inputs: OffPolicyInputs, estimators: list[Estimator], n_bootstrap: int, seed: int, shard: int
 ) -> ShardSummary:
     """Moments, bootstrap sums and diagnostic sums of every estimator on one shard's inputs."""
-    usable = [e for e in estimators if not e.needs_model or inputs.q_target is not None]
-    terms = {e.name: e.terms(inputs) for e in usable}
-    moments = {name: Moments.from_terms(*t) for name, t in terms.items()}
-    boot: dict[str, FloatArray] = {}
-    if n_bootstrap > 0 and len(inputs):
-        columns = [np.ones(len(inputs))]
-        for a, b, c in terms.values():
-            columns.extend((a, b, c))
-        sums = bootstrap_sums(np.column_stack(columns), n_bootstrap, seed, shard)
-        for j, name in enumerate(terms):
-            boot[name] = np.column_stack([sums[:, 0], sums[:, 1 + 3 * j : 4 + 3 * j]])
-    return ShardSummary(moments, boot, diagnostic_sums(inputs))
+    return summarize_many([inputs], estimators, n_bootstrap, seed, shard)[0]
+
+
+def summarize_many(
+    inputs: list[OffPolicyInputs],
+    estimators: list[Estimator],
+    n_bootstrap: int,
+    seed: int,
+    shard: int,
+) -> list[ShardSummary]:
+    """:func:`summarize` for several candidates on the same shard rows.
+
+    The bootstrap resamples all of them with the same Poisson weights (drawn once), which is
+    cheaper and makes the comparison between candidates paired.
+    """
+    all_terms = [
+        {e.name: e.terms(x) for e in estimators if not e.needs_model or x.q_target is not None}
+        for x in inputs
+    ]
+    n = len(inputs[0]) if inputs else 0
+    boots: list[dict[str, FloatArray]] = [{} for _ in inputs]
+    if n_bootstrap > 0 and n:
+        flat = [t for terms in all_terms for t in terms.values()]
+        columns, expand = bootstrap_columns(flat, n)
+        expanded = iter(expand(bootstrap_sums(columns, n_bootstrap, seed, shard)))
+        boots = [{name: next(expanded) for name in terms} for terms in all_terms]
+    return [
+        ShardSummary(
+            {name: Moments.from_terms(*t, n=n) for name, t in terms.items()},
+            boot,
+            diagnostic_sums(x),
+        )
+        for x, terms, boot in zip(inputs, all_terms, boots, strict=True)
+    ]
 
 
 @_one_blas_thread
 def static_shard(
     shard: Shard,
-    candidate: Candidate,
-    blob: bytes | None,
+    candidates: list[Candidate],
+    blobs: list[bytes | None],
     coef: FloatArray | None,
     n_actions: int,
     p_min: float,
     config: EvalConfig,
-) -> ShardSummary:
-    """Evaluate a frozen policy (``blob``) or a baseline on one shard."""
+) -> list[ShardSummary]:
+    """Evaluate frozen policies (``blobs``) and baselines on one shard, one summary each."""
+    q_hat = None if coef is None else shard.context @ coef[:, :-1].T + coef[:, -1]
+    inputs = [
+        _static_inputs(shard, c, blob, q_hat, n_actions, p_min, config.seed)
+        for c, blob in zip(candidates, blobs, strict=True)
+    ]
+    return summarize_many(inputs, config.make(), config.n_bootstrap, config.seed, shard.index)
+
+
+def _static_inputs(
+    shard: Shard,
+    candidate: Candidate,
+    blob: bytes | None,
+    q_hat: FloatArray | None,
+    n_actions: int,
+    p_min: float,
+    seed: int,
+) -> OffPolicyInputs:
     mask = shard.action_mask(n_actions)
     rows = np.arange(len(shard))
-    q_hat = None if coef is None else shard.context @ coef[:, :-1].T + coef[:, -1]
     name = candidate.spec["name"]
     if candidate.kind == "baseline" and name == "logging":
         # On-policy: weight 1, and the logged offer is a draw from the logging policy, so its
         # model prediction is an unbiased stand-in for the model averaged over that policy.
         q_logged = None if q_hat is None else q_hat[rows, shard.action]
         ones = np.ones(len(shard))
-        inputs = OffPolicyInputs(
+        return OffPolicyInputs(
             shard.reward, shard.propensity, ones, q_logged, q_logged, accepted=ones
         )
-        return summarize(inputs, config.make(), config.n_bootstrap, config.seed, shard.index)
     if candidate.kind == "baseline" and name == "uniform":
         dist = mask / mask.sum(axis=1, keepdims=True)
     else:
@@ -258,7 +295,7 @@ def static_shard(
             policy = Policy.from_bytes(blob)
         else:
             raise InvalidInputError("blob", f"a trained model for {candidate.label}", None)
-        policy.rng_state_ = seed_state(_mix(config.seed, shard.index))
+        policy.rng_state_ = seed_state(_mix(seed, shard.index))
         decision = policy.choose(shard.context, mask)
         dist = np.zeros((len(shard), n_actions))
         dist[rows, decision.actions] = 1.0
@@ -266,7 +303,7 @@ def static_shard(
         shard.reward, shard.action, shard.propensity, dist, q_hat
     )
     # Replay of a frozen policy: the expected acceptance (match x rejection-sampling coin).
-    inputs = OffPolicyInputs(
+    return OffPolicyInputs(
         inputs.reward,
         inputs.propensity,
         inputs.weight,
@@ -274,7 +311,6 @@ def static_shard(
         inputs.q_target,
         accepted=inputs.weight * p_min,
     )
-    return summarize(inputs, config.make(), config.n_bootstrap, config.seed, shard.index)
 
 
 @_one_blas_thread

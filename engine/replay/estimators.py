@@ -20,7 +20,13 @@ from typing import ClassVar
 import numpy as np
 
 from engine.errors import InvalidInputError, InvalidParameterError
-from engine.replay.stats import Moments, bootstrap_sums, percentile_interval
+from engine.replay.stats import (
+    Moments,
+    Terms,
+    bootstrap_columns,
+    bootstrap_sums,
+    percentile_interval,
+)
 from engine.types import FloatArray, IntArray
 
 INTERVAL_METHODS = ("normal", "bernstein", "bootstrap")
@@ -98,15 +104,18 @@ class Estimator(ABC):
     needs_model: ClassVar[bool] = False
 
     @abstractmethod
-    def terms(self, inputs: OffPolicyInputs) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Per-row terms (a, b, c), arrays of shape (n_rounds,), with value = mean(a) + Σb / Σc."""
+    def terms(self, inputs: OffPolicyInputs) -> Terms:
+        """Per-row terms (a, b, c), arrays of shape (n_rounds,), with value = mean(a) + Σb / Σc.
+
+        None stands for a constant term (a or b all zeros, c all ones), which saves passes.
+        """
 
     def moments(self, inputs: OffPolicyInputs) -> Moments:
         if self.needs_model and (inputs.q_logged is None or inputs.q_target is None):
             raise InvalidInputError(
                 "inputs", f"reward-model predictions (q_logged, q_target) for {self.name}", None
             )
-        return Moments.from_terms(*self.terms(inputs))
+        return Moments.from_terms(*self.terms(inputs), n=len(inputs))
 
     def estimate(self, inputs: OffPolicyInputs) -> float:
         """Estimated value of the target policy."""
@@ -134,10 +143,9 @@ class Estimator(ABC):
         if method == "bernstein":
             return self.moments(inputs).bernstein_interval(alpha)
         if method == "bootstrap":
-            a, b, c = self.terms(inputs)
-            columns = np.column_stack([np.ones_like(a), a, b, c])
+            columns, expand = bootstrap_columns([self.terms(inputs)], len(inputs))
             sums = bootstrap_sums(columns, n_bootstrap, seed, 0)
-            return percentile_interval(bootstrap_values(sums), alpha)
+            return percentile_interval(bootstrap_values(expand(sums)[0]), alpha)
         raise InvalidInputError("method", f"one of {INTERVAL_METHODS}", method)
 
 
@@ -179,12 +187,12 @@ class Replay(Estimator):
 
     name: ClassVar[str] = "replay"
 
-    def terms(self, inputs: OffPolicyInputs) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def terms(self, inputs: OffPolicyInputs) -> Terms:
         if inputs.accepted is not None:
             accepted = inputs.accepted
         else:
             accepted = inputs.weight * inputs.propensity.min()
-        return np.zeros_like(inputs.reward), accepted * inputs.reward, accepted
+        return None, accepted * inputs.reward, accepted
 
 
 @dataclass(frozen=True)
@@ -206,9 +214,9 @@ class IPS(Estimator):
     def __post_init__(self) -> None:
         _check_clip("IPS", self.clip)
 
-    def terms(self, inputs: OffPolicyInputs) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def terms(self, inputs: OffPolicyInputs) -> Terms:
         w = _clipped(inputs.weight, self.clip)
-        return np.zeros_like(w), w * inputs.reward, np.ones_like(w)
+        return None, w * inputs.reward, None
 
 
 @dataclass(frozen=True)
@@ -230,9 +238,9 @@ class SNIPS(Estimator):
     def __post_init__(self) -> None:
         _check_clip("SNIPS", self.clip)
 
-    def terms(self, inputs: OffPolicyInputs) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def terms(self, inputs: OffPolicyInputs) -> Terms:
         w = _clipped(inputs.weight, self.clip)
-        return np.zeros_like(w), w * inputs.reward, w
+        return None, w * inputs.reward, w
 
 
 @dataclass(frozen=True)
@@ -242,9 +250,9 @@ class DM(Estimator):
     name: ClassVar[str] = "dm"
     needs_model: ClassVar[bool] = True
 
-    def terms(self, inputs: OffPolicyInputs) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def terms(self, inputs: OffPolicyInputs) -> Terms:
         q = _require(inputs.q_target, "q_target")
-        return q, np.zeros_like(q), np.ones_like(q)
+        return q, None, None
 
 
 @dataclass(frozen=True)
@@ -268,11 +276,11 @@ class DR(Estimator):
     def __post_init__(self) -> None:
         _check_clip("DR", self.clip)
 
-    def terms(self, inputs: OffPolicyInputs) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def terms(self, inputs: OffPolicyInputs) -> Terms:
         q_target = _require(inputs.q_target, "q_target")
         residual = inputs.reward - _require(inputs.q_logged, "q_logged")
         w = _clipped(inputs.weight, self.clip)
-        return q_target + w * residual, np.zeros_like(w), np.ones_like(w)
+        return q_target + w * residual, None, None
 
 
 @dataclass(frozen=True)
@@ -286,7 +294,7 @@ class SNDR(Estimator):
     def __post_init__(self) -> None:
         _check_clip("SNDR", self.clip)
 
-    def terms(self, inputs: OffPolicyInputs) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def terms(self, inputs: OffPolicyInputs) -> Terms:
         q_target = _require(inputs.q_target, "q_target")
         residual = inputs.reward - _require(inputs.q_logged, "q_logged")
         w = _clipped(inputs.weight, self.clip)
@@ -314,11 +322,11 @@ class SwitchDR(Estimator):
         if not (isinstance(self.threshold, int | float) and self.threshold > 0):
             raise InvalidParameterError("SwitchDR", "threshold", "a float > 0", self.threshold)
 
-    def terms(self, inputs: OffPolicyInputs) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def terms(self, inputs: OffPolicyInputs) -> Terms:
         q_target = _require(inputs.q_target, "q_target")
         residual = inputs.reward - _require(inputs.q_logged, "q_logged")
         w = np.where(inputs.weight <= self.threshold, inputs.weight, 0.0)
-        return q_target + w * residual, np.zeros_like(w), np.ones_like(w)
+        return q_target + w * residual, None, None
 
 
 def _require(value: FloatArray | None, name: str) -> FloatArray:

@@ -1,9 +1,9 @@
 """Off-policy evaluation of candidate policies on logged data, fanned out over shards.
 
 The plan: split the logs in time (train / test), fit the reward model on the train split, train
-every static candidate on it (one task each), then score each static candidate and baseline on
-each fixed-size test shard (one task per candidate x shard, bootstrap resamples included) and
-replay each learning candidate through the test split (one task each). Shard boundaries depend on
+every static candidate on it (one task each), then score the static candidates and baselines on
+each fixed-size test shard (one task per shard, bootstrap resamples included) and replay each
+learning candidate through the test split (one task each). Shard boundaries depend on
 the data only, and bootstrap weights on (seed, shard) only, so the numbers are the same whichever
 way the tasks ran. Shard results are added in shard order.
 """
@@ -268,34 +268,38 @@ def evaluate(
             else:
                 blobs[c.label] = out
 
+    # One task per learning candidate (a replay is sequential), and one task per shard scoring
+    # every frozen candidate and baseline together (their bootstrap shares Poisson weights).
     tasks: list[Task] = []
-    owners: list[tuple[str, int | None]] = []
-    for c in all_candidates:
-        if results[c.label].status != "ok":
-            continue
+    owners: list[tuple[list[str], int | None]] = []
+    ok = [c for c in all_candidates if results[c.label].status == "ok"]
+    for c in ok:
         if c.kind == "learning":
             tasks.append(
                 Task(f"replay {c.label}", learning_replay, (c, all_shards, coef, k, p_min, config))
             )
-            owners.append((c.label, None))
-        else:
-            blob = blobs.get(c.label)
-            for s, ref in zip(shards, shard_refs, strict=True):
-                args = (ref, c, blob, coef, k, p_min, config)
-                tasks.append(Task(f"{c.label} shard {s.index}", static_shard, args))
-                owners.append((c.label, s.index))
+            owners.append(([c.label], None))
+    frozen = [c for c in ok if c.kind != "learning"]
+    if frozen:
+        frozen_blobs = [blobs.get(c.label) for c in frozen]
+        for s, ref in zip(shards, shard_refs, strict=True):
+            args = (ref, frozen, frozen_blobs, coef, k, p_min, config)
+            tasks.append(Task(f"shard {s.index}", static_shard, args))
+            owners.append(([c.label for c in frozen], s.index))
     outputs = runner.run(tasks, "evaluating")
 
     collected: dict[str, list[ShardSummary | None]] = {
         c.label: [None] * len(shards) for c in all_candidates
     }
-    for (label, shard_index), out in zip(owners, outputs, strict=True):
+    for (labels, shard_index), out in zip(owners, outputs, strict=True):
         if isinstance(out, TaskFailure):
-            _fail(results[label], out)
+            for label in labels:
+                _fail(results[label], out)
         elif shard_index is None:
-            collected[label] = list(out)
+            collected[labels[0]] = list(out)
         else:
-            collected[label][shard_index] = out
+            for label, summary in zip(labels, out, strict=True):
+                collected[label][shard_index] = summary
     for c in all_candidates:
         result = results[c.label]
         if result.status == "ok":

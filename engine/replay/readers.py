@@ -200,18 +200,17 @@ def from_table(
         if eligible_lists is not None:
             seen.update(pc.unique(eligible_lists.flatten()).to_pylist())
         actions = tuple(sorted(str(a) for a in seen if a is not None))
-    index = {a: i for i, a in enumerate(actions)}
-    action = np.fromiter((index.get(a, -1) for a in raw_actions), np.int64, len(raw_actions))
+    action = _indices(raw_actions, actions)
     if (action < 0).any():
         i = int(np.argmax(action < 0))
         raise InvalidInputError(
             _label(cols.action, i, source_row, decision_id),
             f"an offer id in {list(actions)}",
-            repr(raw_actions[i]),
+            repr(raw_actions[i].as_py()),
         )
     eligible = None
     if eligible_lists is not None and cols.eligible is not None:
-        eligible = _eligible_mask(eligible_lists, index, cols.eligible, source_row, decision_id)
+        eligible = _eligible_mask(eligible_lists, actions, cols.eligible, source_row, decision_id)
 
     reward = _floats(table, cols.reward)
     if cols.reward_is_cost:
@@ -274,12 +273,18 @@ def _floats(
 
 def _strings(
     table: pa.Table, name: str, source_row: np.ndarray, decision_id: list[Any] | None
-) -> np.ndarray:
+) -> pa.Array:
     column = table.column(name)
     bad = _first_null(column)
     if bad >= 0:
         raise InvalidInputError(_label(name, bad, source_row, decision_id), "an offer id", None)
-    return np.asarray(column.cast(pa.string()).to_pylist(), dtype=object)
+    return column.cast(pa.string()).combine_chunks()
+
+
+def _indices(values: pa.Array, actions: tuple[str, ...]) -> np.ndarray:
+    """Index of each value in ``actions`` (vectorized in Arrow), -1 where it is not there."""
+    found = pc.index_in(values, value_set=pa.array(actions, pa.string()))
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _bools(table: pa.Table, name: str | None) -> np.ndarray | None:
@@ -312,24 +317,24 @@ def _eligible_lists(table: pa.Table, name: str | None) -> pa.ListArray | None:
 
 def _eligible_mask(
     lists: Any,
-    index: dict[str, int],
+    actions: tuple[str, ...],
     name: str,
     source_row: np.ndarray,
     decision_id: list[Any] | None,
 ) -> np.ndarray:
     n = len(lists)
-    mask = np.zeros((n, len(index)), dtype=np.bool_)
+    mask = np.zeros((n, len(actions)), dtype=np.bool_)
     null_rows = lists.is_null().to_numpy(zero_copy_only=False)
     lengths = pc.list_value_length(lists).fill_null(0).to_numpy(zero_copy_only=False)
     rows = np.repeat(np.arange(n), lengths)
-    values = lists.flatten().to_pylist()
-    cols = np.fromiter((index.get(v, -1) for v in values), np.int64, len(values))
+    values = lists.flatten().cast(pa.string())
+    cols = _indices(values, actions)
     if (cols < 0).any():
         j = int(np.argmax(cols < 0))
         raise InvalidInputError(
             _label(name, int(rows[j]), source_row, decision_id),
-            f"offer ids in {list(index)}",
-            repr(values[j]),
+            f"offer ids in {list(actions)}",
+            repr(values[j].as_py()),
         )
     mask[rows, cols] = True
     mask[null_rows] = True  # unknown eligibility: every offer

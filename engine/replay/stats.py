@@ -15,6 +15,7 @@ different shards simply add and the numbers do not depend on how the shards were
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -26,6 +27,9 @@ from engine.types import FloatArray
 _N, _A, _B, _C, _AA, _BB, _CC, _AB, _AC, _BC = range(10)
 _N_SUMS = 10
 _BOOT_CHUNK = 65536
+
+# Per-row terms (a, b, c) of an estimator; None is a constant (a, b: 0; c: 1).
+Terms = tuple[FloatArray | None, FloatArray | None, FloatArray | None]
 
 
 @dataclass(frozen=True)
@@ -57,26 +61,32 @@ class Moments:
     high: FloatArray
 
     @classmethod
-    def from_terms(cls, a: FloatArray, b: FloatArray, c: FloatArray) -> Moments:
-        n = float(a.shape[0])
+    def from_terms(
+        cls, a: FloatArray | None, b: FloatArray | None, c: FloatArray | None, n: int | None = None
+    ) -> Moments:
+        """From per-row terms; None means a or b all zeros, c all ones (then pass ``n``)."""
+        if n is None:
+            n = next(t.shape[0] for t in (a, b, c) if t is not None)
         if n == 0:
             return cls.empty()
+        zero, one = np.zeros(1), np.ones(1)
         sums = np.array(
             [
-                n,
-                a.sum(),
-                b.sum(),
-                c.sum(),
-                a @ a,
-                b @ b,
-                c @ c,
-                a @ b,
-                a @ c,
-                b @ c,
+                float(n),
+                _sum(a, 0.0, n),
+                _sum(b, 0.0, n),
+                _sum(c, 1.0, n),
+                _dot(a, a, 0.0, n),
+                _dot(b, b, 0.0, n),
+                _dot(c, c, 1.0, n),
+                _dot(a, b, 0.0, n),
+                _dot(a, c, 0.0, n) if c is not None else _sum(a, 0.0, n),
+                _dot(b, c, 0.0, n) if c is not None else _sum(b, 0.0, n),
             ]
         )
-        low = np.array([a.min(), b.min(), c.min()])
-        high = np.array([a.max(), b.max(), c.max()])
+        terms = [zero if a is None else a, zero if b is None else b, one if c is None else c]
+        low = np.array([t.min() for t in terms])
+        high = np.array([t.max() for t in terms])
         return cls(sums, low, high)
 
     @classmethod
@@ -145,13 +155,74 @@ class Moments:
         return value - half, value + half
 
 
+def _sum(x: FloatArray | None, constant: float, n: int) -> float:
+    return constant * n if x is None else float(x.sum())
+
+
+def _dot(x: FloatArray | None, y: FloatArray | None, constant: float, n: int) -> float:
+    """Σ x·y, where None operands are only ever paired with a zero term (so the sum is 0) or,
+    both None, stand for the constant product ``constant`` per row."""
+    if x is None and y is None:
+        return constant * n
+    if x is None or y is None:
+        return 0.0
+    return float(x @ y)
+
+
+def bootstrap_columns(
+    terms: list[Terms], n: int
+) -> tuple[FloatArray, Callable[[FloatArray], list[FloatArray]]]:
+    """Columns to resample for several estimators' terms, and how to expand their sums.
+
+    Returns ``columns`` of shape (n, m) (a column of ones, then each non-constant term) and a
+    function mapping bootstrap sums of shape (n_resamples, m) to one array of shape
+    (n_resamples, 4) per estimator: sums of 1, a, b, c.
+    """
+    columns: list[FloatArray] = [np.ones(n)]
+    # Estimators share many terms (w r, w, the DR term, ...): resample each distinct one once.
+    seen: dict[tuple[float, float, float], list[int]] = {}
+    slots: list[tuple[int | None, int | None, int | None]] = []
+    for a, b, c in terms:
+        index: list[int | None] = []
+        for t in (a, b, c):
+            if t is None:
+                index.append(None)
+                continue
+            key = (float(t.sum()), float(t[0]), float(t[-1]))
+            match = next((j for j in seen.get(key, []) if np.array_equal(columns[j], t)), None)
+            if match is None:
+                match = len(columns)
+                columns.append(t)
+                seen.setdefault(key, []).append(match)
+            index.append(match)
+        slots.append((index[0], index[1], index[2]))
+
+    def expand(sums: FloatArray) -> list[FloatArray]:
+        out = []
+        zeros = np.zeros(sums.shape[0])
+        for ia, ib, ic in slots:
+            out.append(
+                np.column_stack(
+                    [
+                        sums[:, 0],
+                        zeros if ia is None else sums[:, ia],
+                        zeros if ib is None else sums[:, ib],
+                        sums[:, 0] if ic is None else sums[:, ic],
+                    ]
+                )
+            )
+        return out
+
+    return np.column_stack(columns), expand
+
+
 def _poisson_table(size: int = 1 << 16) -> np.ndarray:
-    """Inverse CDF of Poisson(1) on a grid of ``size`` uniform levels (uint8 counts)."""
+    """Inverse CDF of Poisson(1) on a grid of ``size`` uniform levels (counts as float64)."""
     k = np.arange(32)
     log_pmf = -1.0 - np.cumsum(np.log(np.maximum(k, 1)))
     cdf = np.cumsum(np.exp(log_pmf))
     levels = (np.arange(size) + 0.5) / size
-    return np.searchsorted(cdf, levels).astype(np.float32)
+    return np.searchsorted(cdf, levels).astype(np.float64)
 
 
 _POISSON = _poisson_table()
@@ -188,7 +259,7 @@ def bootstrap_sums(terms: FloatArray, n_resamples: int, seed: int, shard: int) -
         draws = rng.integers(
             0, _POISSON.shape[0], size=(n_resamples, block.shape[0]), dtype=np.uint16
         )
-        out += _POISSON[draws].astype(np.float64) @ block
+        out += _POISSON[draws] @ block
     return out
 
 

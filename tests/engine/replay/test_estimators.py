@@ -129,6 +129,7 @@ def test_poisson_bootstrap_weights_have_poisson_moments():
 
 def test_moments_of_shards_add_up_to_the_whole(fixed):
     a, b, c = SNDR().terms(fixed["inputs"])
+    assert b is not None and c is not None and a is not None
     whole = Moments.from_terms(a, b, c)
     parts = Moments.empty()
     for rows in np.array_split(np.arange(len(a)), 7):
