@@ -271,17 +271,10 @@ def run_info(settings: dict[str, Any]) -> dict[str, Any]:
     """Where and when a benchmark ran: versions, CPU, load, git commit, and its settings."""
     import numba
 
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = None
+    commit, dirty = (
+        _git("rev-parse", "--short", "HEAD"),
+        _git("status", "--porcelain", "--", "engine"),
+    )
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {
         "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -293,8 +286,18 @@ def run_info(settings: dict[str, Any]) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "load_average": list(load) if load is not None else None,
         "git_commit": commit,
+        "engine_uncommitted_changes": None if dirty is None else bool(dirty),
         "settings": settings,
     }
+
+
+def _git(*args: str) -> str | None:
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _finite(value: Any) -> Any:

@@ -682,10 +682,12 @@ def render(results: dict[str, Any]) -> str:
     """The printed report: a header line and one table per measurement."""
     meta = results["meta"]
     s = meta["settings"]
+    load = " ".join(f"{x:.2f}" for x in meta["load_average"] or [])
     header = (
-        f"nbo core benchmark {meta['started_utc']}, commit {meta['git_commit']}, "
+        f"nbo core benchmark {meta['started_utc']}, commit {meta['git_commit']}"
+        f"{' (+ uncommitted engine/ changes)' if meta['engine_uncommitted_changes'] else ''}, "
         f"python {meta['python']}, numpy {meta['numpy']}, numba {meta['numba']}, "
-        f"{meta['cpu_count']} CPUs, load {meta['load_average']}, BLAS threads "
+        f"{meta['cpu_count']} CPUs, load average {load}, BLAS threads "
         f"{s['blas_threads'] or 'default'}, seed {s['seed']}{', QUICK' if s['quick'] else ''}"
     )
     reps = s["repeats"]
