@@ -11,9 +11,10 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from engine.errors import ConfigError, InvalidInputError, NotFoundError
+from engine.serving.batcher import DecideBatcher
 from engine.serving.logs import LOGGER_NAME
 from engine.serving.status import UnavailableError
 
@@ -28,6 +29,14 @@ def _open_engine(config_path: Path, data_dir: Path) -> Engine:
     from engine.core import Engine  # imported when serving starts: numba compiles on import
 
     return Engine.from_config(config_path, data_dir=data_dir)
+
+
+class Hosted(NamedTuple):
+    """One hosted campaign: its name, its Engine, and the batcher its Decide calls go through."""
+
+    name: str
+    engine: Engine
+    decider: DecideBatcher
 
 
 class Campaigns:
@@ -54,7 +63,7 @@ class Campaigns:
         self.config_paths = [Path(p) for p in config_paths]
         self.data_dir = Path(data_dir)
         self._open_engine = open_engine
-        self._engines: dict[str, Engine] = {}
+        self._hosted: dict[str, Hosted] = {}
         self._ready = False
         self._closed = False
         self._lock = threading.Lock()
@@ -86,15 +95,15 @@ class Campaigns:
                 engine.close()
             raise
         with self._lock:
-            self._engines = engines
+            self._hosted = {n: Hosted(n, e, DecideBatcher(e)) for n, e in engines.items()}
             self._ready = True
 
     def names(self) -> list[str]:
         """Names of the hosted campaigns, sorted."""
-        return sorted(self._engines)
+        return sorted(self._hosted)
 
-    def get(self, name: str) -> tuple[str, Engine]:
-        """The (name, Engine) a request addresses; ``""`` means the only campaign.
+    def get(self, name: str) -> Hosted:
+        """The campaign a request addresses; ``""`` means the only campaign.
 
         Raises
         ------
@@ -108,20 +117,20 @@ class Campaigns:
         if not self._ready:
             state = "shutting down" if self._closed else "loading its campaigns"
             raise UnavailableError(f"campaign: the server is {state}; retry shortly")
-        engines = self._engines
+        hosted = self._hosted
         if not name:
-            if len(engines) == 1:
-                return next(iter(engines.items()))
+            if len(hosted) == 1:
+                return next(iter(hosted.values()))
             raise InvalidInputError(
-                "campaign", f"one of {sorted(engines)} (this server hosts several)", "none"
+                "campaign", f"one of {sorted(hosted)} (this server hosts several)", "none"
             )
-        engine = engines.get(name)
-        if engine is None:
-            raise NotFoundError(f"campaign: expected one of {sorted(engines)}, got {name!r}")
-        return name, engine
+        campaign = hosted.get(name)
+        if campaign is None:
+            raise NotFoundError(f"campaign: expected one of {sorted(hosted)}, got {name!r}")
+        return campaign
 
-    def __iter__(self) -> Iterator[tuple[str, Engine]]:
-        return iter(list(self._engines.items()))
+    def __iter__(self) -> Iterator[Hosted]:
+        return iter(list(self._hosted.values()))
 
     def close(self) -> None:
         """Stop taking calls; snapshot and close every Engine (which flushes its journal)."""
@@ -130,7 +139,7 @@ class Campaigns:
                 return
             self._ready = False
             self._closed = True
-        for name, engine in self._engines.items():
+        for name, engine, _ in self._hosted.values():
             try:
                 version = engine.snapshot()
                 _log.info("snapshot written", extra={"campaign": name, "version": version})

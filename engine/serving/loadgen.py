@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent import futures
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -57,7 +58,7 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     server_cpu_ms_per_call: float | None
-    errors: int
+    errors: dict[str, int]
 
 
 def renewal_contexts(n_rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -132,22 +133,21 @@ def _cpu_seconds(pid: int) -> float | None:
 
 async def _closed_loop(
     call: Any, requests: list[Any], in_flight: int, seconds: float
-) -> tuple[list[float], int, list[Any]]:
+) -> tuple[list[float], Counter[str], list[Any]]:
     latencies: list[float] = []
     responses: list[Any] = []
-    errors = 0
+    errors: Counter[str] = Counter()
     stop = time.perf_counter() + seconds
     counter = iter(range(1 << 62))
 
     async def worker() -> None:
-        nonlocal errors
         while time.perf_counter() < stop:
             request = requests[next(counter) % len(requests)]
             start = time.perf_counter()
             try:
                 responses.append(await call(request))
-            except grpc.aio.AioRpcError:
-                errors += 1
+            except grpc.aio.AioRpcError as exc:
+                errors[exc.code().name] += 1
                 continue
             latencies.append(time.perf_counter() - start)
 
@@ -157,18 +157,17 @@ async def _closed_loop(
 
 async def _open_loop(
     call: Any, requests: list[Any], rate: float, seconds: float
-) -> tuple[list[float], int]:
+) -> tuple[list[float], Counter[str]]:
     latencies: list[float] = []
-    errors = 0
+    errors: Counter[str] = Counter()
     start = time.perf_counter()
     tasks = []
 
     async def one(request: Any, scheduled: float) -> None:
-        nonlocal errors
         try:
             await call(request)
-        except grpc.aio.AioRpcError:
-            errors += 1
+        except grpc.aio.AioRpcError as exc:
+            errors[exc.code().name] += 1
             return
         latencies.append(time.perf_counter() - scheduled)
 
@@ -186,7 +185,7 @@ def _result(
     scenario: str,
     in_flight: int,
     latencies: list[float],
-    errors: int,
+    errors: Counter[str],
     seconds: float,
     cpu: float | None,
     units_per_call: int = 1,
@@ -202,7 +201,7 @@ def _result(
         p50_ms=round(float(np.percentile(lat, 50)), 3),
         p99_ms=round(float(np.percentile(lat, 99)), 3),
         server_cpu_ms_per_call=None if cpu is None or not calls else round(cpu / calls * 1e3, 4),
-        errors=errors,
+        errors=dict(errors),
     )
 
 
@@ -332,9 +331,10 @@ def format_table(results: list[LoadResult]) -> str:
     for r in results:
         cpu = "" if r.server_cpu_ms_per_call is None else f"{r.server_cpu_ms_per_call:.3f}"
         in_flight = "open loop" if r.in_flight == 0 else str(r.in_flight)
+        errors = ", ".join(f"{code} {n}" for code, n in sorted(r.errors.items())) or "0"
         lines.append(
             f"| {r.scenario} | {in_flight} | {r.calls} | {r.per_second:,.0f} | {r.p50_ms:.2f} | "
-            f"{r.p99_ms:.2f} | {cpu} | {r.errors} |"
+            f"{r.p99_ms:.2f} | {cpu} | {errors} |"
         )
     return "\n".join(lines)
 

@@ -101,6 +101,12 @@ class ServerMetrics:
             ["campaign"],
             registry=r,
         )
+        self.coalesced = Gauge(
+            "nbo_decide_coalesced_rows",
+            "Mean number of concurrent Decide calls decided together, by campaign.",
+            ["campaign"],
+            registry=r,
+        )
         self._lock = threading.Lock()
         self._children: dict[tuple[Any, ...], Any] = {}
         self._decided: Tally[str] = Tally()
@@ -167,9 +173,12 @@ class ServerMetrics:
         if duplicates:
             self._child(self.duplicate_rewards, campaign).inc(duplicates)
 
-    def track_pending(self, campaign: str, count: Callable[[], float]) -> None:
-        """Read a campaign's pending-decision count from ``count()`` at every scrape."""
-        self.pending.labels(campaign).set_function(count)
+    def track_campaign(
+        self, campaign: str, pending: Callable[[], float], coalesced: Callable[[], float]
+    ) -> None:
+        """Read a campaign's pending decisions and mean coalesced Decide batch at every scrape."""
+        self.pending.labels(campaign).set_function(pending)
+        self.coalesced.labels(campaign).set_function(coalesced)
 
     def decisions_made(self, campaign: str) -> int:
         """Decisions this process made for ``campaign``."""

@@ -23,6 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from engine.errors import ConfigError
+from engine.serving.batcher import DecideBatcher
 from engine.serving.campaigns import Campaigns, EngineFactory, _open_engine
 from engine.serving.config import ServeConfig
 from engine.serving.interceptors import server_interceptors
@@ -85,8 +86,10 @@ class NboServer:
             self._grpc.stop(None)
             self._shutdown_metrics()
             raise
-        for name, engine in self.campaigns:
-            self.metrics.track_pending(name, _pending_counter(engine.journal))
+        for name, engine, decider in self.campaigns:
+            self.metrics.track_campaign(
+                name, _pending_counter(engine.journal), _mean_rows_of(decider)
+            )
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         _log.info(
             "serving",
@@ -142,6 +145,10 @@ class NboServer:
 
 def _pending_counter(journal: Journal) -> Callable[[], float]:
     return lambda: journal.counts()["pending"]
+
+
+def _mean_rows_of(decider: DecideBatcher) -> Callable[[], float]:
+    return lambda: decider.mean_rows
 
 
 def _read_pem(path: Path, field: str) -> bytes:

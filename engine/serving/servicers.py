@@ -47,12 +47,12 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
 
     def Decide(self, request: pb.DecideRequest, context: grpc.ServicerContext) -> pb.DecideResponse:
         codec.check_request_id(request.request_id)
-        name, engine = self._campaigns.get(request.campaign)
+        name, engine, decider = self._campaigns.get(request.campaign)
         customer_id = codec.check_id(request.customer_id, "customer_id")
         attributes = codec.context_to_dict(request.context)
         candidates = codec.candidates_of(request.candidates, engine.offer_ids)
         _check_deadline(context)
-        d = engine.decide(customer_id, attributes, candidates)
+        d = decider.decide(customer_id, attributes, candidates)
         self._metrics.record_decisions(name, (d.offer_id,), (d.explored,), (d.control,))
         return pb.DecideResponse(
             decision_id=d.decision_id,
@@ -71,7 +71,7 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         self, request: pb.DecideBatchRequest, context: grpc.ServicerContext
     ) -> pb.DecideBatchResponse:
         codec.check_request_id(request.request_id)
-        name, engine = self._campaigns.get(request.campaign)
+        name, engine, _ = self._campaigns.get(request.campaign)
         candidates: list[str] | list[list[str] | None] | None
         has_dense = request.HasField("dense")
         if has_dense == bool(request.rows):
@@ -112,7 +112,7 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
 
     def Reward(self, request: pb.RewardRequest, context: grpc.ServicerContext) -> pb.RewardResponse:
         codec.check_request_id(request.request_id)
-        name, engine = self._campaigns.get(request.campaign)
+        name, engine, _ = self._campaigns.get(request.campaign)
         decision_id = codec.check_id(request.decision_id, "decision_id")
         value = request.value
         if not math.isfinite(value):
@@ -146,7 +146,7 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         self, request: pb.RewardBatchRequest, context: grpc.ServicerContext
     ) -> pb.RewardBatchResponse:
         codec.check_request_id(request.request_id)
-        name, engine = self._campaigns.get(request.campaign)
+        name, engine, _ = self._campaigns.get(request.campaign)
         decision_ids, values = codec.reward_arrays(
             request.decision_ids, request.values, self._max_batch_rows
         )
@@ -180,7 +180,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext
     ) -> pb.ModelInfo:
-        name, engine = self._campaigns.get(request.campaign)
+        name, engine, _ = self._campaigns.get(request.campaign)
         info = engine.model_info()
         counts = info["journal"]
         return pb.ModelInfo(
@@ -202,13 +202,13 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     def Snapshot(
         self, request: pb.SnapshotRequest, context: grpc.ServicerContext
     ) -> pb.SnapshotResponse:
-        name, engine = self._campaigns.get(request.campaign)
+        name, engine, _ = self._campaigns.get(request.campaign)
         return pb.SnapshotResponse(campaign=name, model_version=engine.snapshot())
 
     def PromoteModel(
         self, request: pb.PromoteModelRequest, context: grpc.ServicerContext
     ) -> pb.PromoteModelResponse:
-        name, engine = self._campaigns.get(request.campaign)
+        name, engine, _ = self._campaigns.get(request.campaign)
         path = request.snapshot_path
         if not path:
             raise InvalidInputError("snapshot_path", "a path to a snapshot file", "an empty string")

@@ -171,6 +171,7 @@ def test_metrics_endpoint_exposes_decisions_rewards_and_latency(
         'nbo_exploration_rate{campaign="renewal"}',
         'nbo_mean_reward{campaign="renewal",offer="',
         'nbo_pending_decisions{campaign="renewal"}',
+        'nbo_decide_coalesced_rows{campaign="renewal"}',
     ):
         assert needle in text, needle
 
