@@ -216,16 +216,31 @@ def bootstrap_columns(
     return np.column_stack(columns), expand
 
 
-def _poisson_table(size: int = 1 << 16) -> np.ndarray:
-    """Inverse CDF of Poisson(1) on a grid of ``size`` uniform levels (counts as float64)."""
+_LEVELS = 1 << 16
+
+
+def _poisson_thresholds() -> np.ndarray:
+    """uint16 thresholds T_k: a uniform u in [0, 2^16) gives the Poisson(1) count #{k: u >= T_k}.
+
+    This is the inverse CDF of Poisson(1) on the grid of levels (u + 0.5) / 2^16 (probabilities
+    exact to 2^-16; counts above 8 have probability < 1e-5 and never occur).
+    """
     k = np.arange(32)
-    log_pmf = -1.0 - np.cumsum(np.log(np.maximum(k, 1)))
-    cdf = np.cumsum(np.exp(log_pmf))
-    levels = (np.arange(size) + 0.5) / size
-    return np.searchsorted(cdf, levels).astype(np.float64)
+    cdf = np.cumsum(np.exp(-1.0 - np.cumsum(np.log(np.maximum(k, 1)))))
+    thresholds = np.floor(cdf * _LEVELS - 0.5) + 1
+    return thresholds[thresholds <= _LEVELS - 1].astype(np.uint16)
 
 
-_POISSON = _poisson_table()
+_THRESHOLDS = _poisson_thresholds()
+
+
+def poisson_weights(rng: np.random.Generator, shape: tuple[int, int]) -> FloatArray:
+    """Poisson(1) counts as float64: comparisons of uint16 draws, no float sampling per entry."""
+    draws = rng.integers(0, _LEVELS, size=shape, dtype=np.uint16)
+    counts = np.zeros(shape, dtype=np.uint8)
+    for threshold in _THRESHOLDS:
+        counts += draws >= threshold
+    return counts.astype(np.float64)
 
 
 def bootstrap_sums(terms: FloatArray, n_resamples: int, seed: int, shard: int) -> FloatArray:
@@ -256,10 +271,7 @@ def bootstrap_sums(terms: FloatArray, n_resamples: int, seed: int, shard: int) -
     terms = np.asarray(terms, dtype=np.float64)
     for start in range(0, terms.shape[0], _BOOT_CHUNK):
         block = terms[start : start + _BOOT_CHUNK]
-        draws = rng.integers(
-            0, _POISSON.shape[0], size=(n_resamples, block.shape[0]), dtype=np.uint16
-        )
-        out += _POISSON[draws] @ block
+        out += poisson_weights(rng, (n_resamples, block.shape[0])) @ block
     return out
 
 
