@@ -205,7 +205,7 @@ def restore_guardrails(
     history: dict[str, list[float]] = {}
     if guardrails.horizon > 0:
         cutoff_us = int((now - guardrails.horizon) * 1e6)
-        for customer, ts_us in journal.query(
+        for customer, ts_us in journal.iterate(
             "SELECT customer_id, ts_us FROM decisions WHERE ts_us > ? AND action != ?"
             " AND control = 0 ORDER BY seq",
             (cutoff_us, config.control_offer),

@@ -358,6 +358,21 @@ class Journal:
             row = self._db.execute("SELECT MAX(seq) FROM rewards").fetchone()
         return int(row[0] or 0)
 
+    def iterate(
+        self, sql: str, params: Sequence[Any] = (), batch: int = 65536
+    ) -> Iterator[tuple[Any, ...]]:
+        """Rows of a read-only query, fetched in batches (bounded memory for big scans).
+
+        Holds the journal's lock until exhausted: for start-up and offline tools.
+        """
+        with self._lock:
+            cursor = self._db.execute(sql, params)
+            while True:
+                rows = cursor.fetchmany(batch)
+                if not rows:
+                    return
+                yield from rows
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read-only query (used by exports, reports and recovery)."""
         with self._lock:
@@ -378,10 +393,14 @@ class Journal:
             "reward_errors": int(n_err),
         }
 
-    def checkpoint(self) -> None:
-        """Copy committed WAL content into the database file (PASSIVE: never blocks writers).
+    def checkpoint(self, wal_limit: int = 64 << 20) -> None:
+        """Copy committed WAL content into the database file.
 
-        Runs on a connection of its own, so decisions keep committing meanwhile.
+        Runs on a connection of its own, PASSIVE (never blocking writers), so decisions keep
+        committing meanwhile. Under a steady stream of writes a passive checkpoint never lets
+        the WAL start over, so once the WAL file passes ``wal_limit`` bytes a TRUNCATE
+        checkpoint makes writers wait for the few frames left and resets it: the WAL stays
+        bounded.
         """
         if self.in_memory:
             return
@@ -390,6 +409,13 @@ class Journal:
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
             )
         self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            size = wal.stat().st_size
+        except OSError:
+            return
+        if size > wal_limit:
+            self._checkpointer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
     def close(self) -> None:
         if self._checkpointer is not None:
