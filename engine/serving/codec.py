@@ -92,18 +92,16 @@ def candidates_of(
 
 def context_to_dict(context: pb.Context, field: str = "context") -> dict[str, Any]:
     """Merge a Context's numeric and categorical maps into the Engine's attribute dict."""
-    numeric = context.numeric
+    out: dict[str, Any] = dict(context.numeric)
+    if not all(map(math.isfinite, out.values())):
+        name = min(n for n, v in out.items() if not math.isfinite(v))
+        raise InvalidInputError(f"{field}.numeric[{name!r}]", "a finite number", out[name])
     categorical = context.categorical
-    out: dict[str, Any] = dict(numeric)
-    for name, value in out.items():
-        if not math.isfinite(value):
-            raise InvalidInputError(f"{field}.numeric[{name!r}]", "a finite number", value)
     if categorical:
         both = out.keys() & categorical.keys()
         if both:
-            name = min(both)
             raise InvalidInputError(
-                f"{field}.{name}", "a numeric or a categorical attribute", "both"
+                f"{field}.{min(both)}", "a numeric or a categorical attribute", "both"
             )
         out.update(categorical)
     return out

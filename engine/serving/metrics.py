@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -129,27 +129,29 @@ class ServerMetrics:
     def record_decisions(
         self,
         campaign: str,
-        offer_ids: Iterable[str],
-        explored: Iterable[bool],
-        control: Iterable[bool],
+        offer_ids: Sequence[str],
+        explored: Sequence[bool],
+        control: Sequence[bool],
     ) -> None:
         """Count decisions (one entry per decision in each argument)."""
-        by_offer = Tally(offer_ids)
-        n = sum(by_offer.values())
-        n_explored = sum(bool(e) for e in explored)
-        n_control = sum(bool(c) for c in control)
-        for offer, count in by_offer.items():
-            self._child(self.decisions, campaign, offer).inc(count)
+        if len(offer_ids) == 1:  # the unary Decide path: skip the tallying
+            self._child(self.decisions, campaign, offer_ids[0]).inc()
+        else:
+            for offer, count in Tally(offer_ids).items():
+                self._child(self.decisions, campaign, offer).inc(count)
+        n_explored = sum(explored)
+        n_control = sum(control)
         if n_explored:
             self._child(self.explored, campaign).inc(n_explored)
         if n_control:
             self._child(self.control, campaign).inc(n_control)
         with self._lock:
-            self._decided[campaign] += n
+            if campaign not in self._decided:
+                self.exploration_rate.labels(campaign).set_function(
+                    lambda: self._explored[campaign] / max(self._decided[campaign], 1)
+                )
+            self._decided[campaign] += len(offer_ids)
             self._explored[campaign] += n_explored
-            decided = self._decided[campaign]
-            rate = self._explored[campaign] / decided if decided else 0.0
-        self._child(self.exploration_rate, campaign).set(rate)
 
     def record_rewards(
         self, campaign: str, offer_ids: Iterable[str], values: Iterable[float], duplicates: int = 0
