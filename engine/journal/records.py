@@ -12,7 +12,7 @@ Examples
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -61,7 +61,7 @@ class DecisionRecord:
     customer_id: str
     timestamp: float
     cost: float
-    scores: FloatArray
+    scores: FloatArray = field(compare=False)
     offer_ids: tuple[str, ...]
 
     @property
