@@ -119,7 +119,7 @@ class NboServer:
         try:
             self._health.enter_graceful_shutdown()
             self._grpc.stop(grace).wait()
-            self._shutdown_metrics()
+            self._shutdown_metrics()  # before the journals close: a scrape reads them
             self.campaigns.close()
         finally:
             self._shutdown_metrics()
