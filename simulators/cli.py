@@ -26,6 +26,7 @@ from simulators.parallel import IN_PROCESS_LIMIT, Task, run_tasks
 from simulators.runner import POLICY_DEFAULTS, RunResult, parse_policy, summarize
 
 DEFAULT_POLICIES = "linucb,lints,egreedy,shared,vw,random,control"
+PICK = "oracle's pick"
 
 
 def register(subparsers: Any) -> None:
@@ -166,7 +167,7 @@ def format_table(summary: dict[str, Any]) -> str:
     rows = sorted(summary["policies"].items(), key=lambda kv: -kv[1]["value"])
     head = (
         f"{'policy':<28} {'net value/customer':>20} {'% of oracle':>13} "
-        f"{'lift over control':>19} {'share of oracle lift':>21}"
+        f"{'lift over control':>19} {'share of oracle lift':>21} {PICK:>13}"
     )
     lines = [head, "-" * len(head)]
 
@@ -178,7 +179,8 @@ def format_table(summary: dict[str, Any]) -> str:
 
         return (
             f"{name:<28} {ci('value', '.2f'):>20} {ci('pct_of_oracle', '.1f', 100.0):>13} "
-            f"{ci('lift', '.2f'):>19} {ci('lift_share', '.1f', 100.0):>21}"
+            f"{ci('lift', '.2f'):>19} {ci('lift_share', '.1f', 100.0):>21} "
+            + (f"{100.0 * r['oracle_agreement']:>12.1f}%" if "oracle_agreement" in r else "")
         )
 
     for name, r in rows:
@@ -217,7 +219,8 @@ def handle(args: argparse.Namespace) -> int:
     json_path.write_text(json.dumps(report, indent=1, default=float))
     print(
         f"{args.env} via {args.via}: {args.rounds:,} customers x {len(seeds)} seed(s); "
-        "values are expected net reward per customer (ground truth), ± 95% interval across seeds"
+        "values are expected net reward per customer (ground truth), ± 95% interval across "
+        "seeds; oracle's pick = share of decisions that chose the oracle's offer"
     )
     print(format_table(summary))
     print(f"wrote {json_path}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -109,6 +109,11 @@ class RunResult:
         it is not eligible).
     action_counts : dict of str to int
     seconds : float
+    oracle_agreement : float
+        Share of decisions that chose the oracle's offer.
+    segment_actions : dict of str to dict of str to int
+        Offers chosen per customer segment (environments with ``segments``, e.g. renewal:
+        sure_thing, lost_cause, persuadable, do_not_disturb, neutral).
     path : str
         "policy" (in-process), "engine" or "grpc".
     """
@@ -125,6 +130,8 @@ class RunResult:
     action_counts: dict[str, int]
     seconds: float
     path: str = "policy"
+    oracle_agreement: float = 0.0
+    segment_actions: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,6 +146,9 @@ class _Tracker:
         k = len(self.ids)
         self.static = np.zeros(k)
         self.counts = np.zeros(k, np.int64)
+        self.agree = 0
+        self.segments: dict[str, np.ndarray] = {}
+        self._label = getattr(env, "segments", None)
         self.totals = np.zeros(4)  # value, realized, oracle, control
         self.points: list[int] = []
         self.curves: list[np.ndarray] = []
@@ -155,6 +165,12 @@ class _Tracker:
         fallback = exp[:, control] if control is not None else np.max(exp, axis=1)
         self.static += np.where(mask, exp, fallback[:, None]).sum(axis=0)
         self.counts += np.bincount(actions, minlength=len(self.ids))
+        self.agree += int(np.sum(exp[rows, actions] >= exp.max(axis=1)))
+        if self._label is not None:
+            labels = self._label(rounds)
+            for name in np.unique(labels):
+                hits = np.bincount(actions[labels == name], minlength=len(self.ids))
+                self.segments[str(name)] = self.segments.get(str(name), 0) + hits
         control_value = exp[:, control] if control is not None else np.zeros(rounds.n_rounds)
         self.totals += (
             exp[rows, actions].sum(),
@@ -185,6 +201,11 @@ class _Tracker:
             control=c[:, 3].tolist(),
             static_values=dict(zip(self.ids, self.static.tolist(), strict=True)),
             action_counts=dict(zip(self.ids, self.counts.tolist(), strict=True)),
+            oracle_agreement=self.agree / max(1, self.done),
+            segment_actions={
+                name: dict(zip(self.ids, hits.tolist(), strict=True))
+                for name, hits in sorted(self.segments.items())
+            },
             seconds=seconds,
             path=path,
         )
@@ -356,6 +377,7 @@ def summarize(results: Sequence[RunResult]) -> dict[str, Any]:
             "realized": float(np.mean(realized)),
             "regret": float(np.mean([oracle[s] - per_seed[s] for s in per_seed])),
             "seconds": float(np.mean([runs[s].seconds for s in runs])),
+            "oracle_agreement": float(np.mean([runs[s].oracle_agreement for s in runs])),
             "n_seeds": len(runs),
             "path": next(iter(runs.values())).path,
         }

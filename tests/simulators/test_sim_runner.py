@@ -43,6 +43,16 @@ def test_every_policy_sees_the_same_customers_for_a_seed():
     assert a.oracle == b.oracle and a.static_values == b.static_values
     assert a.oracle != c.oracle
     assert b.value == b.control  # the control policy always plays the control offer
+    # per-segment counts cover every decision; control's agreement with the oracle is the share
+    # of customers for whom no incentive is best
+    assert sum(sum(c.values()) for c in b.segment_actions.values()) == 3000
+    assert set(b.segment_actions) >= {"persuadable", "do_not_disturb"}
+    rng = np.random.default_rng(np.random.SeedSequence(4).spawn(2)[0])  # the runner's stream
+    expected = np.vstack(
+        [env.sample_rounds(100, rng, start).expected_rewards for start in range(0, 3000, 100)]
+    )
+    none_best = expected[:, 0] >= expected.max(axis=1)
+    assert b.oracle_agreement == pytest.approx(np.mean(none_best))
     again = run_policy(env, "random", 3000, seed=4)
     assert again.value == a.value and again.realized == a.realized
 
