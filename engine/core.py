@@ -125,7 +125,8 @@ class Engine:
         self._control_index = config.offer_index(config.control_offer)
         self._fallback_index = config.offer_index(config.fallback_offer)
         self._eligibility = Eligibility(config)
-        self._eligible_cache: dict[bytes, tuple[tuple[str, ...], str]] = {}
+        self._eligible_cache: dict[int, tuple[tuple[str, ...], str]] = {}
+        self._bit_shifts = np.arange(len(self.offer_ids), dtype=np.int64)
         self._guardrails = Guardrails(config)
         self._id_prefix = secrets.token_hex(5) + "-"
         self._counter = 0
@@ -312,14 +313,14 @@ class Engine:
             mask[index] = True
         return mask
 
-    def _eligible(self, mask_row: BoolArray) -> tuple[tuple[str, ...], str]:
-        key = mask_row.tobytes()
-        hit = self._eligible_cache.get(key)
+    def _eligible(self, code: int) -> tuple[tuple[str, ...], str]:
+        """Eligible offer ids (and their comma-joined form) of a mask encoded as an integer."""
+        hit = self._eligible_cache.get(code)
         if hit is None:
             if len(self._eligible_cache) >= 4096:  # many offers: keep the cache bounded
                 self._eligible_cache.clear()
-            ids = tuple(self.offer_ids[a] for a in np.flatnonzero(mask_row))
-            hit = self._eligible_cache[key] = (ids, ",".join(ids))
+            ids = tuple(o for a, o in enumerate(self.offer_ids) if code >> a & 1)
+            hit = self._eligible_cache[code] = (ids, ",".join(ids))
         return hit
 
     def _decide_locked(
@@ -351,13 +352,29 @@ class Engine:
             scores[asks] = d.scores
         asked = np.zeros(n, dtype=np.bool_)
         asked[asks] = True
+        asked_list = asked.tolist()
+        # Python-level loop below: pull everything out of numpy once, row by row costs add up.
+        if masks.shape[1] <= 62:
+            codes = (masks.astype(np.int64) << self._bit_shifts).sum(axis=1).tolist()
+        else:
+            packed = np.packbits(masks, axis=1, bitorder="little")
+            codes = [int.from_bytes(row.tobytes(), "little") for row in packed]
         cost_of = np.nan_to_num(costs[np.arange(n), actions], nan=0.0).tolist()
         action_list = actions.tolist()
         prop_list = props.tolist()
         explored_list = explored.tolist()
+        x_bytes = X.tobytes()
+        x_width = X.shape[1] * 8
+        s_bytes = scores.tobytes()
+        s_width = scores.shape[1] * 8
+        score_rows = list(scores)
         ts_us = int(now * 1e6)
         offer_ids = self.offer_ids
         control_only: tuple[str, ...] = (offer_ids[self._control_index],)
+        prefix = self._id_prefix
+        counter = self._counter
+        catalog = self._catalog
+        campaign = self.campaign
         rows = []
         records = []
         for i in range(n):
@@ -366,24 +383,26 @@ class Engine:
             if control[i]:
                 eligible, joined = control_only, control_only[0]
                 why = ["control_group"]
-            elif asked[i]:
-                eligible, joined = self._eligible(masks[i])
+            elif asked_list[i]:
+                eligible, joined = self._eligible(codes[i])
             else:
                 eligible, joined = (), ""
                 why.append(f"fallback:{offer_ids[a]}")
-            self._counter += 1
-            decision_id = f"{self._id_prefix}{self._counter:x}"
-            score_row = scores[i]
+            counter += 1
+            decision_id = f"{prefix}{counter:x}"
+            offer_id = offer_ids[a]
             rows.append(
-                (decision_id, ts_us, customer_ids[i], X[i].tobytes(), joined, offer_ids[a],
-                 prop_list[i], explored_list[i], control[i], version, cost_of[i],
-                 score_row.tobytes(), ";".join(why) if why else None, self._catalog)
+                (decision_id, ts_us, customer_ids[i], x_bytes[i * x_width : (i + 1) * x_width],
+                 joined, offer_id, prop_list[i], explored_list[i], control[i], version,
+                 cost_of[i], s_bytes[i * s_width : (i + 1) * s_width],
+                 ";".join(why) if why else None, catalog)
             )  # fmt: skip
             records.append(
-                DecisionRecord(decision_id, offer_ids[a], prop_list[i], explored_list[i],
-                               control[i], version, tuple(why), eligible, self.campaign,
-                               customer_ids[i], now, cost_of[i], score_row, offer_ids)
+                DecisionRecord(decision_id, offer_id, prop_list[i], explored_list[i], control[i],
+                               version, tuple(why), eligible, campaign, customer_ids[i], now,
+                               cost_of[i], score_rows[i], offer_ids)
             )  # fmt: skip
+        self._counter = counter
         self._journal.append_decisions(rows)
         for i in range(n):
             guard.record(customer_ids[i], now, action_list[i], cost_of[i])

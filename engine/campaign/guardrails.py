@@ -56,8 +56,9 @@ class Guardrails:
         self.config = config
         n = config.n_actions
         self.control_index = config.offer_index(config.control_offer)
-        self.used_count = np.zeros(n, dtype=np.int64)
-        self.used_money = np.zeros(n)
+        # Plain lists: record() runs once per decision and list items are cheaper than numpy's.
+        self.used_count = [0] * n
+        self.used_money = [0.0] * n
         self._budget_count = [o.budget_count for o in config.offers]
         self._budget_money = [o.budget_money for o in config.offers]
         self._has_budgets = any(b is not None for b in self._budget_count + self._budget_money)
@@ -71,10 +72,10 @@ class Guardrails:
             for i, o in enumerate(config.offers)
             if o.max_traffic_share is not None
         ]
-        self._ring = np.full(config.traffic_window, -1, dtype=np.int64)
+        self._ring = [-1] * config.traffic_window
         self._ring_pos = 0
         self._ring_filled = 0
-        self.traffic_counts = np.zeros(n, dtype=np.int64)
+        self.traffic_counts = [0] * n
         self._max_offers = config.max_offers_per_customer
         self._freq_window = config.frequency_window if self._max_offers is not None else 0.0
         self._cooldown = config.cooldown
@@ -216,13 +217,15 @@ class Guardrails:
         self.used_count[action] += 1
         self.used_money[action] += cost
         ring = self._ring
-        old = ring[self._ring_pos]
+        pos = self._ring_pos
+        old = ring[pos]
         if old >= 0:
             self.traffic_counts[old] -= 1
-        ring[self._ring_pos] = action
+        ring[pos] = action
         self.traffic_counts[action] += 1
-        self._ring_pos = (self._ring_pos + 1) % ring.shape[0]
-        if self._ring_filled < ring.shape[0]:
+        pos += 1
+        self._ring_pos = 0 if pos == len(ring) else pos
+        if self._ring_filled < len(ring):
             self._ring_filled += 1
         if self._horizon > 0 and action != self.control_index:
             self._history.setdefault(customer_id, []).append(now)
@@ -247,15 +250,15 @@ class Guardrails:
         for action, (count, money) in totals.items():
             self.used_count[action] = count
             self.used_money[action] = money
-        for action in recent_actions[-self._ring.shape[0] :]:
+        for action in recent_actions[-len(self._ring) :]:
             ring = self._ring
             old = ring[self._ring_pos]
             if old >= 0:
                 self.traffic_counts[old] -= 1
             ring[self._ring_pos] = action
             self.traffic_counts[action] += 1
-            self._ring_pos = (self._ring_pos + 1) % ring.shape[0]
-            self._ring_filled = min(self._ring_filled + 1, ring.shape[0])
+            self._ring_pos = (self._ring_pos + 1) % len(ring)
+            self._ring_filled = min(self._ring_filled + 1, len(ring))
         if self._horizon > 0:
             self._history = {k: list(v) for k, v in history.items() if v}
 

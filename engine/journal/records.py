@@ -19,9 +19,10 @@ import numpy as np
 from engine.types import FloatArray
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DecisionRecord:
-    """What :meth:`Engine.decide` returns (and what the journal keeps).
+    """What :meth:`Engine.decide` returns (and what the journal keeps). Read-only by contract
+    (not frozen: a frozen dataclass costs ~2 us more per decision to build).
 
     Attributes
     ----------
@@ -76,7 +77,7 @@ class DecisionRecord:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RewardRecord:
     """What :meth:`Engine.reward` returns, per reward.
 
