@@ -133,6 +133,8 @@ def test_failed_calls_are_logged_as_json_with_their_request_id(tmp_path: Path) -
             with NboClient(f"127.0.0.1:{port}") as client:
                 with pytest.raises(grpc.RpcError):
                     client.decide("", customer(0), request_id="trace-for-log")
+                d = client.decide("logged", customer(0))
+                client.reward(d.decision_id, 120.0, {"revenue": 130.0, "support": -10.0})
         finally:
             server.stop(grace=1)
     finally:
@@ -143,6 +145,10 @@ def test_failed_calls_are_logged_as_json_with_their_request_id(tmp_path: Path) -
     assert failure["method"] == "/nbo.v1.OfferService/Decide"
     assert failure["details"] == "customer_id: expected a non-empty string, got an empty string"
     assert {"serving", "shutting down", "stopped"} <= {line["msg"] for line in lines}
+    (components,) = [line for line in lines if line["msg"] == "reward components"]
+    assert components["decision_id"] == d.decision_id and components["value"] == 120.0
+    assert components["components"] == {"revenue": 130.0, "support": -10.0}
+    assert components["status"] == "applied" and components["request_id"]
 
 
 def test_many_threads_share_one_client(tmp_path: Path) -> None:
