@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from engine.errors import InvalidInputError
 from engine.types import BoolArray, FloatArray, IntArray
@@ -39,7 +40,8 @@ class LoggedData:
         True where an offer was eligible; the logged offer must be.
     timestamp : array of shape (n_rounds,), int64, optional
         Microseconds since the Unix epoch (UTC).
-    decision_id : array of shape (n_rounds,), object, optional
+    decision_id : array of shape (n_rounds,), object, or a pyarrow string array, optional
+        Only error messages read it, so readers may keep it in Arrow form.
     control, explored : array of shape (n_rounds,), bool, optional
     source_row : array of shape (n_rounds,), int64, optional
         Row number in the source each row came from; error messages quote it.
@@ -69,7 +71,7 @@ class LoggedData:
     feature_names: tuple[str, ...] = ()
     eligible: BoolArray | None = None
     timestamp: IntArray | None = None
-    decision_id: np.ndarray | None = None
+    decision_id: np.ndarray | pa.Array | None = None
     control: BoolArray | None = None
     explored: BoolArray | None = None
     source_row: IntArray | None = None
@@ -109,10 +111,14 @@ class LoggedData:
             value = _as_array("timestamp", self.timestamp, np.int64, 1)
             _check_length("timestamp", value, n)
             set_(self, "timestamp", value)
-        if self.decision_id is not None:
-            value = np.asarray(self.decision_id, dtype=object)
-            _check_length("decision_id", value, n)
-            set_(self, "decision_id", value)
+        if isinstance(self.decision_id, pa.ChunkedArray):
+            set_(self, "decision_id", self.decision_id.combine_chunks())
+        elif self.decision_id is not None and not isinstance(self.decision_id, pa.Array):
+            set_(self, "decision_id", np.asarray(self.decision_id, dtype=object))
+        if self.decision_id is not None and len(self.decision_id) != n:
+            raise InvalidInputError(
+                "column 'decision_id'", f"{n} rows like column 'action'", len(self.decision_id)
+            )
         names = tuple(str(f) for f in self.feature_names)
         if names and len(names) != context.shape[1]:
             raise InvalidInputError(
@@ -158,7 +164,9 @@ class LoggedData:
         row = int(self.source_row[i]) if self.source_row is not None else i
         label = f"column {column!r}, row {row}"
         if self.decision_id is not None:
-            label += f" (decision_id {self.decision_id[i]!r})"
+            value = self.decision_id[i]
+            value = value.as_py() if isinstance(value, pa.Scalar) else value
+            label += f" (decision_id {value!r})"
         return label
 
     # ------------------------------------------------------------------ shape
@@ -190,17 +198,23 @@ class LoggedData:
 
     # ------------------------------------------------------------------ subsets
     def take(self, index: IntArray | slice) -> LoggedData:
-        """Rows ``index`` (a slice or integer array), as a new LoggedData."""
-        kwargs: dict[str, Any] = {}
+        """Rows ``index`` (a slice or integer array), as a new LoggedData.
+
+        The rows were validated already, so the copy skips validation (it matters at 10M rows).
+        """
+        subset = object.__new__(LoggedData)
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, np.ndarray):
                 value = value[index]
-            kwargs[f.name] = value
-        if kwargs["source_row"] is None:
-            kwargs["source_row"] = np.arange(self.n_rounds, dtype=np.int64)[index]
-        kwargs["n_pending"] = 0
-        return LoggedData(**kwargs)
+            elif isinstance(value, pa.Array):
+                value = value[index] if isinstance(index, slice) else value.take(pa.array(index))
+            object.__setattr__(subset, f.name, value)
+        if self.source_row is None:
+            rows = np.arange(self.n_rounds, dtype=np.int64)[index]
+            object.__setattr__(subset, "source_row", rows)
+        object.__setattr__(subset, "n_pending", 0)
+        return subset
 
     def sorted_by_time(self) -> LoggedData:
         """Rows in timestamp order (stable); the data itself when already sorted or untimed."""

@@ -224,7 +224,7 @@ def from_table(
         feature_names=feature_names,
         eligible=eligible,
         timestamp=_timestamps(table, cols.timestamp),
-        decision_id=None if decision_id is None else np.asarray(decision_id, dtype=object),
+        decision_id=decision_id,
         control=_bools(table, cols.control),
         explored=_bools(table, cols.explored),
         source_row=source_row,
@@ -235,16 +235,16 @@ def from_table(
 
 
 # ---------------------------------------------------------------------- columns
-def _optional(table: pa.Table, name: str | None) -> list[Any] | None:
+def _optional(table: pa.Table, name: str | None) -> pa.Array | None:
     if name is None or name not in table.column_names:
         return None
-    return table.column(name).cast(pa.string()).to_pylist()
+    return table.column(name).cast(pa.string()).combine_chunks()
 
 
-def _label(column: str, i: int, source_row: np.ndarray, decision_id: list[Any] | None) -> str:
+def _label(column: str, i: int, source_row: np.ndarray, decision_id: pa.Array | None) -> str:
     label = f"column {column!r}, row {int(source_row[i])}"
     if decision_id is not None:
-        label += f" (decision_id {decision_id[i]!r})"
+        label += f" (decision_id {decision_id[i].as_py()!r})"
     return label
 
 
@@ -257,7 +257,7 @@ def _floats(
     table: pa.Table,
     name: str,
     source_row: np.ndarray | None = None,
-    decision_id: list[Any] | None = None,
+    decision_id: pa.Array | None = None,
 ) -> np.ndarray:
     column = table.column(name)
     bad = _first_null(column)
@@ -272,7 +272,7 @@ def _floats(
 
 
 def _strings(
-    table: pa.Table, name: str, source_row: np.ndarray, decision_id: list[Any] | None
+    table: pa.Table, name: str, source_row: np.ndarray, decision_id: pa.Array | None
 ) -> pa.Array:
     column = table.column(name)
     bad = _first_null(column)
@@ -320,7 +320,7 @@ def _eligible_mask(
     actions: tuple[str, ...],
     name: str,
     source_row: np.ndarray,
-    decision_id: list[Any] | None,
+    decision_id: pa.Array | None,
 ) -> np.ndarray:
     n = len(lists)
     mask = np.zeros((n, len(actions)), dtype=np.bool_)
@@ -364,7 +364,7 @@ def _parse_names(raw: bytes | None) -> tuple[str, ...]:
 def _context(
     table: pa.Table,
     cols: ColumnMap,
-    decision_id: list[Any] | None,
+    decision_id: pa.Array | None,
     source_row: np.ndarray,
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     n = table.num_rows

@@ -70,13 +70,12 @@ class RewardModel:
         order = np.argsort(actions, kind="stable")
         bounds = np.searchsorted(actions[order], np.arange(n_actions + 1))
         with threadpool_limits(limits=1):
-            X = contexts[order]
-            y = rewards[order]
             for a in range(n_actions):
                 lo, hi = int(bounds[a]), int(bounds[a + 1])
                 if hi == lo:
                     continue
-                Xa, ya = X[lo:hi], y[lo:hi]
+                rows = order[lo:hi]
+                Xa, ya = contexts[rows], rewards[rows]
                 sums = Xa.sum(axis=0)
                 gram = np.empty((d + 1, d + 1))
                 gram[:d, :d] = Xa.T @ Xa
