@@ -65,6 +65,7 @@ __all__ = ["DecisionRecord", "Engine", "RewardRecord"]
 # them too, and a journaled reward the learner cannot apply would be lost).
 VALUE_LIMIT = 1e12
 _NUMBER = (int, float, np.integer, np.floating)
+_SWEEP_ROWS = 8192  # decisions an expiry sweep scans per hold of the decision lock
 _log = logging.getLogger("nbo.engine")
 
 
@@ -471,7 +472,7 @@ class Engine:
             now = self._clock()
             results = self._ledger.report(list(decision_ids), clean, now)
             if now * 1e6 >= self._ledger.next_due_us:
-                self._expire_locked(now)
+                self._ledger.expire(now, max_rows=_SWEEP_ROWS)  # on-demand sweep, one slice
         self._learner.apply()
         return results
 
@@ -482,15 +483,19 @@ class Engine:
         as expired. Returns the number of decisions expired.
         """
         self._check_open()
+        at = self._clock() if now is None else float(now)
+        total = 0
+        more = True
+        while more:
+            # One slice per lock hold: a large backlog never stalls decisions for long.
+            with self._lock:
+                self._check_open()
+                count, more = self._ledger.expire(at, max_rows=_SWEEP_ROWS)
+            total += count
+            self._learner.apply()
         with self._lock:
-            count = self._expire_locked(self._clock() if now is None else float(now))
-        self._learner.apply()
-        return count
-
-    def _expire_locked(self, now: float) -> int:
-        count = self._ledger.expire(now)
-        self._guardrails.prune(now)
-        return count
+            self._guardrails.prune(at)
+        return total
 
     # ------------------------------------------------------------------ model
     def snapshot(self) -> str:
@@ -547,10 +552,8 @@ class Engine:
                 if time.monotonic() - last_checkpoint >= 1.0:
                     self._journal.checkpoint()
                     last_checkpoint = time.monotonic()
-                if self._clock() * 1e6 >= self._ledger.next_due_us:
-                    with self._lock:
-                        if not self._closed:
-                            self._expire_locked(self._clock())
+                if self._clock() * 1e6 >= self._ledger.next_due_us and not self._closed:
+                    self.expire_pending()
             except Exception:  # keep serving; the next tick retries
                 _log.exception("engine %s: background tick failed", self.campaign)
 

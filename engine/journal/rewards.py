@@ -162,12 +162,19 @@ class RewardLedger:
         items.sort(key=lambda item: item[0])
         self.learner.enqueue(items)
 
-    def expire(self, now: float) -> int:
-        """Close every decision made at or before ``now - window``; return how many."""
+    def expire(self, now: float, max_rows: int | None = None) -> tuple[int, bool]:
+        """Close decisions made at or before ``now - window``.
+
+        Scans at most about ``max_rows`` decisions when given (callers release their lock
+        between calls so a large backlog never stalls decisions). Returns the number expired and
+        whether more may be due.
+        """
         now_us = int(now * 1e6)
         cutoff = now_us - self.window_us
         total = 0
+        scanned = 0
         start = self.expiry_seq
+        more = False
         while True:
             due, reached = self.journal.due_for_expiry(self.expiry_seq, cutoff, limit=4096)
             if reached == self.expiry_seq:
@@ -177,8 +184,12 @@ class RewardLedger:
             self._expiry_rows(due, now_us, rows, learn)
             self._commit(rows, learn)
             total += len(due)
+            scanned += reached - self.expiry_seq
             self.expiry_seq = reached
+            if max_rows is not None and scanned >= max_rows:
+                more = True
+                break
         if self.expiry_seq != start:
             self.journal.set_meta("expiry_seq", str(self.expiry_seq))
         self.next_due_us = self._next_due()
-        return total
+        return total, more
