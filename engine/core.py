@@ -69,6 +69,15 @@ _SWEEP_ROWS = 8192  # decisions an expiry sweep scans per hold of the decision l
 _log = logging.getLogger("nbo.engine")
 
 
+def _utf8(text: str) -> bool:
+    """False for strings SQLite cannot store (lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Engine:
     """Next-best-offer engine of one campaign.
 
@@ -256,9 +265,9 @@ class Engine:
                 "contexts", f"a list of {n} contexts (one per customer id)", type(contexts).__name__
             )
         for i, cid in enumerate(customer_ids):
-            if type(cid) is not str or not cid or len(cid) > 256:
+            if type(cid) is not str or not cid or len(cid) > 256 or not _utf8(cid):
                 field = "customer_id" if single else f"customer_ids[{i}]"
-                raise InvalidInputError(field, "a non-empty string of <= 256 characters", cid)
+                raise InvalidInputError(field, "a non-empty UTF-8 string of <= 256 characters", cid)
         for i, ctx in enumerate(contexts):
             if not isinstance(ctx, Mapping):
                 field = "context" if single else f"contexts[{i}]"
@@ -455,9 +464,9 @@ class Engine:
             )
         clean: list[float] = []
         for i, (did, value) in enumerate(zip(decision_ids, values, strict=True)):
-            if type(did) is not str or not did:
+            if type(did) is not str or not did or len(did) > 256 or not _utf8(did):
                 field = "decision_id" if n == 1 else f"decision_ids[{i}]"
-                raise InvalidInputError(field, "a non-empty string", did)
+                raise InvalidInputError(field, "a non-empty UTF-8 string of <= 256 characters", did)
             field = "value" if n == 1 else f"values[{i}]"
             if isinstance(value, bool) or not isinstance(value, _NUMBER):
                 raise InvalidInputError(field, "a finite number", value)

@@ -34,6 +34,9 @@ from engine.types import FloatArray
 
 _NUMBER_TYPES = (int, float, bool, np.integer, np.floating)
 _PLAIN_NUMBERS = frozenset((int, float))
+# Raw numbers beyond this are refused: one such value would swamp a linear model's state.
+VALUE_LIMIT = 1e12
+_FINITE = "a finite number with |value| <= 1e12"
 _HASH_CACHE = 65536  # hashed-category values remembered per feature (bounded memory)
 
 
@@ -122,8 +125,8 @@ class Encoder:
         if not isinstance(value, _NUMBER_TYPES):
             raise InvalidInputError(f"context.{f.name}", "a number", value)
         number = float(value)
-        if not math.isfinite(number):
-            raise InvalidInputError(f"context.{f.name}", "a finite number", value)
+        if not math.isfinite(number) or abs(number) > VALUE_LIMIT:
+            raise InvalidInputError(f"context.{f.name}", _FINITE, value)
         return number
 
     def _category_column(self, j: int, c: CategoricalFeature, value: Any) -> int:
@@ -136,7 +139,7 @@ class Encoder:
             raise InvalidInputError(f"context.{c.name}", "a string category", value)
         text = value if isinstance(value, str) else str(value)
         if c.encoding == "hash":
-            return zlib.crc32(f"{c.name}={text}".encode()) % c.buckets
+            return zlib.crc32(f"{c.name}={text}".encode("utf-8", "surrogatepass")) % c.buckets
         col = self._onehot[j].get(text, -1)
         if col < 0:
             if c.unknown == "error":
@@ -197,11 +200,10 @@ class Encoder:
             column = [ctx.get(name) for ctx in contexts]
             if set(map(type, column)) <= _PLAIN_NUMBERS:
                 values = np.fromiter(column, dtype=np.float64, count=n)
-                if not np.isfinite(values).all():
-                    bad = int(np.flatnonzero(~np.isfinite(values))[0])
-                    raise InvalidInputError(
-                        f"contexts[{bad}].{name}", "a finite number", column[bad]
-                    )
+                ok = np.abs(values) <= VALUE_LIMIT  # False for NaN and inf too
+                if not ok.all():
+                    bad = int(np.flatnonzero(~ok)[0])
+                    raise InvalidInputError(f"contexts[{bad}].{name}", _FINITE, column[bad])
                 out[:, pos] = (values - mean) / std
                 if learn:
                     for i in range(n):

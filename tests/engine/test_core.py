@@ -141,8 +141,11 @@ def test_decide_validation_changes_nothing(tmp_path, clock):
     eng = Engine.from_config(RENEWAL, data_dir=tmp_path, clock=clock)
     ctx = renewal_context(np.random.default_rng(1))
     bad = [
-        (("", ctx), r"customer_id: expected a non-empty string"),
-        ((None, ctx), r"customer_id: expected a non-empty string"),
+        (("", ctx), r"customer_id: expected a non-empty UTF-8 string"),
+        ((None, ctx), r"customer_id: expected a non-empty UTF-8 string"),
+        (("bad\udc80id", ctx), r"customer_id: expected a non-empty UTF-8 string"),
+        (("x" * 257, ctx), r"customer_id: expected a non-empty UTF-8 string of <= 256"),
+        (("c", {**ctx, "tenure_months": 1e13}), r"context\.tenure_months: expected a finite"),
         (("c", {**ctx, "plan": "gold"}), r"context\.plan: expected one of"),
         (("c", {**ctx, "tenure_months": math.nan}), r"context\.tenure_months: expected a finite"),
         (("c", "not a dict"), r"context: expected a mapping"),
@@ -224,6 +227,8 @@ def test_reward_join_out_of_order_duplicate_unknown_nonfinite(tmp_path, clock):
     for bad in (math.nan, math.inf, -math.inf, True, "3", None, 1e13):
         with pytest.raises(InvalidInputError, match="value: expected a finite number"):
             eng.reward(decisions[2].decision_id, bad)
+    with pytest.raises(InvalidInputError, match="decision_id: expected a non-empty UTF-8"):
+        eng.reward("bad\udc80", 1.0)
     with pytest.raises(InvalidInputError, match=r"values\[1\]: expected a finite number"):
         eng.reward_batch(["a", "b"], [1.0, math.nan])
     counts = eng.journal.counts()

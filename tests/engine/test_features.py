@@ -74,6 +74,11 @@ def test_encode_standardizes_and_one_hots():
     assert x[region].sum() == 1.0
 
 
+def test_any_string_hashes():
+    x = Encoder(renewal_schema()).encode(full_context(region="nord\udc80-ouest"))
+    assert x.sum() > 0
+
+
 def test_hashing_is_stable_across_encoders():
     a = Encoder(renewal_schema()).encode(full_context(region="south"))
     b = Encoder(renewal_schema()).encode(full_context(region="south"))
@@ -103,6 +108,7 @@ def test_missing_values_follow_the_declared_policy():
         ({"tenure_months": float("nan")}, r"context\.tenure_months: expected a finite number"),
         ({"usage_trend": float("inf")}, r"context\.usage_trend: expected a finite number"),
         ({"channel": 3.5}, r"context\.channel: expected a string category, got 3\.5"),
+        ({"tenure_months": -2e12}, r"context\.tenure_months: expected a finite number with"),
         ({"tenure_months": [1]}, r"context\.tenure_months: expected a number"),
     ],
 )
