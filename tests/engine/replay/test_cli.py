@@ -158,3 +158,76 @@ def test_train_writes_a_snapshot_the_service_can_load(tmp_path, logs, capsys):
         main(["train", "--logs", str(path), "--policy", "linucb:alpha=1,2", "--out", str(snap)])
         == 2
     )
+
+
+def test_evaluate_on_dsjson_logs(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    lines = []
+    for i in range(400):
+        x = float(rng.normal())
+        chosen = int(rng.integers(0, 2))
+        cost = -float((chosen == 1) * (1.0 + x) + rng.normal(scale=0.1))
+        event = {
+            "_label_cost": cost,
+            "_label_probability": 0.5,
+            "_label_Action": chosen + 1,
+            "_labelIndex": chosen,
+            "EventId": f"e{i}",
+            "Timestamp": f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}.000Z",
+            "a": [chosen + 1, 2 - chosen],
+            "c": {"shared": {"x": x}, "_multi": [{"id": "none"}, {"id": "upgrade"}]},
+            "p": [0.5, 0.5],
+        }
+        lines.append(json.dumps(event))
+    path = tmp_path / "ds.json"
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "ds-report"
+    code = main(
+        [
+            "evaluate",
+            "--logs",
+            str(path),
+            "--policy",
+            "linucb",
+            "--mode",
+            "static",
+            "--dsjson-features",
+            "8",
+            "--control-offer",
+            "none",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    report = json.loads((out / "evaluation.json").read_text())
+    assert report["actions"] == ["none", "upgrade"] and report["n_features"] == 8
+    assert report["uniform_logging"] is True
+
+
+def test_incomplete_evaluation_exits_1(tmp_path, logs, capsys):
+    path = tmp_path / "logs.parquet"
+    pq.write_table(to_table(logs), path)  # rewards outside [0, 1]: BetaTS cannot train
+    out = tmp_path / "partial"
+    code = main(
+        [
+            "evaluate",
+            "--logs",
+            str(path),
+            "--policy",
+            "betats",
+            "--mode",
+            "static",
+            "--workers",
+            "0",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.out.startswith("NO-GO: evaluation incomplete (1 failed: betats static)")
+    assert "INCOMPLETE" in captured.err
+    assert json.loads((out / "evaluation.json").read_text())["complete"] is False
