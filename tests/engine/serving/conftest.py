@@ -2,52 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from engine.client import NboClient
-from engine.serving.config import ServeConfig
-from engine.serving.loadgen import CATEGORICAL, NUMERIC, renewal_contexts
 from engine.serving.server import NboServer, create_server
-
-REPO = Path(__file__).resolve().parents[3]
-RENEWAL = REPO / "examples" / "renewal.toml"
-TOKEN = "test-admin-token"
-MAX_BATCH_ROWS = 500
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def customer(i: int, seed: int = 0) -> dict[str, Any]:
-    """Raw renewal attributes of customer ``i`` (numbers and strings, as a backend sends them)."""
-    numeric, categorical = renewal_contexts(i + 1, seed)
-    out: dict[str, Any] = dict(zip(NUMERIC, numeric[i].tolist(), strict=True))
-    out.update(zip(CATEGORICAL, categorical[i].tolist(), strict=True))
-    return out
-
-
-def serve_config(data_dir: Path, **overrides: Any) -> ServeConfig:
-    settings: dict[str, Any] = {
-        "campaigns": (RENEWAL,),
-        "data_dir": data_dir,
-        "host": "127.0.0.1",
-        "port": 0,
-        "threads": 8,
-        "admin_token": TOKEN,
-        "max_batch_rows": MAX_BATCH_ROWS,
-        "max_message_bytes": 1024 * 1024,
-        "grace_seconds": 5.0,
-    }
-    settings.update(overrides)
-    return ServeConfig(**settings)
+from tests.engine.serving.support import TOKEN, free_port, serve_config
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RENEWAL, customer
 
 from engine.core import Engine
 from engine.errors import InvalidInputError
 from engine.serving.batcher import DecideBatcher, _Call
+from tests.engine.serving.support import RENEWAL, customer
 
 
 @pytest.fixture()

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import RENEWAL, customer, serve_config
 
 from engine.cli import build_parser
 from engine.client import NboClient
@@ -21,6 +20,7 @@ from engine.serving.loadgen import dense_request
 from engine.serving.logs import configure_logging
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
 from engine.serving.server import create_server
+from tests.engine.serving.support import RENEWAL, customer, serve_config
 
 
 def _args(*argv: str) -> ServeConfig:

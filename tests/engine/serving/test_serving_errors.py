@@ -8,12 +8,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import MAX_BATCH_ROWS, TOKEN, customer
 
 from engine.client import NboClient, context_message
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
 from engine.serving.server import NboServer
+from tests.engine.serving.support import MAX_BATCH_ROWS, TOKEN, customer
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND

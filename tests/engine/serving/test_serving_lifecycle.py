@@ -14,10 +14,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import RENEWAL, REPO, TOKEN, customer, serve_config
 
 from engine.client import NboClient
 from engine.serving.server import create_server
+from tests.engine.serving.support import RENEWAL, REPO, TOKEN, customer, serve_config
 
 
 def test_not_serving_until_campaigns_are_loaded(tmp_path: Path) -> None:

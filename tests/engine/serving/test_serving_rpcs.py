@@ -10,12 +10,12 @@ import urllib.request
 import grpc
 import numpy as np
 import pytest
-from conftest import MAX_BATCH_ROWS, customer
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from engine.client import NboClient
 from engine.serving.loadgen import CATEGORICAL, NUMERIC, renewal_contexts
 from engine.serving.server import NboServer
+from tests.engine.serving.support import MAX_BATCH_ROWS, customer
 
 
 def test_health_is_serving_for_every_service(client: NboClient) -> None:
