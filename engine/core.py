@@ -395,8 +395,8 @@ class Engine:
                 why = ["control_group"]
             elif asked_list[i]:
                 eligible, joined = self._eligible(codes[i])
-            else:
-                eligible, joined = (), ""
+            else:  # nothing eligible: the fallback is the only possible outcome
+                eligible, joined = (offer_ids[a],), offer_ids[a]
                 why.append(f"fallback:{offer_ids[a]}")
             counter += 1
             decision_id = f"{prefix}{counter:x}"

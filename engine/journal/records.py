@@ -38,7 +38,8 @@ class DecisionRecord:
         ``budget_money:<offer>``, ``traffic_cap:<offer>``, ``frequency_cap``, ``cooldown``,
         ``fallback:<offer>``.
     eligible : tuple of str
-        Offers the policy could choose from.
+        Offers that could have been chosen (the control offer alone for the control group, the
+        fallback alone when nothing was eligible).
     campaign, customer_id : str
     timestamp : float
         Unix seconds (the engine's clock).

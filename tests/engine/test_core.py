@@ -174,7 +174,7 @@ def test_candidates_fallback_and_reasons(tmp_path, clock):
     assert "rule:discount_20:tenure_months >= 12" in d.reasons
     d = eng.decide(customer + "x", ctx, candidates=["loyalty_gift"])
     if not d.control:
-        assert d.offer_id == "none" and d.propensity == 1.0 and d.eligible == ()
+        assert d.offer_id == "none" and d.propensity == 1.0 and d.eligible == ("none",)
         assert d.reasons[-1] == "fallback:none"
         assert "rule:loyalty_gift:tenure_months >= 24" in d.reasons
     eng.close()

@@ -161,7 +161,7 @@ def test_export_matches_the_logged_data_schema(filled, tmp_path):
         assert row["action"] == dec.offer_id and row["propensity"] == dec.propensity
         assert row["control"] == dec.control and row["campaign"] == "renewal"
         assert row["timestamp"].timestamp() == pytest.approx(dec.timestamp)
-        assert tuple(row["eligible"]) == (dec.eligible or ())
+        assert tuple(row["eligible"]) == dec.eligible and dec.offer_id in dec.eligible
     # 80 rewarded; 20 expired with the default reward 0 (net 0); the last 20 pending -> null.
     assert sum(r["reward"] is not None for r in rows) == 100
     assert all(r["reward"] is None for r in rows[100:])
