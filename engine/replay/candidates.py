@@ -28,12 +28,8 @@ from threadpoolctl import threadpool_limits
 from engine.errors import InvalidInputError
 from engine.kernels import seed_state
 from engine.policies import Policy, make_policy
-from engine.replay.estimators import (
-    Estimator,
-    OffPolicyInputs,
-    diagnostic_sums,
-    make_estimators,
-)
+from engine.replay.diagnostics import diagnostic_sums
+from engine.replay.estimators import Estimator, OffPolicyInputs, make_estimators
 from engine.replay.stats import Moments, bootstrap_columns, bootstrap_sums
 from engine.types import BoolArray, FloatArray, IntArray
 

@@ -12,7 +12,6 @@ References: Li et al. 2011 (replay), Horvitz & Thompson 1952 (IPS), Swaminathan 
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
@@ -363,78 +362,4 @@ def make_estimators(
             out.append(SwitchDR(threshold=clip) if clip is not None else SwitchDR())
         else:
             out.append(cls())
-    return out
-
-
-@dataclass(frozen=True)
-class Diagnostics:
-    """Overlap diagnostics of one target policy on the logs.
-
-    Attributes
-    ----------
-    n_rounds : int
-    ess : float
-        Effective sample size (Σw)² / Σw² (Kish).
-    min_propensity : float
-        Smallest logging propensity.
-    max_weight : float
-    support_share : float
-        Share of logged rows whose action the target gives positive probability.
-    """
-
-    n_rounds: int
-    ess: float
-    min_propensity: float
-    max_weight: float
-    support_share: float
-
-    @classmethod
-    def from_sums(cls, sums: FloatArray) -> Diagnostics:
-        """From :func:`diagnostic_sums` (added over shards)."""
-        n, sw, sww, n_support, min_p, max_w = sums
-        ess = float(sw * sw / sww) if sww > 0 else 0.0
-        share = float(n_support / n) if n else 0.0
-        return cls(int(n), ess, float(min_p), float(max_w), share)
-
-    @property
-    def overlap_warning(self) -> str | None:
-        """A sentence when overlap is too poor to trust an estimate, else None."""
-        if self.n_rounds == 0:
-            return "no rows to evaluate on"
-        reasons = []
-        if self.ess < 100 or self.ess < 0.01 * self.n_rounds:
-            reasons.append(f"effective sample size {self.ess:.0f} of {self.n_rounds} rows")
-        if self.support_share < 0.01:
-            reasons.append(
-                f"the candidate supports only {self.support_share:.1%} of logged actions"
-            )
-        if not reasons:
-            return None
-        return "poor overlap: " + "; ".join(reasons)
-
-
-def diagnostic_sums(inputs: OffPolicyInputs) -> FloatArray:
-    """Additive diagnostic statistics: n, Σw, Σw², #(w > 0), min propensity, max w.
-
-    Shards combine with :func:`merge_diagnostic_sums`.
-    """
-    w = inputs.weight
-    if w.shape[0] == 0:
-        return np.array([0.0, 0.0, 0.0, 0.0, math.inf, 0.0])
-    return np.array(
-        [
-            float(w.shape[0]),
-            w.sum(),
-            w @ w,
-            float(np.count_nonzero(w)),
-            inputs.propensity.min(),
-            w.max(),
-        ]
-    )
-
-
-def merge_diagnostic_sums(a: FloatArray, b: FloatArray) -> FloatArray:
-    out = a + b
-    out[4] = min(a[4], b[4])
-    out[5] = max(a[5], b[5])
     return out

@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after matplotlib.use
 
-from engine.replay.evaluate import CandidateResult, Evaluation
+from engine.replay.results import CandidateResult, Evaluation
 
 _KIND_COLOR = {"baseline": "#888888", "static": "#1f77b4", "learning": "#9467bd"}
 
@@ -98,11 +98,16 @@ def _estimator_plot(evaluation: Evaluation, path: Path) -> None:
 def _row(c: CandidateResult, evaluation: Evaluation, names: list[str]) -> str:
     low, high = c.interval(evaluation.primary, evaluation.interval)
     d = c.diagnostics
+    lift = c.lift.get(evaluation.primary)
+    lift_cell = "–"
+    if lift is not None:
+        lift_cell = f"{_fmt(lift.value)} [{_fmt(lift.bootstrap[0])}, {_fmt(lift.bootstrap[1])}]"
     cells = [
         html.escape(c.label),
         c.kind,
         _fmt(c.value(evaluation.primary)),
         f"[{_fmt(low)}, {_fmt(high)}]",
+        lift_cell,
         *(_fmt(c.value(n)) for n in names),
         "–" if d is None else f"{d.ess:.0f}",
         "–" if d is None else _fmt(d.min_propensity, 3),
@@ -118,7 +123,7 @@ def _html(evaluation: Evaluation, data: dict[str, object]) -> str:
     names: list[str] = []
     for c in ranked:
         names.extend(n for n in c.estimates if n not in names)
-    header = ["candidate", "kind", evaluation.primary, "interval", *names]
+    header = ["candidate", "kind", evaluation.primary, "interval", "lift vs logging", *names]
     header += ["ESS", "min propensity", "support", "warning"]
     rows = "\n".join(_row(c, evaluation, names) for c in ranked)
     failed = [c for c in evaluation.candidates if c.status != "ok"]

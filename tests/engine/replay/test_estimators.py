@@ -8,19 +8,17 @@ import numpy as np
 import pytest
 
 from engine.errors import InvalidInputError, InvalidParameterError
+from engine.replay.diagnostics import Diagnostics, diagnostic_sums, merge_diagnostic_sums
 from engine.replay.estimators import (
     DM,
     DR,
     IPS,
     SNDR,
     SNIPS,
-    Diagnostics,
     OffPolicyInputs,
     Replay,
     SwitchDR,
-    diagnostic_sums,
     make_estimators,
-    merge_diagnostic_sums,
 )
 from engine.replay.rewardmodel import RewardModel
 from engine.replay.stats import Moments, bootstrap_sums, percentile_interval

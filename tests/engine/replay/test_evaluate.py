@@ -109,6 +109,10 @@ def test_evaluation_ranks_and_decides(env_logs, evaluation):
     control = next(c for c in evaluation.candidates if c.label.startswith("control"))
     truth_control = logs.expected[4000:, 0].mean()
     assert control.value("dr") == pytest.approx(truth_control, abs=0.1)
+    best = evaluation.ranking()[0]
+    lift = best.lift["dr"]
+    assert lift.value == pytest.approx(best.value("dr") - evaluation.logging.value("dr"))
+    assert lift.bootstrap[0] > 0 and "dr" not in evaluation.logging.lift
     decision = evaluation.decision()
     assert decision["promote"] and decision["candidate"] == labels[0]
     assert decision["reason"].startswith("GO: ")
