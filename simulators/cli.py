@@ -77,6 +77,12 @@ def register(subparsers: Any) -> None:
         help="campaign file whose offers, costs and rules the renewal environment uses "
         "(and the Engine runs) [examples/renewal.toml for --via engine/grpc]",
     )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="--via engine/grpc: keep each run's journal and snapshots in DATA_DIR/POLICY-seedS "
+        "(nbo export turns a journal into Parquet logs) [temporary]",
+    )
     p.add_argument("--batch-size", type=int, default=100, help="customers per decision batch")
     p.add_argument("--drift", type=float, help="renewal: yearly rise of price sensitivity")
     p.add_argument("--seasonality", type=float, help="renewal: yearly churn cycle amplitude")
@@ -139,6 +145,10 @@ def tasks_from_args(args: argparse.Namespace) -> list[Task]:
         knobs = {"label_noise": args.label_noise}
         if args.via != "policy":
             raise InvalidInputError("--via", "'policy' for a data-set environment", args.via)
+    if args.data_dir is not None and args.via == "policy":
+        raise InvalidInputError(
+            "--data-dir", "--via engine or grpc (policy runs keep no journal)", str(args.data_dir)
+        )
     knobs = {k: v for k, v in knobs.items() if v is not None}
     campaign = args.campaign
     if campaign is None and args.via != "policy":
@@ -156,6 +166,7 @@ def tasks_from_args(args: argparse.Namespace) -> list[Task]:
             env_knobs=knobs,
             campaign=None if campaign is None else str(campaign),
             batch_size=args.batch_size,
+            data_dir=None if args.data_dir is None else str(args.data_dir),
         )
         for policy in policies
         for seed in _seeds(args.seeds)

@@ -35,6 +35,7 @@ class Task:
     env_knobs: dict[str, Any] = field(default_factory=dict)
     campaign: str | None = None
     batch_size: int = 100
+    data_dir: str | None = None
 
 
 def run_task(task: Task, progress: Any = None) -> RunResult:
@@ -51,6 +52,10 @@ def run_task(task: Task, progress: Any = None) -> RunResult:
         )
     from simulators.engine_path import run_engine
 
+    data_dir = None
+    if task.data_dir is not None:
+        safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in task.policy)
+        data_dir = Path(task.data_dir) / f"{safe}-seed{task.seed}"
     return run_engine(
         env,
         task.policy,
@@ -59,6 +64,7 @@ def run_task(task: Task, progress: Any = None) -> RunResult:
         campaign=task.campaign,
         via=task.via,
         batch_size=task.batch_size,
+        data_dir=data_dir,
         progress=progress,
     )
 

@@ -19,22 +19,8 @@ CAMPAIGN = Path(__file__).resolve().parents[2] / "examples" / "renewal.toml"
 
 
 def test_simulate_writes_json_png_and_table(tmp_path, capsys):
-    code = main(
-        [
-            "simulate",
-            "--policies",
-            "linucb,random,control",
-            "--rounds",
-            "3000",
-            "--seeds",
-            "2",
-            "--workers",
-            "0",
-            "--out",
-            str(tmp_path),
-            "--quiet",
-        ]
-    )
+    argv = "simulate --policies linucb,random,control --rounds 3000 --seeds 2 --workers 0 --quiet"
+    code = main([*argv.split(), "--out", str(tmp_path)])
     assert code == 0
     out = capsys.readouterr().out
     for word in ("linucb", "random", "control", "best static", "oracle", "% of oracle"):
@@ -49,25 +35,8 @@ def test_simulate_writes_json_png_and_table(tmp_path, capsys):
 
 
 def test_simulate_data_set_env(tmp_path, capsys):
-    code = main(
-        [
-            "simulate",
-            "--env",
-            "iris",
-            "--policies",
-            "linucb,random",
-            "--rounds",
-            "1500",
-            "--seeds",
-            "1",
-            "--workers",
-            "0",
-            "--out",
-            str(tmp_path),
-            "--quiet",
-            "--no-plot",
-        ]
-    )
+    argv = "simulate --env iris --policies linucb,random --rounds 1500 --seeds 1 --workers 0"
+    code = main([*argv.split(), "--quiet", "--no-plot", "--out", str(tmp_path)])
     assert code == 0
     report = json.loads((tmp_path / "iris-policy-1500x1.json").read_text())
     assert report["summary"]["policies"]["linucb"]["value"] > 0.7
@@ -140,3 +109,26 @@ def test_engine_path_rejects_mismatched_envs(tmp_path):
     env = RenewalEnvironment(offers=RenewalEnvironment().offers[:3])
     with pytest.raises(ConfigError, match="expected the environment's offers"):
         run_engine(env, "linucb", 10)
+
+
+@pytest.mark.slow
+def test_engine_journal_of_a_simulation_exports_to_replayable_logs(tmp_path, capsys):
+    from engine.replay.readers import read_logs
+
+    journals, out = tmp_path / "journals", tmp_path / "logs.parquet"
+    argv = "simulate --via engine --policies egreedy --rounds 2000 --seeds 1 --workers 0"
+    argv += " --delay-days 1 5 --quiet --no-plot"
+    code = main([*argv.split(), "--data-dir", str(journals), "--out", str(tmp_path / "sim")])
+    assert code == 0
+    assert main(["export", "--data-dir", str(journals / "egreedy-seed0"), "--out", str(out)]) == 0
+    data = read_logs(out)
+    assert data.actions == RenewalEnvironment().action_ids
+    assert 0 < data.context.shape[0] < 2000 and data.n_pending > 0  # late outcomes still pending
+    assert np.all((data.propensity > 0) & (data.propensity <= 1))
+
+
+def test_data_dir_needs_the_engine(tmp_path, capsys):
+    argv = "simulate --rounds 10 --seeds 1 --workers 0 --quiet"
+    code = main([*argv.split(), "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "--data-dir: expected --via engine or grpc" in capsys.readouterr().err
