@@ -369,7 +369,7 @@ class Engine:
         else:
             packed = np.packbits(masks, axis=1, bitorder="little")
             codes = [int.from_bytes(row.tobytes(), "little") for row in packed]
-        cost_of = np.nan_to_num(costs[np.arange(n), actions], nan=0.0).tolist()
+        cost_of = [0.0 if c != c else c for c in costs[np.arange(n), actions].tolist()]  # NaN->0
         action_list = actions.tolist()
         prop_list = props.tolist()
         explored_list = explored.tolist()
