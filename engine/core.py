@@ -273,6 +273,8 @@ class Engine:
                 field = "context" if single else f"contexts[{i}]"
                 raise InvalidInputError(field, "a mapping of attribute names to values", ctx)
         row_candidates = self._row_candidates(candidates, n)
+        if n == 0:
+            return []
         share, salt = self.config.control_share, self.config.salt
         control = [share > 0.0 and in_control_group(salt, cid, share) for cid in customer_ids]
         masks, costs, reasons = self._eligibility.evaluate(contexts, row_candidates, control)

@@ -133,5 +133,6 @@ def test_per_row_candidates_in_a_batch(tmp_path):
         eng.decide_batch(["u", ""], [{"x": 0.0}] * 2)
     with pytest.raises(InvalidInputError, match=r"contexts\[1\]\.x: expected a finite number"):
         eng.decide_batch(["u", "v"], [{"x": 0.0}, {"x": float("inf")}])
+    assert eng.decide_batch([], []) == [] and eng.reward_batch([], []) == []
     assert eng.journal.counts()["decisions"] == 5
     eng.close()
