@@ -173,8 +173,9 @@ def tasks_from_args(args: argparse.Namespace) -> list[Task]:
     ]
 
 
-def format_table(summary: dict[str, Any]) -> str:
-    """The comparison as a text table, best policy first."""
+def format_table(summary: dict[str, Any], has_control: bool = True) -> str:
+    """The comparison as a text table, best policy first (lift columns only when the
+    environment has a control offer)."""
     rows = sorted(summary["policies"].items(), key=lambda kv: -kv[1]["value"])
     head = (
         f"{'policy':<28} {'net value/customer':>20} {'% of oracle':>13} "
@@ -188,9 +189,11 @@ def format_table(summary: dict[str, Any]) -> str:
             half = r.get(f"{key}_ci", 0.0) * scale
             return f"{value} ±{format(half, fmt)}" if half else value
 
+        lift = ci("lift", ".2f") if has_control else "-"
+        share = ci("lift_share", ".1f", 100.0) if has_control else "-"
         return (
             f"{name:<28} {ci('value', '.2f'):>20} {ci('pct_of_oracle', '.1f', 100.0):>13} "
-            f"{ci('lift', '.2f'):>19} {ci('lift_share', '.1f', 100.0):>21} "
+            f"{lift:>19} {share:>21} "
             + (f"{100.0 * r['oracle_agreement']:>12.1f}%" if "oracle_agreement" in r else "")
         )
 
@@ -198,9 +201,10 @@ def format_table(summary: dict[str, Any]) -> str:
         lines.append(line(name, r))
     best = summary["best_static"]
     lines.append(line(f"best static ({best['offer']})", best))
+    gap = f"{summary['oracle'] - summary['control']:.2f}" if has_control else "-"
     lines.append(
-        f"{'oracle':<28} {summary['oracle']:>20.2f} {100.0:>13.1f} "
-        f"{summary['oracle'] - summary['control']:>19.2f} {100.0:>21.1f}"
+        f"{'oracle':<28} {summary['oracle']:>20.2f} {100.0:>13.1f} {gap:>19} "
+        f"{'100.0' if has_control else '-':>21}"
     )
     return "\n".join(lines)
 
@@ -233,7 +237,8 @@ def handle(args: argparse.Namespace) -> int:
         "values are expected net reward per customer (ground truth), ± 95% interval across "
         "seeds; oracle's pick = share of decisions that chose the oracle's offer"
     )
-    print(format_table(summary))
+    has_control = make_env(args.env, **tasks[0].env_knobs).control_action is not None
+    print(format_table(summary, has_control))
     print(f"wrote {json_path}")
     if not args.no_plot:
         from simulators.plots import plot_runs

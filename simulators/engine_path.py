@@ -119,7 +119,7 @@ def run_engine(
             f"campaign {campaign_path}: expected the environment's offers "
             f"{list(env.action_ids)}, got {list(config.offer_ids)}"
         )
-    label, spec = parse_policy(policy)
+    label, spec = parse_policy(policy, env)
     config = dataclasses.replace(config, policy=engine_policy_spec(env, spec, seed, config.policy))
     clock = SimClock()
     with tempfile.TemporaryDirectory(prefix="nbo-sim-") as tmp:
