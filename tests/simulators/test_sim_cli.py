@@ -65,11 +65,14 @@ def test_simulate_rejects_bad_arguments(tmp_path, capsys, argv, message):
 def test_ray_runs_match_in_process_runs():
     tasks = [Task("renewal", p, s, 2000) for p in ("linucb", "control") for s in (0, 1)]
     local = run_tasks(tasks, workers=0, show_progress=False)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         remote = run_tasks(tasks, workers=2, show_progress=False)
     finally:
-        ray.shutdown()
+        if started:
+            ray.shutdown()
     assert [(r.policy, r.seed) for r in remote] == [(t.policy, t.seed) for t in tasks]
     for a, b in zip(local, remote, strict=True):
         assert a.value == b.value and a.realized == b.realized and a.oracle == b.oracle
