@@ -104,51 +104,54 @@ def evaluate(
         small = test.n_rounds * len(all_candidates) < SMALL_JOB
         runner = Runner(workers=0 if small else None)
 
+    runner.warm_up()
+    k = data.n_actions
+    results = {c.label: CandidateResult(c.label, c.kind, c.spec) for c in all_candidates}
+    # Training runs on the workers while the driver fits the reward model and ships the shards.
+    statics = [c for c in all_candidates if c.kind == "static"]
+    train_args = runner.put((train.context, train.action, train.propensity, train.reward))
+    training = runner.start(
+        [Task(f"train {c.label}", _train_task, (c, train_args, k, config.seed)) for c in statics],
+        "training",
+    )
     needs_model = any(e.needs_model for e in config.make())
     coef = None
     if needs_model and train.n_rounds > 0:
-        model = RewardModel.fit(train.context, train.action, train.reward, data.n_actions)
-        coef = model.coef
+        coef = RewardModel.fit(train.context, train.action, train.reward, k).coef
     p_min = float(test.propensity.min())
     shards = _shards(test, shard_rows)
     shard_refs = [runner.put(s) for s in shards]
-    # Ray resolves only top-level references, so learning replays get the whole list as one.
-    all_shards = runner.put(shards) if any(c.kind == "learning" for c in candidates) else None
-    k = data.n_actions
-
-    results = {c.label: CandidateResult(c.label, c.kind, c.spec) for c in all_candidates}
-    statics = [c for c in all_candidates if c.kind == "static"]
-    blobs: dict[str, bytes] = {}
-    if statics:
-        train_args = runner.put((train.context, train.action, train.propensity, train.reward))
-        train_tasks = [
-            Task(f"train {c.label}", _train_task, (c, train_args, k, config.seed)) for c in statics
-        ]
-        for c, out in zip(statics, runner.run(train_tasks, "training"), strict=True):
-            if isinstance(out, TaskFailure):
-                _fail(results[c.label], out)
-            else:
-                blobs[c.label] = out
 
     # One task per learning candidate (a replay is sequential), and one task per shard scoring
     # every frozen candidate and baseline together (their bootstrap shares Poisson weights).
-    tasks: list[Task] = []
     owners: list[tuple[list[str], int | None]] = []
-    ok = [c for c in all_candidates if results[c.label].status == "ok"]
-    for c in ok:
-        if c.kind == "learning":
-            tasks.append(
-                Task(f"replay {c.label}", learning_replay, (c, all_shards, coef, k, p_min, config))
-            )
+    learners = [c for c in all_candidates if c.kind == "learning"]
+    replay_tasks = []
+    if learners:
+        # Ray resolves only top-level references, so a replay gets the whole list as one.
+        all_shards = runner.put(shards)
+        for c in learners:
+            replay_args = (c, all_shards, coef, k, p_min, config)
+            replay_tasks.append(Task(f"replay {c.label}", learning_replay, replay_args))
             owners.append(([c.label], None))
-    frozen = [c for c in ok if c.kind != "learning"]
+    replaying = runner.start(replay_tasks, "replaying")
+
+    blobs: dict[str, bytes] = {}
+    for c, out in zip(statics, training(), strict=True):
+        if isinstance(out, TaskFailure):
+            _fail(results[c.label], out)
+        else:
+            blobs[c.label] = out
+    frozen = [c for c in all_candidates if c.kind != "learning" and results[c.label].status == "ok"]
+    score_tasks = []
     if frozen:
         frozen_blobs = [blobs.get(c.label) for c in frozen]
         for s, ref in zip(shards, shard_refs, strict=True):
             args = (ref, frozen, frozen_blobs, coef, k, p_min, config)
-            tasks.append(Task(f"shard {s.index}", static_shard, args))
+            score_tasks.append(Task(f"shard {s.index}", static_shard, args))
             owners.append(([c.label for c in frozen], s.index))
-    outputs = runner.run(tasks, "evaluating")
+    scoring = runner.start(score_tasks, "scoring")
+    outputs = replaying() + scoring()
 
     collected: dict[str, list[ShardSummary | None]] = {
         c.label: [None] * len(shards) for c in all_candidates

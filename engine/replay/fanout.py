@@ -103,6 +103,16 @@ class Runner:
             self._started_ray = True
         return ray
 
+    def warm_up(self) -> None:
+        """Start and warm every Ray worker (imports, compiled kernels) in parallel, so the
+        first real tasks do not each pay for it; nothing to do in-process."""
+        if not self.uses_ray:
+            return
+        ray = self._ray()
+        n = max(1, int(ray.available_resources().get("CPU", 1)))
+        task = ray.remote(_warm).options(max_retries=self.max_retries)
+        ray.get([task.remote(0.2) for _ in range(n)])
+
     def put(self, value: Any) -> Any:
         """Store a large argument once (a Ray object reference) or pass it through in-process."""
         if not self.uses_ray:
@@ -111,15 +121,29 @@ class Runner:
 
     def run(self, tasks: Sequence[Task], desc: str = "tasks") -> list[Any]:
         """Run every task; results (or :class:`TaskFailure`) in task order."""
+        return self.start(tasks, desc)()
+
+    def start(self, tasks: Sequence[Task], desc: str = "tasks") -> Callable[[], list[Any]]:
+        """Submit the tasks and return a function that waits for their results (in task
+        order), so the caller can work meanwhile. In-process the tasks run right here."""
         bar = tqdm(
             total=len(tasks), desc=desc, file=sys.stderr, disable=not self.progress, leave=False
         )
-        try:
-            if not self.uses_ray:
-                return [self._run_local(task, bar) for task in tasks]
-            return self._run_ray(tasks, bar)
-        finally:
-            bar.close()
+        if not self.uses_ray:
+            try:
+                results = [self._run_local(task, bar) for task in tasks]
+            finally:
+                bar.close()
+            return lambda: results
+        refs = self._submit(tasks)
+
+        def wait() -> list[Any]:
+            try:
+                return self._collect(tasks, refs, bar)
+            finally:
+                bar.close()
+
+        return wait
 
     def _run_local(self, task: Task, bar: tqdm) -> Any:
         error, attempts = "", 0
@@ -138,7 +162,7 @@ class Runner:
         bar.update(1)
         return TaskFailure(task.key, error, attempts)
 
-    def _run_ray(self, tasks: Sequence[Task], bar: tqdm) -> list[Any]:
+    def _submit(self, tasks: Sequence[Task]) -> list[Any]:
         ray = self._ray()
         remote: dict[Callable[..., Any], Any] = {}
         refs = []
@@ -148,6 +172,10 @@ class Runner:
                     max_retries=self.max_retries, retry_exceptions=True
                 )
             refs.append(remote[task.fn].remote(*task.args))
+        return refs
+
+    def _collect(self, tasks: Sequence[Task], refs: list[Any], bar: tqdm) -> list[Any]:
+        ray = self._ray()
         index = {ref: i for i, ref in enumerate(refs)}
         results: list[Any] = [None] * len(tasks)
         pending = list(refs)
@@ -172,3 +200,13 @@ class Runner:
 
             ray.shutdown()
             self._started_ray = False
+
+
+def _warm(pause: float) -> None:
+    import time
+
+    from engine.kernels import prepare
+    from engine.replay import candidates  # noqa: F401 - importing is the point
+
+    prepare()
+    time.sleep(pause)  # hold this worker so the next warm-up task lands on another
