@@ -10,7 +10,7 @@ Engine's clock, so reward windows and cooldowns run on the simulated calendar.
 The campaign's policy is replaced by the one under test. Its confidence and temperature
 hyperparameters are multiplied by the environment's ``reward_scale`` because the Engine feeds raw
 net rewards to the learner (the in-process path divides rewards instead): both paths then make
-the same decisions for the same model. Vowpal Wabbit has no such knob and sees raw rewards here.
+the same decisions for the same model. Vowpal Wabbit gets the same scale as its ``reward_scale``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ _SCALED = {
     "shared": ("alpha",),
     "lints": ("scale",),
     "softmax": ("temperature",),
+    "vw": ("reward_scale",),
 }
 
 

@@ -20,7 +20,7 @@ import vowpal_wabbit_next as vw
 
 from engine.errors import InvalidParameterError
 from engine.kernels import choose_from_probabilities
-from engine.policies.base import Decision, Policy
+from engine.policies.base import Decision, Policy, _check_float
 from engine.types import BoolArray, FloatArray, IntArray
 
 _SHARED_NS = "s"
@@ -41,6 +41,10 @@ class VWPolicy(Policy):
         ``-q sa`` unless ``interactions=False``.
     interactions : bool, default True
         Add the context x action interaction (one linear model per action).
+    reward_scale : float, default 1.0
+        VW learns from cost = -reward / reward_scale. SquareCB's exploration and VW's learning
+        rate assume costs of order 1: with rewards in the hundreds (money), set this to their
+        typical magnitude or VW under-explores and learns poorly.
     min_propensity : float, default 0.0
     seed : int, optional
 
@@ -63,10 +67,13 @@ class VWPolicy(Policy):
         n_features: int,
         args: str = "--cb_explore_adf --squarecb",
         interactions: bool = True,
+        reward_scale: float = 1.0,
         min_propensity: float = 0.0,
         seed: int | None = None,
     ) -> None:
         super().__init__(n_actions, n_features, min_propensity=min_propensity, seed=seed)
+        _check_float("VWPolicy", "reward_scale", reward_scale, 0.0, strict_min=True)
+        self.reward_scale = float(reward_scale)
         if not isinstance(args, str) or "--cb_explore_adf" not in shlex.split(args):
             raise InvalidParameterError(
                 "VWPolicy", "args", "a VW command line containing --cb_explore_adf", args
@@ -140,7 +147,7 @@ class VWPolicy(Policy):
                 p = float(props[i])
             self._set_context(X[i])
             chosen = self._actions[a]
-            chosen.set_label(vw.CBLabel(label=(-float(rewards[i]), p)))
+            chosen.set_label(vw.CBLabel(label=(-float(rewards[i]) / self.reward_scale, p)))
             try:
                 self._workspace.learn_one([self._shared, *self._actions])
             finally:
