@@ -15,19 +15,25 @@ from collections.abc import Sequence
 from engine import __version__
 from engine.errors import NboError
 
-# Modules that provide subcommands, in the order `nbo --help` lists them. A module missing from
-# an installation (for example simulators/ outside a source checkout) is skipped.
-COMMAND_MODULES = (
-    "engine.serving.cli",
-    "engine.demo",
-    "simulators.cli",
-    "engine.replay.cli",
-    "engine.journal.cli",
-    "engine.bench",
-)
+# The command each module provides, in the order `nbo --help` lists them. Running one command
+# imports only its module: `nbo export` does not pay for importing Ray or grpc, and a broken
+# optional module cannot take the other commands down. A module missing from an installation
+# (simulators/ outside a source checkout) is skipped.
+COMMANDS: dict[str, str] = {
+    "serve": "engine.serving.cli",
+    "demo": "engine.demo",
+    "simulate": "simulators.cli",
+    "evaluate": "engine.replay.cli",
+    "train": "engine.replay.cli",
+    "export": "engine.journal.cli",
+    "lift": "engine.journal.cli",
+    "bench": "engine.bench",
+}
+COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``nbo`` parser with every command, or with just the module providing ``only``."""
     parser = argparse.ArgumentParser(
         prog="nbo",
         description="nbo: a next-best-offer engine (contextual bandits, gRPC serving, "
@@ -35,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"nbo {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    modules = (COMMANDS[only],) if only in COMMANDS else COMMAND_MODULES
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -47,8 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in args_list if not a.startswith("-")), None)
+    parser = build_parser(command)
+    args = parser.parse_args(args_list)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
