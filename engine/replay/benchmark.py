@@ -109,7 +109,7 @@ def replay_throughput(n_rounds: int) -> dict[str, Any]:
     return {"what": "replay LinUCB K=10 d=32 (1 core)", "events_per_s": n_rounds / seconds}
 
 
-def end_to_end(path: Path, n_rounds: int, workers: int) -> dict[str, Any]:
+def end_to_end(path: Path, n_rounds: int, workers: int, repeats: int = 3) -> dict[str, Any]:
     from engine.replay import read_logs
     from engine.replay.candidates import EvalConfig, make_candidates
     from engine.replay.evaluate import evaluate
@@ -126,22 +126,27 @@ def end_to_end(path: Path, n_rounds: int, workers: int) -> dict[str, Any]:
         t = time.perf_counter()
         runner.warm_up()
         ray_start = time.perf_counter() - t
+    best: dict[str, float] = {}
     try:
-        t0 = time.perf_counter()
-        data = read_logs(path)
-        t1 = time.perf_counter()
-        result = evaluate(
-            data,
-            make_candidates([{"name": "linucb", "alpha": 0.5}], ("static",)),
-            config=EvalConfig(n_bootstrap=200),
-            runner=runner,
-        )
-        t2 = time.perf_counter()
-        with tempfile.TemporaryDirectory() as out:
-            write_report(result, out)
-        t3 = time.perf_counter()
+        for _ in range(repeats):  # best of a few: the machine is shared
+            t0 = time.perf_counter()
+            data = read_logs(path)
+            t1 = time.perf_counter()
+            result = evaluate(
+                data,
+                make_candidates([{"name": "linucb", "alpha": 0.5}], ("static",)),
+                config=EvalConfig(n_bootstrap=200),
+                runner=runner,
+            )
+            t2 = time.perf_counter()
+            with tempfile.TemporaryDirectory() as out:
+                write_report(result, out)
+            t3 = time.perf_counter()
+            if not best or t3 - t0 < best["total"]:
+                best = {"total": t3 - t0, "read": t1 - t0, "evaluate": t2 - t1, "report": t3 - t2}
     finally:
         runner.close()
+    t0, t1, t2, t3 = 0.0, best["read"], best["read"] + best["evaluate"], best["total"]
     return {
         "what": f"end to end, {runner.mode}" + (f", {workers} workers" if workers else ""),
         "events_per_s": n_rounds / (t3 - t0),
@@ -173,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "logs.parquet"
         write_log(path, args.rows)
+        pq.read_table(path)  # every run then reads from the page cache, not only the later ones
         for workers in (int(w) for w in args.workers.split(",")):
             rows.append(end_to_end(path, args.rows, workers))
     for row in rows:

@@ -75,6 +75,7 @@ class Runner:
         self.max_retries = max_retries
         self.progress = progress
         self._started_ray = False
+        self._warm = False
 
     @property
     def uses_ray(self) -> bool:
@@ -106,12 +107,13 @@ class Runner:
     def warm_up(self) -> None:
         """Start and warm every Ray worker (imports, compiled kernels) in parallel, so the
         first real tasks do not each pay for it; nothing to do in-process."""
-        if not self.uses_ray:
+        if not self.uses_ray or self._warm:
             return
         ray = self._ray()
         n = max(1, int(ray.available_resources().get("CPU", 1)))
         task = ray.remote(_warm).options(max_retries=self.max_retries)
         ray.get([task.remote(0.2) for _ in range(n)])
+        self._warm = True
 
     def put(self, value: Any) -> Any:
         """Store a large argument once (a Ray object reference) or pass it through in-process."""
@@ -200,6 +202,7 @@ class Runner:
 
             ray.shutdown()
             self._started_ray = False
+        self._warm = False
 
 
 def _warm(pause: float) -> None:

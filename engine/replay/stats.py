@@ -26,7 +26,7 @@ from engine.types import FloatArray
 # Layout of Moments.sums.
 _N, _A, _B, _C, _AA, _BB, _CC, _AB, _AC, _BC = range(10)
 _N_SUMS = 10
-_BOOT_CHUNK = 65536
+_BOOT_CHUNK = 16384
 
 # Per-row terms (a, b, c) of an estimator; None is a constant (a, b: 0; c: 1).
 Terms = tuple[FloatArray | None, FloatArray | None, FloatArray | None]
@@ -234,13 +234,24 @@ def _poisson_thresholds() -> np.ndarray:
 _THRESHOLDS = _poisson_thresholds()
 
 
-def poisson_weights(rng: np.random.Generator, shape: tuple[int, int]) -> FloatArray:
-    """Poisson(1) counts as float64: comparisons of uint16 draws, no float sampling per entry."""
+def poisson_weights(
+    rng: np.random.Generator, shape: tuple[int, int], out: FloatArray | None = None
+) -> FloatArray:
+    """Poisson(1) counts as float64: comparisons of uint16 draws, no float sampling per entry.
+
+    ``out`` (float64 of ``shape``) is filled and returned when given; reusing one buffer across
+    chunks avoids the page faults of a fresh large array each time.
+    """
     draws = rng.integers(0, _LEVELS, size=shape, dtype=np.uint16)
     counts = np.zeros(shape, dtype=np.uint8)
+    above = np.empty(shape, dtype=np.bool_)
     for threshold in _THRESHOLDS:
-        counts += draws >= threshold
-    return counts.astype(np.float64)
+        np.greater_equal(draws, threshold, out=above)
+        counts += above
+    if out is None:
+        return counts.astype(np.float64)
+    np.copyto(out, counts)
+    return out
 
 
 def bootstrap_sums(terms: FloatArray, n_resamples: int, seed: int, shard: int) -> FloatArray:
@@ -269,9 +280,11 @@ def bootstrap_sums(terms: FloatArray, n_resamples: int, seed: int, shard: int) -
     rng = np.random.default_rng([seed, shard])
     out = np.zeros((n_resamples, terms.shape[1]))
     terms = np.asarray(terms, dtype=np.float64)
+    buffer = np.empty((n_resamples, min(_BOOT_CHUNK, terms.shape[0])))
     for start in range(0, terms.shape[0], _BOOT_CHUNK):
         block = terms[start : start + _BOOT_CHUNK]
-        out += poisson_weights(rng, (n_resamples, block.shape[0])) @ block
+        weights = poisson_weights(rng, (n_resamples, block.shape[0]), buffer[:, : block.shape[0]])
+        out += weights @ block
     return out
 
 
