@@ -1,0 +1,475 @@
+"""Engine benchmark: the decision engine end to end on examples/renewal.toml.
+
+One run measures, on seeded renewal customers (simulators/renewal.py's population: realistic
+attribute distributions, every rule and cost of the campaign in play):
+
+- ``decide_batch`` and ``reward_batch`` throughput in batches of 256, with the journal durable
+  on disk (SQLite, WAL, every batch committed before the call returns, the background thread
+  publishing and checkpointing as in ``nbo serve``) and with the journal in memory, in the same
+  run and interleaved repeat by repeat, so the journal's cost is a ratio taken under the same
+  load. Rewards arrive in shuffled order (out of order, as late outcomes do) and each reward
+  batch includes the learner's update.
+- single ``decide`` latency (p50/p99) with the durable journal.
+- resident memory (RSS growth) and journal size for 1,000,000 pending decisions, measured in a
+  fresh child process so nothing else this run allocated is counted.
+
+Throughputs are medians of repeats (the machine is shared: each repeat is also kept), the
+issue's targets are checked, and the results go to benchmarks/results/engine.json. Run
+``python benchmarks/engine.py``; ``--quick`` is a small, fast version (smaller sizes, fewer
+pending decisions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# This file is called engine.py: drop its folder from the import path, or it would shadow the
+# engine package, and load the shared helpers (benchmarks/_common.py) from their file.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+
+def _load_common() -> Any:
+    name = "bench_common"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, _HERE / "_common.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+bc = _load_common()
+
+from engine.core import Engine  # noqa: E402
+from simulators.renewal import RenewalEnvironment  # noqa: E402
+
+CAMPAIGN = bc.REPO_ROOT / "examples" / "renewal.toml"
+BATCH = 256
+DECIDE_TARGET = 100_000.0  # decisions/s, batches of 256, durable journal
+REWARD_TARGET = 100_000.0  # rewards/s, batches of 256, durable journal
+P99_TARGET_US = 200.0  # single decide p99
+POOL = 65_536  # distinct contexts drawn for the pending-memory run (reused, ids stay unique)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    decisions: int  # decisions (then rewards) per throughput repeat
+    latency_calls: int  # single decide calls timed per repeat
+    pending: int  # pending decisions of the memory run
+    repeats: int
+
+
+FULL = Sizes(decisions=51_200, latency_calls=5_000, pending=1_000_000, repeats=5)
+QUICK = Sizes(decisions=2_560, latency_calls=300, pending=20_000, repeats=3)
+
+
+# ---------------------------------------------------------------------- workload
+@dataclass
+class Workload:
+    """Customers, their raw attributes (one plain dict each, as a backend sends them) and the
+    outcome value each will report."""
+
+    customer_ids: list[str]
+    contexts: list[dict[str, Any]]
+    values: list[float]
+    reward_order: np.ndarray  # a permutation: rewards arrive out of order
+
+
+def workload(n: int, seed: int, tag: str) -> Workload:
+    """``n`` renewal customers: attributes from the simulator's population, a renewal value of
+    12 months of their price with probability 0.7 (else 0), and a shuffled reward order."""
+    env = RenewalEnvironment.from_campaign(CAMPAIGN)
+    rng = np.random.default_rng(seed)
+    attributes = env.draw_attributes(n, rng)
+    contexts = env.records(attributes)
+    renewed = rng.random(n) < 0.7
+    values = np.where(renewed, 12.0 * attributes["monthly_price"], 0.0).tolist()
+    ids = [f"{tag}-{seed}-{i}" for i in range(n)]
+    return Workload(ids, contexts, values, rng.permutation(n))
+
+
+def open_engine(durable: bool, data_root: Path) -> Engine:
+    """A fresh engine on the campaign file: its own journal folder, or the journal in memory."""
+    data_dir = Path(tempfile.mkdtemp(dir=data_root)) if durable else None
+    engine = Engine.from_config(CAMPAIGN, data_dir=data_dir)
+    engine.prepare()
+    return engine
+
+
+# ---------------------------------------------------------------------- throughput
+def run_throughput(w: Workload, durable: bool, data_root: Path) -> dict[str, float]:
+    """Seconds to decide every customer, then to reward every decision, in batches of 256:
+    wall time and this process's CPU time (all threads; on a loaded machine it leaves out the
+    time other processes held the CPU).
+
+    A warm-up batch (other customers) runs first, untimed: kernels and statements are warm.
+    """
+    engine = open_engine(durable, data_root)
+    try:
+        engine.decide_batch([f"warm-{i}" for i in range(BATCH)], w.contexts[:BATCH])
+        ids, contexts, n = w.customer_ids, w.contexts, len(w.customer_ids)
+        decided: list[str] = []
+        with bc.gc_paused():
+            start, cpu = time.perf_counter(), time.process_time()
+            for s in range(0, n, BATCH):
+                records = engine.decide_batch(ids[s : s + BATCH], contexts[s : s + BATCH])
+                decided += [r.decision_id for r in records]
+            decide_s, decide_cpu = time.perf_counter() - start, time.process_time() - cpu
+        order = w.reward_order.tolist()
+        decision_ids = [decided[i] for i in order]
+        values = [w.values[i] for i in order]
+        with bc.gc_paused():
+            start, cpu = time.perf_counter(), time.process_time()
+            for s in range(0, n, BATCH):
+                results = engine.reward_batch(decision_ids[s : s + BATCH], values[s : s + BATCH])
+                if results[-1].status != "applied":
+                    raise RuntimeError(f"reward not applied: {results[-1]}")
+            reward_s, reward_cpu = time.perf_counter() - start, time.process_time() - cpu
+    finally:
+        engine.close()
+    return {
+        "decide": decide_s,
+        "reward": reward_s,
+        "decide_cpu": decide_cpu,
+        "reward_cpu": reward_cpu,
+    }
+
+
+def throughput(sizes: Sizes, seed: int, data_root: Path) -> dict[str, Any]:
+    """Durable and in-memory runs, interleaved repeat by repeat (same load drift for both)."""
+    w = workload(sizes.decisions, seed, "tp")
+    secs: dict[str, dict[str, list[float]]] = {
+        mode: {"decide": [], "reward": [], "decide_cpu": [], "reward_cpu": []}
+        for mode in ("durable", "memory")
+    }
+    for _ in range(sizes.repeats):
+        for mode in ("durable", "memory"):
+            for key, seconds in run_throughput(w, mode == "durable", data_root).items():
+                secs[mode][key].append(seconds)
+    n = sizes.decisions
+    out: dict[str, Any] = {"batch": BATCH, "decisions": n}
+    for call in ("decide", "reward"):
+        durable = bc.rate_stats(n, secs["durable"][call])
+        memory = bc.rate_stats(n, secs["memory"][call])
+        out[f"{call}_batch"] = {
+            "durable": durable,
+            "memory": memory,
+            # Items per CPU-second of this process: less sensitive to other processes' load.
+            "durable_cpu": bc.rate_stats(n, secs["durable"][f"{call}_cpu"]),
+            "memory_cpu": bc.rate_stats(n, secs["memory"][f"{call}_cpu"]),
+            # < 1: the share of in-memory throughput kept with the durable journal.
+            "durable_vs_memory": bc.ratio(durable["median"], memory["median"]),
+            "journal_us_per_item": 1e6 / durable["median"] - 1e6 / memory["median"],
+        }
+    return out
+
+
+# ---------------------------------------------------------------------- latency
+def _latency_repeat(w: Workload, n: int, data_root: Path) -> np.ndarray:
+    engine = open_engine(True, data_root)
+    try:
+        for i in range(200):  # warm-up calls, other customers
+            engine.decide(f"warm-{i}", w.contexts[n + i])
+        ids, contexts = w.customer_ids, w.contexts
+        samples: np.ndarray = bc.latency_samples(lambda i: engine.decide(ids[i], contexts[i]), n)
+    finally:
+        engine.close()
+    return samples
+
+
+def latency(sizes: Sizes, seed: int, data_root: Path) -> dict[str, Any]:
+    """Single ``decide`` calls with the durable journal: p50/p99 per repeat, and their medians."""
+    n = sizes.latency_calls
+    w = workload(n + 200, seed + 1, "lat")
+    repeats = []
+    pooled = []
+    for _ in range(sizes.repeats):
+        samples = _latency_repeat(w, n, data_root)
+        repeats.append(bc.latency_stats(samples))
+        pooled.append(samples)
+    return {
+        "calls_per_repeat": n,
+        "repeats": repeats,
+        "p50_us": statistics.median(r["p50_us"] for r in repeats),
+        "p99_us": statistics.median(r["p99_us"] for r in repeats),
+        "pooled": bc.latency_stats(np.concatenate(pooled)),
+    }
+
+
+# ---------------------------------------------------------------------- memory
+def _rss_bytes() -> int:
+    """Current resident set size (Linux /proc; elsewhere the peak, which only grows here)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _journal_bytes(data_dir: Path) -> int:
+    return sum(p.stat().st_size for p in data_dir.glob("*.journal.sqlite*"))
+
+
+def pending_memory_child(n_pending: int, seed: int, data_dir: Path) -> dict[str, Any]:
+    """In this (fresh) process: RSS and journal size before and after ``n_pending`` decisions
+    that get no reward (every one stays pending: the window is 30 days)."""
+    w = workload(min(POOL, n_pending), seed + 2, "mem")
+    pool = len(w.contexts)
+    engine = Engine.from_config(CAMPAIGN, data_dir=data_dir)
+    engine.prepare()
+    engine.decide_batch([f"warm-{i}" for i in range(BATCH)], w.contexts[:BATCH])
+    rss0, peak0 = _rss_bytes(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    journal0 = _journal_bytes(data_dir)
+    start = time.perf_counter()
+    for s in range(0, n_pending, BATCH):
+        rows = min(BATCH, n_pending - s)
+        offset = s % pool
+        contexts = w.contexts[offset : offset + rows]
+        if len(contexts) < rows:
+            contexts = contexts + w.contexts[: rows - len(contexts)]
+        engine.decide_batch([f"pending-{s + i}" for i in range(rows)], contexts)
+    seconds = time.perf_counter() - start
+    rss1 = _rss_bytes()
+    counts = engine.journal.counts()
+    engine.close()  # checkpoints the WAL into the database file
+    return {
+        "pending": n_pending,
+        "journal_pending": counts["pending"] - BATCH,
+        "seconds": seconds,
+        "rss_before_mb": rss0 / 1e6,
+        "rss_after_mb": rss1 / 1e6,
+        "rss_growth_mb": (rss1 - rss0) / 1e6,
+        "rss_bytes_per_pending": (rss1 - rss0) / n_pending,
+        "peak_rss_growth_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak0,
+        "journal_mb": _journal_bytes(data_dir) / 1e6,
+        "journal_bytes_per_decision": (_journal_bytes(data_dir) - journal0) / n_pending,
+    }
+
+
+def pending_memory(n_pending: int, seed: int, data_root: Path) -> dict[str, Any]:
+    """Run :func:`pending_memory_child` in a fresh Python process and return its figures."""
+    data_dir = Path(tempfile.mkdtemp(dir=data_root))
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--memory-child",
+        str(n_pending),
+        "--seed",
+        str(seed),
+        "--out",
+        str(data_dir),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory run failed: {proc.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+# ---------------------------------------------------------------------- report
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    tp, lat = results["throughput"], results["latency"]
+    return [
+        bc.target_row(
+            "decide_batch >= 100,000/s",
+            "durable journal, batches of 256",
+            tp["decide_batch"]["durable"]["median"],
+            DECIDE_TARGET,
+            "decisions/s",
+        ),
+        bc.target_row(
+            "reward_batch >= 100,000/s",
+            "durable journal, batches of 256",
+            tp["reward_batch"]["durable"]["median"],
+            REWARD_TARGET,
+            "rewards/s",
+        ),
+        bc.target_row(
+            "single decide p99 <= 200 us",
+            "durable journal",
+            lat["p99_us"],
+            P99_TARGET_US,
+            "<= us",
+        ),
+    ]
+
+
+def _measured(t: dict[str, Any]) -> str:
+    if t["rule"] == ">=":
+        return f"{bc.fmt_rate(t['measured'])} {t['unit']}"
+    return f"{bc.fmt_float(t['measured'], 1)} {t['unit']}"
+
+
+def _pass(flag: bool | None) -> str:
+    return "-" if flag is None else ("PASS" if flag else "FAIL")
+
+
+def render(results: dict[str, Any]) -> str:
+    tp, lat, mem = results["throughput"], results["latency"], results["memory"]
+    repeats = results["meta"]["settings"]["repeats"]
+    rows = []
+    for call, unit in (("decide_batch", "decisions/s"), ("reward_batch", "rewards/s")):
+        r = tp[call]
+        rows.append(
+            [
+                f"{call} ({unit})",
+                bc.fmt_rate(r["durable"]["median"]),
+                f"{bc.fmt_rate(r['durable']['min'])}-{bc.fmt_rate(r['durable']['max'])}",
+                bc.fmt_rate(r["memory"]["median"]),
+                bc.fmt_rate(r["durable_cpu"]["median"]),
+                bc.fmt_ratio(r["durable_vs_memory"]),
+                bc.fmt_float(r["journal_us_per_item"], 2),
+            ]
+        )
+    parts = [
+        bc.format_table(
+            f"Engine throughput, batches of {BATCH} (median of {repeats} repeats, "
+            f"{tp['decisions']:,} items each)",
+            [
+                "call",
+                "durable",
+                "durable min-max",
+                "in memory",
+                "durable per CPU-s",
+                "durable/memory",
+                "journal us/item",
+            ],
+            rows,
+            [
+                "durable: SQLite WAL on disk, committed before each call returns; in memory: "
+                "the same SQLite journal in RAM (nothing durable)",
+                "durable per CPU-s: items per second of this process's CPU time (the machine is "
+                "shared; targets use wall time)",
+                "rewards arrive shuffled (out of order); each reward batch includes the learner's "
+                "update",
+            ],
+        ),
+        bc.format_table(
+            "Single decide latency, durable journal (us)",
+            ["statistic", "median of repeats", "pooled"],
+            [
+                ["p50", bc.fmt_float(lat["p50_us"], 1), bc.fmt_float(lat["pooled"]["p50_us"], 1)],
+                ["p99", bc.fmt_float(lat["p99_us"], 1), bc.fmt_float(lat["pooled"]["p99_us"], 1)],
+                ["mean", "-", bc.fmt_float(lat["pooled"]["mean_us"], 1)],
+            ],
+            [f"{lat['calls_per_repeat']:,} calls per repeat, {repeats} repeats"],
+        ),
+        bc.format_table(
+            f"Pending decisions ({mem['pending']:,}, durable journal, fresh process)",
+            ["measure", "value"],
+            [
+                ["RSS growth (MB)", bc.fmt_float(mem["rss_growth_mb"], 1)],
+                [
+                    "RSS growth per pending decision (bytes)",
+                    bc.fmt_float(mem["rss_bytes_per_pending"], 0),
+                ],
+                ["journal size (MB)", bc.fmt_float(mem["journal_mb"], 1)],
+                ["journal bytes per decision", bc.fmt_float(mem["journal_bytes_per_decision"], 0)],
+                [
+                    "decide rate while filling (decisions/s)",
+                    bc.fmt_rate(mem["pending"] / mem["seconds"]),
+                ],
+            ],
+            [
+                "pending decisions are not held in memory (the journal is the pending set); the "
+                "growth is per-customer guardrail history (frequency cap, cooldown) and SQLite's "
+                "page cache",
+            ],
+        ),
+        bc.format_table(
+            "Targets (issue 3)",
+            ["target", "subject", "measured", "result"],
+            [
+                [t["target"], t["subject"], _measured(t), _pass(t["passed"])]
+                for t in results["targets"]
+            ],
+        ),
+    ]
+    return "\n\n".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/engine.py",
+        description="Benchmark the decision engine on examples/renewal.toml: decide_batch and "
+        "reward_batch throughput with the journal durable and in memory, single decide latency, "
+        "memory and journal size of pending decisions. Prints tables, writes JSON.",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=bc.RESULTS_DIR / "engine.json",
+        help="JSON result file [benchmarks/results/engine.json]",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the customers [0]")
+    parser.add_argument("--repeats", type=int, help="repeats per figure [5; --quick 3]")
+    parser.add_argument(
+        "--pending",
+        type=int,
+        help="pending decisions of the memory run [1,000,000; --quick 20,000]",
+    )
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="BLAS threads, 0 = library default [1]",
+    )
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.memory_child is not None:  # internal: the fresh process of the memory run
+        with bc.blas_threads(args.blas_threads):
+            result = pending_memory_child(args.memory_child, args.seed, args.out)
+        print(json.dumps(result))
+        return 0
+
+    sizes = QUICK if args.quick else FULL
+    if args.repeats is not None:
+        sizes = Sizes(sizes.decisions, sizes.latency_calls, sizes.pending, max(1, args.repeats))
+    if args.pending is not None:
+        sizes = Sizes(sizes.decisions, sizes.latency_calls, max(BATCH, args.pending), sizes.repeats)
+    settings = dict(asdict(sizes), quick=args.quick, seed=args.seed, batch=BATCH)
+    settings["blas_threads"] = args.blas_threads
+    results: dict[str, Any] = {"meta": bc.run_info(settings)}
+    with (
+        tempfile.TemporaryDirectory(prefix="nbo-bench-engine-") as tmp,
+        bc.blas_threads(args.blas_threads),
+    ):
+        root = Path(tmp)
+        print(f"throughput: {sizes.repeats} x {sizes.decisions:,} decisions ...", file=sys.stderr)
+        results["throughput"] = throughput(sizes, args.seed, root)
+        print(f"latency: {sizes.repeats} x {sizes.latency_calls:,} calls ...", file=sys.stderr)
+        results["latency"] = latency(sizes, args.seed, root)
+        print(f"memory: {sizes.pending:,} pending decisions ...", file=sys.stderr)
+        results["memory"] = pending_memory(sizes.pending, args.seed, root)
+    results["targets"] = targets(results)
+    results["table"] = render(results)
+    print(results["table"])
+    out = bc.write_json(args.out, results)
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
