@@ -33,7 +33,7 @@ from engine.features.schema import CategoricalFeature, FeatureSchema, NumericFea
 from engine.types import FloatArray
 
 _NUMBER_TYPES = (int, float, bool, np.integer, np.floating)
-_PLAIN_NUMBERS = frozenset((int, float))
+_PLAIN_NUMBERS = frozenset((int, float, bool))
 # Raw numbers beyond this are refused: one such value would swamp a linear model's state.
 VALUE_LIMIT = 1e12
 _FINITE = "a finite number with |value| <= 1e12"
@@ -198,7 +198,7 @@ class Encoder:
             mean, std = self._stats(f)
             name = f.name
             column = [ctx.get(name) for ctx in contexts]
-            if set(map(type, column)) <= _PLAIN_NUMBERS:
+            if set(map(type, column)) <= _PLAIN_NUMBERS:  # bools too: float(True) == 1.0
                 values = np.fromiter(column, dtype=np.float64, count=n)
                 ok = np.abs(values) <= VALUE_LIMIT  # False for NaN and inf too
                 if not ok.all():
@@ -225,34 +225,39 @@ class Encoder:
             base = self._cat_offsets[j]
             name = c.name
             lookup = self._onehot[j] if c.encoding == "onehot" else self._hash_cache[j]
-            hashed = c.encoding == "hash"
-            rows: list[int] = []
-            cols: list[int] = []
-            for i, ctx in enumerate(contexts):
-                value = ctx.get(name)
-                # Fast path: a known string. Anything else (missing, unknown, int, invalid)
-                # goes through the exact rules, which also produce the error messages.
-                col = lookup.get(value, -1) if type(value) is str else -1
+            column = [ctx.get(name) for ctx in contexts]
+            # Fast path: known strings, in one pass. Anything else (missing, unknown, int,
+            # invalid, unhashable) goes through the exact rules, which also produce the errors.
+            get = lookup.get
+            try:
+                cols = [get(value, -1) for value in column]
+            except TypeError:  # an unhashable value: every row takes the exact rules
+                cols = [-1] * n
+            for i, col in enumerate(cols):
                 if col < 0:
-                    try:
-                        col = self._category_column(j, c, value)
-                    except InvalidInputError as exc:
-                        raise InvalidInputError(
-                            f"contexts[{i}].{name}", exc.expected, exc.got
-                        ) from None
-                    if hashed and col >= 0 and type(value) is str:
-                        if len(lookup) >= _HASH_CACHE:
-                            lookup.clear()
-                        lookup[value] = col
-                if col >= 0:
-                    rows.append(i)
-                    cols.append(base + col)
-            if rows:
-                out[rows, cols] = 1.0
+                    cols[i] = self._slow_category(j, c, i, column[i], lookup)
+            found = np.fromiter(cols, dtype=np.int64, count=n)
+            hit = np.flatnonzero(found >= 0)
+            if hit.shape[0]:
+                out[hit, base + found[hit]] = 1.0
         if learn and self._running:
             for raws in learn_rows:
                 self._absorb(raws)
         return out
+
+    def _slow_category(
+        self, j: int, c: CategoricalFeature, i: int, value: Any, lookup: dict[str, int]
+    ) -> int:
+        """Column of row ``i``'s value by the exact rules (remembering hashed strings)."""
+        try:
+            col = self._category_column(j, c, value)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"contexts[{i}].{c.name}", exc.expected, exc.got) from None
+        if c.encoding == "hash" and col >= 0 and type(value) is str:
+            if len(lookup) >= _HASH_CACHE:
+                lookup.clear()
+            lookup[value] = col
+        return col
 
     def _absorb(self, raws: list[float | None]) -> None:
         for f, raw in zip(self.schema.numeric, raws, strict=True):
