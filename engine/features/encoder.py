@@ -228,9 +228,9 @@ class Encoder:
             column = [ctx.get(name) for ctx in contexts]
             # Fast path: known strings, in one pass. Anything else (missing, unknown, int,
             # invalid, unhashable) goes through the exact rules, which also produce the errors.
-            get = lookup.get
+            get: Any = lookup.get  # any hashable value may be looked up (misses give -1)
             try:
-                cols = [get(value, -1) for value in column]
+                cols: list[int] = [get(value, -1) for value in column]
             except TypeError:  # an unhashable value: every row takes the exact rules
                 cols = [-1] * n
             for i, col in enumerate(cols):
