@@ -21,7 +21,7 @@ from engine.errors import NboError
 # (simulators/ outside a source checkout) is skipped.
 COMMANDS: dict[str, str] = {
     "serve": "engine.serving.cli",
-    "demo": "engine.demo",
+    "demo": "simulators.demo",
     "simulate": "simulators.cli",
     "evaluate": "engine.replay.cli",
     "train": "engine.replay.cli",

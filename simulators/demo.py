@@ -1,0 +1,507 @@
+"""``nbo demo``: the whole loop on embedded defaults, as a backend team would run it.
+
+1. ``nbo serve`` starts on examples/renewal.toml (SQLite journal in the demo's data directory).
+2. Simulated renewal customers arrive over simulated weeks; the demo plays the backend: it asks
+   ``DecideBatch`` over gRPC and reports each outcome with ``RewardBatch`` once its delay (7 to 30
+   days) has passed, so rewards arrive late and out of order. A progress line shows decisions/s,
+   the share of decisions rewarded so far and the policy's lift over the control group.
+3. The server is stopped with SIGTERM (it drains, snapshots and closes its journal), the journal
+   is exported to Parquet with ``nbo export`` and ``nbo evaluate`` compares candidate policies on
+   those logs on a local Ray instance.
+4. A summary table is printed and a report (HTML with PNG plots) written; its path is printed.
+
+The simulator knows every customer's expected net reward under every offer, so the summary also
+says how close the live policy came to the oracle: the number a real deployment never sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from engine.errors import InvalidInputError, NboError
+from simulators.engine_path import DEFAULT_CAMPAIGN
+from simulators.renewal import RenewalEnvironment
+from simulators.runner import _DelayedFeedback, streams
+
+#: Candidate policies ``nbo evaluate`` compares on the demo's logs.
+CANDIDATES = (
+    "linucb:alpha=25,100",
+    "lints:scale=50",
+    "egreedy:epsilon=0.05",
+)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``demo`` subcommand."""
+    p = subparsers.add_parser(
+        "demo",
+        help="the whole loop: serve, simulated customers over gRPC, export, evaluate, report",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    p.add_argument("--customers", type=int, default=60_000, help="customers to serve [60000]")
+    p.add_argument("--per-day", type=int, default=800, help="customers per simulated day [800]")
+    p.add_argument("--batch", type=int, default=200, help="customers per DecideBatch call [200]")
+    p.add_argument("--seed", type=int, default=0, help="simulation seed [0]")
+    p.add_argument("--config", default=str(DEFAULT_CAMPAIGN), help="campaign file")
+    p.add_argument("--out", default="nbo-demo", help="demo directory (wiped first) [nbo-demo]")
+    p.add_argument("--workers", type=int, default=2, help="local Ray CPUs for evaluate [2]")
+    p.add_argument("--no-evaluate", action="store_true", help="skip export + evaluate")
+    p.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    for name in ("customers", "per_day", "batch"):
+        if getattr(args, name) < 1:
+            raise InvalidInputError(
+                f"--{name.replace('_', '-')}", "an int >= 1", getattr(args, name)
+            )
+    summary = run_demo(
+        customers=args.customers,
+        per_day=args.per_day,
+        batch=args.batch,
+        seed=args.seed,
+        config=Path(args.config),
+        out=Path(args.out),
+        workers=args.workers,
+        evaluate=not args.no_evaluate,
+    )
+    return 0 if summary["server_exit_code"] == 0 else 1
+
+
+@dataclass
+class _Group:
+    """Running count, sum and sum of squares of realized net rewards."""
+
+    n: int = 0
+    total: float = 0.0
+    squares: float = 0.0
+
+    def add(self, values: np.ndarray) -> None:
+        self.n += int(values.size)
+        self.total += float(values.sum())
+        self.squares += float((values * values).sum())
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n if self.n else math.nan
+
+    @property
+    def var(self) -> float:
+        if self.n < 2:
+            return math.nan
+        return max(self.squares - self.n * self.mean**2, 0.0) / (self.n - 1)
+
+
+def lift_interval(policy: _Group, control: _Group, z: float = 1.96) -> tuple[float, float]:
+    """Policy minus control mean net reward and the half-width of its Welch interval."""
+    if policy.n < 2 or control.n < 2:
+        return math.nan, math.nan
+    return policy.mean - control.mean, z * math.sqrt(
+        policy.var / policy.n + control.var / control.n
+    )
+
+
+@dataclass
+class _Run:
+    decided: int = 0
+    rewarded: int = 0
+    policy: _Group = field(default_factory=_Group)
+    control: _Group = field(default_factory=_Group)
+    expected: float = 0.0
+    oracle: float = 0.0
+    control_expected: float = 0.0
+    explored: int = 0
+    offers: dict[str, int] = field(default_factory=dict)
+    curve: list[tuple[int, float, float, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def run_demo(
+    customers: int = 60_000,
+    per_day: int = 800,
+    batch: int = 200,
+    seed: int = 0,
+    config: Path = DEFAULT_CAMPAIGN,
+    out: Path = Path("nbo-demo"),
+    workers: int = 2,
+    evaluate: bool = True,
+    stream: IO[str] | None = None,
+) -> dict[str, Any]:
+    """Run the demo; returns the summary it also writes to ``out/summary.json``."""
+    stream = stream if stream is not None else sys.stdout
+    if out.exists():
+        shutil.rmtree(out)
+    data_dir = out / "data"
+    out.mkdir(parents=True)
+    say = _printer(stream)
+    server_log = (out / "server.log").open("w")
+    cmd = [
+        sys.executable,
+        "-m",
+        "engine.cli",
+        "serve",
+        "--config",
+        str(config),
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        "0",
+        "--metrics-port",
+        "0",
+    ]
+    say(f"$ nbo serve --config {config} --data-dir {data_dir} --port 0")
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=server_log, text=True)
+    exit_code: int | None = None
+    try:
+        port = _read_port(proc, out / "server.log")
+        from engine.client import NboClient
+
+        with NboClient(f"127.0.0.1:{port}", timeout=60.0) as client:
+            client.wait_until_serving(timeout=180.0)
+            say(
+                f"  serving on 127.0.0.1:{port} after {time.perf_counter() - started:.1f} s "
+                f"(kernels warm); server log: {out / 'server.log'}"
+            )
+            env = RenewalEnvironment.from_campaign(config)
+            run = _drive(client, env, customers, per_day, batch, seed, stream)
+        say("$ kill -TERM <nbo serve>   # drain, snapshot, close the journal")
+        proc.send_signal(signal.SIGTERM)
+        exit_code = proc.wait(timeout=120)
+        say(f"  server exited with code {exit_code}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server_log.close()
+    evaluation: dict[str, Any] | None = None
+    if evaluate:
+        logs = out / "logs.parquet"
+        _nbo(
+            say,
+            [
+                "export",
+                "--data-dir",
+                str(data_dir),
+                "--campaign",
+                _campaign_name(config),
+                "--out",
+                str(logs),
+            ],
+        )
+        eval_dir = out / "evaluation"
+        args = [
+            "evaluate",
+            "--logs",
+            str(logs),
+            "--workers",
+            str(workers),
+            "--out",
+            str(eval_dir),
+            "--seed",
+            str(seed),
+            "--bootstrap",
+            "100",
+        ]
+        for spec in CANDIDATES:
+            args += ["--policy", spec]
+        _nbo(say, args)
+        evaluation = json.loads((eval_dir / "evaluation.json").read_text())
+    summary = _summary(run, evaluation, exit_code, out)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    report = _write_report(run, summary, out)
+    say("")
+    say(_table(summary))
+    say("")
+    say(f"wrote {out / 'summary.json'}")
+    say(f"wrote {report}")
+    say(f"demo finished in {time.perf_counter() - started:.0f} s")
+    return summary
+
+
+def _drive(
+    client: Any,
+    env: RenewalEnvironment,
+    customers: int,
+    per_day: int,
+    batch: int,
+    seed: int,
+    stream: IO[str],
+) -> _Run:
+    from tqdm import tqdm
+
+    rng_contexts, rng_outcomes = streams(seed)
+    pending = _DelayedFeedback()
+    index = {offer: i for i, offer in enumerate(env.action_ids)}
+    run = _Run(offers={o: 0 for o in env.action_ids})
+    started = time.perf_counter()
+    bar = tqdm(
+        total=customers,
+        unit="dec",
+        file=stream,
+        desc="customers",
+        mininterval=0.5,
+        dynamic_ncols=True,
+    )
+
+    def send(released: tuple[np.ndarray, ...] | None) -> None:
+        if released is None:
+            return
+        ids, values, rewards, control = released
+        for start in range(0, len(ids), 1000):
+            client.reward_batch(
+                ids[start : start + 1000].tolist(), values[start : start + 1000].tolist()
+            )
+        run.rewarded += len(ids)
+        run.control.add(rewards[control])
+        run.policy.add(rewards[~control])
+
+    try:
+        for start in range(0, customers, batch):
+            n = min(batch, customers - start)
+            rounds = env.sample_rounds(n, rng_contexts, start)
+            # customers arrive at per_day a day, whatever the simulator's own calendar says
+            today = start / per_day
+            send(pending.release(today))
+            ids = [f"c{seed}-{c}" for c in rounds.customer_ids]
+            decisions = client.decide_batch(ids, env.records(rounds.attributes))
+            actions = np.array([index[o] for o in decisions.offer_ids], dtype=np.int64)
+            outcomes = env.draw_outcomes(rounds, actions, rng_outcomes)
+            control = np.asarray(decisions.control, dtype=bool)
+            pending.add(
+                today + outcomes.delays,
+                np.asarray(decisions.decision_ids, dtype=object),
+                outcomes.values,
+                outcomes.rewards,
+                control,
+            )
+            expected = rounds.expected_reward_of(actions)
+            run.expected += float(expected.sum())
+            run.oracle += float(rounds.oracle_rewards().sum())
+            run.control_expected += float(
+                rounds.expected_reward_of(np.full(n, env.control_action)).sum()
+            )
+            run.explored += int(np.asarray(decisions.explored).sum())
+            for offer in decisions.offer_ids:
+                run.offers[offer] += 1
+            run.decided += n
+            lift, half = lift_interval(run.policy, run.control)
+            run.curve.append(
+                (
+                    run.decided,
+                    run.expected,
+                    run.oracle,
+                    run.control_expected,
+                )
+            )
+            bar.update(n)
+            bar.set_postfix_str(
+                f"rewarded {run.rewarded / run.decided:4.0%}  lift/decision "
+                + ("  n/a" if math.isnan(lift) else f"{lift:+.1f}±{half:.1f}"),
+                refresh=False,
+            )
+        # the reward window closes: every outcome still on its way arrives
+        send(pending.release(math.inf))
+    finally:
+        bar.close()
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def _summary(
+    run: _Run, evaluation: dict[str, Any] | None, exit_code: int | None, out: Path
+) -> dict[str, Any]:
+    lift, half = lift_interval(run.policy, run.control)
+    summary: dict[str, Any] = {
+        "customers": run.decided,
+        "decisions_per_second": run.decided / run.seconds if run.seconds else math.nan,
+        "rewards": run.rewarded,
+        "policy_mean_net_reward": run.policy.mean,
+        "control_mean_net_reward": run.control.mean,
+        "control_share": run.control.n / max(run.rewarded, 1),
+        "lift_per_decision": lift,
+        "lift_ci95_half_width": half,
+        "explored_share": run.explored / max(run.decided, 1),
+        "offers": run.offers,
+        "ground_truth": {
+            "expected_net_per_customer": run.expected / max(run.decided, 1),
+            "oracle_net_per_customer": run.oracle / max(run.decided, 1),
+            "control_net_per_customer": run.control_expected / max(run.decided, 1),
+            "share_of_oracle": run.expected / run.oracle if run.oracle else math.nan,
+        },
+        "server_exit_code": exit_code,
+        "directory": str(out),
+    }
+    if evaluation is not None:
+        primary = evaluation["primary_estimator"]
+        rows = []
+        for c in evaluation["candidates"]:
+            est = c["estimates"].get(primary)
+            if est is None:
+                continue
+            low, high = est.get(evaluation["interval"]) or est["normal"]
+            rows.append(
+                {
+                    "candidate": c["label"],
+                    "kind": c["kind"],
+                    "value": est["value"],
+                    "low": low,
+                    "high": high,
+                    "warning": c["overlap_warning"],
+                }
+            )
+        summary["evaluation"] = {
+            "primary_estimator": primary,
+            "interval": evaluation["interval"],
+            "logging_value": evaluation["logging_value"],
+            "decision": evaluation["decision"],
+            "candidates": rows,
+            "report": str(out / "evaluation" / "report.html"),
+        }
+    return json.loads(json.dumps(summary, default=float).replace("NaN", "null"))
+
+
+def _table(summary: dict[str, Any]) -> str:
+    gt = summary["ground_truth"]
+    lines = [
+        "live run (over gRPC)",
+        f"  customers served          {summary['customers']:>10,}   "
+        f"({summary['decisions_per_second']:,.0f} decisions/s through the client)",
+        f"  rewards joined            {summary['rewards']:>10,}   (late and out of order)",
+        f"  mean net reward: policy   {_num(summary['policy_mean_net_reward'])}",
+        f"                   control  {_num(summary['control_mean_net_reward'])}   "
+        f"({summary['control_share']:.0%} of customers, sticky by customer id)",
+        f"  lift per decision         {_num(summary['lift_per_decision'])}   "
+        f"(95% CI ± {_num(summary['lift_ci95_half_width']).strip()})",
+        f"  ground truth: policy earned {gt['share_of_oracle']:.1%} of the oracle's net value "
+        f"({gt['expected_net_per_customer']:.2f} vs {gt['oracle_net_per_customer']:.2f} per "
+        f"customer; all-control {gt['control_net_per_customer']:.2f})",
+    ]
+    ev = summary.get("evaluation")
+    if ev:
+        lines += [
+            "",
+            f"off-policy evaluation on the exported logs ({ev['primary_estimator']}, "
+            f"{ev['interval']} 95% interval)",
+            f"  {'candidate':<34}{'estimate':>10}{'low':>10}{'high':>10}",
+        ]
+        for r in ev["candidates"]:
+            flag = "  (poor overlap)" if r["warning"] else ""
+            lines.append(
+                f"  {r['candidate'][:34]:<34}{_num(r['value'])}{_num(r['low'])}"
+                f"{_num(r['high'])}{flag}"
+            )
+        lines.append(f"  {ev['decision']['reason']}")
+    return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return f"{'n/a':>10}" if value is None or math.isnan(value) else f"{value:>10.2f}"
+
+
+def _write_report(run: _Run, summary: dict[str, Any], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # value per customer over a moving window of batches, from the cumulative sums
+    curve = np.array(run.curve) if run.curve else np.zeros((0, 4))
+    window = max(1, len(curve) // 15)
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    lines = (
+        (1, "nbo policy (incl. control group)", "C0", "-"),
+        (2, "oracle (ground truth)", "0.3", "--"),
+        (3, "everyone gets control", "C3", "-"),
+    )
+    if len(curve) > window:
+        n = curve[window:, 0] - curve[:-window, 0]
+        for col, label, color, ls in lines:
+            ax.plot(
+                curve[window:, 0],
+                (curve[window:, col] - curve[:-window, col]) / n,
+                label=label,
+                color=color,
+                ls=ls,
+            )
+        per_window = int(np.median(n))
+        ax.set_title(f"Live run over gRPC (moving window of {per_window:,} customers)")
+    ax.set_xlabel("customers served")
+    ax.set_ylabel("expected net reward / customer")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    plot = out / "live_run.png"
+    fig.savefig(plot, dpi=110)
+    plt.close(fig)
+    ev = summary.get("evaluation")
+    eval_html = ""
+    if ev:
+        rows = "".join(
+            f"<tr><td>{r['candidate']}</td><td>{_num(r['value'])}</td><td>{_num(r['low'])}</td>"
+            f"<td>{_num(r['high'])}</td><td>{'poor overlap' if r['warning'] else ''}</td></tr>"
+            for r in ev["candidates"]
+        )
+        eval_html = (
+            f"<h2>Off-policy evaluation</h2><p>{ev['decision']['reason']}</p>"
+            f"<table><tr><th>candidate</th><th>estimate</th><th>low</th><th>high</th><th></th>"
+            f"</tr>{rows}</table><p>Full report: <a href='evaluation/report.html'>"
+            f"evaluation/report.html</a></p>"
+        )
+    html = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>nbo demo</title><style>"
+        "body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{padding:2px 10px;"
+        "text-align:right}td:first-child{text-align:left}</style></head><body>"
+        "<h1>nbo demo: renewal offers</h1>"
+        f"<pre>{_table({**summary, 'evaluation': None})}</pre>"
+        "<img src='live_run.png' alt='cumulative value per customer'>"
+        f"{eval_html}</body></html>"
+    )
+    report = out / "report.html"
+    report.write_text(html)
+    return report
+
+
+def _read_port(proc: subprocess.Popen[str], log: Path, timeout: float = 180.0) -> int:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    for line in proc.stdout:
+        if line.startswith("nbo serve: listening on port "):
+            return int(line.rsplit(" ", 1)[1])
+        if time.monotonic() > deadline:
+            break
+    code = proc.poll()
+    raise NboError(f"nbo serve did not start (exit code {code}); see {log}")
+
+
+def _campaign_name(config: Path) -> str:
+    from engine.campaign import load_campaign
+
+    return load_campaign(config).name
+
+
+def _nbo(say: Any, args: list[str]) -> None:
+    say("$ nbo " + " ".join(args))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([sys.executable, "-m", "engine.cli", *args], env=env, check=False)
+    if done.returncode != 0:
+        raise NboError(f"nbo {args[0]} failed with exit code {done.returncode}")
+
+
+def _printer(stream: IO[str]) -> Any:
+    def say(text: str) -> None:
+        print(text, file=stream, flush=True)
+
+    return say
