@@ -8,7 +8,8 @@ prints a table and writes JSON:
 * replay of a learning LinUCB (K=10, d=32) through the log (events/s);
 * end to end Parquet -> report (read, evaluate one static LinUCB plus the baselines with 200
   bootstrap resamples, write the report), in-process and on local Ray with 1 and 2 workers; Ray
-  start-up and worker warm-up (imports, compiled kernels) are timed separately.
+  start-up and worker warm-up (imports, compiled kernels) are timed separately; one more
+  in-process run uses normal intervals only (no bootstrap).
 
 The Parquet file is written so that decoding is cheap: the context is one uncompressed
 fixed-size list of float64 (a single contiguous buffer), the offer column is dictionary-encoded
@@ -109,7 +110,9 @@ def replay_throughput(n_rounds: int) -> dict[str, Any]:
     return {"what": "replay LinUCB K=10 d=32 (1 core)", "events_per_s": n_rounds / seconds}
 
 
-def end_to_end(path: Path, n_rounds: int, workers: int, repeats: int = 3) -> dict[str, Any]:
+def end_to_end(
+    path: Path, n_rounds: int, workers: int, n_bootstrap: int = 200, repeats: int = 3
+) -> dict[str, Any]:
     from engine.replay import read_logs
     from engine.replay.candidates import EvalConfig, make_candidates
     from engine.replay.evaluate import evaluate
@@ -135,7 +138,8 @@ def end_to_end(path: Path, n_rounds: int, workers: int, repeats: int = 3) -> dic
             result = evaluate(
                 data,
                 make_candidates([{"name": "linucb", "alpha": 0.5}], ("static",)),
-                config=EvalConfig(n_bootstrap=200),
+                config=EvalConfig(n_bootstrap=n_bootstrap),
+                interval="bootstrap" if n_bootstrap else "normal",
                 runner=runner,
             )
             t2 = time.perf_counter()
@@ -148,7 +152,9 @@ def end_to_end(path: Path, n_rounds: int, workers: int, repeats: int = 3) -> dic
         runner.close()
     t0, t1, t2, t3 = 0.0, best["read"], best["read"] + best["evaluate"], best["total"]
     return {
-        "what": f"end to end, {runner.mode}" + (f", {workers} workers" if workers else ""),
+        "what": f"end to end, {runner.mode}"
+        + (f", {workers} workers" if workers else "")
+        + ("" if n_bootstrap else ", normal intervals only"),
         "events_per_s": n_rounds / (t3 - t0),
         "read_s": t1 - t0,
         "evaluate_s": t2 - t1,
@@ -181,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         pq.read_table(path)  # every run then reads from the page cache, not only the later ones
         for workers in (int(w) for w in args.workers.split(",")):
             rows.append(end_to_end(path, args.rows, workers))
+        rows.append(end_to_end(path, args.rows, 0, n_bootstrap=0))
     for row in rows:
         extra = {k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}
         extra.pop("what")
