@@ -385,7 +385,7 @@ def _context(
     if cols.context is None or cols.context not in table.column_names:
         return np.zeros((n, 0)), ()
     name = cols.context
-    column = table.column(name).combine_chunks()
+    column = table.column(name)
     meta = table.schema.metadata or {}
     feature_names = _parse_names(meta.get(FEATURE_NAMES_KEY))
     if pa.types.is_fixed_size_list(column.type):
@@ -402,16 +402,31 @@ def _context(
             )
     else:
         raise InvalidInputError(f"column {name!r}", "a list of float64", str(column.type))
-    bad = _first_null(pa.chunked_array([column]))
+    bad = _first_null(column)
     if bad >= 0:
         raise InvalidInputError(_label(name, bad, source_row, decision_id), "a context", None)
-    values = column.flatten()
-    if values.null_count:
-        flat_bad = int(np.argmax(values.is_null().to_numpy(zero_copy_only=False)))
-        raise InvalidInputError(
-            _label(name, flat_bad // max(d, 1), source_row, decision_id), "finite values", None
-        )
-    context = values.cast(pa.float64()).to_numpy(zero_copy_only=False).reshape(n, d)
+    # Chunk by chunk into one array: combining the chunks first would copy (and fault in) the
+    # whole context once more; a single chunk is used without any copy.
+    blocks = []
+    start = 0
+    for chunk in column.chunks:
+        values = chunk.flatten()
+        if values.null_count:
+            flat_bad = int(np.argmax(values.is_null().to_numpy(zero_copy_only=False)))
+            row = start + flat_bad // max(d, 1)
+            raise InvalidInputError(
+                _label(name, row, source_row, decision_id), "finite values", None
+            )
+        blocks.append(values.cast(pa.float64()).to_numpy(zero_copy_only=False).reshape(-1, d))
+        start += len(chunk)
+    if len(blocks) == 1:
+        context = blocks[0]
+    else:
+        context = np.empty((n, d))
+        start = 0
+        for block in blocks:
+            context[start : start + block.shape[0]] = block
+            start += block.shape[0]
     if feature_names and len(feature_names) != d:
         feature_names = ()
     return context, feature_names
