@@ -74,3 +74,20 @@ def test_failed_tasks_are_retried_then_reported(ray_session, tmp_path, workers):
     assert isinstance(results[1], TaskFailure) and results[1].key == "bad"
     assert "always fails" in results[1].error
     assert (tmp_path / "broken").read_text() == "xxx"  # 1 try + 2 retries
+
+
+def _dies_once(marker: str) -> str:
+    import os
+    from pathlib import Path
+
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("died")
+        os._exit(1)  # the worker process dies: Ray retries the task on a new worker
+    return "survived"
+
+
+def test_a_task_whose_worker_dies_is_retried(ray_session, tmp_path):
+    runner = Runner(workers=2, max_retries=2, progress=False)
+    (result,) = runner.run([Task("crash", _dies_once, (str(tmp_path / "crash"),))])
+    assert result == "survived"
