@@ -26,10 +26,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.campaign.rules import Rule
 from engine.types import BoolArray, FloatArray
 
 if TYPE_CHECKING:
     from engine.campaign.config import CampaignConfig
+
+
+# Integers up to 2**53 convert to float64 exactly, so numpy comparisons of such columns against
+# such literals give Python's answers; anything else takes the per-value path.
+_EXACT = float(2**53)
+_ORDERINGS = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
+
+
+def _vector_op(rule: Rule) -> Any:
+    """The numpy comparison of an ordering rule against a number literal (None otherwise)."""
+    value = rule.value
+    exact = isinstance(value, float) or (type(value) is int and abs(value) <= _EXACT)
+    return _ORDERINGS.get(rule.op) if exact else None
 
 
 class Eligibility:
@@ -49,7 +63,7 @@ class Eligibility:
             if o.cost_field is not None
         ]
         self._rules = [
-            (a, r.field, r._test, f"rule:{o.id}:{r.text}")
+            (a, r.field, r._test, f"rule:{o.id}:{r.text}", _vector_op(r), r.value)
             for a, o in enumerate(config.offers)
             for r in o.rules
         ]
@@ -80,58 +94,103 @@ class Eligibility:
         n = len(contexts)
         masks = np.ones((n, self.n_actions), dtype=np.bool_)
         reasons: list[list[str]] = [[] for _ in range(n)]
-        live = [True] * n if skip is None else [not s for s in skip]
-        rows = [] if candidates is None else [c for c in candidates]
-        if candidates is not None:
-            for i, cand in enumerate(rows):
-                if cand is not None and live[i]:
-                    reasons[i].append("candidates")
+        live = np.ones(n, dtype=np.bool_)
+        if skip is not None:
+            live &= ~np.asarray(skip, dtype=np.bool_)
+        allowed: BoolArray | None = None  # the candidate lists as a matrix
+        if candidates is not None and any(c is not None for c in candidates):
+            allowed = np.ones((n, self.n_actions), dtype=np.bool_)
+            live_list = live.tolist()
+            for i, cand in enumerate(candidates):
+                if cand is not None:
+                    allowed[i] = cand
+                    if live_list[i]:
+                        reasons[i].append("candidates")
+        values: dict[str, list[Any]] = {}
+        numbers: dict[str, FloatArray | None] = {}
 
-        def start(a: int) -> list[bool]:
+        def column(field: str) -> list[Any]:
+            got = values.get(field)
+            if got is None:
+                got = values[field] = [ctx.get(field) for ctx in contexts]
+            return got
+
+        def plain(field: str) -> FloatArray | None:
+            """The field as float64 when every value is an int or a float, ints exactly."""
+            if field not in numbers:
+                numbers[field] = _plain_numbers(column(field))
+            return numbers[field]
+
+        columns: dict[int, BoolArray] = {}
+
+        def ok_column(a: int) -> BoolArray:
             # Offers the candidate list already excludes are not checked further.
-            if not rows:
-                return list(live)
-            return [lv and (c is None or bool(c[a])) for lv, c in zip(live, rows, strict=True)]
-
-        columns: dict[int, list[bool]] = {}
-        for a, field, test, text in self._rules:
             ok = columns.get(a)
             if ok is None:
-                ok = columns[a] = start(a)
-            for i, ctx in enumerate(contexts):
-                if ok[i]:
-                    value = ctx.get(field)
-                    if value is None or not test(value):
-                        ok[i] = False
-                        reasons[i].append(text)
+                ok = columns[a] = live.copy() if allowed is None else live & allowed[:, a]
+            return ok
+
+        def exclude(a: int, holds: BoolArray, text: str) -> None:
+            ok = ok_column(a)
+            failed = np.flatnonzero(ok & ~holds)
+            if failed.shape[0]:
+                for i in failed.tolist():
+                    reasons[i].append(text)
+                ok &= holds
+
+        for a, field, test, text, vector_op, literal in self._rules:
+            numeric = plain(field) if vector_op is not None else None
+            if numeric is not None:
+                holds = vector_op(numeric, literal)  # NaN compares False, as in Python
+            else:
+                holds = np.fromiter(
+                    (v is not None and test(v) for v in column(field)), dtype=np.bool_, count=n
+                )
+            exclude(a, holds, text)
         costs = np.empty((n, self.n_actions))
         costs[:] = self._fixed
         for a, field, share, months, text in self._shares:
-            column = costs[:, a]
-            for i, ctx in enumerate(contexts):
-                value = ctx.get(field)
-                kind = type(value)
-                if kind is not float and kind is not int:
-                    value = _as_number(value)
-                if value is not None and value >= 0 and math.isfinite(value):
-                    column[i] = share * value * months  # as Offer.cost_for computes it
-                    continue
-                column[i] = math.nan
-                ok = columns.get(a)
-                if ok is None:
-                    ok = columns[a] = start(a)
-                if ok[i]:
-                    ok[i] = False
-                    reasons[i].append(text)
-        if rows:
-            for i, cand in enumerate(rows):
-                if cand is not None:
-                    masks[i] &= cand
+            numeric = plain(field)
+            if numeric is not None:
+                valid = (numeric >= 0) & np.isfinite(numeric)
+                costs[:, a] = np.where(valid, share * numeric * months, math.nan)
+            else:
+                cost_column = costs[:, a]
+                valid = np.ones(n, dtype=np.bool_)
+                for i, value in enumerate(column(field)):
+                    kind = type(value)
+                    if kind is not float and kind is not int:
+                        value = _as_number(value)
+                    if value is not None and value >= 0 and math.isfinite(value):
+                        cost_column[i] = share * value * months  # as Offer.cost_for computes it
+                    else:
+                        cost_column[i] = math.nan
+                        valid[i] = False
+            if not valid.all():
+                exclude(a, valid, text)
+        if allowed is not None:
+            masks &= allowed
         for a, ok in columns.items():
             masks[:, a] &= ok
         if skip is not None:
-            masks[np.asarray(skip, dtype=np.bool_)] = False
+            masks[~live] = False
         return masks, costs, reasons
+
+
+def _plain_numbers(values: list[Any]) -> FloatArray | None:
+    """``values`` as float64 when each is an int or a float and every int converts exactly."""
+    if not values or not set(map(type, values)) <= _INT_FLOAT:
+        return None
+    try:
+        array = np.array(values, dtype=np.float64)
+    except OverflowError:
+        return None
+    if not (np.abs(array) <= _EXACT).all() and int in set(map(type, values)):
+        return None  # a big int (or a big float beside ints): Python compares it exactly
+    return array
+
+
+_INT_FLOAT = frozenset((int, float))
 
 
 def _as_number(value: Any) -> float | None:
