@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.campaign.config import CampaignConfig, load_campaign, parse_campaign
-from engine.campaign.control import control_bucket, in_control_group
+from engine.campaign.control import control_bucket, control_flags, in_control_group
 from engine.campaign.guardrails import Guardrails
 from engine.campaign.offers import Offer, parse_offer
 from engine.campaign.rules import Rule, parse_rule
@@ -14,6 +14,7 @@ __all__ = [
     "Offer",
     "Rule",
     "control_bucket",
+    "control_flags",
     "in_control_group",
     "load_campaign",
     "parse_campaign",
