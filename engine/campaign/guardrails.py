@@ -28,6 +28,7 @@ Examples
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -80,7 +81,9 @@ class Guardrails:
         self._freq_window = config.frequency_window if self._max_offers is not None else 0.0
         self._cooldown = config.cooldown
         self._horizon = max(self._freq_window, self._cooldown)
-        self._history: dict[str, list[float]] = {}
+        # Times as arrays of doubles: not tracked by the garbage collector (a list per customer
+        # made every full collection walk them all) and smaller than lists of floats.
+        self._history: dict[str, array[float]] = {}
         self._ids = config.offer_ids
 
     @property
@@ -228,7 +231,47 @@ class Guardrails:
         if self._ring_filled < len(ring):
             self._ring_filled += 1
         if self._horizon > 0 and action != self.control_index:
-            self._history.setdefault(customer_id, []).append(now)
+            times = self._history.get(customer_id)
+            if times is None:
+                self._history[customer_id] = array("d", (now,))
+            else:
+                times.append(now)
+
+    def record_batch(
+        self,
+        customer_ids: Sequence[str],
+        now: float,
+        actions: Sequence[int],
+        costs: Sequence[float],
+    ) -> None:
+        """:meth:`record` for decisions made together, in order (one call per batch)."""
+        used_count, used_money = self.used_count, self.used_money
+        ring, counts = self._ring, self.traffic_counts
+        size = len(ring)
+        pos = self._ring_pos
+        for action, cost in zip(actions, costs, strict=True):
+            used_count[action] += 1
+            used_money[action] += cost
+            old = ring[pos]
+            if old >= 0:
+                counts[old] -= 1
+            ring[pos] = action
+            counts[action] += 1
+            pos += 1
+            if pos == size:
+                pos = 0
+        self._ring_pos = pos
+        self._ring_filled = min(self._ring_filled + len(actions), size)
+        if self._horizon > 0:
+            control = self.control_index
+            history = self._history
+            for customer_id, action in zip(customer_ids, actions, strict=True):
+                if action != control:
+                    times = history.get(customer_id)
+                    if times is None:
+                        history[customer_id] = array("d", (now,))
+                    else:
+                        times.append(now)
 
     def restore(
         self,
@@ -260,7 +303,7 @@ class Guardrails:
             self._ring_pos = (self._ring_pos + 1) % len(ring)
             self._ring_filled = min(self._ring_filled + 1, len(ring))
         if self._horizon > 0:
-            self._history = {k: list(v) for k, v in history.items() if v}
+            self._history = {k: array("d", v) for k, v in history.items() if v}
 
     def prune(self, now: float) -> int:
         """Forget per-customer history older than the cap and cooldown horizons.
@@ -274,7 +317,7 @@ class Guardrails:
         for customer, times in self._history.items():
             keep = [t for t in times if t > cutoff]
             if keep:
-                times[:] = keep
+                times[:] = array("d", keep)
             else:
                 gone.append(customer)
         for customer in gone:
