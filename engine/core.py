@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.campaign import CampaignConfig, Guardrails, in_control_group, load_campaign
+from engine.campaign import CampaignConfig, Guardrails, control_flags, load_campaign
 from engine.campaign.eligibility import Eligibility
 from engine.errors import (
     CorruptModelError,
@@ -76,6 +76,14 @@ def _utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _valid_ids(ids: Sequence[str]) -> bool:
+    """True when every id is a non-empty UTF-8 string of <= 256 characters (one pass each)."""
+    if not all(type(i) is str for i in ids):
+        return False
+    lengths = list(map(len, ids))
+    return (not ids or (min(lengths) > 0 and max(lengths) <= 256)) and _utf8("".join(ids))
 
 
 class Engine:
@@ -264,19 +272,22 @@ class Engine:
             raise InvalidInputError(
                 "contexts", f"a list of {n} contexts (one per customer id)", type(contexts).__name__
             )
-        for i, cid in enumerate(customer_ids):
-            if type(cid) is not str or not cid or len(cid) > 256 or not _utf8(cid):
-                field = "customer_id" if single else f"customer_ids[{i}]"
-                raise InvalidInputError(field, "a non-empty UTF-8 string of <= 256 characters", cid)
-        for i, ctx in enumerate(contexts):
-            if not isinstance(ctx, Mapping):
-                field = "context" if single else f"contexts[{i}]"
-                raise InvalidInputError(field, "a mapping of attribute names to values", ctx)
+        if not _valid_ids(customer_ids):  # find the first bad id for the message
+            for i, cid in enumerate(customer_ids):
+                if type(cid) is not str or not cid or len(cid) > 256 or not _utf8(cid):
+                    field = "customer_id" if single else f"customer_ids[{i}]"
+                    raise InvalidInputError(
+                        field, "a non-empty UTF-8 string of <= 256 characters", cid
+                    )
+        if not all(type(ctx) is dict for ctx in contexts):
+            for i, ctx in enumerate(contexts):
+                if not isinstance(ctx, Mapping):
+                    field = "context" if single else f"contexts[{i}]"
+                    raise InvalidInputError(field, "a mapping of attribute names to values", ctx)
         row_candidates = self._row_candidates(candidates, n)
         if n == 0:
             return []
-        share, salt = self.config.control_share, self.config.salt
-        control = [share > 0.0 and in_control_group(salt, cid, share) for cid in customer_ids]
+        control = control_flags(self.config.salt, customer_ids, self.config.control_share)
         masks, costs, reasons = self._eligibility.evaluate(contexts, row_candidates, control)
         encoder = self._encoder
         X = None if encoder.learning else self._encode(contexts, learn=False)
@@ -364,7 +375,6 @@ class Engine:
             scores[asks] = d.scores
         asked = np.zeros(n, dtype=np.bool_)
         asked[asks] = True
-        asked_list = asked.tolist()
         # Python-level loop below: pull everything out of numpy once, row by row costs add up.
         if masks.shape[1] <= 62:
             codes = (masks.astype(np.int64) << self._bit_shifts).sum(axis=1).tolist()
@@ -375,49 +385,46 @@ class Engine:
         action_list = actions.tolist()
         prop_list = props.tolist()
         explored_list = explored.tolist()
-        x_bytes = X.tobytes()
-        x_width = X.shape[1] * 8
-        s_bytes = scores.tobytes()
-        s_width = scores.shape[1] * 8
-        score_rows = list(scores)
         ts_us = int(now * 1e6)
         offer_ids = self.offer_ids
-        control_only: tuple[str, ...] = (offer_ids[self._control_index],)
-        prefix = self._id_prefix
-        counter = self._counter
-        catalog = self._catalog
-        campaign = self.campaign
-        rows = []
-        records = []
-        for i in range(n):
-            a = action_list[i]
-            why = reasons[i]
+        chosen = [offer_ids[a] for a in action_list]
+        # Eligible sets by mask code (cached); the rows the policy was not asked are fixed up
+        # below: the control group gets the control offer alone, the others their fallback.
+        cache_get, eligible_of = self._eligible_cache.get, self._eligible
+        eligible = [cache_get(code) or eligible_of(code) for code in codes]
+        control_id = offer_ids[self._control_index]
+        control_only: tuple[tuple[str, ...], str] = ((control_id,), control_id)
+        for i in np.flatnonzero(~asked).tolist():
             if control[i]:
-                eligible, joined = control_only, control_only[0]
-                why = ["control_group"]
-            elif asked_list[i]:
-                eligible, joined = self._eligible(codes[i])
+                eligible[i] = control_only
+                reasons[i] = ["control_group"]
             else:  # nothing eligible: the fallback is the only possible outcome
-                eligible, joined = (offer_ids[a],), offer_ids[a]
-                why.append(f"fallback:{offer_ids[a]}")
-            counter += 1
-            decision_id = f"{prefix}{counter:x}"
-            offer_id = offer_ids[a]
-            rows.append(
-                (decision_id, ts_us, customer_ids[i], x_bytes[i * x_width : (i + 1) * x_width],
-                 joined, offer_id, prop_list[i], explored_list[i], control[i], version,
-                 cost_of[i], s_bytes[i * s_width : (i + 1) * s_width],
-                 ";".join(why) if why else None, catalog)
-            )  # fmt: skip
-            records.append(
-                DecisionRecord(decision_id, offer_id, prop_list[i], explored_list[i], control[i],
-                               version, tuple(why), eligible, campaign, customer_ids[i], now,
-                               cost_of[i], score_rows[i], offer_ids)
-            )  # fmt: skip
-        self._counter = counter
+                fallback = chosen[i]
+                eligible[i] = ((fallback,), fallback)
+                reasons[i].append(f"fallback:{fallback}")
+        eligible_ids = [e[0] for e in eligible]
+        joined = [e[1] for e in eligible]
+        counter = self._counter
+        decision_ids = [f"{self._id_prefix}{c:x}" for c in range(counter + 1, counter + n + 1)]
+        self._counter = counter + n
+        x_bytes, x_width = X.tobytes(), X.shape[1] * 8
+        x_rows = [x_bytes[o : o + x_width] for o in range(0, n * x_width, x_width)]
+        s_bytes, s_width = scores.tobytes(), scores.shape[1] * 8
+        s_rows = [s_bytes[o : o + s_width] for o in range(0, n * s_width, s_width)]
+        texts = [";".join(why) if why else None for why in reasons]
+        # Whole columns zipped into rows and records: no per-row Python loop.
+        rows = list(
+            zip(decision_ids, [ts_us] * n, customer_ids, x_rows, joined, chosen, prop_list,
+                explored_list, control, [version] * n, cost_of, s_rows, texts,
+                [self._catalog] * n, strict=True)
+        )  # fmt: skip
+        records = list(
+            map(DecisionRecord, decision_ids, chosen, prop_list, explored_list, control,
+                [version] * n, map(tuple, reasons), eligible_ids, [self.campaign] * n,
+                customer_ids, [now] * n, cost_of, list(scores), [offer_ids] * n)
+        )  # fmt: skip
         self._journal.append_decisions(rows)
-        for i in range(n):
-            guard.record(customer_ids[i], now, action_list[i], cost_of[i])
+        guard.record_batch(customer_ids, now, action_list, cost_of)
         self._ledger.note_decision(ts_us)
         return records
 
