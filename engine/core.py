@@ -45,6 +45,7 @@ from engine.errors import (
     ResourceExhaustedError,
 )
 from engine.features import Encoder
+from engine.features.columns import Columns, gather
 from engine.journal.lift import Lift, lift_from_journal
 from engine.journal.records import DecisionRecord, RewardRecord
 from engine.journal.recovery import (
@@ -143,6 +144,9 @@ class Engine:
         self._control_index = config.offer_index(config.control_offer)
         self._fallback_index = config.offer_index(config.fallback_offer)
         self._eligibility = Eligibility(config)
+        self._attributes = tuple(
+            dict.fromkeys(self._encoder.attribute_names + self._eligibility.fields)
+        )
         self._eligible_cache: dict[int, tuple[tuple[str, ...], str]] = {}
         self._bit_shifts = np.arange(len(self.offer_ids), dtype=np.int64)
         self._guardrails = Guardrails(config)
@@ -288,22 +292,28 @@ class Engine:
         if n == 0:
             return []
         control = control_flags(self.config.salt, customer_ids, self.config.control_share)
-        masks, costs, reasons = self._eligibility.evaluate(contexts, row_candidates, control)
+        # The attributes the rules and the encoder read, gathered in one pass over the contexts.
+        columns = gather(contexts, self._attributes) if n > 1 else None
+        masks, costs, reasons = self._eligibility.evaluate(
+            contexts, row_candidates, control, columns=columns
+        )
         encoder = self._encoder
-        X = None if encoder.learning else self._encode(contexts, learn=False)
+        X = None if encoder.learning else self._encode(contexts, False, columns)
         with self._lock:
             self._check_open()
             if X is None:
-                X = self._encode(contexts, learn=True)
+                X = self._encode(contexts, True, columns)
                 if not encoder.learning:  # just froze: keep the statistics for restarts
                     self._journal.set_meta("encoder", json.dumps(encoder.state()))
             now = self._clock()
             return self._decide_locked(customer_ids, X, control, masks, costs, reasons, now)
 
-    def _encode(self, contexts: Sequence[Mapping[str, Any]], learn: bool) -> FloatArray:
+    def _encode(
+        self, contexts: Sequence[Mapping[str, Any]], learn: bool, columns: Columns | None
+    ) -> FloatArray:
         if len(contexts) == 1:
             return self._encoder.encode(contexts[0], learn=learn)[None, :]
-        return self._encoder.encode_batch(contexts, learn=learn)
+        return self._encoder.encode_batch(contexts, learn=learn, columns=columns)
 
     def _row_candidates(self, candidates: Any, n: int) -> list[BoolArray | None] | None:
         if candidates is None or (isinstance(candidates, Sequence) and not candidates):

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.campaign.rules import Rule
+from engine.features.columns import Columns
 from engine.types import BoolArray, FloatArray
 
 if TYPE_CHECKING:
@@ -62,6 +63,13 @@ class Eligibility:
             for a, o in enumerate(config.offers)
             if o.cost_field is not None
         ]
+        #: Context attributes the rules and costs read.
+        self.fields = tuple(
+            dict.fromkeys(
+                [r.field for o in config.offers for r in o.rules]
+                + [o.cost_field for o in config.offers if o.cost_field is not None]
+            )
+        )
         self._rules = [
             (a, r.field, r._test, f"rule:{o.id}:{r.text}", _vector_op(r), r.value)
             for a, o in enumerate(config.offers)
@@ -73,6 +81,7 @@ class Eligibility:
         contexts: Sequence[Mapping[str, Any]],
         candidates: Sequence[BoolArray | None] | None = None,
         skip: Sequence[bool] | None = None,
+        columns: Columns | None = None,
     ) -> tuple[BoolArray, FloatArray, list[list[str]]]:
         """Eligibility of every offer for every context.
 
@@ -83,6 +92,8 @@ class Eligibility:
             Per row, the offers the caller can deliver (None: all).
         skip : sequence of bool, optional
             Rows to leave all-False without reasons (the control group).
+        columns : mapping of attribute name to values, optional
+            Attributes already gathered from ``contexts`` (:func:`engine.features.columns.gather`).
 
         Returns
         -------
@@ -106,10 +117,10 @@ class Eligibility:
                     allowed[i] = cand
                     if live_list[i]:
                         reasons[i].append("candidates")
-        values: dict[str, list[Any]] = {}
+        values: dict[str, Sequence[Any]] = dict(columns) if columns is not None else {}
         numbers: dict[str, FloatArray | None] = {}
 
-        def column(field: str) -> list[Any]:
+        def column(field: str) -> Sequence[Any]:
             got = values.get(field)
             if got is None:
                 got = values[field] = [ctx.get(field) for ctx in contexts]
@@ -121,13 +132,13 @@ class Eligibility:
                 numbers[field] = _plain_numbers(column(field))
             return numbers[field]
 
-        columns: dict[int, BoolArray] = {}
+        oks: dict[int, BoolArray] = {}
 
         def ok_column(a: int) -> BoolArray:
             # Offers the candidate list already excludes are not checked further.
-            ok = columns.get(a)
+            ok = oks.get(a)
             if ok is None:
-                ok = columns[a] = live.copy() if allowed is None else live & allowed[:, a]
+                ok = oks[a] = live.copy() if allowed is None else live & allowed[:, a]
             return ok
 
         def exclude(a: int, holds: BoolArray, text: str) -> None:
@@ -170,14 +181,14 @@ class Eligibility:
                 exclude(a, valid, text)
         if allowed is not None:
             masks &= allowed
-        for a, ok in columns.items():
+        for a, ok in oks.items():
             masks[:, a] &= ok
         if skip is not None:
             masks[~live] = False
         return masks, costs, reasons
 
 
-def _plain_numbers(values: list[Any]) -> FloatArray | None:
+def _plain_numbers(values: Sequence[Any]) -> FloatArray | None:
     """``values`` as float64 when each is an int or a float and every int converts exactly."""
     if not values or not set(map(type, values)) <= _INT_FLOAT:
         return None

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import CorruptModelError, InvalidInputError
+from engine.features.columns import Columns
 from engine.features.schema import CategoricalFeature, FeatureSchema, NumericFeature
 from engine.types import FloatArray
 
@@ -89,6 +90,10 @@ class Encoder:
         self._running: dict[str, _Running] = {
             f.name: _Running(f.freeze_after) for f in schema.numeric if f.standardize == "running"
         }
+        #: Context attributes the encoder reads.
+        self.attribute_names = tuple(f.name for f in schema.numeric) + tuple(
+            c.name for c in schema.categorical
+        )
         self._offset = 1 if schema.bias else 0
         self._cat_offsets: list[int] = []
         offset = self._offset + len(schema.numeric)
@@ -178,26 +183,34 @@ class Encoder:
         return out
 
     def encode_batch(
-        self, contexts: Sequence[Mapping[str, Any]], learn: bool = False
+        self,
+        contexts: Sequence[Mapping[str, Any]],
+        learn: bool = False,
+        columns: Columns | None = None,
     ) -> FloatArray:
         """Encode contexts into an array of shape (n_rounds, n_features).
 
         Rows are encoded with the statistics as they were before the batch; with ``learn=True``
-        running statistics then absorb the whole batch.
+        running statistics then absorb the whole batch. ``columns`` may hold attributes already
+        gathered from these contexts (:func:`engine.features.columns.gather`).
         """
         n = len(contexts)
         out = np.zeros((n, self.n_features))
         if self._offset:
             out[:, 0] = 1.0
-        for i, ctx in enumerate(contexts):
-            if not isinstance(ctx, Mapping):
-                raise InvalidInputError(f"contexts[{i}]", "a mapping of attribute names", ctx)
+        if not all(type(ctx) is dict for ctx in contexts):
+            for i, ctx in enumerate(contexts):
+                if not isinstance(ctx, Mapping):
+                    raise InvalidInputError(f"contexts[{i}]", "a mapping of attribute names", ctx)
+        given = columns if columns is not None else {}
         learn_rows: list[list[float | None]] = [[] for _ in range(n)] if learn else []
         pos = self._offset
         for f in self.schema.numeric:
             mean, std = self._stats(f)
             name = f.name
-            column = [ctx.get(name) for ctx in contexts]
+            column = given.get(name)
+            if column is None:
+                column = [ctx.get(name) for ctx in contexts]
             if set(map(type, column)) <= _PLAIN_NUMBERS:  # bools too: float(True) == 1.0
                 values = np.fromiter(column, dtype=np.float64, count=n)
                 ok = np.abs(values) <= VALUE_LIMIT  # False for NaN and inf too
@@ -225,7 +238,9 @@ class Encoder:
             base = self._cat_offsets[j]
             name = c.name
             lookup = self._onehot[j] if c.encoding == "onehot" else self._hash_cache[j]
-            column = [ctx.get(name) for ctx in contexts]
+            column = given.get(name)
+            if column is None:
+                column = [ctx.get(name) for ctx in contexts]
             # Fast path: known strings, in one pass. Anything else (missing, unknown, int,
             # invalid, unhashable) goes through the exact rules, which also produce the errors.
             get: Any = lookup.get  # any hashable value may be looked up (misses give -1)
