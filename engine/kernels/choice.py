@@ -37,6 +37,36 @@ def _pick_uniform_eligible(mask_row: np.ndarray, k: int, state: np.ndarray) -> i
 
 
 @njit(cache=True, nogil=True)
+def _mask_and_max(scores_row: np.ndarray, mask_row: np.ndarray) -> tuple[int, float]:
+    """Set masked scores to -inf; return the number of eligible actions and their best score."""
+    best = -math.inf
+    k = 0
+    for a in range(scores_row.shape[0]):
+        if mask_row[a]:
+            k += 1
+            if scores_row[a] > best:
+                best = scores_row[a]
+        else:
+            scores_row[a] = -math.inf
+    return k, best
+
+
+@njit(cache=True, nogil=True)
+def _draw(p: np.ndarray, mask_row: np.ndarray, state: np.ndarray) -> int:
+    """Sample an eligible action from probabilities ``p`` (summing to 1 over the eligible ones)."""
+    u = uniform(state)
+    acc = 0.0
+    last = -1
+    for a in range(p.shape[0]):
+        if mask_row[a]:
+            acc += p[a]
+            last = a
+            if u < acc:
+                return a
+    return last  # rounding left u above the last cumulative sum
+
+
+@njit(cache=True, nogil=True)
 def choose_greedy(
     scores: np.ndarray,
     mask: np.ndarray,
@@ -53,39 +83,20 @@ def choose_greedy(
     with an exploration floor; epsilon = 0 gives a greedy policy (LinUCB, UCB1) with a floor.
     """
     n, n_actions = scores.shape
+    p = np.zeros(n_actions)
     for i in range(n):
-        best = -math.inf
-        k = 0
-        for a in range(n_actions):
-            if mask[i, a]:
-                k += 1
-                if scores[i, a] > best:
-                    best = scores[i, a]
-            else:
-                scores[i, a] = -math.inf
+        k, best = _mask_and_max(scores[i], mask[i])
         n_ties = 0
         for a in range(n_actions):
             if mask[i, a] and scores[i, a] == best:
                 n_ties += 1
-        f = max(epsilon / k, floor)
-        if f > 1.0 / k:
-            f = 1.0 / k
+        f = min(max(epsilon / k, floor), 1.0 / k)
         greedy_share = (1.0 - k * f) / n_ties
-        u = uniform(state)
-        chosen = -1
-        acc = 0.0
-        last = -1
         for a in range(n_actions):
-            if mask[i, a]:
-                last = a
-                p = f + (greedy_share if scores[i, a] == best else 0.0)
-                acc += p
-                if chosen < 0 and u < acc:
-                    chosen = a
-        if chosen < 0:  # rounding left u above the last cumulative sum
-            chosen = last
+            p[a] = f + (greedy_share if scores[i, a] == best else 0.0)
+        chosen = _draw(p, mask[i], state)
         actions[i] = chosen
-        propensities[i] = f + (greedy_share if scores[i, chosen] == best else 0.0)
+        propensities[i] = p[chosen]
         explored[i] = scores[i, chosen] != best
 
 
@@ -102,38 +113,17 @@ def choose_softmax(
 ) -> None:
     """Boltzmann exploration p(a) proportional to exp(score / temperature), with a floor."""
     n, n_actions = scores.shape
-    p = np.empty(n_actions)
+    p = np.zeros(n_actions)
     for i in range(n):
-        best = -math.inf
-        k = 0
-        for a in range(n_actions):
-            if mask[i, a]:
-                k += 1
-                if scores[i, a] > best:
-                    best = scores[i, a]
-            else:
-                scores[i, a] = -math.inf
+        k, best = _mask_and_max(scores[i], mask[i])
         total = 0.0
         for a in range(n_actions):
-            if mask[i, a]:
-                p[a] = math.exp((scores[i, a] - best) / temperature)
-                total += p[a]
-            else:
-                p[a] = 0.0
+            p[a] = math.exp((scores[i, a] - best) / temperature) if mask[i, a] else 0.0
+            total += p[a]
         f = min(floor, 1.0 / k)
-        u = uniform(state)
-        chosen = -1
-        last = -1
-        acc = 0.0
         for a in range(n_actions):
-            if mask[i, a]:
-                p[a] = f + (1.0 - k * f) * p[a] / total
-                acc += p[a]
-                last = a
-                if chosen < 0 and u < acc:
-                    chosen = a
-        if chosen < 0:
-            chosen = last
+            p[a] = f + (1.0 - k * f) * p[a] / total
+        chosen = _draw(p, mask[i], state)
         actions[i] = chosen
         propensities[i] = p[chosen]
         explored[i] = scores[i, chosen] != best
@@ -152,7 +142,7 @@ def choose_from_probabilities(
     """Sample each row from ``probabilities`` (n_rounds, n_actions), renormalized over the eligible
     actions and mixed with the floor. Rows whose eligible mass is zero fall back to uniform."""
     n, n_actions = probabilities.shape
-    p = np.empty(n_actions)
+    p = np.zeros(n_actions)
     for i in range(n):
         k = 0
         total = 0.0
@@ -161,23 +151,12 @@ def choose_from_probabilities(
             if mask[i, a]:
                 k += 1
                 total += probabilities[i, a]
-                if probabilities[i, a] > best:
-                    best = probabilities[i, a]
+                best = max(best, probabilities[i, a])
         f = min(floor, 1.0 / k)
-        u = uniform(state)
-        chosen = -1
-        last = -1
-        acc = 0.0
         for a in range(n_actions):
-            if mask[i, a]:
-                base = probabilities[i, a] / total if total > 0.0 else 1.0 / k
-                p[a] = f + (1.0 - k * f) * base
-                acc += p[a]
-                last = a
-                if chosen < 0 and u < acc:
-                    chosen = a
-        if chosen < 0:
-            chosen = last
+            base = probabilities[i, a] / total if total > 0.0 else 1.0 / k
+            p[a] = f + (1.0 - k * f) * base if mask[i, a] else 0.0
+        chosen = _draw(p, mask[i], state)
         actions[i] = chosen
         propensities[i] = p[chosen]
         explored[i] = probabilities[i, chosen] != best
