@@ -55,12 +55,26 @@ def check_id(value: str, field: str) -> str:
     return value
 
 
+def is_echoable_id(value: str) -> bool:
+    """True for a request id the server can echo in response metadata: printable ASCII
+    (gRPC refuses other metadata values) of at most ``MAX_NAME_CHARS`` characters.
+
+    Examples
+    --------
+    >>> is_echoable_id("req-42"), is_echoable_id("bell\\x07"), is_echoable_id("é")
+    (True, False, False)
+    """
+    return len(value) <= MAX_NAME_CHARS and value.isascii() and value.isprintable()
+
+
 def check_request_id(value: str) -> None:
-    """Reject a request id longer than the server will log or echo."""
+    """Reject a request id the server will not log or echo: too long, or not printable ASCII."""
     if len(value) > MAX_NAME_CHARS:
         raise InvalidInputError(
             "request_id", f"at most {MAX_NAME_CHARS} characters", f"{len(value)} characters"
         )
+    if not is_echoable_id(value):
+        raise InvalidInputError("request_id", "printable ASCII characters", repr(value))
 
 
 def candidates_of(

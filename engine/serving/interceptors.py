@@ -1,6 +1,6 @@
 """Cross-cutting concerns of every unary RPC, kept out of the servicers.
 
-Three interceptors, outermost first (``server_interceptors`` returns them in this order):
+Four interceptors, outermost first (``server_interceptors`` returns them in this order):
 
 1. :class:`ObservabilityInterceptor` gives each call a request id (the request's ``request_id``
    field, else the ``x-request-id`` metadata, else a fresh one), returns it as ``x-request-id``
@@ -11,8 +11,12 @@ Three interceptors, outermost first (``server_interceptors`` returns them in thi
    INTERNAL with the request id, so the server keeps serving and leaks no internals.
 3. :class:`AdminAuthInterceptor` requires ``authorization: Bearer <token>`` on AdminService calls
    when a token is configured.
+4. :class:`MalformedRequestInterceptor` parses request bytes itself: bytes that are not a valid
+   message of the method's request type are INVALID_ARGUMENT naming the type (grpcio would answer
+   INTERNAL "Exception deserializing request!", which tells a client the server is at fault).
+   Innermost, so an AdminService call is authenticated before its body is looked at.
 
-Wrapped handlers are built once per method and cached, so an RPC pays for three Python calls.
+Wrapped handlers are built once per method and cached, so an RPC pays for four Python calls.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from engine.errors import NboError, PermissionDeniedError
-from engine.serving.codec import MAX_NAME_CHARS
+from engine.errors import InvalidInputError, NboError, PermissionDeniedError
+from engine.serving.codec import is_echoable_id
 from engine.serving.logs import LOGGER_NAME, request_id_var
 from engine.serving.metrics import ServerMetrics
 from engine.serving.status import UnauthenticatedError, status_for
@@ -92,7 +97,9 @@ class ObservabilityInterceptor(_UnaryInterceptor):
             request_id = getattr(request, "request_id", "") or _metadata_value(
                 context, REQUEST_ID_KEY
             )
-            if not request_id or len(request_id) > MAX_NAME_CHARS:
+            if not request_id or not is_echoable_id(request_id):
+                # Echoing it would fail the call in gRPC's metadata checks: use a fresh one (the
+                # servicer then rejects the field by name).
                 request_id = uuid.uuid4().hex
             token = request_id_var.set(request_id)
             context.set_trailing_metadata(((REQUEST_ID_KEY, request_id),))
@@ -176,6 +183,67 @@ class AdminAuthInterceptor(_UnaryInterceptor):
         return authorized
 
 
+class MalformedRequest:
+    """What a request that failed to parse becomes: it carries the error to the handler.
+
+    ``request_id`` is empty so the observability interceptor generates one, as for any request
+    without an id.
+    """
+
+    __slots__ = ("error",)
+    request_id = ""
+
+    def __init__(self, error: InvalidInputError) -> None:
+        self.error = error
+
+
+def _safe_deserializer(parse: Callable[[bytes], Any], type_name: str) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except (DecodeError, ValueError, TypeError) as exc:
+            got = f"{len(data)} bytes that do not parse ({exc})"
+            return MalformedRequest(InvalidInputError("request", f"a serialized {type_name}", got))
+
+    return deserialize
+
+
+class MalformedRequestInterceptor(grpc.ServerInterceptor):
+    """Answer INVALID_ARGUMENT for request bytes that are not the method's request message."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, grpc.RpcMethodHandler] = {}
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        cached = self._cache.get(method)
+        if cached is not None:
+            return cached
+        handler = continuation(handler_call_details)
+        parse = None if handler is None else handler.request_deserializer
+        if handler is None or handler.unary_unary is None or parse is None:
+            return handler
+        # The generated stubs pass ``SomeRequest.FromString``: its class names the type.
+        owner = getattr(parse, "__self__", None)
+        type_name = getattr(getattr(owner, "DESCRIPTOR", None), "full_name", "request message")
+        behavior = handler.unary_unary
+
+        def checked(request: Any, context: grpc.ServicerContext) -> Any:
+            if isinstance(request, MalformedRequest):
+                raise request.error
+            return behavior(request, context)
+
+        wrapped = handler._replace(
+            request_deserializer=_safe_deserializer(parse, type_name), unary_unary=checked
+        )
+        self._cache[method] = wrapped
+        return wrapped
+
+
 def server_interceptors(
     metrics: ServerMetrics, admin_token: str | None
 ) -> list[grpc.ServerInterceptor]:
@@ -183,4 +251,5 @@ def server_interceptors(
     chain: list[grpc.ServerInterceptor] = [ObservabilityInterceptor(metrics), ErrorInterceptor()]
     if admin_token is not None:
         chain.append(AdminAuthInterceptor(admin_token))
+    chain.append(MalformedRequestInterceptor())
     return chain
