@@ -81,9 +81,10 @@ class Guardrails:
         self._freq_window = config.frequency_window if self._max_offers is not None else 0.0
         self._cooldown = config.cooldown
         self._horizon = max(self._freq_window, self._cooldown)
-        # Times as arrays of doubles: not tracked by the garbage collector (a list per customer
-        # made every full collection walk them all) and smaller than lists of floats.
-        self._history: dict[str, array[float]] = {}
+        # A customer's incentive times: one float (most customers: 24 bytes), or an array of
+        # doubles from the second on. Neither is tracked by the garbage collector (a list per
+        # customer made every full collection walk them all).
+        self._history: dict[str, float | array[float]] = {}
         self._ids = config.offer_ids
 
     @property
@@ -138,7 +139,8 @@ class Guardrails:
                     blocked.append(a)
                     reasons.append(f"traffic_cap:{self._ids[a]}")
         if self._horizon > 0:
-            history = self._history.get(customer_id)
+            entry = self._history.get(customer_id)
+            history = None if entry is None else _times(entry)
             if history:
                 limited = False
                 if self._cooldown > 0 and now - history[-1] < self._cooldown:
@@ -201,9 +203,10 @@ class Guardrails:
             control = self.control_index
             keep = masks[:, control].copy()
             for i in live.tolist():
-                history = self._history.get(customer_ids[i])
-                if not history:
+                entry = self._history.get(customer_ids[i])
+                if entry is None:
                     continue
+                history = _times(entry)
                 if self._cooldown > 0 and now - history[-1] < self._cooldown:
                     reasons[i].append("cooldown")
                 elif self._max_offers is not None and (
@@ -231,11 +234,7 @@ class Guardrails:
         if self._ring_filled < len(ring):
             self._ring_filled += 1
         if self._horizon > 0 and action != self.control_index:
-            times = self._history.get(customer_id)
-            if times is None:
-                self._history[customer_id] = array("d", (now,))
-            else:
-                times.append(now)
+            _add_time(self._history, customer_id, float(now))
 
     def record_batch(
         self,
@@ -265,13 +264,13 @@ class Guardrails:
         if self._horizon > 0:
             control = self.control_index
             history = self._history
+            at = float(now)
             for customer_id, action in zip(customer_ids, actions, strict=True):
                 if action != control:
-                    times = history.get(customer_id)
-                    if times is None:
-                        history[customer_id] = array("d", (now,))
+                    if customer_id in history:
+                        _add_time(history, customer_id, at)
                     else:
-                        times.append(now)
+                        history[customer_id] = at
 
     def restore(
         self,
@@ -303,7 +302,7 @@ class Guardrails:
             self._ring_pos = (self._ring_pos + 1) % len(ring)
             self._ring_filled = min(self._ring_filled + 1, len(ring))
         if self._horizon > 0:
-            self._history = {k: array("d", v) for k, v in history.items() if v}
+            self._history = {k: _entry(v) for k, v in history.items() if v}
 
     def prune(self, now: float) -> int:
         """Forget per-customer history older than the cap and cooldown horizons.
@@ -314,17 +313,36 @@ class Guardrails:
             return 0
         cutoff = now - self._horizon
         gone = []
-        for customer, times in self._history.items():
-            keep = [t for t in times if t > cutoff]
+        kept: dict[str, float | array[float]] = {}
+        for customer, entry in self._history.items():
+            keep = [t for t in _times(entry) if t > cutoff]
             if keep:
-                times[:] = array("d", keep)
+                kept[customer] = _entry(keep)
             else:
                 gone.append(customer)
-        for customer in gone:
-            del self._history[customer]
+        self._history = kept
         return len(gone)
 
     @property
     def horizon(self) -> float:
         """How far back (seconds) per-customer history matters."""
         return self._horizon
+
+
+def _times(entry: float | array[float]) -> Sequence[float]:
+    """A customer's incentive times, oldest first."""
+    return (entry,) if type(entry) is float else entry  # type: ignore[return-value]
+
+
+def _entry(times: Sequence[float]) -> float | array[float]:
+    return float(times[0]) if len(times) == 1 else array("d", times)
+
+
+def _add_time(history: dict[str, float | array[float]], customer_id: str, now: float) -> None:
+    entry = history.get(customer_id)
+    if entry is None:
+        history[customer_id] = now
+    elif type(entry) is float:
+        history[customer_id] = array("d", (entry, now))
+    else:
+        entry.append(now)  # type: ignore[union-attr]
