@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 # Integers up to 2**53 convert to float64 exactly, so numpy comparisons of such columns against
 # such literals give Python's answers; anything else takes the per-value path.
 _EXACT = float(2**53)
+_ROW_BY_ROW = 32  # batches smaller than this are evaluated row by row
 _ORDERINGS = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
 
 
@@ -103,6 +104,8 @@ class Eligibility:
         reasons : list of list of str
         """
         n = len(contexts)
+        if n < _ROW_BY_ROW:
+            return self._evaluate_rows(contexts, candidates, skip)
         masks = np.ones((n, self.n_actions), dtype=np.bool_)
         reasons: list[list[str]] = [[] for _ in range(n)]
         live = np.ones(n, dtype=np.bool_)
@@ -185,6 +188,69 @@ class Eligibility:
             masks[:, a] &= ok
         if skip is not None:
             masks[~live] = False
+        return masks, costs, reasons
+
+    def _evaluate_rows(
+        self,
+        contexts: Sequence[Mapping[str, Any]],
+        candidates: Sequence[BoolArray | None] | None,
+        skip: Sequence[bool] | None,
+    ) -> tuple[BoolArray, FloatArray, list[list[str]]]:
+        """:meth:`evaluate` row by row: for a few rows, cheaper than numpy's per-call costs."""
+        n = len(contexts)
+        masks = np.ones((n, self.n_actions), dtype=np.bool_)
+        reasons: list[list[str]] = [[] for _ in range(n)]
+        live = [True] * n if skip is None else [not s for s in skip]
+        rows = [] if candidates is None else [c for c in candidates]
+        if candidates is not None:
+            for i, cand in enumerate(rows):
+                if cand is not None and live[i]:
+                    reasons[i].append("candidates")
+
+        def start(a: int) -> list[bool]:
+            # Offers the candidate list already excludes are not checked further.
+            if not rows:
+                return list(live)
+            return [lv and (c is None or bool(c[a])) for lv, c in zip(live, rows, strict=True)]
+
+        columns: dict[int, list[bool]] = {}
+        for a, field, test, text, _, _ in self._rules:
+            ok = columns.get(a)
+            if ok is None:
+                ok = columns[a] = start(a)
+            for i, ctx in enumerate(contexts):
+                if ok[i]:
+                    value = ctx.get(field)
+                    if value is None or not test(value):
+                        ok[i] = False
+                        reasons[i].append(text)
+        costs = np.empty((n, self.n_actions))
+        costs[:] = self._fixed
+        for a, field, share, months, text in self._shares:
+            column = costs[:, a]
+            for i, ctx in enumerate(contexts):
+                value = ctx.get(field)
+                kind = type(value)
+                if kind is not float and kind is not int:
+                    value = _as_number(value)
+                if value is not None and value >= 0 and math.isfinite(value):
+                    column[i] = share * value * months  # as Offer.cost_for computes it
+                    continue
+                column[i] = math.nan
+                ok = columns.get(a)
+                if ok is None:
+                    ok = columns[a] = start(a)
+                if ok[i]:
+                    ok[i] = False
+                    reasons[i].append(text)
+        if rows:
+            for i, cand in enumerate(rows):
+                if cand is not None:
+                    masks[i] &= cand
+        for a, ok in columns.items():
+            masks[:, a] &= ok
+        if skip is not None:
+            masks[np.asarray(skip, dtype=np.bool_)] = False
         return masks, costs, reasons
 
 
