@@ -32,5 +32,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/core.py
 
+soak: $(STAMP)
+	$(PY) benchmarks/faults.py
+	$(PY) benchmarks/soak.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
