@@ -370,21 +370,26 @@ class Engine:
         guard = self._guardrails
         if guard.active:
             guard.apply_batch(customer_ids, now, costs, masks, reasons, control)
-        asks = np.flatnonzero(masks.any(axis=1))
         version = self._learner.version
-        actions = np.full(n, self._fallback_index, dtype=np.int64)
-        actions[np.asarray(control, dtype=np.bool_)] = self._control_index
-        props = np.ones(n)
-        explored = np.zeros(n, dtype=np.bool_)
-        scores = np.full((n, len(self.offer_ids)), np.nan)
-        if asks.shape[0]:
-            d = self._learner.published.choose(X[asks], masks[asks])
-            actions[asks] = d.actions
-            props[asks] = d.propensities
-            explored[asks] = d.explored
-            scores[asks] = d.scores
-        asked = np.zeros(n, dtype=np.bool_)
-        asked[asks] = True
+        asked = masks.any(axis=1)
+        all_asked = bool(asked.all())
+        if all_asked:  # no control group or fallback row: no gathering and scattering
+            d = self._learner.published.choose(X, masks)
+            actions, props, explored = d.actions, d.propensities, d.explored
+            scores = np.array(d.scores, dtype=np.float64)  # records keep rows of our own copy
+        else:
+            asks = np.flatnonzero(asked)
+            actions = np.full(n, self._fallback_index, dtype=np.int64)
+            actions[np.asarray(control, dtype=np.bool_)] = self._control_index
+            props = np.ones(n)
+            explored = np.zeros(n, dtype=np.bool_)
+            scores = np.full((n, len(self.offer_ids)), np.nan)
+            if asks.shape[0]:
+                d = self._learner.published.choose(X[asks], masks[asks])
+                actions[asks] = d.actions
+                props[asks] = d.propensities
+                explored[asks] = d.explored
+                scores[asks] = d.scores
         # Python-level loop below: pull everything out of numpy once, row by row costs add up.
         if masks.shape[1] <= 62:
             codes = (masks.astype(np.int64) << self._bit_shifts).sum(axis=1).tolist()
@@ -404,7 +409,7 @@ class Engine:
         eligible = [cache_get(code) or eligible_of(code) for code in codes]
         control_id = offer_ids[self._control_index]
         control_only: tuple[tuple[str, ...], str] = ((control_id,), control_id)
-        for i in np.flatnonzero(~asked).tolist():
+        for i in [] if all_asked else np.flatnonzero(~asked).tolist():
             if control[i]:
                 eligible[i] = control_only
                 reasons[i] = ["control_group"]

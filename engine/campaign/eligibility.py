@@ -247,8 +247,9 @@ class Eligibility:
             for i, cand in enumerate(rows):
                 if cand is not None:
                     masks[i] &= cand
-        for a, ok in columns.items():
-            masks[:, a] &= ok
+        if columns:  # one conversion for every checked offer (not one per offer)
+            checked = list(columns)
+            masks[:, checked] &= np.array([columns[a] for a in checked], dtype=np.bool_).T
         if skip is not None:
             masks[np.asarray(skip, dtype=np.bool_)] = False
         return masks, costs, reasons
