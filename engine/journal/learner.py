@@ -139,21 +139,22 @@ class Learner:
     def apply(self) -> None:
         """Apply queued rewards; publish when the cadence says so."""
         with self._lock:
-            items = []
-            while self._queue:
-                items.append(self._queue.popleft())
+            queue = self._queue
+            # popleft, not a copy and clear: enqueue runs under another lock meanwhile.
+            items = [queue.popleft() for _ in range(len(queue))]
             if items:
                 self._apply_items(items)
             self._maybe_publish()
 
     def _apply_items(self, items: list[LearnItem]) -> None:
         if items:
-            X = np.frombuffer(b"".join(i[1] for i in items), dtype=np.float64).reshape(
+            _, contexts, action_ids, propensities, net_rewards = zip(*items, strict=True)
+            X = np.frombuffer(b"".join(contexts), dtype=np.float64).reshape(
                 len(items), self.n_features
             )
-            actions = np.fromiter((i[2] for i in items), dtype=np.int64, count=len(items))
-            props = np.fromiter((i[3] for i in items), dtype=np.float64, count=len(items))
-            rewards = np.fromiter((i[4] for i in items), dtype=np.float64, count=len(items))
+            actions = np.array(action_ids, dtype=np.int64)
+            props = np.array(propensities, dtype=np.float64)
+            rewards = np.array(net_rewards, dtype=np.float64)
             self.training.update(X, actions, rewards, props)
             self.last_seq = items[-1][0]
             self.n_applied += len(items)

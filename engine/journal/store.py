@@ -32,16 +32,17 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import chain
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar, cast
 
-from engine.errors import CorruptModelError
+from engine.errors import CorruptModelError, ResourceExhaustedError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS catalogs (
@@ -100,12 +101,17 @@ _LOOKUP = (
     " d.control, d.cost, r.source, r.reward FROM decisions d"
     " LEFT JOIN rewards r ON r.decision_id = d.decision_id WHERE d.decision_id IN ({})"
 )
-_CHUNK_ROWS = 64  # decisions per multi-row INSERT (14 parameters each)
-_INSERT_DECISIONS_CHUNK = (
-    _INSERT_DECISION.split(" VALUES ")[0]
-    + " VALUES "
-    + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * _CHUNK_ROWS)
-)
+_CHUNK_ROWS = 64  # rows per multi-row INSERT (decisions: 14 parameters each, rewards: 6)
+
+
+def _multi_row(insert: str, n_rows: int) -> str:
+    """The single-row INSERT ``insert`` repeated over ``n_rows`` rows of VALUES."""
+    head, values = insert.split(" VALUES ")
+    return f"{head} VALUES " + ", ".join([values] * n_rows)
+
+
+_INSERT_DECISIONS_CHUNK = _multi_row(_INSERT_DECISION, _CHUNK_ROWS)
+_INSERT_REWARDS_CHUNK = _multi_row(_INSERT_REWARD, _CHUNK_ROWS)
 # SQLite's default limit on host parameters is 32766 (999 before 3.32); stay well under it.
 _CHUNK = 500
 
@@ -126,11 +132,50 @@ class StoredDecision(NamedTuple):
     reward: float | None
 
 
+def _insert(
+    db: sqlite3.Connection, insert: str, chunk_insert: str, rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Insert ``rows``: whole chunks as multi-row INSERTs (one statement step per chunk instead
+    of one per row), the rest row by row. The caller holds the transaction."""
+    full = len(rows) - len(rows) % _CHUNK_ROWS
+    for start in range(0, full, _CHUNK_ROWS):
+        db.execute(chunk_insert, list(chain.from_iterable(rows[start : start + _CHUNK_ROWS])))
+    if full < len(rows):
+        db.executemany(insert, rows[full:])
+
+
 def _create_private(path: Path) -> None:
     # SQLite gives its -wal and -shm files the database file's permissions: owner-only.
     if not path.exists():
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    # SQLite has already rolled back a transaction whose COMMIT failed on a full disk; a second
+    # ROLLBACK would raise "no transaction is active" and hide the real error.
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _writes(method: _Method) -> _Method:
+    """Turn SQLite's failures to write (a full disk, an I/O error, a read-only file) into one
+    clear ResourceExhaustedError naming the journal; the transaction was rolled back."""
+
+    @functools.wraps(method)
+    def write(self: Journal, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            raise ResourceExhaustedError(
+                f"journal {self.path}: expected room to commit (free disk space, a writable "
+                f"file), got {exc!s}; nothing was written"
+            ) from exc
+
+    return cast(_Method, write)
 
 
 class Journal:
@@ -203,6 +248,7 @@ class Journal:
             ) from None
 
     # ------------------------------------------------------------------ catalogs and meta
+    @_writes
     def catalog(self, campaign: str, offer_ids: Sequence[str], feature_names: Sequence[str]) -> int:
         """Id of the catalog row for this campaign, offers and features (added if new)."""
         offers = json.dumps(list(offer_ids))
@@ -234,6 +280,7 @@ class Journal:
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
+    @_writes
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
             self._db.execute(
@@ -243,6 +290,7 @@ class Journal:
             )
 
     # ------------------------------------------------------------------ writes
+    @_writes
     def append_decisions(self, rows: Sequence[tuple[Any, ...]]) -> list[int]:
         """Insert decisions in one transaction; return their seq numbers once committed."""
         with self._lock:
@@ -252,22 +300,16 @@ class Journal:
                 return [int(cur.lastrowid or 0)]
             db.execute("BEGIN IMMEDIATE")
             try:
-                # Whole chunks as multi-row INSERTs (one statement step per chunk instead of
-                # one per row), the rest row by row.
-                full = len(rows) - len(rows) % _CHUNK_ROWS
-                for start in range(0, full, _CHUNK_ROWS):
-                    chunk = rows[start : start + _CHUNK_ROWS]
-                    db.execute(_INSERT_DECISIONS_CHUNK, list(chain.from_iterable(chunk)))
-                if full < len(rows):
-                    db.executemany(_INSERT_DECISION, rows[full:])
+                _insert(db, _INSERT_DECISION, _INSERT_DECISIONS_CHUNK, rows)
                 last = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                _rollback(db)
                 raise
         # Rows of one transaction get consecutive rowids: the table only ever grows at its end.
         return list(range(last - len(rows) + 1, last + 1))
 
+    @_writes
     def append_rewards(self, rows: Sequence[tuple[Any, ...]]) -> list[int]:
         """Insert rewards (decision_id, decision_seq, ts_us, value, reward, source) in one
         transaction; return their seq numbers (the learner's order) once committed."""
@@ -277,14 +319,15 @@ class Journal:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany(_INSERT_REWARD, rows)
+                _insert(db, _INSERT_REWARD, _INSERT_REWARDS_CHUNK, rows)
                 last = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                _rollback(db)
                 raise
         return list(range(last - len(rows) + 1, last + 1))
 
+    @_writes
     def record_errors(self, rows: Sequence[tuple[int, str, float | None, str]]) -> None:
         """Keep rejected rewards (ts_us, decision_id, value, error) for audit."""
         if not rows:
@@ -299,7 +342,7 @@ class Journal:
                 )
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                _rollback(self._db)
                 raise
 
     # ------------------------------------------------------------------ reads
