@@ -54,6 +54,7 @@ def test_quick_run_has_every_throughput_row(quick_run: tuple[dict, str]) -> None
             row["durable"]["median"] / row["memory"]["median"]
         )
         assert math.isfinite(row["journal_us_per_item"])
+    _rate(tp["reward_batch"]["durable_in_decision_order"], settings["decisions"])
 
 
 @pytest.mark.slow
