@@ -7,7 +7,9 @@ retryable status rather than a half-loaded model.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -29,6 +31,33 @@ def _open_engine(config_path: Path, data_dir: Path) -> Engine:
     from engine.core import Engine  # imported when serving starts: numba compiles on import
 
     return Engine.from_config(config_path, data_dir=data_dir)
+
+
+def check_writable(data_dir: Path) -> None:
+    """Create ``data_dir`` owner-only (0700) when missing and check the server can write in it.
+
+    A read-only directory would otherwise surface as a journal that "cannot be opened" (or a
+    traceback), and a half-started server.
+
+    Raises
+    ------
+    ConfigError
+        Naming the directory and why it is not writable.
+    """
+    try:
+        # Created owner-only when missing; an existing directory's permissions are the owner's.
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        writable = os.access(data_dir, os.W_OK | os.X_OK)
+        read_only_fs = bool(os.statvfs(data_dir).f_flag & os.ST_RDONLY)
+    except OSError as exc:
+        writable, read_only_fs = False, exc.errno == errno.EROFS
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise ConfigError(
+                f"data_dir: expected a writable directory, got {str(data_dir)!r} ({exc.strerror})"
+            ) from exc
+    if read_only_fs or not writable:
+        why = "read-only file system" if read_only_fs else "read-only for this user"
+        raise ConfigError(f"data_dir: expected a writable directory, got {str(data_dir)!r} ({why})")
 
 
 class Hosted(NamedTuple):
@@ -75,8 +104,7 @@ class Campaigns:
 
     def load(self) -> None:
         """Open every campaign's Engine (journal recovery, snapshot) and warm its kernels."""
-        # Created owner-only when missing; an existing directory's permissions are the owner's call.
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        check_writable(self.data_dir)
         engines: dict[str, Engine] = {}
         try:
             for path in self.config_paths:
