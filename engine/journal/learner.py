@@ -26,6 +26,7 @@ Examples
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -35,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.errors import ResourceExhaustedError
 from engine.journal.snapshot import list_snapshots, write_snapshot
 from engine.journal.store import Journal
 from engine.policies import Policy
@@ -42,6 +44,7 @@ from engine.policies import Policy
 # (reward seq, context bytes, action index, propensity, net reward)
 LearnItem = tuple[int, bytes, int, float, float]
 KEEP_SNAPSHOTS = 5
+_log = logging.getLogger("nbo.learner")
 
 
 class Learner:
@@ -168,7 +171,13 @@ class Learner:
         if self._unpublished >= self.publish_every_rewards or elapsed_ms >= self.publish_every_ms:
             self.publish()
             if self._since_checkpoint >= self.checkpoint_every_rewards:
-                self.checkpoint()
+                try:
+                    self.checkpoint()
+                except ResourceExhaustedError:
+                    # The rewards are journaled and learned; a snapshot only shortens recovery.
+                    # Failing the reward call for it would make the client retry a reward that
+                    # was applied. The next cadence tick tries again.
+                    _log.warning("snapshot not written", exc_info=True)
 
     # ------------------------------------------------------------------ publishing
     def publish(self, at_least: int = 0) -> str:

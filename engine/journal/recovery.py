@@ -19,6 +19,7 @@ Examples
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from engine.campaign import CampaignConfig, Guardrails
 
 _VERSION = re.compile(r"^v(\d+)$")
+_log = logging.getLogger("nbo.recovery")
 
 
 def version_number(version: str | None) -> int:
@@ -113,7 +115,8 @@ def latest_usable(
             check_compatible(header, policy, feature_names, str(path))
             old_ids = header.get("offer_ids") or list(offer_ids)
             adapt_offers(policy, old_ids, offer_ids, offer_features)
-        except (NboError, OSError):
+        except (NboError, OSError) as exc:
+            _log.warning("snapshot %s refused, trying an older one: %s", path, exc)
             continue
         return header, policy
     return None

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engine.errors import CorruptModelError
+from engine.errors import CorruptModelError, ResourceExhaustedError
 from engine.policies import Policy
 
 MAGIC = b"NBOSNAP1"
@@ -76,21 +76,27 @@ def write_snapshot(path: str | Path, header: dict[str, Any], policy: Policy) -> 
     path = Path(path)
     data = encode_snapshot(header, policy)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)  # a partial file would only hold on to the space it took
+        raise ResourceExhaustedError(
+            f"snapshot {path}: expected room to write it, got {exc.strerror or exc}"
+        ) from exc
 
 
 def read_snapshot(path: str | Path) -> tuple[dict[str, Any], Policy]:
