@@ -67,7 +67,10 @@ def decode_snapshot(data: bytes, source: str = "snapshot") -> tuple[dict[str, An
     blob = body[16 + n :]
     if header.get("policy_len") != len(blob):
         raise CorruptModelError(f"{source}: policy blob length does not match its header")
-    policy = Policy.from_bytes(blob)
+    try:
+        policy = Policy.from_bytes(blob)
+    except CorruptModelError as exc:
+        raise CorruptModelError(f"{source}: {exc}") from None
     return header, policy
 
 

@@ -63,7 +63,12 @@ class ServeProcess:
     """``nbo serve`` as a child process on a free loopback port."""
 
     def __init__(
-        self, config: Path, data_dir: Path, *extra: str, env: dict[str, str] | None = None
+        self,
+        config: Path,
+        data_dir: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        umask: int | None = None,
     ) -> None:
         command = [sys.executable, "-m", "engine.cli", "serve", "--config", str(config),
                    "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", "0",
@@ -76,6 +81,7 @@ class ServeProcess:
             text=True,
             cwd=REPO,
             env=environ,
+            preexec_fn=None if umask is None else (lambda: os.umask(umask) and None),
         )
         self.stderr_lines: list[str] = []
         threading.Thread(target=self._drain_stderr, daemon=True).start()
