@@ -16,8 +16,8 @@ from tests.reliability.harness import campaign_config, kill_cycles
 def test_kill9_under_mixed_load_loses_and_doubles_nothing(tmp_path: Path) -> None:
     config = campaign_config(tmp_path)
     data_dir = tmp_path / "data"
-    acks, stats = kill_cycles(config, data_dir, n_kills=3, seed=3)
-    assert len(stats) == 3
+    acks, stats = kill_cycles(config, data_dir, n_kills=4, seed=3)
+    assert len(stats) == 4
     # The load really ran across the kills: decisions and rewards were acknowledged in every
     # cycle, some rewards were retries, and snapshots were written between kills.
     assert all(b.decisions_acked > a.decisions_acked for a, b in itertools.pairwise(stats))

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import resource
 import sqlite3
 import subprocess
@@ -25,6 +26,7 @@ import numpy as np
 import pytest
 
 from engine.core import Engine
+from engine.errors import CorruptModelError
 from engine.journal.snapshot import list_snapshots, read_snapshot
 from tests.reliability.harness import (
     REPO,
@@ -262,5 +264,10 @@ def test_a_corrupt_newest_snapshot_is_refused_loudly_and_the_previous_one_used(
         X = np.random.default_rng(1).normal(size=(32, engine.n_features))
         np.testing.assert_allclose(engine.policy.choose(X).scores, rebuilt.choose(X).scores,
                                    rtol=1e-9)  # fmt: skip
+        # Offered for promotion, the same file is refused by name and changes nothing.
+        version = engine.model_version
+        with pytest.raises(CorruptModelError, match=re.escape(str(newest))):
+            engine.load_snapshot(newest)
+        assert engine.model_version == version
     finally:
         engine.close()
