@@ -24,6 +24,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 
@@ -31,6 +32,9 @@ from engine.campaign import load_campaign
 from engine.client import NboClient
 from engine.journal.store import Journal
 from engine.policies import make_policy
+from engine.serving.loadgen import CATEGORICAL, NUMERIC, renewal_contexts
+from engine.serving.pb import offers_pb2 as pb
+from engine.serving.pb import offers_pb2_grpc as pb_grpc
 from tests.reliability.harness import (
     ServeProcess,
     campaign_config,
@@ -238,3 +242,41 @@ def test_concurrent_clients_give_the_totals_and_model_of_the_same_events_applied
         assert dict(journal.query("SELECT decision_id, value FROM rewards")) == serial_applied
     finally:
         journal.close()
+
+
+@pytest.mark.slow
+def test_overload_is_resource_exhausted_and_the_server_recovers(tmp_path: Path) -> None:
+    """More calls at once than the server admits: the excess gets RESOURCE_EXHAUSTED at once
+    (not a timeout, not INTERNAL), admitted calls complete, and only they left decisions."""
+    server = ServeProcess(campaign_config(tmp_path), tmp_path / "data",
+                          "--max-concurrent-rpcs", "4", "--threads", "2")  # fmt: skip
+    try:
+        server.wait_serving()
+        numeric, categorical = renewal_contexts(200, seed=4)
+        request = pb.DecideBatchRequest(
+            dense=pb.DenseContexts(
+                customer_ids=[f"burst-{i}" for i in range(200)],
+                numeric_names=NUMERIC,
+                numeric_values=numeric.ravel(),
+                categorical_names=CATEGORICAL,
+                categorical_values=categorical.ravel().tolist(),
+            )
+        )
+        with grpc.insecure_channel(server.target) as channel:
+            stub = pb_grpc.OfferServiceStub(channel)
+            stub.DecideBatch(request, timeout=30)  # connected and warm
+            calls = [stub.DecideBatch.future(request, timeout=60) for _ in range(64)]
+            codes: Counter[str] = Counter()
+            for call in calls:
+                try:
+                    assert len(call.result().decision_ids) == 200
+                    codes["OK"] += 1
+                except grpc.RpcError as exc:
+                    codes[exc.code().name] += 1
+                    assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, exc.details()
+        assert codes["OK"] >= 4 and codes["RESOURCE_EXHAUSTED"] > 0, codes
+        with server.client() as c:
+            assert c.model_info().decisions == 200 * (1 + codes["OK"])
+            assert c.decide("after-burst", customer(1)).decision_id
+    finally:
+        assert server.stop() == 0
