@@ -1,0 +1,51 @@
+"""A short soak (``make soak`` runs 10 minutes through benchmarks/soak.py): mixed decide/reward
+traffic across the moment decisions start to reach the end of their reward window.
+
+Throughput is compared within the run (before vs after expiry begins), so the check holds on a
+slow or busy machine: a sweep per reward call once made it fall ~15x at exactly that moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.harness import REPO, ServeProcess, campaign_config
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import soak  # benchmarks/soak.py: its traffic generator
+
+WINDOW_S = 5.0  # longer than the 0.5-3 s the soak's rewards take to arrive
+
+
+@pytest.mark.slow
+def test_throughput_holds_and_pending_stays_bounded_once_decisions_expire(
+    tmp_path: Path,
+) -> None:
+    config = campaign_config(tmp_path, publish_every_rewards=100)
+    text = config.read_text().replace("window_days = 30.0", f"window_days = {WINDOW_S / 86400!r}")
+    config.write_text(text)
+    server = ServeProcess(config, tmp_path / "data")
+    try:
+        server.wait_serving()
+        # Rounds of 2 s (+1 s not counted): the first ends before any decision is 5 s old.
+        rates = [
+            asyncio.run(soak.measure_capacity(server.target, 16, 2.0, seed)) for seed in range(4)
+        ]
+        before, after = rates[0], min(rates[2:])
+        assert after >= 0.4 * before, f"calls/s per round: {rates}"
+        # Open loop at half the measured rate for a few windows: no errors, pending bounded
+        # (10% of decisions are never rewarded and must expire).
+        result = asyncio.run(soak.soak(server, 0.5 * before, 3 * WINDOW_S, 9, sample_every=1.0))
+        summary = soak.summarize(result, warmup=WINDOW_S, rate=0.5 * before)
+        assert summary["errors"] == {}, summary["errors"]
+        decide_rate = 0.5 * before / (1 + soak.REWARD_SHARE)
+        # Unrewarded decisions live one window, rewarded ones at most 3 s: a bound with slack.
+        bound = decide_rate * (WINDOW_S * (1 - soak.REWARD_SHARE) + 3.0) * 2 + 50
+        assert summary["pending_max_second_half"] <= bound, summary["samples"]
+        assert server.proc.poll() is None
+    finally:
+        assert server.stop() == 0, server.stderr()[-2000:]
