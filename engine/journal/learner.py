@@ -116,7 +116,7 @@ class Learner:
         self.last_published_seq = last_seq
         self._published_at = self._clock()
         self._written: str | None = None
-        self.published = Policy.from_bytes(policy.to_bytes())
+        self.published = policy.copy()
 
     # ------------------------------------------------------------------ feeding
     def enqueue(self, items: Iterable[LearnItem]) -> None:
@@ -189,7 +189,7 @@ class Learner:
         with self._lock:
             if not self._unpublished and self.last_published_seq == self.last_seq:
                 return self.version
-            fresh = Policy.from_bytes(self.training.to_bytes())
+            fresh = self.training.copy()
             with self._swap_lock:
                 # Keep the decision stream's random state: a copy of the training model would
                 # otherwise rewind it to the training model's (unused) generator.
@@ -228,7 +228,7 @@ class Learner:
                 last_reward_seq=self.last_published_seq,
                 n_rewards=self.n_applied,
             )
-            policy = Policy.from_bytes(self.published.to_bytes())
+            policy = self.published.copy()
             for folder in (self.snapshot_dir.parent, self.snapshot_dir):
                 folder.mkdir(exist_ok=True, mode=0o700)
             write_snapshot(self.snapshot_dir / f"{self.version}.snap", header, policy)

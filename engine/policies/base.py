@@ -171,10 +171,25 @@ class Policy(ABC):
         from engine.kernels import prepare
 
         prepare()
-        clone = type(self).from_bytes(self.to_bytes())
+        clone = self.copy()
         X = np.zeros((1, self.n_features))
         clone.choose(X)
         clone.choose(np.zeros((16, self.n_features)))
+
+    def copy(self) -> Policy:
+        """An independent copy (hyperparameters, learned state, random state).
+
+        Much cheaper than a ``to_bytes``/``from_bytes`` round trip (no checksum, no header): an
+        engine publishes a fresh immutable copy of its learner's model every few hundred rewards.
+        """
+        clone = object.__new__(type(self))
+        for name, value in self.__dict__.items():
+            setattr(clone, name, value.copy() if isinstance(value, np.ndarray) else value)
+        clone._copy_extra(self)
+        return clone
+
+    def _copy_extra(self, source: Policy) -> None:  # noqa: B027 (optional hook)
+        """Subclasses holding state that is not a numpy array or an immutable value copy it here."""
 
     def get_params(self) -> dict[str, Any]:
         """Hyperparameters: the constructor's arguments as currently stored."""

@@ -153,6 +153,16 @@ class VWPolicy(Policy):
             finally:
                 chosen.set_label(vw.CBLabel())
 
+    def _copy_extra(self, source: Policy) -> None:
+        # A VW workspace can only be copied through its serialized model.
+        assert isinstance(source, VWPolicy)
+        self._workspace = vw.Workspace(self._argv(), model_data=source._workspace.serialize())
+        self._shared = vw.Example()
+        self._shared.set_label(vw.CBLabel(shared=True))
+        self._actions = [
+            self._action_example(int(ex[_ACTION_NS].indices[0])) for ex in source._actions
+        ]
+
     def _add_action(self, features: Any) -> None:
         super()._add_action(features)
         # A fresh indicator feature, never used by a removed action: the new one starts untrained.

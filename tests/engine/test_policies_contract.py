@@ -238,3 +238,17 @@ def test_prepare_leaves_state_unchanged(name: str) -> None:
     before = policy.to_bytes()
     policy.prepare()
     assert policy.to_bytes() == before
+
+
+def test_copy_is_equal_and_independent(name: str) -> None:
+    policy = trained(name)
+    clone = policy.copy()
+    X = _rows(30)
+    first, second = policy.choose(X), clone.choose(X)
+    np.testing.assert_array_equal(first.actions, second.actions)
+    np.testing.assert_allclose(first.scores, second.scores)
+    before = policy.to_bytes()
+    Xu, a, r = training_data(50, seed=12)
+    clone.update(Xu, a, r, np.full(50, 0.25))
+    clone.choose(X)
+    assert policy.to_bytes() == before
