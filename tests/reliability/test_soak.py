@@ -19,6 +19,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import soak  # benchmarks/soak.py: its traffic generator
 
 WINDOW_S = 5.0  # longer than the 0.5-3 s the soak's rewards take to arrive
+SHARE_OF_CAPACITY = 0.35  # of the measured closed-loop rate, for the open-loop phase
 
 
 @pytest.mark.slow
@@ -37,12 +38,14 @@ def test_throughput_holds_and_pending_stays_bounded_once_decisions_expire(
         ]
         before, after = rates[0], min(rates[2:])
         assert after >= 0.4 * before, f"calls/s per round: {rates}"
-        # Open loop at half the measured rate for a few windows: no errors, pending bounded
-        # (10% of decisions are never rewarded and must expire).
-        result = asyncio.run(soak.soak(server, 0.5 * before, 3 * WINDOW_S, 9, sample_every=1.0))
-        summary = soak.summarize(result, warmup=WINDOW_S, rate=0.5 * before)
+        # Open loop at a third of the measured rate for a few windows: no errors, pending bounded
+        # (10% of decisions are never rewarded and must expire). A third, not more: the client
+        # shares the cores, and a busy neighbour must not turn load shedding into a failure.
+        rate = SHARE_OF_CAPACITY * before
+        result = asyncio.run(soak.soak(server, rate, 3 * WINDOW_S, 9, sample_every=1.0))
+        summary = soak.summarize(result, warmup=WINDOW_S, rate=rate)
         assert summary["errors"] == {}, summary["errors"]
-        decide_rate = 0.5 * before / (1 + soak.REWARD_SHARE)
+        decide_rate = rate / (1 + soak.REWARD_SHARE)
         # Unrewarded decisions live one window, rewarded ones at most 3 s: a bound with slack.
         bound = decide_rate * (WINDOW_S * (1 - soak.REWARD_SHARE) + 3.0) * 2 + 50
         assert summary["pending_max_second_half"] <= bound, summary["samples"]
