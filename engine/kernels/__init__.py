@@ -19,7 +19,7 @@ from engine.kernels.choice import (
 from engine.kernels.contextfree import beta_win_probabilities, ucb1_scores
 from engine.kernels.ridge import refactor, ridge_choose_greedy, ridge_predict, ridge_update
 from engine.kernels.rng import seed_state
-from engine.kernels.validate import first_invalid, first_outside
+from engine.kernels.validate import first_invalid, first_not_probability, first_outside
 
 __all__ = [
     "beta_win_probabilities",
@@ -28,6 +28,7 @@ __all__ = [
     "choose_greedy",
     "choose_softmax",
     "first_invalid",
+    "first_not_probability",
     "first_outside",
     "gaussian_win_probability",
     "prepare",
@@ -95,6 +96,7 @@ def prepare() -> None:
         first_invalid(X, 1.0)
         first_invalid(np.ones(n), 1.0)
         first_outside(np.zeros(n, np.int64), 0, 1)
+        first_not_probability(np.ones(n))
     ucb1_scores(np.zeros(2), np.zeros(2), 1.0, np.empty(2))
     beta_win_probabilities(
         np.ones(2), np.ones(2), np.ones((1, 2), np.bool_), 4, state, np.empty((1, 2))

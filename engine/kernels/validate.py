@@ -27,3 +27,13 @@ def first_outside(values: np.ndarray, low: int, high: int) -> int:
         if values[i] < low or values[i] >= high:
             return i
     return -1
+
+
+@njit(cache=True, nogil=True)
+def first_not_probability(values: np.ndarray) -> int:
+    """Index of the first entry that is not a probability in (0, 1] (NaN included), or -1."""
+    for i in range(values.shape[0]):
+        v = values[i]
+        if not (v > 0.0 and v <= 1.0):
+            return i
+    return -1

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from engine.errors import InvalidInputError, InvalidParameterError, NoEligibleActionError
-from engine.kernels import first_invalid, first_outside, seed_state
+from engine.kernels import first_invalid, first_not_probability, first_outside, seed_state
 from engine.policies import _blob
 from engine.types import BoolArray, FloatArray, IntArray
 
@@ -420,9 +420,16 @@ def _check_values(field: str, values: Any, n: int) -> FloatArray:
 
 
 def _check_propensities(propensities: Any, n: int) -> FloatArray:
-    p = _check_values("propensities", propensities, n)
-    if n and ((p <= 0.0) | (p > 1.0)).any():
-        bad = int(np.argmax((p <= 0.0) | (p > 1.0)))
+    try:
+        p = np.ascontiguousarray(propensities, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError("propensities", f"{n} float values", propensities) from exc
+    if p.shape != (n,):
+        raise InvalidInputError(
+            "propensities", f"shape ({n},) (one per context row)", f"shape {p.shape}"
+        )
+    bad = first_not_probability(p)
+    if bad >= 0:
         raise InvalidInputError(
             "propensities", "values in (0, 1]", f"{float(p[bad])!r} at row {bad}"
         )
