@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 
 from engine.cli import main
 from engine.errors import ConfigError, InvalidInputError
@@ -62,17 +61,11 @@ def test_simulate_rejects_bad_arguments(tmp_path, capsys, argv, message):
 
 
 @pytest.mark.slow
-def test_ray_runs_match_in_process_runs():
+def test_ray_runs_match_in_process_runs(local_ray):
     tasks = [Task("renewal", p, s, 2000) for p in ("linucb", "control") for s in (0, 1)]
     local = run_tasks(tasks, workers=0, show_progress=False)
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        remote = run_tasks(tasks, workers=2, show_progress=False)
-    finally:
-        if started:
-            ray.shutdown()
+    assert local_ray.is_initialized()
+    remote = run_tasks(tasks, workers=2, show_progress=False)
     assert [(r.policy, r.seed) for r in remote] == [(t.policy, t.seed) for t in tasks]
     for a, b in zip(local, remote, strict=True):
         assert a.value == b.value and a.realized == b.realized and a.oracle == b.oracle
