@@ -22,10 +22,61 @@ from engine.policies.base import Decision, Policy, _check_float, _check_int
 from engine.types import BoolArray, FloatArray, IntArray
 
 
-class _RidgePolicy(Policy):
-    """Shared state and learning of the per-offer ridge policies."""
+class _RidgeModels(Policy):
+    """Ridge models (A, A^-1, b, theta per model) and their weighted rank-1 learning: one model
+    per offer for the policies below, one joint model for SharedLinear."""
 
     _state_arrays = ("A_", "A_inv_", "b_", "theta_", "n_since_refactor_", "n_obs_")
+
+    def _init_ridge(
+        self,
+        n_models: int,
+        dim: int,
+        l2: float,
+        importance_weighting: bool,
+        refactor_every: int,
+    ) -> None:
+        owner = type(self).__name__
+        _check_float(owner, "l2", l2, 0.0, strict_min=True)
+        _check_int(owner, "refactor_every", refactor_every, 1)
+        if not isinstance(importance_weighting, bool):
+            raise TypeError(f"importance_weighting must be a bool, got {importance_weighting!r}")
+        self.l2 = float(l2)
+        self.importance_weighting = importance_weighting
+        self.refactor_every = int(refactor_every)
+        self.A_ = np.repeat((np.eye(dim) * self.l2)[None], n_models, axis=0)
+        self.A_inv_ = np.repeat((np.eye(dim) / self.l2)[None], n_models, axis=0)
+        self.b_ = np.zeros((n_models, dim))
+        self.theta_ = np.zeros((n_models, dim))
+        self.n_since_refactor_ = np.zeros(n_models, np.int64)
+        self.n_obs_ = np.zeros(n_models)
+
+    def _learn(
+        self, Z: FloatArray, models: IntArray, rewards: FloatArray, props: FloatArray | None
+    ) -> None:
+        """One weighted observation per row of ``Z`` for model ``models[i]`` (1/propensity when
+        importance weighting, else 1)."""
+        if self.importance_weighting and props is not None:
+            weights = 1.0 / props
+        else:
+            weights = np.ones(Z.shape[0])
+        ridge_update(
+            self.A_,
+            self.A_inv_,
+            self.b_,
+            self.theta_,
+            self.n_since_refactor_,
+            self.n_obs_,
+            Z,
+            models,
+            rewards,
+            weights,
+            self.refactor_every,
+        )
+
+
+class _RidgePolicy(_RidgeModels):
+    """Shared state and learning of the per-offer ridge policies."""
 
     def __init__(
         self,
@@ -39,23 +90,8 @@ class _RidgePolicy(Policy):
         seed: int | None = None,
     ) -> None:
         super().__init__(n_actions, n_features, min_propensity=min_propensity, seed=seed)
-        owner = type(self).__name__
-        _check_float(owner, "l2", l2, 0.0, strict_min=True)
-        _check_int(owner, "refactor_every", refactor_every, 1)
-        if not isinstance(importance_weighting, bool):
-            raise TypeError(f"importance_weighting must be a bool, got {importance_weighting!r}")
-        self.l2 = float(l2)
-        self.importance_weighting = importance_weighting
-        self.refactor_every = int(refactor_every)
-        k, d = self.n_actions, self.n_features
-        eye = np.eye(d) * self.l2
-        self.A_ = np.repeat(eye[None], k, axis=0)
-        self.A_inv_ = np.repeat((np.eye(d) / self.l2)[None], k, axis=0)
-        self.b_ = np.zeros((k, d))
-        self.theta_ = np.zeros((k, d))
-        self.n_since_refactor_ = np.zeros(k, np.int64)
-        self.n_obs_ = np.zeros(k)
-        self._no_widths = np.empty((0, d, d))
+        self._init_ridge(self.n_actions, self.n_features, l2, importance_weighting, refactor_every)
+        self._no_widths = np.empty((0, self.n_features, self.n_features))
 
     def _new_action_state(self, name: str) -> np.ndarray:
         d = self.n_features
@@ -68,23 +104,7 @@ class _RidgePolicy(Policy):
     def _update(
         self, X: FloatArray, actions: IntArray, rewards: FloatArray, props: FloatArray | None
     ) -> None:
-        if self.importance_weighting and props is not None:
-            weights = 1.0 / props
-        else:
-            weights = np.ones(X.shape[0])
-        ridge_update(
-            self.A_,
-            self.A_inv_,
-            self.b_,
-            self.theta_,
-            self.n_since_refactor_,
-            self.n_obs_,
-            X,
-            actions,
-            rewards,
-            weights,
-            self.refactor_every,
-        )
+        self._learn(X, actions, rewards, props)
 
     def _predict(self, X: FloatArray, alpha: float, widths: bool) -> tuple[FloatArray, FloatArray]:
         n = X.shape[0]

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 
 from engine.errors import InvalidInputError
-from engine.kernels import choose_greedy, ridge_predict, ridge_update
-from engine.policies.base import Decision, Policy, _check_float, _check_int
+from engine.kernels import choose_greedy, ridge_predict
+from engine.policies.base import Decision, _check_float
+from engine.policies.linear import _RidgeModels
 from engine.types import BoolArray, FloatArray, IntArray
 
 
-class SharedLinear(Policy):
+class SharedLinear(_RidgeModels):
     """Upper-confidence choice over one ridge model of context x offer features.
 
     Parameters
@@ -50,7 +51,6 @@ class SharedLinear(Policy):
     3
     """
 
-    _state_arrays = ("A_", "A_inv_", "b_", "theta_", "n_since_refactor_", "n_obs_")
     _array_params = ("offer_features",)
 
     def __init__(
@@ -67,21 +67,11 @@ class SharedLinear(Policy):
     ) -> None:
         super().__init__(n_actions, n_features, min_propensity=min_propensity, seed=seed)
         _check_float("SharedLinear", "alpha", alpha, 0.0)
-        _check_float("SharedLinear", "l2", l2, 0.0, strict_min=True)
-        _check_int("SharedLinear", "refactor_every", refactor_every, 1)
         F = _check_offer_features(offer_features, self.n_actions)
         self.offer_features = F
         self.alpha = float(alpha)
-        self.l2 = float(l2)
-        self.importance_weighting = bool(importance_weighting)
-        self.refactor_every = int(refactor_every)
         D = self.n_features * (F.shape[1] + 1)
-        self.A_ = (np.eye(D) * self.l2)[None].copy()
-        self.A_inv_ = (np.eye(D) / self.l2)[None].copy()
-        self.b_ = np.zeros((1, D))
-        self.theta_ = np.zeros((1, D))
-        self.n_since_refactor_ = np.zeros(1, np.int64)
-        self.n_obs_ = np.zeros(1)
+        self._init_ridge(1, D, l2, bool(importance_weighting), refactor_every)
 
     @property
     def n_joint_features(self) -> int:
@@ -119,23 +109,7 @@ class SharedLinear(Policy):
     def _update(
         self, X: FloatArray, actions: IntArray, rewards: FloatArray, props: FloatArray | None
     ) -> None:
-        Z = self._joint(X, actions)
-        weights = (
-            1.0 / props if self.importance_weighting and props is not None else np.ones(X.shape[0])
-        )
-        ridge_update(
-            self.A_,
-            self.A_inv_,
-            self.b_,
-            self.theta_,
-            self.n_since_refactor_,
-            self.n_obs_,
-            Z,
-            np.zeros(X.shape[0], np.int64),
-            rewards,
-            weights,
-            self.refactor_every,
-        )
+        self._learn(self._joint(X, actions), np.zeros(X.shape[0], np.int64), rewards, props)
 
     def _add_action(self, features: Any) -> None:
         if features is None:
