@@ -67,6 +67,22 @@ def _draw(p: np.ndarray, mask_row: np.ndarray, state: np.ndarray) -> int:
 
 
 @njit(cache=True, nogil=True)
+def _choose_row(
+    i: int,
+    p: np.ndarray,
+    mask_row: np.ndarray,
+    state: np.ndarray,
+    actions: np.ndarray,
+    propensities: np.ndarray,
+) -> int:
+    """Draw row ``i``'s action from ``p`` and record it with its probability."""
+    chosen = _draw(p, mask_row, state)
+    actions[i] = chosen
+    propensities[i] = p[chosen]
+    return chosen
+
+
+@njit(cache=True, nogil=True)
 def choose_greedy(
     scores: np.ndarray,
     mask: np.ndarray,
@@ -94,9 +110,7 @@ def choose_greedy(
         greedy_share = (1.0 - k * f) / n_ties
         for a in range(n_actions):
             p[a] = f + (greedy_share if scores[i, a] == best else 0.0)
-        chosen = _draw(p, mask[i], state)
-        actions[i] = chosen
-        propensities[i] = p[chosen]
+        chosen = _choose_row(i, p, mask[i], state, actions, propensities)
         explored[i] = scores[i, chosen] != best
 
 
@@ -123,9 +137,7 @@ def choose_softmax(
         f = min(floor, 1.0 / k)
         for a in range(n_actions):
             p[a] = f + (1.0 - k * f) * p[a] / total
-        chosen = _draw(p, mask[i], state)
-        actions[i] = chosen
-        propensities[i] = p[chosen]
+        chosen = _choose_row(i, p, mask[i], state, actions, propensities)
         explored[i] = scores[i, chosen] != best
 
 
@@ -156,9 +168,7 @@ def choose_from_probabilities(
         for a in range(n_actions):
             base = probabilities[i, a] / total if total > 0.0 else 1.0 / k
             p[a] = f + (1.0 - k * f) * base if mask[i, a] else 0.0
-        chosen = _draw(p, mask[i], state)
-        actions[i] = chosen
-        propensities[i] = p[chosen]
+        chosen = _choose_row(i, p, mask[i], state, actions, propensities)
         explored[i] = probabilities[i, chosen] != best
 
 
