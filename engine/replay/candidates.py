@@ -30,7 +30,7 @@ from engine.kernels import seed_state
 from engine.policies import Policy, make_policy
 from engine.replay.diagnostics import diagnostic_sums
 from engine.replay.estimators import Estimator, OffPolicyInputs, make_estimators
-from engine.replay.stats import Moments, bootstrap_columns, bootstrap_sums
+from engine.replay.intervals import Moments, bootstrap_columns, bootstrap_sums
 from engine.types import BoolArray, FloatArray, IntArray
 
 KINDS = ("static", "learning")

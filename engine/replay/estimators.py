@@ -3,7 +3,7 @@
 Each estimator is a small frozen dataclass whose hyperparameters are validated on construction. It
 turns :class:`OffPolicyInputs` (per-row reward, importance weight and reward-model predictions)
 into per-row terms ``(a, b, c)`` with ``value = mean(a) + sum(b) / sum(c)``; see
-:mod:`engine.replay.stats` for why that one form serves every estimator, every interval and the
+:mod:`engine.replay.intervals` for why that one form serves every estimator, every interval and the
 sharded Ray computation alike.
 
 References: Li et al. 2011 (replay), Horvitz & Thompson 1952 (IPS), Swaminathan & Joachims 2015
@@ -19,7 +19,7 @@ from typing import ClassVar
 import numpy as np
 
 from engine.errors import InvalidInputError, InvalidParameterError
-from engine.replay.stats import (
+from engine.replay.intervals import (
     Moments,
     Terms,
     bootstrap_columns,

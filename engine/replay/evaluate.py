@@ -28,9 +28,9 @@ from engine.replay.data import LoggedData
 from engine.replay.diagnostics import Diagnostics, merge_diagnostic_sums
 from engine.replay.estimators import INTERVAL_METHODS, bootstrap_values, check_alpha
 from engine.replay.fanout import Runner, Task, TaskFailure
-from engine.replay.results import CandidateResult, Estimate, Evaluation, Lift
+from engine.replay.intervals import Moments, percentile_interval
+from engine.replay.results import CandidateResult, Estimate, Evaluation, LiftEstimate
 from engine.replay.rewardmodel import RewardModel
-from engine.replay.stats import Moments, percentile_interval
 
 # Below this many (test rows x candidates) Ray's start-up costs more than it saves: a local Ray
 # takes ~12 s to start here and in-process scoring runs at ~1M row-candidates per second.
@@ -269,7 +269,7 @@ def _paired_lifts(results: list[CandidateResult], alpha: float) -> None:
             base = logging.replicates.get(name)
             if base is None:
                 continue
-            result.lift[name] = Lift(
+            result.lift[name] = LiftEstimate(
                 value=result.value(name) - logging.value(name),
                 bootstrap=percentile_interval(replicates - base, alpha),
             )

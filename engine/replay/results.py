@@ -23,7 +23,7 @@ class Estimate:
 
 
 @dataclass(frozen=True)
-class Lift:
+class LiftEstimate:
     """Candidate minus logging policy for one estimator, with a paired bootstrap interval (both
     were resampled with the same Poisson weights, so the difference's noise partly cancels)."""
 
@@ -42,7 +42,7 @@ class CandidateResult:
     error: str | None = None
     estimates: dict[str, Estimate] = field(default_factory=dict)
     diagnostics: Diagnostics | None = None
-    lift: dict[str, Lift] = field(default_factory=dict)
+    lift: dict[str, LiftEstimate] = field(default_factory=dict)
     replicates: dict[str, FloatArray] = field(default_factory=dict, repr=False)
 
     @property

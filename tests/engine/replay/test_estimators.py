@@ -20,8 +20,8 @@ from engine.replay.estimators import (
     SwitchDR,
     make_estimators,
 )
+from engine.replay.intervals import Moments, bootstrap_sums, percentile_interval
 from engine.replay.rewardmodel import RewardModel
-from engine.replay.stats import Moments, bootstrap_sums, percentile_interval
 from tests.engine.replay.synthetic import LinearEnv, make_logs
 
 Z = NormalDist().inv_cdf(0.975)
