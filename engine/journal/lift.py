@@ -21,13 +21,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine.journal.store import Journal
+from engine.kernels import norm_ppf
 
-_Z = {
-    0.8: 1.2815515655446004,
-    0.9: 1.6448536269514722,
-    0.95: 1.959963984540054,
-    0.99: 2.5758293035489004,
-}
+LEVELS = (0.8, 0.9, 0.95, 0.99)
 
 
 @dataclass(frozen=True)
@@ -67,11 +63,11 @@ class Lift:
         level: float = 0.95,
     ) -> Lift:
         """Build from per-group counts, sums and sums of squares."""
-        z = _Z.get(level)
-        if z is None:
+        if level not in LEVELS:
             from engine.errors import InvalidInputError
 
-            raise InvalidInputError("level", f"one of {sorted(_Z)}", level)
+            raise InvalidInputError("level", f"one of {list(LEVELS)}", level)
+        z = norm_ppf(1.0 - (1.0 - level) / 2.0)
         mean_t = sum_t / n_t if n_t else math.nan
         mean_c = sum_c / n_c if n_c else math.nan
         if n_t < 2 or n_c < 2:

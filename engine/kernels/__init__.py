@@ -19,6 +19,7 @@ from engine.kernels.choice import (
 from engine.kernels.contextfree import beta_win_probabilities, ucb1_scores
 from engine.kernels.ridge import refactor, ridge_choose_greedy, ridge_predict, ridge_update
 from engine.kernels.rng import seed_state
+from engine.kernels.stats import norm_cdf, norm_ppf
 from engine.kernels.validate import first_invalid, first_not_probability, first_outside
 
 __all__ = [
@@ -31,6 +32,8 @@ __all__ = [
     "first_not_probability",
     "first_outside",
     "gaussian_win_probability",
+    "norm_cdf",
+    "norm_ppf",
     "prepare",
     "refactor",
     "ridge_choose_greedy",

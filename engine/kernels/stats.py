@@ -1,4 +1,9 @@
-"""Normal distribution functions usable inside numba kernels."""
+"""The standard normal CDF and quantile of nbo, usable inside numba kernels and from Python.
+
+These are the only normal quantiles in nbo: the Thompson-sampling propensities in
+:mod:`engine.kernels.choice`, the replay's normal intervals and the journal's lift interval all
+call :func:`norm_ppf`, so one confidence level gives one z everywhere.
+"""
 
 from __future__ import annotations
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import numpy as np
 
+from engine.kernels import norm_ppf
 from engine.types import FloatArray
 
 # Layout of Moments.sums.
@@ -129,7 +129,7 @@ class Moments:
 
     def normal_interval(self, alpha: float) -> tuple[float, float]:
         """Two-sided 1 - alpha interval from the normal approximation."""
-        z = NormalDist().inv_cdf(1.0 - alpha / 2.0)
+        z = norm_ppf(1.0 - alpha / 2.0)
         value, se = self.estimate(), self.std_error()
         return value - z * se, value + z * se
 
