@@ -1,8 +1,9 @@
 """Model snapshot files: policy bytes + encoder state + metadata, checksummed, no pickle.
 
-Layout: ``b"NBOSNAP1"`` · header length (8 bytes, little endian) · header (UTF-8 JSON) · policy
-blob (``policy.to_bytes()``) · SHA-256 of everything before it (32 bytes). Files are written to a
-temporary name, fsynced and renamed, so a reader never sees half a snapshot.
+Layout (an :class:`engine.framing.Framing`): ``b"NBOSNAP1"`` · header length (8 bytes, little
+endian) · header (UTF-8 JSON) · policy blob (``policy.to_bytes()``) · SHA-256 of everything before
+it (32 bytes). Files are written to a temporary name, fsynced and renamed, so a reader never sees
+half a snapshot.
 
 The header carries: ``campaign``, ``version``, ``created`` (unix seconds), ``config_hash``,
 ``last_reward_seq`` (the journal's last reward the model has learned from), ``n_rewards``,
@@ -21,25 +22,23 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from engine.errors import CorruptModelError, ResourceExhaustedError
+from engine.framing import Framing
 from engine.policies import Policy
 
 MAGIC = b"NBOSNAP1"
+_FRAME = Framing(MAGIC, "<Q", "an nbo snapshot", sort_keys=True)
 
 
 def encode_snapshot(header: dict[str, Any], policy: Policy) -> bytes:
     """The bytes of a snapshot file."""
     blob = policy.to_bytes()
     head = dict(header, policy_class=type(policy).__name__, policy_len=len(blob))
-    head_bytes = json.dumps(head, sort_keys=True, allow_nan=False).encode()
-    body = MAGIC + len(head_bytes).to_bytes(8, "little") + head_bytes + blob
-    return body + hashlib.sha256(body).digest()
+    return _FRAME.encode(head, blob)
 
 
 def decode_snapshot(data: bytes, source: str = "snapshot") -> tuple[dict[str, Any], Policy]:
@@ -50,21 +49,7 @@ def decode_snapshot(data: bytes, source: str = "snapshot") -> tuple[dict[str, An
     CorruptModelError
         When the magic, the checksum, the header or the policy blob is wrong.
     """
-    if len(data) < len(MAGIC) + 8 + 32 or not data.startswith(MAGIC):
-        raise CorruptModelError(
-            f"{source}: expected an nbo snapshot (magic {MAGIC!r}), got other data"
-        )
-    body, digest = data[:-32], data[-32:]
-    if hashlib.sha256(body).digest() != digest:
-        raise CorruptModelError(f"{source}: checksum mismatch (the file is truncated or altered)")
-    n = int.from_bytes(body[8:16], "little")
-    try:
-        header = json.loads(body[16 : 16 + n].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptModelError(f"{source}: header is not valid JSON ({exc})") from None
-    if not isinstance(header, dict):
-        raise CorruptModelError(f"{source}: header is not a JSON object")
-    blob = body[16 + n :]
+    _, header, blob = _FRAME.decode(data, source)
     if header.get("policy_len") != len(blob):
         raise CorruptModelError(f"{source}: policy blob length does not match its header")
     try:
