@@ -32,12 +32,10 @@ from engine.errors import CorruptModelError, InvalidInputError
 from engine.features.columns import Columns
 from engine.features.schema import CategoricalFeature, FeatureSchema, NumericFeature
 from engine.types import FloatArray
+from engine.validation import VALUE_LIMIT, VALUE_RULE
 
 _NUMBER_TYPES = (int, float, bool, np.integer, np.floating)
 _PLAIN_NUMBERS = frozenset((int, float, bool))
-# Raw numbers beyond this are refused: one such value would swamp a linear model's state.
-VALUE_LIMIT = 1e12
-_FINITE = "a finite number with |value| <= 1e12"
 _HASH_CACHE = 65536  # hashed-category values remembered per feature (bounded memory)
 
 
@@ -131,7 +129,7 @@ class Encoder:
             raise InvalidInputError(f"context.{f.name}", "a number", value)
         number = float(value)
         if not math.isfinite(number) or abs(number) > VALUE_LIMIT:
-            raise InvalidInputError(f"context.{f.name}", _FINITE, value)
+            raise InvalidInputError(f"context.{f.name}", VALUE_RULE, value)
         return number
 
     def _category_column(self, j: int, c: CategoricalFeature, value: Any) -> int:
@@ -216,7 +214,7 @@ class Encoder:
                 ok = np.abs(values) <= VALUE_LIMIT  # False for NaN and inf too
                 if not ok.all():
                     bad = int(np.flatnonzero(~ok)[0])
-                    raise InvalidInputError(f"contexts[{bad}].{name}", _FINITE, column[bad])
+                    raise InvalidInputError(f"contexts[{bad}].{name}", VALUE_RULE, column[bad])
                 out[:, pos] = (values - mean) / std
                 if learn:
                     for i in range(n):
