@@ -16,28 +16,56 @@ engine.errors.InvalidInputError: customer_id: expected a non-empty UTF-8 string 
 Traceback (most recent call last):
 ...
 engine.errors.InvalidInputError: value: expected a finite number with |value| <= 1e+12, got nan
+
+Hyperparameters are checked against constraints declared as data (as scikit-learn's
+``utils/_param_validation.py`` does): a class maps each parameter to a list of constraints, a value
+is valid when it satisfies one of them, and one template words every error.
+
+>>> constraints = {"alpha": [Interval(Real, 0, None, closed="left")], "seed": SEED}
+>>> validate_params("LinUCB", constraints, {"alpha": 0.5, "seed": None})
+>>> validate_params("LinUCB", constraints, {"alpha": -1, "seed": None})
+Traceback (most recent call last):
+...
+engine.errors.InvalidParameterError: The 'alpha' parameter of LinUCB must be a float >= 0. Got ...
+>>> describe(SEED)
+'an int or None'
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from numbers import Integral, Real
+from typing import Any, Literal
 
 import numpy as np
 
-from engine.errors import InvalidInputError
+from engine.errors import InvalidInputError, InvalidParameterError
 
 __all__ = [
     "ID_RULE",
     "MAX_ID_CHARS",
+    "SEED",
     "VALUE_LIMIT",
     "VALUE_RULE",
+    "ArrayLike",
+    "Boolean",
+    "Constraint",
+    "Integral",
+    "Interval",
+    "Options",
+    "ParameterConstraints",
+    "Real",
+    "Satisfies",
     "check_id",
     "check_value",
+    "describe",
     "first_bad_id",
+    "invalid_value",
     "is_utf8",
     "valid_ids",
+    "validate_params",
 ]
 
 # Numbers beyond this magnitude are refused everywhere (contexts, rewards, costs): squared in a
@@ -97,3 +125,248 @@ def check_value(field: str, value: Any) -> float:
     if not math.isfinite(number) or abs(number) > VALUE_LIMIT:
         raise InvalidInputError(field, VALUE_RULE, value)
     return number
+
+
+# ---------------------------------------------------------------------- hyperparameter constraints
+class Constraint(ABC):
+    """One rule a parameter value may satisfy; ``str(constraint)`` words it for error messages.
+
+    Each constraint can also make a value that breaks it and one that keeps it, so tests can try
+    a bad value for every declared parameter without a hand-written list.
+    """
+
+    @abstractmethod
+    def is_satisfied_by(self, value: Any) -> bool:
+        """True when ``value`` keeps this rule."""
+
+    @abstractmethod
+    def invalid_value(self) -> Any:
+        """A value that breaks this rule."""
+
+    @abstractmethod
+    def valid_value(self) -> Any:
+        """A value that keeps this rule."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+class Interval(Constraint):
+    """A number in a range: ``Interval(Real, 0, 1, closed="both")`` is "a float >= 0 and <= 1".
+
+    Parameters
+    ----------
+    kind : Integral or Real
+        ``Integral`` accepts ints (not bools); ``Real`` accepts ints and floats (not bools).
+    left, right : number or None
+        The bounds; None is unbounded on that side.
+    closed : {"left", "right", "both", "neither"}
+        Which bounds belong to the interval. NaN is never inside, and an infinite value only
+        through an unbounded side that is closed (``Interval(Real, 0, None, closed="both")``).
+
+    Examples
+    --------
+    >>> str(Interval(Real, 0, None, closed="neither"))
+    'a float > 0'
+    >>> str(Interval(Integral, 1, None, closed="left"))
+    'an int >= 1'
+    >>> Interval(Real, 0, 1, closed="both").invalid_value()
+    -1.0
+    """
+
+    def __init__(
+        self,
+        kind: type[Integral] | type[Real],
+        left: float | None,
+        right: float | None,
+        *,
+        closed: Literal["left", "right", "both", "neither"],
+    ) -> None:
+        if kind not in (Integral, Real):
+            raise TypeError(f"Interval kind must be Integral or Real, got {kind!r}")
+        if left is not None and right is not None and right < left:
+            raise ValueError(f"Interval right bound {right} is below its left bound {left}")
+        self.kind = kind
+        self.left = left
+        self.right = right
+        self.closed = closed
+
+    @property
+    def _left_closed(self) -> bool:
+        return self.closed in ("left", "both")
+
+    @property
+    def _right_closed(self) -> bool:
+        return self.closed in ("right", "both")
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        if not (_is_int(value) if self.kind is Integral else _is_number(value)):
+            return False
+        if math.isnan(value):
+            return False
+        if math.isinf(value):
+            bound = self.left if value < 0 else self.right
+            closed = self._left_closed if value < 0 else self._right_closed
+            return bound is None and closed
+        if self.left is not None and not (
+            value >= self.left if self._left_closed else value > self.left
+        ):
+            return False
+        return self.right is None or (
+            value <= self.right if self._right_closed else value < self.right
+        )
+
+    def __str__(self) -> str:
+        rule = "an int" if self.kind is Integral else "a float"
+        bounds = []
+        if self.left is not None:
+            bounds.append(f"{'>=' if self._left_closed else '>'} {self.left:g}")
+        if self.right is not None:
+            bounds.append(f"{'<=' if self._right_closed else '<'} {self.right:g}")
+        return " ".join([rule, " and ".join(bounds)]) if bounds else rule
+
+    def invalid_value(self) -> Any:
+        number = int if self.kind is Integral else float
+        if self.left is not None:
+            return number(self.left - 1 if self._left_closed else self.left)
+        if self.right is not None:
+            return number(self.right + 1 if self._right_closed else self.right)
+        return "a string"
+
+    def valid_value(self) -> Any:
+        number = int if self.kind is Integral else float
+        if self.left is None and self.right is None:
+            return number(1)
+        if self.left is None:
+            assert self.right is not None
+            return number(self.right if self._right_closed else self.right - 1)
+        if self._left_closed:
+            return number(self.left)
+        if self.right is None:
+            return number(self.left + 1)
+        return number((self.left + self.right) / 2) if self.kind is Real else number(self.left + 1)
+
+
+class Boolean(Constraint):
+    """A bool (``True``/``False`` or a NumPy bool); ints are not bools here."""
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return isinstance(value, bool | np.bool_)
+
+    def __str__(self) -> str:
+        return "a bool"
+
+    def invalid_value(self) -> Any:
+        return "yes"
+
+    def valid_value(self) -> Any:
+        return True
+
+
+class Options(Constraint):
+    """One of a fixed set of values of one type: ``Options(str, {"normal", "bootstrap"})``."""
+
+    def __init__(self, kind: type, options: set[Any]) -> None:
+        self.kind = kind
+        self.options = frozenset(options)
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return isinstance(value, self.kind) and value in self.options
+
+    def __str__(self) -> str:
+        listed = ", ".join(repr(o) for o in sorted(self.options))
+        return f"a {self.kind.__name__} among {{{listed}}}"
+
+    def invalid_value(self) -> Any:
+        return f"not {'|'.join(sorted(map(str, self.options)))}"
+
+    def valid_value(self) -> Any:
+        return sorted(self.options)[0]
+
+
+class ArrayLike(Constraint):
+    """Something NumPy can read as an array: an ndarray or a (nested) sequence, not a string.
+    Shape and values are the owner's to check, as they depend on other parameters."""
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        if isinstance(value, np.ndarray):
+            return True
+        return isinstance(value, Sequence) and not isinstance(value, str | bytes)
+
+    def __str__(self) -> str:
+        return "an array-like"
+
+    def invalid_value(self) -> Any:
+        return "not an array"
+
+    def valid_value(self) -> Any:
+        return [[0.0]]
+
+
+class Satisfies(Constraint):
+    """A rule of the owner's, stated in words with a test and one value either side of it."""
+
+    def __init__(self, rule: str, test: Callable[[Any], bool], invalid: Any, valid: Any) -> None:
+        self.rule = rule
+        self.test = test
+        self.invalid = invalid
+        self.valid = valid
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return bool(self.test(value))
+
+    def __str__(self) -> str:
+        return self.rule
+
+    def invalid_value(self) -> Any:
+        return self.invalid
+
+    def valid_value(self) -> Any:
+        return self.valid
+
+
+ParameterConstraints = Mapping[str, Sequence[Constraint | None]]
+SEED: list[Constraint | None] = [Interval(Integral, None, None, closed="neither"), None]
+"""A random seed: an int or None (then the policy seeds itself from the OS)."""
+
+
+def _satisfies(constraint: Constraint | None, value: Any) -> bool:
+    return value is None if constraint is None else constraint.is_satisfied_by(value)
+
+
+def describe(constraints: Sequence[Constraint | None]) -> str:
+    """The words of a parameter's constraints: "an int or None"."""
+    words = ["None" if c is None else str(c) for c in constraints]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+def validate_params(
+    owner: str, constraints: ParameterConstraints, params: Mapping[str, Any]
+) -> None:
+    """Check every parameter in ``params`` that ``constraints`` declares, in ``params`` order.
+
+    Raises
+    ------
+    InvalidParameterError
+        For the first value that satisfies none of its constraints, worded "The 'alpha'
+        parameter of LinUCB must be a float >= 0. Got -1 instead."
+    """
+    for name, value in params.items():
+        declared = constraints.get(name)
+        if declared is not None and not any(_satisfies(c, value) for c in declared):
+            raise InvalidParameterError(owner, name, describe(declared), value)
+
+
+def invalid_value(constraints: Sequence[Constraint | None]) -> Any:
+    """A value that satisfies none of ``constraints`` (for tests)."""
+    candidates = [c.invalid_value() for c in constraints if c is not None]
+    candidates += [object()] if None in constraints else [None]
+    for candidate in candidates:
+        if not any(_satisfies(c, candidate) for c in constraints):
+            return candidate
+    raise ValueError(f"no value breaks every one of {describe(constraints)}")

@@ -3,24 +3,33 @@
 Public methods validate and convert their inputs, then call one private hook that subclasses
 write (``_choose``, ``_update``, ``_add_action``, ``_remove_action``). Validation happens before any
 state changes, so a rejected call leaves the policy exactly as it was.
+
+Hyperparameters are declared, not checked by hand: each class maps its constructor's parameters
+to constraints in ``_parameter_constraints`` (see :mod:`engine.validation`), and the base class
+checks them all before any ``__init__`` runs.
 """
 
 from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from engine.errors import InvalidInputError, InvalidParameterError, NoEligibleActionError
+from engine.errors import InvalidInputError, NoEligibleActionError
 from engine.kernels import first_invalid, first_not_probability, first_outside, seed_state
 from engine.policies import _blob
 from engine.types import BoolArray, FloatArray, IntArray
-
-# Largest absolute value accepted in contexts and rewards. Squares and sums of many such values
-# stay far below the float64 overflow threshold, so no inf can enter a model's state.
-VALUE_LIMIT = 1e12
+from engine.validation import (
+    SEED,
+    VALUE_LIMIT,
+    Integral,
+    Interval,
+    ParameterConstraints,
+    Real,
+    validate_params,
+)
 
 
 class Decision:
@@ -65,9 +74,17 @@ class Policy(ABC):
 
     Subclasses declare their learned state in ``_state_arrays`` (names of array attributes ending
     in ``_``) and ``_state_scalars`` and implement the private hooks. Hyperparameters are the
-    constructor's arguments, stored under the same names.
+    constructor's arguments, stored under the same names; ``_parameter_constraints`` declares
+    every one of them. Each public subclass also gives the contract suite its test parameters
+    with a classmethod ``_unit_test_params(n_actions, n_features)``.
     """
 
+    _parameter_constraints: ClassVar[ParameterConstraints] = {
+        "n_actions": [Interval(Integral, 1, None, closed="left")],
+        "n_features": [Interval(Integral, 0, None, closed="left")],
+        "min_propensity": [Interval(Real, 0, 1, closed="both")],
+        "seed": SEED,
+    }
     _registry: ClassVar[dict[str, type[Policy]]] = {}
     _state_arrays: ClassVar[tuple[str, ...]] = ()
     _state_scalars: ClassVar[tuple[str, ...]] = ()
@@ -79,6 +96,15 @@ class Policy(ABC):
         if not cls.__name__.startswith("_"):
             Policy._registry[cls.__name__] = cls
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        # Checked here, before any __init__ of the class chain runs, so a subclass needs no call
+        # of its own and a rejected construction builds nothing.
+        bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+        bound.apply_defaults()
+        params = {k: v for k, v in bound.arguments.items() if k != "self"}
+        validate_params(cls.__name__, cls._parameter_constraints, params)
+        return super().__new__(cls)
+
     def __init__(
         self,
         n_actions: int,
@@ -87,12 +113,6 @@ class Policy(ABC):
         min_propensity: float = 0.0,
         seed: int | None = None,
     ) -> None:
-        owner = type(self).__name__
-        _check_int(owner, "n_actions", n_actions, 1)
-        _check_int(owner, "n_features", n_features, 0)
-        _check_float(owner, "min_propensity", min_propensity, 0.0, 1.0)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
-            raise InvalidParameterError(owner, "seed", "an int or None", seed)
         self.n_actions = int(n_actions)
         self.n_features = int(n_features)
         self.min_propensity = float(min_propensity)
@@ -353,34 +373,6 @@ class Policy(ABC):
 
 
 # ---------------------------------------------------------------------- helpers
-def _check_int(owner: str, name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise InvalidParameterError(owner, name, f"an int >= {minimum}", value)
-
-
-def _check_float(
-    owner: str,
-    name: str,
-    value: Any,
-    minimum: float,
-    maximum: float = np.inf,
-    *,
-    strict_min: bool = False,
-) -> None:
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, int | float | np.integer | np.floating)
-        and np.isfinite(value)
-        and (value > minimum if strict_min else value >= minimum)
-        and value <= maximum
-    )
-    if not ok:
-        rule = f"a float {'>' if strict_min else '>='} {minimum:g}"
-        if np.isfinite(maximum):
-            rule += f" and <= {maximum:g}"
-        raise InvalidParameterError(owner, name, rule, value)
-
-
 def _check_actions(actions: Any, n: int, n_actions: int) -> IntArray:
     if type(actions) is np.ndarray and actions.dtype == np.int64 and actions.ndim == 1:
         a = actions
@@ -447,3 +439,8 @@ def _expect_like(value: np.ndarray, like: np.ndarray, name: str) -> np.ndarray:
     if value.dtype.kind == "f" and not np.isfinite(value).all():
         raise CorruptModelError(f"model array {name!r} holds non-finite values")
     return np.ascontiguousarray(value)
+
+
+def policy_classes() -> dict[str, type[Policy]]:
+    """Every public policy class by class name (what :meth:`Policy.from_bytes` can rebuild)."""
+    return dict(Policy._registry)

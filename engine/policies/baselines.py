@@ -6,6 +6,8 @@ policy) and ignore their values.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 
 from engine.errors import InvalidInputError
@@ -15,8 +17,10 @@ from engine.kernels import (
     choose_greedy,
     ucb1_scores,
 )
-from engine.policies.base import Decision, Policy, _check_float, _check_int
+from engine.policies.base import Decision, Policy
+from engine.policies.linear import COUNT, NON_NEGATIVE, POSITIVE
 from engine.types import BoolArray, FloatArray, IntArray
+from engine.validation import Integral, Interval, ParameterConstraints
 
 
 class UniformRandom(Policy):
@@ -32,6 +36,10 @@ class UniformRandom(Policy):
 
     def __init__(self, n_actions: int, n_features: int = 0, seed: int | None = None) -> None:
         super().__init__(n_actions, n_features, seed=seed)
+
+    @classmethod
+    def _unit_test_params(cls, n_actions: int, n_features: int) -> dict[str, Any]:
+        return {}
 
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
         n = X.shape[0]
@@ -57,6 +65,11 @@ class FixedAction(Policy):
     ([1, 2], [1.0, 0.5])
     """
 
+    _parameter_constraints: ClassVar[ParameterConstraints] = {
+        **Policy._parameter_constraints,
+        "action": [Interval(Integral, 0, None, closed="left")],
+    }
+
     def __init__(
         self,
         n_actions: int,
@@ -66,10 +79,13 @@ class FixedAction(Policy):
         seed: int | None = None,
     ) -> None:
         super().__init__(n_actions, n_features, min_propensity=min_propensity, seed=seed)
-        _check_int("FixedAction", "action", action, 0)
         if action >= n_actions:
             raise InvalidInputError("action", f"an action index in [0, {n_actions})", action)
         self.action = int(action)
+
+    @classmethod
+    def _unit_test_params(cls, n_actions: int, n_features: int) -> dict[str, Any]:
+        return {"action": 1, "min_propensity": 0.05}
 
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
         n = X.shape[0]
@@ -104,6 +120,10 @@ class UCB1(Policy):
     """
 
     _state_arrays = ("sums_", "counts_")
+    _parameter_constraints: ClassVar[ParameterConstraints] = {
+        **Policy._parameter_constraints,
+        "c": [NON_NEGATIVE],
+    }
 
     def __init__(
         self,
@@ -114,10 +134,13 @@ class UCB1(Policy):
         seed: int | None = None,
     ) -> None:
         super().__init__(n_actions, n_features, min_propensity=min_propensity, seed=seed)
-        _check_float("UCB1", "c", c, 0.0)
         self.c = float(c)
         self.sums_ = np.zeros(self.n_actions)
         self.counts_ = np.zeros(self.n_actions)
+
+    @classmethod
+    def _unit_test_params(cls, n_actions: int, n_features: int) -> dict[str, Any]:
+        return {"c": 0.5, "min_propensity": 0.02}
 
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
         n = X.shape[0]
@@ -155,6 +178,12 @@ class BetaTS(Policy):
     """
 
     _state_arrays = ("alpha_", "beta_")
+    _parameter_constraints: ClassVar[ParameterConstraints] = {
+        **Policy._parameter_constraints,
+        "prior_alpha": [POSITIVE],
+        "prior_beta": [POSITIVE],
+        "propensity_draws": [COUNT],
+    }
 
     def __init__(
         self,
@@ -167,14 +196,15 @@ class BetaTS(Policy):
         seed: int | None = None,
     ) -> None:
         super().__init__(n_actions, n_features, min_propensity=min_propensity, seed=seed)
-        _check_float("BetaTS", "prior_alpha", prior_alpha, 0.0, strict_min=True)
-        _check_float("BetaTS", "prior_beta", prior_beta, 0.0, strict_min=True)
-        _check_int("BetaTS", "propensity_draws", propensity_draws, 1)
         self.prior_alpha = float(prior_alpha)
         self.prior_beta = float(prior_beta)
         self.propensity_draws = int(propensity_draws)
         self.alpha_ = np.full(self.n_actions, self.prior_alpha)
         self.beta_ = np.full(self.n_actions, self.prior_beta)
+
+    @classmethod
+    def _unit_test_params(cls, n_actions: int, n_features: int) -> dict[str, Any]:
+        return {"propensity_draws": 400}
 
     def _new_action_state(self, name: str) -> np.ndarray:
         return np.array([self.prior_alpha if name == "alpha_" else self.prior_beta])

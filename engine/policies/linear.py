@@ -7,7 +7,7 @@ policies differ only in how they turn (theta_a . x, sqrt(x^T A_a^-1 x)) into a c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -18,8 +18,13 @@ from engine.kernels import (
     ridge_predict,
     ridge_update,
 )
-from engine.policies.base import Decision, Policy, _check_float, _check_int
+from engine.policies.base import Decision, Policy
 from engine.types import BoolArray, FloatArray, IntArray
+from engine.validation import Boolean, Integral, Interval, ParameterConstraints, Real
+
+POSITIVE = Interval(Real, 0, None, closed="neither")
+NON_NEGATIVE = Interval(Real, 0, None, closed="left")
+COUNT = Interval(Integral, 1, None, closed="left")
 
 
 class _RidgeModels(Policy):
@@ -27,6 +32,12 @@ class _RidgeModels(Policy):
     per offer for the policies below, one joint model for SharedLinear."""
 
     _state_arrays = ("A_", "A_inv_", "b_", "theta_", "n_since_refactor_", "n_obs_")
+    _parameter_constraints: ClassVar[ParameterConstraints] = {
+        **Policy._parameter_constraints,
+        "l2": [POSITIVE],
+        "importance_weighting": [Boolean()],
+        "refactor_every": [COUNT],
+    }
 
     def _init_ridge(
         self,
@@ -36,13 +47,8 @@ class _RidgeModels(Policy):
         importance_weighting: bool,
         refactor_every: int,
     ) -> None:
-        owner = type(self).__name__
-        _check_float(owner, "l2", l2, 0.0, strict_min=True)
-        _check_int(owner, "refactor_every", refactor_every, 1)
-        if not isinstance(importance_weighting, bool):
-            raise TypeError(f"importance_weighting must be a bool, got {importance_weighting!r}")
         self.l2 = float(l2)
-        self.importance_weighting = importance_weighting
+        self.importance_weighting = bool(importance_weighting)
         self.refactor_every = int(refactor_every)
         self.A_ = np.repeat((np.eye(dim) * self.l2)[None], n_models, axis=0)
         self.A_inv_ = np.repeat((np.eye(dim) / self.l2)[None], n_models, axis=0)
@@ -173,6 +179,11 @@ class LinUCB(_RidgePolicy):
     ([2, 1], [1.0, 1.0])
     """
 
+    _parameter_constraints: ClassVar[ParameterConstraints] = {
+        **_RidgeModels._parameter_constraints,
+        "alpha": [NON_NEGATIVE],
+    }
+
     def __init__(
         self,
         n_actions: int,
@@ -193,8 +204,11 @@ class LinUCB(_RidgePolicy):
             refactor_every=refactor_every,
             seed=seed,
         )
-        _check_float("LinUCB", "alpha", alpha, 0.0)
         self.alpha = float(alpha)
+
+    @classmethod
+    def _unit_test_params(cls, n_actions: int, n_features: int) -> dict[str, Any]:
+        return {"alpha": 0.5, "min_propensity": 0.02}
 
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
         return self._greedy(X, mask, self.alpha, 0.0)
@@ -236,6 +250,12 @@ class LinearTS(_RidgePolicy):
     (0, True)
     """
 
+    _parameter_constraints: ClassVar[ParameterConstraints] = {
+        **_RidgeModels._parameter_constraints,
+        "scale": [POSITIVE],
+        "propensity_draws": [COUNT],
+    }
+
     def __init__(
         self,
         n_actions: int,
@@ -257,10 +277,12 @@ class LinearTS(_RidgePolicy):
             refactor_every=refactor_every,
             seed=seed,
         )
-        _check_float("LinearTS", "scale", scale, 0.0, strict_min=True)
-        _check_int("LinearTS", "propensity_draws", propensity_draws, 1)
         self.scale = float(scale)
         self.propensity_draws = int(propensity_draws)
+
+    @classmethod
+    def _unit_test_params(cls, n_actions: int, n_features: int) -> dict[str, Any]:
+        return {"scale": 0.5, "min_propensity": 0.02}
 
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
         means, widths = self._predict(X, 0.0, widths=True)
@@ -301,6 +323,12 @@ class EpsilonGreedy(_RidgePolicy):
     [0.05, 0.85]
     """
 
+    _parameter_constraints: ClassVar[ParameterConstraints] = {
+        **_RidgeModels._parameter_constraints,
+        "epsilon": [Interval(Real, 0, 1, closed="both")],
+        "decay": [NON_NEGATIVE],
+    }
+
     def __init__(
         self,
         n_actions: int,
@@ -322,10 +350,12 @@ class EpsilonGreedy(_RidgePolicy):
             refactor_every=refactor_every,
             seed=seed,
         )
-        _check_float("EpsilonGreedy", "epsilon", epsilon, 0.0, 1.0)
-        _check_float("EpsilonGreedy", "decay", decay, 0.0)
         self.epsilon = float(epsilon)
         self.decay = float(decay)
+
+    @classmethod
+    def _unit_test_params(cls, n_actions: int, n_features: int) -> dict[str, Any]:
+        return {"epsilon": 0.2}
 
     @property
     def current_epsilon(self) -> float:
@@ -350,6 +380,11 @@ class Softmax(_RidgePolicy):
     [0.5]
     """
 
+    _parameter_constraints: ClassVar[ParameterConstraints] = {
+        **_RidgeModels._parameter_constraints,
+        "temperature": [POSITIVE],
+    }
+
     def __init__(
         self,
         n_actions: int,
@@ -370,8 +405,11 @@ class Softmax(_RidgePolicy):
             refactor_every=refactor_every,
             seed=seed,
         )
-        _check_float("Softmax", "temperature", temperature, 0.0, strict_min=True)
         self.temperature = float(temperature)
+
+    @classmethod
+    def _unit_test_params(cls, n_actions: int, n_features: int) -> dict[str, Any]:
+        return {"temperature": 0.5}
 
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
         scores, _ = self._predict(X, 0.0, widths=False)

@@ -9,15 +9,16 @@ Put a one-hot offer identity in ``offer_features`` if offers should also keep a 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from engine.errors import InvalidInputError
 from engine.kernels import choose_greedy, ridge_predict
-from engine.policies.base import Decision, _check_float
-from engine.policies.linear import _RidgeModels
+from engine.policies.base import Decision
+from engine.policies.linear import NON_NEGATIVE, _RidgeModels
 from engine.types import BoolArray, FloatArray, IntArray
+from engine.validation import ArrayLike, ParameterConstraints
 
 
 class SharedLinear(_RidgeModels):
@@ -52,6 +53,11 @@ class SharedLinear(_RidgeModels):
     """
 
     _array_params = ("offer_features",)
+    _parameter_constraints: ClassVar[ParameterConstraints] = {
+        **_RidgeModels._parameter_constraints,
+        "offer_features": [ArrayLike()],
+        "alpha": [NON_NEGATIVE],
+    }
 
     def __init__(
         self,
@@ -66,12 +72,18 @@ class SharedLinear(_RidgeModels):
         seed: int | None = None,
     ) -> None:
         super().__init__(n_actions, n_features, min_propensity=min_propensity, seed=seed)
-        _check_float("SharedLinear", "alpha", alpha, 0.0)
         F = _check_offer_features(offer_features, self.n_actions)
         self.offer_features = F
         self.alpha = float(alpha)
         D = self.n_features * (F.shape[1] + 1)
-        self._init_ridge(1, D, l2, bool(importance_weighting), refactor_every)
+        self._init_ridge(1, D, l2, importance_weighting, refactor_every)
+
+    @classmethod
+    def _unit_test_params(cls, n_actions: int, n_features: int) -> dict[str, Any]:
+        """Offer features of two columns: a discount step and every third offer flagged."""
+        steps = np.arange(n_actions)
+        features = np.column_stack([steps / 10, (steps % 3 == 0).astype(float)])
+        return {"offer_features": features, "alpha": 0.5, "min_propensity": 0.02}
 
     @property
     def n_joint_features(self) -> int:

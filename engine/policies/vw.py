@@ -13,18 +13,23 @@ VW minimizes costs; nbo maximizes rewards: cost = -reward inside this class only
 from __future__ import annotations
 
 import shlex
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import vowpal_wabbit_next as vw
 
-from engine.errors import InvalidParameterError
 from engine.kernels import choose_from_probabilities
-from engine.policies.base import Decision, Policy, _check_float
+from engine.policies.base import Decision, Policy
+from engine.policies.linear import POSITIVE
 from engine.types import BoolArray, FloatArray, IntArray
+from engine.validation import Boolean, ParameterConstraints, Satisfies
 
 _SHARED_NS = "s"
 _ACTION_NS = "a"
+
+
+def _explores_adf(args: object) -> bool:
+    return isinstance(args, str) and "--cb_explore_adf" in shlex.split(args)
 
 
 class VWPolicy(Policy):
@@ -61,6 +66,20 @@ class VWPolicy(Policy):
     1
     """
 
+    _parameter_constraints: ClassVar[ParameterConstraints] = {
+        **Policy._parameter_constraints,
+        "args": [
+            Satisfies(
+                "a VW command line containing --cb_explore_adf",
+                _explores_adf,
+                invalid="--cb_adf",
+                valid="--cb_explore_adf --epsilon 0.1",
+            )
+        ],
+        "interactions": [Boolean()],
+        "reward_scale": [POSITIVE],
+    }
+
     def __init__(
         self,
         n_actions: int,
@@ -72,16 +91,15 @@ class VWPolicy(Policy):
         seed: int | None = None,
     ) -> None:
         super().__init__(n_actions, n_features, min_propensity=min_propensity, seed=seed)
-        _check_float("VWPolicy", "reward_scale", reward_scale, 0.0, strict_min=True)
         self.reward_scale = float(reward_scale)
-        if not isinstance(args, str) or "--cb_explore_adf" not in shlex.split(args):
-            raise InvalidParameterError(
-                "VWPolicy", "args", "a VW command line containing --cb_explore_adf", args
-            )
         self.args = args
         self.interactions = bool(interactions)
         self._workspace = vw.Workspace(self._argv())
         self._build_examples()
+
+    @classmethod
+    def _unit_test_params(cls, n_actions: int, n_features: int) -> dict[str, Any]:
+        return {}
 
     def _argv(self) -> list[str]:
         argv = [*shlex.split(self.args), "--quiet"]

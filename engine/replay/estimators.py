@@ -1,6 +1,7 @@
 """Off-policy estimators with one interface: ``estimate`` and ``interval``.
 
-Each estimator is a small frozen dataclass whose hyperparameters are validated on construction. It
+Each estimator is a small frozen dataclass whose hyperparameters are declared in
+``_parameter_constraints`` (see :mod:`engine.validation`) and checked on construction. It
 turns :class:`OffPolicyInputs` (per-row reward, importance weight and reward-model predictions)
 into per-row terms ``(a, b, c)`` with ``value = mean(a) + sum(b) / sum(c)``; see
 :mod:`engine.replay.intervals` for why that one form serves every estimator, every interval and the
@@ -13,12 +14,12 @@ References: Li et al. 2011 (replay), Horvitz & Thompson 1952 (IPS), Swaminathan 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import numpy as np
 
-from engine.errors import InvalidInputError, InvalidParameterError
+from engine.errors import InvalidInputError
 from engine.replay.intervals import (
     Moments,
     Terms,
@@ -27,8 +28,11 @@ from engine.replay.intervals import (
     percentile_interval,
 )
 from engine.types import FloatArray, IntArray
+from engine.validation import Interval, ParameterConstraints, Real, validate_params
 
 INTERVAL_METHODS = ("normal", "bernstein", "bootstrap")
+# A weight threshold: infinity is allowed and means "never clip" (or "never switch").
+_THRESHOLD = Interval(Real, 0, None, closed="right")
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,10 +101,15 @@ class OffPolicyInputs:
 
 @dataclass(frozen=True)
 class Estimator(ABC):
-    """Base class: subclasses define ``name`` and :meth:`terms`."""
+    """Base class: subclasses define ``name``, :meth:`terms` and the constraints of their fields."""
 
     name: ClassVar[str] = ""
     needs_model: ClassVar[bool] = False
+    _parameter_constraints: ClassVar[ParameterConstraints] = {}
+
+    def __post_init__(self) -> None:
+        params = {f.name: getattr(self, f.name) for f in fields(self)}
+        validate_params(type(self).__name__, self._parameter_constraints, params)
 
     @abstractmethod
     def terms(self, inputs: OffPolicyInputs) -> Terms:
@@ -159,13 +168,21 @@ def check_alpha(alpha: float) -> None:
         raise InvalidInputError("alpha", "a number in (0, 1)", alpha)
 
 
-def _check_clip(owner: str, clip: float | None) -> None:
-    if clip is not None and not (isinstance(clip, int | float) and clip > 0):
-        raise InvalidParameterError(owner, "clip", "a float > 0 or None", clip)
+@dataclass(frozen=True)
+class _Clipping(Estimator):
+    """Estimators whose importance weights are optionally clipped at ``clip``."""
+
+    clip: float | None = None
+    _parameter_constraints: ClassVar[ParameterConstraints] = {"clip": [_THRESHOLD, None]}
+
+    def _weights(self, inputs: OffPolicyInputs) -> FloatArray:
+        return inputs.weight if self.clip is None else np.minimum(inputs.weight, self.clip)
 
 
-def _clipped(weight: FloatArray, clip: float | None) -> FloatArray:
-    return weight if clip is None else np.minimum(weight, clip)
+def _model_terms(inputs: OffPolicyInputs) -> tuple[FloatArray, FloatArray]:
+    """The reward model's value of the target and the residual of the logged reward."""
+    q_target = _require(inputs.q_target, "q_target")
+    return q_target, inputs.reward - _require(inputs.q_logged, "q_logged")
 
 
 @dataclass(frozen=True)
@@ -195,7 +212,7 @@ class Replay(Estimator):
 
 
 @dataclass(frozen=True)
-class IPS(Estimator):
+class IPS(_Clipping):
     """Inverse propensity scoring: mean(w r), with weights optionally clipped at ``clip``.
 
     Examples
@@ -208,18 +225,13 @@ class IPS(Estimator):
     """
 
     name: ClassVar[str] = "ips"
-    clip: float | None = None
-
-    def __post_init__(self) -> None:
-        _check_clip("IPS", self.clip)
 
     def terms(self, inputs: OffPolicyInputs) -> Terms:
-        w = _clipped(inputs.weight, self.clip)
-        return None, w * inputs.reward, None
+        return None, self._weights(inputs) * inputs.reward, None
 
 
 @dataclass(frozen=True)
-class SNIPS(Estimator):
+class SNIPS(_Clipping):
     """Self-normalized IPS: sum(w r) / sum(w).
 
     Examples
@@ -232,13 +244,9 @@ class SNIPS(Estimator):
     """
 
     name: ClassVar[str] = "snips"
-    clip: float | None = None
-
-    def __post_init__(self) -> None:
-        _check_clip("SNIPS", self.clip)
 
     def terms(self, inputs: OffPolicyInputs) -> Terms:
-        w = _clipped(inputs.weight, self.clip)
+        w = self._weights(inputs)
         return None, w * inputs.reward, w
 
 
@@ -255,7 +263,7 @@ class DM(Estimator):
 
 
 @dataclass(frozen=True)
-class DR(Estimator):
+class DR(_Clipping):
     """Doubly robust: mean(q_target + w (r - q_logged)), weights optionally clipped.
 
     Examples
@@ -270,33 +278,22 @@ class DR(Estimator):
 
     name: ClassVar[str] = "dr"
     needs_model: ClassVar[bool] = True
-    clip: float | None = None
-
-    def __post_init__(self) -> None:
-        _check_clip("DR", self.clip)
 
     def terms(self, inputs: OffPolicyInputs) -> Terms:
-        q_target = _require(inputs.q_target, "q_target")
-        residual = inputs.reward - _require(inputs.q_logged, "q_logged")
-        w = _clipped(inputs.weight, self.clip)
-        return q_target + w * residual, None, None
+        q_target, residual = _model_terms(inputs)
+        return q_target + self._weights(inputs) * residual, None, None
 
 
 @dataclass(frozen=True)
-class SNDR(Estimator):
+class SNDR(_Clipping):
     """Self-normalized DR: mean(q_target) + sum(w (r - q_logged)) / sum(w)."""
 
     name: ClassVar[str] = "sndr"
     needs_model: ClassVar[bool] = True
-    clip: float | None = None
-
-    def __post_init__(self) -> None:
-        _check_clip("SNDR", self.clip)
 
     def terms(self, inputs: OffPolicyInputs) -> Terms:
-        q_target = _require(inputs.q_target, "q_target")
-        residual = inputs.reward - _require(inputs.q_logged, "q_logged")
-        w = _clipped(inputs.weight, self.clip)
+        q_target, residual = _model_terms(inputs)
+        w = self._weights(inputs)
         return q_target, w * residual, w
 
 
@@ -316,14 +313,10 @@ class SwitchDR(Estimator):
     name: ClassVar[str] = "switch-dr"
     needs_model: ClassVar[bool] = True
     threshold: float = 50.0
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.threshold, int | float) and self.threshold > 0):
-            raise InvalidParameterError("SwitchDR", "threshold", "a float > 0", self.threshold)
+    _parameter_constraints: ClassVar[ParameterConstraints] = {"threshold": [_THRESHOLD]}
 
     def terms(self, inputs: OffPolicyInputs) -> Terms:
-        q_target = _require(inputs.q_target, "q_target")
-        residual = inputs.reward - _require(inputs.q_logged, "q_logged")
+        q_target, residual = _model_terms(inputs)
         w = np.where(inputs.weight <= self.threshold, inputs.weight, 0.0)
         return q_target + w * residual, None, None
 
