@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.errors import InvalidInputError
-from engine.policies.base import Decision, Policy
+from engine.policies.base import Decision, Policy, policy_classes
 from engine.policies.baselines import UCB1, BetaTS, FixedAction, UniformRandom
 from engine.policies.linear import EpsilonGreedy, LinearTS, LinUCB, Softmax
 from engine.policies.shared import SharedLinear
@@ -34,6 +34,7 @@ __all__ = [
     "UniformRandom",
     "VWPolicy",
     "make_policy",
+    "policy_classes",
 ]
 
 POLICY_NAMES: dict[str, type[Policy]] = {

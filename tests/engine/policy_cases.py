@@ -1,62 +1,27 @@
-"""Every policy the contract suite runs over, built small and seeded."""
+"""Every registered policy, built small and seeded from its own ``_unit_test_params``."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from engine.policies import (
-    UCB1,
-    BetaTS,
-    EpsilonGreedy,
-    FixedAction,
-    LinearTS,
-    LinUCB,
-    Policy,
-    SharedLinear,
-    Softmax,
-    UniformRandom,
-    VWPolicy,
-)
+from engine.policies import Policy, policy_classes
 
 N_ACTIONS = 4
 N_FEATURES = 3
-OFFER_FEATURES = np.array([[0.0, 1.0], [0.1, 0.0], [0.2, 0.0], [0.3, 1.0]])
+# Every registered policy: a new policy class joins the suite by defining _unit_test_params.
+POLICY_CLASSES = policy_classes()
+NAMES = sorted(POLICY_CLASSES)
 
 
-def build(name: str, seed: int | None = 0, **overrides: object) -> Policy:
-    k, d = N_ACTIONS, N_FEATURES
-    factories = {
-        "LinUCB": lambda: LinUCB(k, d, alpha=0.5, min_propensity=0.02, seed=seed),
-        "LinearTS": lambda: LinearTS(k, d, scale=0.5, min_propensity=0.02, seed=seed),
-        "EpsilonGreedy": lambda: EpsilonGreedy(k, d, epsilon=0.2, seed=seed),
-        "Softmax": lambda: Softmax(k, d, temperature=0.5, seed=seed),
-        "SharedLinear": lambda: SharedLinear(
-            k, d, OFFER_FEATURES, alpha=0.5, min_propensity=0.02, seed=seed
-        ),
-        "UniformRandom": lambda: UniformRandom(k, d, seed=seed),
-        "FixedAction": lambda: FixedAction(k, d, action=1, min_propensity=0.05, seed=seed),
-        "UCB1": lambda: UCB1(k, d, c=0.5, min_propensity=0.02, seed=seed),
-        "BetaTS": lambda: BetaTS(k, d, propensity_draws=400, seed=seed),
-        "VWPolicy": lambda: VWPolicy(k, d, seed=seed),
-    }
-    policy = factories[name]()
-    for key, value in overrides.items():
-        setattr(policy, key, value)
-    return policy
+def params(name: str, seed: int | None = 0) -> dict[str, object]:
+    """The constructor arguments the suite builds policy ``name`` with."""
+    cls = POLICY_CLASSES[name]
+    test_params = cls._unit_test_params(N_ACTIONS, N_FEATURES)  # type: ignore[attr-defined]
+    return {"n_actions": N_ACTIONS, "n_features": N_FEATURES, **test_params, "seed": seed}
 
 
-NAMES = [
-    "LinUCB",
-    "LinearTS",
-    "EpsilonGreedy",
-    "Softmax",
-    "SharedLinear",
-    "UniformRandom",
-    "FixedAction",
-    "UCB1",
-    "BetaTS",
-    "VWPolicy",
-]
+def build(name: str, seed: int | None = 0) -> Policy:
+    return POLICY_CLASSES[name](**params(name, seed))
 
 
 def training_data(n: int = 300, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

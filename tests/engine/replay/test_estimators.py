@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from statistics import NormalDist
 
 import numpy as np
@@ -12,6 +14,7 @@ from engine.replay.diagnostics import Diagnostics, diagnostic_sums, merge_diagno
 from engine.replay.estimators import (
     DM,
     DR,
+    ESTIMATORS,
     IPS,
     SNDR,
     SNIPS,
@@ -22,6 +25,7 @@ from engine.replay.estimators import (
 )
 from engine.replay.intervals import Moments, bootstrap_sums, percentile_interval
 from engine.replay.rewardmodel import RewardModel
+from engine.validation import describe, invalid_value
 from tests.engine.replay.synthetic import LinearEnv, make_logs
 
 Z = NormalDist().inv_cdf(0.975)
@@ -163,11 +167,34 @@ def test_overlap_warning_when_target_rarely_matches_the_log():
 
 
 BAD_ESTIMATORS = [
-    (lambda: IPS(clip=0.0), InvalidParameterError, "The 'clip' parameter of IPS must be"),
-    (lambda: SNIPS(clip=-1), InvalidParameterError, "The 'clip' parameter of SNIPS"),
-    (lambda: SwitchDR(threshold=-2), InvalidParameterError, "'threshold' parameter of SwitchDR"),
+    (lambda: IPS(clip=True), InvalidParameterError, "The 'clip' parameter of IPS must be"),
     (lambda: make_estimators(["ipss"]), InvalidInputError, "estimator: expected one of"),
 ]
+
+ESTIMATOR_PARAMETERS = [
+    (cls, f.name) for cls in ESTIMATORS.values() for f in dataclasses.fields(cls)
+]
+
+
+@pytest.mark.parametrize(
+    ("cls", "parameter"),
+    ESTIMATOR_PARAMETERS,
+    ids=[f"{c.name}-{p}" for c, p in ESTIMATOR_PARAMETERS],
+)
+def test_bad_value_of_every_estimator_parameter_is_refused(cls, parameter):
+    constraints = cls._parameter_constraints[parameter]
+    bad = invalid_value(constraints)
+    message = (
+        f"The {parameter!r} parameter of {cls.__name__} must be {describe(constraints)}. "
+        f"Got {bad!r} instead."
+    )
+    with pytest.raises(InvalidParameterError, match=f"^{re.escape(message)}$"):
+        cls(**{parameter: bad})
+
+
+def test_infinite_thresholds_mean_no_clipping():
+    assert IPS(clip=float("inf")).clip == float("inf")
+    assert SwitchDR(threshold=float("inf")).threshold == float("inf")
 
 
 @pytest.mark.parametrize(("build", "error", "message"), BAD_ESTIMATORS)
