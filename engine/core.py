@@ -47,7 +47,7 @@ from engine.errors import (
 from engine.features import Encoder
 from engine.features.columns import Columns, gather
 from engine.journal.lift import Lift, lift_from_journal
-from engine.journal.records import DecisionRecord, RewardRecord
+from engine.journal.records import DecisionRecord, RewardRecord, decision_row
 from engine.journal.recovery import (
     adapt_offers,
     check_compatible,
@@ -427,11 +427,11 @@ class Engine:
         s_bytes, s_width = scores.tobytes(), scores.shape[1] * 8
         s_rows = [s_bytes[o : o + s_width] for o in range(0, n * s_width, s_width)]
         texts = [";".join(why) if why else None for why in reasons]
-        # Whole columns zipped into rows and records: no per-row Python loop.
+        # Whole columns zipped into rows (in DecisionRow's field order) and records.
         rows = list(
-            zip(decision_ids, [ts_us] * n, customer_ids, x_rows, joined, chosen, prop_list,
-                explored_list, control, [version] * n, cost_of, s_rows, texts,
-                [self._catalog] * n, strict=True)
+            map(decision_row, zip(decision_ids, [ts_us] * n, customer_ids, x_rows, joined,
+                chosen, prop_list, explored_list, control, [version] * n, cost_of, s_rows,
+                texts, [self._catalog] * n, strict=True))
         )  # fmt: skip
         records = list(
             map(DecisionRecord, decision_ids, chosen, prop_list, explored_list, control,
