@@ -5,11 +5,20 @@ The rows the policy is not asked about are the control group (the control offer,
 and rows with nothing eligible (the fallback offer, propensity 1). Rows and records are built as
 whole columns zipped together: the decide path has no per-row Python loop beyond the few
 comprehensions that pull values out of numpy.
+
+Decision ids are 32 hex characters of fresh OS randomness each (128 bits): knowing one id says
+nothing about any other, so a client cannot reward or probe another customer's decision.
+
+Examples
+--------
+>>> ids = new_decision_ids(3)
+>>> len(set(ids)), {len(i) for i in ids}
+(3, {32})
 """
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections.abc import Sequence
 from typing import NamedTuple, cast
 
@@ -19,9 +28,17 @@ from engine.journal.records import DecisionRecord, DecisionRow, decision_row
 from engine.policies import Policy
 from engine.types import BoolArray, FloatArray, IntArray
 
-__all__ = ["Assembled", "Choice", "DecisionAssembler"]
+__all__ = ["ID_BYTES", "Assembled", "Choice", "DecisionAssembler", "new_decision_ids"]
 
+ID_BYTES = 16  # random bytes per decision id: 128 bits, 32 hex characters
 _ELIGIBLE_CACHE = 4096  # distinct eligible sets kept (many offers: keep the cache bounded)
+
+
+def new_decision_ids(n: int) -> list[str]:
+    """``n`` decision ids, each ID_BYTES of OS randomness in hex (one system call per batch)."""
+    text = os.urandom(ID_BYTES * n).hex()
+    width = 2 * ID_BYTES
+    return [text[o : o + width] for o in range(0, n * width, width)]
 
 
 class Choice(NamedTuple):
@@ -74,8 +91,6 @@ class DecisionAssembler:
         self.catalog = catalog
         self._bit_shifts = np.arange(len(offer_ids), dtype=np.int64)
         self._eligible_cache: dict[int, tuple[tuple[str, ...], str]] = {}
-        self._id_prefix = secrets.token_hex(5) + "-"
-        self._counter = 0
 
     def choose(
         self, policy: Policy, X: FloatArray, masks: BoolArray, control: Sequence[bool]
@@ -156,9 +171,7 @@ class DecisionAssembler:
                 reasons[i].append(f"fallback:{fallback}")
         eligible_ids = [e[0] for e in eligible]
         joined = [e[1] for e in eligible]
-        counter = self._counter
-        decision_ids = [f"{self._id_prefix}{c:x}" for c in range(counter + 1, counter + n + 1)]
-        self._counter = counter + n
+        decision_ids = new_decision_ids(n)
         scores = choice.scores
         x_bytes, x_width = X.tobytes(), X.shape[1] * 8
         x_rows = [x_bytes[o : o + x_width] for o in range(0, n * x_width, x_width)]
