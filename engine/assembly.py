@@ -28,7 +28,7 @@ from engine.journal.records import DecisionRecord, DecisionRow, decision_row
 from engine.policies import Policy
 from engine.types import BoolArray, FloatArray, IntArray
 
-__all__ = ["ID_BYTES", "Assembled", "Choice", "DecisionAssembler", "new_decision_ids"]
+__all__ = ["ID_BYTES", "Assembled", "Choice", "DecisionAssembler", "Screened", "new_decision_ids"]
 
 ID_BYTES = 16  # random bytes per decision id: 128 bits, 32 hex characters
 _ELIGIBLE_CACHE = 4096  # distinct eligible sets kept (many offers: keep the cache bounded)
@@ -39,6 +39,17 @@ def new_decision_ids(n: int) -> list[str]:
     text = os.urandom(ID_BYTES * n).hex()
     width = 2 * ID_BYTES
     return [text[o : o + width] for o in range(0, n * width, width)]
+
+
+class Screened(NamedTuple):
+    """A batch after eligibility and guardrails, before the policy is asked."""
+
+    customer_ids: Sequence[str]
+    X: FloatArray  #: encoded contexts, shape (n_rounds, n_features)
+    control: list[bool]  #: control-group flag per row
+    masks: BoolArray  #: eligible offers, shape (n_rounds, n_actions)
+    costs: FloatArray  #: cost per row and offer, shape (n_rounds, n_actions), NaN unknown
+    reasons: list[list[str]]  #: per row, the rules that removed offers
 
 
 class Choice(NamedTuple):
@@ -92,10 +103,9 @@ class DecisionAssembler:
         self._bit_shifts = np.arange(len(offer_ids), dtype=np.int64)
         self._eligible_cache: dict[int, tuple[tuple[str, ...], str]] = {}
 
-    def choose(
-        self, policy: Policy, X: FloatArray, masks: BoolArray, control: Sequence[bool]
-    ) -> Choice:
+    def choose(self, policy: Policy, batch: Screened) -> Choice:
         """Ask ``policy`` about the rows with an eligible offer; fill in the others."""
+        X, masks, control = batch.X, batch.masks, batch.control
         n = X.shape[0]
         asked = cast(BoolArray, masks.any(axis=1))
         all_asked = bool(asked.all())
@@ -127,19 +137,9 @@ class DecisionAssembler:
             hit = self._eligible_cache[code] = (ids, ",".join(ids))
         return hit
 
-    def assemble(
-        self,
-        customer_ids: Sequence[str],
-        X: FloatArray,
-        control: list[bool],
-        masks: BoolArray,
-        costs: FloatArray,
-        reasons: list[list[str]],
-        choice: Choice,
-        version: str,
-        now: float,
-    ) -> Assembled:
+    def assemble(self, batch: Screened, choice: Choice, version: str, now: float) -> Assembled:
         """Journal rows and records of a batch (``reasons`` gains the control/fallback reason)."""
+        customer_ids, X, control, masks, costs, reasons = batch
         n = len(customer_ids)
         actions = choice.actions
         # Pull everything out of numpy once: row by row costs add up.

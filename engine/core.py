@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.assembly import DecisionAssembler
+from engine.assembly import DecisionAssembler, Screened
 from engine.campaign import CampaignConfig, Guardrails, control_flags, load_campaign
 from engine.campaign.eligibility import Eligibility
 from engine.errors import CorruptModelError, NotFoundError, ResourceExhaustedError
@@ -50,7 +50,7 @@ from engine.journal.snapshot import read_snapshot
 from engine.journal.store import Journal
 from engine.policies import Policy
 from engine.requests import CandidateMasks, check_decide_request, check_rewards
-from engine.types import BoolArray, FloatArray
+from engine.types import FloatArray
 from engine.upkeep import Upkeep
 
 __all__ = ["DecisionRecord", "Engine", "RewardRecord"]
@@ -262,7 +262,8 @@ class Engine:
                 if not encoder.learning:  # just froze: keep the statistics for restarts
                     self._journal.set_meta("encoder", json.dumps(encoder.state()))
             now = self._clock()
-            return self._decide_locked(customer_ids, X, control, masks, costs, reasons, now)
+            batch = Screened(customer_ids, X, control, masks, costs, reasons)
+            return self._decide_locked(batch, now)
 
     def _encode(
         self, contexts: Sequence[Mapping[str, Any]], learn: bool, columns: Columns | None
@@ -271,29 +272,19 @@ class Engine:
             return self._encoder.encode(contexts[0], learn=learn)[None, :]
         return self._encoder.encode_batch(contexts, learn=learn, columns=columns)
 
-    def _decide_locked(
-        self,
-        customer_ids: Sequence[str],
-        X: FloatArray,
-        control: list[bool],
-        masks: BoolArray,
-        costs: FloatArray,
-        reasons: list[list[str]],
-        now: float,
-    ) -> list[DecisionRecord]:
+    def _decide_locked(self, batch: Screened, now: float) -> list[DecisionRecord]:
         guard = self._guardrails
         if guard.active:
-            guard.apply_batch(customer_ids, now, costs, masks, reasons, control)
+            guard.apply_batch(
+                batch.customer_ids, now, batch.costs, batch.masks, batch.reasons, batch.control
+            )
         version = self._learner.version
-        assembler = self._assembler
-        choice = assembler.choose(self._learner.published, X, masks, control)
-        batch = assembler.assemble(
-            customer_ids, X, control, masks, costs, reasons, choice, version, now
-        )
-        self._journal.append_decisions(batch.rows)
-        guard.record_batch(customer_ids, now, batch.actions, batch.costs)
-        self._ledger.note_decision(batch.ts_us)
-        return batch.records
+        choice = self._assembler.choose(self._learner.published, batch)
+        done = self._assembler.assemble(batch, choice, version, now)
+        self._journal.append_decisions(done.rows)
+        guard.record_batch(batch.customer_ids, now, done.actions, done.costs)
+        self._ledger.note_decision(done.ts_us)
+        return done.records
 
     # ------------------------------------------------------------------ rewards
     def reward(self, decision_id: str, value: float) -> RewardRecord:

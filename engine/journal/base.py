@@ -36,16 +36,7 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from engine.errors import NboError
-from engine.journal.records import (
-    DecisionRow,
-    ExportedDecision,
-    GroupSums,
-    OfferTotals,
-    RewardError,
-    RewardRow,
-    StoredDecision,
-    StoredReward,
-)
+from engine.journal import records
 
 __all__ = ["DuplicateError", "JournalBackend"]
 
@@ -78,22 +69,22 @@ class JournalBackend(Protocol):
         ...
 
     # ------------------------------------------------------------------ writes
-    def append_decisions(self, rows: Sequence[DecisionRow]) -> list[int]:
+    def append_decisions(self, rows: Sequence[records.DecisionRow]) -> list[int]:
         """Store decisions in one transaction; return their seqs in row order. A decision id
         already stored raises :class:`DuplicateError`."""
         ...
 
-    def append_rewards(self, rows: Sequence[RewardRow]) -> list[int]:
+    def append_rewards(self, rows: Sequence[records.RewardRow]) -> list[int]:
         """Store rewards in one transaction; return their seqs in row order (the learner's
         order). A decision that already has a reward raises :class:`DuplicateError`."""
         ...
 
-    def record_errors(self, rows: Sequence[RewardError]) -> None:
+    def record_errors(self, rows: Sequence[records.RewardError]) -> None:
         """Keep rejected reward reports for audit, in one transaction."""
         ...
 
     # ------------------------------------------------------------------ the reward ledger
-    def lookup(self, decision_ids: Sequence[str]) -> dict[str, StoredDecision]:
+    def lookup(self, decision_ids: Sequence[str]) -> dict[str, records.StoredDecision]:
         """Stored decisions by id, with their reward status; unknown ids are absent."""
         ...
 
@@ -103,7 +94,7 @@ class JournalBackend(Protocol):
 
     def due_for_expiry(
         self, after_seq: int, cutoff_us: int, limit: int
-    ) -> tuple[list[StoredDecision], int]:
+    ) -> tuple[list[records.StoredDecision], int]:
         """Unrewarded decisions after ``after_seq`` made at or before ``cutoff_us``.
 
         Scans at most ``limit`` decisions in seq order and stops at the first one made after
@@ -113,7 +104,7 @@ class JournalBackend(Protocol):
         ...
 
     # ------------------------------------------------------------------ the learner
-    def rewards_after(self, seq: int, batch: int = 4096) -> Iterator[list[StoredReward]]:
+    def rewards_after(self, seq: int, batch: int = 4096) -> Iterator[list[records.StoredReward]]:
         """Every reward with a seq above ``seq``, joined to its decision, in seq order, in
         lists of at most ``batch``."""
         ...
@@ -128,7 +119,7 @@ class JournalBackend(Protocol):
         process published must not be reused after a restart."""
         ...
 
-    def offer_totals(self) -> dict[str, OfferTotals]:
+    def offer_totals(self) -> dict[str, records.OfferTotals]:
         """Per chosen offer id: how many decisions chose it and their summed cost (budgets)."""
         ...
 
@@ -144,12 +135,12 @@ class JournalBackend(Protocol):
     # ------------------------------------------------------------------ reports
     def decisions_for_export(
         self, after_seq: int, limit: int, closed_only: bool = False
-    ) -> list[ExportedDecision]:
+    ) -> list[records.ExportedDecision]:
         """At most ``limit`` decisions with a seq above ``after_seq``, in seq order, with their
         net reward (None while pending); only rewarded ones with ``closed_only``."""
         ...
 
-    def lift_sums(self) -> dict[bool, GroupSums]:
+    def lift_sums(self) -> dict[bool, records.GroupSums]:
         """Net-reward sums of closed decisions (a reward that is not None) by control flag;
         a group without any is absent."""
         ...
