@@ -25,25 +25,16 @@ Examples
 from __future__ import annotations
 
 import json
-import logging
-import math
-import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from engine.assembly import DecisionAssembler, Screened
 from engine.campaign import CampaignConfig, Guardrails, control_flags, load_campaign
 from engine.campaign.eligibility import Eligibility
-from engine.errors import (
-    CorruptModelError,
-    InvalidInputError,
-    NotFoundError,
-    ResourceExhaustedError,
-)
+from engine.errors import CorruptModelError, NotFoundError, ResourceExhaustedError
 from engine.features import Encoder
 from engine.features.columns import Columns, gather
 from engine.journal.lift import Lift, lift_from_journal
@@ -58,33 +49,13 @@ from engine.journal.rewards import RewardLedger
 from engine.journal.snapshot import read_snapshot
 from engine.journal.store import Journal
 from engine.policies import Policy
-from engine.types import BoolArray, FloatArray
+from engine.requests import CandidateMasks, check_decide_request, check_rewards
+from engine.types import FloatArray
+from engine.upkeep import Upkeep
 
 __all__ = ["DecisionRecord", "Engine", "RewardRecord"]
 
-# Rewards beyond this magnitude are rejected before they reach the journal (the policies refuse
-# them too, and a journaled reward the learner cannot apply would be lost).
-VALUE_LIMIT = 1e12
-_NUMBER = (int, float, np.integer, np.floating)
 _SWEEP_ROWS = 8192  # decisions an expiry sweep scans per hold of the decision lock
-_log = logging.getLogger("nbo.engine")
-
-
-def _utf8(text: str) -> bool:
-    """False for strings SQLite cannot store (lone surrogates)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _valid_ids(ids: Sequence[str]) -> bool:
-    """True when every id is a non-empty UTF-8 string of <= 256 characters (one pass each)."""
-    if not all(type(i) is str for i in ids):
-        return False
-    lengths = list(map(len, ids))
-    return (not ids or (min(lengths) > 0 and max(lengths) <= 256)) and _utf8("".join(ids))
 
 
 class Engine:
@@ -139,19 +110,20 @@ class Engine:
         self._encoder = Encoder(config.schema)
         self.feature_names = self._encoder.feature_names
         self.n_features = self._encoder.n_features
-        self._catalog = self._journal.catalog(config.name, self.offer_ids, self.feature_names)
         self._index = {o: i for i, o in enumerate(self.offer_ids)}
-        self._control_index = config.offer_index(config.control_offer)
-        self._fallback_index = config.offer_index(config.fallback_offer)
+        self._candidates = CandidateMasks(self.offer_ids)
+        self._assembler = DecisionAssembler(
+            config.name,
+            self.offer_ids,
+            config.offer_index(config.control_offer),
+            config.offer_index(config.fallback_offer),
+            self._journal.catalog(config.name, self.offer_ids, self.feature_names),
+        )
         self._eligibility = Eligibility(config)
         self._attributes = tuple(
             dict.fromkeys(self._encoder.attribute_names + self._eligibility.fields)
         )
-        self._eligible_cache: dict[int, tuple[tuple[str, ...], str]] = {}
-        self._bit_shifts = np.arange(len(self.offer_ids), dtype=np.int64)
         self._guardrails = Guardrails(config)
-        self._id_prefix = secrets.token_hex(5) + "-"
-        self._counter = 0
         self._learner = start_learner(
             config, self._journal, self._encoder, snapshot_dir, self._lock, self._clock
         )
@@ -159,13 +131,17 @@ class Engine:
         self._ledger = RewardLedger(
             config, self._journal, self._learner, self._index, self.n_features
         )
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._upkeep: Upkeep | None = None
         if run_background:
-            self._thread = threading.Thread(
-                target=self._background, name=f"nbo-engine-{config.name}", daemon=True
+            self._upkeep = Upkeep(
+                config.name,
+                max(0.01, min(config.publish_every_ms / 2000.0, 0.5)),
+                apply=self._learner.apply,
+                checkpoint=self._journal.checkpoint,
+                expiry_due=self._expiry_due,
+                expire=self.expire_pending,
             )
-            self._thread.start()
+            self._upkeep.start()
 
     @classmethod
     def from_config(
@@ -266,29 +242,9 @@ class Engine:
         a budget by at most its own size; the propensities are exact given that state.
         """
         self._check_open()
+        check_decide_request(customer_ids, contexts)
         n = len(customer_ids)
-        single = n == 1
-        if (
-            isinstance(customer_ids, str)
-            or not isinstance(contexts, Sequence)
-            or len(contexts) != n
-        ):
-            raise InvalidInputError(
-                "contexts", f"a list of {n} contexts (one per customer id)", type(contexts).__name__
-            )
-        if not _valid_ids(customer_ids):  # find the first bad id for the message
-            for i, cid in enumerate(customer_ids):
-                if type(cid) is not str or not cid or len(cid) > 256 or not _utf8(cid):
-                    field = "customer_id" if single else f"customer_ids[{i}]"
-                    raise InvalidInputError(
-                        field, "a non-empty UTF-8 string of <= 256 characters", cid
-                    )
-        if not all(type(ctx) is dict for ctx in contexts):
-            for i, ctx in enumerate(contexts):
-                if not isinstance(ctx, Mapping):
-                    field = "context" if single else f"contexts[{i}]"
-                    raise InvalidInputError(field, "a mapping of attribute names to values", ctx)
-        row_candidates = self._row_candidates(candidates, n)
+        row_candidates = self._candidates.rows(candidates, n)
         if n == 0:
             return []
         control = control_flags(self.config.salt, customer_ids, self.config.control_share)
@@ -306,7 +262,8 @@ class Engine:
                 if not encoder.learning:  # just froze: keep the statistics for restarts
                     self._journal.set_meta("encoder", json.dumps(encoder.state()))
             now = self._clock()
-            return self._decide_locked(customer_ids, X, control, masks, costs, reasons, now)
+            batch = Screened(customer_ids, X, control, masks, costs, reasons)
+            return self._decide_locked(batch, now)
 
     def _encode(
         self, contexts: Sequence[Mapping[str, Any]], learn: bool, columns: Columns | None
@@ -315,133 +272,19 @@ class Engine:
             return self._encoder.encode(contexts[0], learn=learn)[None, :]
         return self._encoder.encode_batch(contexts, learn=learn, columns=columns)
 
-    def _row_candidates(self, candidates: Any, n: int) -> list[BoolArray | None] | None:
-        if candidates is None or (isinstance(candidates, Sequence) and not candidates):
-            return None
-        if isinstance(candidates, Sequence) and not isinstance(candidates, str):
-            if all(isinstance(c, str) for c in candidates):
-                return [self._candidate_mask(candidates, "candidates")] * n
-            if len(candidates) == n:
-                return [
-                    self._candidate_mask(c, f"candidates[{i}]") for i, c in enumerate(candidates)
-                ]
-        raise InvalidInputError(
-            "candidates", "a list of offer ids, or one list per row", candidates
-        )
-
-    def _candidate_mask(self, candidates: Any, field: str) -> BoolArray | None:
-        if candidates is None:
-            return None
-        if isinstance(candidates, str) or not isinstance(candidates, Sequence):
-            raise InvalidInputError(field, "a list of offer ids", candidates)
-        if not candidates:
-            return None
-        mask = np.zeros(len(self.offer_ids), dtype=np.bool_)
-        for i, offer_id in enumerate(candidates):
-            index = self._index.get(offer_id) if isinstance(offer_id, str) else None
-            if index is None:
-                raise InvalidInputError(
-                    f"{field}[{i}]", "one of " + ", ".join(self.offer_ids), offer_id
-                )
-            mask[index] = True
-        return mask
-
-    def _eligible(self, code: int) -> tuple[tuple[str, ...], str]:
-        """Eligible offer ids (and their comma-joined form) of a mask encoded as an integer."""
-        hit = self._eligible_cache.get(code)
-        if hit is None:
-            if len(self._eligible_cache) >= 4096:  # many offers: keep the cache bounded
-                self._eligible_cache.clear()
-            ids = tuple(o for a, o in enumerate(self.offer_ids) if code >> a & 1)
-            hit = self._eligible_cache[code] = (ids, ",".join(ids))
-        return hit
-
-    def _decide_locked(
-        self,
-        customer_ids: Sequence[str],
-        X: FloatArray,
-        control: list[bool],
-        masks: BoolArray,
-        costs: FloatArray,
-        reasons: list[list[str]],
-        now: float,
-    ) -> list[DecisionRecord]:
-        n = len(customer_ids)
+    def _decide_locked(self, batch: Screened, now: float) -> list[DecisionRecord]:
         guard = self._guardrails
         if guard.active:
-            guard.apply_batch(customer_ids, now, costs, masks, reasons, control)
+            guard.apply_batch(
+                batch.customer_ids, now, batch.costs, batch.masks, batch.reasons, batch.control
+            )
         version = self._learner.version
-        asked = masks.any(axis=1)
-        all_asked = bool(asked.all())
-        if all_asked:  # no control group or fallback row: no gathering and scattering
-            d = self._learner.published.choose(X, masks)
-            actions, props, explored = d.actions, d.propensities, d.explored
-            scores = np.array(d.scores, dtype=np.float64)  # records keep rows of our own copy
-        else:
-            asks = np.flatnonzero(asked)
-            actions = np.full(n, self._fallback_index, dtype=np.int64)
-            actions[np.asarray(control, dtype=np.bool_)] = self._control_index
-            props = np.ones(n)
-            explored = np.zeros(n, dtype=np.bool_)
-            scores = np.full((n, len(self.offer_ids)), np.nan)
-            if asks.shape[0]:
-                d = self._learner.published.choose(X[asks], masks[asks])
-                actions[asks] = d.actions
-                props[asks] = d.propensities
-                explored[asks] = d.explored
-                scores[asks] = d.scores
-        # Python-level loop below: pull everything out of numpy once, row by row costs add up.
-        if masks.shape[1] <= 62:
-            codes = (masks.astype(np.int64) << self._bit_shifts).sum(axis=1).tolist()
-        else:
-            packed = np.packbits(masks, axis=1, bitorder="little")
-            codes = [int.from_bytes(row.tobytes(), "little") for row in packed]
-        cost_of = [0.0 if c != c else c for c in costs[np.arange(n), actions].tolist()]  # NaN->0
-        action_list = actions.tolist()
-        prop_list = props.tolist()
-        explored_list = explored.tolist()
-        ts_us = int(now * 1e6)
-        offer_ids = self.offer_ids
-        chosen = [offer_ids[a] for a in action_list]
-        # Eligible sets by mask code (cached); the rows the policy was not asked are fixed up
-        # below: the control group gets the control offer alone, the others their fallback.
-        cache_get, eligible_of = self._eligible_cache.get, self._eligible
-        eligible = [cache_get(code) or eligible_of(code) for code in codes]
-        control_id = offer_ids[self._control_index]
-        control_only: tuple[tuple[str, ...], str] = ((control_id,), control_id)
-        for i in [] if all_asked else np.flatnonzero(~asked).tolist():
-            if control[i]:
-                eligible[i] = control_only
-                reasons[i] = ["control_group"]
-            else:  # nothing eligible: the fallback is the only possible outcome
-                fallback = chosen[i]
-                eligible[i] = ((fallback,), fallback)
-                reasons[i].append(f"fallback:{fallback}")
-        eligible_ids = [e[0] for e in eligible]
-        joined = [e[1] for e in eligible]
-        counter = self._counter
-        decision_ids = [f"{self._id_prefix}{c:x}" for c in range(counter + 1, counter + n + 1)]
-        self._counter = counter + n
-        x_bytes, x_width = X.tobytes(), X.shape[1] * 8
-        x_rows = [x_bytes[o : o + x_width] for o in range(0, n * x_width, x_width)]
-        s_bytes, s_width = scores.tobytes(), scores.shape[1] * 8
-        s_rows = [s_bytes[o : o + s_width] for o in range(0, n * s_width, s_width)]
-        texts = [";".join(why) if why else None for why in reasons]
-        # Whole columns zipped into rows and records: no per-row Python loop.
-        rows = list(
-            zip(decision_ids, [ts_us] * n, customer_ids, x_rows, joined, chosen, prop_list,
-                explored_list, control, [version] * n, cost_of, s_rows, texts,
-                [self._catalog] * n, strict=True)
-        )  # fmt: skip
-        records = list(
-            map(DecisionRecord, decision_ids, chosen, prop_list, explored_list, control,
-                [version] * n, map(tuple, reasons), eligible_ids, [self.campaign] * n,
-                customer_ids, [now] * n, cost_of, list(scores), [offer_ids] * n)
-        )  # fmt: skip
-        self._journal.append_decisions(rows)
-        guard.record_batch(customer_ids, now, action_list, cost_of)
-        self._ledger.note_decision(ts_us)
-        return records
+        choice = self._assembler.choose(self._learner.published, batch)
+        done = self._assembler.assemble(batch, choice, version, now)
+        self._journal.append_decisions(done.rows)
+        guard.record_batch(batch.customer_ids, now, done.actions, done.costs)
+        self._ledger.note_decision(done.ts_us)
+        return done.records
 
     # ------------------------------------------------------------------ rewards
     def reward(self, decision_id: str, value: float) -> RewardRecord:
@@ -477,29 +320,7 @@ class Engine:
         is written.
         """
         self._check_open()
-        n = len(decision_ids)
-        if (
-            isinstance(decision_ids, str)
-            or not isinstance(values, Sequence | np.ndarray)
-            or len(values) != n
-        ):
-            raise InvalidInputError(
-                "values", f"a list of {n} numbers (one per decision id)", values
-            )
-        clean: list[float] = []
-        for i, (did, value) in enumerate(zip(decision_ids, values, strict=True)):
-            if type(did) is not str or not did or len(did) > 256 or not _utf8(did):
-                field = "decision_id" if n == 1 else f"decision_ids[{i}]"
-                raise InvalidInputError(field, "a non-empty UTF-8 string of <= 256 characters", did)
-            field = "value" if n == 1 else f"values[{i}]"
-            if isinstance(value, bool) or not isinstance(value, _NUMBER):
-                raise InvalidInputError(field, "a finite number", value)
-            number = float(value)
-            if not math.isfinite(number) or abs(number) > VALUE_LIMIT:
-                raise InvalidInputError(
-                    field, f"a finite number with |value| <= {VALUE_LIMIT:g}", value
-                )
-            clean.append(number)
+        clean = check_rewards(decision_ids, values)
         with self._lock:
             self._check_open()
             now = self._clock()
@@ -576,27 +397,15 @@ class Engine:
                 f"engine {self.campaign}: expected an open engine, got a closed one"
             )
 
-    def _background(self) -> None:
-        interval = max(0.01, min(self.config.publish_every_ms / 2000.0, 0.5))
-        last_checkpoint = time.monotonic()
-        while not self._stop.wait(interval):
-            try:
-                self._learner.apply()
-                if time.monotonic() - last_checkpoint >= 1.0:
-                    self._journal.checkpoint()
-                    last_checkpoint = time.monotonic()
-                if self._clock() * 1e6 >= self._ledger.next_due_us and not self._closed:
-                    self.expire_pending()
-            except Exception:  # keep serving; the next tick retries
-                _log.exception("engine %s: background tick failed", self.campaign)
+    def _expiry_due(self) -> bool:
+        return self._clock() * 1e6 >= self._ledger.next_due_us and not self._closed
 
     def close(self) -> None:
         """Stop background work, apply pending rewards, write a snapshot, close the journal."""
         if self._closed:
             return
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10.0)
+        if self._upkeep is not None:
+            self._upkeep.stop()
         self._learner.header["encoder"] = self._encoder.state()
         self._learner.apply()
         if self.data_dir is not None:

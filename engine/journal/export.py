@@ -38,16 +38,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import NotFoundError
+from engine.journal.records import ExportedDecision
 from engine.journal.store import Journal
 
 CHUNK_ROWS = 65536
-
-_SQL = (
-    "SELECT d.seq, d.decision_id, d.ts_us, d.customer_id, d.context, d.action, d.propensity,"
-    " r.reward, d.eligible, d.explored, d.control, d.model_version, d.catalog"
-    " FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id"
-    " WHERE d.seq > ? {where} ORDER BY d.seq LIMIT ?"
-)
+_OFFER_LIST = pa.list_(pa.string())
 
 
 def logged_schema(n_features: int, metadata: dict[str, str] | None = None) -> pa.Schema:
@@ -130,7 +125,6 @@ def export_parquet(
             },
         )
         campaign_of = {i: c[0] for i, c in catalogs.items()}
-        where = " AND r.reward IS NOT NULL" if closed_only else ""
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
@@ -138,11 +132,11 @@ def export_parquet(
         last = 0
         with pq.ParquetWriter(tmp, schema) as writer:
             while True:
-                rows = journal.query(_SQL.format(where=where), (last, CHUNK_ROWS))
+                rows = journal.decisions_for_export(last, CHUNK_ROWS, closed_only=closed_only)
                 if not rows:
                     break
-                last = int(rows[-1][0])
-                keep = [r for r in rows if r[12] in same and len(r[4]) == 8 * d]
+                last = int(rows[-1].seq)
+                keep = [r for r in rows if r.catalog in same and len(r.context) == 8 * d]
                 skipped += len(rows) - len(keep)
                 if keep:
                     writer.write_table(_chunk_table(keep, schema, d, campaign_of))
@@ -163,25 +157,25 @@ def export_parquet(
 
 
 def _chunk_table(
-    rows: list[tuple[Any, ...]], schema: pa.Schema, d: int, campaign_of: dict[int, str]
+    rows: list[ExportedDecision], schema: pa.Schema, d: int, campaign_of: dict[int, str]
 ) -> pa.Table:
     n = len(rows)
-    flat = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float64)
+    flat = np.frombuffer(b"".join(r.context for r in rows), dtype=np.float64)
     context = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float64()), d)
     columns = [
-        pa.array([r[1] for r in rows], pa.string()),
-        pa.array(np.fromiter((r[2] for r in rows), np.int64, n), pa.int64()).cast(
+        pa.array([r.decision_id for r in rows], pa.string()),
+        pa.array(np.fromiter((r.ts_us for r in rows), np.int64, n), pa.int64()).cast(
             pa.timestamp("us", tz="UTC")
         ),
-        pa.array([campaign_of[r[12]] for r in rows], pa.string()),
-        pa.array([r[3] for r in rows], pa.string()),
+        pa.array([campaign_of[r.catalog] for r in rows], pa.string()),
+        pa.array([r.customer_id for r in rows], pa.string()),
         context,
-        pa.array([r[5] for r in rows], pa.string()),
-        pa.array([r[6] for r in rows], pa.float64()),
-        pa.array([r[7] for r in rows], pa.float64()),
-        pa.array([r[8].split(",") if r[8] else [] for r in rows], pa.list_(pa.string())),
-        pa.array([bool(r[9]) for r in rows], pa.bool_()),
-        pa.array([bool(r[10]) for r in rows], pa.bool_()),
-        pa.array([r[11] for r in rows], pa.string()),
+        pa.array([r.action for r in rows], pa.string()),
+        pa.array([r.propensity for r in rows], pa.float64()),
+        pa.array([r.reward for r in rows], pa.float64()),
+        pa.array([r.eligible.split(",") if r.eligible else [] for r in rows], _OFFER_LIST),
+        pa.array([bool(r.explored) for r in rows], pa.bool_()),
+        pa.array([bool(r.control) for r in rows], pa.bool_()),
+        pa.array([r.model_version for r in rows], pa.string()),
     ]
     return pa.Table.from_arrays(columns, schema=schema)

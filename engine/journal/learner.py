@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ResourceExhaustedError
+from engine.journal.base import JournalBackend
 from engine.journal.snapshot import list_snapshots, write_snapshot
-from engine.journal.store import Journal
 from engine.policies import Policy
 
 # (reward seq, context bytes, action index, propensity, net reward)
@@ -54,7 +54,8 @@ class Learner:
     ----------
     policy : Policy
         The starting model (fresh, or loaded from a snapshot).
-    journal : Journal
+    journal : JournalBackend
+        Read in reward seq order (:meth:`JournalBackend.rewards_after`) on replay.
     offer_index : mapping of offer id to action index
         The current catalog; rewards of offers no longer in it are skipped.
     publish_every_rewards, publish_every_ms : int, float
@@ -81,7 +82,7 @@ class Learner:
     def __init__(
         self,
         policy: Policy,
-        journal: Journal,
+        journal: JournalBackend,
         offer_index: Mapping[str, int],
         publish_every_rewards: int = 100,
         publish_every_ms: float = 1000.0,

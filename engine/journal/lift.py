@@ -20,7 +20,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from engine.journal.store import Journal
+from engine.journal.base import JournalBackend
+from engine.journal.records import GroupSums
 from engine.kernels import norm_ppf
 
 LEVELS = (0.8, 0.9, 0.95, 0.99)
@@ -87,14 +88,10 @@ class Lift:
         }
 
 
-def lift_from_journal(journal: Journal, level: float = 0.95) -> Lift:
+def lift_from_journal(journal: JournalBackend, level: float = 0.95) -> Lift:
     """Compute :class:`Lift` over every closed decision of a journal."""
-    rows = journal.query(
-        "SELECT d.control, COUNT(*), SUM(r.reward), SUM(r.reward * r.reward)"
-        " FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
-        " WHERE r.reward IS NOT NULL GROUP BY d.control"
-    )
-    groups = {int(c): (int(n), float(s or 0.0), float(q or 0.0)) for c, n, s, q in rows}
-    n_t, s_t, q_t = groups.get(0, (0, 0.0, 0.0))
-    n_c, s_c, q_c = groups.get(1, (0, 0.0, 0.0))
+    groups = journal.lift_sums()
+    empty = GroupSums(0, 0.0, 0.0)
+    n_t, s_t, q_t = groups.get(False, empty)
+    n_c, s_c, q_c = groups.get(True, empty)
     return Lift.from_sums(n_t, s_t, q_t, n_c, s_c, q_c, level=level)

@@ -29,9 +29,9 @@ import numpy as np
 
 from engine.errors import CorruptModelError, NboError
 from engine.features import Encoder
+from engine.journal.base import JournalBackend
 from engine.journal.learner import Learner
 from engine.journal.snapshot import list_snapshots, read_snapshot
-from engine.journal.store import Journal
 from engine.policies import Policy, make_policy
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ def snapshot_header(config: CampaignConfig, encoder: Encoder) -> dict[str, Any]:
 
 def start_learner(
     config: CampaignConfig,
-    journal: Journal,
+    journal: JournalBackend,
     encoder: Encoder,
     snapshot_dir: Path | None,
     swap_lock: Any,
@@ -185,33 +185,24 @@ def start_learner(
         clock=clock,
     )
     if learner.replay():
-        rows = journal.query("SELECT model_version FROM decisions ORDER BY seq DESC LIMIT 1")
-        learner.publish(at_least=version_number(rows[0][0]) if rows else 0)
+        learner.publish(at_least=version_number(journal.latest_model_version()))
     return learner
 
 
 def restore_guardrails(
-    journal: Journal, guardrails: Guardrails, config: CampaignConfig, now: float
+    journal: JournalBackend, guardrails: Guardrails, config: CampaignConfig, now: float
 ) -> None:
     """Rebuild budgets, the traffic window and per-customer history from the journal."""
     index = {o: i for i, o in enumerate(config.offer_ids)}
-    totals = {}
-    for action, count, money in journal.query(
-        "SELECT action, COUNT(*), SUM(cost) FROM decisions GROUP BY action"
-    ):
-        if action in index:
-            totals[index[action]] = (int(count), float(money or 0.0))
-    rows = journal.query(
-        "SELECT action FROM decisions ORDER BY seq DESC LIMIT ?", (config.traffic_window,)
-    )
-    recent = [index[a] for (a,) in reversed(rows) if a in index]
+    totals = {
+        index[action]: (t.n_decisions, t.cost)
+        for action, t in journal.offer_totals().items()
+        if action in index
+    }
+    recent = [index[a] for a in journal.recent_actions(config.traffic_window) if a in index]
     history: dict[str, list[float]] = {}
     if guardrails.horizon > 0:
         cutoff_us = int((now - guardrails.horizon) * 1e6)
-        for customer, ts_us in journal.iterate(
-            "SELECT customer_id, ts_us FROM decisions WHERE ts_us > ? AND action != ?"
-            " AND control = 0 ORDER BY seq",
-            (cutoff_us, config.control_offer),
-        ):
+        for customer, ts_us in journal.incentive_times(cutoff_us, config.control_offer):
             history.setdefault(customer, []).append(ts_us / 1e6)
     guardrails.restore(totals, recent, history)

@@ -35,11 +35,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from engine.journal.base import JournalBackend
 from engine.journal.learner import Learner, LearnItem
-from engine.journal.records import RewardRecord
-from engine.journal.store import Journal, StoredDecision
+from engine.journal.records import RewardError, RewardRecord, RewardRow, StoredDecision
 
 if TYPE_CHECKING:
     from engine.campaign.config import CampaignConfig
@@ -54,7 +54,7 @@ class RewardLedger:
     Parameters
     ----------
     config : CampaignConfig
-    journal : Journal
+    journal : JournalBackend
     learner : Learner
     offer_index : mapping of offer id to action index
     n_features : int
@@ -64,7 +64,7 @@ class RewardLedger:
     def __init__(
         self,
         config: CampaignConfig,
-        journal: Journal,
+        journal: JournalBackend,
         learner: Learner,
         offer_index: Mapping[str, int],
         n_features: int,
@@ -99,9 +99,9 @@ class RewardLedger:
         now_us = int(now * 1e6)
         stored = self.journal.lookup(ids)
         results: list[RewardRecord] = []
-        rows: list[tuple[Any, ...]] = []
+        rows: list[RewardRow] = []
         learn: list[tuple[StoredDecision, float]] = []
-        errors: list[tuple[int, str, float | None, str]] = []
+        errors: list[RewardError] = []
         taken: dict[str, RewardRecord] = {}
         for did, value in zip(ids, values, strict=True):
             first = taken.get(did)
@@ -112,7 +112,7 @@ class RewardLedger:
             s = stored.get(did)
             if s is None:
                 results.append(RewardRecord(did, "unknown", "", value, None))
-                errors.append((now_us, did, value, "unknown decision id"))
+                errors.append(RewardError(now_us, did, value, "unknown decision id"))
                 continue
             if s.reward_source == "reward":
                 results.append(RewardRecord(did, "duplicate", s.action, None, s.reward))
@@ -122,13 +122,13 @@ class RewardLedger:
                     self._expiry_rows([s], now_us, rows, learn)
                     taken[did] = RewardRecord(did, "expired", s.action, value, None)
                 results.append(RewardRecord(did, "expired", s.action, value, None))
-                errors.append((now_us, did, value, "reward window passed"))
+                errors.append(RewardError(now_us, did, value, "reward window passed"))
                 continue
             net = self._net(s, value)
             record = RewardRecord(did, "applied", s.action, value, net)
             taken[did] = record
             results.append(record)
-            rows.append((did, s.seq, now_us, value, net, "reward"))
+            rows.append(RewardRow(did, s.seq, now_us, value, net, "reward"))
             learn.append((s, net))
         self._commit(rows, learn)
         self.journal.record_errors(errors)
@@ -138,7 +138,7 @@ class RewardLedger:
         self,
         due: list[StoredDecision],
         now_us: int,
-        rows: list[tuple[Any, ...]],
+        rows: list[RewardRow],
         learn: list[tuple[StoredDecision, float]],
     ) -> None:
         default = self.config.default_value
@@ -147,15 +147,13 @@ class RewardLedger:
             if default is not None:
                 net = self._net(s, default)
                 learn.append((s, net))
-            rows.append((s.decision_id, s.seq, now_us, default, net, "expired"))
+            rows.append(RewardRow(s.decision_id, s.seq, now_us, default, net, "expired"))
 
-    def _commit(
-        self, rows: list[tuple[Any, ...]], learn: list[tuple[StoredDecision, float]]
-    ) -> None:
+    def _commit(self, rows: list[RewardRow], learn: list[tuple[StoredDecision, float]]) -> None:
         seqs = self.journal.append_rewards(rows)
         if not learn:
             return
-        by_id = {row[0]: seq for row, seq in zip(rows, seqs, strict=True)}
+        by_id = {row.decision_id: seq for row, seq in zip(rows, seqs, strict=True)}
         items: list[LearnItem] = []
         for s, net in learn:
             index = self.offer_index.get(s.action)
@@ -182,7 +180,7 @@ class RewardLedger:
             due, reached = self.journal.due_for_expiry(self.expiry_seq, cutoff, limit=4096)
             if reached == self.expiry_seq:
                 break
-            rows: list[tuple[Any, ...]] = []
+            rows: list[RewardRow] = []
             learn: list[tuple[StoredDecision, float]] = []
             self._expiry_rows(due, now_us, rows, learn)
             self._commit(rows, learn)

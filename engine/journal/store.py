@@ -1,4 +1,7 @@
-"""The durable decision/reward journal: one SQLite database (WAL mode) per campaign.
+"""The embedded journal backend: one SQLite database (WAL mode) per campaign.
+
+:class:`Journal` implements :class:`~engine.journal.base.JournalBackend`, whose docstrings state
+the guarantees; every SQL statement against the journal's schema is in this module.
 
 Tables
 ------
@@ -23,8 +26,10 @@ Examples
 >>> d = tempfile.mkdtemp()
 >>> j = Journal(os.path.join(d, "renewal.journal.sqlite"))
 >>> cat = j.catalog("renewal", ["none", "gift"], ["bias"])
->>> seqs = j.append_decisions([("d1", 1_000_000, "c1", b"", "none,gift", "gift", 0.5, 0, 0,
-...                             "v1", 2.0, b"", None, cat)])
+>>> row = DecisionRow("d1", 1_000_000, "c1", b"", "none,gift", "gift", 0.5, False, False,
+...                   "v1", 2.0, b"", None, cat)
+>>> j.append_decisions([row])
+[1]
 >>> j.lookup(["d1"])["d1"].action
 'gift'
 >>> j.close()
@@ -32,17 +37,30 @@ Examples
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any
 
 from engine.errors import CorruptModelError, ResourceExhaustedError
+from engine.journal.base import DuplicateError, JournalBackend
+from engine.journal.records import (
+    DecisionRow,
+    ExportedDecision,
+    GroupSums,
+    OfferTotals,
+    RewardError,
+    RewardRow,
+    StoredDecision,
+    StoredReward,
+)
+
+__all__ = ["DuplicateError", "Journal", "JournalBackend", "StoredDecision"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS catalogs (
@@ -87,61 +105,72 @@ CREATE TABLE IF NOT EXISTS reward_errors (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-_INSERT_DECISION = (
-    "INSERT INTO decisions (decision_id, ts_us, customer_id, context, eligible, action, propensity,"
-    " explored, control, model_version, cost, scores, reasons, catalog)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_REWARD = (
-    "INSERT INTO rewards (decision_id, decision_seq, ts_us, value, reward, source)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
-_LOOKUP = (
+
+def _insert_sql(table: str, columns: Sequence[str], n_rows: int = 1) -> str:
+    """INSERT of ``n_rows`` rows of ``columns`` (a multi-row INSERT takes one statement step per
+    chunk instead of one per row)."""
+    values = "(" + ", ".join("?" * len(columns)) + ")"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([values] * n_rows)
+
+
+_CHUNK_ROWS = 64  # rows per multi-row INSERT (decisions: 14 parameters each, rewards: 6)
+# Column lists come from the row types, so a row's field order is its column order.
+_INSERT_DECISION = _insert_sql("decisions", DecisionRow._fields)
+_INSERT_DECISIONS_CHUNK = _insert_sql("decisions", DecisionRow._fields, _CHUNK_ROWS)
+_INSERT_REWARD = _insert_sql("rewards", RewardRow._fields)
+_INSERT_REWARDS_CHUNK = _insert_sql("rewards", RewardRow._fields, _CHUNK_ROWS)
+_INSERT_ERROR = _insert_sql("reward_errors", RewardError._fields)
+# Every read of stored decisions (lookup, expiry) selects StoredDecision's columns.
+_STORED = (
     "SELECT d.decision_id, d.seq, d.ts_us, d.customer_id, d.context, d.action, d.propensity,"
     " d.control, d.cost, r.source, r.reward FROM decisions d"
-    " LEFT JOIN rewards r ON r.decision_id = d.decision_id WHERE d.decision_id IN ({})"
+    " LEFT JOIN rewards r ON r.decision_id = d.decision_id"
 )
-_CHUNK_ROWS = 64  # rows per multi-row INSERT (decisions: 14 parameters each, rewards: 6)
-
-
-def _multi_row(insert: str, n_rows: int) -> str:
-    """The single-row INSERT ``insert`` repeated over ``n_rows`` rows of VALUES."""
-    head, values = insert.split(" VALUES ")
-    return f"{head} VALUES " + ", ".join([values] * n_rows)
-
-
-_INSERT_DECISIONS_CHUNK = _multi_row(_INSERT_DECISION, _CHUNK_ROWS)
-_INSERT_REWARDS_CHUNK = _multi_row(_INSERT_REWARD, _CHUNK_ROWS)
+_LOOKUP = _STORED + " WHERE d.decision_id IN ({})"
+_DUE = _STORED + " WHERE d.seq > ? ORDER BY d.seq LIMIT ?"
+_EXPORT = (
+    "SELECT d.seq, d.decision_id, d.ts_us, d.customer_id, d.context, d.action, d.propensity,"
+    " r.reward, d.eligible, d.explored, d.control, d.model_version, d.catalog"
+    " FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id"
+    " WHERE d.seq > ? {closed} ORDER BY d.seq LIMIT ?"
+)
+_REWARDS_AFTER = (
+    "SELECT r.seq, d.context, d.action, d.propensity, r.reward, d.catalog"
+    " FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
+    " WHERE r.seq > ? ORDER BY r.seq LIMIT ?"
+)
+_LIFT_SUMS = (
+    "SELECT d.control, COUNT(*), SUM(r.reward), SUM(r.reward * r.reward)"
+    " FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
+    " WHERE r.reward IS NOT NULL GROUP BY d.control"
+)
+_INCENTIVE_TIMES = (
+    "SELECT customer_id, ts_us FROM decisions WHERE ts_us > ? AND action != ? AND control = 0"
+    " ORDER BY seq"
+)
 # SQLite's default limit on host parameters is 32766 (999 before 3.32); stay well under it.
 _CHUNK = 500
-
-
-class StoredDecision(NamedTuple):
-    """A decision as the journal holds it, with its reward status."""
-
-    decision_id: str
-    seq: int
-    ts_us: int
-    customer_id: str
-    context: bytes
-    action: str
-    propensity: float
-    control: int
-    cost: float
-    reward_source: str | None
-    reward: float | None
+_SCAN_BATCH = 65536  # rows fetched at a time by the scans that stream
 
 
 def _insert(
     db: sqlite3.Connection, insert: str, chunk_insert: str, rows: Sequence[tuple[Any, ...]]
-) -> None:
-    """Insert ``rows``: whole chunks as multi-row INSERTs (one statement step per chunk instead
-    of one per row), the rest row by row. The caller holds the transaction."""
+) -> int:
+    """Insert ``rows``: whole chunks as multi-row INSERTs, the rest row by row. The caller holds
+    the transaction. Returns the rowid of the last row."""
     full = len(rows) - len(rows) % _CHUNK_ROWS
     for start in range(0, full, _CHUNK_ROWS):
         db.execute(chunk_insert, list(chain.from_iterable(rows[start : start + _CHUNK_ROWS])))
+    if len(rows) - full == 1:
+        return int(db.execute(insert, rows[full]).lastrowid or 0)
     if full < len(rows):
         db.executemany(insert, rows[full:])
+    return int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+
+
+def _seqs(last: int, n: int) -> list[int]:
+    # Rows of one transaction get consecutive rowids: the tables only ever grow at their end.
+    return list(range(last - n + 1, last + 1))
 
 
 def _create_private(path: Path) -> None:
@@ -158,28 +187,8 @@ def _rollback(db: sqlite3.Connection) -> None:
         db.execute("ROLLBACK")
 
 
-_Method = TypeVar("_Method", bound=Callable[..., Any])
-
-
-def _writes(method: _Method) -> _Method:
-    """Turn SQLite's failures to write (a full disk, an I/O error, a read-only file) into one
-    clear ResourceExhaustedError naming the journal; the transaction was rolled back."""
-
-    @functools.wraps(method)
-    def write(self: Journal, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.OperationalError as exc:
-            raise ResourceExhaustedError(
-                f"journal {self.path}: expected room to commit (free disk space, a writable "
-                f"file), got {exc!s}; nothing was written"
-            ) from exc
-
-    return cast(_Method, write)
-
-
-class Journal:
-    """A campaign's journal file.
+class Journal(JournalBackend):
+    """A campaign's journal file (SQLite).
 
     Parameters
     ----------
@@ -248,20 +257,63 @@ class Journal:
             ) from None
 
     # ------------------------------------------------------------------ catalogs and meta
-    @_writes
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: BEGIN IMMEDIATE ... COMMIT under the journal's lock, rolled
+        back on any exception. SQLite's failures to write (a full disk, an I/O error, a
+        read-only file) become one clear ResourceExhaustedError naming the journal."""
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    _rollback(db)
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise ResourceExhaustedError(
+                    f"journal {self.path}: expected room to commit (free disk space, a writable "
+                    f"file), got {exc!s}; nothing was written"
+                ) from exc
+
+    @contextmanager
+    def _unique(self, rule: str) -> Iterator[None]:
+        """A broken UNIQUE constraint as DuplicateError (the transaction was rolled back)."""
+        try:
+            yield
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateError(
+                f"journal {self.path}: expected {rule}, got {exc!s}; nothing was written"
+            ) from exc
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def _scan(self, sql: str, params: Sequence[Any]) -> Iterator[Any]:
+        """Rows of a query fetched in batches (bounded memory for big scans); holds the
+        journal's lock until exhausted, so only start-up and offline tools use it."""
+        with self._lock:
+            cursor = self._db.execute(sql, params)
+            while rows := cursor.fetchmany(_SCAN_BATCH):
+                yield from rows
+
+    # ------------------------------------------------------------------ catalogs and meta
     def catalog(self, campaign: str, offer_ids: Sequence[str], feature_names: Sequence[str]) -> int:
         """Id of the catalog row for this campaign, offers and features (added if new)."""
         offers = json.dumps(list(offer_ids))
         features = json.dumps(list(feature_names))
-        with self._lock:
-            row = self._db.execute(
+        with self._write() as db:
+            row = db.execute(
                 "SELECT id FROM catalogs WHERE campaign = ? AND offer_ids = ? AND feature_names = ?"
                 " ORDER BY id DESC LIMIT 1",
                 (campaign, offers, features),
             ).fetchone()
             if row is not None:
                 return int(row[0])
-            cur = self._db.execute(
+            cur = db.execute(
                 "INSERT INTO catalogs (campaign, offer_ids, feature_names) VALUES (?, ?, ?)",
                 (campaign, offers, features),
             )
@@ -269,81 +321,47 @@ class Journal:
 
     def catalogs(self) -> dict[int, tuple[str, list[str], list[str]]]:
         """All catalogs: id -> (campaign, offer ids, feature names)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, campaign, offer_ids, feature_names FROM catalogs"
-            ).fetchall()
+        rows = self._rows("SELECT id, campaign, offer_ids, feature_names FROM catalogs")
         return {int(i): (c, json.loads(o), json.loads(f)) for i, c, o, f in rows}
 
     def get_meta(self, key: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+        """The value stored under ``key``, or None."""
+        rows = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
 
-    @_writes
     def set_meta(self, key: str, value: str) -> None:
-        with self._lock:
-            self._db.execute(
+        """Store ``value`` under ``key``, replacing any earlier value."""
+        with self._write() as db:
+            db.execute(
                 "INSERT INTO meta (key, value) VALUES (?, ?)"
                 " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
 
     # ------------------------------------------------------------------ writes
-    @_writes
-    def append_decisions(self, rows: Sequence[tuple[Any, ...]]) -> list[int]:
+    def append_decisions(self, rows: Sequence[DecisionRow]) -> list[int]:
         """Insert decisions in one transaction; return their seq numbers once committed."""
-        with self._lock:
-            db = self._db
-            if len(rows) == 1:
-                cur = db.execute(_INSERT_DECISION, rows[0])
-                return [int(cur.lastrowid or 0)]
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                _insert(db, _INSERT_DECISION, _INSERT_DECISIONS_CHUNK, rows)
-                last = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
-                db.execute("COMMIT")
-            except BaseException:
-                _rollback(db)
-                raise
-        # Rows of one transaction get consecutive rowids: the table only ever grows at its end.
-        return list(range(last - len(rows) + 1, last + 1))
-
-    @_writes
-    def append_rewards(self, rows: Sequence[tuple[Any, ...]]) -> list[int]:
-        """Insert rewards (decision_id, decision_seq, ts_us, value, reward, source) in one
-        transaction; return their seq numbers (the learner's order) once committed."""
         if not rows:
             return []
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                _insert(db, _INSERT_REWARD, _INSERT_REWARDS_CHUNK, rows)
-                last = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
-                db.execute("COMMIT")
-            except BaseException:
-                _rollback(db)
-                raise
-        return list(range(last - len(rows) + 1, last + 1))
+        with self._unique("decision ids are unique"), self._write() as db:
+            last = _insert(db, _INSERT_DECISION, _INSERT_DECISIONS_CHUNK, rows)
+        return _seqs(last, len(rows))
 
-    @_writes
-    def record_errors(self, rows: Sequence[tuple[int, str, float | None, str]]) -> None:
-        """Keep rejected rewards (ts_us, decision_id, value, error) for audit."""
+    def append_rewards(self, rows: Sequence[RewardRow]) -> list[int]:
+        """Insert rewards in one transaction; return their seq numbers (the learner's order)
+        once committed."""
+        if not rows:
+            return []
+        with self._unique("at most one reward per decision"), self._write() as db:
+            last = _insert(db, _INSERT_REWARD, _INSERT_REWARDS_CHUNK, rows)
+        return _seqs(last, len(rows))
+
+    def record_errors(self, rows: Sequence[RewardError]) -> None:
+        """Keep rejected rewards for audit."""
         if not rows:
             return
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "INSERT INTO reward_errors (ts_us, decision_id, value, error)"
-                    " VALUES (?, ?, ?, ?)",
-                    rows,
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                _rollback(self._db)
-                raise
+        with self._write() as db:
+            db.executemany(_INSERT_ERROR, rows)
 
     # ------------------------------------------------------------------ reads
     def lookup(self, decision_ids: Sequence[str]) -> dict[str, StoredDecision]:
@@ -355,16 +373,15 @@ class Journal:
                 chunk = unique[start : start + _CHUNK]
                 sql = _LOOKUP.format(",".join("?" * len(chunk)))
                 for row in self._db.execute(sql, chunk):
-                    out[row[0]] = StoredDecision(*row)
+                    out[row[0]] = StoredDecision._make(row)
         return out
 
     def first_open_after(self, seq: int) -> tuple[int, int] | None:
         """(seq, ts_us) of the first decision after ``seq``, or None."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT seq, ts_us FROM decisions WHERE seq > ? ORDER BY seq LIMIT 1", (seq,)
-            ).fetchone()
-        return None if row is None else (int(row[0]), int(row[1]))
+        rows = self._rows(
+            "SELECT seq, ts_us FROM decisions WHERE seq > ? ORDER BY seq LIMIT 1", (seq,)
+        )
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
     def due_for_expiry(
         self, after_seq: int, cutoff_us: int, limit: int
@@ -375,65 +392,72 @@ class Journal:
         the cutoff (the clock is assumed not to run backwards). Returns the due decisions and the
         seq the scan reached (every decision up to it is now rewarded or due).
         """
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT d.decision_id, d.seq, d.ts_us, d.customer_id, d.context, d.action,"
-                " d.propensity, d.control, d.cost, r.source, r.reward FROM decisions d"
-                " LEFT JOIN rewards r ON r.decision_id = d.decision_id"
-                " WHERE d.seq > ? ORDER BY d.seq LIMIT ?",
-                (after_seq, limit),
-            ).fetchall()
         due = []
         reached = after_seq
-        for row in rows:
-            if row[2] > cutoff_us:
+        for row in map(StoredDecision._make, self._rows(_DUE, (after_seq, limit))):
+            if row.ts_us > cutoff_us:
                 break
-            reached = int(row[1])
-            if row[9] is None:
-                due.append(StoredDecision(*row))
+            reached = int(row.seq)
+            if row.reward_source is None:
+                due.append(row)
         return due, reached
 
-    def rewards_after(self, seq: int, batch: int = 4096) -> Iterator[list[tuple[Any, ...]]]:
-        """Rewards after reward ``seq``, in order, in batches of rows (reward_seq, context bytes,
-        action id, propensity, reward or None, catalog)."""
+    def rewards_after(self, seq: int, batch: int = 4096) -> Iterator[list[StoredReward]]:
+        """Rewards after reward ``seq``, in order, in batches of rows."""
         last = seq
-        while True:
-            with self._lock:
-                rows = self._db.execute(
-                    "SELECT r.seq, d.context, d.action, d.propensity, r.reward, d.catalog"
-                    " FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
-                    " WHERE r.seq > ? ORDER BY r.seq LIMIT ?",
-                    (last, batch),
-                ).fetchall()
-            if not rows:
-                return
+        while rows := self._rows(_REWARDS_AFTER, (last, batch)):
             last = int(rows[-1][0])
-            yield rows
+            yield list(map(StoredReward._make, rows))
 
     def last_reward_seq(self) -> int:
-        with self._lock:
-            row = self._db.execute("SELECT MAX(seq) FROM rewards").fetchone()
-        return int(row[0] or 0)
+        """The largest reward seq (0 without rewards)."""
+        return int(self._rows("SELECT MAX(seq) FROM rewards")[0][0] or 0)
 
-    def iterate(
-        self, sql: str, params: Sequence[Any] = (), batch: int = 65536
-    ) -> Iterator[tuple[Any, ...]]:
-        """Rows of a read-only query, fetched in batches (bounded memory for big scans).
+    def latest_model_version(self) -> str | None:
+        """Model version of the newest decision, or None."""
+        rows = self._rows("SELECT model_version FROM decisions ORDER BY seq DESC LIMIT 1")
+        return str(rows[0][0]) if rows else None
 
-        Holds the journal's lock until exhausted: for start-up and offline tools.
-        """
-        with self._lock:
-            cursor = self._db.execute(sql, params)
-            while True:
-                rows = cursor.fetchmany(batch)
-                if not rows:
-                    return
-                yield from rows
+    def offer_totals(self) -> dict[str, OfferTotals]:
+        """Decisions and summed cost per chosen offer id."""
+        rows = self._rows("SELECT action, COUNT(*), SUM(cost) FROM decisions GROUP BY action")
+        return {a: OfferTotals(int(n), float(money or 0.0)) for a, n, money in rows}
+
+    def recent_actions(self, n: int) -> list[str]:
+        """Chosen offer ids of the newest ``n`` decisions, oldest first."""
+        rows = self._rows("SELECT action FROM decisions ORDER BY seq DESC LIMIT ?", (n,))
+        return [a for (a,) in reversed(rows)]
+
+    def incentive_times(self, since_us: int, control_offer: str) -> Iterator[tuple[str, int]]:
+        """(customer_id, ts_us) of decisions after ``since_us`` outside the control group whose
+        offer is not ``control_offer``, in seq order."""
+        return self._scan(_INCENTIVE_TIMES, (since_us, control_offer))
+
+    def decisions_for_export(
+        self, after_seq: int, limit: int, closed_only: bool = False
+    ) -> list[ExportedDecision]:
+        """Up to ``limit`` decisions after ``after_seq`` with their net rewards, in seq order."""
+        sql = _EXPORT.format(closed="AND r.reward IS NOT NULL" if closed_only else "")
+        return list(map(ExportedDecision._make, self._rows(sql, (after_seq, limit))))
+
+    def lift_sums(self) -> dict[bool, GroupSums]:
+        """Count, sum and sum of squares of closed decisions' net rewards by control flag."""
+        return {
+            bool(c): GroupSums(int(n), float(total or 0.0), float(squares or 0.0))
+            for c, n, total, squares in self._rows(_LIFT_SUMS)
+        }
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run a read-only query (used by exports, reports and recovery)."""
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+        """Rows of a read-only query: SQLite only and not part of :class:`JournalBackend`.
+
+        For tests that inspect the file beside a running engine; engine code calls the named
+        methods above, which every backend implements.
+        """
+        return self._rows(sql, params)
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check``: ``"ok"`` for an intact file (SQLite only)."""
+        return str(self._rows("PRAGMA integrity_check")[0][0])
 
     def counts(self) -> dict[str, int]:
         """Numbers of decisions, rewards, pending decisions and rejected rewards."""

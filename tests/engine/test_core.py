@@ -16,7 +16,7 @@ from engine.campaign import in_control_group
 from engine.core import Engine
 from engine.errors import CorruptModelError, InvalidInputError, NotFoundError
 from engine.journal import read_snapshot
-from engine.policies import make_policy
+from tests.engine.journal_files import read_journal, rebuilt_from_journal
 
 RENEWAL = Path(__file__).resolve().parents[2] / "examples" / "renewal.toml"
 T0 = 1_700_000_000.0
@@ -247,8 +247,8 @@ def test_late_rewards_and_default_reward_at_expiry(tmp_path, clock):
     eng.reward(early[0].decision_id, 7.0)
     clock.t += 5 * DAY  # early ones are 8 days old (window 7), late ones 5
     assert eng.expire_pending() == 4
-    rows = eng.journal.query(
-        "SELECT decision_id, value, reward, source FROM rewards WHERE source = 'expired'"
+    rows = read_journal(
+        eng, "SELECT decision_id, value, reward, source FROM rewards WHERE source = 'expired'"
     )
     assert {r[0] for r in rows} == {d.decision_id for d in early[1:]}
     for d in early[1:]:
@@ -272,7 +272,7 @@ def test_expiry_without_default_closes_without_learning(tmp_path, clock):
     eng.decide_batch(["a", "b"], [{"x": 0.0}] * 2)
     clock.t += 8 * DAY
     assert eng.expire_pending() == 2
-    assert eng.journal.query("SELECT COUNT(*) FROM rewards WHERE reward IS NULL")[0][0] == 2
+    assert read_journal(eng, "SELECT COUNT(*) FROM rewards WHERE reward IS NULL") == [(2,)]
     eng.snapshot()
     assert eng._learner.n_applied == 0
     eng.close()
@@ -354,20 +354,6 @@ def test_traffic_cap_of_a_new_offer(tmp_path, clock):
     capped = [d for d in ds if "traffic_cap:b" in d.reasons]
     assert capped and all(d.offer_id != "b" for d in capped)
     eng.close()
-
-
-def rebuilt_from_journal(eng: Engine):
-    """A fresh model fed every learnable reward in journal order: what recovery must equal."""
-    policy = make_policy(eng.config.policy, len(eng.offer_ids), eng.n_features)
-    rows = eng.journal.query(
-        "SELECT d.context, d.action, d.propensity, r.reward FROM rewards r"
-        " JOIN decisions d ON d.seq = r.decision_seq WHERE r.reward IS NOT NULL ORDER BY r.seq"
-    )
-    if rows:
-        X = np.frombuffer(b"".join(r[0] for r in rows)).reshape(len(rows), eng.n_features)
-        a = np.array([eng.offer_ids.index(r[1]) for r in rows])
-        policy.update(X, a, np.array([r[3] for r in rows]), np.array([r[2] for r in rows]))
-    return policy
 
 
 def test_restart_rebuilds_model_from_snapshot_and_replay(tmp_path, clock):

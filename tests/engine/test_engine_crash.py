@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from engine.core import Engine
-from engine.policies import make_policy
+from tests.engine.journal_files import read_journal, rebuilt_from_journal
 
 ROOT = Path(__file__).resolve().parents[2]
 RENEWAL = ROOT / "examples" / "renewal.toml"
@@ -89,18 +89,6 @@ def run_and_kill(config: Path, data_dir: Path, seed: int, n_acks: int) -> list[s
     return [line for line in lines if line.startswith(("D ", "R ")) and len(line.split()) >= 2]
 
 
-def rebuilt_from_journal(eng: Engine):
-    policy = make_policy(eng.config.policy, len(eng.offer_ids), eng.n_features)
-    rows = eng.journal.query(
-        "SELECT d.context, d.action, d.propensity, r.reward FROM rewards r"
-        " JOIN decisions d ON d.seq = r.decision_seq WHERE r.reward IS NOT NULL ORDER BY r.seq"
-    )
-    X = np.frombuffer(b"".join(r[0] for r in rows)).reshape(len(rows), eng.n_features)
-    a = np.array([eng.offer_ids.index(r[1]) for r in rows])
-    policy.update(X, a, np.array([r[3] for r in rows]), np.array([r[2] for r in rows]))
-    return policy
-
-
 @pytest.mark.slow
 def test_sigkill_loses_nothing_acknowledged(tmp_path):
     config = crash_config(tmp_path)
@@ -126,12 +114,12 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path):
         missing = [d for d in decisions if d not in stored]
         assert not missing, f"{len(missing)} acknowledged decisions lost"
         for decision_id, value in rewards.items():
-            row = eng.journal.query(
-                "SELECT value, source FROM rewards WHERE decision_id = ?", (decision_id,)
+            row = read_journal(
+                eng, "SELECT value, source FROM rewards WHERE decision_id = ?", (decision_id,)
             )
             assert row == [(value, "reward")], decision_id
         # The recovered model equals a model rebuilt from the whole journal.
-        n_learnable = eng.journal.query("SELECT COUNT(*) FROM rewards WHERE reward IS NOT NULL")
+        n_learnable = read_journal(eng, "SELECT COUNT(*) FROM rewards WHERE reward IS NOT NULL")
         assert eng._learner.n_applied == n_learnable[0][0]
         X = np.random.default_rng(0).normal(size=(32, eng.n_features))
         np.testing.assert_allclose(

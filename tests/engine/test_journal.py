@@ -1,10 +1,13 @@
-"""Journal store, snapshot files, offer mapping, Parquet export and the export/lift commands."""
+"""The journal backend contract (run over every backend), the SQLite backend, snapshot files,
+offer mapping, Parquet export and the export/lift commands."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -13,9 +16,21 @@ import pytest
 
 from engine.cli import main as nbo_main
 from engine.core import Engine
-from engine.errors import CorruptModelError, NotFoundError
-from engine.journal import Journal, list_snapshots, read_snapshot, write_snapshot
+from engine.errors import CorruptModelError, NotFoundError, ResourceExhaustedError
+from engine.journal import (
+    DecisionRow,
+    DuplicateError,
+    Journal,
+    JournalBackend,
+    RewardError,
+    RewardRow,
+    StoredDecision,
+    list_snapshots,
+    read_snapshot,
+    write_snapshot,
+)
 from engine.journal.export import export_parquet, find_journal
+from engine.journal.records import ExportedDecision, StoredReward
 from engine.journal.recovery import adapt_offers
 from engine.journal.snapshot import decode_snapshot, encode_snapshot
 from engine.policies import LinUCB, SharedLinear
@@ -49,13 +64,221 @@ def filled(tmp_path):
     return tmp_path / "data", ds
 
 
+# ---------------------------------------------------------------------- the backend contract
+# Every test taking ``backend`` (and ``reopen``) runs against each journal backend: the suite is
+# the definition of JournalBackend. A new backend adds a parameter to the ``backend`` fixture.
+
+
+@pytest.fixture(params=["sqlite"])
+def reopen(request, tmp_path) -> Iterator[Callable[[], JournalBackend]]:
+    """Opens one more connection to the same, initially empty, journal store."""
+    opened: list[JournalBackend] = []
+
+    def open_backend() -> JournalBackend:
+        journal = Journal(tmp_path / "c.journal.sqlite")
+        opened.append(journal)
+        return journal
+
+    yield open_backend
+    for journal in opened:
+        journal.close()
+
+
+@pytest.fixture
+def backend(reopen) -> JournalBackend:
+    return reopen()
+
+
+def decision(did: str, seq_hint: int, cat: int, **kw: Any) -> DecisionRow:
+    """A decision row made at ``seq_hint`` seconds (ts_us = seq_hint * 1e6)."""
+    fields: dict[str, Any] = {
+        "decision_id": did, "ts_us": seq_hint * 1_000_000, "customer_id": f"c{seq_hint}",
+        "context": np.full(2, float(seq_hint)).tobytes(), "eligible": "none,gift",
+        "action": "gift", "propensity": 0.5, "explored": False, "control": False,
+        "model_version": "v1", "cost": 2.0, "scores": np.array([0.1, 0.9]).tobytes(),
+        "reasons": None, "catalog": cat,
+    }  # fmt: skip
+    fields.update(kw)
+    return DecisionRow(**fields)
+
+
+def test_backend_implements_the_interface(backend):
+    assert isinstance(backend, JournalBackend)
+
+
+def test_catalogs_are_found_again_and_meta_values_replaced(backend):
+    cat = backend.catalog("c", ["a"], ["bias"])
+    assert backend.catalog("c", ["a"], ["bias"]) == cat
+    other = backend.catalog("c", ["a", "b"], ["bias"])
+    assert other > cat
+    assert backend.catalogs() == {cat: ("c", ["a"], ["bias"]), other: ("c", ["a", "b"], ["bias"])}
+    assert backend.get_meta("encoder") is None
+    backend.set_meta("encoder", "{}")
+    backend.set_meta("encoder", '{"frozen": true}')
+    assert backend.get_meta("encoder") == '{"frozen": true}'
+
+
+def test_decisions_get_increasing_seqs_and_are_looked_up_with_their_reward(backend):
+    cat = backend.catalog("c", ["none", "gift"], ["bias", "x"])
+    assert backend.append_decisions([]) == []
+    first = backend.append_decisions([decision("d1", 1, cat)])
+    seqs = backend.append_decisions([decision(f"d{i}", i, cat) for i in range(2, 202)])
+    assert seqs == sorted(seqs) and len(set(seqs)) == 200 and seqs[0] > first[0]
+    stored = backend.lookup(["d2", "nope", "d2", "d1"])
+    assert set(stored) == {"d1", "d2"}
+    d2 = stored["d2"]
+    assert isinstance(d2, StoredDecision)
+    assert (d2.seq, d2.ts_us, d2.customer_id, d2.action, d2.propensity) == (
+        seqs[0],
+        2_000_000,
+        "c2",
+        "gift",
+        0.5,
+    )
+    assert np.frombuffer(d2.context).tolist() == [2.0, 2.0]
+    assert (d2.control, d2.cost, d2.reward_source, d2.reward) == (0, 2.0, None, None)
+    backend.append_rewards([RewardRow("d2", d2.seq, 3_000_000, 7.0, 5.0, "reward")])
+    assert backend.lookup(["d2"])["d2"][-2:] == ("reward", 5.0)
+    assert len(backend.lookup([f"d{i}" for i in range(1, 202)])) == 201  # past one IN chunk
+
+
+def test_a_second_reward_or_decision_id_is_refused_with_nothing_of_its_batch_kept(backend):
+    cat = backend.catalog("c", ["none", "gift"], ["bias", "x"])
+    (s1, s2) = backend.append_decisions([decision("d1", 1, cat), decision("d2", 2, cat)])
+    backend.append_rewards([RewardRow("d1", s1, 3, 1.0, 1.0, "reward")])
+    with pytest.raises(DuplicateError, match="at most one reward per decision"):
+        backend.append_rewards(
+            [RewardRow("d2", s2, 4, 2.0, 2.0, "reward"), RewardRow("d1", s1, 4, 2.0, 2.0, "reward")]
+        )
+    with pytest.raises(DuplicateError, match="decision ids are unique"):
+        backend.append_decisions([decision("d3", 3, cat), decision("d1", 4, cat)])
+    assert backend.counts() == {"decisions": 2, "rewards": 1, "pending": 1, "reward_errors": 0}
+    assert backend.lookup(["d1", "d2", "d3"])["d1"].reward == 1.0
+    assert set(backend.lookup(["d1", "d2", "d3"])) == {"d1", "d2"}
+    assert backend.lookup(["d2"])["d2"].reward_source is None
+
+
+def test_rewards_replay_in_seq_order_exactly_once(backend):
+    cat = backend.catalog("c", ["none", "gift"], ["bias", "x"])
+    seqs = backend.append_decisions([decision(f"d{i}", i, cat) for i in range(10)])
+    order = [7, 2, 9, 0, 4]
+    rows = [RewardRow(f"d{i}", seqs[i], 100 + i, float(i), float(i), "reward") for i in order]
+    reward_seqs = backend.append_rewards(rows[:2]) + backend.append_rewards(rows[2:])
+    assert reward_seqs == sorted(reward_seqs) and backend.last_reward_seq() == reward_seqs[-1]
+    batches = list(backend.rewards_after(0, batch=2))
+    assert [len(b) for b in batches] == [2, 2, 1]
+    replayed = [r for b in batches for r in b]
+    assert all(isinstance(r, StoredReward) for r in replayed)
+    assert [r.seq for r in replayed] == reward_seqs
+    assert [r.reward for r in replayed] == [float(i) for i in order]
+    assert [np.frombuffer(r.context)[0] for r in replayed] == [float(i) for i in order]
+    assert {(r.action, r.propensity, r.catalog) for r in replayed} == {("gift", 0.5, cat)}
+    after = list(backend.rewards_after(reward_seqs[2]))
+    assert [r.seq for b in after for r in b] == reward_seqs[3:]
+
+
+def test_expiry_scan_stops_at_the_cutoff_and_skips_rewarded_decisions(backend):
+    cat = backend.catalog("c", ["none", "gift"], ["bias", "x"])
+    assert backend.first_open_after(0) is None
+    assert backend.due_for_expiry(0, 10**12, limit=100) == ([], 0)
+    seqs = backend.append_decisions([decision(f"d{i}", i, cat) for i in range(1, 11)])
+    backend.append_rewards([RewardRow("d2", seqs[1], 99, 1.0, 1.0, "reward")])
+    assert backend.first_open_after(seqs[3]) == (seqs[4], 5_000_000)
+    due, reached = backend.due_for_expiry(0, cutoff_us=6_000_000, limit=100)
+    assert [d.decision_id for d in due] == ["d1", "d3", "d4", "d5", "d6"]
+    assert reached == seqs[5]
+    due, reached = backend.due_for_expiry(seqs[5], cutoff_us=10**12, limit=3)
+    assert [d.decision_id for d in due] == ["d7", "d8", "d9"] and reached == seqs[8]
+
+
+def test_what_recovery_reads(backend):
+    cat = backend.catalog("c", ["none", "gift", "upgrade"], ["bias", "x"])
+    assert backend.latest_model_version() is None and backend.recent_actions(5) == []
+    backend.append_decisions(
+        [
+            decision("d1", 1, cat, action="gift", cost=2.0, model_version="v3"),
+            decision("d2", 2, cat, action="none", cost=0.0, customer_id="c1"),
+            decision("d3", 3, cat, action="gift", cost=2.5, control=True, customer_id="c1"),
+            decision("d4", 4, cat, action="upgrade", cost=10.0, customer_id="c1"),
+            decision("d5", 5, cat, action="gift", cost=2.0, model_version="v7"),
+        ]
+    )
+    assert backend.latest_model_version() == "v7"
+    totals = backend.offer_totals()
+    assert totals == {"gift": (3, 6.5), "none": (1, 0.0), "upgrade": (1, 10.0)}
+    assert totals["gift"].n_decisions == 3 and totals["upgrade"].cost == 10.0
+    assert backend.recent_actions(3) == ["gift", "upgrade", "gift"]
+    assert backend.recent_actions(99) == ["gift", "none", "gift", "upgrade", "gift"]
+    # Outside the control group, not the control offer, after 1 s: d4 (c1) and d5 (c5).
+    assert list(backend.incentive_times(1_000_000, "none")) == [
+        ("c1", 4_000_000),
+        ("c5", 5_000_000),
+    ]
+
+
+def test_what_export_and_lift_read(backend):
+    cat = backend.catalog("c", ["none", "gift"], ["bias", "x"])
+    assert backend.lift_sums() == {}
+    seqs = backend.append_decisions(
+        [decision(f"d{i}", i, cat, control=i % 2 == 0, explored=i == 3) for i in range(1, 7)]
+    )
+    backend.append_rewards(
+        [
+            RewardRow("d1", seqs[0], 10, 5.0, 3.0, "reward"),
+            RewardRow("d2", seqs[1], 10, 1.0, -1.0, "reward"),
+            RewardRow("d3", seqs[2], 10, 9.0, 7.0, "reward"),
+            RewardRow("d4", seqs[3], 10, None, None, "expired"),
+        ]
+    )
+    rows = backend.decisions_for_export(0, limit=4)
+    assert all(isinstance(r, ExportedDecision) for r in rows)
+    assert [r.decision_id for r in rows] == ["d1", "d2", "d3", "d4"]
+    assert [r.reward for r in rows] == [3.0, -1.0, 7.0, None]
+    d3 = rows[2]
+    assert (d3.seq, d3.ts_us, d3.customer_id, d3.action, d3.propensity, d3.eligible) == (
+        seqs[2],
+        3_000_000,
+        "c3",
+        "gift",
+        0.5,
+        "none,gift",
+    )
+    assert (bool(d3.explored), bool(d3.control), d3.model_version, d3.catalog) == (
+        True, False, "v1", cat
+    )  # fmt: skip
+    assert [r.decision_id for r in backend.decisions_for_export(seqs[3], limit=10)] == ["d5", "d6"]
+    closed = backend.decisions_for_export(0, limit=10, closed_only=True)
+    assert [r.decision_id for r in closed] == ["d1", "d2", "d3"]
+    assert backend.lift_sums() == {False: (2, 10.0, 58.0), True: (1, -1.0, 1.0)}
+
+
+def test_rejected_rewards_are_counted(backend):
+    backend.record_errors([])
+    backend.record_errors(
+        [RewardError(1, "nope", 2.0, "unknown decision id"), RewardError(2, "x", None, "why")]
+    )
+    assert backend.counts() == {"decisions": 0, "rewards": 0, "pending": 0, "reward_errors": 2}
+
+
+def test_committed_rows_are_seen_by_a_new_connection(backend, reopen):
+    cat = backend.catalog("c", ["none", "gift"], ["bias", "x"])
+    (seq,) = backend.append_decisions([decision("d1", 1, cat)])
+    backend.append_rewards([RewardRow("d1", seq, 5, 1.0, 1.0, "reward")])
+    backend.set_meta("expiry_seq", "1")
+    backend.checkpoint()
+    other = reopen()
+    assert other.catalog("c", ["none", "gift"], ["bias", "x"]) == cat
+    assert other.lookup(["d1"])["d1"].reward == 1.0
+    assert other.get_meta("expiry_seq") == "1"
+    assert other.counts()["rewards"] == 1
+
+
+# ---------------------------------------------------------------------- the SQLite backend
+
+
 def test_journal_is_wal_and_private(tmp_path):
     path = tmp_path / "c.journal.sqlite"
-    j = Journal(path)
-    cat = j.catalog("c", ["a"], ["bias"])
-    assert j.catalog("c", ["a"], ["bias"]) == cat
-    assert j.catalog("c", ["a", "b"], ["bias"]) != cat
-    j.close()
+    Journal(path).close()
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
@@ -69,16 +292,21 @@ def test_corrupt_journal_file_is_reported(tmp_path):
         Journal(path)
 
 
-def test_rewards_are_unique_per_decision(tmp_path):
-    j = Journal(tmp_path / "c.journal.sqlite")
-    cat = j.catalog("c", ["a"], ["bias"])
-    row = ("d1", 1, "c1", b"", "a", "a", 1.0, 0, 0, "v1", 0.0, b"", None, cat)
-    (seq,) = j.append_decisions([row])
-    j.append_rewards([("d1", seq, 2, 1.0, 1.0, "reward")])
-    with pytest.raises(sqlite3.IntegrityError):
-        j.append_rewards([("d1", seq, 3, 2.0, 2.0, "reward")])
-    assert j.counts() == {"decisions": 1, "rewards": 1, "pending": 0, "reward_errors": 0}
-    j.close()
+def test_a_write_that_cannot_commit_is_resource_exhausted_and_writes_nothing(tmp_path):
+    path = tmp_path / "c.journal.sqlite"
+    journal = Journal(path)
+    cat = journal.catalog("c", ["none", "gift"], ["bias", "x"])
+    journal.append_decisions([decision("d1", 1, cat)])
+    journal.close()
+    readonly = Journal(path, readonly=True)
+    with pytest.raises(
+        ResourceExhaustedError, match=r"c\.journal\.sqlite: expected room to commit"
+    ):
+        readonly.append_decisions([decision("d2", 2, cat)])
+    with pytest.raises(ResourceExhaustedError, match="nothing was written"):
+        readonly.set_meta("k", "v")
+    assert readonly.counts()["decisions"] == 1 and readonly.integrity_check() == "ok"
+    readonly.close()
 
 
 def test_snapshot_round_trip_and_corruption(tmp_path):

@@ -1,0 +1,161 @@
+"""What a journal backend is: the methods the engine, the learner, the reward ledger, recovery,
+the Parquet export and the lift report call, and the guarantees each of them relies on.
+
+:class:`engine.journal.store.Journal` (SQLite, WAL) is the embedded backend. A second backend
+(PostgreSQL, shared by several decide replicas and one learner per campaign) implements the same
+protocol and passes the same contract suite (``tests/engine/test_journal.py``, whose ``backend``
+fixture is parametrized over the backends).
+
+Guarantees every backend keeps
+------------------------------
+- Durable before return: a write method returns only after its rows are committed; a process
+  killed at any point after the return loses none of them.
+- All or nothing: each write method is one transaction; when it raises, none of its rows are
+  stored. Failing to write (a full disk, a read-only store, a lost server) raises
+  :class:`~engine.errors.ResourceExhaustedError` naming the journal.
+- Unique keys: decision ids are unique, and there is at most one reward per decision. A row
+  that breaks either is refused with :class:`DuplicateError` and none of its batch is kept,
+  whichever process wrote the first one (two replicas racing on one reward: one wins).
+- Sequence numbers: every decision and every reward gets a ``seq``, positive and increasing in
+  commit order. The reward seq is the learner's order: :meth:`JournalBackend.rewards_after`
+  never returns a reward whose seq is below one it has already returned, so a learner that
+  remembers the last seq it applied applies every reward exactly once, in the same order on
+  every replay.
+- Rows are never deleted or changed once committed (except meta values, which are replaced).
+
+Examples
+--------
+>>> from engine.journal.store import Journal
+>>> isinstance(Journal(":memory:"), JournalBackend)
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+from engine.errors import NboError
+from engine.journal import records
+
+__all__ = ["DuplicateError", "JournalBackend"]
+
+
+class DuplicateError(NboError, ValueError):
+    """A decision id already stored, or a reward for a decision that already has one (nothing
+    of that batch was stored)."""
+
+
+@runtime_checkable
+class JournalBackend(Protocol):
+    """The durable decision/reward journal of one campaign (see the module's guarantees)."""
+
+    # ------------------------------------------------------------------ catalogs and meta
+    def catalog(self, campaign: str, offer_ids: Sequence[str], feature_names: Sequence[str]) -> int:
+        """Id of the catalog (campaign, offer ids in order, feature names in order), added if
+        new. The same triple always gives the same id, from any process."""
+        ...
+
+    def catalogs(self) -> dict[int, tuple[str, list[str], list[str]]]:
+        """Every catalog: id -> (campaign, offer ids, feature names). Larger ids are newer."""
+        ...
+
+    def get_meta(self, key: str) -> str | None:
+        """The value last stored under ``key``, or None."""
+        ...
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store ``value`` under ``key`` (replacing any earlier value), durably."""
+        ...
+
+    # ------------------------------------------------------------------ writes
+    def append_decisions(self, rows: Sequence[records.DecisionRow]) -> list[int]:
+        """Store decisions in one transaction; return their seqs in row order. A decision id
+        already stored raises :class:`DuplicateError`."""
+        ...
+
+    def append_rewards(self, rows: Sequence[records.RewardRow]) -> list[int]:
+        """Store rewards in one transaction; return their seqs in row order (the learner's
+        order). A decision that already has a reward raises :class:`DuplicateError`."""
+        ...
+
+    def record_errors(self, rows: Sequence[records.RewardError]) -> None:
+        """Keep rejected reward reports for audit, in one transaction."""
+        ...
+
+    # ------------------------------------------------------------------ the reward ledger
+    def lookup(self, decision_ids: Sequence[str]) -> dict[str, records.StoredDecision]:
+        """Stored decisions by id, with their reward status; unknown ids are absent."""
+        ...
+
+    def first_open_after(self, seq: int) -> tuple[int, int] | None:
+        """(seq, ts_us) of the first decision with a seq above ``seq``, or None."""
+        ...
+
+    def due_for_expiry(
+        self, after_seq: int, cutoff_us: int, limit: int
+    ) -> tuple[list[records.StoredDecision], int]:
+        """Unrewarded decisions after ``after_seq`` made at or before ``cutoff_us``.
+
+        Scans at most ``limit`` decisions in seq order and stops at the first one made after
+        the cutoff. Returns the due decisions and the seq the scan reached (every decision up
+        to it is rewarded or in the returned list); ``after_seq`` when nothing was scanned.
+        """
+        ...
+
+    # ------------------------------------------------------------------ the learner
+    def rewards_after(self, seq: int, batch: int = 4096) -> Iterator[list[records.StoredReward]]:
+        """Every reward with a seq above ``seq``, joined to its decision, in seq order, in
+        lists of at most ``batch``."""
+        ...
+
+    def last_reward_seq(self) -> int:
+        """The largest reward seq (0 without rewards)."""
+        ...
+
+    # ------------------------------------------------------------------ recovery
+    def latest_model_version(self) -> str | None:
+        """The model version of the newest decision (None without decisions): versions a lost
+        process published must not be reused after a restart."""
+        ...
+
+    def offer_totals(self) -> dict[str, records.OfferTotals]:
+        """Per chosen offer id: how many decisions chose it and their summed cost (budgets)."""
+        ...
+
+    def recent_actions(self, n: int) -> list[str]:
+        """Chosen offer ids of the newest ``n`` decisions, oldest first (the traffic window)."""
+        ...
+
+    def incentive_times(self, since_us: int, control_offer: str) -> Iterator[tuple[str, int]]:
+        """(customer_id, ts_us) of every decision made after ``since_us``, outside the control
+        group, whose offer is not ``control_offer``, in seq order (frequency caps, cooldowns)."""
+        ...
+
+    # ------------------------------------------------------------------ reports
+    def decisions_for_export(
+        self, after_seq: int, limit: int, closed_only: bool = False
+    ) -> list[records.ExportedDecision]:
+        """At most ``limit`` decisions with a seq above ``after_seq``, in seq order, with their
+        net reward (None while pending); only rewarded ones with ``closed_only``."""
+        ...
+
+    def lift_sums(self) -> dict[bool, records.GroupSums]:
+        """Net-reward sums of closed decisions (a reward that is not None) by control flag;
+        a group without any is absent."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """``decisions``, ``rewards``, ``pending`` (decisions without a reward) and
+        ``reward_errors``. Cheap: metrics read it while decisions run."""
+        ...
+
+    # ------------------------------------------------------------------ upkeep
+    def checkpoint(self) -> None:
+        """Periodic housekeeping, called from a background thread off the decision path
+        (SQLite copies its WAL into the database); may do nothing."""
+        ...
+
+    def close(self) -> None:
+        """Release the store; committed rows stay durable."""
+        ...

@@ -1,0 +1,126 @@
+"""Checks of the Engine's requests: customer ids, contexts, candidate offers, reward reports.
+
+Everything here runs before the decision lock is taken and before anything is written: a bad
+request changes no state. Limits and wording come from :mod:`engine.validation`.
+
+Examples
+--------
+>>> check_decide_request(["c1"], [{"plan": "basic"}])
+>>> check_decide_request(["c1", ""], [{}, {}])
+Traceback (most recent call last):
+...
+engine.errors.InvalidInputError: customer_ids[1]: expected a non-empty UTF-8 string ...
+>>> check_rewards(["d1", "d2"], [1, 2.5])
+[1.0, 2.5]
+>>> CandidateMasks(("none", "gift")).rows(["gift"], 2)
+[array([False,  True]), array([False,  True])]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from engine.errors import InvalidInputError
+from engine.types import BoolArray
+from engine.validation import ID_RULE, check_value, first_bad_id, valid_ids
+
+__all__ = ["CandidateMasks", "check_decide_request", "check_rewards"]
+
+
+def check_decide_request(
+    customer_ids: Sequence[str], contexts: Sequence[Mapping[str, Any]]
+) -> None:
+    """Raise InvalidInputError unless ``contexts`` has one mapping per valid customer id.
+
+    The fields are named as a single decide names them (``customer_id``, ``context``) when there
+    is one row, by position otherwise (``customer_ids[3]``).
+    """
+    n = len(customer_ids)
+    single = n == 1
+    if isinstance(customer_ids, str) or not isinstance(contexts, Sequence) or len(contexts) != n:
+        raise InvalidInputError(
+            "contexts", f"a list of {n} contexts (one per customer id)", type(contexts).__name__
+        )
+    if not valid_ids(customer_ids):
+        i = first_bad_id(customer_ids)
+        raise InvalidInputError("customer_id" if single else f"customer_ids[{i}]", ID_RULE,
+                                customer_ids[i])  # fmt: skip
+    if not all(type(ctx) is dict for ctx in contexts):
+        for i, ctx in enumerate(contexts):
+            if not isinstance(ctx, Mapping):
+                field = "context" if single else f"contexts[{i}]"
+                raise InvalidInputError(field, "a mapping of attribute names to values", ctx)
+
+
+def check_rewards(decision_ids: Sequence[str], values: Any) -> list[float]:
+    """The reported values as floats, after checking one valid id per finite value.
+
+    The first bad pair in row order is reported (an id before its own value).
+    """
+    n = len(decision_ids)
+    if (
+        isinstance(decision_ids, str)
+        or not isinstance(values, Sequence | np.ndarray)
+        or len(values) != n
+    ):
+        raise InvalidInputError("values", f"a list of {n} numbers (one per decision id)", values)
+    bad = -1 if valid_ids(decision_ids) else first_bad_id(decision_ids)
+    single = n == 1
+    clean: list[float] = []
+    for i, value in enumerate(values):
+        if i == bad:
+            field = "decision_id" if single else f"decision_ids[{i}]"
+            raise InvalidInputError(field, ID_RULE, decision_ids[i])
+        clean.append(check_value("value" if single else f"values[{i}]", value))
+    return clean
+
+
+class CandidateMasks:
+    """Candidate offer lists of a request as masks over the campaign's offers.
+
+    Parameters
+    ----------
+    offer_ids : tuple of str
+        The campaign's offers, in action order.
+    """
+
+    def __init__(self, offer_ids: Sequence[str]) -> None:
+        self.offer_ids = tuple(offer_ids)
+        self._index = {o: i for i, o in enumerate(self.offer_ids)}
+
+    def rows(self, candidates: Any, n: int) -> list[BoolArray | None] | None:
+        """One mask (or None: no restriction) per row, or None when no row is restricted.
+
+        ``candidates`` is one list of offer ids for every row, or one list (or None) per row.
+        """
+        if candidates is None or (isinstance(candidates, Sequence) and not candidates):
+            return None
+        if isinstance(candidates, Sequence) and not isinstance(candidates, str):
+            if all(isinstance(c, str) for c in candidates):
+                return [self.mask(candidates, "candidates")] * n
+            if len(candidates) == n:
+                return [self.mask(c, f"candidates[{i}]") for i, c in enumerate(candidates)]
+        raise InvalidInputError(
+            "candidates", "a list of offer ids, or one list per row", candidates
+        )
+
+    def mask(self, candidates: Any, field: str) -> BoolArray | None:
+        """Mask of one candidate list (None for None or an empty list)."""
+        if candidates is None:
+            return None
+        if isinstance(candidates, str) or not isinstance(candidates, Sequence):
+            raise InvalidInputError(field, "a list of offer ids", candidates)
+        if not candidates:
+            return None
+        mask = np.zeros(len(self.offer_ids), dtype=np.bool_)
+        for i, offer_id in enumerate(candidates):
+            index = self._index.get(offer_id) if isinstance(offer_id, str) else None
+            if index is None:
+                raise InvalidInputError(
+                    f"{field}[{i}]", "one of " + ", ".join(self.offer_ids), offer_id
+                )
+            mask[index] = True
+        return mask

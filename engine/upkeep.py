@@ -1,0 +1,93 @@
+"""The Engine's background upkeep: a daemon thread that, every tick, applies journaled rewards
+(publishing on the campaign's cadence), checkpoints the journal about once a second and closes
+decisions whose reward window has passed.
+
+Examples
+--------
+>>> import threading
+>>> ticks = threading.Event()
+>>> loop = Upkeep("demo", 0.01, apply=ticks.set, checkpoint=lambda: None,
+...               expiry_due=lambda: False, expire=lambda: 0)
+>>> loop.start(); ticks.wait(5.0)
+True
+>>> loop.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+__all__ = ["CHECKPOINT_SECONDS", "Upkeep"]
+
+CHECKPOINT_SECONDS = 1.0  # journal checkpoints at most this often
+_log = logging.getLogger("nbo.engine")
+
+
+class Upkeep:
+    """Background work of one campaign's engine.
+
+    Parameters
+    ----------
+    campaign : str
+        Names the thread and the log lines.
+    interval : float
+        Seconds between ticks.
+    apply : callable
+        Applies queued rewards and publishes when due (the learner).
+    checkpoint : callable
+        Journal housekeeping, called at most every CHECKPOINT_SECONDS.
+    expiry_due : callable returning bool
+        True when some pending decision's reward window has passed.
+    expire : callable
+        Closes the decisions past their window.
+
+    Notes
+    -----
+    A tick that raises is logged and the next tick tries again: serving goes on.
+    """
+
+    def __init__(
+        self,
+        campaign: str,
+        interval: float,
+        *,
+        apply: Callable[[], object],
+        checkpoint: Callable[[], object],
+        expiry_due: Callable[[], bool],
+        expire: Callable[[], object],
+    ) -> None:
+        self.campaign = campaign
+        self.interval = interval
+        self._apply = apply
+        self._checkpoint = checkpoint
+        self._expiry_due = expiry_due
+        self._expire = expire
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"nbo-engine-{campaign}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the thread to stop and wait for its current tick to finish."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout)
+
+    def _run(self) -> None:
+        last_checkpoint = time.monotonic()
+        while not self._stop.wait(self.interval):
+            try:
+                self._apply()
+                if time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
+                    self._checkpoint()
+                    last_checkpoint = time.monotonic()
+                if self._expiry_due():
+                    self._expire()
+            except Exception:  # keep serving; the next tick retries
+                _log.exception("engine %s: background tick failed", self.campaign)

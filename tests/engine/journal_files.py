@@ -1,0 +1,35 @@
+"""What engine tests read from a journal: the model its rewards rebuild, and raw rows of the
+SQLite file through a read-only connection of the test's own."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import numpy as np
+
+from engine.core import Engine
+from engine.policies import Policy, make_policy
+
+
+def read_journal(eng: Engine, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of a read-only query on ``eng``'s journal file."""
+    assert eng.data_dir is not None, "an in-memory journal has no file to read"
+    path = eng.data_dir / f"{eng.campaign}.journal.sqlite"
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+
+
+def rebuilt_from_journal(eng: Engine) -> Policy:
+    """A fresh model fed every learnable reward in journal order: what recovery must equal."""
+    policy = make_policy(eng.config.policy, len(eng.offer_ids), eng.n_features)
+    rows = [r for batch in eng.journal.rewards_after(0) for r in batch if r.reward is not None]
+    if rows:
+        X = np.frombuffer(b"".join(r.context for r in rows)).reshape(len(rows), eng.n_features)
+        actions = np.array([eng.offer_ids.index(r.action) for r in rows])
+        rewards = np.array([r.reward for r in rows])
+        policy.update(X, actions, rewards, np.array([r.propensity for r in rows]))
+    return policy
