@@ -1,6 +1,7 @@
 # Two commands do all set-up on a machine that has only python3 and make:
 #   make demo   runs the main job
 #   make test   runs the test suite
+#   make lint   runs what a reviewer checks: lint, format, types, import contracts, stale stubs
 # Both create or update the local virtual environment in .venv first (idempotently:
 # it is rebuilt only when pyproject.toml changes).
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench soak clean venv
+.PHONY: demo test lint check-stubs bench soak clean venv
 
 venv: $(STAMP)
 
@@ -24,10 +25,19 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-lint: $(STAMP)
+lint: $(STAMP) check-stubs
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy engine
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+# The gRPC stubs are checked in: regenerate them from proto/ and fail when that changes a file
+# (stale stubs, or a .proto edited without regenerating). Untracked new stubs count too.
+check-stubs: $(STAMP)
+	$(PY) -m engine.serving.codegen > /dev/null
+	git diff --exit-code -- engine/serving/pb
+	@test -z "$$(git status --porcelain -- engine/serving/pb)" || \
+		{ git status --short -- engine/serving/pb; echo "untracked stubs: commit them"; exit 1; }
 
 bench: $(STAMP)
 	$(PY) benchmarks/core.py

@@ -1,10 +1,10 @@
 """Logged bandit data with known ground truth, for validating off-policy evaluation.
 
 :func:`generate_logs` runs any :mod:`engine.policies` policy on an environment and writes what a
-production journal would export (DESIGN.md's logged-data schema), with the exact propensity of every
-logged action. :func:`true_policy_value` gives the exact expected net reward per round of any target
-policy on the *same* customers (same seed), which is what an off-policy estimator computed on those
-logs tries to recover.
+production journal would export (docs/architecture.md, "Logged-data schema"), with the exact
+propensity of every logged action. :func:`true_policy_value` gives the exact expected net reward per
+round of any target policy on the *same* customers (same seed), which is what an off-policy
+estimator computed on those logs tries to recover.
 
 Schema metadata: ``nbo.feature_names`` holds the JSON list of context column names;
 ``nbo.offer_ids`` the JSON list of offer ids (index order of the policy's actions) and
@@ -38,7 +38,7 @@ class LoggedRounds:
     Attributes
     ----------
     table : pyarrow.Table
-        The logs in DESIGN.md's schema.
+        The logs in the logged-data schema (docs/architecture.md).
     expected_rewards : array of shape (n_rounds, n_actions)
         Ground-truth expected net reward of every action per logged round (-inf if ineligible).
     action_mask : array of shape (n_rounds, n_actions)
@@ -166,7 +166,7 @@ def generate_logs(
     learn: bool = False,
     batch_size: int = 1000,
 ) -> pa.Table:
-    """Logged data of ``logging_policy`` on ``env`` in DESIGN.md's Parquet schema.
+    """Logged data of ``logging_policy`` on ``env`` in docs/architecture.md's logged-data schema.
 
     Parameters
     ----------

@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 
 
 # Integers up to 2**53 convert to float64 exactly, so numpy comparisons of such columns against
-# such literals give Python's answers; anything else takes the per-value path.
+# such literals give Python's answers; anything else takes the per-value path. A converted column
+# is checked strictly below 2**53: 2**53 + 1 rounds to 2**53, so an int that converted to 2**53
+# may not have been exact.
 _EXACT = float(2**53)
 _ROW_BY_ROW = 32  # batches smaller than this are evaluated row by row
 _ORDERINGS = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
@@ -263,7 +265,7 @@ def _plain_numbers(values: Sequence[Any]) -> FloatArray | None:
         array = np.array(values, dtype=np.float64)
     except OverflowError:
         return None
-    if not (np.abs(array) <= _EXACT).all() and int in set(map(type, values)):
+    if not (np.abs(array) < _EXACT).all() and int in set(map(type, values)):
         return None  # a big int (or a big float beside ints): Python compares it exactly
     return array
 

@@ -1,4 +1,6 @@
-"""Journal -> Parquet in DESIGN.md's logged-data schema (what engine/replay reads).
+"""Journal -> Parquet in the logged-data schema, what engine/replay reads.
+
+The schema is docs/architecture.md, section "Logged-data schema".
 
 Columns: decision_id, timestamp (timestamp[us, UTC]), campaign, customer_id, context
 (fixed_size_list<float64>[d]; names in the schema metadata ``nbo.feature_names``), action,

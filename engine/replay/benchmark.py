@@ -35,7 +35,7 @@ N_ACTIONS, N_FEATURES = 10, 32
 
 
 def write_log(path: Path, n_rounds: int, seed: int = 0) -> None:
-    """A uniformly logged linear-reward log in DESIGN.md's schema."""
+    """A uniformly logged linear-reward log in the logged-data schema (docs/architecture.md)."""
     rng = np.random.default_rng(seed)
     theta = rng.normal(size=(N_ACTIONS, N_FEATURES)) / np.sqrt(N_FEATURES)
     names = [f"offer{i}" for i in range(N_ACTIONS)]

@@ -1,9 +1,9 @@
 """Readers: logged decisions from Parquet, CSV or DSJson into :class:`LoggedData`.
 
-Parquet and CSV sources follow the logged-data schema of DESIGN.md (what ``nbo export`` writes);
-other layouts are read by mapping their columns with a :class:`ColumnMap`. A Parquet source may be
-one file, a directory of files or a hive-partitioned dataset. DSJson decision-service logs are
-parsed by vowpal-wabbit-next (see :mod:`engine.replay.dsjson`).
+Parquet and CSV sources follow the logged-data schema (docs/architecture.md, what ``nbo export``
+writes); other layouts are read by mapping their columns with a :class:`ColumnMap`. A Parquet source
+may be one file, a directory of files or a hive-partitioned dataset. DSJson decision-service logs
+are parsed by vowpal-wabbit-next (see :mod:`engine.replay.dsjson`).
 """
 
 from __future__ import annotations

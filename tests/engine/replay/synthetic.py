@@ -85,7 +85,7 @@ def make_logs(env: LinearEnv, n_rounds: int, seed: int, kind: str = "uniform") -
 
 
 def to_table(logs: Logs, actions: tuple[str, ...] | None = None) -> pa.Table:
-    """The logs as a table in DESIGN.md's logged-data schema."""
+    """The logs as a table in the logged-data schema (docs/architecture.md)."""
     n, d = logs.context.shape
     k = logs.expected.shape[1]
     names = actions or tuple(f"offer{i}" for i in range(k))
