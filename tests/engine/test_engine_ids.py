@@ -1,15 +1,17 @@
-"""Decision ids cannot be guessed from other ids: each is 128 fresh random bits, and nothing
-about one batch's or one engine's ids tells anything about the others."""
+"""Decision ids cannot be guessed from other ids: each is a public millisecond prefix and 128
+fresh random bits, and nothing about one batch's or one engine's ids tells anything about the
+others' random parts."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
-from engine.assembly import ID_BYTES, new_decision_ids
+from engine.assembly import ID_BYTES, ID_TIME_DIGITS, new_decision_ids
 from engine.core import DecisionRecord, Engine
 
 RENEWAL = Path(__file__).resolve().parents[2] / "examples" / "renewal.toml"
@@ -40,9 +42,13 @@ def _longest_common_prefix(ids: list[str]) -> int:
 
 def test_ids_of_one_batch_and_of_two_engines_share_no_structure():
     first, second = ([d.decision_id for d in _decide(N)] for _ in range(2))
-    ids = first + second
-    assert len(set(ids)) == 2 * N
-    # Each id decodes to 16 bytes: 128 >= 122 random bits, in at most 64 characters.
+    full = first + second
+    assert len(set(full)) == 2 * N and max(map(len, full)) <= 64
+    # The prefix is the time in milliseconds (ids sort by time); what follows is 16 random bytes.
+    now_ms = time.time_ns() // 1_000_000
+    assert all(0 <= now_ms - int(i[:ID_TIME_DIGITS], 16) < 600_000 for i in full)
+    ids = [i[ID_TIME_DIGITS:] for i in full]
+    first = ids[:N]
     assert {len(bytes.fromhex(i)) for i in ids} == {ID_BYTES} and 8 * ID_BYTES >= 122
     # 20,000 random 128-bit ids: adjacent sorted ids share ~8 hex digits at most; 13 happens
     # with probability ~1e-7 (the old per-process prefix made every id share 10 with its peers).
