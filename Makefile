@@ -30,11 +30,11 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy engine
 
 bench: $(STAMP)
-	$(PY) benchmarks/core.py
+	$(PY) -m benchmarks.core
 
 soak: $(STAMP)
-	$(PY) benchmarks/faults.py
-	$(PY) benchmarks/soak.py
+	$(PY) -m benchmarks.faults
+	$(PY) -m benchmarks.soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

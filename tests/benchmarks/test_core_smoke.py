@@ -1,4 +1,4 @@
-"""Smoke test of benchmarks/core.py: a --quick run through `nbo bench` writes a complete JSON file.
+"""Smoke test of benchmarks.core: a --quick run through `nbo bench` writes a complete JSON file.
 
 Only shapes and signs are checked, never speeds: the figures depend on the machine and its load.
 """
@@ -6,7 +6,6 @@ Only shapes and signs are checked, never speeds: the figures depend on the machi
 from __future__ import annotations
 
 import doctest
-import importlib.util
 import json
 import math
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import common
 from engine.bench import BENCHMARKS_DIR, run_core
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -128,13 +128,5 @@ def test_missing_script_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_common_helpers_doctests() -> None:
-    spec = importlib.util.spec_from_file_location("bench_common", BENCHMARKS_DIR / "_common.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    try:
-        spec.loader.exec_module(module)
-        failed, attempted = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    finally:
-        del sys.modules[spec.name]
+    failed, attempted = doctest.testmod(common, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert attempted > 0 and failed == 0

@@ -16,15 +16,14 @@ attribute distributions, every rule and cost of the campaign in play):
 The garbage collector runs as in a server: the engine keeps per-customer state, and collecting
 around it is part of the engine's cost. Throughputs are medians of repeats (the machine is
 shared: each repeat is also kept), the issue's targets are checked, and the results go to
-benchmarks/results/engine.json. Run ``python benchmarks/engine.py``; ``--quick`` is a small,
-fast version (smaller sizes, fewer pending decisions).
+benchmarks/results/engine.json. Run ``python -m benchmarks.engine_throughput``; ``--quick`` is a
+small, fast version (smaller sizes, fewer pending decisions).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import json
 import os
 import resource
@@ -40,29 +39,9 @@ from typing import Any
 
 import numpy as np
 
-# This file is called engine.py: drop its folder from the import path, or it would shadow the
-# engine package, and load the shared helpers (benchmarks/_common.py) from their file.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
-
-
-def _load_common() -> Any:
-    name = "bench_common"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _HERE / "_common.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-bc = _load_common()
-
-from engine.core import Engine  # noqa: E402
-from simulators.renewal import RenewalEnvironment  # noqa: E402
+from benchmarks import common as bc
+from engine.core import Engine
+from simulators.renewal import RenewalEnvironment
 
 CAMPAIGN = bc.REPO_ROOT / "examples" / "renewal.toml"
 BATCH = 256
@@ -285,7 +264,8 @@ def pending_memory(n_pending: int, seed: int, data_root: Path) -> dict[str, Any]
     data_dir = Path(tempfile.mkdtemp(dir=data_root))
     cmd = [
         sys.executable,
-        str(Path(__file__).resolve()),
+        "-m",
+        "benchmarks.engine_throughput",
         "--memory-child",
         str(n_pending),
         "--seed",
@@ -427,7 +407,7 @@ def render(results: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python benchmarks/engine.py",
+        prog="python -m benchmarks.engine_throughput",
         description="Benchmark the decision engine on examples/renewal.toml: decide_batch and "
         "reward_batch throughput with the journal durable and in memory, single decide latency, "
         "memory and journal size of pending decisions. Prints tables, writes JSON.",
