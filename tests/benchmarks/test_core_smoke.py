@@ -11,11 +11,11 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from benchmarks import common
-from engine.bench import BENCHMARKS_DIR, run_core
+from benchmarks import cli, common
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BATCH = {"nbo LinUCB", "nbo LinearTS", "MABWiser LinUCB", "MABWiser LinTS", "numpy LinUCB"}
@@ -121,12 +121,31 @@ def test_quick_run_writes_latency_compile_and_targets(quick_run: tuple[dict, str
         assert title in stdout
 
 
-def test_missing_script_is_a_clear_error(tmp_path: Path) -> None:
-    assert (BENCHMARKS_DIR / "core.py").is_file()
-    with pytest.raises(FileNotFoundError, match=r"core\.py not found: `nbo bench` needs a source"):
-        run_core(["--quick"], benchmarks_dir=tmp_path)
+def test_nbo_bench_comes_from_the_benchmarks_entry_point() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "bench", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "python -m benchmarks.core" in proc.stdout and "--blas-threads" in proc.stdout
 
 
-def test_common_helpers_doctests() -> None:
-    failed, attempted = doctest.testmod(common, optionflags=doctest.NORMALIZE_WHITESPACE)
+def test_bench_repeats_below_one_is_a_usage_error() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.core", "--repeats", "0"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "argument --repeats: expected an int >= 1, got 0" in proc.stderr
+
+
+@pytest.mark.parametrize("module", [common, cli])
+def test_helpers_doctests(module: ModuleType) -> None:
+    failed, attempted = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert attempted > 0 and failed == 0
