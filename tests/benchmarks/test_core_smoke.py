@@ -121,26 +121,19 @@ def test_quick_run_writes_latency_compile_and_targets(quick_run: tuple[dict, str
         assert title in stdout
 
 
+def _python(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, *args]
+    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+
+
 def test_nbo_bench_comes_from_the_benchmarks_entry_point() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "bench", "--help"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _python("-m", "engine.cli", "bench", "--help")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "python -m benchmarks.core" in proc.stdout and "--blas-threads" in proc.stdout
 
 
 def test_bench_repeats_below_one_is_a_usage_error() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.core", "--repeats", "0"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _python("-m", "benchmarks.core", "--repeats", "0")
     assert proc.returncode == 2
     assert "argument --repeats: expected an int >= 1, got 0" in proc.stderr
 
