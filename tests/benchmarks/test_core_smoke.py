@@ -5,17 +5,13 @@ Only shapes and signs are checked, never speeds: the figures depend on the machi
 
 from __future__ import annotations
 
-import doctest
 import json
 import math
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-
-from benchmarks import cli, common
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BATCH = {"nbo LinUCB", "nbo LinearTS", "MABWiser LinUCB", "MABWiser LinTS", "numpy LinUCB"}
@@ -136,9 +132,3 @@ def test_bench_repeats_below_one_is_a_usage_error() -> None:
     proc = _python("-m", "benchmarks.core", "--repeats", "0")
     assert proc.returncode == 2
     assert "argument --repeats: expected an int >= 1, got 0" in proc.stderr
-
-
-@pytest.mark.parametrize("module", [common, cli])
-def test_helpers_doctests(module: ModuleType) -> None:
-    failed, attempted = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert attempted > 0 and failed == 0
