@@ -40,11 +40,11 @@ check-stubs: $(STAMP)
 		{ git status --short -- engine/serving/pb; echo "untracked stubs: commit them"; exit 1; }
 
 bench: $(STAMP)
-	$(PY) benchmarks/core.py
+	$(PY) -m benchmarks.core
 
 soak: $(STAMP)
-	$(PY) benchmarks/faults.py
-	$(PY) benchmarks/soak.py
+	$(PY) -m benchmarks.faults
+	$(PY) -m benchmarks.soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -26,12 +26,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import _common as bc
-
-from tests.reliability.fuzzing import run_fuzz
-from tests.reliability.harness import (
+from benchmarks import common as bc
+from testkit.fuzzing import run_fuzz
+from testkit.harness import (
     RENEWAL,
     CycleStats,
     ServeProcess,

@@ -32,14 +32,11 @@ from typing import Any
 import grpc
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import _common as bc
-
-from engine.serving.loadgen import decide_requests
+from benchmarks import common as bc
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
-from tests.reliability.harness import TOKEN, ServeProcess, campaign_config
+from testkit.harness import TOKEN, ServeProcess, campaign_config
+from testkit.traffic import decide_requests
 
 P99_TARGET_MS = 5.0  # issue #4: p99 <= 5 ms at 70% of the unary rate
 RSS_GROWTH_TARGET = 0.10

@@ -1,39 +1,40 @@
 """The ``nbo`` command.
 
-Each subcommand lives beside the code it drives and registers itself through a module-level
-``register(subparsers)`` function; this file only assembles them and turns nbo's errors into one
-clear line and a non-zero exit code.
+Each subcommand lives beside the code it drives, provides a module-level ``register(subparsers)``
+function and is declared as an entry point of the ``nbo.commands`` group in pyproject.toml (engine
+declares serve, evaluate, train, export and lift; simulators demo and simulate; benchmarks bench).
+This file only discovers them and turns nbo's errors into one clear line and a non-zero exit code;
+it names no package above engine.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from importlib.metadata import EntryPoint, entry_points
 
 from engine import __version__
 from engine.errors import NboError
 
-# The command each module provides, in the order `nbo --help` lists them. Running one command
-# imports only its module: `nbo export` does not pay for importing Ray or grpc, and a broken
-# optional module cannot take the other commands down. A module missing from an installation
-# (simulators/ outside a source checkout) is skipped.
-COMMANDS: dict[str, str] = {
-    "serve": "engine.serving.cli",
-    "demo": "simulators.demo",
-    "simulate": "simulators.cli",
-    "evaluate": "engine.replay.cli",
-    "train": "engine.replay.cli",
-    "export": "engine.journal.cli",
-    "lift": "engine.journal.cli",
-    "bench": "engine.bench",
-}
-COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
+COMMAND_GROUP = "nbo.commands"
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The ``nbo`` parser with every command, or with just the module providing ``only``."""
+def commands() -> tuple[EntryPoint, ...]:
+    """The installed ``nbo.commands`` entry points by name (the order ``nbo --help`` lists them)."""
+    return tuple(sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: ep.name))
+
+
+def build_parser(
+    only: str | None = None, available: Iterable[EntryPoint] | None = None
+) -> argparse.ArgumentParser:
+    """The ``nbo`` parser with every command, or with just the module providing ``only``.
+
+    Running one command imports only its module: `nbo export` does not pay for importing Ray or
+    grpc, and a broken optional module cannot take the other commands down. A command whose
+    module is missing from an installation (simulators/ or benchmarks/ left out) is skipped.
+    ``available`` defaults to :func:`commands`.
+    """
     parser = argparse.ArgumentParser(
         prog="nbo",
         description="nbo: a next-best-offer engine (contextual bandits, gRPC serving, "
@@ -41,15 +42,20 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"nbo {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    modules = (COMMANDS[only],) if only in COMMANDS else COMMAND_MODULES
-    for name in modules:
+    found = tuple(commands() if available is None else available)
+    chosen = [ep for ep in found if ep.name == only] or found
+    registered: set[str] = set()
+    for ep in chosen:
+        if ep.value in registered:  # one module may provide several commands (evaluate, train)
+            continue
         try:
-            module = importlib.import_module(name)
+            register = ep.load()
         except ModuleNotFoundError as exc:
-            if exc.name is not None and name.startswith(exc.name):
+            if exc.name is not None and ep.module.startswith(exc.name):
                 continue
             raise
-        module.register(subparsers)
+        register(subparsers)
+        registered.add(ep.value)
     return parser
 
 

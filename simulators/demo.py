@@ -34,7 +34,7 @@ import numpy as np
 from engine.errors import InvalidInputError, NboError
 from simulators.engine_path import DEFAULT_CAMPAIGN
 from simulators.renewal import RenewalEnvironment
-from simulators.runner import _DelayedFeedback, streams
+from simulators.runner import DelayedFeedback, streams
 
 #: Candidate policies ``nbo evaluate`` compares on the demo's logs.
 CANDIDATES = (
@@ -244,7 +244,7 @@ def _drive(
     from tqdm import tqdm
 
     rng_contexts, rng_outcomes = streams(seed)
-    pending = _DelayedFeedback()
+    pending = DelayedFeedback()
     index = {offer: i for i, offer in enumerate(env.action_ids)}
     run = _Run(offers={o: 0 for o in env.action_ids})
     started = time.perf_counter()

@@ -26,7 +26,7 @@ import numpy as np
 
 from engine.errors import ConfigError, InvalidInputError
 from simulators.renewal import RenewalEnvironment
-from simulators.runner import RunResult, _DelayedFeedback, _Tracker, parse_policy, streams
+from simulators.runner import DelayedFeedback, RunResult, RunTracker, parse_policy, streams
 
 #: The campaign driven by default (relative to the repository root).
 DEFAULT_CAMPAIGN = Path(__file__).resolve().parent.parent / "examples" / "renewal.toml"
@@ -214,8 +214,8 @@ def _drive(
     backend: _EngineBackend | _GrpcBackend,
 ) -> RunResult:
     rng_contexts, rng_outcomes = streams(seed)
-    tracker = _Tracker(env, 200, n_rounds)
-    pending = _DelayedFeedback()
+    tracker = RunTracker(env, 200, n_rounds)
+    pending = DelayedFeedback()
     index = {offer: i for i, offer in enumerate(env.action_ids)}
     started = time.perf_counter()
     prefix = f"s{seed}-"

@@ -139,7 +139,7 @@ class RunResult:
         return asdict(self)
 
 
-class _Tracker:
+class RunTracker:
     """Accumulates the ground-truth measurements of a run, batch by batch."""
 
     def __init__(self, env: Environment, n_checkpoints: int, n_rounds: int) -> None:
@@ -213,7 +213,7 @@ class _Tracker:
         )
 
 
-class _DelayedFeedback:
+class DelayedFeedback:
     """Outcomes waiting for their delay to pass, released in arrival-time order."""
 
     def __init__(self) -> None:
@@ -242,7 +242,7 @@ class _DelayedFeedback:
 
 def streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
     """Generators for customers and for outcome noise, both fixed by ``seed`` (shared by every
-    policy run with that seed and by :func:`simulators.logging.generate_logs`)."""
+    policy run with that seed and by :func:`simulators.logged.generate_logs`)."""
     contexts, outcomes = np.random.SeedSequence(seed).spawn(2)
     return np.random.default_rng(contexts), np.random.default_rng(outcomes)
 
@@ -296,8 +296,8 @@ def run_policy(
         name, model = label or str(policy.get("name")), build_policy(env, policy, seed)
     scale = float(env.reward_scale)
     rng_contexts, rng_outcomes = streams(seed)
-    tracker = _Tracker(env, n_checkpoints, n_rounds)
-    pending = _DelayedFeedback()
+    tracker = RunTracker(env, n_checkpoints, n_rounds)
+    pending = DelayedFeedback()
     started = time.perf_counter()
     for start in range(0, n_rounds, batch_size):
         rounds = env.sample_rounds(min(batch_size, n_rounds - start), rng_contexts, start)

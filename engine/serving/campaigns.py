@@ -27,7 +27,7 @@ _log = logging.getLogger(LOGGER_NAME)
 EngineFactory = Callable[[Path, Path], "Engine"]
 
 
-def _open_engine(config_path: Path, data_dir: Path) -> Engine:
+def open_engine(config_path: Path, data_dir: Path) -> Engine:
     from engine.core import Engine  # imported when serving starts: numba compiles on import
 
     return Engine.from_config(config_path, data_dir=data_dir)
@@ -85,7 +85,7 @@ class Campaigns:
         self,
         config_paths: Sequence[Path],
         data_dir: Path,
-        open_engine: EngineFactory = _open_engine,
+        open_engine: EngineFactory = open_engine,
     ) -> None:
         if not config_paths:
             raise ConfigError("campaigns: expected at least one campaign config file, got none")

@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 
 from engine.errors import ConfigError
 from engine.serving.batcher import DecideBatcher
-from engine.serving.campaigns import Campaigns, EngineFactory, _open_engine
+from engine.serving.campaigns import Campaigns, EngineFactory, open_engine
 from engine.serving.config import ServeConfig
 from engine.serving.interceptors import server_interceptors
 from engine.serving.logs import LOGGER_NAME
@@ -161,7 +161,7 @@ def _read_pem(path: Path, field: str) -> bytes:
 
 
 def create_server(
-    config: ServeConfig, open_engine: EngineFactory = _open_engine
+    config: ServeConfig, open_engine: EngineFactory = open_engine
 ) -> tuple[NboServer, int]:
     """Build a server for ``config`` and bind its port; nothing runs until ``start()``.
 

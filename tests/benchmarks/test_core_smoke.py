@@ -1,12 +1,10 @@
-"""Smoke test of benchmarks/core.py: a --quick run through `nbo bench` writes a complete JSON file.
+"""Smoke test of benchmarks.core: a --quick run through `nbo bench` writes a complete JSON file.
 
 Only shapes and signs are checked, never speeds: the figures depend on the machine and its load.
 """
 
 from __future__ import annotations
 
-import doctest
-import importlib.util
 import json
 import math
 import subprocess
@@ -14,8 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from engine.bench import BENCHMARKS_DIR, run_core
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BATCH = {"nbo LinUCB", "nbo LinearTS", "MABWiser LinUCB", "MABWiser LinTS", "numpy LinUCB"}
@@ -121,20 +117,18 @@ def test_quick_run_writes_latency_compile_and_targets(quick_run: tuple[dict, str
         assert title in stdout
 
 
-def test_missing_script_is_a_clear_error(tmp_path: Path) -> None:
-    assert (BENCHMARKS_DIR / "core.py").is_file()
-    with pytest.raises(FileNotFoundError, match=r"core\.py not found: `nbo bench` needs a source"):
-        run_core(["--quick"], benchmarks_dir=tmp_path)
+def _python(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, *args]
+    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
 
 
-def test_common_helpers_doctests() -> None:
-    spec = importlib.util.spec_from_file_location("bench_common", BENCHMARKS_DIR / "_common.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    try:
-        spec.loader.exec_module(module)
-        failed, attempted = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    finally:
-        del sys.modules[spec.name]
-    assert attempted > 0 and failed == 0
+def test_nbo_bench_comes_from_the_benchmarks_entry_point() -> None:
+    proc = _python("-m", "engine.cli", "bench", "--help")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "python -m benchmarks.core" in proc.stdout and "--blas-threads" in proc.stdout
+
+
+def test_bench_repeats_below_one_is_a_usage_error() -> None:
+    proc = _python("-m", "benchmarks.core", "--repeats", "0")
+    assert proc.returncode == 2
+    assert "argument --repeats: expected an int >= 1, got 0" in proc.stderr

@@ -1,4 +1,4 @@
-"""Smoke test of benchmarks/engine.py: a --quick run writes valid JSON with every row.
+"""Smoke test of benchmarks.engine_throughput: a --quick run writes valid JSON with every row.
 
 Only shapes, counts and signs are checked, never speeds: the figures depend on the machine and
 its load.
@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "benchmarks" / "engine.py"
 REPEATS = 2
 PENDING = 2_048
 
@@ -23,7 +22,14 @@ PENDING = 2_048
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("bench") / "engine.json"
-    cmd = [sys.executable, str(SCRIPT), "--quick", "--repeats", str(REPEATS)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.engine_throughput",
+        "--quick",
+        "--repeats",
+        str(REPEATS),
+    ]
     cmd += ["--pending", str(PENDING), "--out", str(out)]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

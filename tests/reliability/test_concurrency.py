@@ -32,16 +32,16 @@ from engine.campaign import load_campaign
 from engine.client import NboClient
 from engine.journal.store import Journal
 from engine.policies import make_policy
-from engine.serving.loadgen import CATEGORICAL, NUMERIC, renewal_contexts
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
-from tests.reliability.harness import (
+from testkit.harness import (
     ServeProcess,
     campaign_config,
     customer,
     rebuilt_policy,
     served_model,
 )
+from testkit.traffic import CATEGORICAL, NUMERIC, renewal_contexts
 
 N_CLIENTS = 8
 ROUNDS = 30  # per client: a Decide, and every 5th round a DecideBatch of 4 more

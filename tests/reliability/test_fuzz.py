@@ -1,5 +1,5 @@
 """Fuzzing a real ``nbo serve`` process: 1,000 generated requests in CI (``make soak`` sends
-10,000+ through benchmarks/faults.py). Each gets its exact status, rejected ones change nothing,
+10,000+ through benchmarks.faults). Each gets its exact status, rejected ones change nothing,
 and the server is still serving afterwards."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.fuzzing import DELIBERATE, run_fuzz
-from tests.reliability.harness import RENEWAL, ServeProcess, customer
+from testkit.fuzzing import DELIBERATE, run_fuzz
+from testkit.harness import RENEWAL, ServeProcess, customer
 
 MAX_ROWS = 200
 

@@ -1,5 +1,5 @@
 """kill -9 of a real ``nbo serve`` under mixed load, a few times in a row (``make soak`` runs 20+
-through benchmarks/faults.py): nothing acknowledged is lost or doubled, and the model after each
+through benchmarks.faults): nothing acknowledged is lost or doubled, and the model after each
 restart equals the one rebuilt from the journal."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import campaign_config, kill_cycles
+from testkit.harness import campaign_config, kill_cycles
 
 
 @pytest.mark.slow

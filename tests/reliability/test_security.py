@@ -24,8 +24,7 @@ from engine.errors import ConfigError, CorruptModelError
 from engine.journal.snapshot import MAGIC, read_snapshot
 from engine.serving.logs import configure_logging
 from engine.serving.server import NboServer, create_server
-from tests.engine.serving.support import serve_config
-from tests.reliability.harness import (
+from testkit.harness import (
     RENEWAL,
     REPO,
     TOKEN,
@@ -33,6 +32,7 @@ from tests.reliability.harness import (
     campaign_config,
     customer,
 )
+from tests.engine.serving.support import serve_config
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 

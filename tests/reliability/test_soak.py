@@ -1,4 +1,4 @@
-"""A short soak (``make soak`` runs 10 minutes through benchmarks/soak.py): mixed decide/reward
+"""A short soak (``make soak`` runs 10 minutes through benchmarks.soak): mixed decide/reward
 traffic across the moment decisions start to reach the end of their reward window.
 
 Throughput is compared within the run (before vs after expiry begins), so the check holds on a
@@ -8,15 +8,12 @@ slow or busy machine: a sweep per reward call once made it fall ~15x at exactly 
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.reliability.harness import REPO, ServeProcess, campaign_config
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-import soak  # benchmarks/soak.py: its traffic generator
+from benchmarks import soak  # its traffic generator
+from testkit.harness import ServeProcess, campaign_config
 
 WINDOW_S = 5.0  # longer than the 0.5-3 s the soak's rewards take to arrive
 SHARE_OF_CAPACITY = 0.35  # of the measured closed-loop rate, for the open-loop phase

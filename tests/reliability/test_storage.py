@@ -28,7 +28,7 @@ import pytest
 from engine.core import Engine
 from engine.errors import CorruptModelError
 from engine.journal.snapshot import list_snapshots, read_snapshot
-from tests.reliability.harness import (
+from testkit.harness import (
     REPO,
     ServeProcess,
     campaign_config,

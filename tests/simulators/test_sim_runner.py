@@ -6,12 +6,12 @@ import pytest
 from engine.errors import InvalidInputError
 from engine.policies import LinUCB
 from simulators.renewal import RenewalEnvironment
-from simulators.runner import _DelayedFeedback, parse_policy, run_policy, summarize
+from simulators.runner import DelayedFeedback, parse_policy, run_policy, summarize
 from simulators.supervised import SupervisedEnvironment
 
 
 def test_delayed_feedback_releases_in_time():
-    q = _DelayedFeedback()
+    q = DelayedFeedback()
     q.add(np.array([1.0, 5.0, 3.0]), np.array([10, 50, 30]))
     q.add(np.array([2.0]), np.array([20]))
     assert q.release(0.5) is None

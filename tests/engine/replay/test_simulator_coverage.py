@@ -9,7 +9,7 @@ from engine.policies import EpsilonGreedy, LinUCB
 from engine.replay import from_table
 from engine.replay.estimators import DR, SNIPS, OffPolicyInputs
 from engine.replay.rewardmodel import RewardModel
-from simulators.logging import generate_logs, true_policy_value
+from simulators.logged import generate_logs, true_policy_value
 from simulators.renewal import RenewalEnvironment
 
 

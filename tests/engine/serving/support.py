@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.serving.config import ServeConfig
-from engine.serving.loadgen import CATEGORICAL, NUMERIC, renewal_contexts
+from testkit.traffic import CATEGORICAL, NUMERIC, renewal_contexts
 
 REPO = Path(__file__).resolve().parents[3]
 RENEWAL = REPO / "examples" / "renewal.toml"

@@ -16,10 +16,10 @@ from engine.client import NboClient
 from engine.errors import ConfigError
 from engine.serving.cli import config_from_args
 from engine.serving.config import ServeConfig, read_server_table
-from engine.serving.loadgen import dense_request
 from engine.serving.logs import configure_logging
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
 from engine.serving.server import create_server
+from testkit.traffic import dense_request
 from tests.engine.serving.support import RENEWAL, customer, serve_config
 
 

@@ -13,8 +13,8 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from engine.client import NboClient
-from engine.serving.loadgen import CATEGORICAL, NUMERIC, renewal_contexts
 from engine.serving.server import NboServer
+from testkit.traffic import CATEGORICAL, NUMERIC, renewal_contexts
 from tests.engine.serving.support import MAX_BATCH_ROWS, customer
 
 

@@ -4,7 +4,7 @@ Every generated case knows the status it must get. Targeted cases start from a v
 apply at most one known defect (NaN or inf, a huge or empty string, an unknown offer or campaign,
 a giant batch, a missing required attribute, a non-finite or out-of-range reward, an unknown id)
 or none; reward ids are drawn by kind (pending, already rewarded, unknown) and resolved by the
-runner (tests/reliability/fuzzing.py) against the decisions it made, so statuses are exact.
+runner (testkit/fuzzing.py) against the decisions it made, so statuses are exact.
 Wild cases fill every field of a request type from its descriptor with arbitrary values, and raw
 cases send arbitrary bytes, other types' bytes, or a valid message with unknown fields appended:
 they must get a deliberate status, never INTERNAL or UNKNOWN.
@@ -21,9 +21,9 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 from hypothesis import strategies as st
 
-from engine.serving.loadgen import CATEGORICAL, NUMERIC
 from engine.serving.pb import offers_pb2 as pb
-from tests.reliability.harness import CONTEXTS_CATEGORICAL, CONTEXTS_NUMERIC, customer
+from testkit.harness import CONTEXTS_CATEGORICAL, CONTEXTS_NUMERIC, customer
+from testkit.traffic import CATEGORICAL, NUMERIC
 
 OK = "OK"
 INVALID = "INVALID_ARGUMENT"
@@ -35,7 +35,7 @@ DELIBERATE = frozenset({OK, INVALID, NOT_FOUND, EXHAUSTED, UNAUTHENTICATED, PERM
 
 OFFERS = ("none", "discount_5", "discount_10", "discount_20", "free_month", "upgrade",
           "loyalty_gift")  # fmt: skip
-METHODS = {
+METHODS: dict[str, tuple[str, type[Message]]] = {
     "Decide": ("/nbo.v1.OfferService/Decide", pb.DecideRequest),
     "DecideBatch": ("/nbo.v1.OfferService/DecideBatch", pb.DecideBatchRequest),
     "Reward": ("/nbo.v1.OfferService/Reward", pb.RewardRequest),
@@ -44,7 +44,7 @@ METHODS = {
     "Snapshot": ("/nbo.v1.AdminService/Snapshot", pb.SnapshotRequest),
     "PromoteModel": ("/nbo.v1.AdminService/PromoteModel", pb.PromoteModelRequest),
 }
-RESPONSES = {
+RESPONSES: dict[str, type[Message]] = {
     "Decide": pb.DecideResponse,
     "DecideBatch": pb.DecideBatchResponse,
     "Reward": pb.RewardResponse,
@@ -84,9 +84,9 @@ non_finite = st.sampled_from([math.nan, math.inf, -math.inf])
 too_big = st.floats(min_value=1.0000001e12, max_value=1e308) | st.floats(
     min_value=-1e308, max_value=-1.0000001e12
 )
-valid_text = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40)
+valid_text = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=40)
 huge_text = st.integers(2_000, 200_000).map(lambda n: "x" * n)
-ids = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=256)
+ids = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=256)
 
 
 @st.composite
@@ -252,8 +252,8 @@ def decide_batch_case(draw: st.DrawFn, max_rows: int) -> Case:
             )
             expect = OK
     request.include_scores = draw(st.booleans())
-    rows = len(request.dense.customer_ids) if dense else len(request.rows)
-    return Case("targeted", "DecideBatch", request, expect, rows=rows, note=f"defect {defect}")
+    n_rows = len(request.dense.customer_ids) if dense else len(request.rows)
+    return Case("targeted", "DecideBatch", request, expect, rows=n_rows, note=f"defect {defect}")
 
 
 @st.composite
@@ -393,12 +393,12 @@ def raw_case(draw: st.DrawFn) -> Case:
         data += bytes([0xF8, 0x07]) + bytes([draw(st.integers(0, 127))])  # field 127, varint
         data += bytes([0xA2, 0x06, 3]) + b"abc"  # field 100, length-delimited
     else:  # a valid message cut short or with a byte flipped
-        data = bytearray(draw(decide_case()).payload.SerializeToString())
-        if data and draw(st.booleans()):
-            del data[draw(st.integers(0, len(data) - 1)) :]
-        elif data:
-            data[draw(st.integers(0, len(data) - 1))] ^= 1 << draw(st.integers(0, 7))
-        data = bytes(data)
+        damaged = bytearray(draw(decide_case()).payload.SerializeToString())
+        if damaged and draw(st.booleans()):
+            del damaged[draw(st.integers(0, len(damaged) - 1)) :]
+        elif damaged:
+            damaged[draw(st.integers(0, len(damaged) - 1))] ^= 1 << draw(st.integers(0, 7))
+        data = bytes(damaged)
     try:
         cls.FromString(data)
         expect = None  # parses: it must get a deliberate status, whichever

@@ -16,15 +16,14 @@ attribute distributions, every rule and cost of the campaign in play):
 The garbage collector runs as in a server: the engine keeps per-customer state, and collecting
 around it is part of the engine's cost. Throughputs are medians of repeats (the machine is
 shared: each repeat is also kept), the issue's targets are checked, and the results go to
-benchmarks/results/engine.json. Run ``python benchmarks/engine.py``; ``--quick`` is a small,
-fast version (smaller sizes, fewer pending decisions).
+benchmarks/results/engine.json. Run ``python -m benchmarks.engine_throughput``; ``--quick`` is a
+small, fast version (smaller sizes, fewer pending decisions).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import json
 import os
 import resource
@@ -40,35 +39,13 @@ from typing import Any
 
 import numpy as np
 
-# This file is called engine.py: drop its folder from the import path, or it would shadow the
-# engine package, and load the shared helpers (benchmarks/_common.py) from their file.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
-
-
-def _load_common() -> Any:
-    name = "bench_common"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _HERE / "_common.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-bc = _load_common()
-
-from engine.core import Engine  # noqa: E402
-from simulators.renewal import RenewalEnvironment  # noqa: E402
+from benchmarks import common as bc
+from benchmarks.engine_tables import render, targets
+from engine.core import Engine
+from simulators.renewal import RenewalEnvironment
 
 CAMPAIGN = bc.REPO_ROOT / "examples" / "renewal.toml"
 BATCH = 256
-DECIDE_TARGET = 100_000.0  # decisions/s, batches of 256, durable journal
-REWARD_TARGET = 100_000.0  # rewards/s, batches of 256, durable journal
-P99_TARGET_US = 200.0  # single decide p99
 POOL = 65_536  # distinct contexts drawn for the pending-memory run (reused, ids stay unique)
 
 
@@ -285,7 +262,8 @@ def pending_memory(n_pending: int, seed: int, data_root: Path) -> dict[str, Any]
     data_dir = Path(tempfile.mkdtemp(dir=data_root))
     cmd = [
         sys.executable,
-        str(Path(__file__).resolve()),
+        "-m",
+        "benchmarks.engine_throughput",
         "--memory-child",
         str(n_pending),
         "--seed",
@@ -300,134 +278,9 @@ def pending_memory(n_pending: int, seed: int, data_root: Path) -> dict[str, Any]
     return result
 
 
-# ---------------------------------------------------------------------- report
-def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    tp, lat = results["throughput"], results["latency"]
-    return [
-        bc.target_row(
-            "decide_batch >= 100,000/s",
-            "durable journal, batches of 256",
-            tp["decide_batch"]["durable"]["median"],
-            DECIDE_TARGET,
-            "decisions/s",
-        ),
-        bc.target_row(
-            "reward_batch >= 100,000/s",
-            "durable journal, batches of 256",
-            tp["reward_batch"]["durable"]["median"],
-            REWARD_TARGET,
-            "rewards/s",
-        ),
-        bc.target_row(
-            "single decide p99 <= 200 us",
-            "durable journal",
-            lat["p99_us"],
-            P99_TARGET_US,
-            "<= us",
-        ),
-    ]
-
-
-def _measured(t: dict[str, Any]) -> str:
-    if t["rule"] == ">=":
-        return f"{bc.fmt_rate(t['measured'])} {t['unit']}"
-    return f"{bc.fmt_float(t['measured'], 1)} {t['unit']}"
-
-
-def _pass(flag: bool | None) -> str:
-    return "-" if flag is None else ("PASS" if flag else "FAIL")
-
-
-def render(results: dict[str, Any]) -> str:
-    tp, lat, mem = results["throughput"], results["latency"], results["memory"]
-    repeats = results["meta"]["settings"]["repeats"]
-    rows = []
-    for call, unit in (("decide_batch", "decisions/s"), ("reward_batch", "rewards/s")):
-        r = tp[call]
-        rows.append(
-            [
-                f"{call} ({unit})",
-                bc.fmt_rate(r["durable"]["median"]),
-                f"{bc.fmt_rate(r['durable']['min'])}-{bc.fmt_rate(r['durable']['max'])}",
-                bc.fmt_rate(r["memory"]["median"]),
-                bc.fmt_rate(r["durable_cpu"]["median"]),
-                bc.fmt_ratio(r["durable_vs_memory"]),
-                bc.fmt_float(r["journal_us_per_item"], 2),
-            ]
-        )
-    parts = [
-        bc.format_table(
-            f"Engine throughput, batches of {BATCH} (median of {repeats} repeats, "
-            f"{tp['decisions']:,} items each)",
-            [
-                "call",
-                "durable",
-                "durable min-max",
-                "in memory",
-                "durable per CPU-s",
-                "durable/memory",
-                "journal us/item",
-            ],
-            rows,
-            [
-                "durable: SQLite WAL on disk, committed before each call returns; in memory: "
-                "the same SQLite journal in RAM (nothing durable)",
-                "durable per CPU-s: items per second of this process's CPU time (the machine is "
-                "shared; targets use wall time)",
-                "rewards arrive shuffled (out of order); each reward batch includes the learner's "
-                "update and, every 100 rewards, a model publish",
-                "reward_batch durable with rewards in decision order: "
-                + bc.fmt_rate(tp["reward_batch"]["durable_in_decision_order"]["median"])
-                + " rewards/s",
-            ],
-        ),
-        bc.format_table(
-            "Single decide latency, durable journal (us)",
-            ["statistic", "median of repeats", "pooled"],
-            [
-                ["p50", bc.fmt_float(lat["p50_us"], 1), bc.fmt_float(lat["pooled"]["p50_us"], 1)],
-                ["p99", bc.fmt_float(lat["p99_us"], 1), bc.fmt_float(lat["pooled"]["p99_us"], 1)],
-                ["mean", "-", bc.fmt_float(lat["pooled"]["mean_us"], 1)],
-            ],
-            [f"{lat['calls_per_repeat']:,} calls per repeat, {repeats} repeats"],
-        ),
-        bc.format_table(
-            f"Pending decisions ({mem['pending']:,}, durable journal, fresh process)",
-            ["measure", "value"],
-            [
-                ["RSS growth (MB)", bc.fmt_float(mem["rss_growth_mb"], 1)],
-                [
-                    "RSS growth per pending decision (bytes)",
-                    bc.fmt_float(mem["rss_bytes_per_pending"], 0),
-                ],
-                ["journal size (MB)", bc.fmt_float(mem["journal_mb"], 1)],
-                ["journal bytes per decision", bc.fmt_float(mem["journal_bytes_per_decision"], 0)],
-                [
-                    "decide rate while filling (decisions/s)",
-                    bc.fmt_rate(mem["pending"] / mem["seconds"]),
-                ],
-            ],
-            [
-                "pending decisions are not held in memory (the journal is the pending set); the "
-                "growth is per-customer guardrail history (frequency cap, cooldown) and SQLite's "
-                "page cache",
-            ],
-        ),
-        bc.format_table(
-            "Targets (issue 3)",
-            ["target", "subject", "measured", "result"],
-            [
-                [t["target"], t["subject"], _measured(t), _pass(t["passed"])]
-                for t in results["targets"]
-            ],
-        ),
-    ]
-    return "\n\n".join(parts)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python benchmarks/engine.py",
+        prog="python -m benchmarks.engine_throughput",
         description="Benchmark the decision engine on examples/renewal.toml: decide_batch and "
         "reward_batch throughput with the journal durable and in memory, single decide latency, "
         "memory and journal size of pending decisions. Prints tables, writes JSON.",

@@ -1,9 +1,9 @@
-"""A fuzzer for the gRPC service: sends the cases of :mod:`tests.reliability.fuzz_cases` to a
+"""A fuzzer for the gRPC service: sends the cases of :mod:`testkit.fuzz_cases` to a
 server and checks each answer.
 
 After every case the runner compares the journal counts: a rejected request changes nothing; an
 accepted one adds exactly the decisions or rewards it should, and reward statuses are exact per
-row. Used by tests/reliability and benchmarks/faults.py.
+row. Used by tests/reliability and benchmarks.faults.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 import grpc
 from hypothesis import HealthCheck, given, settings
 
-from engine.serving.loadgen import CATEGORICAL, NUMERIC
 from engine.serving.pb import offers_pb2 as pb
-from tests.reliability.fuzz_cases import (
+from testkit.fuzz_cases import (
     DELIBERATE,
     EMPTY_ID,
     EXHAUSTED,
@@ -30,9 +29,10 @@ from tests.reliability.fuzz_cases import (
     Case,
     any_case,
 )
-from tests.reliability.harness import CONTEXTS_CATEGORICAL, CONTEXTS_NUMERIC, TOKEN
+from testkit.harness import CONTEXTS_CATEGORICAL, CONTEXTS_NUMERIC, TOKEN
+from testkit.traffic import CATEGORICAL, NUMERIC
 
-__all__ = ["DELIBERATE", "FuzzReport", "Runner", "run_fuzz"]
+__all__ = ["DELIBERATE", "FuzzReport", "FuzzRunner", "run_fuzz"]
 
 
 # ---------------------------------------------------------------------- the runner
@@ -45,7 +45,7 @@ class FuzzReport:
     seconds: float = 0.0
 
 
-class Runner:
+class FuzzRunner:
     """Sends cases to one server and checks each answer and the journal counts around it."""
 
     def __init__(self, target: str, max_rows: int, max_message_bytes: int) -> None:
@@ -212,7 +212,7 @@ def run_fuzz(
     """Run ``n_cases`` generated cases against the server at ``target`` (started with these
     ``--max-batch-rows`` and ``--max-message-bytes``); raise on the first wrong answer
     (hypothesis shrinks it to a minimal request first)."""
-    runner = Runner(target, max_rows, max_message_bytes)
+    runner = FuzzRunner(target, max_rows, max_message_bytes)
     started = time.perf_counter()
 
     @settings(max_examples=n_cases, deadline=None, database=None, derandomize=False,

@@ -9,7 +9,7 @@ import pytest
 
 from engine.errors import InvalidInputError
 from engine.policies import EpsilonGreedy, FixedAction, LinUCB, Softmax, UniformRandom
-from simulators.logging import generate_logs, simulate_logs, true_policy_value
+from simulators.logged import generate_logs, simulate_logs, true_policy_value
 from simulators.renewal import RenewalEnvironment
 from simulators.supervised import SupervisedEnvironment
 

@@ -1,4 +1,4 @@
-"""Fault-injection harness shared by the CI tests and ``benchmarks/faults.py``.
+"""Fault-injection harness shared by the CI tests (tests/reliability) and ``benchmarks.faults``.
 
 A real ``nbo serve`` child process, mixed client load that records exactly what the server
 acknowledged, SIGKILL at a random moment, and the checks run after each restart: every
@@ -27,9 +27,9 @@ from engine.client import NboClient
 from engine.journal.snapshot import read_snapshot
 from engine.journal.store import Journal
 from engine.policies import Policy, make_policy
-from engine.serving.loadgen import CATEGORICAL, NUMERIC, renewal_contexts
+from testkit.traffic import CATEGORICAL, NUMERIC, renewal_contexts
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 RENEWAL = REPO / "examples" / "renewal.toml"
 TOKEN = "reliability-admin-token"
 CONTEXTS_NUMERIC, CONTEXTS_CATEGORICAL = renewal_contexts(4096, seed=11)

@@ -1,0 +1,35 @@
+"""``nbo bench``: the core benchmark (:mod:`benchmarks.core`) as a subcommand of ``nbo``.
+
+benchmarks declares this module as the ``bench`` entry point of the ``nbo.commands`` group, so the
+command exists wherever the benchmarks package is installed and engine never names it.
+
+Examples
+--------
+>>> import argparse
+>>> parser = argparse.ArgumentParser(prog="nbo")
+>>> register(parser.add_subparsers(dest="command"))
+>>> args = parser.parse_args(["bench", "--quick", "--out", "core.json"])
+>>> args.quick, args.out, args.seed, args.repeats, args.blas_threads
+(True, 'core.json', 0, None, 1)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks import core
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``bench`` subcommand."""
+    p = subparsers.add_parser(
+        "bench",
+        help="benchmark nbo's policies against MABWiser, Vowpal Wabbit and numpy",
+        description="Run the core benchmark (python -m benchmarks.core): batch choose "
+        "throughput, online choose+update, reward on one seeded stream, single-row latency and "
+        "first-call (compile) time, against MABWiser, Vowpal Wabbit (vowpalwabbit and "
+        "vowpal-wabbit-next) and plain numpy. Prints tables with pass/fail against the targets "
+        "and writes JSON. Takes several minutes; --quick takes well under a minute.",
+    )
+    core.add_arguments(p)
+    p.set_defaults(func=core.run)
