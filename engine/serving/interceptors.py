@@ -50,8 +50,8 @@ Behavior = Callable[[Any, Context], Awaitable[Any]]
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
 
 
-class UnaryInterceptor(grpc.aio.ServerInterceptor):
-    """Base: wraps the unary-unary behaviour of each method once; other handlers pass through."""
+class CachingInterceptor(grpc.aio.ServerInterceptor):
+    """Base: builds each method's wrapped handler once (``rewrap``) and reuses it."""
 
     def __init__(self) -> None:
         self._cache: dict[str, grpc.RpcMethodHandler] = {}
@@ -64,11 +64,26 @@ class UnaryInterceptor(grpc.aio.ServerInterceptor):
         if cached is not None:
             return cached
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or not self.applies_to(method):
-            return handler
-        wrapped = handler._replace(unary_unary=self.wrap(method, handler.unary_unary))
-        self._cache[method] = wrapped
-        return wrapped
+        if handler is None:
+            return None
+        wrapped = self.rewrap(method, handler)
+        if wrapped is not None:
+            self._cache[method] = wrapped
+            return wrapped
+        return handler
+
+    def rewrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
+        """The handler to use for ``method`` instead of ``handler``; None keeps ``handler``."""
+        raise TypeError(f"{type(self).__name__} must define rewrap()")
+
+
+class UnaryInterceptor(CachingInterceptor):
+    """Base: wraps the unary-unary behaviour of each method once; other handlers pass through."""
+
+    def rewrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
+        if handler.unary_unary is None or not self.applies_to(method):
+            return None
+        return handler._replace(unary_unary=self.wrap(method, handler.unary_unary))
 
     def applies_to(self, method: str) -> bool:
         return True
@@ -187,23 +202,13 @@ def _safe_deserializer(parse: Callable[[bytes], Any], type_name: str) -> Callabl
     return deserialize
 
 
-class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
+class MalformedRequestInterceptor(CachingInterceptor):
     """Answer INVALID_ARGUMENT for request bytes that are not the method's request message."""
 
-    def __init__(self) -> None:
-        self._cache: dict[str, grpc.RpcMethodHandler] = {}
-
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
-        method = handler_call_details.method
-        cached = self._cache.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        parse = None if handler is None else handler.request_deserializer
-        if handler is None or handler.unary_unary is None or parse is None:
-            return handler
+    def rewrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
+        parse = handler.request_deserializer
+        if handler.unary_unary is None or parse is None:
+            return None
         # The generated stubs pass ``SomeRequest.FromString``: its class names the type.
         owner = getattr(parse, "__self__", None)
         type_name = getattr(getattr(owner, "DESCRIPTOR", None), "full_name", "request message")
@@ -214,11 +219,9 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
                 raise request.error
             return await behavior(request, context)
 
-        wrapped = handler._replace(
+        return handler._replace(
             request_deserializer=_safe_deserializer(parse, type_name), unary_unary=checked
         )
-        self._cache[method] = wrapped
-        return wrapped
 
 
 def server_interceptors(

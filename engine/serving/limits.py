@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 
 from engine.errors import ResourceExhaustedError
-from engine.serving.interceptors import Behavior, Context, Continuation, UnaryInterceptor
+from engine.serving.interceptors import Behavior, CachingInterceptor, Context, UnaryInterceptor
 
 MAX_STREAMS_PER_CONNECTION = 256
 CONNECTION_IDLE_MS = 5 * 60 * 1000  # a connection with no call for 5 min is closed
@@ -103,32 +103,23 @@ async def _idle_bounded(
         yield message
 
 
-class StreamGuardInterceptor(grpc.aio.ServerInterceptor):
+class StreamGuardInterceptor(CachingInterceptor):
     """Bound the streaming calls: ``max_streams`` open at once over the server (more get
     RESOURCE_EXHAUSTED at once), and client streams that stay silent for ``idle_seconds`` end."""
 
     def __init__(self, max_streams: int, idle_seconds: float) -> None:
+        super().__init__()
         self.max_streams = max_streams
         self.idle_seconds = idle_seconds
         self.open_streams = 0
-        self._cache: dict[str, grpc.RpcMethodHandler] = {}
 
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
-        method = handler_call_details.method
-        cached = self._cache.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is not None:
-            return handler
+    def rewrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
+        if handler.unary_unary is not None:
+            return None
         kind = "unary_stream" if handler.unary_stream is not None else (
             "stream_stream" if handler.stream_stream is not None else "stream_unary"
         )  # fmt: skip
-        wrapped = handler._replace(**{kind: self._guard(getattr(handler, kind), kind)})
-        self._cache[method] = wrapped
-        return wrapped
+        return handler._replace(**{kind: self._guard(getattr(handler, kind), kind)})
 
     async def _enter(self, context: Context) -> None:
         if self.open_streams >= self.max_streams:
