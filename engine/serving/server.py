@@ -73,7 +73,13 @@ class _LoopThread:
     def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
+    @property
+    def closed(self) -> bool:
+        return self.loop.is_closed()
+
     def close(self) -> None:
+        if self.loop.is_closed():
+            return
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(30)
         self.loop.close()
@@ -168,8 +174,9 @@ class NboServer:
         _log.info("shutting down", extra={"grace_seconds": grace})
         self._serving = False
         try:
-            self._loop.run(self._health.enter_graceful_shutdown())
-            self._loop.run(self._grpc.stop(grace))
+            if not self._loop.closed:  # closed when start() failed
+                self._loop.run(self._health.enter_graceful_shutdown())
+                self._loop.run(self._grpc.stop(grace))
             # Calls cut off at the end of the grace period may still be inside the Engine: they
             # finish before the journals close.
             self._pool.shutdown(wait=True)
