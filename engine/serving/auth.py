@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -181,7 +182,7 @@ class _BearerInterceptor(UnaryInterceptor):
         wait = self.throttle.retry_after(peer)
         if wait > 0:
             raise ResourceExhaustedError(
-                f"authorization: too many failed tokens from {peer}; retry in {wait:.0f} s"
+                f"authorization: too many failed tokens from {peer}; retry in {math.ceil(wait)} s"
             )
         token = given.removeprefix(_BEARER) if given.startswith(_BEARER) else None
         scopes = self.tokens.scopes_of(token) if token is not None else set()
