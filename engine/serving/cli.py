@@ -17,7 +17,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from engine.serving.config import ADMIN_TOKEN_ENV, ServeConfig, read_server_table
+from engine.serving.config import (
+    ADMIN_TOKEN_ENV,
+    CLIENT_TOKEN_ENV,
+    ServeConfig,
+    read_server_table,
+)
 
 # Flag dest -> ServeConfig field, for flags whose value maps one-to-one.
 _FIELDS = (
@@ -30,7 +35,11 @@ _FIELDS = (
     "max_batch_rows",
     "tls_cert",
     "tls_key",
+    "tls_client_ca",
     "admin_token",
+    "insecure_admin",
+    "auth_failure_limit",
+    "max_streams",
     "metrics_port",
     "metrics_host",
     "grace_seconds",
@@ -58,7 +67,11 @@ def register(subparsers: Any) -> None:
         help="campaign config file; repeat to host several campaigns",
     )
     p.add_argument("--data-dir", type=Path, help=f"journals and snapshots [{d.data_dir}]")
-    p.add_argument("--host", help=f"address to listen on [{d.host}]")
+    p.add_argument(
+        "--host",
+        help=f"address to listen on; the default is loopback only, 0.0.0.0 (or [::]) exposes the "
+        f"service, best with client tokens or mutual TLS [{d.host}]",
+    )
     p.add_argument("--port", type=int, help=f"port to listen on; 0 = any free port [{d.port}]")
     p.add_argument("--threads", type=int, help=f"RPC handler threads [{d.threads}]")
     p.add_argument(
@@ -82,9 +95,44 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
     p.add_argument("--tls-key", type=Path, help="PEM private key (with --tls-cert)")
     p.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        help="PEM CA certificate(s): every client must present a certificate this CA signed "
+        "(mutual TLS; needs --tls-cert)",
+    )
+    p.add_argument(
+        "--client-token",
+        dest="client_tokens",
+        action="append",
+        metavar="[CAMPAIGN=]TOKEN",
+        help="bearer token OfferService calls must carry; repeat for several; CAMPAIGN=TOKEN is "
+        "valid for that campaign only, *=TOKEN for a token containing '='; prefer the "
+        f"{CLIENT_TOKEN_ENV} environment variable (comma-separated), which stays out of process "
+        "listings. Without a client token or --tls-client-ca, OfferService is open",
+    )
+    p.add_argument(
         "--admin-token",
         help=f"bearer token AdminService calls must carry; prefer the {ADMIN_TOKEN_ENV} "
-        "environment variable, which stays out of process listings",
+        "environment variable, which stays out of process listings. Without one, AdminService "
+        "refuses every call (PERMISSION_DENIED) unless --insecure-admin",
+    )
+    p.add_argument(
+        "--insecure-admin",
+        action="store_const",
+        const=True,
+        help="open AdminService to anyone when no admin token is set (development only)",
+    )
+    p.add_argument(
+        "--auth-failure-limit",
+        type=int,
+        help="wrong tokens a client address may send before it is refused for a doubling "
+        f"window (1 s up to 5 min) [{d.auth_failure_limit}]",
+    )
+    p.add_argument(
+        "--max-streams",
+        type=int,
+        help=f"Health.Watch and reflection streams open at once; more get RESOURCE_EXHAUSTED "
+        f"[{d.max_streams}]",
     )
     p.add_argument(
         "--metrics-port", type=int, help=f"Prometheus /metrics port; 0 = off [{d.metrics_port}]"
@@ -120,6 +168,8 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
             kwargs[name] = value
     if args.campaigns:
         kwargs["campaigns"] = tuple(args.campaigns)
+    if args.client_tokens:
+        kwargs["client_tokens"] = tuple(args.client_tokens)
     return ServeConfig(**kwargs).with_env()
 
 
