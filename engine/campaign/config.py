@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from engine.campaign.offers import Offer, parse_offer
-from engine.errors import ConfigError, InvalidInputError, NotFoundError
+from engine.errors import ConfigError, InvalidInputError, NotFoundError, unreadable_file
 from engine.features.configcheck import (
     fail,
     get_float,
@@ -49,6 +49,7 @@ from engine.features.schema import FeatureSchema, parse_schema
 from engine.types import FloatArray
 
 DAY = 86400.0
+_FILE_HINT = "pass the path of a campaign TOML file (examples/renewal.toml is a complete example)"
 CHARGE_COST = ("always", "on_success", "never")
 _SECTIONS = (
     "campaign",
@@ -140,10 +141,14 @@ def load_campaign(path: str | Path) -> CampaignConfig:
     ------
     ConfigError
         When the file is not valid TOML or a key is missing, unknown or out of range.
-    FileNotFoundError
-        When the file does not exist.
+    MissingFileError, NotAFileError, FileAccessError
+        When the path names no file, a directory, or a file this process may not read (also a
+        FileNotFoundError, IsADirectoryError, PermissionError); the message names the path.
     """
-    raw = Path(path).read_bytes()
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise unreadable_file(path, exc, "a campaign TOML file", _FILE_HINT) from None
     try:
         table = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -264,8 +269,10 @@ def _check_policy(policy: dict[str, Any], offers: tuple[Offer, ...], schema: Fea
             offer_features=probe.offer_features() if policy["name"] == "shared" else None,
         )
     except InvalidInputError as exc:
+        # The message without make_policy's own field name: the key path replaces it.
+        text = str(exc).removeprefix(f"{exc.field}: ")
         key = "name" if exc.field == "policy" else exc.field
-        raise ConfigError(f"policy.{key}: {exc}") from None
+        raise ConfigError(f"policy.{key}: {text}") from None
 
 
 def _parse_policy(policy: dict[str, Any]) -> dict[str, Any]:

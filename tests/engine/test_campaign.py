@@ -150,6 +150,24 @@ BAD_CONFIGS = [
     ),
     ("campaign", ..., r"^campaign: expected a table, got nothing \(key missing\)$"),
     ("policy.name", "nope", r"^policy\.name: "),
+    (
+        "policy.name",
+        "linucbb",
+        r"^policy\.name: expected one of linucb, lints, .*, got 'linucbb' "
+        r"\(did you mean 'linucb'\?\)$",
+    ),
+    (
+        "policy.min_propensty",
+        0.02,
+        r"^policy\.min_propensty: expected a hyperparameter of LinUCB \(one of alpha, "
+        r"importance_weighting, l2, min_propensity, refactor_every, seed\), got 'min_propensty' "
+        r"\(did you mean 'min_propensity'\?\)$",
+    ),
+    (
+        "policy.alpha",
+        -1,
+        r"^policy\.alpha: The 'alpha' parameter of LinUCB must be a float >= 0\. Got -1 instead\.$",
+    ),
     ("policy.alpha", -1.0, r"^policy\.alpha: The 'alpha' parameter of LinUCB must be"),
     ("policy.min_propensity", 2.0, r"^policy\.min_propensity: expected a finite number >= 0 <= 1"),
     ("policy.seed", "x", r"^policy\.seed: expected an integer >= 0"),
