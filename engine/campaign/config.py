@@ -8,8 +8,11 @@ the exploration floor, seed the policy's seed) · ``[learning]`` publish_every_r
 publish_every_ms, checkpoint_every_rewards · ``[reward]`` window_days, default_value (omit: expire
 without a reward), charge_cost ("always" | "on_success" | "never") · ``[guardrails]``
 max_offers_per_customer, frequency_window_days, cooldown_days, traffic_window · ``[journal]``
-synchronous ("normal" | "full") · ``[features]`` (see :mod:`engine.features.schema`) ·
-``[[offers]]`` (see :mod:`engine.campaign.offers`).
+synchronous ("normal" | "full") · ``[features]`` (see :mod:`engine.features.schema`;
+``rule_attributes`` names attributes only rules read, ``strict`` refuses requests carrying
+undeclared ones) · ``[[offers]]`` (see :mod:`engine.campaign.offers`; rules may only name
+declared attributes, and read a missing one as the feature's declared missing value, see
+:mod:`engine.campaign.rules`).
 
 Every error is a :class:`ConfigError` whose message starts with the key path, for example
 ``offers[2].cost: expected a number >= 0 or a table {share, of, months}, got -1``.
@@ -29,14 +32,20 @@ import hashlib
 import json
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from engine.campaign.offers import Offer, parse_offer
-from engine.errors import ConfigError, InvalidInputError, NotFoundError, unreadable_file
+from engine.errors import (
+    ConfigError,
+    InvalidInputError,
+    NotFoundError,
+    did_you_mean,
+    unreadable_file,
+)
 from engine.features.configcheck import (
     fail,
     get_float,
@@ -189,6 +198,7 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
     for i, offer in enumerate(offers):
         if offer.cost_field is not None and offer.cost_field not in numeric:
             raise fail(f"offers[{i}].cost.of", "the name of a numeric feature", offer.cost_field)
+    offers = tuple(_bind_rules(offer, f"offers[{i}]", schema) for i, offer in enumerate(offers))
     policy = _parse_policy(get_table(table, "policy", "", default={"name": "linucb"}))
     _check_policy(policy, offers, schema)
     learning = get_table(table, "learning", "", default={})
@@ -254,6 +264,42 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
             json.dumps(table, sort_keys=True, default=str).encode()
         ).hexdigest(),
     )
+
+
+def _bind_rules(offer: Offer, path: str, schema: FeatureSchema) -> Offer:
+    """The offer with each rule checked against the declared attributes and reading, for a
+    missing attribute, what the model reads (see :mod:`engine.campaign.rules`)."""
+    numeric = {f.name: f for f in schema.numeric}
+    categorical = {c.name: c for c in schema.categorical}
+    declared = schema.attribute_names
+    rules = []
+    for j, rule in enumerate(offer.rules):
+        where = f"{path}.eligible[{j}]"
+        name = rule.field
+        if name in numeric:
+            feature = numeric[name]
+            fill = feature.missing_value()
+            if fill is None and feature.missing != "error":
+                raise ConfigError(
+                    f"{where}: expected a rule on a feature with a fixed missing value, got "
+                    f"{rule.text!r} on {name!r}, whose missing = 'mean' is a running mean (it "
+                    "moves while it is learned); give the feature mean and std, or set missing "
+                    "to 'zero', 'error' or a number"
+                )
+            rules.append(rule.with_missing(fill, required=feature.missing == "error"))
+        elif name in categorical:
+            rules.append(rule.with_missing(None, required=categorical[name].missing == "error"))
+        elif name in schema.rule_attributes:
+            rules.append(rule)
+        else:
+            hint = did_you_mean(name, declared) or (
+                f" (declared: {', '.join(sorted(declared))})" if declared else ""
+            )
+            raise ConfigError(
+                f"{where}: expected a rule on a declared attribute (a feature or one of "
+                f"features.rule_attributes), got {rule.text!r} on {name!r}{hint}"
+            )
+    return replace(offer, rules=tuple(rules))
 
 
 def _check_policy(policy: dict[str, Any], offers: tuple[Offer, ...], schema: FeatureSchema) -> None:
