@@ -25,6 +25,7 @@ Examples
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +35,7 @@ from typing import Any
 from engine.assembly import DecisionAssembler, Screened
 from engine.campaign import CampaignConfig, Guardrails, control_flags, load_campaign
 from engine.campaign.eligibility import Eligibility
+from engine.campaign.exploration import apply_exploration
 from engine.errors import CorruptModelError, NotFoundError, ResourceExhaustedError
 from engine.features import Encoder
 from engine.features.columns import Columns, gather
@@ -56,6 +58,7 @@ from engine.upkeep import Upkeep
 __all__ = ["DecisionRecord", "Engine", "RewardRecord"]
 
 _SWEEP_ROWS = 8192  # decisions an expiry sweep scans per hold of the decision lock
+_log = logging.getLogger("nbo.engine")
 
 
 class Engine:
@@ -380,6 +383,14 @@ class Engine:
             self.offer_ids,
             self.config.offer_features() if shared else None,
         )
+        changes = apply_exploration(policy, self.config.policy)
+        if changes:  # a trained or foreign model would otherwise stop exploring
+            _log.warning(
+                "campaign %s: model from %s takes the campaign's exploration: %s",
+                self.campaign,
+                path,
+                "; ".join(changes),
+            )
         state = header.get("encoder")
         if state:
             with self._lock:
