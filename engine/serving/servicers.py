@@ -21,14 +21,13 @@ from typing import Any
 import grpc
 import numpy as np
 
-from engine.errors import InvalidInputError, NotFoundError
+from engine.errors import DeadlineExceededError, InvalidInputError, NotFoundError
 from engine.serving import codec
 from engine.serving.campaigns import Campaigns
 from engine.serving.logs import LOGGER_NAME, request_id_var
 from engine.serving.metrics import ServerMetrics
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
-from engine.serving.status import DeadlineExceededError
 
 _log = logging.getLogger(LOGGER_NAME)
 _REWARD_STATUS = {
