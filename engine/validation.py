@@ -45,7 +45,11 @@ from engine.errors import InvalidInputError, InvalidParameterError
 
 __all__ = [
     "ID_RULE",
+    "MAX_ATTRIBUTES",
+    "MAX_CATEGORY_CHARS",
+    "MAX_COMPONENTS",
     "MAX_ID_CHARS",
+    "MAX_NAME_CHARS",
     "SEED",
     "VALUE_LIMIT",
     "VALUE_RULE",
@@ -76,6 +80,16 @@ VALUE_RULE = f"a finite number with |value| <= {VALUE_LIMIT:g}"
 # Ids (customers, decisions, requests, offers) are stored and echoed in gRPC metadata.
 MAX_ID_CHARS = 256
 ID_RULE = f"a non-empty UTF-8 string of <= {MAX_ID_CHARS} characters"
+# What one request may carry: a context has at most MAX_ATTRIBUTES attributes, each named in at
+# most MAX_NAME_CHARS characters (attribute, feature and reward component names, request ids);
+# a categorical value has at most MAX_CATEGORY_CHARS characters (a hashed feature remembers up to
+# 65,536 values, so this also bounds that cache); a reward has at most MAX_COMPONENTS components.
+# A campaign's schema is far inside these; the gRPC codec refuses anything beyond them before it
+# reaches an Engine, and the error names the field.
+MAX_ATTRIBUTES = 256
+MAX_NAME_CHARS = 128
+MAX_CATEGORY_CHARS = 256
+MAX_COMPONENTS = 32
 _NUMBER = (int, float, np.integer, np.floating)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from engine.errors import ConfigError, InvalidInputError, NotFoundError, ServiceUnavailableError
+from engine.serving import codec
 from engine.serving.batcher import DecideBatcher
 from engine.serving.logs import LOGGER_NAME
 
@@ -153,7 +154,9 @@ class Campaigns:
             )
         campaign = hosted.get(name)
         if campaign is None:
-            raise NotFoundError(f"campaign: expected one of {sorted(hosted)}, got {name!r}")
+            raise NotFoundError(
+                f"campaign: expected one of {sorted(hosted)}, got {codec.shown(name)!r}"
+            )
         return campaign
 
     def __iter__(self) -> Iterator[Hosted]:

@@ -148,10 +148,7 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         value = request.value
         if not math.isfinite(value):
             raise InvalidInputError("value", "a finite number", value)
-        components = dict(request.components)
-        for key, component in components.items():
-            if not math.isfinite(component):
-                raise InvalidInputError(f"components[{key!r}]", "a finite number", component)
+        components = codec.reward_components(request.components)
         _check_deadline(context)
         record = engine.reward(decision_id, value)
         applied = record.status == "applied"
@@ -159,7 +156,9 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
             self._metrics.record_rewards(name, (record.offer_id,), (float(record.reward or 0.0),))
         else:
             self._metrics.record_rewards(name, (), (), duplicates=1)
-        if components:
+        # Logged once, when the reward applies: a retried (duplicate), expired or unknown reward
+        # logs nothing, so retries cannot grow the log (the components are bounded by the codec).
+        if components and applied:
             _log.info(
                 "reward components",
                 extra={"campaign": name, "decision_id": decision_id, "value": value,

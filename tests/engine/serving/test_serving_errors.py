@@ -220,7 +220,77 @@ BAD_REQUESTS = [
         "Reward",
         pb.RewardRequest(decision_id="d", value=1.0, components={"revenue": -math.inf}),
         INVALID,
-        "components['revenue']: expected a finite number, got -inf",
+        'components["revenue"]: expected a finite number, got -inf',
+    ),
+    # Bounded inputs (engine.validation): every limit is refused before the Engine, by name.
+    (
+        "Decide",
+        pb.DecideRequest(customer_id="c", context=_ctx(**{"n" * 129: 1.0})),
+        INVALID,
+        f'context["{"n" * 40}..."]: expected an attribute name of at most 128 characters, '
+        "got a name of 129 characters",
+    ),
+    (
+        "Decide",
+        pb.DecideRequest(customer_id="c", context=_ctx(plan="p" * 257)),
+        INVALID,
+        'context["plan"]: expected a category value of at most 256 characters, got 257 characters',
+    ),
+    (
+        "Decide",
+        pb.DecideRequest(customer_id="c", context=_ctx(**{f"x{i}": 1.0 for i in range(250)})),
+        INVALID,
+        "context: expected at most 256 attributes, got 262 attributes",
+    ),
+    (
+        "Decide",
+        pb.DecideRequest(customer_id="c", context=_ctx(), candidates=["none"] * 8),
+        INVALID,
+        "candidates: expected at most 7 candidates (the campaign's offers), got 8 candidates",
+    ),
+    (
+        "DecideBatch",
+        pb.DecideBatchRequest(
+            rows=[pb.DecideRow(customer_id="r", context=_ctx(channel="c" * 300))]
+        ),
+        INVALID,
+        'rows[0].context["channel"]: expected a category value of at most 256 characters, '
+        "got 300 characters",
+    ),
+    (
+        "DecideBatch",
+        pb.DecideBatchRequest(dense=_dense(2, categorical_values=["basic", "b" * 257])),
+        INVALID,
+        "dense.categorical_values[1] ('plan', row 1): expected a category value of at most 256 "
+        "characters, got 257 characters",
+    ),
+    (
+        "DecideBatch",
+        pb.DecideBatchRequest(
+            dense=_dense(1, numeric_names=[f"x{i}" for i in range(300)], numeric_values=[0.0] * 300)
+        ),
+        INVALID,
+        "dense.numeric_names, dense.categorical_names: expected at most 256 attributes, "
+        "got 301 attributes",
+    ),
+    (
+        "Reward",
+        pb.RewardRequest(decision_id="d", value=1.0, components={f"c{i}": 1.0 for i in range(33)}),
+        INVALID,
+        "components: expected at most 32 components, got 33 components",
+    ),
+    (
+        "Reward",
+        pb.RewardRequest(decision_id="d", value=1.0, components={"r" * 200: 1.0}),
+        INVALID,
+        f'components["{"r" * 40}..."]: expected a component name of at most 128 characters, '
+        "got a name of 200 characters",
+    ),
+    (
+        "Decide",
+        pb.DecideRequest(campaign="w" * 5000, customer_id="c", context=_ctx()),
+        NOT_FOUND,
+        f"campaign: expected one of ['renewal'], got '{'w' * 40}...'",
     ),
     (
         "RewardBatch",
