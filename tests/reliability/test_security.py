@@ -72,6 +72,33 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[NboServer, Path, Path]]:
     server.stop(grace=1)
 
 
+@pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o640, True), (0o600, False)])
+def test_a_tls_key_others_can_read_is_warned_about_at_start(
+    tmp_path: Path, mode: int, warned: bool
+) -> None:
+    cert, key = _self_signed(tmp_path, "server")
+    key.chmod(mode)
+    log = io.StringIO()
+    configure_logging("info", log)
+    try:
+        server, _ = create_server(serve_config(tmp_path / "data", tls_cert=cert, tls_key=key))
+        server.start()
+        server.stop(grace=0.5)
+    finally:
+        configure_logging("info")
+    lines = [json.loads(x) for x in log.getvalue().splitlines()]
+    about_key = [x for x in lines if "TLS key" in x["msg"]]
+    if not warned:
+        assert about_key == []
+        return
+    (line,) = about_key
+    assert line["level"] == "warning" and line["tls_key"] == str(key)
+    assert line["msg"] == (
+        f"TLS key {key} has mode {mode:04o}: group or others may read it; "
+        f"make it owner-only (chmod 600 {key})"
+    )
+
+
 def test_tls_and_the_admin_token_keep_out_whoever_should_be(
     tls_server: tuple[NboServer, Path, Path],
 ) -> None:
