@@ -8,6 +8,7 @@ import gc
 import io
 import json
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -29,6 +30,7 @@ from engine.errors import InvalidInputError
 from engine.serving.auth import PeerThrottle
 from engine.serving.config import ServeConfig
 from engine.serving.logs import configure_logging
+from engine.serving.metrics import MAX_HTTP_CONNECTIONS
 from engine.serving.server import NboServer, create_server
 from tests.engine.serving.support import RENEWAL, TOKEN, customer, free_port, serve_config
 from tests.reliability.test_security import _self_signed
@@ -302,6 +304,28 @@ def test_the_metrics_port_serves_metrics_and_health_only(started: Any) -> None:
     assert _get(f"{base}/healthz") == (200, b"ok\n")
     for path in ("/", "/favicon.ico", "/metrics/x", "/../etc/passwd", "/healthz/..", "/admin"):
         assert _get(base + path)[0] == 404, path
+
+
+def test_idle_metrics_connections_cannot_pile_up_threads(started: Any) -> None:
+    server = started(metrics_port=free_port())
+    address = ("127.0.0.1", server.metrics_port)
+    threads = threading.active_count()
+    idle = [socket.create_connection(address, timeout=5) for _ in range(100)]  # send nothing
+    try:
+        time.sleep(0.3)
+        assert threading.active_count() - threads <= MAX_HTTP_CONNECTIONS
+        # Past the limit a connection is answered at once, without a thread.
+        assert _get(f"http://127.0.0.1:{server.metrics_port}/metrics")[0] == 503
+        refused = idle[-1].recv(1024)
+        assert refused.startswith(b"HTTP/1.1 503") and b"too many metrics connections" in refused
+    finally:
+        for connection in idle:
+            connection.close()
+    deadline = time.monotonic() + 5  # closed connections give their threads back
+    while _get(f"http://127.0.0.1:{server.metrics_port}/metrics")[0] != 200:
+        assert time.monotonic() < deadline, "the metrics port did not recover"
+        time.sleep(0.05)
+    assert threading.active_count() - threads <= 1
 
 
 def test_defaults_listen_on_loopback_with_bounded_messages() -> None:
