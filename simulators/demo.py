@@ -56,7 +56,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--per-day", type=int, default=800, help="customers per simulated day [800]")
     p.add_argument("--batch", type=int, default=200, help="customers per DecideBatch call [200]")
     p.add_argument("--seed", type=int, default=0, help="simulation seed [0]")
-    p.add_argument("--config", default=str(DEFAULT_CAMPAIGN), help="campaign file")
+    p.add_argument("--config", default=str(DEFAULT_CAMPAIGN), help="campaign file [%(default)s]")
     p.add_argument("--out", default="nbo-demo", help="demo directory (wiped first) [nbo-demo]")
     p.add_argument("--workers", type=int, default=2, help="local Ray CPUs for evaluate [2]")
     p.add_argument("--no-evaluate", action="store_true", help="skip export + evaluate")

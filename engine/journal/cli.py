@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
     )
     _common(export)
     export.add_argument(
-        "--out", type=Path, default=None, help="Parquet file (default results/<campaign>.parquet)"
+        "--out", type=Path, default=None, help="Parquet file [results/<campaign>.parquet]"
     )
     export.add_argument(
         "--closed-only", action="store_true", help="only decisions that have a reward"
@@ -41,24 +41,33 @@ def register(subparsers: Any) -> None:
         "lift",
         help="incremental value per decision of the policy over the control group",
         description="Report the policy's net reward per decision minus the control group's, "
-        "with a confidence interval, from a campaign's journal.",
+        "with a confidence interval, from a campaign's journal. Exits with 3 (and says what "
+        "is missing) while either group has fewer than 2 closed decisions.",
     )
     _common(lift)
     lift.add_argument(
-        "--level", type=float, default=0.95, help="confidence level: 0.8, 0.9, 0.95 or 0.99"
+        "--level",
+        type=float,
+        default=0.95,
+        help="confidence level: 0.8, 0.9, 0.95 or 0.99 [%(default)s]",
     )
     lift.add_argument(
-        "--out", type=Path, default=None, help="JSON file (default results/<campaign>-lift.json)"
+        "--out", type=Path, default=None, help="JSON file [results/<campaign>-lift.json]"
     )
     lift.set_defaults(func=run_lift)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data-dir", type=Path, default=Path("nbo-data"), help="engine data directory"
+        "--data-dir",
+        type=Path,
+        default=Path("nbo-data"),
+        help="engine data directory [%(default)s]",
     )
     parser.add_argument(
-        "--campaign", default=None, help="campaign name (needed when the data dir holds several)"
+        "--campaign",
+        default=None,
+        help="campaign name [%(default)s: the only one; needed when the data dir holds several]",
     )
 
 
@@ -86,6 +95,10 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# `nbo lift` exit code when the journal cannot give a lift yet (not an error: wait for rewards).
+NOT_ENOUGH_DATA = 3
+
+
 def run_lift(args: argparse.Namespace) -> int:
     from engine.journal.export import find_journal
 
@@ -94,11 +107,27 @@ def run_lift(args: argparse.Namespace) -> int:
     path = find_journal(args.data_dir, args.campaign)
     campaign = path.name.removesuffix(".journal.sqlite")
     out = args.out or Path("results") / f"{campaign}-lift.json"
-    _write_lift(path, out, args.level)
-    return 0
+    return 0 if _write_lift(path, out, args.level) else NOT_ENOUGH_DATA
 
 
-def _write_lift(journal_path: Path, out: Path, level: float) -> None:
+def _missing(lift: Any) -> str | None:
+    """What the journal lacks for a lift with an interval, or None when it has enough."""
+    for group, n in (("control", lift.n_control), ("policy (treatment)", lift.n_treatment)):
+        if n == 0:
+            return (
+                f"no closed {group} decisions yet (n_{group.split()[0]} = 0): lift needs "
+                "rewards from both groups"
+            )
+    if lift.n_control < 2 or lift.n_treatment < 2:
+        return (
+            f"too few closed decisions for an interval (treatment {lift.n_treatment}, control "
+            f"{lift.n_control}): it needs at least 2 in each group"
+        )
+    return None
+
+
+def _write_lift(journal_path: Path, out: Path, level: float) -> bool:
+    """Write the lift report; print it, or what is missing. True when a lift was computed."""
     from engine.journal.lift import lift_from_journal
     from engine.journal.store import Journal
 
@@ -107,13 +136,20 @@ def _write_lift(journal_path: Path, out: Path, level: float) -> None:
         lift = lift_from_journal(journal, level=level)
     finally:
         journal.close()
+    missing = _missing(lift)
     report = {"campaign": journal_path.name.removesuffix(".journal.sqlite"), **lift.to_dict()}
+    report["missing"] = missing
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    pct = round(level * 100)
-    print(
-        f"lift per decision: {lift.lift:.4g} ({pct}% CI {lift.ci_low:.4g} .. {lift.ci_high:.4g});"
-        f" treatment {lift.treatment_mean:.4g} over {lift.n_treatment},"
-        f" control {lift.control_mean:.4g} over {lift.n_control}"
-    )
+    counts = f"treatment {lift.n_treatment}, control {lift.n_control} closed decisions"
+    if missing is not None:
+        print(f"no lift yet: {missing} ({counts})")
+    else:
+        pct = round(level * 100)
+        print(
+            f"lift per decision: {lift.lift:.4g} ({pct}% CI {lift.ci_low:.4g} .. "
+            f"{lift.ci_high:.4g}); treatment mean {lift.treatment_mean:.4g} over "
+            f"{lift.n_treatment}, control mean {lift.control_mean:.4g} over {lift.n_control}"
+        )
     print(f"wrote {out}")
+    return missing is None
