@@ -29,6 +29,7 @@ from engine.journal import (
     read_snapshot,
     write_snapshot,
 )
+from engine.journal.backends import open_journal
 from engine.journal.export import export_parquet, find_journal
 from engine.journal.records import ExportedDecision, StoredReward
 from engine.journal.recovery import adapt_offers
@@ -69,13 +70,18 @@ def filled(tmp_path):
 # the definition of JournalBackend. A new backend adds a parameter to the ``backend`` fixture.
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def reopen(request, tmp_path) -> Iterator[Callable[[], JournalBackend]]:
     """Opens one more connection to the same, initially empty, journal store."""
     opened: list[JournalBackend] = []
+    url = (
+        str(tmp_path / "c.journal.sqlite")
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
 
     def open_backend() -> JournalBackend:
-        journal = Journal(tmp_path / "c.journal.sqlite")
+        journal = open_journal(url, campaign="c")
         opened.append(journal)
         return journal
 
