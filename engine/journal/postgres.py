@@ -58,7 +58,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from engine.errors import ConfigError, NotFoundError, ResourceExhaustedError
 from engine.journal import schema
 from engine.journal.backends import redact_url
-from engine.journal.base import DuplicateError, JournalBackend
+from engine.journal.base import JournalBackend
 from engine.journal.records import DecisionRow, RewardError, RewardRow, StoredDecision
 from engine.journal.schema import (
     DECISION_COLUMNS,
@@ -133,6 +133,8 @@ class PostgresJournal(SQLJournal, JournalBackend):
     ConfigError
         When the journal has another schema version.
     """
+
+    _unique_error = pg_errors.UniqueViolation
 
     def __init__(
         self,
@@ -261,16 +263,9 @@ class PostgresJournal(SQLJournal, JournalBackend):
                 f"{_message(exc, self.url)}; {outcome}"
             ) from exc
 
-    @contextmanager
-    def _unique(self, rule: str) -> Iterator[None]:
-        """A broken UNIQUE constraint as DuplicateError (the transaction was rolled back)."""
-        try:
-            yield
-        except pg_errors.UniqueViolation as exc:
-            detail = exc.diag.message_detail or exc.diag.message_primary or str(exc)
-            raise DuplicateError(
-                f"{self.location}: expected {rule}, got {detail}; nothing was written"
-            ) from exc
+    def _violation(self, exc: Exception) -> str:
+        diag = getattr(exc, "diag", None)
+        return (diag and (diag.message_detail or diag.message_primary)) or str(exc)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._connection() as conn:

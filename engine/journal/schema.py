@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, ClassVar
 
 from engine.errors import ConfigError
+from engine.journal.base import DuplicateError
 from engine.journal.records import (
     DecisionRow,
     ExportedDecision,
@@ -203,9 +205,26 @@ class SQLJournal:
     logic on top of them, written once for both SQL backends.
 
     A backend supplies :meth:`_rows` (every row of a query written with ``?`` placeholders) and
-    :meth:`_scan` (the same, streamed), and implements the writes, :meth:`lookup`,
+    :meth:`_scan` (the same, streamed), ``location`` (how messages name it, without secrets)
+    and its driver's unique-violation error, and implements the writes, :meth:`lookup`,
     :meth:`checkpoint` and :meth:`close` itself.
     """
+
+    location: str
+    _unique_error: ClassVar[type[Exception]]
+
+    @contextmanager
+    def _unique(self, rule: str) -> Iterator[None]:
+        """A broken UNIQUE constraint as DuplicateError (the transaction was rolled back)."""
+        try:
+            yield
+        except self._unique_error as exc:
+            raise DuplicateError(
+                f"{self.location}: expected {rule}, got {self._violation(exc)}; nothing was written"
+            ) from exc
+
+    def _violation(self, exc: Exception) -> str:
+        return str(exc)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         raise NotImplementedError

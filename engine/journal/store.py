@@ -132,6 +132,8 @@ class Journal(SQLJournal, JournalBackend):
     while it works, so readers in other threads keep running.
     """
 
+    _unique_error = sqlite3.IntegrityError
+
     def __init__(
         self,
         path: str | Path,
@@ -202,16 +204,6 @@ class Journal(SQLJournal, JournalBackend):
                     f"journal {self.path}: expected room to commit (free disk space, a writable "
                     f"file), got {exc!s}; nothing was written"
                 ) from exc
-
-    @contextmanager
-    def _unique(self, rule: str) -> Iterator[None]:
-        """A broken UNIQUE constraint as DuplicateError (the transaction was rolled back)."""
-        try:
-            yield
-        except sqlite3.IntegrityError as exc:
-            raise DuplicateError(
-                f"journal {self.path}: expected {rule}, got {exc!s}; nothing was written"
-            ) from exc
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
