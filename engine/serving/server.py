@@ -34,7 +34,7 @@ from engine.serving.pb import offers_pb2_grpc as pb_grpc
 from engine.serving.servicers import AdminServicer, OfferServicer
 
 if TYPE_CHECKING:
-    from engine.journal import Journal
+    from engine.journal import JournalBackend
 
 SERVICE_NAMES = tuple(s.full_name for s in pb.DESCRIPTOR.services_by_name.values())
 _log = logging.getLogger(LOGGER_NAME)
@@ -143,7 +143,7 @@ class NboServer:
         self.stop()
 
 
-def _pending_counter(journal: Journal) -> Callable[[], float]:
+def _pending_counter(journal: JournalBackend) -> Callable[[], float]:
     return lambda: journal.counts()["pending"]
 
 
@@ -221,9 +221,9 @@ def create_server(
     return NboServer(config, grpc_server, port, campaigns, health_servicer, metrics), port
 
 
-def serve(config: ServeConfig) -> int:
+def serve(config: ServeConfig, open_engine: EngineFactory = open_engine) -> int:
     """Run a server until SIGTERM or SIGINT, then stop it gracefully. Returns an exit code."""
-    server, port = create_server(config)
+    server, port = create_server(config, open_engine)
     stop_requested = threading.Event()
 
     def _on_signal(signum: int, frame: Any) -> None:
