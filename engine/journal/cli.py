@@ -78,7 +78,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         default=None,
         help="read this journal instead of the data dir's: a path, sqlite:///path or "
-        "postgresql://user@host:port/db (with --campaign)",
+        "postgresql://user@host:port/db (with --campaign) [the data dir's "
+        "<campaign>.journal.sqlite]",
     )
 
 

@@ -217,6 +217,10 @@ def _control_action(data: LoggedData, offer: str | None) -> int | None:
     return int(counts.most_common(1)[0][0])
 
 
+# make_policy fields that the probe's made-up sizes (2 offers, 2 features) cannot judge.
+_DATA_DEPENDENT = ("n_actions", "n_features", "offer_features")
+
+
 def _check_arguments(
     args: argparse.Namespace, candidates: list[Candidate], config: EvalConfig
 ) -> None:
@@ -230,7 +234,8 @@ def _check_arguments(
                 f"--policy {name}", f"{exc.field} to be {exc.expected}", exc.got
             ) from None
         except InvalidInputError as exc:
-            if exc.field == "policy":  # the name or a hyperparameter name; sizes come later
+            # The name or a hyperparameter name; what depends on the data's sizes comes later.
+            if exc.field not in _DATA_DEPENDENT:
                 got = str(exc.got).removeprefix("got ")
                 raise InvalidInputError(f"--policy {name}", exc.expected, got) from None
     config.make()  # estimator names and --clip

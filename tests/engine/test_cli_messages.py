@@ -60,8 +60,11 @@ def test_evaluate_refuses_a_single_row_naming_the_split(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--policy", "linucbb"], "--policy linucbb: expected one of ["),
-        (["--policy", "linucb:alfa=1"], "accepted by LinUCB, got an unexpected keyword argument"),
+        (["--policy", "linucbb"], "--policy linucbb: expected one of linucb, lints"),
+        (
+            ["--policy", "linucb:alfa=1"],
+            "--policy linucb(alfa=1): expected a hyperparameter of LinUCB (one of alpha,",
+        ),
         (["--policy", "linucb:alpha=-1"], "--policy linucb(alpha=-1): expected alpha to be a"),
         (["--primary", "drr"], "--primary: expected one of the --estimators"),
         (["--estimators", "ips,snips"], "--primary: expected one of the --estimators ips, snips"),
