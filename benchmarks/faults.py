@@ -112,7 +112,7 @@ def run_fuzzing(n_cases: int, seed: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--fuzz-cases", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)

@@ -39,6 +39,8 @@ from engine.campaign.exploration import apply_exploration
 from engine.errors import CorruptModelError, NotFoundError, ResourceExhaustedError
 from engine.features import Encoder
 from engine.features.columns import Columns, gather
+from engine.journal.backends import open_journal
+from engine.journal.base import JournalBackend
 from engine.journal.lift import Lift, lift_from_journal
 from engine.journal.records import DecisionRecord, RewardRecord
 from engine.journal.recovery import (
@@ -49,7 +51,6 @@ from engine.journal.recovery import (
 )
 from engine.journal.rewards import RewardLedger
 from engine.journal.snapshot import read_snapshot
-from engine.journal.store import Journal
 from engine.policies import Policy
 from engine.requests import CandidateMasks, check_decide_request, check_rewards
 from engine.types import FloatArray
@@ -70,6 +71,10 @@ class Engine:
     data_dir : str or Path or None
         Holds ``<campaign>.journal.sqlite`` and ``snapshots/<campaign>/``; created owner-only.
         None keeps the journal in memory (nothing durable: for benchmarks and throwaway runs).
+    journal_url : str, optional
+        Where the journal is instead (see :mod:`engine.journal.backends`): a path,
+        ``sqlite:///path`` or ``postgresql://user@host:port/db``, shared by every replica of the
+        campaign. Default: the campaign file's ``[journal] url``, else the data dir's file.
     clock : callable returning unix seconds, optional
         Injected time (simulations with lags). Default ``time.time``.
     background : bool, optional
@@ -89,6 +94,7 @@ class Engine:
         config: CampaignConfig,
         data_dir: str | Path | None = "nbo-data",
         *,
+        journal_url: str | None = None,
         clock: Callable[[], float] | None = None,
         background: bool | None = None,
     ) -> None:
@@ -99,16 +105,18 @@ class Engine:
         self._lock = threading.RLock()
         self._closed = False
         self.data_dir = None if data_dir is None else Path(data_dir)
-        journal_path: str | Path = ":memory:"
         snapshot_dir: Path | None = None
         if self.data_dir is not None:
             if not self.data_dir.exists():
                 self.data_dir.mkdir(parents=True, mode=0o700)
-            journal_path = self.data_dir / f"{config.name}.journal.sqlite"
             snapshot_dir = self.data_dir / "snapshots" / config.name
         run_background = background if background is not None else clock is None
-        self._journal = Journal(
-            journal_path, synchronous=config.synchronous, autocheckpoint=not run_background
+        self._journal = open_journal(
+            journal_url or config.journal_url,
+            campaign=config.name,
+            data_dir=self.data_dir,
+            synchronous=config.synchronous,
+            autocheckpoint=not run_background,
         )
         self._encoder = Encoder(config.schema)
         self.feature_names = self._encoder.feature_names
@@ -152,11 +160,13 @@ class Engine:
         path: str | Path,
         data_dir: str | Path | None = "nbo-data",
         *,
+        journal_url: str | None = None,
         clock: Callable[[], float] | None = None,
         background: bool | None = None,
     ) -> Engine:
         """Load a campaign TOML file (see :mod:`engine.campaign.config`) and start its engine."""
-        return cls(load_campaign(path), data_dir, clock=clock, background=background)
+        config = load_campaign(path)
+        return cls(config, data_dir, journal_url=journal_url, clock=clock, background=background)
 
     # ------------------------------------------------------------------ information
     @property
@@ -170,7 +180,7 @@ class Engine:
         return self._learner.published
 
     @property
-    def journal(self) -> Journal:
+    def journal(self) -> JournalBackend:
         """The campaign's journal (read access for exports and reports)."""
         return self._journal
 

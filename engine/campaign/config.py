@@ -8,11 +8,12 @@ the exploration floor, seed the policy's seed) · ``[learning]`` publish_every_r
 publish_every_ms, checkpoint_every_rewards · ``[reward]`` window_days, default_value (omit: expire
 without a reward), charge_cost ("always" | "on_success" | "never") · ``[guardrails]``
 max_offers_per_customer, frequency_window_days, cooldown_days, traffic_window · ``[journal]``
-synchronous ("normal" | "full") · ``[features]`` (see :mod:`engine.features.schema`;
-``rule_attributes`` names attributes only rules read, ``strict`` refuses requests carrying
-undeclared ones) · ``[[offers]]`` (see :mod:`engine.campaign.offers`; rules may only name
-declared attributes, and read a missing one as the feature's declared missing value, see
-:mod:`engine.campaign.rules`).
+synchronous ("normal" | "full"), url (a path, ``sqlite:///path`` or
+``postgresql://user@host:port/db``; default ``<data-dir>/<campaign>.journal.sqlite``) ·
+``[features]`` (see :mod:`engine.features.schema`; ``rule_attributes`` names attributes only
+rules read, ``strict`` refuses requests carrying undeclared ones) · ``[[offers]]`` (see
+:mod:`engine.campaign.offers`; rules may only name declared attributes, and read a missing one
+as the feature's declared missing value, see :mod:`engine.campaign.rules`).
 
 Every error is a :class:`ConfigError` whose message starts with the key path, for example
 ``offers[2].cost: expected a number >= 0 or a table {share, of, months}, got -1``.
@@ -96,6 +97,7 @@ class CampaignConfig:
     cooldown: float = 0.0
     traffic_window: int = 1000
     synchronous: str = "normal"
+    journal_url: str | None = None
     config_hash: str = ""
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
@@ -216,7 +218,7 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
         "guardrails",
     )
     journal = get_table(table, "journal", "", default={})
-    reject_unknown(journal, ("synchronous",), "journal")
+    reject_unknown(journal, ("synchronous", "url"), "journal")
     max_offers = (
         get_int(guard, "max_offers_per_customer", "guardrails", low=1)
         if "max_offers_per_customer" in guard
@@ -260,6 +262,7 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
         synchronous=get_str(
             journal, "synchronous", "journal", default="normal", choices=("normal", "full")
         ),
+        journal_url=get_str(journal, "url", "journal") if "url" in journal else None,
         config_hash=hashlib.sha256(
             json.dumps(table, sort_keys=True, default=str).encode()
         ).hexdigest(),

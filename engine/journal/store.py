@@ -1,7 +1,8 @@
 """The embedded journal backend: one SQLite database (WAL mode) per campaign.
 
 :class:`Journal` implements :class:`~engine.journal.base.JournalBackend`, whose docstrings state
-the guarantees; every SQL statement against the journal's schema is in this module.
+the guarantees. The tables and the statements are shared with the PostgreSQL backend
+(:mod:`engine.journal.schema`, which also does the reads); this module runs them on SQLite.
 
 Tables
 ------
@@ -48,106 +49,27 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import CorruptModelError, ResourceExhaustedError
+from engine.journal import schema
 from engine.journal.base import DuplicateError, JournalBackend
-from engine.journal.records import (
-    DecisionRow,
-    ExportedDecision,
-    GroupSums,
-    OfferTotals,
-    RewardError,
-    RewardRow,
-    StoredDecision,
-    StoredReward,
+from engine.journal.records import DecisionRow, RewardError, RewardRow, StoredDecision
+from engine.journal.schema import (
+    DECISION_COLUMNS,
+    ERROR_COLUMNS,
+    REWARD_COLUMNS,
+    SQLITE_TYPES,
+    SQLJournal,
+    insert_sql,
 )
 
 __all__ = ["DuplicateError", "Journal", "JournalBackend", "StoredDecision"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS catalogs (
-    id INTEGER PRIMARY KEY,
-    campaign TEXT NOT NULL,
-    offer_ids TEXT NOT NULL,
-    feature_names TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS decisions (
-    seq INTEGER PRIMARY KEY,
-    decision_id TEXT NOT NULL UNIQUE,
-    ts_us INTEGER NOT NULL,
-    customer_id TEXT NOT NULL,
-    context BLOB NOT NULL,
-    eligible TEXT NOT NULL,
-    action TEXT NOT NULL,
-    propensity REAL NOT NULL,
-    explored INTEGER NOT NULL,
-    control INTEGER NOT NULL,
-    model_version TEXT NOT NULL,
-    cost REAL NOT NULL,
-    scores BLOB NOT NULL,
-    reasons TEXT,
-    catalog INTEGER NOT NULL REFERENCES catalogs(id)
-);
-CREATE TABLE IF NOT EXISTS rewards (
-    seq INTEGER PRIMARY KEY,
-    decision_id TEXT NOT NULL UNIQUE,
-    decision_seq INTEGER NOT NULL,
-    ts_us INTEGER NOT NULL,
-    value REAL,
-    reward REAL,
-    source TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS reward_errors (
-    seq INTEGER PRIMARY KEY,
-    ts_us INTEGER NOT NULL,
-    decision_id TEXT NOT NULL,
-    value REAL,
-    error TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
-
-def _insert_sql(table: str, columns: Sequence[str], n_rows: int = 1) -> str:
-    """INSERT of ``n_rows`` rows of ``columns`` (a multi-row INSERT takes one statement step per
-    chunk instead of one per row)."""
-    values = "(" + ", ".join("?" * len(columns)) + ")"
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([values] * n_rows)
-
-
 _CHUNK_ROWS = 64  # rows per multi-row INSERT (decisions: 14 parameters each, rewards: 6)
-# Column lists come from the row types, so a row's field order is its column order.
-_INSERT_DECISION = _insert_sql("decisions", DecisionRow._fields)
-_INSERT_DECISIONS_CHUNK = _insert_sql("decisions", DecisionRow._fields, _CHUNK_ROWS)
-_INSERT_REWARD = _insert_sql("rewards", RewardRow._fields)
-_INSERT_REWARDS_CHUNK = _insert_sql("rewards", RewardRow._fields, _CHUNK_ROWS)
-_INSERT_ERROR = _insert_sql("reward_errors", RewardError._fields)
-# Every read of stored decisions (lookup, expiry) selects StoredDecision's columns.
-_STORED = (
-    "SELECT d.decision_id, d.seq, d.ts_us, d.customer_id, d.context, d.action, d.propensity,"
-    " d.control, d.cost, r.source, r.reward FROM decisions d"
-    " LEFT JOIN rewards r ON r.decision_id = d.decision_id"
-)
-_LOOKUP = _STORED + " WHERE d.decision_id IN ({})"
-_DUE = _STORED + " WHERE d.seq > ? ORDER BY d.seq LIMIT ?"
-_EXPORT = (
-    "SELECT d.seq, d.decision_id, d.ts_us, d.customer_id, d.context, d.action, d.propensity,"
-    " r.reward, d.eligible, d.explored, d.control, d.model_version, d.catalog"
-    " FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id"
-    " WHERE d.seq > ? {closed} ORDER BY d.seq LIMIT ?"
-)
-_REWARDS_AFTER = (
-    "SELECT r.seq, d.context, d.action, d.propensity, r.reward, d.catalog"
-    " FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
-    " WHERE r.seq > ? ORDER BY r.seq LIMIT ?"
-)
-_LIFT_SUMS = (
-    "SELECT d.control, COUNT(*), SUM(r.reward), SUM(r.reward * r.reward)"
-    " FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
-    " WHERE r.reward IS NOT NULL GROUP BY d.control"
-)
-_INCENTIVE_TIMES = (
-    "SELECT customer_id, ts_us FROM decisions WHERE ts_us > ? AND action != ? AND control = 0"
-    " ORDER BY seq"
-)
+_INSERT_DECISION = insert_sql("decisions", DECISION_COLUMNS)
+_INSERT_DECISIONS_CHUNK = insert_sql("decisions", DECISION_COLUMNS, _CHUNK_ROWS)
+_INSERT_REWARD = insert_sql("rewards", REWARD_COLUMNS)
+_INSERT_REWARDS_CHUNK = insert_sql("rewards", REWARD_COLUMNS, _CHUNK_ROWS)
+_INSERT_ERROR = insert_sql("reward_errors", ERROR_COLUMNS)
+_LOOKUP = schema.STORED + " WHERE d.decision_id IN ({})"
 # SQLite's default limit on host parameters is 32766 (999 before 3.32); stay well under it.
 _CHUNK = 500
 _SCAN_BATCH = 65536  # rows fetched at a time by the scans that stream
@@ -187,7 +109,7 @@ def _rollback(db: sqlite3.Connection) -> None:
         db.execute("ROLLBACK")
 
 
-class Journal(JournalBackend):
+class Journal(SQLJournal, JournalBackend):
     """A campaign's journal file (SQLite).
 
     Parameters
@@ -210,6 +132,8 @@ class Journal(JournalBackend):
     while it works, so readers in other threads keep running.
     """
 
+    _unique_error = sqlite3.IntegrityError
+
     def __init__(
         self,
         path: str | Path,
@@ -218,6 +142,7 @@ class Journal(JournalBackend):
         autocheckpoint: bool = True,
     ) -> None:
         self.path = Path(path)
+        self.location = f"journal {self.path}"
         self.in_memory = str(path) == ":memory:"
         self._lock = threading.RLock()
         self._checkpointer: sqlite3.Connection | None = None
@@ -237,6 +162,7 @@ class Journal(JournalBackend):
                 raise CorruptModelError(
                     f"journal {self.path}: expected an nbo SQLite journal, got {exc}"
                 ) from None
+            self._check_version(self.location, readonly=True)
             return
         if not self.in_memory:
             _create_private(self.path)
@@ -250,11 +176,12 @@ class Journal(JournalBackend):
             self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
             if not autocheckpoint:
                 self._db.execute("PRAGMA wal_autocheckpoint=0")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(schema.TABLES.format(**SQLITE_TYPES))
         except sqlite3.DatabaseError as exc:
             raise CorruptModelError(
                 f"journal {self.path}: expected an nbo SQLite journal, got {exc}"
             ) from None
+        self._check_version(self.location, readonly=False)
 
     # ------------------------------------------------------------------ catalogs and meta
     @contextmanager
@@ -278,16 +205,6 @@ class Journal(JournalBackend):
                     f"file), got {exc!s}; nothing was written"
                 ) from exc
 
-    @contextmanager
-    def _unique(self, rule: str) -> Iterator[None]:
-        """A broken UNIQUE constraint as DuplicateError (the transaction was rolled back)."""
-        try:
-            yield
-        except sqlite3.IntegrityError as exc:
-            raise DuplicateError(
-                f"journal {self.path}: expected {rule}, got {exc!s}; nothing was written"
-            ) from exc
-
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
@@ -306,11 +223,7 @@ class Journal(JournalBackend):
         offers = json.dumps(list(offer_ids))
         features = json.dumps(list(feature_names))
         with self._write() as db:
-            row = db.execute(
-                "SELECT id FROM catalogs WHERE campaign = ? AND offer_ids = ? AND feature_names = ?"
-                " ORDER BY id DESC LIMIT 1",
-                (campaign, offers, features),
-            ).fetchone()
+            row = db.execute(schema.FIND_CATALOG, (campaign, offers, features)).fetchone()
             if row is not None:
                 return int(row[0])
             cur = db.execute(
@@ -319,24 +232,10 @@ class Journal(JournalBackend):
             )
             return int(cur.lastrowid or 0)
 
-    def catalogs(self) -> dict[int, tuple[str, list[str], list[str]]]:
-        """All catalogs: id -> (campaign, offer ids, feature names)."""
-        rows = self._rows("SELECT id, campaign, offer_ids, feature_names FROM catalogs")
-        return {int(i): (c, json.loads(o), json.loads(f)) for i, c, o, f in rows}
-
-    def get_meta(self, key: str) -> str | None:
-        """The value stored under ``key``, or None."""
-        rows = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
-        return str(rows[0][0]) if rows else None
-
     def set_meta(self, key: str, value: str) -> None:
         """Store ``value`` under ``key``, replacing any earlier value."""
         with self._write() as db:
-            db.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?)"
-                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+            db.execute(schema.SET_META, (key, value))
 
     # ------------------------------------------------------------------ writes
     def append_decisions(self, rows: Sequence[DecisionRow]) -> list[int]:
@@ -376,77 +275,6 @@ class Journal(JournalBackend):
                     out[row[0]] = StoredDecision._make(row)
         return out
 
-    def first_open_after(self, seq: int) -> tuple[int, int] | None:
-        """(seq, ts_us) of the first decision after ``seq``, or None."""
-        rows = self._rows(
-            "SELECT seq, ts_us FROM decisions WHERE seq > ? ORDER BY seq LIMIT 1", (seq,)
-        )
-        return (int(rows[0][0]), int(rows[0][1])) if rows else None
-
-    def due_for_expiry(
-        self, after_seq: int, cutoff_us: int, limit: int
-    ) -> tuple[list[StoredDecision], int]:
-        """Unrewarded decisions after ``after_seq`` made at or before ``cutoff_us``.
-
-        Decisions are scanned in seq order and the scan stops at the first decision made after
-        the cutoff (the clock is assumed not to run backwards). Returns the due decisions and the
-        seq the scan reached (every decision up to it is now rewarded or due).
-        """
-        due = []
-        reached = after_seq
-        for row in map(StoredDecision._make, self._rows(_DUE, (after_seq, limit))):
-            if row.ts_us > cutoff_us:
-                break
-            reached = int(row.seq)
-            if row.reward_source is None:
-                due.append(row)
-        return due, reached
-
-    def rewards_after(self, seq: int, batch: int = 4096) -> Iterator[list[StoredReward]]:
-        """Rewards after reward ``seq``, in order, in batches of rows."""
-        last = seq
-        while rows := self._rows(_REWARDS_AFTER, (last, batch)):
-            last = int(rows[-1][0])
-            yield list(map(StoredReward._make, rows))
-
-    def last_reward_seq(self) -> int:
-        """The largest reward seq (0 without rewards)."""
-        return int(self._rows("SELECT MAX(seq) FROM rewards")[0][0] or 0)
-
-    def latest_model_version(self) -> str | None:
-        """Model version of the newest decision, or None."""
-        rows = self._rows("SELECT model_version FROM decisions ORDER BY seq DESC LIMIT 1")
-        return str(rows[0][0]) if rows else None
-
-    def offer_totals(self) -> dict[str, OfferTotals]:
-        """Decisions and summed cost per chosen offer id."""
-        rows = self._rows("SELECT action, COUNT(*), SUM(cost) FROM decisions GROUP BY action")
-        return {a: OfferTotals(int(n), float(money or 0.0)) for a, n, money in rows}
-
-    def recent_actions(self, n: int) -> list[str]:
-        """Chosen offer ids of the newest ``n`` decisions, oldest first."""
-        rows = self._rows("SELECT action FROM decisions ORDER BY seq DESC LIMIT ?", (n,))
-        return [a for (a,) in reversed(rows)]
-
-    def incentive_times(self, since_us: int, control_offer: str) -> Iterator[tuple[str, int]]:
-        """(customer_id, ts_us) of decisions after ``since_us`` outside the control group whose
-        offer is not ``control_offer``, in seq order."""
-        return self._scan(_INCENTIVE_TIMES, (since_us, control_offer))
-
-    def decisions_for_export(
-        self, after_seq: int, limit: int, closed_only: bool = False
-    ) -> list[ExportedDecision]:
-        """Up to ``limit`` decisions after ``after_seq`` with their net rewards, in seq order."""
-        sql = _EXPORT.format(closed="AND r.reward IS NOT NULL" if closed_only else "")
-        return list(map(ExportedDecision._make, self._rows(sql, (after_seq, limit))))
-
-    def lift_sums(self) -> dict[bool, GroupSums]:
-        """Count, sum and sum of squares of closed decisions' net rewards by control flag."""
-        return {
-            bool(c): GroupSums(int(n), float(total or 0.0), float(squares or 0.0))
-            for c, n, total, squares in self._rows(_LIFT_SUMS)
-        }
-
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of a read-only query: SQLite only and not part of :class:`JournalBackend`.
 
@@ -458,21 +286,6 @@ class Journal(JournalBackend):
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check``: ``"ok"`` for an intact file (SQLite only)."""
         return str(self._rows("PRAGMA integrity_check")[0][0])
-
-    def counts(self) -> dict[str, int]:
-        """Numbers of decisions, rewards, pending decisions and rejected rewards."""
-        # Rows are never deleted, so the largest rowid is the count: O(log n), not a table scan
-        # (metrics scrape this while decisions wait for the lock).
-        with self._lock:
-            n_dec = self._db.execute("SELECT MAX(seq) FROM decisions").fetchone()[0] or 0
-            n_rew = self._db.execute("SELECT MAX(seq) FROM rewards").fetchone()[0] or 0
-            n_err = self._db.execute("SELECT MAX(seq) FROM reward_errors").fetchone()[0] or 0
-        return {
-            "decisions": int(n_dec),
-            "rewards": int(n_rew),
-            "pending": int(n_dec) - int(n_rew),
-            "reward_errors": int(n_err),
-        }
 
     def checkpoint(self, wal_limit: int = 64 << 20) -> None:
         """Copy committed WAL content into the database file.

@@ -14,8 +14,9 @@ Examples
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.serving.config import (
     ADMIN_TOKEN_ENV,
@@ -23,6 +24,9 @@ from engine.serving.config import (
     ServeConfig,
     read_server_table,
 )
+
+if TYPE_CHECKING:
+    from engine.core import Engine
 
 # Flag dest -> ServeConfig field, for flags whose value maps one-to-one.
 _FIELDS = (
@@ -67,6 +71,12 @@ def register(subparsers: Any) -> None:
         help="campaign config file; repeat to host several campaigns",
     )
     p.add_argument("--data-dir", type=Path, help=f"journals and snapshots [{d.data_dir}]")
+    p.add_argument(
+        "--journal",
+        metavar="URL",
+        help="journal of every campaign: a path, sqlite:///path or postgresql://user@host:port/db "
+        "(shared by replicas; one schema per campaign) [<data-dir>/<campaign>.journal.sqlite]",
+    )
     p.add_argument(
         "--host",
         help=f"address to listen on; the default is loopback only, 0.0.0.0 (or [::]) exposes the "
@@ -187,4 +197,32 @@ def handle(args: argparse.Namespace) -> int:
     if not config.campaigns:
         raise ConfigError("config: expected at least one --config campaign file, got none")
     configure_logging(config.log_level)
+    if args.journal:
+        return serve(config, journal_engines(args.journal, len(config.campaigns)))
     return serve(config)
+
+
+def journal_engines(url: str, n_campaigns: int) -> Callable[[Path, Path], Engine]:
+    """``(config_path, data_dir) -> Engine`` opening each campaign's journal at ``url``.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown scheme, or one SQLite file for several campaigns (a SQLite journal holds
+        one campaign; a PostgreSQL database holds a schema per campaign).
+    """
+    from engine.errors import ConfigError
+    from engine.journal.backends import journal_kind, redact_url
+
+    if journal_kind(url) == "sqlite" and n_campaigns > 1:
+        raise ConfigError(
+            f"journal: expected postgresql://... for {n_campaigns} campaigns (a SQLite file holds "
+            f"one), got {redact_url(url)}"
+        )
+
+    def open_engine(config_path: Path, data_dir: Path) -> Engine:
+        from engine.core import Engine  # imported when serving starts: numba compiles on import
+
+        return Engine.from_config(config_path, data_dir=data_dir, journal_url=url)
+
+    return open_engine

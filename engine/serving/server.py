@@ -51,7 +51,7 @@ from engine.serving.pb import offers_pb2_grpc as pb_grpc
 from engine.serving.servicers import AdminServicer, OfferServicer, Pooled
 
 if TYPE_CHECKING:
-    from engine.journal import Journal
+    from engine.journal import JournalBackend
 
 SERVICE_NAMES = tuple(s.full_name for s in pb.DESCRIPTOR.services_by_name.values())
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
@@ -260,7 +260,7 @@ def _check_token_campaigns(config: ServeConfig, hosted: list[str]) -> None:
             )
 
 
-def _pending_counter(journal: Journal) -> Callable[[], float]:
+def _pending_counter(journal: JournalBackend) -> Callable[[], float]:
     return lambda: journal.counts()["pending"]
 
 
@@ -395,9 +395,9 @@ async def _build(
     return grpc_server, health_servicer, port
 
 
-def serve(config: ServeConfig) -> int:
+def serve(config: ServeConfig, open_engine: EngineFactory = open_engine) -> int:
     """Run a server until SIGTERM or SIGINT, then stop it gracefully. Returns an exit code."""
-    server, port = create_server(config)
+    server, port = create_server(config, open_engine)
     stop_requested = threading.Event()
 
     def _on_signal(signum: int, frame: Any) -> None:

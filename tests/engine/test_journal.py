@@ -16,7 +16,7 @@ import pytest
 
 from engine.cli import main as nbo_main
 from engine.core import Engine
-from engine.errors import CorruptModelError, NotFoundError, ResourceExhaustedError
+from engine.errors import ConfigError, CorruptModelError, NotFoundError, ResourceExhaustedError
 from engine.journal import (
     DecisionRow,
     DuplicateError,
@@ -29,6 +29,7 @@ from engine.journal import (
     read_snapshot,
     write_snapshot,
 )
+from engine.journal.backends import open_journal
 from engine.journal.export import export_parquet, find_journal
 from engine.journal.records import ExportedDecision, StoredReward
 from engine.journal.recovery import adapt_offers
@@ -69,13 +70,18 @@ def filled(tmp_path):
 # the definition of JournalBackend. A new backend adds a parameter to the ``backend`` fixture.
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def reopen(request, tmp_path) -> Iterator[Callable[[], JournalBackend]]:
     """Opens one more connection to the same, initially empty, journal store."""
     opened: list[JournalBackend] = []
+    url = (
+        str(tmp_path / "c.journal.sqlite")
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
 
     def open_backend() -> JournalBackend:
-        journal = Journal(tmp_path / "c.journal.sqlite")
+        journal = open_journal(url, campaign="c")
         opened.append(journal)
         return journal
 
@@ -436,3 +442,15 @@ def test_export_and_lift_commands(filled, tmp_path, capsys):
     assert nbo_main(["lift", "--data-dir", str(data), "--level", "0.5"]) == 2
     assert "--level: expected one of" in capsys.readouterr().err
     assert nbo_main(["export", "--data-dir", str(tmp_path / "nowhere")]) == 2
+
+
+def test_a_journal_of_another_schema_version_is_refused_by_name(backend, reopen):
+    assert backend.get_meta("schema_version") == "1"
+    backend.set_meta("schema_version", "2")
+    with pytest.raises(ConfigError) as newer:
+        reopen()
+    assert "schema version 2, this nbo expects 1; it was written by a newer nbo" in str(newer.value)
+    assert str(newer.value).startswith("journal ")
+    backend.set_meta("schema_version", "0")
+    with pytest.raises(ConfigError, match="schema version 0, this nbo expects 1; this nbo has no"):
+        reopen()
