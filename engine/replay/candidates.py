@@ -30,7 +30,13 @@ from engine.kernels import seed_state
 from engine.policies import Policy, make_policy
 from engine.replay.diagnostics import diagnostic_sums
 from engine.replay.estimators import Estimator, OffPolicyInputs, make_estimators
-from engine.replay.intervals import Moments, bootstrap_columns, bootstrap_sums
+from engine.replay.intervals import (
+    Moments,
+    bootstrap_columns,
+    bootstrap_sums,
+    cluster_totals,
+    terms_columns,
+)
 from engine.types import BoolArray, FloatArray, IntArray
 
 KINDS = ("static", "learning")
@@ -183,6 +189,7 @@ class Shard:
     propensity: FloatArray
     reward: FloatArray
     mask: BoolArray | None
+    cluster: IntArray | None = None  # customer codes, when intervals resample customers
 
     def __len__(self) -> int:
         return int(self.action.shape[0])
@@ -200,13 +207,22 @@ class ShardSummary:
     moments: dict[str, Moments]
     bootstrap: dict[str, FloatArray] = field(default_factory=dict)  # (n_bootstrap, 4) each
     diagnostics: FloatArray = field(default_factory=lambda: np.zeros(6))
+    # Clustered runs: the customer codes present in the shard and, per estimator, the sums of
+    # the terms (1, a, b, c) per customer, array of shape (n_clusters_in_shard, 4).
+    clusters: IntArray | None = None
+    cluster_totals: dict[str, FloatArray] = field(default_factory=dict)
 
 
 def summarize(
-    inputs: OffPolicyInputs, estimators: list[Estimator], n_bootstrap: int, seed: int, shard: int
+    inputs: OffPolicyInputs,
+    estimators: list[Estimator],
+    n_bootstrap: int,
+    seed: int,
+    shard: int,
+    cluster: IntArray | None = None,
 ) -> ShardSummary:
     """Moments, bootstrap sums and diagnostic sums of every estimator on one shard's inputs."""
-    return summarize_many([inputs], estimators, n_bootstrap, seed, shard)[0]
+    return summarize_many([inputs], estimators, n_bootstrap, seed, shard, cluster)[0]
 
 
 def summarize_many(
@@ -215,11 +231,14 @@ def summarize_many(
     n_bootstrap: int,
     seed: int,
     shard: int,
+    cluster: IntArray | None = None,
 ) -> list[ShardSummary]:
     """:func:`summarize` for several candidates on the same shard rows.
 
     The bootstrap resamples all of them with the same Poisson weights (drawn once), which is
-    cheaper and makes the comparison between candidates paired.
+    cheaper and makes the comparison between candidates paired. With ``cluster`` (each row's
+    customer code) the terms are also summed per customer and no row bootstrap is drawn: the
+    driver resamples customers once every shard's totals are in.
     """
     all_terms = [
         {e.name: e.terms(x) for e in estimators if not e.needs_model or x.q_target is not None}
@@ -227,6 +246,9 @@ def summarize_many(
     ]
     n = len(inputs[0]) if inputs else 0
     boots: list[dict[str, FloatArray]] = [{} for _ in inputs]
+    clusters, local = (None, None) if cluster is None else np.unique(cluster, return_inverse=True)
+    if cluster is not None:
+        n_bootstrap = 0
     if n_bootstrap > 0 and n:
         flat = [t for terms in all_terms for t in terms.values()]
         columns, expand = bootstrap_columns(flat, n)
@@ -237,6 +259,13 @@ def summarize_many(
             {name: Moments.from_terms(*t, n=n) for name, t in terms.items()},
             boot,
             diagnostic_sums(x),
+            clusters,
+            {}
+            if local is None or clusters is None
+            else {
+                name: cluster_totals(terms_columns(t, n), local, clusters.shape[0])
+                for name, t in terms.items()
+            },
         )
         for x, terms, boot in zip(inputs, all_terms, boots, strict=True)
     ]
@@ -258,7 +287,9 @@ def static_shard(
         _static_inputs(shard, c, blob, q_hat, n_actions, p_min, config.seed)
         for c, blob in zip(candidates, blobs, strict=True)
     ]
-    return summarize_many(inputs, config.make(), config.n_bootstrap, config.seed, shard.index)
+    return summarize_many(
+        inputs, config.make(), config.n_bootstrap, config.seed, shard.index, shard.cluster
+    )
 
 
 def _static_inputs(
@@ -373,7 +404,11 @@ def learning_replay(
         inputs = OffPolicyInputs(
             shard.reward, shard.propensity, dist_weight, q_logged, q_target, accepted
         )
-        out.append(summarize(inputs, estimators, config.n_bootstrap, config.seed, shard.index))
+        out.append(
+            summarize(
+                inputs, estimators, config.n_bootstrap, config.seed, shard.index, shard.cluster
+            )
+        )
     return out
 
 

@@ -34,6 +34,7 @@ COLUMN_FIELDS = (
     "decision_id",
     "control",
     "explored",
+    "customer_id",
 )
 
 
@@ -79,6 +80,14 @@ def register(subparsers: Any) -> None:
         default="bootstrap",
         choices=INTERVAL_METHODS,
         help="confidence interval method [%(default)s]",
+    )
+    evaluate.add_argument(
+        "--cluster",
+        default="auto",
+        choices=("auto", "customer_id", "none"),
+        help="independent units of every interval: customer_id sums each customer's rows and "
+        "resamples customers (rows of a returning customer are correlated), none resamples rows "
+        "[%(default)s: customer_id whenever a customer has several rows]",
     )
     evaluate.add_argument(
         "--bootstrap", type=int, default=200, help="bootstrap resamples [%(default)s]"
@@ -167,7 +176,7 @@ def _add_source_args(parser: argparse.ArgumentParser) -> None:
         help="map a source column onto a logged-data field; FIELD is one of "
         f"{', '.join(COLUMN_FIELDS)}: action=offer, propensity=p, reward=value or reward=-cost "
         "(a cost column, negated), context=x_* (prefix) or context=a,b,c, eligible=COL, "
-        "timestamp=COL, decision_id=COL, control=COL, explored=COL; repeatable",
+        "timestamp=COL, decision_id=COL, control=COL, explored=COL, customer_id=COL; repeatable",
     )
     parser.add_argument(
         "--actions",
@@ -323,6 +332,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             interval=args.interval,
             alpha=args.alpha,
             runner=runner,
+            cluster=args.cluster,
         )
     finally:
         runner.close()

@@ -170,15 +170,16 @@ def _dot(x: FloatArray | None, y: FloatArray | None, constant: float, n: int) ->
 
 
 def bootstrap_columns(
-    terms: list[Terms], n: int
+    terms: list[Terms], n: int, count: FloatArray | None = None
 ) -> tuple[FloatArray, Callable[[FloatArray], list[FloatArray]]]:
     """Columns to resample for several estimators' terms, and how to expand their sums.
 
     Returns ``columns`` of shape (n, m) (a column of ones, then each non-constant term) and a
     function mapping bootstrap sums of shape (n_resamples, m) to one array of shape
-    (n_resamples, 4) per estimator: sums of 1, a, b, c.
+    (n_resamples, 4) per estimator: sums of 1, a, b, c. ``count`` replaces the column of ones
+    when the units are clusters (rows per cluster; a None ``c`` then stands for it).
     """
-    columns: list[FloatArray] = [np.ones(n)]
+    columns: list[FloatArray] = [np.ones(n) if count is None else count]
     # Estimators share many terms (w r, w, the DR term, ...): resample each distinct one once.
     seen: dict[tuple[float, float, float], list[int]] = {}
     slots: list[tuple[int | None, int | None, int | None]] = []
