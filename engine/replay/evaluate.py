@@ -10,6 +10,8 @@ way the tasks ran. Shard results are added in shard order.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 
 from engine.errors import InvalidInputError
@@ -27,6 +29,7 @@ from engine.replay.candidates import (
 from engine.replay.data import LoggedData
 from engine.replay.diagnostics import Diagnostics, merge_diagnostic_sums
 from engine.replay.estimators import INTERVAL_METHODS, bootstrap_values, check_alpha
+from engine.replay.external import load_distribution
 from engine.replay.fanout import Runner, Task, TaskFailure
 from engine.replay.intervals import (
     CLUSTER_SHARD,
@@ -37,8 +40,9 @@ from engine.replay.intervals import (
     bootstrap_sums,
     percentile_interval,
 )
-from engine.replay.results import CandidateResult, Estimate, Evaluation, LiftEstimate
+from engine.replay.results import CandidateResult, Estimate, Evaluation, Gate, LiftEstimate
 from engine.replay.rewardmodel import RewardModel
+from engine.replay.support import unseen_offers
 
 # Below this many (test rows x candidates) Ray's start-up costs more than it saves: a local Ray
 # takes ~12 s to start here and in-process scoring runs at ~1M row-candidates per second.
@@ -59,6 +63,7 @@ def evaluate(
     alpha: float = 0.05,
     runner: Runner | None = None,
     cluster: str = "auto",
+    gate: Gate | None = None,
 ) -> Evaluation:
     """Evaluate candidates (plus the logging, uniform and control baselines) on ``data``.
 
@@ -85,6 +90,8 @@ def evaluate(
     cluster : {"auto", "customer_id", "none"}
         The independent units of every interval: customers (their rows summed, customers
         resampled) or rows. ``auto``: customers whenever a customer has several rows.
+    gate : Gate, optional
+        Thresholds below which the evidence is too weak for a GO (see :class:`Gate`).
 
     Returns
     -------
@@ -109,8 +116,20 @@ def evaluate(
     clustered = _clustered(data, cluster)
     config.make()  # validates estimator names and clip before any work
     for c in candidates:  # a bad hyperparameter fails here, before any task runs
-        make_policy(c.spec, data.n_actions, data.n_features, seed=config.seed)
+        if c.kind != "external":
+            make_policy(c.spec, data.n_actions, data.n_features, seed=config.seed)
+    # Ready-made candidates need no training: without trained ones, every row evaluates and
+    # the reward model is cross-fitted (each half of the customers predicted by the other's).
+    every_row = bool(candidates) and all(c.kind == "external" for c in candidates)
+    if every_row:
+        train_fraction = 0.0
+    data = data.sorted_by_time()
     train, test = data.split(train_fraction)
+    external = {
+        c.label: load_distribution(c, data)[train.n_rounds :]
+        for c in candidates
+        if c.kind == "external"
+    }
     if test.n_rounds < 2:
         # One row has no variance: every interval would be NaN and the verdict meaningless.
         raise InvalidInputError(
@@ -136,10 +155,24 @@ def evaluate(
     )
     needs_model = any(e.needs_model for e in config.make())
     coef = None
-    if needs_model and train.n_rounds > 0:
+    fold = None
+    if needs_model and every_row:
+        fold = (test.customer if test.customer is not None else np.arange(test.n_rounds)) % 2
+        coef = np.stack(
+            [
+                RewardModel.fit(
+                    test.context[fold == j], test.action[fold == j], test.reward[fold == j], k
+                ).coef
+                for j in (0, 1)
+            ]
+        )
+    elif needs_model and train.n_rounds > 0:
         coef = RewardModel.fit(train.context, train.action, train.reward, k).coef
     p_min = float(test.propensity.min())
-    shards = _shards(test, shard_rows, clustered)
+    unseen = unseen_offers(data)
+    shards = _shards(
+        test, shard_rows, clustered, fold, None if unseen is None else unseen[train.n_rounds :]
+    )
     shard_refs = [runner.put(s) for s in shards]
 
     # One task per learning candidate (a replay is sequential), and one task per shard scoring
@@ -165,8 +198,13 @@ def evaluate(
     frozen = [c for c in all_candidates if c.kind != "learning" and results[c.label].status == "ok"]
     score_tasks = []
     if frozen:
-        frozen_blobs = [blobs.get(c.label) for c in frozen]
         for s, ref in zip(shards, shard_refs, strict=True):
+            frozen_blobs = [
+                external[c.label][s.start : s.start + len(s)]
+                if c.kind == "external"
+                else blobs.get(c.label)
+                for c in frozen
+            ]
             args = (ref, frozen, frozen_blobs, coef, k, p_min, config)
             score_tasks.append(Task(f"shard {s.index}", static_shard, args))
             owners.append(([c.label for c in frozen], s.index))
@@ -220,6 +258,10 @@ def evaluate(
             "reward_model": coef is not None,
             "cluster": "customer_id" if clustered else "none",
             "n_clusters": _n_clusters(test) if clustered else test.n_rounds,
+            "every_row": every_row,
+            "eligibility_known": data.eligible is not None,
+            "gate": asdict(gate or Gate()),
+            "reward_model_cross_fitted": fold is not None,
         },
     )
 
@@ -251,7 +293,13 @@ def _n_clusters(data: LoggedData) -> int:
     return 0 if data.customer is None else int(np.unique(data.customer).shape[0])
 
 
-def _shards(test: LoggedData, shard_rows: int, clustered: bool = False) -> list[Shard]:
+def _shards(
+    test: LoggedData,
+    shard_rows: int,
+    clustered: bool = False,
+    fold: np.ndarray | None = None,
+    unseen: np.ndarray | None = None,
+) -> list[Shard]:
     mask = test.eligible
     cluster = test.customer if clustered else None
     out = []
@@ -266,6 +314,9 @@ def _shards(test: LoggedData, shard_rows: int, clustered: bool = False) -> list[
                 reward=test.reward[start:stop],
                 mask=None if mask is None else mask[start:stop],
                 cluster=None if cluster is None else cluster[start:stop],
+                fold=None if fold is None else fold[start:stop],
+                start=start,
+                unseen=None if unseen is None else unseen[start:stop],
             )
         )
     return out
