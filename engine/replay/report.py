@@ -53,6 +53,17 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 def split_note(evaluation: Evaluation) -> str:
     """Which rows trained and which evaluated, and what static and learning candidates are."""
     n_rows = evaluation.n_train + evaluation.n_test
+    if evaluation.info.get("every_row"):
+        model = (
+            "; the reward model is cross-fitted (each half of the customers predicted by a "
+            "model of the other half)"
+            if evaluation.info.get("reward_model_cross_fitted")
+            else ""
+        )
+        return (
+            f"scored on every logged row ({evaluation.n_test} decisions): ready-made candidates "
+            f"(snapshot:, file:) need no training split{model}"
+        )
     share = evaluation.info.get("train_fraction")
     how = f" (--train-fraction {share:g})" if isinstance(share, int | float) else ""
     return (
