@@ -77,12 +77,14 @@ def split_note(evaluation: Evaluation) -> str:
 def verdict(evaluation: Evaluation) -> str:
     """The go / no-go line with its cause: what a user needs to act on, in one line.
 
-    A GO and an incomplete run read as :meth:`Evaluation.decision` says; a NO-GO names why:
-    no candidate given, too little overlap (with the effective sample size), or the best lower
-    bound against the logging policy's value.
+    A GO, an incomplete run and a candidate the gate refused (:class:`~engine.replay.results.Gate`)
+    read as :meth:`Evaluation.decision` says; any other NO-GO names why: no candidate given, too
+    little overlap (with the effective sample size), or the best lower bound against the logging
+    policy's value.
     """
     decision = evaluation.decision()
-    if decision["promote"] or not evaluation.complete:
+    if decision["promote"] or not evaluation.complete or decision.get("refused"):
+        # A GO, an incomplete run, or a candidate the gate refused: the decision says why.
         return str(decision["reason"])
     logging_value = evaluation.logging_value
     candidates = [c for c in evaluation.ranking() if c.kind != "baseline"]
