@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -376,6 +377,7 @@ def _summary(
             "interval": evaluation["interval"],
             "logging_value": evaluation["logging_value"],
             "decision": evaluation["decision"],
+            "split": evaluation.get("split"),
             "candidates": rows,
             "report": str(out / "evaluation" / "report.html"),
         }
@@ -385,7 +387,7 @@ def _summary(
 def _table(summary: dict[str, Any]) -> str:
     gt = summary["ground_truth"]
     lines = [
-        "live run (over gRPC)",
+        "live run (over gRPC; every decision of the run, rewards as they arrived)",
         f"  customers served          {summary['customers']:>10,}   "
         f"({summary['decisions_per_second']:,.0f} decisions/s through the client)",
         f"  rewards joined            {summary['rewards']:>10,}   (late and out of order)",
@@ -413,6 +415,8 @@ def _table(summary: dict[str, Any]) -> str:
                 f"{_num(r['high'])}{flag}"
             )
         lines.append(f"  {ev['decision']['reason']}")
+        if ev.get("split"):
+            lines += textwrap.wrap(ev["split"], 96, initial_indent="  ", subsequent_indent="  ")
     return "\n".join(lines)
 
 
