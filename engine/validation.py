@@ -141,6 +141,15 @@ def check_value(field: str, value: Any) -> float:
     return number
 
 
+def float_array(field: str, value: Any, expected: str) -> np.ndarray:
+    """``value`` as a C-contiguous float64 array, else InvalidInputError naming ``field`` (what
+    numpy cannot convert is reported as not ``expected``)."""
+    try:
+        return np.ascontiguousarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(field, expected, value) from exc
+
+
 # ---------------------------------------------------------------------- hyperparameter constraints
 class Constraint(ABC):
     """One rule a parameter value may satisfy; ``str(constraint)`` words it for error messages.

@@ -28,6 +28,7 @@ from engine.validation import (
     Interval,
     ParameterConstraints,
     Real,
+    float_array,
     validate_params,
 )
 
@@ -350,12 +351,9 @@ class Policy(ABC):
         ):
             X = contexts
         else:
-            try:
-                X = np.ascontiguousarray(contexts, dtype=np.float64)
-            except (TypeError, ValueError) as exc:
-                raise InvalidInputError(
-                    "contexts", "an array of float64 of shape (n_rounds, n_features)", contexts
-                ) from exc
+            X = float_array(
+                "contexts", contexts, "an array of float64 of shape (n_rounds, n_features)"
+            )
             if X.ndim != 2:
                 raise InvalidInputError(
                     "contexts",
@@ -424,23 +422,27 @@ def _check_actions(actions: Any, n: int, n_actions: int) -> IntArray:
         elif a.dtype.kind not in "iu" and a.size:
             raise InvalidInputError("actions", "integer action indices", f"dtype {a.dtype}")
         a = np.ascontiguousarray(a, dtype=np.int64)
-    if a.shape != (n,):
-        raise InvalidInputError(
-            "actions", f"shape ({n},) (one per context row)", f"shape {a.shape}"
-        )
+    _check_rows("actions", a, n)
     bad = first_outside(a, 0, n_actions)
     if bad >= 0:
         raise InvalidInputError("actions", f"indices in [0, {n_actions})", f"{a[bad]} at row {bad}")
     return a
 
 
+def _check_rows(field: str, a: np.ndarray, n: int) -> None:
+    if a.shape != (n,):
+        raise InvalidInputError(field, f"shape ({n},) (one per context row)", f"shape {a.shape}")
+
+
+def _float_rows(field: str, values: Any, n: int) -> FloatArray:
+    """``values`` as ``n`` float64 values, one per context row."""
+    v = float_array(field, values, f"{n} float values")
+    _check_rows(field, v, n)
+    return v
+
+
 def _check_values(field: str, values: Any, n: int) -> FloatArray:
-    try:
-        v = np.ascontiguousarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(field, f"{n} float values", values) from exc
-    if v.shape != (n,):
-        raise InvalidInputError(field, f"shape ({n},) (one per context row)", f"shape {v.shape}")
+    v = _float_rows(field, values, n)
     bad = first_invalid(v, VALUE_LIMIT)
     if bad >= 0:
         raise InvalidInputError(
@@ -452,14 +454,7 @@ def _check_values(field: str, values: Any, n: int) -> FloatArray:
 
 
 def _check_propensities(propensities: Any, n: int) -> FloatArray:
-    try:
-        p = np.ascontiguousarray(propensities, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError("propensities", f"{n} float values", propensities) from exc
-    if p.shape != (n,):
-        raise InvalidInputError(
-            "propensities", f"shape ({n},) (one per context row)", f"shape {p.shape}"
-        )
+    p = _float_rows("propensities", propensities, n)
     bad = first_not_probability(p)
     if bad >= 0:
         raise InvalidInputError(

@@ -18,7 +18,7 @@ from engine.kernels import choose_greedy, ridge_predict
 from engine.policies.base import Decision
 from engine.policies.linear import NON_NEGATIVE, _RidgeModels
 from engine.types import BoolArray, FloatArray, IntArray
-from engine.validation import ArrayLike, ParameterConstraints
+from engine.validation import ArrayLike, ParameterConstraints, float_array
 
 
 class SharedLinear(_RidgeModels):
@@ -138,12 +138,7 @@ class SharedLinear(_RidgeModels):
 
 
 def _check_offer_features(value: Any, n_actions: int, n_cols: int | None = None) -> FloatArray:
-    try:
-        F = np.ascontiguousarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(
-            "offer_features", "a float array (n_actions, n_offer_features)", value
-        ) from exc
+    F = float_array("offer_features", value, "a float array (n_actions, n_offer_features)")
     if F.ndim != 2 or F.shape[0] != n_actions or (n_cols is not None and F.shape[1] != n_cols):
         cols = "n_offer_features" if n_cols is None else str(n_cols)
         raise InvalidInputError(
