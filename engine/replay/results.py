@@ -11,7 +11,6 @@ import numpy as np
 from engine.replay.diagnostics import Diagnostics
 from engine.types import FloatArray
 
-
 # Estimators whose value is a fitted reward model's prediction alone. Their interval measures the
 # model's noise, not its bias, so a misspecified model (the linear DM on the renewal logs sits
 # ~15 below every other estimator with a +-1 interval) would refuse every GO; the doubly robust
