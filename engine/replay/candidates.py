@@ -169,7 +169,17 @@ def baselines(control_action: int | None, actions: tuple[str, ...]) -> list[Cand
 class EvalConfig:
     """Settings shared by every task of one evaluation."""
 
-    estimators: tuple[str, ...] = ("replay", "ips", "snips", "dm", "dr", "sndr", "switch-dr")
+    estimators: tuple[str, ...] = (
+        "replay",
+        "ips",
+        "snips",
+        "dm",
+        "dr",
+        "sndr",
+        "switch-dr",
+        "dr-os",
+        "sg-ips",
+    )
     clip: float | None = None
     n_bootstrap: int = 200
     seed: int = 0
@@ -246,7 +256,7 @@ def summarize_many(
     driver resamples customers once every shard's totals are in.
     """
     all_terms = [
-        {e.name: e.terms(x) for e in estimators if not e.needs_model or x.q_target is not None}
+        {e.key: e.terms(x) for e in estimators if not e.needs_model or x.q_target is not None}
         for x in inputs
     ]
     n = len(inputs[0]) if inputs else 0

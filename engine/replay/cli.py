@@ -79,7 +79,9 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument(
         "--primary",
         default="dr",
-        help="estimator that ranks and decides; one of --estimators [%(default)s]",
+        help="estimator that ranks and decides; one of --estimators, or slope: for each "
+        "candidate the estimator SLOPE chooses (the narrowest interval consistent with every "
+        "wider one; Su et al. 2020, Tucker & Lee 2021) [%(default)s]",
     )
     evaluate.add_argument(
         "--interval",
@@ -288,9 +290,11 @@ def _check_arguments(
                 got = str(exc.got).removeprefix("got ")
                 raise InvalidInputError(f"--policy {name}", exc.expected, got) from None
     config.make()  # estimator names and --clip
-    if args.primary not in config.estimators:
+    if args.primary not in (*config.estimators, "slope"):
         raise InvalidInputError(
-            "--primary", f"one of the --estimators {', '.join(config.estimators)}", args.primary
+            "--primary",
+            f"one of the --estimators {', '.join(config.estimators)} or slope",
+            args.primary,
         )
     if args.interval == "bootstrap" and args.bootstrap < 2:
         raise InvalidInputError("--bootstrap", "at least 2 for bootstrap intervals", args.bootstrap)
@@ -329,7 +333,13 @@ def _known_offers(args: argparse.Namespace) -> tuple[str, ...] | None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from engine.replay.evaluate import SMALL_JOB, evaluate
-    from engine.replay.report import candidate_table, split_note, verdict, write_report
+    from engine.replay.report import (
+        candidate_table,
+        slope_note,
+        split_note,
+        verdict,
+        write_report,
+    )
 
     kinds = tuple(k.strip() for k in args.mode.split(",") if k.strip())
     for kind in kinds:
@@ -382,6 +392,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     paths = write_report(result, args.out)
     print(verdict(result))
     print(f"  {split_note(result)}")
+    print(f"  {slope_note(result)}")
     print()
     print(candidate_table(result))
     print()

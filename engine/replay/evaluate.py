@@ -28,7 +28,7 @@ from engine.replay.candidates import (
 )
 from engine.replay.data import LoggedData
 from engine.replay.diagnostics import Diagnostics, merge_diagnostic_sums
-from engine.replay.estimators import INTERVAL_METHODS, bootstrap_values, check_alpha
+from engine.replay.estimators import INTERVAL_METHODS, SLOPE, bootstrap_values, check_alpha
 from engine.replay.external import load_distribution
 from engine.replay.fanout import Runner, Task, TaskFailure
 from engine.replay.intervals import (
@@ -105,8 +105,10 @@ def evaluate(
         raise InvalidInputError(
             "n_bootstrap", "at least 2 for bootstrap intervals", config.n_bootstrap
         )
-    if primary not in config.estimators:
-        raise InvalidInputError("primary", f"one of the estimators {config.estimators}", primary)
+    if primary not in (*config.estimators, SLOPE):
+        raise InvalidInputError(
+            "primary", f"one of the estimators {config.estimators} or {SLOPE!r}", primary
+        )
     if shard_rows < 1:
         raise InvalidInputError("shard_rows", "an int >= 1", shard_rows)
     if control_action is not None and not 0 <= control_action < data.n_actions:
@@ -233,6 +235,9 @@ def evaluate(
             _combine(result, [p for p in parts if p is not None], alpha)
     if clustered:
         _cluster_bootstrap(list(results.values()), collected, config, alpha)
+    for result in results.values():
+        if result.status == "ok":
+            result.select(interval)
     _paired_lifts(list(results.values()), alpha)
     return Evaluation(
         candidates=list(results.values()),

@@ -36,6 +36,7 @@ def write_report(evaluation: Evaluation, out_dir: str | Path) -> dict[str, Path]
     # The decision's cause and the train / evaluation split, in the words the CLI prints.
     data["decision"] = {**data["decision"], "verdict": verdict(evaluation)}
     data["split"] = split_note(evaluation)
+    data["slope"] = slope_note(evaluation)
     paths["json"].write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     _ranking_plot(evaluation, paths["ranking"])
     _estimator_plot(evaluation, paths["estimators"])
@@ -71,6 +72,22 @@ def split_note(evaluation: Evaluation) -> str:
         f"earlier {evaluation.n_train}{how} trained the static candidates (then frozen) and the "
         "reward model; learning candidates start untrained and learn while they replay the "
         "evaluation rows"
+    )
+
+
+def slope_note(evaluation: Evaluation) -> str:
+    """Which estimator SLOPE chose for the candidate the verdict is about (the GO candidate, else
+    the best-ranked one), with its estimate and interval, next to the primary estimator."""
+    decision = evaluation.decision()
+    label = decision.get("candidate") or decision.get("refused")
+    ranked = [c for c in evaluation.ranking() if c.kind != "baseline"]
+    c = next((c for c in ranked if c.label == label), ranked[0] if ranked else None)
+    if c is None or "slope" not in c.chosen:
+        return "estimator chosen by SLOPE: none (no candidate with finite intervals)"
+    low, high = c.interval("slope", evaluation.interval)
+    return (
+        f"estimator chosen by SLOPE: {c.chosen['slope']} for {c.label}, "
+        f"{_fmt(c.value('slope'))} [{_fmt(low)}, {_fmt(high)}] (primary: {evaluation.primary})"
     )
 
 
