@@ -133,14 +133,13 @@ class CandidateResult:
             self.chosen[family] = pick
             if pick in self.replicates:
                 self.replicates[family] = self.replicates[pick]
-        names = [k for k in self.estimates if k != SLOPE]
-        pick = self._slope(names, method)
-        if pick is None:
+        best = self._slope([k for k in self.estimates if k != SLOPE], method)
+        if best is None:
             return
-        self.estimates[SLOPE] = self.estimates[pick]
-        self.chosen[SLOPE] = self.chosen.get(pick, pick)
-        if pick in self.replicates:
-            self.replicates[SLOPE] = self.replicates[pick]
+        self.estimates[SLOPE] = self.estimates[best]
+        self.chosen[SLOPE] = self.chosen.get(best, best)
+        if best in self.replicates:
+            self.replicates[SLOPE] = self.replicates[best]
 
     def _slope(self, names: list[str], method: str) -> str | None:
         estimates = {k: self.estimates[k] for k in names}
