@@ -97,6 +97,14 @@ def register(subparsers: Any) -> None:
         "resamples customers (rows of a returning customer are correlated), none resamples rows "
         "[%(default)s: customer_id whenever a customer has several rows]",
     )
+    evaluate.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        help="folds of customers the reward model of dm, dr, sndr, switch-dr and dr-os is "
+        "cross-fitted in (each row predicted by a model that saw neither it nor its customer) "
+        "[%(default)s: 5, or 2 when a fold would hold fewer than 20 customers]",
+    )
     gate = evaluate.add_argument_group(
         "go/no-go gate",
         "a candidate whose lower bound beats the logging policy still gets NO-GO (with the "
@@ -183,6 +191,13 @@ def register(subparsers: Any) -> None:
         default="ips",
         choices=("ips", "dr"),
         help="training targets: IPS-weighted rewards or doubly robust [%(default)s]",
+    )
+    train.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        help="--target dr: folds of customers its reward model is cross-fitted in [%(default)s: "
+        "5, or 2 when a fold would hold fewer than 20 customers]",
     )
     train.add_argument("--out", required=True, metavar="SNAPSHOT", help="snapshot file to write")
     train.add_argument("--campaign", default="", help="campaign name stored in the snapshot [none]")
@@ -300,6 +315,8 @@ def _check_arguments(
         raise InvalidInputError("--bootstrap", "at least 2 for bootstrap intervals", args.bootstrap)
     if not 0.0 < args.alpha < 1.0:
         raise InvalidInputError("--alpha", "a number in (0, 1)", args.alpha)
+    if args.folds is not None and args.folds < 2:
+        raise InvalidInputError("--folds", "an int >= 2", args.folds)
     if not 0.0 <= args.train_fraction < 1.0:
         raise InvalidInputError("--train-fraction", "a number in [0, 1)", args.train_fraction)
     for flag, value in (("--batch-size", args.batch_size), ("--shard-rows", args.shard_rows)):
@@ -385,6 +402,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             runner=runner,
             cluster=args.cluster,
             gate=Gate(args.min_ess, args.min_match_rate, args.max_unseen),
+            folds=args.folds,
         )
     finally:
         runner.close()
@@ -409,7 +427,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     spec = parse_policy(args.policy)
     data = _load(args)
-    policy = train_policy(data, spec, target=args.target, seed=args.seed)
+    policy = train_policy(data, spec, target=args.target, seed=args.seed, folds=args.folds)
     header = write_trained_snapshot(
         args.out, policy, data, target=args.target, campaign=args.campaign, version=args.version
     )

@@ -54,13 +54,14 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 def split_note(evaluation: Evaluation) -> str:
     """Which rows trained and which evaluated, and what static and learning candidates are."""
     n_rows = evaluation.n_train + evaluation.n_test
+    folds = evaluation.info.get("reward_model_folds")
+    model = (
+        f"; the reward model is cross-fitted in {folds} folds of customers (each row predicted "
+        "by a model that saw neither it nor its customer)"
+        if evaluation.info.get("reward_model_cross_fitted")
+        else ""
+    )
     if evaluation.info.get("every_row"):
-        model = (
-            "; the reward model is cross-fitted (each half of the customers predicted by a "
-            "model of the other half)"
-            if evaluation.info.get("reward_model_cross_fitted")
-            else ""
-        )
         return (
             f"scored on every logged row ({evaluation.n_test} decisions): ready-made candidates "
             f"(snapshot:, file:) need no training split{model}"
@@ -69,9 +70,9 @@ def split_note(evaluation: Evaluation) -> str:
     how = f" (--train-fraction {share:g})" if isinstance(share, int | float) else ""
     return (
         f"evaluated on the later {evaluation.n_test} of {n_rows} decisions (by time); the "
-        f"earlier {evaluation.n_train}{how} trained the static candidates (then frozen) and the "
-        "reward model; learning candidates start untrained and learn while they replay the "
-        "evaluation rows"
+        f"earlier {evaluation.n_train}{how} trained the static candidates (then frozen); "
+        "learning candidates start untrained and learn while they replay the evaluation "
+        f"rows{model}"
     )
 
 
