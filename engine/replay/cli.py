@@ -176,6 +176,38 @@ def register(subparsers: Any) -> None:
         "--retries", type=int, default=2, help="retries per failed task [%(default)s]"
     )
     evaluate.add_argument("--out", default="nbo-evaluation", help="report directory [%(default)s]")
+    evaluate.add_argument(
+        "--save-best",
+        default=None,
+        metavar="PATH",
+        help="write the GO candidate as an nbo snapshot (its trained policy, the encoder state "
+        "when --encoder-from gives it, the estimate, lower bound, estimator, interval and the "
+        "evaluated rows' time range in its header); refused when the verdict is NO-GO",
+    )
+    evaluate.add_argument(
+        "--encoder-from",
+        default=None,
+        metavar="SNAPSHOT_OR_DATA_DIR",
+        help="with --save-best: copy the encoder state from a server snapshot file, a snapshot "
+        "directory or a campaign data directory (its journal's meta)",
+    )
+    meta = evaluate.add_argument_group(
+        "meta-evaluation",
+        "--meta NAME replaces --logs: logs with a known truth are generated from a simulator for "
+        "each seed and every estimator's bias, RMSE and interval coverage over the seeds is "
+        "reported (a table, and meta.json in --out)",
+    )
+    meta.add_argument(
+        "--meta", default=None, metavar="NAME", help="case generator, e.g. renewal [none]"
+    )
+    meta.add_argument("--seeds", type=int, default=50, help="seeds to run [%(default)s]")
+    meta.add_argument(
+        "--meta-rows", type=int, default=3000, help="logged rows per seed [%(default)s]"
+    )
+    # --logs comes from the shared source options; with --meta it is not needed.
+    for action in evaluate._actions:
+        if action.dest == "logs":
+            action.required = False
     evaluate.set_defaults(func=run_evaluate)
 
     train = subparsers.add_parser(
@@ -191,6 +223,15 @@ def register(subparsers: Any) -> None:
         default="ips",
         choices=("ips", "dr"),
         help="training targets: IPS-weighted rewards or doubly robust [%(default)s]",
+    )
+    train.add_argument(
+        "--encoder-from",
+        default=None,
+        metavar="SNAPSHOT_OR_DATA_DIR",
+        help="copy the encoder state (the feature statistics the service encodes with) into the "
+        "snapshot: from a server snapshot file, a snapshot directory or a campaign data "
+        "directory (its journal's meta); its feature names must equal the log's [default: the "
+        "logs' nbo.encoder schema metadata when present]",
     )
     train.add_argument(
         "--folds",
@@ -348,6 +389,36 @@ def _known_offers(args: argparse.Namespace) -> tuple[str, ...] | None:
         return None  # the reader says what is wrong with the file
 
 
+def run_meta(args: argparse.Namespace, config: EvalConfig) -> int:
+    from engine.replay.meta import find_generator, meta_evaluate
+
+    generate = find_generator(args.meta)(n_rounds=args.meta_rows)
+    print(
+        f"meta-evaluation {args.meta}: {args.seeds} seeds of {args.meta_rows} rows", file=sys.stderr
+    )
+    result = meta_evaluate(
+        generate,
+        args.seeds,
+        config=config,
+        interval=args.interval,
+        alpha=args.alpha,
+        folds=args.folds,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = {"meta": args.meta, **result.to_dict()}
+    (out / "meta.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(
+        f"{args.meta}: {args.seeds} seeds x {result.info.get('rows_per_seed')} rows, "
+        f"{args.interval} {1 - args.alpha:.0%} intervals, mean truth {data['mean_truth']:.4g}"
+    )
+    print(result.table())
+    choices = ", ".join(f"{k} {v}" for k, v in data["slope_choices"].items())
+    print(f"SLOPE chose: {choices}")
+    print(f"wrote {out / 'meta.json'}")
+    return 0
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from engine.replay.evaluate import SMALL_JOB, evaluate
     from engine.replay.report import (
@@ -373,6 +444,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
     )
     _check_arguments(args, candidates, config)
+    if args.meta is not None:
+        if args.policy or args.logs:
+            raise InvalidInputError("--meta", "no --logs or --policy (it makes both)", args.meta)
+        return run_meta(args, config)
+    if not args.logs:
+        raise InvalidInputError("--logs", "a log file or directory (or --meta NAME)", "none")
     if not candidates:
         print("no --policy given: scoring the baselines only", file=sys.stderr)
     data = _load(args)
@@ -416,6 +493,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print()
     print(f"wrote {paths['json']}")
     print(f"wrote {paths['html']} (plots {paths['ranking'].name}, {paths['estimators'].name})")
+    if args.save_best is not None:
+        from engine.replay.save import save_best
+
+        saved = save_best(result, data, candidates, args.save_best, args.encoder_from, args.seed)
+        print(saved)
+        if saved.startswith("not saved"):
+            return 1
     if not result.complete:
         print("evaluation INCOMPLETE: some tasks failed; see the report", file=sys.stderr)
         return 1
@@ -427,9 +511,22 @@ def run_train(args: argparse.Namespace) -> int:
 
     spec = parse_policy(args.policy)
     data = _load(args)
+    from engine.replay.save import encoder_state
+
+    encoder: dict[str, Any] | None
+    if args.encoder_from is not None:
+        encoder = encoder_state(args.encoder_from, data.feature_names)
+    else:
+        encoder = _metadata_encoder(args)
     policy = train_policy(data, spec, target=args.target, seed=args.seed, folds=args.folds)
     header = write_trained_snapshot(
-        args.out, policy, data, target=args.target, campaign=args.campaign, version=args.version
+        args.out,
+        policy,
+        data,
+        target=args.target,
+        campaign=args.campaign,
+        version=args.version,
+        encoder=encoder,
     )
     summary_path = Path(f"{args.out}.json")
     summary = {
@@ -442,8 +539,30 @@ def run_train(args: argparse.Namespace) -> int:
         "n_pending": data.n_pending,
         "offer_ids": list(data.actions),
         "source": str(args.logs),
+        "encoder_state": encoder is not None,
     }
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {args.out} ({header['policy_class']}, version {header['version']})")
+    encoded = "with" if encoder is not None else "WITHOUT"
+    print(
+        f"wrote {args.out} ({header['policy_class']}, version {header['version']}, {encoded} "
+        "encoder state)"
+    )
     print(f"wrote {summary_path}")
     return 0
+
+
+def _metadata_encoder(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``nbo.encoder`` schema metadata of a Parquet log (JSON), when it has one."""
+    path = Path(args.logs)
+    if path.is_dir():
+        files = sorted(path.glob("*.parquet"))
+        path = files[0] if files else path
+    if not path.is_file() or path.suffix.lower() not in (".parquet", ".pq"):
+        return None
+    import pyarrow.parquet as pq
+
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(b"nbo.encoder")
+        return None if raw is None else dict(json.loads(raw))
+    except (OSError, ValueError):
+        return None

@@ -120,8 +120,12 @@ def write_trained_snapshot(
     target: str,
     campaign: str = "",
     version: str | None = None,
+    encoder: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``policy`` as an nbo snapshot (see :mod:`engine.journal.snapshot`) and read it back.
+
+    ``encoder`` (an :meth:`engine.features.Encoder.state`) goes into the header when known, so
+    a server loading the snapshot encodes with the statistics the model was trained under.
 
     Returns the snapshot header.
     """
@@ -136,6 +140,8 @@ def write_trained_snapshot(
         "last_reward_seq": 0,
         "trained_offline": {"source": data.source, "target": target, "rows": data.n_rounds},
     }
+    if encoder is not None:
+        header["encoder"] = encoder
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_snapshot(path, header, policy)
