@@ -13,8 +13,17 @@ Tables
 ``rewards``   at most one per decision (UNIQUE decision_id, which makes retries idempotent):
               reported value, net reward, source ``reward`` or ``expired``. Its ``seq`` is the
               order in which the learner applies rewards; snapshots record the last one applied.
-``reward_errors`` rejected rewards (unknown or expired ids), kept for audit.
-``meta``      key/value pairs (encoder state, campaign name).
+``requests``  decide requests with a client request id (campaign, request_id unique), their time,
+              a hash of the request and the seqs of the decisions they made; stored in the
+              decisions' transaction, pruned once their window passed.
+``reward_error_counts`` rejected rewards (unknown or expired ids) counted per reason and minute.
+``reward_errors`` a bounded sample of those rejected reports (ERROR_SAMPLES per reason and
+              minute), kept for audit.
+``meta``      key/value pairs (encoder state, campaign name, the total of rejected rewards).
+
+The journal file and its ``-wal``/``-shm`` companions are created exclusively, owner-only, and
+refused when they exist as a symlink or anything but a regular file (see
+:mod:`engine.journal.files`).
 
 Every write commits before the method returns. In WAL mode with ``synchronous=NORMAL`` a commit
 survives a crash of the process (kill -9); ``synchronous=FULL`` also survives power loss at the
@@ -38,7 +47,6 @@ Examples
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -48,15 +56,18 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import CorruptModelError, ResourceExhaustedError
-from engine.journal.base import DuplicateError, JournalBackend
+from engine.journal.base import ERROR_PERIOD_US, ERROR_SAMPLES, DuplicateError, JournalBackend
+from engine.journal.files import create_private, refuse_links
 from engine.journal.records import (
     DecisionRow,
     ExportedDecision,
     GroupSums,
     OfferTotals,
+    RequestRow,
     RewardError,
     RewardRow,
     StoredDecision,
+    StoredRequest,
     StoredReward,
 )
 
@@ -103,7 +114,23 @@ CREATE TABLE IF NOT EXISTS reward_errors (
     error TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS requests (
+    request_id TEXT NOT NULL,
+    campaign TEXT NOT NULL,
+    ts_us INTEGER NOT NULL,
+    request_hash TEXT NOT NULL,
+    decision_seqs TEXT NOT NULL,
+    PRIMARY KEY (campaign, request_id)
+);
+CREATE INDEX IF NOT EXISTS requests_by_time ON requests (ts_us);
+CREATE TABLE IF NOT EXISTS reward_error_counts (
+    period_us INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (period_us, error)
+);
 """
+_ERROR_TOTAL = "reward_errors_total"  # meta key: every rejected report, so counts() reads 1 row
 
 
 def _insert_sql(table: str, columns: Sequence[str], n_rows: int = 1) -> str:
@@ -120,6 +147,28 @@ _INSERT_DECISIONS_CHUNK = _insert_sql("decisions", DecisionRow._fields, _CHUNK_R
 _INSERT_REWARD = _insert_sql("rewards", RewardRow._fields)
 _INSERT_REWARDS_CHUNK = _insert_sql("rewards", RewardRow._fields, _CHUNK_ROWS)
 _INSERT_ERROR = _insert_sql("reward_errors", RewardError._fields)
+_INSERT_REQUEST = _insert_sql("requests", (*RequestRow._fields, "decision_seqs"))
+_FIND_REQUEST = (
+    f"SELECT {', '.join(RequestRow._fields)}, decision_seqs FROM requests"
+    " WHERE campaign = ? AND request_id = ?"
+)
+_REQUEST_DECISIONS = (
+    f"SELECT seq, {', '.join(DecisionRow._fields)} FROM decisions WHERE seq IN ({{}})"
+)
+_COUNT_ERRORS = (
+    "INSERT INTO reward_error_counts (period_us, error, n) VALUES (?, ?, ?)"
+    " ON CONFLICT(period_us, error) DO UPDATE SET n = n + excluded.n RETURNING n"
+)
+_ADD_ERROR_TOTAL = (
+    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key)"
+    " DO UPDATE SET value = CAST(CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER) AS TEXT)"
+)
+# Journals written before errors were counted hold one reward_errors row per report: counted
+# once, when such a journal is first opened for writing.
+_MIGRATE_ERRORS = (
+    "INSERT INTO reward_error_counts (period_us, error, n)"
+    " SELECT (ts_us / ?) * ?, error, COUNT(*) FROM reward_errors GROUP BY 1, 2"
+)
 # Every read of stored decisions (lookup, expiry) selects StoredDecision's columns.
 _STORED = (
     "SELECT d.decision_id, d.seq, d.ts_us, d.customer_id, d.context, d.action, d.propensity,"
@@ -173,11 +222,19 @@ def _seqs(last: int, n: int) -> list[int]:
     return list(range(last - n + 1, last + 1))
 
 
-def _create_private(path: Path) -> None:
-    # SQLite gives its -wal and -shm files the database file's permissions: owner-only.
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(fd)
+_COMPANIONS = ("-wal", "-shm", "-journal")  # files SQLite opens beside the database
+
+
+def _open_safely(path: Path, create: bool) -> None:
+    """Refuse a journal (or a companion file SQLite would open) that is a symlink or not a
+    regular file; create the journal exclusively, owner-only (SQLite gives its -wal and -shm
+    files the database file's permissions)."""
+    for companion in _COMPANIONS:
+        refuse_links(path.with_name(path.name + companion), "journal")
+    if create:
+        create_private(path, "journal")
+    else:
+        refuse_links(path, "journal")
 
 
 def _rollback(db: sqlite3.Connection) -> None:
@@ -222,6 +279,7 @@ class Journal(JournalBackend):
         self._lock = threading.RLock()
         self._checkpointer: sqlite3.Connection | None = None
         if readonly:
+            _open_safely(self.path, create=False)
             if not self.path.is_file():
                 raise FileNotFoundError(f"journal {self.path}: no such file")
             try:
@@ -239,7 +297,7 @@ class Journal(JournalBackend):
                 ) from None
             return
         if not self.in_memory:
-            _create_private(self.path)
+            _open_safely(self.path, create=True)
         try:
             self._db = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
@@ -251,10 +309,21 @@ class Journal(JournalBackend):
             if not autocheckpoint:
                 self._db.execute("PRAGMA wal_autocheckpoint=0")
             self._db.executescript(_SCHEMA)
+            self._count_legacy_errors()
         except sqlite3.DatabaseError as exc:
             raise CorruptModelError(
                 f"journal {self.path}: expected an nbo SQLite journal, got {exc}"
             ) from None
+
+    def _count_legacy_errors(self) -> None:
+        db = self._db
+        if db.execute("SELECT 1 FROM reward_error_counts LIMIT 1").fetchone() is not None:
+            return
+        legacy = db.execute("SELECT COUNT(*) FROM reward_errors").fetchone()[0]
+        if legacy:
+            with self._write() as tx:
+                tx.execute(_MIGRATE_ERRORS, (ERROR_PERIOD_US, ERROR_PERIOD_US))
+                tx.execute(_ADD_ERROR_TOTAL, (_ERROR_TOTAL, str(legacy)))
 
     # ------------------------------------------------------------------ catalogs and meta
     @contextmanager
@@ -356,12 +425,53 @@ class Journal(JournalBackend):
             last = _insert(db, _INSERT_REWARD, _INSERT_REWARDS_CHUNK, rows)
         return _seqs(last, len(rows))
 
+    def append_request(self, request: RequestRow, rows: Sequence[DecisionRow]) -> list[int]:
+        """Insert decisions and the request that made them in one transaction; return the
+        decisions' seq numbers once committed."""
+        rule = "request ids and decision ids are unique"
+        with self._unique(rule), self._write() as db:
+            last = _insert(db, _INSERT_DECISION, _INSERT_DECISIONS_CHUNK, rows) if rows else 0
+            seqs = _seqs(last, len(rows))
+            db.execute(_INSERT_REQUEST, (*request, json.dumps(seqs)))
+        return seqs
+
+    def find_request(self, campaign: str, request_id: str) -> StoredRequest | None:
+        """The stored request and its decisions in row order, or None."""
+        with self._lock:
+            found = self._db.execute(_FIND_REQUEST, (campaign, request_id)).fetchone()
+            if found is None:
+                return None
+            seqs = json.loads(found[-1])
+            by_seq: dict[int, DecisionRow] = {}
+            for start in range(0, len(seqs), _CHUNK):
+                chunk = seqs[start : start + _CHUNK]
+                sql = _REQUEST_DECISIONS.format(",".join("?" * len(chunk)))
+                for seq, *row in self._db.execute(sql, chunk):
+                    row[7], row[8] = bool(row[7]), bool(row[8])  # explored, control
+                    by_seq[seq] = DecisionRow._make(row)
+        return StoredRequest(RequestRow._make(found[:-1]), [by_seq[s] for s in seqs])
+
+    def prune_requests(self, before_us: int) -> int:
+        """Delete requests made before ``before_us``; return how many."""
+        with self._write() as db:
+            return int(db.execute("DELETE FROM requests WHERE ts_us < ?", (before_us,)).rowcount)
+
     def record_errors(self, rows: Sequence[RewardError]) -> None:
-        """Keep rejected rewards for audit."""
+        """Count rejected rewards per reason and period; keep a bounded sample for audit."""
         if not rows:
             return
+        groups: dict[tuple[int, str], list[RewardError]] = {}
+        for row in rows:
+            period = row.ts_us // ERROR_PERIOD_US * ERROR_PERIOD_US
+            groups.setdefault((period, row.error), []).append(row)
         with self._write() as db:
-            db.executemany(_INSERT_ERROR, rows)
+            samples: list[RewardError] = []
+            for (period, error), items in groups.items():
+                (total,) = db.execute(_COUNT_ERRORS, (period, error, len(items))).fetchone()
+                room = ERROR_SAMPLES - (int(total) - len(items))
+                samples.extend(items[: max(room, 0)])
+            db.executemany(_INSERT_ERROR, samples)
+            db.execute(_ADD_ERROR_TOTAL, (_ERROR_TOTAL, str(len(rows))))
 
     # ------------------------------------------------------------------ reads
     def lookup(self, decision_ids: Sequence[str]) -> dict[str, StoredDecision]:
@@ -461,12 +571,18 @@ class Journal(JournalBackend):
 
     def counts(self) -> dict[str, int]:
         """Numbers of decisions, rewards, pending decisions and rejected rewards."""
-        # Rows are never deleted, so the largest rowid is the count: O(log n), not a table scan
-        # (metrics scrape this while decisions wait for the lock).
+        # Decisions and rewards are never deleted, so the largest rowid is the count: O(log n),
+        # not a table scan (metrics scrape this while decisions wait for the lock); rejected
+        # rewards keep their running total in meta.
         with self._lock:
             n_dec = self._db.execute("SELECT MAX(seq) FROM decisions").fetchone()[0] or 0
             n_rew = self._db.execute("SELECT MAX(seq) FROM rewards").fetchone()[0] or 0
-            n_err = self._db.execute("SELECT MAX(seq) FROM reward_errors").fetchone()[0] or 0
+            total = self._db.execute(
+                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?", (_ERROR_TOTAL,)
+            ).fetchone()
+            if total is None:  # none yet, or an older journal opened read-only: a row each
+                total = self._db.execute("SELECT MAX(seq) FROM reward_errors").fetchone()
+            n_err = total[0] or 0
         return {
             "decisions": int(n_dec),
             "rewards": int(n_rew),

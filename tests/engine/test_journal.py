@@ -29,8 +29,9 @@ from engine.journal import (
     read_snapshot,
     write_snapshot,
 )
+from engine.journal.base import ERROR_PERIOD_US, ERROR_SAMPLES
 from engine.journal.export import export_parquet, find_journal
-from engine.journal.records import ExportedDecision, StoredReward
+from engine.journal.records import ExportedDecision, RequestRow, StoredReward
 from engine.journal.recovery import adapt_offers
 from engine.journal.snapshot import decode_snapshot, encode_snapshot
 from engine.policies import LinUCB, SharedLinear
@@ -258,6 +259,54 @@ def test_rejected_rewards_are_counted(backend):
         [RewardError(1, "nope", 2.0, "unknown decision id"), RewardError(2, "x", None, "why")]
     )
     assert backend.counts() == {"decisions": 0, "rewards": 0, "pending": 0, "reward_errors": 2}
+
+
+def _error_flood(backend: JournalBackend) -> None:
+    period = ERROR_PERIOD_US
+    flood = [RewardError(period * 5 + i, f"u{i}", 1.0, "unknown decision id") for i in range(300)]
+    for _ in range(3):
+        backend.record_errors(flood)
+    backend.record_errors([RewardError(period * 6, "late", 1.0, "reward window passed")])
+
+
+def test_every_rejected_reward_is_counted(backend):
+    _error_flood(backend)
+    assert backend.counts()["reward_errors"] == 901
+
+
+def test_rejected_rewards_are_counted_per_period_with_a_bounded_sample(tmp_path):
+    backend = Journal(tmp_path / "c.journal.sqlite")
+    _error_flood(backend)
+    period = ERROR_PERIOD_US
+    sampled = backend.query("SELECT decision_id, error FROM reward_errors")
+    assert len(sampled) == ERROR_SAMPLES + 1  # the first reports of each (reason, period)
+    assert sampled[0] == ("u0", "unknown decision id")
+    assert backend.query("SELECT period_us, error, n FROM reward_error_counts ORDER BY 1") == [
+        (period * 5, "unknown decision id", 900),
+        (period * 6, "reward window passed", 1),
+    ]
+    backend.close()
+
+
+def test_a_request_is_stored_with_its_decisions_found_again_and_pruned(backend, reopen):
+    cat = backend.catalog("c", ["none", "gift"], ["bias", "x"])
+    request = RequestRow("req-1", "c", 10_000_000, "ab" * 32)
+    rows = [decision("d1", 10, cat, explored=True), decision("d2", 10, cat, control=True)]
+    seqs = backend.append_request(request, rows)
+    assert len(seqs) == 2 and backend.lookup(["d1", "d2"]).keys() == {"d1", "d2"}
+    found = reopen().find_request("c", "req-1")
+    assert found is not None and found.request == request
+    assert found.decisions == rows  # every column as stored, in the request's row order
+    assert backend.find_request("other-campaign", "req-1") is None
+    # The same id again: refused whole (racing replicas), nothing of it stored.
+    with pytest.raises(DuplicateError):
+        backend.append_request(request, [decision("d3", 11, cat)])
+    assert backend.lookup(["d3"]) == {} and backend.counts()["decisions"] == 2
+    assert backend.prune_requests(10_000_000) == 0  # made at 10 s: not before 10 s
+    assert backend.prune_requests(10_000_001) == 1
+    assert backend.find_request("c", "req-1") is None
+    assert backend.counts()["decisions"] == 2  # the decisions stay
+    backend.append_request(request, [decision("d3", 12, cat)])  # the id is free again
 
 
 def test_committed_rows_are_seen_by_a_new_connection(backend, reopen):
