@@ -8,8 +8,9 @@ the exploration floor, seed the policy's seed) · ``[learning]`` publish_every_r
 publish_every_ms, checkpoint_every_rewards · ``[reward]`` window_days, default_value (omit: expire
 without a reward), charge_cost ("always" | "on_success" | "never") · ``[guardrails]``
 max_offers_per_customer, frequency_window_days, cooldown_days, traffic_window · ``[journal]``
-synchronous ("normal" | "full") · ``[features]`` (see :mod:`engine.features.schema`) ·
-``[[offers]]`` (see :mod:`engine.campaign.offers`).
+synchronous ("normal" | "full"), request_window_hours (how long a Decide request id is
+remembered: a retry within it gets the original decisions; default 24) · ``[features]`` (see
+:mod:`engine.features.schema`) · ``[[offers]]`` (see :mod:`engine.campaign.offers`).
 
 Every error is a :class:`ConfigError` whose message starts with the key path, for example
 ``offers[2].cost: expected a number >= 0 or a table {share, of, months}, got -1``.
@@ -49,6 +50,7 @@ from engine.features.schema import FeatureSchema, parse_schema
 from engine.types import FloatArray
 
 DAY = 86400.0
+HOUR = 3600.0
 CHARGE_COST = ("always", "on_success", "never")
 _SECTIONS = (
     "campaign",
@@ -86,6 +88,7 @@ class CampaignConfig:
     cooldown: float = 0.0
     traffic_window: int = 1000
     synchronous: str = "normal"
+    request_window: float = 24 * HOUR
     config_hash: str = ""
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
@@ -201,7 +204,7 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
         "guardrails",
     )
     journal = get_table(table, "journal", "", default={})
-    reject_unknown(journal, ("synchronous",), "journal")
+    reject_unknown(journal, ("synchronous", "request_window_hours"), "journal")
     max_offers = (
         get_int(guard, "max_offers_per_customer", "guardrails", low=1)
         if "max_offers_per_customer" in guard
@@ -245,6 +248,10 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
         synchronous=get_str(
             journal, "synchronous", "journal", default="normal", choices=("normal", "full")
         ),
+        request_window=get_float(
+            journal, "request_window_hours", "journal", 24.0, low=0.0, low_open=True
+        )
+        * HOUR,
         config_hash=hashlib.sha256(
             json.dumps(table, sort_keys=True, default=str).encode()
         ).hexdigest(),
