@@ -2,14 +2,14 @@
 #   make demo   runs the main job
 #   make test   runs the test suite
 #   make lint   runs what a reviewer checks: lint, format, types, import contracts, stale stubs
-# Both create or update the local virtual environment in .venv first (idempotently:
+# Each creates or update the local virtual environment in .venv first (idempotently:
 # it is rebuilt only when pyproject.toml changes).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint check-stubs bench soak clean venv
+.PHONY: demo test lint check-stubs bench soak soak-quick clean venv
 
 venv: $(STAMP)
 
@@ -45,6 +45,11 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(PY) -m benchmarks.faults
 	$(PY) -m benchmarks.soak
+
+# The same two scripts at smoke size (3 kills, 500 fuzz cases, a 30 s soak): a few minutes.
+soak-quick: $(STAMP)
+	$(PY) -m benchmarks.faults --quick
+	$(PY) -m benchmarks.soak --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -47,20 +47,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         default=str(bc.RESULTS_DIR / "core.json"),
-        help="JSON result file (default: benchmarks/results/core.json)",
+        help="JSON result file [%(default)s]",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the stream and policies")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the stream and policies [%(default)s]"
+    )
     parser.add_argument(
         "--repeats",
         type=_at_least_one,
         default=None,
-        help="repeats per throughput figure (default 5; --quick 3)",
+        help="repeats per throughput figure [5; --quick 3]",
     )
     parser.add_argument(
         "--blas-threads",
         type=int,
         default=1,
-        help="BLAS threads for every library (0 = library default; default 1)",
+        help="BLAS threads for every library; 0 = the library's default [%(default)s]",
     )
 
 

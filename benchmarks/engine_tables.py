@@ -124,7 +124,7 @@ def render(results: dict[str, Any]) -> str:
             ],
         ),
         bc.format_table(
-            "Targets (issue 3)",
+            "Targets",
             ["target", "subject", "measured", "result"],
             [
                 [t["target"], t["subject"], _measured(t), _pass(t["passed"])]

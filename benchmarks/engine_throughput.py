@@ -17,7 +17,10 @@ The garbage collector runs as in a server: the engine keeps per-customer state, 
 around it is part of the engine's cost. Throughputs are medians of repeats (the machine is
 shared: each repeat is also kept), the issue's targets are checked, and the results go to
 benchmarks/results/engine.json. Run ``python -m benchmarks.engine_throughput``; ``--quick`` is a
-small, fast version (smaller sizes, fewer pending decisions).
+small, fast version (smaller sizes, fewer pending decisions). ``--journal URL`` puts the durable
+runs' journal there instead (``postgresql://user@host:port/db``: each run in a throwaway
+campaign schema, dropped after it; results in benchmarks/results/engine-postgres.json); the
+memory run stays on SQLite.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +45,9 @@ import numpy as np
 
 from benchmarks import common as bc
 from benchmarks.engine_tables import render, targets
+from engine.campaign import load_campaign
 from engine.core import Engine
+from engine.journal.backends import journal_kind, redact_url
 from simulators.renewal import RenewalEnvironment
 
 CAMPAIGN = bc.REPO_ROOT / "examples" / "renewal.toml"
@@ -86,17 +92,34 @@ def workload(n: int, seed: int, tag: str) -> Workload:
     return Workload(ids, contexts, values, rng.permutation(n))
 
 
-def open_engine(durable: bool, data_root: Path) -> Engine:
-    """A fresh engine on the campaign file: its own journal folder, or the journal in memory."""
+def open_engine(durable: bool, data_root: Path, journal_url: str | None = None) -> Engine:
+    """A fresh engine on the campaign file: its own journal folder, or the journal in memory;
+    durable with ``journal_url``: a fresh campaign in that journal (see :func:`close_engine`)."""
     data_dir = Path(tempfile.mkdtemp(dir=data_root)) if durable else None
-    engine = Engine.from_config(CAMPAIGN, data_dir=data_dir)
+    config = load_campaign(CAMPAIGN)
+    if durable and journal_url:
+        config = replace(config, name=f"bench_{uuid.uuid4().hex[:12]}")
+    engine = Engine(config, data_dir, journal_url=journal_url if durable else None)
     engine.prepare()
     return engine
 
 
+def close_engine(engine: Engine, journal_url: str | None) -> None:
+    """Close ``engine``; a throwaway campaign of a PostgreSQL journal is dropped too."""
+    engine.close()
+    if journal_url and engine.data_dir is not None and journal_kind(journal_url) == "postgres":
+        from engine.journal.postgres import drop_campaign
+
+        drop_campaign(journal_url, engine.campaign)
+
+
 # ---------------------------------------------------------------------- throughput
 def run_throughput(
-    w: Workload, durable: bool, data_root: Path, shuffled: bool = True
+    w: Workload,
+    durable: bool,
+    data_root: Path,
+    shuffled: bool = True,
+    journal_url: str | None = None,
 ) -> dict[str, float]:
     """Seconds to decide every customer, then to reward every decision, in batches of 256:
     wall time and this process's CPU time (all threads; on a loaded machine it leaves out the
@@ -104,7 +127,7 @@ def run_throughput(
 
     A warm-up batch (other customers) runs first, untimed: kernels and statements are warm.
     """
-    engine = open_engine(durable, data_root)
+    engine = open_engine(durable, data_root, journal_url)
     try:
         engine.decide_batch([f"warm-{i}" for i in range(BATCH)], w.contexts[:BATCH])
         ids, contexts, n = w.customer_ids, w.contexts, len(w.customer_ids)
@@ -126,7 +149,7 @@ def run_throughput(
                 raise RuntimeError(f"reward not applied: {results[-1]}")
         reward_s, reward_cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:
-        engine.close()
+        close_engine(engine, journal_url)
     return {
         "decide": decide_s,
         "reward": reward_s,
@@ -135,7 +158,9 @@ def run_throughput(
     }
 
 
-def throughput(sizes: Sizes, seed: int, data_root: Path) -> dict[str, Any]:
+def throughput(
+    sizes: Sizes, seed: int, data_root: Path, journal_url: str | None = None
+) -> dict[str, Any]:
     """Durable and in-memory runs, interleaved repeat by repeat (same load drift for both)."""
     w = workload(sizes.decisions, seed, "tp")
     secs: dict[str, dict[str, list[float]]] = {
@@ -144,7 +169,7 @@ def throughput(sizes: Sizes, seed: int, data_root: Path) -> dict[str, Any]:
     }
     for _ in range(sizes.repeats):
         for mode in ("durable", "memory", "in_order"):
-            run = run_throughput(w, mode != "memory", data_root, shuffled=mode != "in_order")
+            run = run_throughput(w, mode != "memory", data_root, mode != "in_order", journal_url)
             for key, seconds in run.items():
                 secs[mode][key].append(seconds)
     n = sizes.decisions
@@ -169,8 +194,10 @@ def throughput(sizes: Sizes, seed: int, data_root: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- latency
-def _latency_repeat(w: Workload, n: int, data_root: Path) -> np.ndarray:
-    engine = open_engine(True, data_root)
+def _latency_repeat(
+    w: Workload, n: int, data_root: Path, journal_url: str | None = None
+) -> np.ndarray:
+    engine = open_engine(True, data_root, journal_url)
     try:
         for i in range(200):  # warm-up calls, other customers
             engine.decide(f"warm-{i}", w.contexts[n + i])
@@ -183,18 +210,20 @@ def _latency_repeat(w: Workload, n: int, data_root: Path) -> np.ndarray:
             decide(ids[i], contexts[i])
             samples[i] = clock() - start
     finally:
-        engine.close()
+        close_engine(engine, journal_url)
     return samples
 
 
-def latency(sizes: Sizes, seed: int, data_root: Path) -> dict[str, Any]:
+def latency(
+    sizes: Sizes, seed: int, data_root: Path, journal_url: str | None = None
+) -> dict[str, Any]:
     """Single ``decide`` calls with the durable journal: p50/p99 per repeat, and their medians."""
     n = sizes.latency_calls
     w = workload(n + 200, seed + 1, "lat")
     repeats = []
     pooled = []
     for _ in range(sizes.repeats):
-        samples = _latency_repeat(w, n, data_root)
+        samples = _latency_repeat(w, n, data_root, journal_url)
         repeats.append(bc.latency_stats(samples))
         pooled.append(samples)
     return {
@@ -289,8 +318,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--out",
         type=Path,
-        default=bc.RESULTS_DIR / "engine.json",
-        help="JSON result file [benchmarks/results/engine.json]",
+        default=None,
+        help="JSON result file [benchmarks/results/engine.json; engine-postgres.json with a "
+        "postgresql:// --journal]",
+    )
+    parser.add_argument(
+        "--journal",
+        metavar="URL",
+        help="journal of the durable runs: a path or postgresql://user@host:port/db "
+        "[a SQLite file per run]",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the customers [0]")
     parser.add_argument("--repeats", type=int, help="repeats per figure [5; --quick 3]")
@@ -321,6 +357,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = Sizes(sizes.decisions, sizes.latency_calls, max(BATCH, args.pending), sizes.repeats)
     settings = dict(asdict(sizes), quick=args.quick, seed=args.seed, batch=BATCH)
     settings["blas_threads"] = args.blas_threads
+    postgres = bool(args.journal) and journal_kind(args.journal) == "postgres"
+    if args.journal and not postgres:
+        parser.error("--journal: expected postgresql://user@host:port/db (SQLite is the default)")
+    settings["journal"] = redact_url(args.journal) if args.journal else "sqlite"
+    out_path = args.out or bc.RESULTS_DIR / ("engine-postgres.json" if postgres else "engine.json")
     results: dict[str, Any] = {"meta": bc.run_info(settings)}
     with (
         tempfile.TemporaryDirectory(prefix="nbo-bench-engine-") as tmp,
@@ -328,15 +369,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         root = Path(tmp)
         print(f"throughput: {sizes.repeats} x {sizes.decisions:,} decisions ...", file=sys.stderr)
-        results["throughput"] = throughput(sizes, args.seed, root)
+        results["throughput"] = throughput(sizes, args.seed, root, args.journal)
         print(f"latency: {sizes.repeats} x {sizes.latency_calls:,} calls ...", file=sys.stderr)
-        results["latency"] = latency(sizes, args.seed, root)
+        results["latency"] = latency(sizes, args.seed, root, args.journal)
         print(f"memory: {sizes.pending:,} pending decisions ...", file=sys.stderr)
         results["memory"] = pending_memory(sizes.pending, args.seed, root)
     results["targets"] = targets(results)
     results["table"] = render(results)
     print(results["table"])
-    out = bc.write_json(args.out, results)
+    out = bc.write_json(out_path, results)
     print(f"\nwrote {out}")
     return 0
 

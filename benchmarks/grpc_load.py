@@ -1,4 +1,4 @@
-"""gRPC load benchmark (issue 4): QPS, latency percentiles and server CPU per RPC.
+"""gRPC load benchmark: QPS, latency percentiles and server CPU per RPC.
 
 Runs ``nbo serve`` (and a bare grpcio echo server, the ceiling to compare with, measured in the
 same run) as child processes and drives them from this process with the asyncio gRPC client on

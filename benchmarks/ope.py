@@ -1,4 +1,4 @@
-"""Off-policy evaluation benchmark (issue 5): estimator, replay and end-to-end throughput.
+"""Off-policy evaluation benchmark: estimator, replay and end-to-end throughput.
 
     python -m benchmarks.ope [--rows 1000000] [--workers 0,1,2] [--out benchmarks/results/ope.json]
 

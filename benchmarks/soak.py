@@ -223,7 +223,7 @@ def summarize(result: dict[str, Any], warmup: float, rate: float) -> dict[str, A
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--share", type=float, default=0.7, help="share of measured capacity")
     parser.add_argument("--capacity-seconds", type=float, default=30.0, help="over 3 rounds")

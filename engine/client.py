@@ -104,6 +104,14 @@ class RewardResults:
     statuses: list[str]
 
 
+def _pem(source: Path | bytes) -> bytes:
+    return source if isinstance(source, bytes) else Path(source).read_bytes()
+
+
+def _bearer(token: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token is not None else ()
+
+
 def context_message(attributes: Attributes) -> pb.Context:
     """Split a dict of raw attributes into the proto's numeric and categorical maps.
 
@@ -142,6 +150,11 @@ class NboClient:
         Host name to verify in the server's certificate (when it differs from ``target``).
     admin_token : str, optional
         Bearer token sent with AdminService calls.
+    client_token : str, optional
+        Bearer token sent with OfferService calls (a server started with ``--client-token``).
+    tls_client_cert, tls_client_key : Path or bytes, optional
+        PEM certificate chain and private key presented to a server that requires client
+        certificates (``--tls-client-ca``); need ``tls_ca``.
     max_message_bytes : int
         Largest message the client sends or accepts.
     """
@@ -155,6 +168,9 @@ class NboClient:
         tls_ca: Path | bytes | None = None,
         tls_server_name: str | None = None,
         admin_token: str | None = None,
+        client_token: str | None = None,
+        tls_client_cert: Path | bytes | None = None,
+        tls_client_key: Path | bytes | None = None,
         max_message_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self.campaign = campaign
@@ -163,21 +179,28 @@ class NboClient:
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
         ]
+        if (tls_client_cert is None) != (tls_client_key is None) or (
+            tls_client_cert is not None and tls_ca is None
+        ):
+            raise ValueError(
+                "tls_client_cert, tls_client_key: expected both with tls_ca, or neither"
+            )
         if tls_ca is not None:
-            root = tls_ca if isinstance(tls_ca, bytes) else Path(tls_ca).read_bytes()
             if tls_server_name:
                 options.append(("grpc.ssl_target_name_override", tls_server_name))
-            self._channel = grpc.secure_channel(
-                target, grpc.ssl_channel_credentials(root_certificates=root), options=options
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_pem(tls_ca),
+                private_key=None if tls_client_key is None else _pem(tls_client_key),
+                certificate_chain=None if tls_client_cert is None else _pem(tls_client_cert),
             )
+            self._channel = grpc.secure_channel(target, credentials, options=options)
         else:
             self._channel = grpc.insecure_channel(target, options=options)
         self._offers = pb_grpc.OfferServiceStub(self._channel)
         self._admin = pb_grpc.AdminServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
-        self._admin_metadata = (
-            (("authorization", f"Bearer {admin_token}"),) if admin_token is not None else ()
-        )
+        self._admin_metadata = _bearer(admin_token)
+        self._client_metadata = _bearer(client_token)
 
     def decide(
         self,
@@ -199,6 +222,7 @@ class NboClient:
                 request_id=request_id,
             ),
             timeout=self.timeout if timeout is None else timeout,
+            metadata=self._client_metadata,
         )
         return OfferDecision(
             decision_id=r.decision_id,
@@ -279,7 +303,11 @@ class NboClient:
         return self._batch(request, timeout)
 
     def _batch(self, request: pb.DecideBatchRequest, timeout: float | None) -> BatchDecisions:
-        r = self._offers.DecideBatch(request, timeout=self.timeout if timeout is None else timeout)
+        r = self._offers.DecideBatch(
+            request,
+            timeout=self.timeout if timeout is None else timeout,
+            metadata=self._client_metadata,
+        )
         n_rows = len(r.decision_ids)
         scores = np.array(r.scores, dtype=np.float64)
         return BatchDecisions(
@@ -315,6 +343,7 @@ class NboClient:
                 request_id=request_id,
             ),
             timeout=self.timeout if timeout is None else timeout,
+            metadata=self._client_metadata,
         )
         return bool(r.applied)
 
@@ -336,6 +365,7 @@ class NboClient:
                 request_id=request_id,
             ),
             timeout=self.timeout if timeout is None else timeout,
+            metadata=self._client_metadata,
         )
         return RewardResults(
             applied=int(r.applied),

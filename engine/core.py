@@ -30,6 +30,7 @@ True
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +40,7 @@ from typing import Any
 from engine.assembly import DecisionAssembler, Screened, stored_record
 from engine.campaign import CampaignConfig, Guardrails, control_flags, load_campaign
 from engine.campaign.eligibility import Eligibility
+from engine.campaign.exploration import apply_exploration
 from engine.errors import (
     CorruptModelError,
     InvalidInputError,
@@ -48,7 +50,8 @@ from engine.errors import (
 )
 from engine.features import Encoder
 from engine.features.columns import Columns, gather
-from engine.journal.base import DuplicateError
+from engine.journal.backends import open_journal
+from engine.journal.base import DuplicateError, JournalBackend
 from engine.journal.files import private_dir, read_regular, resolve_inside
 from engine.journal.lift import Lift, lift_from_journal
 from engine.journal.records import DecisionRecord, RequestRow, RewardRecord
@@ -60,7 +63,6 @@ from engine.journal.recovery import (
 )
 from engine.journal.rewards import RewardLedger
 from engine.journal.snapshot import ModelShape, decode_snapshot, read_snapshot
-from engine.journal.store import Journal
 from engine.policies import Policy
 from engine.requests import CandidateMasks, check_decide_request, check_rewards, request_hash
 from engine.types import FloatArray
@@ -70,6 +72,7 @@ from engine.validation import check_id
 __all__ = ["DecisionRecord", "Engine", "RewardRecord"]
 
 _SWEEP_ROWS = 8192  # decisions an expiry sweep scans per hold of the decision lock
+_log = logging.getLogger("nbo.engine")
 
 
 class Engine:
@@ -83,6 +86,10 @@ class Engine:
         owner-only. An existing one is refused (PermissionDeniedError naming it and why) unless
         it belongs to this process's user and is neither group- nor world-writable. None keeps
         the journal in memory (nothing durable: for benchmarks and throwaway runs).
+    journal_url : str, optional
+        Where the journal is instead (see :mod:`engine.journal.backends`): a path,
+        ``sqlite:///path`` or ``postgresql://user@host:port/db``, shared by every replica of the
+        campaign. Default: the campaign file's ``[journal] url``, else the data dir's file.
     clock : callable returning unix seconds, optional
         Injected time (simulations with lags). Default ``time.time``.
     background : bool, optional
@@ -105,6 +112,7 @@ class Engine:
         config: CampaignConfig,
         data_dir: str | Path | None = "nbo-data",
         *,
+        journal_url: str | None = None,
         clock: Callable[[], float] | None = None,
         background: bool | None = None,
         model_dir: str | Path | None = None,
@@ -116,11 +124,9 @@ class Engine:
         self._lock = threading.RLock()
         self._closed = False
         self.data_dir = None if data_dir is None else Path(data_dir)
-        journal_path: str | Path = ":memory:"
         snapshot_dir: Path | None = None
         if self.data_dir is not None:
             private_dir(self.data_dir, "data_dir")
-            journal_path = self.data_dir / f"{config.name}.journal.sqlite"
             snapshot_dir = private_dir(self.data_dir / "snapshots", "data_dir") / config.name
             private_dir(snapshot_dir, "data_dir")
             if model_dir is None:
@@ -128,8 +134,12 @@ class Engine:
         self.model_dir = None if model_dir is None else private_dir(Path(model_dir), "model_dir")
         self._request_window_us = int(config.request_window * 1e6)
         run_background = background if background is not None else clock is None
-        self._journal = Journal(
-            journal_path, synchronous=config.synchronous, autocheckpoint=not run_background
+        self._journal = open_journal(
+            journal_url or config.journal_url,
+            campaign=config.name,
+            data_dir=self.data_dir,
+            synchronous=config.synchronous,
+            autocheckpoint=not run_background,
         )
         self._encoder = Encoder(config.schema)
         self.feature_names = self._encoder.feature_names
@@ -174,13 +184,20 @@ class Engine:
         path: str | Path,
         data_dir: str | Path | None = "nbo-data",
         *,
+        journal_url: str | None = None,
         clock: Callable[[], float] | None = None,
         background: bool | None = None,
         model_dir: str | Path | None = None,
     ) -> Engine:
         """Load a campaign TOML file (see :mod:`engine.campaign.config`) and start its engine."""
+        config = load_campaign(path)
         return cls(
-            load_campaign(path), data_dir, clock=clock, background=background, model_dir=model_dir
+            config,
+            data_dir,
+            journal_url=journal_url,
+            clock=clock,
+            background=background,
+            model_dir=model_dir,
         )
 
     # ------------------------------------------------------------------ information
@@ -195,7 +212,7 @@ class Engine:
         return self._learner.published
 
     @property
-    def journal(self) -> Journal:
+    def journal(self) -> JournalBackend:
         """The campaign's journal (read access for exports and reports)."""
         return self._journal
 
@@ -514,6 +531,14 @@ class Engine:
             self.offer_ids,
             self.config.offer_features() if shared else None,
         )
+        changes = apply_exploration(policy, self.config.policy)
+        if changes:  # a trained or foreign model would otherwise stop exploring
+            _log.warning(
+                "campaign %s: model from %s takes the campaign's exploration: %s",
+                self.campaign,
+                origin,
+                "; ".join(changes),
+            )
         state = header.get("encoder")
         if state:
             with self._lock:

@@ -7,6 +7,11 @@ what was expected, and what came.
 
 from __future__ import annotations
 
+import difflib
+import errno
+from collections.abc import Iterable
+from pathlib import Path
+
 
 class NboError(Exception):
     """Base class of every error nbo raises on purpose."""
@@ -64,6 +69,74 @@ class PermissionDeniedError(NboError, PermissionError):
 
 class CorruptModelError(NboError, ValueError):
     """A serialized model or snapshot failed its integrity checks."""
+
+
+class UnreadableFileError(NboError, OSError):
+    """A file nbo was asked to read is missing, a directory or not readable.
+
+    ``str(error)`` names the file, what it is and what to do (not ``[Errno 2] ...``); ``errno``
+    and ``filename`` are those of the failed read. The subclasses below also inherit from the
+    matching built-in, so ``except FileNotFoundError`` keeps working.
+    """
+
+    def __init__(self, message: str, path: str | Path, code: int | None) -> None:
+        OSError.__init__(self, message)
+        self.errno = code
+        self.filename = str(path)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class MissingFileError(UnreadableFileError, FileNotFoundError):
+    """The path names no file."""
+
+
+class NotAFileError(UnreadableFileError, IsADirectoryError):
+    """The path names a directory, not a file."""
+
+
+class FileAccessError(UnreadableFileError, PermissionError):
+    """The file exists but this process may not read it."""
+
+
+def unreadable_file(path: str | Path, exc: OSError, expected: str, hint: str) -> OSError:
+    """The error to raise when reading ``path`` failed with ``exc``.
+
+    ``expected`` says what the file should be ("a campaign TOML file"), ``hint`` what to do. An
+    error other than a missing file, a directory or a permission problem (a disk error) is
+    returned unchanged: there is nothing to suggest.
+
+    Examples
+    --------
+    >>> print(unreadable_file("renewl.toml", FileNotFoundError(errno.ENOENT, "x"),
+    ...                       "a campaign TOML file", "pass the path of one"))
+    renewl.toml: expected a campaign TOML file, got no such file; pass the path of one
+    """
+    kinds: tuple[tuple[type[OSError], type[UnreadableFileError], str], ...] = (
+        (FileNotFoundError, MissingFileError, "no such file"),
+        (IsADirectoryError, NotAFileError, "a directory"),
+        (PermissionError, FileAccessError, "a file this process may not read"),
+    )
+    for built_in, cls, what in kinds:
+        if isinstance(exc, built_in):
+            code = exc.errno if exc.errno is not None else errno.EIO
+            return cls(f"{path}: expected {expected}, got {what}; {hint}", path, code)
+    return exc
+
+
+def did_you_mean(name: object, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the choice closest to ``name``, or ``""`` when none is close.
+
+    Examples
+    --------
+    >>> did_you_mean("tenure_month", ["plan", "tenure_months"])
+    " (did you mean 'tenure_months'?)"
+    >>> did_you_mean("zzz", ["plan"])
+    ''
+    """
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _short(value: object, limit: int = 120) -> str:

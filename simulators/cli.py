@@ -55,10 +55,10 @@ def register(subparsers: Any) -> None:
         "--workers",
         type=int,
         default=None,
-        help="0 = in-process; N = Ray with N CPUs; default: in-process for jobs up to "
-        f"{IN_PROCESS_LIMIT:,} rounds in total, else local Ray with every CPU",
+        help="0 = in-process; N = Ray with N CPUs [default: in-process for jobs up to "
+        f"{IN_PROCESS_LIMIT:,} rounds in total, else local Ray with every CPU]",
     )
-    p.add_argument("--ray-address", help="run the tasks on an existing Ray cluster")
+    p.add_argument("--ray-address", help="run the tasks on an existing Ray cluster [none]")
     via = p.add_mutually_exclusive_group()
     via.add_argument(
         "--via",
@@ -83,9 +83,17 @@ def register(subparsers: Any) -> None:
         help="--via engine/grpc: keep each run's journal and snapshots in DATA_DIR/POLICY-seedS "
         "(nbo export turns a journal into Parquet logs) [temporary]",
     )
-    p.add_argument("--batch-size", type=int, default=100, help="customers per decision batch")
-    p.add_argument("--drift", type=float, help="renewal: yearly rise of price sensitivity")
-    p.add_argument("--seasonality", type=float, help="renewal: yearly churn cycle amplitude")
+    p.add_argument(
+        "--batch-size", type=int, default=100, help="customers per decision batch [%(default)s]"
+    )
+    p.add_argument(
+        "--drift", type=float, help="renewal: yearly rise of price sensitivity [the environment's]"
+    )
+    p.add_argument(
+        "--seasonality",
+        type=float,
+        help="renewal: yearly churn cycle amplitude [the environment's]",
+    )
     p.add_argument(
         "--delay-days",
         type=float,
@@ -96,11 +104,13 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--population-size",
         type=int,
-        help="renewal: draw arrivals from a fixed book of this many customers (default: every "
-        "arrival is a new customer)",
+        help="renewal: draw arrivals from a fixed book of this many customers [none: every "
+        "arrival is a new customer]",
     )
-    p.add_argument("--label-noise", type=float, help="data sets: reward flip probability")
-    p.add_argument("--out", type=Path, default=Path("nbo-data/simulate"), help="output directory")
+    p.add_argument("--label-noise", type=float, help="data sets: reward flip probability [0]")
+    p.add_argument(
+        "--out", type=Path, default=Path("nbo-data/simulate"), help="output directory [%(default)s]"
+    )
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=handle)

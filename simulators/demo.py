@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -55,7 +56,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--per-day", type=int, default=800, help="customers per simulated day [800]")
     p.add_argument("--batch", type=int, default=200, help="customers per DecideBatch call [200]")
     p.add_argument("--seed", type=int, default=0, help="simulation seed [0]")
-    p.add_argument("--config", default=str(DEFAULT_CAMPAIGN), help="campaign file")
+    p.add_argument("--config", default=str(DEFAULT_CAMPAIGN), help="campaign file [%(default)s]")
     p.add_argument("--out", default="nbo-demo", help="demo directory (wiped first) [nbo-demo]")
     p.add_argument("--workers", type=int, default=2, help="local Ray CPUs for evaluate [2]")
     p.add_argument("--no-evaluate", action="store_true", help="skip export + evaluate")
@@ -147,6 +148,7 @@ def run_demo(
     data_dir = out / "data"
     out.mkdir(parents=True)
     say = _printer(stream)
+    served = count_published_campaign(config, out / "campaign.toml")
     server_log = (out / "server.log").open("w")
     cmd = [
         sys.executable,
@@ -154,7 +156,7 @@ def run_demo(
         "engine.cli",
         "serve",
         "--config",
-        str(config),
+        str(served),
         "--data-dir",
         str(data_dir),
         "--port",
@@ -162,7 +164,13 @@ def run_demo(
         "--metrics-port",
         "0",
     ]
-    say(f"$ nbo serve --config {config} --data-dir {data_dir} --port 0")
+    say(f"$ nbo serve --config {served} --data-dir {data_dir} --port 0")
+    say(
+        f"  ({served.name} is {config.name} publishing every {_publish_every(served)} rewards,"
+        " never"
+        " by the clock, so the same seed tells the same story on any machine, kernel cache"
+        " cold or warm)"
+    )
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=server_log, text=True)
     exit_code: int | None = None
@@ -484,6 +492,54 @@ def _read_port(proc: subprocess.Popen[str], log: Path, timeout: float = 180.0) -
             break
     code = proc.poll()
     raise NboError(f"nbo serve did not start (exit code {code}); see {log}")
+
+
+_LEARNING_HEADER = re.compile(r"^\[learning\][ \t]*(#.*)?$", re.M)
+_PUBLISH_MS = re.compile(r"^publish_every_ms[ \t]*=[^\n#]*", re.M)
+_NEVER_MS = 1e15  # publish_every_ms that never comes within a run
+
+
+def count_published_campaign(config: Path, path: Path) -> Path:
+    """Write a copy of the campaign ``config`` at ``path`` that publishes a new model every
+    ``publish_every_rewards`` rewards and never by the clock.
+
+    The demo sends each reward batch and waits for it before the next decisions, so with
+    count-only publishing every decision sees the same model for the same seed. With the clock
+    in the loop it did not: on a cold numba cache the first updates compile for seconds, more
+    rewards were pending at each timed publish, and the demo's verdict changed (NO-GO cold, GO
+    warm). Only ``[learning] publish_every_ms`` changes; every other line is kept.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = count_published_campaign(DEFAULT_CAMPAIGN, Path(tempfile.mkdtemp()) / "c.toml")
+    >>> from engine.campaign import load_campaign
+    >>> load_campaign(p).publish_every_ms, load_campaign(p).offer_ids == load_campaign(
+    ...     DEFAULT_CAMPAIGN).offer_ids
+    (1000000000000000.0, True)
+    """
+    text = config.read_text(encoding="utf-8")
+    setting = f"publish_every_ms = {_NEVER_MS:.0f}"
+    header = _LEARNING_HEADER.search(text)
+    if header is None:
+        text = text.rstrip("\n") + f"\n\n[learning]\n{setting}\n"
+    else:
+        following = re.compile(r"^\[", re.M).search(text, header.end())
+        end = following.start() if following else len(text)
+        section = text[header.end() : end]
+        if _PUBLISH_MS.search(section):
+            section = _PUBLISH_MS.sub(setting, section, count=1)
+        else:
+            section = f"\n{setting}" + section
+        text = text[: header.end()] + section + text[end:]
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _publish_every(config: Path) -> int:
+    from engine.campaign import load_campaign
+
+    return load_campaign(config).publish_every_rewards
 
 
 def _campaign_name(config: Path) -> str:

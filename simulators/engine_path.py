@@ -129,21 +129,14 @@ def run_engine(
         def open_engine(_path: Path, directory: Path | None) -> Engine:
             return Engine(config, directory, clock=clock, background=False)
 
+        def drive(backend: _EngineBackend | _GrpcBackend) -> RunResult:
+            return _drive(env, label, n_rounds, seed, batch_size, clock, progress, via, backend)
+
         if via == "engine":
             engine = open_engine(campaign_path, root)
             try:
                 engine.prepare()
-                return _drive(
-                    env,
-                    label,
-                    n_rounds,
-                    seed,
-                    batch_size,
-                    clock,
-                    progress,
-                    "engine",
-                    _EngineBackend(engine),
-                )
+                return drive(_EngineBackend(engine))
             finally:
                 engine.close()
         from engine.client import NboClient
@@ -163,17 +156,7 @@ def run_engine(
         try:
             with NboClient(f"127.0.0.1:{port}", campaign=config.name, timeout=60.0) as client:
                 client.wait_until_serving()
-                return _drive(
-                    env,
-                    label,
-                    n_rounds,
-                    seed,
-                    batch_size,
-                    clock,
-                    progress,
-                    "grpc",
-                    _GrpcBackend(client),
-                )
+                return drive(_GrpcBackend(client))
         finally:
             server.stop(grace=1.0)
 

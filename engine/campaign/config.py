@@ -8,9 +8,14 @@ the exploration floor, seed the policy's seed) · ``[learning]`` publish_every_r
 publish_every_ms, checkpoint_every_rewards · ``[reward]`` window_days, default_value (omit: expire
 without a reward), charge_cost ("always" | "on_success" | "never") · ``[guardrails]``
 max_offers_per_customer, frequency_window_days, cooldown_days, traffic_window · ``[journal]``
-synchronous ("normal" | "full"), request_window_hours (how long a Decide request id is
-remembered: a retry within it gets the original decisions; default 24) · ``[features]`` (see
-:mod:`engine.features.schema`) · ``[[offers]]`` (see :mod:`engine.campaign.offers`).
+synchronous ("normal" | "full"), url (a path, ``sqlite:///path`` or
+``postgresql://user@host:port/db``; default ``<data-dir>/<campaign>.journal.sqlite``),
+request_window_hours (how long a Decide request id is remembered: a retry within it gets the
+original decisions; default 24) ·
+``[features]`` (see :mod:`engine.features.schema`; ``rule_attributes`` names attributes only
+rules read, ``strict`` refuses requests carrying undeclared ones) · ``[[offers]]`` (see
+:mod:`engine.campaign.offers`; rules may only name declared attributes, and read a missing one
+as the feature's declared missing value, see :mod:`engine.campaign.rules`).
 
 Every error is a :class:`ConfigError` whose message starts with the key path, for example
 ``offers[2].cost: expected a number >= 0 or a table {share, of, months}, got -1``.
@@ -30,14 +35,20 @@ import hashlib
 import json
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from engine.campaign.offers import Offer, parse_offer
-from engine.errors import ConfigError, InvalidInputError, NotFoundError
+from engine.errors import (
+    ConfigError,
+    InvalidInputError,
+    NotFoundError,
+    did_you_mean,
+    unreadable_file,
+)
 from engine.features.configcheck import (
     fail,
     get_float,
@@ -51,6 +62,7 @@ from engine.types import FloatArray
 
 DAY = 86400.0
 HOUR = 3600.0
+_FILE_HINT = "pass the path of a campaign TOML file (examples/renewal.toml is a complete example)"
 CHARGE_COST = ("always", "on_success", "never")
 _SECTIONS = (
     "campaign",
@@ -89,6 +101,7 @@ class CampaignConfig:
     traffic_window: int = 1000
     synchronous: str = "normal"
     request_window: float = 24 * HOUR
+    journal_url: str | None = None
     config_hash: str = ""
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
@@ -143,10 +156,14 @@ def load_campaign(path: str | Path) -> CampaignConfig:
     ------
     ConfigError
         When the file is not valid TOML or a key is missing, unknown or out of range.
-    FileNotFoundError
-        When the file does not exist.
+    MissingFileError, NotAFileError, FileAccessError
+        When the path names no file, a directory, or a file this process may not read (also a
+        FileNotFoundError, IsADirectoryError, PermissionError); the message names the path.
     """
-    raw = Path(path).read_bytes()
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise unreadable_file(path, exc, "a campaign TOML file", _FILE_HINT) from None
     try:
         table = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -187,6 +204,7 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
     for i, offer in enumerate(offers):
         if offer.cost_field is not None and offer.cost_field not in numeric:
             raise fail(f"offers[{i}].cost.of", "the name of a numeric feature", offer.cost_field)
+    offers = tuple(_bind_rules(offer, f"offers[{i}]", schema) for i, offer in enumerate(offers))
     policy = _parse_policy(get_table(table, "policy", "", default={"name": "linucb"}))
     _check_policy(policy, offers, schema)
     learning = get_table(table, "learning", "", default={})
@@ -204,7 +222,7 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
         "guardrails",
     )
     journal = get_table(table, "journal", "", default={})
-    reject_unknown(journal, ("synchronous", "request_window_hours"), "journal")
+    reject_unknown(journal, ("synchronous", "url", "request_window_hours"), "journal")
     max_offers = (
         get_int(guard, "max_offers_per_customer", "guardrails", low=1)
         if "max_offers_per_customer" in guard
@@ -252,10 +270,47 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
             journal, "request_window_hours", "journal", 24.0, low=0.0, low_open=True
         )
         * HOUR,
+        journal_url=get_str(journal, "url", "journal") if "url" in journal else None,
         config_hash=hashlib.sha256(
             json.dumps(table, sort_keys=True, default=str).encode()
         ).hexdigest(),
     )
+
+
+def _bind_rules(offer: Offer, path: str, schema: FeatureSchema) -> Offer:
+    """The offer with each rule checked against the declared attributes and reading, for a
+    missing attribute, what the model reads (see :mod:`engine.campaign.rules`)."""
+    numeric = {f.name: f for f in schema.numeric}
+    categorical = {c.name: c for c in schema.categorical}
+    declared = schema.attribute_names
+    rules = []
+    for j, rule in enumerate(offer.rules):
+        where = f"{path}.eligible[{j}]"
+        name = rule.field
+        if name in numeric:
+            feature = numeric[name]
+            fill = feature.missing_value()
+            if fill is None and feature.missing != "error":
+                raise ConfigError(
+                    f"{where}: expected a rule on a feature with a fixed missing value, got "
+                    f"{rule.text!r} on {name!r}, whose missing = 'mean' is a running mean (it "
+                    "moves while it is learned); give the feature mean and std, or set missing "
+                    "to 'zero', 'error' or a number"
+                )
+            rules.append(rule.with_missing(fill, required=feature.missing == "error"))
+        elif name in categorical:
+            rules.append(rule.with_missing(None, required=categorical[name].missing == "error"))
+        elif name in schema.rule_attributes:
+            rules.append(rule)
+        else:
+            hint = did_you_mean(name, declared) or (
+                f" (declared: {', '.join(sorted(declared))})" if declared else ""
+            )
+            raise ConfigError(
+                f"{where}: expected a rule on a declared attribute (a feature or one of "
+                f"features.rule_attributes), got {rule.text!r} on {name!r}{hint}"
+            )
+    return replace(offer, rules=tuple(rules))
 
 
 def _check_policy(policy: dict[str, Any], offers: tuple[Offer, ...], schema: FeatureSchema) -> None:
@@ -271,8 +326,10 @@ def _check_policy(policy: dict[str, Any], offers: tuple[Offer, ...], schema: Fea
             offer_features=probe.offer_features() if policy["name"] == "shared" else None,
         )
     except InvalidInputError as exc:
+        # The message without make_policy's own field name: the key path replaces it.
+        text = str(exc).removeprefix(f"{exc.field}: ")
         key = "name" if exc.field == "policy" else exc.field
-        raise ConfigError(f"policy.{key}: {exc}") from None
+        raise ConfigError(f"policy.{key}: {text}") from None
 
 
 def _parse_policy(policy: dict[str, Any]) -> dict[str, Any]:

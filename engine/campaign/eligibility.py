@@ -74,10 +74,14 @@ class Eligibility:
             )
         )
         self._rules = [
-            (a, r.field, r._test, f"rule:{o.id}:{r.text}", _vector_op(r), r.value)
+            (a, r.field, r._test, f"rule:{o.id}:{r.text}", _vector_op(r), r.value, r.missing)
             for a, o in enumerate(config.offers)
             for r in o.rules
         ]
+        # What a rule reads for a missing attribute: one value per field (the feature's).
+        self._fills = {
+            r.field: r.missing for o in config.offers for r in o.rules if r.missing is not None
+        }
 
     def evaluate(
         self,
@@ -123,7 +127,8 @@ class Eligibility:
                     if live_list[i]:
                         reasons[i].append("candidates")
         values: dict[str, Sequence[Any]] = dict(columns) if columns is not None else {}
-        numbers: dict[str, FloatArray | None] = {}
+        filled: dict[str, Sequence[Any]] = {}
+        numbers: dict[tuple[str, bool], FloatArray | None] = {}
 
         def column(field: str) -> Sequence[Any]:
             got = values.get(field)
@@ -131,11 +136,22 @@ class Eligibility:
                 got = values[field] = [ctx.get(field) for ctx in contexts]
             return got
 
-        def plain(field: str) -> FloatArray | None:
+        def rule_column(field: str) -> Sequence[Any]:
+            """The field as rules read it: a missing value is the feature's fill (not for costs)."""
+            if field not in self._fills:
+                return column(field)
+            got = filled.get(field)
+            if got is None:
+                fill = self._fills[field]
+                got = filled[field] = [fill if v is None else v for v in column(field)]
+            return got
+
+        def plain(field: str, rule: bool = False) -> FloatArray | None:
             """The field as float64 when every value is an int or a float, ints exactly."""
-            if field not in numbers:
-                numbers[field] = _plain_numbers(column(field))
-            return numbers[field]
+            key = (field, rule)
+            if key not in numbers:
+                numbers[key] = _plain_numbers(rule_column(field) if rule else column(field))
+            return numbers[key]
 
         oks: dict[int, BoolArray] = {}
 
@@ -154,13 +170,15 @@ class Eligibility:
                     reasons[i].append(text)
                 ok &= holds
 
-        for a, field, test, text, vector_op, literal in self._rules:
-            numeric = plain(field) if vector_op is not None else None
+        for a, field, test, text, vector_op, literal, _ in self._rules:
+            numeric = plain(field, rule=True) if vector_op is not None else None
             if numeric is not None:
                 holds = vector_op(numeric, literal)  # NaN compares False, as in Python
             else:
                 holds = np.fromiter(
-                    (v is not None and test(v) for v in column(field)), dtype=np.bool_, count=n
+                    (v is not None and test(v) for v in rule_column(field)),
+                    dtype=np.bool_,
+                    count=n,
                 )
             exclude(a, holds, text)
         costs = np.empty((n, self.n_actions))
@@ -216,13 +234,15 @@ class Eligibility:
             return [lv and (c is None or bool(c[a])) for lv, c in zip(live, rows, strict=True)]
 
         columns: dict[int, list[bool]] = {}
-        for a, field, test, text, _, _ in self._rules:
+        for a, field, test, text, _, _, fill in self._rules:
             ok = columns.get(a)
             if ok is None:
                 ok = columns[a] = start(a)
             for i, ctx in enumerate(contexts):
                 if ok[i]:
                     value = ctx.get(field)
+                    if value is None:
+                        value = fill
                     if value is None or not test(value):
                         ok[i] = False
                         reasons[i].append(text)

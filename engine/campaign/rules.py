@@ -6,8 +6,22 @@ A condition is ``<field> <op> <literal>``:
 - ``literal`` is a number, a quoted string ('x' or "x"), ``true``/``false``, or for ``in`` /
   ``not in`` a list ``[lit, lit, ...]``.
 
-An offer's ``eligible`` list holds conditions that must all be true. A condition over a field the
-context does not carry, or of the wrong type (``plan < 3``), is false: the offer is not eligible.
+An offer's ``eligible`` list holds conditions that must all be true. A condition on a value of
+the wrong type (``plan < 3``) is false: the offer is not eligible.
+
+A campaign's rules may only name declared attributes: its features and ``[features]
+rule_attributes`` (:func:`engine.campaign.config.parse_campaign` refuses any other name). When
+the context does not carry the field (or carries None), the rule reads what the model reads,
+the feature's declared missing value (:meth:`Rule.with_missing`):
+
+- numeric ``missing = "zero"``: 0; ``missing = <number>``: that number; ``missing = "mean"``:
+  the configured mean (0 with ``standardize = "none"``). ``"mean"`` with running statistics has
+  no fixed value, and a rule on such a feature is refused at load;
+- ``missing = "error"`` (numeric or categorical): the request is refused (the encoder rejects it;
+  :meth:`Rule.holds` raises), never read as false;
+- categorical ``missing = "ignore"`` and rule attributes: the rule is false.
+
+A rule parsed alone (:func:`parse_rule`) has no missing value: a missing field makes it false.
 
 Examples
 --------
@@ -15,6 +29,8 @@ Examples
 >>> rule.holds({"tenure_months": 14}), rule.holds({"tenure_months": 3}), rule.holds({})
 (True, False, False)
 >>> parse_rule("plan in ['basic', 'standard']").holds({"plan": "basic"})
+True
+>>> parse_rule("support_tickets < 2").with_missing(0.0).holds({})
 True
 >>> parse_rule("tenure_months >> 3")
 Traceback (most recent call last):
@@ -33,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, InvalidInputError
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -64,19 +80,44 @@ def _is_number(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class Rule:
-    """One parsed condition. ``holds(context)`` says whether it is true for that context."""
+    """One parsed condition. ``holds(context)`` says whether it is true for that context.
+
+    ``missing`` is the value read when the context lacks ``field`` (None: the rule is false);
+    ``required`` says that a context lacking it is an error, not a false rule.
+    """
 
     text: str
     field: str
     op: str
     value: Any
     _test: Callable[[Any], bool] = dataclasses.field(repr=False, compare=False)
+    missing: Any = None
+    required: bool = False
 
     def holds(self, context: Mapping[str, Any]) -> bool:
+        """True when the condition holds for ``context``.
+
+        Raises
+        ------
+        InvalidInputError
+            When the field is missing and ``required``.
+        """
         value = context.get(self.field)
         if value is None:
-            return False
+            if self.required:
+                raise InvalidInputError(
+                    f"context.{self.field}",
+                    f"a value (rule {self.text!r} reads it)",
+                    "nothing (missing)",
+                )
+            value = self.missing
+            if value is None:
+                return False
         return self._test(value)
+
+    def with_missing(self, missing: Any = None, required: bool = False) -> Rule:
+        """This rule reading ``missing`` for an absent field, or refusing it when ``required``."""
+        return dataclasses.replace(self, missing=missing, required=required)
 
 
 def _tokenize(text: str) -> list[tuple[str, str]]:

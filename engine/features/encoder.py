@@ -2,9 +2,12 @@
 
 Numbers may be int, float or bool; categorical values may be str or int (ints are compared as
 their decimal text). A context that cannot be encoded raises :class:`InvalidInputError` naming
-``context.<field>``; attributes the schema does not know are ignored (eligibility rules may use
-them). The encoder's learned state (running means and deviations) is a JSON-able dict saved with
-every model snapshot, so a restart encodes exactly as before.
+``context.<field>``. An attribute the schema does not declare (neither a feature nor one of its
+``rule_attributes``; often a misspelling) is ignored, counted
+(:meth:`Encoder.undeclared_attributes`) and logged once per name on the ``nbo.features`` logger;
+with ``[features] strict = true`` the context is refused instead. The encoder's learned state
+(running means and deviations) is a JSON-able dict saved with every model snapshot, so a restart
+encodes exactly as before.
 
 Examples
 --------
@@ -21,14 +24,16 @@ array([[ 1., -1.,  1.,  0.],
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from engine.errors import CorruptModelError, InvalidInputError
+from engine.errors import CorruptModelError, InvalidInputError, did_you_mean
 from engine.features.columns import Columns
 from engine.features.schema import CategoricalFeature, FeatureSchema, NumericFeature
 from engine.types import FloatArray
@@ -37,6 +42,9 @@ from engine.validation import VALUE_LIMIT, VALUE_RULE
 _NUMBER_TYPES = (int, float, bool, np.integer, np.floating)
 _PLAIN_NUMBERS = frozenset((int, float, bool))
 _HASH_CACHE = 65536  # hashed-category values remembered per feature (bounded memory)
+UNDECLARED_LIMIT = 1000  # distinct undeclared attribute names counted (bounded memory)
+
+logger = logging.getLogger("nbo.features")
 
 
 class _Running:
@@ -92,6 +100,9 @@ class Encoder:
         self.attribute_names = tuple(f.name for f in schema.numeric) + tuple(
             c.name for c in schema.categorical
         )
+        self._declared = frozenset(schema.attribute_names)
+        self._undeclared: dict[str, int] = {}
+        self._undeclared_lock = threading.Lock()
         self._offset = 1 if schema.bias else 0
         self._cat_offsets: list[int] = []
         offset = self._offset + len(schema.numeric)
@@ -101,6 +112,61 @@ class Encoder:
             self._cat_offsets.append(offset)
             self._onehot.append({v: i for i, v in enumerate(c.values)})
             offset += c.width
+
+    def undeclared_attributes(self) -> dict[str, int]:
+        """How many contexts carried each attribute the schema does not declare.
+
+        At most ``UNDECLARED_LIMIT`` distinct names are kept (the first ones seen). With
+        ``strict`` the refused contexts are counted too.
+
+        Examples
+        --------
+        >>> from engine.features.schema import parse_schema
+        >>> enc = Encoder(parse_schema({"numeric": [{"name": "age", "mean": 40.0, "std": 10.0}]}))
+        >>> _ = enc.encode_batch([{"age": 30, "agee": 31}, {"agee": 50}])
+        >>> enc.undeclared_attributes()
+        {'agee': 2}
+        """
+        with self._undeclared_lock:
+            return dict(self._undeclared)
+
+    def _undeclared_in(self, context: Mapping[str, Any], where: str) -> None:
+        """Count (and log, or with ``strict`` refuse) the undeclared attributes of ``context``."""
+        names = [str(name) for name in context if name not in self._declared]
+        new = []
+        with self._undeclared_lock:
+            counts = self._undeclared
+            for name in names:
+                count = counts.get(name)
+                if count is not None:
+                    counts[name] = count + 1
+                elif len(counts) < UNDECLARED_LIMIT:
+                    counts[name] = 1
+                    new.append(name)
+            full = bool(new) and len(counts) == UNDECLARED_LIMIT
+        declared = sorted(self._declared)
+        if self.schema.strict:
+            name = names[0]
+            hint = did_you_mean(name, declared)
+            raise InvalidInputError(
+                f"{where}.{name}",
+                f"one of the declared attributes{hint or ' (' + ', '.join(declared) + ')'}",
+                "an undeclared attribute",
+            )
+        for name in new:
+            logger.warning(
+                "context attribute %r is not declared by the campaign and is ignored%s; declare "
+                "it in [features] (a feature, or rule_attributes), or set strict = true to "
+                "refuse such requests",
+                name,
+                did_you_mean(name, declared),
+            )
+        if full:
+            logger.warning(
+                "%d distinct undeclared context attributes: further names are neither counted "
+                "nor logged",
+                UNDECLARED_LIMIT,
+            )
 
     @property
     def learning(self) -> bool:
@@ -160,6 +226,8 @@ class Encoder:
         """
         if not isinstance(context, Mapping):
             raise InvalidInputError("context", "a mapping of attribute names to values", context)
+        if not self._declared.issuperset(context):
+            self._undeclared_in(context, "context")
         out = np.zeros(self.n_features)
         if self._offset:
             out[0] = 1.0
@@ -200,6 +268,11 @@ class Encoder:
             for i, ctx in enumerate(contexts):
                 if not isinstance(ctx, Mapping):
                     raise InvalidInputError(f"contexts[{i}]", "a mapping of attribute names", ctx)
+        declared = self._declared
+        if not all(map(declared.issuperset, contexts)):
+            for i, ctx in enumerate(contexts):
+                if not declared.issuperset(ctx):
+                    self._undeclared_in(ctx, f"contexts[{i}]")
         given = columns if columns is not None else {}
         learn_rows: list[list[float | None]] = [[] for _ in range(n)] if learn else []
         pos = self._offset

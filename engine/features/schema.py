@@ -16,6 +16,17 @@ A schema is parsed from the ``[features]`` table of a campaign config::
     unknown = "ignore"     # onehot only: "ignore" (all zeros) | "error" | "other" (one more column)
     missing = "ignore"     # "ignore" (all zeros) | "error"
 
+Two more keys of ``[features]`` say which attributes a context may carry besides the features:
+
+- ``rule_attributes = ["segment", "vip"]``: attributes that eligibility rules read but the
+  model does not (a rule may only name a feature or one of these: a misspelled rule field fails
+  at load instead of silently making its offer ineligible);
+- ``strict = true``: a request carrying any other attribute is rejected (``InvalidInputError``
+  naming it); by default it is ignored, counted and logged once per name
+  (:meth:`engine.features.encoder.Encoder.undeclared_attributes`).
+
+A rule on a missing attribute reads what the model reads (:meth:`NumericFeature.missing_value`).
+
 Examples
 --------
 >>> schema = parse_schema({"numeric": [{"name": "age", "mean": 40.0, "std": 10.0}],
@@ -64,6 +75,29 @@ class NumericFeature:
     missing: str = "mean"
     fill: float = 0.0
 
+    def missing_value(self) -> float | None:
+        """The raw value a missing attribute stands for, as eligibility rules read it.
+
+        ``"zero"``: 0; a number: that number; ``"mean"``: the configured mean (the encoder reads
+        exactly 0 after standardization, the value of the mean), or 0 with ``standardize =
+        "none"``. None where no fixed value exists: ``"error"`` (the request is refused) and
+        ``"mean"`` with running statistics (the mean moves while it is learned).
+
+        Examples
+        --------
+        >>> NumericFeature("age", 40.0, 10.0, missing="mean").missing_value()
+        40.0
+        >>> NumericFeature("age", standardize="running", missing="mean").missing_value() is None
+        True
+        """
+        if self.missing == "zero":
+            return 0.0
+        if self.missing == "fill":
+            return self.fill
+        if self.missing == "mean" and self.standardize != "running":
+            return self.mean if self.standardize == "config" else 0.0
+        return None
+
 
 @dataclass(frozen=True)
 class CategoricalFeature:
@@ -98,6 +132,18 @@ class FeatureSchema:
     numeric: tuple[NumericFeature, ...]
     categorical: tuple[CategoricalFeature, ...]
     bias: bool = True
+    # Not part of describe(): they change which requests are accepted, not how one is encoded.
+    rule_attributes: tuple[str, ...] = ()
+    strict: bool = False
+
+    @property
+    def attribute_names(self) -> tuple[str, ...]:
+        """Every attribute a context may carry: the features', then the rule attributes."""
+        return (
+            tuple(f.name for f in self.numeric)
+            + tuple(c.name for c in self.categorical)
+            + self.rule_attributes
+        )
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -128,7 +174,7 @@ def parse_schema(table: dict[str, Any], path: str = "features") -> FeatureSchema
     """Parse and validate a ``[features]`` table; errors name the key path."""
     if not isinstance(table, dict):
         raise fail(path, "a table", table)
-    reject_unknown(table, ("bias", "numeric", "categorical"), path)
+    reject_unknown(table, ("bias", "numeric", "categorical", "rule_attributes", "strict"), path)
     bias = get_bool(table, "bias", path, default=True)
     seen: set[str] = set()
     numeric = []
@@ -139,7 +185,22 @@ def parse_schema(table: dict[str, Any], path: str = "features") -> FeatureSchema
         categorical.append(_parse_categorical(item, f"{path}.categorical[{i}]", seen))
     if not bias and not numeric and not categorical:
         raise fail(path, "at least one feature (bias, numeric or categorical)", "none")
-    return FeatureSchema(numeric=tuple(numeric), categorical=tuple(categorical), bias=bias)
+    rule_attributes = []
+    for i, name in enumerate(get_list(table, "rule_attributes", path, default=[])):
+        where = f"{path}.rule_attributes[{i}]"
+        if not isinstance(name, str) or not name:
+            raise fail(where, "a non-empty string (an attribute eligibility rules read)", name)
+        if name in seen:
+            raise fail(where, "a name not used by a feature or an earlier rule attribute", name)
+        seen.add(name)
+        rule_attributes.append(name)
+    return FeatureSchema(
+        numeric=tuple(numeric),
+        categorical=tuple(categorical),
+        bias=bias,
+        rule_attributes=tuple(rule_attributes),
+        strict=get_bool(table, "strict", path, default=False),
+    )
 
 
 def _parse_name(item: Any, path: str, seen: set[str]) -> str:

@@ -4,6 +4,7 @@ Examples
 --------
 ``nbo export --data-dir nbo-data --campaign renewal --out results/renewal.parquet``
 ``nbo lift --data-dir nbo-data --campaign renewal --out results/renewal-lift.json``
+``nbo export --journal postgresql://nbo@db:5432/offers --campaign renewal``
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from engine.journal.base import JournalBackend
 
 
 def register(subparsers: Any) -> None:
@@ -27,7 +31,7 @@ def register(subparsers: Any) -> None:
     )
     _common(export)
     export.add_argument(
-        "--out", type=Path, default=None, help="Parquet file (default results/<campaign>.parquet)"
+        "--out", type=Path, default=None, help="Parquet file [results/<campaign>.parquet]"
     )
     export.add_argument(
         "--closed-only", action="store_true", help="only decisions that have a reward"
@@ -41,79 +45,137 @@ def register(subparsers: Any) -> None:
         "lift",
         help="incremental value per decision of the policy over the control group",
         description="Report the policy's net reward per decision minus the control group's, "
-        "with a confidence interval, from a campaign's journal.",
+        "with a confidence interval, from a campaign's journal. Exits with 3 (and says what "
+        "is missing) while either group has fewer than 2 closed decisions.",
     )
     _common(lift)
     lift.add_argument(
-        "--level", type=float, default=0.95, help="confidence level: 0.8, 0.9, 0.95 or 0.99"
+        "--level",
+        type=float,
+        default=0.95,
+        help="confidence level: 0.8, 0.9, 0.95 or 0.99 [%(default)s]",
     )
     lift.add_argument(
-        "--out", type=Path, default=None, help="JSON file (default results/<campaign>-lift.json)"
+        "--out", type=Path, default=None, help="JSON file [results/<campaign>-lift.json]"
     )
     lift.set_defaults(func=run_lift)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data-dir", type=Path, default=Path("nbo-data"), help="engine data directory"
+        "--data-dir",
+        type=Path,
+        default=Path("nbo-data"),
+        help="engine data directory [%(default)s]",
     )
     parser.add_argument(
-        "--campaign", default=None, help="campaign name (needed when the data dir holds several)"
+        "--campaign",
+        default=None,
+        help="campaign name [%(default)s: the only one; needed when the data dir holds several]",
     )
+    parser.add_argument(
+        "--journal",
+        metavar="URL",
+        default=None,
+        help="read this journal instead of the data dir's: a path, sqlite:///path or "
+        "postgresql://user@host:port/db (with --campaign) [the data dir's "
+        "<campaign>.journal.sqlite]",
+    )
+
+
+def _open(args: argparse.Namespace) -> tuple[JournalBackend, str]:
+    """The journal the arguments name, opened read-only, and its campaign."""
+    from engine.journal.backends import journal_kind, open_journal, sqlite_path
+    from engine.journal.export import find_journal
+
+    if args.journal:
+        if journal_kind(args.journal) == "postgres":
+            if not args.campaign:
+                raise InvalidInputError("--campaign", "a campaign with a PostgreSQL journal", None)
+            campaign = args.campaign
+        else:
+            name = sqlite_path(args.journal).name
+            campaign = args.campaign or name.removesuffix(".journal.sqlite")
+        return open_journal(args.journal, campaign=campaign, readonly=True), campaign
+    path = find_journal(args.data_dir, args.campaign)
+    campaign = path.name.removesuffix(".journal.sqlite")
+    return open_journal(path, campaign=campaign, readonly=True), campaign
 
 
 def run_export(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.journal.export import export_parquet, find_journal
-    from engine.journal.store import Journal
+    from engine.journal.export import export_parquet
 
-    path = find_journal(args.data_dir, args.campaign)
-    campaign = path.name.removesuffix(".journal.sqlite")
-    out = args.out or Path("results") / f"{campaign}.parquet"
-    journal = Journal(path, readonly=True)
-    total = journal.counts()["decisions"]
-    journal.close()
-    with tqdm(total=total, unit="rows", desc="export", file=sys.stderr, leave=False) as bar:
-        summary = export_parquet(path, out, closed_only=args.closed_only, progress=bar.update)
-    print(f"wrote {summary['rows']} decisions to {summary['path']}", end="")
-    print(
-        f" (skipped {summary['skipped']} of an older feature schema)" if summary["skipped"] else ""
-    )
-    if args.lift:
-        lift_path = out.with_name(out.stem + "-lift.json")
-        _write_lift(path, lift_path, 0.95)
+    journal, campaign = _open(args)
+    try:
+        out = args.out or Path("results") / f"{campaign}.parquet"
+        total = journal.counts()["decisions"]
+        with tqdm(total=total, unit="rows", desc="export", file=sys.stderr, leave=False) as bar:
+            summary = export_parquet(
+                journal, out, closed_only=args.closed_only, progress=bar.update
+            )
+        print(f"wrote {summary['rows']} decisions to {summary['path']}", end="")
+        skipped = summary["skipped"]
+        print(f" (skipped {skipped} of an older feature schema)" if skipped else "")
+        if args.lift:
+            _write_lift(journal, campaign, out.with_name(out.stem + "-lift.json"), 0.95)
+    finally:
+        journal.close()
     return 0
+
+
+# `nbo lift` exit code when the journal cannot give a lift yet (not an error: wait for rewards).
+NOT_ENOUGH_DATA = 3
 
 
 def run_lift(args: argparse.Namespace) -> int:
-    from engine.journal.export import find_journal
-
     if args.level not in (0.8, 0.9, 0.95, 0.99):
         raise InvalidInputError("--level", "one of 0.8, 0.9, 0.95, 0.99", args.level)
-    path = find_journal(args.data_dir, args.campaign)
-    campaign = path.name.removesuffix(".journal.sqlite")
-    out = args.out or Path("results") / f"{campaign}-lift.json"
-    _write_lift(path, out, args.level)
-    return 0
-
-
-def _write_lift(journal_path: Path, out: Path, level: float) -> None:
-    from engine.journal.lift import lift_from_journal
-    from engine.journal.store import Journal
-
-    journal = Journal(journal_path, readonly=True)
+    journal, campaign = _open(args)
     try:
-        lift = lift_from_journal(journal, level=level)
+        out = args.out or Path("results") / f"{campaign}-lift.json"
+        computed = _write_lift(journal, campaign, out, args.level)
     finally:
         journal.close()
-    report = {"campaign": journal_path.name.removesuffix(".journal.sqlite"), **lift.to_dict()}
+    return 0 if computed else NOT_ENOUGH_DATA
+
+
+def _missing(lift: Any) -> str | None:
+    """What the journal lacks for a lift with an interval, or None when it has enough."""
+    for group, n in (("control", lift.n_control), ("policy (treatment)", lift.n_treatment)):
+        if n == 0:
+            return (
+                f"no closed {group} decisions yet (n_{group.split()[0]} = 0): lift needs "
+                "rewards from both groups"
+            )
+    if lift.n_control < 2 or lift.n_treatment < 2:
+        return (
+            f"too few closed decisions for an interval (treatment {lift.n_treatment}, control "
+            f"{lift.n_control}): it needs at least 2 in each group"
+        )
+    return None
+
+
+def _write_lift(journal: JournalBackend, campaign: str, out: Path, level: float) -> bool:
+    """Write the lift report; print it, or what is missing. True when a lift was computed."""
+    from engine.journal.lift import lift_from_journal
+
+    lift = lift_from_journal(journal, level=level)
+    missing = _missing(lift)
+    report = {"campaign": campaign, **lift.to_dict()}
+    report["missing"] = missing
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    pct = round(level * 100)
-    print(
-        f"lift per decision: {lift.lift:.4g} ({pct}% CI {lift.ci_low:.4g} .. {lift.ci_high:.4g});"
-        f" treatment {lift.treatment_mean:.4g} over {lift.n_treatment},"
-        f" control {lift.control_mean:.4g} over {lift.n_control}"
-    )
+    counts = f"treatment {lift.n_treatment}, control {lift.n_control} closed decisions"
+    if missing is not None:
+        print(f"no lift yet: {missing} ({counts})")
+    else:
+        pct = round(level * 100)
+        print(
+            f"lift per decision: {lift.lift:.4g} ({pct}% CI {lift.ci_low:.4g} .. "
+            f"{lift.ci_high:.4g}); treatment mean {lift.treatment_mean:.4g} over "
+            f"{lift.n_treatment}, control mean {lift.control_mean:.4g} over {lift.n_control}"
+        )
     print(f"wrote {out}")
+    return missing is None

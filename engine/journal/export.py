@@ -8,7 +8,9 @@ propensity, reward (net reward; null while pending or when a decision expired wi
 eligible (list<string>), explored, control, model_version. Metadata also carries
 ``nbo.offer_ids`` and ``nbo.campaign``.
 
-Rows are streamed in chunks, so memory stays bounded for any journal size. When the campaign's
+The rows are read through :class:`~engine.journal.base.JournalBackend` (any backend: give
+:func:`export_parquet` an open journal, or the path of a SQLite file). Rows are streamed in
+chunks, so memory stays bounded for any journal size. When the campaign's
 feature schema changed over time, only rows encoded with the newest schema are exported (the
 context column has a single width); the result says how many rows were skipped.
 
@@ -40,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import NotFoundError
+from engine.journal.base import JournalBackend
 from engine.journal.records import ExportedDecision
 from engine.journal.store import Journal
 
@@ -87,7 +90,7 @@ def find_journal(data_dir: str | Path, campaign: str | None = None) -> Path:
 
 
 def export_parquet(
-    journal_path: str | Path,
+    journal: JournalBackend | str | Path,
     out_path: str | Path,
     closed_only: bool = False,
     progress: Callable[[int], None] | None = None,
@@ -96,7 +99,8 @@ def export_parquet(
 
     Parameters
     ----------
-    journal_path : path of a ``<campaign>.journal.sqlite``
+    journal : JournalBackend, or the path of a ``<campaign>.journal.sqlite``
+        An open journal is read and left open; a path is opened read-only and closed.
     out_path : path of the Parquet file to write (parent directories are created)
     closed_only : bool
         Only decisions with a reward (rewarded or expired with a default reward).
@@ -109,11 +113,14 @@ def export_parquet(
         ``rows``, ``skipped`` (rows of an older feature schema), ``path``, ``n_features``,
         ``feature_names``, ``campaign``.
     """
-    journal = Journal(journal_path, readonly=True)
+    opened = not isinstance(journal, JournalBackend)
+    if not isinstance(journal, JournalBackend):
+        journal = Journal(journal, readonly=True)
     try:
         catalogs = journal.catalogs()
         if not catalogs:
-            raise NotFoundError(f"journal {journal_path}: expected decisions, got an empty journal")
+            where = getattr(journal, "location", "journal")
+            raise NotFoundError(f"{where}: expected decisions, got an empty journal")
         newest = max(catalogs)
         campaign, offer_ids, feature_names = catalogs[newest]
         same = sorted(i for i, c in catalogs.items() if c[2] == feature_names)
@@ -147,7 +154,8 @@ def export_parquet(
                     progress(len(rows))
         os.replace(tmp, out_path)
     finally:
-        journal.close()
+        if opened:
+            journal.close()
     return {
         "path": str(out_path),
         "rows": rows_written,

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.campaign.exploration import apply_exploration
 from engine.errors import CorruptModelError, NboError
 from engine.features import Encoder
 from engine.journal.base import JournalBackend
@@ -149,6 +150,14 @@ def start_learner(
     saved = journal.get_meta("encoder")
     if found is not None:
         header, policy = found
+        changes = apply_exploration(policy, config.policy)
+        if changes:  # a promoted model saved before the floor was enforced
+            _log.warning(
+                "campaign %s: restored model %s takes the campaign's exploration: %s",
+                config.name,
+                header.get("version"),
+                "; ".join(changes),
+            )
         if saved is None and header.get("encoder"):
             saved = json.dumps(header["encoder"])
         start = version_number(header.get("version"))

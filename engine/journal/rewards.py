@@ -12,7 +12,11 @@ same net-reward rule applies) or no reward at all, and later reports for it are 
 Nothing per pending decision is held in memory: pending decisions are the journal's decisions
 without a reward row, and a watermark (the ``expiry_seq`` meta key) marks how far sweeps got.
 
-Callers hold the lock that orders journal writes (the Engine's decision lock).
+Callers hold the lock that orders journal writes (the Engine's decision lock). Replicas sharing
+one journal (PostgreSQL) can still race: two report the same decision, or sweep the same expired
+one, between a lookup and a commit. The journal refuses the second write whole (DuplicateError);
+the ledger then looks again, and the decision the other replica closed is a ``duplicate`` (or
+``expired``) like any retry.
 
 Examples
 --------
@@ -37,7 +41,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from engine.journal.base import JournalBackend
+from engine.journal.base import DuplicateError, JournalBackend
 from engine.journal.learner import Learner, LearnItem
 from engine.journal.records import RewardError, RewardRecord, RewardRow, StoredDecision
 
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
 
 
 SWEEP_PAUSE_US = 1_000_000  # at most one on-demand expiry sweep per second (see expire)
+RACE_RETRIES = 3  # looks again after another replica wrote first (see the module docstring)
 
 
 class RewardLedger:
@@ -96,6 +101,18 @@ class RewardLedger:
 
     def report(self, ids: Sequence[str], values: Sequence[float], now: float) -> list[RewardRecord]:
         """Join validated rewards to their decisions; journal and queue the new ones."""
+        attempt = 1
+        while True:
+            try:
+                return self._report(ids, values, now)
+            except DuplicateError:
+                if attempt == RACE_RETRIES:
+                    raise
+                attempt += 1
+
+    def _report(
+        self, ids: Sequence[str], values: Sequence[float], now: float
+    ) -> list[RewardRecord]:
         now_us = int(now * 1e6)
         stored = self.journal.lookup(ids)
         results: list[RewardRecord] = []
@@ -176,6 +193,7 @@ class RewardLedger:
         scanned = 0
         start = self.expiry_seq
         more = False
+        races = 0
         while True:
             due, reached = self.journal.due_for_expiry(self.expiry_seq, cutoff, limit=4096)
             if reached == self.expiry_seq:
@@ -183,7 +201,13 @@ class RewardLedger:
             rows: list[RewardRow] = []
             learn: list[tuple[StoredDecision, float]] = []
             self._expiry_rows(due, now_us, rows, learn)
-            self._commit(rows, learn)
+            try:
+                self._commit(rows, learn)
+            except DuplicateError:
+                races += 1
+                if races == RACE_RETRIES:
+                    raise
+                continue  # another replica closed some of them: scan the slice again
             total += len(due)
             scanned += reached - self.expiry_seq
             self.expiry_seq = reached

@@ -34,6 +34,20 @@ _SMALL = 8
 _FAST = {"reassoc", "contract", "arcp", "nsz"}
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _quadratic_form(M: np.ndarray, x: np.ndarray, v: np.ndarray) -> float:
+    """x^T M x, leaving M x in ``v`` (inlined: its callers' fastmath flags apply)."""
+    d = x.shape[0]
+    q = 0.0
+    for r in range(d):
+        t = 0.0
+        for c in range(d):
+            t += M[r, c] * x[c]
+        v[r] = t
+        q += t * x[r]
+    return q
+
+
 @njit(cache=True, nogil=True, fastmath=_FAST)
 def ridge_predict(
     X: np.ndarray,
@@ -60,6 +74,7 @@ def ridge_predict(
     k = theta.shape[0]
     with_width = A_inv.shape[0] == k
     if n < _SMALL:
+        v = np.empty(d)
         for i in range(n):
             x = X[i]
             for a in range(k):
@@ -68,13 +83,7 @@ def ridge_predict(
                     s += x[j] * theta[a, j]
                 w = 0.0
                 if with_width:
-                    M = A_inv[a]
-                    q = 0.0
-                    for r in range(d):
-                        t = 0.0
-                        for c in range(d):
-                            t += M[r, c] * x[c]
-                        q += t * x[r]
+                    q = _quadratic_form(A_inv[a], x, v)
                     w = math.sqrt(q) if q > 0.0 else 0.0
                     widths[i, a] = w
                 scores[i, a] = s + alpha * w
@@ -131,13 +140,7 @@ def ridge_update(
         r = targets[i]
         x = X[i]
         Ai = A_inv[a]
-        q = 0.0
-        for row in range(d):
-            s = 0.0
-            for c in range(d):
-                s += Ai[row, c] * x[c]
-            v[row] = s
-            q += s * x[row]
+        q = _quadratic_form(Ai, x, v)
         coef = w / (1.0 + w * q)
         Aa = A[a]
         ba = b[a]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.errors import InvalidInputError
+from engine.errors import InvalidInputError, did_you_mean
 from engine.policies.base import Decision, Policy, policy_classes
 from engine.policies.baselines import UCB1, BetaTS, FixedAction, UniformRandom
 from engine.policies.linear import EpsilonGreedy, LinearTS, LinUCB, Softmax
@@ -63,6 +63,22 @@ def make_policy(
 
     Names: linucb, lints, egreedy, softmax, shared, random, fixed (alias control), betats, ucb1,
     vw, or a class name. ``offer_features`` is passed to SharedLinear only.
+
+    Raises
+    ------
+    InvalidInputError
+        For an unknown name (field ``policy``) or a key the class does not take (field: the
+        key; the message lists :meth:`Policy.hyperparameters` and the closest of them).
+    InvalidParameterError
+        For a value outside its declared constraint (field: the key).
+
+    Examples
+    --------
+    >>> make_policy({"name": "linucb", "min_propensty": 0.1}, 3, 4)
+    Traceback (most recent call last):
+    ...
+    engine.errors.InvalidInputError: min_propensty: expected a hyperparameter of LinUCB (one of
+    alpha, importance_weighting, l2, ...), got 'min_propensty' (did you mean 'min_propensity'?)
     """
     if isinstance(spec, str):
         name, params = spec, {}
@@ -73,7 +89,16 @@ def make_policy(
         raise InvalidInputError("policy", "a policy name or a dict with a 'name' key", spec)
     cls = POLICY_NAMES.get(name.lower()) or Policy._registry.get(name)
     if cls is None:
-        raise InvalidInputError("policy", f"one of {sorted(POLICY_NAMES)}", name)
+        hint = did_you_mean(name.lower(), POLICY_NAMES) or did_you_mean(name, Policy._registry)
+        raise InvalidInputError("policy", f"one of {', '.join(POLICY_NAMES)}", f"{name!r}{hint}")
+    accepted = cls.hyperparameters()
+    for key in params:
+        if key not in accepted:
+            raise InvalidInputError(
+                str(key),
+                f"a hyperparameter of {cls.__name__} (one of {', '.join(accepted)})",
+                f"{key!r}{did_you_mean(key, accepted)}",
+            )
     kwargs: dict[str, Any] = {"seed": seed, **params}
     if cls is SharedLinear:
         kwargs.setdefault("offer_features", offer_features)
@@ -83,9 +108,4 @@ def make_policy(
                 "an (n_actions, n_offer_features) array for the shared policy",
                 None,
             )
-    try:
-        return cls(n_actions, n_features, **kwargs)
-    except TypeError as exc:
-        raise InvalidInputError(
-            "policy", f"hyperparameters accepted by {cls.__name__}", str(exc)
-        ) from exc
+    return cls(n_actions, n_features, **kwargs)

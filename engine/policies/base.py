@@ -212,6 +212,46 @@ class Policy(ABC):
     def _copy_extra(self, source: Policy) -> None:  # noqa: B027 (optional hook)
         """Subclasses holding state that is not a numpy array or an immutable value copy it here."""
 
+    @classmethod
+    def hyperparameters(cls) -> tuple[str, ...]:
+        """Names a configuration may set (``[policy]`` keys): every declared constructor
+        parameter but the dimensions ``n_actions`` and ``n_features``, sorted.
+
+        Examples
+        --------
+        >>> from engine.policies import UCB1
+        >>> UCB1.hyperparameters()
+        ('c', 'min_propensity', 'seed')
+        """
+        names = inspect.signature(cls.__init__).parameters
+        return tuple(
+            sorted(
+                name
+                for name in cls._parameter_constraints
+                if name in names and name not in ("n_actions", "n_features")
+            )
+        )
+
+    def reseed(self, seed: int | None) -> None:
+        """Restart the random stream from ``seed`` (None: from the OS) and store it as ``seed``.
+
+        Learned state is untouched: two copies of a model reseeded alike choose alike. (An
+        engine applies its campaign's seed to a model promoted from elsewhere this way.)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from engine.policies import UniformRandom
+        >>> a, b = UniformRandom(n_actions=5, seed=1), UniformRandom(n_actions=5, seed=2)
+        >>> a.reseed(9); b.reseed(9)
+        >>> X = np.zeros((4, 0))
+        >>> a.choose(X).actions.tolist() == b.choose(X).actions.tolist(), a.seed
+        (True, 9)
+        """
+        validate_params(type(self).__name__, {"seed": SEED}, {"seed": seed})
+        self.seed = None if seed is None else int(seed)
+        self.rng_state_ = seed_state(self.seed)
+
     def get_params(self) -> dict[str, Any]:
         """Hyperparameters: the constructor's arguments as currently stored."""
         names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]

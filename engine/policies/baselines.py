@@ -23,6 +23,16 @@ from engine.types import BoolArray, FloatArray, IntArray
 from engine.validation import Integral, Interval, ParameterConstraints
 
 
+def _greedy(policy: Policy, scores: FloatArray, mask: BoolArray, epsilon: float = 0.0) -> Decision:
+    """The decision of :func:`engine.kernels.choose_greedy` on ``scores`` with the policy's
+    exploration floor and random stream."""
+    actions, props, explored = policy._outputs(scores.shape[0])
+    choose_greedy(
+        scores, mask, epsilon, policy.min_propensity, policy.rng_state_, actions, props, explored
+    )
+    return Decision(actions, props, scores, explored)
+
+
 class UniformRandom(Policy):
     """Every eligible action with equal probability 1/k; learns nothing.
 
@@ -43,11 +53,9 @@ class UniformRandom(Policy):
 
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
         n = X.shape[0]
-        scores = np.zeros((n, self.n_actions))
-        actions, props, explored = self._outputs(n)
-        choose_greedy(scores, mask, 1.0, 0.0, self.rng_state_, actions, props, explored)
-        explored[:] = True
-        return Decision(actions, props, scores, explored)
+        decision = _greedy(self, np.zeros((n, self.n_actions)), mask, epsilon=1.0)
+        decision.explored[:] = True
+        return decision
 
     def _update(self, X: FloatArray, actions: IntArray, rewards: FloatArray, props: object) -> None:
         return None
@@ -91,11 +99,7 @@ class FixedAction(Policy):
         n = X.shape[0]
         scores = np.zeros((n, self.n_actions))
         scores[:, self.action] = 1.0
-        actions, props, explored = self._outputs(n)
-        choose_greedy(
-            scores, mask, 0.0, self.min_propensity, self.rng_state_, actions, props, explored
-        )
-        return Decision(actions, props, scores, explored)
+        return _greedy(self, scores, mask)
 
     def _update(self, X: FloatArray, actions: IntArray, rewards: FloatArray, props: object) -> None:
         return None
@@ -146,12 +150,7 @@ class UCB1(Policy):
         n = X.shape[0]
         row = np.empty(self.n_actions)
         ucb1_scores(self.sums_, self.counts_, self.c, row)
-        scores = np.repeat(row[None], n, axis=0)
-        actions, props, explored = self._outputs(n)
-        choose_greedy(
-            scores, mask, 0.0, self.min_propensity, self.rng_state_, actions, props, explored
-        )
-        return Decision(actions, props, scores, explored)
+        return _greedy(self, np.repeat(row[None], n, axis=0), mask)
 
     def _update(self, X: FloatArray, actions: IntArray, rewards: FloatArray, props: object) -> None:
         np.add.at(self.sums_, actions, rewards)

@@ -52,6 +52,8 @@ class VWPolicy(Policy):
         typical magnitude or VW under-explores and learns poorly.
     min_propensity : float, default 0.0
     seed : int, optional
+        Seeds the sampling of the chosen action and VW's own random source. :meth:`reseed`
+        restarts the sampling only: VW keeps the seed saved in its model.
 
     Examples
     --------
@@ -101,11 +103,13 @@ class VWPolicy(Policy):
     def _unit_test_params(cls, n_actions: int, n_features: int) -> dict[str, Any]:
         return {}
 
-    def _argv(self) -> list[str]:
+    def _argv(self, seeded: bool = True) -> list[str]:
+        """VW's command line; ``seeded=False`` for loading a saved model, which carries the
+        seed it was created with (VW refuses a different one, as after :meth:`reseed`)."""
         argv = [*shlex.split(self.args), "--quiet"]
         if self.interactions:
             argv += ["-q", f"{_SHARED_NS}{_ACTION_NS}"]
-        if self.seed is not None and "--random_seed" not in argv:
+        if seeded and self.seed is not None and "--random_seed" not in argv:
             argv += ["--random_seed", str(self.seed)]
         return argv
 
@@ -174,7 +178,9 @@ class VWPolicy(Policy):
     def _copy_extra(self, source: Policy) -> None:
         # A VW workspace can only be copied through its serialized model.
         assert isinstance(source, VWPolicy)
-        self._workspace = vw.Workspace(self._argv(), model_data=source._workspace.serialize())
+        self._workspace = vw.Workspace(
+            self._argv(seeded=False), model_data=source._workspace.serialize()
+        )
         self._shared = vw.Example()
         self._shared.set_label(vw.CBLabel(shared=True))
         self._actions = [
@@ -208,7 +214,9 @@ class VWPolicy(Policy):
         from engine.errors import CorruptModelError
 
         try:
-            self._workspace = vw.Workspace(self._argv(), model_data=arrays["vw_model"].tobytes())
+            self._workspace = vw.Workspace(
+                self._argv(seeded=False), model_data=arrays["vw_model"].tobytes()
+            )
             feature_ids = arrays["vw_action_features"]
             next_feature = int(arrays["vw_next_feature"][0])
         except (KeyError, IndexError, RuntimeError, ValueError) as exc:

@@ -9,12 +9,32 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from engine.errors import InvalidInputError
-from engine.replay.candidates import KINDS, EvalConfig, make_candidates, parse_policy
+from engine.errors import InvalidInputError, InvalidParameterError
+from engine.policies import make_policy
+from engine.replay.candidates import (
+    KINDS,
+    Candidate,
+    EvalConfig,
+    make_candidates,
+    parse_policy,
+)
 from engine.replay.data import LoggedData
 from engine.replay.estimators import ESTIMATORS, INTERVAL_METHODS
 from engine.replay.fanout import Runner
 from engine.replay.readers import ColumnMap, read_logs
+
+# The fields --column can map (what ColumnMap.parse accepts; a test keeps the two equal).
+COLUMN_FIELDS = (
+    "action",
+    "propensity",
+    "reward",
+    "context",
+    "eligible",
+    "timestamp",
+    "decision_id",
+    "control",
+    "explored",
+)
 
 
 def register(subparsers: Any) -> None:
@@ -24,7 +44,9 @@ def register(subparsers: Any) -> None:
         help="off-policy evaluation of candidate policies on logged data (JSON + HTML report)",
         description="Estimate what candidate policies would have earned on logged decisions, "
         "with confidence intervals, next to the logging policy and the uniform and control "
-        "baselines; write evaluation.json and report.html with a go/no-go line.",
+        "baselines; print the candidates and a go/no-go line, write evaluation.json and "
+        "report.html. The log is split in time: the earlier --train-fraction of rows trains the "
+        "static candidates and the reward model, the later rows evaluate every candidate.",
     )
     _add_source_args(evaluate)
     evaluate.add_argument(
@@ -33,43 +55,76 @@ def register(subparsers: Any) -> None:
         default=[],
         metavar="SPEC",
         help="candidate: NAME, NAME:key=v1,v2:key2=v (comma lists form a grid) or a JSON object; "
-        "repeatable",
+        "repeatable; without one only the baselines are scored (and the verdict is NO-GO)",
     )
     evaluate.add_argument(
         "--mode",
         default="static,learning",
-        help="how candidates run: static (trained on the train split, frozen), learning "
-        "(replayed through time), or both (default)",
+        help="how candidates run, comma list: static (trained on the earlier rows, then "
+        "frozen), learning (starts untrained and learns while replaying the later rows) "
+        "[%(default)s]",
     )
     evaluate.add_argument(
         "--estimators",
         default=",".join(ESTIMATORS),
-        help=f"comma list among {','.join(ESTIMATORS)} (default all)",
+        help="comma list of estimators [%(default)s]",
     )
-    evaluate.add_argument("--primary", default="dr", help="estimator that ranks and decides")
-    evaluate.add_argument("--interval", default="bootstrap", choices=INTERVAL_METHODS)
-    evaluate.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")
-    evaluate.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level")
-    evaluate.add_argument("--clip", type=float, default=None, help="clip importance weights")
-    evaluate.add_argument("--train-fraction", type=float, default=0.5)
+    evaluate.add_argument(
+        "--primary",
+        default="dr",
+        help="estimator that ranks and decides; one of --estimators [%(default)s]",
+    )
+    evaluate.add_argument(
+        "--interval",
+        default="bootstrap",
+        choices=INTERVAL_METHODS,
+        help="confidence interval method [%(default)s]",
+    )
+    evaluate.add_argument(
+        "--bootstrap", type=int, default=200, help="bootstrap resamples [%(default)s]"
+    )
+    evaluate.add_argument(
+        "--alpha", type=float, default=0.05, help="1 - confidence level [%(default)s]"
+    )
+    evaluate.add_argument(
+        "--clip",
+        type=float,
+        default=None,
+        help="clip importance weights at this value [%(default)s: no clipping]",
+    )
+    evaluate.add_argument(
+        "--train-fraction",
+        type=float,
+        default=0.5,
+        help="share of the rows, earliest first, that trains the static candidates and the "
+        "reward model; the rest evaluates [%(default)s]",
+    )
     evaluate.add_argument(
         "--control-offer",
         default=None,
-        help="offer id of the business-as-usual control (default: the most frequent offer in "
-        "control rows, when the logs have a control column)",
+        help="offer id of the business-as-usual control [%(default)s: the most frequent offer "
+        "in control rows, when the logs have a control column]",
     )
-    evaluate.add_argument("--batch-size", type=int, default=256, help="replay batch size")
-    evaluate.add_argument("--shard-rows", type=int, default=131_072, help="rows per task")
+    evaluate.add_argument(
+        "--batch-size", type=int, default=256, help="replay batch size [%(default)s]"
+    )
+    evaluate.add_argument(
+        "--shard-rows", type=int, default=131_072, help="rows per task [%(default)s]"
+    )
     evaluate.add_argument(
         "--workers",
         type=int,
         default=None,
-        help="0: in-process; N: local Ray with N CPUs (default: in-process for small jobs, "
-        "else local Ray with every CPU)",
+        help="0: in-process; N: local Ray with N CPUs [%(default)s: in-process for small jobs, "
+        "else local Ray with every CPU]",
     )
-    evaluate.add_argument("--ray-address", default=None, help="an existing Ray cluster")
-    evaluate.add_argument("--retries", type=int, default=2, help="retries per failed task")
-    evaluate.add_argument("--out", default="nbo-evaluation", help="report directory")
+    evaluate.add_argument(
+        "--ray-address", default=None, help="an existing Ray cluster [%(default)s]"
+    )
+    evaluate.add_argument(
+        "--retries", type=int, default=2, help="retries per failed task [%(default)s]"
+    )
+    evaluate.add_argument("--out", default="nbo-evaluation", help="report directory [%(default)s]")
     evaluate.set_defaults(func=run_evaluate)
 
     train = subparsers.add_parser(
@@ -80,10 +135,17 @@ def register(subparsers: Any) -> None:
     )
     _add_source_args(train)
     train.add_argument("--policy", required=True, metavar="SPEC", help="policy spec (no grid)")
-    train.add_argument("--target", default="ips", choices=("ips", "dr"))
+    train.add_argument(
+        "--target",
+        default="ips",
+        choices=("ips", "dr"),
+        help="training targets: IPS-weighted rewards or doubly robust [%(default)s]",
+    )
     train.add_argument("--out", required=True, metavar="SNAPSHOT", help="snapshot file to write")
-    train.add_argument("--campaign", default="", help="campaign name stored in the snapshot")
-    train.add_argument("--version", default=None, help="model version (default offline-<time>)")
+    train.add_argument("--campaign", default="", help="campaign name stored in the snapshot [none]")
+    train.add_argument(
+        "--version", default=None, help="model version [%(default)s: offline-<time>]"
+    )
     train.set_defaults(func=run_train)
 
 
@@ -91,22 +153,37 @@ def _add_source_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--logs", required=True, help="Parquet file/directory, CSV file or DSJson file"
     )
-    parser.add_argument("--format", default="auto", choices=("auto", "parquet", "csv", "dsjson"))
+    parser.add_argument(
+        "--format",
+        default="auto",
+        choices=("auto", "parquet", "csv", "dsjson"),
+        help="source format; auto goes by the file name [%(default)s]",
+    )
     parser.add_argument(
         "--column",
         action="append",
         default=[],
         metavar="FIELD=COLUMN",
-        help="map a source column: action=offer, propensity=p, reward=value or reward=-cost, "
-        "context=x_* (prefix) or context=a,b,c; repeatable",
+        help="map a source column onto a logged-data field; FIELD is one of "
+        f"{', '.join(COLUMN_FIELDS)}: action=offer, propensity=p, reward=value or reward=-cost "
+        "(a cost column, negated), context=x_* (prefix) or context=a,b,c, eligible=COL, "
+        "timestamp=COL, decision_id=COL, control=COL, explored=COL; repeatable",
     )
     parser.add_argument(
-        "--actions", default=None, help="offer ids in policy order, comma-separated"
+        "--actions",
+        default=None,
+        help="offer ids in policy order, comma-separated [%(default)s: from the schema "
+        "metadata, else the sorted offers seen]",
     )
     parser.add_argument(
-        "--dsjson-features", type=int, default=32, help="hashed context width for DSJson"
+        "--dsjson-features",
+        type=int,
+        default=32,
+        help="hashed context width for DSJson [%(default)s]",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of training, bootstrap and replay [%(default)s]"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -140,9 +217,70 @@ def _control_action(data: LoggedData, offer: str | None) -> int | None:
     return int(counts.most_common(1)[0][0])
 
 
+# make_policy fields that the probe's made-up sizes (2 offers, 2 features) cannot judge.
+_DATA_DEPENDENT = ("n_actions", "n_features", "offer_features")
+
+
+def _check_arguments(
+    args: argparse.Namespace, candidates: list[Candidate], config: EvalConfig
+) -> None:
+    """Every check that needs no data, so a typo fails before a large log is read."""
+    for candidate in candidates:
+        name = candidate.label.rsplit(" ", 1)[0]  # without the kind
+        try:
+            make_policy(candidate.spec, 2, 2, seed=args.seed)
+        except InvalidParameterError as exc:
+            raise InvalidInputError(
+                f"--policy {name}", f"{exc.field} to be {exc.expected}", exc.got
+            ) from None
+        except InvalidInputError as exc:
+            # The name or a hyperparameter name; what depends on the data's sizes comes later.
+            if exc.field not in _DATA_DEPENDENT:
+                got = str(exc.got).removeprefix("got ")
+                raise InvalidInputError(f"--policy {name}", exc.expected, got) from None
+    config.make()  # estimator names and --clip
+    if args.primary not in config.estimators:
+        raise InvalidInputError(
+            "--primary", f"one of the --estimators {', '.join(config.estimators)}", args.primary
+        )
+    if args.interval == "bootstrap" and args.bootstrap < 2:
+        raise InvalidInputError("--bootstrap", "at least 2 for bootstrap intervals", args.bootstrap)
+    if not 0.0 < args.alpha < 1.0:
+        raise InvalidInputError("--alpha", "a number in (0, 1)", args.alpha)
+    if not 0.0 <= args.train_fraction < 1.0:
+        raise InvalidInputError("--train-fraction", "a number in [0, 1)", args.train_fraction)
+    for flag, value in (("--batch-size", args.batch_size), ("--shard-rows", args.shard_rows)):
+        if value < 1:
+            raise InvalidInputError(flag, "an int >= 1", value)
+    if args.control_offer is not None:
+        known = _known_offers(args)
+        if known is not None and args.control_offer not in known:
+            raise InvalidInputError("--control-offer", f"one of {list(known)}", args.control_offer)
+
+
+def _known_offers(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The offer ids, when they are known without reading the rows (--actions, Parquet
+    metadata); None otherwise."""
+    if args.actions:
+        return tuple(a.strip() for a in args.actions.split(",") if a.strip())
+    path = Path(args.logs)
+    if args.format not in ("auto", "parquet") or not path.is_file():
+        return None
+    if args.format == "auto" and path.suffix.lower() not in (".parquet", ".pq"):
+        return None
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+        raw = metadata.get(b"nbo.offer_ids") or metadata.get(b"nbo.action_ids")
+        return None if raw is None else tuple(json.loads(raw))
+    except (OSError, ValueError):
+        return None  # the reader says what is wrong with the file
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
-    from engine.replay.evaluate import evaluate
-    from engine.replay.report import write_report
+    from engine.replay.evaluate import SMALL_JOB, evaluate
+    from engine.replay.report import candidate_table, split_note, verdict, write_report
 
     kinds = tuple(k.strip() for k in args.mode.split(",") if k.strip())
     for kind in kinds:
@@ -157,28 +295,22 @@ def run_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
     )
-    if args.batch_size < 1:
-        raise InvalidInputError("--batch-size", "an int >= 1", args.batch_size)
-    config.make()
+    _check_arguments(args, candidates, config)
+    if not candidates:
+        print("no --policy given: scoring the baselines only", file=sys.stderr)
     data = _load(args)
     control = _control_action(data, args.control_offer)
-    runner = None
     if args.workers is not None or args.ray_address is not None:
-        runner = Runner(
-            workers=args.workers,
-            address=args.ray_address,
-            max_retries=args.retries,
-            progress=not args.no_progress,
-        )
+        workers = args.workers
     else:
         n_jobs = (len(candidates) + 3) * data.n_rounds * (1 - args.train_fraction)
-        from engine.replay.evaluate import SMALL_JOB
-
-        runner = Runner(
-            workers=0 if n_jobs < SMALL_JOB else None,
-            max_retries=args.retries,
-            progress=not args.no_progress,
-        )
+        workers = 0 if n_jobs < SMALL_JOB else None
+    runner = Runner(
+        workers=workers,
+        address=args.ray_address,
+        max_retries=args.retries,
+        progress=not args.no_progress,
+    )
     try:
         result = evaluate(
             data,
@@ -196,8 +328,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         runner.close()
     result.info["source"] = str(args.logs)
     paths = write_report(result, args.out)
-    decision = result.decision()
-    print(decision["reason"])
+    print(verdict(result))
+    print(f"  {split_note(result)}")
+    print()
+    print(candidate_table(result))
+    print()
     print(f"wrote {paths['json']}")
     print(f"wrote {paths['html']} (plots {paths['ranking'].name}, {paths['estimators'].name})")
     if not result.complete:

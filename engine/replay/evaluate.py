@@ -97,8 +97,14 @@ def evaluate(
     for c in candidates:  # a bad hyperparameter fails here, before any task runs
         make_policy(c.spec, data.n_actions, data.n_features, seed=config.seed)
     train, test = data.split(train_fraction)
-    if test.n_rounds == 0:
-        raise InvalidInputError("logs", "at least one row in the test split", 0)
+    if test.n_rounds < 2:
+        # One row has no variance: every interval would be NaN and the verdict meaningless.
+        raise InvalidInputError(
+            "logs",
+            "at least 2 closed decisions in the evaluation split (the later "
+            f"{1 - train_fraction:.0%} of the rows, by time)",
+            f"{test.n_rounds} of {data.n_rounds} closed decisions",
+        )
     all_candidates = baselines(control_action, data.actions) + list(candidates)
     if runner is None:
         small = test.n_rounds * len(all_candidates) < SMALL_JOB

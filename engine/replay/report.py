@@ -33,6 +33,9 @@ def write_report(evaluation: Evaluation, out_dir: str | Path) -> dict[str, Path]
         "estimators": out / "estimators.png",
     }
     data = evaluation.to_dict()
+    # The decision's cause and the train / evaluation split, in the words the CLI prints.
+    data["decision"] = {**data["decision"], "verdict": verdict(evaluation)}
+    data["split"] = split_note(evaluation)
     paths["json"].write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     _ranking_plot(evaluation, paths["ranking"])
     _estimator_plot(evaluation, paths["estimators"])
@@ -46,9 +49,114 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
+# ---------------------------------------------------------------------- words for people
+def split_note(evaluation: Evaluation) -> str:
+    """Which rows trained and which evaluated, and what static and learning candidates are."""
+    n_rows = evaluation.n_train + evaluation.n_test
+    share = evaluation.info.get("train_fraction")
+    how = f" (--train-fraction {share:g})" if isinstance(share, int | float) else ""
+    return (
+        f"evaluated on the later {evaluation.n_test} of {n_rows} decisions (by time); the "
+        f"earlier {evaluation.n_train}{how} trained the static candidates (then frozen) and the "
+        "reward model; learning candidates start untrained and learn while they replay the "
+        "evaluation rows"
+    )
+
+
+def verdict(evaluation: Evaluation) -> str:
+    """The go / no-go line with its cause: what a user needs to act on, in one line.
+
+    A GO and an incomplete run read as :meth:`Evaluation.decision` says; a NO-GO names why:
+    no candidate given, too little overlap (with the effective sample size), or the best lower
+    bound against the logging policy's value.
+    """
+    decision = evaluation.decision()
+    if decision["promote"] or not evaluation.complete:
+        return str(decision["reason"])
+    logging_value = evaluation.logging_value
+    candidates = [c for c in evaluation.ranking() if c.kind != "baseline"]
+    if not candidates:
+        return (
+            f"NO-GO: no candidate policy was given (--policy), so only the baselines were "
+            f"scored; the logging policy's value is {_fmt(logging_value)} ({evaluation.primary})"
+        )
+    if not math.isfinite(logging_value):
+        return (
+            f"NO-GO: the logging policy's value could not be estimated on "
+            f"{evaluation.n_test} evaluation rows"
+        )
+    trusted = [c for c in candidates if c.warning is None]
+    if not trusted:
+        best = candidates[0]
+        return (
+            f"NO-GO: too little data to judge any candidate on {evaluation.n_test} evaluation "
+            f"rows: the best, {best.label}, has {best.warning} (a trustworthy estimate needs "
+            "an effective sample size of at least 100)"
+        )
+    best = trusted[0]
+    low, _ = best.interval(evaluation.primary, evaluation.interval)
+    return (
+        f"NO-GO: the best candidate with trustworthy overlap, {best.label}, has a lower bound "
+        f"{_fmt(low)} <= the logging policy's {_fmt(logging_value)} ({evaluation.primary}, "
+        f"{evaluation.interval} interval, {1 - evaluation.alpha:.0%})"
+    )
+
+
+def candidate_table(evaluation: Evaluation) -> str:
+    """The candidates as a plain-text table, best primary estimate first (what the CLI prints)."""
+    headers = ["candidate", "kind", evaluation.primary, "low", "high", "ESS", "support", "note"]
+    rows = []
+    for c in evaluation.ranking():
+        low, high = c.interval(evaluation.primary, evaluation.interval)
+        d = c.diagnostics
+        note = "" if c.warning is None else c.warning.removeprefix("poor overlap: ")
+        rows.append(
+            [
+                c.label,
+                c.kind,
+                _fmt(c.value(evaluation.primary)),
+                _fmt(low),
+                _fmt(high),
+                "–" if d is None else f"{d.ess:.0f}",
+                "–" if d is None else f"{d.support_share:.0%}",
+                note,
+            ]
+        )
+    for c in evaluation.candidates:
+        if c.status != "ok":
+            rows.append([c.label, c.kind, "failed", "", "", "", "", c.error or ""])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    right = (False, False, True, True, True, True, True, False)
+
+    def line(cells: list[str]) -> str:
+        parts = [
+            cell.rjust(w) if r else cell.ljust(w)
+            for cell, w, r in zip(cells, widths, right, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    title = (
+        f"candidates ({evaluation.primary}, {1 - evaluation.alpha:.0%} {evaluation.interval} "
+        "interval; ESS = effective sample size; support = share of logged rows whose offer the "
+        "candidate could have chosen)"
+    )
+    rule = line(["-" * w for w in widths])
+    return "\n".join([title, line(headers), rule, *(line(r) for r in rows)])
+
+
+# ---------------------------------------------------------------------- plots
+_LEGEND = {
+    "baseline": "baseline (logging, uniform, control)",
+    "static": "static candidate",
+    "learning": "learning candidate",
+}
+
+
 def _ranking_plot(evaluation: Evaluation, path: Path) -> None:
+    from matplotlib.lines import Line2D
+
     ranked = evaluation.ranking()
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(ranked) + 1.6))
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(ranked) + 2.2))
     decision = evaluation.decision()
     for y, c in enumerate(reversed(ranked)):
         value = c.value(evaluation.primary)
@@ -60,7 +168,7 @@ def _ranking_plot(evaluation: Evaluation, path: Path) -> None:
             )
         else:
             ax.plot(value, y, "o", color=color)
-    ax.axvline(evaluation.logging_value, color="#d62728", linestyle="--", label="logging policy")
+    ax.axvline(evaluation.logging_value, color="#d62728", linestyle="--")
     ax.set_yticks(range(len(ranked)))
     ax.set_yticklabels([c.label for c in reversed(ranked)], fontsize=8)
     ax.set_xlabel(
@@ -69,27 +177,72 @@ def _ranking_plot(evaluation: Evaluation, path: Path) -> None:
     )
     title = "Candidates ranked" if evaluation.complete else "INCOMPLETE evaluation"
     ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=8)
+    kinds = {c.kind for c in ranked}
+    handles = [
+        Line2D([], [], color=_KIND_COLOR[k], marker="o", linestyle="", label=label)
+        for k, label in _LEGEND.items()
+        if k in kinds
+    ]
+    if decision["candidate"] is not None:
+        handles.append(Line2D([], [], color="#2ca02c", marker="o", linestyle="", label="GO"))
+    handles.append(Line2D([], [], color="#d62728", linestyle="--", label="logging policy value"))
+    # Below the axes, so it never covers a point.
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def _estimator_plot(evaluation: Evaluation, path: Path) -> None:
+    # Dots with their intervals, not bars: a bar's length claims a distance from 0, and these
+    # values sit far from 0 and close to each other; the axis is zoomed onto them and says so.
     ranked = evaluation.ranking()[:12]
     names: list[str] = []
     for c in ranked:
         names.extend(n for n in c.estimates if n not in names)
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(ranked) + 1.6))
-    height = 0.8 / max(len(names), 1)
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(ranked) + 2.4))
+    step = 0.8 / max(len(names), 1)
+    tab10 = plt.get_cmap("tab10")
+    palette = [tab10(i) for i in (0, 1, 2, 4, 5, 6, 8, 9, 7)]  # no red: that is the logging line
+
+    def colors(j: int) -> object:
+        return palette[j % len(palette)]
+
     for j, name in enumerate(names):
-        ys = [y - 0.4 + (j + 0.5) * height for y in range(len(ranked))]
-        ax.barh(ys, [c.value(name) for c in reversed(ranked)], height=height, label=name)
-    ax.axvline(evaluation.logging_value, color="#d62728", linestyle="--")
+        for y, c in enumerate(reversed(ranked)):
+            value = c.value(name)
+            if not math.isfinite(value):
+                continue
+            low, high = c.interval(name, evaluation.interval)
+            yj = y - 0.4 + (j + 0.5) * step
+            label = name if y == 0 else None
+            if math.isfinite(low) and math.isfinite(high):
+                ax.errorbar(
+                    value,
+                    yj,
+                    xerr=[[value - low], [high - value]],
+                    fmt="o",
+                    markersize=3,
+                    color=colors(j),
+                    elinewidth=1,
+                    label=label,
+                )
+            else:
+                ax.plot(value, yj, "o", markersize=3, color=colors(j), label=label)
+    ax.axvline(
+        evaluation.logging_value, color="#d62728", linestyle="--", label="logging policy value"
+    )
     ax.set_yticks(range(len(ranked)))
     ax.set_yticklabels([c.label for c in reversed(ranked)], fontsize=8)
-    ax.set_xlabel("estimated value per decision, by estimator")
-    ax.legend(fontsize=7, ncol=min(len(names), 4), loc="lower right")
+    ax.set_xlabel(
+        "estimated value per decision, by estimator, with its "
+        f"{1 - evaluation.alpha:.0%} {evaluation.interval} interval\n"
+        "(axis zoomed onto the estimates: it does not start at 0)"
+    )
+    ax.set_title("Every estimator, per candidate")
+    ax.legend(
+        fontsize=7, ncol=min(len(names) + 1, 4), loc="upper center", bbox_to_anchor=(0.5, -0.16)
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -117,6 +270,40 @@ def _row(c: CandidateResult, evaluation: Evaluation, names: list[str]) -> str:
     return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
 
 
+_SETTINGS = (
+    ("source", "logged data"),
+    ("n_rows", "decisions read (closed)"),
+    ("n_pending", "pending decisions dropped"),
+    ("n_train", "training rows (earlier)"),
+    ("n_test", "evaluation rows (later)"),
+    ("train_fraction", "train fraction"),
+    ("actions", "offers"),
+    ("n_features", "features"),
+    ("uniform_logging", "logging policy uniform"),
+    ("estimators", "estimators"),
+    ("primary_estimator", "primary estimator"),
+    ("interval", "interval"),
+    ("confidence", "confidence"),
+    ("n_bootstrap", "bootstrap resamples"),
+    ("clip", "weight clipping"),
+    ("reward_model", "reward model fitted"),
+    ("n_shards", "shards"),
+    ("shard_rows", "rows per shard"),
+    ("mode", "ran"),
+    ("seed", "seed"),
+)
+
+
+def _setting(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
 def _html(evaluation: Evaluation, data: dict[str, object]) -> str:
     decision = evaluation.decision()
     ranked = evaluation.ranking()
@@ -132,21 +319,34 @@ def _html(evaluation: Evaluation, data: dict[str, object]) -> str:
     )
     status = "complete" if evaluation.complete else "INCOMPLETE — partial results only"
     verdict_color = "#2ca02c" if decision["promote"] else "#d62728"
-    settings = {
-        k: data[k]
-        for k in ("n_rows", "n_pending", "n_train", "n_test", "n_shards", "mode", "seed")
-        if k in data
-    }
+    settings = "".join(
+        f"<tr><th>{html.escape(label)}</th><td>{html.escape(_setting(data.get(key)))}</td></tr>"
+        for key, label in _SETTINGS
+        if key in data
+    )
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>nbo off-policy evaluation</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}
 table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px}}
 .verdict{{font-size:1.3em;font-weight:bold;color:{verdict_color}}}</style></head><body>
 <h1>Off-policy evaluation ({status})</h1>
-<p class="verdict">{html.escape(str(decision["reason"]))}</p>
+<p class="verdict">{html.escape(verdict(evaluation))}</p>
 <p>Logging policy value: {_fmt(evaluation.logging_value)} ({evaluation.primary}).
-Promote only when a candidate's lower bound beats it and its overlap is trustworthy.</p>
-<p>{html.escape(json.dumps(settings))}</p>
+Promote only when a candidate's lower bound beats it and its overlap is trustworthy
+(effective sample size at least 100).</p>
+<h2>What was evaluated</h2>
+<p>The log is split in time: {html.escape(split_note(evaluation))}.</p>
+<ul>
+<li><b>static</b> candidates are trained once on the earlier rows and frozen, then scored by
+every estimator on the later rows: what the policy would earn if promoted as trained.</li>
+<li><b>learning</b> candidates start untrained and learn from the later rows as they are replayed
+(they learn only from rows where their choice matches the logged offer): what the policy would
+earn if it went live and kept learning.</li>
+<li><b>baselines</b>: the logging policy (what the logs earned), uniform random, and the control
+offer when known.</li>
+</ul>
+<h2>Settings</h2>
+<table>{settings}</table>
 {"<h2>Failed tasks</h2><ul>" + failures + "</ul>" if failures else ""}
 <img src="ranking.png" alt="ranking"><img src="estimators.png" alt="estimators">
 <h2>Candidates</h2>

@@ -14,10 +14,19 @@ Examples
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.serving.config import ADMIN_TOKEN_ENV, ServeConfig, read_server_table
+from engine.serving.config import (
+    ADMIN_TOKEN_ENV,
+    CLIENT_TOKEN_ENV,
+    ServeConfig,
+    read_server_table,
+)
+
+if TYPE_CHECKING:
+    from engine.core import Engine
 
 # Flag dest -> ServeConfig field, for flags whose value maps one-to-one.
 _FIELDS = (
@@ -30,7 +39,11 @@ _FIELDS = (
     "max_batch_rows",
     "tls_cert",
     "tls_key",
+    "tls_client_ca",
     "admin_token",
+    "insecure_admin",
+    "auth_failure_limit",
+    "max_streams",
     "metrics_port",
     "metrics_host",
     "grace_seconds",
@@ -58,7 +71,17 @@ def register(subparsers: Any) -> None:
         help="campaign config file; repeat to host several campaigns",
     )
     p.add_argument("--data-dir", type=Path, help=f"journals and snapshots [{d.data_dir}]")
-    p.add_argument("--host", help=f"address to listen on [{d.host}]")
+    p.add_argument(
+        "--journal",
+        metavar="URL",
+        help="journal of every campaign: a path, sqlite:///path or postgresql://user@host:port/db "
+        "(shared by replicas; one schema per campaign) [<data-dir>/<campaign>.journal.sqlite]",
+    )
+    p.add_argument(
+        "--host",
+        help=f"address to listen on; the default is loopback only, 0.0.0.0 (or [::]) exposes the "
+        f"service, best with client tokens or mutual TLS [{d.host}]",
+    )
     p.add_argument("--port", type=int, help=f"port to listen on; 0 = any free port [{d.port}]")
     p.add_argument("--threads", type=int, help=f"RPC handler threads [{d.threads}]")
     p.add_argument(
@@ -82,9 +105,44 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
     p.add_argument("--tls-key", type=Path, help="PEM private key (with --tls-cert)")
     p.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        help="PEM CA certificate(s): every client must present a certificate this CA signed "
+        "(mutual TLS; needs --tls-cert)",
+    )
+    p.add_argument(
+        "--client-token",
+        dest="client_tokens",
+        action="append",
+        metavar="[CAMPAIGN=]TOKEN",
+        help="bearer token OfferService calls must carry; repeat for several; CAMPAIGN=TOKEN is "
+        "valid for that campaign only, *=TOKEN for a token containing '='; prefer the "
+        f"{CLIENT_TOKEN_ENV} environment variable (comma-separated), which stays out of process "
+        "listings. Without a client token or --tls-client-ca, OfferService is open",
+    )
+    p.add_argument(
         "--admin-token",
         help=f"bearer token AdminService calls must carry; prefer the {ADMIN_TOKEN_ENV} "
-        "environment variable, which stays out of process listings",
+        "environment variable, which stays out of process listings. Without one, AdminService "
+        "refuses every call (PERMISSION_DENIED) unless --insecure-admin",
+    )
+    p.add_argument(
+        "--insecure-admin",
+        action="store_const",
+        const=True,
+        help="open AdminService to anyone when no admin token is set (development only)",
+    )
+    p.add_argument(
+        "--auth-failure-limit",
+        type=int,
+        help="wrong tokens a client address may send before it is refused for a doubling "
+        f"window (1 s up to 5 min) [{d.auth_failure_limit}]",
+    )
+    p.add_argument(
+        "--max-streams",
+        type=int,
+        help=f"Health.Watch and reflection streams open at once; more get RESOURCE_EXHAUSTED "
+        f"[{d.max_streams}]",
     )
     p.add_argument(
         "--metrics-port", type=int, help=f"Prometheus /metrics port; 0 = off [{d.metrics_port}]"
@@ -120,6 +178,8 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
             kwargs[name] = value
     if args.campaigns:
         kwargs["campaigns"] = tuple(args.campaigns)
+    if args.client_tokens:
+        kwargs["client_tokens"] = tuple(args.client_tokens)
     return ServeConfig(**kwargs).with_env()
 
 
@@ -137,4 +197,32 @@ def handle(args: argparse.Namespace) -> int:
     if not config.campaigns:
         raise ConfigError("config: expected at least one --config campaign file, got none")
     configure_logging(config.log_level)
+    if args.journal:
+        return serve(config, journal_engines(args.journal, len(config.campaigns)))
     return serve(config)
+
+
+def journal_engines(url: str, n_campaigns: int) -> Callable[[Path, Path], Engine]:
+    """``(config_path, data_dir) -> Engine`` opening each campaign's journal at ``url``.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown scheme, or one SQLite file for several campaigns (a SQLite journal holds
+        one campaign; a PostgreSQL database holds a schema per campaign).
+    """
+    from engine.errors import ConfigError
+    from engine.journal.backends import journal_kind, redact_url
+
+    if journal_kind(url) == "sqlite" and n_campaigns > 1:
+        raise ConfigError(
+            f"journal: expected postgresql://... for {n_campaigns} campaigns (a SQLite file holds "
+            f"one), got {redact_url(url)}"
+        )
+
+    def open_engine(config_path: Path, data_dir: Path) -> Engine:
+        from engine.core import Engine  # imported when serving starts: numba compiles on import
+
+        return Engine.from_config(config_path, data_dir=data_dir, journal_url=url)
+
+    return open_engine

@@ -1,6 +1,8 @@
 """Cross-cutting concerns of every unary RPC, kept out of the servicers.
 
-Four interceptors, outermost first (``server_interceptors`` returns them in this order):
+The server is a ``grpc.aio`` server: interceptors run on its event loop (cheap checks that never
+block), and the servicers' Engine work runs in a bounded thread pool. The chain, outermost first
+(``server_interceptors`` returns it in this order):
 
 1. :class:`ObservabilityInterceptor` gives each call a request id (the request's ``request_id``
    field, else the ``x-request-id`` metadata, else a fresh one), returns it as ``x-request-id``
@@ -9,62 +11,79 @@ Four interceptors, outermost first (``server_interceptors`` returns them in this
 2. :class:`ErrorInterceptor` turns nbo's errors into status codes (``engine.serving.status``) with
    the error's message as details; anything else is a bug: logged with its traceback and answered
    INTERNAL with the request id, so the server keeps serving and leaks no internals.
-3. :class:`AdminAuthInterceptor` requires ``authorization: Bearer <token>`` on AdminService calls
-   when a token is configured.
-4. :class:`MalformedRequestInterceptor` parses request bytes itself: bytes that are not a valid
+3. :class:`engine.serving.limits.UnaryLimitInterceptor` answers RESOURCE_EXHAUSTED at once past
+   ``max_concurrent_rpcs`` unary calls in progress (streams are limited apart, so open streams can
+   never take the room unary calls need).
+4. :class:`engine.serving.auth.AdminAuthInterceptor` and, when client credentials are configured,
+   :class:`engine.serving.auth.ClientAuthInterceptor`: bearer tokens, throttled per peer.
+5. :class:`MalformedRequestInterceptor` parses request bytes itself: bytes that are not a valid
    message of the method's request type are INVALID_ARGUMENT naming the type (grpcio would answer
    INTERNAL "Exception deserializing request!", which tells a client the server is at fault).
-   Innermost, so an AdminService call is authenticated before its body is looked at.
+   Innermost, so a call is authenticated before its body is looked at.
 
-Wrapped handlers are built once per method and cached, so an RPC pays for four Python calls.
+:class:`engine.serving.limits.StreamGuardInterceptor` wraps the streaming methods (Health.Watch,
+reflection) instead. Wrapped handlers are built once per method and cached.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf.message import DecodeError
 
-from engine.errors import InvalidInputError, NboError, PermissionDeniedError
+from engine.errors import InvalidInputError, NboError
 from engine.serving.codec import is_echoable_id
 from engine.serving.logs import LOGGER_NAME, request_id_var
 from engine.serving.metrics import ServerMetrics
-from engine.serving.status import UnauthenticatedError, status_for
+from engine.serving.status import status_for
 
-ADMIN_SERVICE_PREFIX = "/nbo.v1.AdminService/"
 REQUEST_ID_KEY = "x-request-id"
 
 _log = logging.getLogger(LOGGER_NAME)
-Behavior = Callable[[Any, grpc.ServicerContext], Any]
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+Behavior = Callable[[Any, Context], Awaitable[Any]]
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
 
 
-class _UnaryInterceptor(grpc.ServerInterceptor):
-    """Base: wraps the unary-unary behaviour of each method once; other handlers pass through."""
+class CachingInterceptor(grpc.aio.ServerInterceptor):
+    """Base: builds each method's wrapped handler once (``rewrap``) and reuses it."""
 
     def __init__(self) -> None:
         self._cache: dict[str, grpc.RpcMethodHandler] = {}
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
         method = handler_call_details.method
         cached = self._cache.get(method)
         if cached is not None:
             return cached
-        handler = continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or not self.applies_to(method):
-            return handler
-        wrapped = handler._replace(unary_unary=self.wrap(method, handler.unary_unary))
-        self._cache[method] = wrapped
-        return wrapped
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        wrapped = self.rewrap(method, handler)
+        if wrapped is not None:
+            self._cache[method] = wrapped
+            return wrapped
+        return handler
+
+    def rewrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
+        """The handler to use for ``method`` instead of ``handler``; None keeps ``handler``."""
+        raise TypeError(f"{type(self).__name__} must define rewrap()")
+
+
+class UnaryInterceptor(CachingInterceptor):
+    """Base: wraps the unary-unary behaviour of each method once; other handlers pass through."""
+
+    def rewrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
+        if handler.unary_unary is None or not self.applies_to(method):
+            return None
+        return handler._replace(unary_unary=self.wrap(method, handler.unary_unary))
 
     def applies_to(self, method: str) -> bool:
         return True
@@ -73,14 +92,15 @@ class _UnaryInterceptor(grpc.ServerInterceptor):
         raise TypeError(f"{type(self).__name__} must define wrap()")
 
 
-def _metadata_value(context: grpc.ServicerContext, key: str) -> str | None:
-    for item in context.invocation_metadata() or ():
-        if item.key == key:
-            return item.value if isinstance(item.value, str) else None
+def metadata_value(context: Context, key: str) -> str | None:
+    """The value of one invocation metadata key (None when absent or binary)."""
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return value if isinstance(value, str) else None
     return None
 
 
-class ObservabilityInterceptor(_UnaryInterceptor):
+class ObservabilityInterceptor(UnaryInterceptor):
     """Request ids, latency and status metrics, and JSON access logs for every unary RPC."""
 
     def __init__(self, metrics: ServerMetrics) -> None:
@@ -92,9 +112,9 @@ class ObservabilityInterceptor(_UnaryInterceptor):
         short = method.rsplit("/", 1)[-1]
         debug = _log.isEnabledFor(logging.DEBUG)
 
-        def observed(request: Any, context: grpc.ServicerContext) -> Any:
+        async def observed(request: Any, context: Context) -> Any:
             start = time.perf_counter()
-            request_id = getattr(request, "request_id", "") or _metadata_value(
+            request_id = getattr(request, "request_id", "") or metadata_value(
                 context, REQUEST_ID_KEY
             )
             if not request_id or not is_echoable_id(request_id):
@@ -106,7 +126,7 @@ class ObservabilityInterceptor(_UnaryInterceptor):
             metrics.in_flight.inc()
             failed = True
             try:
-                response = behavior(request, context)
+                response = await behavior(request, context)
                 failed = False
                 return response
             finally:
@@ -116,7 +136,9 @@ class ObservabilityInterceptor(_UnaryInterceptor):
                 name = code.name if code is not None else ("UNKNOWN" if failed else "OK")
                 metrics.observe_rpc(short, name, seconds)
                 if failed or debug:
-                    details = context.details() if failed else b""
+                    details = (context.details() or b"") if failed else b""
+                    if isinstance(details, str):
+                        details = details.encode()
                     _log.log(
                         logging.WARNING if name in ("INTERNAL", "UNKNOWN") else logging.INFO,
                         "rpc",
@@ -133,54 +155,26 @@ class ObservabilityInterceptor(_UnaryInterceptor):
         return observed
 
 
-class ErrorInterceptor(_UnaryInterceptor):
+class ErrorInterceptor(UnaryInterceptor):
     """Map nbo's errors to status codes; answer INTERNAL (and log the traceback) for bugs."""
 
     def wrap(self, method: str, behavior: Behavior) -> Behavior:
-        def mapped(request: Any, context: grpc.ServicerContext) -> Any:
+        async def mapped(request: Any, context: Context) -> Any:
             try:
-                return behavior(request, context)
+                return await behavior(request, context)
             except NboError as exc:
                 code = status_for(exc) or grpc.StatusCode.INTERNAL
-                context.abort(code, str(exc))
+                await context.abort(code, str(exc))
+            except grpc.aio.AbortError:
+                raise  # already aborted with a deliberate status
             except Exception:
-                if context.code() is not None:
-                    raise  # already aborted with a deliberate status
                 _log.exception("unhandled error", extra={"method": method})
-                context.abort(
+                await context.abort(
                     grpc.StatusCode.INTERNAL,
                     f"internal error; quote request id {request_id_var.get()} when reporting it",
                 )
 
         return mapped
-
-
-class AdminAuthInterceptor(_UnaryInterceptor):
-    """Require the admin bearer token on AdminService calls (constant-time comparison)."""
-
-    def __init__(self, token: str) -> None:
-        super().__init__()
-        self._expected = f"Bearer {token}".encode()
-
-    def applies_to(self, method: str) -> bool:
-        return method.startswith(ADMIN_SERVICE_PREFIX)
-
-    def wrap(self, method: str, behavior: Behavior) -> Behavior:
-        expected = self._expected
-
-        def authorized(request: Any, context: grpc.ServicerContext) -> Any:
-            given = _metadata_value(context, "authorization")
-            if not given:
-                raise UnauthenticatedError(
-                    "authorization: expected metadata 'authorization: Bearer <token>', got none"
-                )
-            if not hmac.compare_digest(given.encode(), expected):
-                raise PermissionDeniedError(
-                    "authorization: expected the admin bearer token, got one that does not match"
-                )
-            return behavior(request, context)
-
-        return authorized
 
 
 class MalformedRequest:
@@ -208,48 +202,36 @@ def _safe_deserializer(parse: Callable[[bytes], Any], type_name: str) -> Callabl
     return deserialize
 
 
-class MalformedRequestInterceptor(grpc.ServerInterceptor):
+class MalformedRequestInterceptor(CachingInterceptor):
     """Answer INVALID_ARGUMENT for request bytes that are not the method's request message."""
 
-    def __init__(self) -> None:
-        self._cache: dict[str, grpc.RpcMethodHandler] = {}
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        method = handler_call_details.method
-        cached = self._cache.get(method)
-        if cached is not None:
-            return cached
-        handler = continuation(handler_call_details)
-        parse = None if handler is None else handler.request_deserializer
-        if handler is None or handler.unary_unary is None or parse is None:
-            return handler
+    def rewrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
+        parse = handler.request_deserializer
+        if handler.unary_unary is None or parse is None:
+            return None
         # The generated stubs pass ``SomeRequest.FromString``: its class names the type.
         owner = getattr(parse, "__self__", None)
         type_name = getattr(getattr(owner, "DESCRIPTOR", None), "full_name", "request message")
         behavior = handler.unary_unary
 
-        def checked(request: Any, context: grpc.ServicerContext) -> Any:
+        async def checked(request: Any, context: Context) -> Any:
             if isinstance(request, MalformedRequest):
                 raise request.error
-            return behavior(request, context)
+            return await behavior(request, context)
 
-        wrapped = handler._replace(
+        return handler._replace(
             request_deserializer=_safe_deserializer(parse, type_name), unary_unary=checked
         )
-        self._cache[method] = wrapped
-        return wrapped
 
 
 def server_interceptors(
-    metrics: ServerMetrics, admin_token: str | None
-) -> list[grpc.ServerInterceptor]:
-    """The interceptor chain of a server, outermost first."""
-    chain: list[grpc.ServerInterceptor] = [ObservabilityInterceptor(metrics), ErrorInterceptor()]
-    if admin_token is not None:
-        chain.append(AdminAuthInterceptor(admin_token))
-    chain.append(MalformedRequestInterceptor())
-    return chain
+    metrics: ServerMetrics, *middle: grpc.aio.ServerInterceptor
+) -> list[grpc.aio.ServerInterceptor]:
+    """The interceptor chain of a server, outermost first: observability and error mapping, then
+    ``middle`` (limits, authentication) in the order given, then request parsing."""
+    return [
+        ObservabilityInterceptor(metrics),
+        ErrorInterceptor(),
+        *middle,
+        MalformedRequestInterceptor(),
+    ]

@@ -1,8 +1,10 @@
 """Prometheus metrics of one server: per-RPC counts and latency, decisions, rewards, pending.
 
 Each server owns its registry, so several servers in one process (tests) do not collide; the
-``/metrics`` HTTP endpoint serves that registry. Hot-path updates go through cached label
-children: a decision costs a few dictionary lookups and counter increments.
+metrics HTTP endpoint serves that registry at ``/metrics`` and the server's readiness at
+``/healthz`` (200 when SERVING, else 503), and answers 404 for every other path. Hot-path updates
+go through cached label children: a decision costs a few dictionary lookups and counter
+increments.
 """
 
 from __future__ import annotations
@@ -10,9 +12,19 @@ from __future__ import annotations
 import threading
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+HTTP_TIMEOUT_SECONDS = 10.0  # a scrape connection that sends nothing for this long is closed
 
 # Latency buckets in seconds, dense where a healthy unary call lands (0.1 ms .. 10 ms).
 LATENCY_BUCKETS = (
@@ -191,7 +203,39 @@ class ServerMetrics:
         """Current value of a sample (for tests and the admin API); None when absent."""
         return self.registry.get_sample_value(name, labels)
 
-    def serve_http(self, port: int, host: str = "0.0.0.0") -> tuple[Any, int]:
-        """Start the ``/metrics`` endpoint on a daemon thread; returns (http server, bound port)."""
-        httpd, _thread = start_http_server(port, addr=host, registry=self.registry)
+    def serve_http(
+        self, port: int, host: str = "127.0.0.1", ready: Callable[[], bool] = lambda: True
+    ) -> tuple[ThreadingHTTPServer, int]:
+        """Serve ``/metrics`` and ``/healthz`` (``ready()``: 200, else 503) on a daemon thread.
+
+        Returns the HTTP server (``shutdown()`` it) and the port it bound.
+        """
+        registry = self.registry
+
+        class Handler(BaseHTTPRequestHandler):
+            timeout = HTTP_TIMEOUT_SECONDS
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._answer(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                elif path == "/healthz":
+                    serving = ready()
+                    self._answer(200 if serving else 503, b"ok\n" if serving else b"not serving\n")
+                else:
+                    self._answer(404, b"not found: this endpoint serves /metrics and /healthz\n")
+
+            def _answer(self, code: int, body: bytes, kind: str = "text/plain") -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # scrapes are not worth a log line each
+
+        httpd = ThreadingHTTPServer((host, port), Handler)
+        httpd.daemon_threads = True
+        threading.Thread(target=httpd.serve_forever, name="nbo-metrics", daemon=True).start()
         return httpd, int(httpd.server_port)

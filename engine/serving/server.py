@@ -1,43 +1,88 @@
 """Build, start and stop the nbo gRPC server.
 
-``create_server(config)`` returns ``(server, port)`` without starting anything, so tests start a
-real server on port 0. ``server.start()`` opens the port with health NOT_SERVING, loads and warms
-every campaign, then switches health to SERVING. ``server.stop()`` reports NOT_SERVING, refuses new
-calls, lets in-flight calls finish within the grace period, then snapshots every campaign and
-closes its journal. ``serve(config)`` does all of that around SIGTERM/SIGINT.
+``create_server(config)`` returns ``(server, port)`` with the port bound and nothing serving yet,
+so tests start a real server on port 0. ``server.start()`` opens the port with health
+NOT_SERVING, loads and warms every campaign, then switches health to SERVING. ``server.stop()``
+reports NOT_SERVING, refuses new calls, lets in-flight calls finish within the grace period,
+then snapshots every campaign and closes its journal. ``serve(config)`` does all of that around
+SIGTERM/SIGINT.
+
+The gRPC server is a ``grpc.aio`` server on an event loop of its own thread: streams (health
+watches, reflection) and refusals cost no thread, and the blocking Engine calls of unary RPCs run
+in a pool of ``config.threads`` workers (see :mod:`engine.serving.limits`). The methods of
+:class:`NboServer` stay synchronous for the caller.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent import futures
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from engine.errors import ConfigError
+from engine.serving.auth import (
+    AdminAuthInterceptor,
+    AdminDisabledInterceptor,
+    ClientAuthInterceptor,
+    PeerThrottle,
+    TokenSet,
+)
 from engine.serving.batcher import DecideBatcher
 from engine.serving.campaigns import Campaigns, EngineFactory, open_engine
-from engine.serving.config import ServeConfig
+from engine.serving.config import ServeConfig, split_client_token
 from engine.serving.interceptors import server_interceptors
+from engine.serving.limits import StreamGuardInterceptor, UnaryLimitInterceptor, channel_options
 from engine.serving.logs import LOGGER_NAME
 from engine.serving.metrics import ServerMetrics
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
-from engine.serving.servicers import AdminServicer, OfferServicer
+from engine.serving.servicers import AdminServicer, OfferServicer, Pooled
 
 if TYPE_CHECKING:
-    from engine.journal import Journal
+    from engine.journal import JournalBackend
 
 SERVICE_NAMES = tuple(s.full_name for s in pb.DESCRIPTOR.services_by_name.values())
+HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 _log = logging.getLogger(LOGGER_NAME)
+_T = TypeVar("_T")
+
+
+def _methods(service: str) -> tuple[str, ...]:
+    return tuple(m.name for m in pb.DESCRIPTOR.services_by_name[service].methods)
+
+
+class _LoopThread:
+    """An asyncio event loop running on a daemon thread; ``run`` waits for a coroutine on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="nbo-grpc", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    @property
+    def closed(self) -> bool:
+        return self.loop.is_closed()
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(30)
+        self.loop.close()
 
 
 class NboServer:
@@ -49,55 +94,66 @@ class NboServer:
     def __init__(
         self,
         config: ServeConfig,
-        grpc_server: grpc.Server,
+        loop: _LoopThread,
+        grpc_server: grpc.aio.Server,
         port: int,
         campaigns: Campaigns,
-        health_servicer: health.HealthServicer,
+        health_servicer: HealthServicer,
         metrics: ServerMetrics,
+        pool: futures.ThreadPoolExecutor,
     ) -> None:
         self.config = config
         self.port = port
         self.campaigns = campaigns
         self.metrics = metrics
         self.metrics_port: int | None = None
+        self._loop = loop
         self._grpc = grpc_server
         self._health = health_servicer
+        self._pool = pool
         self._metrics_httpd: Any = None
+        self._serving = False
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self._stopping = False
 
-    def _set_health(self, status: int) -> None:
+    async def _set_health(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
-            self._health.set(name, status)
+            await self._health.set(name, status)
 
     def start(self) -> NboServer:
         """Open the port (health NOT_SERVING), load and warm every campaign, then SERVING."""
-        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        self._grpc.start()
+        self._loop.run(self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING))
+        self._loop.run(self._grpc.start())
         if self.config.metrics_port:
             self._metrics_httpd, self.metrics_port = self.metrics.serve_http(
-                self.config.metrics_port, self.config.metrics_host
+                self.config.metrics_port, self.config.metrics_host, lambda: self._serving
             )
         started = time.perf_counter()
         try:
             self.campaigns.load()
+            _check_token_campaigns(self.config, self.campaigns.names())
         except BaseException:
-            self._grpc.stop(None)
+            self._loop.run(self._grpc.stop(None))
             self._shutdown_metrics()
+            self._release()
             raise
         for name, engine, decider in self.campaigns:
             self.metrics.track_campaign(
                 name, _pending_counter(engine.journal), _mean_rows_of(decider)
             )
-        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self._loop.run(self._set_health(health_pb2.HealthCheckResponse.SERVING))
+        self._serving = True
+        _warn_about_open_services(self.config, self.port)
         _log.info(
             "serving",
             extra={
                 "port": self.port,
+                "host": self.config.host,
                 "campaigns": self.campaigns.names(),
                 "tls": self.config.tls_enabled,
-                "admin_token": self.config.admin_token is not None,
+                "client_auth": _client_auth_label(self.config),
+                "admin": _admin_label(self.config),
                 "metrics_port": self.metrics_port,
                 "load_seconds": round(time.perf_counter() - started, 3),
             },
@@ -116,15 +172,25 @@ class NboServer:
             self._stopping = True
         grace = self.config.grace_seconds if grace is None else grace
         _log.info("shutting down", extra={"grace_seconds": grace})
+        self._serving = False
         try:
-            self._health.enter_graceful_shutdown()
-            self._grpc.stop(grace).wait()
+            if not self._loop.closed:  # closed when start() failed
+                self._loop.run(self._health.enter_graceful_shutdown())
+                self._loop.run(self._grpc.stop(grace))
+            # Calls cut off at the end of the grace period may still be inside the Engine: they
+            # finish before the journals close.
+            self._pool.shutdown(wait=True)
             self._shutdown_metrics()  # before the journals close: a scrape reads them
             self.campaigns.close()
         finally:
             self._shutdown_metrics()
+            self._release()
             self._stopped.set()
             _log.info("stopped")
+
+    def _release(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._loop.close()
 
     def _shutdown_metrics(self) -> None:
         if self._metrics_httpd is not None:
@@ -143,7 +209,42 @@ class NboServer:
         self.stop()
 
 
-def _pending_counter(journal: Journal) -> Callable[[], float]:
+def _client_auth_label(config: ServeConfig) -> str:
+    kinds = [k for k, on in (("token", config.client_tokens), ("mtls", config.tls_client_ca)) if on]
+    return "+".join(kinds) or "none"
+
+
+def _admin_label(config: ServeConfig) -> str:
+    if config.admin_token is not None:
+        return "token"
+    return "open" if config.insecure_admin else "disabled"
+
+
+def _warn_about_open_services(config: ServeConfig, port: int) -> None:
+    if not config.client_auth_enabled:
+        _log.warning(
+            "OfferService is open: no client token (--client-token or NBO_CLIENT_TOKEN) and no "
+            "client CA (--tls-client-ca) is set, so anyone who reaches "
+            f"{config.host}:{port} can decide and reward"
+        )
+    if config.admin_token is None and config.insecure_admin:
+        _log.warning(
+            "AdminService is open to anyone (--insecure-admin): snapshots and model promotion "
+            "need no token; use --admin-token outside development"
+        )
+
+
+def _check_token_campaigns(config: ServeConfig, hosted: list[str]) -> None:
+    for entry in config.client_tokens:
+        campaign, _ = split_client_token(entry)
+        if campaign is not None and campaign not in hosted:
+            raise ConfigError(
+                f"client_tokens: expected CAMPAIGN=TOKEN for a hosted campaign {hosted} (or "
+                f"*=TOKEN for a token containing '='), got campaign {campaign!r}"
+            )
+
+
+def _pending_counter(journal: JournalBackend) -> Callable[[], float]:
     return lambda: journal.counts()["pending"]
 
 
@@ -168,7 +269,7 @@ def create_server(
     Parameters
     ----------
     config : ServeConfig
-        Campaigns, port (0 = any free port), TLS, token, limits, metrics.
+        Campaigns, address (0 = any free port), TLS, tokens, limits, metrics.
     open_engine : callable, optional
         ``(config_path, data_dir) -> Engine``; defaults to ``Engine.from_config``.
 
@@ -178,39 +279,96 @@ def create_server(
         The server and the port it bound.
     """
     config = config.with_env()
+    credentials = _server_credentials(config)
     metrics = ServerMetrics()
     campaigns = Campaigns(config.campaigns, config.data_dir, open_engine)
-    options = [
-        ("grpc.max_receive_message_length", config.max_message_bytes),
-        ("grpc.max_send_message_length", config.max_message_bytes),
-        # Without this a second server on the same port would start silently (gRPC sets
-        # SO_REUSEPORT by default on Linux); `--workers` turns it back on deliberately.
-        ("grpc.so_reuseport", 0),
+    loop = _LoopThread()
+    pool = futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="nbo-rpc")
+    try:
+        grpc_server, health_servicer, port = loop.run(
+            _build(config, credentials, metrics, campaigns, pool)
+        )
+    except BaseException:
+        pool.shutdown(wait=False)
+        loop.close()
+        raise
+    server = NboServer(config, loop, grpc_server, port, campaigns, health_servicer, metrics, pool)
+    return server, port
+
+
+def _server_credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    pair = (_read_pem(config.tls_key, "tls_key"), _read_pem(config.tls_cert, "tls_cert"))
+    if config.tls_client_ca is None:
+        return grpc.ssl_server_credentials([pair])
+    return grpc.ssl_server_credentials(
+        [pair],
+        root_certificates=_read_pem(config.tls_client_ca, "tls_client_ca"),
+        require_client_auth=True,
+    )
+
+
+def _only_campaign(campaigns: Campaigns) -> Callable[[], str | None]:
+    def only() -> str | None:
+        names = campaigns.names()
+        return names[0] if len(names) == 1 else None
+
+    return only
+
+
+def _auth_interceptors(
+    config: ServeConfig, campaigns: Campaigns
+) -> list[grpc.aio.ServerInterceptor]:
+    throttle = PeerThrottle(limit=config.auth_failure_limit)
+    chain: list[grpc.aio.ServerInterceptor] = []
+    if config.admin_token is not None:
+        chain.append(AdminAuthInterceptor(config.admin_token, throttle))
+    elif not config.insecure_admin:
+        chain.append(AdminDisabledInterceptor())
+    if config.client_tokens:
+        tokens = TokenSet(
+            (campaign or "*", token)
+            for campaign, token in map(split_client_token, config.client_tokens)
+        )
+        chain.append(ClientAuthInterceptor(tokens, throttle, _only_campaign(campaigns)))
+    return chain
+
+
+async def _build(
+    config: ServeConfig,
+    credentials: grpc.ServerCredentials | None,
+    metrics: ServerMetrics,
+    campaigns: Campaigns,
+    pool: futures.ThreadPoolExecutor,
+) -> tuple[grpc.aio.Server, HealthServicer, int]:
+    interceptors = [
+        StreamGuardInterceptor(config.max_streams, config.stream_idle_seconds),
+        *server_interceptors(
+            metrics,
+            UnaryLimitInterceptor(config.max_concurrent_rpcs),
+            *_auth_interceptors(config, campaigns),
+        ),
     ]
-    grpc_server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="nbo-rpc"),
-        interceptors=server_interceptors(metrics, config.admin_token),
-        options=options,
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
+    grpc_server = grpc.aio.server(
+        interceptors=interceptors, options=channel_options(config.max_message_bytes)
     )
+    offers = OfferServicer(campaigns, metrics, config.max_batch_rows)
+    admin = AdminServicer(campaigns)
     pb_grpc.add_OfferServiceServicer_to_server(
-        OfferServicer(campaigns, metrics, config.max_batch_rows), grpc_server
+        Pooled(offers, pool, _methods("OfferService")), grpc_server
     )
-    pb_grpc.add_AdminServiceServicer_to_server(AdminServicer(campaigns), grpc_server)
-    health_servicer = health.HealthServicer(
-        experimental_non_blocking=True,
-        experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=1),
+    pb_grpc.add_AdminServiceServicer_to_server(
+        Pooled(admin, pool, _methods("AdminService")), grpc_server
     )
+    health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server
+        (*SERVICE_NAMES, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), grpc_server
     )
     address = f"{config.host}:{config.port}"
     try:
-        if config.tls_cert is not None and config.tls_key is not None:
-            credentials = grpc.ssl_server_credentials(
-                [(_read_pem(config.tls_key, "tls_key"), _read_pem(config.tls_cert, "tls_cert"))]
-            )
+        if credentials is not None:
             port = grpc_server.add_secure_port(address, credentials)
         else:
             port = grpc_server.add_insecure_port(address)
@@ -218,12 +376,12 @@ def create_server(
         raise ConfigError(
             f"port: expected a free port to listen on, got {address} ({exc})"
         ) from exc
-    return NboServer(config, grpc_server, port, campaigns, health_servicer, metrics), port
+    return grpc_server, health_servicer, port
 
 
-def serve(config: ServeConfig) -> int:
+def serve(config: ServeConfig, open_engine: EngineFactory = open_engine) -> int:
     """Run a server until SIGTERM or SIGINT, then stop it gracefully. Returns an exit code."""
-    server, port = create_server(config)
+    server, port = create_server(config, open_engine)
     stop_requested = threading.Event()
 
     def _on_signal(signum: int, frame: Any) -> None:

@@ -2,13 +2,21 @@
 
 Validation that needs no Engine happens in :mod:`engine.serving.codec` before any Engine call, so
 a rejected request changes no state; errors become status codes in the error interceptor.
+
+The servicers are plain blocking code; :class:`Pooled` runs each call of one in the server's
+bounded thread pool, so the event loop (health, reflection, refusals) never waits on an Engine.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
 import logging
 import math
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Any
 
 import grpc
 import numpy as np
@@ -20,6 +28,7 @@ from engine.serving.logs import LOGGER_NAME, request_id_var
 from engine.serving.metrics import ServerMetrics
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
+from engine.serving.status import DeadlineExceededError
 
 _log = logging.getLogger(LOGGER_NAME)
 _REWARD_STATUS = {
@@ -34,7 +43,30 @@ def _check_deadline(context: grpc.ServicerContext) -> None:
     # A call whose deadline already passed would decide (and journal) an answer nobody reads.
     remaining = context.time_remaining()
     if remaining is not None and remaining <= 0:
-        context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before deciding")
+        raise DeadlineExceededError("deadline passed before deciding")
+
+
+class Pooled:
+    """A servicer whose methods run in ``pool``: each is a coroutine the aio server awaits.
+
+    The call's context variables (its request id) go with it into the worker thread. A call
+    cancelled while it waits is dropped; one already running finishes (an Engine call is never
+    interrupted half-way).
+    """
+
+    def __init__(self, servicer: object, pool: Executor, methods: tuple[str, ...]) -> None:
+        for name in methods:
+            setattr(self, name, _pooled(getattr(servicer, name), pool))
+
+
+def _pooled(
+    method: Callable[[Any, Any], Any], pool: Executor
+) -> Callable[[Any, Any], Awaitable[Any]]:
+    async def call(request: Any, context: Any) -> Any:
+        run = contextvars.copy_context().run
+        return await asyncio.get_running_loop().run_in_executor(pool, run, method, request, context)
+
+    return call
 
 
 class OfferServicer(pb_grpc.OfferServiceServicer):

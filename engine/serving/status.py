@@ -21,7 +21,11 @@ from engine.errors import (
 
 
 class UnauthenticatedError(NboError, PermissionError):
-    """An admin call that carries no bearer token while the server requires one."""
+    """A call that carries no bearer token while the server requires one."""
+
+
+class DeadlineExceededError(NboError, TimeoutError):
+    """The call's deadline passed before the server could start on it."""
 
 
 class UnavailableError(NboError, RuntimeError):
@@ -38,6 +42,7 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (UnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (NboError, grpc.StatusCode.FAILED_PRECONDITION),
 )
 

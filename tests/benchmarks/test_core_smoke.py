@@ -101,8 +101,8 @@ def test_quick_run_writes_latency_compile_and_targets(quick_run: tuple[dict, str
         assert all(v > 0 for v in row["warm"].values())
     targets = results["targets"]
     assert len(targets) == 20
-    for t in targets:
-        assert isinstance(t["passed"], bool) and math.isfinite(t["measured"])
+    for t in targets:  # a quick run measures every figure but judges none
+        assert t["passed"] is None and math.isfinite(t["measured"])
         if not t["target"].startswith("mean reward"):
             assert t["measured"] > 0
     assert results["table"] in stdout
@@ -112,9 +112,10 @@ def test_quick_run_writes_latency_compile_and_targets(quick_run: tuple[dict, str
         "Reward on the online stream",
         "single-row choose latency",
         "First calls",
-        "Targets (issue 2)",
+        "Targets: not judged. A --quick run is too small",
     ):
         assert title in stdout
+    assert "FAIL" not in stdout and "issue" not in stdout
 
 
 def _python(*args: str) -> subprocess.CompletedProcess[str]:

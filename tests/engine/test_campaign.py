@@ -150,6 +150,59 @@ BAD_CONFIGS = [
     ),
     ("campaign", ..., r"^campaign: expected a table, got nothing \(key missing\)$"),
     ("policy.name", "nope", r"^policy\.name: "),
+    (
+        "policy.name",
+        "linucbb",
+        r"^policy\.name: expected one of linucb, lints, .*, got 'linucbb' "
+        r"\(did you mean 'linucb'\?\)$",
+    ),
+    (
+        "policy.min_propensty",
+        0.02,
+        r"^policy\.min_propensty: expected a hyperparameter of LinUCB \(one of alpha, "
+        r"importance_weighting, l2, min_propensity, refactor_every, seed\), got 'min_propensty' "
+        r"\(did you mean 'min_propensity'\?\)$",
+    ),
+    (
+        "policy.alpha",
+        -1,
+        r"^policy\.alpha: The 'alpha' parameter of LinUCB must be a float >= 0\. Got -1 instead\.$",
+    ),
+    (
+        "offers.2.eligible",
+        ["tenure_month >= 6"],
+        r"^offers\[2\]\.eligible\[0\]: expected a rule on a declared attribute \(a feature or one "
+        r"of features\.rule_attributes\), got 'tenure_month >= 6' on 'tenure_month' \(did you "
+        r"mean 'tenure_months'\?\)$",
+    ),
+    (
+        "offers.3.eligible",
+        ["tenure_months >= 12", "segment == 'gold'"],
+        r"^offers\[3\]\.eligible\[1\]: expected a rule on a declared attribute .*, got "
+        r"\"segment == 'gold'\" on 'segment' \(declared: autopay, channel, contract_type, "
+        r"days_to_renewal, monthly_price, num_products, payment_failures, plan, region, "
+        r"support_tickets, tenure_months, usage_trend\)$",
+    ),
+    (
+        "features.numeric.0",
+        {"name": "tenure_months", "missing": "mean"},  # running standardization
+        r"^offers\[2\]\.eligible\[0\]: expected a rule on a feature with a fixed missing value, "
+        r"got 'tenure_months >= 6' on 'tenure_months', whose missing = 'mean' is a running mean",
+    ),
+    (
+        "features.rule_attributes",
+        ["segment", "plan"],
+        r"^features\.rule_attributes\[1\]: expected a name not used by a feature or an earlier "
+        r"rule attribute, got 'plan'$",
+    ),
+    (
+        "features.rule_attributes",
+        ["segment", ""],
+        r"^features\.rule_attributes\[1\]: expected a non-empty string \(an attribute "
+        r"eligibility rules read\), got ''$",
+    ),
+    ("features.rule_attributes", "vip", r"^features\.rule_attributes: expected a list, got 'vip'$"),
+    ("features.strict", "yes", r"^features\.strict: expected true or false, got 'yes'$"),
     ("policy.alpha", -1.0, r"^policy\.alpha: The 'alpha' parameter of LinUCB must be"),
     ("policy.min_propensity", 2.0, r"^policy\.min_propensity: expected a finite number >= 0 <= 1"),
     ("policy.seed", "x", r"^policy\.seed: expected an integer >= 0"),

@@ -238,3 +238,92 @@ def test_encode_either_succeeds_finite_or_raises_invalid_input(ctx):
         assert str(exc).startswith("context.")
     else:
         assert np.isfinite(x).all()
+
+
+# --------------------------------------------------------------------- undeclared attributes
+def _schema(**features):
+    table = tomllib.loads(RENEWAL.read_text())["features"]
+    return parse_schema({**table, **features})
+
+
+def test_undeclared_attributes_are_counted_and_logged_once(caplog):
+    enc = Encoder(_schema(rule_attributes=["vip"]))
+    expected = enc.encode(full_context())
+    with caplog.at_level("WARNING", logger="nbo.features"):
+        typo = enc.encode(full_context(tenur_months=3, vip=True))
+        enc.encode(full_context(tenur_months=4))
+        rows = enc.encode_batch([full_context(), full_context(tenur_months=5, zz_top=1)] * 20)
+    np.testing.assert_array_equal(typo, expected)  # ignored, not encoded
+    np.testing.assert_array_equal(rows[0], expected)
+    assert enc.undeclared_attributes() == {"tenur_months": 22, "zz_top": 20}
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "nbo.features",
+            "WARNING",
+            "context attribute 'tenur_months' is not declared by the campaign and is ignored "
+            "(did you mean 'tenure_months'?); declare it in [features] (a feature, or "
+            "rule_attributes), or set strict = true to refuse such requests",
+        ),
+        (
+            "nbo.features",
+            "WARNING",
+            "context attribute 'zz_top' is not declared by the campaign and is ignored; declare "
+            "it in [features] (a feature, or rule_attributes), or set strict = true to refuse "
+            "such requests",
+        ),
+    ]
+    counts = enc.undeclared_attributes()
+    counts["x"] = 1  # a copy
+    assert "x" not in enc.undeclared_attributes()
+
+
+def test_undeclared_names_kept_are_bounded(caplog, monkeypatch):
+    monkeypatch.setattr("engine.features.encoder.UNDECLARED_LIMIT", 3)
+    enc = Encoder(_schema())
+    with caplog.at_level("WARNING", logger="nbo.features"):
+        for name in ("a1", "a2", "a3", "a4", "a1"):
+            enc.encode(full_context(**{name: 0}))
+    assert enc.undeclared_attributes() == {"a1": 2, "a2": 1, "a3": 1}
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 4 and messages[2].startswith("context attribute 'a3'")
+    assert messages[3] == (
+        "3 distinct undeclared context attributes: further names are neither counted nor logged"
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            {"tenur_months": 3},
+            r"^context\.tenur_months: expected one of the declared attributes \(did you mean "
+            r"'tenure_months'\?\), got an undeclared attribute$",
+        ),
+        (
+            {"zz_top": 1},
+            r"^context\.zz_top: expected one of the declared attributes \(autopay, channel, "
+            r"contract_type, days_to_renewal, monthly_price, num_products, payment_failures, plan, "
+            r"region, support_tickets, tenure_months, usage_trend, vip\), got an undeclared "
+            r"attribute$",
+        ),
+    ],
+)
+def test_strict_schema_refuses_undeclared_attributes(extra, message, caplog):
+    enc = Encoder(_schema(strict=True, rule_attributes=["vip"]))
+    with caplog.at_level("WARNING", logger="nbo.features"):
+        with pytest.raises(InvalidInputError, match=message):
+            enc.encode(full_context(**extra))
+        with pytest.raises(
+            InvalidInputError, match=message.replace(r"^context\.", r"^contexts\[2\]\.")
+        ):
+            enc.encode_batch([full_context(vip=True)] * 2 + [full_context(**extra)])
+    assert caplog.records == []  # the caller hears of it, not the log
+    assert enc.encode(full_context(vip=False)).shape == (enc.n_features,)
+
+
+def test_declared_attribute_keys_do_not_change_the_encoding_state():
+    # strict and rule_attributes decide which requests pass, not how one is encoded: a saved
+    # encoder state stays loadable.
+    plain, declared = Encoder(_schema()), Encoder(_schema(strict=True, rule_attributes=["vip"]))
+    declared.load_state(plain.state())
+    assert declared.schema.describe() == plain.schema.describe()

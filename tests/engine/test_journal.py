@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import pytest
 
 from engine.cli import main as nbo_main
 from engine.core import Engine
-from engine.errors import CorruptModelError, NotFoundError, ResourceExhaustedError
+from engine.errors import ConfigError, CorruptModelError, NotFoundError, ResourceExhaustedError
 from engine.journal import (
     DecisionRow,
     DuplicateError,
@@ -29,6 +29,7 @@ from engine.journal import (
     read_snapshot,
     write_snapshot,
 )
+from engine.journal.backends import open_journal
 from engine.journal.base import ERROR_PERIOD_US, ERROR_SAMPLES
 from engine.journal.export import export_parquet, find_journal
 from engine.journal.records import ExportedDecision, RequestRow, StoredReward
@@ -70,13 +71,21 @@ def filled(tmp_path):
 # the definition of JournalBackend. A new backend adds a parameter to the ``backend`` fixture.
 
 
-@pytest.fixture(params=["sqlite"])
-def reopen(request, tmp_path) -> Iterator[Callable[[], JournalBackend]]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request, tmp_path) -> str:
+    """Where the test's journal store is (campaign ``c``): a SQLite file or a new database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "c.journal.sqlite")
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def reopen(store_url) -> Iterator[Callable[[], JournalBackend]]:
     """Opens one more connection to the same, initially empty, journal store."""
     opened: list[JournalBackend] = []
 
     def open_backend() -> JournalBackend:
-        journal = Journal(tmp_path / "c.journal.sqlite")
+        journal = open_journal(store_url, campaign="c")
         opened.append(journal)
         return journal
 
@@ -88,6 +97,23 @@ def reopen(request, tmp_path) -> Iterator[Callable[[], JournalBackend]]:
 @pytest.fixture
 def backend(reopen) -> JournalBackend:
     return reopen()
+
+
+def raw_sql(url: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement (``?`` placeholders) on the store at ``url`` outside the backend, as
+    an operator or an older nbo would; returns its rows (none for a write)."""
+    if url.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SET search_path TO nbo_c")
+            cursor = conn.execute(sql.replace("?", "%s"), params)
+            return cursor.fetchall() if cursor.description else []
+    db = sqlite3.connect(url, isolation_level=None)
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
 
 
 def decision(did: str, seq_hint: int, cat: int, **kw: Any) -> DecisionRow:
@@ -274,18 +300,40 @@ def test_every_rejected_reward_is_counted(backend):
     assert backend.counts()["reward_errors"] == 901
 
 
-def test_rejected_rewards_are_counted_per_period_with_a_bounded_sample(tmp_path):
-    backend = Journal(tmp_path / "c.journal.sqlite")
+def test_rejected_rewards_are_counted_per_period_with_a_bounded_sample(backend, store_url):
     _error_flood(backend)
     period = ERROR_PERIOD_US
-    sampled = backend.query("SELECT decision_id, error FROM reward_errors")
+    sampled = raw_sql(store_url, "SELECT decision_id, error FROM reward_errors ORDER BY seq")
     assert len(sampled) == ERROR_SAMPLES + 1  # the first reports of each (reason, period)
     assert sampled[0] == ("u0", "unknown decision id")
-    assert backend.query("SELECT period_us, error, n FROM reward_error_counts ORDER BY 1") == [
+    assert sampled[-1] == ("late", "reward window passed")
+    counted = "SELECT period_us, error, n FROM reward_error_counts ORDER BY period_us"
+    assert raw_sql(store_url, counted) == [
         (period * 5, "unknown decision id", 900),
         (period * 6, "reward window passed", 1),
     ]
-    backend.close()
+
+
+def test_rejected_rewards_of_a_store_written_before_they_were_counted_are_counted_once(
+    backend, store_url, reopen
+):
+    # An older nbo kept a reward_errors row per report and no counts: simulate its store.
+    for i in range(5):
+        raw_sql(
+            store_url,
+            "INSERT INTO reward_errors (seq, ts_us, decision_id, value, error)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (i + 1, ERROR_PERIOD_US * (2 + i // 3) + i, f"old{i}", 1.0, "unknown decision id"),
+        )
+    assert backend.counts()["reward_errors"] == 5  # read as a row per report
+    again = reopen()  # opened for writing: counted, once
+    assert again.counts()["reward_errors"] == 5 and reopen().counts()["reward_errors"] == 5
+    again.record_errors([RewardError(ERROR_PERIOD_US * 2, "new", None, "unknown decision id")])
+    assert reopen().counts()["reward_errors"] == 6
+    assert raw_sql(store_url, "SELECT period_us, n FROM reward_error_counts ORDER BY 1") == [
+        (ERROR_PERIOD_US * 2, 4),
+        (ERROR_PERIOD_US * 3, 2),
+    ]
 
 
 def test_a_request_is_stored_with_its_decisions_found_again_and_pruned(backend, reopen):
@@ -485,3 +533,15 @@ def test_export_and_lift_commands(filled, tmp_path, capsys):
     assert nbo_main(["lift", "--data-dir", str(data), "--level", "0.5"]) == 2
     assert "--level: expected one of" in capsys.readouterr().err
     assert nbo_main(["export", "--data-dir", str(tmp_path / "nowhere")]) == 2
+
+
+def test_a_journal_of_another_schema_version_is_refused_by_name(backend, reopen):
+    assert backend.get_meta("schema_version") == "1"
+    backend.set_meta("schema_version", "2")
+    with pytest.raises(ConfigError) as newer:
+        reopen()
+    assert "schema version 2, this nbo expects 1; it was written by a newer nbo" in str(newer.value)
+    assert str(newer.value).startswith("journal ")
+    backend.set_meta("schema_version", "0")
+    with pytest.raises(ConfigError, match="schema version 0, this nbo expects 1; this nbo has no"):
+        reopen()

@@ -252,3 +252,25 @@ def test_copy_is_equal_and_independent(name: str) -> None:
     clone.update(Xu, a, r, np.full(50, 0.25))
     clone.choose(X)
     assert policy.to_bytes() == before
+
+
+def test_reseed_restarts_the_random_stream(name: str) -> None:
+    policy = trained(name, seed=1)
+    other = trained(name, seed=2)
+    policy.choose(_rows(5))  # a stream already under way restarts too
+    X = _rows(40, seed=3)
+    mask = np.ones((40, N_ACTIONS), dtype=np.bool_)
+    mask[::3, 1] = False
+    for copy in (policy, other):
+        copy.reseed(11)
+    a, b = policy.choose(X, mask), other.choose(X, mask)
+    assert policy.seed == other.seed == 11
+    np.testing.assert_array_equal(a.actions, b.actions)
+    np.testing.assert_array_equal(a.propensities, b.propensities)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    # the reseeded model still round-trips and copies, keeping its new seed
+    for clone in (Policy.from_bytes(policy.to_bytes()), policy.copy()):
+        assert clone.seed == 11 and len(clone.choose(X, mask)) == 40
+    with pytest.raises(InvalidInputError, match=f"The 'seed' parameter of {name} must be an int"):
+        policy.reseed("7")  # type: ignore[arg-type]
+    assert policy.seed == 11

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -49,12 +51,49 @@ def test_factory_builds_every_name() -> None:
         policy = make_policy(name, 3, 2, seed=0, offer_features=np.eye(3))
         assert policy.choose(np.ones((2, 2))).actions.shape == (2,)
     assert make_policy({"name": "linucb", "alpha": 0.3}, 3, 2).alpha == 0.3
-    with pytest.raises(InvalidInputError, match="policy: expected one of"):
-        make_policy("nope", 3, 2)
-    with pytest.raises(InvalidInputError, match="hyperparameters accepted by LinUCB"):
-        make_policy({"name": "linucb", "bogus": 1}, 3, 2)
     with pytest.raises(InvalidInputError, match="offer_features"):
         make_policy("shared", 3, 2)
+
+
+LINUCB_KEYS = "alpha, importance_weighting, l2, min_propensity, refactor_every, seed"
+BAD_SPECS = [
+    (
+        "nope",
+        "^policy: expected one of linucb, lints, egreedy, softmax, shared, random, fixed, "
+        "control, betats, ucb1, vw, got 'nope'$",
+    ),
+    ("linucbb", r"^policy: expected one of linucb, .*, got 'linucbb' \(did you mean 'linucb'\?\)$"),
+    (
+        {"name": "linucb", "min_propensty": 0.1},
+        rf"^min_propensty: expected a hyperparameter of LinUCB \(one of {LINUCB_KEYS}\), "
+        r"got 'min_propensty' \(did you mean 'min_propensity'\?\)$",
+    ),
+    (
+        {"name": "linucb", "bogus": 1},
+        rf"^bogus: expected a hyperparameter of LinUCB \(one of {LINUCB_KEYS}\), got 'bogus'$",
+    ),
+    (  # the dimensions come from the campaign, not from the spec
+        {"name": "ucb1", "n_actions": 5},
+        r"^n_actions: expected a hyperparameter of UCB1 \(one of c, min_propensity, seed\), "
+        r"got 'n_actions'$",
+    ),
+    (
+        {"name": "linucb", "alpha": -1},
+        r"^The 'alpha' parameter of LinUCB must be a float >= 0\. Got -1 instead\.$",
+    ),
+]
+
+
+@pytest.mark.parametrize("spec, message", BAD_SPECS)
+def test_factory_names_the_bad_key_and_the_valid_ones(spec, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        make_policy(spec, 3, 2)
+
+
+@pytest.mark.parametrize("cls", sorted(set(POLICY_NAMES.values()), key=lambda c: c.__name__))
+def test_hyperparameters_are_the_constructor_keywords(cls: type) -> None:
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "n_actions", "n_features"}
+    assert cls.hyperparameters() == tuple(sorted(accepted))
 
 
 def test_importance_weighting_recovers_target_under_skewed_logging() -> None:

@@ -62,8 +62,10 @@ class _Marker:
 def tls_server(tmp_path: Path) -> Iterator[tuple[NboServer, Path, Path]]:
     cert, key = _self_signed(tmp_path, "server")
     server, _ = create_server(
+        # auth_failure_limit: this test tries many wrong tokens in a row; the throttle that
+        # refuses such a peer is tested in test_attacks.py.
         serve_config(tmp_path / "data", tls_cert=cert, tls_key=key, admin_token=TOKEN,
-                     max_message_bytes=64 * 1024)
+                     max_message_bytes=64 * 1024, auth_failure_limit=1000)
     )  # fmt: skip
     server.start()
     yield server, cert, tmp_path

@@ -65,3 +65,32 @@ def test_demo_rejects_bad_arguments_in_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.strip() == "nbo demo: error: --customers: expected an int >= 1, got 0"
+
+
+def _story(summary: dict) -> dict:
+    """What the demo tells: everything but timings and paths."""
+    ev = summary["evaluation"]
+    return {
+        "live": {k: summary[k] for k in ("policy_mean_net_reward", "control_mean_net_reward",
+                                          "lift_per_decision", "explored_share", "offers")},
+        "truth": summary["ground_truth"],
+        "candidates": [(c["candidate"], c["value"], c["low"], c["high"])
+                       for c in ev["candidates"]],
+        "verdict": ev["decision"]["reason"],
+    }  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_same_seed_tells_the_same_story_with_the_kernel_cache_cold_or_warm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server and the evaluate step are subprocesses: an empty NUMBA_CACHE_DIR makes them
+    # compile every kernel (cold); the second run finds what the first one cached (warm).
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba-cache"))
+    stories = []
+    for run in ("cold", "warm"):
+        summary = run_demo(customers=2400, per_day=150, batch=150, seed=5,
+                           out=tmp_path / run, workers=0, stream=io.StringIO())  # fmt: skip
+        stories.append(_story(summary))
+    assert any((tmp_path / "numba-cache").rglob("*.nbi"))  # the first run did fill the cache
+    assert stories[0] == stories[1]

@@ -42,6 +42,36 @@ def test_flags_win_over_the_server_table_and_env_supplies_the_token(
     assert _args("--admin-token", "flag").admin_token == "flag"
 
 
+def test_credential_flags_env_and_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBO_CLIENT_TOKEN", "env-a, renewal=env-b")
+    assert _args().client_tokens == ("env-a", "renewal=env-b")
+    cfg = _args("--client-token", "one", "--client-token", "renewal=two", "--insecure-admin",
+                "--auth-failure-limit", "3", "--max-streams", "50")  # fmt: skip
+    assert cfg.client_tokens == ("one", "renewal=two")  # flags win over the environment
+    assert (cfg.insecure_admin, cfg.auth_failure_limit, cfg.max_streams) == (True, 3, 50)
+    table = tmp_path / "server.toml"
+    table.write_text('[server]\nclient_tokens = ["t"]\ntls_client_ca = "ca.pem"\n'
+                     'tls_cert = "c.pem"\ntls_key = "k.pem"\n')  # fmt: skip
+    cfg = _args("--server-config", str(table))
+    assert cfg.client_tokens == ("t",) and cfg.tls_client_ca == Path("ca.pem")
+    assert cfg.client_auth_enabled
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"client_tokens": ("renewal=",)}, "client_tokens: expected TOKEN or CAMPAIGN=TOKEN"),
+        ({"client_tokens": ("",)}, "client_tokens: expected TOKEN or CAMPAIGN=TOKEN"),
+        ({"tls_client_ca": Path("ca.pem")}, "tls_client_ca: expected tls_cert and tls_key too"),
+        ({"max_streams": 0}, "max_streams: expected an integer >= 1, got 0"),
+        ({"auth_failure_limit": 0}, "auth_failure_limit: expected an integer >= 1, got 0"),
+    ],
+)
+def test_bad_credential_settings_are_named(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=r"^" + message.replace("(", r"\(")):
+        ServeConfig(**kwargs)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -113,7 +143,10 @@ def test_overload_is_resource_exhausted_and_the_server_keeps_serving(tmp_path: P
                     codes.append(grpc.StatusCode.OK)
                 except grpc.RpcError as exc:
                     codes.append(exc.code())
-                    assert exc.details() == "Concurrent RPC limit exceeded!"
+                    assert exc.details() == (
+                        "server: expected at most 1 calls in progress (--max-concurrent-rpcs), "
+                        "got one more; retry with backoff"
+                    )
         assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes and grpc.StatusCode.OK in codes
         assert set(codes) == {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
         with NboClient(f"127.0.0.1:{port}") as client:

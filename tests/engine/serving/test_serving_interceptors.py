@@ -3,18 +3,21 @@ crash, and the server keeps answering."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Iterator
-from concurrent import futures
+from typing import Any
 
 import grpc
 import pytest
 
 from engine.errors import NotFoundError
+from engine.serving.auth import AdminAuthInterceptor, PeerThrottle
 from engine.serving.interceptors import server_interceptors
 from engine.serving.metrics import ServerMetrics
 
 
-def _broken(request: bytes, context: grpc.ServicerContext) -> bytes:
+async def _broken(request: bytes, context: Any) -> bytes:
     if request == b"bug":
         raise ZeroDivisionError("secret internals")
     if request == b"missing":
@@ -22,13 +25,9 @@ def _broken(request: bytes, context: grpc.ServicerContext) -> bytes:
     return request
 
 
-@pytest.fixture()
-def channel() -> Iterator[tuple[grpc.Channel, ServerMetrics]]:
-    metrics = ServerMetrics()
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=2),
-        interceptors=server_interceptors(metrics, admin_token="t"),
-    )
+async def _serve(metrics: ServerMetrics, ready: threading.Event, box: list[Any]) -> None:
+    chain = server_interceptors(metrics, AdminAuthInterceptor("t", PeerThrottle()))
+    server = grpc.aio.server(interceptors=chain)
     handler = grpc.unary_unary_rpc_method_handler(_broken)
     server.add_generic_rpc_handlers(
         (
@@ -36,11 +35,28 @@ def channel() -> Iterator[tuple[grpc.Channel, ServerMetrics]]:
             grpc.method_handlers_generic_handler("nbo.v1.AdminService", {"Echo": handler}),
         )
     )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    box.append(server.add_insecure_port("127.0.0.1:0"))
+    await server.start()
+    stop = asyncio.Event()
+    box.append((asyncio.get_running_loop(), stop))
+    ready.set()
+    await stop.wait()
+    await server.stop(None)
+
+
+@pytest.fixture()
+def channel() -> Iterator[tuple[grpc.Channel, ServerMetrics]]:
+    metrics = ServerMetrics()
+    ready = threading.Event()
+    box: list[Any] = []
+    thread = threading.Thread(target=asyncio.run, args=(_serve(metrics, ready, box),))
+    thread.start()
+    assert ready.wait(30)
+    port, (loop, stop) = box
     with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
         yield ch, metrics
-    server.stop(None)
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(30)
 
 
 def test_a_bug_is_internal_with_the_request_id_and_leaks_nothing(

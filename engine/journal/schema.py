@@ -1,0 +1,444 @@
+"""The journal's tables and queries in the SQL both backends speak, and the schema version.
+
+The SQLite backend (:mod:`engine.journal.store`) and the PostgreSQL backend
+(:mod:`engine.journal.postgres`) run the same statements: they are written once, here, with
+``?`` placeholders (PostgreSQL's driver takes ``%s``: :func:`pg` converts) and with the few type
+names that differ left as ``{fields}`` of :data:`TABLES` (:data:`SQLITE_TYPES`,
+:data:`POSTGRES_TYPES`). Column lists come from the row types of :mod:`engine.journal.records`,
+so a row's field order is its column order.
+
+Schema version
+--------------
+The ``meta`` table keeps ``schema_version``. A store that has none is new, or was written before
+versions were kept with the very same tables: it is version 1 (and is marked so when opened
+for writing). A store of another version is refused by name (:func:`check_version`); nbo
+changes a store's schema only when asked to migrate it.
+
+Examples
+--------
+>>> pg("SELECT seq FROM decisions WHERE seq > ? LIMIT ?")
+'SELECT seq FROM decisions WHERE seq > %s LIMIT %s'
+>>> check_version("2", "journal x.sqlite")
+Traceback (most recent call last):
+...
+engine.errors.ConfigError: journal x.sqlite: schema version 2, this nbo expects 1; ...
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from engine.errors import ConfigError, CorruptModelError
+from engine.journal.base import ERROR_PERIOD_US, ERROR_SAMPLES, DuplicateError
+from engine.journal.records import (
+    DecisionRow,
+    ExportedDecision,
+    GroupSums,
+    OfferTotals,
+    RequestRow,
+    RewardError,
+    RewardRow,
+    StoredDecision,
+    StoredRequest,
+    StoredReward,
+)
+
+SCHEMA_VERSION = 1
+VERSION_KEY = "schema_version"
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS catalogs (
+    id {seq},
+    campaign TEXT NOT NULL,
+    offer_ids TEXT NOT NULL,
+    feature_names TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    seq {seq},
+    decision_id TEXT NOT NULL UNIQUE,
+    ts_us {int} NOT NULL,
+    customer_id TEXT NOT NULL,
+    context {blob} NOT NULL,
+    eligible TEXT NOT NULL,
+    action TEXT NOT NULL,
+    propensity {real} NOT NULL,
+    explored {bool} NOT NULL,
+    control {bool} NOT NULL,
+    model_version TEXT NOT NULL,
+    cost {real} NOT NULL,
+    scores {blob} NOT NULL,
+    reasons TEXT,
+    catalog {int} NOT NULL REFERENCES catalogs(id)
+);
+CREATE TABLE IF NOT EXISTS rewards (
+    seq {seq},
+    decision_id TEXT NOT NULL UNIQUE,
+    decision_seq {int} NOT NULL,
+    ts_us {int} NOT NULL,
+    value {real},
+    reward {real},
+    source TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reward_errors (
+    seq {seq},
+    ts_us {int} NOT NULL,
+    decision_id TEXT NOT NULL,
+    value {real},
+    error TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS requests (
+    request_id TEXT NOT NULL,
+    campaign TEXT NOT NULL,
+    ts_us {int} NOT NULL,
+    request_hash TEXT NOT NULL,
+    decision_seqs TEXT NOT NULL,
+    PRIMARY KEY (campaign, request_id)
+);
+CREATE INDEX IF NOT EXISTS requests_by_time ON requests (ts_us);
+CREATE TABLE IF NOT EXISTS reward_error_counts (
+    period_us {int} NOT NULL,
+    error TEXT NOT NULL,
+    n {int} NOT NULL,
+    PRIMARY KEY (period_us, error)
+);
+"""
+# ``requests`` and ``reward_error_counts`` (and the index) came after version 1 without changing
+# it: every statement here is CREATE ... IF NOT EXISTS, so opening a version-1 store for writing
+# adds them, and a store that lacks them still reads (read-only opens create nothing).
+# SQLite's INTEGER PRIMARY KEY is the rowid, numbered by SQLite. PostgreSQL's seqs are numbered
+# by the backend itself, under a lock, in commit order (see engine.journal.postgres).
+SQLITE_TYPES = {
+    "seq": "INTEGER PRIMARY KEY",
+    "int": "INTEGER",
+    "blob": "BLOB",
+    "real": "REAL",
+    "bool": "INTEGER",
+}
+POSTGRES_TYPES = {
+    "seq": "BIGINT PRIMARY KEY",
+    "int": "BIGINT",
+    "blob": "BYTEA",
+    "real": "DOUBLE PRECISION",
+    "bool": "BOOLEAN",
+}
+
+DECISION_COLUMNS: tuple[str, ...] = DecisionRow._fields
+REWARD_COLUMNS: tuple[str, ...] = RewardRow._fields
+ERROR_COLUMNS: tuple[str, ...] = RewardError._fields
+
+
+def insert_sql(table: str, columns: Sequence[str], n_rows: int = 1) -> str:
+    """INSERT of ``n_rows`` rows of ``columns`` (a multi-row INSERT takes one statement step per
+    chunk instead of one per row)."""
+    values = "(" + ", ".join("?" * len(columns)) + ")"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([values] * n_rows)
+
+
+def pg(sql: str) -> str:
+    """``sql`` with PostgreSQL's ``%s`` placeholders (the statements here have no other ``?``
+    or ``%``)."""
+    return sql.replace("?", "%s")
+
+
+# Every read of stored decisions (lookup, expiry) selects StoredDecision's columns.
+STORED = (
+    "SELECT d.decision_id, d.seq, d.ts_us, d.customer_id, d.context, d.action, d.propensity,"
+    " d.control, d.cost, r.source, r.reward FROM decisions d"
+    " LEFT JOIN rewards r ON r.decision_id = d.decision_id"
+)
+DUE = STORED + " WHERE d.seq > ? ORDER BY d.seq LIMIT ?"
+EXPORT = (
+    "SELECT d.seq, d.decision_id, d.ts_us, d.customer_id, d.context, d.action, d.propensity,"
+    " r.reward, d.eligible, d.explored, d.control, d.model_version, d.catalog"
+    " FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id"
+    " WHERE d.seq > ? {closed} ORDER BY d.seq LIMIT ?"
+)
+EXPORT_CLOSED = "AND r.reward IS NOT NULL"
+REWARDS_AFTER = (
+    "SELECT r.seq, d.context, d.action, d.propensity, r.reward, d.catalog"
+    " FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
+    " WHERE r.seq > ? ORDER BY r.seq LIMIT ?"
+)
+LIFT_SUMS = (
+    "SELECT d.control, COUNT(*), SUM(r.reward), SUM(r.reward * r.reward)"
+    " FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
+    " WHERE r.reward IS NOT NULL GROUP BY d.control"
+)
+INCENTIVE_TIMES = (
+    "SELECT customer_id, ts_us FROM decisions WHERE ts_us > ? AND action != ? AND NOT control"
+    " ORDER BY seq"
+)
+FIND_CATALOG = (
+    "SELECT id FROM catalogs WHERE campaign = ? AND offer_ids = ? AND feature_names = ?"
+    " ORDER BY id DESC LIMIT 1"
+)
+CATALOGS = "SELECT id, campaign, offer_ids, feature_names FROM catalogs"
+GET_META = "SELECT value FROM meta WHERE key = ?"
+SET_META = (
+    "INSERT INTO meta (key, value) VALUES (?, ?)"
+    " ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+)
+FIRST_OPEN_AFTER = "SELECT seq, ts_us FROM decisions WHERE seq > ? ORDER BY seq LIMIT 1"
+LAST_REWARD_SEQ = "SELECT MAX(seq) FROM rewards"
+LATEST_MODEL_VERSION = "SELECT model_version FROM decisions ORDER BY seq DESC LIMIT 1"
+OFFER_TOTALS = "SELECT action, COUNT(*), SUM(cost) FROM decisions GROUP BY action"
+RECENT_ACTIONS = "SELECT action FROM decisions ORDER BY seq DESC LIMIT ?"
+# Decisions and rewards are never deleted and their seqs have no gaps, so the largest seq is the
+# count: O(log n), not a table scan (metrics scrape this while decisions run). Rejected rewards
+# keep their running total in meta (reward_errors holds only a sample); a store without that
+# total has none yet, or is an older one opened read-only, with a reward_errors row per report.
+ERROR_TOTAL_KEY = "reward_errors_total"
+COUNTS = (
+    "SELECT (SELECT MAX(seq) FROM decisions), (SELECT MAX(seq) FROM rewards),"
+    " COALESCE((SELECT CAST(value AS BIGINT) FROM meta WHERE key = ?),"
+    " (SELECT MAX(seq) FROM reward_errors))"
+)
+
+# Idempotent requests. A request's decisions got consecutive seqs in one transaction (both
+# backends number a transaction's rows so), read back as one range of the primary key.
+REQUEST_COLUMNS: tuple[str, ...] = (*RequestRow._fields, "decision_seqs")
+INSERT_REQUEST = insert_sql("requests", REQUEST_COLUMNS)
+FIND_REQUEST = (
+    f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE campaign = ? AND request_id = ?"
+)
+REQUEST_DECISIONS = (
+    f"SELECT seq, {', '.join(DECISION_COLUMNS)} FROM decisions WHERE seq >= ? AND seq <= ?"
+)
+PRUNE_REQUESTS = "DELETE FROM requests WHERE ts_us < ?"
+REQUEST_RULE = "request ids and decision ids are unique"  # what a DuplicateError says
+
+# Rejected rewards: one count per (period, reason), its new value returned so the writer knows
+# how many samples the period still has room for; the total in meta grows by the batch.
+COUNT_ERRORS = (
+    "INSERT INTO reward_error_counts (period_us, error, n) VALUES (?, ?, ?)"
+    " ON CONFLICT (period_us, error) DO UPDATE SET n = reward_error_counts.n + excluded.n"
+    " RETURNING n"
+)
+ADD_ERROR_TOTAL = (
+    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value ="
+    " CAST(CAST(meta.value AS BIGINT) + CAST(excluded.value AS BIGINT) AS TEXT)"
+)
+# Stores written before errors were counted hold one reward_errors row per report: counted once,
+# when such a store is first opened for writing.
+HAS_ERROR_COUNTS = "SELECT 1 FROM reward_error_counts LIMIT 1"
+LEGACY_ERRORS = "SELECT COUNT(*) FROM reward_errors"
+MIGRATE_ERRORS = (
+    "INSERT INTO reward_error_counts (period_us, error, n)"
+    " SELECT (ts_us / ?) * ?, error, COUNT(*) FROM reward_errors GROUP BY 1, 2"
+)
+
+
+def request_params(request: RequestRow, seqs: Sequence[int]) -> tuple[Any, ...]:
+    """The parameters of :data:`INSERT_REQUEST` for a request whose decisions got ``seqs``."""
+    return (*request, json.dumps(list(seqs)))
+
+
+# Runs one statement (``?`` placeholders) in the caller's write transaction; returns its cursor.
+Execute = Callable[[str, Sequence[Any]], Any]
+_BOOLS = (DECISION_COLUMNS.index("explored"), DECISION_COLUMNS.index("control"))
+
+
+def check_version(found: str | None, where: str) -> None:
+    """Refuse a store whose schema version is not :data:`SCHEMA_VERSION` (None: version 1).
+
+    Raises
+    ------
+    ConfigError
+        Naming the store (``where``, with any password already removed), both versions and
+        what to do.
+    """
+    version = SCHEMA_VERSION if found is None else found
+    if str(version) == str(SCHEMA_VERSION):
+        return
+    head = f"{where}: schema version {version}, this nbo expects {SCHEMA_VERSION}; "
+    try:
+        older = int(version) < SCHEMA_VERSION
+    except ValueError:
+        older = False
+    if older:
+        raise ConfigError(
+            head + f"this nbo has no migration from version {version} (open it with the nbo "
+            "that wrote it and export it to Parquet)"
+        )
+    raise ConfigError(head + "it was written by a newer nbo: upgrade nbo to open it")
+
+
+class SQLJournal:
+    """The reads of :class:`~engine.journal.base.JournalBackend` over the tables above, and the
+    logic on top of them, written once for both SQL backends.
+
+    A backend supplies :meth:`_rows` (every row of a query written with ``?`` placeholders) and
+    :meth:`_scan` (the same, streamed), ``location`` (how messages name it, without secrets)
+    and its driver's unique-violation error, and implements the writes, :meth:`lookup`,
+    :meth:`checkpoint` and :meth:`close` itself.
+    """
+
+    location: str
+    _unique_error: ClassVar[type[Exception]]
+
+    @contextmanager
+    def _unique(self, rule: str) -> Iterator[None]:
+        """A broken UNIQUE constraint as DuplicateError (the transaction was rolled back)."""
+        try:
+            yield
+        except self._unique_error as exc:
+            raise DuplicateError(
+                f"{self.location}: expected {rule}, got {self._violation(exc)}; nothing was written"
+            ) from exc
+
+    def _violation(self, exc: Exception) -> str:
+        return str(exc)
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    def _scan(self, sql: str, params: Sequence[Any]) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def set_meta(self, key: str, value: str) -> None:
+        raise NotImplementedError
+
+    def _check_version(self, where: str, readonly: bool) -> None:
+        """Refuse a store of another schema version; mark an unmarked one (unless read-only)."""
+        found = self.get_meta(VERSION_KEY)
+        check_version(found, where)
+        if found is None and not readonly:
+            self.set_meta(VERSION_KEY, str(SCHEMA_VERSION))
+
+    def _count_errors(self, execute: Execute, rows: Sequence[RewardError]) -> list[RewardError]:
+        """In the caller's write transaction: add ``rows`` to their (period, reason) counts and
+        to the total; return the rows to keep as samples (the first ERROR_SAMPLES of each)."""
+        groups: dict[tuple[int, str], list[RewardError]] = {}
+        for row in rows:
+            period = row.ts_us // ERROR_PERIOD_US * ERROR_PERIOD_US
+            groups.setdefault((period, row.error), []).append(row)
+        samples: list[RewardError] = []
+        for (period, error), items in groups.items():
+            (total,) = execute(COUNT_ERRORS, (period, error, len(items))).fetchone()
+            room = ERROR_SAMPLES - (int(total) - len(items))
+            samples.extend(items[: max(room, 0)])
+        execute(ADD_ERROR_TOTAL, (ERROR_TOTAL_KEY, str(len(rows))))
+        return samples
+
+    def _count_legacy_errors(self, execute: Execute) -> None:
+        """In the caller's write transaction: count the reward_errors rows of a store written
+        before rejected rewards were counted (once: afterwards the counts are not empty)."""
+        if execute(HAS_ERROR_COUNTS, ()).fetchone() is not None:
+            return
+        (legacy,) = execute(LEGACY_ERRORS, ()).fetchone()
+        if legacy:
+            execute(MIGRATE_ERRORS, (ERROR_PERIOD_US, ERROR_PERIOD_US))
+            execute(ADD_ERROR_TOTAL, (ERROR_TOTAL_KEY, str(legacy)))
+
+    def find_request(self, campaign: str, request_id: str) -> StoredRequest | None:
+        """The stored request and its decisions in the request's row order, or None."""
+        found = self._rows(FIND_REQUEST, (campaign, request_id))
+        if not found:
+            return None
+        *fields, stored_seqs = found[0]
+        seqs = [int(s) for s in json.loads(stored_seqs)]
+        by_seq: dict[int, DecisionRow] = {}
+        if seqs:
+            for seq, *row in self._rows(REQUEST_DECISIONS, (min(seqs), max(seqs))):
+                for i in _BOOLS:  # SQLite keeps them as 0/1
+                    row[i] = bool(row[i])
+                by_seq[int(seq)] = DecisionRow._make(row)
+        missing = [s for s in seqs if s not in by_seq]
+        if missing:
+            raise CorruptModelError(
+                f"{self.location}: expected the decisions of request {request_id!r}, got none "
+                f"with seq {missing[0]}"
+            )
+        return StoredRequest(RequestRow._make(fields), [by_seq[s] for s in seqs])
+
+    def catalogs(self) -> dict[int, tuple[str, list[str], list[str]]]:
+        """All catalogs: id -> (campaign, offer ids, feature names)."""
+        return {int(i): (c, json.loads(o), json.loads(f)) for i, c, o, f in self._rows(CATALOGS)}
+
+    def get_meta(self, key: str) -> str | None:
+        """The value stored under ``key``, or None."""
+        rows = self._rows(GET_META, (key,))
+        return str(rows[0][0]) if rows else None
+
+    def first_open_after(self, seq: int) -> tuple[int, int] | None:
+        """(seq, ts_us) of the first decision after ``seq``, or None."""
+        rows = self._rows(FIRST_OPEN_AFTER, (seq,))
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    def due_for_expiry(
+        self, after_seq: int, cutoff_us: int, limit: int
+    ) -> tuple[list[StoredDecision], int]:
+        """Unrewarded decisions after ``after_seq`` made at or before ``cutoff_us``.
+
+        Decisions are scanned in seq order and the scan stops at the first decision made after
+        the cutoff (the clock is assumed not to run backwards). Returns the due decisions and the
+        seq the scan reached (every decision up to it is now rewarded or due).
+        """
+        due = []
+        reached = after_seq
+        for row in map(StoredDecision._make, self._rows(DUE, (after_seq, limit))):
+            if row.ts_us > cutoff_us:
+                break
+            reached = int(row.seq)
+            if row.reward_source is None:
+                due.append(row)
+        return due, reached
+
+    def rewards_after(self, seq: int, batch: int = 4096) -> Iterator[list[StoredReward]]:
+        """Rewards after reward ``seq``, in order, in batches of rows."""
+        last = seq
+        while rows := self._rows(REWARDS_AFTER, (last, batch)):
+            last = int(rows[-1][0])
+            yield list(map(StoredReward._make, rows))
+
+    def last_reward_seq(self) -> int:
+        """The largest reward seq (0 without rewards)."""
+        return int(self._rows(LAST_REWARD_SEQ)[0][0] or 0)
+
+    def latest_model_version(self) -> str | None:
+        """Model version of the newest decision, or None."""
+        rows = self._rows(LATEST_MODEL_VERSION)
+        return str(rows[0][0]) if rows else None
+
+    def offer_totals(self) -> dict[str, OfferTotals]:
+        """Decisions and summed cost per chosen offer id."""
+        rows = self._rows(OFFER_TOTALS)
+        return {a: OfferTotals(int(n), float(money or 0.0)) for a, n, money in rows}
+
+    def recent_actions(self, n: int) -> list[str]:
+        """Chosen offer ids of the newest ``n`` decisions, oldest first."""
+        return [a for (a,) in reversed(self._rows(RECENT_ACTIONS, (n,)))]
+
+    def incentive_times(self, since_us: int, control_offer: str) -> Iterator[tuple[str, int]]:
+        """(customer_id, ts_us) of decisions after ``since_us`` outside the control group whose
+        offer is not ``control_offer``, in seq order."""
+        return self._scan(INCENTIVE_TIMES, (since_us, control_offer))
+
+    def decisions_for_export(
+        self, after_seq: int, limit: int, closed_only: bool = False
+    ) -> list[ExportedDecision]:
+        """Up to ``limit`` decisions after ``after_seq`` with their net rewards, in seq order."""
+        sql = EXPORT.format(closed=EXPORT_CLOSED if closed_only else "")
+        return list(map(ExportedDecision._make, self._rows(sql, (after_seq, limit))))
+
+    def lift_sums(self) -> dict[bool, GroupSums]:
+        """Count, sum and sum of squares of closed decisions' net rewards by control flag."""
+        return {
+            bool(c): GroupSums(int(n), float(total or 0.0), float(squares or 0.0))
+            for c, n, total, squares in self._rows(LIFT_SUMS)
+        }
+
+    def counts(self) -> dict[str, int]:
+        """Numbers of decisions, rewards, pending decisions and rejected rewards (every one
+        counted, not only the samples kept)."""
+        n_dec, n_rew, n_err = (int(v or 0) for v in self._rows(COUNTS, (ERROR_TOTAL_KEY,))[0])
+        return {
+            "decisions": n_dec,
+            "rewards": n_rew,
+            "pending": n_dec - n_rew,
+            "reward_errors": n_err,
+        }
