@@ -219,7 +219,10 @@ def test_snapshots_holding_a_pickle_are_refused_and_never_unpickled(tmp_path: Pa
     engine = Engine.from_config(config, data_dir=data_dir, background=False)
     engine.close()
     (data_dir / "snapshots" / "renewal" / "v999.snap").write_bytes(framed.read_bytes())
-    # ... and offered for promotion over gRPC: INVALID_ARGUMENT, the model unchanged.
+    # ... and offered for promotion over gRPC from the model directory: INVALID_ARGUMENT, the
+    # model unchanged.
+    for path in (raw, framed):
+        (data_dir / "models" / path.name).write_bytes(path.read_bytes())
     server = ServeProcess(config, data_dir)
     try:
         server.wait_serving()
@@ -228,9 +231,9 @@ def test_snapshots_holding_a_pickle_are_refused_and_never_unpickled(tmp_path: Pa
             assert version != "v999"
             for path in (raw, framed):
                 with pytest.raises(grpc.RpcError) as err:
-                    c.promote(path)
+                    c.promote(path.name)
                 assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-                assert str(path) in (err.value.details() or "")
+                assert repr(path.name) in (err.value.details() or "")
             assert c.model_info().model_version == version
     finally:
         server.stop()
