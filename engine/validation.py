@@ -82,8 +82,9 @@ MAX_ID_CHARS = 256
 ID_RULE = f"a non-empty UTF-8 string of <= {MAX_ID_CHARS} characters"
 # What one request may carry: a context has at most MAX_ATTRIBUTES attributes, each named in at
 # most MAX_NAME_CHARS characters (attribute, feature and reward component names, request ids);
-# a categorical value has at most MAX_CATEGORY_CHARS characters (a hashed feature remembers up to
-# 65,536 values, so this also bounds that cache); a reward has at most MAX_COMPONENTS components.
+# a categorical value has at most MAX_CATEGORY_CHARS characters (the encoder bounds its cache of
+# hashed values in bytes itself: engine.features.encoder.HASH_CACHE_BYTES); a reward has at most
+# MAX_COMPONENTS components.
 # A campaign's schema is far inside these; the gRPC codec refuses anything beyond them before it
 # reaches an Engine, and the error names the field.
 MAX_ATTRIBUTES = 256

@@ -93,9 +93,11 @@ class Policy(ABC):
     _array_params: ClassVar[tuple[str, ...]] = ()
     _needs_contexts: ClassVar[bool] = True
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, base: bool = False, **kwargs: Any) -> None:
+        # A public class is a policy that from_bytes and make_policy can name, unless it is a
+        # shared base declared with ``base=True`` (its subclasses register as usual).
         super().__init_subclass__(**kwargs)
-        if not cls.__name__.startswith("_"):
+        if not base and not cls.__name__.startswith("_"):
             Policy._registry[cls.__name__] = cls
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:

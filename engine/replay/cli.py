@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from engine.cliargs import add_command, add_ray_workers, add_seed
 from engine.errors import InvalidInputError, InvalidParameterError
 from engine.policies import make_policy
 from engine.replay.candidates import (
@@ -42,8 +43,10 @@ COLUMN_FIELDS = (
 
 def register(subparsers: Any) -> None:
     """Add the ``evaluate`` and ``train`` subcommands."""
-    evaluate = subparsers.add_parser(
+    evaluate = add_command(
+        subparsers,
         "evaluate",
+        run_evaluate,
         help="off-policy evaluation of candidate policies on logged data (JSON + HTML report)",
         description="Estimate what candidate policies would have earned on logged decisions, "
         "with confidence intervals, next to the logging policy and the uniform and control "
@@ -152,24 +155,21 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument(
         "--shard-rows", type=int, default=131_072, help="rows per task [%(default)s]"
     )
-    evaluate.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="0: in-process; N: local Ray with N CPUs [%(default)s: in-process for small jobs, "
-        "else local Ray with every CPU]",
-    )
-    evaluate.add_argument(
-        "--ray-address", default=None, help="an existing Ray cluster [%(default)s]"
+    add_ray_workers(
+        evaluate,
+        "0: in-process; N: local Ray with N CPUs [%(default)s: in-process for small jobs, else "
+        "local Ray with every CPU]",
+        "an existing Ray cluster [%(default)s]",
     )
     evaluate.add_argument(
         "--retries", type=int, default=2, help="retries per failed task [%(default)s]"
     )
     evaluate.add_argument("--out", default="nbo-evaluation", help="report directory [%(default)s]")
-    evaluate.set_defaults(func=run_evaluate)
 
-    train = subparsers.add_parser(
+    train = add_command(
+        subparsers,
         "train",
+        run_train,
         help="learn a policy from logged data and write a snapshot the service can promote",
         description="Offline warm start: fit a policy on logged decisions with IPS-weighted or "
         "doubly robust targets and write an nbo snapshot file.",
@@ -187,7 +187,6 @@ def register(subparsers: Any) -> None:
     train.add_argument(
         "--version", default=None, help="model version [%(default)s: offline-<time>]"
     )
-    train.set_defaults(func=run_train)
 
 
 def _add_source_args(parser: argparse.ArgumentParser) -> None:
@@ -222,9 +221,7 @@ def _add_source_args(parser: argparse.ArgumentParser) -> None:
         default=32,
         help="hashed context width for DSJson [%(default)s]",
     )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of training, bootstrap and replay [%(default)s]"
-    )
+    add_seed(parser, "seed of training, bootstrap and replay [%(default)s]")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
