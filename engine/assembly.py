@@ -61,7 +61,8 @@ def new_decision_ids(n: int) -> list[str]:
 
 def stored_record(row: DecisionRow, campaign: str, offer_ids: tuple[str, ...]) -> DecisionRecord:
     """The record :meth:`DecisionAssembler.assemble` returned for a journaled decision (what a
-    retried request gets back); ``offer_ids`` are the row's catalog's offers."""
+    retried request gets back, marked ``replayed``); ``offer_ids`` are the row's catalog's
+    offers."""
     return DecisionRecord(
         row.decision_id,
         row.action,
@@ -77,6 +78,7 @@ def stored_record(row: DecisionRow, campaign: str, offer_ids: tuple[str, ...]) -
         row.cost,
         np.frombuffer(row.scores, dtype=np.float64).copy(),
         offer_ids,
+        replayed=True,
     )
 
 

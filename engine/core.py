@@ -82,7 +82,8 @@ class Engine:
     ----------
     config : CampaignConfig
     data_dir : str or Path or None
-        Holds ``<campaign>.journal.sqlite``, ``snapshots/<campaign>/`` and ``models/``; created
+        Holds ``<campaign>.journal.sqlite``, ``snapshots/<campaign>/`` and
+        ``models/<campaign>/``; created
         owner-only. An existing one is refused (PermissionDeniedError naming it and why) unless
         it belongs to this process's user and is neither group- nor world-writable. None keeps
         the journal in memory (nothing durable: for benchmarks and throwaway runs).
@@ -98,8 +99,11 @@ class Engine:
         False with an injected clock (then the caller drives time: :meth:`expire_pending`,
         :meth:`snapshot`; rewards also trigger due sweeps and time-based publishing).
     model_dir : str or Path or None
-        The only place :meth:`promote` takes model files from. Default ``<data_dir>/models/``
-        (created owner-only); None without a data directory: nothing can be promoted.
+        The campaign's model directory, the only place :meth:`promote` takes model files
+        from. Default ``<data_dir>/models/<campaign>/`` (created owner-only): one directory per
+        campaign, so a file put there for one campaign cannot be promoted into another that
+        happens to have the same offers and features (one admin token serves every campaign of
+        a server). None without a data directory: nothing can be promoted.
 
     Notes
     -----
@@ -129,8 +133,8 @@ class Engine:
             private_dir(self.data_dir, "data_dir")
             snapshot_dir = private_dir(self.data_dir / "snapshots", "data_dir") / config.name
             private_dir(snapshot_dir, "data_dir")
-            if model_dir is None:
-                model_dir = self.data_dir / "models"
+            if model_dir is None:  # the campaign's own, as its snapshots are
+                model_dir = private_dir(self.data_dir / "models", "model_dir") / config.name
         self.model_dir = None if model_dir is None else private_dir(Path(model_dir), "model_dir")
         self._request_window_us = int(config.request_window * 1e6)
         run_background = background if background is not None else clock is None

@@ -31,7 +31,14 @@ import numpy as np
 
 from engine.errors import InvalidInputError
 from engine.types import BoolArray
-from engine.validation import ID_RULE, check_value, first_bad_id, valid_ids
+from engine.validation import (
+    ID_RULE,
+    check_context_bounds,
+    check_value,
+    first_bad_id,
+    valid_ids,
+    within_bounds,
+)
 
 __all__ = ["CandidateMasks", "check_decide_request", "check_rewards", "request_hash"]
 
@@ -39,7 +46,9 @@ __all__ = ["CandidateMasks", "check_decide_request", "check_rewards", "request_h
 def check_decide_request(
     customer_ids: Sequence[str], contexts: Sequence[Mapping[str, Any]]
 ) -> None:
-    """Raise InvalidInputError unless ``contexts`` has one mapping per valid customer id.
+    """Raise InvalidInputError unless ``contexts`` has one mapping per valid customer id, each
+    within the request bounds of :func:`engine.validation.check_context_bounds` (the gRPC codec's
+    limits and messages, so in-process callers are bounded as network ones are).
 
     The fields are named as a single decide names them (``customer_id``, ``context``) when there
     is one row, by position otherwise (``customer_ids[3]``).
@@ -59,6 +68,11 @@ def check_decide_request(
             if not isinstance(ctx, Mapping):
                 field = "context" if single else f"contexts[{i}]"
                 raise InvalidInputError(field, "a mapping of attribute names to values", ctx)
+    if single:
+        check_context_bounds(contexts[0], "context")
+    elif not within_bounds(contexts):
+        for i, ctx in enumerate(contexts):
+            check_context_bounds(ctx, f"contexts[{i}]")
 
 
 def request_hash(

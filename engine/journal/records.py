@@ -58,6 +58,10 @@ class DecisionRecord:
         The policy's score per offer (-inf where not eligible, NaN when the policy was not asked).
     offer_ids : tuple of str
         The campaign's offers, in the order of ``scores``.
+    replayed : bool
+        True when this is the stored answer to a retried request (same ``request_id``): the
+        decision was made, journaled and counted by an earlier call, so counters (metrics) must
+        not count it again. Not compared.
     """
 
     decision_id: str
@@ -74,6 +78,7 @@ class DecisionRecord:
     cost: float
     scores: FloatArray = field(compare=False)
     offer_ids: tuple[str, ...]
+    replayed: bool = field(default=False, compare=False)
 
     @property
     def ranking(self) -> tuple[tuple[str, float], ...]:

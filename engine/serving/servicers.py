@@ -87,7 +87,8 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
             d = engine.decide(customer_id, attributes, candidates, request_id=request.request_id)
         else:
             d = decider.decide(customer_id, attributes, candidates)
-        self._metrics.record_decisions(name, (d.offer_id,), (d.explored,), (d.control,))
+        if not d.replayed:  # a retried request_id's stored answer was counted the first time
+            self._metrics.record_decisions(name, (d.offer_id,), (d.explored,), (d.control,))
         return pb.DecideResponse(
             decision_id=d.decision_id,
             offer_id=d.offer_id,
@@ -130,7 +131,8 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         offer_ids = [d.offer_id for d in batch]
         explored = [d.explored for d in batch]
         control = [d.control for d in batch]
-        self._metrics.record_decisions(name, offer_ids, explored, control)
+        if not batch[0].replayed:  # a retry's stored answer (every row) was counted already
+            self._metrics.record_decisions(name, offer_ids, explored, control)
         response = pb.DecideBatchResponse(
             decision_ids=[d.decision_id for d in batch],
             offer_ids=offer_ids,

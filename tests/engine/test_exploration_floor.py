@@ -68,7 +68,7 @@ def test_a_model_promoted_from_the_model_directory_keeps_the_floor_and_seed(tmp_
     """PromoteModel's path (Engine.promote: the model directory, checked reads) floors the
     model like load_snapshot."""
     eng = Engine.from_config(RENEWAL, data_dir=tmp_path / "data", clock=lambda: NOW)
-    assert eng.model_dir == tmp_path / "data" / "models"
+    assert eng.model_dir == tmp_path / "data" / "models" / eng.campaign
     _trained_snapshot(eng, eng.model_dir / "trained.snap")
     with caplog.at_level(logging.WARNING, logger="nbo.engine"):
         eng.promote("trained.snap")

@@ -211,7 +211,9 @@ def test_files_are_created_exclusively_and_owner_only(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     entries = [data_dir, *data_dir.rglob("*")]
-    assert (data_dir / "models").is_dir() and list_snapshots(data_dir / "snapshots" / "renewal")
+    assert (data_dir / "models" / "renewal").is_dir() and list_snapshots(
+        data_dir / "snapshots" / "renewal"
+    )
     assert {oct(stat.S_IMODE(p.stat().st_mode) & 0o077) for p in entries} == {"0o0"}
 
 
@@ -266,7 +268,7 @@ def test_promote_refuses_paths_outside_the_model_directory_alike(
     served: tuple[ServeProcess, Path], tmp_path: Path
 ) -> None:
     server, data_dir = served
-    models = data_dir / "models"
+    models = data_dir / "models" / "renewal"
     (models / "out.snap").symlink_to("/etc/passwd")
     (models / "gone.snap").symlink_to(tmp_path / "no-such-file")
     (models / "sub").mkdir(exist_ok=True)
@@ -286,7 +288,7 @@ def test_promote_refuses_paths_outside_the_model_directory_alike(
 
 def test_promote_refuses_a_fifo_promptly(served: tuple[ServeProcess, Path]) -> None:
     server, data_dir = served
-    fifo = data_dir / "models" / "pipe.snap"
+    fifo = data_dir / "models" / "renewal" / "pipe.snap"
     os.mkfifo(fifo, 0o600)
     with server.client(timeout=10) as c:
         started = time.monotonic()
@@ -298,7 +300,7 @@ def test_promote_refuses_a_fifo_promptly(served: tuple[ServeProcess, Path]) -> N
 
 def test_promote_refuses_a_huge_file_before_reading_it(served: tuple[ServeProcess, Path]) -> None:
     server, data_dir = served
-    huge = data_dir / "models" / "huge.snap"
+    huge = data_dir / "models" / "renewal" / "huge.snap"
     with huge.open("wb") as f:  # 300 MB, sparse: nothing to read but what the server reads
         f.write(b"NBOSNAP1")
         f.truncate(300 * 1000 * 1000)
@@ -332,7 +334,7 @@ def test_promote_refuses_crafted_shapes_and_parameter_types_without_allocating(
         peak = _peak_rss_kb(server.proc.pid)
         assert len(crafted["big-same-names.snap"][0]) < 2_000  # a tiny file, a huge model
         for name, (data, reason) in crafted.items():
-            (data_dir / "models" / name).write_bytes(data)
+            (data_dir / "models" / "renewal" / name).write_bytes(data)
             code, details = _code(lambda name=name: c.promote(name))
             assert code == INVALID, (name, details)
             assert repr(name) in details and reason in details, (name, details)
@@ -342,7 +344,7 @@ def test_promote_refuses_crafted_shapes_and_parameter_types_without_allocating(
         # A good file in the model directory is promoted by name.
         version = c.snapshot()
         newest = data_dir / "snapshots" / "renewal" / f"{version}.snap"
-        shutil.copyfile(newest, data_dir / "models" / "good.snap")
+        shutil.copyfile(newest, data_dir / "models" / "renewal" / "good.snap")
         assert c.promote("good.snap") != version
 
 

@@ -211,7 +211,7 @@ def test_snapshots_holding_a_pickle_are_refused_and_never_unpickled(tmp_path: Pa
     # ... and offered for promotion over gRPC from the model directory: INVALID_ARGUMENT, the
     # model unchanged.
     for path in (raw, framed):
-        (data_dir / "models" / path.name).write_bytes(path.read_bytes())
+        (data_dir / "models" / "renewal" / path.name).write_bytes(path.read_bytes())
     server = ServeProcess(config, data_dir)
     try:
         server.wait_serving()

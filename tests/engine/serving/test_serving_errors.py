@@ -410,7 +410,7 @@ def test_offer_service_needs_no_token(server: NboServer) -> None:
 def test_promote_corrupt_file_is_invalid_and_keeps_the_model(
     server: NboServer, client: NboClient
 ) -> None:
-    bad = server.config.data_dir / "models" / "corrupt.snap"
+    bad = server.config.data_dir / "models" / "renewal" / "corrupt.snap"
     bad.write_bytes(b"NBOSNAP1" + b"\0" * 64)
     before = client.model_info().model_version
     with pytest.raises(grpc.RpcError) as err:
