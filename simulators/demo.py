@@ -33,6 +33,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from engine.cliargs import add_command, add_seed
 from engine.errors import InvalidInputError, NboError
 from simulators.engine_path import DEFAULT_CAMPAIGN
 from simulators.renewal import RenewalEnvironment
@@ -48,20 +49,21 @@ CANDIDATES = (
 
 def register(subparsers: Any) -> None:
     """Add the ``demo`` subcommand."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "demo",
+        handle,
         help="the whole loop: serve, simulated customers over gRPC, export, evaluate, report",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     p.add_argument("--customers", type=int, default=60_000, help="customers to serve [60000]")
     p.add_argument("--per-day", type=int, default=800, help="customers per simulated day [800]")
     p.add_argument("--batch", type=int, default=200, help="customers per DecideBatch call [200]")
-    p.add_argument("--seed", type=int, default=0, help="simulation seed [0]")
+    add_seed(p, "simulation seed [0]")
     p.add_argument("--config", default=str(DEFAULT_CAMPAIGN), help="campaign file [%(default)s]")
     p.add_argument("--out", default="nbo-demo", help="demo directory (wiped first) [nbo-demo]")
     p.add_argument("--workers", type=int, default=2, help="local Ray CPUs for evaluate [2]")
     p.add_argument("--no-evaluate", action="store_true", help="skip export + evaluate")
-    p.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:

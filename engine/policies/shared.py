@@ -16,12 +16,12 @@ import numpy as np
 from engine.errors import InvalidInputError
 from engine.kernels import choose_greedy, ridge_predict
 from engine.policies.base import Decision
-from engine.policies.linear import NON_NEGATIVE, _RidgeModels
+from engine.policies.linear import NON_NEGATIVE, RidgeModels
 from engine.types import BoolArray, FloatArray, IntArray
 from engine.validation import ArrayLike, ParameterConstraints, float_array
 
 
-class SharedLinear(_RidgeModels):
+class SharedLinear(RidgeModels):
     """Upper-confidence choice over one ridge model of context x offer features.
 
     Parameters
@@ -54,7 +54,7 @@ class SharedLinear(_RidgeModels):
 
     _array_params = ("offer_features",)
     _parameter_constraints: ClassVar[ParameterConstraints] = {
-        **_RidgeModels._parameter_constraints,
+        **RidgeModels._parameter_constraints,
         "offer_features": [ArrayLike()],
         "alpha": [NON_NEGATIVE],
     }

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from engine.cliargs import add_command, add_ray_workers, add_seed
 from engine.errors import InvalidInputError, InvalidParameterError
 from engine.policies import make_policy
 from engine.replay.candidates import (
@@ -42,14 +43,17 @@ COLUMN_FIELDS = (
 
 def register(subparsers: Any) -> None:
     """Add the ``evaluate`` and ``train`` subcommands."""
-    evaluate = subparsers.add_parser(
+    evaluate = add_command(
+        subparsers,
         "evaluate",
+        run_evaluate,
         help="off-policy evaluation of candidate policies on logged data (JSON + HTML report)",
         description="Estimate what candidate policies would have earned on logged decisions, "
         "with confidence intervals, next to the logging policy and the uniform and control "
         "baselines; print the candidates and a go/no-go line, write evaluation.json and "
         "report.html. The log is split in time: the earlier --train-fraction of rows trains the "
-        "static candidates and the reward model, the later rows evaluate every candidate.",
+        "static candidates, the later rows evaluate every candidate; the reward model is "
+        "cross-fitted over every row in --folds folds of customers.",
     )
     _add_source_args(evaluate)
     evaluate.add_argument(
@@ -147,8 +151,8 @@ def register(subparsers: Any) -> None:
         "--train-fraction",
         type=float,
         default=0.5,
-        help="share of the rows, earliest first, that trains the static candidates and the "
-        "reward model; the rest evaluates [%(default)s]",
+        help="share of the rows, earliest first, that trains the static candidates; the rest "
+        "evaluates [%(default)s]",
     )
     evaluate.add_argument(
         "--control-offer",
@@ -162,15 +166,11 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument(
         "--shard-rows", type=int, default=131_072, help="rows per task [%(default)s]"
     )
-    evaluate.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="0: in-process; N: local Ray with N CPUs [%(default)s: in-process for small jobs, "
-        "else local Ray with every CPU]",
-    )
-    evaluate.add_argument(
-        "--ray-address", default=None, help="an existing Ray cluster [%(default)s]"
+    add_ray_workers(
+        evaluate,
+        "0: in-process; N: local Ray with N CPUs [%(default)s: in-process for small jobs, else "
+        "local Ray with every CPU]",
+        "an existing Ray cluster [%(default)s]",
     )
     evaluate.add_argument(
         "--retries", type=int, default=2, help="retries per failed task [%(default)s]"
@@ -182,14 +182,15 @@ def register(subparsers: Any) -> None:
         metavar="PATH",
         help="write the GO candidate as an nbo snapshot (its trained policy, the encoder state "
         "when --encoder-from gives it, the estimate, lower bound, estimator, interval and the "
-        "evaluated rows' time range in its header); refused when the verdict is NO-GO",
+        "evaluated rows' time range in its header); refused when the verdict is NO-GO [none]",
     )
     evaluate.add_argument(
         "--encoder-from",
         default=None,
         metavar="SNAPSHOT_OR_DATA_DIR",
         help="with --save-best: copy the encoder state from a server snapshot file, a snapshot "
-        "directory or a campaign data directory (its journal's meta)",
+        "directory or a campaign data directory (its journal's meta) [none: a snapshot: "
+        "candidate's own]",
     )
     meta = evaluate.add_argument_group(
         "meta-evaluation",
@@ -208,10 +209,12 @@ def register(subparsers: Any) -> None:
     for action in evaluate._actions:
         if action.dest == "logs":
             action.required = False
-    evaluate.set_defaults(func=run_evaluate)
+            action.help = f"{action.help} [required unless --meta]"
 
-    train = subparsers.add_parser(
+    train = add_command(
+        subparsers,
         "train",
+        run_train,
         help="learn a policy from logged data and write a snapshot the service can promote",
         description="Offline warm start: fit a policy on logged decisions with IPS-weighted or "
         "doubly robust targets and write an nbo snapshot file.",
@@ -245,7 +248,6 @@ def register(subparsers: Any) -> None:
     train.add_argument(
         "--version", default=None, help="model version [%(default)s: offline-<time>]"
     )
-    train.set_defaults(func=run_train)
 
 
 def _add_source_args(parser: argparse.ArgumentParser) -> None:
@@ -280,9 +282,7 @@ def _add_source_args(parser: argparse.ArgumentParser) -> None:
         default=32,
         help="hashed context width for DSJson [%(default)s]",
     )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of training, bootstrap and replay [%(default)s]"
-    )
+    add_seed(parser, "seed of training, bootstrap and replay [%(default)s]")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from engine.errors import DeadlineExceededError, InvalidInputError, NotFoundError
+from engine.errors import DeadlineExceededError, InvalidInputError, NboError, NotFoundError
 from engine.serving import codec
 from engine.serving.campaigns import Campaigns
 from engine.serving.logs import LOGGER_NAME, request_id_var
@@ -83,8 +83,12 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         attributes = codec.context_to_dict(request.context)
         candidates = codec.candidates_of(request.candidates, engine.offer_ids)
         _check_deadline(context)
-        d = decider.decide(customer_id, attributes, candidates)
-        self._metrics.record_decisions(name, (d.offer_id,), (d.explored,), (d.control,))
+        if request.request_id:  # idempotent: decided alone, so a retry finds exactly this call
+            d = engine.decide(customer_id, attributes, candidates, request_id=request.request_id)
+        else:
+            d = decider.decide(customer_id, attributes, candidates)
+        if not d.replayed:  # a retried request_id's stored answer was counted the first time
+            self._metrics.record_decisions(name, (d.offer_id,), (d.explored,), (d.control,))
         return pb.DecideResponse(
             decision_id=d.decision_id,
             offer_id=d.offer_id,
@@ -121,11 +125,14 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
             )
             candidates = None if all(c is None for c in per_row) else per_row
         _check_deadline(context)
-        batch = engine.decide_batch(customer_ids, contexts, candidates)
+        batch = engine.decide_batch(
+            customer_ids, contexts, candidates, request_id=request.request_id or None
+        )
         offer_ids = [d.offer_id for d in batch]
         explored = [d.explored for d in batch]
         control = [d.control for d in batch]
-        self._metrics.record_decisions(name, offer_ids, explored, control)
+        if not batch[0].replayed:  # a retry's stored answer (every row) was counted already
+            self._metrics.record_decisions(name, offer_ids, explored, control)
         response = pb.DecideBatchResponse(
             decision_ids=[d.decision_id for d in batch],
             offer_ids=offer_ids,
@@ -242,11 +249,15 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         path = request.snapshot_path
         if not path:
             raise InvalidInputError("snapshot_path", "a path to a snapshot file", "an empty string")
+        # Only the campaign's model directory is read; a path outside it is PERMISSION_DENIED,
+        # a bad file INVALID_ARGUMENT (engine/serving/status.py).
         try:
-            version = engine.load_snapshot(path)
-        except FileNotFoundError as exc:
+            version = engine.promote(path)
+        except NboError:  # PermissionDeniedError is an OSError too: keep its status
+            raise
+        except FileNotFoundError as exc:  # removed between the check and the open
             raise NotFoundError(
-                f"snapshot_path: expected a snapshot file on the server, got {path!r} "
+                f"snapshot_path: expected a file in the model directory, got {path!r} "
                 "(no such file)"
             ) from exc
         except OSError as exc:
