@@ -29,37 +29,48 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.assembly import DecisionAssembler, Screened
 from engine.campaign import CampaignConfig, Guardrails, control_flags, load_campaign
 from engine.campaign.eligibility import Eligibility
-from engine.campaign.exploration import apply_exploration
-from engine.errors import CorruptModelError, NotFoundError, ResourceExhaustedError
+from engine.errors import (
+    CorruptModelError,
+    InvalidInputError,
+    NotFoundError,
+    ResourceExhaustedError,
+)
 from engine.features import Encoder
 from engine.features.columns import Columns, gather
 from engine.journal.backends import open_journal
 from engine.journal.base import JournalBackend
 from engine.journal.lift import Lift, lift_from_journal
+from engine.journal.promotion import Candidate, check_candidate, find_repeat, origin_header
 from engine.journal.records import DecisionRecord, RewardRecord
-from engine.journal.recovery import (
-    adapt_offers,
-    check_compatible,
-    restore_guardrails,
-    start_learner,
-)
+from engine.journal.recovery import restore_guardrails, start_learner
+from engine.journal.registry import ModelVersion, version_number
 from engine.journal.rewards import RewardLedger
-from engine.journal.snapshot import read_snapshot
 from engine.policies import Policy
 from engine.requests import CandidateMasks, check_decide_request, check_rewards
 from engine.types import FloatArray
 from engine.upkeep import Upkeep
 
-__all__ = ["DecisionRecord", "Engine", "RewardRecord"]
+__all__ = ["DecisionRecord", "Engine", "ModelChange", "RewardRecord"]
 
 _SWEEP_ROWS = 8192  # decisions an expiry sweep scans per hold of the decision lock
 _log = logging.getLogger("nbo.engine")
+_models_log = logging.getLogger("nbo.models")
+
+
+@dataclass(frozen=True)
+class ModelChange:
+    """What a promotion or a rollback did: the live version after it, and whether it was a
+    no-op (the model asked for was already live)."""
+
+    version: ModelVersion
+    unchanged: bool = False
 
 
 class Engine:
@@ -82,6 +93,10 @@ class Engine:
         decisions, checkpoints the WAL and writes snapshots. Default: True with the real clock,
         False with an injected clock (then the caller drives time: :meth:`expire_pending`,
         :meth:`snapshot`; rewards also trigger due sweeps and time-based publishing).
+    reset_model : bool
+        When the stored model cannot serve the campaign's features (a feature change), start
+        a fresh model that learns from the journal's rewards under the new features instead
+        of refusing to start (``nbo serve --reset-model``). Ignored when the model fits.
 
     Notes
     -----
@@ -97,6 +112,7 @@ class Engine:
         journal_url: str | None = None,
         clock: Callable[[], float] | None = None,
         background: bool | None = None,
+        reset_model: bool = False,
     ) -> None:
         self.config = config
         self.campaign = config.name
@@ -136,7 +152,13 @@ class Engine:
         )
         self._guardrails = Guardrails(config)
         self._learner = start_learner(
-            config, self._journal, self._encoder, snapshot_dir, self._lock, self._clock
+            config,
+            self._journal,
+            self._encoder,
+            snapshot_dir,
+            self._lock,
+            self._clock,
+            reset_model=reset_model,
         )
         restore_guardrails(self._journal, self._guardrails, config, self._clock())
         self._ledger = RewardLedger(
@@ -163,10 +185,18 @@ class Engine:
         journal_url: str | None = None,
         clock: Callable[[], float] | None = None,
         background: bool | None = None,
+        reset_model: bool = False,
     ) -> Engine:
         """Load a campaign TOML file (see :mod:`engine.campaign.config`) and start its engine."""
         config = load_campaign(path)
-        return cls(config, data_dir, journal_url=journal_url, clock=clock, background=background)
+        return cls(
+            config,
+            data_dir,
+            journal_url=journal_url,
+            clock=clock,
+            background=background,
+            reset_model=reset_model,
+        )
 
     # ------------------------------------------------------------------ information
     @property
@@ -188,9 +218,14 @@ class Engine:
         """Published model, campaign and journal facts (for admin endpoints)."""
         learner = self._learner
         params = learner.published.get_params()
+        live = learner.registry.get(learner.number)
         return {
             "campaign": self.campaign,
-            "model_version": learner.version,
+            "model_version": live.version,
+            "kind": live.kind,
+            "origin": live.origin,
+            "parent": live.parent,
+            "created": live.created,
             "policy": type(learner.published).__name__,
             "policy_params": {
                 k: v for k, v in params.items() if v is None or isinstance(v, str | int | float)
@@ -372,36 +407,124 @@ class Engine:
         self._learner.apply()
         return self._learner.checkpoint()
 
-    def load_snapshot(self, path: str | Path) -> str:
+    def load_snapshot(self, path: str | Path, *, who: str = "") -> str:
         """Warm start / promote: make the model in a snapshot file the published model.
 
-        The snapshot must be over the same features; its offers are mapped onto the campaign's
-        (removed offers dropped, new ones added). Returns the new model version.
+        Reads the file and calls :meth:`promote_bytes` with its name. Returns the live
+        version (a new one, or the live one when the file is already live).
 
         Raises
         ------
         CorruptModelError
             When the file fails its checksum or does not fit this campaign.
         """
+        path = Path(path)
+        return self.promote_bytes(path.read_bytes(), file_name=str(path), who=who).version.version
+
+    def promote_bytes(self, data: bytes, *, file_name: str, who: str = "") -> ModelChange:
+        """Promote a snapshot (its bytes, read by the caller from ``file_name``).
+
+        The model must be of this campaign and over its features; its offers are mapped onto
+        the campaign's (removed offers dropped, new ones added) and it takes the campaign's
+        exploration floor and seed. The model live before keeps its bytes (it can be rolled
+        back to). Promoting the live model again changes nothing (``unchanged``); promoting
+        bytes an older version had makes a new version whose origin says it repeats that one
+        (see :mod:`engine.journal.promotion`). Logged at INFO and journaled.
+
+        Raises
+        ------
+        CorruptModelError
+            When the bytes fail their checksum or do not fit this campaign (nothing changes).
+        """
         self._check_open()
-        header, policy = read_snapshot(path)
-        check_compatible(header, policy, self.feature_names, str(path))
         shared = self.config.policy["name"] == "shared"
-        adapt_offers(
-            policy,
-            header.get("offer_ids") or list(self.offer_ids),
-            self.offer_ids,
-            self.config.offer_features() if shared else None,
+        candidate = check_candidate(
+            data,
+            file_name,
+            campaign=self.campaign,
+            feature_names=self.feature_names,
+            offer_ids=self.offer_ids,
+            policy_spec=self.config.policy,
+            offer_features=self.config.offer_features() if shared else None,
         )
-        changes = apply_exploration(policy, self.config.policy)
-        if changes:  # a trained or foreign model would otherwise stop exploring
-            _log.warning(
-                "campaign %s: model from %s takes the campaign's exploration: %s",
-                self.campaign,
-                path,
-                "; ".join(changes),
+        learner = self._learner
+        with learner.lock:
+            unchanged, repeats = find_repeat(self._journal, candidate.sha256, learner.number)
+            if unchanged:
+                _models_log.info(
+                    "campaign %s: promotion of %s by %s changes nothing: it is the live model %s",
+                    self.campaign, file_name, who or "-", learner.version,
+                )  # fmt: skip
+                return ModelChange(learner.registry.get(learner.number), unchanged=True)
+            origin: dict[str, Any] = {
+                "file": Path(file_name).name,
+                "path": file_name,
+                "sha256": candidate.sha256,
+                "who": who,
+                "header": origin_header(candidate.header),
+            }
+            if repeats is not None:
+                origin["repeats"] = f"v{repeats}"
+            n_rewards = int(candidate.header.get("n_rewards", 0) or 0)
+            return self._install(candidate, "promoted", origin, n_rewards)
+
+    def rollback(self, version: str | int, *, who: str = "") -> ModelChange:
+        """Make an earlier version live again, as a new version of kind ``rollback``.
+
+        The restored model keeps learning from rewards that arrive from now on; the rewards
+        journaled between the two versions are not re-applied to it (they taught the model
+        being rolled back away from; they stay in the journal for export and offline work).
+        Its offers are mapped onto the campaign's and it takes the campaign's exploration
+        floor and seed. Rolling back to the live version changes nothing (``unchanged``).
+
+        Raises
+        ------
+        NotFoundError
+            For a version the registry does not have.
+        InvalidInputError
+            For a version whose bytes were pruned, or a malformed version.
+        CorruptModelError
+            When the stored model no longer fits the campaign (other features).
+        """
+        self._check_open()
+        learner = self._learner
+        row = learner.registry.stored(version)
+        target = learner.registry.describe(row)
+        if row.version == learner.number:
+            return ModelChange(target, unchanged=True)
+        data = self._journal.model_bytes(row.version)
+        if data is None:
+            raise InvalidInputError(
+                "version",
+                "a version whose model bytes are kept (see `nbo model list`)",
+                f"{target.version}, whose bytes were pruned",
             )
-        state = header.get("encoder")
+        shared = self.config.policy["name"] == "shared"
+        candidate = check_candidate(
+            data,
+            f"model {target.version}",
+            campaign=self.campaign,
+            feature_names=self.feature_names,
+            offer_ids=self.offer_ids,
+            policy_spec=self.config.policy,
+            old_offer_ids=target.offer_ids,
+            offer_features=self.config.offer_features() if shared else None,
+        )
+        origin = {"restored": row.version, "who": who}
+        return self._install(candidate, "rollback", origin, row.n_rewards)
+
+    def _install(
+        self, candidate: Candidate, kind: str, origin: dict[str, Any], n_rewards: int
+    ) -> ModelChange:
+        if candidate.changes:
+            origin["changes"] = candidate.changes
+            _log.warning(
+                "campaign %s: model from %s adapted: %s",
+                self.campaign,
+                origin.get("path", f"v{origin.get('restored')}"),
+                "; ".join(candidate.changes),
+            )
+        state = candidate.header.get("encoder")
         if state:
             with self._lock:
                 try:
@@ -409,7 +532,26 @@ class Engine:
                 except CorruptModelError:
                     pass  # a model trained under another standardization keeps ours
                 self._learner.header["encoder"] = self._encoder.state()
-        return self._learner.install(policy, origin=str(path))
+        learner = self._learner
+        parent = learner.version
+        learner.install(candidate.policy, kind, origin, n_rewards)
+        live = learner.registry.get(learner.number)
+        _models_log.info(
+            "campaign %s: model %s is live (%s, origin %s, parent %s)",
+            self.campaign, live.version, kind, live.origin_summary(), parent,
+            extra={"campaign": self.campaign, "model_version": live.version, "kind": kind,
+                   "origin": live.origin, "parent": live.parent},
+        )  # fmt: skip
+        return ModelChange(live)
+
+    def models(self, limit: int = 100, before: str | int | None = None) -> list[ModelVersion]:
+        """The registry's newest ``limit`` versions (below ``before``), newest first."""
+        below = None if before is None else version_number(before, "before")
+        return self._learner.registry.versions(limit=limit, before=below)
+
+    def model(self, version: str | int) -> ModelVersion:
+        """One registry version (NotFoundError when unknown)."""
+        return self._learner.registry.get(version)
 
     # ------------------------------------------------------------------ lifecycle
     def _check_open(self) -> None:

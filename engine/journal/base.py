@@ -21,7 +21,11 @@ Guarantees every backend keeps
   never returns a reward whose seq is below one it has already returned, so a learner that
   remembers the last seq it applied applies every reward exactly once, in the same order on
   every replay.
-- Rows are never deleted or changed once committed (except meta values, which are replaced).
+- Rows are never deleted or changed once committed (except meta values, which are replaced,
+  and the model bytes the registry no longer needs, which are deleted, never rewritten).
+- Model versions (the registry, :mod:`engine.journal.registry`): :meth:`JournalBackend.add_model`
+  numbers a version one above every version stored by any process, so a number is never given
+  twice, and a model's ``last_reward_seq`` commits in the same transaction as its row.
 
 Examples
 --------
@@ -32,7 +36,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from engine.errors import NboError
@@ -130,6 +134,45 @@ class JournalBackend(Protocol):
     def incentive_times(self, since_us: int, control_offer: str) -> Iterator[tuple[str, int]]:
         """(customer_id, ts_us) of every decision made after ``since_us``, outside the control
         group, whose offer is not ``control_offer``, in seq order (frequency caps, cooldowns)."""
+        ...
+
+    # ------------------------------------------------------------------ the model registry
+    def add_model(
+        self,
+        row: records.ModelRow,
+        blob: bytes | Callable[[int], bytes] | None = None,
+        at_least: int = 0,
+    ) -> int:
+        """Store a model version (and its bytes, when given: bytes, or a function of the new
+        number returning them, so bytes may name their own version) in one transaction and
+        return its number: one more than the largest stored number and than ``at_least``."""
+        ...
+
+    def keep_model_bytes(self, version: int, blob: bytes) -> bool:
+        """Keep the bytes of a stored version; False when already kept. Bytes once kept are
+        never replaced: other bytes for the version raise :class:`DuplicateError`."""
+        ...
+
+    def prune_model_bytes(self, keep_learned: int) -> int:
+        """Delete model bytes the registry need not keep: those of initial and learned versions
+        other than the newest ``keep_learned`` of them that have bytes, and other than the
+        parents of promoted and rollback versions. Returns how many were deleted."""
+        ...
+
+    def models(self, before: int | None = None, limit: int = 1000) -> list[records.StoredModel]:
+        """At most ``limit`` registry rows with a version below ``before``, newest first."""
+        ...
+
+    def models_with_bytes(self) -> list[records.StoredModel]:
+        """Registry rows whose bytes are kept, newest first."""
+        ...
+
+    def model(self, version: int) -> records.StoredModel | None:
+        """The registry row of ``version``, or None."""
+        ...
+
+    def model_bytes(self, version: int) -> bytes | None:
+        """The kept bytes of ``version`` (None when pruned or never kept)."""
         ...
 
     # ------------------------------------------------------------------ reports

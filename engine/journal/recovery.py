@@ -1,11 +1,13 @@
-"""Start-up recovery: the newest usable snapshot adapted to the current offer catalog, the
-journal replayed after it, and the guardrails' state rebuilt from the journal.
+"""Start-up recovery: the registry's newest usable model adapted to the current offer catalog,
+the journal replayed after its cursor, and the guardrails' state rebuilt from the journal.
 
-A snapshot is usable when its feature names equal the current schema's and its offers can be
-mapped onto the current catalog: offers removed from the config are removed from the model, new
-offers (appended at the end of the config's offer list) are added from the policy's prior. A
-snapshot that fails its checksum or cannot be mapped is skipped in favour of an older one; with
-none usable the model is rebuilt from the whole journal.
+A stored model is usable when its feature names equal the current schema's and its offers can
+be mapped onto the current catalog: offers removed from the config are removed from the model,
+new offers (appended at the end of the config's offer list) are added from the policy's prior.
+A kept model that fails its checksum or cannot be mapped is skipped in favour of an older one.
+When the live model is over other features, or no kept model can be restored, the start is
+refused with what changed and how to proceed (``nbo serve --reset-model CAMPAIGN``): a model is
+never silently replaced by a fresh one. See docs/architecture.md, "Model registry".
 
 Examples
 --------
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,11 +31,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.campaign.exploration import apply_exploration
-from engine.errors import CorruptModelError, NboError
+from engine.errors import ConfigError, CorruptModelError, NboError
 from engine.features import Encoder
 from engine.journal.base import JournalBackend
 from engine.journal.learner import Learner
-from engine.journal.snapshot import list_snapshots, read_snapshot
+from engine.journal.records import StoredModel
+from engine.journal.registry import ModelRegistry, feature_changes
+from engine.journal.schema import sha256
+from engine.journal.snapshot import decode_snapshot, encode_snapshot, list_snapshots
 from engine.policies import Policy, make_policy
 
 if TYPE_CHECKING:
@@ -103,24 +109,101 @@ def check_compatible(
         )
 
 
-def latest_usable(
-    directory: Path,
-    feature_names: Sequence[str],
-    offer_ids: Sequence[str],
-    offer_features: Any = None,
-) -> tuple[dict[str, Any], Policy] | None:
-    """The newest snapshot in ``directory`` that loads and maps onto the current catalog."""
+def newest_legacy_snapshot(directory: Path) -> tuple[Path, bytes, dict[str, Any]] | None:
+    """The newest snapshot file in ``directory`` that passes its checksum (a journal migrated
+    from version 1 has no registry yet: its model is in these files)."""
     for path in list_snapshots(directory):
         try:
-            header, policy = read_snapshot(path)
-            check_compatible(header, policy, feature_names, str(path))
-            old_ids = header.get("offer_ids") or list(offer_ids)
-            adapt_offers(policy, old_ids, offer_ids, offer_features)
+            data = path.read_bytes()
+            header, _ = decode_snapshot(data, str(path))
         except (NboError, OSError) as exc:
             _log.warning("snapshot %s refused, trying an older one: %s", path, exc)
             continue
-        return header, policy
+        return path, data, header
     return None
+
+
+def _import_legacy(
+    registry: ModelRegistry, journal: JournalBackend, snapshot_dir: Path | None, campaign: str
+) -> None:
+    """First start on a migrated journal: register the newest snapshot file, numbered above
+    every version decisions and files carry (so no number is ever reused)."""
+    files = list_snapshots(snapshot_dir) if snapshot_dir is not None else []
+    at_least = max(
+        [version_number(journal.latest_model_version())] + [version_number(p.stem) for p in files]
+    )
+    found = newest_legacy_snapshot(snapshot_dir) if files and snapshot_dir is not None else None
+    if found is None:
+        if at_least:  # versions were served before the registry existed: never reuse them
+            journal.set_meta("models_floor", str(at_least))
+        return
+    path, data, header = found
+    names = header.get("feature_names") or []
+    offers = header.get("offer_ids") or []
+    catalog = journal.catalog(campaign, offers, names)
+    origin = {
+        "imported": path.name,
+        "sha256": sha256(data),
+        "header_version": header.get("version"),
+    }
+    number = registry.add(
+        "learned", origin, None, catalog, str(header.get("policy_class", "")),
+        int(header.get("last_reward_seq", 0)), int(header.get("n_rewards", 0)), blob=data,
+        at_least=at_least,
+    )  # fmt: skip
+    _log.info(
+        "campaign %s: snapshot %s imported into the model registry as v%d", campaign, path, number
+    )
+
+
+def _reset_hint(campaign: str) -> str:
+    return (
+        f"to start a fresh model that learns from the journal's rewards under the new features, "
+        f"run `nbo serve --reset-model {campaign} ...` once; or revert the campaign's [features] "
+        "to what the model was trained on"
+    )
+
+
+def _restore(
+    registry: ModelRegistry,
+    journal: JournalBackend,
+    feature_names: Sequence[str],
+    offer_ids: Sequence[str],
+    offer_features: Any,
+) -> tuple[StoredModel, dict[str, Any], Policy, list[str]]:
+    """The newest version with kept bytes that decodes and maps onto the current offers.
+
+    Raises
+    ------
+    ConfigError
+        When none does (every kept model over other features, corrupt or unmappable).
+    """
+    refused = []
+    for row in journal.models_with_bytes():
+        _, offers, names = registry.catalog(row.catalog)
+        if list(names) != list(feature_names):
+            refused.append(f"v{row.version}: features {feature_changes(names, feature_names)}")
+            continue
+        data = journal.model_bytes(row.version)
+        try:
+            if data is None:
+                raise CorruptModelError("bytes pruned meanwhile")
+            header, policy = decode_snapshot(data, f"model v{row.version}")
+            check_compatible(header, policy, feature_names, f"model v{row.version}")
+            changes = []
+            if list(offers) != list(offer_ids):
+                adapt_offers(policy, offers, offer_ids, offer_features)
+                changes.append(f"offers {list(offers)} -> {list(offer_ids)}")
+        except NboError as exc:
+            _log.warning("model v%d refused, trying an older one: %s", row.version, exc)
+            refused.append(f"v{row.version}: {exc}")
+            continue
+        return row, header, policy, changes
+    raise ConfigError(
+        "model: expected a stored model this campaign can restore, got none ("
+        + "; ".join(refused[:5])
+        + ")"
+    )
 
 
 def snapshot_header(config: CampaignConfig, encoder: Encoder) -> dict[str, Any]:
@@ -141,61 +224,126 @@ def start_learner(
     snapshot_dir: Path | None,
     swap_lock: Any,
     clock: Callable[[], float],
+    reset_model: bool = False,
 ) -> Learner:
-    """The learner after a (re)start: newest usable snapshot + replay of the journal after it.
+    """The learner after a (re)start: the registry's newest usable model + replay of the
+    journal's rewards after its cursor.
+
+    - An empty registry (a new journal, or the first start after ``nbo journal migrate``)
+      registers the newest snapshot file of ``snapshot_dir``, if any.
+    - The newest version over other feature names than the campaign's is refused with what
+      changed and how to proceed (a model is never silently replaced), unless ``reset_model``:
+      then a fresh ``initial`` model starts and learns from every journaled reward of decisions
+      made over the current features.
+    - Else the newest version with kept bytes is restored, mapped onto the current offers and
+      given the campaign's exploration floor; rewards after its ``last_reward_seq`` are
+      replayed. When anything changed it (or it is not the newest version: a crash after
+      metadata-only publishes), it is registered as a new learned version with its bytes, so
+      the live version number never goes back.
 
     The encoder's state is restored too: from the journal (saved when its running statistics
-    froze) or else from the snapshot.
+    froze) or else from the restored model's header.
     """
     offer_features = config.offer_features() if config.policy["name"] == "shared" else None
     ids = config.offer_ids
+    names = encoder.feature_names
+    registry = ModelRegistry(journal)
+    catalog = journal.catalog(config.name, ids, names)
+    if registry.newest() is None:
+        _import_legacy(registry, journal, snapshot_dir, config.name)
+    newest = registry.newest()
+    header: dict[str, Any] = {}
     found = None
-    if snapshot_dir is not None:
-        found = latest_usable(snapshot_dir, encoder.feature_names, ids, offer_features)
-    saved = journal.get_meta("encoder")
-    if found is not None:
-        header, policy = found
-        changes = apply_exploration(policy, config.policy)
-        if changes:  # a promoted model saved before the floor was enforced
+    reset: dict[str, Any] | None = None
+    if newest is not None:
+        old_names = registry.catalog(newest.catalog)[2]
+        if list(old_names) != list(names):
+            what = feature_changes(old_names, names)
+            if not reset_model:
+                raise ConfigError(
+                    f"campaign {config.name}: the live model v{newest.version} is over other "
+                    f"features than the config ({what}), so it cannot decide under the new "
+                    f"features; {_reset_hint(config.name)}"
+                )
+            reset = {"from": newest.version, "changes": what}
+        else:
+            try:
+                found = _restore(registry, journal, names, ids, offer_features)
+            except ConfigError as exc:
+                if not reset_model:
+                    raise ConfigError(
+                        f"campaign {config.name}: {exc}; {_reset_hint(config.name)}"
+                    ) from None
+                reset = {"from": newest.version, "changes": "no stored model could be restored"}
+        if found is not None and reset_model:
             _log.warning(
-                "campaign %s: restored model %s takes the campaign's exploration: %s",
+                "campaign %s: --reset-model ignored: model v%d fits the current features",
                 config.name,
-                header.get("version"),
-                "; ".join(changes),
+                found[0].version,
             )
+    saved = journal.get_meta("encoder")
+    common: dict[str, Any] = {
+        "publish_every_rewards": config.publish_every_rewards,
+        "publish_every_ms": config.publish_every_ms,
+        "checkpoint_every_rewards": config.checkpoint_every_rewards,
+        "snapshot_dir": snapshot_dir,
+        "swap_lock": swap_lock,
+        "clock": clock,
+        "catalog": catalog,
+    }
+    index = {o: i for i, o in enumerate(ids)}
+    if found is not None:
+        row, header, policy, changes = found
+        changes += apply_exploration(policy, config.policy)
+        if changes:
+            _log.warning(
+                "campaign %s: restored model v%d adapted: %s",
+                config.name, row.version, "; ".join(changes),
+            )  # fmt: skip
         if saved is None and header.get("encoder"):
             saved = json.dumps(header["encoder"])
-        start = version_number(header.get("version"))
-        last_seq = int(header.get("last_reward_seq", 0))
-        n_applied = int(header.get("n_rewards", 0))
-    else:
-        policy = make_policy(
-            config.policy, len(ids), encoder.n_features, offer_features=offer_features
-        )
-        start, last_seq, n_applied = 1, 0, 0
+        _load_encoder(encoder, saved)
+        learner = Learner(
+            policy, journal, index, header=snapshot_header(config, encoder), version=row.version,
+            last_seq=row.last_reward_seq, n_applied=row.n_rewards, kept=True, **common,
+        )  # fmt: skip
+        replayed = learner.replay()
+        assert newest is not None
+        if replayed or changes or row.version != newest.version:
+            learner.refresh({"restored": row.version, "changes": changes}, parent=newest.version)
+        return learner
+    _load_encoder(encoder, saved)
+    policy = make_policy(config.policy, len(ids), encoder.n_features, offer_features=offer_features)
+    floor = int(journal.get_meta("models_floor") or 0)
+    number = ModelRegistry(journal).add(
+        "initial", {"reset": reset} if reset else {}, None if newest is None else newest.version,
+        catalog, type(policy).__name__, 0, 0,
+        blob=lambda n: encode_snapshot(
+            dict(snapshot_header(config, encoder), version=f"v{n}", created=time.time(),
+                 last_reward_seq=0, n_rewards=0), policy),
+        at_least=floor,
+    )  # fmt: skip
+    if reset:
+        _log.warning(
+            "campaign %s: model reset (--reset-model): v%d is a fresh model; the live model "
+            "before was v%d (%s)",
+            config.name, number, reset["from"], reset["changes"],
+        )  # fmt: skip
+    learner = Learner(
+        policy, journal, index, header=snapshot_header(config, encoder), version=number,
+        kept=True, **common,
+    )  # fmt: skip
+    if learner.replay():
+        learner.refresh({}, parent=number)
+    return learner
+
+
+def _load_encoder(encoder: Encoder, saved: str | None) -> None:
     if saved is not None:
         try:
             encoder.load_state(json.loads(saved))
         except (CorruptModelError, ValueError):
             pass  # the schema changed since: the configured statistics apply
-    learner = Learner(
-        policy,
-        journal,
-        {o: i for i, o in enumerate(ids)},
-        publish_every_rewards=config.publish_every_rewards,
-        publish_every_ms=config.publish_every_ms,
-        checkpoint_every_rewards=config.checkpoint_every_rewards,
-        snapshot_dir=snapshot_dir,
-        header=snapshot_header(config, encoder),
-        swap_lock=swap_lock,
-        version=start,
-        last_seq=last_seq,
-        n_applied=n_applied,
-        clock=clock,
-    )
-    if learner.replay():
-        learner.publish(at_least=version_number(journal.latest_model_version()))
-    return learner
 
 
 def restore_guardrails(

@@ -60,9 +60,18 @@ def decode_snapshot(data: bytes, source: str = "snapshot") -> tuple[dict[str, An
 
 
 def write_snapshot(path: str | Path, header: dict[str, Any], policy: Policy) -> None:
-    """Write a snapshot file atomically with owner-only permissions."""
+    """Write a snapshot file atomically with owner-only permissions (replacing any file of
+    that name: ``nbo train --out``)."""
+    write_snapshot_bytes(path, encode_snapshot(header, policy), replace=True)
+
+
+def write_snapshot_bytes(path: str | Path, data: bytes, replace: bool = False) -> bool:
+    """Write encoded snapshot bytes atomically (temporary file, fsync, rename).
+
+    With ``replace`` False an existing file is never replaced: the registry's exports are
+    immutable, so a file already there is left as it is. Returns whether the file was written.
+    """
     path = Path(path)
-    data = encode_snapshot(header, policy)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
@@ -74,7 +83,15 @@ def write_snapshot(path: str | Path, header: dict[str, Any], policy: Policy) -> 
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if the name exists: never rewrites a file
+            except FileExistsError:
+                return False
+            finally:
+                tmp.unlink(missing_ok=True)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -85,6 +102,7 @@ def write_snapshot(path: str | Path, header: dict[str, Any], policy: Policy) -> 
         raise ResourceExhaustedError(
             f"snapshot {path}: expected room to write it, got {exc.strerror or exc}"
         ) from exc
+    return True
 
 
 def read_snapshot(path: str | Path) -> tuple[dict[str, Any], Policy]:
