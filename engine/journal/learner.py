@@ -328,9 +328,13 @@ class Learner:
             self._since_checkpoint = 0
             if self._kept != self.number:
                 number = self.number
-                self.registry.keep_bytes(
-                    number, encode_snapshot(self._header(number), self.published.copy())
-                )
+                blob = encode_snapshot(self._header(number), self.published.copy())
+                try:
+                    self.registry.keep_bytes(number, blob)
+                except ResourceExhaustedError as exc:
+                    raise ResourceExhaustedError(
+                        f"snapshot {self.version}: expected room to keep the model, got: {exc}"
+                    ) from exc
                 self._kept = number
             self._export()
             return self.version
