@@ -29,10 +29,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.serving.config import ADMIN_TOKEN_ENV
+
 if TYPE_CHECKING:
     from engine.client import ModelChange, ModelVersion, NboClient
 
-ADMIN_TOKEN_ENV = "NBO_ADMIN_TOKEN"
 FAILED = 2
 
 
