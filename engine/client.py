@@ -1,8 +1,16 @@
 """A small typed Python client for the nbo gRPC service.
 
 Backend services, the demo and the benchmarks use it; services in other languages generate their
-own stubs from ``proto/nbo/v1/offers.proto``. Failed calls raise ``grpc.RpcError`` unchanged, so
-callers see the server's status code (``err.code()``) and message (``err.details()``).
+own stubs from ``proto/nbo/v1/offers.proto``.
+
+A failed call raises the :mod:`engine.errors` class of its status (the table of
+:mod:`engine.serving.status`, read backwards): INVALID_ARGUMENT is an ``InvalidInputError``,
+NOT_FOUND a ``NotFoundError``, RESOURCE_EXHAUSTED a ``ResourceExhaustedError``, UNAUTHENTICATED an
+``AuthenticationError``, PERMISSION_DENIED a ``PermissionDeniedError``, UNAVAILABLE a
+``ServiceUnavailableError`` and DEADLINE_EXCEEDED a ``DeadlineExceededError`` (a
+``ServiceUnavailableError`` and a ``TimeoutError``); any other status an :class:`RpcFailedError`.
+The message is the server's details. Each is also a ``grpc.RpcError`` with ``code()`` and
+``details()``, and the original error is its ``__cause__``.
 
 Examples
 --------
@@ -18,20 +26,98 @@ Against a running ``nbo serve --config examples/renewal.toml --port 50051``::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from engine.errors import InvalidInputError, NboError
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
+from engine.serving.status import STATUS_BY_ERROR
 from engine.types import FloatArray
 
 Attributes = Mapping[str, float | int | bool | str]
+_Reply = TypeVar("_Reply")
+
+
+class RemoteError(grpc.RpcError):
+    """What every error of a failed call is too: a ``grpc.RpcError`` with the call's status.
+
+    Parameters
+    ----------
+    status : grpc.StatusCode
+        The call's status, also ``exc.code()``.
+    details : str
+        The server's message (names the field, what was expected, what came): ``str(exc)`` and
+        ``exc.details()``.
+    """
+
+    def __new__(cls, status: grpc.StatusCode, details: str) -> RemoteError:
+        return super().__new__(cls, details)
+
+    def __init__(self, status: grpc.StatusCode, details: str) -> None:
+        BaseException.__init__(self, details)  # not the nbo class's own signature
+        self._status = status
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        """The call's gRPC status code (as ``grpc.RpcError.code()``)."""
+        return self._status
+
+    def details(self) -> str:
+        """The server's message (as ``grpc.RpcError.details()``)."""
+        return self._details
+
+    def __str__(self) -> str:
+        return self._details
+
+
+class RpcFailedError(NboError, RuntimeError):
+    """A call failed with a status no :mod:`engine.errors` class stands for (INTERNAL, ...)."""
+
+
+def _remote_class(cls: type[BaseException]) -> type[RemoteError]:
+    return type(cls.__name__, (RemoteError, cls), {"__module__": __name__, "__doc__": cls.__doc__})
+
+
+# The first class the server's table maps to each status; RemoteError comes first in each so its
+# constructor, str() and code() win over the nbo class's.
+_ERROR_BY_STATUS: dict[grpc.StatusCode, type[RemoteError]] = {
+    code: _remote_class(cls) for cls, code in reversed(STATUS_BY_ERROR)
+}
+_OTHER_ERROR = _remote_class(RpcFailedError)
+
+
+def remote_error(error: grpc.RpcError) -> RemoteError:
+    """The :mod:`engine.errors` error for a failed call (``exc.code()`` is its status).
+
+    Examples
+    --------
+    >>> class Failed(grpc.RpcError):
+    ...     def code(self): return grpc.StatusCode.INVALID_ARGUMENT
+    ...     def details(self): return "customer_id: expected a non-empty string, got ''"
+    >>> exc = remote_error(Failed())
+    >>> isinstance(exc, InvalidInputError), exc.code().name, exc.field, exc.got
+    (True, 'INVALID_ARGUMENT', 'customer_id', "''")
+    >>> exc
+    InvalidInputError("customer_id: expected a non-empty string, got ''")
+    """
+    code = getattr(error, "code", None)
+    status = code() if callable(code) else grpc.StatusCode.UNKNOWN
+    read = getattr(error, "details", None)
+    details = (read() if callable(read) else None) or status.name
+    exc = _ERROR_BY_STATUS.get(status, _OTHER_ERROR)(status, details)
+    if isinstance(exc, InvalidInputError):  # "FIELD: expected WHAT, got VALUE"
+        field, _, rest = details.partition(": expected ")
+        expected, _, got = rest.rpartition(", got ")
+        exc.field, exc.expected, exc.got = (field, expected, got) if got else ("", "", details)
+    return exc
 
 
 @dataclass(frozen=True)
@@ -55,7 +141,10 @@ class BatchDecisions:
     """Decisions of one batch; entry i of every array belongs to row i of the request.
 
     ``scores`` has shape (n_rounds, n_actions) with columns ``score_offer_ids`` when scores were
-    requested, else shape (n_rounds, 0).
+    requested, else shape (n_rounds, 0). The batch is also a sequence of rows: ``len(batch)``,
+    ``batch[i]`` and ``for d in batch`` give :class:`OfferDecision` objects, as ``decide()``
+    returns, whose ``ranking`` is empty unless scores were requested and whose ``reasons`` are
+    empty (the batch response carries none).
     """
 
     decision_ids: list[str]
@@ -71,6 +160,45 @@ class BatchDecisions:
 
     def __len__(self) -> int:
         return len(self.decision_ids)
+
+    @overload
+    def __getitem__(self, index: int) -> OfferDecision: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[OfferDecision]: ...
+    def __getitem__(self, index: int | slice) -> OfferDecision | list[OfferDecision]:
+        if isinstance(index, slice):
+            return [self._row(i) for i in range(len(self))[index]]
+        return self._row(range(len(self))[index])  # IndexError past the end, as a list
+
+    def __iter__(self) -> Iterator[OfferDecision]:
+        return map(self._row, range(len(self)))
+
+    def _row(self, i: int) -> OfferDecision:
+        return OfferDecision(
+            decision_id=self.decision_ids[i],
+            offer_id=self.offer_ids[i],
+            propensity=float(self.propensities[i]),
+            explored=bool(self.explored[i]),
+            control=bool(self.control[i]),
+            model_version=self.model_versions[i],
+            ranking=_ranking(self.offer_ids[i], self.score_offer_ids, self.scores[i]),
+            campaign=self.campaign,
+            request_id=self.request_id,
+        )
+
+
+def _ranking(
+    chosen: str, offer_ids: Sequence[str], scores: FloatArray
+) -> tuple[tuple[str, float], ...]:
+    # As DecideResponse.ranking: the eligible (finite-score) offers best first, or the chosen
+    # offer alone with NaN when the policy was not asked; nothing when scores were not sent.
+    if not scores.size:
+        return ()
+    finite = np.isfinite(scores)
+    if not finite.any():
+        return ((chosen, math.nan),)
+    order = np.argsort(-scores, kind="stable")
+    return tuple((offer_ids[a], float(scores[a])) for a in order if finite[a])
 
 
 @dataclass(frozen=True)
@@ -256,7 +384,8 @@ class NboClient:
         timeout: float | None = None,
     ) -> OfferDecision:
         """Choose the next best offer for one customer."""
-        r = self._offers.Decide(
+        r = self._call(
+            self._offers.Decide,
             pb.DecideRequest(
                 campaign=self.campaign if campaign is None else campaign,
                 customer_id=customer_id,
@@ -264,8 +393,8 @@ class NboClient:
                 candidates=candidates or (),
                 request_id=request_id,
             ),
-            timeout=self.timeout if timeout is None else timeout,
-            metadata=self._client_metadata,
+            timeout,
+            self._client_metadata,
         )
         return OfferDecision(
             decision_id=r.decision_id,
@@ -346,10 +475,11 @@ class NboClient:
         return self._batch(request, timeout)
 
     def _batch(self, request: pb.DecideBatchRequest, timeout: float | None) -> BatchDecisions:
-        r = self._offers.DecideBatch(
+        r = self._call(
+            self._offers.DecideBatch,
             request,
-            timeout=self.timeout if timeout is None else timeout,
-            metadata=self._client_metadata,
+            timeout,
+            self._client_metadata,
         )
         n_rows = len(r.decision_ids)
         scores = np.array(r.scores, dtype=np.float64)
@@ -377,7 +507,8 @@ class NboClient:
         timeout: float | None = None,
     ) -> bool:
         """Report one decision's outcome; returns False when it was already rewarded (a retry)."""
-        r = self._offers.Reward(
+        r = self._call(
+            self._offers.Reward,
             pb.RewardRequest(
                 campaign=self.campaign if campaign is None else campaign,
                 decision_id=decision_id,
@@ -385,8 +516,8 @@ class NboClient:
                 components=dict(components or {}),
                 request_id=request_id,
             ),
-            timeout=self.timeout if timeout is None else timeout,
-            metadata=self._client_metadata,
+            timeout,
+            self._client_metadata,
         )
         return bool(r.applied)
 
@@ -400,15 +531,16 @@ class NboClient:
         timeout: float | None = None,
     ) -> RewardResults:
         """Report many outcomes; unknown or expired ids get their own status, not an error."""
-        r = self._offers.RewardBatch(
+        r = self._call(
+            self._offers.RewardBatch,
             pb.RewardBatchRequest(
                 campaign=self.campaign if campaign is None else campaign,
                 decision_ids=decision_ids,
                 values=np.asarray(values, dtype=np.float64),
                 request_id=request_id,
             ),
-            timeout=self.timeout if timeout is None else timeout,
-            metadata=self._client_metadata,
+            timeout,
+            self._client_metadata,
         )
         return RewardResults(
             applied=int(r.applied),
@@ -422,10 +554,11 @@ class NboClient:
 
     def model_info(self, campaign: str | None = None) -> ModelInfo:
         """Describe the model a campaign decides with (admin)."""
-        r = self._admin.GetModelInfo(
+        r = self._call(
+            self._admin.GetModelInfo,
             pb.GetModelInfoRequest(campaign=self.campaign if campaign is None else campaign),
-            timeout=self.timeout,
-            metadata=self._admin_metadata,
+            None,
+            self._admin_metadata,
         )
         return ModelInfo(
             campaign=r.campaign,
@@ -447,10 +580,11 @@ class NboClient:
 
     def snapshot(self, campaign: str | None = None) -> str:
         """Write a snapshot of a campaign's model; returns its version (admin)."""
-        r = self._admin.Snapshot(
+        r = self._call(
+            self._admin.Snapshot,
             pb.SnapshotRequest(campaign=self.campaign if campaign is None else campaign),
-            timeout=self.timeout,
-            metadata=self._admin_metadata,
+            None,
+            self._admin_metadata,
         )
         return str(r.model_version)
 
@@ -459,14 +593,16 @@ class NboClient:
         return self.promote_model(snapshot_path, campaign).model.version
 
     def promote_model(self, snapshot_path: str | Path, campaign: str | None = None) -> ModelChange:
-        """Promote a snapshot file on the server (admin); says whether it was live already."""
-        r = self._admin.PromoteModel(
+        """Promote a snapshot file of the server's model directory (admin; a path relative to
+        it); says whether it was live already."""
+        r = self._call(
+            self._admin.PromoteModel,
             pb.PromoteModelRequest(
                 campaign=self.campaign if campaign is None else campaign,
                 snapshot_path=str(snapshot_path),
             ),
-            timeout=self.timeout,
-            metadata=self._admin_metadata,
+            None,
+            self._admin_metadata,
         )
         return ModelChange(r.campaign, ModelVersion.from_message(r.model), r.unchanged)
 
@@ -474,44 +610,49 @@ class NboClient:
         self, campaign: str | None = None, *, limit: int = 100, before: str = ""
     ) -> list[ModelVersion]:
         """A campaign's model versions, newest first (admin)."""
-        r = self._admin.ListModels(
+        r = self._call(
+            self._admin.ListModels,
             pb.ListModelsRequest(
                 campaign=self.campaign if campaign is None else campaign,
                 limit=limit,
                 before=before,
             ),
-            timeout=self.timeout,
-            metadata=self._admin_metadata,
+            None,
+            self._admin_metadata,
         )
         return [ModelVersion.from_message(m) for m in r.models]
 
     def get_model(self, version: str, campaign: str | None = None) -> ModelVersion:
         """One version of a campaign's registry (admin); NOT_FOUND when unknown."""
-        r = self._admin.ListModels(
+        r = self._call(
+            self._admin.ListModels,
             pb.ListModelsRequest(
                 campaign=self.campaign if campaign is None else campaign, version=version
             ),
-            timeout=self.timeout,
-            metadata=self._admin_metadata,
+            None,
+            self._admin_metadata,
         )
         return ModelVersion.from_message(r.models[0])
 
     def rollback(self, version: str, campaign: str | None = None) -> ModelChange:
         """Make an earlier version live again, as a new version of kind rollback (admin)."""
-        r = self._admin.RollbackModel(
+        r = self._call(
+            self._admin.RollbackModel,
             pb.RollbackModelRequest(
                 campaign=self.campaign if campaign is None else campaign, version=version
             ),
-            timeout=self.timeout,
-            metadata=self._admin_metadata,
+            None,
+            self._admin_metadata,
         )
         return ModelChange(r.campaign, ModelVersion.from_message(r.model), r.unchanged)
 
     def health(self, service: str = "", timeout: float | None = None) -> str:
         """The server's health status name ("SERVING", "NOT_SERVING", ...) for ``service``."""
-        r = self._health.Check(
+        r = self._call(
+            self._health.Check,
             health_pb2.HealthCheckRequest(service=service),
-            timeout=self.timeout if timeout is None else timeout,
+            timeout,
+            (),
         )
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(r.status))
 
@@ -529,6 +670,20 @@ class NboClient:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"server not SERVING after {timeout} s")
             time.sleep(0.05)
+
+    def _call(
+        self,
+        method: Callable[..., _Reply],
+        request: Any,
+        timeout: float | None,
+        metadata: tuple[tuple[str, str], ...],
+    ) -> _Reply:
+        try:
+            return method(
+                request, timeout=self.timeout if timeout is None else timeout, metadata=metadata
+            )
+        except grpc.RpcError as exc:
+            raise remote_error(exc) from exc
 
     def close(self) -> None:
         """Close the channel."""

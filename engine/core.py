@@ -19,6 +19,11 @@ Examples
 'applied'
 >>> eng.reward(dec.decision_id, value=600.0).status     # a retry is applied once
 'duplicate'
+>>> again = eng.decide("c42", {"tenure_months": 30, "monthly_price": 50.0, "plan": "basic"},
+...                    request_id="req-1")
+>>> eng.decide("c42", {"tenure_months": 30, "monthly_price": 50.0, "plan": "basic"},
+...            request_id="req-1").decision_id == again.decision_id  # a retried request
+True
 >>> eng.close()
 """
 
@@ -33,29 +38,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.assembly import DecisionAssembler, Screened
+from engine.assembly import DecisionAssembler, Screened, stored_record
 from engine.campaign import CampaignConfig, Guardrails, control_flags, load_campaign
 from engine.campaign.eligibility import Eligibility
 from engine.errors import (
     CorruptModelError,
     InvalidInputError,
     NotFoundError,
+    PermissionDeniedError,
     ResourceExhaustedError,
 )
 from engine.features import Encoder
 from engine.features.columns import Columns, gather
 from engine.journal.backends import open_journal
-from engine.journal.base import JournalBackend
+from engine.journal.base import DuplicateError, JournalBackend
+from engine.journal.files import private_dir, read_regular, resolve_inside
 from engine.journal.lift import Lift, lift_from_journal
 from engine.journal.promotion import Candidate, check_candidate, find_repeat, origin_header
-from engine.journal.records import DecisionRecord, RewardRecord
-from engine.journal.recovery import restore_guardrails, start_learner
+from engine.journal.records import DecisionRecord, RequestRow, RewardRecord
+from engine.journal.recovery import model_shape, restore_guardrails, start_learner
 from engine.journal.registry import ModelVersion, version_number
 from engine.journal.rewards import RewardLedger
+from engine.journal.snapshot import ModelShape
 from engine.policies import Policy
-from engine.requests import CandidateMasks, check_decide_request, check_rewards
+from engine.requests import CandidateMasks, check_decide_request, check_rewards, request_hash
 from engine.types import FloatArray
 from engine.upkeep import Upkeep
+from engine.validation import check_id
 
 __all__ = ["DecisionRecord", "Engine", "ModelChange", "RewardRecord"]
 
@@ -80,8 +89,10 @@ class Engine:
     ----------
     config : CampaignConfig
     data_dir : str or Path or None
-        Holds ``<campaign>.journal.sqlite`` and ``snapshots/<campaign>/``; created owner-only.
-        None keeps the journal in memory (nothing durable: for benchmarks and throwaway runs).
+        Holds ``<campaign>.journal.sqlite``, ``snapshots/<campaign>/`` and ``models/``; created
+        owner-only. An existing one is refused (PermissionDeniedError naming it and why) unless
+        it belongs to this process's user and is neither group- nor world-writable. None keeps
+        the journal in memory (nothing durable: for benchmarks and throwaway runs).
     journal_url : str, optional
         Where the journal is instead (see :mod:`engine.journal.backends`): a path,
         ``sqlite:///path`` or ``postgresql://user@host:port/db``, shared by every replica of the
@@ -97,6 +108,9 @@ class Engine:
         When the stored model cannot serve the campaign's features (a feature change), start
         a fresh model that learns from the journal's rewards under the new features instead
         of refusing to start (``nbo serve --reset-model``). Ignored when the model fits.
+    model_dir : str or Path or None
+        The only place :meth:`promote` takes model files from. Default ``<data_dir>/models/``
+        (created owner-only); None without a data directory: nothing can be promoted.
 
     Notes
     -----
@@ -113,6 +127,7 @@ class Engine:
         clock: Callable[[], float] | None = None,
         background: bool | None = None,
         reset_model: bool = False,
+        model_dir: str | Path | None = None,
     ) -> None:
         self.config = config
         self.campaign = config.name
@@ -123,9 +138,13 @@ class Engine:
         self.data_dir = None if data_dir is None else Path(data_dir)
         snapshot_dir: Path | None = None
         if self.data_dir is not None:
-            if not self.data_dir.exists():
-                self.data_dir.mkdir(parents=True, mode=0o700)
-            snapshot_dir = self.data_dir / "snapshots" / config.name
+            private_dir(self.data_dir, "data_dir")
+            snapshot_dir = private_dir(self.data_dir / "snapshots", "data_dir") / config.name
+            private_dir(snapshot_dir, "data_dir")
+            if model_dir is None:
+                model_dir = self.data_dir / "models"
+        self.model_dir = None if model_dir is None else private_dir(Path(model_dir), "model_dir")
+        self._request_window_us = int(config.request_window * 1e6)
         run_background = background if background is not None else clock is None
         self._journal = open_journal(
             journal_url or config.journal_url,
@@ -173,6 +192,7 @@ class Engine:
                 checkpoint=self._journal.checkpoint,
                 expiry_due=self._expiry_due,
                 expire=self.expire_pending,
+                prune=self._prune_requests,
             )
             self._upkeep.start()
 
@@ -186,6 +206,7 @@ class Engine:
         clock: Callable[[], float] | None = None,
         background: bool | None = None,
         reset_model: bool = False,
+        model_dir: str | Path | None = None,
     ) -> Engine:
         """Load a campaign TOML file (see :mod:`engine.campaign.config`) and start its engine."""
         config = load_campaign(path)
@@ -196,6 +217,7 @@ class Engine:
             clock=clock,
             background=background,
             reset_model=reset_model,
+            model_dir=model_dir,
         )
 
     # ------------------------------------------------------------------ information
@@ -237,6 +259,7 @@ class Engine:
             "feature_names": list(self.feature_names),
             "journal": self._journal.counts(),
             "data_dir": None if self.data_dir is None else str(self.data_dir),
+            "model_dir": None if self.model_dir is None else str(self.model_dir),
         }
 
     def prepare(self) -> None:
@@ -254,6 +277,7 @@ class Engine:
         customer_id: str,
         context: Mapping[str, Any],
         candidates: Sequence[str] | None = None,
+        request_id: str | None = None,
     ) -> DecisionRecord:
         """Choose the next best offer for one customer and journal the decision durably.
 
@@ -264,6 +288,10 @@ class Engine:
             Raw attributes (see the campaign's ``[features]``; extra keys may feed rules).
         candidates : sequence of str, optional
             Offers the caller can deliver; intersected with the eligible offers.
+        request_id : str, optional
+            The client's id of this request. A retry with the same id within the campaign's
+            ``[journal] request_window_hours`` (even after a restart) returns the original
+            decision and changes nothing: no second decision, no second budget or cap charge.
 
         Returns
         -------
@@ -272,27 +300,34 @@ class Engine:
         Raises
         ------
         InvalidInputError
-            For a bad customer id, an unencodable context or an unknown candidate (no state
-            changes).
+            For a bad customer id, an unencodable context or an unknown candidate, or a request
+            id already used within the window by a different request (no state changes).
         """
-        return self.decide_batch([customer_id], [context], candidates)[0]
+        return self.decide_batch([customer_id], [context], candidates, request_id=request_id)[0]
 
     def decide_batch(
         self,
         customer_ids: Sequence[str],
         contexts: Sequence[Mapping[str, Any]],
         candidates: Sequence[str] | Sequence[Sequence[str] | None] | None = None,
+        request_id: str | None = None,
     ) -> list[DecisionRecord]:
         """Decide for many customers in one journal transaction.
 
         ``candidates`` is one list for every row, or one list (or None) per row. Guardrail state
         (budgets, caps, cooldowns) is read once at the start of the batch, so a batch can exceed
         a budget by at most its own size; the propensities are exact given that state.
+        ``request_id`` names the whole batch: a retry gets every row back as it was (see
+        :meth:`decide`).
         """
         self._check_open()
         check_decide_request(customer_ids, contexts)
         n = len(customer_ids)
         row_candidates = self._candidates.rows(candidates, n)
+        request = None
+        if request_id is not None:
+            check_id("request_id", request_id)
+            request = (request_id, request_hash(customer_ids, contexts, candidates))
         if n == 0:
             return []
         control = control_flags(self.config.salt, customer_ids, self.config.control_share)
@@ -305,13 +340,17 @@ class Engine:
         X = None if encoder.learning else self._encode(contexts, False, columns)
         with self._lock:
             self._check_open()
+            now = self._clock()
+            if request is not None:  # looked up under the lock: a concurrent retry waits here
+                done = self._replay(request, now)
+                if done is not None:
+                    return done
             if X is None:
                 X = self._encode(contexts, True, columns)
                 if not encoder.learning:  # just froze: keep the statistics for restarts
                     self._journal.set_meta("encoder", json.dumps(encoder.state()))
-            now = self._clock()
             batch = Screened(customer_ids, X, control, masks, costs, reasons)
-            return self._decide_locked(batch, now)
+            return self._decide_locked(batch, now, request)
 
     def _encode(
         self, contexts: Sequence[Mapping[str, Any]], learn: bool, columns: Columns | None
@@ -320,7 +359,9 @@ class Engine:
             return self._encoder.encode(contexts[0], learn=learn)[None, :]
         return self._encoder.encode_batch(contexts, learn=learn, columns=columns)
 
-    def _decide_locked(self, batch: Screened, now: float) -> list[DecisionRecord]:
+    def _decide_locked(
+        self, batch: Screened, now: float, request: tuple[str, str] | None = None
+    ) -> list[DecisionRecord]:
         guard = self._guardrails
         if guard.active:
             guard.apply_batch(
@@ -329,10 +370,52 @@ class Engine:
         version = self._learner.version
         choice = self._assembler.choose(self._learner.published, batch)
         done = self._assembler.assemble(batch, choice, version, now)
-        self._journal.append_decisions(done.rows)
+        if request is None:
+            self._journal.append_decisions(done.rows)
+        else:
+            row = RequestRow(request[0], self.campaign, done.ts_us, request[1])
+            try:
+                self._journal.append_request(row, done.rows)
+            except DuplicateError:
+                # Another process sharing the journal stored this request first: its decisions
+                # are the answer (nothing of ours was stored or charged).
+                replayed = self._replay(request, now)
+                if replayed is None:
+                    raise
+                return replayed
         guard.record_batch(batch.customer_ids, now, done.actions, done.costs)
         self._ledger.note_decision(done.ts_us)
         return done.records
+
+    def _replay(self, request: tuple[str, str], now: float) -> list[DecisionRecord] | None:
+        """The records of a request already journaled within the window, or None."""
+        request_id, digest = request
+        found = self._journal.find_request(self.campaign, request_id)
+        if found is None:
+            return None
+        cutoff_us = int(now * 1e6) - self._request_window_us
+        if found.request.ts_us < cutoff_us:  # past its window: the id may be used again
+            self._journal.prune_requests(cutoff_us)
+            return None
+        if found.request.request_hash != digest:
+            hours = self.config.request_window / 3600.0
+            raise InvalidInputError(
+                "request_id",
+                f"a new id, or the id of an identical request within {hours:g} h (a retry)",
+                f"{request_id!r}, already used by a request with other customers, contexts or "
+                "candidates",
+            )
+        catalogs: dict[int, tuple[str, ...]] = {self._assembler.catalog: self.offer_ids}
+        records = []
+        for row in found.decisions:
+            if row.catalog not in catalogs:
+                catalogs[row.catalog] = tuple(self._journal.catalogs()[row.catalog][1])
+            records.append(stored_record(row, self.campaign, catalogs[row.catalog]))
+        return records
+
+    def _prune_requests(self) -> int:
+        """Forget request ids whose window has passed (the upkeep calls this)."""
+        return self._journal.prune_requests(int(self._clock() * 1e6) - self._request_window_us)
 
     # ------------------------------------------------------------------ rewards
     def reward(self, decision_id: str, value: float) -> RewardRecord:
@@ -397,6 +480,7 @@ class Engine:
             self._learner.apply()
         with self._lock:
             self._guardrails.prune(at)
+        self._journal.prune_requests(int(at * 1e6) - self._request_window_us)
         return total
 
     # ------------------------------------------------------------------ model
@@ -408,28 +492,84 @@ class Engine:
         return self._learner.checkpoint()
 
     def load_snapshot(self, path: str | Path, *, who: str = "") -> str:
-        """Warm start / promote: make the model in a snapshot file the published model.
+        """Warm start from a trusted local file (the CLI, a deployment step): make the model in
+        a snapshot file the published model. Requests from the network go through
+        :meth:`promote`, which only reads the model directory.
 
-        Reads the file and calls :meth:`promote_bytes` with its name. Returns the live
-        version (a new one, or the live one when the file is already live).
+        Reads the file (a regular file, not through a symlink, of at most the campaign's model
+        size, checked before a byte is read) and calls :meth:`promote_bytes` with its name.
+        Returns the live version (a new one, or the live one when the file is already live).
 
         Raises
         ------
         CorruptModelError
-            When the file fails its checksum or does not fit this campaign.
+            When the file fails its checksum or does not fit this campaign (checked before its
+            model is built).
         """
+        self._check_open()
         path = Path(path)
-        return self.promote_bytes(path.read_bytes(), file_name=str(path), who=who).version.version
+        data = read_regular(path, self._model_shape().max_bytes, str(path))
+        return self.promote_bytes(data, file_name=str(path), who=who).version.version
 
-    def promote_bytes(self, data: bytes, *, file_name: str, who: str = "") -> ModelChange:
-        """Promote a snapshot (its bytes, read by the caller from ``file_name``).
+    def promote(self, requested: str, *, who: str = "") -> ModelChange:
+        """Make the snapshot file ``requested`` (a path relative to :attr:`model_dir`) the
+        published model, through :meth:`promote_bytes` (journaled in the registry with its
+        origin, the exploration floor applied). What PromoteModel calls.
+
+        Only regular files inside the model directory are read (opened without following a
+        symlink and without blocking on a FIFO), their size checked before reading, their shapes
+        and parameters checked against the campaign before anything is built.
+
+        Raises
+        ------
+        PermissionDeniedError
+            For an absolute path, ``..``, or a symlink leading out of the model directory (the
+            same message whether or not the target exists), or an engine without a model
+            directory.
+        NotFoundError
+            For a path inside the model directory that names no file.
+        InvalidInputError, CorruptModelError
+            For a file that is not a regular file, is too large, fails its checksum or does not
+            fit the campaign. The model is unchanged.
+        """
+        self._check_open()
+        if not isinstance(requested, str) or not requested:
+            raise InvalidInputError(
+                "snapshot_path", "a path relative to the model directory", requested
+            )
+        if self.model_dir is None:
+            raise PermissionDeniedError(
+                f"snapshot_path: expected a file inside the model directory, got {requested!r} "
+                "(this engine keeps no data directory, so it has none)"
+            )
+        path = resolve_inside(self.model_dir, requested, "snapshot_path")
+        source = f"snapshot_path {requested!r}"
+        data = read_regular(path, self._model_shape().max_bytes, source)
+        return self.promote_bytes(data, file_name=requested, who=who, path=str(path), source=source)
+
+    def _model_shape(self) -> ModelShape:
+        return model_shape(self._learner.published, self.feature_names, self.offer_ids)
+
+    def promote_bytes(
+        self,
+        data: bytes,
+        *,
+        file_name: str,
+        who: str = "",
+        path: str | None = None,
+        source: str | None = None,
+    ) -> ModelChange:
+        """Promote a snapshot (its bytes, read by the caller from ``file_name``; ``path``: where
+        it was read, default ``file_name``; ``source``: how errors name it, default
+        ``file_name``).
 
         The model must be of this campaign and over its features; its offers are mapped onto
         the campaign's (removed offers dropped, new ones added) and it takes the campaign's
-        exploration floor and seed. The model live before keeps its bytes (it can be rolled
-        back to). Promoting the live model again changes nothing (``unchanged``); promoting
-        bytes an older version had makes a new version whose origin says it repeats that one
-        (see :mod:`engine.journal.promotion`). Logged at INFO and journaled.
+        exploration floor and seed. Its shapes and parameters are checked against the campaign
+        before it is built. The model live before keeps its bytes (it can be rolled back to).
+        Promoting the live model again changes nothing (``unchanged``); promoting bytes an older
+        version had makes a new version whose origin says it repeats that one (see
+        :mod:`engine.journal.promotion`). Logged at INFO and journaled.
 
         Raises
         ------
@@ -440,12 +580,13 @@ class Engine:
         shared = self.config.policy["name"] == "shared"
         candidate = check_candidate(
             data,
-            file_name,
+            source or file_name,
             campaign=self.campaign,
             feature_names=self.feature_names,
             offer_ids=self.offer_ids,
             policy_spec=self.config.policy,
             offer_features=self.config.offer_features() if shared else None,
+            shape=self._model_shape(),
         )
         learner = self._learner
         with learner.lock:
@@ -453,12 +594,12 @@ class Engine:
             if unchanged:
                 _models_log.info(
                     "campaign %s: promotion of %s by %s changes nothing: it is the live model %s",
-                    self.campaign, file_name, who or "-", learner.version,
+                    self.campaign, path or file_name, who or "-", learner.version,
                 )  # fmt: skip
                 return ModelChange(learner.registry.get(learner.number), unchanged=True)
             origin: dict[str, Any] = {
                 "file": Path(file_name).name,
-                "path": file_name,
+                "path": path or file_name,
                 "sha256": candidate.sha256,
                 "who": who,
                 "header": origin_header(candidate.header),
@@ -509,6 +650,7 @@ class Engine:
             policy_spec=self.config.policy,
             old_offer_ids=target.offer_ids,
             offer_features=self.config.offer_features() if shared else None,
+            shape=self._model_shape(),
         )
         origin = {"restored": row.version, "who": who}
         return self._install(candidate, "rollback", origin, row.n_rewards)
@@ -529,7 +671,7 @@ class Engine:
             with self._lock:
                 try:
                     self._encoder.load_state(state)
-                except CorruptModelError:
+                except (CorruptModelError, ValueError, TypeError, KeyError):
                     pass  # a model trained under another standardization keeps ours
                 self._learner.header["encoder"] = self._encoder.state()
         learner = self._learner

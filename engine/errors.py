@@ -64,7 +64,19 @@ class ResourceExhaustedError(NboError, RuntimeError):
 
 
 class PermissionDeniedError(NboError, PermissionError):
-    """An admin call without a valid token."""
+    """A call whose credentials do not allow it: a wrong token, one for another campaign."""
+
+
+class AuthenticationError(NboError, PermissionError):
+    """A call without credentials (no bearer token) to a service that requires them."""
+
+
+class ServiceUnavailableError(NboError, ConnectionError):
+    """The service cannot take the call now (loading, shutting down, unreachable); retry later."""
+
+
+class DeadlineExceededError(ServiceUnavailableError, TimeoutError):
+    """The call's deadline passed before it was answered."""
 
 
 class CorruptModelError(NboError, ValueError):

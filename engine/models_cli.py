@@ -8,7 +8,7 @@ Examples
 --------
 ``nbo model list --server 127.0.0.1:50051``
 ``nbo model show v12 --json``
-``NBO_ADMIN_TOKEN=... nbo model promote models/renewal-offline.snap``
+``NBO_ADMIN_TOKEN=... nbo model promote renewal-offline.snap`` (in the server's data-dir models/)
 ``nbo model rollback v9``
 
 >>> import argparse
@@ -56,10 +56,13 @@ def register(subparsers: Any) -> None:
         "promote",
         help="make a snapshot file the live model",
         description="Promote a snapshot file (written by `nbo train` or exported by a server) "
-        "to be the campaign's live model. FILE is read by the server. Promoting the live "
-        "model's own file changes nothing.",
+        "to be the campaign's live model. FILE is read by the server, from its model directory "
+        "only (copy the file into <data-dir>/models/ first). Promoting the live model's own "
+        "file changes nothing.",
     )
-    promote.add_argument("file", help="snapshot file, as the server sees it")
+    promote.add_argument(
+        "file", help="snapshot file, relative to the server's model directory (<data-dir>/models/)"
+    )
     rollback = actions.add_parser(
         "rollback",
         help="make an earlier version live again",

@@ -14,10 +14,16 @@ engine.errors.InvalidInputError: customer_ids[1]: expected a non-empty UTF-8 str
 [1.0, 2.5]
 >>> CandidateMasks(("none", "gift")).rows(["gift"], 2)
 [array([False,  True]), array([False,  True])]
+>>> request_hash(["c1"], [{"plan": "basic"}], None) == request_hash(["c1"], [{"plan": "basic"}])
+True
+>>> request_hash(["c1"], [{"plan": "basic"}]) == request_hash(["c2"], [{"plan": "basic"}])
+False
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,7 +33,7 @@ from engine.errors import InvalidInputError
 from engine.types import BoolArray
 from engine.validation import ID_RULE, check_value, first_bad_id, valid_ids
 
-__all__ = ["CandidateMasks", "check_decide_request", "check_rewards"]
+__all__ = ["CandidateMasks", "check_decide_request", "check_rewards", "request_hash"]
 
 
 def check_decide_request(
@@ -53,6 +59,23 @@ def check_decide_request(
             if not isinstance(ctx, Mapping):
                 field = "context" if single else f"contexts[{i}]"
                 raise InvalidInputError(field, "a mapping of attribute names to values", ctx)
+
+
+def request_hash(
+    customer_ids: Sequence[str], contexts: Sequence[Mapping[str, Any]], candidates: Any = None
+) -> str:
+    """Hex SHA-256 of a decide request: what a retry under the same request id must repeat.
+
+    Contexts are hashed with their keys sorted, so the order a client sends attributes in does
+    not matter; anything JSON cannot write is hashed by its ``repr``.
+    """
+    text = json.dumps(
+        [list(customer_ids), [dict(c) for c in contexts], candidates],
+        sort_keys=True,
+        default=repr,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def check_rewards(decision_ids: Sequence[str], values: Any) -> list[float]:

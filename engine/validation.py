@@ -45,7 +45,11 @@ from engine.errors import InvalidInputError, InvalidParameterError
 
 __all__ = [
     "ID_RULE",
+    "MAX_ATTRIBUTES",
+    "MAX_CATEGORY_CHARS",
+    "MAX_COMPONENTS",
     "MAX_ID_CHARS",
+    "MAX_NAME_CHARS",
     "SEED",
     "VALUE_LIMIT",
     "VALUE_RULE",
@@ -76,6 +80,17 @@ VALUE_RULE = f"a finite number with |value| <= {VALUE_LIMIT:g}"
 # Ids (customers, decisions, requests, offers) are stored and echoed in gRPC metadata.
 MAX_ID_CHARS = 256
 ID_RULE = f"a non-empty UTF-8 string of <= {MAX_ID_CHARS} characters"
+# What one request may carry: a context has at most MAX_ATTRIBUTES attributes, each named in at
+# most MAX_NAME_CHARS characters (attribute, feature and reward component names, request ids);
+# a categorical value has at most MAX_CATEGORY_CHARS characters (the encoder bounds its cache of
+# hashed values in bytes itself: engine.features.encoder.HASH_CACHE_BYTES); a reward has at most
+# MAX_COMPONENTS components.
+# A campaign's schema is far inside these; the gRPC codec refuses anything beyond them before it
+# reaches an Engine, and the error names the field.
+MAX_ATTRIBUTES = 256
+MAX_NAME_CHARS = 128
+MAX_CATEGORY_CHARS = 256
+MAX_COMPONENTS = 32
 _NUMBER = (int, float, np.integer, np.floating)
 
 
@@ -125,6 +140,15 @@ def check_value(field: str, value: Any) -> float:
     if not math.isfinite(number) or abs(number) > VALUE_LIMIT:
         raise InvalidInputError(field, VALUE_RULE, value)
     return number
+
+
+def float_array(field: str, value: Any, expected: str) -> np.ndarray:
+    """``value`` as a C-contiguous float64 array, else InvalidInputError naming ``field`` (what
+    numpy cannot convert is reported as not ``expected``)."""
+    try:
+        return np.ascontiguousarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(field, expected, value) from exc
 
 
 # ---------------------------------------------------------------------- hyperparameter constraints

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.cliargs import add_command, add_journal_url
 from engine.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -25,8 +26,10 @@ if TYPE_CHECKING:
 
 def register(subparsers: Any) -> None:
     """Add the ``export``, ``lift`` and ``journal`` subcommands."""
-    export = subparsers.add_parser(
+    export = add_command(
+        subparsers,
         "export",
+        run_export,
         help="write a campaign's decision journal as Parquet (the logged-data schema)",
         description="Export the decisions and rewards of a campaign's journal as a Parquet file "
         "in the logged-data schema that `nbo evaluate` and replay read.",
@@ -41,10 +44,11 @@ def register(subparsers: Any) -> None:
     export.add_argument(
         "--lift", action="store_true", help="also write the lift report next to the Parquet file"
     )
-    export.set_defaults(func=run_export)
 
-    lift = subparsers.add_parser(
+    lift = add_command(
+        subparsers,
         "lift",
+        run_lift,
         help="incremental value per decision of the policy over the control group",
         description="Report the policy's net reward per decision minus the control group's, "
         "with a confidence interval, from a campaign's journal. Exits with 3 (and says what "
@@ -60,7 +64,6 @@ def register(subparsers: Any) -> None:
     lift.add_argument(
         "--out", type=Path, default=None, help="JSON file [results/<campaign>-lift.json]"
     )
-    lift.set_defaults(func=run_lift)
 
     journal = subparsers.add_parser(
         "journal",
@@ -68,16 +71,18 @@ def register(subparsers: Any) -> None:
         description="Maintain a campaign's journal.",
     )
     actions = journal.add_subparsers(dest="action", metavar="ACTION", required=True)
-    migrate = actions.add_parser(
+    migrate = add_command(
+        actions,
         "migrate",
+        run_migrate,
         help="bring a journal to this nbo's schema version",
         description="Apply the schema migrations a journal written by an older nbo needs "
-        "(version 1 -> 2 adds the model registry's tables; no existing row is changed). nbo "
+        "(version 1 -> 2 adds the model registry's tables and those of idempotent requests and "
+        "of rejected-reward counts, whichever are missing; no existing row is changed). nbo "
         "never migrates an existing journal unless asked; a running server of the older nbo "
         "keeps working on a migrated journal.",
     )
     _common(migrate)
-    migrate.set_defaults(func=run_migrate)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -92,11 +97,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="campaign name [%(default)s: the only one; needed when the data dir holds several]",
     )
-    parser.add_argument(
-        "--journal",
-        metavar="URL",
-        default=None,
-        help="read this journal instead of the data dir's: a path, sqlite:///path or "
+    add_journal_url(
+        parser,
+        "read this journal instead of the data dir's: a path, sqlite:///path or "
         "postgresql://user@host:port/db (with --campaign) [the data dir's "
         "<campaign>.journal.sqlite]",
     )
@@ -143,7 +146,8 @@ def run_migrate(args: argparse.Namespace) -> int:
         else:
             print(
                 f"{where}: migrated schema version {before} -> {SCHEMA_VERSION} (added the model "
-                "registry's tables; no existing row changed)"
+                "registry's, the requests' and the rejected-reward counts' tables where missing; "
+                "no existing row changed)"
             )
     finally:
         journal.close()

@@ -37,7 +37,13 @@ from engine.journal.base import JournalBackend
 from engine.journal.recovery import adapt_offers
 from engine.journal.registry import feature_changes
 from engine.journal.schema import sha256
-from engine.journal.snapshot import decode_snapshot
+from engine.journal.snapshot import (
+    ModelShape,
+    _short_list,
+    _string_list,
+    decode_header,
+    decode_snapshot,
+)
 from engine.policies import Policy
 
 __all__ = ["Candidate", "check_candidate", "find_repeat"]
@@ -66,32 +72,40 @@ def check_candidate(
     policy_spec: Mapping[str, Any],
     old_offer_ids: Sequence[str] | None = None,
     offer_features: Any = None,
+    shape: ModelShape | None = None,
 ) -> Candidate:
     """Decode snapshot bytes and make them fit the campaign (see the module notes).
 
     ``old_offer_ids``: the model's offers when known from elsewhere (a registry row's catalog),
-    else its header's.
+    else its header's. ``shape``: what the model must fit (the campaign's features and offers,
+    its size bound), checked with its saved shapes and parameters before the model is built
+    (:func:`~engine.journal.snapshot.decode_snapshot`).
 
     Raises
     ------
     CorruptModelError
         Naming ``source`` and what does not fit (nothing is changed).
     """
-    header, policy = decode_snapshot(data, source)
+    header = decode_header(data, source)  # the header's checks first: they name what differs
     of = header.get("campaign") or ""
     if of and of != campaign:
         raise CorruptModelError(
             f"{source}: expected a model of campaign {campaign!r}, got one of campaign {of!r} "
             f"(train it with --campaign {campaign})"
         )
-    names = header.get("feature_names")
-    if names is not None and list(names) != list(feature_names):
+    names = _string_list(header, "feature_names", source)
+    if names is not None and names != list(feature_names):
         what = feature_changes(names, feature_names)
+        what = what if len(what) <= 300 else what[:300] + "..."
         raise CorruptModelError(
             f"{source}: expected a model over features {list(feature_names)}, got one over "
-            f"{list(names)} (the config against the model: {what}): an encoder that differs "
+            f"{_short_list(names)} (the config against the model: {what}): an encoder that differs "
             "cannot be mapped; train the model on the campaign's features"
         )
+    if shape is not None and old_offer_ids is not None and header.get("offer_ids") is None:
+        shape = ModelShape(shape.feature_names, tuple(old_offer_ids), shape.bytes_per_offer,
+                           shape.max_bytes)  # fmt: skip
+    header, policy = decode_snapshot(data, source, shape)
     if policy.n_features != len(feature_names):
         raise CorruptModelError(
             f"{source}: expected a model over {len(feature_names)} features, "

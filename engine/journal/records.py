@@ -235,3 +235,19 @@ class OfferTotals(NamedTuple):
 
     n_decisions: int
     cost: float
+
+
+class RequestRow(NamedTuple):
+    """A decide request with a client request id, journaled with the decisions it made."""
+
+    request_id: str
+    campaign: str
+    ts_us: int  #: when it was decided (the window starts here)
+    request_hash: str  #: hex SHA-256 of the request (customers, contexts, candidates)
+
+
+class StoredRequest(NamedTuple):
+    """A journaled request and the decisions it made, in the request's row order."""
+
+    request: RequestRow
+    decisions: list[DecisionRow]

@@ -4,10 +4,17 @@ the journal replayed after its cursor, and the guardrails' state rebuilt from th
 A stored model is usable when its feature names equal the current schema's and its offers can
 be mapped onto the current catalog: offers removed from the config are removed from the model,
 new offers (appended at the end of the config's offer list) are added from the policy's prior.
-A kept model that fails its checksum or cannot be mapped is skipped in favour of an older one.
-When the live model is over other features, or no kept model can be restored, the start is
-refused with what changed and how to proceed (``nbo serve --reset-model CAMPAIGN``): a model is
-never silently replaced by a fresh one. See docs/architecture.md, "Model registry".
+A kept model that fails for any reason (its checksum, its shapes, its parameters: all checked
+before the model is built) is skipped with a warning in favour of an older one. When the live
+model is over other features, or no kept model can be restored, the start is refused with what
+changed and how to proceed (``nbo serve --reset-model CAMPAIGN``): a model is never silently
+replaced by a fresh one. See docs/architecture.md, "Model registry".
+
+The registry's models are in the journal (``model_blobs``); the snapshot directory's files are
+exports, read only on the first start after ``nbo journal migrate`` (an empty registry), with
+the same checks: a file that is not a regular file, too large, crafted or corrupt is skipped in
+favour of an older one. Temporary files left by a snapshot write that was killed are removed
+first.
 
 Examples
 --------
@@ -34,11 +41,18 @@ from engine.campaign.exploration import apply_exploration
 from engine.errors import ConfigError, CorruptModelError, NboError
 from engine.features import Encoder
 from engine.journal.base import JournalBackend
+from engine.journal.files import read_regular, remove_temporaries
 from engine.journal.learner import Learner
 from engine.journal.records import StoredModel
 from engine.journal.registry import ModelRegistry, feature_changes
 from engine.journal.schema import sha256
-from engine.journal.snapshot import decode_snapshot, encode_snapshot, list_snapshots
+from engine.journal.snapshot import (
+    ModelShape,
+    check_offer_mapping,
+    decode_snapshot,
+    encode_snapshot,
+    list_snapshots,
+)
 from engine.policies import Policy, make_policy
 
 if TYPE_CHECKING:
@@ -68,55 +82,52 @@ def adapt_offers(
     ------
     CorruptModelError
         When the offers the two catalogs share are in a different order, or new offers are not
-        at the end of ``new_ids``, or the model's size does not match ``old_ids``.
+        at the end of ``new_ids``, or the model's size does not match ``old_ids`` (the policy is
+        unchanged).
     """
     old = list(old_ids)
     if policy.n_actions != len(old):
         raise CorruptModelError(
             f"snapshot offer_ids: expected {policy.n_actions} offers (the model's), got {len(old)}"
         )
+    check_offer_mapping(old, new_ids, "snapshot")
     for index in range(len(old) - 1, -1, -1):
         if old[index] not in new_ids:
             policy.remove_action(index)
             del old[index]
-    kept = [i for i in new_ids if i in old]
-    if kept != old or list(new_ids[: len(kept)]) != kept:
-        raise CorruptModelError(
-            "snapshot offer_ids: expected the offers it shares with the config in the config's"
-            f" order, with new offers at the end; config has {list(new_ids)}, snapshot has "
-            f"{list(old_ids)}"
-        )
-    for j in range(len(kept), len(new_ids)):
+    for j in range(len(old), len(new_ids)):
         features = None if offer_features is None else np.asarray(offer_features)[j]
         policy.add_action(features)
     return policy
 
 
-def check_compatible(
-    header: dict[str, Any], policy: Policy, feature_names: Sequence[str], source: str
-) -> None:
-    """Raise CorruptModelError unless the snapshot encodes contexts like the current schema."""
-    names = header.get("feature_names")
-    if names is not None and list(names) != list(feature_names):
-        raise CorruptModelError(
-            f"{source}: expected a model over features {list(feature_names)}, "
-            f"got one over {list(names)}"
-        )
-    if policy.n_features != len(feature_names):
-        raise CorruptModelError(
-            f"{source}: expected a model over {len(feature_names)} features, "
-            f"got {policy.n_features}"
-        )
+def model_shape(
+    policy: Policy, feature_names: Sequence[str], offer_ids: Sequence[str]
+) -> ModelShape:
+    """What a snapshot must fit to replace ``policy``, the campaign's model: the campaign's
+    features and offers, and a model that grows with its offers at ``policy``'s rate per offer."""
+    per_offer = -(-len(policy.to_bytes()) // max(policy.n_actions, 1))
+    return ModelShape(tuple(feature_names), tuple(offer_ids), bytes_per_offer=per_offer)
 
 
-def newest_legacy_snapshot(directory: Path) -> tuple[Path, bytes, dict[str, Any]] | None:
-    """The newest snapshot file in ``directory`` that passes its checksum (a journal migrated
-    from version 1 has no registry yet: its model is in these files)."""
+# A snapshot that fails for any of these reasons is skipped at start-up: the journal still holds
+# every reward, so an older snapshot (or none) plus a longer replay gives the same model.
+SNAPSHOT_FAILURES = (NboError, OSError, ValueError, TypeError, KeyError, MemoryError, OverflowError)
+
+
+def newest_legacy_snapshot(
+    directory: Path, shape: ModelShape, offer_features: Any = None
+) -> tuple[Path, bytes, dict[str, Any]] | None:
+    """The newest snapshot file in ``directory`` that loads and maps onto the campaign
+    (``shape``; a journal migrated from version 1 has no registry yet: its model is in these
+    files); each one refused is logged with its reason."""
     for path in list_snapshots(directory):
         try:
-            data = path.read_bytes()
-            header, _ = decode_snapshot(data, str(path))
-        except (NboError, OSError) as exc:
+            data = read_regular(path, shape.max_bytes, str(path))
+            header, policy = decode_snapshot(data, str(path), shape)
+            old_ids = header.get("offer_ids") or list(shape.offer_ids)
+            adapt_offers(policy, old_ids, shape.offer_ids, offer_features)
+        except SNAPSHOT_FAILURES as exc:
             _log.warning("snapshot %s refused, trying an older one: %s", path, exc)
             continue
         return path, data, header
@@ -124,15 +135,22 @@ def newest_legacy_snapshot(directory: Path) -> tuple[Path, bytes, dict[str, Any]
 
 
 def _import_legacy(
-    registry: ModelRegistry, journal: JournalBackend, snapshot_dir: Path | None, campaign: str
+    registry: ModelRegistry,
+    journal: JournalBackend,
+    snapshot_dir: Path | None,
+    campaign: str,
+    shape: ModelShape,
+    offer_features: Any,
 ) -> None:
-    """First start on a migrated journal: register the newest snapshot file, numbered above
-    every version decisions and files carry (so no number is ever reused)."""
+    """First start on a migrated journal: register the newest usable snapshot file, numbered
+    above every version decisions and files carry (so no number is ever reused)."""
     files = list_snapshots(snapshot_dir) if snapshot_dir is not None else []
     at_least = max(
         [version_number(journal.latest_model_version())] + [version_number(p.stem) for p in files]
     )
-    found = newest_legacy_snapshot(snapshot_dir) if files and snapshot_dir is not None else None
+    found = None
+    if files and snapshot_dir is not None:
+        found = newest_legacy_snapshot(snapshot_dir, shape, offer_features)
     if found is None:
         if at_least:  # versions were served before the registry existed: never reuse them
             journal.set_meta("models_floor", str(at_least))
@@ -167,17 +185,18 @@ def _reset_hint(campaign: str) -> str:
 def _restore(
     registry: ModelRegistry,
     journal: JournalBackend,
-    feature_names: Sequence[str],
-    offer_ids: Sequence[str],
+    shape: ModelShape,
     offer_features: Any,
 ) -> tuple[StoredModel, dict[str, Any], Policy, list[str]]:
-    """The newest version with kept bytes that decodes and maps onto the current offers.
+    """The newest version with kept bytes that decodes, fits ``shape`` (checked before its
+    model is built) and maps onto the current offers.
 
     Raises
     ------
     ConfigError
         When none does (every kept model over other features, corrupt or unmappable).
     """
+    feature_names, offer_ids = shape.feature_names, shape.offer_ids
     refused = []
     for row in journal.models_with_bytes():
         _, offers, names = registry.catalog(row.catalog)
@@ -188,13 +207,14 @@ def _restore(
         try:
             if data is None:
                 raise CorruptModelError("bytes pruned meanwhile")
-            header, policy = decode_snapshot(data, f"model v{row.version}")
-            check_compatible(header, policy, feature_names, f"model v{row.version}")
+            if len(data) > shape.max_bytes:
+                raise CorruptModelError(f"expected at most {shape.max_bytes} bytes")
+            header, policy = decode_snapshot(data, f"model v{row.version}", shape)
             changes = []
             if list(offers) != list(offer_ids):
                 adapt_offers(policy, offers, offer_ids, offer_features)
                 changes.append(f"offers {list(offers)} -> {list(offer_ids)}")
-        except NboError as exc:
+        except SNAPSHOT_FAILURES as exc:
             _log.warning("model v%d refused, trying an older one: %s", row.version, exc)
             refused.append(f"v{row.version}: {exc}")
             continue
@@ -247,10 +267,14 @@ def start_learner(
     offer_features = config.offer_features() if config.policy["name"] == "shared" else None
     ids = config.offer_ids
     names = encoder.feature_names
+    fresh = make_policy(config.policy, len(ids), encoder.n_features, offer_features=offer_features)
+    shape = model_shape(fresh, names, ids)
+    if snapshot_dir is not None:
+        remove_temporaries(snapshot_dir)  # logs each one
     registry = ModelRegistry(journal)
     catalog = journal.catalog(config.name, ids, names)
     if registry.newest() is None:
-        _import_legacy(registry, journal, snapshot_dir, config.name)
+        _import_legacy(registry, journal, snapshot_dir, config.name, shape, offer_features)
     newest = registry.newest()
     header: dict[str, Any] = {}
     found = None
@@ -268,7 +292,7 @@ def start_learner(
             reset = {"from": newest.version, "changes": what}
         else:
             try:
-                found = _restore(registry, journal, names, ids, offer_features)
+                found = _restore(registry, journal, shape, offer_features)
             except ConfigError as exc:
                 if not reset_model:
                     raise ConfigError(
@@ -313,7 +337,7 @@ def start_learner(
             learner.refresh({"restored": row.version, "changes": changes}, parent=newest.version)
         return learner
     _load_encoder(encoder, saved)
-    policy = make_policy(config.policy, len(ids), encoder.n_features, offer_features=offer_features)
+    policy = fresh
     floor = int(journal.get_meta("models_floor") or 0)
     number = ModelRegistry(journal).add(
         "initial", {"reset": reset} if reset else {}, None if newest is None else newest.version,
@@ -342,7 +366,7 @@ def _load_encoder(encoder: Encoder, saved: str | None) -> None:
     if saved is not None:
         try:
             encoder.load_state(json.loads(saved))
-        except (CorruptModelError, ValueError):
+        except (CorruptModelError, ValueError, TypeError, KeyError):
             pass  # the schema changed since: the configured statistics apply
 
 

@@ -25,9 +25,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from engine.errors import PermissionDeniedError, ResourceExhaustedError
+from engine.errors import AuthenticationError, PermissionDeniedError, ResourceExhaustedError
 from engine.serving.interceptors import Behavior, Context, UnaryInterceptor, metadata_value
-from engine.serving.status import UnauthenticatedError
 
 ADMIN_SERVICE_PREFIX = "/nbo.v1.AdminService/"
 OFFER_SERVICE_PREFIX = "/nbo.v1.OfferService/"
@@ -175,7 +174,7 @@ class _BearerInterceptor(UnaryInterceptor):
     def check(self, request: Any, context: Context) -> None:
         given = metadata_value(context, "authorization")
         if not given:
-            raise UnauthenticatedError(
+            raise AuthenticationError(
                 "authorization: expected metadata 'authorization: Bearer <token>', got none"
             )
         peer = peer_key(context.peer())

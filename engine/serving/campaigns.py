@@ -1,8 +1,8 @@
 """The campaigns one server hosts: an Engine per campaign config, loaded once, closed on shutdown.
 
 Until :meth:`Campaigns.load` has built and warmed every Engine, lookups raise
-:class:`UnavailableError` (UNAVAILABLE), so a client that ignores the health check gets a clear
-retryable status rather than a half-loaded model.
+:class:`~engine.errors.ServiceUnavailableError` (UNAVAILABLE), so a client that ignores the health
+check gets a clear retryable status rather than a half-loaded model.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from engine.errors import ConfigError, InvalidInputError, NotFoundError
+from engine.errors import ConfigError, InvalidInputError, NotFoundError, ServiceUnavailableError
+from engine.serving import codec
 from engine.serving.batcher import DecideBatcher
 from engine.serving.logs import LOGGER_NAME
-from engine.serving.status import UnavailableError
 
 if TYPE_CHECKING:
     from engine.core import Engine
@@ -135,7 +135,7 @@ class Campaigns:
 
         Raises
         ------
-        UnavailableError
+        ServiceUnavailableError
             While loading or after shutdown started.
         InvalidInputError
             When ``name`` is empty and several campaigns are hosted.
@@ -144,7 +144,7 @@ class Campaigns:
         """
         if not self._ready:
             state = "shutting down" if self._closed else "loading its campaigns"
-            raise UnavailableError(f"campaign: the server is {state}; retry shortly")
+            raise ServiceUnavailableError(f"campaign: the server is {state}; retry shortly")
         hosted = self._hosted
         if not name:
             if len(hosted) == 1:
@@ -154,7 +154,9 @@ class Campaigns:
             )
         campaign = hosted.get(name)
         if campaign is None:
-            raise NotFoundError(f"campaign: expected one of {sorted(hosted)}, got {name!r}")
+            raise NotFoundError(
+                f"campaign: expected one of {sorted(hosted)}, got {codec.shown(name)!r}"
+            )
         return campaign
 
     def __iter__(self) -> Iterator[Hosted]:

@@ -22,16 +22,62 @@ Examples
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from engine.errors import InvalidInputError
 from engine.serving.pb import offers_pb2 as pb
+from engine.validation import (
+    MAX_ATTRIBUTES,
+    MAX_CATEGORY_CHARS,
+    MAX_COMPONENTS,
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
+)
 
-MAX_ID_CHARS = 256
-MAX_NAME_CHARS = 128  # attribute names and request ids
+_SHOWN_CHARS = 40  # of an over-long name, in the field an error names
+
+
+def shown(name: str) -> str:
+    """A caller's name as an error shows it (errors are echoed and logged): its first 40
+    characters, then "..." when there were more.
+
+    Examples
+    --------
+    >>> shown("plan"), shown("x" * 50)
+    ('plan', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...')
+    """
+    return name if len(name) <= _SHOWN_CHARS else name[:_SHOWN_CHARS] + "..."
+
+
+def named(field: str, name: str) -> str:
+    """The field of one entry of a map: ``context["plan"]``, with the name :func:`shown`."""
+    return f'{field}["{shown(name)}"]'
+
+
+def _check_count(n: int, limit: int, field: str, what: str) -> None:
+    if n > limit:
+        raise InvalidInputError(field, f"at most {limit} {what}", f"{n} {what}")
+
+
+def _check_name_lengths(names: Collection[str], field: str, what: str) -> None:
+    if names and max(map(len, names)) > MAX_NAME_CHARS:
+        name = next(n for n in names if len(n) > MAX_NAME_CHARS)
+        raise InvalidInputError(
+            named(field, name), f"{what} of at most {MAX_NAME_CHARS} characters",
+            f"a name of {len(name)} characters",
+        )  # fmt: skip
+
+
+def _check_category_lengths(values: Mapping[str, str], field: str) -> None:
+    if values and max(map(len, values.values())) > MAX_CATEGORY_CHARS:
+        name, value = next((n, v) for n, v in values.items() if len(v) > MAX_CATEGORY_CHARS)
+        raise InvalidInputError(
+            named(field, name), f"a category value of at most {MAX_CATEGORY_CHARS} characters",
+            f"{len(value)} characters",
+        )  # fmt: skip
 
 
 def check_id(value: str, field: str) -> str:
@@ -90,9 +136,18 @@ def candidates_of(
     Traceback (most recent call last):
     ...
     engine.errors.InvalidInputError: rows[2].candidates[1]: expected one of a, b, got z
+    >>> candidates_of(["a"] * 3, ["a", "b"])
+    Traceback (most recent call last):
+    ...
+    engine.errors.InvalidInputError: candidates: expected at most 2 candidates (the campaign's...
     """
     if not values:
         return None
+    if len(values) > len(offer_ids):
+        raise InvalidInputError(
+            field, f"at most {len(offer_ids)} candidates (the campaign's offers)",
+            f"{len(values)} candidates",
+        )  # fmt: skip
     out = list(values)
     seen: set[str] = set()
     for i, value in enumerate(out):
@@ -105,13 +160,29 @@ def candidates_of(
 
 
 def context_to_dict(context: pb.Context, field: str = "context") -> dict[str, Any]:
-    """Merge a Context's numeric and categorical maps into the Engine's attribute dict."""
+    """Merge a Context's numeric and categorical maps into the Engine's attribute dict.
+
+    At most ``MAX_ATTRIBUTES`` attributes, names of at most ``MAX_NAME_CHARS`` characters and
+    category values of at most ``MAX_CATEGORY_CHARS`` (see :mod:`engine.validation`).
+
+    Examples
+    --------
+    >>> context_to_dict(pb.Context(categorical={"k" * 1000: "v"}))
+    Traceback (most recent call last):
+    ...
+    engine.errors.InvalidInputError: context["kkk...kkk..."]: expected an attribute name of at ...
+    """
+    categorical = context.categorical
+    _check_count(len(context.numeric) + len(categorical), MAX_ATTRIBUTES, field, "attributes")
     out: dict[str, Any] = dict(context.numeric)
+    _check_name_lengths(out, field, "an attribute name")
     if not all(map(math.isfinite, out.values())):
         name = min(n for n, v in out.items() if not math.isfinite(v))
         raise InvalidInputError(f"{field}.numeric[{name!r}]", "a finite number", out[name])
-    categorical = context.categorical
     if categorical:
+        categorical = dict(categorical)
+        _check_name_lengths(categorical, field, "an attribute name")
+        _check_category_lengths(categorical, field)
         both = out.keys() & categorical.keys()
         if both:
             raise InvalidInputError(
@@ -149,6 +220,9 @@ def dense_to_contexts(
     _check_row_count(n_rows, max_rows, "dense.customer_ids")
     for i, customer_id in enumerate(customer_ids):
         check_id(customer_id, f"dense.customer_ids[{i}]")
+    n_names = len(dense.numeric_names) + len(dense.categorical_names)
+    _check_count(n_names, MAX_ATTRIBUTES, "dense.numeric_names, dense.categorical_names",
+                 "attributes")  # fmt: skip
     numeric_names = _names(dense.numeric_names, "dense.numeric_names")
     categorical_names = _names(dense.categorical_names, "dense.categorical_names")
     both = set(numeric_names) & set(categorical_names)
@@ -179,6 +253,14 @@ def dense_to_contexts(
             f"{n_rows} rows x {len(categorical_names)} columns = "
             f"{n_rows * len(categorical_names)} values",
             f"{categorical.size} values",
+        )
+    if categorical.size and max(map(len, dense.categorical_values)) > MAX_CATEGORY_CHARS:
+        i = next(i for i, v in enumerate(dense.categorical_values) if len(v) > MAX_CATEGORY_CHARS)
+        row, col = divmod(i, len(categorical_names))
+        raise InvalidInputError(
+            f"dense.categorical_values[{i}] ({categorical_names[col]!r}, row {row})",
+            f"a category value of at most {MAX_CATEGORY_CHARS} characters",
+            f"{len(dense.categorical_values[i])} characters",
         )
     columns = numeric_names + categorical_names
     table = np.empty((n_rows, len(columns)), dtype=object)
@@ -232,3 +314,25 @@ def reward_arrays(
         i = int(np.argmax(bad))
         raise InvalidInputError(f"values[{i}]", "a finite number", float(array[i]))
     return ids, array.tolist()
+
+
+def reward_components(components: Mapping[str, float]) -> dict[str, float]:
+    """A Reward's components as a dict: at most ``MAX_COMPONENTS``, names of at most
+    ``MAX_NAME_CHARS`` characters, finite values.
+
+    Examples
+    --------
+    >>> reward_components({"revenue": 588.0, "cost": -20.0})
+    {'revenue': 588.0, 'cost': -20.0}
+    >>> reward_components({f"c{i}": 1.0 for i in range(40)})
+    Traceback (most recent call last):
+    ...
+    engine.errors.InvalidInputError: components: expected at most 32 components, got 40 components
+    """
+    _check_count(len(components), MAX_COMPONENTS, "components", "components")
+    out = dict(components)
+    _check_name_lengths(out, "components", "a component name")
+    for name, value in out.items():
+        if not math.isfinite(value):
+            raise InvalidInputError(named("components", name), "a finite number", value)
+    return out

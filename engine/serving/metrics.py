@@ -25,6 +25,14 @@ from prometheus_client import (
 )
 
 HTTP_TIMEOUT_SECONDS = 10.0  # a scrape connection that sends nothing for this long is closed
+# Connections served at once (a thread each); more are answered 503 and closed at once, so idle
+# connections cannot pile up threads for HTTP_TIMEOUT_SECONDS each. Prometheus needs one.
+MAX_HTTP_CONNECTIONS = 16
+_BUSY_BODY = b"too many metrics connections at once; retry\n"
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
 
 # Latency buckets in seconds, dense where a healthy unary call lands (0.1 ms .. 10 ms).
 LATENCY_BUCKETS = (
@@ -206,7 +214,8 @@ class ServerMetrics:
     def serve_http(
         self, port: int, host: str = "127.0.0.1", ready: Callable[[], bool] = lambda: True
     ) -> tuple[ThreadingHTTPServer, int]:
-        """Serve ``/metrics`` and ``/healthz`` (``ready()``: 200, else 503) on a daemon thread.
+        """Serve ``/metrics`` and ``/healthz`` (``ready()``: 200, else 503) on a daemon thread,
+        at most ``MAX_HTTP_CONNECTIONS`` connections at once.
 
         Returns the HTTP server (``shutdown()`` it) and the port it bound.
         """
@@ -235,7 +244,39 @@ class ServerMetrics:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # scrapes are not worth a log line each
 
-        httpd = ThreadingHTTPServer((host, port), Handler)
-        httpd.daemon_threads = True
+        httpd = _BoundedHTTPServer((host, port), Handler)
         threading.Thread(target=httpd.serve_forever, name="nbo-metrics", daemon=True).start()
         return httpd, int(httpd.server_port)
+
+
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``MAX_HTTP_CONNECTIONS`` of them; the accept loop answers
+    any further connection 503 without a thread (a non-blocking write: it never waits on a peer).
+    """
+
+    request_queue_size = 128  # (socketserver's 5 drops connects while a burst is accepted)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_HTTP_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.setblocking(False)
+                request.send(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()

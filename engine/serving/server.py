@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -231,6 +232,21 @@ def _warn_about_open_services(config: ServeConfig, port: int) -> None:
         _log.warning(
             "AdminService is open to anyone (--insecure-admin): snapshots and model promotion "
             "need no token; use --admin-token outside development"
+        )
+    if config.tls_key is not None:
+        _warn_about_key_mode(config.tls_key)
+
+
+def _warn_about_key_mode(key: Path) -> None:
+    try:
+        mode = stat.S_IMODE(key.stat().st_mode)
+    except OSError:  # read once already, at create_server: gone since, nothing to say
+        return
+    if mode & 0o077:
+        _log.warning(
+            f"TLS key {key} has mode {mode:04o}: group or others may read it; "
+            f"make it owner-only (chmod 600 {key})",
+            extra={"tls_key": str(key), "mode": f"{mode:04o}"},
         )
 
 

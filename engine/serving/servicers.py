@@ -16,13 +16,12 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
 
-from engine.errors import InvalidInputError, NotFoundError
+from engine.errors import DeadlineExceededError, InvalidInputError, NboError, NotFoundError
 from engine.journal.registry import ModelVersion
 from engine.serving import codec
 from engine.serving.campaigns import Campaigns
@@ -30,7 +29,6 @@ from engine.serving.logs import LOGGER_NAME, request_id_var
 from engine.serving.metrics import ServerMetrics
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
-from engine.serving.status import DeadlineExceededError
 
 if TYPE_CHECKING:
     from engine.core import ModelChange
@@ -89,7 +87,10 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         attributes = codec.context_to_dict(request.context)
         candidates = codec.candidates_of(request.candidates, engine.offer_ids)
         _check_deadline(context)
-        d = decider.decide(customer_id, attributes, candidates)
+        if request.request_id:  # idempotent: decided alone, so a retry finds exactly this call
+            d = engine.decide(customer_id, attributes, candidates, request_id=request.request_id)
+        else:
+            d = decider.decide(customer_id, attributes, candidates)
         self._metrics.record_decisions(name, (d.offer_id,), (d.explored,), (d.control,))
         return pb.DecideResponse(
             decision_id=d.decision_id,
@@ -127,7 +128,9 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
             )
             candidates = None if all(c is None for c in per_row) else per_row
         _check_deadline(context)
-        batch = engine.decide_batch(customer_ids, contexts, candidates)
+        batch = engine.decide_batch(
+            customer_ids, contexts, candidates, request_id=request.request_id or None
+        )
         offer_ids = [d.offer_id for d in batch]
         explored = [d.explored for d in batch]
         control = [d.control for d in batch]
@@ -154,10 +157,7 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         value = request.value
         if not math.isfinite(value):
             raise InvalidInputError("value", "a finite number", value)
-        components = dict(request.components)
-        for key, component in components.items():
-            if not math.isfinite(component):
-                raise InvalidInputError(f"components[{key!r}]", "a finite number", component)
+        components = codec.reward_components(request.components)
         _check_deadline(context)
         record = engine.reward(decision_id, value)
         applied = record.status == "applied"
@@ -165,7 +165,9 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
             self._metrics.record_rewards(name, (record.offer_id,), (float(record.reward or 0.0),))
         else:
             self._metrics.record_rewards(name, (), (), duplicates=1)
-        if components:
+        # Logged once, when the reward applies: a retried (duplicate), expired or unknown reward
+        # logs nothing, so retries cannot grow the log (the components are bounded by the codec).
+        if components and applied:
             _log.info(
                 "reward components",
                 extra={"campaign": name, "decision_id": decision_id, "value": value,
@@ -297,18 +299,21 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         path = request.snapshot_path
         if not path:
             raise InvalidInputError("snapshot_path", "a path to a snapshot file", "an empty string")
+        # Only the campaign's model directory is read; a path outside it is PERMISSION_DENIED,
+        # a bad file INVALID_ARGUMENT (engine/serving/status.py).
         try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError as exc:
+            change = engine.promote(path, who=admin_identity(context))
+        except NboError:  # PermissionDeniedError is an OSError too: keep its status
+            raise
+        except FileNotFoundError as exc:  # removed between the check and the open
             raise NotFoundError(
-                f"snapshot_path: expected a snapshot file on the server, got {path!r} "
+                f"snapshot_path: expected a file in the model directory, got {path!r} "
                 "(no such file)"
             ) from exc
         except OSError as exc:
             raise InvalidInputError(
                 "snapshot_path", "a readable snapshot file", f"{path!r} ({exc.strerror})"
             ) from exc
-        change = engine.promote_bytes(data, file_name=path, who=admin_identity(context))
         return pb.PromoteModelResponse(**_change_fields(name, change))
 
     def ListModels(

@@ -1,8 +1,9 @@
 """How nbo's errors become gRPC status codes.
 
-One table, used by the error interceptor: every error nbo raises on purpose maps to the status a
-client can act on, and its message (which names the field, what was expected and what came) is
-sent as the status details unchanged.
+One table, used both ways: the server's error interceptor turns every error nbo raises on purpose
+into the status a client can act on, its message (which names the field, what was expected and
+what came) sent as the status details unchanged; :mod:`engine.client` turns a status back into
+the same class of error.
 """
 
 from __future__ import annotations
@@ -10,27 +11,17 @@ from __future__ import annotations
 import grpc
 
 from engine.errors import (
+    AuthenticationError,
     ConfigError,
     CorruptModelError,
+    DeadlineExceededError,
     InvalidInputError,
     NboError,
     NotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
+    ServiceUnavailableError,
 )
-
-
-class UnauthenticatedError(NboError, PermissionError):
-    """A call that carries no bearer token while the server requires one."""
-
-
-class DeadlineExceededError(NboError, TimeoutError):
-    """The call's deadline passed before the server could start on it."""
-
-
-class UnavailableError(NboError, RuntimeError):
-    """The server cannot take calls yet (campaigns loading) or any more (shutting down)."""
-
 
 # Checked in order: the first class the error is an instance of decides the status.
 STATUS_BY_ERROR: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
@@ -39,10 +30,10 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (CorruptModelError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (ResourceExhaustedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
+    (AuthenticationError, grpc.StatusCode.UNAUTHENTICATED),
     (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
-    (UnavailableError, grpc.StatusCode.UNAVAILABLE),
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (ServiceUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (NboError, grpc.StatusCode.FAILED_PRECONDITION),
 )
 

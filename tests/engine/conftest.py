@@ -14,14 +14,18 @@ from engine.journal.backends import open_journal
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def reopen(request, tmp_path) -> Iterator[Callable[[], JournalBackend]]:
+def store_url(request, tmp_path) -> str:
+    """Where the test's journal store is (campaign ``c``): a SQLite file or a new database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "c.journal.sqlite")
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def reopen(store_url) -> Iterator[Callable[[], JournalBackend]]:
     """Opens one more connection to the same, initially empty, journal store."""
     opened: list[JournalBackend] = []
-    url = (
-        str(tmp_path / "c.journal.sqlite")
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
+    url = store_url
 
     def open_backend(**options: bool) -> JournalBackend:
         journal = open_journal(url, campaign="c", **options)

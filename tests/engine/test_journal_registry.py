@@ -11,7 +11,7 @@ import pytest
 from engine.cli import main as nbo_main
 from engine.errors import ConfigError
 from engine.journal import DuplicateError, JournalBackend
-from engine.journal.records import ModelRow, RewardRow
+from engine.journal.records import ModelRow, RequestRow, RewardError, RewardRow
 from engine.journal.schema import sha256
 from engine.journal.store import Journal
 from tests.engine.test_journal import decision
@@ -93,31 +93,36 @@ def test_pruning_keeps_promotions_their_parents_and_the_newest_checkpoints(backe
     assert backend.prune_model_bytes(keep_learned=2) == 0
 
 
-def _downgrade(journal: JournalBackend, mark: str | None) -> None:
-    """Make the store a version-1 one: no registry tables, ``mark`` as its schema version."""
-    statements = ["DROP TABLE model_blobs", "DROP TABLE models", "DELETE FROM meta WHERE key = ?"]
+def _downgrade(journal: JournalBackend, mark: str | None, interim: bool = False) -> None:
+    """Make the store a version-1 one: no registry tables, ``mark`` as its schema version; no
+    request or error-count tables either, unless ``interim`` (a version-1 store an nbo between
+    the two versions wrote: it had them, still marked version 1)."""
+    statements = ["DROP TABLE model_blobs", "DROP TABLE models"]
+    if not interim:
+        statements += ["DROP TABLE requests", "DROP TABLE reward_error_counts",
+                       "DELETE FROM meta WHERE key = 'reward_errors_total'"]  # fmt: skip
+    statements.append("DELETE FROM meta WHERE key = 'schema_version'")
+    if mark is not None:
+        statements.append(f"INSERT INTO meta VALUES ('schema_version', '{int(mark)}')")
     if isinstance(journal, Journal):
         with journal._write() as db:
-            db.execute(statements[0])
-            db.execute(statements[1])
-            db.execute(statements[2], ("schema_version",))
-            if mark is not None:
-                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (mark,))
+            for statement in statements:
+                db.execute(statement)
         return
     with journal._write() as (conn, _):
-        conn.execute(statements[0])
-        conn.execute(statements[1])
-        conn.execute(statements[2].replace("?", "%s"), ("schema_version",))
-        if mark is not None:
-            conn.execute("INSERT INTO meta VALUES ('schema_version', %s)", (mark,))
+        for statement in statements:
+            conn.execute(statement)
 
 
-@pytest.mark.parametrize("mark", ["1", None])
-def test_a_version_1_journal_is_refused_until_migrated(backend, reopen, mark):
+@pytest.mark.parametrize(("mark", "interim"), [("1", False), (None, False), ("1", True)])
+def test_a_version_1_journal_is_refused_until_migrated(backend, reopen, mark, interim):
     cat = backend.catalog("c", ["none", "gift"], ["bias", "x"])
     backend.append_decisions([decision("d1", 1, cat)])
     backend.append_rewards([RewardRow("d1", 1, 2_000_000, 3.0, 1.0, "reward")])
-    _downgrade(backend, mark)
+    backend.record_errors([RewardError(2_000_000, f"x{i}", 1.0, "unknown") for i in range(2)])
+    if interim:
+        backend.append_request(RequestRow("r1", "c", 2_000_000, "h"), [decision("d2", 2, cat)])
+    _downgrade(backend, mark, interim)
     with pytest.raises(ConfigError, match=r"schema version 1, this nbo expects 2; migrate it "
                        r"first with `nbo journal migrate --journal URL`"):  # fmt: skip
         reopen()
@@ -125,6 +130,14 @@ def test_a_version_1_journal_is_refused_until_migrated(backend, reopen, mark):
     assert migrated.get_meta("schema_version") == "2"
     assert migrated.models() == [] and migrated.lookup(["d1"])["d1"].reward == 1.0
     assert migrated.add_model(row("initial", cat)) == 1
+    # Version 2's request and error-count tables are there (kept as they were, if any).
+    found = migrated.find_request("c", "r1")
+    assert (found is not None) == interim
+    migrated.append_request(RequestRow("r2", "c", 3_000_000, "h"), [decision("d3", 3, cat)])
+    assert migrated.find_request("c", "r2") is not None
+    assert migrated.counts()["reward_errors"] == 2  # older rows counted once, or kept counts
+    migrated.record_errors([RewardError(3_000_000, "x9", 1.0, "unknown")])
+    assert migrated.counts()["reward_errors"] == 3
     again = reopen(migrate=True)  # migrating a current journal changes nothing
     assert again.get_meta("schema_version") == "2" and len(again.models()) == 1
 

@@ -4,11 +4,15 @@ that cannot starve Decide or Health.Check, and a metrics port that serves two pa
 
 from __future__ import annotations
 
+import gc
 import io
 import json
+import os
+import socket
 import subprocess
 import threading
 import time
+import tracemalloc
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,12 +26,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
 from engine.client import NboClient
+from engine.errors import InvalidInputError
 from engine.serving.auth import PeerThrottle
 from engine.serving.config import ServeConfig
 from engine.serving.logs import configure_logging
+from engine.serving.metrics import MAX_HTTP_CONNECTIONS
 from engine.serving.server import NboServer, create_server
+from testkit.tls import self_signed
 from tests.engine.serving.support import RENEWAL, TOKEN, customer, free_port, serve_config
-from tests.reliability.test_security import _self_signed
 
 CLIENT_TOKEN = "client-token-0123456789abcdef"
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
@@ -116,7 +122,7 @@ def _client_cert(folder: Path, name: str) -> tuple[Path, Path, Path]:
 
 
 def test_mutual_tls_lets_in_certified_clients_only(started: Any, tmp_path: Path) -> None:
-    server_cert, server_key = _self_signed(tmp_path, "server")
+    server_cert, server_key = self_signed(tmp_path, "server")
     ca, cert, key = _client_cert(tmp_path, "client")
     _, other_cert, other_key = _client_cert(tmp_path, "intruder")
     server = started(tls_cert=server_cert, tls_key=server_key, tls_client_ca=ca)
@@ -300,8 +306,111 @@ def test_the_metrics_port_serves_metrics_and_health_only(started: Any) -> None:
         assert _get(base + path)[0] == 404, path
 
 
+def test_idle_metrics_connections_cannot_pile_up_threads(started: Any) -> None:
+    server = started(metrics_port=free_port())
+    address = ("127.0.0.1", server.metrics_port)
+    threads = threading.active_count()
+    idle = [socket.create_connection(address, timeout=5) for _ in range(100)]  # send nothing
+    try:
+        time.sleep(0.3)
+        assert threading.active_count() - threads <= MAX_HTTP_CONNECTIONS
+        # Past the limit a connection is answered at once, without a thread.
+        assert _get(f"http://127.0.0.1:{server.metrics_port}/metrics")[0] == 503
+        refused = idle[-1].recv(1024)
+        assert refused.startswith(b"HTTP/1.1 503") and b"too many metrics connections" in refused
+    finally:
+        for connection in idle:
+            connection.close()
+    deadline = time.monotonic() + 5  # closed connections give their threads back
+    while _get(f"http://127.0.0.1:{server.metrics_port}/metrics")[0] != 200:
+        assert time.monotonic() < deadline, "the metrics port did not recover"
+        time.sleep(0.05)
+    assert threading.active_count() - threads <= 1
+
+
 def test_defaults_listen_on_loopback_with_bounded_messages() -> None:
     defaults = ServeConfig()
     assert (defaults.host, defaults.metrics_host) == ("127.0.0.1", "127.0.0.1")
     assert defaults.max_message_bytes == 4 * 1024 * 1024 and defaults.max_streams == 1000
     assert "s3cret" not in repr(ServeConfig(admin_token="s3cret", client_tokens=("s3cret",)))
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_huge_names_and_values_are_refused_before_the_engine_and_cost_no_memory(
+    started: Any,
+) -> None:
+    log = io.StringIO()
+    configure_logging("info", log)
+    try:
+        # The whole 4 MiB default message room, so only the codec's limits can refuse them.
+        server = started(max_message_bytes=4 * 1024 * 1024)
+        megabyte = "k" * (1 << 20)
+        attacks = {
+            "a 1 MB attribute name": {**customer(0), megabyte: 1.0},
+            "a 1 MB category value": {**customer(0), "plan": megabyte},
+            "10,000 attributes": {**customer(0), **{f"a{i}": 1.0 for i in range(10_000)}},
+        }
+        with NboClient(f"127.0.0.1:{server.port}", admin_token=TOKEN, timeout=30) as c:
+            before_info = c.model_info()
+            for what, context in attacks.items():
+                with pytest.raises(InvalidInputError) as err:
+                    c.decide("attacker", context)
+                assert err.value.code() == Code.INVALID_ARGUMENT, what
+                assert len(err.value.details()) < 200, err.value.details()  # echoed and logged
+            # Distinct 1 MB names: anything that kept or logged a name per call (the encoder
+            # counts undeclared names) would keep 40 MB. What the interpreter holds is counted
+            # exactly (tracemalloc); RSS also moves with gRPC's allocator, so it is reported.
+            gc.collect()
+            tracemalloc.start()
+            rss, (held, _) = _rss_bytes(), tracemalloc.get_traced_memory()
+            for i in range(40):
+                with pytest.raises(InvalidInputError):
+                    c.decide(f"a-{i}", {**customer(i), f"{i}{megabyte}": 1.0, "plan": megabyte})
+            gc.collect()
+            kept = tracemalloc.get_traced_memory()[0] - held
+            tracemalloc.stop()
+            grown = _rss_bytes() - rss
+            assert c.model_info().decisions == before_info.decisions  # none reached the Engine
+            assert c.decide("honest", customer(1)).decision_id
+    finally:
+        configure_logging("info")
+    assert kept < 8 * 1024 * 1024, f"{kept / 1e6:.1f} MB kept after 40 refused 2 MB calls"
+    assert len(log.getvalue()) < 43 * 1000, len(log.getvalue())  # < 1 kB per refused call
+    print(f"\n40 refused 2 MB Decide calls: {kept / 1e6:.2f} MB kept, RSS {grown / 1e6:+.0f} MB")
+
+
+def test_retried_rewards_with_many_components_do_not_grow_the_log(started: Any) -> None:
+    log = io.StringIO()
+    configure_logging("info", log)
+    try:
+        server = started()
+        components = {f"{i:03d}" + "c" * 125: float(i) for i in range(32)}  # the largest allowed
+        with NboClient(f"127.0.0.1:{server.port}", timeout=10) as c:
+            decision_id = c.decide("rewarded", customer(0)).decision_id
+            assert c.reward(decision_id, 1.0, components)  # applied: logged once, bounded
+            applied = len(log.getvalue())
+            for _ in range(100):  # a retrying (or hostile) client
+                assert not c.reward(decision_id, 1.0, components)
+            duplicates = len(log.getvalue()) - applied
+            too_many = {f"c{i}": 1.0 for i in range(10_000)}
+            for _ in range(20):
+                with pytest.raises(InvalidInputError) as err:
+                    c.reward(decision_id, 1.0, too_many)
+                assert err.value.details() == (
+                    "components: expected at most 32 components, got 10000 components"
+                )
+            refused = len(log.getvalue()) - applied - duplicates
+    finally:
+        configure_logging("info")
+    line = next(json.loads(x) for x in log.getvalue().splitlines() if "reward components" in x)
+    assert line["components"] == components and line["status"] == "applied"
+    assert applied < 64 * 1024, applied
+    assert duplicates == 0, log.getvalue()[applied:][:500]  # retries log nothing
+    assert refused / 20 < 600, refused  # one short "rpc" line per refused call
+    print(
+        f"\nlog bytes: {duplicates / 100:.0f} per duplicate reward, {refused / 20:.0f} per refused"
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -220,7 +219,77 @@ BAD_REQUESTS = [
         "Reward",
         pb.RewardRequest(decision_id="d", value=1.0, components={"revenue": -math.inf}),
         INVALID,
-        "components['revenue']: expected a finite number, got -inf",
+        'components["revenue"]: expected a finite number, got -inf',
+    ),
+    # Bounded inputs (engine.validation): every limit is refused before the Engine, by name.
+    (
+        "Decide",
+        pb.DecideRequest(customer_id="c", context=_ctx(**{"n" * 129: 1.0})),
+        INVALID,
+        f'context["{"n" * 40}..."]: expected an attribute name of at most 128 characters, '
+        "got a name of 129 characters",
+    ),
+    (
+        "Decide",
+        pb.DecideRequest(customer_id="c", context=_ctx(plan="p" * 257)),
+        INVALID,
+        'context["plan"]: expected a category value of at most 256 characters, got 257 characters',
+    ),
+    (
+        "Decide",
+        pb.DecideRequest(customer_id="c", context=_ctx(**{f"x{i}": 1.0 for i in range(250)})),
+        INVALID,
+        "context: expected at most 256 attributes, got 262 attributes",
+    ),
+    (
+        "Decide",
+        pb.DecideRequest(customer_id="c", context=_ctx(), candidates=["none"] * 8),
+        INVALID,
+        "candidates: expected at most 7 candidates (the campaign's offers), got 8 candidates",
+    ),
+    (
+        "DecideBatch",
+        pb.DecideBatchRequest(
+            rows=[pb.DecideRow(customer_id="r", context=_ctx(channel="c" * 300))]
+        ),
+        INVALID,
+        'rows[0].context["channel"]: expected a category value of at most 256 characters, '
+        "got 300 characters",
+    ),
+    (
+        "DecideBatch",
+        pb.DecideBatchRequest(dense=_dense(2, categorical_values=["basic", "b" * 257])),
+        INVALID,
+        "dense.categorical_values[1] ('plan', row 1): expected a category value of at most 256 "
+        "characters, got 257 characters",
+    ),
+    (
+        "DecideBatch",
+        pb.DecideBatchRequest(
+            dense=_dense(1, numeric_names=[f"x{i}" for i in range(300)], numeric_values=[0.0] * 300)
+        ),
+        INVALID,
+        "dense.numeric_names, dense.categorical_names: expected at most 256 attributes, "
+        "got 301 attributes",
+    ),
+    (
+        "Reward",
+        pb.RewardRequest(decision_id="d", value=1.0, components={f"c{i}": 1.0 for i in range(33)}),
+        INVALID,
+        "components: expected at most 32 components, got 33 components",
+    ),
+    (
+        "Reward",
+        pb.RewardRequest(decision_id="d", value=1.0, components={"r" * 200: 1.0}),
+        INVALID,
+        f'components["{"r" * 40}..."]: expected a component name of at most 128 characters, '
+        "got a name of 200 characters",
+    ),
+    (
+        "Decide",
+        pb.DecideRequest(campaign="w" * 5000, customer_id="c", context=_ctx()),
+        NOT_FOUND,
+        f"campaign: expected one of ['renewal'], got '{'w' * 40}...'",
     ),
     (
         "RewardBatch",
@@ -255,9 +324,14 @@ BAD_REQUESTS = [
     (
         "PromoteModel",
         pb.PromoteModelRequest(snapshot_path="/nonexistent/v9.snap"),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "snapshot_path: expected a file inside the model directory, got '/nonexistent/v9.snap'",
+    ),
+    (
+        "PromoteModel",
+        pb.PromoteModelRequest(snapshot_path="v9.snap"),
         NOT_FOUND,
-        "snapshot_path: expected a snapshot file on the server, got '/nonexistent/v9.snap' "
-        "(no such file)",
+        "snapshot_path: expected a file in the model directory, got 'v9.snap' (no such file)",
     ),
 ]
 OFFER_METHODS = {"Decide", "DecideBatch", "Reward", "RewardBatch"}
@@ -334,13 +408,13 @@ def test_offer_service_needs_no_token(server: NboServer) -> None:
 
 
 def test_promote_corrupt_file_is_invalid_and_keeps_the_model(
-    client: NboClient, tmp_path: Path
+    server: NboServer, client: NboClient
 ) -> None:
-    bad = tmp_path / "corrupt.snap"
+    bad = server.config.data_dir / "models" / "corrupt.snap"
     bad.write_bytes(b"NBOSNAP1" + b"\0" * 64)
     before = client.model_info().model_version
     with pytest.raises(grpc.RpcError) as err:
-        client.promote(bad)
+        client.promote("corrupt.snap")
     assert err.value.code() == INVALID
-    assert str(bad) in err.value.details()
+    assert "'corrupt.snap'" in err.value.details()
     assert client.model_info().model_version == before

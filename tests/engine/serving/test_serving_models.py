@@ -39,6 +39,11 @@ def trained(client: NboClient, path: Path, campaign: str = "renewal", seed: int 
     return path
 
 
+def models_dir(server: NboServer) -> Path:
+    """The server's model directory: the only place PromoteModel reads files from."""
+    return server.config.data_dir / "models"
+
+
 def nbo(server: NboServer, *argv: str) -> list[str]:
     return ["model", *argv, "--server", f"127.0.0.1:{server.port}"]
 
@@ -59,18 +64,18 @@ def test_admin_calls_need_the_token(server):
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-def test_promotion_checks_the_campaign_and_is_journaled_and_logged(client, tmp_path, caplog):
-    other = trained(client, tmp_path / "renewl.snap", campaign="renewl")
+def test_promotion_checks_the_campaign_and_is_journaled_and_logged(server, client, caplog):
+    trained(client, models_dir(server) / "renewl.snap", campaign="renewl")
     with pytest.raises(grpc.RpcError) as err:
-        client.promote(other)
+        client.promote("renewl.snap")
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "expected a model of campaign 'renewal', got one of campaign 'renewl'" in (
         err.value.details()
     )
     before = client.model_info().model_version
-    path = trained(client, tmp_path / "offline.snap")
+    trained(client, models_dir(server) / "offline.snap")
     with caplog.at_level(logging.INFO, logger="nbo.models"):
-        change = client.promote_model(path)
+        change = client.promote_model("offline.snap")
     v = change.model
     assert not change.unchanged and v.kind == "promoted" and v.live and v.parent == before
     origin = json.loads(v.origin)
@@ -85,17 +90,18 @@ def test_promotion_checks_the_campaign_and_is_journaled_and_logged(client, tmp_p
         f"{origin['sha256'][:12]} by {origin['who']}, parent {before})"
     ]
     # The same file again is the live model: nothing changes, no version is made.
-    again = client.promote_model(path)
+    again = client.promote_model("offline.snap")
     assert again.unchanged and again.model.version == v.version
     assert client.list_models()[0].version == v.version
     # The version live before keeps its bytes: it can be restored.
     assert client.get_model(before).bytes_kept
 
 
-def test_rollback_restores_the_model_live_before_a_promotion(client, tmp_path, caplog):
+def test_rollback_restores_the_model_live_before_a_promotion(server, client, caplog):
     before = client.model_info().model_version
     probe = [customer(i) for i in range(5)]
-    client.promote(trained(client, tmp_path / "other.snap", seed=5))
+    trained(client, models_dir(server) / "other.snap", seed=5)
+    client.promote("other.snap")
     with caplog.at_level(logging.INFO, logger="nbo.models"):
         change = client.rollback(before)
     v = change.model
@@ -113,13 +119,13 @@ def test_rollback_restores_the_model_live_before_a_promotion(client, tmp_path, c
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_nbo_model_commands_against_a_running_server(server, client, tmp_path, capsys, monkeypatch):
+def test_nbo_model_commands_against_a_running_server(server, client, capsys, monkeypatch):
     monkeypatch.setenv("NBO_ADMIN_TOKEN", TOKEN)
-    path = trained(client, tmp_path / "cli.snap", seed=9)
-    assert nbo_main(nbo(server, "promote", str(path))) == 0
+    trained(client, models_dir(server) / "cli.snap", seed=9)
+    assert nbo_main(nbo(server, "promote", "cli.snap")) == 0
     promoted = client.model_info().model_version
     assert capsys.readouterr().out.startswith(f"renewal: {promoted} is live (promoted: cli.snap ")
-    assert nbo_main(nbo(server, "promote", str(path))) == 0
+    assert nbo_main(nbo(server, "promote", "cli.snap")) == 0
     assert "nothing changed" in capsys.readouterr().out
     assert nbo_main(nbo(server, "list")) == 0
     table = capsys.readouterr().out.splitlines()
