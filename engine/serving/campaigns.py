@@ -27,10 +27,15 @@ _log = logging.getLogger(LOGGER_NAME)
 EngineFactory = Callable[[Path, Path], "Engine"]
 
 
-def open_engine(config_path: Path, data_dir: Path) -> Engine:
+def open_engine(config_path: Path, data_dir: Path, model_root: Path | None = None) -> Engine:
+    """The campaign's Engine; its model directory is ``model_root/<campaign>`` when given
+    (``--model-dir``), else the engine's default ``<data-dir>/models/<campaign>``."""
+    from engine.campaign import load_campaign
     from engine.core import Engine  # imported when serving starts: numba compiles on import
 
-    return Engine.from_config(config_path, data_dir=data_dir)
+    config = load_campaign(config_path)
+    model_dir = None if model_root is None else model_root / config.name
+    return Engine(config, data_dir, model_dir=model_dir)
 
 
 def check_writable(data_dir: Path) -> None:

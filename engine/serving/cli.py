@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 # Flag dest -> ServeConfig field, for flags whose value maps one-to-one.
 _FIELDS = (
     "data_dir",
+    "model_dir",
     "host",
     "port",
     "threads",
@@ -71,6 +72,12 @@ def register(subparsers: Any) -> None:
         help="campaign config file; repeat to host several campaigns",
     )
     p.add_argument("--data-dir", type=Path, help=f"journals and snapshots [{d.data_dir}]")
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        help="PromoteModel reads snapshot files only from MODEL_DIR/<campaign>/, owner-only "
+        "[<data-dir>/models]",
+    )
     p.add_argument(
         "--journal",
         metavar="URL",
@@ -210,18 +217,25 @@ def handle(args: argparse.Namespace) -> int:
     if not config.campaigns:
         raise ConfigError("config: expected at least one --config campaign file, got none")
     configure_logging(config.log_level)
-    if args.journal or args.reset_models:
+    if args.journal or args.reset_models or config.model_dir is not None:
         resets = tuple(args.reset_models or ())
-        return serve(config, journal_engines(args.journal, len(config.campaigns), resets))
+        return serve(
+            config,
+            journal_engines(args.journal, len(config.campaigns), resets, config.model_dir),
+        )
     return serve(config)
 
 
 def journal_engines(
-    url: str | None, n_campaigns: int, reset_models: tuple[str, ...] = ()
+    url: str | None,
+    n_campaigns: int,
+    reset_models: tuple[str, ...] = (),
+    model_root: Path | None = None,
 ) -> Callable[[Path, Path], Engine]:
     """``(config_path, data_dir) -> Engine`` opening each campaign's journal at ``url`` (None:
     the data dir's), with ``--reset-model`` for the campaigns ``reset_models`` names (``*``:
-    all).
+    all), and each campaign's model directory at ``model_root/<campaign>`` (None:
+    ``<data-dir>/models/<campaign>``).
 
     Raises
     ------
@@ -244,6 +258,7 @@ def journal_engines(
 
         config = load_campaign(config_path)
         reset = "*" in reset_models or config.name in reset_models
-        return Engine(config, data_dir, journal_url=url, reset_model=reset)
+        model_dir = None if model_root is None else model_root / config.name
+        return Engine(config, data_dir, journal_url=url, reset_model=reset, model_dir=model_dir)
 
     return open_engine

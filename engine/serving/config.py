@@ -96,6 +96,7 @@ class ServeConfig:
 
     campaigns: tuple[Path, ...] = ()
     data_dir: Path = Path("nbo-data")
+    model_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = 50051
     threads: int = 8
@@ -111,6 +112,8 @@ class ServeConfig:
     auth_failure_limit: int = 10
     max_streams: int = 1000
     stream_idle_seconds: float = 60.0
+    connection_idle_seconds: float = 300.0
+    connection_age_seconds: float = 1800.0
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     grace_seconds: float = 10.0
@@ -134,6 +137,9 @@ class ServeConfig:
             )
         if not self.grace_seconds >= 0:
             raise ConfigError(f"grace_seconds: expected a number >= 0, got {self.grace_seconds!r}")
+        for name in ("connection_idle_seconds", "connection_age_seconds"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}: expected a number > 0, got {getattr(self, name)!r}")
         if not self.stream_idle_seconds > 0:
             raise ConfigError(
                 f"stream_idle_seconds: expected a number > 0, got {self.stream_idle_seconds!r}"
@@ -241,7 +247,7 @@ def read_server_table(path: Path) -> dict[str, Any]:
             f"{path}: [server].{unknown[0]}: expected one of {sorted(known)}, got {unknown[0]!r}"
         )
     kwargs = dict(table)
-    for key in ("data_dir", "tls_cert", "tls_key", "tls_client_ca"):
+    for key in ("data_dir", "model_dir", "tls_cert", "tls_key", "tls_client_ca"):
         if kwargs.get(key) is not None:
             kwargs[key] = Path(kwargs[key])
     if "campaigns" in kwargs:

@@ -27,8 +27,6 @@ from engine.errors import ResourceExhaustedError
 from engine.serving.interceptors import Behavior, CachingInterceptor, Context, UnaryInterceptor
 
 MAX_STREAMS_PER_CONNECTION = 256
-CONNECTION_IDLE_MS = 5 * 60 * 1000  # a connection with no call for 5 min is closed
-CONNECTION_AGE_MS = 30 * 60 * 1000  # then GOAWAY: clients reconnect (gRPC adds +-10% jitter)
 CONNECTION_AGE_GRACE_MS = 60 * 1000  # calls in progress get this long after the GOAWAY
 KEEPALIVE_MS = 60 * 1000  # the server pings an idle transport to find peers that are gone
 KEEPALIVE_TIMEOUT_MS = 20 * 1000
@@ -36,8 +34,15 @@ MIN_CLIENT_PING_INTERVAL_MS = 30 * 1000  # a client pinging more often earns a s
 MAX_PING_STRIKES = 2  # then its connection is closed
 
 
-def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
-    """The server's channel arguments: message sizes, per-connection limits, keepalive."""
+def channel_options(
+    max_message_bytes: int,
+    connection_idle_seconds: float = 300.0,
+    connection_age_seconds: float = 1800.0,
+) -> list[tuple[str, Any]]:
+    """The server's channel arguments: message sizes, per-connection limits, keepalive.
+
+    A connection with no call for ``connection_idle_seconds`` is closed; every connection gets
+    a GOAWAY after ``connection_age_seconds`` (gRPC adds +-10% jitter) and reconnects."""
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -45,8 +50,8 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
         # SO_REUSEPORT by default on Linux); `--workers` turns it back on deliberately.
         ("grpc.so_reuseport", 0),
         ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
-        ("grpc.max_connection_idle_ms", CONNECTION_IDLE_MS),
-        ("grpc.max_connection_age_ms", CONNECTION_AGE_MS),
+        ("grpc.max_connection_idle_ms", round(connection_idle_seconds * 1000)),
+        ("grpc.max_connection_age_ms", round(connection_age_seconds * 1000)),
         ("grpc.max_connection_age_grace_ms", CONNECTION_AGE_GRACE_MS),
         ("grpc.keepalive_time_ms", KEEPALIVE_MS),
         ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),

@@ -16,6 +16,7 @@ in a pool of ``config.threads`` workers (see :mod:`engine.serving.limits`). The 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import stat
@@ -41,6 +42,7 @@ from engine.serving.auth import (
 )
 from engine.serving.batcher import DecideBatcher
 from engine.serving.campaigns import Campaigns, EngineFactory, open_engine
+from engine.serving.campaigns import open_engine as default_engine
 from engine.serving.config import ServeConfig, split_client_token
 from engine.serving.interceptors import server_interceptors
 from engine.serving.limits import StreamGuardInterceptor, UnaryLimitInterceptor, channel_options
@@ -297,6 +299,8 @@ def create_server(
     config = config.with_env()
     credentials = _server_credentials(config)
     metrics = ServerMetrics()
+    if open_engine is default_engine and config.model_dir is not None:
+        open_engine = functools.partial(default_engine, model_root=config.model_dir)
     campaigns = Campaigns(config.campaigns, config.data_dir, open_engine)
     loop = _LoopThread()
     pool = futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="nbo-rpc")
@@ -367,7 +371,10 @@ async def _build(
         ),
     ]
     grpc_server = grpc.aio.server(
-        interceptors=interceptors, options=channel_options(config.max_message_bytes)
+        interceptors=interceptors,
+        options=channel_options(
+            config.max_message_bytes, config.connection_idle_seconds, config.connection_age_seconds
+        ),
     )
     offers = OfferServicer(campaigns, metrics, config.max_batch_rows)
     admin = AdminServicer(campaigns)
