@@ -21,7 +21,7 @@ import signal
 import stat
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent import futures
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,7 +40,7 @@ from engine.serving.auth import (
     TokenSet,
 )
 from engine.serving.batcher import DecideBatcher
-from engine.serving.campaigns import Campaigns, EngineFactory, open_engine
+from engine.serving.campaigns import Campaigns, DecisionObserver, EngineFactory, open_engine
 from engine.serving.config import ServeConfig, split_client_token
 from engine.serving.interceptors import server_interceptors
 from engine.serving.limits import StreamGuardInterceptor, UnaryLimitInterceptor, channel_options
@@ -51,6 +51,7 @@ from engine.serving.pb import offers_pb2_grpc as pb_grpc
 from engine.serving.servicers import AdminServicer, OfferServicer, Pooled
 
 if TYPE_CHECKING:
+    from engine.core import DecisionRecord
     from engine.journal import JournalBackend
 
 SERVICE_NAMES = tuple(s.full_name for s in pb.DESCRIPTOR.services_by_name.values())
@@ -139,7 +140,7 @@ class NboServer:
             self._shutdown_metrics()
             self._release()
             raise
-        for name, engine, decider in self.campaigns:
+        for name, engine, decider, _ in self.campaigns:
             self.metrics.track_campaign(
                 name, _pending_counter(engine.journal), _mean_rows_of(decider)
             )
@@ -264,6 +265,18 @@ def _pending_counter(journal: JournalBackend) -> Callable[[], float]:
     return lambda: journal.counts()["pending"]
 
 
+def _decision_counter(metrics: ServerMetrics) -> DecisionObserver:
+    def observe(campaign: str, records: Sequence[DecisionRecord]) -> None:
+        metrics.record_decisions(
+            campaign,
+            [r.offer_id for r in records],
+            [r.explored for r in records],
+            [r.control for r in records],
+        )
+
+    return observe
+
+
 def _mean_rows_of(decider: DecideBatcher) -> Callable[[], float]:
     return lambda: decider.mean_rows
 
@@ -297,7 +310,9 @@ def create_server(
     config = config.with_env()
     credentials = _server_credentials(config)
     metrics = ServerMetrics()
-    campaigns = Campaigns(config.campaigns, config.data_dir, open_engine)
+    campaigns = Campaigns(
+        config.campaigns, config.data_dir, open_engine, observe_decisions=_decision_counter(metrics)
+    )
     loop = _LoopThread()
     pool = futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="nbo-rpc")
     try:

@@ -3,14 +3,18 @@
 Validation that needs no Engine happens in :mod:`engine.serving.codec` before any Engine call, so
 a rejected request changes no state; errors become status codes in the error interceptor.
 
-The servicers are plain blocking code; :class:`Pooled` runs each call of one in the server's
-bounded thread pool, so the event loop (health, reflection, refusals) never waits on an Engine.
+Decide and Reward are coroutines on the server's event loop: their Engine work is a bounded
+batch of the calls that overlap (see :mod:`engine.serving.batcher`), with no thread hop. The
+other methods are plain blocking code; :class:`Pooled` runs each call of those in the server's
+bounded thread pool, so the event loop (health, reflection, refusals) never waits on a large
+batch, a snapshot or a model load.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import json
 import logging
 import math
@@ -46,7 +50,8 @@ def _check_deadline(context: grpc.ServicerContext) -> None:
 
 
 class Pooled:
-    """A servicer whose methods run in ``pool``: each is a coroutine the aio server awaits.
+    """A servicer whose blocking methods run in ``pool``: each is a coroutine the aio server
+    awaits (methods that are coroutines already are kept as they are).
 
     The call's context variables (its request id) go with it into the worker thread. A call
     cancelled while it waits is dropped; one already running finishes (an Engine call is never
@@ -55,7 +60,9 @@ class Pooled:
 
     def __init__(self, servicer: object, pool: Executor, methods: tuple[str, ...]) -> None:
         for name in methods:
-            setattr(self, name, _pooled(getattr(servicer, name), pool))
+            method = getattr(servicer, name)
+            on_loop = inspect.iscoroutinefunction(method)
+            setattr(self, name, method if on_loop else _pooled(method, pool))
 
 
 def _pooled(
@@ -76,15 +83,14 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         self._metrics = metrics
         self._max_batch_rows = max_batch_rows
 
-    def Decide(self, request: pb.DecideRequest, context: grpc.ServicerContext) -> pb.DecideResponse:
+    async def Decide(self, request: pb.DecideRequest, context: Any) -> pb.DecideResponse:
         codec.check_request_id(request.request_id)
-        name, engine, decider = self._campaigns.get(request.campaign)
+        name, engine, decider, _ = self._campaigns.get(request.campaign)
         customer_id = codec.check_id(request.customer_id, "customer_id")
         attributes = codec.context_to_dict(request.context)
         candidates = codec.candidates_of(request.candidates, engine.offer_ids)
         _check_deadline(context)
-        d = decider.decide(customer_id, attributes, candidates)
-        self._metrics.record_decisions(name, (d.offer_id,), (d.explored,), (d.control,))
+        d = await decider.decide(customer_id, attributes, candidates)
         return pb.DecideResponse(
             decision_id=d.decision_id,
             offer_id=d.offer_id,
@@ -102,7 +108,7 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         self, request: pb.DecideBatchRequest, context: grpc.ServicerContext
     ) -> pb.DecideBatchResponse:
         codec.check_request_id(request.request_id)
-        name, engine, _ = self._campaigns.get(request.campaign)
+        name, engine, _, _ = self._campaigns.get(request.campaign)
         candidates: list[str] | list[list[str] | None] | None
         has_dense = request.HasField("dense")
         if has_dense == bool(request.rows):
@@ -141,16 +147,16 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
             response.scores.extend(np.concatenate([d.scores for d in batch]))
         return response
 
-    def Reward(self, request: pb.RewardRequest, context: grpc.ServicerContext) -> pb.RewardResponse:
+    async def Reward(self, request: pb.RewardRequest, context: Any) -> pb.RewardResponse:
         codec.check_request_id(request.request_id)
-        name, engine, _ = self._campaigns.get(request.campaign)
+        name, _, _, rewarder = self._campaigns.get(request.campaign)
         decision_id = codec.check_id(request.decision_id, "decision_id")
         value = request.value
         if not math.isfinite(value):
             raise InvalidInputError("value", "a finite number", value)
         components = codec.reward_components(request.components)
         _check_deadline(context)
-        record = engine.reward(decision_id, value)
+        record = await rewarder.reward(decision_id, value)
         applied = record.status == "applied"
         if applied:
             self._metrics.record_rewards(name, (record.offer_id,), (float(record.reward or 0.0),))
@@ -176,7 +182,7 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         self, request: pb.RewardBatchRequest, context: grpc.ServicerContext
     ) -> pb.RewardBatchResponse:
         codec.check_request_id(request.request_id)
-        name, engine, _ = self._campaigns.get(request.campaign)
+        name, engine, _, _ = self._campaigns.get(request.campaign)
         decision_ids, values = codec.reward_arrays(
             request.decision_ids, request.values, self._max_batch_rows
         )
@@ -210,7 +216,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext
     ) -> pb.ModelInfo:
-        name, engine, _ = self._campaigns.get(request.campaign)
+        name, engine, _, _ = self._campaigns.get(request.campaign)
         info = engine.model_info()
         counts = info["journal"]
         return pb.ModelInfo(
@@ -232,13 +238,13 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     def Snapshot(
         self, request: pb.SnapshotRequest, context: grpc.ServicerContext
     ) -> pb.SnapshotResponse:
-        name, engine, _ = self._campaigns.get(request.campaign)
+        name, engine, _, _ = self._campaigns.get(request.campaign)
         return pb.SnapshotResponse(campaign=name, model_version=engine.snapshot())
 
     def PromoteModel(
         self, request: pb.PromoteModelRequest, context: grpc.ServicerContext
     ) -> pb.PromoteModelResponse:
-        name, engine, _ = self._campaigns.get(request.campaign)
+        name, engine, _, _ = self._campaigns.get(request.campaign)
         path = request.snapshot_path
         if not path:
             raise InvalidInputError("snapshot_path", "a path to a snapshot file", "an empty string")
