@@ -18,12 +18,15 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks import core
+from engine.cliargs import add_command
 
 
 def register(subparsers: Any) -> None:
     """Add the ``bench`` subcommand."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "bench",
+        core.run,
         help="benchmark nbo's policies against MABWiser, Vowpal Wabbit and numpy",
         description="Run the core benchmark (python -m benchmarks.core): batch choose "
         "throughput, online choose+update, reward on one seeded stream, single-row latency and "
@@ -32,4 +35,3 @@ def register(subparsers: Any) -> None:
         "and writes JSON. Takes several minutes; --quick takes well under a minute.",
     )
     core.add_arguments(p)
-    p.set_defaults(func=core.run)

@@ -35,23 +35,18 @@ from benchmarks.scenarios import (
     online_section,
 )
 from benchmarks.tables import render, targets
+from engine.cliargs import add_quick, add_seed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The script's options (``nbo bench`` offers the same)."""
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="small sizes and no cold-compile runs (smoke test, demo)",
-    )
+    add_quick(parser, "small sizes and no cold-compile runs (smoke test, demo)")
     parser.add_argument(
         "--out",
         default=str(bc.RESULTS_DIR / "core.json"),
         help="JSON result file [%(default)s]",
     )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the stream and policies [%(default)s]"
-    )
+    add_seed(parser, "seed of the stream and policies [%(default)s]")
     parser.add_argument(
         "--repeats",
         type=_at_least_one,

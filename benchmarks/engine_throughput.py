@@ -46,6 +46,7 @@ import numpy as np
 from benchmarks import common as bc
 from benchmarks.engine_tables import render, targets
 from engine.campaign import load_campaign
+from engine.cliargs import add_journal_url, add_quick, add_seed
 from engine.core import Engine
 from engine.journal.backends import journal_kind, redact_url
 from simulators.renewal import RenewalEnvironment
@@ -314,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "reward_batch throughput with the journal durable and in memory, single decide latency, "
         "memory and journal size of pending decisions. Prints tables, writes JSON.",
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    add_quick(parser, "small sizes (a smoke run)")
     parser.add_argument(
         "--out",
         type=Path,
@@ -322,13 +323,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="JSON result file [benchmarks/results/engine.json; engine-postgres.json with a "
         "postgresql:// --journal]",
     )
-    parser.add_argument(
-        "--journal",
-        metavar="URL",
-        help="journal of the durable runs: a path or postgresql://user@host:port/db "
-        "[a SQLite file per run]",
+    add_journal_url(
+        parser,
+        "journal of the durable runs: a path or postgresql://user@host:port/db [a SQLite file "
+        "per run]",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the customers [0]")
+    add_seed(parser, "seed of the customers [0]")
     parser.add_argument("--repeats", type=int, help="repeats per figure [5; --quick 3]")
     parser.add_argument(
         "--pending",

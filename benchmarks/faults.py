@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import common as bc
+from engine.cliargs import add_quick, add_seed
 from testkit.fuzzing import run_fuzz
 from testkit.harness import (
     RENEWAL,
@@ -115,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--fuzz-cases", type=int, default=10_000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="3 kills and 500 fuzz cases")
+    add_seed(parser)
+    add_quick(parser, "3 kills and 500 fuzz cases")
     parser.add_argument("--out", type=Path, default=bc.RESULTS_DIR / "faults.json")
     args = parser.parse_args(argv)
     if args.quick:

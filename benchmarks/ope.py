@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
 from benchmarks import common as bc
+from engine.cliargs import add_quick
 
 N_ACTIONS, N_FEATURES = 10, 32
 # Rows of the estimator and replay runs, full and --quick.
@@ -183,9 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.ope", description=__doc__.splitlines()[0]
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="small sizes, in-process only (a smoke run)"
-    )
+    add_quick(parser, "small sizes, in-process only (a smoke run)")
     parser.add_argument(
         "--rows", type=int, help=f"logged events end to end [1,000,000; --quick {QUICK_ROWS:,}]"
     )

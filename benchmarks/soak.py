@@ -33,6 +33,7 @@ import grpc
 import numpy as np
 
 from benchmarks import common as bc
+from engine.cliargs import add_quick, add_seed
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
 from testkit.harness import TOKEN, ServeProcess, campaign_config
@@ -229,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capacity-seconds", type=float, default=30.0, help="over 3 rounds")
     parser.add_argument("--in-flight", type=int, default=32)
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds before RSS counts")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="6 s capacity, 30 s soak")
+    add_seed(parser)
+    add_quick(parser, "6 s capacity, 30 s soak")
     parser.add_argument("--out", type=Path, default=bc.RESULTS_DIR / "soak.json")
     args = parser.parse_args(argv)
     if args.quick:

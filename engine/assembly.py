@@ -42,6 +42,7 @@ __all__ = [
     "DecisionAssembler",
     "Screened",
     "new_decision_ids",
+    "stored_record",
 ]
 
 ID_BYTES = 16  # random bytes per decision id: 128 bits, 32 hex characters
@@ -56,6 +57,29 @@ def new_decision_ids(n: int) -> list[str]:
     text = os.urandom(ID_BYTES * n).hex()
     width = 2 * ID_BYTES
     return [prefix + text[o : o + width] for o in range(0, n * width, width)]
+
+
+def stored_record(row: DecisionRow, campaign: str, offer_ids: tuple[str, ...]) -> DecisionRecord:
+    """The record :meth:`DecisionAssembler.assemble` returned for a journaled decision (what a
+    retried request gets back, marked ``replayed``); ``offer_ids`` are the row's catalog's
+    offers."""
+    return DecisionRecord(
+        row.decision_id,
+        row.action,
+        row.propensity,
+        bool(row.explored),
+        bool(row.control),
+        row.model_version,
+        tuple(row.reasons.split(";")) if row.reasons else (),
+        tuple(row.eligible.split(",")) if row.eligible else (),
+        campaign,
+        row.customer_id,
+        row.ts_us / 1e6,
+        row.cost,
+        np.frombuffer(row.scores, dtype=np.float64).copy(),
+        offer_ids,
+        replayed=True,
+    )
 
 
 class Screened(NamedTuple):

@@ -19,6 +19,11 @@ Examples
 'applied'
 >>> eng.reward(dec.decision_id, value=600.0).status     # a retry is applied once
 'duplicate'
+>>> again = eng.decide("c42", {"tenure_months": 30, "monthly_price": 50.0, "plan": "basic"},
+...                    request_id="req-1")
+>>> eng.decide("c42", {"tenure_months": 30, "monthly_price": 50.0, "plan": "basic"},
+...            request_id="req-1").decision_id == again.decision_id  # a retried request
+True
 >>> eng.close()
 """
 
@@ -32,29 +37,37 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.assembly import DecisionAssembler, Screened
+from engine.assembly import DecisionAssembler, Screened, stored_record
 from engine.campaign import CampaignConfig, Guardrails, control_flags, load_campaign
 from engine.campaign.eligibility import Eligibility
 from engine.campaign.exploration import apply_exploration
-from engine.errors import CorruptModelError, NotFoundError, ResourceExhaustedError
+from engine.errors import (
+    CorruptModelError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+)
 from engine.features import Encoder
 from engine.features.columns import Columns, gather
 from engine.journal.backends import open_journal
-from engine.journal.base import JournalBackend
+from engine.journal.base import DuplicateError, JournalBackend
+from engine.journal.files import private_dir, read_regular, resolve_inside
 from engine.journal.lift import Lift, lift_from_journal
-from engine.journal.records import DecisionRecord, RewardRecord
+from engine.journal.records import DecisionRecord, RequestRow, RewardRecord
 from engine.journal.recovery import (
     adapt_offers,
-    check_compatible,
+    model_shape,
     restore_guardrails,
     start_learner,
 )
 from engine.journal.rewards import RewardLedger
-from engine.journal.snapshot import read_snapshot
+from engine.journal.snapshot import ModelShape, decode_snapshot, read_snapshot
 from engine.policies import Policy
-from engine.requests import CandidateMasks, check_decide_request, check_rewards
+from engine.requests import CandidateMasks, check_decide_request, check_rewards, request_hash
 from engine.types import FloatArray
 from engine.upkeep import Upkeep
+from engine.validation import check_id
 
 __all__ = ["DecisionRecord", "Engine", "RewardRecord"]
 
@@ -69,8 +82,11 @@ class Engine:
     ----------
     config : CampaignConfig
     data_dir : str or Path or None
-        Holds ``<campaign>.journal.sqlite`` and ``snapshots/<campaign>/``; created owner-only.
-        None keeps the journal in memory (nothing durable: for benchmarks and throwaway runs).
+        Holds ``<campaign>.journal.sqlite``, ``snapshots/<campaign>/`` and
+        ``models/<campaign>/``; created
+        owner-only. An existing one is refused (PermissionDeniedError naming it and why) unless
+        it belongs to this process's user and is neither group- nor world-writable. None keeps
+        the journal in memory (nothing durable: for benchmarks and throwaway runs).
     journal_url : str, optional
         Where the journal is instead (see :mod:`engine.journal.backends`): a path,
         ``sqlite:///path`` or ``postgresql://user@host:port/db``, shared by every replica of the
@@ -82,6 +98,12 @@ class Engine:
         decisions, checkpoints the WAL and writes snapshots. Default: True with the real clock,
         False with an injected clock (then the caller drives time: :meth:`expire_pending`,
         :meth:`snapshot`; rewards also trigger due sweeps and time-based publishing).
+    model_dir : str or Path or None
+        The campaign's model directory, the only place :meth:`promote` takes model files
+        from. Default ``<data_dir>/models/<campaign>/`` (created owner-only): one directory per
+        campaign, so a file put there for one campaign cannot be promoted into another that
+        happens to have the same offers and features (one admin token serves every campaign of
+        a server). None without a data directory: nothing can be promoted.
 
     Notes
     -----
@@ -97,6 +119,7 @@ class Engine:
         journal_url: str | None = None,
         clock: Callable[[], float] | None = None,
         background: bool | None = None,
+        model_dir: str | Path | None = None,
     ) -> None:
         self.config = config
         self.campaign = config.name
@@ -107,9 +130,13 @@ class Engine:
         self.data_dir = None if data_dir is None else Path(data_dir)
         snapshot_dir: Path | None = None
         if self.data_dir is not None:
-            if not self.data_dir.exists():
-                self.data_dir.mkdir(parents=True, mode=0o700)
-            snapshot_dir = self.data_dir / "snapshots" / config.name
+            private_dir(self.data_dir, "data_dir")
+            snapshot_dir = private_dir(self.data_dir / "snapshots", "data_dir") / config.name
+            private_dir(snapshot_dir, "data_dir")
+            if model_dir is None:  # the campaign's own, as its snapshots are
+                model_dir = private_dir(self.data_dir / "models", "model_dir") / config.name
+        self.model_dir = None if model_dir is None else private_dir(Path(model_dir), "model_dir")
+        self._request_window_us = int(config.request_window * 1e6)
         run_background = background if background is not None else clock is None
         self._journal = open_journal(
             journal_url or config.journal_url,
@@ -151,6 +178,7 @@ class Engine:
                 checkpoint=self._journal.checkpoint,
                 expiry_due=self._expiry_due,
                 expire=self.expire_pending,
+                prune=self._prune_requests,
             )
             self._upkeep.start()
 
@@ -163,10 +191,18 @@ class Engine:
         journal_url: str | None = None,
         clock: Callable[[], float] | None = None,
         background: bool | None = None,
+        model_dir: str | Path | None = None,
     ) -> Engine:
         """Load a campaign TOML file (see :mod:`engine.campaign.config`) and start its engine."""
         config = load_campaign(path)
-        return cls(config, data_dir, journal_url=journal_url, clock=clock, background=background)
+        return cls(
+            config,
+            data_dir,
+            journal_url=journal_url,
+            clock=clock,
+            background=background,
+            model_dir=model_dir,
+        )
 
     # ------------------------------------------------------------------ information
     @property
@@ -202,6 +238,7 @@ class Engine:
             "feature_names": list(self.feature_names),
             "journal": self._journal.counts(),
             "data_dir": None if self.data_dir is None else str(self.data_dir),
+            "model_dir": None if self.model_dir is None else str(self.model_dir),
         }
 
     def prepare(self) -> None:
@@ -219,6 +256,7 @@ class Engine:
         customer_id: str,
         context: Mapping[str, Any],
         candidates: Sequence[str] | None = None,
+        request_id: str | None = None,
     ) -> DecisionRecord:
         """Choose the next best offer for one customer and journal the decision durably.
 
@@ -229,6 +267,10 @@ class Engine:
             Raw attributes (see the campaign's ``[features]``; extra keys may feed rules).
         candidates : sequence of str, optional
             Offers the caller can deliver; intersected with the eligible offers.
+        request_id : str, optional
+            The client's id of this request. A retry with the same id within the campaign's
+            ``[journal] request_window_hours`` (even after a restart) returns the original
+            decision and changes nothing: no second decision, no second budget or cap charge.
 
         Returns
         -------
@@ -237,27 +279,34 @@ class Engine:
         Raises
         ------
         InvalidInputError
-            For a bad customer id, an unencodable context or an unknown candidate (no state
-            changes).
+            For a bad customer id, an unencodable context or an unknown candidate, or a request
+            id already used within the window by a different request (no state changes).
         """
-        return self.decide_batch([customer_id], [context], candidates)[0]
+        return self.decide_batch([customer_id], [context], candidates, request_id=request_id)[0]
 
     def decide_batch(
         self,
         customer_ids: Sequence[str],
         contexts: Sequence[Mapping[str, Any]],
         candidates: Sequence[str] | Sequence[Sequence[str] | None] | None = None,
+        request_id: str | None = None,
     ) -> list[DecisionRecord]:
         """Decide for many customers in one journal transaction.
 
         ``candidates`` is one list for every row, or one list (or None) per row. Guardrail state
         (budgets, caps, cooldowns) is read once at the start of the batch, so a batch can exceed
         a budget by at most its own size; the propensities are exact given that state.
+        ``request_id`` names the whole batch: a retry gets every row back as it was (see
+        :meth:`decide`).
         """
         self._check_open()
         check_decide_request(customer_ids, contexts)
         n = len(customer_ids)
         row_candidates = self._candidates.rows(candidates, n)
+        request = None
+        if request_id is not None:
+            check_id("request_id", request_id)
+            request = (request_id, request_hash(customer_ids, contexts, candidates))
         if n == 0:
             return []
         control = control_flags(self.config.salt, customer_ids, self.config.control_share)
@@ -270,13 +319,17 @@ class Engine:
         X = None if encoder.learning else self._encode(contexts, False, columns)
         with self._lock:
             self._check_open()
+            now = self._clock()
+            if request is not None:  # looked up under the lock: a concurrent retry waits here
+                done = self._replay(request, now)
+                if done is not None:
+                    return done
             if X is None:
                 X = self._encode(contexts, True, columns)
                 if not encoder.learning:  # just froze: keep the statistics for restarts
                     self._journal.set_meta("encoder", json.dumps(encoder.state()))
-            now = self._clock()
             batch = Screened(customer_ids, X, control, masks, costs, reasons)
-            return self._decide_locked(batch, now)
+            return self._decide_locked(batch, now, request)
 
     def _encode(
         self, contexts: Sequence[Mapping[str, Any]], learn: bool, columns: Columns | None
@@ -285,7 +338,9 @@ class Engine:
             return self._encoder.encode(contexts[0], learn=learn)[None, :]
         return self._encoder.encode_batch(contexts, learn=learn, columns=columns)
 
-    def _decide_locked(self, batch: Screened, now: float) -> list[DecisionRecord]:
+    def _decide_locked(
+        self, batch: Screened, now: float, request: tuple[str, str] | None = None
+    ) -> list[DecisionRecord]:
         guard = self._guardrails
         if guard.active:
             guard.apply_batch(
@@ -294,10 +349,52 @@ class Engine:
         version = self._learner.version
         choice = self._assembler.choose(self._learner.published, batch)
         done = self._assembler.assemble(batch, choice, version, now)
-        self._journal.append_decisions(done.rows)
+        if request is None:
+            self._journal.append_decisions(done.rows)
+        else:
+            row = RequestRow(request[0], self.campaign, done.ts_us, request[1])
+            try:
+                self._journal.append_request(row, done.rows)
+            except DuplicateError:
+                # Another process sharing the journal stored this request first: its decisions
+                # are the answer (nothing of ours was stored or charged).
+                replayed = self._replay(request, now)
+                if replayed is None:
+                    raise
+                return replayed
         guard.record_batch(batch.customer_ids, now, done.actions, done.costs)
         self._ledger.note_decision(done.ts_us)
         return done.records
+
+    def _replay(self, request: tuple[str, str], now: float) -> list[DecisionRecord] | None:
+        """The records of a request already journaled within the window, or None."""
+        request_id, digest = request
+        found = self._journal.find_request(self.campaign, request_id)
+        if found is None:
+            return None
+        cutoff_us = int(now * 1e6) - self._request_window_us
+        if found.request.ts_us < cutoff_us:  # past its window: the id may be used again
+            self._journal.prune_requests(cutoff_us)
+            return None
+        if found.request.request_hash != digest:
+            hours = self.config.request_window / 3600.0
+            raise InvalidInputError(
+                "request_id",
+                f"a new id, or the id of an identical request within {hours:g} h (a retry)",
+                f"{request_id!r}, already used by a request with other customers, contexts or "
+                "candidates",
+            )
+        catalogs: dict[int, tuple[str, ...]] = {self._assembler.catalog: self.offer_ids}
+        records = []
+        for row in found.decisions:
+            if row.catalog not in catalogs:
+                catalogs[row.catalog] = tuple(self._journal.catalogs()[row.catalog][1])
+            records.append(stored_record(row, self.campaign, catalogs[row.catalog]))
+        return records
+
+    def _prune_requests(self) -> int:
+        """Forget request ids whose window has passed (the upkeep calls this)."""
+        return self._journal.prune_requests(int(self._clock() * 1e6) - self._request_window_us)
 
     # ------------------------------------------------------------------ rewards
     def reward(self, decision_id: str, value: float) -> RewardRecord:
@@ -362,6 +459,7 @@ class Engine:
             self._learner.apply()
         with self._lock:
             self._guardrails.prune(at)
+        self._journal.prune_requests(int(at * 1e6) - self._request_window_us)
         return total
 
     # ------------------------------------------------------------------ model
@@ -373,7 +471,9 @@ class Engine:
         return self._learner.checkpoint()
 
     def load_snapshot(self, path: str | Path) -> str:
-        """Warm start / promote: make the model in a snapshot file the published model.
+        """Warm start from a trusted local file (the CLI, a deployment step): make the model in
+        a snapshot file the published model. Requests from the network go through
+        :meth:`promote`, which only reads the model directory.
 
         The snapshot must be over the same features; its offers are mapped onto the campaign's
         (removed offers dropped, new ones added). Returns the new model version.
@@ -381,11 +481,53 @@ class Engine:
         Raises
         ------
         CorruptModelError
-            When the file fails its checksum or does not fit this campaign.
+            When the file fails its checksum or does not fit this campaign (checked before its
+            model is built).
         """
         self._check_open()
-        header, policy = read_snapshot(path)
-        check_compatible(header, policy, self.feature_names, str(path))
+        header, policy = read_snapshot(path, self._model_shape())
+        return self._install(header, policy, str(path))
+
+    def promote(self, requested: str) -> str:
+        """Make the snapshot file ``requested`` (a path relative to :attr:`model_dir`) the
+        published model; returns the new version. What PromoteModel calls.
+
+        Only regular files inside the model directory are read (opened without following a
+        symlink and without blocking on a FIFO), their size checked before reading, their shapes
+        and parameters checked against the campaign before anything is built.
+
+        Raises
+        ------
+        PermissionDeniedError
+            For an absolute path, ``..``, or a symlink leading out of the model directory (the
+            same message whether or not the target exists), or an engine without a model
+            directory.
+        NotFoundError
+            For a path inside the model directory that names no file.
+        InvalidInputError, CorruptModelError
+            For a file that is not a regular file, is too large, fails its checksum or does not
+            fit the campaign. The model is unchanged.
+        """
+        self._check_open()
+        if not isinstance(requested, str) or not requested:
+            raise InvalidInputError(
+                "snapshot_path", "a path relative to the model directory", requested
+            )
+        if self.model_dir is None:
+            raise PermissionDeniedError(
+                f"snapshot_path: expected a file inside the model directory, got {requested!r} "
+                "(this engine keeps no data directory, so it has none)"
+            )
+        path = resolve_inside(self.model_dir, requested, "snapshot_path")
+        shape = self._model_shape()
+        source = f"snapshot_path {requested!r}"
+        header, policy = decode_snapshot(read_regular(path, shape.max_bytes, source), source, shape)
+        return self._install(header, policy, str(path))
+
+    def _model_shape(self) -> ModelShape:
+        return model_shape(self._learner.published, self.feature_names, self.offer_ids)
+
+    def _install(self, header: dict[str, Any], policy: Policy, origin: str) -> str:
         shared = self.config.policy["name"] == "shared"
         adapt_offers(
             policy,
@@ -398,7 +540,7 @@ class Engine:
             _log.warning(
                 "campaign %s: model from %s takes the campaign's exploration: %s",
                 self.campaign,
-                path,
+                origin,
                 "; ".join(changes),
             )
         state = header.get("encoder")
@@ -406,10 +548,10 @@ class Engine:
             with self._lock:
                 try:
                     self._encoder.load_state(state)
-                except CorruptModelError:
+                except (CorruptModelError, ValueError, TypeError, KeyError):
                     pass  # a model trained under another standardization keeps ours
                 self._learner.header["encoder"] = self._encoder.state()
-        return self._learner.install(policy, origin=str(path))
+        return self._learner.install(policy, origin=origin)
 
     # ------------------------------------------------------------------ lifecycle
     def _check_open(self) -> None:

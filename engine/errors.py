@@ -64,7 +64,10 @@ class ResourceExhaustedError(NboError, RuntimeError):
 
 
 class PermissionDeniedError(NboError, PermissionError):
-    """A call whose credentials do not allow it: a wrong token, one for another campaign."""
+    """Refused on purpose, whoever asks: a call whose credentials do not allow it (a wrong
+    client or admin token, a token for another campaign, any AdminService call on a server
+    without an admin token), a model path outside the model directory, or a data directory,
+    journal or snapshot that others could write or redirect. gRPC status PERMISSION_DENIED."""
 
 
 class AuthenticationError(NboError, PermissionError):

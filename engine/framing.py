@@ -94,6 +94,11 @@ class Framing:
             raise CorruptModelError(f"{source}: checksum mismatch (truncated or altered)")
         *fields, header_len = struct.unpack(self.fields, body[len(self.magic) : self.prefix_bytes])
         end = self.prefix_bytes + header_len
+        if end > len(body):
+            raise CorruptModelError(
+                f"{source}: header of {header_len} bytes runs past the end of the "
+                f"{len(data)}-byte frame"
+            )
         try:
             header = json.loads(body[self.prefix_bytes : end].decode())
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

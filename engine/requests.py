@@ -14,10 +14,16 @@ engine.errors.InvalidInputError: customer_ids[1]: expected a non-empty UTF-8 str
 [1.0, 2.5]
 >>> CandidateMasks(("none", "gift")).rows(["gift"], 2)
 [array([False,  True]), array([False,  True])]
+>>> request_hash(["c1"], [{"plan": "basic"}], None) == request_hash(["c1"], [{"plan": "basic"}])
+True
+>>> request_hash(["c1"], [{"plan": "basic"}]) == request_hash(["c2"], [{"plan": "basic"}])
+False
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,15 +31,24 @@ import numpy as np
 
 from engine.errors import InvalidInputError
 from engine.types import BoolArray
-from engine.validation import ID_RULE, check_value, first_bad_id, valid_ids
+from engine.validation import (
+    ID_RULE,
+    check_context_bounds,
+    check_value,
+    first_bad_id,
+    valid_ids,
+    within_bounds,
+)
 
-__all__ = ["CandidateMasks", "check_decide_request", "check_rewards"]
+__all__ = ["CandidateMasks", "check_decide_request", "check_rewards", "request_hash"]
 
 
 def check_decide_request(
     customer_ids: Sequence[str], contexts: Sequence[Mapping[str, Any]]
 ) -> None:
-    """Raise InvalidInputError unless ``contexts`` has one mapping per valid customer id.
+    """Raise InvalidInputError unless ``contexts`` has one mapping per valid customer id, each
+    within the request bounds of :func:`engine.validation.check_context_bounds` (the gRPC codec's
+    limits and messages, so in-process callers are bounded as network ones are).
 
     The fields are named as a single decide names them (``customer_id``, ``context``) when there
     is one row, by position otherwise (``customer_ids[3]``).
@@ -53,6 +68,28 @@ def check_decide_request(
             if not isinstance(ctx, Mapping):
                 field = "context" if single else f"contexts[{i}]"
                 raise InvalidInputError(field, "a mapping of attribute names to values", ctx)
+    if single:
+        check_context_bounds(contexts[0], "context")
+    elif not within_bounds(contexts):
+        for i, ctx in enumerate(contexts):
+            check_context_bounds(ctx, f"contexts[{i}]")
+
+
+def request_hash(
+    customer_ids: Sequence[str], contexts: Sequence[Mapping[str, Any]], candidates: Any = None
+) -> str:
+    """Hex SHA-256 of a decide request: what a retry under the same request id must repeat.
+
+    Contexts are hashed with their keys sorted, so the order a client sends attributes in does
+    not matter; anything JSON cannot write is hashed by its ``repr``.
+    """
+    text = json.dumps(
+        [list(customer_ids), [dict(c) for c in contexts], candidates],
+        sort_keys=True,
+        default=repr,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def check_rewards(decision_ids: Sequence[str], values: Any) -> list[float]:

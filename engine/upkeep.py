@@ -1,13 +1,14 @@
 """The Engine's background upkeep: a daemon thread that, every tick, applies journaled rewards
-(publishing on the campaign's cadence), checkpoints the journal about once a second and closes
-decisions whose reward window has passed.
+(publishing on the campaign's cadence), checkpoints the journal about once a second, closes
+decisions whose reward window has passed and, about once a minute, forgets request ids whose
+window has passed.
 
 Examples
 --------
 >>> import threading
 >>> ticks = threading.Event()
 >>> loop = Upkeep("demo", 0.01, apply=ticks.set, checkpoint=lambda: None,
-...               expiry_due=lambda: False, expire=lambda: 0)
+...               expiry_due=lambda: False, expire=lambda: 0, prune=lambda: 0)
 >>> loop.start(); ticks.wait(5.0)
 True
 >>> loop.stop()
@@ -20,9 +21,10 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["CHECKPOINT_SECONDS", "Upkeep"]
+__all__ = ["CHECKPOINT_SECONDS", "PRUNE_SECONDS", "Upkeep"]
 
 CHECKPOINT_SECONDS = 1.0  # journal checkpoints at most this often
+PRUNE_SECONDS = 60.0  # request ids past their window are deleted at most this often
 _log = logging.getLogger("nbo.engine")
 
 
@@ -43,6 +45,9 @@ class Upkeep:
         True when some pending decision's reward window has passed.
     expire : callable
         Closes the decisions past their window.
+    prune : callable
+        Deletes the request ids past their window, called every PRUNE_SECONDS (and at the first
+        tick).
 
     Notes
     -----
@@ -58,6 +63,7 @@ class Upkeep:
         checkpoint: Callable[[], object],
         expiry_due: Callable[[], bool],
         expire: Callable[[], object],
+        prune: Callable[[], object],
     ) -> None:
         self.campaign = campaign
         self.interval = interval
@@ -65,6 +71,7 @@ class Upkeep:
         self._checkpoint = checkpoint
         self._expiry_due = expiry_due
         self._expire = expire
+        self._prune = prune
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"nbo-engine-{campaign}", daemon=True
@@ -81,6 +88,7 @@ class Upkeep:
 
     def _run(self) -> None:
         last_checkpoint = time.monotonic()
+        last_prune = -PRUNE_SECONDS
         while not self._stop.wait(self.interval):
             try:
                 self._apply()
@@ -89,5 +97,8 @@ class Upkeep:
                     last_checkpoint = time.monotonic()
                 if self._expiry_due():
                     self._expire()
+                if time.monotonic() - last_prune >= PRUNE_SECONDS:
+                    last_prune = time.monotonic()
+                    self._prune()
             except Exception:  # keep serving; the next tick retries
                 _log.exception("engine %s: background tick failed", self.campaign)

@@ -36,7 +36,9 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from itertools import chain
 from numbers import Integral, Real
+from operator import methodcaller
 from typing import Any, Literal
 
 import numpy as np
@@ -62,14 +64,17 @@ __all__ = [
     "ParameterConstraints",
     "Real",
     "Satisfies",
+    "check_context_bounds",
     "check_id",
     "check_value",
     "describe",
     "first_bad_id",
     "invalid_value",
     "is_utf8",
+    "shown",
     "valid_ids",
     "validate_params",
+    "within_bounds",
 ]
 
 # Numbers beyond this magnitude are refused everywhere (contexts, rewards, costs): squared in a
@@ -82,15 +87,19 @@ MAX_ID_CHARS = 256
 ID_RULE = f"a non-empty UTF-8 string of <= {MAX_ID_CHARS} characters"
 # What one request may carry: a context has at most MAX_ATTRIBUTES attributes, each named in at
 # most MAX_NAME_CHARS characters (attribute, feature and reward component names, request ids);
-# a categorical value has at most MAX_CATEGORY_CHARS characters (a hashed feature remembers up to
-# 65,536 values, so this also bounds that cache); a reward has at most MAX_COMPONENTS components.
+# a categorical value has at most MAX_CATEGORY_CHARS characters (the encoder bounds its cache of
+# hashed values in bytes itself: engine.features.encoder.HASH_CACHE_BYTES); a reward has at most
+# MAX_COMPONENTS components.
 # A campaign's schema is far inside these; the gRPC codec refuses anything beyond them before it
 # reaches an Engine, and the error names the field.
 MAX_ATTRIBUTES = 256
 MAX_NAME_CHARS = 128
 MAX_CATEGORY_CHARS = 256
 MAX_COMPONENTS = 32
+SHOWN_CHARS = 40  # of an over-long name, in the field an error names (errors are echoed, logged)
 _NUMBER = (int, float, np.integer, np.floating)
+_is_str = str.__instancecheck__
+_values = methodcaller("values")
 
 
 def is_utf8(text: str) -> bool:
@@ -100,6 +109,62 @@ def is_utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def shown(name: str) -> str:
+    """A caller's name as an error shows it: its first 40 characters, then "..." when there
+    were more (the gRPC codec cuts names the same way).
+
+    >>> shown("plan"), shown("x" * 50)
+    ('plan', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...')
+    """
+    return name if len(name) <= SHOWN_CHARS else name[:SHOWN_CHARS] + "..."
+
+
+def check_context_bounds(context: Mapping[Any, Any], field: str) -> None:
+    """Refuse a context beyond what one request may carry, worded as the gRPC codec words it:
+    more than MAX_ATTRIBUTES attributes, a name longer than MAX_NAME_CHARS or a string value
+    longer than MAX_CATEGORY_CHARS (names and values that are not strings are the encoder's
+    business). C-level passes over the keys and values; the offender is looked for only then.
+
+    >>> check_context_bounds({"plan": "basic", "tenure_months": 14}, "context")
+    >>> check_context_bounds({"plan": "b" * 300}, "contexts[2]")
+    Traceback (most recent call last):
+    ...
+    engine.errors.InvalidInputError: contexts[2]["plan"]: expected a category value of at most ...
+    """
+    n = len(context)
+    if n > MAX_ATTRIBUTES:
+        raise InvalidInputError(field, f"at most {MAX_ATTRIBUTES} attributes", f"{n} attributes")
+    if max(map(len, filter(_is_str, context)), default=0) > MAX_NAME_CHARS:
+        name = next(k for k in context if _is_str(k) and len(k) > MAX_NAME_CHARS)
+        raise InvalidInputError(
+            f'{field}["{shown(name)}"]',
+            f"an attribute name of at most {MAX_NAME_CHARS} characters",
+            f"a name of {len(name)} characters",
+        )
+    if max(map(len, filter(_is_str, context.values())), default=0) > MAX_CATEGORY_CHARS:
+        name, value = next((k, v) for k, v in context.items()
+                           if _is_str(v) and len(v) > MAX_CATEGORY_CHARS)  # fmt: skip
+        raise InvalidInputError(
+            f'{field}["{shown(str(name))}"]',
+            f"a category value of at most {MAX_CATEGORY_CHARS} characters",
+            f"{len(value)} characters",
+        )
+
+
+def within_bounds(contexts: Sequence[Mapping[Any, Any]]) -> bool:
+    """True when every context is within :func:`check_context_bounds`: three C-level passes over
+    the whole batch (the fast path of batch requests; the offender is then found row by row)."""
+    if not contexts:
+        return True
+    if max(map(len, contexts)) > MAX_ATTRIBUTES:
+        return False
+    names = filter(_is_str, chain.from_iterable(contexts))
+    if max(map(len, names), default=0) > MAX_NAME_CHARS:
+        return False
+    values = filter(_is_str, chain.from_iterable(map(_values, contexts)))
+    return max(map(len, values), default=0) <= MAX_CATEGORY_CHARS
 
 
 def valid_ids(ids: Sequence[Any]) -> bool:
@@ -139,6 +204,15 @@ def check_value(field: str, value: Any) -> float:
     if not math.isfinite(number) or abs(number) > VALUE_LIMIT:
         raise InvalidInputError(field, VALUE_RULE, value)
     return number
+
+
+def float_array(field: str, value: Any, expected: str) -> np.ndarray:
+    """``value`` as a C-contiguous float64 array, else InvalidInputError naming ``field`` (what
+    numpy cannot convert is reported as not ``expected``)."""
+    try:
+        return np.ascontiguousarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(field, expected, value) from exc
 
 
 # ---------------------------------------------------------------------- hyperparameter constraints

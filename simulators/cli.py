@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.cliargs import add_command, add_ray_workers
 from engine.errors import InvalidInputError
 from simulators.envs import ENV_NAMES, make_env
 from simulators.parallel import IN_PROCESS_LIMIT, Task, run_tasks
@@ -31,8 +32,10 @@ PICK = "oracle's pick"
 
 def register(subparsers: Any) -> None:
     """Add the ``simulate`` subcommand."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "simulate",
+        handle,
         help="compare policies on a simulated environment with ground truth (JSON + PNG)",
         description="Stream simulated customers through each policy (one run per policy and "
         "seed; every policy sees the same customers for a given seed) and measure net value "
@@ -51,14 +54,12 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--seeds", default="3", help="number of seeds (0..S-1) or a comma list of seeds [3]"
     )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="0 = in-process; N = Ray with N CPUs [default: in-process for jobs up to "
+    add_ray_workers(
+        p,
+        "0 = in-process; N = Ray with N CPUs [default: in-process for jobs up to "
         f"{IN_PROCESS_LIMIT:,} rounds in total, else local Ray with every CPU]",
+        "run the tasks on an existing Ray cluster [none]",
     )
-    p.add_argument("--ray-address", help="run the tasks on an existing Ray cluster [none]")
     via = p.add_mutually_exclusive_group()
     via.add_argument(
         "--via",
@@ -113,7 +114,6 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=handle)
 
 
 def _seeds(text: str) -> list[int]:

@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from engine.cliargs import add_command, add_seed
 from engine.errors import InvalidInputError, NboError
 from simulators.engine_path import DEFAULT_CAMPAIGN
 from simulators.renewal import RenewalEnvironment
@@ -47,20 +49,21 @@ CANDIDATES = (
 
 def register(subparsers: Any) -> None:
     """Add the ``demo`` subcommand."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "demo",
+        handle,
         help="the whole loop: serve, simulated customers over gRPC, export, evaluate, report",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     p.add_argument("--customers", type=int, default=60_000, help="customers to serve [60000]")
     p.add_argument("--per-day", type=int, default=800, help="customers per simulated day [800]")
     p.add_argument("--batch", type=int, default=200, help="customers per DecideBatch call [200]")
-    p.add_argument("--seed", type=int, default=0, help="simulation seed [0]")
+    add_seed(p, "simulation seed [0]")
     p.add_argument("--config", default=str(DEFAULT_CAMPAIGN), help="campaign file [%(default)s]")
     p.add_argument("--out", default="nbo-demo", help="demo directory (wiped first) [nbo-demo]")
     p.add_argument("--workers", type=int, default=2, help="local Ray CPUs for evaluate [2]")
     p.add_argument("--no-evaluate", action="store_true", help="skip export + evaluate")
-    p.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -376,6 +379,7 @@ def _summary(
             "interval": evaluation["interval"],
             "logging_value": evaluation["logging_value"],
             "decision": evaluation["decision"],
+            "split": evaluation.get("split"),
             "candidates": rows,
             "report": str(out / "evaluation" / "report.html"),
         }
@@ -385,7 +389,7 @@ def _summary(
 def _table(summary: dict[str, Any]) -> str:
     gt = summary["ground_truth"]
     lines = [
-        "live run (over gRPC)",
+        "live run (over gRPC; every decision of the run, rewards as they arrived)",
         f"  customers served          {summary['customers']:>10,}   "
         f"({summary['decisions_per_second']:,.0f} decisions/s through the client)",
         f"  rewards joined            {summary['rewards']:>10,}   (late and out of order)",
@@ -413,6 +417,8 @@ def _table(summary: dict[str, Any]) -> str:
                 f"{_num(r['high'])}{flag}"
             )
         lines.append(f"  {ev['decision']['reason']}")
+        if ev.get("split"):
+            lines += textwrap.wrap(ev["split"], 96, initial_indent="  ", subsequent_indent="  ")
     return "\n".join(lines)
 
 

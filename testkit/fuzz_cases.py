@@ -12,6 +12,7 @@ they must get a deliberate status, never INTERNAL or UNKNOWN.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,6 +177,12 @@ def decide_case(draw: st.DrawFn) -> Case:
         expect = EXHAUSTED
     else:
         expect = OK  # no defect
+    if request.request_id and defect not in (6, 8):
+        # Decide is idempotent on request_id: an id reused by a different request is refused
+        # (INVALID_ARGUMENT), so each distinct request gets an id of its own.
+        request_id, request.request_id = request.request_id, ""
+        digest = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+        request.request_id = f"{request_id[:100]}-{digest[:16]}"
     return Case("targeted", "Decide", request, expect, note=f"defect {defect}")
 
 
@@ -319,11 +326,8 @@ def admin_case(draw: st.DrawFn) -> Case:
     elif request.campaign == "winback":
         expect = NOT_FOUND
     elif method == "PromoteModel":
-        expect = (
-            NOT_FOUND
-            if request.snapshot_path.startswith("/nonexistent") or (request.snapshot_path == "../x")
-            else INVALID
-        )
+        # Only files inside the model directory are read: every other path is refused alike.
+        expect = INVALID if not request.snapshot_path else PERMISSION_DENIED
     else:
         expect = OK
     return Case("admin", method, request, expect, note=token)

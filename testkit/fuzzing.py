@@ -61,6 +61,7 @@ class FuzzRunner:
         }  # fmt: skip
         self.admin = (("authorization", f"Bearer {TOKEN}"),)
         self.pending: list[str] = []
+        self.decided: dict[str, str] = {}  # Decide request id -> the decision it made
         self.rewarded: list[str] = []
         self.unknown_counter = 0
         self.refills = 0
@@ -183,6 +184,13 @@ class FuzzRunner:
         delta = tuple(a - b for a, b in zip(after, before, strict=True))
         response = RESPONSES[case.method].FromString(reply)
         if case.method == "Decide":
+            request_id = getattr(case.payload, "request_id", "")
+            if request_id in self.decided:  # a retry (hypothesis replays examples): idempotent
+                assert response.decision_id == self.decided[request_id], where
+                assert delta == (0, 0, 0), (delta, where)
+                return
+            if request_id:
+                self.decided[request_id] = response.decision_id
             assert delta == (1, 0, 0), (delta, where)
             self.pending.append(response.decision_id)
         elif case.method == "DecideBatch":

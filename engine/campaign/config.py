@@ -9,7 +9,9 @@ publish_every_ms, checkpoint_every_rewards · ``[reward]`` window_days, default_
 without a reward), charge_cost ("always" | "on_success" | "never") · ``[guardrails]``
 max_offers_per_customer, frequency_window_days, cooldown_days, traffic_window · ``[journal]``
 synchronous ("normal" | "full"), url (a path, ``sqlite:///path`` or
-``postgresql://user@host:port/db``; default ``<data-dir>/<campaign>.journal.sqlite``) ·
+``postgresql://user@host:port/db``; default ``<data-dir>/<campaign>.journal.sqlite``),
+request_window_hours (how long a Decide request id is remembered: a retry within it gets the
+original decisions; default 24) ·
 ``[features]`` (see :mod:`engine.features.schema`; ``rule_attributes`` names attributes only
 rules read, ``strict`` refuses requests carrying undeclared ones) · ``[[offers]]`` (see
 :mod:`engine.campaign.offers`; rules may only name declared attributes, and read a missing one
@@ -59,6 +61,7 @@ from engine.features.schema import FeatureSchema, parse_schema
 from engine.types import FloatArray
 
 DAY = 86400.0
+HOUR = 3600.0
 _FILE_HINT = "pass the path of a campaign TOML file (examples/renewal.toml is a complete example)"
 CHARGE_COST = ("always", "on_success", "never")
 _SECTIONS = (
@@ -97,6 +100,7 @@ class CampaignConfig:
     cooldown: float = 0.0
     traffic_window: int = 1000
     synchronous: str = "normal"
+    request_window: float = 24 * HOUR
     journal_url: str | None = None
     config_hash: str = ""
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
@@ -218,7 +222,7 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
         "guardrails",
     )
     journal = get_table(table, "journal", "", default={})
-    reject_unknown(journal, ("synchronous", "url"), "journal")
+    reject_unknown(journal, ("synchronous", "url", "request_window_hours"), "journal")
     max_offers = (
         get_int(guard, "max_offers_per_customer", "guardrails", low=1)
         if "max_offers_per_customer" in guard
@@ -262,6 +266,10 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
         synchronous=get_str(
             journal, "synchronous", "journal", default="normal", choices=("normal", "full")
         ),
+        request_window=get_float(
+            journal, "request_window_hours", "journal", 24.0, low=0.0, low_open=True
+        )
+        * HOUR,
         journal_url=get_str(journal, "url", "journal") if "url" in journal else None,
         config_hash=hashlib.sha256(
             json.dumps(table, sort_keys=True, default=str).encode()

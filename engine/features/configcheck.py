@@ -50,15 +50,29 @@ def join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def get_table(table: Mapping[str, Any], key: str, path: str, default: Any = _MISSING) -> dict:
+def _given(table: Mapping[str, Any], key: str, path: str, default: Any, expected: str) -> Any:
+    """The configured value, or ``_MISSING`` when the key is absent and has a default (which the
+    caller converts; a default is not checked); an absent key without a default fails."""
     value = table.get(key, _MISSING)
-    if value is _MISSING:
-        if default is _MISSING:
-            raise fail(join(path, key), "a table", ABSENT)
-        return dict(default)
-    if not isinstance(value, dict):
-        raise fail(join(path, key), "a table", value)
+    if value is _MISSING and default is _MISSING:
+        raise fail(join(path, key), expected, ABSENT)
     return value
+
+
+def _of_type(
+    table: Mapping[str, Any], key: str, path: str, default: Any, expected: str, kind: type
+) -> Any:
+    """A value that must be an instance of ``kind`` (a default is converted with ``kind``)."""
+    value = _given(table, key, path, default, expected)
+    if value is _MISSING:
+        return kind(default)
+    if not isinstance(value, kind):
+        raise fail(join(path, key), expected, value)
+    return value
+
+
+def get_table(table: Mapping[str, Any], key: str, path: str, default: Any = _MISSING) -> dict:
+    return _of_type(table, key, path, default, "a table", dict)
 
 
 def get_str(
@@ -68,10 +82,8 @@ def get_str(
     default: Any = _MISSING,
     choices: Iterable[str] | None = None,
 ) -> str:
-    value = table.get(key, _MISSING)
+    value = _given(table, key, path, default, "a string")
     if value is _MISSING:
-        if default is _MISSING:
-            raise fail(join(path, key), "a string", ABSENT)
         return str(default)
     allowed = tuple(choices) if choices is not None else None
     if not isinstance(value, str) or (allowed is None and not value):
@@ -90,10 +102,8 @@ def get_float(
     high: float | None = None,
     low_open: bool = False,
 ) -> float:
-    value = table.get(key, _MISSING)
+    value = _given(table, key, path, default, "a number")
     if value is _MISSING:
-        if default is _MISSING:
-            raise fail(join(path, key), "a number", ABSENT)
         return float(default)
     rule = "a finite number"
     if low is not None:
@@ -116,10 +126,8 @@ def get_int(
     default: Any = _MISSING,
     low: int | None = None,
 ) -> int:
-    value = table.get(key, _MISSING)
+    value = _given(table, key, path, default, "an integer")
     if value is _MISSING:
-        if default is _MISSING:
-            raise fail(join(path, key), "an integer", ABSENT)
         return int(default)
     rule = "an integer" + (f" >= {low}" if low is not None else "")
     if isinstance(value, bool) or not isinstance(value, int):
@@ -130,25 +138,11 @@ def get_int(
 
 
 def get_bool(table: Mapping[str, Any], key: str, path: str, default: Any = _MISSING) -> bool:
-    value = table.get(key, _MISSING)
-    if value is _MISSING:
-        if default is _MISSING:
-            raise fail(join(path, key), "true or false", ABSENT)
-        return bool(default)
-    if not isinstance(value, bool):
-        raise fail(join(path, key), "true or false", value)
-    return value
+    return _of_type(table, key, path, default, "true or false", bool)
 
 
 def get_list(table: Mapping[str, Any], key: str, path: str, default: Any = _MISSING) -> list:
-    value = table.get(key, _MISSING)
-    if value is _MISSING:
-        if default is _MISSING:
-            raise fail(join(path, key), "a list", ABSENT)
-        return list(default)
-    if not isinstance(value, list):
-        raise fail(join(path, key), "a list", value)
-    return value
+    return _of_type(table, key, path, default, "a list", list)
 
 
 def reject_unknown(table: Mapping[str, Any], allowed: Iterable[str], path: str) -> None:

@@ -21,7 +21,14 @@ Guarantees every backend keeps
   never returns a reward whose seq is below one it has already returned, so a learner that
   remembers the last seq it applied applies every reward exactly once, in the same order on
   every replay.
-- Rows are never deleted or changed once committed (except meta values, which are replaced).
+- Rows are never deleted or changed once committed, except: meta values (replaced), requests
+  (deleted by :meth:`JournalBackend.prune_requests` once their window passed; their decisions
+  stay) and the per-period counts of rejected rewards (added to).
+- Idempotent requests: a request id is stored in the transaction of the decisions it made, so
+  a retry finds either all of them or none (:meth:`JournalBackend.append_request`).
+- Rejected rewards cost O(periods), not O(reports): :meth:`JournalBackend.record_errors` adds to
+  one count per reason and ERROR_PERIOD_US period and keeps at most ERROR_SAMPLES reports of each
+  (reason, period) for audit; ``counts()["reward_errors"]`` is the sum of the counts.
 
 Examples
 --------
@@ -38,7 +45,10 @@ from typing import Protocol, runtime_checkable
 from engine.errors import NboError
 from engine.journal import records
 
-__all__ = ["DuplicateError", "JournalBackend"]
+__all__ = ["ERROR_PERIOD_US", "ERROR_SAMPLES", "DuplicateError", "JournalBackend"]
+
+ERROR_PERIOD_US = 60_000_000  # rejected rewards are counted per reason and minute
+ERROR_SAMPLES = 100  # reports kept for audit per reason and period
 
 
 class DuplicateError(NboError, ValueError):
@@ -79,8 +89,28 @@ class JournalBackend(Protocol):
         order). A decision that already has a reward raises :class:`DuplicateError`."""
         ...
 
+    def append_request(
+        self, request: records.RequestRow, rows: Sequence[records.DecisionRow]
+    ) -> list[int]:
+        """Store decisions (as :meth:`append_decisions`) and the request that made them, in one
+        transaction; return the decisions' seqs in row order. A request id the campaign already
+        has raises :class:`DuplicateError` and stores nothing (a replica racing on the same
+        request won: :meth:`find_request` gives its decisions)."""
+        ...
+
+    def find_request(self, campaign: str, request_id: str) -> records.StoredRequest | None:
+        """The campaign's stored request with this id and its decisions in the request's row
+        order, or None (never stored, or pruned)."""
+        ...
+
+    def prune_requests(self, before_us: int) -> int:
+        """Delete the requests made before ``before_us`` (their decisions stay); return how many
+        were deleted. Their ids may then be used again."""
+        ...
+
     def record_errors(self, rows: Sequence[records.RewardError]) -> None:
-        """Keep rejected reward reports for audit, in one transaction."""
+        """Count rejected reward reports per ``error`` and ERROR_PERIOD_US period of ``ts_us``,
+        keeping at most ERROR_SAMPLES of them per (error, period) for audit; one transaction."""
         ...
 
     # ------------------------------------------------------------------ the reward ledger
@@ -147,7 +177,8 @@ class JournalBackend(Protocol):
 
     def counts(self) -> dict[str, int]:
         """``decisions``, ``rewards``, ``pending`` (decisions without a reward) and
-        ``reward_errors``. Cheap: metrics read it while decisions run."""
+        ``reward_errors`` (every rejected report counted, not only the samples kept). Cheap:
+        metrics read it while decisions run."""
         ...
 
     # ------------------------------------------------------------------ upkeep

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.cliargs import add_command, add_journal_url
 from engine.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -23,8 +24,10 @@ if TYPE_CHECKING:
 
 def register(subparsers: Any) -> None:
     """Add the ``export`` and ``lift`` subcommands."""
-    export = subparsers.add_parser(
+    export = add_command(
+        subparsers,
         "export",
+        run_export,
         help="write a campaign's decision journal as Parquet (the logged-data schema)",
         description="Export the decisions and rewards of a campaign's journal as a Parquet file "
         "in the logged-data schema that `nbo evaluate` and replay read.",
@@ -39,10 +42,11 @@ def register(subparsers: Any) -> None:
     export.add_argument(
         "--lift", action="store_true", help="also write the lift report next to the Parquet file"
     )
-    export.set_defaults(func=run_export)
 
-    lift = subparsers.add_parser(
+    lift = add_command(
+        subparsers,
         "lift",
+        run_lift,
         help="incremental value per decision of the policy over the control group",
         description="Report the policy's net reward per decision minus the control group's, "
         "with a confidence interval, from a campaign's journal. Exits with 3 (and says what "
@@ -58,7 +62,6 @@ def register(subparsers: Any) -> None:
     lift.add_argument(
         "--out", type=Path, default=None, help="JSON file [results/<campaign>-lift.json]"
     )
-    lift.set_defaults(func=run_lift)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -73,11 +76,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="campaign name [%(default)s: the only one; needed when the data dir holds several]",
     )
-    parser.add_argument(
-        "--journal",
-        metavar="URL",
-        default=None,
-        help="read this journal instead of the data dir's: a path, sqlite:///path or "
+    add_journal_url(
+        parser,
+        "read this journal instead of the data dir's: a path, sqlite:///path or "
         "postgresql://user@host:port/db (with --campaign) [the data dir's "
         "<campaign>.journal.sqlite]",
     )

@@ -6,6 +6,11 @@ expired with a default reward), lift = mean(treatment) - mean(control) with a We
 confidence interval. Because the split is random and sticky, this is an unbiased estimate of the
 campaign's value per decision over doing nothing.
 
+The split randomizes customers, not decisions, and a returning customer's rewards are
+correlated, so :func:`lift_from_journal` computes each group's variance over customers
+(cluster-robust: the sum of each customer's deviations from the group mean, squared), which is
+the row variance when every customer decided once.
+
 Examples
 --------
 >>> lift = Lift.from_sums(n_t=400, sum_t=4400.0, sumsq_t=400 * 121.0 + 399 * 4.0,
@@ -21,7 +26,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine.journal.base import JournalBackend
-from engine.journal.records import GroupSums
 from engine.kernels import norm_ppf
 
 LEVELS = (0.8, 0.9, 0.95, 0.99)
@@ -80,6 +84,48 @@ class Lift:
         diff = mean_t - mean_c
         return cls(diff, diff - z * se, diff + z * se, mean_t, mean_c, n_t, n_c, level)
 
+    @classmethod
+    def from_customers(
+        cls,
+        treatment: tuple[Any, Any],
+        control: tuple[Any, Any],
+        level: float = 0.95,
+    ) -> Lift:
+        """Build from per-customer (count, sum) arrays of each group, variance over customers.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> one_each = Lift.from_customers((np.ones(4), np.array([1.0, 2, 3, 4])),
+        ...                                (np.ones(4), np.zeros(4)))
+        >>> rows = Lift.from_sums(4, 10.0, 30.0, 4, 0.0, 0.0)
+        >>> round(one_each.ci_low, 9) == round(rows.ci_low, 9)
+        True
+        """
+        import numpy as np
+
+        if level not in LEVELS:
+            from engine.errors import InvalidInputError
+
+            raise InvalidInputError("level", f"one of {list(LEVELS)}", level)
+        z = norm_ppf(1.0 - (1.0 - level) / 2.0)
+        stats = []
+        for counts, sums in (treatment, control):
+            counts, sums = np.asarray(counts, float), np.asarray(sums, float)
+            n, g = float(counts.sum()), int(counts.shape[0])
+            mean = float(sums.sum() / n) if n else math.nan
+            var = math.nan
+            if g >= 2:
+                dev = sums - mean * counts
+                var = float(dev @ dev) * g / ((g - 1) * n * n)
+            stats.append((int(n), g, mean, var))
+        (n_t, g_t, mean_t, var_t), (n_c, g_c, mean_c, var_c) = stats
+        diff = mean_t - mean_c
+        if n_t < 2 or n_c < 2 or g_t < 2 or g_c < 2:
+            return cls(diff, math.nan, math.nan, mean_t, mean_c, n_t, n_c, level)
+        se = math.sqrt(var_t + var_c)
+        return cls(diff, diff - z * se, diff + z * se, mean_t, mean_c, n_t, n_c, level)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (NaN becomes None)."""
         return {
@@ -89,9 +135,23 @@ class Lift:
 
 
 def lift_from_journal(journal: JournalBackend, level: float = 0.95) -> Lift:
-    """Compute :class:`Lift` over every closed decision of a journal."""
-    groups = journal.lift_sums()
-    empty = GroupSums(0, 0.0, 0.0)
-    n_t, s_t, q_t = groups.get(False, empty)
-    n_c, s_c, q_c = groups.get(True, empty)
-    return Lift.from_sums(n_t, s_t, q_t, n_c, s_c, q_c, level=level)
+    """Compute :class:`Lift` over every closed decision of a journal, its interval over
+    customers (see the module docstring)."""
+    groups: dict[bool, dict[str, list[float]]] = {False: {}, True: {}}
+    seq = 0
+    while True:
+        page = journal.decisions_for_export(seq, 50_000, closed_only=True)
+        if not page:
+            break
+        for row in page:
+            if row.reward is None:
+                continue
+            entry = groups[bool(row.control)].setdefault(row.customer_id, [0.0, 0.0])
+            entry[0] += 1.0
+            entry[1] += row.reward
+        seq = page[-1].seq
+    arrays = []
+    for flag in (False, True):
+        values = list(groups[flag].values())
+        arrays.append(([v[0] for v in values], [v[1] for v in values]))
+    return Lift.from_customers(arrays[0], arrays[1], level=level)

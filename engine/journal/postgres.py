@@ -28,6 +28,12 @@ back batch leaves no gap, so the largest seq is also the number of rows. The cos
 one campaign's table wait for each other's commit (their WAL flush); one Engine already
 serializes its appends, and batches keep the commits per second low.
 
+A request with a client request id is stored in its decisions' transaction (under the
+decisions' lock); two replicas racing on one id serialize there, and the second breaks the
+``requests`` primary key: DuplicateError, nothing of it stored, and it answers with the first
+one's decisions. Rejected rewards add to per-(minute, reason) counts (``INSERT ... ON CONFLICT DO
+UPDATE``, which row-locks the count) and keep their sample under the ``reward_errors`` lock.
+
 Connections
 -----------
 A small pool (psycopg_pool): each call borrows a connection, so a metrics scrape does not wait
@@ -59,7 +65,13 @@ from engine.errors import ConfigError, NotFoundError, ResourceExhaustedError
 from engine.journal import schema
 from engine.journal.backends import redact_url
 from engine.journal.base import JournalBackend
-from engine.journal.records import DecisionRow, RewardError, RewardRow, StoredDecision
+from engine.journal.records import (
+    DecisionRow,
+    RequestRow,
+    RewardError,
+    RewardRow,
+    StoredDecision,
+)
 from engine.journal.schema import (
     DECISION_COLUMNS,
     ERROR_COLUMNS,
@@ -79,6 +91,28 @@ _LOOKUP = schema.pg(schema.STORED) + " WHERE d.decision_id = ANY(%s)"
 _pg = lru_cache(maxsize=128)(schema.pg)
 # Failures to reach the server or to commit (lost connection, disk full, read-only).
 _UNAVAILABLE = (psycopg.OperationalError, pg_errors.ReadOnlySqlTransaction, PoolTimeout)
+
+
+def _executor(conn: psycopg.Connection[Any]) -> schema.Execute:
+    """Runs a statement written with ``?`` placeholders on ``conn`` (in its transaction)."""
+    return lambda sql, params: conn.execute(_pg(sql), params)
+
+
+def _copy(
+    conn: psycopg.Connection[Any],
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    last: int,
+) -> None:
+    """COPY ``rows`` into ``table`` numbered from ``last + 1``, in ``conn``'s transaction (which
+    holds the table's append lock)."""
+    if not rows:
+        return
+    statement = f"COPY {table} (seq, {', '.join(columns)}) FROM STDIN"
+    with conn.cursor().copy(statement) as copy:
+        for seq, row in enumerate(rows, last + 1):
+            copy.write_row((seq, *row))
 
 
 def schema_name(campaign: str) -> str:
@@ -176,6 +210,9 @@ class PostgresJournal(SQLJournal, JournalBackend):
         try:
             self._pool.open(wait=True, timeout=float(timeout))
             self._check_version(self.location, readonly)
+            if not readonly:  # under the reward_errors lock: one replica counts old rows
+                with self._write("reward_errors") as (conn, _):
+                    self._count_legacy_errors(_executor(conn))
         except BaseException:
             self._pool.close()
             raise
@@ -281,11 +318,8 @@ class PostgresJournal(SQLJournal, JournalBackend):
 
     def _append(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
         """COPY ``rows`` into ``table`` numbered after its largest seq; returns that seq."""
-        statement = f"COPY {table} (seq, {', '.join(columns)}) FROM STDIN"
         with self._write(table) as (conn, last):
-            with conn.cursor().copy(statement) as copy:
-                for seq, row in enumerate(rows, last + 1):
-                    copy.write_row((seq, *row))
+            _copy(conn, table, columns, rows, last)
         return last
 
     # ------------------------------------------------------------------ catalogs and meta
@@ -326,10 +360,27 @@ class PostgresJournal(SQLJournal, JournalBackend):
             last = self._append("rewards", REWARD_COLUMNS, rows)
         return list(range(last + 1, last + len(rows) + 1))
 
+    def append_request(self, request: RequestRow, rows: Sequence[DecisionRow]) -> list[int]:
+        """Insert decisions and the request that made them in one transaction; return the
+        decisions' seq numbers once committed."""
+        with self._unique(schema.REQUEST_RULE), self._write("decisions") as (conn, last):
+            _copy(conn, "decisions", DECISION_COLUMNS, rows, last)
+            seqs = list(range(last + 1, last + len(rows) + 1))
+            conn.execute(_pg(schema.INSERT_REQUEST), schema.request_params(request, seqs))
+        return seqs
+
+    def prune_requests(self, before_us: int) -> int:
+        """Delete requests made before ``before_us``; return how many."""
+        with self._write() as (conn, _):
+            return int(conn.execute(_pg(schema.PRUNE_REQUESTS), (before_us,)).rowcount)
+
     def record_errors(self, rows: Sequence[RewardError]) -> None:
-        """Keep rejected rewards for audit."""
-        if rows:
-            self._append("reward_errors", ERROR_COLUMNS, rows)
+        """Count rejected rewards per reason and period; keep a bounded sample for audit."""
+        if not rows:
+            return
+        with self._write("reward_errors") as (conn, last):
+            samples = self._count_errors(_executor(conn), rows)
+            _copy(conn, "reward_errors", ERROR_COLUMNS, samples, last)
 
     # ------------------------------------------------------------------ reads
     def lookup(self, decision_ids: Sequence[str]) -> dict[str, StoredDecision]:

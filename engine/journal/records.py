@@ -58,6 +58,10 @@ class DecisionRecord:
         The policy's score per offer (-inf where not eligible, NaN when the policy was not asked).
     offer_ids : tuple of str
         The campaign's offers, in the order of ``scores``.
+    replayed : bool
+        True when this is the stored answer to a retried request (same ``request_id``): the
+        decision was made, journaled and counted by an earlier call, so counters (metrics) must
+        not count it again. Not compared.
     """
 
     decision_id: str
@@ -74,6 +78,7 @@ class DecisionRecord:
     cost: float
     scores: FloatArray = field(compare=False)
     offer_ids: tuple[str, ...]
+    replayed: bool = field(default=False, compare=False)
 
     @property
     def ranking(self) -> tuple[tuple[str, float], ...]:
@@ -205,3 +210,19 @@ class OfferTotals(NamedTuple):
 
     n_decisions: int
     cost: float
+
+
+class RequestRow(NamedTuple):
+    """A decide request with a client request id, journaled with the decisions it made."""
+
+    request_id: str
+    campaign: str
+    ts_us: int  #: when it was decided (the window starts here)
+    request_hash: str  #: hex SHA-256 of the request (customers, contexts, candidates)
+
+
+class StoredRequest(NamedTuple):
+    """A journaled request and the decisions it made, in the request's row order."""
+
+    request: RequestRow
+    decisions: list[DecisionRow]

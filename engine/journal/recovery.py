@@ -4,8 +4,10 @@ journal replayed after it, and the guardrails' state rebuilt from the journal.
 A snapshot is usable when its feature names equal the current schema's and its offers can be
 mapped onto the current catalog: offers removed from the config are removed from the model, new
 offers (appended at the end of the config's offer list) are added from the policy's prior. A
-snapshot that fails its checksum or cannot be mapped is skipped in favour of an older one; with
-none usable the model is rebuilt from the whole journal.
+snapshot that fails for any reason (its checksum, its shapes, its parameters, a file that is not a
+regular file) is skipped with a warning in favour of an older one; with none usable the model is
+rebuilt from the whole journal. Temporary files left by a snapshot write that was killed are
+removed first.
 
 Examples
 --------
@@ -31,8 +33,9 @@ from engine.campaign.exploration import apply_exploration
 from engine.errors import CorruptModelError, NboError
 from engine.features import Encoder
 from engine.journal.base import JournalBackend
+from engine.journal.files import remove_temporaries
 from engine.journal.learner import Learner
-from engine.journal.snapshot import list_snapshots, read_snapshot
+from engine.journal.snapshot import ModelShape, check_offer_mapping, list_snapshots, read_snapshot
 from engine.policies import Policy, make_policy
 
 if TYPE_CHECKING:
@@ -62,61 +65,50 @@ def adapt_offers(
     ------
     CorruptModelError
         When the offers the two catalogs share are in a different order, or new offers are not
-        at the end of ``new_ids``, or the model's size does not match ``old_ids``.
+        at the end of ``new_ids``, or the model's size does not match ``old_ids`` (the policy is
+        unchanged).
     """
     old = list(old_ids)
     if policy.n_actions != len(old):
         raise CorruptModelError(
             f"snapshot offer_ids: expected {policy.n_actions} offers (the model's), got {len(old)}"
         )
+    check_offer_mapping(old, new_ids, "snapshot")
     for index in range(len(old) - 1, -1, -1):
         if old[index] not in new_ids:
             policy.remove_action(index)
             del old[index]
-    kept = [i for i in new_ids if i in old]
-    if kept != old or list(new_ids[: len(kept)]) != kept:
-        raise CorruptModelError(
-            "snapshot offer_ids: expected the offers it shares with the config in the config's"
-            f" order, with new offers at the end; config has {list(new_ids)}, snapshot has "
-            f"{list(old_ids)}"
-        )
-    for j in range(len(kept), len(new_ids)):
+    for j in range(len(old), len(new_ids)):
         features = None if offer_features is None else np.asarray(offer_features)[j]
         policy.add_action(features)
     return policy
 
 
-def check_compatible(
-    header: dict[str, Any], policy: Policy, feature_names: Sequence[str], source: str
-) -> None:
-    """Raise CorruptModelError unless the snapshot encodes contexts like the current schema."""
-    names = header.get("feature_names")
-    if names is not None and list(names) != list(feature_names):
-        raise CorruptModelError(
-            f"{source}: expected a model over features {list(feature_names)}, "
-            f"got one over {list(names)}"
-        )
-    if policy.n_features != len(feature_names):
-        raise CorruptModelError(
-            f"{source}: expected a model over {len(feature_names)} features, "
-            f"got {policy.n_features}"
-        )
+def model_shape(
+    policy: Policy, feature_names: Sequence[str], offer_ids: Sequence[str]
+) -> ModelShape:
+    """What a snapshot must fit to replace ``policy``, the campaign's model: the campaign's
+    features and offers, and a model that grows with its offers at ``policy``'s rate per offer."""
+    per_offer = -(-len(policy.to_bytes()) // max(policy.n_actions, 1))
+    return ModelShape(tuple(feature_names), tuple(offer_ids), bytes_per_offer=per_offer)
+
+
+# A snapshot that fails for any of these reasons is skipped at start-up: the journal still holds
+# every reward, so an older snapshot (or none) plus a longer replay gives the same model.
+SNAPSHOT_FAILURES = (NboError, OSError, ValueError, TypeError, KeyError, MemoryError, OverflowError)
 
 
 def latest_usable(
-    directory: Path,
-    feature_names: Sequence[str],
-    offer_ids: Sequence[str],
-    offer_features: Any = None,
+    directory: Path, shape: ModelShape, offer_features: Any = None
 ) -> tuple[dict[str, Any], Policy] | None:
-    """The newest snapshot in ``directory`` that loads and maps onto the current catalog."""
+    """The newest snapshot in ``directory`` that loads and maps onto the campaign (``shape``);
+    each one refused is logged with its reason."""
     for path in list_snapshots(directory):
         try:
-            header, policy = read_snapshot(path)
-            check_compatible(header, policy, feature_names, str(path))
-            old_ids = header.get("offer_ids") or list(offer_ids)
-            adapt_offers(policy, old_ids, offer_ids, offer_features)
-        except (NboError, OSError) as exc:
+            header, policy = read_snapshot(path, shape)
+            old_ids = header.get("offer_ids") or list(shape.offer_ids)
+            adapt_offers(policy, old_ids, shape.offer_ids, offer_features)
+        except SNAPSHOT_FAILURES as exc:
             _log.warning("snapshot %s refused, trying an older one: %s", path, exc)
             continue
         return header, policy
@@ -149,9 +141,12 @@ def start_learner(
     """
     offer_features = config.offer_features() if config.policy["name"] == "shared" else None
     ids = config.offer_ids
+    fresh = make_policy(config.policy, len(ids), encoder.n_features, offer_features=offer_features)
     found = None
     if snapshot_dir is not None:
-        found = latest_usable(snapshot_dir, encoder.feature_names, ids, offer_features)
+        remove_temporaries(snapshot_dir)  # logs each one
+        shape = model_shape(fresh, encoder.feature_names, ids)
+        found = latest_usable(snapshot_dir, shape, offer_features)
     saved = journal.get_meta("encoder")
     if found is not None:
         header, policy = found
@@ -169,14 +164,12 @@ def start_learner(
         last_seq = int(header.get("last_reward_seq", 0))
         n_applied = int(header.get("n_rewards", 0))
     else:
-        policy = make_policy(
-            config.policy, len(ids), encoder.n_features, offer_features=offer_features
-        )
+        policy = fresh
         start, last_seq, n_applied = 1, 0, 0
     if saved is not None:
         try:
             encoder.load_state(json.loads(saved))
-        except (CorruptModelError, ValueError):
+        except (CorruptModelError, ValueError, TypeError, KeyError):
             pass  # the schema changed since: the configured statistics apply
     learner = Learner(
         policy,

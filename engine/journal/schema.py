@@ -27,20 +27,22 @@ engine.errors.ConfigError: journal x.sqlite: schema version 2, this nbo expects 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from engine.errors import ConfigError
-from engine.journal.base import DuplicateError
+from engine.errors import ConfigError, CorruptModelError
+from engine.journal.base import ERROR_PERIOD_US, ERROR_SAMPLES, DuplicateError
 from engine.journal.records import (
     DecisionRow,
     ExportedDecision,
     GroupSums,
     OfferTotals,
+    RequestRow,
     RewardError,
     RewardRow,
     StoredDecision,
+    StoredRequest,
     StoredReward,
 )
 
@@ -88,7 +90,25 @@ CREATE TABLE IF NOT EXISTS reward_errors (
     error TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS requests (
+    request_id TEXT NOT NULL,
+    campaign TEXT NOT NULL,
+    ts_us {int} NOT NULL,
+    request_hash TEXT NOT NULL,
+    decision_seqs TEXT NOT NULL,
+    PRIMARY KEY (campaign, request_id)
+);
+CREATE INDEX IF NOT EXISTS requests_by_time ON requests (ts_us);
+CREATE TABLE IF NOT EXISTS reward_error_counts (
+    period_us {int} NOT NULL,
+    error TEXT NOT NULL,
+    n {int} NOT NULL,
+    PRIMARY KEY (period_us, error)
+);
 """
+# ``requests`` and ``reward_error_counts`` (and the index) came after version 1 without changing
+# it: every statement here is CREATE ... IF NOT EXISTS, so opening a version-1 store for writing
+# adds them, and a store that lacks them still reads (read-only opens create nothing).
 # SQLite's INTEGER PRIMARY KEY is the rowid, numbered by SQLite. PostgreSQL's seqs are numbered
 # by the backend itself, under a lock, in commit order (see engine.journal.postgres).
 SQLITE_TYPES = {
@@ -167,12 +187,59 @@ LAST_REWARD_SEQ = "SELECT MAX(seq) FROM rewards"
 LATEST_MODEL_VERSION = "SELECT model_version FROM decisions ORDER BY seq DESC LIMIT 1"
 OFFER_TOTALS = "SELECT action, COUNT(*), SUM(cost) FROM decisions GROUP BY action"
 RECENT_ACTIONS = "SELECT action FROM decisions ORDER BY seq DESC LIMIT ?"
-# Rows are never deleted and seqs have no gaps, so the largest seq is the count: O(log n), not
-# a table scan (metrics scrape this while decisions run).
+# Decisions and rewards are never deleted and their seqs have no gaps, so the largest seq is the
+# count: O(log n), not a table scan (metrics scrape this while decisions run). Rejected rewards
+# keep their running total in meta (reward_errors holds only a sample); a store without that
+# total has none yet, or is an older one opened read-only, with a reward_errors row per report.
+ERROR_TOTAL_KEY = "reward_errors_total"
 COUNTS = (
     "SELECT (SELECT MAX(seq) FROM decisions), (SELECT MAX(seq) FROM rewards),"
-    " (SELECT MAX(seq) FROM reward_errors)"
+    " COALESCE((SELECT CAST(value AS BIGINT) FROM meta WHERE key = ?),"
+    " (SELECT MAX(seq) FROM reward_errors))"
 )
+
+# Idempotent requests. A request's decisions got consecutive seqs in one transaction (both
+# backends number a transaction's rows so), read back as one range of the primary key.
+REQUEST_COLUMNS: tuple[str, ...] = (*RequestRow._fields, "decision_seqs")
+INSERT_REQUEST = insert_sql("requests", REQUEST_COLUMNS)
+FIND_REQUEST = (
+    f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE campaign = ? AND request_id = ?"
+)
+REQUEST_DECISIONS = (
+    f"SELECT seq, {', '.join(DECISION_COLUMNS)} FROM decisions WHERE seq >= ? AND seq <= ?"
+)
+PRUNE_REQUESTS = "DELETE FROM requests WHERE ts_us < ?"
+REQUEST_RULE = "request ids and decision ids are unique"  # what a DuplicateError says
+
+# Rejected rewards: one count per (period, reason), its new value returned so the writer knows
+# how many samples the period still has room for; the total in meta grows by the batch.
+COUNT_ERRORS = (
+    "INSERT INTO reward_error_counts (period_us, error, n) VALUES (?, ?, ?)"
+    " ON CONFLICT (period_us, error) DO UPDATE SET n = reward_error_counts.n + excluded.n"
+    " RETURNING n"
+)
+ADD_ERROR_TOTAL = (
+    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value ="
+    " CAST(CAST(meta.value AS BIGINT) + CAST(excluded.value AS BIGINT) AS TEXT)"
+)
+# Stores written before errors were counted hold one reward_errors row per report: counted once,
+# when such a store is first opened for writing.
+HAS_ERROR_COUNTS = "SELECT 1 FROM reward_error_counts LIMIT 1"
+LEGACY_ERRORS = "SELECT COUNT(*) FROM reward_errors"
+MIGRATE_ERRORS = (
+    "INSERT INTO reward_error_counts (period_us, error, n)"
+    " SELECT (ts_us / ?) * ?, error, COUNT(*) FROM reward_errors GROUP BY 1, 2"
+)
+
+
+def request_params(request: RequestRow, seqs: Sequence[int]) -> tuple[Any, ...]:
+    """The parameters of :data:`INSERT_REQUEST` for a request whose decisions got ``seqs``."""
+    return (*request, json.dumps(list(seqs)))
+
+
+# Runs one statement (``?`` placeholders) in the caller's write transaction; returns its cursor.
+Execute = Callable[[str, Sequence[Any]], Any]
+_BOOLS = (DECISION_COLUMNS.index("explored"), DECISION_COLUMNS.index("control"))
 
 
 def check_version(found: str | None, where: str) -> None:
@@ -241,6 +308,52 @@ class SQLJournal:
         check_version(found, where)
         if found is None and not readonly:
             self.set_meta(VERSION_KEY, str(SCHEMA_VERSION))
+
+    def _count_errors(self, execute: Execute, rows: Sequence[RewardError]) -> list[RewardError]:
+        """In the caller's write transaction: add ``rows`` to their (period, reason) counts and
+        to the total; return the rows to keep as samples (the first ERROR_SAMPLES of each)."""
+        groups: dict[tuple[int, str], list[RewardError]] = {}
+        for row in rows:
+            period = row.ts_us // ERROR_PERIOD_US * ERROR_PERIOD_US
+            groups.setdefault((period, row.error), []).append(row)
+        samples: list[RewardError] = []
+        for (period, error), items in groups.items():
+            (total,) = execute(COUNT_ERRORS, (period, error, len(items))).fetchone()
+            room = ERROR_SAMPLES - (int(total) - len(items))
+            samples.extend(items[: max(room, 0)])
+        execute(ADD_ERROR_TOTAL, (ERROR_TOTAL_KEY, str(len(rows))))
+        return samples
+
+    def _count_legacy_errors(self, execute: Execute) -> None:
+        """In the caller's write transaction: count the reward_errors rows of a store written
+        before rejected rewards were counted (once: afterwards the counts are not empty)."""
+        if execute(HAS_ERROR_COUNTS, ()).fetchone() is not None:
+            return
+        (legacy,) = execute(LEGACY_ERRORS, ()).fetchone()
+        if legacy:
+            execute(MIGRATE_ERRORS, (ERROR_PERIOD_US, ERROR_PERIOD_US))
+            execute(ADD_ERROR_TOTAL, (ERROR_TOTAL_KEY, str(legacy)))
+
+    def find_request(self, campaign: str, request_id: str) -> StoredRequest | None:
+        """The stored request and its decisions in the request's row order, or None."""
+        found = self._rows(FIND_REQUEST, (campaign, request_id))
+        if not found:
+            return None
+        *fields, stored_seqs = found[0]
+        seqs = [int(s) for s in json.loads(stored_seqs)]
+        by_seq: dict[int, DecisionRow] = {}
+        if seqs:
+            for seq, *row in self._rows(REQUEST_DECISIONS, (min(seqs), max(seqs))):
+                for i in _BOOLS:  # SQLite keeps them as 0/1
+                    row[i] = bool(row[i])
+                by_seq[int(seq)] = DecisionRow._make(row)
+        missing = [s for s in seqs if s not in by_seq]
+        if missing:
+            raise CorruptModelError(
+                f"{self.location}: expected the decisions of request {request_id!r}, got none "
+                f"with seq {missing[0]}"
+            )
+        return StoredRequest(RequestRow._make(fields), [by_seq[s] for s in seqs])
 
     def catalogs(self) -> dict[int, tuple[str, list[str], list[str]]]:
         """All catalogs: id -> (campaign, offer ids, feature names)."""
@@ -320,8 +433,9 @@ class SQLJournal:
         }
 
     def counts(self) -> dict[str, int]:
-        """Numbers of decisions, rewards, pending decisions and rejected rewards."""
-        n_dec, n_rew, n_err = (int(v or 0) for v in self._rows(COUNTS)[0])
+        """Numbers of decisions, rewards, pending decisions and rejected rewards (every one
+        counted, not only the samples kept)."""
+        n_dec, n_rew, n_err = (int(v or 0) for v in self._rows(COUNTS, (ERROR_TOTAL_KEY,))[0])
         return {
             "decisions": n_dec,
             "rewards": n_rew,

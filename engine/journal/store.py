@@ -14,8 +14,17 @@ Tables
 ``rewards``   at most one per decision (UNIQUE decision_id, which makes retries idempotent):
               reported value, net reward, source ``reward`` or ``expired``. Its ``seq`` is the
               order in which the learner applies rewards; snapshots record the last one applied.
-``reward_errors`` rejected rewards (unknown or expired ids), kept for audit.
-``meta``      key/value pairs (encoder state, campaign name).
+``requests``  decide requests with a client request id (campaign, request_id unique), their time,
+              a hash of the request and the seqs of the decisions they made; stored in the
+              decisions' transaction, pruned once their window passed.
+``reward_error_counts`` rejected rewards (unknown or expired ids) counted per reason and minute.
+``reward_errors`` a bounded sample of those rejected reports (ERROR_SAMPLES per reason and
+              minute), kept for audit.
+``meta``      key/value pairs (encoder state, campaign name, the total of rejected rewards).
+
+The journal file and its ``-wal``/``-shm`` companions are created exclusively, owner-only, and
+refused when they exist as a symlink or anything but a regular file (see
+:mod:`engine.journal.files`).
 
 Every write commits before the method returns. In WAL mode with ``synchronous=NORMAL`` a commit
 survives a crash of the process (kill -9); ``synchronous=FULL`` also survives power loss at the
@@ -39,7 +48,6 @@ Examples
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -51,7 +59,14 @@ from typing import Any
 from engine.errors import CorruptModelError, ResourceExhaustedError
 from engine.journal import schema
 from engine.journal.base import DuplicateError, JournalBackend
-from engine.journal.records import DecisionRow, RewardError, RewardRow, StoredDecision
+from engine.journal.files import create_private, refuse_links
+from engine.journal.records import (
+    DecisionRow,
+    RequestRow,
+    RewardError,
+    RewardRow,
+    StoredDecision,
+)
 from engine.journal.schema import (
     DECISION_COLUMNS,
     ERROR_COLUMNS,
@@ -95,11 +110,19 @@ def _seqs(last: int, n: int) -> list[int]:
     return list(range(last - n + 1, last + 1))
 
 
-def _create_private(path: Path) -> None:
-    # SQLite gives its -wal and -shm files the database file's permissions: owner-only.
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(fd)
+_COMPANIONS = ("-wal", "-shm", "-journal")  # files SQLite opens beside the database
+
+
+def _open_safely(path: Path, create: bool) -> None:
+    """Refuse a journal (or a companion file SQLite would open) that is a symlink or not a
+    regular file; create the journal exclusively, owner-only (SQLite gives its -wal and -shm
+    files the database file's permissions)."""
+    for companion in _COMPANIONS:
+        refuse_links(path.with_name(path.name + companion), "journal")
+    if create:
+        create_private(path, "journal")
+    else:
+        refuse_links(path, "journal")
 
 
 def _rollback(db: sqlite3.Connection) -> None:
@@ -147,6 +170,7 @@ class Journal(SQLJournal, JournalBackend):
         self._lock = threading.RLock()
         self._checkpointer: sqlite3.Connection | None = None
         if readonly:
+            _open_safely(self.path, create=False)
             if not self.path.is_file():
                 raise FileNotFoundError(f"journal {self.path}: no such file")
             try:
@@ -165,7 +189,7 @@ class Journal(SQLJournal, JournalBackend):
             self._check_version(self.location, readonly=True)
             return
         if not self.in_memory:
-            _create_private(self.path)
+            _open_safely(self.path, create=True)
         try:
             self._db = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
@@ -182,6 +206,8 @@ class Journal(SQLJournal, JournalBackend):
                 f"journal {self.path}: expected an nbo SQLite journal, got {exc}"
             ) from None
         self._check_version(self.location, readonly=False)
+        with self._write() as db:
+            self._count_legacy_errors(db.execute)
 
     # ------------------------------------------------------------------ catalogs and meta
     @contextmanager
@@ -255,12 +281,26 @@ class Journal(SQLJournal, JournalBackend):
             last = _insert(db, _INSERT_REWARD, _INSERT_REWARDS_CHUNK, rows)
         return _seqs(last, len(rows))
 
+    def append_request(self, request: RequestRow, rows: Sequence[DecisionRow]) -> list[int]:
+        """Insert decisions and the request that made them in one transaction; return the
+        decisions' seq numbers once committed."""
+        with self._unique(schema.REQUEST_RULE), self._write() as db:
+            last = _insert(db, _INSERT_DECISION, _INSERT_DECISIONS_CHUNK, rows) if rows else 0
+            seqs = _seqs(last, len(rows))
+            db.execute(schema.INSERT_REQUEST, schema.request_params(request, seqs))
+        return seqs
+
+    def prune_requests(self, before_us: int) -> int:
+        """Delete requests made before ``before_us``; return how many."""
+        with self._write() as db:
+            return int(db.execute(schema.PRUNE_REQUESTS, (before_us,)).rowcount)
+
     def record_errors(self, rows: Sequence[RewardError]) -> None:
-        """Keep rejected rewards for audit."""
+        """Count rejected rewards per reason and period; keep a bounded sample for audit."""
         if not rows:
             return
         with self._write() as db:
-            db.executemany(_INSERT_ERROR, rows)
+            db.executemany(_INSERT_ERROR, self._count_errors(db.execute, rows))
 
     # ------------------------------------------------------------------ reads
     def lookup(self, decision_ids: Sequence[str]) -> dict[str, StoredDecision]:

@@ -12,12 +12,13 @@ checks them all before any ``__init__`` runs.
 from __future__ import annotations
 
 import inspect
+import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from engine.errors import InvalidInputError, NoEligibleActionError
+from engine.errors import CorruptModelError, InvalidInputError, NoEligibleActionError
 from engine.kernels import first_invalid, first_not_probability, first_outside, seed_state
 from engine.policies import _blob
 from engine.types import BoolArray, FloatArray, IntArray
@@ -28,6 +29,7 @@ from engine.validation import (
     Interval,
     ParameterConstraints,
     Real,
+    float_array,
     validate_params,
 )
 
@@ -91,9 +93,11 @@ class Policy(ABC):
     _array_params: ClassVar[tuple[str, ...]] = ()
     _needs_contexts: ClassVar[bool] = True
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, base: bool = False, **kwargs: Any) -> None:
+        # A public class is a policy that from_bytes and make_policy can name, unless it is a
+        # shared base declared with ``base=True`` (its subclasses register as usual).
         super().__init_subclass__(**kwargs)
-        if not cls.__name__.startswith("_"):
+        if not base and not cls.__name__.startswith("_"):
             Policy._registry[cls.__name__] = cls
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
@@ -268,19 +272,42 @@ class Policy(ABC):
         return _blob.dump(type(self).__name__, params, scalars, arrays)
 
     @classmethod
-    def from_bytes(cls, blob: bytes) -> Policy:
+    def from_bytes(
+        cls, blob: bytes, *, n_actions: int | None = None, n_features: int | None = None
+    ) -> Policy:
         """Rebuild a policy from :meth:`to_bytes` output. Called on ``Policy`` it returns whatever
-        class was saved; called on a subclass it also checks the class."""
+        class was saved; called on a subclass it also checks the class.
+
+        Before anything is built, the saved parameters are checked against the class's declared
+        constraints and, when given, ``n_actions`` and ``n_features`` (a campaign's shapes), so a
+        crafted blob cannot make the constructor allocate what it declares.
+
+        Raises
+        ------
+        CorruptModelError
+            For a blob that fails its checks, with the reason; never a TypeError or MemoryError.
+        """
         name, params, scalars, arrays = _blob.load(blob)
         target = Policy._registry.get(name)
         if target is None or not issubclass(target, cls):
-            from engine.errors import CorruptModelError
-
             raise CorruptModelError(f"model blob holds a {name!r}, expected a {cls.__name__}")
         for key in target._array_params:
+            if f"param:{key}" not in arrays:
+                raise CorruptModelError(f"model blob lacks the array 'param:{key}'")
             params[key] = arrays.pop(f"param:{key}")
-        policy = target(**params)
-        policy._restore(scalars, arrays)
+        _check_saved_params(target, params, n_actions, n_features)
+        for key in ("rng_state_", *target._state_arrays):
+            if key not in arrays:  # refused before the constructor allocates the state
+                raise CorruptModelError(f"model blob lacks the array {key!r}")
+        try:
+            policy = target(**params)
+            policy._restore(scalars, arrays)
+        except CorruptModelError:
+            raise
+        except (InvalidInputError, TypeError, ValueError, KeyError, MemoryError) as exc:
+            raise CorruptModelError(
+                f"model blob: its {name} could not be rebuilt ({type(exc).__name__}: {exc})"
+            ) from None
         return policy
 
     def __repr__(self) -> str:
@@ -324,17 +351,14 @@ class Policy(ABC):
         return {}
 
     def _restore(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        from engine.errors import CorruptModelError
-
-        self.rng_state_ = _expect_like(arrays.pop("rng_state_"), self.rng_state_, "rng_state_")
-        for name in self._state_arrays:
+        for name in ("rng_state_", *self._state_arrays):
             if name not in arrays:
                 raise CorruptModelError(f"model blob lacks the array {name!r}")
             setattr(self, name, _expect_like(arrays.pop(name), getattr(self, name), name))
         for name in ("n_updates_", *self._state_scalars):
             if name not in scalars:
                 raise CorruptModelError(f"model blob lacks the value {name!r}")
-            setattr(self, name, scalars[name])
+            setattr(self, name, _expect_scalar(scalars[name], getattr(self, name), name))
         self._restore_extra(arrays)
 
     def _restore_extra(self, arrays: dict[str, np.ndarray]) -> None:  # noqa: B027
@@ -350,12 +374,9 @@ class Policy(ABC):
         ):
             X = contexts
         else:
-            try:
-                X = np.ascontiguousarray(contexts, dtype=np.float64)
-            except (TypeError, ValueError) as exc:
-                raise InvalidInputError(
-                    "contexts", "an array of float64 of shape (n_rounds, n_features)", contexts
-                ) from exc
+            X = float_array(
+                "contexts", contexts, "an array of float64 of shape (n_rounds, n_features)"
+            )
             if X.ndim != 2:
                 raise InvalidInputError(
                     "contexts",
@@ -424,23 +445,27 @@ def _check_actions(actions: Any, n: int, n_actions: int) -> IntArray:
         elif a.dtype.kind not in "iu" and a.size:
             raise InvalidInputError("actions", "integer action indices", f"dtype {a.dtype}")
         a = np.ascontiguousarray(a, dtype=np.int64)
-    if a.shape != (n,):
-        raise InvalidInputError(
-            "actions", f"shape ({n},) (one per context row)", f"shape {a.shape}"
-        )
+    _check_rows("actions", a, n)
     bad = first_outside(a, 0, n_actions)
     if bad >= 0:
         raise InvalidInputError("actions", f"indices in [0, {n_actions})", f"{a[bad]} at row {bad}")
     return a
 
 
+def _check_rows(field: str, a: np.ndarray, n: int) -> None:
+    if a.shape != (n,):
+        raise InvalidInputError(field, f"shape ({n},) (one per context row)", f"shape {a.shape}")
+
+
+def _float_rows(field: str, values: Any, n: int) -> FloatArray:
+    """``values`` as ``n`` float64 values, one per context row."""
+    v = float_array(field, values, f"{n} float values")
+    _check_rows(field, v, n)
+    return v
+
+
 def _check_values(field: str, values: Any, n: int) -> FloatArray:
-    try:
-        v = np.ascontiguousarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(field, f"{n} float values", values) from exc
-    if v.shape != (n,):
-        raise InvalidInputError(field, f"shape ({n},) (one per context row)", f"shape {v.shape}")
+    v = _float_rows(field, values, n)
     bad = first_invalid(v, VALUE_LIMIT)
     if bad >= 0:
         raise InvalidInputError(
@@ -452,14 +477,7 @@ def _check_values(field: str, values: Any, n: int) -> FloatArray:
 
 
 def _check_propensities(propensities: Any, n: int) -> FloatArray:
-    try:
-        p = np.ascontiguousarray(propensities, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError("propensities", f"{n} float values", propensities) from exc
-    if p.shape != (n,):
-        raise InvalidInputError(
-            "propensities", f"shape ({n},) (one per context row)", f"shape {p.shape}"
-        )
+    p = _float_rows("propensities", propensities, n)
     bad = first_not_probability(p)
     if bad >= 0:
         raise InvalidInputError(
@@ -468,9 +486,52 @@ def _check_propensities(propensities: Any, n: int) -> FloatArray:
     return p
 
 
-def _expect_like(value: np.ndarray, like: np.ndarray, name: str) -> np.ndarray:
-    from engine.errors import CorruptModelError
+def _check_saved_params(
+    target: type[Policy], params: dict[str, Any], n_actions: int | None, n_features: int | None
+) -> None:
+    """Refuse saved parameters the constructor would not take, or that break the class's
+    declared constraints or the expected shapes, before the constructor allocates anything."""
+    signature = inspect.signature(target.__init__)
+    names = [p for p in signature.parameters if p != "self"]
+    unknown = sorted(set(params) - set(names))
+    missing = [
+        p for p in names
+        if p not in params and signature.parameters[p].default is inspect.Parameter.empty
+    ]  # fmt: skip
+    if unknown or missing:
+        raise CorruptModelError(
+            f"model blob: expected the parameters of {target.__name__}, got unknown {unknown} "
+            f"and missing {missing}"
+        )
+    try:
+        validate_params(target.__name__, target._parameter_constraints, params)
+    except InvalidInputError as exc:
+        raise CorruptModelError(f"model blob: {exc}") from None
+    for key, expected in (("n_actions", n_actions), ("n_features", n_features)):
+        if expected is not None and params.get(key) != expected:
+            raise CorruptModelError(
+                f"model blob: expected {key} = {expected} (the campaign's), got {params.get(key)!r}"
+            )
 
+
+def _expect_scalar(value: Any, like: Any, name: str) -> Any:
+    """A saved scalar of the type the fresh policy holds (an int is taken for a float)."""
+    if isinstance(like, bool | np.bool_):
+        ok = isinstance(value, bool)
+    elif isinstance(like, int | np.integer):
+        ok = type(value) is int
+    elif isinstance(like, float | np.floating):
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    else:
+        ok = like is None or value is None or type(value) is type(like)
+    if not ok:
+        raise CorruptModelError(
+            f"model value {name!r}: expected {type(like).__name__}, got {value!r}"
+        )
+    return float(value) if isinstance(like, float | np.floating) else value
+
+
+def _expect_like(value: np.ndarray, like: np.ndarray, name: str) -> np.ndarray:
     if value.dtype != like.dtype or value.shape != like.shape:
         raise CorruptModelError(
             f"model array {name!r}: expected {like.dtype} of shape {like.shape}, "

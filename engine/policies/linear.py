@@ -27,7 +27,7 @@ NON_NEGATIVE = Interval(Real, 0, None, closed="left")
 COUNT = Interval(Integral, 1, None, closed="left")
 
 
-class _RidgeModels(Policy):
+class RidgeModels(Policy, base=True):
     """Ridge models (A, A^-1, b, theta per model) and their weighted rank-1 learning: one model
     per offer for the policies below, one joint model for SharedLinear."""
 
@@ -81,7 +81,7 @@ class _RidgeModels(Policy):
         )
 
 
-class _RidgePolicy(_RidgeModels):
+class _RidgePolicy(RidgeModels):
     """Shared state and learning of the per-offer ridge policies."""
 
     def __init__(
@@ -180,7 +180,7 @@ class LinUCB(_RidgePolicy):
     """
 
     _parameter_constraints: ClassVar[ParameterConstraints] = {
-        **_RidgeModels._parameter_constraints,
+        **RidgeModels._parameter_constraints,
         "alpha": [NON_NEGATIVE],
     }
 
@@ -251,7 +251,7 @@ class LinearTS(_RidgePolicy):
     """
 
     _parameter_constraints: ClassVar[ParameterConstraints] = {
-        **_RidgeModels._parameter_constraints,
+        **RidgeModels._parameter_constraints,
         "scale": [POSITIVE],
         "propensity_draws": [COUNT],
     }
@@ -324,7 +324,7 @@ class EpsilonGreedy(_RidgePolicy):
     """
 
     _parameter_constraints: ClassVar[ParameterConstraints] = {
-        **_RidgeModels._parameter_constraints,
+        **RidgeModels._parameter_constraints,
         "epsilon": [Interval(Real, 0, 1, closed="both")],
         "decay": [NON_NEGATIVE],
     }
@@ -381,7 +381,7 @@ class Softmax(_RidgePolicy):
     """
 
     _parameter_constraints: ClassVar[ParameterConstraints] = {
-        **_RidgeModels._parameter_constraints,
+        **RidgeModels._parameter_constraints,
         "temperature": [POSITIVE],
     }
 

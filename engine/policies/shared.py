@@ -16,12 +16,12 @@ import numpy as np
 from engine.errors import InvalidInputError
 from engine.kernels import choose_greedy, ridge_predict
 from engine.policies.base import Decision
-from engine.policies.linear import NON_NEGATIVE, _RidgeModels
+from engine.policies.linear import NON_NEGATIVE, RidgeModels
 from engine.types import BoolArray, FloatArray, IntArray
-from engine.validation import ArrayLike, ParameterConstraints
+from engine.validation import ArrayLike, ParameterConstraints, float_array
 
 
-class SharedLinear(_RidgeModels):
+class SharedLinear(RidgeModels):
     """Upper-confidence choice over one ridge model of context x offer features.
 
     Parameters
@@ -54,7 +54,7 @@ class SharedLinear(_RidgeModels):
 
     _array_params = ("offer_features",)
     _parameter_constraints: ClassVar[ParameterConstraints] = {
-        **_RidgeModels._parameter_constraints,
+        **RidgeModels._parameter_constraints,
         "offer_features": [ArrayLike()],
         "alpha": [NON_NEGATIVE],
     }
@@ -138,12 +138,7 @@ class SharedLinear(_RidgeModels):
 
 
 def _check_offer_features(value: Any, n_actions: int, n_cols: int | None = None) -> FloatArray:
-    try:
-        F = np.ascontiguousarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(
-            "offer_features", "a float array (n_actions, n_offer_features)", value
-        ) from exc
+    F = float_array("offer_features", value, "a float array (n_actions, n_offer_features)")
     if F.ndim != 2 or F.shape[0] != n_actions or (n_cols is not None and F.shape[1] != n_cols):
         cols = "n_offer_features" if n_cols is None else str(n_cols)
         raise InvalidInputError(

@@ -30,7 +30,13 @@ from engine.kernels import seed_state
 from engine.policies import Policy, make_policy
 from engine.replay.diagnostics import diagnostic_sums
 from engine.replay.estimators import Estimator, OffPolicyInputs, make_estimators
-from engine.replay.intervals import Moments, bootstrap_columns, bootstrap_sums
+from engine.replay.intervals import (
+    Moments,
+    bootstrap_columns,
+    bootstrap_sums,
+    cluster_totals,
+    terms_columns,
+)
 from engine.types import BoolArray, FloatArray, IntArray
 
 KINDS = ("static", "learning")
@@ -183,6 +189,10 @@ class Shard:
     propensity: FloatArray
     reward: FloatArray
     mask: BoolArray | None
+    cluster: IntArray | None = None  # customer codes, when intervals resample customers
+    fold: IntArray | None = None  # cross-fitting fold of each row (coef of shape (2, k, d + 1))
+    start: int = 0  # first row in the evaluation split
+    unseen: BoolArray | None = None  # offers never logged in the row's stratum (no eligible column)
 
     def __len__(self) -> int:
         return int(self.action.shape[0])
@@ -199,14 +209,24 @@ class ShardSummary:
 
     moments: dict[str, Moments]
     bootstrap: dict[str, FloatArray] = field(default_factory=dict)  # (n_bootstrap, 4) each
-    diagnostics: FloatArray = field(default_factory=lambda: np.zeros(6))
+    diagnostics: FloatArray = field(default_factory=lambda: np.zeros(8))
+    # Clustered runs: the customer codes present in the shard and, per estimator, the sums of
+    # the terms (1, a, b, c) per customer, array of shape (n_clusters_in_shard, 4).
+    clusters: IntArray | None = None
+    cluster_totals: dict[str, FloatArray] = field(default_factory=dict)
 
 
 def summarize(
-    inputs: OffPolicyInputs, estimators: list[Estimator], n_bootstrap: int, seed: int, shard: int
+    inputs: OffPolicyInputs,
+    estimators: list[Estimator],
+    n_bootstrap: int,
+    seed: int,
+    shard: int,
+    cluster: IntArray | None = None,
+    unseen_mass: float = 0.0,
 ) -> ShardSummary:
     """Moments, bootstrap sums and diagnostic sums of every estimator on one shard's inputs."""
-    return summarize_many([inputs], estimators, n_bootstrap, seed, shard)[0]
+    return summarize_many([inputs], estimators, n_bootstrap, seed, shard, cluster, [unseen_mass])[0]
 
 
 def summarize_many(
@@ -215,11 +235,15 @@ def summarize_many(
     n_bootstrap: int,
     seed: int,
     shard: int,
+    cluster: IntArray | None = None,
+    unseen_mass: list[float] | None = None,
 ) -> list[ShardSummary]:
     """:func:`summarize` for several candidates on the same shard rows.
 
     The bootstrap resamples all of them with the same Poisson weights (drawn once), which is
-    cheaper and makes the comparison between candidates paired.
+    cheaper and makes the comparison between candidates paired. With ``cluster`` (each row's
+    customer code) the terms are also summed per customer and no row bootstrap is drawn: the
+    driver resamples customers once every shard's totals are in.
     """
     all_terms = [
         {e.name: e.terms(x) for e in estimators if not e.needs_model or x.q_target is not None}
@@ -227,6 +251,9 @@ def summarize_many(
     ]
     n = len(inputs[0]) if inputs else 0
     boots: list[dict[str, FloatArray]] = [{} for _ in inputs]
+    clusters, local = (None, None) if cluster is None else np.unique(cluster, return_inverse=True)
+    if cluster is not None:
+        n_bootstrap = 0
     if n_bootstrap > 0 and n:
         flat = [t for terms in all_terms for t in terms.values()]
         columns, expand = bootstrap_columns(flat, n)
@@ -236,9 +263,18 @@ def summarize_many(
         ShardSummary(
             {name: Moments.from_terms(*t, n=n) for name, t in terms.items()},
             boot,
-            diagnostic_sums(x),
+            diagnostic_sums(x, mass),
+            clusters,
+            {}
+            if local is None or clusters is None
+            else {
+                name: cluster_totals(terms_columns(t, n), local, clusters.shape[0])
+                for name, t in terms.items()
+            },
         )
-        for x, terms, boot in zip(inputs, all_terms, boots, strict=True)
+        for x, terms, boot, mass in zip(
+            inputs, all_terms, boots, unseen_mass or [0.0] * len(inputs), strict=True
+        )
     ]
 
 
@@ -246,30 +282,39 @@ def summarize_many(
 def static_shard(
     shard: Shard,
     candidates: list[Candidate],
-    blobs: list[bytes | None],
+    blobs: list[bytes | FloatArray | None],
     coef: FloatArray | None,
     n_actions: int,
     p_min: float,
     config: EvalConfig,
 ) -> list[ShardSummary]:
-    """Evaluate frozen policies (``blobs``) and baselines on one shard, one summary each."""
-    q_hat = None if coef is None else shard.context @ coef[:, :-1].T + coef[:, -1]
-    inputs = [
-        _static_inputs(shard, c, blob, q_hat, n_actions, p_min, config.seed)
-        for c, blob in zip(candidates, blobs, strict=True)
-    ]
-    return summarize_many(inputs, config.make(), config.n_bootstrap, config.seed, shard.index)
+    """Evaluate frozen policies (``blobs``: model bytes, or for external candidates their
+    action probabilities on the shard's rows) and baselines on one shard, one summary each."""
+    q_hat = reward_predictions(coef, shard)
+    inputs, masses = [], []
+    for c, blob in zip(candidates, blobs, strict=True):
+        x, dist = _static_inputs(shard, c, blob, q_hat, n_actions, p_min, config.seed)
+        inputs.append(x)
+        if shard.unseen is None or dist is None or c.kind == "baseline":
+            masses.append(0.0)
+        else:
+            masses.append(float((dist * shard.unseen).sum()))
+    return summarize_many(
+        inputs, config.make(), config.n_bootstrap, config.seed, shard.index, shard.cluster, masses
+    )
 
 
 def _static_inputs(
     shard: Shard,
     candidate: Candidate,
-    blob: bytes | None,
+    blob: bytes | FloatArray | None,
     q_hat: FloatArray | None,
     n_actions: int,
     p_min: float,
     seed: int,
-) -> OffPolicyInputs:
+) -> tuple[OffPolicyInputs, FloatArray | None]:
+    """The estimators' inputs of one candidate on a shard, and its action distribution (None
+    for the logging policy, which is known only through its logged choices)."""
     mask = shard.action_mask(n_actions)
     rows = np.arange(len(shard))
     name = candidate.spec["name"]
@@ -278,16 +323,21 @@ def _static_inputs(
         # model prediction is an unbiased stand-in for the model averaged over that policy.
         q_logged = None if q_hat is None else q_hat[rows, shard.action]
         ones = np.ones(len(shard))
-        return OffPolicyInputs(
+        logged = OffPolicyInputs(
             shard.reward, shard.propensity, ones, q_logged, q_logged, accepted=ones
         )
+        return logged, None
     if candidate.kind == "baseline" and name == "uniform":
         dist = mask / mask.sum(axis=1, keepdims=True)
+    elif candidate.kind == "external":
+        if not isinstance(blob, np.ndarray):
+            raise InvalidInputError("blob", f"action probabilities for {candidate.label}", None)
+        dist = blob
     else:
         if candidate.kind == "baseline":
             spec = {"name": "fixed", "action": candidate.spec["action"]}
             policy: Policy = make_policy(spec, n_actions, shard.context.shape[1])
-        elif blob is not None:
+        elif isinstance(blob, bytes):
             policy = Policy.from_bytes(blob)
         else:
             raise InvalidInputError("blob", f"a trained model for {candidate.label}", None)
@@ -299,7 +349,7 @@ def _static_inputs(
         shard.reward, shard.action, shard.propensity, dist, q_hat
     )
     # Replay of a frozen policy: the expected acceptance (match x rejection-sampling coin).
-    return OffPolicyInputs(
+    replay = OffPolicyInputs(
         inputs.reward,
         inputs.propensity,
         inputs.weight,
@@ -307,6 +357,7 @@ def _static_inputs(
         inputs.q_target,
         accepted=inputs.weight * p_min,
     )
+    return replay, dist
 
 
 @_one_blas_thread
@@ -366,14 +417,43 @@ def learning_replay(
                 policy.update(X[keep], logged[keep], shard.reward[start:stop][keep])
         dist_weight = (chosen == shard.action) / shard.propensity
         q_logged = q_target = None
-        if coef is not None:
-            q_hat = shard.context @ coef[:, :-1].T + coef[:, -1]
+        q_hat = reward_predictions(coef, shard)
+        if q_hat is not None:
             rows = np.arange(n)
             q_logged, q_target = q_hat[rows, shard.action], q_hat[rows, chosen]
         inputs = OffPolicyInputs(
             shard.reward, shard.propensity, dist_weight, q_logged, q_target, accepted
         )
-        out.append(summarize(inputs, estimators, config.n_bootstrap, config.seed, shard.index))
+        unseen = 0.0 if shard.unseen is None else float(shard.unseen[np.arange(n), chosen].sum())
+        out.append(
+            summarize(
+                inputs,
+                estimators,
+                config.n_bootstrap,
+                config.seed,
+                shard.index,
+                shard.cluster,
+                unseen,
+            )
+        )
+    return out
+
+
+def reward_predictions(coef: FloatArray | None, shard: Shard) -> FloatArray | None:
+    """The reward model's prediction of every offer on the shard's rows, (n_rounds, n_actions).
+
+    ``coef`` of shape (n_actions, n_features + 1), or (2, n_actions, n_features + 1) for a
+    cross-fitted model: each row is predicted by the fold model that did not learn from it.
+    """
+    if coef is None:
+        return None
+    if coef.ndim == 2:
+        return shard.context @ coef[:, :-1].T + coef[:, -1]
+    fold = shard.fold if shard.fold is not None else np.zeros(len(shard), dtype=np.int64)
+    out = np.empty((len(shard), coef.shape[1]))
+    for j in range(coef.shape[0]):
+        rows = fold == j
+        out[rows] = shard.context[rows] @ coef[1 - j, :, :-1].T + coef[1 - j, :, -1]
     return out
 
 

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from engine.cliargs import add_command, add_ray_workers, add_seed
 from engine.errors import InvalidInputError, InvalidParameterError
 from engine.policies import make_policy
 from engine.replay.candidates import (
@@ -20,8 +21,10 @@ from engine.replay.candidates import (
 )
 from engine.replay.data import LoggedData
 from engine.replay.estimators import ESTIMATORS, INTERVAL_METHODS
+from engine.replay.external import external_candidate
 from engine.replay.fanout import Runner
 from engine.replay.readers import ColumnMap, read_logs
+from engine.replay.results import Gate
 
 # The fields --column can map (what ColumnMap.parse accepts; a test keeps the two equal).
 COLUMN_FIELDS = (
@@ -34,13 +37,16 @@ COLUMN_FIELDS = (
     "decision_id",
     "control",
     "explored",
+    "customer_id",
 )
 
 
 def register(subparsers: Any) -> None:
     """Add the ``evaluate`` and ``train`` subcommands."""
-    evaluate = subparsers.add_parser(
+    evaluate = add_command(
+        subparsers,
         "evaluate",
+        run_evaluate,
         help="off-policy evaluation of candidate policies on logged data (JSON + HTML report)",
         description="Estimate what candidate policies would have earned on logged decisions, "
         "with confidence intervals, next to the logging policy and the uniform and control "
@@ -55,7 +61,11 @@ def register(subparsers: Any) -> None:
         default=[],
         metavar="SPEC",
         help="candidate: NAME, NAME:key=v1,v2:key2=v (comma lists form a grid) or a JSON object; "
-        "repeatable; without one only the baselines are scored (and the verdict is NO-GO)",
+        "snapshot:PATH (an nbo snapshot, over the log's features and offers) or file:PATH "
+        "(another system's probabilities, Parquet or CSV with columns decision_id, action, "
+        "probability; a missing pair is probability 0), both scored on every logged row when "
+        "no trained candidate needs a train split; repeatable; without one only the baselines "
+        "are scored (and the verdict is NO-GO)",
     )
     evaluate.add_argument(
         "--mode",
@@ -79,6 +89,40 @@ def register(subparsers: Any) -> None:
         default="bootstrap",
         choices=INTERVAL_METHODS,
         help="confidence interval method [%(default)s]",
+    )
+    evaluate.add_argument(
+        "--cluster",
+        default="auto",
+        choices=("auto", "customer_id", "none"),
+        help="independent units of every interval: customer_id sums each customer's rows and "
+        "resamples customers (rows of a returning customer are correlated), none resamples rows "
+        "[%(default)s: customer_id whenever a customer has several rows]",
+    )
+    gate = evaluate.add_argument_group(
+        "go/no-go gate",
+        "a candidate whose lower bound beats the logging policy still gets NO-GO (with the "
+        "reason) when its estimators' intervals do not overlap, or:",
+    )
+    gate.add_argument(
+        "--min-ess",
+        type=float,
+        default=100.0,
+        help="effective sample size below this [%(default)s]",
+    )
+    gate.add_argument(
+        "--min-match-rate",
+        type=float,
+        default=0.1,
+        help="its mean probability of the logged offer below this (for a deterministic "
+        "candidate: the share of rows where it picks the logged offer) [%(default)s]",
+    )
+    gate.add_argument(
+        "--max-unseen",
+        type=float,
+        default=0.05,
+        help="without an eligible column: more than this share of its choices go to offers "
+        "never logged in that context's stratum (rows with the same 0/1 context columns, "
+        "strata of >= 30 rows; else offers never logged at all) [%(default)s]",
     )
     evaluate.add_argument(
         "--bootstrap", type=int, default=200, help="bootstrap resamples [%(default)s]"
@@ -111,24 +155,21 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument(
         "--shard-rows", type=int, default=131_072, help="rows per task [%(default)s]"
     )
-    evaluate.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="0: in-process; N: local Ray with N CPUs [%(default)s: in-process for small jobs, "
-        "else local Ray with every CPU]",
-    )
-    evaluate.add_argument(
-        "--ray-address", default=None, help="an existing Ray cluster [%(default)s]"
+    add_ray_workers(
+        evaluate,
+        "0: in-process; N: local Ray with N CPUs [%(default)s: in-process for small jobs, else "
+        "local Ray with every CPU]",
+        "an existing Ray cluster [%(default)s]",
     )
     evaluate.add_argument(
         "--retries", type=int, default=2, help="retries per failed task [%(default)s]"
     )
     evaluate.add_argument("--out", default="nbo-evaluation", help="report directory [%(default)s]")
-    evaluate.set_defaults(func=run_evaluate)
 
-    train = subparsers.add_parser(
+    train = add_command(
+        subparsers,
         "train",
+        run_train,
         help="learn a policy from logged data and write a snapshot the service can promote",
         description="Offline warm start: fit a policy on logged decisions with IPS-weighted or "
         "doubly robust targets and write an nbo snapshot file.",
@@ -146,7 +187,6 @@ def register(subparsers: Any) -> None:
     train.add_argument(
         "--version", default=None, help="model version [%(default)s: offline-<time>]"
     )
-    train.set_defaults(func=run_train)
 
 
 def _add_source_args(parser: argparse.ArgumentParser) -> None:
@@ -167,7 +207,7 @@ def _add_source_args(parser: argparse.ArgumentParser) -> None:
         help="map a source column onto a logged-data field; FIELD is one of "
         f"{', '.join(COLUMN_FIELDS)}: action=offer, propensity=p, reward=value or reward=-cost "
         "(a cost column, negated), context=x_* (prefix) or context=a,b,c, eligible=COL, "
-        "timestamp=COL, decision_id=COL, control=COL, explored=COL; repeatable",
+        "timestamp=COL, decision_id=COL, control=COL, explored=COL, customer_id=COL; repeatable",
     )
     parser.add_argument(
         "--actions",
@@ -181,9 +221,7 @@ def _add_source_args(parser: argparse.ArgumentParser) -> None:
         default=32,
         help="hashed context width for DSJson [%(default)s]",
     )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of training, bootstrap and replay [%(default)s]"
-    )
+    add_seed(parser, "seed of training, bootstrap and replay [%(default)s]")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -226,6 +264,14 @@ def _check_arguments(
 ) -> None:
     """Every check that needs no data, so a typo fails before a large log is read."""
     for candidate in candidates:
+        if candidate.kind == "external":
+            if not Path(candidate.spec["path"]).is_file():
+                raise InvalidInputError(
+                    f"--policy {candidate.spec['name']}:{candidate.spec['path']}",
+                    "an existing file",
+                    "no such file",
+                )
+            continue
         name = candidate.label.rsplit(" ", 1)[0]  # without the kind
         try:
             make_policy(candidate.spec, 2, 2, seed=args.seed)
@@ -286,8 +332,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for kind in kinds:
         if kind not in KINDS:
             raise InvalidInputError("--mode", f"a comma list of {KINDS}", args.mode)
-    specs = [parse_policy(p) for p in args.policy]
-    candidates = make_candidates(specs, kinds)
+    external = [c for c in map(external_candidate, args.policy) if c is not None]
+    specs = [parse_policy(p) for p in args.policy if external_candidate(p) is None]
+    candidates = make_candidates(specs, kinds) + external
     config = EvalConfig(
         estimators=tuple(e.strip() for e in args.estimators.split(",") if e.strip()),
         clip=args.clip,
@@ -323,6 +370,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             interval=args.interval,
             alpha=args.alpha,
             runner=runner,
+            cluster=args.cluster,
+            gate=Gate(args.min_ess, args.min_match_rate, args.max_unseen),
         )
     finally:
         runner.close()

@@ -43,6 +43,9 @@ class LoggedData:
     decision_id : array of shape (n_rounds,), object, or a pyarrow string array, optional
         Only error messages read it, so readers may keep it in Arrow form.
     control, explored : array of shape (n_rounds,), bool, optional
+    customer : array of shape (n_rounds,), int64, optional
+        Each row's customer as a code (equal codes: the same customer_id); intervals resample
+        customers, not rows, when customers return (:mod:`engine.replay.intervals`).
     source_row : array of shape (n_rounds,), int64, optional
         Row number in the source each row came from; error messages quote it.
     n_pending : int
@@ -74,6 +77,7 @@ class LoggedData:
     decision_id: np.ndarray | pa.Array | None = None
     control: BoolArray | None = None
     explored: BoolArray | None = None
+    customer: IntArray | None = None
     source_row: IntArray | None = None
     n_pending: int = 0
     source: str = field(default="", compare=False)
@@ -107,10 +111,11 @@ class LoggedData:
                 value = _as_array(name, getattr(self, name), np.bool_, 1)
                 _check_length(name, value, n)
                 set_(self, name, value)
-        if self.timestamp is not None:
-            value = _as_array("timestamp", self.timestamp, np.int64, 1)
-            _check_length("timestamp", value, n)
-            set_(self, "timestamp", value)
+        for name in ("timestamp", "customer"):
+            if getattr(self, name) is not None:
+                value = _as_array(name, getattr(self, name), np.int64, 1)
+                _check_length(name, value, n)
+                set_(self, name, value)
         if isinstance(self.decision_id, pa.ChunkedArray):
             set_(self, "decision_id", self.decision_id.combine_chunks())
         elif self.decision_id is not None and not isinstance(self.decision_id, pa.Array):
@@ -190,6 +195,12 @@ class LoggedData:
         if self.eligible is not None:
             return self.eligible
         return np.ones((self.n_rounds, self.n_actions), dtype=np.bool_)
+
+    def returning_customers(self) -> bool:
+        """True when some customer has several rows (their rows are not independent)."""
+        if self.customer is None or self.n_rounds < 2:
+            return False
+        return bool(np.unique(self.customer).shape[0] < self.n_rounds)
 
     def is_uniform(self, rtol: float = 1e-6) -> bool:
         """True when every propensity equals 1 / (number of eligible offers) of its row."""

@@ -30,6 +30,12 @@ class Diagnostics:
     max_weight : float
     support_share : float
         Share of logged rows whose action the target gives positive probability.
+    match_rate : float
+        The target's mean probability of the logged offer (for a deterministic target: the share
+        of rows where its choice is the logged offer).
+    unseen_share : float
+        The target's mean probability of offers never logged in a row's stratum (see
+        :func:`engine.replay.support.unseen_offers`); 0 when the logs say what was eligible.
     """
 
     n_rounds: int
@@ -37,14 +43,19 @@ class Diagnostics:
     min_propensity: float
     max_weight: float
     support_share: float
+    match_rate: float = float("nan")
+    unseen_share: float = 0.0
 
     @classmethod
     def from_sums(cls, sums: FloatArray) -> Diagnostics:
         """From :func:`diagnostic_sums` (added over shards)."""
-        n, sw, sww, n_support, min_p, max_w = sums
+        n, sw, sww, n_support, min_p, max_w, matched, unseen = sums
         ess = float(sw * sw / sww) if sww > 0 else 0.0
         share = float(n_support / n) if n else 0.0
-        return cls(int(n), ess, float(min_p), float(max_w), share)
+        match = float(matched / n) if n else math.nan
+        return cls(
+            int(n), ess, float(min_p), float(max_w), share, match, float(unseen / n) if n else 0.0
+        )
 
     @property
     def overlap_warning(self) -> str | None:
@@ -63,14 +74,16 @@ class Diagnostics:
         return "poor overlap: " + "; ".join(reasons)
 
 
-def diagnostic_sums(inputs: OffPolicyInputs) -> FloatArray:
-    """Additive diagnostic statistics: n, Σw, Σw², #(w > 0), min propensity, max w.
+def diagnostic_sums(inputs: OffPolicyInputs, unseen_mass: float = 0.0) -> FloatArray:
+    """Additive diagnostic statistics: n, Σw, Σw², #(w > 0), min propensity, max w,
+    Σ pi(logged offer) (= Σ w p) and ``unseen_mass`` (the target's summed probability of
+    offers never logged in the row's stratum).
 
     Shards combine with :func:`merge_diagnostic_sums`.
     """
     w = inputs.weight
     if w.shape[0] == 0:
-        return np.array([0.0, 0.0, 0.0, 0.0, math.inf, 0.0])
+        return np.array([0.0, 0.0, 0.0, 0.0, math.inf, 0.0, 0.0, 0.0])
     return np.array(
         [
             float(w.shape[0]),
@@ -79,6 +92,8 @@ def diagnostic_sums(inputs: OffPolicyInputs) -> FloatArray:
             float(np.count_nonzero(w)),
             inputs.propensity.min(),
             w.max(),
+            float(w @ inputs.propensity),
+            unseen_mass,
         ]
     )
 

@@ -21,10 +21,12 @@ import numpy as np
 
 from engine.errors import InvalidInputError
 from engine.replay.intervals import (
+    ClusteredMoments,
     Moments,
     Terms,
     bootstrap_columns,
     bootstrap_sums,
+    cluster_codes,
     percentile_interval,
 )
 from engine.types import FloatArray, IntArray
@@ -136,6 +138,7 @@ class Estimator(ABC):
         method: str = "normal",
         n_bootstrap: int = 200,
         seed: int = 0,
+        cluster: np.ndarray | None = None,
     ) -> tuple[float, float]:
         """Two-sided 1 - ``alpha`` confidence interval.
 
@@ -144,8 +147,21 @@ class Estimator(ABC):
         method : {"normal", "bernstein", "bootstrap"}
             Delta-method normal interval, empirical-Bernstein bound, or Poisson bootstrap
             percentile interval with ``n_bootstrap`` resamples.
+        cluster : array of shape (n_rounds,), optional
+            Each row's cluster (customer id): the interval then treats customers, not rows, as
+            the independent units (cluster-robust variance; the bootstrap resamples customers).
         """
         check_alpha(alpha)
+        if cluster is not None:
+            codes, n_clusters = cluster_codes(np.asarray(cluster))
+            clustered = ClusteredMoments.from_terms(self.terms(inputs), codes, n_clusters)
+            if method == "normal":
+                return clustered.normal_interval(alpha)
+            if method == "bernstein":
+                return clustered.bernstein_interval(alpha)
+            if method == "bootstrap":
+                return clustered.bootstrap_interval(alpha, n_bootstrap, seed)
+            raise InvalidInputError("method", f"one of {INTERVAL_METHODS}", method)
         if method == "normal":
             return self.moments(inputs).normal_interval(alpha)
         if method == "bernstein":

@@ -10,6 +10,8 @@ way the tasks ran. Shard results are added in shard order.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 
 from engine.errors import InvalidInputError
@@ -27,14 +29,25 @@ from engine.replay.candidates import (
 from engine.replay.data import LoggedData
 from engine.replay.diagnostics import Diagnostics, merge_diagnostic_sums
 from engine.replay.estimators import INTERVAL_METHODS, bootstrap_values, check_alpha
+from engine.replay.external import load_distribution
 from engine.replay.fanout import Runner, Task, TaskFailure
-from engine.replay.intervals import Moments, percentile_interval
-from engine.replay.results import CandidateResult, Estimate, Evaluation, LiftEstimate
+from engine.replay.intervals import (
+    CLUSTER_SHARD,
+    ClusteredMoments,
+    Moments,
+    Terms,
+    bootstrap_columns,
+    bootstrap_sums,
+    percentile_interval,
+)
+from engine.replay.results import CandidateResult, Estimate, Evaluation, Gate, LiftEstimate
 from engine.replay.rewardmodel import RewardModel
+from engine.replay.support import unseen_offers
 
 # Below this many (test rows x candidates) Ray's start-up costs more than it saves: a local Ray
 # takes ~12 s to start here and in-process scoring runs at ~1M row-candidates per second.
 SMALL_JOB = 25_000_000
+CLUSTER_CHOICES = ("auto", "customer_id", "none")
 
 
 def evaluate(
@@ -49,6 +62,8 @@ def evaluate(
     interval: str = "bootstrap",
     alpha: float = 0.05,
     runner: Runner | None = None,
+    cluster: str = "auto",
+    gate: Gate | None = None,
 ) -> Evaluation:
     """Evaluate candidates (plus the logging, uniform and control baselines) on ``data``.
 
@@ -72,6 +87,11 @@ def evaluate(
         1 - confidence level.
     runner : Runner, optional
         Where tasks run; by default in-process for small jobs, local Ray otherwise.
+    cluster : {"auto", "customer_id", "none"}
+        The independent units of every interval: customers (their rows summed, customers
+        resampled) or rows. ``auto``: customers whenever a customer has several rows.
+    gate : Gate, optional
+        Thresholds below which the evidence is too weak for a GO (see :class:`Gate`).
 
     Returns
     -------
@@ -93,10 +113,23 @@ def evaluate(
         raise InvalidInputError(
             "control_action", f"an offer index in [0, {data.n_actions})", control_action
         )
+    clustered = _clustered(data, cluster)
     config.make()  # validates estimator names and clip before any work
     for c in candidates:  # a bad hyperparameter fails here, before any task runs
-        make_policy(c.spec, data.n_actions, data.n_features, seed=config.seed)
+        if c.kind != "external":
+            make_policy(c.spec, data.n_actions, data.n_features, seed=config.seed)
+    # Ready-made candidates need no training: without trained ones, every row evaluates and
+    # the reward model is cross-fitted (each half of the customers predicted by the other's).
+    every_row = bool(candidates) and all(c.kind == "external" for c in candidates)
+    if every_row:
+        train_fraction = 0.0
+    data = data.sorted_by_time()
     train, test = data.split(train_fraction)
+    external = {
+        c.label: load_distribution(c, data)[train.n_rounds :]
+        for c in candidates
+        if c.kind == "external"
+    }
     if test.n_rounds < 2:
         # One row has no variance: every interval would be NaN and the verdict meaningless.
         raise InvalidInputError(
@@ -122,10 +155,24 @@ def evaluate(
     )
     needs_model = any(e.needs_model for e in config.make())
     coef = None
-    if needs_model and train.n_rounds > 0:
+    fold = None
+    if needs_model and every_row:
+        fold = (test.customer if test.customer is not None else np.arange(test.n_rounds)) % 2
+        coef = np.stack(
+            [
+                RewardModel.fit(
+                    test.context[fold == j], test.action[fold == j], test.reward[fold == j], k
+                ).coef
+                for j in (0, 1)
+            ]
+        )
+    elif needs_model and train.n_rounds > 0:
         coef = RewardModel.fit(train.context, train.action, train.reward, k).coef
     p_min = float(test.propensity.min())
-    shards = _shards(test, shard_rows)
+    unseen = unseen_offers(data)
+    shards = _shards(
+        test, shard_rows, clustered, fold, None if unseen is None else unseen[train.n_rounds :]
+    )
     shard_refs = [runner.put(s) for s in shards]
 
     # One task per learning candidate (a replay is sequential), and one task per shard scoring
@@ -151,8 +198,13 @@ def evaluate(
     frozen = [c for c in all_candidates if c.kind != "learning" and results[c.label].status == "ok"]
     score_tasks = []
     if frozen:
-        frozen_blobs = [blobs.get(c.label) for c in frozen]
         for s, ref in zip(shards, shard_refs, strict=True):
+            frozen_blobs = [
+                external[c.label][s.start : s.start + len(s)]
+                if c.kind == "external"
+                else blobs.get(c.label)
+                for c in frozen
+            ]
             args = (ref, frozen, frozen_blobs, coef, k, p_min, config)
             score_tasks.append(Task(f"shard {s.index}", static_shard, args))
             owners.append(([c.label for c in frozen], s.index))
@@ -179,6 +231,8 @@ def evaluate(
                 _fail(result, TaskFailure(c.label, "missing shard results", 0))
                 continue
             _combine(result, [p for p in parts if p is not None], alpha)
+    if clustered:
+        _cluster_bootstrap(list(results.values()), collected, config, alpha)
     _paired_lifts(list(results.values()), alpha)
     return Evaluation(
         candidates=list(results.values()),
@@ -202,6 +256,12 @@ def evaluate(
             "shard_rows": shard_rows,
             "train_fraction": train_fraction,
             "reward_model": coef is not None,
+            "cluster": "customer_id" if clustered else "none",
+            "n_clusters": _n_clusters(test) if clustered else test.n_rounds,
+            "every_row": every_row,
+            "eligibility_known": data.eligible is not None,
+            "gate": asdict(gate or Gate()),
+            "reward_model_cross_fitted": fold is not None,
         },
     )
 
@@ -216,8 +276,32 @@ def _train_task(
     return train_static(candidate, context, action, propensity, reward, n_actions, seed)
 
 
-def _shards(test: LoggedData, shard_rows: int) -> list[Shard]:
+def _clustered(data: LoggedData, cluster: str) -> bool:
+    """Whether intervals resample customers (see :func:`evaluate`'s ``cluster``)."""
+    if cluster not in CLUSTER_CHOICES:
+        raise InvalidInputError("--cluster", f"one of {'|'.join(CLUSTER_CHOICES)}", cluster)
+    if cluster == "none":
+        return False
+    if cluster == "customer_id" and data.customer is None:
+        raise InvalidInputError(
+            "--cluster customer_id", "a customer_id column in the logs", "none (use --cluster none)"
+        )
+    return data.returning_customers() or (cluster == "customer_id" and data.customer is not None)
+
+
+def _n_clusters(data: LoggedData) -> int:
+    return 0 if data.customer is None else int(np.unique(data.customer).shape[0])
+
+
+def _shards(
+    test: LoggedData,
+    shard_rows: int,
+    clustered: bool = False,
+    fold: np.ndarray | None = None,
+    unseen: np.ndarray | None = None,
+) -> list[Shard]:
     mask = test.eligible
+    cluster = test.customer if clustered else None
     out = []
     for i, start in enumerate(range(0, test.n_rounds, shard_rows)):
         stop = min(start + shard_rows, test.n_rounds)
@@ -229,6 +313,10 @@ def _shards(test: LoggedData, shard_rows: int) -> list[Shard]:
                 propensity=test.propensity[start:stop],
                 reward=test.reward[start:stop],
                 mask=None if mask is None else mask[start:stop],
+                cluster=None if cluster is None else cluster[start:stop],
+                fold=None if fold is None else fold[start:stop],
+                start=start,
+                unseen=None if unseen is None else unseen[start:stop],
             )
         )
     return out
@@ -250,6 +338,15 @@ def _combine(result: CandidateResult, parts: list[ShardSummary], alpha: float) -
         moments = Moments.empty()
         for p in parts:
             moments = moments + p.moments[name]
+        if parts[0].clusters is not None:
+            clustered = ClusteredMoments(_merged_totals(parts, name))
+            result.estimates[name] = Estimate(
+                value=moments.estimate(),
+                normal=clustered.normal_interval(alpha),
+                bernstein=clustered.bernstein_interval(alpha),
+                bootstrap=None,  # filled by _cluster_bootstrap, all candidates together
+            )
+            continue
         boot = None
         if all(name in p.bootstrap for p in parts):
             sums = np.sum([p.bootstrap[name] for p in parts], axis=0)
@@ -260,6 +357,65 @@ def _combine(result: CandidateResult, parts: list[ShardSummary], alpha: float) -
             normal=moments.normal_interval(alpha),
             bernstein=moments.bernstein_interval(alpha),
             bootstrap=boot,
+        )
+
+
+def _merged_totals(parts: list[ShardSummary], name: str) -> np.ndarray:
+    """Per-customer totals of one estimator over every shard, array of shape (n_clusters, 4)
+    indexed by customer code (a customer's rows may sit in several shards)."""
+    size = 1 + max(
+        int(p.clusters.max()) for p in parts if p.clusters is not None and p.clusters.size
+    )
+    totals = np.zeros((size, 4))
+    for p in parts:
+        if p.clusters is not None and p.clusters.size:
+            np.add.at(totals, p.clusters, p.cluster_totals[name])
+    return totals
+
+
+def _cluster_bootstrap(
+    results: list[CandidateResult],
+    collected: dict[str, list[ShardSummary | None]],
+    config: EvalConfig,
+    alpha: float,
+) -> None:
+    """Poisson bootstrap over customers for every candidate and estimator at once: the same
+    weights for all (a paired comparison), drawn from (seed, CLUSTER_SHARD) whatever the shards."""
+    if config.n_bootstrap < 1:
+        return
+    owners: list[tuple[CandidateResult, str]] = []
+    terms: list[Terms] = []
+    count = None
+    for result in results:
+        if result.status != "ok":
+            continue
+        parts = [p for p in collected[result.label] if p is not None]
+        for name in result.estimates:
+            totals = _merged_totals(parts, name)
+            if count is None:
+                count = totals[:, 0]
+            a, b, c = totals[:, 1], totals[:, 2], totals[:, 3]
+            terms.append(
+                (
+                    None if not a.any() else a,
+                    None if not b.any() else b,
+                    None if np.array_equal(c, count) else c,
+                )
+            )
+            owners.append((result, name))
+    if count is None:
+        return
+    keep = count > 0  # customers seen only in the train split
+    count = count[keep]
+    kept: list[Terms] = [tuple(None if t is None else t[keep] for t in x) for x in terms]  # type: ignore[misc]
+    columns, expand = bootstrap_columns(kept, count.shape[0], count)
+    sums = bootstrap_sums(columns, config.n_bootstrap, config.seed, CLUSTER_SHARD)
+    for (result, name), boot in zip(owners, expand(sums), strict=True):
+        values = bootstrap_values(boot)
+        result.replicates[name] = values
+        estimate = result.estimates[name]
+        result.estimates[name] = Estimate(
+            estimate.value, estimate.normal, estimate.bernstein, percentile_interval(values, alpha)
         )
 
 

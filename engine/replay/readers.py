@@ -40,7 +40,7 @@ class ColumnMap:
         Numeric columns that together form the context, in this order.
     context_prefix : str or None
         Every numeric column whose name starts with this prefix, in source order.
-    eligible, timestamp, decision_id, control, explored : str or None
+    eligible, timestamp, decision_id, control, explored, customer_id : str or None
         Optional columns; a name that is absent from the source is ignored.
     reward_is_cost : bool
         The column holds a cost: the reward is its negation.
@@ -62,6 +62,7 @@ class ColumnMap:
     decision_id: str | None = "decision_id"
     control: str | None = "control"
     explored: str | None = "explored"
+    customer_id: str | None = "customer_id"
     reward_is_cost: bool = False
 
     @classmethod
@@ -73,7 +74,7 @@ class ColumnMap:
         """
         values: dict[str, Any] = {}
         allowed = {"action", "propensity", "reward", "context", "eligible", "timestamp"}
-        allowed |= {"decision_id", "control", "explored"}
+        allowed |= {"decision_id", "control", "explored", "customer_id"}
         for item in items or []:
             key, sep, column = item.partition("=")
             key, column = key.strip(), column.strip()
@@ -227,6 +228,7 @@ def from_table(
         decision_id=decision_id,
         control=_bools(table, cols.control),
         explored=_bools(table, cols.explored),
+        customer=_codes(table, cols.customer_id),
         source_row=source_row,
         n_pending=int(n - len(keep)),
         source=source,
@@ -285,6 +287,20 @@ def _indices(values: pa.Array, actions: tuple[str, ...]) -> np.ndarray:
     """Index of each value in ``actions`` (vectorized in Arrow), -1 where it is not there."""
     found = pc.index_in(values, value_set=pa.array(actions, pa.string()))
     return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _codes(table: pa.Table, name: str | None) -> np.ndarray | None:
+    """Integer codes of a string column (customer ids); a null id is a customer of its own."""
+    column = _optional(table, name)
+    if column is None:
+        return None
+    encoded = pc.dictionary_encode(column.cast(pa.string()))
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.float64)
+    nulls = np.isnan(codes)
+    if nulls.any():
+        start = len(encoded.dictionary)
+        codes[nulls] = start + np.arange(int(nulls.sum()))
+    return codes.astype(np.int64)
 
 
 def _bools(table: pa.Table, name: str | None) -> np.ndarray | None:

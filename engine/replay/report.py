@@ -53,6 +53,17 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 def split_note(evaluation: Evaluation) -> str:
     """Which rows trained and which evaluated, and what static and learning candidates are."""
     n_rows = evaluation.n_train + evaluation.n_test
+    if evaluation.info.get("every_row"):
+        model = (
+            "; the reward model is cross-fitted (each half of the customers predicted by a "
+            "model of the other half)"
+            if evaluation.info.get("reward_model_cross_fitted")
+            else ""
+        )
+        return (
+            f"scored on every logged row ({evaluation.n_test} decisions): ready-made candidates "
+            f"(snapshot:, file:) need no training split{model}"
+        )
     share = evaluation.info.get("train_fraction")
     how = f" (--train-fraction {share:g})" if isinstance(share, int | float) else ""
     return (
@@ -66,12 +77,14 @@ def split_note(evaluation: Evaluation) -> str:
 def verdict(evaluation: Evaluation) -> str:
     """The go / no-go line with its cause: what a user needs to act on, in one line.
 
-    A GO and an incomplete run read as :meth:`Evaluation.decision` says; a NO-GO names why:
-    no candidate given, too little overlap (with the effective sample size), or the best lower
-    bound against the logging policy's value.
+    A GO, an incomplete run and a candidate the gate refused (:class:`~engine.replay.results.Gate`)
+    read as :meth:`Evaluation.decision` says; any other NO-GO names why: no candidate given, too
+    little overlap (with the effective sample size), or the best lower bound against the logging
+    policy's value.
     """
     decision = evaluation.decision()
-    if decision["promote"] or not evaluation.complete:
+    if decision["promote"] or not evaluation.complete or decision.get("refused"):
+        # A GO, an incomplete run, or a candidate the gate refused: the decision says why.
         return str(decision["reason"])
     logging_value = evaluation.logging_value
     candidates = [c for c in evaluation.ranking() if c.kind != "baseline"]

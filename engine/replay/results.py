@@ -11,6 +11,66 @@ import numpy as np
 from engine.replay.diagnostics import Diagnostics
 from engine.types import FloatArray
 
+# Estimators whose value is a fitted reward model's prediction alone. Their interval measures the
+# model's noise, not its bias, so a misspecified model (the linear DM on the renewal logs sits
+# ~15 below every other estimator with a +-1 interval) would refuse every GO; the doubly robust
+# estimators correct exactly that bias with the logged rewards. Disagreement among the others
+# (IPS 94.8 vs DR 209.8 in the issue's repro) still refuses.
+MODEL_ONLY = frozenset({"dm"})
+
+
+@dataclass(frozen=True)
+class Gate:
+    """When the evidence is too weak for a GO, whatever the lower bound says.
+
+    A candidate whose lower bound beats the logging policy is still refused when
+    its estimators disagree beyond their intervals (two intervals that do not overlap; the
+    model-only estimators of ``MODEL_ONLY`` are left out of that comparison), its
+    effective sample size is below ``min_ess``, its match rate (mean probability of the logged
+    offer) is below ``min_match_rate``, or, when the logs have no ``eligible`` column, more
+    than ``max_unseen`` of its probability goes to offers the logs never showed in a row's
+    stratum (:mod:`engine.replay.support`).
+    """
+
+    min_ess: float = 100.0
+    min_match_rate: float = 0.1
+    max_unseen: float = 0.05
+
+    def reasons(self, c: CandidateResult, method: str, eligibility_known: bool) -> list[str]:
+        """Why ``c``'s evidence is not enough for a GO (empty: it is)."""
+        out = []
+        intervals = [
+            (name, c.interval(name, method))
+            for name in c.estimates
+            if name not in MODEL_ONLY and all(math.isfinite(v) for v in c.interval(name, method))
+        ]
+        for i, (name_a, (low_a, high_a)) in enumerate(intervals):
+            for name_b, (low_b, high_b) in intervals[i + 1 :]:
+                if high_a < low_b or high_b < low_a:
+                    out.append(
+                        f"estimators disagree: {name_a} [{low_a:.4g}, {high_a:.4g}] and "
+                        f"{name_b} [{low_b:.4g}, {high_b:.4g}] do not overlap"
+                    )
+                    break
+            if out:
+                break
+        d = c.diagnostics
+        if d is not None:
+            if d.ess < self.min_ess:
+                out.append(f"effective sample size {d.ess:.0f} < --min-ess {self.min_ess:g}")
+            if d.match_rate < self.min_match_rate:
+                out.append(
+                    f"matches the logged offer on {d.match_rate:.1%} of rows < --min-match-rate "
+                    f"{self.min_match_rate:g}"
+                )
+            if not eligibility_known and d.unseen_share > self.max_unseen:
+                out.append(
+                    f"eligibility unknown (no eligible column) and {d.unseen_share:.1%} of its "
+                    f"choices are offers never logged in that context's stratum > --max-unseen "
+                    f"{self.max_unseen:g}"
+                )
+        return out
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -104,18 +164,37 @@ class Evaluation:
                 + ", ".join(failed)
                 + ")",
             }
+        gate = Gate(**self.info.get("gate", {}))
+        known = bool(self.info.get("eligibility_known", True))
+        where = " (scored on every logged row)" if self.info.get("every_row") else ""
+        refused: tuple[CandidateResult, float, list[str]] | None = None
         for c in self.ranking():
             if c.kind == "baseline":
                 continue
             low, _ = c.interval(self.primary, self.interval)
             if c.warning is None and low > logging_value:
+                reasons = gate.reasons(c, self.interval, known)
+                if reasons:
+                    refused = refused or (c, low, reasons)
+                    continue
                 return {
                     "promote": True,
                     "candidate": c.label,
                     "reason": f"GO: {c.label} lower bound {low:.4g} > logging policy "
                     f"{logging_value:.4g} ({self.primary}, {self.interval} interval, "
-                    f"{1 - self.alpha:.0%})",
+                    f"{1 - self.alpha:.0%}){where}",
                 }
+        if refused is not None:
+            c, low, reasons = refused
+            return {
+                "promote": False,
+                "candidate": None,
+                "refused": c.label,
+                "reason": f"NO-GO: {c.label} lower bound {low:.4g} > logging policy "
+                f"{logging_value:.4g}, but the evidence is not trustworthy: {reasons[0]}"
+                + (f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else "")
+                + where,
+            }
         return {
             "promote": False,
             "candidate": None,
@@ -148,6 +227,11 @@ class Evaluation:
                     "lift_vs_logging": {k: asdict(v) for k, v in c.lift.items()},
                     "diagnostics": None if c.diagnostics is None else asdict(c.diagnostics),
                     "overlap_warning": c.warning,
+                    "gate": Gate(**self.info.get("gate", {})).reasons(
+                        c, self.interval, bool(self.info.get("eligibility_known", True))
+                    )
+                    if c.kind != "baseline" and c.status == "ok"
+                    else [],
                 }
                 for c in self.ranking() + [c for c in self.candidates if c.status != "ok"]
             ],

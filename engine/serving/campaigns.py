@@ -63,13 +63,12 @@ def check_writable(data_dir: Path) -> None:
 
 
 class Hosted(NamedTuple):
-    """One hosted campaign: its name, its Engine, and the batchers its unary Decide and Reward
-    calls go through."""
+    """One hosted campaign: its name, its Engine, and the batcher its Decide calls go through
+    (its Reward calls': :meth:`Campaigns.rewarder`)."""
 
     name: str
     engine: Engine
     decider: DecideBatcher
-    rewarder: RewardBatcher
 
 
 class Campaigns:
@@ -101,6 +100,7 @@ class Campaigns:
         self._open_engine = open_engine
         self._observe_decisions = observe_decisions
         self._hosted: dict[str, Hosted] = {}
+        self._rewarders: dict[str, RewardBatcher] = {}
         self._ready = False
         self._closed = False
         self._lock = threading.Lock()
@@ -132,6 +132,7 @@ class Campaigns:
             raise
         with self._lock:
             self._hosted = {n: self._host(n, e) for n, e in engines.items()}
+            self._rewarders = {n: RewardBatcher(e) for n, e in engines.items()}
             self._ready = True
 
     def _host(self, name: str, engine: Engine) -> Hosted:
@@ -139,7 +140,7 @@ class Campaigns:
         decider = DecideBatcher(
             engine, observe=None if observe is None else lambda records: observe(name, records)
         )
-        return Hosted(name, engine, decider, RewardBatcher(engine))
+        return Hosted(name, engine, decider)
 
     def names(self) -> list[str]:
         """Names of the hosted campaigns, sorted."""
@@ -174,6 +175,11 @@ class Campaigns:
             )
         return campaign
 
+    def rewarder(self, name: str) -> RewardBatcher:
+        """The batcher the Reward calls of campaign ``name`` (as :meth:`get` returned it) go
+        through."""
+        return self._rewarders[name]
+
     def __iter__(self) -> Iterator[Hosted]:
         return iter(list(self._hosted.values()))
 
@@ -184,7 +190,7 @@ class Campaigns:
                 return
             self._ready = False
             self._closed = True
-        for name, engine, _, _ in self._hosted.values():
+        for name, engine, _ in self._hosted.values():
             try:
                 version = engine.snapshot()
                 _log.info("snapshot written", extra={"campaign": name, "version": version})

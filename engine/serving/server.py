@@ -140,7 +140,7 @@ class NboServer:
             self._shutdown_metrics()
             self._release()
             raise
-        for name, engine, decider, _ in self.campaigns:
+        for name, engine, decider in self.campaigns:
             self.metrics.track_campaign(
                 name, _pending_counter(engine.journal), _mean_rows_of(decider)
             )

@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from engine.errors import DeadlineExceededError, InvalidInputError, NotFoundError
+from engine.errors import DeadlineExceededError, InvalidInputError, NboError, NotFoundError
 from engine.serving import codec
 from engine.serving.campaigns import Campaigns
 from engine.serving.logs import LOGGER_NAME, request_id_var
@@ -85,12 +85,17 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
 
     async def Decide(self, request: pb.DecideRequest, context: Any) -> pb.DecideResponse:
         codec.check_request_id(request.request_id)
-        name, engine, decider, _ = self._campaigns.get(request.campaign)
+        name, engine, decider = self._campaigns.get(request.campaign)
         customer_id = codec.check_id(request.customer_id, "customer_id")
         attributes = codec.context_to_dict(request.context)
         candidates = codec.candidates_of(request.candidates, engine.offer_ids)
         _check_deadline(context)
-        d = await decider.decide(customer_id, attributes, candidates)
+        if request.request_id:  # idempotent: decided alone, so a retry finds exactly this call
+            d = engine.decide(customer_id, attributes, candidates, request_id=request.request_id)
+            if not d.replayed:  # a retried request_id's stored answer was counted the first time
+                self._metrics.record_decisions(name, (d.offer_id,), (d.explored,), (d.control,))
+        else:  # counted by the batcher, once per batch
+            d = await decider.decide(customer_id, attributes, candidates)
         return pb.DecideResponse(
             decision_id=d.decision_id,
             offer_id=d.offer_id,
@@ -108,7 +113,7 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         self, request: pb.DecideBatchRequest, context: grpc.ServicerContext
     ) -> pb.DecideBatchResponse:
         codec.check_request_id(request.request_id)
-        name, engine, _, _ = self._campaigns.get(request.campaign)
+        name, engine, _ = self._campaigns.get(request.campaign)
         candidates: list[str] | list[list[str] | None] | None
         has_dense = request.HasField("dense")
         if has_dense == bool(request.rows):
@@ -127,11 +132,14 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
             )
             candidates = None if all(c is None for c in per_row) else per_row
         _check_deadline(context)
-        batch = engine.decide_batch(customer_ids, contexts, candidates)
+        batch = engine.decide_batch(
+            customer_ids, contexts, candidates, request_id=request.request_id or None
+        )
         offer_ids = [d.offer_id for d in batch]
         explored = [d.explored for d in batch]
         control = [d.control for d in batch]
-        self._metrics.record_decisions(name, offer_ids, explored, control)
+        if not batch[0].replayed:  # a retry's stored answer (every row) was counted already
+            self._metrics.record_decisions(name, offer_ids, explored, control)
         response = pb.DecideBatchResponse(
             decision_ids=[d.decision_id for d in batch],
             offer_ids=offer_ids,
@@ -149,14 +157,14 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
 
     async def Reward(self, request: pb.RewardRequest, context: Any) -> pb.RewardResponse:
         codec.check_request_id(request.request_id)
-        name, _, _, rewarder = self._campaigns.get(request.campaign)
+        name, _, _ = self._campaigns.get(request.campaign)
         decision_id = codec.check_id(request.decision_id, "decision_id")
         value = request.value
         if not math.isfinite(value):
             raise InvalidInputError("value", "a finite number", value)
         components = codec.reward_components(request.components)
         _check_deadline(context)
-        record = await rewarder.reward(decision_id, value)
+        record = await self._campaigns.rewarder(name).reward(decision_id, value)
         applied = record.status == "applied"
         if applied:
             self._metrics.record_rewards(name, (record.offer_id,), (float(record.reward or 0.0),))
@@ -182,7 +190,7 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         self, request: pb.RewardBatchRequest, context: grpc.ServicerContext
     ) -> pb.RewardBatchResponse:
         codec.check_request_id(request.request_id)
-        name, engine, _, _ = self._campaigns.get(request.campaign)
+        name, engine, _ = self._campaigns.get(request.campaign)
         decision_ids, values = codec.reward_arrays(
             request.decision_ids, request.values, self._max_batch_rows
         )
@@ -216,7 +224,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext
     ) -> pb.ModelInfo:
-        name, engine, _, _ = self._campaigns.get(request.campaign)
+        name, engine, _ = self._campaigns.get(request.campaign)
         info = engine.model_info()
         counts = info["journal"]
         return pb.ModelInfo(
@@ -238,21 +246,25 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     def Snapshot(
         self, request: pb.SnapshotRequest, context: grpc.ServicerContext
     ) -> pb.SnapshotResponse:
-        name, engine, _, _ = self._campaigns.get(request.campaign)
+        name, engine, _ = self._campaigns.get(request.campaign)
         return pb.SnapshotResponse(campaign=name, model_version=engine.snapshot())
 
     def PromoteModel(
         self, request: pb.PromoteModelRequest, context: grpc.ServicerContext
     ) -> pb.PromoteModelResponse:
-        name, engine, _, _ = self._campaigns.get(request.campaign)
+        name, engine, _ = self._campaigns.get(request.campaign)
         path = request.snapshot_path
         if not path:
             raise InvalidInputError("snapshot_path", "a path to a snapshot file", "an empty string")
+        # Only the campaign's model directory is read; a path outside it is PERMISSION_DENIED,
+        # a bad file INVALID_ARGUMENT (engine/serving/status.py).
         try:
-            version = engine.load_snapshot(path)
-        except FileNotFoundError as exc:
+            version = engine.promote(path)
+        except NboError:  # PermissionDeniedError is an OSError too: keep its status
+            raise
+        except FileNotFoundError as exc:  # removed between the check and the open
             raise NotFoundError(
-                f"snapshot_path: expected a snapshot file on the server, got {path!r} "
+                f"snapshot_path: expected a file in the model directory, got {path!r} "
                 "(no such file)"
             ) from exc
         except OSError as exc:

@@ -5,15 +5,14 @@ Only shapes and signs are checked, never speeds: the figures depend on the machi
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.smoke import REPO_ROOT, check_rate, run_benchmark
+
 BATCH = {"nbo LinUCB", "nbo LinearTS", "MABWiser LinUCB", "MABWiser LinTS", "numpy LinUCB"}
 ONLINE = {
     "nbo LinUCB",
@@ -33,28 +32,7 @@ REPEATS = 2
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("bench") / "core.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "engine.cli",
-        "bench",
-        "--quick",
-        "--repeats",
-        str(REPEATS),
-        "--out",
-        str(out),
-    ]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"wrote {out}" in proc.stdout
-    return json.loads(out.read_text()), proc.stdout
-
-
-def _positive_rate(row: dict, items: int) -> None:
-    assert row["items"] == items
-    assert row["repeats"] == REPEATS and len(row["runs"]) == REPEATS
-    assert all(r > 0 and math.isfinite(r) for r in row["runs"])
-    assert 0 < row["min"] <= row["median"] <= row["max"]
+    return run_benchmark("engine.cli", out, "bench", "--quick", "--repeats", str(REPEATS))
 
 
 @pytest.mark.slow
@@ -67,7 +45,7 @@ def test_quick_run_writes_every_batch_and_online_row(quick_run: tuple[dict, str]
     for section, rows in ((small, settings["batch_small"]), (large, settings["batch_large"])):
         assert set(section["results"]) == BATCH
         for row in section["results"].values():
-            _positive_rate(row, rows)
+            check_rate(row, rows, REPEATS)
         assert all(v > 0 for v in section["results"]["nbo LinUCB"]["vs"].values())
     # The same fitted models give the same LinUCB choices in nbo, MABWiser and plain numpy.
     assert min(small["linucb_agreement"].values()) >= 0.99
@@ -77,7 +55,7 @@ def test_quick_run_writes_every_batch_and_online_row(quick_run: tuple[dict, str]
     assert online["mabwiser_events"] == settings["mabwiser_online"] < online["events"]
     for name, row in online["results"].items():
         events = online["mabwiser_events"] if name.startswith("MABWiser") else online["events"]
-        _positive_rate(row, events)
+        check_rate(row, events, REPEATS)
         reward = row["reward"]
         assert reward["rounds"] == events
         assert reward["mean_regret"] >= 0 and math.isfinite(reward["mean_reward"])

@@ -6,15 +6,12 @@ its load.
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.smoke import check_rate, run_benchmark
+
 REPEATS = 2
 PENDING = 2_048
 
@@ -22,26 +19,8 @@ PENDING = 2_048
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("bench") / "engine.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "benchmarks.engine_throughput",
-        "--quick",
-        "--repeats",
-        str(REPEATS),
-    ]
-    cmd += ["--pending", str(PENDING), "--out", str(out)]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"wrote {out}" in proc.stdout
-    return json.loads(out.read_text()), proc.stdout
-
-
-def _rate(row: dict, items: int) -> None:
-    assert row["items"] == items
-    assert row["repeats"] == REPEATS and len(row["runs"]) == REPEATS
-    assert all(r > 0 and math.isfinite(r) for r in row["runs"])
-    assert 0 < row["min"] <= row["median"] <= row["max"]
+    args = ("--quick", "--repeats", str(REPEATS), "--pending", str(PENDING))
+    return run_benchmark("benchmarks.engine_throughput", out, *args)
 
 
 @pytest.mark.slow
@@ -55,12 +34,12 @@ def test_quick_run_has_every_throughput_row(quick_run: tuple[dict, str]) -> None
     for call in ("decide_batch", "reward_batch"):
         row = tp[call]
         for mode in ("durable", "memory"):
-            _rate(row[mode], settings["decisions"])
+            check_rate(row[mode], settings["decisions"], REPEATS)
         assert row["durable_vs_memory"] == pytest.approx(
             row["durable"]["median"] / row["memory"]["median"]
         )
         assert math.isfinite(row["journal_us_per_item"])
-    _rate(tp["reward_batch"]["durable_in_decision_order"], settings["decisions"])
+    check_rate(tp["reward_batch"]["durable_in_decision_order"], settings["decisions"], REPEATS)
 
 
 @pytest.mark.slow

@@ -6,28 +6,18 @@ Only shapes and counts are checked, never speeds: the figures depend on the mach
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run(module: str, out: Path, *args: str) -> tuple[Any, str]:
-    cmd = [sys.executable, "-m", module, *args, "--out", str(out)]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"wrote {out}" in proc.stdout
-    return json.loads(out.read_text()), proc.stdout
+from tests.benchmarks.smoke import run_benchmark
 
 
 @pytest.mark.slow
 def test_grpc_load_measures_both_echo_servers_and_nbo_serve(tmp_path: Path) -> None:
-    results, stdout = _run("benchmarks.grpc_load", tmp_path / "new" / "grpc.json", "--quick")
+    results, stdout = run_benchmark(
+        "benchmarks.grpc_load", tmp_path / "new" / "grpc.json", "--quick"
+    )
     runs = results["runs"]
     decide = [(r["server"], r["in_flight"]) for r in runs if r["scenario"] == "Decide"]
     # Interleaved: every in-flight level measures the three servers one after the other.
@@ -42,7 +32,7 @@ def test_grpc_load_measures_both_echo_servers_and_nbo_serve(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_faults_survives_a_kill_and_answers_every_fuzz_case(tmp_path: Path) -> None:
-    results, stdout = _run(
+    results, stdout = run_benchmark(
         "benchmarks.faults", tmp_path / "new" / "faults.json", "--kills", "1", "--fuzz-cases", "40"
     )
     assert results["kills"]["kills_survived"] == 1
@@ -53,7 +43,7 @@ def test_faults_survives_a_kill_and_answers_every_fuzz_case(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_soak_reports_its_targets(tmp_path: Path) -> None:
-    results, stdout = _run(
+    results, stdout = run_benchmark(
         "benchmarks.soak",
         tmp_path / "new" / "soak.json",
         "--minutes",

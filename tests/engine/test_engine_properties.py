@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.campaign import load_campaign
 from engine.core import Engine
 from engine.errors import InvalidInputError
 
@@ -37,17 +38,7 @@ contexts = st.fixed_dictionaries(
     },
 )
 offers = st.lists(
-    st.sampled_from(
-        [
-            "none",
-            "discount_5",
-            "discount_10",
-            "discount_20",
-            "free_month",
-            "upgrade",
-            "loyalty_gift",
-        ]
-    ),
+    st.sampled_from(load_campaign(RENEWAL).offer_ids),
     max_size=4,
     unique=True,
 )

@@ -64,6 +64,24 @@ def test_promoted_model_keeps_the_campaign_floor_and_seed(tmp_path, caplog):
     eng.close()
 
 
+def test_a_model_promoted_from_the_model_directory_keeps_the_floor_and_seed(tmp_path, caplog):
+    """PromoteModel's path (Engine.promote: the model directory, checked reads) floors the
+    model like load_snapshot."""
+    eng = Engine.from_config(RENEWAL, data_dir=tmp_path / "data", clock=lambda: NOW)
+    assert eng.model_dir == tmp_path / "data" / "models" / eng.campaign
+    _trained_snapshot(eng, eng.model_dir / "trained.snap")
+    with caplog.at_level(logging.WARNING, logger="nbo.engine"):
+        eng.promote("trained.snap")
+    assert "min_propensity 0.0 -> 0.02" in caplog.text and "seed 0 -> 7" in caplog.text
+    assert str(eng.model_dir / "trained.snap") in caplog.text  # names the file it read
+    params = eng.model_info()["policy_params"]
+    assert (params["min_propensity"], params["seed"]) == (0.02, 7)
+    decisions = _decide(eng, 400)
+    assert all(d.propensity >= 0.02 - 1e-12 for d in decisions)
+    assert sum(d.explored for d in decisions) > 0
+    eng.close()
+
+
 def test_the_floor_survives_a_restart_and_a_new_offer_gets_tried(tmp_path):
     eng = Engine.from_config(RENEWAL, data_dir=tmp_path / "data", clock=lambda: NOW)
     eng.load_snapshot(_trained_snapshot(eng, tmp_path / "trained.snap"))

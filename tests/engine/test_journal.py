@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,9 @@ from engine.journal import (
     write_snapshot,
 )
 from engine.journal.backends import open_journal
+from engine.journal.base import ERROR_PERIOD_US, ERROR_SAMPLES
 from engine.journal.export import export_parquet, find_journal
-from engine.journal.records import ExportedDecision, StoredReward
+from engine.journal.records import ExportedDecision, RequestRow, StoredReward
 from engine.journal.recovery import adapt_offers
 from engine.journal.snapshot import decode_snapshot, encode_snapshot
 from engine.policies import LinUCB, SharedLinear
@@ -71,17 +72,20 @@ def filled(tmp_path):
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def reopen(request, tmp_path) -> Iterator[Callable[[], JournalBackend]]:
+def store_url(request, tmp_path) -> str:
+    """Where the test's journal store is (campaign ``c``): a SQLite file or a new database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "c.journal.sqlite")
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def reopen(store_url) -> Iterator[Callable[[], JournalBackend]]:
     """Opens one more connection to the same, initially empty, journal store."""
     opened: list[JournalBackend] = []
-    url = (
-        str(tmp_path / "c.journal.sqlite")
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
 
     def open_backend() -> JournalBackend:
-        journal = open_journal(url, campaign="c")
+        journal = open_journal(store_url, campaign="c")
         opened.append(journal)
         return journal
 
@@ -93,6 +97,23 @@ def reopen(request, tmp_path) -> Iterator[Callable[[], JournalBackend]]:
 @pytest.fixture
 def backend(reopen) -> JournalBackend:
     return reopen()
+
+
+def raw_sql(url: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement (``?`` placeholders) on the store at ``url`` outside the backend, as
+    an operator or an older nbo would; returns its rows (none for a write)."""
+    if url.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SET search_path TO nbo_c")
+            cursor = conn.execute(sql.replace("?", "%s"), params)
+            return cursor.fetchall() if cursor.description else []
+    db = sqlite3.connect(url, isolation_level=None)
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
 
 
 def decision(did: str, seq_hint: int, cat: int, **kw: Any) -> DecisionRow:
@@ -264,6 +285,76 @@ def test_rejected_rewards_are_counted(backend):
         [RewardError(1, "nope", 2.0, "unknown decision id"), RewardError(2, "x", None, "why")]
     )
     assert backend.counts() == {"decisions": 0, "rewards": 0, "pending": 0, "reward_errors": 2}
+
+
+def _error_flood(backend: JournalBackend) -> None:
+    period = ERROR_PERIOD_US
+    flood = [RewardError(period * 5 + i, f"u{i}", 1.0, "unknown decision id") for i in range(300)]
+    for _ in range(3):
+        backend.record_errors(flood)
+    backend.record_errors([RewardError(period * 6, "late", 1.0, "reward window passed")])
+
+
+def test_every_rejected_reward_is_counted(backend):
+    _error_flood(backend)
+    assert backend.counts()["reward_errors"] == 901
+
+
+def test_rejected_rewards_are_counted_per_period_with_a_bounded_sample(backend, store_url):
+    _error_flood(backend)
+    period = ERROR_PERIOD_US
+    sampled = raw_sql(store_url, "SELECT decision_id, error FROM reward_errors ORDER BY seq")
+    assert len(sampled) == ERROR_SAMPLES + 1  # the first reports of each (reason, period)
+    assert sampled[0] == ("u0", "unknown decision id")
+    assert sampled[-1] == ("late", "reward window passed")
+    counted = "SELECT period_us, error, n FROM reward_error_counts ORDER BY period_us"
+    assert raw_sql(store_url, counted) == [
+        (period * 5, "unknown decision id", 900),
+        (period * 6, "reward window passed", 1),
+    ]
+
+
+def test_rejected_rewards_of_a_store_written_before_they_were_counted_are_counted_once(
+    backend, store_url, reopen
+):
+    # An older nbo kept a reward_errors row per report and no counts: simulate its store.
+    for i in range(5):
+        raw_sql(
+            store_url,
+            "INSERT INTO reward_errors (seq, ts_us, decision_id, value, error)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (i + 1, ERROR_PERIOD_US * (2 + i // 3) + i, f"old{i}", 1.0, "unknown decision id"),
+        )
+    assert backend.counts()["reward_errors"] == 5  # read as a row per report
+    again = reopen()  # opened for writing: counted, once
+    assert again.counts()["reward_errors"] == 5 and reopen().counts()["reward_errors"] == 5
+    again.record_errors([RewardError(ERROR_PERIOD_US * 2, "new", None, "unknown decision id")])
+    assert reopen().counts()["reward_errors"] == 6
+    assert raw_sql(store_url, "SELECT period_us, n FROM reward_error_counts ORDER BY 1") == [
+        (ERROR_PERIOD_US * 2, 4),
+        (ERROR_PERIOD_US * 3, 2),
+    ]
+
+
+def test_a_request_is_stored_with_its_decisions_found_again_and_pruned(backend, reopen):
+    cat = backend.catalog("c", ["none", "gift"], ["bias", "x"])
+    request = RequestRow("req-1", "c", 10_000_000, "ab" * 32)
+    rows = [decision("d1", 10, cat, explored=True), decision("d2", 10, cat, control=True)]
+    seqs = backend.append_request(request, rows)
+    assert len(seqs) == 2 and backend.lookup(["d1", "d2"]).keys() == {"d1", "d2"}
+    found = reopen().find_request("c", "req-1")
+    assert found is not None and found.request == request
+    assert found.decisions == rows  # every column as stored, in the request's row order
+    assert backend.find_request("other-campaign", "req-1") is None
+    # The same id again: refused whole (racing replicas), nothing of it stored.
+    with pytest.raises(DuplicateError):
+        backend.append_request(request, [decision("d3", 11, cat)])
+    assert backend.lookup(["d3"]) == {} and backend.counts()["decisions"] == 2
+    assert backend.prune_requests(10_000_000) == 0  # made at 10 s: not before 10 s
+    assert backend.prune_requests(10_000_001) == 1
+    assert backend.find_request("c", "req-1") is None
+    assert backend.counts()["decisions"] == 2  # the decisions stay
+    backend.append_request(request, [decision("d3", 12, cat)])  # the id is free again
 
 
 def test_committed_rows_are_seen_by_a_new_connection(backend, reopen):

@@ -298,6 +298,34 @@ def test_replicas_racing_on_the_same_rewards_apply_each_once(postgres_url, tmp_p
         eng.close()
 
 
+def test_replicas_racing_on_one_request_id_make_one_set_of_decisions(postgres_url, tmp_path, clock):
+    """A client retries a Decide through another replica while the first is still deciding:
+    both answer with the same decisions, stored and charged once."""
+    engines = [_engine(postgres_url, tmp_path / name, clock) for name in ("a", "b")]
+    customers, contexts = [f"c{i}" for i in range(8)], _contexts(8)
+    answers: list[list[str]] = []
+    barrier = threading.Barrier(2)
+
+    def decide(eng: Engine) -> None:
+        barrier.wait()
+        for k in range(10):
+            done = eng.decide_batch(customers, contexts, request_id=f"retry-{k}")
+            answers.append([d.decision_id for d in done])
+
+    threads = [threading.Thread(target=decide, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(answers) == 20 and len({tuple(a) for a in answers}) == 10
+    assert engines[0].journal.counts()["decisions"] == engines[1].journal.counts()["decisions"]
+    assert engines[0].journal.counts()["decisions"] == 80
+    replayed = engines[1].decide_batch(customers, contexts, request_id="retry-3")
+    assert [d.decision_id for d in replayed] in answers
+    for eng in engines:
+        eng.close()
+
+
 def test_campaign_file_and_serve_flag_name_the_journal(postgres_url, tmp_path, clock):
     config = tmp_path / "renewal.toml"
     config.write_text(

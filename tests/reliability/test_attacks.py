@@ -32,8 +32,8 @@ from engine.serving.config import ServeConfig
 from engine.serving.logs import configure_logging
 from engine.serving.metrics import MAX_HTTP_CONNECTIONS
 from engine.serving.server import NboServer, create_server
+from testkit.tls import self_signed
 from tests.engine.serving.support import RENEWAL, TOKEN, customer, free_port, serve_config
-from tests.reliability.test_security import _self_signed
 
 CLIENT_TOKEN = "client-token-0123456789abcdef"
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
@@ -122,7 +122,7 @@ def _client_cert(folder: Path, name: str) -> tuple[Path, Path, Path]:
 
 
 def test_mutual_tls_lets_in_certified_clients_only(started: Any, tmp_path: Path) -> None:
-    server_cert, server_key = _self_signed(tmp_path, "server")
+    server_cert, server_key = self_signed(tmp_path, "server")
     ca, cert, key = _client_cert(tmp_path, "client")
     _, other_cert, other_key = _client_cert(tmp_path, "intruder")
     server = started(tls_cert=server_cert, tls_key=server_key, tls_client_ca=ca)

@@ -10,7 +10,6 @@ import json
 import os
 import pickle
 import stat
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,20 +31,10 @@ from testkit.harness import (
     campaign_config,
     customer,
 )
+from testkit.tls import self_signed
 from tests.engine.serving.support import serve_config
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
-
-
-def _self_signed(folder: Path, name: str) -> tuple[Path, Path]:
-    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 class _Marker:
@@ -60,7 +49,7 @@ class _Marker:
 
 @pytest.fixture()
 def tls_server(tmp_path: Path) -> Iterator[tuple[NboServer, Path, Path]]:
-    cert, key = _self_signed(tmp_path, "server")
+    cert, key = self_signed(tmp_path, "server")
     server, _ = create_server(
         # auth_failure_limit: this test tries many wrong tokens in a row; the throttle that
         # refuses such a peer is tested in test_attacks.py.
@@ -76,7 +65,7 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[NboServer, Path, Path]]:
 def test_a_tls_key_others_can_read_is_warned_about_at_start(
     tmp_path: Path, mode: int, warned: bool
 ) -> None:
-    cert, key = _self_signed(tmp_path, "server")
+    cert, key = self_signed(tmp_path, "server")
     key.chmod(mode)
     log = io.StringIO()
     configure_logging("info", log)
@@ -104,7 +93,7 @@ def test_tls_and_the_admin_token_keep_out_whoever_should_be(
 ) -> None:
     server, cert, tmp_path = tls_server
     target = f"localhost:{server.port}"
-    other_ca, _ = _self_signed(tmp_path, "impostor")
+    other_ca, _ = self_signed(tmp_path, "impostor")
     log = io.StringIO()
     configure_logging("debug", log)
     try:
@@ -219,7 +208,10 @@ def test_snapshots_holding_a_pickle_are_refused_and_never_unpickled(tmp_path: Pa
     engine = Engine.from_config(config, data_dir=data_dir, background=False)
     engine.close()
     (data_dir / "snapshots" / "renewal" / "v999.snap").write_bytes(framed.read_bytes())
-    # ... and offered for promotion over gRPC: INVALID_ARGUMENT, the model unchanged.
+    # ... and offered for promotion over gRPC from the model directory: INVALID_ARGUMENT, the
+    # model unchanged.
+    for path in (raw, framed):
+        (data_dir / "models" / "renewal" / path.name).write_bytes(path.read_bytes())
     server = ServeProcess(config, data_dir)
     try:
         server.wait_serving()
@@ -228,9 +220,9 @@ def test_snapshots_holding_a_pickle_are_refused_and_never_unpickled(tmp_path: Pa
             assert version != "v999"
             for path in (raw, framed):
                 with pytest.raises(grpc.RpcError) as err:
-                    c.promote(path)
+                    c.promote(path.name)
                 assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-                assert str(path) in (err.value.details() or "")
+                assert repr(path.name) in (err.value.details() or "")
             assert c.model_info().model_version == version
     finally:
         server.stop()

@@ -12,6 +12,7 @@ import pytest
 
 from engine.cli import main
 from engine.journal.snapshot import read_snapshot
+from tests.engine.replay.cli_runs import evaluate
 from tests.engine.replay.synthetic import LinearEnv, make_logs, to_table
 
 
@@ -24,30 +25,14 @@ def test_evaluate_on_an_nbo_parquet_export(tmp_path, logs, capsys):
     path = tmp_path / "export.parquet"
     pq.write_table(to_table(logs), path)
     out = tmp_path / "report"
-    code = main(
-        [
-            "evaluate",
-            "--logs",
-            str(path),
-            "--policy",
-            "linucb:alpha=0.1,1.0",
-            "--mode",
-            "static",
-            "--bootstrap",
-            "50",
-            "--control-offer",
-            "offer0",
-            "--workers",
-            "0",
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
+    report = evaluate(
+        path,
+        out,
+        *("--policy", "linucb:alpha=0.1,1.0", "--mode", "static", "--bootstrap", "50"),
+        *("--control-offer", "offer0", "--workers", "0"),
     )
     printed = capsys.readouterr().out
-    assert code == 0
     assert f"wrote {out / 'evaluation.json'}" in printed and "report.html" in printed
-    report = json.loads((out / "evaluation.json").read_text())
     labels = [c["label"] for c in report["candidates"]]
     assert set(labels) == {
         "logging policy",
@@ -75,32 +60,13 @@ def test_evaluate_on_external_csv_with_mapped_columns(tmp_path, logs, capsys):
     path = tmp_path / "external.csv"
     pacsv.write_csv(table, path)
     out = tmp_path / "csv-report"
-    code = main(
-        [
-            "evaluate",
-            "--logs",
-            str(path),
-            "--column",
-            "action=offer",
-            "--column",
-            "propensity=prob",
-            "--column",
-            "reward=-loss",
-            "--column",
-            "context=f_*",
-            "--policy",
-            "egreedy",
-            "--interval",
-            "normal",
-            "--estimators",
-            "ips,snips,dr",
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
+    report = evaluate(
+        path,
+        out,
+        *("--column", "action=offer", "--column", "propensity=prob"),
+        *("--column", "reward=-loss", "--column", "context=f_*"),
+        *("--policy", "egreedy", "--interval", "normal", "--estimators", "ips,snips,dr"),
     )
-    assert code == 0
-    report = json.loads((out / "evaluation.json").read_text())
     assert report["n_features"] == 3 and report["actions"] == ["o0", "o1", "o2"]
     assert set(report["candidates"][0]["estimates"]) == {"ips", "snips", "dr"}
 
@@ -182,26 +148,12 @@ def test_evaluate_on_dsjson_logs(tmp_path, capsys):
     path = tmp_path / "ds.json"
     path.write_text("\n".join(lines) + "\n")
     out = tmp_path / "ds-report"
-    code = main(
-        [
-            "evaluate",
-            "--logs",
-            str(path),
-            "--policy",
-            "linucb",
-            "--mode",
-            "static",
-            "--dsjson-features",
-            "8",
-            "--control-offer",
-            "none",
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
+    report = evaluate(
+        path,
+        out,
+        *("--policy", "linucb", "--mode", "static", "--dsjson-features", "8"),
+        *("--control-offer", "none"),
     )
-    assert code == 0
-    report = json.loads((out / "evaluation.json").read_text())
     assert report["actions"] == ["none", "upgrade"] and report["n_features"] == 8
     assert report["uniform_logging"] is True
 
@@ -210,24 +162,9 @@ def test_incomplete_evaluation_exits_1(tmp_path, logs, capsys):
     path = tmp_path / "logs.parquet"
     pq.write_table(to_table(logs), path)  # rewards outside [0, 1]: BetaTS cannot train
     out = tmp_path / "partial"
-    code = main(
-        [
-            "evaluate",
-            "--logs",
-            str(path),
-            "--policy",
-            "betats",
-            "--mode",
-            "static",
-            "--workers",
-            "0",
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
+    options = ("--policy", "betats", "--mode", "static", "--workers", "0")
+    report = evaluate(path, out, *options, exit_code=1)
     captured = capsys.readouterr()
-    assert code == 1
     assert captured.out.startswith("NO-GO: evaluation incomplete (1 failed: betats static)")
     assert "INCOMPLETE" in captured.err
-    assert json.loads((out / "evaluation.json").read_text())["complete"] is False
+    assert report["complete"] is False

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -12,6 +10,7 @@ from engine.core import Engine
 from engine.journal.export import export_parquet
 from engine.journal.snapshot import read_snapshot
 from engine.replay import read_logs
+from tests.engine.replay.cli_runs import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -50,22 +49,7 @@ def test_reader_understands_the_journal_export(export):
 
 def test_evaluate_and_train_on_the_journal_export(export, tmp_path, capsys):
     out = tmp_path / "report"
-    code = main(
-        [
-            "evaluate",
-            "--logs",
-            str(export),
-            "--policy",
-            "linucb:alpha=0.5",
-            "--bootstrap",
-            "50",
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
-    assert code == 0
-    report = json.loads((out / "evaluation.json").read_text())
+    report = evaluate(export, out, "--policy", "linucb:alpha=0.5", "--bootstrap", "50")
     labels = {c["label"] for c in report["candidates"]}
     assert {"logging policy", "uniform random", "control (none)"} <= labels
     assert report["n_pending"] == 40 and report["complete"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -325,9 +324,14 @@ BAD_REQUESTS = [
     (
         "PromoteModel",
         pb.PromoteModelRequest(snapshot_path="/nonexistent/v9.snap"),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "snapshot_path: expected a file inside the model directory, got '/nonexistent/v9.snap'",
+    ),
+    (
+        "PromoteModel",
+        pb.PromoteModelRequest(snapshot_path="v9.snap"),
         NOT_FOUND,
-        "snapshot_path: expected a snapshot file on the server, got '/nonexistent/v9.snap' "
-        "(no such file)",
+        "snapshot_path: expected a file in the model directory, got 'v9.snap' (no such file)",
     ),
 ]
 OFFER_METHODS = {"Decide", "DecideBatch", "Reward", "RewardBatch"}
@@ -404,13 +408,13 @@ def test_offer_service_needs_no_token(server: NboServer) -> None:
 
 
 def test_promote_corrupt_file_is_invalid_and_keeps_the_model(
-    client: NboClient, tmp_path: Path
+    server: NboServer, client: NboClient
 ) -> None:
-    bad = tmp_path / "corrupt.snap"
+    bad = server.config.data_dir / "models" / "renewal" / "corrupt.snap"
     bad.write_bytes(b"NBOSNAP1" + b"\0" * 64)
     before = client.model_info().model_version
     with pytest.raises(grpc.RpcError) as err:
-        client.promote(bad)
+        client.promote("corrupt.snap")
     assert err.value.code() == INVALID
-    assert str(bad) in err.value.details()
+    assert "'corrupt.snap'" in err.value.details()
     assert client.model_info().model_version == before

@@ -17,6 +17,7 @@ import pytest
 
 from engine.client import NboClient
 from engine.serving.server import create_server
+from testkit.tls import self_signed
 from tests.engine.serving.support import RENEWAL, REPO, TOKEN, customer, serve_config
 
 
@@ -108,19 +109,8 @@ def test_graceful_stop_keeps_every_acknowledged_event(tmp_path: Path) -> None:
         again.stop(grace=1)
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 def test_tls_serves_verified_clients_only(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path, "server")
     server, port = create_server(serve_config(tmp_path / "data", tls_cert=cert, tls_key=key))
     server.start()
     try:

@@ -127,7 +127,11 @@ def test_admin_model_info_snapshot_and_promote(server: NboServer, client: NboCli
     version = client.snapshot()
     (newest, *_) = list_snapshots(server.config.data_dir / "snapshots" / "renewal")
     assert newest.stem == version
-    promoted = client.promote(newest)
+    # PromoteModel reads the model directory only: a file is promoted by its name there.
+    (server.config.data_dir / "models" / "renewal" / "candidate.snap").write_bytes(
+        newest.read_bytes()
+    )
+    promoted = client.promote("candidate.snap")
     assert promoted != version and client.model_info().model_version == promoted
     assert client.decide("after-promote", customer(3)).model_version == promoted
 
