@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 
 from engine.errors import ResourceExhaustedError
-from engine.serving.interceptors import Behavior, CachingInterceptor, Context, UnaryInterceptor
+from engine.serving.interceptors import CachingInterceptor, Context, UnaryInterceptor
 
 MAX_STREAMS_PER_CONNECTION = 256
 CONNECTION_IDLE_MS = 5 * 60 * 1000  # a connection with no call for 5 min is closed
@@ -70,20 +70,16 @@ class UnaryLimitInterceptor(UnaryInterceptor):
     def applies_to(self, method: str) -> bool:
         return self.limit > 0
 
-    def wrap(self, method: str, behavior: Behavior) -> Behavior:
-        async def limited(request: Any, context: Context) -> Any:
-            if self.in_progress >= self.limit:
-                raise ResourceExhaustedError(
-                    f"server: expected at most {self.limit} calls in progress "
-                    "(--max-concurrent-rpcs), got one more; retry with backoff"
-                )
-            self.in_progress += 1
-            try:
-                return await behavior(request, context)
-            finally:
-                self.in_progress -= 1
+    def before(self, request: Any, context: Context) -> None:
+        if self.in_progress >= self.limit:
+            raise ResourceExhaustedError(
+                f"server: expected at most {self.limit} calls in progress "
+                "(--max-concurrent-rpcs), got one more; retry with backoff"
+            )
+        self.in_progress += 1
 
-        return limited
+    def after(self) -> None:
+        self.in_progress -= 1
 
 
 async def _idle_bounded(

@@ -42,7 +42,7 @@ from engine.serving.auth import (
 from engine.serving.batcher import DecideBatcher
 from engine.serving.campaigns import Campaigns, DecisionObserver, EngineFactory, open_engine
 from engine.serving.config import ServeConfig, split_client_token
-from engine.serving.interceptors import server_interceptors
+from engine.serving.interceptors import UnaryInterceptor, server_interceptors
 from engine.serving.limits import StreamGuardInterceptor, UnaryLimitInterceptor, channel_options
 from engine.serving.logs import LOGGER_NAME
 from engine.serving.metrics import ServerMetrics
@@ -348,11 +348,9 @@ def _only_campaign(campaigns: Campaigns) -> Callable[[], str | None]:
     return only
 
 
-def _auth_interceptors(
-    config: ServeConfig, campaigns: Campaigns
-) -> list[grpc.aio.ServerInterceptor]:
+def _auth_interceptors(config: ServeConfig, campaigns: Campaigns) -> list[UnaryInterceptor]:
     throttle = PeerThrottle(limit=config.auth_failure_limit)
-    chain: list[grpc.aio.ServerInterceptor] = []
+    chain: list[UnaryInterceptor] = []
     if config.admin_token is not None:
         chain.append(AdminAuthInterceptor(config.admin_token, throttle))
     elif not config.insecure_admin:
