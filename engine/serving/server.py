@@ -382,7 +382,7 @@ async def _build(
     grpc_server = grpc.aio.server(
         interceptors=interceptors, options=channel_options(config.max_message_bytes)
     )
-    offers = OfferServicer(campaigns, metrics, config.max_batch_rows)
+    offers = OfferServicer(campaigns, metrics, config.max_batch_rows, pool)
     admin = AdminServicer(campaigns)
     pb_grpc.add_OfferServiceServicer_to_server(
         Pooled(offers, pool, _methods("OfferService")), grpc_server

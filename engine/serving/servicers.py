@@ -34,6 +34,7 @@ from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
 
 _log = logging.getLogger(LOGGER_NAME)
+INLINE_BATCH_ROWS = 64  # DecideBatch calls of at most this many rows run on the event loop
 _REWARD_STATUS = {
     "applied": pb.REWARD_STATUS_APPLIED,
     "duplicate": pb.REWARD_STATUS_DUPLICATE,
@@ -78,10 +79,13 @@ def _pooled(
 class OfferServicer(pb_grpc.OfferServiceServicer):
     """Decide and Reward for the campaigns of one server."""
 
-    def __init__(self, campaigns: Campaigns, metrics: ServerMetrics, max_batch_rows: int) -> None:
+    def __init__(
+        self, campaigns: Campaigns, metrics: ServerMetrics, max_batch_rows: int, pool: Executor
+    ) -> None:
         self._campaigns = campaigns
         self._metrics = metrics
         self._max_batch_rows = max_batch_rows
+        self._pooled_decide_batch = _pooled(self._decide_batch, pool)
 
     async def Decide(self, request: pb.DecideRequest, context: Any) -> pb.DecideResponse:
         codec.check_request_id(request.request_id)
@@ -109,9 +113,18 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
             reasons=d.reasons,
         )
 
-    def DecideBatch(
-        self, request: pb.DecideBatchRequest, context: grpc.ServicerContext
+    async def DecideBatch(
+        self, request: pb.DecideBatchRequest, context: Any
     ) -> pb.DecideBatchResponse:
+        # A batch as small as the ones Decide coalesces runs on the loop too; larger ones in the
+        # pool, so the loop never waits long on one call.
+        dense = request.HasField("dense")
+        rows = len(request.dense.customer_ids) if dense else len(request.rows)
+        if rows <= INLINE_BATCH_ROWS:
+            return self._decide_batch(request, context)
+        return await self._pooled_decide_batch(request, context)
+
+    def _decide_batch(self, request: pb.DecideBatchRequest, context: Any) -> pb.DecideBatchResponse:
         codec.check_request_id(request.request_id)
         name, engine, _ = self._campaigns.get(request.campaign)
         candidates: list[str] | list[list[str] | None] | None
