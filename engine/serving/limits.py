@@ -1,8 +1,9 @@
 """What bounds the resources a client can hold: calls in progress, open streams, connections.
 
 The server is a ``grpc.aio`` server, so an open stream (Health.Watch, reflection) costs a
-coroutine and an HTTP/2 stream, never a handler thread; the Engine's blocking work runs in a
-thread pool of ``threads`` workers that only unary calls reach. Each resource has its own bound:
+coroutine and an HTTP/2 stream, never a handler thread; the Engine's work runs as bounded
+batches on the event loop (Decide, Reward, small DecideBatch) or in a thread pool of ``threads``
+workers that only unary calls reach. Each resource has its own bound:
 
 - unary calls in progress: ``max_concurrent_rpcs`` (:class:`UnaryLimitInterceptor`); streams do
   not count against it, so a crowd of watchers cannot shut out Decide;

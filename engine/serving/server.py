@@ -8,9 +8,10 @@ then snapshots every campaign and closes its journal. ``serve(config)`` does all
 SIGTERM/SIGINT.
 
 The gRPC server is a ``grpc.aio`` server on an event loop of its own thread: streams (health
-watches, reflection) and refusals cost no thread, and the blocking Engine calls of unary RPCs run
-in a pool of ``config.threads`` workers (see :mod:`engine.serving.limits`). The methods of
-:class:`NboServer` stay synchronous for the caller.
+watches, reflection) and refusals cost no thread; unary Decide and Reward (and DecideBatch of at
+most 64 rows) run on the loop as coalesced, bounded Engine batches (:mod:`engine.serving.batcher`);
+the other unary RPCs' blocking Engine calls run in a pool of ``config.threads`` workers (see
+:mod:`engine.serving.limits`). The methods of :class:`NboServer` stay synchronous for the caller.
 """
 
 from __future__ import annotations
