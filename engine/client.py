@@ -216,6 +216,49 @@ class ModelInfo:
     rewards_learned: int
     reward_errors: int
     config_hash: str
+    kind: str = ""  #: of the live version: initial, learned, promoted or rollback
+    origin: str = "{}"  #: JSON: where the live version came from
+    parent: str = ""  #: the version live before
+    created: float = 0.0  #: unix seconds
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One version of a campaign's model registry (``origin`` is a JSON text)."""
+
+    version: str
+    kind: str
+    created: float
+    origin: str
+    origin_summary: str
+    parent: str
+    bytes_kept: bool
+    live: bool
+    last_reward_seq: int
+    n_rewards: int
+    policy_class: str
+    sha256: str
+    offer_ids: list[str]
+    feature_names: list[str]
+
+    @classmethod
+    def from_message(cls, m: pb.ModelVersion) -> ModelVersion:
+        return cls(
+            version=m.version, kind=m.kind, created=m.created, origin=m.origin,
+            origin_summary=m.origin_summary, parent=m.parent, bytes_kept=m.bytes_kept,
+            live=m.live, last_reward_seq=m.last_reward_seq, n_rewards=m.n_rewards,
+            policy_class=m.policy_class, sha256=m.sha256, offer_ids=list(m.offer_ids),
+            feature_names=list(m.feature_names),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModelChange:
+    """What a promotion or rollback did: the live version, and whether nothing changed."""
+
+    campaign: str
+    model: ModelVersion
+    unchanged: bool
 
 
 @dataclass(frozen=True)
@@ -529,6 +572,10 @@ class NboClient:
             rewards_learned=r.rewards_learned,
             reward_errors=r.reward_errors,
             config_hash=r.config_hash,
+            kind=r.kind,
+            origin=r.origin,
+            parent=r.parent,
+            created=r.created,
         )
 
     def snapshot(self, campaign: str | None = None) -> str:
@@ -543,6 +590,11 @@ class NboClient:
 
     def promote(self, snapshot_path: str | Path, campaign: str | None = None) -> str:
         """Make a campaign decide with a snapshot file on the server; returns the version."""
+        return self.promote_model(snapshot_path, campaign).model.version
+
+    def promote_model(self, snapshot_path: str | Path, campaign: str | None = None) -> ModelChange:
+        """Promote a snapshot file of the server's model directory (admin; a path relative to
+        it); says whether it was live already."""
         r = self._call(
             self._admin.PromoteModel,
             pb.PromoteModelRequest(
@@ -552,7 +604,47 @@ class NboClient:
             None,
             self._admin_metadata,
         )
-        return str(r.model_version)
+        return ModelChange(r.campaign, ModelVersion.from_message(r.model), r.unchanged)
+
+    def list_models(
+        self, campaign: str | None = None, *, limit: int = 100, before: str = ""
+    ) -> list[ModelVersion]:
+        """A campaign's model versions, newest first (admin)."""
+        r = self._call(
+            self._admin.ListModels,
+            pb.ListModelsRequest(
+                campaign=self.campaign if campaign is None else campaign,
+                limit=limit,
+                before=before,
+            ),
+            None,
+            self._admin_metadata,
+        )
+        return [ModelVersion.from_message(m) for m in r.models]
+
+    def get_model(self, version: str, campaign: str | None = None) -> ModelVersion:
+        """One version of a campaign's registry (admin); NOT_FOUND when unknown."""
+        r = self._call(
+            self._admin.ListModels,
+            pb.ListModelsRequest(
+                campaign=self.campaign if campaign is None else campaign, version=version
+            ),
+            None,
+            self._admin_metadata,
+        )
+        return ModelVersion.from_message(r.models[0])
+
+    def rollback(self, version: str, campaign: str | None = None) -> ModelChange:
+        """Make an earlier version live again, as a new version of kind rollback (admin)."""
+        r = self._call(
+            self._admin.RollbackModel,
+            pb.RollbackModelRequest(
+                campaign=self.campaign if campaign is None else campaign, version=version
+            ),
+            None,
+            self._admin_metadata,
+        )
+        return ModelChange(r.campaign, ModelVersion.from_message(r.model), r.unchanged)
 
     def health(self, service: str = "", timeout: float | None = None) -> str:
         """The server's health status name ("SERVING", "NOT_SERVING", ...) for ``service``."""

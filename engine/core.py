@@ -34,13 +34,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.assembly import DecisionAssembler, Screened, stored_record
 from engine.campaign import CampaignConfig, Guardrails, control_flags, load_campaign
 from engine.campaign.eligibility import Eligibility
-from engine.campaign.exploration import apply_exploration
 from engine.errors import (
     CorruptModelError,
     InvalidInputError,
@@ -54,25 +54,32 @@ from engine.journal.backends import open_journal
 from engine.journal.base import DuplicateError, JournalBackend
 from engine.journal.files import private_dir, read_regular, resolve_inside
 from engine.journal.lift import Lift, lift_from_journal
+from engine.journal.promotion import Candidate, check_candidate, find_repeat, origin_header
 from engine.journal.records import DecisionRecord, RequestRow, RewardRecord
-from engine.journal.recovery import (
-    adapt_offers,
-    model_shape,
-    restore_guardrails,
-    start_learner,
-)
+from engine.journal.recovery import model_shape, restore_guardrails, start_learner
+from engine.journal.registry import ModelVersion, version_number
 from engine.journal.rewards import RewardLedger
-from engine.journal.snapshot import ModelShape, decode_snapshot, read_snapshot
+from engine.journal.snapshot import ModelShape
 from engine.policies import Policy
 from engine.requests import CandidateMasks, check_decide_request, check_rewards, request_hash
 from engine.types import FloatArray
 from engine.upkeep import Upkeep
 from engine.validation import check_id
 
-__all__ = ["DecisionRecord", "Engine", "RewardRecord"]
+__all__ = ["DecisionRecord", "Engine", "ModelChange", "RewardRecord"]
 
 _SWEEP_ROWS = 8192  # decisions an expiry sweep scans per hold of the decision lock
 _log = logging.getLogger("nbo.engine")
+_models_log = logging.getLogger("nbo.models")
+
+
+@dataclass(frozen=True)
+class ModelChange:
+    """What a promotion or a rollback did: the live version after it, and whether it was a
+    no-op (the model asked for was already live)."""
+
+    version: ModelVersion
+    unchanged: bool = False
 
 
 class Engine:
@@ -98,6 +105,10 @@ class Engine:
         decisions, checkpoints the WAL and writes snapshots. Default: True with the real clock,
         False with an injected clock (then the caller drives time: :meth:`expire_pending`,
         :meth:`snapshot`; rewards also trigger due sweeps and time-based publishing).
+    reset_model : bool
+        When the stored model cannot serve the campaign's features (a feature change), start
+        a fresh model that learns from the journal's rewards under the new features instead
+        of refusing to start (``nbo serve --reset-model``). Ignored when the model fits.
     model_dir : str or Path or None
         The campaign's model directory, the only place :meth:`promote` takes model files
         from. Default ``<data_dir>/models/<campaign>/`` (created owner-only): one directory per
@@ -119,6 +130,7 @@ class Engine:
         journal_url: str | None = None,
         clock: Callable[[], float] | None = None,
         background: bool | None = None,
+        reset_model: bool = False,
         model_dir: str | Path | None = None,
     ) -> None:
         self.config = config
@@ -163,7 +175,13 @@ class Engine:
         )
         self._guardrails = Guardrails(config)
         self._learner = start_learner(
-            config, self._journal, self._encoder, snapshot_dir, self._lock, self._clock
+            config,
+            self._journal,
+            self._encoder,
+            snapshot_dir,
+            self._lock,
+            self._clock,
+            reset_model=reset_model,
         )
         restore_guardrails(self._journal, self._guardrails, config, self._clock())
         self._ledger = RewardLedger(
@@ -191,6 +209,7 @@ class Engine:
         journal_url: str | None = None,
         clock: Callable[[], float] | None = None,
         background: bool | None = None,
+        reset_model: bool = False,
         model_dir: str | Path | None = None,
     ) -> Engine:
         """Load a campaign TOML file (see :mod:`engine.campaign.config`) and start its engine."""
@@ -201,6 +220,7 @@ class Engine:
             journal_url=journal_url,
             clock=clock,
             background=background,
+            reset_model=reset_model,
             model_dir=model_dir,
         )
 
@@ -224,9 +244,14 @@ class Engine:
         """Published model, campaign and journal facts (for admin endpoints)."""
         learner = self._learner
         params = learner.published.get_params()
+        live = learner.registry.get(learner.number)
         return {
             "campaign": self.campaign,
-            "model_version": learner.version,
+            "model_version": live.version,
+            "kind": live.kind,
+            "origin": live.origin,
+            "parent": live.parent,
+            "created": live.created,
             "policy": type(learner.published).__name__,
             "policy_params": {
                 k: v for k, v in params.items() if v is None or isinstance(v, str | int | float)
@@ -470,13 +495,14 @@ class Engine:
         self._learner.apply()
         return self._learner.checkpoint()
 
-    def load_snapshot(self, path: str | Path) -> str:
+    def load_snapshot(self, path: str | Path, *, who: str = "") -> str:
         """Warm start from a trusted local file (the CLI, a deployment step): make the model in
         a snapshot file the published model. Requests from the network go through
         :meth:`promote`, which only reads the model directory.
 
-        The snapshot must be over the same features; its offers are mapped onto the campaign's
-        (removed offers dropped, new ones added). Returns the new model version.
+        Reads the file (a regular file, not through a symlink, of at most the campaign's model
+        size, checked before a byte is read) and calls :meth:`promote_bytes` with its name.
+        Returns the live version (a new one, or the live one when the file is already live).
 
         Raises
         ------
@@ -485,12 +511,14 @@ class Engine:
             model is built).
         """
         self._check_open()
-        header, policy = read_snapshot(path, self._model_shape())
-        return self._install(header, policy, str(path))
+        path = Path(path)
+        data = read_regular(path, self._model_shape().max_bytes, str(path))
+        return self.promote_bytes(data, file_name=str(path), who=who).version.version
 
-    def promote(self, requested: str) -> str:
+    def promote(self, requested: str, *, who: str = "") -> ModelChange:
         """Make the snapshot file ``requested`` (a path relative to :attr:`model_dir`) the
-        published model; returns the new version. What PromoteModel calls.
+        published model, through :meth:`promote_bytes` (journaled in the registry with its
+        origin, the exploration floor applied). What PromoteModel calls.
 
         Only regular files inside the model directory are read (opened without following a
         symlink and without blocking on a FIFO), their size checked before reading, their shapes
@@ -519,31 +547,130 @@ class Engine:
                 "(this engine keeps no data directory, so it has none)"
             )
         path = resolve_inside(self.model_dir, requested, "snapshot_path")
-        shape = self._model_shape()
         source = f"snapshot_path {requested!r}"
-        header, policy = decode_snapshot(read_regular(path, shape.max_bytes, source), source, shape)
-        return self._install(header, policy, str(path))
+        data = read_regular(path, self._model_shape().max_bytes, source)
+        return self.promote_bytes(data, file_name=requested, who=who, path=str(path), source=source)
 
     def _model_shape(self) -> ModelShape:
         return model_shape(self._learner.published, self.feature_names, self.offer_ids)
 
-    def _install(self, header: dict[str, Any], policy: Policy, origin: str) -> str:
+    def promote_bytes(
+        self,
+        data: bytes,
+        *,
+        file_name: str,
+        who: str = "",
+        path: str | None = None,
+        source: str | None = None,
+    ) -> ModelChange:
+        """Promote a snapshot (its bytes, read by the caller from ``file_name``; ``path``: where
+        it was read, default ``file_name``; ``source``: how errors name it, default
+        ``file_name``).
+
+        The model must be of this campaign and over its features; its offers are mapped onto
+        the campaign's (removed offers dropped, new ones added) and it takes the campaign's
+        exploration floor and seed. Its shapes and parameters are checked against the campaign
+        before it is built. The model live before keeps its bytes (it can be rolled back to).
+        Promoting the live model again changes nothing (``unchanged``); promoting bytes an older
+        version had makes a new version whose origin says it repeats that one (see
+        :mod:`engine.journal.promotion`). Logged at INFO and journaled.
+
+        Raises
+        ------
+        CorruptModelError
+            When the bytes fail their checksum or do not fit this campaign (nothing changes).
+        """
+        self._check_open()
         shared = self.config.policy["name"] == "shared"
-        adapt_offers(
-            policy,
-            header.get("offer_ids") or list(self.offer_ids),
-            self.offer_ids,
-            self.config.offer_features() if shared else None,
+        candidate = check_candidate(
+            data,
+            source or file_name,
+            campaign=self.campaign,
+            feature_names=self.feature_names,
+            offer_ids=self.offer_ids,
+            policy_spec=self.config.policy,
+            offer_features=self.config.offer_features() if shared else None,
+            shape=self._model_shape(),
         )
-        changes = apply_exploration(policy, self.config.policy)
-        if changes:  # a trained or foreign model would otherwise stop exploring
-            _log.warning(
-                "campaign %s: model from %s takes the campaign's exploration: %s",
-                self.campaign,
-                origin,
-                "; ".join(changes),
+        learner = self._learner
+        with learner.lock:
+            unchanged, repeats = find_repeat(self._journal, candidate.sha256, learner.number)
+            if unchanged:
+                _models_log.info(
+                    "campaign %s: promotion of %s by %s changes nothing: it is the live model %s",
+                    self.campaign, path or file_name, who or "-", learner.version,
+                )  # fmt: skip
+                return ModelChange(learner.registry.get(learner.number), unchanged=True)
+            origin: dict[str, Any] = {
+                "file": Path(file_name).name,
+                "path": path or file_name,
+                "sha256": candidate.sha256,
+                "who": who,
+                "header": origin_header(candidate.header),
+            }
+            if repeats is not None:
+                origin["repeats"] = f"v{repeats}"
+            n_rewards = int(candidate.header.get("n_rewards", 0) or 0)
+            return self._install(candidate, "promoted", origin, n_rewards)
+
+    def rollback(self, version: str | int, *, who: str = "") -> ModelChange:
+        """Make an earlier version live again, as a new version of kind ``rollback``.
+
+        The restored model keeps learning from rewards that arrive from now on; the rewards
+        journaled between the two versions are not re-applied to it (they taught the model
+        being rolled back away from; they stay in the journal for export and offline work).
+        Its offers are mapped onto the campaign's and it takes the campaign's exploration
+        floor and seed. Rolling back to the live version changes nothing (``unchanged``).
+
+        Raises
+        ------
+        NotFoundError
+            For a version the registry does not have.
+        InvalidInputError
+            For a version whose bytes were pruned, or a malformed version.
+        CorruptModelError
+            When the stored model no longer fits the campaign (other features).
+        """
+        self._check_open()
+        learner = self._learner
+        row = learner.registry.stored(version)
+        target = learner.registry.describe(row)
+        if row.version == learner.number:
+            return ModelChange(target, unchanged=True)
+        data = self._journal.model_bytes(row.version)
+        if data is None:
+            raise InvalidInputError(
+                "version",
+                "a version whose model bytes are kept (see `nbo model list`)",
+                f"{target.version}, whose bytes were pruned",
             )
-        state = header.get("encoder")
+        shared = self.config.policy["name"] == "shared"
+        candidate = check_candidate(
+            data,
+            f"model {target.version}",
+            campaign=self.campaign,
+            feature_names=self.feature_names,
+            offer_ids=self.offer_ids,
+            policy_spec=self.config.policy,
+            old_offer_ids=target.offer_ids,
+            offer_features=self.config.offer_features() if shared else None,
+            shape=self._model_shape(),
+        )
+        origin = {"restored": row.version, "who": who}
+        return self._install(candidate, "rollback", origin, row.n_rewards)
+
+    def _install(
+        self, candidate: Candidate, kind: str, origin: dict[str, Any], n_rewards: int
+    ) -> ModelChange:
+        if candidate.changes:
+            origin["changes"] = candidate.changes
+            _log.warning(
+                "campaign %s: model from %s adapted: %s",
+                self.campaign,
+                origin.get("path", f"v{origin.get('restored')}"),
+                "; ".join(candidate.changes),
+            )
+        state = candidate.header.get("encoder")
         if state:
             with self._lock:
                 try:
@@ -551,7 +678,26 @@ class Engine:
                 except (CorruptModelError, ValueError, TypeError, KeyError):
                     pass  # a model trained under another standardization keeps ours
                 self._learner.header["encoder"] = self._encoder.state()
-        return self._learner.install(policy, origin=origin)
+        learner = self._learner
+        parent = learner.version
+        learner.install(candidate.policy, kind, origin, n_rewards)
+        live = learner.registry.get(learner.number)
+        _models_log.info(
+            "campaign %s: model %s is live (%s, origin %s, parent %s)",
+            self.campaign, live.version, kind, live.origin_summary(), parent,
+            extra={"campaign": self.campaign, "model_version": live.version, "kind": kind,
+                   "origin": live.origin, "parent": live.parent},
+        )  # fmt: skip
+        return ModelChange(live)
+
+    def models(self, limit: int = 100, before: str | int | None = None) -> list[ModelVersion]:
+        """The registry's newest ``limit`` versions (below ``before``), newest first."""
+        below = None if before is None else version_number(before, "before")
+        return self._learner.registry.versions(limit=limit, before=below)
+
+    def model(self, version: str | int) -> ModelVersion:
+        """One registry version (NotFoundError when unknown)."""
+        return self._learner.registry.get(version)
 
     # ------------------------------------------------------------------ lifecycle
     def _check_open(self) -> None:

@@ -83,6 +83,7 @@ def open_journal(
     synchronous: str = "normal",
     readonly: bool = False,
     autocheckpoint: bool = True,
+    migrate: bool = False,
 ) -> JournalBackend:
     """Open the journal of ``campaign`` that ``url_or_path`` names (see the module docstring).
 
@@ -98,6 +99,9 @@ def open_journal(
         PostgreSQL always commits with ``synchronous_commit = on``.
     readonly : bool
         Open for reading only (exports, reports): nothing is created.
+    migrate : bool
+        Bring a journal of an older schema version to the current one (``nbo journal
+        migrate``); without it such a journal is refused with that command named.
 
     Raises
     ------
@@ -122,7 +126,13 @@ def open_journal(
                 f"journal: expected psycopg installed for {redact_url(url_or_path)} "
                 f"(pip install 'nbo[postgres]'), got {exc}"
             ) from None
-        return PostgresJournal(url_or_path, campaign, readonly=readonly)
+        return PostgresJournal(url_or_path, campaign, readonly=readonly, migrate=migrate)
     else:
         path = sqlite_path(url_or_path)
-    return Journal(path, synchronous=synchronous, readonly=readonly, autocheckpoint=autocheckpoint)
+    return Journal(
+        path,
+        synchronous=synchronous,
+        readonly=readonly,
+        autocheckpoint=autocheckpoint,
+        migrate=migrate,
+    )

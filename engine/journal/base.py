@@ -23,12 +23,16 @@ Guarantees every backend keeps
   every replay.
 - Rows are never deleted or changed once committed, except: meta values (replaced), requests
   (deleted by :meth:`JournalBackend.prune_requests` once their window passed; their decisions
-  stay) and the per-period counts of rejected rewards (added to).
+  stay), the per-period counts of rejected rewards (added to) and the model bytes the registry
+  no longer needs (deleted, never rewritten).
 - Idempotent requests: a request id is stored in the transaction of the decisions it made, so
   a retry finds either all of them or none (:meth:`JournalBackend.append_request`).
 - Rejected rewards cost O(periods), not O(reports): :meth:`JournalBackend.record_errors` adds to
   one count per reason and ERROR_PERIOD_US period and keeps at most ERROR_SAMPLES reports of each
   (reason, period) for audit; ``counts()["reward_errors"]`` is the sum of the counts.
+- Model versions (the registry, :mod:`engine.journal.registry`): :meth:`JournalBackend.add_model`
+  numbers a version one above every version stored by any process, so a number is never given
+  twice, and a model's ``last_reward_seq`` commits in the same transaction as its row.
 
 Examples
 --------
@@ -39,7 +43,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from engine.errors import NboError
@@ -160,6 +164,45 @@ class JournalBackend(Protocol):
     def incentive_times(self, since_us: int, control_offer: str) -> Iterator[tuple[str, int]]:
         """(customer_id, ts_us) of every decision made after ``since_us``, outside the control
         group, whose offer is not ``control_offer``, in seq order (frequency caps, cooldowns)."""
+        ...
+
+    # ------------------------------------------------------------------ the model registry
+    def add_model(
+        self,
+        row: records.ModelRow,
+        blob: bytes | Callable[[int], bytes] | None = None,
+        at_least: int = 0,
+    ) -> int:
+        """Store a model version (and its bytes, when given: bytes, or a function of the new
+        number returning them, so bytes may name their own version) in one transaction and
+        return its number: one more than the largest stored number and than ``at_least``."""
+        ...
+
+    def keep_model_bytes(self, version: int, blob: bytes) -> bool:
+        """Keep the bytes of a stored version; False when already kept. Bytes once kept are
+        never replaced: other bytes for the version raise :class:`DuplicateError`."""
+        ...
+
+    def prune_model_bytes(self, keep_learned: int) -> int:
+        """Delete model bytes the registry need not keep: those of initial and learned versions
+        other than the newest ``keep_learned`` of them that have bytes, and other than the
+        parents of promoted and rollback versions. Returns how many were deleted."""
+        ...
+
+    def models(self, before: int | None = None, limit: int = 1000) -> list[records.StoredModel]:
+        """At most ``limit`` registry rows with a version below ``before``, newest first."""
+        ...
+
+    def models_with_bytes(self) -> list[records.StoredModel]:
+        """Registry rows whose bytes are kept, newest first."""
+        ...
+
+    def model(self, version: int) -> records.StoredModel | None:
+        """The registry row of ``version``, or None."""
+        ...
+
+    def model_bytes(self, version: int) -> bytes | None:
+        """The kept bytes of ``version`` (None when pruned or never kept)."""
         ...
 
     # ------------------------------------------------------------------ reports

@@ -1,10 +1,12 @@
-"""``nbo export`` (journal -> Parquet) and ``nbo lift`` (policy vs control report).
+"""``nbo export`` (journal -> Parquet), ``nbo lift`` (policy vs control report) and
+``nbo journal migrate`` (schema upgrades).
 
 Examples
 --------
 ``nbo export --data-dir nbo-data --campaign renewal --out results/renewal.parquet``
 ``nbo lift --data-dir nbo-data --campaign renewal --out results/renewal-lift.json``
 ``nbo export --journal postgresql://nbo@db:5432/offers --campaign renewal``
+``nbo journal migrate --data-dir nbo-data --campaign renewal``
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: Any) -> None:
-    """Add the ``export`` and ``lift`` subcommands."""
+    """Add the ``export``, ``lift`` and ``journal`` subcommands."""
     export = add_command(
         subparsers,
         "export",
@@ -63,6 +65,25 @@ def register(subparsers: Any) -> None:
         "--out", type=Path, default=None, help="JSON file [results/<campaign>-lift.json]"
     )
 
+    journal = subparsers.add_parser(
+        "journal",
+        help="journal maintenance (schema migrations)",
+        description="Maintain a campaign's journal.",
+    )
+    actions = journal.add_subparsers(dest="action", metavar="ACTION", required=True)
+    migrate = add_command(
+        actions,
+        "migrate",
+        run_migrate,
+        help="bring a journal to this nbo's schema version",
+        description="Apply the schema migrations a journal written by an older nbo needs "
+        "(version 1 -> 2 adds the model registry's tables and those of idempotent requests and "
+        "of rejected-reward counts, whichever are missing; no existing row is changed). nbo "
+        "never migrates an existing journal unless asked; a running server of the older nbo "
+        "keeps working on a migrated journal.",
+    )
+    _common(migrate)
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -84,23 +105,53 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _open(args: argparse.Namespace) -> tuple[JournalBackend, str]:
-    """The journal the arguments name, opened read-only, and its campaign."""
-    from engine.journal.backends import journal_kind, open_journal, sqlite_path
+def _target(args: argparse.Namespace) -> tuple[str | Path, str]:
+    """The journal the arguments name (a URL or an existing file) and its campaign."""
+    from engine.journal.backends import journal_kind, sqlite_path
     from engine.journal.export import find_journal
 
     if args.journal:
         if journal_kind(args.journal) == "postgres":
             if not args.campaign:
                 raise InvalidInputError("--campaign", "a campaign with a PostgreSQL journal", None)
-            campaign = args.campaign
-        else:
-            name = sqlite_path(args.journal).name
-            campaign = args.campaign or name.removesuffix(".journal.sqlite")
-        return open_journal(args.journal, campaign=campaign, readonly=True), campaign
+            return args.journal, args.campaign
+        path = sqlite_path(args.journal)
+        if not path.is_file():
+            raise FileNotFoundError(f"journal {path}: no such file")
+        return args.journal, args.campaign or path.name.removesuffix(".journal.sqlite")
     path = find_journal(args.data_dir, args.campaign)
-    campaign = path.name.removesuffix(".journal.sqlite")
-    return open_journal(path, campaign=campaign, readonly=True), campaign
+    return path, path.name.removesuffix(".journal.sqlite")
+
+
+def _open(args: argparse.Namespace) -> tuple[JournalBackend, str]:
+    """The journal the arguments name, opened read-only, and its campaign."""
+    from engine.journal.backends import open_journal
+
+    target, campaign = _target(args)
+    return open_journal(target, campaign=campaign, readonly=True), campaign
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    """Bring a journal to this nbo's schema version (additive: new tables only)."""
+    from engine.journal.backends import open_journal
+    from engine.journal.schema import SCHEMA_VERSION
+
+    target, campaign = _target(args)
+    journal = open_journal(target, campaign=campaign, migrate=True)
+    try:
+        where = journal.location  # type: ignore[attr-defined]
+        before = getattr(journal, "migrated_from", None)
+        if before is None:
+            print(f"{where}: already at schema version {SCHEMA_VERSION}; nothing to do")
+        else:
+            print(
+                f"{where}: migrated schema version {before} -> {SCHEMA_VERSION} (added the model "
+                "registry's, the requests' and the rejected-reward counts' tables where missing; "
+                "no existing row changed)"
+            )
+    finally:
+        journal.close()
+    return 0
 
 
 def run_export(args: argparse.Namespace) -> int:

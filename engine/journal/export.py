@@ -125,14 +125,15 @@ def export_parquet(
         campaign, offer_ids, feature_names = catalogs[newest]
         same = sorted(i for i, c in catalogs.items() if c[2] == feature_names)
         d = len(feature_names)
-        schema = logged_schema(
-            d,
-            {
-                "nbo.feature_names": json.dumps(feature_names),
-                "nbo.offer_ids": json.dumps(offer_ids),
-                "nbo.campaign": campaign,
-            },
-        )
+        metadata = {
+            "nbo.feature_names": json.dumps(feature_names),
+            "nbo.offer_ids": json.dumps(offer_ids),
+            "nbo.campaign": campaign,
+        }
+        encoder = journal.get_meta("encoder")  # running statistics, once they froze
+        if encoder is not None:
+            metadata["nbo.encoder"] = encoder  # nbo train copies it into its snapshot
+        schema = logged_schema(d, metadata)
         campaign_of = {i: c[0] for i, c in catalogs.items()}
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)

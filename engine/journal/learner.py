@@ -1,19 +1,25 @@
-"""The learner: applies journaled rewards to a training model and publishes immutable snapshots.
+"""The learner: applies journaled rewards to a training model and publishes immutable versions.
 
 Decisions read :attr:`Learner.published`, a copy of the training model that is replaced, never
 changed, every ``publish_every_rewards`` rewards or ``publish_every_ms`` milliseconds. Rewards are
-applied strictly in the journal's reward order (``rewards.seq``), each exactly once; every
-snapshot file records the last reward seq it contains, so a restart loads the newest snapshot and
-replays only the rewards after it.
+applied strictly in the journal's reward order (``rewards.seq``), each exactly once.
+
+Every publish is a version of the model registry (:mod:`engine.journal.registry`): a
+metadata row whose ``last_reward_seq`` is the learner's cursor, numbered by the journal. Every
+``checkpoint_every_rewards`` rewards (and at a promotion, a rollback and shutdown) the
+published model's bytes are kept with it, so a restart resumes from the newest kept version and
+replays only the rewards after its seq. The kept bytes are also exported as a snapshot file
+``v<N>.snap`` when the learner has a snapshot directory (a file is never rewritten with other
+content).
 
 Examples
 --------
->>> import tempfile, os, numpy as np
+>>> import numpy as np
 >>> from engine.journal.store import Journal
 >>> from engine.policies import LinUCB
->>> j = Journal(os.path.join(tempfile.mkdtemp(), "c.journal.sqlite"))
+>>> j = Journal(":memory:")
 >>> learner = Learner(LinUCB(2, 1, seed=0), j, {"a": 0, "b": 1}, publish_every_rewards=2,
-...                   publish_every_ms=60_000)
+...                   publish_every_ms=60_000, catalog=j.catalog("c", ["a", "b"], ["bias"]))
 >>> learner.version
 'v1'
 >>> learner.enqueue([(1, np.ones(1).tobytes(), 1, 1.0, 5.0)])
@@ -22,6 +28,8 @@ Examples
 >>> learner.enqueue([(2, np.ones(1).tobytes(), 0, 1.0, 1.0)])
 >>> learner.apply(); learner.version, learner.last_published_seq
 ('v2', 2)
+>>> [(m.version, m.kind, m.parent) for m in learner.registry.versions()]
+[('v2', 'learned', 'v1'), ('v1', 'initial', None)]
 """
 
 from __future__ import annotations
@@ -38,12 +46,13 @@ import numpy as np
 
 from engine.errors import ResourceExhaustedError
 from engine.journal.base import JournalBackend
-from engine.journal.snapshot import list_snapshots, write_snapshot
+from engine.journal.registry import KEEP_LEARNED, ModelRegistry
+from engine.journal.snapshot import encode_snapshot, list_snapshots, write_snapshot_bytes
 from engine.policies import Policy
 
 # (reward seq, context bytes, action index, propensity, net reward)
 LearnItem = tuple[int, bytes, int, float, float]
-KEEP_SNAPSHOTS = 5
+KEEP_SNAPSHOTS = KEEP_LEARNED  # exported snapshot files kept in the snapshot directory
 _log = logging.getLogger("nbo.learner")
 
 
@@ -53,30 +62,38 @@ class Learner:
     Parameters
     ----------
     policy : Policy
-        The starting model (fresh, or loaded from a snapshot).
+        The starting model (fresh, or restored from the registry).
     journal : JournalBackend
-        Read in reward seq order (:meth:`JournalBackend.rewards_after`) on replay.
+        Read in reward seq order (:meth:`JournalBackend.rewards_after`) on replay; holds the
+        model registry.
     offer_index : mapping of offer id to action index
         The current catalog; rewards of offers no longer in it are skipped.
     publish_every_rewards, publish_every_ms : int, float
         Publishing cadence.
     checkpoint_every_rewards : int
-        Also write a snapshot file after this many applied rewards (with ``snapshot_dir``).
+        Also keep the published model's bytes after this many applied rewards.
     snapshot_dir : Path, optional
-        Where snapshot files go; None keeps everything in memory.
+        Where kept versions are exported as snapshot files; None writes no file.
     header : dict, optional
         Fields copied into every snapshot header (campaign, config hash, features, encoder...).
     swap_lock : lock, optional
         Held while the published reference is replaced (the engine's decision lock), so a
         decision never sees a half-made swap.
     version : int
-        Number of the first published version.
+        Registry number of ``policy``; 0 registers it as a new ``initial`` version (with its
+        bytes).
     last_seq : int
-        Seq of the last reward already contained in ``policy``.
+        Seq of the last reward already offered to ``policy`` (the learner's cursor).
     n_applied : int
-        Rewards already contained in ``policy`` (carried into snapshot headers).
+        Rewards already contained in ``policy``.
     clock : callable returning seconds, optional
         Time source of the ``publish_every_ms`` cadence (default ``time.monotonic``).
+    catalog : int
+        The journal's catalog id of the current offers and features (what new versions are
+        over); replay applies only rewards of decisions whose catalog has the same feature
+        names.
+    kept : bool
+        Whether the registry already keeps the bytes of ``version``.
     """
 
     def __init__(
@@ -90,13 +107,17 @@ class Learner:
         snapshot_dir: Path | None = None,
         header: dict[str, Any] | None = None,
         swap_lock: Any = None,
-        version: int = 1,
+        version: int = 0,
         last_seq: int = 0,
         n_applied: int = 0,
         clock: Any = None,
+        catalog: int = 0,
+        kept: bool = False,
     ) -> None:
         self.training = policy
         self.journal = journal
+        self.registry = ModelRegistry(journal)
+        self.catalog = catalog
         self.offer_index = dict(offer_index)
         self.publish_every_rewards = publish_every_rewards
         self.publish_every_ms = publish_every_ms
@@ -111,33 +132,63 @@ class Learner:
         self.n_applied = n_applied
         self._clock = clock if clock is not None else time.monotonic
         self._unpublished = 0
+        self._first_unpublished = 0
         self._since_checkpoint = 0
-        self._version_number = version
-        self.version = f"v{version}"
         self.last_published_seq = last_seq
         self._published_at = self._clock()
-        self._written: str | None = None
         self.published = policy.copy()
+        self._learnable: dict[int, bool] = {}
+        if version <= 0:
+            version = self._register("initial", {}, None, blob=True)
+            kept = True
+        self.number = version
+        self.version = f"v{version}"
+        self._kept = version if kept else 0
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while the model changes (apply, publish, install): hold it to decide on a
+        change from the live version without a publish in between."""
+        return self._lock
 
     # ------------------------------------------------------------------ feeding
     def enqueue(self, items: Iterable[LearnItem]) -> None:
         """Queue rewards in journal order. Call under the lock that orders journal writes."""
         self._queue.extend(items)
 
+    def learnable(self, catalog: int) -> bool:
+        """Whether contexts of decisions made with ``catalog`` are over the current features
+        (same names in the same order: a same-width vector of renamed or reordered features
+        would teach the model the wrong thing)."""
+        known = self._learnable.get(catalog)
+        if known is None:
+            catalogs = self.journal.catalogs()
+            current = catalogs.get(self.catalog, ("", [], None))[2]
+            self._learnable = {c: f == current for c, (_, _, f) in catalogs.items()}
+            known = self._learnable.get(catalog, False)
+        return known
+
     def replay(self, batch: int = 4096) -> int:
-        """Apply every reward in the journal after :attr:`last_seq` (used at start-up)."""
+        """Apply every reward in the journal after :attr:`last_seq` (used at start-up) whose
+        decision was made over the current features; returns how many were applied."""
         total = 0
+        skipped = 0
         for rows in self.journal.rewards_after(self.last_seq, batch=batch):
             items = []
-            for seq, context, action, propensity, reward, _catalog in rows:
+            for seq, context, action, propensity, reward, catalog in rows:
                 index = self.offer_index.get(action)
-                if reward is None or index is None or len(context) != 8 * self.n_features:
+                if reward is None or index is None:
+                    continue
+                if len(context) != 8 * self.n_features or not self.learnable(int(catalog)):
+                    skipped += 1
                     continue
                 items.append((int(seq), context, index, float(propensity), float(reward)))
             with self._lock:
                 self._apply_items(items)
                 self.last_seq = max(self.last_seq, int(rows[-1][0]))
                 total += len(items)
+        if skipped:
+            _log.warning("replay skipped %d rewards of decisions made over other features", skipped)
         return total
 
     def apply(self) -> None:
@@ -160,6 +211,8 @@ class Learner:
             props = np.array(propensities, dtype=np.float64)
             rewards = np.array(net_rewards, dtype=np.float64)
             self.training.update(X, actions, rewards, props)
+            if not self._unpublished:
+                self._first_unpublished = items[0][0]
             self.last_seq = items[-1][0]
             self.n_applied += len(items)
             self._unpublished += len(items)
@@ -170,70 +223,134 @@ class Learner:
             return
         elapsed_ms = (self._clock() - self._published_at) * 1000.0
         if self._unpublished >= self.publish_every_rewards or elapsed_ms >= self.publish_every_ms:
-            self.publish()
-            if self._since_checkpoint >= self.checkpoint_every_rewards:
-                try:
+            try:
+                self.publish()
+                if self._since_checkpoint >= self.checkpoint_every_rewards:
                     self.checkpoint()
-                except ResourceExhaustedError:
-                    # The rewards are journaled and learned; a snapshot only shortens recovery.
-                    # Failing the reward call for it would make the client retry a reward that
-                    # was applied. The next cadence tick tries again.
-                    _log.warning("snapshot not written", exc_info=True)
+            except ResourceExhaustedError:
+                # The rewards are journaled and learned; a version row or its bytes only
+                # shorten recovery. Failing the reward call for it would make the client retry
+                # a reward that was applied. The next cadence tick tries again.
+                _log.warning("model version not stored", exc_info=True)
 
     # ------------------------------------------------------------------ publishing
-    def publish(self, at_least: int = 0) -> str:
+    def _register(
+        self, kind: str, origin: dict[str, Any], parent: int | None, blob: bool = False
+    ) -> int:
+        """A new registry version of :attr:`training` at the current cursor."""
+        policy = self.training
+        encode = None
+        if blob:
+            frozen = policy.copy()
+
+            def encode(number: int) -> bytes:
+                return encode_snapshot(self._header(number), frozen)
+
+        return self.registry.add(
+            kind, origin, parent, self.catalog, type(policy).__name__, self.last_seq,
+            self.n_applied, blob=encode,
+        )  # fmt: skip
+
+    def _header(self, number: int) -> dict[str, Any]:
+        return dict(
+            self.header,
+            version=f"v{number}",
+            created=time.time(),
+            last_reward_seq=self.last_seq,
+            n_rewards=self.n_applied,
+        )
+
+    def _swap(self, number: int) -> None:
+        fresh = self.training.copy()
+        with self._swap_lock:
+            # Keep the decision stream's random state: a copy of the training model would
+            # otherwise rewind it to the training model's (unused) generator.
+            fresh.rng_state_ = self.published.rng_state_.copy()
+            self.published = fresh
+            self.number = number
+            self.version = f"v{number}"
+        self.last_published_seq = self.last_seq
+        self._unpublished = 0
+        self._published_at = self._clock()
+
+    def publish(self) -> str:
         """Publish the training model as a new immutable version now (if it changed).
 
-        The new version number is one more than the larger of the current one and ``at_least``
-        (after a crash, versions the lost process published must not be reused).
+        The version is a metadata row of the registry (its number given by the journal),
+        stored before decisions see the model, so a decision's ``model_version`` always
+        names a registry row.
         """
         with self._lock:
             if not self._unpublished and self.last_published_seq == self.last_seq:
                 return self.version
-            fresh = self.training.copy()
-            with self._swap_lock:
-                # Keep the decision stream's random state: a copy of the training model would
-                # otherwise rewind it to the training model's (unused) generator.
-                fresh.rng_state_ = self.published.rng_state_.copy()
-                self.published = fresh
-                self._version_number = max(self._version_number, at_least) + 1
-                self.version = f"v{self._version_number}"
-            self.last_published_seq = self.last_seq
-            self._unpublished = 0
-            self._published_at = self._clock()
+            origin = {"reward_seqs": [self._first_unpublished, self.last_seq]}
+            number = self._register("learned", origin, self.number)
+            self._swap(number)
             return self.version
 
-    def install(self, policy: Policy, origin: str) -> str:
-        """Make ``policy`` the training and published model (a warm start / promotion)."""
+    def refresh(self, origin: dict[str, Any], parent: int | None) -> str:
+        """Publish the training model as a new learned version with its bytes kept, whatever
+        changed it (a restart that replayed rewards or adapted the restored model)."""
+        with self._lock:
+            if self._unpublished:
+                origin = {"reward_seqs": [self._first_unpublished, self.last_seq], **origin}
+            number = self._register("learned", origin, parent, blob=True)
+            self._swap(number)
+            self._kept = number
+            self._since_checkpoint = 0
+            self._export()
+            return self.version
+
+    def install(self, policy: Policy, kind: str, origin: dict[str, Any], n_rewards: int) -> str:
+        """Make ``policy`` the training and published model: a promotion or a rollback.
+
+        The model live before is published and its bytes kept first (so it can be rolled
+        back to); the new version keeps its bytes and the learner's cursor: rewards after it
+        are learned by the new model, those before it are not re-applied.
+        """
         with self._lock:
             self.apply()
-            self.training = policy
-            self.header["promoted_from"] = origin
-            self._unpublished = 1
-            self.last_published_seq = -1
-            version = self.publish()
             self.checkpoint()
-            return version
+            parent = self.number
+            self.training = policy
+            self.n_applied = int(n_rewards)
+            number = self._register(kind, origin, parent, blob=True)
+            self._swap(number)
+            self._kept = number
+            self._since_checkpoint = 0
+            self._export()
+            return self.version
 
     def checkpoint(self) -> str:
-        """Write the published version to a snapshot file (if not already written)."""
+        """Keep the published version's bytes in the registry (and export its file)."""
         with self._lock:
             self.publish()
             self._since_checkpoint = 0
-            if self.snapshot_dir is None or self._written == self.version:
-                return self.version
-            header = dict(
-                self.header,
-                version=self.version,
-                created=time.time(),
-                last_reward_seq=self.last_published_seq,
-                n_rewards=self.n_applied,
-            )
-            policy = self.published.copy()
-            for folder in (self.snapshot_dir.parent, self.snapshot_dir):
-                folder.mkdir(exist_ok=True, mode=0o700)
-            write_snapshot(self.snapshot_dir / f"{self.version}.snap", header, policy)
-            self._written = self.version
-            for old in list_snapshots(self.snapshot_dir)[KEEP_SNAPSHOTS:]:
-                old.unlink(missing_ok=True)
+            if self._kept != self.number:
+                number = self.number
+                blob = encode_snapshot(self._header(number), self.published.copy())
+                try:
+                    self.registry.keep_bytes(number, blob)
+                except ResourceExhaustedError as exc:
+                    raise ResourceExhaustedError(
+                        f"snapshot {self.version}: expected room to keep the model, got: {exc}"
+                    ) from exc
+                self._kept = number
+            self._export()
             return self.version
+
+    def _export(self) -> None:
+        """Write the kept bytes of the live version as ``<snapshot_dir>/v<N>.snap``."""
+        if self.snapshot_dir is None:
+            return
+        path = self.snapshot_dir / f"{self.version}.snap"
+        if path.exists():
+            return
+        data = self.journal.model_bytes(self.number)
+        if data is None:
+            return
+        for folder in (self.snapshot_dir.parent, self.snapshot_dir):
+            folder.mkdir(exist_ok=True, mode=0o700)
+        write_snapshot_bytes(path, data)
+        for old in list_snapshots(self.snapshot_dir)[KEEP_SNAPSHOTS:]:
+            old.unlink(missing_ok=True)

@@ -50,7 +50,7 @@ too, naming the journal; URLs are always shown without their password.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -67,6 +67,7 @@ from engine.journal.backends import redact_url
 from engine.journal.base import JournalBackend
 from engine.journal.records import (
     DecisionRow,
+    ModelRow,
     RequestRow,
     RewardError,
     RewardRow,
@@ -77,7 +78,11 @@ from engine.journal.schema import (
     ERROR_COLUMNS,
     POSTGRES_TYPES,
     REWARD_COLUMNS,
+    SCHEMA_VERSION,
+    VERSION_KEY,
     SQLJournal,
+    migrations_from,
+    sha256,
 )
 
 __all__ = ["PostgresJournal", "drop_campaign", "schema_name"]
@@ -91,6 +96,8 @@ _LOOKUP = schema.pg(schema.STORED) + " WHERE d.decision_id = ANY(%s)"
 _pg = lru_cache(maxsize=128)(schema.pg)
 # Failures to reach the server or to commit (lost connection, disk full, read-only).
 _UNAVAILABLE = (psycopg.OperationalError, pg_errors.ReadOnlySqlTransaction, PoolTimeout)
+# The numbered column of each table an append lock orders.
+_NUMBERED = {"catalogs": "id", "models": "version", "model_blobs": "version"}
 
 
 def _executor(conn: psycopg.Connection[Any]) -> schema.Execute:
@@ -157,6 +164,9 @@ class PostgresJournal(SQLJournal, JournalBackend):
         Seconds to reach the server.
     pool_size : int
         Most connections open at once.
+    migrate : bool
+        Bring a journal of an older schema version to the current one (additive: new tables
+        only) instead of refusing it. A journal this call creates is current anyway.
 
     Raises
     ------
@@ -178,6 +188,7 @@ class PostgresJournal(SQLJournal, JournalBackend):
         readonly: bool = False,
         connect_timeout: float = CONNECT_TIMEOUT,
         pool_size: int = POOL_SIZE,
+        migrate: bool = False,
     ) -> None:
         self.url = url
         self.campaign = campaign
@@ -185,7 +196,7 @@ class PostgresJournal(SQLJournal, JournalBackend):
         self.location = f"journal {redact_url(url)} (campaign {campaign})"
         self.readonly = readonly
         timeout = max(1, round(connect_timeout))
-        self._keys = self._create(url, timeout, readonly)
+        self._keys = self._create(url, timeout, readonly, migrate)
         settings: list[pg_sql.SQL | pg_sql.Composed] = [
             pg_sql.SQL("SET search_path TO {}").format(pg_sql.Identifier(self.schema)),
             pg_sql.SQL("SET synchronous_commit TO on"),
@@ -209,7 +220,7 @@ class PostgresJournal(SQLJournal, JournalBackend):
         )
         try:
             self._pool.open(wait=True, timeout=float(timeout))
-            self._check_version(self.location, readonly)
+            self._check_version(self.location)
             if not readonly:  # under the reward_errors lock: one replica counts old rows
                 with self._write("reward_errors") as (conn, _):
                     self._count_legacy_errors(_executor(conn))
@@ -217,9 +228,10 @@ class PostgresJournal(SQLJournal, JournalBackend):
             self._pool.close()
             raise
 
-    def _create(self, url: str, timeout: int, readonly: bool) -> dict[str, int]:
-        """Reach the server, create the campaign's schema and tables (unless read-only) and
-        return the advisory lock key of each table."""
+    def _create(self, url: str, timeout: int, readonly: bool, migrate: bool) -> dict[str, int]:
+        """Reach the server, create the campaign's schema and tables (unless read-only; a new
+        journal at the current version, an older one migrated when asked) and return the
+        advisory lock key of each table."""
         try:
             conn = psycopg.connect(url, autocommit=True, connect_timeout=timeout)
         except psycopg.Error as exc:
@@ -232,7 +244,7 @@ class PostgresJournal(SQLJournal, JournalBackend):
                 found = conn.execute(
                     "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
                 ).fetchone()
-                if readonly and found is None:
+                if (readonly or migrate) and found is None:
                     raise NotFoundError(
                         f"{self.location}: expected a journal, got no schema {self.schema}"
                     )
@@ -242,9 +254,25 @@ class PostgresJournal(SQLJournal, JournalBackend):
                     ident = pg_sql.Identifier(self.schema)
                     conn.execute(pg_sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
                     conn.execute(pg_sql.SQL("SET LOCAL search_path TO {}").format(ident))
-                    for statement in schema.TABLES.format(**POSTGRES_TYPES).split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
+                    new = not conn.execute(
+                        "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                        " WHERE n.nspname = %s AND c.relname = 'decisions'",
+                        (self.schema,),
+                    ).fetchone()
+                    tables = schema.ALL_TABLES if new else schema.TABLES
+                    _run_script(conn, tables)
+                    if new:
+                        conn.execute(_pg(schema.SET_META), (VERSION_KEY, str(SCHEMA_VERSION)))
+                    elif migrate:
+                        row = conn.execute(_pg(schema.GET_META), (VERSION_KEY,)).fetchone()
+                        marked = None if row is None else str(row[0])
+                        steps = migrations_from(marked)
+                        # and whichever current table is still missing (IF NOT EXISTS)
+                        for script in [*steps, schema.ALL_TABLES]:
+                            _run_script(conn, script)
+                        if steps:
+                            self.migrated_from = marked or "1"
+                            conn.execute(_pg(schema.SET_META), (VERSION_KEY, str(SCHEMA_VERSION)))
                 rows = conn.execute(
                     "SELECT c.relname, c.oid::bigint FROM pg_class c"
                     " JOIN pg_namespace n ON n.oid = c.relnamespace"
@@ -259,7 +287,7 @@ class PostgresJournal(SQLJournal, JournalBackend):
         finally:
             conn.close()
         keys = {name: _NBO_LOCKS | oid for name, oid in rows}
-        missing = {"catalogs", "decisions", "rewards", "reward_errors", "meta"} - set(keys)
+        missing = set(schema.V1_TABLES) - set(keys)
         if missing:
             raise NotFoundError(f"{self.location}: expected a journal, got no {sorted(missing)}")
         return keys
@@ -288,7 +316,7 @@ class PostgresJournal(SQLJournal, JournalBackend):
                 last = 0
                 if table is not None:
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._keys[table],))
-                    column = "id" if table == "catalogs" else "seq"
+                    column = _NUMBERED.get(table, "seq")
                     row = conn.execute(f"SELECT MAX({column}) FROM {table}").fetchone()
                     last = int(row[0] or 0) if row else 0
                 yield conn, last
@@ -382,6 +410,37 @@ class PostgresJournal(SQLJournal, JournalBackend):
             samples = self._count_errors(_executor(conn), rows)
             _copy(conn, "reward_errors", ERROR_COLUMNS, samples, last)
 
+    # ------------------------------------------------------------------ the model registry
+    def add_model(
+        self, row: ModelRow, blob: bytes | Callable[[int], bytes] | None = None, at_least: int = 0
+    ) -> int:
+        """Add a model version numbered one above every stored one (and above ``at_least``),
+        with its bytes when given (or a function of the new number that encodes them, called
+        inside the transaction), in one transaction; return its number. Writers of any
+        process take the table's append lock, so numbers are unique and grow in commit order."""
+        with self._write("models") as (conn, last):
+            version = max(last, at_least) + 1
+            conn.execute(_pg(schema.INSERT_MODEL), (version, *row))
+            if blob is not None:
+                data = blob(version) if callable(blob) else blob
+                conn.execute(_pg(schema.INSERT_MODEL_BLOB), (version, sha256(data), data))
+        return version
+
+    def keep_model_bytes(self, version: int, blob: bytes) -> bool:
+        """Keep the bytes of a stored version; False when they are already kept."""
+        with self._write("model_blobs") as (conn, _):
+            row = conn.execute(_pg(schema.MODEL_SHA), (version,)).fetchone()
+            if row is not None:
+                return self._blob_conflict(version, str(row[0]), blob)
+            conn.execute(_pg(schema.INSERT_MODEL_BLOB), (version, sha256(blob), blob))
+        return True
+
+    def prune_model_bytes(self, keep_learned: int) -> int:
+        """Delete the bytes the registry need not keep (see schema.PRUNE_MODEL_BLOBS)."""
+        with self._write("model_blobs") as (conn, _):
+            cursor = conn.execute(_pg(schema.PRUNE_MODEL_BLOBS), (keep_learned,))
+            return int(cursor.rowcount or 0)
+
     # ------------------------------------------------------------------ reads
     def lookup(self, decision_ids: Sequence[str]) -> dict[str, StoredDecision]:
         """Stored decisions by id (ids not in the journal are absent from the result)."""
@@ -398,6 +457,12 @@ class PostgresJournal(SQLJournal, JournalBackend):
     def close(self) -> None:
         """Close the pool's connections; committed rows stay durable."""
         self._pool.close()
+
+
+def _run_script(conn: psycopg.Connection[Any], script: str) -> None:
+    for statement in script.format(**POSTGRES_TYPES).split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def drop_campaign(url: str, campaign: str) -> None:

@@ -167,6 +167,7 @@ class StoredDecision(NamedTuple):
     cost: float
     reward_source: str | None  #: None while pending, else the reward's ``source``
     reward: float | None
+    catalog: int = 0  #: the catalog (offers, feature names) the decision was made with
 
 
 class StoredReward(NamedTuple):
@@ -204,6 +205,35 @@ class GroupSums(NamedTuple):
     n: int
     total: float
     squares: float
+
+
+class ModelRow(NamedTuple):
+    """A model version as the registry stores it (``models`` table; the version number is
+    given by the journal when the row is added). See :mod:`engine.journal.registry`."""
+
+    created_us: int
+    kind: str  #: ``initial``, ``learned``, ``promoted`` or ``rollback``
+    origin: str  #: JSON: where the model came from (see the registry's docstring)
+    parent: int | None  #: the version live before this one
+    catalog: int  #: campaign, offer ids and feature names of the model
+    policy_class: str
+    last_reward_seq: int  #: the learner's cursor: rewards after it are still to be applied
+    n_rewards: int  #: journal rewards the model contains
+
+
+class StoredModel(NamedTuple):
+    """A registry row with its number, and whether its model bytes are still kept."""
+
+    version: int
+    created_us: int
+    kind: str
+    origin: str
+    parent: int | None
+    catalog: int
+    policy_class: str
+    last_reward_seq: int
+    n_rewards: int
+    sha256: str | None  #: SHA-256 of the kept model bytes; None once pruned (or never kept)
 
 
 class OfferTotals(NamedTuple):

@@ -1,13 +1,20 @@
-"""Start-up recovery: the newest usable snapshot adapted to the current offer catalog, the
-journal replayed after it, and the guardrails' state rebuilt from the journal.
+"""Start-up recovery: the registry's newest usable model adapted to the current offer catalog,
+the journal replayed after its cursor, and the guardrails' state rebuilt from the journal.
 
-A snapshot is usable when its feature names equal the current schema's and its offers can be
-mapped onto the current catalog: offers removed from the config are removed from the model, new
-offers (appended at the end of the config's offer list) are added from the policy's prior. A
-snapshot that fails for any reason (its checksum, its shapes, its parameters, a file that is not a
-regular file) is skipped with a warning in favour of an older one; with none usable the model is
-rebuilt from the whole journal. Temporary files left by a snapshot write that was killed are
-removed first.
+A stored model is usable when its feature names equal the current schema's and its offers can
+be mapped onto the current catalog: offers removed from the config are removed from the model,
+new offers (appended at the end of the config's offer list) are added from the policy's prior.
+A kept model that fails for any reason (its checksum, its shapes, its parameters: all checked
+before the model is built) is skipped with a warning in favour of an older one. When the live
+model is over other features, or no kept model can be restored, the start is refused with what
+changed and how to proceed (``nbo serve --reset-model CAMPAIGN``): a model is never silently
+replaced by a fresh one. See docs/architecture.md, "Model registry".
+
+The registry's models are in the journal (``model_blobs``); the snapshot directory's files are
+exports, read only on the first start after ``nbo journal migrate`` (an empty registry), with
+the same checks: a file that is not a regular file, too large, crafted or corrupt is skipped in
+favour of an older one. Temporary files left by a snapshot write that was killed are removed
+first.
 
 Examples
 --------
@@ -23,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,12 +38,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.campaign.exploration import apply_exploration
-from engine.errors import CorruptModelError, NboError
+from engine.errors import ConfigError, CorruptModelError, NboError
 from engine.features import Encoder
 from engine.journal.base import JournalBackend
-from engine.journal.files import remove_temporaries
+from engine.journal.files import read_regular, remove_temporaries
 from engine.journal.learner import Learner
-from engine.journal.snapshot import ModelShape, check_offer_mapping, list_snapshots, read_snapshot
+from engine.journal.records import StoredModel
+from engine.journal.registry import ModelRegistry, feature_changes
+from engine.journal.schema import sha256
+from engine.journal.snapshot import (
+    ModelShape,
+    check_offer_mapping,
+    decode_snapshot,
+    encode_snapshot,
+    list_snapshots,
+)
 from engine.policies import Policy, make_policy
 
 if TYPE_CHECKING:
@@ -98,21 +115,115 @@ def model_shape(
 SNAPSHOT_FAILURES = (NboError, OSError, ValueError, TypeError, KeyError, MemoryError, OverflowError)
 
 
-def latest_usable(
+def newest_legacy_snapshot(
     directory: Path, shape: ModelShape, offer_features: Any = None
-) -> tuple[dict[str, Any], Policy] | None:
-    """The newest snapshot in ``directory`` that loads and maps onto the campaign (``shape``);
-    each one refused is logged with its reason."""
+) -> tuple[Path, bytes, dict[str, Any]] | None:
+    """The newest snapshot file in ``directory`` that loads and maps onto the campaign
+    (``shape``; a journal migrated from version 1 has no registry yet: its model is in these
+    files); each one refused is logged with its reason."""
     for path in list_snapshots(directory):
         try:
-            header, policy = read_snapshot(path, shape)
+            data = read_regular(path, shape.max_bytes, str(path))
+            header, policy = decode_snapshot(data, str(path), shape)
             old_ids = header.get("offer_ids") or list(shape.offer_ids)
             adapt_offers(policy, old_ids, shape.offer_ids, offer_features)
         except SNAPSHOT_FAILURES as exc:
             _log.warning("snapshot %s refused, trying an older one: %s", path, exc)
             continue
-        return header, policy
+        return path, data, header
     return None
+
+
+def _import_legacy(
+    registry: ModelRegistry,
+    journal: JournalBackend,
+    snapshot_dir: Path | None,
+    campaign: str,
+    shape: ModelShape,
+    offer_features: Any,
+) -> None:
+    """First start on a migrated journal: register the newest usable snapshot file, numbered
+    above every version decisions and files carry (so no number is ever reused)."""
+    files = list_snapshots(snapshot_dir) if snapshot_dir is not None else []
+    at_least = max(
+        [version_number(journal.latest_model_version())] + [version_number(p.stem) for p in files]
+    )
+    found = None
+    if files and snapshot_dir is not None:
+        found = newest_legacy_snapshot(snapshot_dir, shape, offer_features)
+    if found is None:
+        if at_least:  # versions were served before the registry existed: never reuse them
+            journal.set_meta("models_floor", str(at_least))
+        return
+    path, data, header = found
+    names = header.get("feature_names") or []
+    offers = header.get("offer_ids") or []
+    catalog = journal.catalog(campaign, offers, names)
+    origin = {
+        "imported": path.name,
+        "sha256": sha256(data),
+        "header_version": header.get("version"),
+    }
+    number = registry.add(
+        "learned", origin, None, catalog, str(header.get("policy_class", "")),
+        int(header.get("last_reward_seq", 0)), int(header.get("n_rewards", 0)), blob=data,
+        at_least=at_least,
+    )  # fmt: skip
+    _log.info(
+        "campaign %s: snapshot %s imported into the model registry as v%d", campaign, path, number
+    )
+
+
+def _reset_hint(campaign: str) -> str:
+    return (
+        f"to start a fresh model that learns from the journal's rewards under the new features, "
+        f"run `nbo serve --reset-model {campaign} ...` once; or revert the campaign's [features] "
+        "to what the model was trained on"
+    )
+
+
+def _restore(
+    registry: ModelRegistry,
+    journal: JournalBackend,
+    shape: ModelShape,
+    offer_features: Any,
+) -> tuple[StoredModel, dict[str, Any], Policy, list[str]]:
+    """The newest version with kept bytes that decodes, fits ``shape`` (checked before its
+    model is built) and maps onto the current offers.
+
+    Raises
+    ------
+    ConfigError
+        When none does (every kept model over other features, corrupt or unmappable).
+    """
+    feature_names, offer_ids = shape.feature_names, shape.offer_ids
+    refused = []
+    for row in journal.models_with_bytes():
+        _, offers, names = registry.catalog(row.catalog)
+        if list(names) != list(feature_names):
+            refused.append(f"v{row.version}: features {feature_changes(names, feature_names)}")
+            continue
+        data = journal.model_bytes(row.version)
+        try:
+            if data is None:
+                raise CorruptModelError("bytes pruned meanwhile")
+            if len(data) > shape.max_bytes:
+                raise CorruptModelError(f"expected at most {shape.max_bytes} bytes")
+            header, policy = decode_snapshot(data, f"model v{row.version}", shape)
+            changes = []
+            if list(offers) != list(offer_ids):
+                adapt_offers(policy, offers, offer_ids, offer_features)
+                changes.append(f"offers {list(offers)} -> {list(offer_ids)}")
+        except SNAPSHOT_FAILURES as exc:
+            _log.warning("model v%d refused, trying an older one: %s", row.version, exc)
+            refused.append(f"v{row.version}: {exc}")
+            continue
+        return row, header, policy, changes
+    raise ConfigError(
+        "model: expected a stored model this campaign can restore, got none ("
+        + "; ".join(refused[:5])
+        + ")"
+    )
 
 
 def snapshot_header(config: CampaignConfig, encoder: Encoder) -> dict[str, Any]:
@@ -133,62 +244,130 @@ def start_learner(
     snapshot_dir: Path | None,
     swap_lock: Any,
     clock: Callable[[], float],
+    reset_model: bool = False,
 ) -> Learner:
-    """The learner after a (re)start: newest usable snapshot + replay of the journal after it.
+    """The learner after a (re)start: the registry's newest usable model + replay of the
+    journal's rewards after its cursor.
+
+    - An empty registry (a new journal, or the first start after ``nbo journal migrate``)
+      registers the newest snapshot file of ``snapshot_dir``, if any.
+    - The newest version over other feature names than the campaign's is refused with what
+      changed and how to proceed (a model is never silently replaced), unless ``reset_model``:
+      then a fresh ``initial`` model starts and learns from every journaled reward of decisions
+      made over the current features.
+    - Else the newest version with kept bytes is restored, mapped onto the current offers and
+      given the campaign's exploration floor; rewards after its ``last_reward_seq`` are
+      replayed. When anything changed it (or it is not the newest version: a crash after
+      metadata-only publishes), it is registered as a new learned version with its bytes, so
+      the live version number never goes back.
 
     The encoder's state is restored too: from the journal (saved when its running statistics
-    froze) or else from the snapshot.
+    froze) or else from the restored model's header.
     """
     offer_features = config.offer_features() if config.policy["name"] == "shared" else None
     ids = config.offer_ids
+    names = encoder.feature_names
     fresh = make_policy(config.policy, len(ids), encoder.n_features, offer_features=offer_features)
-    found = None
+    shape = model_shape(fresh, names, ids)
     if snapshot_dir is not None:
         remove_temporaries(snapshot_dir)  # logs each one
-        shape = model_shape(fresh, encoder.feature_names, ids)
-        found = latest_usable(snapshot_dir, shape, offer_features)
-    saved = journal.get_meta("encoder")
-    if found is not None:
-        header, policy = found
-        changes = apply_exploration(policy, config.policy)
-        if changes:  # a promoted model saved before the floor was enforced
+    registry = ModelRegistry(journal)
+    catalog = journal.catalog(config.name, ids, names)
+    if registry.newest() is None:
+        _import_legacy(registry, journal, snapshot_dir, config.name, shape, offer_features)
+    newest = registry.newest()
+    header: dict[str, Any] = {}
+    found = None
+    reset: dict[str, Any] | None = None
+    if newest is not None:
+        old_names = registry.catalog(newest.catalog)[2]
+        if list(old_names) != list(names):
+            what = feature_changes(old_names, names)
+            if not reset_model:
+                raise ConfigError(
+                    f"campaign {config.name}: the live model v{newest.version} is over other "
+                    f"features than the config ({what}), so it cannot decide under the new "
+                    f"features; {_reset_hint(config.name)}"
+                )
+            reset = {"from": newest.version, "changes": what}
+        else:
+            try:
+                found = _restore(registry, journal, shape, offer_features)
+            except ConfigError as exc:
+                if not reset_model:
+                    raise ConfigError(
+                        f"campaign {config.name}: {exc}; {_reset_hint(config.name)}"
+                    ) from None
+                reset = {"from": newest.version, "changes": "no stored model could be restored"}
+        if found is not None and reset_model:
             _log.warning(
-                "campaign %s: restored model %s takes the campaign's exploration: %s",
+                "campaign %s: --reset-model ignored: model v%d fits the current features",
                 config.name,
-                header.get("version"),
-                "; ".join(changes),
+                found[0].version,
             )
+    saved = journal.get_meta("encoder")
+    common: dict[str, Any] = {
+        "publish_every_rewards": config.publish_every_rewards,
+        "publish_every_ms": config.publish_every_ms,
+        "checkpoint_every_rewards": config.checkpoint_every_rewards,
+        "snapshot_dir": snapshot_dir,
+        "swap_lock": swap_lock,
+        "clock": clock,
+        "catalog": catalog,
+    }
+    index = {o: i for i, o in enumerate(ids)}
+    if found is not None:
+        row, header, policy, changes = found
+        changes += apply_exploration(policy, config.policy)
+        if changes:
+            _log.warning(
+                "campaign %s: restored model v%d adapted: %s",
+                config.name, row.version, "; ".join(changes),
+            )  # fmt: skip
         if saved is None and header.get("encoder"):
             saved = json.dumps(header["encoder"])
-        start = version_number(header.get("version"))
-        last_seq = int(header.get("last_reward_seq", 0))
-        n_applied = int(header.get("n_rewards", 0))
-    else:
-        policy = fresh
-        start, last_seq, n_applied = 1, 0, 0
+        _load_encoder(encoder, saved)
+        learner = Learner(
+            policy, journal, index, header=snapshot_header(config, encoder), version=row.version,
+            last_seq=row.last_reward_seq, n_applied=row.n_rewards, kept=True, **common,
+        )  # fmt: skip
+        replayed = learner.replay()
+        assert newest is not None
+        if replayed or changes or row.version != newest.version:
+            learner.refresh({"restored": row.version, "changes": changes}, parent=newest.version)
+        return learner
+    _load_encoder(encoder, saved)
+    policy = fresh
+    floor = int(journal.get_meta("models_floor") or 0)
+    number = ModelRegistry(journal).add(
+        "initial", {"reset": reset} if reset else {}, None if newest is None else newest.version,
+        catalog, type(policy).__name__, 0, 0,
+        blob=lambda n: encode_snapshot(
+            dict(snapshot_header(config, encoder), version=f"v{n}", created=time.time(),
+                 last_reward_seq=0, n_rewards=0), policy),
+        at_least=floor,
+    )  # fmt: skip
+    if reset:
+        _log.warning(
+            "campaign %s: model reset (--reset-model): v%d is a fresh model; the live model "
+            "before was v%d (%s)",
+            config.name, number, reset["from"], reset["changes"],
+        )  # fmt: skip
+    learner = Learner(
+        policy, journal, index, header=snapshot_header(config, encoder), version=number,
+        kept=True, **common,
+    )  # fmt: skip
+    if learner.replay():
+        learner.refresh({}, parent=number)
+    return learner
+
+
+def _load_encoder(encoder: Encoder, saved: str | None) -> None:
     if saved is not None:
         try:
             encoder.load_state(json.loads(saved))
         except (CorruptModelError, ValueError, TypeError, KeyError):
             pass  # the schema changed since: the configured statistics apply
-    learner = Learner(
-        policy,
-        journal,
-        {o: i for i, o in enumerate(ids)},
-        publish_every_rewards=config.publish_every_rewards,
-        publish_every_ms=config.publish_every_ms,
-        checkpoint_every_rewards=config.checkpoint_every_rewards,
-        snapshot_dir=snapshot_dir,
-        header=snapshot_header(config, encoder),
-        swap_lock=swap_lock,
-        version=start,
-        last_seq=last_seq,
-        n_applied=n_applied,
-        clock=clock,
-    )
-    if learner.replay():
-        learner.publish(at_least=version_number(journal.latest_model_version()))
-    return learner
 
 
 def restore_guardrails(

@@ -176,6 +176,8 @@ class RewardLedger:
             index = self.offer_index.get(s.action)
             if index is None or len(s.context) != self.width:
                 continue  # an offer since removed, or a context from another schema
+            if not self.learner.learnable(s.catalog):
+                continue  # same width, other features (renamed, reordered): not learnable
             items.append((by_id[s.decision_id], s.context, index, s.propensity, net))
         items.sort(key=lambda item: item[0])
         self.learner.enqueue(items)

@@ -9,23 +9,30 @@ so a row's field order is its column order.
 
 Schema version
 --------------
-The ``meta`` table keeps ``schema_version``. A store that has none is new, or was written before
-versions were kept with the very same tables: it is version 1 (and is marked so when opened
-for writing). A store of another version is refused by name (:func:`check_version`); nbo
-changes a store's schema only when asked to migrate it.
+The ``meta`` table keeps ``schema_version``. Version 1 has the decision and reward tables;
+version 2 adds the model registry (``models`` and ``model_blobs``, :data:`MODEL_TABLES`), the
+idempotent requests and the counts of rejected rewards (``requests`` with its index
+``requests_by_time``, ``reward_error_counts``, :data:`REQUEST_TABLES`), an additive change:
+:data:`MIGRATIONS` creates whichever of them is missing and touches no existing row (the first
+write open of a migrated store then counts its older reward_errors rows once). A store
+created by this nbo is version 2 from the start; an existing store without a mark was written
+before versions were kept, with version 1's tables. A store of another version is refused by
+name (:func:`check_version`), a version-1 store with the command that migrates it: nbo changes
+an existing store's schema only when asked (``nbo journal migrate``).
 
 Examples
 --------
 >>> pg("SELECT seq FROM decisions WHERE seq > ? LIMIT ?")
 'SELECT seq FROM decisions WHERE seq > %s LIMIT %s'
->>> check_version("2", "journal x.sqlite")
+>>> check_version("3", "journal x.sqlite")
 Traceback (most recent call last):
 ...
-engine.errors.ConfigError: journal x.sqlite: schema version 2, this nbo expects 1; ...
+engine.errors.ConfigError: journal x.sqlite: schema version 3, this nbo expects 2; ...
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,16 +44,18 @@ from engine.journal.records import (
     DecisionRow,
     ExportedDecision,
     GroupSums,
+    ModelRow,
     OfferTotals,
     RequestRow,
     RewardError,
     RewardRow,
     StoredDecision,
+    StoredModel,
     StoredRequest,
     StoredReward,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 VERSION_KEY = "schema_version"
 
 TABLES = """
@@ -90,6 +99,32 @@ CREATE TABLE IF NOT EXISTS reward_errors (
     error TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+# Version 2 adds two groups of tables. The model registry (engine.journal.registry): ``models``
+# rows are never changed or deleted; ``model_blobs`` holds the model bytes (engine.journal.
+# snapshot's encoding) of the versions whose bytes are kept: inserted once per version, never
+# rewritten, deleted when pruned. Idempotent decide requests (``requests``, pruned by time) and
+# rejected rewards counted per minute and reason (``reward_error_counts``, beside the running
+# total in meta; reward_errors keeps a bounded sample).
+MODEL_TABLES = """
+CREATE TABLE IF NOT EXISTS models (
+    version {int} PRIMARY KEY,
+    created_us {int} NOT NULL,
+    kind TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    parent {int},
+    catalog {int} NOT NULL REFERENCES catalogs(id),
+    policy_class TEXT NOT NULL,
+    last_reward_seq {int} NOT NULL,
+    n_rewards {int} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS model_blobs (
+    version {int} PRIMARY KEY REFERENCES models(version),
+    sha256 TEXT NOT NULL,
+    model {blob} NOT NULL
+);
+"""
+REQUEST_TABLES = """
 CREATE TABLE IF NOT EXISTS requests (
     request_id TEXT NOT NULL,
     campaign TEXT NOT NULL,
@@ -106,9 +141,13 @@ CREATE TABLE IF NOT EXISTS reward_error_counts (
     PRIMARY KEY (period_us, error)
 );
 """
-# ``requests`` and ``reward_error_counts`` (and the index) came after version 1 without changing
-# it: every statement here is CREATE ... IF NOT EXISTS, so opening a version-1 store for writing
-# adds them, and a store that lacks them still reads (read-only opens create nothing).
+V2_TABLES = MODEL_TABLES + REQUEST_TABLES
+ALL_TABLES = TABLES + V2_TABLES
+# from version -> the statements that bring a store to the next version (additive only, and
+# every one CREATE ... IF NOT EXISTS: a version-1 store that an earlier nbo already gave the
+# request tables migrates the same way).
+MIGRATIONS = {1: V2_TABLES}
+V1_TABLES = ("catalogs", "decisions", "rewards", "reward_errors", "meta")
 # SQLite's INTEGER PRIMARY KEY is the rowid, numbered by SQLite. PostgreSQL's seqs are numbered
 # by the backend itself, under a lock, in commit order (see engine.journal.postgres).
 SQLITE_TYPES = {
@@ -129,6 +168,7 @@ POSTGRES_TYPES = {
 DECISION_COLUMNS: tuple[str, ...] = DecisionRow._fields
 REWARD_COLUMNS: tuple[str, ...] = RewardRow._fields
 ERROR_COLUMNS: tuple[str, ...] = RewardError._fields
+MODEL_COLUMNS: tuple[str, ...] = ("version", *ModelRow._fields)
 
 
 def insert_sql(table: str, columns: Sequence[str], n_rows: int = 1) -> str:
@@ -147,7 +187,7 @@ def pg(sql: str) -> str:
 # Every read of stored decisions (lookup, expiry) selects StoredDecision's columns.
 STORED = (
     "SELECT d.decision_id, d.seq, d.ts_us, d.customer_id, d.context, d.action, d.propensity,"
-    " d.control, d.cost, r.source, r.reward FROM decisions d"
+    " d.control, d.cost, r.source, r.reward, d.catalog FROM decisions d"
     " LEFT JOIN rewards r ON r.decision_id = d.decision_id"
 )
 DUE = STORED + " WHERE d.seq > ? ORDER BY d.seq LIMIT ?"
@@ -187,6 +227,38 @@ LAST_REWARD_SEQ = "SELECT MAX(seq) FROM rewards"
 LATEST_MODEL_VERSION = "SELECT model_version FROM decisions ORDER BY seq DESC LIMIT 1"
 OFFER_TOTALS = "SELECT action, COUNT(*), SUM(cost) FROM decisions GROUP BY action"
 RECENT_ACTIONS = "SELECT action FROM decisions ORDER BY seq DESC LIMIT ?"
+MODELS = (
+    "SELECT m.version, m.created_us, m.kind, m.origin, m.parent, m.catalog, m.policy_class,"
+    " m.last_reward_seq, m.n_rewards, b.sha256 FROM models m"
+    " LEFT JOIN model_blobs b ON b.version = m.version"
+)
+MODELS_BEFORE = MODELS + " WHERE m.version < ? ORDER BY m.version DESC LIMIT ?"
+MODELS_KEPT = MODELS + " WHERE b.sha256 IS NOT NULL ORDER BY m.version DESC"
+MODEL = MODELS + " WHERE m.version = ?"
+MODEL_BYTES = "SELECT model FROM model_blobs WHERE version = ?"
+MODEL_SHA = "SELECT sha256 FROM model_blobs WHERE version = ?"
+LAST_MODEL = "SELECT MAX(version) FROM models"
+INSERT_MODEL = insert_sql("models", MODEL_COLUMNS)
+INSERT_MODEL_BLOB = "INSERT INTO model_blobs (version, sha256, model) VALUES (?, ?, ?)"
+# The bytes kept forever: every promoted and rollback version and the version live before each
+# (its parent); of the others (initial, learned) the newest ``?`` that still have bytes.
+PRUNE_MODEL_BLOBS = (
+    "DELETE FROM model_blobs WHERE version IN ("
+    " SELECT m.version FROM models m JOIN model_blobs b ON b.version = m.version"
+    " WHERE m.kind IN ('initial', 'learned')"
+    " AND m.version NOT IN (SELECT parent FROM models"
+    "  WHERE kind IN ('promoted', 'rollback') AND parent IS NOT NULL)"
+    " AND m.version NOT IN (SELECT k.version FROM model_blobs k JOIN models km"
+    "  ON km.version = k.version WHERE km.kind IN ('initial', 'learned')"
+    "  ORDER BY k.version DESC LIMIT ?))"
+)
+
+
+def sha256(blob: bytes) -> str:
+    """Hex SHA-256 of model bytes (what ``model_blobs.sha256`` holds)."""
+    return hashlib.sha256(blob).hexdigest()
+
+
 # Decisions and rewards are never deleted and their seqs have no gaps, so the largest seq is the
 # count: O(log n), not a table scan (metrics scrape this while decisions run). Rejected rewards
 # keep their running total in meta (reward_errors holds only a sample); a store without that
@@ -251,7 +323,7 @@ def check_version(found: str | None, where: str) -> None:
         Naming the store (``where``, with any password already removed), both versions and
         what to do.
     """
-    version = SCHEMA_VERSION if found is None else found
+    version = 1 if found is None else found
     if str(version) == str(SCHEMA_VERSION):
         return
     head = f"{where}: schema version {version}, this nbo expects {SCHEMA_VERSION}; "
@@ -259,12 +331,39 @@ def check_version(found: str | None, where: str) -> None:
         older = int(version) < SCHEMA_VERSION
     except ValueError:
         older = False
+    if older and int(version) in MIGRATIONS:
+        raise ConfigError(
+            head + "migrate it first with `nbo journal migrate --journal URL` (or `--data-dir "
+            "DIR --campaign NAME`): it adds the model registry's, the requests' and the "
+            "rejected-reward counts' tables and changes no row"
+        )
     if older:
         raise ConfigError(
             head + f"this nbo has no migration from version {version} (open it with the nbo "
             "that wrote it and export it to Parquet)"
         )
     raise ConfigError(head + "it was written by a newer nbo: upgrade nbo to open it")
+
+
+def migrations_from(found: str | None) -> list[str]:
+    """The statements that bring a store of version ``found`` (None: 1) to
+    :data:`SCHEMA_VERSION`, in order; empty when it is current.
+
+    Raises
+    ------
+    ConfigError
+        For a version nbo cannot migrate (see :func:`check_version`).
+    """
+    version = 1 if found is None else found
+    if str(version) == str(SCHEMA_VERSION):
+        return []
+    try:
+        start = int(version)
+    except ValueError:
+        start = SCHEMA_VERSION + 1
+    if start not in MIGRATIONS:
+        check_version(found, "journal")
+    return [MIGRATIONS[v] for v in range(start, SCHEMA_VERSION)]
 
 
 class SQLJournal:
@@ -279,6 +378,7 @@ class SQLJournal:
 
     location: str
     _unique_error: ClassVar[type[Exception]]
+    migrated_from: str | None = None  #: the schema version a ``migrate=True`` open upgraded
 
     @contextmanager
     def _unique(self, rule: str) -> Iterator[None]:
@@ -302,12 +402,9 @@ class SQLJournal:
     def set_meta(self, key: str, value: str) -> None:
         raise NotImplementedError
 
-    def _check_version(self, where: str, readonly: bool) -> None:
-        """Refuse a store of another schema version; mark an unmarked one (unless read-only)."""
-        found = self.get_meta(VERSION_KEY)
-        check_version(found, where)
-        if found is None and not readonly:
-            self.set_meta(VERSION_KEY, str(SCHEMA_VERSION))
+    def _check_version(self, where: str) -> None:
+        """Refuse a store of another schema version (an unmarked one is version 1)."""
+        check_version(self.get_meta(VERSION_KEY), where)
 
     def _count_errors(self, execute: Execute, rows: Sequence[RewardError]) -> list[RewardError]:
         """In the caller's write transaction: add ``rows`` to their (period, reason) counts and
@@ -363,6 +460,35 @@ class SQLJournal:
         """The value stored under ``key``, or None."""
         rows = self._rows(GET_META, (key,))
         return str(rows[0][0]) if rows else None
+
+    # ------------------------------------------------------------------ the model registry
+    def models(self, before: int | None = None, limit: int = 1000) -> list[StoredModel]:
+        """Registry rows newest first: at most ``limit`` with a version below ``before``."""
+        top = (1 << 62) if before is None else before
+        return [_model(row) for row in self._rows(MODELS_BEFORE, (top, limit))]
+
+    def models_with_bytes(self) -> list[StoredModel]:
+        """Registry rows whose model bytes are kept, newest first."""
+        return [_model(row) for row in self._rows(MODELS_KEPT)]
+
+    def model(self, version: int) -> StoredModel | None:
+        """The registry row of ``version``, or None."""
+        rows = self._rows(MODEL, (version,))
+        return _model(rows[0]) if rows else None
+
+    def model_bytes(self, version: int) -> bytes | None:
+        """The kept model bytes of ``version`` (None when pruned or never kept)."""
+        rows = self._rows(MODEL_BYTES, (version,))
+        return bytes(rows[0][0]) if rows else None
+
+    def _blob_conflict(self, version: int, found: str, blob: bytes) -> bool:
+        """False when the bytes already kept for ``version`` are ``blob``; else refuse."""
+        if found == sha256(blob):
+            return False
+        raise DuplicateError(
+            f"{self.location}: expected the model bytes of v{version} to stay as stored "
+            f"(sha256 {found[:12]}...), got other bytes; nothing was written"
+        )
 
     def first_open_after(self, seq: int) -> tuple[int, int] | None:
         """(seq, ts_us) of the first decision after ``seq``, or None."""
@@ -442,3 +568,12 @@ class SQLJournal:
             "pending": n_dec - n_rew,
             "reward_errors": n_err,
         }
+
+
+def _model(row: Sequence[Any]) -> StoredModel:
+    version, created, kind, origin, parent, catalog, cls, seq, n, digest = row
+    return StoredModel(
+        int(version), int(created), str(kind), str(origin),
+        None if parent is None else int(parent), int(catalog), str(cls), int(seq), int(n),
+        None if digest is None else str(digest),
+    )  # fmt: skip

@@ -49,11 +49,13 @@ __all__ = [
     "MAX_SNAPSHOT_BYTES",
     "ModelShape",
     "check_offer_mapping",
+    "decode_header",
     "decode_snapshot",
     "encode_snapshot",
     "list_snapshots",
     "read_snapshot",
     "write_snapshot",
+    "write_snapshot_bytes",
 ]
 
 MAGIC = b"NBOSNAP1"
@@ -120,6 +122,15 @@ def encode_snapshot(header: dict[str, Any], policy: Policy) -> bytes:
     return _FRAME.encode(head, blob)
 
 
+def decode_header(data: bytes, source: str = "snapshot") -> dict[str, Any]:
+    """The verified header of snapshot bytes (magic, checksum, lengths), without building the
+    model."""
+    _, header, blob = _FRAME.decode(data, source)
+    if header.get("policy_len") != len(blob):
+        raise CorruptModelError(f"{source}: policy blob length does not match its header")
+    return header
+
+
 def decode_snapshot(
     data: bytes, source: str = "snapshot", shape: ModelShape | None = None
 ) -> tuple[dict[str, Any], Policy]:
@@ -161,9 +172,18 @@ def decode_snapshot(
 
 
 def write_snapshot(path: str | Path, header: dict[str, Any], policy: Policy) -> None:
-    """Write a snapshot file atomically with owner-only permissions."""
+    """Write a snapshot file atomically with owner-only permissions (replacing any file of
+    that name: ``nbo train --out``)."""
+    write_snapshot_bytes(path, encode_snapshot(header, policy), replace=True)
+
+
+def write_snapshot_bytes(path: str | Path, data: bytes, replace: bool = False) -> bool:
+    """Write encoded snapshot bytes atomically (temporary file, fsync, rename).
+
+    With ``replace`` False an existing file is never replaced: the registry's exports are
+    immutable, so a file already there is left as it is. Returns whether the file was written.
+    """
     path = Path(path)
-    data = encode_snapshot(header, policy)
     # A fresh name per write, created exclusively: never an existing file or a planted symlink.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
     try:
@@ -177,7 +197,15 @@ def write_snapshot(path: str | Path, header: dict[str, Any], policy: Policy) -> 
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if the name exists: never rewrites a file
+            except FileExistsError:
+                return False
+            finally:
+                tmp.unlink(missing_ok=True)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -188,6 +216,7 @@ def write_snapshot(path: str | Path, header: dict[str, Any], policy: Policy) -> 
         raise ResourceExhaustedError(
             f"snapshot {path}: expected room to write it, got {exc.strerror or exc}"
         ) from exc
+    return True
 
 
 def read_snapshot(

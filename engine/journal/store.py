@@ -14,17 +14,26 @@ Tables
 ``rewards``   at most one per decision (UNIQUE decision_id, which makes retries idempotent):
               reported value, net reward, source ``reward`` or ``expired``. Its ``seq`` is the
               order in which the learner applies rewards; snapshots record the last one applied.
-``requests``  decide requests with a client request id (campaign, request_id unique), their time,
-              a hash of the request and the seqs of the decisions they made; stored in the
-              decisions' transaction, pruned once their window passed.
 ``reward_error_counts`` rejected rewards (unknown or expired ids) counted per reason and minute.
 ``reward_errors`` a bounded sample of those rejected reports (ERROR_SAMPLES per reason and
               minute), kept for audit.
-``meta``      key/value pairs (encoder state, campaign name, the total of rejected rewards).
+``meta``      key/value pairs (encoder state, campaign name, schema version, the total of
+              rejected rewards).
+``requests``  decide requests with a client request id (campaign, request_id unique), their time,
+              a hash of the request and the seqs of the decisions they made; stored in the
+              decisions' transaction, pruned once their window passed.
+``models``, ``model_blobs`` the model registry (see :mod:`engine.journal.registry`): one
+              immutable row per model version, and the model bytes of the versions whose bytes
+              are kept.
+
+``requests``, ``reward_error_counts``, ``models`` and ``model_blobs`` are schema version 2's
+(see :mod:`engine.journal.schema`).
 
 The journal file and its ``-wal``/``-shm`` companions are created exclusively, owner-only, and
 refused when they exist as a symlink or anything but a regular file (see
-:mod:`engine.journal.files`).
+:mod:`engine.journal.files`). Everything above lives in that one file, the model registry's bytes
+(``model_blobs``) included: the file's checks cover them, and nbo writes no model file of its
+own beside the journal.
 
 Every write commits before the method returns. In WAL mode with ``synchronous=NORMAL`` a commit
 survives a crash of the process (kill -9); ``synchronous=FULL`` also survives power loss at the
@@ -50,7 +59,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
@@ -62,6 +71,7 @@ from engine.journal.base import DuplicateError, JournalBackend
 from engine.journal.files import create_private, refuse_links
 from engine.journal.records import (
     DecisionRow,
+    ModelRow,
     RequestRow,
     RewardError,
     RewardRow,
@@ -71,9 +81,13 @@ from engine.journal.schema import (
     DECISION_COLUMNS,
     ERROR_COLUMNS,
     REWARD_COLUMNS,
+    SCHEMA_VERSION,
     SQLITE_TYPES,
+    VERSION_KEY,
     SQLJournal,
     insert_sql,
+    migrations_from,
+    sha256,
 )
 
 __all__ = ["DuplicateError", "Journal", "JournalBackend", "StoredDecision"]
@@ -148,6 +162,9 @@ class Journal(SQLJournal, JournalBackend):
         Let SQLite copy the WAL into the database inside whichever commit crosses its threshold.
         False leaves that to :meth:`checkpoint`, called from a background thread, which keeps
         the fsync of a checkpoint out of the latency of decisions.
+    migrate : bool
+        Bring an existing journal of an older schema version to the current one (additive:
+        new tables only) instead of refusing it. A journal this call creates is current anyway.
 
     Notes
     -----
@@ -163,6 +180,7 @@ class Journal(SQLJournal, JournalBackend):
         synchronous: str = "normal",
         readonly: bool = False,
         autocheckpoint: bool = True,
+        migrate: bool = False,
     ) -> None:
         self.path = Path(path)
         self.location = f"journal {self.path}"
@@ -186,7 +204,7 @@ class Journal(SQLJournal, JournalBackend):
                 raise CorruptModelError(
                     f"journal {self.path}: expected an nbo SQLite journal, got {exc}"
                 ) from None
-            self._check_version(self.location, readonly=True)
+            self._check_version(self.location)
             return
         if not self.in_memory:
             _open_safely(self.path, create=True)
@@ -200,14 +218,39 @@ class Journal(SQLJournal, JournalBackend):
             self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
             if not autocheckpoint:
                 self._db.execute("PRAGMA wal_autocheckpoint=0")
-            self._db.executescript(schema.TABLES.format(**SQLITE_TYPES))
+            found = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'decisions'"
+            ).fetchone()
+            if found is None:  # a new journal: created at the current version
+                self._db.executescript(schema.ALL_TABLES.format(**SQLITE_TYPES))
+                self.set_meta(VERSION_KEY, str(SCHEMA_VERSION))
+            else:
+                self._db.executescript(schema.TABLES.format(**SQLITE_TYPES))
         except sqlite3.DatabaseError as exc:
             raise CorruptModelError(
                 f"journal {self.path}: expected an nbo SQLite journal, got {exc}"
             ) from None
-        self._check_version(self.location, readonly=False)
+        if migrate:
+            self._migrate()
+        self._check_version(self.location)
         with self._write() as db:
             self._count_legacy_errors(db.execute)
+
+    def _migrate(self) -> None:
+        """Apply the migrations from the stored schema version, in one transaction, and create
+        whichever current table is still missing (every statement is CREATE ... IF NOT
+        EXISTS)."""
+        with self._write() as db:
+            row = db.execute(schema.GET_META, (VERSION_KEY,)).fetchone()
+            found = None if row is None else str(row[0])
+            steps = migrations_from(found)
+            for script in [*steps, schema.ALL_TABLES]:
+                for statement in script.format(**SQLITE_TYPES).split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            if steps:
+                self.migrated_from = found or "1"
+                db.execute(schema.SET_META, (VERSION_KEY, str(SCHEMA_VERSION)))
 
     # ------------------------------------------------------------------ catalogs and meta
     @contextmanager
@@ -301,6 +344,36 @@ class Journal(SQLJournal, JournalBackend):
             return
         with self._write() as db:
             db.executemany(_INSERT_ERROR, self._count_errors(db.execute, rows))
+
+    # ------------------------------------------------------------------ the model registry
+    def add_model(
+        self, row: ModelRow, blob: bytes | Callable[[int], bytes] | None = None, at_least: int = 0
+    ) -> int:
+        """Add a model version numbered one above every stored one (and above ``at_least``),
+        with its bytes when given (or a function of the new number that encodes them, called
+        inside the transaction), in one transaction; return its number."""
+        with self._write() as db:
+            last = int(db.execute(schema.LAST_MODEL).fetchone()[0] or 0)
+            version = max(last, at_least) + 1
+            db.execute(schema.INSERT_MODEL, (version, *row))
+            if blob is not None:
+                data = blob(version) if callable(blob) else blob
+                db.execute(schema.INSERT_MODEL_BLOB, (version, sha256(data), data))
+        return version
+
+    def keep_model_bytes(self, version: int, blob: bytes) -> bool:
+        """Keep the bytes of a stored version; False when they are already kept."""
+        with self._write() as db:
+            row = db.execute(schema.MODEL_SHA, (version,)).fetchone()
+            if row is not None:
+                return self._blob_conflict(version, str(row[0]), blob)
+            db.execute(schema.INSERT_MODEL_BLOB, (version, sha256(blob), blob))
+        return True
+
+    def prune_model_bytes(self, keep_learned: int) -> int:
+        """Delete the bytes the registry need not keep (see schema.PRUNE_MODEL_BLOBS)."""
+        with self._write() as db:
+            return int(db.execute(schema.PRUNE_MODEL_BLOBS, (keep_learned,)).rowcount or 0)
 
     # ------------------------------------------------------------------ reads
     def lookup(self, decision_ids: Sequence[str]) -> dict[str, StoredDecision]:

@@ -37,6 +37,7 @@ from engine.replay.intervals import (
     cluster_totals,
     terms_columns,
 )
+from engine.replay.rewardmodel import predict_out_of_fold
 from engine.types import BoolArray, FloatArray, IntArray
 
 KINDS = ("static", "learning")
@@ -169,7 +170,17 @@ def baselines(control_action: int | None, actions: tuple[str, ...]) -> list[Cand
 class EvalConfig:
     """Settings shared by every task of one evaluation."""
 
-    estimators: tuple[str, ...] = ("replay", "ips", "snips", "dm", "dr", "sndr", "switch-dr")
+    estimators: tuple[str, ...] = (
+        "replay",
+        "ips",
+        "snips",
+        "dm",
+        "dr",
+        "sndr",
+        "switch-dr",
+        "dr-os",
+        "sg-ips",
+    )
     clip: float | None = None
     n_bootstrap: int = 200
     seed: int = 0
@@ -190,7 +201,7 @@ class Shard:
     reward: FloatArray
     mask: BoolArray | None
     cluster: IntArray | None = None  # customer codes, when intervals resample customers
-    fold: IntArray | None = None  # cross-fitting fold of each row (coef of shape (2, k, d + 1))
+    fold: IntArray | None = None  # cross-fitting fold of each row (coef of shape (K, k, d + 1))
     start: int = 0  # first row in the evaluation split
     unseen: BoolArray | None = None  # offers never logged in the row's stratum (no eligible column)
 
@@ -246,7 +257,7 @@ def summarize_many(
     driver resamples customers once every shard's totals are in.
     """
     all_terms = [
-        {e.name: e.terms(x) for e in estimators if not e.needs_model or x.q_target is not None}
+        {e.key: e.terms(x) for e in estimators if not e.needs_model or x.q_target is not None}
         for x in inputs
     ]
     n = len(inputs[0]) if inputs else 0
@@ -442,19 +453,16 @@ def learning_replay(
 def reward_predictions(coef: FloatArray | None, shard: Shard) -> FloatArray | None:
     """The reward model's prediction of every offer on the shard's rows, (n_rounds, n_actions).
 
-    ``coef`` of shape (n_actions, n_features + 1), or (2, n_actions, n_features + 1) for a
-    cross-fitted model: each row is predicted by the fold model that did not learn from it.
+    ``coef`` of shape (n_actions, n_features + 1), or (n_folds, n_actions, n_features + 1) for a
+    cross-fitted model: each row is predicted by the model of its fold, which never saw it
+    (:func:`engine.replay.rewardmodel.cross_fit`).
     """
     if coef is None:
         return None
     if coef.ndim == 2:
         return shard.context @ coef[:, :-1].T + coef[:, -1]
     fold = shard.fold if shard.fold is not None else np.zeros(len(shard), dtype=np.int64)
-    out = np.empty((len(shard), coef.shape[1]))
-    for j in range(coef.shape[0]):
-        rows = fold == j
-        out[rows] = shard.context[rows] @ coef[1 - j, :, :-1].T + coef[1 - j, :, -1]
-    return out
+    return predict_out_of_fold(coef, shard.context, fold)
 
 
 def acceptance_rng(seed: int) -> np.random.Generator:

@@ -52,7 +52,8 @@ def register(subparsers: Any) -> None:
         "with confidence intervals, next to the logging policy and the uniform and control "
         "baselines; print the candidates and a go/no-go line, write evaluation.json and "
         "report.html. The log is split in time: the earlier --train-fraction of rows trains the "
-        "static candidates and the reward model, the later rows evaluate every candidate.",
+        "static candidates, the later rows evaluate every candidate; the reward model is "
+        "cross-fitted over every row in --folds folds of customers.",
     )
     _add_source_args(evaluate)
     evaluate.add_argument(
@@ -82,7 +83,9 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument(
         "--primary",
         default="dr",
-        help="estimator that ranks and decides; one of --estimators [%(default)s]",
+        help="estimator that ranks and decides; one of --estimators, or slope: for each "
+        "candidate the estimator SLOPE chooses (the narrowest interval consistent with every "
+        "wider one; Su et al. 2020, Tucker & Lee 2021) [%(default)s]",
     )
     evaluate.add_argument(
         "--interval",
@@ -97,6 +100,14 @@ def register(subparsers: Any) -> None:
         help="independent units of every interval: customer_id sums each customer's rows and "
         "resamples customers (rows of a returning customer are correlated), none resamples rows "
         "[%(default)s: customer_id whenever a customer has several rows]",
+    )
+    evaluate.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        help="folds of customers the reward model of dm, dr, sndr, switch-dr and dr-os is "
+        "cross-fitted in (each row predicted by a model that saw neither it nor its customer) "
+        "[%(default)s: 5, or 2 when a fold would hold fewer than 20 customers]",
     )
     gate = evaluate.add_argument_group(
         "go/no-go gate",
@@ -140,8 +151,8 @@ def register(subparsers: Any) -> None:
         "--train-fraction",
         type=float,
         default=0.5,
-        help="share of the rows, earliest first, that trains the static candidates and the "
-        "reward model; the rest evaluates [%(default)s]",
+        help="share of the rows, earliest first, that trains the static candidates; the rest "
+        "evaluates [%(default)s]",
     )
     evaluate.add_argument(
         "--control-offer",
@@ -165,6 +176,40 @@ def register(subparsers: Any) -> None:
         "--retries", type=int, default=2, help="retries per failed task [%(default)s]"
     )
     evaluate.add_argument("--out", default="nbo-evaluation", help="report directory [%(default)s]")
+    evaluate.add_argument(
+        "--save-best",
+        default=None,
+        metavar="PATH",
+        help="write the GO candidate as an nbo snapshot (its trained policy, the encoder state "
+        "when --encoder-from gives it, the estimate, lower bound, estimator, interval and the "
+        "evaluated rows' time range in its header); refused when the verdict is NO-GO [none]",
+    )
+    evaluate.add_argument(
+        "--encoder-from",
+        default=None,
+        metavar="SNAPSHOT_OR_DATA_DIR",
+        help="with --save-best: copy the encoder state from a server snapshot file, a snapshot "
+        "directory or a campaign data directory (its journal's meta) [none: a snapshot: "
+        "candidate's own]",
+    )
+    meta = evaluate.add_argument_group(
+        "meta-evaluation",
+        "--meta NAME replaces --logs: logs with a known truth are generated from a simulator for "
+        "each seed and every estimator's bias, RMSE and interval coverage over the seeds is "
+        "reported (a table, and meta.json in --out)",
+    )
+    meta.add_argument(
+        "--meta", default=None, metavar="NAME", help="case generator, e.g. renewal [none]"
+    )
+    meta.add_argument("--seeds", type=int, default=50, help="seeds to run [%(default)s]")
+    meta.add_argument(
+        "--meta-rows", type=int, default=3000, help="logged rows per seed [%(default)s]"
+    )
+    # --logs comes from the shared source options; with --meta it is not needed.
+    for action in evaluate._actions:
+        if action.dest == "logs":
+            action.required = False
+            action.help = f"{action.help} [required unless --meta]"
 
     train = add_command(
         subparsers,
@@ -181,6 +226,22 @@ def register(subparsers: Any) -> None:
         default="ips",
         choices=("ips", "dr"),
         help="training targets: IPS-weighted rewards or doubly robust [%(default)s]",
+    )
+    train.add_argument(
+        "--encoder-from",
+        default=None,
+        metavar="SNAPSHOT_OR_DATA_DIR",
+        help="copy the encoder state (the feature statistics the service encodes with) into the "
+        "snapshot: from a server snapshot file, a snapshot directory or a campaign data "
+        "directory (its journal's meta); its feature names must equal the log's [default: the "
+        "logs' nbo.encoder schema metadata when present]",
+    )
+    train.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        help="--target dr: folds of customers its reward model is cross-fitted in [%(default)s: "
+        "5, or 2 when a fold would hold fewer than 20 customers]",
     )
     train.add_argument("--out", required=True, metavar="SNAPSHOT", help="snapshot file to write")
     train.add_argument("--campaign", default="", help="campaign name stored in the snapshot [none]")
@@ -285,14 +346,18 @@ def _check_arguments(
                 got = str(exc.got).removeprefix("got ")
                 raise InvalidInputError(f"--policy {name}", exc.expected, got) from None
     config.make()  # estimator names and --clip
-    if args.primary not in config.estimators:
+    if args.primary not in (*config.estimators, "slope"):
         raise InvalidInputError(
-            "--primary", f"one of the --estimators {', '.join(config.estimators)}", args.primary
+            "--primary",
+            f"one of the --estimators {', '.join(config.estimators)} or slope",
+            args.primary,
         )
     if args.interval == "bootstrap" and args.bootstrap < 2:
         raise InvalidInputError("--bootstrap", "at least 2 for bootstrap intervals", args.bootstrap)
     if not 0.0 < args.alpha < 1.0:
         raise InvalidInputError("--alpha", "a number in (0, 1)", args.alpha)
+    if args.folds is not None and args.folds < 2:
+        raise InvalidInputError("--folds", "an int >= 2", args.folds)
     if not 0.0 <= args.train_fraction < 1.0:
         raise InvalidInputError("--train-fraction", "a number in [0, 1)", args.train_fraction)
     for flag, value in (("--batch-size", args.batch_size), ("--shard-rows", args.shard_rows)):
@@ -324,9 +389,45 @@ def _known_offers(args: argparse.Namespace) -> tuple[str, ...] | None:
         return None  # the reader says what is wrong with the file
 
 
+def run_meta(args: argparse.Namespace, config: EvalConfig) -> int:
+    from engine.replay.meta import find_generator, meta_evaluate
+
+    generate = find_generator(args.meta)(n_rounds=args.meta_rows)
+    print(
+        f"meta-evaluation {args.meta}: {args.seeds} seeds of {args.meta_rows} rows", file=sys.stderr
+    )
+    result = meta_evaluate(
+        generate,
+        args.seeds,
+        config=config,
+        interval=args.interval,
+        alpha=args.alpha,
+        folds=args.folds,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = {"meta": args.meta, **result.to_dict()}
+    (out / "meta.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(
+        f"{args.meta}: {args.seeds} seeds x {result.info.get('rows_per_seed')} rows, "
+        f"{args.interval} {1 - args.alpha:.0%} intervals, mean truth {data['mean_truth']:.4g}"
+    )
+    print(result.table())
+    choices = ", ".join(f"{k} {v}" for k, v in data["slope_choices"].items())
+    print(f"SLOPE chose: {choices}")
+    print(f"wrote {out / 'meta.json'}")
+    return 0
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from engine.replay.evaluate import SMALL_JOB, evaluate
-    from engine.replay.report import candidate_table, split_note, verdict, write_report
+    from engine.replay.report import (
+        candidate_table,
+        slope_note,
+        split_note,
+        verdict,
+        write_report,
+    )
 
     kinds = tuple(k.strip() for k in args.mode.split(",") if k.strip())
     for kind in kinds:
@@ -343,6 +444,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
     )
     _check_arguments(args, candidates, config)
+    if args.meta is not None:
+        if args.policy or args.logs:
+            raise InvalidInputError("--meta", "no --logs or --policy (it makes both)", args.meta)
+        return run_meta(args, config)
+    if not args.logs:
+        raise InvalidInputError("--logs", "a log file or directory (or --meta NAME)", "none")
     if not candidates:
         print("no --policy given: scoring the baselines only", file=sys.stderr)
     data = _load(args)
@@ -372,6 +479,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             runner=runner,
             cluster=args.cluster,
             gate=Gate(args.min_ess, args.min_match_rate, args.max_unseen),
+            folds=args.folds,
         )
     finally:
         runner.close()
@@ -379,11 +487,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     paths = write_report(result, args.out)
     print(verdict(result))
     print(f"  {split_note(result)}")
+    print(f"  {slope_note(result)}")
     print()
     print(candidate_table(result))
     print()
     print(f"wrote {paths['json']}")
     print(f"wrote {paths['html']} (plots {paths['ranking'].name}, {paths['estimators'].name})")
+    if args.save_best is not None:
+        from engine.replay.save import save_best
+
+        saved = save_best(result, data, candidates, args.save_best, args.encoder_from, args.seed)
+        print(saved)
+        if saved.startswith("not saved"):
+            return 1
     if not result.complete:
         print("evaluation INCOMPLETE: some tasks failed; see the report", file=sys.stderr)
         return 1
@@ -395,9 +511,22 @@ def run_train(args: argparse.Namespace) -> int:
 
     spec = parse_policy(args.policy)
     data = _load(args)
-    policy = train_policy(data, spec, target=args.target, seed=args.seed)
+    from engine.replay.save import encoder_state
+
+    encoder: dict[str, Any] | None
+    if args.encoder_from is not None:
+        encoder = encoder_state(args.encoder_from, data.feature_names)
+    else:
+        encoder = _metadata_encoder(args)
+    policy = train_policy(data, spec, target=args.target, seed=args.seed, folds=args.folds)
     header = write_trained_snapshot(
-        args.out, policy, data, target=args.target, campaign=args.campaign, version=args.version
+        args.out,
+        policy,
+        data,
+        target=args.target,
+        campaign=args.campaign,
+        version=args.version,
+        encoder=encoder,
     )
     summary_path = Path(f"{args.out}.json")
     summary = {
@@ -410,8 +539,30 @@ def run_train(args: argparse.Namespace) -> int:
         "n_pending": data.n_pending,
         "offer_ids": list(data.actions),
         "source": str(args.logs),
+        "encoder_state": encoder is not None,
     }
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {args.out} ({header['policy_class']}, version {header['version']})")
+    encoded = "with" if encoder is not None else "WITHOUT"
+    print(
+        f"wrote {args.out} ({header['policy_class']}, version {header['version']}, {encoded} "
+        "encoder state)"
+    )
     print(f"wrote {summary_path}")
     return 0
+
+
+def _metadata_encoder(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``nbo.encoder`` schema metadata of a Parquet log (JSON), when it has one."""
+    path = Path(args.logs)
+    if path.is_dir():
+        files = sorted(path.glob("*.parquet"))
+        path = files[0] if files else path
+    if not path.is_file() or path.suffix.lower() not in (".parquet", ".pq"):
+        return None
+    import pyarrow.parquet as pq
+
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(b"nbo.encoder")
+        return None if raw is None else dict(json.loads(raw))
+    except (OSError, ValueError):
+        return None

@@ -8,11 +8,14 @@ into per-row terms ``(a, b, c)`` with ``value = mean(a) + sum(b) / sum(c)``; see
 sharded Ray computation alike.
 
 References: Li et al. 2011 (replay), Horvitz & Thompson 1952 (IPS), Swaminathan & Joachims 2015
-(SNIPS), Dudík et al. 2011 (DR), Wang et al. 2017 and Su et al. 2020 (Switch-DR).
+(SNIPS), Dudík et al. 2011 (DR), Wang et al. 2017 and Su et al. 2020 (Switch-DR), Su et al.
+2020 (DR with optimistic shrinkage), Metelli et al. 2021 (subgaussian IPS), Su et al. 2020 and
+Tucker & Lee 2021 (SLOPE estimator selection).
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from typing import ClassVar
@@ -112,6 +115,12 @@ class Estimator(ABC):
     def __post_init__(self) -> None:
         params = {f.name: getattr(self, f.name) for f in fields(self)}
         validate_params(type(self).__name__, self._parameter_constraints, params)
+
+    @property
+    def key(self) -> str:
+        """Name of this estimator's results: ``name``, plus the tuned parameter for the members
+        of a grid (``dr-os(lambda=100)``), which the evaluation then narrows to one by SLOPE."""
+        return self.name
 
     @abstractmethod
     def terms(self, inputs: OffPolicyInputs) -> Terms:
@@ -337,6 +346,134 @@ class SwitchDR(Estimator):
         return q_target + w * residual, None, None
 
 
+# A shrinkage parameter: lambda in (0, inf], infinity is the unshrunk estimator.
+_SHRINKAGE = Interval(Real, 0, None, closed="right")
+
+
+@dataclass(frozen=True)
+class DRos(Estimator):
+    """DR with optimistic shrinkage (Su et al. 2020): weights w -> lambda w / (w^2 + lambda).
+
+    The shrunk weight is the one minimizing a bound on the DR correction's squared bias plus
+    variance; it leaves small weights almost unchanged and pulls large ones toward 0 (where the
+    reward model is trusted). ``shrinkage = inf`` is plain DR. :data:`SHRINKAGE_GRID` lists the
+    values an evaluation tries; SLOPE picks among them (:func:`slope`), as Open Bandit
+    Pipeline's ``DoublyRobustWithShrinkageTuning`` does by default.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> inputs = OffPolicyInputs(reward=np.array([1.0, 0.0, 3.0]), propensity=np.full(3, 0.5),
+    ...     weight=np.array([2.0, 0.0, 2.0]), q_logged=np.array([1.0, 1.0, 2.0]),
+    ...     q_target=np.array([1.0, 2.0, 2.0]))
+    >>> DRos(shrinkage=4.0).estimate(inputs)  # weights 2 -> 4 * 2 / (4 + 4) = 1
+    2.0
+    >>> DRos(shrinkage=float("inf")).estimate(inputs) == DR().estimate(inputs)
+    True
+    """
+
+    name: ClassVar[str] = "dr-os"
+    needs_model: ClassVar[bool] = True
+    shrinkage: float = 100.0
+    _parameter_constraints: ClassVar[ParameterConstraints] = {"shrinkage": [_SHRINKAGE]}
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}(lambda={self.shrinkage:g})"
+
+    def terms(self, inputs: OffPolicyInputs) -> Terms:
+        q_target, residual = _model_terms(inputs)
+        w = inputs.weight
+        if math.isfinite(self.shrinkage):
+            w = self.shrinkage * w / (w * w + self.shrinkage)
+        return q_target + w * residual, None, None
+
+
+@dataclass(frozen=True)
+class SGIPS(Estimator):
+    """Subgaussian IPS (Metelli et al. 2021): weights w -> w / ((1 - lambda) + lambda w).
+
+    The power-mean correction of the importance weight; ``shrinkage = 0`` is plain IPS, larger
+    values trade a small downward bias for subgaussian tails (lower variance when weights are
+    heavy). The evaluation tries :data:`SG_GRID` and SLOPE picks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> inputs = OffPolicyInputs(reward=np.array([1.0, 0.0, 3.0]), propensity=np.full(3, 0.5),
+    ...     weight=np.array([2.0, 0.0, 2.0]))
+    >>> SGIPS(shrinkage=0.0).estimate(inputs) == IPS().estimate(inputs)
+    True
+    >>> round(SGIPS(shrinkage=0.5).estimate(inputs), 4)  # weights 2 -> 2 / 1.5
+    1.7778
+    """
+
+    name: ClassVar[str] = "sg-ips"
+    shrinkage: float = 0.01
+    _parameter_constraints: ClassVar[ParameterConstraints] = {
+        "shrinkage": [Interval(Real, 0, 1, closed="both")]
+    }
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}(lambda={self.shrinkage:g})"
+
+    def terms(self, inputs: OffPolicyInputs) -> Terms:
+        w = inputs.weight
+        return None, w / ((1.0 - self.shrinkage) + self.shrinkage * w) * inputs.reward, None
+
+
+#: The shrinkage values an evaluation tries for ``dr-os`` and ``sg-ips`` (SLOPE picks one).
+SHRINKAGE_GRID = (1.0, 10.0, 100.0, 1000.0, math.inf)
+SG_GRID = (0.0, 0.001, 0.003, 0.01, 0.03)
+#: Estimator families whose results are a grid narrowed by SLOPE, and their grids.
+GRIDS: dict[str, tuple[float, ...]] = {"dr-os": SHRINKAGE_GRID, "sg-ips": SG_GRID}
+#: The name under which an evaluation reports the estimate SLOPE chose among the estimators.
+SLOPE = "slope"
+# Tucker & Lee 2021 (SLOPE++): |theta_i - theta_j| <= cnf_i + C cnf_j, C = sqrt(6) - 1.
+_SLOPE_C = math.sqrt(6.0) - 1.0
+
+
+def slope(values: dict[str, float], widths: dict[str, float]) -> str | None:
+    """The estimator SLOPE selects (Su et al. 2020, with Tucker & Lee 2021's test).
+
+    Estimators are ordered by confidence width, widest (the least biased, most variable) first.
+    Walking down that order, estimator i is accepted when for every accepted j,
+    ``|theta_i - theta_j| <= cnf_i + (sqrt(6) - 1) cnf_j``; the walk stops at the first that
+    fails, and the last accepted is chosen: the narrowest estimator still consistent with every
+    wider one. This is Open Bandit Pipeline's ``_tune_hyperparam_with_slope`` rule, with
+    ``cnf`` the distance from the estimate to its interval's lower bound.
+
+    Parameters
+    ----------
+    values, widths : dict of str to float
+        Each estimator's estimate and ``cnf``; those with a non-finite value or width are left
+        out. None when none is left.
+
+    Examples
+    --------
+    >>> slope({"ips": 10.0, "dr": 10.5, "dm": 14.0}, {"ips": 2.0, "dr": 1.0, "dm": 0.2})
+    'dr'
+    >>> slope({"ips": 10.0, "dr": 10.5, "dm": 11.0}, {"ips": 2.0, "dr": 1.0, "dm": 0.2})
+    'dm'
+    """
+    names = [
+        n for n in values if math.isfinite(values[n]) and math.isfinite(widths.get(n, math.nan))
+    ]
+    if not names:
+        return None
+    order = sorted(names, key=lambda n: -widths[n])  # stable: ties keep the given order
+    accepted: list[str] = []
+    for name in order:
+        theta, cnf = values[name], widths[name]
+        if accepted and not all(
+            abs(values[j] - theta) <= cnf + _SLOPE_C * widths[j] for j in accepted
+        ):
+            break
+        accepted.append(name)
+    return accepted[-1]
+
+
 def _require(value: FloatArray | None, name: str) -> FloatArray:
     if value is None:
         raise InvalidInputError("inputs", f"{name} (reward-model predictions)", None)
@@ -344,7 +481,7 @@ def _require(value: FloatArray | None, name: str) -> FloatArray:
 
 
 ESTIMATORS: dict[str, type[Estimator]] = {
-    cls.name: cls for cls in (Replay, IPS, SNIPS, DM, DR, SNDR, SwitchDR)
+    cls.name: cls for cls in (Replay, IPS, SNIPS, DM, DR, SNDR, SwitchDR, DRos, SGIPS)
 }
 
 
@@ -352,13 +489,16 @@ def make_estimators(
     names: list[str] | tuple[str, ...], clip: float | None = None
 ) -> list[Estimator]:
     """Estimators by name (``replay``, ``ips``, ``snips``, ``dm``, ``dr``, ``sndr``,
-    ``switch-dr``); ``clip`` applies to those that clip weights (Switch-DR uses it as its
-    threshold).
+    ``switch-dr``, ``dr-os``, ``sg-ips``); ``clip`` applies to those that clip weights (Switch-DR
+    uses it as its threshold). ``dr-os`` and ``sg-ips`` give one estimator per point of their
+    grid (:data:`GRIDS`).
 
     Examples
     --------
     >>> [e.name for e in make_estimators(["ips", "dr"], clip=10.0)]
     ['ips', 'dr']
+    >>> [e.key for e in make_estimators(["dr-os"])][:2]
+    ['dr-os(lambda=1)', 'dr-os(lambda=10)']
     """
     out: list[Estimator] = []
     for name in names:
@@ -369,6 +509,10 @@ def make_estimators(
             out.append(cls(clip=clip))
         elif cls is SwitchDR:
             out.append(SwitchDR(threshold=clip) if clip is not None else SwitchDR())
+        elif cls is DRos:
+            out.extend(DRos(shrinkage=v) for v in SHRINKAGE_GRID)
+        elif cls is SGIPS:
+            out.extend(SGIPS(shrinkage=v) for v in SG_GRID)
         else:
             out.append(cls())
     return out

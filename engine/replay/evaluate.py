@@ -1,11 +1,11 @@
 """Off-policy evaluation of candidate policies on logged data, fanned out over shards.
 
-The plan: split the logs in time (train / test), fit the reward model on the train split, train
-every static candidate on it (one task each), then score the static candidates and baselines on
-each fixed-size test shard (one task per shard, bootstrap resamples included) and replay each
-learning candidate through the test split (one task each). Shard boundaries depend on
-the data only, and bootstrap weights on (seed, shard) only, so the numbers are the same whichever
-way the tasks ran. Shard results are added in shard order.
+The plan: split the logs in time (train / test), cross-fit the reward model over every row in
+folds of customers, train every static candidate on the train split (one task each), then score
+the static candidates and baselines on each fixed-size test shard (one task per shard, bootstrap
+resamples included) and replay each learning candidate through the test split (one task each).
+Shard boundaries depend on the data only, and bootstrap weights on (seed, shard) only, so the
+numbers are the same whichever way the tasks ran. Shard results are added in shard order.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from engine.replay.candidates import (
 )
 from engine.replay.data import LoggedData
 from engine.replay.diagnostics import Diagnostics, merge_diagnostic_sums
-from engine.replay.estimators import INTERVAL_METHODS, bootstrap_values, check_alpha
+from engine.replay.estimators import INTERVAL_METHODS, SLOPE, bootstrap_values, check_alpha
 from engine.replay.external import load_distribution
 from engine.replay.fanout import Runner, Task, TaskFailure
 from engine.replay.intervals import (
@@ -41,7 +41,7 @@ from engine.replay.intervals import (
     percentile_interval,
 )
 from engine.replay.results import CandidateResult, Estimate, Evaluation, Gate, LiftEstimate
-from engine.replay.rewardmodel import RewardModel
+from engine.replay.rewardmodel import cross_fit, customer_folds, n_folds
 from engine.replay.support import unseen_offers
 
 # Below this many (test rows x candidates) Ray's start-up costs more than it saves: a local Ray
@@ -64,6 +64,7 @@ def evaluate(
     runner: Runner | None = None,
     cluster: str = "auto",
     gate: Gate | None = None,
+    folds: int | None = None,
 ) -> Evaluation:
     """Evaluate candidates (plus the logging, uniform and control baselines) on ``data``.
 
@@ -75,7 +76,7 @@ def evaluate(
     config : EvalConfig
         Estimators, clipping, bootstrap resamples, seed, replay batch size.
     train_fraction : float
-        Leading share of rows (by time) that trains the static candidates and the reward model.
+        Leading share of rows (by time) that trains the static candidates.
     shard_rows : int
         Rows per test shard (the unit of parallel work).
     control_action : int, optional
@@ -92,6 +93,10 @@ def evaluate(
         resampled) or rows. ``auto``: customers whenever a customer has several rows.
     gate : Gate, optional
         Thresholds below which the evidence is too weak for a GO (see :class:`Gate`).
+    folds : int, optional
+        Folds of the cross-fitted reward model (customers dealt at random; every evaluation row
+        is predicted by the model of the other folds, :mod:`engine.replay.rewardmodel`). By
+        default 5, or 2 when that leaves fewer than 20 customers per fold.
 
     Returns
     -------
@@ -105,8 +110,10 @@ def evaluate(
         raise InvalidInputError(
             "n_bootstrap", "at least 2 for bootstrap intervals", config.n_bootstrap
         )
-    if primary not in config.estimators:
-        raise InvalidInputError("primary", f"one of the estimators {config.estimators}", primary)
+    if primary not in (*config.estimators, SLOPE):
+        raise InvalidInputError(
+            "primary", f"one of the estimators {config.estimators} or {SLOPE!r}", primary
+        )
     if shard_rows < 1:
         raise InvalidInputError("shard_rows", "an int >= 1", shard_rows)
     if control_action is not None and not 0 <= control_action < data.n_actions:
@@ -118,8 +125,7 @@ def evaluate(
     for c in candidates:  # a bad hyperparameter fails here, before any task runs
         if c.kind != "external":
             make_policy(c.spec, data.n_actions, data.n_features, seed=config.seed)
-    # Ready-made candidates need no training: without trained ones, every row evaluates and
-    # the reward model is cross-fitted (each half of the customers predicted by the other's).
+    # Ready-made candidates need no training: without trained ones, every row evaluates.
     every_row = bool(candidates) and all(c.kind == "external" for c in candidates)
     if every_row:
         train_fraction = 0.0
@@ -156,18 +162,16 @@ def evaluate(
     needs_model = any(e.needs_model for e in config.make())
     coef = None
     fold = None
-    if needs_model and every_row:
-        fold = (test.customer if test.customer is not None else np.arange(test.n_rounds)) % 2
-        coef = np.stack(
-            [
-                RewardModel.fit(
-                    test.context[fold == j], test.action[fold == j], test.reward[fold == j], k
-                ).coef
-                for j in (0, 1)
-            ]
-        )
-    elif needs_model and train.n_rounds > 0:
-        coef = RewardModel.fit(train.context, train.action, train.reward, k).coef
+    n_model_folds = 0
+    if needs_model:
+        # Cross-fitted over every row (the train split's too), customers dealt into folds: an
+        # evaluation row is predicted by a model that saw neither it nor its customer.
+        units = data.customer if data.customer is not None else None
+        n_units = data.n_rounds if units is None else int(np.unique(units).shape[0])
+        n_model_folds = n_folds(n_units, folds)
+        all_folds = customer_folds(units, data.n_rounds, n_model_folds, config.seed)
+        coef = cross_fit(data.context, data.action, data.reward, k, all_folds, n_model_folds)
+        fold = all_folds[train.n_rounds :]
     p_min = float(test.propensity.min())
     unseen = unseen_offers(data)
     shards = _shards(
@@ -233,6 +237,9 @@ def evaluate(
             _combine(result, [p for p in parts if p is not None], alpha)
     if clustered:
         _cluster_bootstrap(list(results.values()), collected, config, alpha)
+    for result in results.values():
+        if result.status == "ok":
+            result.select(interval)
     _paired_lifts(list(results.values()), alpha)
     return Evaluation(
         candidates=list(results.values()),
@@ -262,6 +269,7 @@ def evaluate(
             "eligibility_known": data.eligible is not None,
             "gate": asdict(gate or Gate()),
             "reward_model_cross_fitted": fold is not None,
+            "reward_model_folds": n_model_folds,
         },
     )
 

@@ -36,6 +36,7 @@ def write_report(evaluation: Evaluation, out_dir: str | Path) -> dict[str, Path]
     # The decision's cause and the train / evaluation split, in the words the CLI prints.
     data["decision"] = {**data["decision"], "verdict": verdict(evaluation)}
     data["split"] = split_note(evaluation)
+    data["slope"] = slope_note(evaluation)
     paths["json"].write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     _ranking_plot(evaluation, paths["ranking"])
     _estimator_plot(evaluation, paths["estimators"])
@@ -53,13 +54,14 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 def split_note(evaluation: Evaluation) -> str:
     """Which rows trained and which evaluated, and what static and learning candidates are."""
     n_rows = evaluation.n_train + evaluation.n_test
+    folds = evaluation.info.get("reward_model_folds")
+    model = (
+        f"; the reward model is cross-fitted in {folds} folds of customers (each row predicted "
+        "by a model that saw neither it nor its customer)"
+        if evaluation.info.get("reward_model_cross_fitted")
+        else ""
+    )
     if evaluation.info.get("every_row"):
-        model = (
-            "; the reward model is cross-fitted (each half of the customers predicted by a "
-            "model of the other half)"
-            if evaluation.info.get("reward_model_cross_fitted")
-            else ""
-        )
         return (
             f"scored on every logged row ({evaluation.n_test} decisions): ready-made candidates "
             f"(snapshot:, file:) need no training split{model}"
@@ -68,9 +70,25 @@ def split_note(evaluation: Evaluation) -> str:
     how = f" (--train-fraction {share:g})" if isinstance(share, int | float) else ""
     return (
         f"evaluated on the later {evaluation.n_test} of {n_rows} decisions (by time); the "
-        f"earlier {evaluation.n_train}{how} trained the static candidates (then frozen) and the "
-        "reward model; learning candidates start untrained and learn while they replay the "
-        "evaluation rows"
+        f"earlier {evaluation.n_train}{how} trained the static candidates (then frozen); "
+        "learning candidates start untrained and learn while they replay the evaluation "
+        f"rows{model}"
+    )
+
+
+def slope_note(evaluation: Evaluation) -> str:
+    """Which estimator SLOPE chose for the candidate the verdict is about (the GO candidate, else
+    the best-ranked one), with its estimate and interval, next to the primary estimator."""
+    decision = evaluation.decision()
+    label = decision.get("candidate") or decision.get("refused")
+    ranked = [c for c in evaluation.ranking() if c.kind != "baseline"]
+    c = next((c for c in ranked if c.label == label), ranked[0] if ranked else None)
+    if c is None or "slope" not in c.chosen:
+        return "estimator chosen by SLOPE: none (no candidate with finite intervals)"
+    low, high = c.interval("slope", evaluation.interval)
+    return (
+        f"estimator chosen by SLOPE: {c.chosen['slope']} for {c.label}, "
+        f"{_fmt(c.value('slope'))} [{_fmt(low)}, {_fmt(high)}] (primary: {evaluation.primary})"
     )
 
 

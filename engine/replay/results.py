@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from engine.replay.diagnostics import Diagnostics
+from engine.replay.estimators import GRIDS, SLOPE, slope
 from engine.types import FloatArray
 
 # Estimators whose value is a fitted reward model's prediction alone. Their interval measures the
@@ -17,6 +18,11 @@ from engine.types import FloatArray
 # estimators correct exactly that bias with the logged rewards. Disagreement among the others
 # (IPS 94.8 vs DR 209.8 in the issue's repro) still refuses.
 MODEL_ONLY = frozenset({"dm"})
+# Estimators biased by design (shrunk weights trade bias for variance, so their interval does not
+# cover the bias either): DR with optimistic shrinkage at a small lambda is nearly DM, and
+# subgaussian IPS pulls every weight toward 1 / lambda. Left out of the disagreement check for
+# the reason DM is.
+SHRUNK = frozenset({"dr-os", "sg-ips"})
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,8 @@ class Gate:
 
     A candidate whose lower bound beats the logging policy is still refused when
     its estimators disagree beyond their intervals (two intervals that do not overlap; the
-    model-only estimators of ``MODEL_ONLY`` are left out of that comparison), its
+    model-only estimators of ``MODEL_ONLY``, the shrunk ones of ``SHRUNK`` and SLOPE's copy
+    of one of them are left out of that comparison), its
     effective sample size is below ``min_ess``, its match rate (mean probability of the logged
     offer) is below ``min_match_rate``, or, when the logs have no ``eligible`` column, more
     than ``max_unseen`` of its probability goes to offers the logs never showed in a row's
@@ -42,7 +49,9 @@ class Gate:
         intervals = [
             (name, c.interval(name, method))
             for name in c.estimates
-            if name not in MODEL_ONLY and all(math.isfinite(v) for v in c.interval(name, method))
+            if name not in MODEL_ONLY | SHRUNK
+            and name != SLOPE  # a copy of one of the others
+            and all(math.isfinite(v) for v in c.interval(name, method))
         ]
         for i, (name_a, (low_a, high_a)) in enumerate(intervals):
             for name_b, (low_b, high_b) in intervals[i + 1 :]:
@@ -104,6 +113,39 @@ class CandidateResult:
     diagnostics: Diagnostics | None = None
     lift: dict[str, LiftEstimate] = field(default_factory=dict)
     replicates: dict[str, FloatArray] = field(default_factory=dict, repr=False)
+    # What SLOPE chose: for a grid family ("dr-os") the member ("dr-os(lambda=100)"), and for
+    # "slope" the estimator among all the others.
+    chosen: dict[str, str] = field(default_factory=dict)
+    grid: dict[str, Estimate] = field(default_factory=dict)  # every member of every grid
+
+    def select(self, method: str) -> None:
+        """Narrow each grid family to the member SLOPE picks, then pick the estimator the
+        ``slope`` entry reports (:func:`engine.replay.estimators.slope`), with ``method``'s
+        interval as each estimator's confidence width (estimate minus lower bound)."""
+        for family in GRIDS:
+            members = [k for k in self.estimates if k.startswith(f"{family}(")]
+            if not members:
+                continue
+            pick = self._slope(members, method) or members[-1]
+            for k in members:
+                self.grid[k] = self.estimates.pop(k)
+            self.estimates[family] = self.grid[pick]
+            self.chosen[family] = pick
+            if pick in self.replicates:
+                self.replicates[family] = self.replicates[pick]
+        best = self._slope([k for k in self.estimates if k != SLOPE], method)
+        if best is None:
+            return
+        self.estimates[SLOPE] = self.estimates[best]
+        self.chosen[SLOPE] = self.chosen.get(best, best)
+        if best in self.replicates:
+            self.replicates[SLOPE] = self.replicates[best]
+
+    def _slope(self, names: list[str], method: str) -> str | None:
+        estimates = {k: self.estimates[k] for k in names}
+        values = {k: e.value for k, e in estimates.items()}
+        widths = {k: e.value - self.interval(k, method)[0] for k, e in estimates.items()}
+        return slope(values, widths)
 
     @property
     def warning(self) -> str | None:
@@ -224,6 +266,8 @@ class Evaluation:
                     "status": c.status,
                     "error": c.error,
                     "estimates": {k: asdict(v) for k, v in c.estimates.items()},
+                    "chosen_by_slope": c.chosen,
+                    "grid": {k: asdict(v) for k, v in c.grid.items()},
                     "lift_vs_logging": {k: asdict(v) for k, v in c.lift.items()},
                     "diagnostics": None if c.diagnostics is None else asdict(c.diagnostics),
                     "overlap_warning": c.warning,

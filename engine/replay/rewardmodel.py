@@ -1,7 +1,11 @@
 """The reward model of the direct and doubly robust estimators: one ridge regression per offer.
 
-It is fit on the train split only, so the test rows it predicts on never taught it (the DR
-estimate stays unbiased however wrong the model is). Plain numpy: one (d+1)x(d+1) solve per offer.
+It is cross-fitted (:func:`cross_fit`): customers are dealt into k folds, and each row is
+predicted by the model fit on the other folds, so no row (nor any other row of its customer) ever
+taught the prediction it is scored with. An in-sample model has learnt each row's own noise: its
+residuals r - q are too small, so DR's correction falls short and DR drifts toward the model's
+bias (tests/engine/replay/test_crossfit.py measures it). Plain numpy: one (d+1)x(d+1) solve per
+offer and fold.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from engine.errors import InvalidParameterError
+from engine.errors import InvalidInputError, InvalidParameterError
 from engine.types import FloatArray, IntArray
 
 
@@ -88,3 +92,82 @@ class RewardModel:
     def predict(self, contexts: FloatArray) -> FloatArray:
         """Predicted reward of every offer, array of shape (n_rounds, n_actions)."""
         return contexts @ self.coef[:, :-1].T + self.coef[:, -1]
+
+
+#: Folds of the cross-fitted reward model when ``--folds`` is not given, and the fewest customers
+#: per fold below which 2 folds are used instead.
+DEFAULT_FOLDS = 5
+MIN_CUSTOMERS_PER_FOLD = 20
+
+
+def n_folds(n_customers: int, requested: int | None = None) -> int:
+    """Folds for ``n_customers`` independent units: ``requested``, or by default 5, or 2 when
+    that would leave fewer than 20 customers in a fold.
+
+    Examples
+    --------
+    >>> n_folds(1000), n_folds(60), n_folds(60, 3)
+    (5, 2, 3)
+    """
+    if requested is not None:
+        if not 2 <= requested <= max(n_customers, 2):
+            raise InvalidInputError(
+                "--folds", f"an int in [2, {max(n_customers, 2)}] (the customers)", requested
+            )
+        return int(requested)
+    if n_customers < DEFAULT_FOLDS * MIN_CUSTOMERS_PER_FOLD:
+        return 2
+    return DEFAULT_FOLDS
+
+
+def customer_folds(customer: IntArray | None, n_rows: int, folds: int, seed: int = 0) -> IntArray:
+    """Each row's fold: customers (rows, without a customer column) dealt at random into
+    ``folds`` folds of nearly equal size, fixed by ``seed``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fold = customer_folds(np.array([7, 3, 7, 9, 3]), 5, 2)
+    >>> bool(fold[0] == fold[2] and fold[1] == fold[4]), sorted(set(fold.tolist()))
+    (True, [0, 1])
+    """
+    units = np.arange(n_rows) if customer is None else np.asarray(customer)
+    codes, inverse = np.unique(units, return_inverse=True)
+    rank = np.random.default_rng([seed, 0xF01D]).permutation(codes.shape[0])
+    return (rank % folds)[inverse].astype(np.int64)
+
+
+def cross_fit(
+    contexts: FloatArray,
+    actions: IntArray,
+    rewards: FloatArray,
+    n_actions: int,
+    fold: IntArray,
+    folds: int,
+    l2: float = 1.0,
+) -> FloatArray:
+    """One model per fold, each fit on the rows of every other fold.
+
+    Returns
+    -------
+    array of shape (folds, n_actions, n_features + 1)
+        ``coef[j]`` never saw a row of fold j; :func:`predict_out_of_fold` predicts with it.
+    """
+    return np.stack(
+        [
+            RewardModel.fit(
+                contexts[fold != j], actions[fold != j], rewards[fold != j], n_actions, l2
+            ).coef
+            for j in range(folds)
+        ]
+    )
+
+
+def predict_out_of_fold(coef: FloatArray, contexts: FloatArray, fold: IntArray) -> FloatArray:
+    """Every offer's prediction for each row by the model of its fold (:func:`cross_fit`),
+    array of shape (n_rounds, n_actions)."""
+    out = np.empty((contexts.shape[0], coef.shape[1]))
+    for j in range(coef.shape[0]):
+        rows = fold == j
+        out[rows] = contexts[rows] @ coef[j, :, :-1].T + coef[j, :, -1]
+    return out

@@ -5,8 +5,10 @@ Two kinds of targets:
 * ``ips``: each logged row teaches its logged offer, weighted by 1 / propensity (policies with an
   ``importance_weighting`` switch get it turned on), which undoes the logging policy's preferences;
 * ``dr``: every eligible offer of every row is taught its doubly robust pseudo-reward
-  q(x, a) + 1[a = logged] (r - q(x, logged)) / propensity, with q a ridge reward model fit on the
-  same logs, so offers the logging policy rarely chose still get a sensible estimate.
+  q(x, a) + 1[a = logged] (r - q(x, logged)) / propensity, with q a ridge reward model
+  cross-fitted on the same logs (each row's q from the folds of customers it is not in, so the
+  correction term keeps the row's own noise instead of having learnt it), so offers the logging
+  policy rarely chose still get a sensible estimate.
 """
 
 from __future__ import annotations
@@ -21,14 +23,18 @@ from engine.errors import InvalidInputError
 from engine.journal.snapshot import read_snapshot, write_snapshot
 from engine.policies import Policy, make_policy
 from engine.replay.data import LoggedData
-from engine.replay.rewardmodel import RewardModel
+from engine.replay.rewardmodel import cross_fit, customer_folds, n_folds, predict_out_of_fold
 
 TARGETS = ("ips", "dr")
 _CHUNK = 4096
 
 
 def train_policy(
-    data: LoggedData, spec: str | dict[str, Any], target: str = "ips", seed: int | None = 0
+    data: LoggedData,
+    spec: str | dict[str, Any],
+    target: str = "ips",
+    seed: int | None = 0,
+    folds: int | None = None,
 ) -> Policy:
     """Learn a policy from logs, rows taken in time order.
 
@@ -39,6 +45,9 @@ def train_policy(
         A :func:`engine.policies.make_policy` spec without grids.
     target : {"ips", "dr"}
     seed : int, optional
+    folds : int, optional
+        Folds of the ``dr`` target's cross-fitted reward model
+        (:func:`engine.replay.rewardmodel.n_folds`: by default 5, 2 with few customers).
 
     Returns
     -------
@@ -72,14 +81,17 @@ def train_policy(
             )
         return policy
     policy = make_policy(spec, k, d, seed=seed)
-    model = RewardModel.fit(data.context, data.action, data.reward, k)
+    units = data.n_rounds if data.customer is None else int(np.unique(data.customer).shape[0])
+    n = n_folds(units, folds)
+    fold = customer_folds(data.customer, data.n_rounds, n, seed or 0)
+    coef = cross_fit(data.context, data.action, data.reward, k, fold, n)
     mask = data.action_mask()
     for start in range(0, data.n_rounds, _CHUNK):
         rows = slice(start, start + _CHUNK)
         X = data.context[rows]
         logged = data.action[rows]
         n = X.shape[0]
-        pseudo = model.predict(X)
+        pseudo = predict_out_of_fold(coef, X, fold[rows])
         index = np.arange(n)
         correction = (data.reward[rows] - pseudo[index, logged]) / data.propensity[rows]
         pseudo[index, logged] += correction
@@ -108,8 +120,12 @@ def write_trained_snapshot(
     target: str,
     campaign: str = "",
     version: str | None = None,
+    encoder: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``policy`` as an nbo snapshot (see :mod:`engine.journal.snapshot`) and read it back.
+
+    ``encoder`` (an :meth:`engine.features.Encoder.state`) goes into the header when known, so
+    a server loading the snapshot encodes with the statistics the model was trained under.
 
     Returns the snapshot header.
     """
@@ -124,6 +140,8 @@ def write_trained_snapshot(
         "last_reward_seq": 0,
         "trained_offline": {"source": data.source, "target": target, "rows": data.n_rounds},
     }
+    if encoder is not None:
+        header["encoder"] = encoder
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_snapshot(path, header, policy)

@@ -159,6 +159,19 @@ def register(subparsers: Any) -> None:
         help=f"JSON log level on stderr; debug logs every call [{d.log_level}]",
     )
     p.add_argument(
+        "--reset-model",
+        dest="reset_models",
+        action="append",
+        nargs="?",
+        const="*",
+        metavar="CAMPAIGN",
+        help="when a campaign's stored model no longer fits its features (a feature change), "
+        "start a fresh model that learns from the journal's rewards under the new features "
+        "instead of refusing to start; without CAMPAIGN, for every campaign. A campaign whose "
+        "model fits keeps it (the flag is then ignored, with a warning). The models before "
+        "stay in the registry",
+    )
+    p.add_argument(
         "--server-config",
         type=Path,
         metavar="TOML",
@@ -197,13 +210,18 @@ def handle(args: argparse.Namespace) -> int:
     if not config.campaigns:
         raise ConfigError("config: expected at least one --config campaign file, got none")
     configure_logging(config.log_level)
-    if args.journal:
-        return serve(config, journal_engines(args.journal, len(config.campaigns)))
+    if args.journal or args.reset_models:
+        resets = tuple(args.reset_models or ())
+        return serve(config, journal_engines(args.journal, len(config.campaigns), resets))
     return serve(config)
 
 
-def journal_engines(url: str, n_campaigns: int) -> Callable[[Path, Path], Engine]:
-    """``(config_path, data_dir) -> Engine`` opening each campaign's journal at ``url``.
+def journal_engines(
+    url: str | None, n_campaigns: int, reset_models: tuple[str, ...] = ()
+) -> Callable[[Path, Path], Engine]:
+    """``(config_path, data_dir) -> Engine`` opening each campaign's journal at ``url`` (None:
+    the data dir's), with ``--reset-model`` for the campaigns ``reset_models`` names (``*``:
+    all).
 
     Raises
     ------
@@ -214,15 +232,18 @@ def journal_engines(url: str, n_campaigns: int) -> Callable[[Path, Path], Engine
     from engine.errors import ConfigError
     from engine.journal.backends import journal_kind, redact_url
 
-    if journal_kind(url) == "sqlite" and n_campaigns > 1:
+    if url and journal_kind(url) == "sqlite" and n_campaigns > 1:
         raise ConfigError(
             f"journal: expected postgresql://... for {n_campaigns} campaigns (a SQLite file holds "
             f"one), got {redact_url(url)}"
         )
 
     def open_engine(config_path: Path, data_dir: Path) -> Engine:
+        from engine.campaign import load_campaign
         from engine.core import Engine  # imported when serving starts: numba compiles on import
 
-        return Engine.from_config(config_path, data_dir=data_dir, journal_url=url)
+        config = load_campaign(config_path)
+        reset = "*" in reset_models or config.name in reset_models
+        return Engine(config, data_dir, journal_url=url, reset_model=reset)
 
     return open_engine

@@ -20,18 +20,22 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
 
 from engine.errors import DeadlineExceededError, InvalidInputError, NboError, NotFoundError
+from engine.journal.registry import ModelVersion
 from engine.serving import codec
 from engine.serving.campaigns import Campaigns
 from engine.serving.logs import LOGGER_NAME, request_id_var
 from engine.serving.metrics import ServerMetrics
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from engine.core import ModelChange
 
 _log = logging.getLogger(LOGGER_NAME)
 INLINE_BATCH_ROWS = 64  # DecideBatch calls of at most this many rows run on the event loop
@@ -228,8 +232,52 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         )
 
 
+def admin_identity(context: grpc.ServicerContext) -> str:
+    """Who makes an admin call, as the registry records it: the client certificate's common
+    name under mutual TLS, and the peer address."""
+    parts = []
+    auth = context.auth_context() or {}
+    names = auth.get("x509_common_name") or []
+    if names:
+        parts.append("cn=" + b",".join(names).decode(errors="replace"))
+    parts.append("peer=" + context.peer())
+    return " ".join(parts)
+
+
+def model_message(version: ModelVersion, live: str) -> pb.ModelVersion:
+    """A registry version as the proto's ModelVersion."""
+    return pb.ModelVersion(
+        version=version.version,
+        kind=version.kind,
+        created=version.created,
+        origin=json.dumps(version.origin, sort_keys=True),
+        origin_summary=version.origin_summary(),
+        parent=version.parent or "",
+        bytes_kept=version.bytes_kept,
+        live=version.version == live,
+        last_reward_seq=version.last_reward_seq,
+        n_rewards=version.n_rewards,
+        policy_class=version.policy_class,
+        sha256=version.sha256 or "",
+        offer_ids=version.offer_ids,
+        feature_names=version.feature_names,
+    )
+
+
+def _change_fields(campaign: str, change: ModelChange) -> dict[str, Any]:
+    """The fields PromoteModelResponse and RollbackModelResponse share."""
+    live = change.version.version
+    return {
+        "campaign": campaign,
+        "model_version": live,
+        "unchanged": change.unchanged,
+        "model": model_message(change.version, live),
+    }
+
+
 class AdminServicer(pb_grpc.AdminServiceServicer):
-    """Model information, snapshots and promotion (token-protected by an interceptor)."""
+    """Model information, snapshots, the model registry: promotion, listing, rollback
+    (token-protected by an interceptor)."""
 
     def __init__(self, campaigns: Campaigns) -> None:
         self._campaigns = campaigns
@@ -254,6 +302,10 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             rewards_learned=info["n_rewards_applied"],
             reward_errors=counts["reward_errors"],
             config_hash=info["config_hash"],
+            kind=info["kind"],
+            origin=json.dumps(info["origin"], sort_keys=True),
+            parent=info["parent"] or "",
+            created=info["created"],
         )
 
     def Snapshot(
@@ -272,7 +324,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         # Only the campaign's model directory is read; a path outside it is PERMISSION_DENIED,
         # a bad file INVALID_ARGUMENT (engine/serving/status.py).
         try:
-            version = engine.promote(path)
+            change = engine.promote(path, who=admin_identity(context))
         except NboError:  # PermissionDeniedError is an OSError too: keep its status
             raise
         except FileNotFoundError as exc:  # removed between the check and the open
@@ -284,4 +336,32 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             raise InvalidInputError(
                 "snapshot_path", "a readable snapshot file", f"{path!r} ({exc.strerror})"
             ) from exc
-        return pb.PromoteModelResponse(campaign=name, model_version=version)
+        return pb.PromoteModelResponse(**_change_fields(name, change))
+
+    def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.ServicerContext
+    ) -> pb.ListModelsResponse:
+        name, engine, _ = self._campaigns.get(request.campaign)
+        live = engine.model_version
+        if request.version:
+            versions = [engine.model(request.version)]
+        else:
+            if request.limit < 0:
+                raise InvalidInputError("limit", "a number >= 0", request.limit)
+            versions = engine.models(
+                limit=min(request.limit or 100, 1000), before=request.before or None
+            )
+        return pb.ListModelsResponse(
+            campaign=name,
+            live_version=live,
+            models=[model_message(v, live) for v in versions],
+        )
+
+    def RollbackModel(
+        self, request: pb.RollbackModelRequest, context: grpc.ServicerContext
+    ) -> pb.RollbackModelResponse:
+        name, engine, _ = self._campaigns.get(request.campaign)
+        if not request.version:
+            raise InvalidInputError("version", "a model version such as v12", "an empty string")
+        change = engine.rollback(request.version, who=admin_identity(context))
+        return pb.RollbackModelResponse(**_change_fields(name, change))

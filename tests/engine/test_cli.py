@@ -12,7 +12,18 @@ import pytest
 from engine.cli import COMMAND_GROUP, build_parser, commands
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ALL = {"serve", "demo", "simulate", "evaluate", "train", "export", "lift", "bench"}
+ALL = {
+    "serve",
+    "demo",
+    "simulate",
+    "evaluate",
+    "train",
+    "export",
+    "lift",
+    "journal",
+    "model",
+    "bench",
+}
 
 
 def _entry_point(name: str, value: str) -> EntryPoint:

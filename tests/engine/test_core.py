@@ -15,7 +15,7 @@ import pytest
 from engine.campaign import in_control_group
 from engine.core import Engine
 from engine.errors import CorruptModelError, InvalidInputError, NotFoundError
-from engine.journal import read_snapshot
+from engine.journal import read_snapshot, write_snapshot
 from tests.engine.journal_files import read_journal, rebuilt_from_journal
 
 RENEWAL = Path(__file__).resolve().parents[2] / "examples" / "renewal.toml"
@@ -426,8 +426,16 @@ def test_snapshot_of_another_schema_is_refused(tmp_path, clock):
     version = small.snapshot()
     small.close()
     eng = Engine.from_config(RENEWAL, data_dir=tmp_path / "r", clock=clock)
-    with pytest.raises(CorruptModelError, match="expected a model over features"):
-        eng.load_snapshot(tmp_path / "s" / "snapshots" / "small" / f"{version}.snap")
+    path = tmp_path / "s" / "snapshots" / "small" / f"{version}.snap"
+    with pytest.raises(CorruptModelError, match="expected a model of campaign 'renewal', got "):
+        eng.load_snapshot(path)
+    header, policy = read_snapshot(path)
+    write_snapshot(path, dict(header, campaign="renewal"), policy)
+    with pytest.raises(
+        CorruptModelError,
+        match=r"over features .*\(the config against the model: added tenure_months",
+    ):
+        eng.load_snapshot(path)
     eng.close()
 
 

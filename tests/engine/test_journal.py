@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ from engine.journal import (
     read_snapshot,
     write_snapshot,
 )
-from engine.journal.backends import open_journal
 from engine.journal.base import ERROR_PERIOD_US, ERROR_SAMPLES
 from engine.journal.export import export_parquet, find_journal
 from engine.journal.records import ExportedDecision, RequestRow, StoredReward
@@ -67,36 +66,9 @@ def filled(tmp_path):
 
 
 # ---------------------------------------------------------------------- the backend contract
-# Every test taking ``backend`` (and ``reopen``) runs against each journal backend: the suite is
-# the definition of JournalBackend. A new backend adds a parameter to the ``backend`` fixture.
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request, tmp_path) -> str:
-    """Where the test's journal store is (campaign ``c``): a SQLite file or a new database."""
-    if request.param == "sqlite":
-        return str(tmp_path / "c.journal.sqlite")
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def reopen(store_url) -> Iterator[Callable[[], JournalBackend]]:
-    """Opens one more connection to the same, initially empty, journal store."""
-    opened: list[JournalBackend] = []
-
-    def open_backend() -> JournalBackend:
-        journal = open_journal(store_url, campaign="c")
-        opened.append(journal)
-        return journal
-
-    yield open_backend
-    for journal in opened:
-        journal.close()
-
-
-@pytest.fixture
-def backend(reopen) -> JournalBackend:
-    return reopen()
+# Every test taking ``backend`` (and ``reopen``, ``store_url``: fixtures of
+# tests/engine/conftest.py) runs against each journal backend: the suite is the definition of
+# JournalBackend.
 
 
 def raw_sql(url: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -165,7 +137,7 @@ def test_decisions_get_increasing_seqs_and_are_looked_up_with_their_reward(backe
     assert np.frombuffer(d2.context).tolist() == [2.0, 2.0]
     assert (d2.control, d2.cost, d2.reward_source, d2.reward) == (0, 2.0, None, None)
     backend.append_rewards([RewardRow("d2", d2.seq, 3_000_000, 7.0, 5.0, "reward")])
-    assert backend.lookup(["d2"])["d2"][-2:] == ("reward", 5.0)
+    assert backend.lookup(["d2"])["d2"][-3:] == ("reward", 5.0, cat)
     assert len(backend.lookup([f"d{i}" for i in range(1, 202)])) == 201  # past one IN chunk
 
 
@@ -500,7 +472,9 @@ def test_export_skips_rows_of_an_older_schema(filled, tmp_path):
     text = RENEWAL.read_text().replace('name = "days_to_renewal"', 'name = "days_left"')
     config = tmp_path / "changed.toml"
     config.write_text(text)
-    eng = Engine.from_config(config, data_dir=data, clock=lambda: T0 + 50 * 86400.0)
+    eng = Engine.from_config(
+        config, data_dir=data, clock=lambda: T0 + 50 * 86400.0, reset_model=True
+    )
     eng.decide("new", {"tenure_months": 3, "monthly_price": 20.0, "plan": "basic"})
     eng.close()
     summary = export_parquet(find_journal(data), tmp_path / "x.parquet")
@@ -536,12 +510,12 @@ def test_export_and_lift_commands(filled, tmp_path, capsys):
 
 
 def test_a_journal_of_another_schema_version_is_refused_by_name(backend, reopen):
-    assert backend.get_meta("schema_version") == "1"
-    backend.set_meta("schema_version", "2")
+    assert backend.get_meta("schema_version") == "2"
+    backend.set_meta("schema_version", "3")
     with pytest.raises(ConfigError) as newer:
         reopen()
-    assert "schema version 2, this nbo expects 1; it was written by a newer nbo" in str(newer.value)
+    assert "schema version 3, this nbo expects 2; it was written by a newer nbo" in str(newer.value)
     assert str(newer.value).startswith("journal ")
     backend.set_meta("schema_version", "0")
-    with pytest.raises(ConfigError, match="schema version 0, this nbo expects 1; this nbo has no"):
+    with pytest.raises(ConfigError, match="schema version 0, this nbo expects 2; this nbo has no"):
         reopen()

@@ -5,9 +5,12 @@ crafted headers, wrong parameter types, a crafted newest snapshot at start-up)."
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -341,15 +344,22 @@ def test_promote_refuses_crafted_shapes_and_parameter_types_without_allocating(
         assert _peak_rss_kb(server.proc.pid) - peak < 20_000
         assert c.model_info().model_version == info.model_version
         assert c.health() == "SERVING"
-        # A good file in the model directory is promoted by name.
+        # A good file in the model directory is promoted by name (the live model's own bytes
+        # change nothing; once the model learned, they make a new version).
         version = c.snapshot()
         newest = data_dir / "snapshots" / "renewal" / f"{version}.snap"
         shutil.copyfile(newest, data_dir / "models" / "renewal" / "good.snap")
-        assert c.promote("good.snap") != version
+        assert c.promote_model("good.snap").unchanged
+        c.reward(c.decide("before-good", customer(2)).decision_id, 10.0)
+        learned = c.snapshot()
+        promoted = c.promote_model("good.snap")
+        assert not promoted.unchanged and promoted.model.version not in (version, learned)
+        assert json.loads(promoted.model.origin)["file"] == "good.snap"
+        assert c.model_info().model_version == promoted.model.version
 
 
-@pytest.mark.slow
-def test_a_crafted_newest_snapshot_is_skipped_at_start_up(tmp_path: Path) -> None:
+def _served_three_snapshots(tmp_path: Path) -> tuple[Path, Path, list[str], list[str]]:
+    """A campaign that served 120 rewarded decisions over three snapshots, stopped."""
     config = campaign_config(tmp_path)
     data_dir = tmp_path / "data"
     engine = Engine.from_config(config, data_dir=data_dir, background=False)
@@ -360,14 +370,39 @@ def test_a_crafted_newest_snapshot_is_skipped_at_start_up(tmp_path: Path) -> Non
         engine.snapshot()
     offers, features = list(engine.offer_ids), list(engine.feature_names)
     engine.close()
-    folder = data_dir / "snapshots" / "renewal"
-    previous = list_snapshots(folder)[0]
-    for number, data in enumerate([
+    return config, data_dir, offers, features
+
+
+def _crafted_files(offers: list[str], features: list[str]) -> list[bytes]:
+    return [
         _crafted_snapshot(offers, features, n_actions=len(offers), n_features=1000),
         _crafted_snapshot(offers, features, alpha="x"),
-    ]):  # fmt: skip
-        crafted = folder / f"v{900 + number}.snap"
-        crafted.write_bytes(data)
+    ]
+
+
+@pytest.mark.slow
+def test_a_crafted_newest_model_is_skipped_at_start_up(tmp_path: Path) -> None:
+    """The registry's bytes are in the journal: crafted bytes stored as its newest kept models
+    are refused before a model is built, and the version before them is restored. Crafted
+    files in the snapshot directory are exports nobody reads once the registry has models."""
+    config, data_dir, offers, features = _served_three_snapshots(tmp_path)
+    journal = data_dir / "renewal.journal.sqlite"
+    db = sqlite3.connect(journal, isolation_level=None)
+    try:
+        (last,) = db.execute("SELECT MAX(version) FROM models").fetchone()
+        for number, data in enumerate(_crafted_files(offers, features), last + 1):
+            db.execute(
+                "INSERT INTO models SELECT ?, created_us, 'learned', '{}', version, catalog,"
+                " policy_class, last_reward_seq, n_rewards FROM models WHERE version = ?",
+                (number, number - 1),
+            )
+            db.execute("INSERT INTO model_blobs VALUES (?, ?, ?)",
+                       (number, hashlib.sha256(data).hexdigest(), data))  # fmt: skip
+    finally:
+        db.close()
+    folder = data_dir / "snapshots" / "renewal"
+    for number, data in enumerate(_crafted_files(offers, features)):
+        (folder / f"v{900 + number}.snap").write_bytes(data)
     server = ServeProcess(config, data_dir)
     try:
         server.wait_serving()
@@ -375,6 +410,47 @@ def test_a_crafted_newest_snapshot_is_skipped_at_start_up(tmp_path: Path) -> Non
         with server.client() as c:
             assert c.decide("after-crafted", customer(1)).decision_id
             assert c.model_info().rewards_learned == 120
+            assert int(c.model_info().model_version[1:]) > last + 2  # the number never goes back
+    finally:
+        assert server.stop() == 0
+    log = server.stderr()
+    assert f"model v{last + 2} refused" in log and f"model v{last + 1} refused" in log
+    assert f"model v{last} refused" not in log and "v900.snap" not in log
+
+
+@pytest.mark.slow
+def test_a_crafted_newest_snapshot_is_skipped_on_the_first_start_after_migrating(
+    tmp_path: Path,
+) -> None:
+    """A journal migrated from version 1 has no registry yet: its model is imported from the
+    snapshot directory, whose crafted newest files are refused (before a model is built) in
+    favour of the previous one."""
+    config, data_dir, offers, features = _served_three_snapshots(tmp_path)
+    journal = data_dir / "renewal.journal.sqlite"
+    db = sqlite3.connect(journal, isolation_level=None)
+    try:  # back to what a version-1 nbo left: no registry; decisions name v<N> as before
+        for statement in ("DROP TABLE model_blobs", "DROP TABLE models",
+                          "UPDATE meta SET value = '1' WHERE key = 'schema_version'"):  # fmt: skip
+            db.execute(statement)
+    finally:
+        db.close()
+    assert subprocess.run(
+        [sys.executable, "-m", "engine.cli", "journal", "migrate", "--data-dir", str(data_dir),
+         "--campaign", "renewal"], cwd=REPO, timeout=120, capture_output=True,
+    ).returncode == 0  # fmt: skip
+    folder = data_dir / "snapshots" / "renewal"
+    previous = list_snapshots(folder)[0]
+    for number, data in enumerate(_crafted_files(offers, features)):
+        (folder / f"v{900 + number}.snap").write_bytes(data)
+    server = ServeProcess(config, data_dir)
+    try:
+        server.wait_serving()
+        assert server.rss_kb() < 1_000_000
+        with server.client() as c:
+            assert c.decide("after-crafted", customer(1)).decision_id
+            assert c.model_info().rewards_learned == 120
+            (imported, *_) = c.list_models()[::-1]
+            assert json.loads(imported.origin)["imported"] == previous.name
     finally:
         assert server.stop() == 0
     log = server.stderr()

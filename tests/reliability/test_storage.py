@@ -242,18 +242,32 @@ def _corrupt(path: Path, how: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["truncated", "flipped", "emptied"])
-def test_a_corrupt_newest_snapshot_is_refused_loudly_and_the_previous_one_used(
+def test_a_corrupt_newest_model_is_refused_loudly_and_the_previous_one_used(
     tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     config, data_dir = _snapshots_with_journal(tmp_path)
     newest, previous = list_snapshots(data_dir / "snapshots" / "renewal")[:2]
     previous_header, _ = read_snapshot(previous)
     _corrupt(newest, how)
+    # Recovery reads the model registry in the journal, not the exported files: corrupt the
+    # newest kept model there the same way (a damaged page of the journal file).
+    db = sqlite3.connect(data_dir / "renewal.journal.sqlite")
+    with db:
+        (version, blob), *_ = db.execute(
+            "SELECT version, model FROM model_blobs ORDER BY version DESC"
+        ).fetchall()
+        damaged = tmp_path / "blob"
+        damaged.write_bytes(blob)
+        _corrupt(damaged, how)
+        db.execute(
+            "UPDATE model_blobs SET model = ? WHERE version = ?", (damaged.read_bytes(), version)
+        )
+    db.close()
     with caplog.at_level(logging.WARNING, logger="nbo"):
         engine = Engine.from_config(config, data_dir=data_dir, background=False)
     try:
-        refusals = [r for r in caplog.records if str(newest) in r.getMessage()]
-        assert refusals, f"no warning names the refused snapshot {newest}"
+        refusals = [r for r in caplog.records if f"model v{version} refused" in r.getMessage()]
+        assert refusals, f"no warning names the refused model v{version}"
         assert refusals[0].levelno == logging.WARNING
         assert "checksum" in refusals[0].getMessage() or "snapshot" in refusals[0].getMessage()
         # Started from the previous snapshot and replayed the journal after it: the model is the

@@ -222,7 +222,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self, campaign: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("campaign", "model_version", "policy", "offer_ids", "feature_names", "decisions", "rewards", "pending_decisions", "rewards_learned", "reward_errors", "config_hash")
+    __slots__ = ("campaign", "model_version", "policy", "offer_ids", "feature_names", "decisions", "rewards", "pending_decisions", "rewards_learned", "reward_errors", "config_hash", "kind", "origin", "parent", "created")
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -234,6 +234,10 @@ class ModelInfo(_message.Message):
     REWARDS_LEARNED_FIELD_NUMBER: _ClassVar[int]
     REWARD_ERRORS_FIELD_NUMBER: _ClassVar[int]
     CONFIG_HASH_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
     campaign: str
     model_version: str
     policy: str
@@ -245,7 +249,85 @@ class ModelInfo(_message.Message):
     rewards_learned: int
     reward_errors: int
     config_hash: str
-    def __init__(self, campaign: _Optional[str] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., offer_ids: _Optional[_Iterable[str]] = ..., feature_names: _Optional[_Iterable[str]] = ..., decisions: _Optional[int] = ..., rewards: _Optional[int] = ..., pending_decisions: _Optional[int] = ..., rewards_learned: _Optional[int] = ..., reward_errors: _Optional[int] = ..., config_hash: _Optional[str] = ...) -> None: ...
+    kind: str
+    origin: str
+    parent: str
+    created: float
+    def __init__(self, campaign: _Optional[str] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., offer_ids: _Optional[_Iterable[str]] = ..., feature_names: _Optional[_Iterable[str]] = ..., decisions: _Optional[int] = ..., rewards: _Optional[int] = ..., pending_decisions: _Optional[int] = ..., rewards_learned: _Optional[int] = ..., reward_errors: _Optional[int] = ..., config_hash: _Optional[str] = ..., kind: _Optional[str] = ..., origin: _Optional[str] = ..., parent: _Optional[str] = ..., created: _Optional[float] = ...) -> None: ...
+
+class ModelVersion(_message.Message):
+    __slots__ = ("version", "kind", "created", "origin", "origin_summary", "parent", "bytes_kept", "live", "last_reward_seq", "n_rewards", "policy_class", "sha256", "offer_ids", "feature_names")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    BYTES_KEPT_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    LAST_REWARD_SEQ_FIELD_NUMBER: _ClassVar[int]
+    N_REWARDS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_CLASS_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    OFFER_IDS_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    kind: str
+    created: float
+    origin: str
+    origin_summary: str
+    parent: str
+    bytes_kept: bool
+    live: bool
+    last_reward_seq: int
+    n_rewards: int
+    policy_class: str
+    sha256: str
+    offer_ids: _containers.RepeatedScalarFieldContainer[str]
+    feature_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[str] = ..., kind: _Optional[str] = ..., created: _Optional[float] = ..., origin: _Optional[str] = ..., origin_summary: _Optional[str] = ..., parent: _Optional[str] = ..., bytes_kept: _Optional[bool] = ..., live: _Optional[bool] = ..., last_reward_seq: _Optional[int] = ..., n_rewards: _Optional[int] = ..., policy_class: _Optional[str] = ..., sha256: _Optional[str] = ..., offer_ids: _Optional[_Iterable[str]] = ..., feature_names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ("campaign", "limit", "before", "version")
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    campaign: str
+    limit: int
+    before: str
+    version: str
+    def __init__(self, campaign: _Optional[str] = ..., limit: _Optional[int] = ..., before: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("campaign", "live_version", "models")
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    LIVE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    campaign: str
+    live_version: str
+    models: _containers.RepeatedCompositeFieldContainer[ModelVersion]
+    def __init__(self, campaign: _Optional[str] = ..., live_version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ...) -> None: ...
+
+class RollbackModelRequest(_message.Message):
+    __slots__ = ("campaign", "version")
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    campaign: str
+    version: str
+    def __init__(self, campaign: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class RollbackModelResponse(_message.Message):
+    __slots__ = ("campaign", "model_version", "unchanged", "model")
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    campaign: str
+    model_version: str
+    unchanged: bool
+    model: ModelVersion
+    def __init__(self, campaign: _Optional[str] = ..., model_version: _Optional[str] = ..., unchanged: _Optional[bool] = ..., model: _Optional[_Union[ModelVersion, _Mapping]] = ...) -> None: ...
 
 class SnapshotRequest(_message.Message):
     __slots__ = ("campaign",)
@@ -270,9 +352,13 @@ class PromoteModelRequest(_message.Message):
     def __init__(self, campaign: _Optional[str] = ..., snapshot_path: _Optional[str] = ...) -> None: ...
 
 class PromoteModelResponse(_message.Message):
-    __slots__ = ("campaign", "model_version")
+    __slots__ = ("campaign", "model_version", "unchanged", "model")
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     campaign: str
     model_version: str
-    def __init__(self, campaign: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
+    unchanged: bool
+    model: ModelVersion
+    def __init__(self, campaign: _Optional[str] = ..., model_version: _Optional[str] = ..., unchanged: _Optional[bool] = ..., model: _Optional[_Union[ModelVersion, _Mapping]] = ...) -> None: ...

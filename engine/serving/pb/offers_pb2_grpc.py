@@ -259,6 +259,16 @@ class AdminServiceStub:
                 request_serializer=nbo_dot_v1_dot_offers__pb2.PromoteModelRequest.SerializeToString,
                 response_deserializer=nbo_dot_v1_dot_offers__pb2.PromoteModelResponse.FromString,
                 _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/nbo.v1.AdminService/ListModels',
+                request_serializer=nbo_dot_v1_dot_offers__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=nbo_dot_v1_dot_offers__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
+        self.RollbackModel = channel.unary_unary(
+                '/nbo.v1.AdminService/RollbackModel',
+                request_serializer=nbo_dot_v1_dot_offers__pb2.RollbackModelRequest.SerializeToString,
+                response_deserializer=nbo_dot_v1_dot_offers__pb2.RollbackModelResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -281,7 +291,25 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PromoteModel(self, request, context):
-        """Replaces a campaign's model with a snapshot file (for example one trained offline).
+        """Replaces a campaign's model with a snapshot file (for example one trained offline): a new
+        version of kind "promoted" in the campaign's model registry. The file must be of the
+        campaign and over its features (INVALID_ARGUMENT names what differs). Promoting the live
+        model's own bytes again changes nothing (unchanged = true).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """Lists a campaign's model versions (its registry), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackModel(self, request, context):
+        """Makes an earlier version live again, as a new version of kind "rollback" (NOT_FOUND for an
+        unknown version, INVALID_ARGUMENT for one whose bytes were pruned).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -304,6 +332,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.PromoteModel,
                     request_deserializer=nbo_dot_v1_dot_offers__pb2.PromoteModelRequest.FromString,
                     response_serializer=nbo_dot_v1_dot_offers__pb2.PromoteModelResponse.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=nbo_dot_v1_dot_offers__pb2.ListModelsRequest.FromString,
+                    response_serializer=nbo_dot_v1_dot_offers__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'RollbackModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackModel,
+                    request_deserializer=nbo_dot_v1_dot_offers__pb2.RollbackModelRequest.FromString,
+                    response_serializer=nbo_dot_v1_dot_offers__pb2.RollbackModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -389,6 +427,60 @@ class AdminService:
             '/nbo.v1.AdminService/PromoteModel',
             nbo_dot_v1_dot_offers__pb2.PromoteModelRequest.SerializeToString,
             nbo_dot_v1_dot_offers__pb2.PromoteModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbo.v1.AdminService/ListModels',
+            nbo_dot_v1_dot_offers__pb2.ListModelsRequest.SerializeToString,
+            nbo_dot_v1_dot_offers__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbo.v1.AdminService/RollbackModel',
+            nbo_dot_v1_dot_offers__pb2.RollbackModelRequest.SerializeToString,
+            nbo_dot_v1_dot_offers__pb2.RollbackModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,7 +68,7 @@ def test_evaluate_on_external_csv_with_mapped_columns(tmp_path, logs, capsys):
         *("--policy", "egreedy", "--interval", "normal", "--estimators", "ips,snips,dr"),
     )
     assert report["n_features"] == 3 and report["actions"] == ["o0", "o1", "o2"]
-    assert set(report["candidates"][0]["estimates"]) == {"ips", "snips", "dr"}
+    assert set(report["candidates"][0]["estimates"]) == {"ips", "snips", "dr", "slope"}
 
 
 def test_bad_logs_exit_2_with_one_line(tmp_path, logs, capsys):

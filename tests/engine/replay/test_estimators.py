@@ -16,12 +16,15 @@ from engine.replay.estimators import (
     DR,
     ESTIMATORS,
     IPS,
+    SGIPS,
     SNDR,
     SNIPS,
+    DRos,
     OffPolicyInputs,
     Replay,
     SwitchDR,
     make_estimators,
+    slope,
 )
 from engine.replay.intervals import Moments, bootstrap_sums, percentile_interval
 from engine.replay.rewardmodel import RewardModel
@@ -68,6 +71,10 @@ def test_estimators_match_numpy_references(fixed):
         SNDR(): np.mean(qt) + np.sum(w * (r - ql)) / np.sum(w),
         SwitchDR(threshold=2.0): np.mean(qt + np.where(w <= 2.0, w, 0.0) * (r - ql)),
         Replay(): np.sum(w * fixed["p"].min() * r) / np.sum(w * fixed["p"].min()),
+        DRos(shrinkage=3.0): np.mean(qt + 3.0 * w / (w**2 + 3.0) * (r - ql)),
+        DRos(shrinkage=np.inf): np.mean(qt + w * (r - ql)),
+        SGIPS(shrinkage=0.2): np.mean(w / (0.8 + 0.2 * w) * r),
+        SGIPS(shrinkage=0.0): np.mean(w * r),
     }
     for estimator, expected in references.items():
         assert estimator.estimate(inputs) == pytest.approx(expected, rel=1e-12), estimator
@@ -254,3 +261,24 @@ def test_dr_and_snips_intervals_cover_the_truth_at_nominal_rate(kind):
     assert 0.90 <= coverage["dr"] <= 0.99, coverage
     assert 0.90 <= coverage["snips"] <= 0.99, coverage
     assert 0.84 <= coverage["dr-bootstrap"] <= 1.0, coverage
+
+
+def test_slope_follows_the_published_rule():
+    # Widest first: ips (2), dr (1), sndr (0.5), dm (0.1). Tucker & Lee's test against every
+    # accepted wider one: |theta_i - theta_j| <= cnf_i + (sqrt(6) - 1) cnf_j.
+    values = {"dm": 3.0, "ips": 0.0, "dr": 1.0, "sndr": 1.4}
+    widths = {"dm": 0.1, "ips": 2.0, "dr": 1.0, "sndr": 0.5}
+    assert slope(values, widths) == "sndr"  # dm: |3 - 1.4| > 0.1 + 1.449 * 0.5: the walk stops
+    values["sndr"] = 3.3  # |3.3 - 1| = 2.3 > 0.5 + 1.449 * 1: sndr fails, dr is the last accepted
+    assert slope(values, widths) == "dr"
+    # the walk stops at the first failure even if a narrower one would pass again
+    values = {"ips": 0.0, "dr": 5.0, "dm": 0.0}
+    assert slope(values, {"ips": 1.0, "dr": 0.5, "dm": 0.1}) == "ips"
+    assert slope({"a": float("nan")}, {"a": 1.0}) is None
+    assert slope({"a": 1.0, "b": 2.0}, {"a": 1.0, "b": float("nan")}) == "a"
+
+
+def test_grid_estimators_expand_and_evaluation_narrows_them(fixed):
+    keys = [e.key for e in make_estimators(["dr-os", "sg-ips"])]
+    assert keys[0] == "dr-os(lambda=1)" and keys[-1] == "sg-ips(lambda=0.03)"
+    assert len(set(keys)) == len(keys)

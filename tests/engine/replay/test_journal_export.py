@@ -73,3 +73,38 @@ def test_evaluate_and_train_on_the_journal_export(export, tmp_path, capsys):
         assert decision.offer_id in service.offer_ids
     finally:
         service.close()
+
+
+def test_the_export_carries_running_statistics_into_nbo_train(tmp_path):
+    """A campaign that learns its standardization: the frozen statistics travel from the journal
+    through the export into the trained snapshot, so the snapshot encodes like the service."""
+    import json
+    import tomllib
+
+    import pyarrow.parquet as pq
+
+    from engine.campaign import parse_campaign
+
+    table = tomllib.loads(open("examples/renewal.toml", encoding="utf-8").read())
+    table["features"]["numeric"] = [
+        {"name": "tenure_months", "freeze_after": 50, "missing": "zero"}
+    ]
+    table["features"]["categorical"] = []
+    for offer in table["offers"]:
+        offer["cost"] = 10.0
+        offer["eligible"] = [r for r in offer.get("eligible", []) if "tenure" in r]
+    engine = Engine(parse_campaign(table), data_dir=tmp_path, clock=lambda: 1.7e9)
+    decisions = engine.decide_batch(
+        [f"c{i}" for i in range(80)], [{"tenure_months": float(i % 60)} for i in range(80)]
+    )
+    engine.reward_batch([d.decision_id for d in decisions], [100.0] * 80)
+    frozen = json.loads(engine.journal.get_meta("encoder") or "null")
+    engine.close()
+    assert frozen is not None  # the statistics froze after 50 contexts
+    path = tmp_path / "export.parquet"
+    export_parquet(tmp_path / "renewal.journal.sqlite", path)
+    assert json.loads(pq.read_schema(path).metadata[b"nbo.encoder"]) == frozen
+    snap = tmp_path / "trained.snap"
+    assert main(["train", "--logs", str(path), "--policy", "linucb", "--out", str(snap)]) == 0
+    header, _ = read_snapshot(snap)
+    assert header["encoder"] == frozen

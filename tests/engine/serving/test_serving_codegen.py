@@ -34,6 +34,8 @@ def test_stubs_import_and_carry_every_rpc() -> None:
     ]
     assert sorted(m.name for m in services["AdminService"].methods) == [
         "GetModelInfo",
+        "ListModels",
         "PromoteModel",
+        "RollbackModel",
         "Snapshot",
     ]

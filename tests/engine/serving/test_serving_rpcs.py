@@ -131,8 +131,22 @@ def test_admin_model_info_snapshot_and_promote(server: NboServer, client: NboCli
     (server.config.data_dir / "models" / "renewal" / "candidate.snap").write_bytes(
         newest.read_bytes()
     )
-    promoted = client.promote("candidate.snap")
-    assert promoted != version and client.model_info().model_version == promoted
+    # The live model's own bytes: nothing changes, the live version comes back.
+    again = client.promote_model("candidate.snap")
+    assert again.unchanged and again.model.version == version == client.model_info().model_version
+    # After the model learned, the same file makes a new version that says what it repeats.
+    d = client.decide("before-promote", customer(2))
+    client.reward(d.decision_id, 10.0)
+    learned = client.snapshot()
+    assert learned != version
+    change = client.promote_model("candidate.snap")
+    promoted = change.model.version
+    assert not change.unchanged and promoted not in (version, learned)
+    assert json.loads(change.model.origin)["repeats"] == version
+    assert change.model.parent == learned and change.model.kind == "promoted"
+    info = client.model_info()
+    assert (info.model_version, info.kind, info.parent) == (promoted, "promoted", learned)
+    assert json.loads(info.origin)["file"] == "candidate.snap"
     assert client.decide("after-promote", customer(3)).model_version == promoted
 
 

@@ -1,0 +1,201 @@
+"""``nbo model``: list, inspect, promote and roll back a running server's model versions.
+
+Talks to the server's AdminService (:class:`engine.client.NboClient`), so it works against any
+replica, wherever its journal is. Exit codes: 0 done (also when a promotion changed nothing),
+2 refused or failed (the server's status and message are printed).
+
+Examples
+--------
+``nbo model list --server 127.0.0.1:50051``
+``nbo model show v12 --json``
+``NBO_ADMIN_TOKEN=... nbo model promote renewal-offline.snap`` (a file in the server's
+<data-dir>/models/<campaign>/)
+``nbo model rollback v9``
+
+>>> import argparse
+>>> parser = argparse.ArgumentParser(prog="nbo")
+>>> register(parser.add_subparsers(dest="command"))
+>>> args = parser.parse_args(["model", "rollback", "v9", "--server", "127.0.0.1:6000"])
+>>> args.action, args.version, args.server
+('rollback', 'v9', '127.0.0.1:6000')
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.serving.config import ADMIN_TOKEN_ENV
+
+if TYPE_CHECKING:
+    from engine.client import ModelChange, ModelVersion, NboClient
+
+FAILED = 2
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``model`` subcommand."""
+    p = subparsers.add_parser(
+        "model",
+        help="list, inspect, promote or roll back a running server's model versions",
+        description="Manage a campaign's model registry through a running server's "
+        "AdminService. Needs the server's admin token (--admin-token or the "
+        f"{ADMIN_TOKEN_ENV} environment variable). Exits with 2 when the server refuses.",
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="versions, newest first")
+    listing.add_argument("--limit", type=int, default=20, help="most versions [%(default)s]")
+    listing.add_argument("--before", default="", help="only versions older than this one")
+    show = actions.add_parser("show", help="one version in full")
+    show.add_argument("version", help="e.g. v12")
+    promote = actions.add_parser(
+        "promote",
+        help="make a snapshot file the live model",
+        description="Promote a snapshot file (written by `nbo train` or exported by a server) "
+        "to be the campaign's live model. FILE is read by the server, from its model directory "
+        "only (copy the file into <data-dir>/models/<campaign>/ first). Promoting the live "
+        "model's own file changes nothing.",
+    )
+    promote.add_argument(
+        "file",
+        help="snapshot file, relative to the server's model directory "
+        "(<data-dir>/models/<campaign>/)",
+    )
+    rollback = actions.add_parser(
+        "rollback",
+        help="make an earlier version live again",
+        description="Restore an earlier version whose bytes are kept, as a new version of "
+        "kind rollback. It learns from rewards that arrive from now on; rewards journaled "
+        "since that version are not re-applied to it.",
+    )
+    rollback.add_argument("version", help="e.g. v9")
+    for sub in (listing, show, promote, rollback):
+        _connection(sub)
+    p.set_defaults(func=run)
+
+
+def _connection(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--server", default="127.0.0.1:50051", help="host:port of the server [%(default)s]"
+    )
+    p.add_argument("--campaign", default="", help="campaign [the server's only one]")
+    p.add_argument(
+        "--admin-token",
+        default=None,
+        help=f"AdminService bearer token; prefer the {ADMIN_TOKEN_ENV} environment variable",
+    )
+    p.add_argument("--tls-ca", type=Path, help="PEM root certificate(s): use TLS")
+    p.add_argument("--tls-server-name", help="name to verify in the server's certificate")
+    p.add_argument("--tls-client-cert", type=Path, help="PEM client certificate (mutual TLS)")
+    p.add_argument("--tls-client-key", type=Path, help="PEM client key (mutual TLS)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per call [%(default)s]")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def client_from_args(args: argparse.Namespace) -> NboClient:
+    """An :class:`~engine.client.NboClient` for the connection options."""
+    from engine.client import NboClient
+
+    return NboClient(
+        args.server,
+        campaign=args.campaign,
+        timeout=args.timeout,
+        tls_ca=args.tls_ca,
+        tls_server_name=args.tls_server_name,
+        tls_client_cert=args.tls_client_cert,
+        tls_client_key=args.tls_client_key,
+        admin_token=args.admin_token or os.environ.get(ADMIN_TOKEN_ENV),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one ``nbo model`` action; print its result or the server's refusal."""
+    import grpc
+
+    try:
+        with client_from_args(args) as client:
+            return _ACTIONS[args.action](client, args)
+    except grpc.RpcError as exc:
+        code = exc.code().name if hasattr(exc, "code") else "UNKNOWN"
+        details = exc.details() if hasattr(exc, "details") else str(exc)
+        print(f"nbo model {args.action}: error: {code}: {details}", file=sys.stderr)
+        return FAILED
+
+
+def _list(client: NboClient, args: argparse.Namespace) -> int:
+    versions = client.list_models(limit=args.limit, before=args.before)
+    if args.json:
+        print(json.dumps([_as_dict(v) for v in versions], indent=2))
+        return 0
+    rows = [("", "VERSION", "KIND", "CREATED (UTC)", "BYTES", "PARENT", "ORIGIN")]
+    for v in versions:
+        rows.append(
+            (
+                "*" if v.live else "",
+                v.version,
+                v.kind,
+                _when(v.created),
+                "kept" if v.bytes_kept else "pruned",
+                v.parent or "-",
+                v.origin_summary,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    return 0
+
+
+def _show(client: NboClient, args: argparse.Namespace) -> int:
+    v = client.get_model(args.version)
+    if args.json:
+        print(json.dumps(_as_dict(v), indent=2))
+        return 0
+    fields = _as_dict(v)
+    fields["created"] = _when(v.created)
+    fields["origin"] = json.dumps(fields["origin"], sort_keys=True)
+    for key, value in fields.items():
+        text = ", ".join(value) if isinstance(value, list) else value
+        print(f"{key}: {text}")
+    return 0
+
+
+def _promote(client: NboClient, args: argparse.Namespace) -> int:
+    return _report(client.promote_model(args.file), args)
+
+
+def _rollback(client: NboClient, args: argparse.Namespace) -> int:
+    return _report(client.rollback(args.version), args)
+
+
+def _report(change: ModelChange, args: argparse.Namespace) -> int:
+    v = change.model
+    if args.json:
+        print(json.dumps({"campaign": change.campaign, "unchanged": change.unchanged,
+                          "model": _as_dict(v)}, indent=2))  # fmt: skip
+    elif change.unchanged:
+        print(f"{change.campaign}: {v.version} is live already ({v.kind}); nothing changed")
+    else:
+        print(
+            f"{change.campaign}: {v.version} is live ({v.kind}: {v.origin_summary}; "
+            f"parent {v.parent or '-'})"
+        )
+    return 0
+
+
+def _as_dict(v: ModelVersion) -> dict[str, Any]:
+    out = dict(vars(v))
+    out["origin"] = json.loads(v.origin or "{}")
+    return out
+
+
+def _when(created: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(created))
+
+
+_ACTIONS = {"list": _list, "show": _show, "promote": _promote, "rollback": _rollback}
