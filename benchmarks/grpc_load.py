@@ -1,29 +1,37 @@
-"""gRPC load benchmark: QPS, latency percentiles and server CPU per RPC.
+"""gRPC load benchmark: nbo serve against bare grpcio echo servers, in one run.
 
-Runs ``nbo serve`` (and a bare grpcio echo server, the ceiling to compare with, measured in the
-same run) as child processes and drives them from this process with the asyncio gRPC client on
-loopback::
+Starts three child processes, ``nbo serve`` and the two echo servers of
+:mod:`benchmarks.grpc_echo` (grpcio's thread-pool server and its asyncio server: the ceiling),
+and drives them from this process with the asyncio gRPC client on loopback::
 
-    python -m benchmarks.grpc_load [--seconds 5] [--out benchmarks/results/grpc_load.json]
+    python -m benchmarks.grpc_load [--seconds 3] [--repeats 3] [--out ...json]
+    python -m benchmarks.grpc_load --quick      # the test suite's smoke run
 
-It measures unary Decide at 1, 16 and 64 calls in flight, Decide at a fixed rate of 70% of the
-best measured QPS (latency counted from the scheduled send time, so a slow server cannot hide
-queueing), DecideBatch (dense form) decisions/s, and Reward QPS; it prints a table and writes
-JSON.
+The machine is shared, so wall-clock rates are noisy: every scenario is repeated, the servers
+interleaved (sync echo, aio echo, nbo, sync echo, ...), and the table quotes medians. Each
+measurement also reads the server process's CPU time (user + sys from /proc) over the run: CPU
+per call does not depend on how much CPU other processes left the server, so it is the figure to
+compare across runs. Ratios (nbo / the faster echo server) are taken within each repeat.
+
+Scenarios: unary Decide at 1, 16 and 64 calls in flight (closed loop); Decide at a fixed rate of
+70% of nbo's best median rate (open loop: latency counted from the scheduled send time, so a
+slow server cannot hide queueing); DecideBatch of 64 rows (dense form) at 4 in flight; unary
+Reward at 16 in flight, each for a distinct decision of this run. It prints a table and the
+targets of issue 18, and writes JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from concurrent import futures
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,29 +39,41 @@ from typing import Any
 import grpc
 import numpy as np
 
+from benchmarks import common as bc
 from benchmarks.common import REPO_ROOT, RESULTS_DIR
+from benchmarks.grpc_echo import READY_LINE
 from engine.client import NboClient
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
 from testkit.traffic import decide_requests, dense_request
 
+SERVERS = ("sync echo", "aio echo", "nbo")
+IN_FLIGHT = (1, 16, 64)
+BATCH_ROWS = 64
+BATCH_IN_FLIGHT = 4
+REWARD_IN_FLIGHT = 16
+FIXED_RATE_SHARE = 0.7
+
 
 @dataclass(frozen=True)
 class LoadResult:
-    """One scenario: calls completed, rate, latency percentiles and server CPU per call."""
+    """One measurement: calls completed, rate, latency percentiles and server CPU per call."""
 
+    server: str
     scenario: str
-    in_flight: int
+    in_flight: int  # 0: open loop
+    repeat: int
     calls: int
     seconds: float
-    per_second: float
+    per_second: float  # units (decisions for DecideBatch) per second
     p50_ms: float
     p99_ms: float
     server_cpu_ms_per_call: float | None
     errors: dict[str, int]
 
 
-def _cpu_seconds(pid: int) -> float | None:
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (all its threads) so far."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
@@ -61,21 +81,30 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _closed_loop(
-    call: Any, requests: list[Any], in_flight: int, seconds: float
+async def closed_loop(
+    call: Callable[[Any], Awaitable[Any]],
+    requests: Sequence[Any],
+    in_flight: int,
+    seconds: float,
+    cycle: bool = True,
 ) -> tuple[list[float], Counter[str], list[Any]]:
+    """``in_flight`` callers each sending the next request as soon as the last one answered,
+    for ``seconds`` (or until ``requests`` run out when ``cycle`` is False)."""
     latencies: list[float] = []
     responses: list[Any] = []
     errors: Counter[str] = Counter()
     stop = time.perf_counter() + seconds
     counter = iter(range(1 << 62))
+    n = len(requests)
 
     async def worker() -> None:
         while time.perf_counter() < stop:
-            request = requests[next(counter) % len(requests)]
+            i = next(counter)
+            if i >= n and not cycle:
+                return
             start = time.perf_counter()
             try:
-                responses.append(await call(request))
+                responses.append(await call(requests[i % n]))
             except grpc.aio.AioRpcError as exc:
                 errors[exc.code().name] += 1
                 continue
@@ -85,9 +114,10 @@ async def _closed_loop(
     return latencies, errors, responses
 
 
-async def _open_loop(
-    call: Any, requests: list[Any], rate: float, seconds: float
+async def open_loop(
+    call: Callable[[Any], Awaitable[Any]], requests: Sequence[Any], rate: float, seconds: float
 ) -> tuple[list[float], Counter[str]]:
+    """Send at a fixed ``rate`` whatever the answers; latency from each scheduled send time."""
     latencies: list[float] = []
     errors: Counter[str] = Counter()
     start = time.perf_counter()
@@ -111,9 +141,39 @@ async def _open_loop(
     return latencies, errors
 
 
+class _Target:
+    """One server under load: its process id and an OfferService stub."""
+
+    def __init__(self, name: str, pid: int, channel: grpc.aio.Channel) -> None:
+        self.name = name
+        self.pid = pid
+        self.stub = pb_grpc.OfferServiceStub(channel)
+
+    async def measure(
+        self,
+        scenario: str,
+        in_flight: int,
+        repeat: int,
+        run: Callable[[], Awaitable[tuple[list[float], Counter[str], list[Any]]]],
+        units_per_call: int = 1,
+    ) -> tuple[LoadResult, list[Any]]:
+        cpu0 = cpu_seconds(self.pid)
+        t0 = time.perf_counter()
+        latencies, errors, responses = await run()
+        elapsed = time.perf_counter() - t0
+        cpu1 = cpu_seconds(self.pid)
+        cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+        result = _result(
+            self.name, scenario, in_flight, repeat, latencies, errors, elapsed, cpu, units_per_call
+        )
+        return result, responses
+
+
 def _result(
+    server: str,
     scenario: str,
     in_flight: int,
+    repeat: int,
     latencies: list[float],
     errors: Counter[str],
     seconds: float,
@@ -123,8 +183,10 @@ def _result(
     lat = np.sort(np.asarray(latencies)) * 1e3 if latencies else np.array([np.nan])
     calls = len(latencies)
     return LoadResult(
+        server=server,
         scenario=scenario,
         in_flight=in_flight,
+        repeat=repeat,
         calls=calls,
         seconds=round(seconds, 3),
         per_second=round(calls * units_per_call / seconds, 1),
@@ -136,78 +198,236 @@ def _result(
 
 
 async def _drive(
-    target: str, server_pid: int, seconds: float, echo: bool, fixed_rate_share: float
+    targets: dict[str, tuple[int, int]], seconds: float, repeats: int
 ) -> list[LoadResult]:
     results: list[LoadResult] = []
-    prefix = "echo " if echo else ""
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = pb_grpc.OfferServiceStub(channel)
+    channels = {
+        name: grpc.aio.insecure_channel(f"127.0.0.1:{port}") for name, (_, port) in targets.items()
+    }
+    try:
+        servers = [_Target(name, targets[name][0], channels[name]) for name in targets]
         requests = decide_requests(2048, seed=1)
-        await stub.Decide(requests[0])  # connect
-        decision_ids: list[str] = []
-        best = 0.0
-        for in_flight in (1, 16, 64):
-            cpu0 = _cpu_seconds(server_pid)
+        for server in servers:  # connect, and warm every code path once
+            await closed_loop(server.stub.Decide, requests, 4, min(seconds, 0.5))
+        nbo = next(s for s in servers if s.name == "nbo")
+        for in_flight in IN_FLIGHT:
+            for repeat in range(repeats):
+                for server in servers:
+
+                    def decide(s: _Target = server, k: int = in_flight) -> Any:
+                        return closed_loop(s.stub.Decide, requests, k, seconds)
+
+                    result, _ = await server.measure("Decide", in_flight, repeat, decide)
+                    results.append(result)
+        best = max(_median(results, "nbo", "Decide", k, "per_second") or 0.0 for k in IN_FLIGHT)
+        rate = max(FIXED_RATE_SHARE * best, 1.0)
+        for repeat in range(repeats):
+            cpu0 = cpu_seconds(nbo.pid)
             t0 = time.perf_counter()
-            lat, errors, responses = await _closed_loop(stub.Decide, requests, in_flight, seconds)
-            elapsed = time.perf_counter() - t0
-            cpu1 = _cpu_seconds(server_pid)
+            lat, errors = await open_loop(nbo.stub.Decide, requests, rate, seconds)
+            cpu1 = cpu_seconds(nbo.pid)
             cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
-            results.append(_result(prefix + "Decide", in_flight, lat, errors, elapsed, cpu))
-            best = max(best, results[-1].per_second)
-            decision_ids.extend(r.decision_id for r in responses)
-        rate = fixed_rate_share * best
-        lat, errors = await _open_loop(stub.Decide, requests, rate, seconds)
-        results.append(
-            _result(f"{prefix}Decide @{fixed_rate_share:.0%} of max ({rate:.0f}/s)", 0, lat, errors,
-                    seconds, None)
-        )  # fmt: skip
-        if echo:
-            return results
-        batches = [dense_request(64, seed) for seed in range(32)]
-        cpu0 = _cpu_seconds(server_pid)
-        t0 = time.perf_counter()
-        lat, errors, _ = await _closed_loop(stub.DecideBatch, batches, 4, seconds)
-        elapsed = time.perf_counter() - t0
-        cpu1 = _cpu_seconds(server_pid)
-        cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
-        results.append(_result("DecideBatch x64 (dense), decisions/s", 4, lat, errors, elapsed,
-                               cpu, units_per_call=64))  # fmt: skip
-        rewards = [pb.RewardRequest(decision_id=d, value=100.0) for d in decision_ids]
-        cpu0 = _cpu_seconds(server_pid)
-        t0 = time.perf_counter()
-        lat, errors, _ = await _closed_loop(stub.Reward, rewards, 16, min(seconds, 2.0))
-        elapsed = time.perf_counter() - t0
-        cpu1 = _cpu_seconds(server_pid)
-        cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
-        # Calls past the number of distinct decisions are idempotent retries (applied=False).
-        results.append(_result("Reward", 16, lat, errors, elapsed, cpu))
+            results.append(
+                _result(
+                    "nbo",
+                    f"Decide @{FIXED_RATE_SHARE:.0%} of max ({rate:.0f}/s)",
+                    0,
+                    repeat,
+                    lat,
+                    errors,
+                    time.perf_counter() - t0,
+                    cpu,
+                )
+            )
+        batches = [dense_request(BATCH_ROWS, seed) for seed in range(32)]
+        for repeat in range(repeats):
+
+            def decide_batch() -> Any:
+                return closed_loop(nbo.stub.DecideBatch, batches, BATCH_IN_FLIGHT, seconds)
+
+            result, responses = await nbo.measure(
+                f"DecideBatch x{BATCH_ROWS} (dense), decisions/s",
+                BATCH_IN_FLIGHT,
+                repeat,
+                decide_batch,
+                units_per_call=BATCH_ROWS,
+            )
+            results.append(result)
+            # Every reward call below is for a distinct decision of this run: none is a retry.
+            rewards = [
+                pb.RewardRequest(decision_id=d, value=100.0)
+                for r in responses
+                for d in r.decision_ids
+            ]
+
+            def reward(rewards: list[pb.RewardRequest] = rewards) -> Any:
+                return closed_loop(nbo.stub.Reward, rewards, REWARD_IN_FLIGHT, seconds, cycle=False)
+
+            result, _ = await nbo.measure("Reward", REWARD_IN_FLIGHT, repeat, reward)
+            results.append(result)
+    finally:
+        for channel in channels.values():
+            await channel.close()
     return results
 
 
-class _EchoServicer(pb_grpc.OfferServiceServicer):
-    """The ceiling: a servicer that answers Decide without deciding anything."""
+def _median(
+    results: Sequence[LoadResult], server: str, scenario: str, in_flight: int, field: str
+) -> float | None:
+    values = [
+        getattr(r, field)
+        for r in results
+        if r.server == server and r.scenario == scenario and r.in_flight == in_flight
+    ]
+    values = [v for v in values if v is not None and v == v]
+    return statistics.median(values) if values else None
 
-    def Decide(self, request: pb.DecideRequest, context: grpc.ServicerContext) -> pb.DecideResponse:
-        return pb.DecideResponse(decision_id="echo", offer_id="none", propensity=1.0)
+
+def decide_ratio(results: Sequence[LoadResult], in_flight: int) -> float | None:
+    """Median over repeats of nbo's Decide rate / the faster echo server's, within each repeat."""
+    by_repeat: dict[int, dict[str, float]] = {}
+    for r in results:
+        if r.scenario == "Decide" and r.in_flight == in_flight:
+            by_repeat.setdefault(r.repeat, {})[r.server] = r.per_second
+    ratios = [
+        rates["nbo"] / max(rates["sync echo"], rates["aio echo"])
+        for rates in by_repeat.values()
+        if {"nbo", "sync echo", "aio echo"} <= rates.keys()
+        and max(rates["sync echo"], rates["aio echo"]) > 0
+    ]
+    return statistics.median(ratios) if ratios else None
 
 
-def run_echo_server(threads: int = 8) -> None:
-    """Serve the echo servicer on a free loopback port and print the port (child process)."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads))
-    pb_grpc.add_OfferServiceServicer_to_server(_EchoServicer(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    print(f"nbo serve: listening on port {port}", flush=True)
-    server.wait_for_termination()
+def summarize(results: Sequence[LoadResult]) -> list[dict[str, Any]]:
+    """One row per (server, scenario, in flight): the medians over repeats."""
+    seen: dict[tuple[str, str, int], None] = {}
+    for r in results:
+        seen[(r.server, r.scenario, r.in_flight)] = None
+    rows = []
+    for server, scenario, in_flight in seen:
+        row: dict[str, Any] = {"server": server, "scenario": scenario, "in_flight": in_flight}
+        for field in ("per_second", "p50_ms", "p99_ms", "server_cpu_ms_per_call"):
+            row[field] = _median(results, server, scenario, in_flight, field)
+        row["repeats"] = sum(
+            1
+            for r in results
+            if (r.server, r.scenario, r.in_flight) == (server, scenario, in_flight)
+        )
+        row["errors"] = sum(
+            sum(r.errors.values())
+            for r in results
+            if (r.server, r.scenario, r.in_flight) == (server, scenario, in_flight)
+        )
+        rows.append(row)
+    return rows
+
+
+def targets(results: Sequence[LoadResult]) -> list[dict[str, Any]]:
+    """Issue 18's serving targets, each checked against the medians of this run."""
+    rows = [
+        bc.target_row(
+            f"Decide vs the faster echo, {k} in flight",
+            "nbo / echo calls/s",
+            decide_ratio(results, k),
+            0.5,
+        )
+        for k in (16, 64)
+    ]
+    rows += [
+        bc.target_row(
+            f"server CPU per Decide, {k} in flight",
+            "nbo",
+            _median(results, "nbo", "Decide", k, "server_cpu_ms_per_call"),
+            0.3,
+            "<= ms",
+        )
+        for k in (16, 64)
+    ]
+    open_loop_rows = [r for r in results if r.server == "nbo" and r.in_flight == 0]
+    p99 = statistics.median(r.p99_ms for r in open_loop_rows) if open_loop_rows else None
+    rows.append(
+        bc.target_row(
+            f"Decide p99, open loop at {FIXED_RATE_SHARE:.0%} of capacity", "nbo", p99, 5.0, "<= ms"
+        )
+    )
+    batch = f"DecideBatch x{BATCH_ROWS} (dense), decisions/s"
+    rows.append(
+        bc.target_row(
+            f"DecideBatch, {BATCH_ROWS} rows",
+            "nbo decisions/s",
+            _median(results, "nbo", batch, BATCH_IN_FLIGHT, "per_second"),
+            100_000,
+        )
+    )
+    rows.append(
+        bc.target_row(
+            f"Reward, {REWARD_IN_FLIGHT} in flight",
+            "nbo rewards/s",
+            _median(results, "nbo", "Reward", REWARD_IN_FLIGHT, "per_second"),
+            4_000,
+        )
+    )
+    return rows
+
+
+def format_report(results: Sequence[LoadResult]) -> str:
+    """The markdown tables: Decide against both echo servers, the other scenarios, targets."""
+
+    def med(server: str, scenario: str, k: int, field: str) -> float | None:
+        return _median(results, server, scenario, k, field)
+
+    def num(value: float | None, digits: int = 0) -> str:
+        return "-" if value is None else f"{value:,.{digits}f}"
+
+    lines = [
+        "| Decide, in flight | nbo /s | sync echo /s | aio echo /s | nbo / faster echo "
+        "| nbo CPU ms/call | sync echo CPU | aio echo CPU | nbo p50 ms | nbo p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for k in IN_FLIGHT:
+        ratio = decide_ratio(results, k)
+        lines.append(
+            f"| {k} | {num(med('nbo', 'Decide', k, 'per_second'))} "
+            f"| {num(med('sync echo', 'Decide', k, 'per_second'))} "
+            f"| {num(med('aio echo', 'Decide', k, 'per_second'))} "
+            f"| {'-' if ratio is None else f'{ratio:.2f}'} "
+            f"| {num(med('nbo', 'Decide', k, 'server_cpu_ms_per_call'), 3)} "
+            f"| {num(med('sync echo', 'Decide', k, 'server_cpu_ms_per_call'), 3)} "
+            f"| {num(med('aio echo', 'Decide', k, 'server_cpu_ms_per_call'), 3)} "
+            f"| {num(med('nbo', 'Decide', k, 'p50_ms'), 2)} "
+            f"| {num(med('nbo', 'Decide', k, 'p99_ms'), 2)} |"
+        )
+    lines += [
+        "",
+        "| nbo scenario | in flight | per second | p50 ms | p99 ms | server CPU ms/call | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in summarize(results):
+        if row["server"] != "nbo" or row["scenario"] == "Decide":
+            continue
+        in_flight = "open loop" if row["in_flight"] == 0 else str(row["in_flight"])
+        lines.append(
+            f"| {row['scenario']} | {in_flight} | {num(row['per_second'])} "
+            f"| {num(row['p50_ms'], 2)} | {num(row['p99_ms'], 2)} "
+            f"| {num(row['server_cpu_ms_per_call'], 3)} | {row['errors']} |"
+        )
+    lines += ["", "| target | measured | bound | met |", "|---|---|---|---|"]
+    for t in targets(results):
+        measured = "-" if t["measured"] is None else f"{t['measured']:,.3g}"
+        met = {True: "yes", False: "no", None: "-"}[t["passed"]]
+        unit = f" {t['unit']}" if t["unit"] else ""
+        lines.append(
+            f"| {t['target']} | {measured}{unit} | {t['rule']} {t['bound']:,}{unit} | {met} |"
+        )
+    return "\n".join(lines)
 
 
 def _start(command: list[str], timeout: float = 120.0) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
     for line in proc.stdout:
-        if line.startswith("nbo serve: listening on port "):
+        if line.startswith(READY_LINE):
             return proc, int(line.rsplit(" ", 1)[1])
         if time.monotonic() > deadline:
             break
@@ -220,67 +440,65 @@ def _wait_serving(port: int, timeout: float = 120.0) -> None:
         client.wait_until_serving(timeout)
 
 
-def run_benchmark(
-    config: Path, seconds: float = 5.0, fixed_rate_share: float = 0.7
-) -> list[LoadResult]:
-    """Measure the echo ceiling and ``nbo serve`` on ``config``; returns every scenario."""
-    results: list[LoadResult] = []
-    echo, echo_port = _start([sys.executable, "-m", "benchmarks.grpc_load", "--echo-server"])
-    try:
-        results += asyncio.run(
-            _drive(f"127.0.0.1:{echo_port}", echo.pid, seconds, True, fixed_rate_share)
-        )
-    finally:
-        echo.terminate()
-        echo.wait()
+def run_benchmark(config: Path, seconds: float = 3.0, repeats: int = 3) -> list[LoadResult]:
+    """Measure both echo servers and ``nbo serve`` on ``config``, interleaved; every run."""
+    procs: list[subprocess.Popen[str]] = []
     with tempfile.TemporaryDirectory() as data_dir:
-        serve_cmd = [sys.executable, "-m", "engine.cli", "serve", "--config", str(config),
-                     "--data-dir", data_dir, "--host", "127.0.0.1", "--port", "0",
-                     "--log-level", "warning"]  # fmt: skip
-        server, port = _start(serve_cmd)
         try:
+            ports: dict[str, tuple[int, int]] = {}
+            for name, flavour in (("sync echo", "sync"), ("aio echo", "aio")):
+                proc, port = _start([sys.executable, "-m", "benchmarks.grpc_echo", flavour])
+                procs.append(proc)
+                ports[name] = (proc.pid, port)
+            serve_cmd = [
+                sys.executable,
+                "-m",
+                "engine.cli",
+                "serve",
+                "--config",
+                str(config),
+                "--data-dir",
+                data_dir,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--log-level",
+                "error",
+            ]
+            proc, port = _start(serve_cmd)
+            procs.append(proc)
             _wait_serving(port)
-            results += asyncio.run(
-                _drive(f"127.0.0.1:{port}", server.pid, seconds, False, fixed_rate_share)
-            )
+            ports["nbo"] = (proc.pid, port)
+            return asyncio.run(_drive(ports, seconds, repeats))
         finally:
-            server.terminate()
-            server.wait(timeout=60)
-    return results
-
-
-def format_table(results: list[LoadResult]) -> str:
-    """A markdown table of the results."""
-    lines = [
-        "| scenario | in flight | calls | per second | p50 ms | p99 ms | server CPU ms/call "
-        "| errors |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        cpu = "" if r.server_cpu_ms_per_call is None else f"{r.server_cpu_ms_per_call:.3f}"
-        in_flight = "open loop" if r.in_flight == 0 else str(r.in_flight)
-        errors = ", ".join(f"{code} {n}" for code, n in sorted(r.errors.items())) or "0"
-        lines.append(
-            f"| {r.scenario} | {in_flight} | {r.calls} | {r.per_second:,.0f} | {r.p50_ms:.2f} | "
-            f"{r.p99_ms:.2f} | {cpu} | {errors} |"
-        )
-    return "\n".join(lines)
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(timeout=60)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=REPO_ROOT / "examples" / "renewal.toml")
-    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each scenario")
+    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of every measurement")
+    parser.add_argument("--quick", action="store_true", help="0.3 s, 1 repeat: a smoke run")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "grpc_load.json")
-    parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.echo_server:
-        run_echo_server()
-        return 0
-    results = run_benchmark(args.config, args.seconds)
-    print(format_table(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps([asdict(r) for r in results], indent=2))
+    seconds, repeats = (0.3, 1) if args.quick else (args.seconds, args.repeats)
+    results = run_benchmark(args.config, seconds, repeats)
+    print(format_report(results))
+    settings = {"config": str(args.config), "seconds": seconds, "repeats": repeats}
+    bc.write_json(
+        args.out,
+        {
+            "run": bc.run_info(settings),
+            "summary": summarize(results),
+            "targets": targets(results),
+            "runs": [asdict(r) for r in results],
+        },
+    )
     print(f"wrote {args.out}")
     return 0
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from engine.errors import AuthenticationError, PermissionDeniedError, ResourceExhaustedError
-from engine.serving.interceptors import Behavior, Context, UnaryInterceptor, metadata_value
+from engine.serving.interceptors import Context, UnaryInterceptor, metadata_value
 
 ADMIN_SERVICE_PREFIX = "/nbo.v1.AdminService/"
 OFFER_SERVICE_PREFIX = "/nbo.v1.OfferService/"
@@ -164,14 +164,7 @@ class _BearerInterceptor(UnaryInterceptor):
     def applies_to(self, method: str) -> bool:
         return method.startswith(self.prefix)
 
-    def wrap(self, method: str, behavior: Behavior) -> Behavior:
-        async def authorized(request: Any, context: Context) -> Any:
-            self.check(request, context)
-            return await behavior(request, context)
-
-        return authorized
-
-    def check(self, request: Any, context: Context) -> None:
+    def before(self, request: Any, context: Context) -> None:
         given = metadata_value(context, "authorization")
         if not given:
             raise AuthenticationError(
@@ -239,11 +232,8 @@ class AdminDisabledInterceptor(UnaryInterceptor):
     def applies_to(self, method: str) -> bool:
         return method.startswith(ADMIN_SERVICE_PREFIX)
 
-    def wrap(self, method: str, behavior: Behavior) -> Behavior:
-        async def refused(request: Any, context: Context) -> Any:
-            raise PermissionDeniedError(
-                "AdminService: disabled on this server, which has no admin token; start it with "
-                "--admin-token (or NBO_ADMIN_TOKEN), or --insecure-admin for development only"
-            )
-
-        return refused
+    def before(self, request: Any, context: Context) -> None:
+        raise PermissionDeniedError(
+            "AdminService: disabled on this server, which has no admin token; start it with "
+            "--admin-token (or NBO_ADMIN_TOKEN), or --insecure-admin for development only"
+        )

@@ -1,148 +1,245 @@
-"""Coalesce concurrent Decide calls of one campaign into one ``Engine.decide_batch`` call.
+"""Coalesce concurrent unary calls of one campaign into one Engine batch call, on the event loop.
 
-A single decision costs the Engine about as much as a batch of several (one journal transaction,
-one policy call), so under concurrency the server decides the calls waiting at that moment
-together. There is no timer and no extra thread: the first caller to arrive decides its own
-request at once (no added latency when calls do not overlap); callers arriving meanwhile queue
-up, and when the running batch ends the head of the queue is woken to decide everything queued
-so far. Each caller therefore runs at most one batch.
+A single decision (or reward) costs the Engine about as much as a batch of several: one journal
+transaction, one policy call, one learner update. So the server decides the Decide calls waiting
+at one moment together (:class:`DecideBatcher`), and applies the Reward calls waiting together
+in one ``reward_batch`` (:class:`RewardBatcher`: a group commit, one journal transaction for many
+callers).
+
+Everything runs on the server's event loop, with no timer and no thread: a call queues its row
+and awaits its answer; the first call to find the queue empty schedules a flush for the loop's
+next turn, so every call that reaches the loop before then (the gRPC events of one poll) joins
+the same batch. While a batch runs (the Engine blocks the loop for that long: one bounded batch
+of at most ``max_rows`` rows) new calls wait in gRPC's queues, so under load the next batch
+holds everything that arrived meanwhile; with no overlap a call is decided at the loop's next
+turn, alone. Engine calls that may take long (DecideBatch, RewardBatch, admin) stay in the
+server's thread pool.
 
 A batch the Engine rejects (one bad row rejects the whole batch, before anything is written) is
-decided again row by row, so each caller gets its own result or its own error.
+run again row by row, so each caller gets its own result or its own error, worded as for a call
+alone. A call cancelled while it waits (client gone, deadline, end of the grace period) is
+dropped from its batch; a batch that started always finishes.
 
 Examples
 --------
+>>> import asyncio
 >>> from engine.core import Engine
 >>> engine = Engine.from_config("examples/renewal.toml", data_dir=None)
 >>> batcher = DecideBatcher(engine)
->>> d = batcher.decide("c1", {"tenure_months": 30, "monthly_price": 50.0, "plan": "basic"})
->>> d.offer_id in engine.offer_ids, batcher.batches, batcher.rows
-(True, 1, 1)
+>>> ctx = {"tenure_months": 30, "monthly_price": 50.0, "plan": "basic"}
+>>> async def two():
+...     return await asyncio.gather(batcher.decide("c1", ctx), batcher.decide("c2", ctx))
+>>> [d.customer_id for d in asyncio.run(two())], batcher.batches, batcher.rows
+(['c1', 'c2'], 1, 2)
 >>> engine.close()
 """
 
 from __future__ import annotations
 
-import threading
-from collections import deque
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+import asyncio
+import contextvars
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from engine.errors import NboError
+from engine.errors import NboError, NotFoundError
 
 if TYPE_CHECKING:
     from engine.core import DecisionRecord, Engine
+    from engine.journal.records import RewardRecord
+
+IDLE_WAIT = 0.0002  # seconds an idle loop waits for more calls to join a batch
+MAX_WAIT = 0.002  # seconds at most from a batch's first row to its flush
+PROBE_EVERY = 8
+_Row = TypeVar("_Row")
+_Out = TypeVar("_Out")
+# A batch's outcome for one row: its result, or the error that row alone raises.
+Outcome = Any
 
 
-class _Call:
-    __slots__ = ("candidates", "context", "customer_id", "done", "error", "lead", "result")
+class Coalescer(Generic[_Row, _Out]):
+    """Queue rows from concurrent coroutines; run them as batches on the event loop.
 
-    def __init__(
-        self, customer_id: str, context: Mapping[str, Any], candidates: Sequence[str] | None
-    ) -> None:
-        self.customer_id = customer_id
-        self.context = context
-        self.candidates = candidates
-        self.done = threading.Event()
-        self.lead = False
-        self.result: DecisionRecord | None = None
-        self.error: BaseException | None = None
-
-
-class DecideBatcher:
-    """Decide for one campaign, coalescing calls that overlap in time.
-
-    Parameters
-    ----------
-    engine : Engine
-    max_rows : int
-        Largest coalesced batch.
+    Subclasses define :meth:`run_batch` (rows -> one outcome per row, in order).
 
     Attributes
     ----------
     batches, rows : int
-        Engine batch calls made and decisions they covered (``rows / batches`` is the mean
-        coalesced batch size).
+        Batches run and the rows they covered (``rows / batches``: the mean coalesced size).
     """
 
-    def __init__(self, engine: Engine, max_rows: int = 64) -> None:
-        self.engine = engine
+    def __init__(self, max_rows: int = 64) -> None:
         self.max_rows = max_rows
         self.batches = 0
         self.rows = 0
-        self._lock = threading.Lock()
-        self._queue: deque[_Call] = deque()
-        self._busy = False
-
-    def decide(
-        self,
-        customer_id: str,
-        context: Mapping[str, Any],
-        candidates: Sequence[str] | None = None,
-    ) -> DecisionRecord:
-        """Same contract as ``Engine.decide``."""
-        call = _Call(customer_id, context, candidates)
-        with self._lock:
-            self._queue.append(call)
-            lead = not self._busy
-            self._busy = True
-        if not lead:
-            call.done.wait()
-        if lead or call.lead:
-            # Leading: this call is at the head of the queue, so it is in the batch it runs.
-            with self._lock:
-                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_rows))]
-            try:
-                self._execute(batch)
-            finally:
-                with self._lock:
-                    if self._queue:
-                        head = self._queue[0]
-                        head.lead = True
-                        head.done.set()
-                    else:
-                        self._busy = False
-        if call.error is not None:
-            raise call.error
-        assert call.result is not None
-        return call.result
+        self._queue: list[tuple[_Row, asyncio.Future[_Out]]] = []
+        self._scheduled = False
+        self._since = 0.0  # loop time the queue's first row came
+        self._seen = 0  # queue length at the last idle wait
+        self._recent_rows = 1.0  # moving mean of the batch size
+        # Flushes run in a context of their own: a batch's log lines and errors belong to no
+        # single caller's request id.
+        self._flush_context = contextvars.Context()
 
     @property
     def mean_rows(self) -> float:
         """Mean coalesced batch size so far (0 before the first call)."""
         return self.rows / self.batches if self.batches else 0.0
 
-    def _execute(self, batch: list[_Call]) -> None:
-        """Decide every call of ``batch``, storing each one's result or error."""
-        self.batches += 1
-        self.rows += len(batch)
-        try:
-            if len(batch) == 1:
-                self._one(batch[0])
-                return
-            candidates = [c.candidates for c in batch]
-            try:
-                records = self.engine.decide_batch(
-                    [c.customer_id for c in batch],
-                    [c.context for c in batch],
-                    None if all(c is None for c in candidates) else candidates,
-                )
-            except NboError:
-                for call in batch:  # nothing was written: decide each alone for its own answer
-                    self._one(call)
-                return
-            except BaseException as exc:
-                for call in batch:
-                    call.error = exc
-                return
-            for call, record in zip(batch, records, strict=True):
-                call.result = record
-        finally:
-            for call in batch:
-                call.done.set()
+    async def submit(self, row: _Row) -> _Out:
+        """Queue ``row``; return its result (or raise its error) once its batch has run."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_Out] = loop.create_future()
+        self._queue.append((row, future))
+        if not self._scheduled:
+            self._schedule(loop)
+        return await future
 
-    def _one(self, call: _Call) -> None:
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._scheduled = True
+        self._since = loop.time()
+        self._seen = 0
+        loop.call_soon(self._turn, context=self._flush_context)
+
+    def _turn(self) -> None:
+        # gRPC brings a call to its handler over a few loop turns, one new call per turn at
+        # best. While the loop has other work ready (calls on their way among it) the batch
+        # waits a turn more, which costs no time; once the loop has none, it waits IDLE_WAIT for
+        # gRPC to bring more, but only when coalescing has been paying off lately (or to probe,
+        # every PROBE_EVERY batches): a lone caller is not kept waiting for company.
+        loop = asyncio.get_running_loop()
+        n = len(self._queue)
+        if n < self.max_rows and loop.time() - self._since < MAX_WAIT:
+            if getattr(loop, "_ready", None):  # asyncio's ready queue (absent: never wait)
+                loop.call_soon(self._turn, context=self._flush_context)
+                return
+            if n > self._seen and (self._recent_rows >= 1.5 or self.batches % PROBE_EVERY == 0):
+                self._seen = n
+                loop.call_later(IDLE_WAIT, self._turn, context=self._flush_context)
+                return
+        self._flush()
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        queue, self._queue = self._queue, []
+        live = [(row, future) for row, future in queue if not future.done()]
+        if len(live) > self.max_rows:  # the rest waits for the next turn (new calls join it)
+            self._queue = live[self.max_rows :] + self._queue
+            live = live[: self.max_rows]
+            self._schedule(asyncio.get_running_loop())
+        if not live:
+            return
+        self.batches += 1
+        self.rows += len(live)
+        self._recent_rows += (len(live) - self._recent_rows) * 0.2
         try:
-            call.result = self.engine.decide(call.customer_id, call.context, call.candidates)
-        except BaseException as exc:
-            call.error = exc
+            outcomes = self.run_batch([row for row, _ in live])
+        except BaseException as exc:  # a bug, or the Engine closed: every caller gets it
+            outcomes = [exc] * len(live)
+        for (_, future), outcome in zip(live, outcomes, strict=True):
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+    def run_batch(self, rows: list[_Row]) -> list[Outcome]:
+        """One outcome per row: its result, or the exception to raise in its caller."""
+        raise TypeError(f"{type(self).__name__} must define run_batch()")
+
+
+def _alone(call: Callable[..., Any], *args: Any) -> Outcome:
+    try:
+        return call(*args)
+    except NboError as exc:
+        return exc
+
+
+DecideRow = tuple[str, Mapping[str, Any], Sequence[str] | None]
+
+
+class DecideBatcher(Coalescer[DecideRow, "DecisionRecord"]):
+    """Decide for one campaign, coalescing the Decide calls that overlap in time.
+
+    ``observe(records)`` is called once per batch with its decisions (the server's metrics).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        max_rows: int = 64,
+        observe: Callable[[Sequence[DecisionRecord]], None] | None = None,
+    ) -> None:
+        super().__init__(max_rows)
+        self.engine = engine
+        self.observe = observe
+
+    async def decide(
+        self,
+        customer_id: str,
+        context: Mapping[str, Any],
+        candidates: Sequence[str] | None = None,
+    ) -> DecisionRecord:
+        """Same contract as ``Engine.decide``."""
+        return await self.submit((customer_id, context, candidates))
+
+    def run_batch(self, rows: list[DecideRow]) -> list[Outcome]:
+        engine = self.engine
+        outcomes: list[Outcome]
+        if len(rows) == 1:
+            outcomes = [_alone(engine.decide, *rows[0])]
+        else:
+            candidates = [c for _, _, c in rows]
+            try:
+                outcomes = list(
+                    engine.decide_batch(
+                        [customer_id for customer_id, _, _ in rows],
+                        [context for _, context, _ in rows],
+                        None if all(c is None for c in candidates) else candidates,
+                    )
+                )
+            except NboError:  # nothing was written: decide each alone for its own answer
+                outcomes = [_alone(engine.decide, *row) for row in rows]
+        if self.observe is not None:
+            decided = [o for o in outcomes if not isinstance(o, BaseException)]
+            if decided:
+                self.observe(decided)
+        return outcomes
+
+
+RewardRow = tuple[str, float]
+
+
+class RewardBatcher(Coalescer[RewardRow, "RewardRecord"]):
+    """Apply the Reward calls of one campaign that overlap in time in one ``reward_batch``.
+
+    Each caller gets what ``Engine.reward`` would have given it alone: its record (applied or
+    duplicate), NotFoundError for an unknown or expired decision, InvalidInputError for a bad
+    value. Two calls for one decision in one batch: the first applies, the second is a duplicate,
+    as in sequence.
+    """
+
+    def __init__(self, engine: Engine, max_rows: int = 64) -> None:
+        super().__init__(max_rows)
+        self.engine = engine
+
+    async def reward(self, decision_id: str, value: float) -> RewardRecord:
+        """Same contract as ``Engine.reward``."""
+        return await self.submit((decision_id, value))
+
+    def run_batch(self, rows: list[RewardRow]) -> list[Outcome]:
+        engine = self.engine
+        try:
+            records = engine.reward_batch([d for d, _ in rows], [v for _, v in rows])
+        except NboError:  # nothing was written: each alone, for its own error
+            return [_alone(engine.reward, *row) for row in rows]
+        return [self._outcome(record) for record in records]
+
+    def _outcome(self, record: RewardRecord) -> Outcome:
+        if record.status not in ("unknown", "expired"):
+            return record
+        why = "no such decision" if record.status == "unknown" else "its reward window passed"
+        return NotFoundError(
+            f"decision_id: expected a pending decision of campaign {self.engine.campaign!r}, "
+            f"got {record.decision_id!r} ({why})"
+        )

@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from engine.errors import ConfigError, InvalidInputError, NotFoundError, ServiceUnavailableError
 from engine.serving import codec
-from engine.serving.batcher import DecideBatcher
+from engine.serving.batcher import DecideBatcher, RewardBatcher
 from engine.serving.logs import LOGGER_NAME
 
 if TYPE_CHECKING:
-    from engine.core import Engine
+    from engine.core import DecisionRecord, Engine
 
 _log = logging.getLogger(LOGGER_NAME)
 EngineFactory = Callable[[Path, Path], "Engine"]
+# (campaign, decisions of one batch): how the server counts the decisions its batchers make.
+DecisionObserver = Callable[[str, Sequence["DecisionRecord"]], None]
 
 
 def open_engine(config_path: Path, data_dir: Path, model_root: Path | None = None) -> Engine:
@@ -66,7 +68,8 @@ def check_writable(data_dir: Path) -> None:
 
 
 class Hosted(NamedTuple):
-    """One hosted campaign: its name, its Engine, and the batcher its Decide calls go through."""
+    """One hosted campaign: its name, its Engine, and the batcher its Decide calls go through
+    (its Reward calls': :meth:`Campaigns.rewarder`)."""
 
     name: str
     engine: Engine
@@ -84,6 +87,8 @@ class Campaigns:
         Journals and snapshots; created owner-only (0700) when missing.
     open_engine : callable, optional
         ``(config_path, data_dir) -> Engine``; defaults to ``Engine.from_config``.
+    observe_decisions : callable, optional
+        ``(campaign, records)``, called once per coalesced Decide batch.
     """
 
     def __init__(
@@ -91,13 +96,16 @@ class Campaigns:
         config_paths: Sequence[Path],
         data_dir: Path,
         open_engine: EngineFactory = open_engine,
+        observe_decisions: DecisionObserver | None = None,
     ) -> None:
         if not config_paths:
             raise ConfigError("campaigns: expected at least one campaign config file, got none")
         self.config_paths = [Path(p) for p in config_paths]
         self.data_dir = Path(data_dir)
         self._open_engine = open_engine
+        self._observe_decisions = observe_decisions
         self._hosted: dict[str, Hosted] = {}
+        self._rewarders: dict[str, RewardBatcher] = {}
         self._ready = False
         self._closed = False
         self._lock = threading.Lock()
@@ -128,8 +136,16 @@ class Campaigns:
                 engine.close()
             raise
         with self._lock:
-            self._hosted = {n: Hosted(n, e, DecideBatcher(e)) for n, e in engines.items()}
+            self._hosted = {n: self._host(n, e) for n, e in engines.items()}
+            self._rewarders = {n: RewardBatcher(e) for n, e in engines.items()}
             self._ready = True
+
+    def _host(self, name: str, engine: Engine) -> Hosted:
+        observe = self._observe_decisions
+        decider = DecideBatcher(
+            engine, observe=None if observe is None else lambda records: observe(name, records)
+        )
+        return Hosted(name, engine, decider)
 
     def names(self) -> list[str]:
         """Names of the hosted campaigns, sorted."""
@@ -163,6 +179,11 @@ class Campaigns:
                 f"campaign: expected one of {sorted(hosted)}, got {codec.shown(name)!r}"
             )
         return campaign
+
+    def rewarder(self, name: str) -> RewardBatcher:
+        """The batcher the Reward calls of campaign ``name`` (as :meth:`get` returned it) go
+        through."""
+        return self._rewarders[name]
 
     def __iter__(self) -> Iterator[Hosted]:
         return iter(list(self._hosted.values()))

@@ -41,7 +41,8 @@ class ServeConfig:
     port : int
         Port to listen on; 0 picks a free port (``create_server`` returns it).
     threads : int
-        Size of the thread pool that runs RPC handlers.
+        Size of the thread pool that runs the RPC handlers not run on the event loop (large
+        DecideBatch, RewardBatch, AdminService).
     max_concurrent_rpcs : int
         Calls in progress beyond this get RESOURCE_EXHAUSTED (overload protection); 0 = no limit.
     max_message_bytes : int

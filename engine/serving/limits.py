@@ -1,8 +1,9 @@
 """What bounds the resources a client can hold: calls in progress, open streams, connections.
 
 The server is a ``grpc.aio`` server, so an open stream (Health.Watch, reflection) costs a
-coroutine and an HTTP/2 stream, never a handler thread; the Engine's blocking work runs in a
-thread pool of ``threads`` workers that only unary calls reach. Each resource has its own bound:
+coroutine and an HTTP/2 stream, never a handler thread; the Engine's work runs as bounded
+batches on the event loop (Decide, Reward, small DecideBatch) or in a thread pool of ``threads``
+workers that only unary calls reach. Each resource has its own bound:
 
 - unary calls in progress: ``max_concurrent_rpcs`` (:class:`UnaryLimitInterceptor`); streams do
   not count against it, so a crowd of watchers cannot shut out Decide;
@@ -24,7 +25,7 @@ from typing import Any
 import grpc
 
 from engine.errors import ResourceExhaustedError
-from engine.serving.interceptors import Behavior, CachingInterceptor, Context, UnaryInterceptor
+from engine.serving.interceptors import CachingInterceptor, Context, UnaryInterceptor
 
 MAX_STREAMS_PER_CONNECTION = 256
 CONNECTION_AGE_GRACE_MS = 60 * 1000  # calls in progress get this long after the GOAWAY
@@ -75,20 +76,16 @@ class UnaryLimitInterceptor(UnaryInterceptor):
     def applies_to(self, method: str) -> bool:
         return self.limit > 0
 
-    def wrap(self, method: str, behavior: Behavior) -> Behavior:
-        async def limited(request: Any, context: Context) -> Any:
-            if self.in_progress >= self.limit:
-                raise ResourceExhaustedError(
-                    f"server: expected at most {self.limit} calls in progress "
-                    "(--max-concurrent-rpcs), got one more; retry with backoff"
-                )
-            self.in_progress += 1
-            try:
-                return await behavior(request, context)
-            finally:
-                self.in_progress -= 1
+    def before(self, request: Any, context: Context) -> None:
+        if self.in_progress >= self.limit:
+            raise ResourceExhaustedError(
+                f"server: expected at most {self.limit} calls in progress "
+                "(--max-concurrent-rpcs), got one more; retry with backoff"
+            )
+        self.in_progress += 1
 
-        return limited
+    def after(self) -> None:
+        self.in_progress -= 1
 
 
 async def _idle_bounded(

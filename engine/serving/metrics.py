@@ -72,6 +72,8 @@ class ServerMetrics:
             registry=r,
         )
         self.in_flight = Gauge("nbo_rpc_in_flight", "RPCs being handled now.", registry=r)
+        self._in_flight = 0  # changed on the event loop only: no lock
+        self.in_flight.set_function(lambda: self._in_flight)
         self.decisions = Counter(
             "nbo_decisions",
             "Decisions made, by campaign and offer.",
@@ -140,6 +142,14 @@ class ServerMetrics:
         if child is None:
             child = self._children[key] = metric.labels(*labels)
         return child
+
+    def calls_started(self) -> None:
+        """One more RPC in progress (``nbo_rpc_in_flight``); called on the event loop only."""
+        self._in_flight += 1
+
+    def calls_finished(self) -> None:
+        """One RPC fewer in progress; called on the event loop only."""
+        self._in_flight -= 1
 
     def observe_rpc(self, method: str, code: str, seconds: float) -> None:
         """Count one finished RPC and its latency."""

@@ -8,9 +8,10 @@ then snapshots every campaign and closes its journal. ``serve(config)`` does all
 SIGTERM/SIGINT.
 
 The gRPC server is a ``grpc.aio`` server on an event loop of its own thread: streams (health
-watches, reflection) and refusals cost no thread, and the blocking Engine calls of unary RPCs run
-in a pool of ``config.threads`` workers (see :mod:`engine.serving.limits`). The methods of
-:class:`NboServer` stay synchronous for the caller.
+watches, reflection) and refusals cost no thread; unary Decide and Reward (and DecideBatch of at
+most 64 rows) run on the loop as coalesced, bounded Engine batches (:mod:`engine.serving.batcher`);
+the other unary RPCs' blocking Engine calls run in a pool of ``config.threads`` workers (see
+:mod:`engine.serving.limits`). The methods of :class:`NboServer` stay synchronous for the caller.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import signal
 import stat
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent import futures
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -41,10 +42,10 @@ from engine.serving.auth import (
     TokenSet,
 )
 from engine.serving.batcher import DecideBatcher
-from engine.serving.campaigns import Campaigns, EngineFactory, open_engine
+from engine.serving.campaigns import Campaigns, DecisionObserver, EngineFactory, open_engine
 from engine.serving.campaigns import open_engine as default_engine
 from engine.serving.config import ServeConfig, split_client_token
-from engine.serving.interceptors import server_interceptors
+from engine.serving.interceptors import UnaryInterceptor, server_interceptors
 from engine.serving.limits import StreamGuardInterceptor, UnaryLimitInterceptor, channel_options
 from engine.serving.logs import LOGGER_NAME
 from engine.serving.metrics import ServerMetrics
@@ -53,6 +54,7 @@ from engine.serving.pb import offers_pb2_grpc as pb_grpc
 from engine.serving.servicers import AdminServicer, OfferServicer, Pooled
 
 if TYPE_CHECKING:
+    from engine.core import DecisionRecord
     from engine.journal import JournalBackend
 
 SERVICE_NAMES = tuple(s.full_name for s in pb.DESCRIPTOR.services_by_name.values())
@@ -266,6 +268,18 @@ def _pending_counter(journal: JournalBackend) -> Callable[[], float]:
     return lambda: journal.counts()["pending"]
 
 
+def _decision_counter(metrics: ServerMetrics) -> DecisionObserver:
+    def observe(campaign: str, records: Sequence[DecisionRecord]) -> None:
+        metrics.record_decisions(
+            campaign,
+            [r.offer_id for r in records],
+            [r.explored for r in records],
+            [r.control for r in records],
+        )
+
+    return observe
+
+
 def _mean_rows_of(decider: DecideBatcher) -> Callable[[], float]:
     return lambda: decider.mean_rows
 
@@ -301,7 +315,9 @@ def create_server(
     metrics = ServerMetrics()
     if open_engine is default_engine and config.model_dir is not None:
         open_engine = functools.partial(default_engine, model_root=config.model_dir)
-    campaigns = Campaigns(config.campaigns, config.data_dir, open_engine)
+    campaigns = Campaigns(
+        config.campaigns, config.data_dir, open_engine, observe_decisions=_decision_counter(metrics)
+    )
     loop = _LoopThread()
     pool = futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="nbo-rpc")
     try:
@@ -337,11 +353,9 @@ def _only_campaign(campaigns: Campaigns) -> Callable[[], str | None]:
     return only
 
 
-def _auth_interceptors(
-    config: ServeConfig, campaigns: Campaigns
-) -> list[grpc.aio.ServerInterceptor]:
+def _auth_interceptors(config: ServeConfig, campaigns: Campaigns) -> list[UnaryInterceptor]:
     throttle = PeerThrottle(limit=config.auth_failure_limit)
-    chain: list[grpc.aio.ServerInterceptor] = []
+    chain: list[UnaryInterceptor] = []
     if config.admin_token is not None:
         chain.append(AdminAuthInterceptor(config.admin_token, throttle))
     elif not config.insecure_admin:
@@ -376,7 +390,7 @@ async def _build(
             config.max_message_bytes, config.connection_idle_seconds, config.connection_age_seconds
         ),
     )
-    offers = OfferServicer(campaigns, metrics, config.max_batch_rows)
+    offers = OfferServicer(campaigns, metrics, config.max_batch_rows, pool)
     admin = AdminServicer(campaigns)
     pb_grpc.add_OfferServiceServicer_to_server(
         Pooled(offers, pool, _methods("OfferService")), grpc_server

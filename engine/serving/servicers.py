@@ -3,14 +3,18 @@
 Validation that needs no Engine happens in :mod:`engine.serving.codec` before any Engine call, so
 a rejected request changes no state; errors become status codes in the error interceptor.
 
-The servicers are plain blocking code; :class:`Pooled` runs each call of one in the server's
-bounded thread pool, so the event loop (health, reflection, refusals) never waits on an Engine.
+Decide and Reward are coroutines on the server's event loop: their Engine work is a bounded
+batch of the calls that overlap (see :mod:`engine.serving.batcher`), with no thread hop. The
+other methods are plain blocking code; :class:`Pooled` runs each call of those in the server's
+bounded thread pool, so the event loop (health, reflection, refusals) never waits on a large
+batch, a snapshot or a model load.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import json
 import logging
 import math
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
     from engine.core import ModelChange
 
 _log = logging.getLogger(LOGGER_NAME)
+INLINE_BATCH_ROWS = 64  # DecideBatch calls of at most this many rows run on the event loop
 _REWARD_STATUS = {
     "applied": pb.REWARD_STATUS_APPLIED,
     "duplicate": pb.REWARD_STATUS_DUPLICATE,
@@ -50,7 +55,8 @@ def _check_deadline(context: grpc.ServicerContext) -> None:
 
 
 class Pooled:
-    """A servicer whose methods run in ``pool``: each is a coroutine the aio server awaits.
+    """A servicer whose blocking methods run in ``pool``: each is a coroutine the aio server
+    awaits (methods that are coroutines already are kept as they are).
 
     The call's context variables (its request id) go with it into the worker thread. A call
     cancelled while it waits is dropped; one already running finishes (an Engine call is never
@@ -59,7 +65,9 @@ class Pooled:
 
     def __init__(self, servicer: object, pool: Executor, methods: tuple[str, ...]) -> None:
         for name in methods:
-            setattr(self, name, _pooled(getattr(servicer, name), pool))
+            method = getattr(servicer, name)
+            on_loop = inspect.iscoroutinefunction(method)
+            setattr(self, name, method if on_loop else _pooled(method, pool))
 
 
 def _pooled(
@@ -75,12 +83,15 @@ def _pooled(
 class OfferServicer(pb_grpc.OfferServiceServicer):
     """Decide and Reward for the campaigns of one server."""
 
-    def __init__(self, campaigns: Campaigns, metrics: ServerMetrics, max_batch_rows: int) -> None:
+    def __init__(
+        self, campaigns: Campaigns, metrics: ServerMetrics, max_batch_rows: int, pool: Executor
+    ) -> None:
         self._campaigns = campaigns
         self._metrics = metrics
         self._max_batch_rows = max_batch_rows
+        self._pooled_decide_batch = _pooled(self._decide_batch, pool)
 
-    def Decide(self, request: pb.DecideRequest, context: grpc.ServicerContext) -> pb.DecideResponse:
+    async def Decide(self, request: pb.DecideRequest, context: Any) -> pb.DecideResponse:
         codec.check_request_id(request.request_id)
         name, engine, decider = self._campaigns.get(request.campaign)
         customer_id = codec.check_id(request.customer_id, "customer_id")
@@ -89,10 +100,10 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         _check_deadline(context)
         if request.request_id:  # idempotent: decided alone, so a retry finds exactly this call
             d = engine.decide(customer_id, attributes, candidates, request_id=request.request_id)
-        else:
-            d = decider.decide(customer_id, attributes, candidates)
-        if not d.replayed:  # a retried request_id's stored answer was counted the first time
-            self._metrics.record_decisions(name, (d.offer_id,), (d.explored,), (d.control,))
+            if not d.replayed:  # a retried request_id's stored answer was counted the first time
+                self._metrics.record_decisions(name, (d.offer_id,), (d.explored,), (d.control,))
+        else:  # counted by the batcher, once per batch
+            d = await decider.decide(customer_id, attributes, candidates)
         return pb.DecideResponse(
             decision_id=d.decision_id,
             offer_id=d.offer_id,
@@ -106,9 +117,18 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
             reasons=d.reasons,
         )
 
-    def DecideBatch(
-        self, request: pb.DecideBatchRequest, context: grpc.ServicerContext
+    async def DecideBatch(
+        self, request: pb.DecideBatchRequest, context: Any
     ) -> pb.DecideBatchResponse:
+        # A batch as small as the ones Decide coalesces runs on the loop too; larger ones in the
+        # pool, so the loop never waits long on one call.
+        dense = request.HasField("dense")
+        rows = len(request.dense.customer_ids) if dense else len(request.rows)
+        if rows <= INLINE_BATCH_ROWS:
+            return self._decide_batch(request, context)
+        return await self._pooled_decide_batch(request, context)
+
+    def _decide_batch(self, request: pb.DecideBatchRequest, context: Any) -> pb.DecideBatchResponse:
         codec.check_request_id(request.request_id)
         name, engine, _ = self._campaigns.get(request.campaign)
         candidates: list[str] | list[list[str] | None] | None
@@ -152,16 +172,16 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
             response.scores.extend(np.concatenate([d.scores for d in batch]))
         return response
 
-    def Reward(self, request: pb.RewardRequest, context: grpc.ServicerContext) -> pb.RewardResponse:
+    async def Reward(self, request: pb.RewardRequest, context: Any) -> pb.RewardResponse:
         codec.check_request_id(request.request_id)
-        name, engine, _ = self._campaigns.get(request.campaign)
+        name, _, _ = self._campaigns.get(request.campaign)
         decision_id = codec.check_id(request.decision_id, "decision_id")
         value = request.value
         if not math.isfinite(value):
             raise InvalidInputError("value", "a finite number", value)
         components = codec.reward_components(request.components)
         _check_deadline(context)
-        record = engine.reward(decision_id, value)
+        record = await self._campaigns.rewarder(name).reward(decision_id, value)
         applied = record.status == "applied"
         if applied:
             self._metrics.record_rewards(name, (record.offer_id,), (float(record.reward or 0.0),))

@@ -1,16 +1,18 @@
-"""Coalescing concurrent Decide calls: same answers as deciding alone, errors stay per call."""
+"""Coalescing concurrent Decide and Reward calls on the event loop: same answers as alone, errors
+stay per call, a cancelled call is dropped from its batch."""
 
 from __future__ import annotations
 
-import threading
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from engine.core import Engine
-from engine.errors import InvalidInputError
-from engine.serving.batcher import DecideBatcher, _Call
+from engine.errors import InvalidInputError, NotFoundError
+from engine.serving.batcher import DecideBatcher, RewardBatcher
 from tests.engine.serving.support import RENEWAL, customer
 
 
@@ -21,66 +23,75 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     eng.close()
 
 
+def _gather(*calls: Any) -> list[Any]:
+    async def run() -> list[Any]:
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    return asyncio.run(run())
+
+
 def test_a_bad_call_in_a_coalesced_batch_fails_alone(engine: Engine) -> None:
-    batcher = DecideBatcher(engine)
+    seen: list[int] = []
+    batcher = DecideBatcher(engine, observe=lambda records: seen.append(len(records)))
     bad = {**customer(1), "plan": "platinum"}
-    calls = [
-        _Call("ok-0", customer(0), None),
-        _Call("bad-1", bad, None),
-        _Call("ok-2", customer(2), ["none", "discount_5"]),
-    ]
     before = engine.journal.counts()["decisions"]
-    batcher._execute(calls)
-    assert all(c.done.is_set() for c in calls)
-    assert calls[0].result is not None and calls[0].error is None
-    assert isinstance(calls[1].error, InvalidInputError) and calls[1].result is None
-    assert str(calls[1].error) == (
+    ok, error, restricted = _gather(
+        batcher.decide("ok-0", customer(0)),
+        batcher.decide("bad-1", bad),
+        batcher.decide("ok-2", customer(2), ["none", "discount_5"]),
+    )
+    assert ok.customer_id == "ok-0"
+    assert isinstance(error, InvalidInputError)
+    assert str(error) == (
         "context.plan: expected one of 'basic', 'standard', 'premium', got platinum"
     )
-    assert calls[2].result is not None and calls[2].result.offer_id in {"none", "discount_5"}
+    assert restricted.offer_id in {"none", "discount_5"}
     assert engine.journal.counts()["decisions"] == before + 2
+    assert (batcher.batches, batcher.rows, seen) == (1, 3, [2])
 
 
-def test_a_coalesced_batch_decides_in_one_engine_call(engine: Engine) -> None:
+def test_overlapping_calls_decide_in_one_engine_call(engine: Engine) -> None:
+    batcher = DecideBatcher(engine, max_rows=4)
+    records = _gather(*(batcher.decide(f"c-{i}", customer(i)) for i in range(10)))
+    assert [r.customer_id for r in records] == [f"c-{i}" for i in range(10)]
+    assert len({r.decision_id for r in records}) == 10
+    assert (batcher.batches, batcher.rows) == (3, 10)  # at most max_rows per batch
+
+
+def test_a_cancelled_call_is_dropped_from_its_batch(engine: Engine) -> None:
     batcher = DecideBatcher(engine)
-    calls = [_Call(f"c-{i}", customer(i), None) for i in range(5)]
-    batcher._execute(calls)
-    records = [c.result for c in calls]
-    assert all(r is not None for r in records)
-    assert len({r.decision_id for r in records if r is not None}) == 5
+
+    async def run() -> list[Any]:
+        gone = asyncio.ensure_future(batcher.decide("gone", customer(0)))
+        kept = asyncio.ensure_future(batcher.decide("kept", customer(1)))
+        await asyncio.sleep(0)  # both queued, the flush not run yet
+        gone.cancel()
+        return await asyncio.gather(gone, kept, return_exceptions=True)
+
+    before = engine.journal.counts()["decisions"]
+    gone, kept = asyncio.run(run())
+    assert isinstance(gone, asyncio.CancelledError) and kept.customer_id == "kept"
+    assert engine.journal.counts()["decisions"] == before + 1
+    assert (batcher.batches, batcher.rows) == (1, 1)
+
+
+def test_coalesced_rewards_answer_as_each_alone(engine: Engine) -> None:
+    ids = [d.decision_id for d in engine.decide_batch(["a", "b"], [customer(0), customer(1)])]
+    batcher = RewardBatcher(engine)
+    first, again, unknown, bad, second = _gather(
+        batcher.reward(ids[0], 10.0),
+        batcher.reward(ids[0], 20.0),
+        batcher.reward("d-unknown", 1.0),
+        batcher.reward(ids[1], float("nan")),
+        batcher.reward(ids[1], 5.0),
+    )
+    assert (first.status, again.status, second.status) == ("applied", "duplicate", "applied")
+    assert isinstance(unknown, NotFoundError)
+    assert str(unknown) == (
+        "decision_id: expected a pending decision of campaign 'renewal', got 'd-unknown' "
+        "(no such decision)"
+    )
+    assert isinstance(bad, InvalidInputError) and str(bad).startswith("value: expected")
+    assert engine.journal.counts()["rewards"] == 2
+    # The bad value rejected the batch before anything was written; then each ran alone.
     assert (batcher.batches, batcher.rows) == (1, 5)
-
-
-def test_concurrent_callers_each_get_their_own_decision(engine: Engine) -> None:
-    batcher = DecideBatcher(engine, max_rows=8)
-    n_threads, per_thread = 12, 20
-    results: dict[str, str] = {}
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def work(t: int) -> None:
-        for i in range(per_thread):
-            customer_id = f"t{t}-{i}"
-            try:
-                if i % 7 == 3:
-                    with pytest.raises(InvalidInputError, match=r"^customer_id: expected"):
-                        batcher.decide("", customer(i))
-                    continue
-                record = batcher.decide(customer_id, customer(i, seed=t))
-            except BaseException as exc:
-                errors.append(exc)
-                return
-            with lock:
-                results[customer_id] = record.customer_id
-
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors[0]
-    good = n_threads * (per_thread - len(range(3, per_thread, 7)))
-    assert len(results) == good and all(k == v for k, v in results.items())
-    assert engine.journal.counts()["decisions"] == good
-    assert batcher.rows == n_threads * per_thread
-    assert batcher.batches <= batcher.rows and not batcher._busy and not batcher._queue
