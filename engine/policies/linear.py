@@ -153,18 +153,21 @@ class _RidgePolicy(RidgeModels):
         r = _check_values("rewards", rewards, n)
         p = None if propensities is None else _check_propensities(propensities, n)
         self._check_rewards(r)
-        w = 1.0 / p if self.importance_weighting and p is not None else np.ones(n)
+        weighted = self.importance_weighting and p is not None
+        w = 1.0 / p if weighted and p is not None else np.ones(n)
         xx = np.zeros((self.n_actions, d, d))
         xr = np.zeros((self.n_actions, d))
         weight = np.zeros(self.n_actions)
+        # One stable sort and one copy group the rows by offer into contiguous blocks.
         order = np.argsort(a, kind="stable")
         bounds = np.searchsorted(a[order], np.arange(self.n_actions + 1))
+        Xs, ws, rs = X[order], w[order], r[order]
         for k in range(self.n_actions):
-            rows = order[bounds[k] : bounds[k + 1]]
-            if rows.size:
-                Xk, wk = X[rows], w[rows]
-                xx[k] = (Xk * wk[:, None]).T @ Xk
-                xr[k] = Xk.T @ (wk * r[rows])
+            lo, hi = int(bounds[k]), int(bounds[k + 1])
+            if hi > lo:
+                Xk, wk = Xs[lo:hi], ws[lo:hi]
+                xx[k] = (Xk * wk[:, None]).T @ Xk if weighted else Xk.T @ Xk
+                xr[k] = Xk.T @ (wk * rs[lo:hi])
                 weight[k] = wk.sum()
         return RidgeStatistics(xx, xr, weight, n)
 

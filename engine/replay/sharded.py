@@ -179,15 +179,30 @@ def fit_fragment(
         fold = _row_folds(layout.n_rows, layout.folds, layout.seed, start, start + data.n_rounds)
         sums = reward_sums(data.context, data.action, data.reward, k, fold, layout.folds)
     n_train = min(max(layout.cut - start, 0), data.n_rounds)
-    ridge = {}
+    ridge: dict[str, RidgeStatistics] = {}
+    by_weighting: dict[bool, RidgeStatistics] = {}  # candidates differ only in how they choose
+    d = data.n_features
     for c in statics:
-        policy = make_policy(c.spec, k, data.n_features, seed=config.seed)
-        ridge[c.label] = policy.sufficient_statistics(  # type: ignore[attr-defined]
-            data.context[:n_train],
-            data.action[:n_train],
-            data.reward[:n_train],
-            data.propensity[:n_train],
-        )
+        policy = make_policy(c.spec, k, d, seed=config.seed)
+        weighted = bool(policy.importance_weighting)  # type: ignore[attr-defined]
+        if weighted not in by_weighting:
+            if sums is not None and n_train == data.n_rounds and not weighted:
+                # A train-only fragment: the reward model's Gram blocks already hold sum x x^T
+                # and sum r x per offer (summed over its folds).
+                by_weighting[weighted] = RidgeStatistics(
+                    sums.gram[:, :, :d, :d].sum(axis=0),
+                    sums.rhs[:, :, :d].sum(axis=0),
+                    sums.gram[:, :, d, d].sum(axis=0),
+                    n_train,
+                )
+            else:
+                by_weighting[weighted] = policy.sufficient_statistics(  # type: ignore[attr-defined]
+                    data.context[:n_train],
+                    data.action[:n_train],
+                    data.reward[:n_train],
+                    data.propensity[:n_train],
+                )
+        ridge[c.label] = by_weighting[weighted]
     binary = np.all((data.context == 0.0) | (data.context == 1.0), axis=0)
     return FitPart(sums, ridge, binary, data.is_uniform(), data.eligible is not None)
 
