@@ -41,8 +41,9 @@ ESTIMATOR_ROWS, REPLAY_ROWS = 10_000_000, 200_000
 QUICK_ESTIMATOR_ROWS, QUICK_REPLAY_ROWS, QUICK_ROWS = 100_000, 5_000, 20_000
 
 
-def write_log(path: Path, n_rounds: int, seed: int = 0) -> None:
-    """A uniformly logged linear-reward log in docs/architecture.md's logged-data schema."""
+def write_log(path: Path, n_rounds: int, seed: int = 0, row_group: int = 1 << 20) -> None:
+    """A uniformly logged linear-reward log in docs/architecture.md's logged-data schema, in row
+    groups of ``row_group`` rows (a divisor of 2**20)."""
     rng = np.random.default_rng(seed)
     theta = rng.normal(size=(N_ACTIONS, N_FEATURES)) / np.sqrt(N_FEATURES)
     names = [f"offer{i}" for i in range(N_ACTIONS)]
@@ -67,7 +68,7 @@ def write_log(path: Path, n_rounds: int, seed: int = 0) -> None:
         ).replace_schema_metadata({"nbo.offer_ids": json.dumps(names)})
         if writer is None:
             writer = pq.ParquetWriter(path, table.schema, compression="none")
-        writer.write_table(table, row_group_size=1 << 20)
+        writer.write_table(table, row_group_size=row_group)
     if writer is not None:
         writer.close()
 
@@ -171,6 +172,79 @@ def end_to_end(
     }
 
 
+SHARDED_ROW_GROUP = 1 << 18
+
+
+def sharded_child(path: Path, n_rounds: int, mode: str) -> dict[str, Any]:
+    """One end-to-end run (evaluate one static LinUCB plus the baselines, 200 bootstrap
+    resamples, write the report) in this fresh process, with its peak RSS: ``memory`` reads
+    the logs into the driver (read_logs + evaluate), ``0`` and ``2`` are evaluate_dataset
+    in-process and on a local Ray with 2 workers (Ray start-up and warm-up timed apart)."""
+    from engine.replay import read_logs
+    from engine.replay.candidates import EvalConfig, make_candidates
+    from engine.replay.evaluate import evaluate
+    from engine.replay.fanout import Runner
+    from engine.replay.report import write_report
+    from engine.replay.sharded import evaluate_dataset
+
+    candidates = make_candidates([{"name": "linucb", "alpha": 0.5}], ("static",))
+    config = EvalConfig(n_bootstrap=200)
+    workers = 0 if mode == "memory" else int(mode)
+    runner = Runner(workers=workers, progress=False)
+    ray_start = 0.0
+    if workers:
+        t = time.perf_counter()
+        runner.warm_up()
+        ray_start = time.perf_counter() - t
+    try:
+        t0 = time.perf_counter()
+        if mode == "memory":
+            result = evaluate(read_logs(path), candidates, config=config, runner=runner)
+        else:
+            result = evaluate_dataset(path, candidates, config=config, runner=runner)
+        with tempfile.TemporaryDirectory() as out:
+            write_report(result, out)
+        seconds = time.perf_counter() - t0
+    finally:
+        runner.close()
+    where = "in memory, in-process" if mode == "memory" else f"fragments, {runner.mode}"
+    return {
+        "what": f"end to end {n_rounds:,} rows, {where}"
+        + (f", {workers} workers" if workers else ""),
+        "events_per_s": n_rounds / seconds,
+        "seconds": seconds,
+        "ray_start_s": ray_start,
+        "driver_peak_rss_mb": _peak_rss_mb(),
+        "fragments": result.info.get("fragments"),
+        "complete": result.complete,
+        "dr_value": result.candidates[-1].value("dr"),
+    }
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss, not inherited across exec from the
+    parent that wrote the logs)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sharded(path: Path, n_rounds: int, modes: list[str]) -> list[dict[str, Any]]:
+    """:func:`sharded_child` for each mode, each in its own process (so peak RSS is its own)."""
+    import subprocess
+
+    rows = []
+    for mode in modes:
+        command = [sys.executable, "-m", "benchmarks.ope", "--sharded-child", str(path)]
+        command += ["--rows", str(n_rounds), "--workers", mode]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return rows
+
+
 def _best(fn: Any, repeats: int = 3) -> float:
     times = []
     for _ in range(repeats):
@@ -195,8 +269,29 @@ def main(argv: list[str] | None = None) -> int:
         default=bc.RESULTS_DIR / "ope.json",
         help="JSON result file [benchmarks/results/ope.json]",
     )
+    parser.add_argument(
+        "--sharded",
+        action="store_true",
+        help="only the fragment-reading evaluation (evaluate_dataset) end to end, in-process "
+        "and on Ray with 2 workers, next to the in-memory evaluation, each in a fresh process "
+        "with its driver's peak RSS [off]",
+    )
+    parser.add_argument("--sharded-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     n_rows = args.rows or (QUICK_ROWS if args.quick else 1_000_000)
+    if args.sharded_child is not None:
+        print(json.dumps(sharded_child(args.sharded_child, n_rows, args.workers)))
+        return 0
+    if args.sharded:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "logs.parquet"
+            write_log(path, n_rows, row_group=SHARDED_ROW_GROUP)
+            pq.read_table(path)  # every run then reads from the page cache
+            rows = sharded(path, n_rows, (args.workers or "0,2,memory").split(","))
+        _print(rows)
+        out = bc.write_json(args.out, {"rows": n_rows, "sharded": True, "results": rows})
+        print(f"wrote {out}", file=sys.stderr)
+        return 0
     workers = args.workers or ("0" if args.quick else "0,1,2")
     rows = estimator_throughput(QUICK_ESTIMATOR_ROWS if args.quick else ESTIMATOR_ROWS)
     rows.append(replay_throughput(QUICK_REPLAY_ROWS if args.quick else REPLAY_ROWS))
@@ -207,14 +302,18 @@ def main(argv: list[str] | None = None) -> int:
         for n_workers in (int(w) for w in workers.split(",")):
             rows.append(end_to_end(path, n_rows, n_workers))
         rows.append(end_to_end(path, n_rows, 0, n_bootstrap=0))
+    _print(rows)
+    out = bc.write_json(args.out, {"rows": n_rows, "quick": args.quick, "results": rows})
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _print(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         extra = {k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}
         extra.pop("what")
         rate = extra.pop("events_per_s")
         print(f"{row['what']:<52} {rate / 1e6:8.2f}M events/s  {extra}")
-    out = bc.write_json(args.out, {"rows": n_rows, "quick": args.quick, "results": rows})
-    print(f"wrote {out}", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

@@ -22,7 +22,12 @@ def local_ray() -> Iterator[Any]:
     if started:
         for attempt in range(3):
             try:
-                ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+                ray.init(
+                    num_cpus=2,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    _node_ip_address="127.0.0.1",  # every Ray node binds to loopback
+                )
                 break
             except RuntimeError:
                 ray.shutdown()

@@ -15,7 +15,7 @@ from typing import Any
 from engine.errors import InvalidInputError, did_you_mean
 from engine.policies.base import Decision, Policy, policy_classes
 from engine.policies.baselines import UCB1, BetaTS, FixedAction, UniformRandom
-from engine.policies.linear import EpsilonGreedy, LinearTS, LinUCB, Softmax
+from engine.policies.linear import EpsilonGreedy, LinearTS, LinUCB, RidgeStatistics, Softmax
 from engine.policies.shared import SharedLinear
 from engine.policies.vw import VWPolicy
 
@@ -29,6 +29,7 @@ __all__ = [
     "LinUCB",
     "LinearTS",
     "Policy",
+    "RidgeStatistics",
     "SharedLinear",
     "Softmax",
     "UniformRandom",

@@ -7,10 +7,12 @@ policies differ only in how they turn (theta_a . x, sqrt(x^T A_a^-1 x)) into a c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
+from engine.errors import InvalidParameterError
 from engine.kernels import (
     choose_gaussian_thompson,
     choose_softmax,
@@ -18,6 +20,7 @@ from engine.kernels import (
     ridge_predict,
     ridge_update,
 )
+from engine.kernels.ridge import refactor
 from engine.policies.base import Decision, Policy
 from engine.types import BoolArray, FloatArray, IntArray
 from engine.validation import Boolean, Integral, Interval, ParameterConstraints, Real
@@ -81,6 +84,31 @@ class RidgeModels(Policy, base=True):
         )
 
 
+@dataclass(frozen=True, eq=False)
+class RidgeStatistics:
+    """Additive sufficient statistics of per-offer ridge learning from a batch of rows.
+
+    ``xx[a] = sum w x x^T``, ``xr[a] = sum w r x`` and ``weight[a] = sum w`` over the rows that
+    logged offer ``a`` (w = 1/propensity with importance weighting, else 1); ``rows`` counts
+    every row. Statistics of disjoint batches add (``+``), so a policy can be trained shard by
+    shard: :meth:`_RidgePolicy.add_statistics` of the sum equals ``update`` on all rows (A and
+    b up to summation order; theta and A^-1 recomputed exactly from them).
+    """
+
+    xx: FloatArray  # (n_actions, d, d)
+    xr: FloatArray  # (n_actions, d)
+    weight: FloatArray  # (n_actions,)
+    rows: int
+
+    def __add__(self, other: RidgeStatistics) -> RidgeStatistics:
+        return RidgeStatistics(
+            self.xx + other.xx,
+            self.xr + other.xr,
+            self.weight + other.weight,
+            self.rows + other.rows,
+        )
+
+
 class _RidgePolicy(RidgeModels):
     """Shared state and learning of the per-offer ridge policies."""
 
@@ -111,6 +139,58 @@ class _RidgePolicy(RidgeModels):
         self, X: FloatArray, actions: IntArray, rewards: FloatArray, props: FloatArray | None
     ) -> None:
         self._learn(X, actions, rewards, props)
+
+    def sufficient_statistics(
+        self, contexts: Any, actions: Any, rewards: Any, propensities: Any = None
+    ) -> RidgeStatistics:
+        """What :meth:`update` would add to the per-offer models from these rows, as
+        :class:`RidgeStatistics` (the policy itself is left unchanged)."""
+        from engine.policies.base import _check_actions, _check_propensities, _check_values
+
+        X = self._check_contexts(contexts)
+        n, d = X.shape
+        a = _check_actions(actions, n, self.n_actions)
+        r = _check_values("rewards", rewards, n)
+        p = None if propensities is None else _check_propensities(propensities, n)
+        self._check_rewards(r)
+        weighted = self.importance_weighting and p is not None
+        w = 1.0 / p if weighted and p is not None else np.ones(n)
+        xx = np.zeros((self.n_actions, d, d))
+        xr = np.zeros((self.n_actions, d))
+        weight = np.zeros(self.n_actions)
+        # One stable sort and one copy group the rows by offer into contiguous blocks.
+        order = np.argsort(a, kind="stable")
+        bounds = np.searchsorted(a[order], np.arange(self.n_actions + 1))
+        Xs, ws, rs = X[order], w[order], r[order]
+        for k in range(self.n_actions):
+            lo, hi = int(bounds[k]), int(bounds[k + 1])
+            if hi > lo:
+                Xk, wk = Xs[lo:hi], ws[lo:hi]
+                xx[k] = (Xk * wk[:, None]).T @ Xk if weighted else Xk.T @ Xk
+                xr[k] = Xk.T @ (wk * rs[lo:hi])
+                weight[k] = wk.sum()
+        return RidgeStatistics(xx, xr, weight, n)
+
+    def add_statistics(self, stats: RidgeStatistics) -> None:
+        """Learn from rows summarised by :meth:`sufficient_statistics` (of one or many batches,
+        added): A and b grow by them, then every model's A^-1 and theta are recomputed from A
+        and b (the exact refactorization that ``update`` runs every ``refactor_every`` rows)."""
+        if stats.xx.shape != self.A_.shape or stats.xr.shape != self.b_.shape:
+            raise InvalidParameterError(
+                type(self).__name__,
+                "stats",
+                f"statistics of shape {self.A_.shape} / {self.b_.shape}",
+                f"{stats.xx.shape} / {stats.xr.shape}",
+            )
+        if stats.rows == 0:
+            return
+        self.A_ += stats.xx
+        self.b_ += stats.xr
+        self.n_obs_ += stats.weight
+        for k in range(self.n_actions):
+            refactor(self.A_, self.A_inv_, self.b_, self.theta_, k)
+        self.n_since_refactor_[:] = 0
+        self.n_updates_ += int(stats.rows)
 
     def _predict(self, X: FloatArray, alpha: float, widths: bool) -> tuple[FloatArray, FloatArray]:
         n = X.shape[0]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -391,7 +391,7 @@ def train_static(
 @_one_blas_thread
 def learning_replay(
     candidate: Candidate,
-    shards: list[Shard],
+    shards: Iterable[Shard],
     coef: FloatArray | None,
     n_actions: int,
     p_min: float,
@@ -399,17 +399,21 @@ def learning_replay(
 ) -> list[ShardSummary]:
     """Replay a learning policy through the shards in order (Li et al. 2011, batched).
 
+    ``shards`` may be any iterable (a generator reading them one at a time keeps one in memory).
+
     The policy chooses on each batch of ``config.batch_size`` rows, then learns from the rows
     where it matched the logged offer and the rejection-sampling coin (probability
     ``p_min / propensity``) kept the event. Returns one summary per shard, whose ``replay``
     estimate is the mean reward over kept events.
     """
-    n_features = shards[0].context.shape[1] if shards else 0
-    policy = make_policy(candidate.spec, n_actions, n_features, seed=config.seed)
+    policy: Policy | None = None
     rng = acceptance_rng(config.seed)
     estimators = config.make()
     out = []
     for shard in shards:
+        if policy is None:
+            n_features = shard.context.shape[1]
+            policy = make_policy(candidate.spec, n_actions, n_features, seed=config.seed)
         n = len(shard)
         mask = shard.action_mask(n_actions)
         chosen = np.empty(n, dtype=np.int64)

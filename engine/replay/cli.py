@@ -22,7 +22,7 @@ from engine.replay.candidates import (
 from engine.replay.data import LoggedData
 from engine.replay.estimators import ESTIMATORS, INTERVAL_METHODS
 from engine.replay.external import external_candidate
-from engine.replay.fanout import Runner
+from engine.replay.fanout import Runner, check_reachable
 from engine.replay.readers import ColumnMap, read_logs
 from engine.replay.results import Gate
 
@@ -450,6 +450,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return run_meta(args, config)
     if not args.logs:
         raise InvalidInputError("--logs", "a log file or directory (or --meta NAME)", "none")
+    if args.ray_address is not None:
+        check_reachable(args.ray_address)  # before reading logs that may take minutes
     if not candidates:
         print("no --policy given: scoring the baselines only", file=sys.stderr)
     data = _load(args)

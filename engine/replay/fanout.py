@@ -9,14 +9,19 @@ run as partial (:mod:`engine.replay.evaluate` reports it as incomplete and never
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tqdm import tqdm
 
-from engine.errors import InvalidParameterError, NboError
+from engine.errors import InvalidParameterError, NboError, ServiceUnavailableError
+
+LOOPBACK = "127.0.0.1"
+#: Seconds a connection to ``--ray-address`` may take before the address counts as unreachable.
+CONNECT_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True)
@@ -97,10 +102,17 @@ class Runner:
                 "configure_logging": False,
             }
             if self.address:
+                check_reachable(self.address)
                 kwargs["address"] = self.address
             elif self.workers:
                 kwargs["num_cpus"] = self.workers
-            ray.init(**kwargs)
+            if not (self.address or "").startswith("ray://"):
+                kwargs["_node_ip_address"] = LOOPBACK  # the project's rule: Ray binds to loopback
+            try:
+                with _loopback_stays_loopback(self.address):
+                    ray.init(**kwargs)
+            except ConnectionError as exc:  # the address answered the probe, then not Ray
+                raise ServiceUnavailableError(f"no Ray cluster at {self.address}: {exc}") from None
             self._started_ray = True
         return ray
 
@@ -203,6 +215,108 @@ class Runner:
             ray.shutdown()
             self._started_ray = False
         self._warm = False
+
+
+@contextlib.contextmanager
+def _loopback_stays_loopback(address: str | None) -> Iterator[None]:
+    """Ray rewrites a loopback bootstrap address (127.0.0.1:port) to the machine's routable IP,
+    where a cluster bound to 127.0.0.1 does not listen, and then retries for minutes. Its own
+    switch for that (``ray_constants.ENABLE_RAY_CLUSTER``, False on macOS and Windows) keeps
+    the address as given; it is set only while connecting to a loopback address."""
+    host = (address or "").removeprefix("ray://").rpartition(":")[0]
+    if host not in ("127.0.0.1", "localhost", "[::1]"):
+        yield
+        return
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Fail within about ``timeout`` seconds, with one line, unless a gRPC server (Ray's GCS, or
+    its client server for ``ray://``) answers at a Ray address (``ray://host:port`` or
+    ``host:port``; ``auto`` is left to Ray): ``ray.init`` would otherwise retry for minutes and
+    end in a traceback.
+
+    A TCP connect is not enough (a proxy may accept every connection), so the probe speaks
+    HTTP/2 itself (engine.replay does not import grpc): it asks for a gRPC method no server has,
+    and a gRPC server answers ``:status 200`` (carrying grpc-status UNIMPLEMENTED); refused,
+    silent, closed, or any other status (a proxy's 404) means no cluster there.
+    """
+    import socket
+
+    if address == "auto":
+        return
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise InvalidParameterError("Runner", "address", "ray://HOST:PORT or HOST:PORT", address)
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            conn.sendall(_grpc_probe(target))
+            status = _http2_status(conn)
+    except OSError as exc:
+        status = exc.strerror or type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            status = "no answer"
+    if status != "200":
+        detail = f"HTTP status {status}" if status.isdigit() else status
+        raise ServiceUnavailableError(
+            f"no Ray cluster at {address} ({detail}; probed for {timeout:g} s)"
+        )
+
+
+def _grpc_probe(authority: str) -> bytes:
+    """HTTP/2 preface, empty SETTINGS and one header-only gRPC request (HPACK literals)."""
+
+    def literal(index: int, value: str) -> bytes:
+        raw = value.encode()
+        return bytes([index]) + bytes([len(raw)]) + raw  # without indexing, 4-bit name index
+
+    block = b"\x83\x86"  # :method POST, :scheme http
+    block += literal(4, "/nbo.Probe/Ping") + literal(1, authority[:100])
+    block += b"\x0f\x10" + bytes([16]) + b"application/grpc"  # content-type (static index 31)
+    block += b"\x00\x02te\x08trailers"
+    headers = len(block).to_bytes(3, "big") + b"\x01\x05" + (1).to_bytes(4, "big") + block
+    return b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" + headers
+
+
+def _http2_status(conn: Any) -> str:
+    """The ``:status`` of the first response HEADERS frame on stream 1 ("200" when the static
+    HPACK entry says so; "other" for any other encoding), or why there is none."""
+    buffer = b""
+    while True:
+        while len(buffer) >= 9:
+            length = int.from_bytes(buffer[:3], "big")
+            if len(buffer) < 9 + length:
+                break
+            kind, flags = buffer[3], buffer[4]
+            stream = int.from_bytes(buffer[5:9], "big") & 0x7FFFFFFF
+            payload, buffer = buffer[9 : 9 + length], buffer[9 + length :]
+            if kind == 7:  # GOAWAY
+                return "connection refused by the server (HTTP/2 GOAWAY)"
+            if kind == 1 and stream == 1:
+                block = payload
+                if flags & 0x8:  # PADDED
+                    block = block[1 : len(block) - block[0]]
+                if flags & 0x20:  # PRIORITY
+                    block = block[5:]
+                block = block.lstrip(bytes(range(0x20, 0x40)))  # dynamic table size updates
+                if block[:1] == b"\x88":
+                    return "200"
+                statuses = {0x89: "204", 0x8A: "206", 0x8B: "304", 0x8C: "400", 0x8D: "404"}
+                return statuses.get(block[0] if block else 0, "other")
+        chunk = conn.recv(65536)
+        if not chunk:
+            return "connection closed without an HTTP/2 answer"
+        buffer += chunk
 
 
 def _warm(pause: float) -> None:
