@@ -11,6 +11,7 @@ import pytest
 from engine.core import Engine
 from engine.errors import InvalidInputError
 from engine.serving.batcher import DecideBatcher, _Call
+from testkit.harness import run_threads
 from tests.engine.serving.support import RENEWAL, customer
 
 
@@ -73,11 +74,7 @@ def test_concurrent_callers_each_get_their_own_decision(engine: Engine) -> None:
             with lock:
                 results[customer_id] = record.customer_id
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    run_threads(work, n_threads, 60)
     assert not errors, errors[0]
     good = n_threads * (per_thread - len(range(3, per_thread, 7)))
     assert len(results) == good and all(k == v for k, v in results.items())
