@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,16 @@ def customer(i: int) -> dict[str, Any]:
     out: dict[str, Any] = dict(zip(NUMERIC, CONTEXTS_NUMERIC[row].tolist(), strict=True))
     out.update(zip(CATEGORICAL, CONTEXTS_CATEGORICAL[row].tolist(), strict=True))
     return out
+
+
+def run_threads(work: Callable[[int], object], n: int, timeout: float) -> None:
+    """Call ``work(0)`` .. ``work(n - 1)`` at once, each in its own thread, and wait up to
+    ``timeout`` seconds for each (the workers report their own failures)."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
 
 
 def campaign_config(tmp: Path, **learning: Any) -> Path:

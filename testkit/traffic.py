@@ -71,15 +71,22 @@ def decide_requests(n: int, seed: int = 0) -> list[pb.DecideRequest]:
     ]
 
 
+def dense_contexts(
+    customer_ids: list[str], numeric: np.ndarray, categorical: np.ndarray
+) -> pb.DenseContexts:
+    """The dense form of renewal contexts (as :func:`renewal_contexts` returns them), one row per
+    customer id."""
+    return pb.DenseContexts(
+        customer_ids=customer_ids,
+        numeric_names=NUMERIC,
+        numeric_values=numeric.ravel(),
+        categorical_names=CATEGORICAL,
+        categorical_values=categorical.ravel().tolist(),
+    )
+
+
 def dense_request(n_rows: int, seed: int) -> pb.DecideBatchRequest:
     """A dense-form DecideBatch of ``n_rows`` renewal customers."""
     numeric, categorical = renewal_contexts(n_rows, seed)
-    return pb.DecideBatchRequest(
-        dense=pb.DenseContexts(
-            customer_ids=[f"batch-{seed}-{i}" for i in range(n_rows)],
-            numeric_names=NUMERIC,
-            numeric_values=numeric.ravel(),
-            categorical_names=CATEGORICAL,
-            categorical_values=categorical.ravel().tolist(),
-        )
-    )
+    ids = [f"batch-{seed}-{i}" for i in range(n_rows)]
+    return pb.DecideBatchRequest(dense=dense_contexts(ids, numeric, categorical))

@@ -49,10 +49,12 @@ from typing import Protocol, runtime_checkable
 from engine.errors import NboError
 from engine.journal import records
 
-__all__ = ["ERROR_PERIOD_US", "ERROR_SAMPLES", "DuplicateError", "JournalBackend"]
+__all__ = ["ERROR_PERIOD_US", "ERROR_SAMPLES", "DuplicateError", "JournalBackend", "ModelBlob"]
 
 ERROR_PERIOD_US = 60_000_000  # rejected rewards are counted per reason and minute
 ERROR_SAMPLES = 100  # reports kept for audit per reason and period
+# a model's bytes for ``add_model``: none, the bytes, or a function of the new version number
+ModelBlob = bytes | Callable[[int], bytes] | None
 
 
 class DuplicateError(NboError, ValueError):
@@ -167,12 +169,7 @@ class JournalBackend(Protocol):
         ...
 
     # ------------------------------------------------------------------ the model registry
-    def add_model(
-        self,
-        row: records.ModelRow,
-        blob: bytes | Callable[[int], bytes] | None = None,
-        at_least: int = 0,
-    ) -> int:
+    def add_model(self, row: records.ModelRow, blob: ModelBlob = None, at_least: int = 0) -> int:
         """Store a model version (and its bytes, when given: bytes, or a function of the new
         number returning them, so bytes may name their own version) in one transaction and
         return its number: one more than the largest stored number and than ``at_least``."""

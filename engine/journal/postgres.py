@@ -50,7 +50,7 @@ too, naming the journal; URLs are always shown without their password.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -62,17 +62,9 @@ from psycopg import sql as pg_sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from engine.errors import ConfigError, NotFoundError, ResourceExhaustedError
-from engine.journal import schema
+from engine.journal import records, schema
 from engine.journal.backends import redact_url
-from engine.journal.base import JournalBackend
-from engine.journal.records import (
-    DecisionRow,
-    ModelRow,
-    RequestRow,
-    RewardError,
-    RewardRow,
-    StoredDecision,
-)
+from engine.journal.base import JournalBackend, ModelBlob
 from engine.journal.schema import (
     DECISION_COLUMNS,
     ERROR_COLUMNS,
@@ -371,7 +363,7 @@ class PostgresJournal(SQLJournal, JournalBackend):
             conn.execute(_pg(schema.SET_META), (key, value))
 
     # ------------------------------------------------------------------ writes
-    def append_decisions(self, rows: Sequence[DecisionRow]) -> list[int]:
+    def append_decisions(self, rows: Sequence[records.DecisionRow]) -> list[int]:
         """Insert decisions in one transaction; return their seq numbers once committed."""
         if not rows:
             return []
@@ -379,7 +371,7 @@ class PostgresJournal(SQLJournal, JournalBackend):
             last = self._append("decisions", DECISION_COLUMNS, rows)
         return list(range(last + 1, last + len(rows) + 1))
 
-    def append_rewards(self, rows: Sequence[RewardRow]) -> list[int]:
+    def append_rewards(self, rows: Sequence[records.RewardRow]) -> list[int]:
         """Insert rewards in one transaction; return their seq numbers (the learner's order)
         once committed."""
         if not rows:
@@ -388,7 +380,9 @@ class PostgresJournal(SQLJournal, JournalBackend):
             last = self._append("rewards", REWARD_COLUMNS, rows)
         return list(range(last + 1, last + len(rows) + 1))
 
-    def append_request(self, request: RequestRow, rows: Sequence[DecisionRow]) -> list[int]:
+    def append_request(
+        self, request: records.RequestRow, rows: Sequence[records.DecisionRow]
+    ) -> list[int]:
         """Insert decisions and the request that made them in one transaction; return the
         decisions' seq numbers once committed."""
         with self._unique(schema.REQUEST_RULE), self._write("decisions") as (conn, last):
@@ -402,7 +396,7 @@ class PostgresJournal(SQLJournal, JournalBackend):
         with self._write() as (conn, _):
             return int(conn.execute(_pg(schema.PRUNE_REQUESTS), (before_us,)).rowcount)
 
-    def record_errors(self, rows: Sequence[RewardError]) -> None:
+    def record_errors(self, rows: Sequence[records.RewardError]) -> None:
         """Count rejected rewards per reason and period; keep a bounded sample for audit."""
         if not rows:
             return
@@ -411,9 +405,7 @@ class PostgresJournal(SQLJournal, JournalBackend):
             _copy(conn, "reward_errors", ERROR_COLUMNS, samples, last)
 
     # ------------------------------------------------------------------ the model registry
-    def add_model(
-        self, row: ModelRow, blob: bytes | Callable[[int], bytes] | None = None, at_least: int = 0
-    ) -> int:
+    def add_model(self, row: records.ModelRow, blob: ModelBlob = None, at_least: int = 0) -> int:
         """Add a model version numbered one above every stored one (and above ``at_least``),
         with its bytes when given (or a function of the new number that encodes them, called
         inside the transaction), in one transaction; return its number. Writers of any
@@ -442,13 +434,13 @@ class PostgresJournal(SQLJournal, JournalBackend):
             return int(cursor.rowcount or 0)
 
     # ------------------------------------------------------------------ reads
-    def lookup(self, decision_ids: Sequence[str]) -> dict[str, StoredDecision]:
+    def lookup(self, decision_ids: Sequence[str]) -> dict[str, records.StoredDecision]:
         """Stored decisions by id (ids not in the journal are absent from the result)."""
         if not decision_ids:
             return {}
         with self._connection() as conn:
             rows = conn.execute(_LOOKUP, (list(dict.fromkeys(decision_ids)),)).fetchall()
-        return {row[0]: StoredDecision._make(row) for row in rows}
+        return {row[0]: records.StoredDecision._make(row) for row in rows}
 
     # ------------------------------------------------------------------ upkeep
     def checkpoint(self) -> None:

@@ -59,7 +59,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
@@ -67,7 +67,7 @@ from typing import Any
 
 from engine.errors import CorruptModelError, ResourceExhaustedError
 from engine.journal import schema
-from engine.journal.base import DuplicateError, JournalBackend
+from engine.journal.base import DuplicateError, JournalBackend, ModelBlob
 from engine.journal.files import create_private, refuse_links
 from engine.journal.records import (
     DecisionRow,
@@ -346,9 +346,7 @@ class Journal(SQLJournal, JournalBackend):
             db.executemany(_INSERT_ERROR, self._count_errors(db.execute, rows))
 
     # ------------------------------------------------------------------ the model registry
-    def add_model(
-        self, row: ModelRow, blob: bytes | Callable[[int], bytes] | None = None, at_least: int = 0
-    ) -> int:
+    def add_model(self, row: ModelRow, blob: ModelBlob = None, at_least: int = 0) -> int:
         """Add a model version numbered one above every stored one (and above ``at_least``),
         with its bytes when given (or a function of the new number that encodes them, called
         inside the transaction), in one transaction; return its number."""

@@ -50,12 +50,19 @@ default_value = 0.0
 
 
 OFFERS = '[[offers]]\nid = "none"\n[[offers]]\nid = "a"\n'
+THREE = OFFERS + '[[offers]]\nid = "b"\n'
+SCALED = 'name = "x"\nmean = 0.0\nstd = 1.0'  # a numeric feature with fixed scaling
+
+
+def start(path: Path, clock: Clock) -> Engine:
+    """Start (or restart) the engine of the config at ``path`` on its data directory."""
+    return Engine.from_config(path, data_dir=path.parent / "d", clock=clock)
 
 
 def test_running_statistics_survive_a_restart(tmp_path):
     clock = Clock()
     path = write_config(tmp_path, OFFERS, 'name = "x"\nfreeze_after = 50')
-    eng = Engine.from_config(path, data_dir=tmp_path / "d", clock=clock)
+    eng = start(path, clock)
     rng = np.random.default_rng(0)
     values = rng.normal(100.0, 15.0, 80)
     eng.decide_batch([f"c{i}" for i in range(30)], [{"x": float(v)} for v in values[:30]])
@@ -66,21 +73,21 @@ def test_running_statistics_survive_a_restart(tmp_path):
     probe = eng._encoder.encode({"x": 120.0})
     assert probe[1] == pytest.approx((120.0 - values[:50].mean()) / values[:50].std(ddof=1))
     eng = None  # no close(): the statistics were journaled when they froze
-    again = Engine.from_config(path, data_dir=tmp_path / "d", clock=clock)
+    again = start(path, clock)
     np.testing.assert_array_equal(again._encoder.encode({"x": 120.0}), probe)
     again.close()
 
 
 def test_expiry_watermark_and_pending_survive_a_restart(tmp_path):
     clock = Clock()
-    path = write_config(tmp_path, OFFERS, 'name = "x"\nmean = 0.0\nstd = 1.0')
-    eng = Engine.from_config(path, data_dir=tmp_path / "d", clock=clock)
+    path = write_config(tmp_path, OFFERS, SCALED)
+    eng = start(path, clock)
     old = eng.decide_batch(["a", "b"], [{"x": 0.0}] * 2)
     clock.t += 3 * DAY
     assert eng.expire_pending() == 2
     new = eng.decide_batch(["c", "d"], [{"x": 0.0}] * 2)
     eng.close()
-    again = Engine.from_config(path, data_dir=tmp_path / "d", clock=clock)
+    again = start(path, clock)
     assert again.expire_pending() == 0
     assert again.reward_batch([old[0].decision_id], [1.0])[0].status == "expired"
     assert again.reward(new[0].decision_id, 1.0).status == "applied"
@@ -91,9 +98,8 @@ def test_expiry_watermark_and_pending_survive_a_restart(tmp_path):
 
 def test_added_and_removed_offers_keep_the_learned_model(tmp_path):
     clock = Clock()
-    three = OFFERS + '[[offers]]\nid = "b"\n'
-    path = write_config(tmp_path, three, 'name = "x"\nmean = 0.0\nstd = 1.0')
-    eng = Engine.from_config(path, data_dir=tmp_path / "d", clock=clock)
+    path = write_config(tmp_path, THREE, SCALED)
+    eng = start(path, clock)
     rng = np.random.default_rng(1)
     ds = eng.decide_batch(
         [f"c{i}" for i in range(200)], [{"x": float(v)} for v in rng.normal(size=200)]
@@ -104,8 +110,8 @@ def test_added_and_removed_offers_keep_the_learned_model(tmp_path):
     eng.close()
     # "b" removed, "gift" added (at the end): the snapshot is mapped, not thrown away.
     changed = OFFERS + '[[offers]]\nid = "gift"\nmax_traffic_share = 0.1\n'
-    path = write_config(tmp_path, changed, 'name = "x"\nmean = 0.0\nstd = 1.0')
-    again = Engine.from_config(path, data_dir=tmp_path / "d", clock=clock)
+    path = write_config(tmp_path, changed, SCALED)
+    again = start(path, clock)
     after = again.policy.choose(X).scores
     np.testing.assert_allclose(after[:, :2], before[:, :2])
     assert again.offer_ids == ("none", "a", "gift")
@@ -116,9 +122,8 @@ def test_added_and_removed_offers_keep_the_learned_model(tmp_path):
 
 def test_per_row_candidates_in_a_batch(tmp_path):
     clock = Clock()
-    three = OFFERS + '[[offers]]\nid = "b"\n'
-    path = write_config(tmp_path, three, 'name = "x"\nmean = 0.0\nstd = 1.0')
-    eng = Engine.from_config(path, data_dir=tmp_path / "d", clock=clock)
+    path = write_config(tmp_path, THREE, SCALED)
+    eng = start(path, clock)
     ds = eng.decide_batch(
         ["p", "q", "r"], [{"x": 0.0}] * 3, candidates=[["a"], None, ["b", "none"]]
     )

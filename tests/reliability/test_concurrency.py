@@ -39,9 +39,10 @@ from testkit.harness import (
     campaign_config,
     customer,
     rebuilt_policy,
+    run_threads,
     served_model,
 )
-from testkit.traffic import CATEGORICAL, NUMERIC, renewal_contexts
+from testkit.traffic import dense_contexts, renewal_contexts
 
 N_CLIENTS = 8
 ROUNDS = 30  # per client: a Decide, and every 5th round a DecideBatch of 4 more
@@ -132,11 +133,7 @@ def _run_clients(target: str) -> list[ClientWork]:
             errors.append(exc)
             barrier.abort()
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(N_CLIENTS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    run_threads(run, N_CLIENTS, 120)
     assert not errors, errors[0]
     return sorted(works, key=lambda w: w.client)
 
@@ -253,15 +250,8 @@ def test_overload_is_resource_exhausted_and_the_server_recovers(tmp_path: Path) 
     try:
         server.wait_serving()
         numeric, categorical = renewal_contexts(200, seed=4)
-        request = pb.DecideBatchRequest(
-            dense=pb.DenseContexts(
-                customer_ids=[f"burst-{i}" for i in range(200)],
-                numeric_names=NUMERIC,
-                numeric_values=numeric.ravel(),
-                categorical_names=CATEGORICAL,
-                categorical_values=categorical.ravel().tolist(),
-            )
-        )
+        ids = [f"burst-{i}" for i in range(200)]
+        request = pb.DecideBatchRequest(dense=dense_contexts(ids, numeric, categorical))
         with grpc.insecure_channel(server.target) as channel:
             stub = pb_grpc.OfferServiceStub(channel)
             stub.DecideBatch(request, timeout=30)  # connected and warm

@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from engine.client import NboClient
 from engine.serving.server import NboServer
-from testkit.traffic import CATEGORICAL, NUMERIC, renewal_contexts
+from testkit.traffic import CATEGORICAL, NUMERIC, dense_contexts, renewal_contexts
 from tests.engine.serving.support import MAX_BATCH_ROWS, customer
 
 
@@ -80,13 +80,7 @@ def test_dense_and_row_forms_decode_to_the_same_contexts() -> None:
     from engine.serving.pb import offers_pb2 as pb
 
     numeric, categorical = renewal_contexts(5, seed=9)
-    dense = pb.DenseContexts(
-        customer_ids=[f"c{i}" for i in range(5)],
-        numeric_names=NUMERIC,
-        numeric_values=numeric.ravel(),
-        categorical_names=CATEGORICAL,
-        categorical_values=categorical.ravel().tolist(),
-    )
+    dense = dense_contexts([f"c{i}" for i in range(5)], numeric, categorical)
     rows = [
         pb.DecideRow(
             customer_id=f"c{i}",
