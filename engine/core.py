@@ -264,6 +264,8 @@ class Engine:
             "journal": self._journal.counts(),
             "data_dir": None if self.data_dir is None else str(self.data_dir),
             "model_dir": None if self.model_dir is None else str(self.model_dir),
+            # Request attributes the campaign does not declare, with how often they came.
+            "undeclared_attributes": self._encoder.undeclared_attributes(),
         }
 
     def prepare(self) -> None:

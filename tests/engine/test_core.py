@@ -506,3 +506,14 @@ def test_in_memory_engine(tmp_path, clock):
     assert eng.reward(d.decision_id, 1.0).status == "applied"
     assert eng.snapshot() == eng.model_version
     eng.close()
+
+
+def test_model_info_counts_undeclared_request_attributes(tmp_path):
+    eng = Engine.from_config(RENEWAL, data_dir=tmp_path, clock=lambda: 1.7e9)
+    try:
+        context = {"tenure_months": 30, "monthly_price": 50.0, "plan": "basic"}
+        eng.decide("c1", {**context, "tenur_months": 31})
+        eng.decide("c2", {**context, "tenur_months": 12})
+        assert eng.model_info()["undeclared_attributes"] == {"tenur_months": 2}
+    finally:
+        eng.close()
