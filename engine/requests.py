@@ -33,6 +33,7 @@ from engine.errors import InvalidInputError
 from engine.types import BoolArray
 from engine.validation import (
     ID_RULE,
+    VALUE_LIMIT,
     check_context_bounds,
     check_value,
     first_bad_id,
@@ -105,6 +106,11 @@ def check_rewards(decision_ids: Sequence[str], values: Any) -> list[float]:
     ):
         raise InvalidInputError("values", f"a list of {n} numbers (one per decision id)", values)
     bad = -1 if valid_ids(decision_ids) else first_bad_id(decision_ids)
+    if bad == -1 and n > 1 and all(type(v) is float for v in values):
+        # The batch fast path: plain floats checked in one vectorized pass (NaN fails the
+        # comparison, as does an infinity); any offender is then found row by row below.
+        if bool((np.abs(np.array(values, dtype=np.float64)) <= VALUE_LIMIT).all()):
+            return list(values)
     single = n == 1
     clean: list[float] = []
     for i, value in enumerate(values):

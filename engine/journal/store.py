@@ -269,10 +269,23 @@ class Journal(SQLJournal, JournalBackend):
                     _rollback(db)
                     raise
             except sqlite3.OperationalError as exc:
-                raise ResourceExhaustedError(
-                    f"journal {self.path}: expected room to commit (free disk space, a writable "
-                    f"file), got {exc!s}; nothing was written"
-                ) from exc
+                raise self._exhausted(exc) from exc
+
+    def _exhausted(self, exc: sqlite3.OperationalError) -> ResourceExhaustedError:
+        return ResourceExhaustedError(
+            f"journal {self.path}: expected room to commit (free disk space, a writable "
+            f"file), got {exc!s}; nothing was written"
+        )
+
+    def _insert_one(self, insert: str, row: tuple[Any, ...], rule: str) -> list[int]:
+        """One row as one autocommit INSERT: a single statement is atomic, so BEGIN IMMEDIATE
+        and COMMIT (two more statements) would only add work. Same errors as :meth:`_write`
+        under :meth:`_unique`; returns the row's seq once committed."""
+        with self._unique(rule), self._lock:
+            try:
+                return [int(self._db.execute(insert, row).lastrowid or 0)]
+            except sqlite3.OperationalError as exc:
+                raise self._exhausted(exc) from exc
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -311,6 +324,8 @@ class Journal(SQLJournal, JournalBackend):
         """Insert decisions in one transaction; return their seq numbers once committed."""
         if not rows:
             return []
+        if len(rows) == 1:
+            return self._insert_one(_INSERT_DECISION, rows[0], "decision ids are unique")
         with self._unique("decision ids are unique"), self._write() as db:
             last = _insert(db, _INSERT_DECISION, _INSERT_DECISIONS_CHUNK, rows)
         return _seqs(last, len(rows))
@@ -320,6 +335,8 @@ class Journal(SQLJournal, JournalBackend):
         once committed."""
         if not rows:
             return []
+        if len(rows) == 1:
+            return self._insert_one(_INSERT_REWARD, rows[0], "at most one reward per decision")
         with self._unique("at most one reward per decision"), self._write() as db:
             last = _insert(db, _INSERT_REWARD, _INSERT_REWARDS_CHUNK, rows)
         return _seqs(last, len(rows))

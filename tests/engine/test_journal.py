@@ -151,6 +151,11 @@ def test_a_second_reward_or_decision_id_is_refused_with_nothing_of_its_batch_kep
         )
     with pytest.raises(DuplicateError, match="decision ids are unique"):
         backend.append_decisions([decision("d3", 3, cat), decision("d1", 4, cat)])
+    # A single row (one autocommit INSERT on SQLite) is refused in the same words.
+    with pytest.raises(DuplicateError, match="at most one reward per decision"):
+        backend.append_rewards([RewardRow("d1", s1, 5, 2.0, 2.0, "reward")])
+    with pytest.raises(DuplicateError, match="decision ids are unique"):
+        backend.append_decisions([decision("d2", 5, cat)])
     assert backend.counts() == {"decisions": 2, "rewards": 1, "pending": 1, "reward_errors": 0}
     assert backend.lookup(["d1", "d2", "d3"])["d1"].reward == 1.0
     assert set(backend.lookup(["d1", "d2", "d3"])) == {"d1", "d2"}
