@@ -10,7 +10,9 @@ numbers are the same whichever way the tasks ran. Shard results are added in sha
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 
@@ -215,26 +217,7 @@ def evaluate(
     scoring = runner.start(score_tasks, "scoring")
     outputs = replaying() + scoring()
 
-    collected: dict[str, list[ShardSummary | None]] = {
-        c.label: [None] * len(shards) for c in all_candidates
-    }
-    for (labels, shard_index), out in zip(owners, outputs, strict=True):
-        if isinstance(out, TaskFailure):
-            for label in labels:
-                _fail(results[label], out)
-        elif shard_index is None:
-            collected[labels[0]] = list(out)
-        else:
-            for label, summary in zip(labels, out, strict=True):
-                collected[label][shard_index] = summary
-    for c in all_candidates:
-        result = results[c.label]
-        if result.status == "ok":
-            parts = collected[c.label]
-            if any(p is None for p in parts):
-                _fail(result, TaskFailure(c.label, "missing shard results", 0))
-                continue
-            _combine(result, [p for p in parts if p is not None], alpha)
+    collected = collect_shard_results(owners, outputs, all_candidates, results, len(shards), alpha)
     if clustered:
         _cluster_bootstrap(list(results.values()), collected, config, alpha)
     for result in results.values():
@@ -328,6 +311,44 @@ def _shards(
             )
         )
     return out
+
+
+def collect_shard_results(
+    owners: Sequence[tuple[list[str], int | None]],
+    outputs: Sequence[Any],
+    candidates: Sequence[Candidate],
+    results: dict[str, CandidateResult],
+    n_shards: int,
+    alpha: float,
+) -> dict[str, list[ShardSummary | None]]:
+    """Route every task's output to its candidates' shard slots and combine each candidate whose
+    shards all came back; a failed task or a missing shard fails the candidates it owns.
+
+    ``owners[i]`` is ``(candidate labels, shard index)`` of ``outputs[i]``; a shard index of None
+    means the task returned every shard of its one candidate (a learning replay). Returns the
+    per-shard summaries by label (the clustered bootstrap reads them again).
+    """
+    collected: dict[str, list[ShardSummary | None]] = {
+        c.label: [None] * n_shards for c in candidates
+    }
+    for (labels, shard_index), out in zip(owners, outputs, strict=True):
+        if isinstance(out, TaskFailure):
+            for label in labels:
+                _fail(results[label], out)
+        elif shard_index is None:
+            collected[labels[0]] = list(out)
+        else:
+            for label, summary in zip(labels, out, strict=True):
+                collected[label][shard_index] = summary
+    for c in candidates:
+        result = results[c.label]
+        if result.status == "ok":
+            parts = collected[c.label]
+            if any(p is None for p in parts):
+                _fail(result, TaskFailure(c.label, "missing shard results", 0))
+                continue
+            _combine(result, [p for p in parts if p is not None], alpha)
+    return collected
 
 
 def _fail(result: CandidateResult, failure: TaskFailure) -> None:

@@ -49,7 +49,7 @@ from engine.replay.candidates import (
     static_shard,
 )
 from engine.replay.data import LoggedData
-from engine.replay.evaluate import _combine, _fail, _paired_lifts
+from engine.replay.evaluate import _fail, _paired_lifts, collect_shard_results
 from engine.replay.fanout import Runner, Task, TaskFailure
 from engine.replay.readers import ColumnMap, _actions_from_metadata, from_table
 from engine.replay.results import CandidateResult, Evaluation, Gate
@@ -458,27 +458,10 @@ def evaluate_dataset(
             owners.append(([c.label for c in frozen], i))
     scoring = runner.start(score_tasks, "scoring")
     outputs = replaying() + scoring()
-    collected: dict[str, list[ShardSummary | None]] = {
-        c.label: [None] * len(indexed) for c in all_candidates
-    }
-    for (labels, shard_index), out in zip(owners, outputs, strict=True):
-        if isinstance(out, TaskFailure):
-            for label in labels:
-                _fail(results[label], out)
-        elif shard_index is None:
-            collected[labels[0]] = list(out)
-        else:
-            for label, summary in zip(labels, out, strict=True):
-                collected[label][shard_index] = summary
+    collect_shard_results(owners, outputs, all_candidates, results, len(indexed), alpha)
     for c in all_candidates:
-        result = results[c.label]
-        if result.status == "ok":
-            got = collected[c.label]
-            if any(p is None for p in got):
-                _fail(result, TaskFailure(c.label, "missing shard results", 0))
-                continue
-            _combine(result, [p for p in got if p is not None], alpha)
-            result.select(interval)
+        if results[c.label].status == "ok":
+            results[c.label].select(interval)
     _paired_lifts(list(results.values()), alpha)
     n_test = n_rows - cut
     return Evaluation(
