@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -366,7 +367,7 @@ def migrations_from(found: str | None) -> list[str]:
     return [MIGRATIONS[v] for v in range(start, SCHEMA_VERSION)]
 
 
-class SQLJournal:
+class SQLJournal(ABC):
     """The reads of :class:`~engine.journal.base.JournalBackend` over the tables above, and the
     logic on top of them, written once for both SQL backends.
 
@@ -393,14 +394,17 @@ class SQLJournal:
     def _violation(self, exc: Exception) -> str:
         return str(exc)
 
+    @abstractmethod
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        raise NotImplementedError
+        """Every row of ``sql`` (``?`` placeholders)."""
 
+    @abstractmethod
     def _scan(self, sql: str, params: Sequence[Any]) -> Iterator[Any]:
-        raise NotImplementedError
+        """The rows of ``sql`` (``?`` placeholders), streamed."""
 
+    @abstractmethod
     def set_meta(self, key: str, value: str) -> None:
-        raise NotImplementedError
+        """Store ``value`` under ``key`` in the meta table (committed)."""
 
     def _check_version(self, where: str) -> None:
         """Refuse a store of another schema version (an unmarked one is version 1)."""

@@ -31,11 +31,11 @@ from engine.serving.auth import PeerThrottle
 from engine.serving.config import ServeConfig
 from engine.serving.logs import configure_logging
 from engine.serving.metrics import MAX_HTTP_CONNECTIONS
-from engine.serving.server import NboServer, create_server
+from engine.serving.server import create_server
 from testkit.tls import self_signed
 from tests.engine.serving.support import RENEWAL, TOKEN, customer, free_port, serve_config
+from tests.reliability.conftest import CLIENT_TOKEN
 
-CLIENT_TOKEN = "client-token-0123456789abcdef"
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 Code = grpc.StatusCode
 
@@ -44,20 +44,6 @@ def _code(call: Any) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as err:
         call()
     return err.value.code()
-
-
-@pytest.fixture()
-def started(tmp_path: Path) -> Iterator[Any]:
-    servers: list[NboServer] = []
-
-    def start(**overrides: Any) -> NboServer:
-        server, _ = create_server(serve_config(tmp_path / f"data{len(servers)}", **overrides))
-        servers.append(server.start())
-        return server
-
-    yield start
-    for server in servers:
-        server.stop(grace=0.5)
 
 
 def test_a_forged_reward_is_refused_and_the_real_one_still_applies(started: Any) -> None:

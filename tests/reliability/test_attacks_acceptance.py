@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,26 +22,11 @@ from engine.errors import InvalidInputError
 from engine.serving import codec
 from engine.serving.config import ServeConfig
 from engine.serving.pb import offers_pb2 as pb
-from engine.serving.server import NboServer, create_server
+from engine.serving.server import NboServer
 from engine.validation import MAX_CATEGORY_CHARS
 from testkit.harness import ServeProcess, campaign_config
-from tests.engine.serving.support import TOKEN, customer, free_port, serve_config
-
-CLIENT_TOKEN = "client-token-0123456789abcdef"
-
-
-@pytest.fixture()
-def started(tmp_path: Path) -> Iterator[Any]:
-    servers: list[NboServer] = []
-
-    def start(**overrides: Any) -> NboServer:
-        server, _ = create_server(serve_config(tmp_path / f"data{len(servers)}", **overrides))
-        servers.append(server.start())
-        return server
-
-    yield start
-    for server in servers:
-        server.stop(grace=0.5)
+from tests.engine.serving.support import TOKEN, customer, free_port
+from tests.reliability.conftest import CLIENT_TOKEN
 
 
 def _engine(server: NboServer) -> Any:
