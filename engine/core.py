@@ -42,7 +42,9 @@ from engine.assembly import DecisionAssembler, Screened, stored_record
 from engine.campaign import CampaignConfig, Guardrails, control_flags, load_campaign
 from engine.campaign.eligibility import Eligibility
 from engine.errors import (
+    ConfigError,
     CorruptModelError,
+    FailedPreconditionError,
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
@@ -51,12 +53,20 @@ from engine.errors import (
 from engine.features import Encoder
 from engine.features.columns import Columns, gather
 from engine.journal.backends import open_journal
-from engine.journal.base import DuplicateError, JournalBackend
+from engine.journal.base import DuplicateError, JournalBackend, StaleModelError
 from engine.journal.files import private_dir, read_regular, resolve_inside
+from engine.journal.follower import MODEL_WAIT_SECONDS, ModelFollower
+from engine.journal.leader import RETRY_SECONDS, LeaderLock
+from engine.journal.learner import Learner
 from engine.journal.lift import Lift, lift_from_journal
 from engine.journal.promotion import Candidate, check_candidate, find_repeat, origin_header
 from engine.journal.records import DecisionRecord, RequestRow, RewardRecord
-from engine.journal.recovery import model_shape, restore_guardrails, start_learner
+from engine.journal.recovery import (
+    load_encoder,
+    model_shape,
+    restore_guardrails,
+    start_learner,
+)
 from engine.journal.registry import ModelVersion, version_number
 from engine.journal.rewards import RewardLedger
 from engine.journal.snapshot import ModelShape
@@ -66,7 +76,9 @@ from engine.types import FloatArray
 from engine.upkeep import Upkeep
 from engine.validation import check_id
 
-__all__ = ["DecisionRecord", "Engine", "ModelChange", "RewardRecord"]
+__all__ = ["ROLES", "DecisionRecord", "Engine", "ModelChange", "RewardRecord"]
+
+ROLES = ("all", "decide", "learn")  # see Engine's ``role`` and docs/architecture.md
 
 _SWEEP_ROWS = 8192  # decisions an expiry sweep scans per hold of the decision lock
 _log = logging.getLogger("nbo.engine")
@@ -115,6 +127,18 @@ class Engine:
         campaign, so a file put there for one campaign cannot be promoted into another that
         happens to have the same offers and features (one admin token serves every campaign of
         a server). None without a data directory: nothing can be promoted.
+    role : {"all", "decide", "learn"}
+        ``all`` (default): decide and learn in this process, the campaign's only learner (it
+        takes the journal's learner lock, :mod:`engine.journal.leader`; refused while another
+        process holds it). ``decide``: a replica on a shared journal that decides on the newest
+        model the learner published (:mod:`engine.journal.follower`) and journals rewards for
+        the learner; it never writes the registry. ``learn``: the campaign's learner without
+        decisions: it leads when it gets the lock (applies every replica's rewards in journal
+        order, publishes each version with its bytes, expires decisions), else stands by and
+        takes over within about a second of the leader's death.
+    model_wait : float
+        ``decide`` (and a standby ``learn``): seconds to wait at start for a first published
+        model.
 
     Notes
     -----
@@ -132,7 +156,12 @@ class Engine:
         background: bool | None = None,
         reset_model: bool = False,
         model_dir: str | Path | None = None,
+        role: str = "all",
+        model_wait: float = MODEL_WAIT_SECONDS,
     ) -> None:
+        if role not in ROLES:
+            raise ConfigError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
+        self.role = role
         self.config = config
         self.campaign = config.name
         self.offer_ids = config.offer_ids
@@ -174,31 +203,136 @@ class Engine:
             dict.fromkeys(self._encoder.attribute_names + self._eligibility.fields)
         )
         self._guardrails = Guardrails(config)
-        self._learner = start_learner(
-            config,
-            self._journal,
-            self._encoder,
-            snapshot_dir,
-            self._lock,
-            self._clock,
-            reset_model=reset_model,
-        )
-        restore_guardrails(self._journal, self._guardrails, config, self._clock())
-        self._ledger = RewardLedger(
-            config, self._journal, self._learner, self._index, self.n_features
-        )
+        self._snapshot_dir = snapshot_dir
+        self._reset_model = reset_model
+        self._leader: LeaderLock | None = None
+        self._lead_checked = 0.0
+        self._learner: Learner | ModelFollower
+        if role == "decide":
+            self._learner = self._follow(model_wait)
+        else:
+            self._leader = self._journal.try_lead()
+            if self._leader is None and role == "all":
+                raise ConfigError(
+                    f"campaign {config.name}: expected to be the campaign's only learner, got "
+                    f"another process holding the learner lock of {self._journal.location}; "
+                    "serve replicas with --role decide (and the learner with --role learn)"
+                )
+            try:
+                self._learner = self._lead() if self._leader else self._follow(model_wait)
+            except BaseException:
+                self._release_leader()
+                self._journal.close()
+                raise
+        if role != "learn":
+            restore_guardrails(self._journal, self._guardrails, config, self._clock())
+        self._ledger = RewardLedger(config, self._journal)
         self._upkeep: Upkeep | None = None
         if run_background:
             self._upkeep = Upkeep(
                 config.name,
                 max(0.01, min(config.publish_every_ms / 2000.0, 0.5)),
-                apply=self._learner.apply,
+                apply=self._tick,
                 checkpoint=self._journal.checkpoint,
                 expiry_due=self._expiry_due,
                 expire=self.expire_pending,
                 prune=self._prune_requests,
             )
             self._upkeep.start()
+
+    def _lead(self) -> Learner:
+        """The campaign's learner, restored from the registry (this process holds the lock)."""
+        learner = start_learner(
+            self.config,
+            self._journal,
+            self._encoder,
+            self._snapshot_dir,
+            self._lock,
+            self._clock,
+            reset_model=self._reset_model,
+            share_models=self.role == "learn",
+        )
+        _log.info(
+            "campaign %s: leading learner, model %s (role %s)",
+            self.campaign, learner.version, self.role,
+        )  # fmt: skip
+        return learner
+
+    def _follow(self, wait: float) -> ModelFollower:
+        follower = ModelFollower(
+            self.config, self._journal, list(self.feature_names), self._lock,
+            wait_seconds=wait, role=self.role,
+        )  # fmt: skip
+        load_encoder(self._encoder, self._journal.get_meta("encoder"))
+        return follower
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process is the campaign's learner now (role all, or the leading learn
+        process)."""
+        return self._leader is not None
+
+    def _release_leader(self) -> None:
+        leader, self._leader = self._leader, None
+        if leader is not None:
+            leader.release()
+
+    def _tick(self) -> None:
+        """One upkeep tick: keep or take the leadership, then learn (or follow)."""
+        if self.role != "decide":
+            now = time.monotonic()
+            if now - self._lead_checked >= RETRY_SECONDS:
+                self._lead_checked = now
+                self._check_leadership()
+        try:
+            self._learner.apply()
+        except StaleModelError as exc:
+            _log.warning("campaign %s: %s; following the registry again", self.campaign, exc)
+            self._step_down()
+
+    def _check_leadership(self) -> None:
+        if self._leader is not None and not self._leader.held():
+            _log.warning(
+                "campaign %s: learner lock of %s lost; standing by",
+                self.campaign, self._journal.location,
+            )  # fmt: skip
+            self._step_down()
+            return
+        if self._leader is None:
+            self._leader = self._journal.try_lead()
+            if self._leader is not None:
+                try:
+                    learner = self._lead()
+                except BaseException:
+                    self._release_leader()
+                    raise
+                with self._lock:
+                    self._learner = learner
+
+    def _step_down(self) -> None:
+        """Stop learning (lost lock, or another learner published): follow the registry until
+        the lock is ours again."""
+        self._release_leader()
+        follower = self._follow(wait=0.0) if self._journal.models_with_bytes() else None
+        if follower is not None:
+            with self._lock:
+                self._learner = follower
+
+    def _require_role(self, what: str, *roles: str) -> None:
+        if self.role not in roles:
+            raise FailedPreconditionError(
+                f"campaign {self.campaign}: expected a server that can {what} (--role "
+                f"{' or '.join(roles)}), got one serving with --role {self.role}"
+            )
+
+    def refresh_model(self) -> bool:
+        """A replica: load the newest published model now (the upkeep does it every
+        quarter second); True when a newer one was loaded. A learner: apply journaled rewards
+        and publish when due; False."""
+        if isinstance(self._learner, ModelFollower):
+            return self._learner.refresh()
+        self._learner.apply()
+        return False
 
     @classmethod
     def from_config(
@@ -211,6 +345,8 @@ class Engine:
         background: bool | None = None,
         reset_model: bool = False,
         model_dir: str | Path | None = None,
+        role: str = "all",
+        model_wait: float = MODEL_WAIT_SECONDS,
     ) -> Engine:
         """Load a campaign TOML file (see :mod:`engine.campaign.config`) and start its engine."""
         config = load_campaign(path)
@@ -222,6 +358,8 @@ class Engine:
             background=background,
             reset_model=reset_model,
             model_dir=model_dir,
+            role=role,
+            model_wait=model_wait,
         )
 
     # ------------------------------------------------------------------ information
@@ -248,6 +386,8 @@ class Engine:
         return {
             "campaign": self.campaign,
             "model_version": live.version,
+            "role": self.role,
+            "leading": self.leading,
             "kind": live.kind,
             "origin": live.origin,
             "parent": live.parent,
@@ -327,6 +467,7 @@ class Engine:
         :meth:`decide`).
         """
         self._check_open()
+        self._require_role("decide", "all", "decide")
         check_decide_request(customer_ids, contexts)
         n = len(customer_ids)
         row_candidates = self._candidates.rows(candidates, n)
@@ -354,9 +495,20 @@ class Engine:
             if X is None:
                 X = self._encode(contexts, True, columns)
                 if not encoder.learning:  # just froze: keep the statistics for restarts
-                    self._journal.set_meta("encoder", json.dumps(encoder.state()))
+                    self._save_encoder()
             batch = Screened(customer_ids, X, control, masks, costs, reasons)
             return self._decide_locked(batch, now, request)
+
+    def _save_encoder(self) -> None:
+        state = json.dumps(self._encoder.state())
+        if self.role != "decide":
+            self._journal.set_meta("encoder", state)
+            return
+        # Replicas: the first to freeze its statistics decides for all (every replica then
+        # encodes alike, and the learner learns from contexts encoded one way).
+        stored = self._journal.set_meta_once("encoder", state)
+        if stored != state:
+            load_encoder(self._encoder, stored)
 
     def _encode(
         self, contexts: Sequence[Mapping[str, Any]], learn: bool, columns: Columns | None
@@ -420,7 +572,10 @@ class Engine:
         return records
 
     def _prune_requests(self) -> int:
-        """Forget request ids whose window has passed (the upkeep calls this)."""
+        """Forget request ids whose window has passed (the upkeep of the leading learner
+        calls this)."""
+        if not self.leading:
+            return 0
         return self._journal.prune_requests(int(self._clock() * 1e6) - self._request_window_us)
 
     # ------------------------------------------------------------------ rewards
@@ -457,12 +612,13 @@ class Engine:
         is written.
         """
         self._check_open()
+        self._require_role("accept rewards", "all", "decide")
         clean = check_rewards(decision_ids, values)
         with self._lock:
             self._check_open()
             now = self._clock()
             results = self._ledger.report(list(decision_ids), clean, now)
-            if now * 1e6 >= self._ledger.next_due_us:
+            if self.leading and now * 1e6 >= self._ledger.next_due_us:
                 self._ledger.expire(now, max_rows=_SWEEP_ROWS)  # on-demand sweep, one slice
         self._learner.apply()
         return results
@@ -472,8 +628,18 @@ class Engine:
 
         Each gets the configured default reward (or none) and later rewards for it are rejected
         as expired. Returns the number of decisions expired.
+
+        Raises
+        ------
+        FailedPreconditionError
+            In a process that is not the campaign's leading learner (the leader expires).
         """
         self._check_open()
+        if not self.leading:
+            raise FailedPreconditionError(
+                f"campaign {self.campaign}: expected the campaign's leading learner to expire "
+                f"decisions, got a process serving with --role {self.role} that does not lead"
+            )
         at = self._clock() if now is None else float(now)
         total = 0
         more = True
@@ -583,6 +749,8 @@ class Engine:
             When the bytes fail their checksum or do not fit this campaign (nothing changes).
         """
         self._check_open()
+        if isinstance(self._learner, ModelFollower):
+            self._learner.require_learner("promote a model")
         shared = self.config.policy["name"] == "shared"
         candidate = check_candidate(
             data,
@@ -634,6 +802,8 @@ class Engine:
             When the stored model no longer fits the campaign (other features).
         """
         self._check_open()
+        if isinstance(self._learner, ModelFollower):
+            self._learner.require_learner("roll the model back")
         learner = self._learner
         row = learner.registry.stored(version)
         target = learner.registry.describe(row)
@@ -709,7 +879,7 @@ class Engine:
             )
 
     def _expiry_due(self) -> bool:
-        return self._clock() * 1e6 >= self._ledger.next_due_us and not self._closed
+        return self.leading and self._clock() * 1e6 >= self._ledger.next_due_us and not self._closed
 
     def close(self) -> None:
         """Stop background work, apply pending rewards, write a snapshot, close the journal."""
@@ -718,11 +888,28 @@ class Engine:
         if self._upkeep is not None:
             self._upkeep.stop()
         self._learner.header["encoder"] = self._encoder.state()
-        self._learner.apply()
-        if self.data_dir is not None:
-            self._learner.checkpoint()
+        try:
+            self._learner.apply()
+            if self.data_dir is not None or self._learner.share_models:
+                self._learner.checkpoint()
+        except StaleModelError as exc:  # another learner leads now: nothing of ours to keep
+            _log.warning("campaign %s: %s", self.campaign, exc)
         with self._lock:
             self._closed = True
+            self._release_leader()
+            self._journal.close()
+
+    def abandon(self) -> None:
+        """Let go of the journal and the learner lock without applying, publishing or keeping
+        anything: what a process killed at this moment leaves behind (recovery tests start a
+        second Engine on the same journal after this)."""
+        if self._closed:
+            return
+        if self._upkeep is not None:
+            self._upkeep.stop()
+        with self._lock:
+            self._closed = True
+            self._release_leader()
             self._journal.close()
 
     def __enter__(self) -> Engine:

@@ -82,6 +82,12 @@ class DeadlineExceededError(ServiceUnavailableError, TimeoutError):
     """The call's deadline passed before it was answered."""
 
 
+class FailedPreconditionError(NboError, RuntimeError):
+    """The call cannot be taken by this process in its current state, whatever the arguments:
+    a decide replica asked to promote a model, a standby learner asked to roll back, a learner
+    asked to decide. The message names the process that can. gRPC status FAILED_PRECONDITION."""
+
+
 class CorruptModelError(NboError, ValueError):
     """A serialized model or snapshot failed its integrity checks."""
 

@@ -48,8 +48,16 @@ from typing import Protocol, runtime_checkable
 
 from engine.errors import NboError
 from engine.journal import records
+from engine.journal.leader import LeaderLock
 
-__all__ = ["ERROR_PERIOD_US", "ERROR_SAMPLES", "DuplicateError", "JournalBackend", "ModelBlob"]
+__all__ = [
+    "ERROR_PERIOD_US",
+    "ERROR_SAMPLES",
+    "DuplicateError",
+    "JournalBackend",
+    "ModelBlob",
+    "StaleModelError",
+]
 
 ERROR_PERIOD_US = 60_000_000  # rejected rewards are counted per reason and minute
 ERROR_SAMPLES = 100  # reports kept for audit per reason and period
@@ -62,9 +70,17 @@ class DuplicateError(NboError, ValueError):
     of that batch was stored)."""
 
 
+class StaleModelError(NboError, RuntimeError):
+    """A learner tried to publish over a version it did not make: another learner published
+    since (it lost its leadership, see :mod:`engine.journal.leader`). Nothing was stored."""
+
+
 @runtime_checkable
 class JournalBackend(Protocol):
     """The durable decision/reward journal of one campaign (see the module's guarantees)."""
+
+    #: How messages name the journal (a path, or a URL without its password and the campaign).
+    location: str
 
     # ------------------------------------------------------------------ catalogs and meta
     def catalog(self, campaign: str, offer_ids: Sequence[str], feature_names: Sequence[str]) -> int:
@@ -82,6 +98,16 @@ class JournalBackend(Protocol):
 
     def set_meta(self, key: str, value: str) -> None:
         """Store ``value`` under ``key`` (replacing any earlier value), durably."""
+        ...
+
+    def set_meta_once(self, key: str, value: str) -> str:
+        """Store ``value`` under ``key`` unless a value is stored there already; return the
+        stored value (the first writer's, whichever process it was)."""
+        ...
+
+    def try_lead(self) -> LeaderLock | None:
+        """The campaign's learner lock (see :mod:`engine.journal.leader`), or None while
+        another process (or another open journal of this process) holds it."""
         ...
 
     # ------------------------------------------------------------------ writes
@@ -169,10 +195,18 @@ class JournalBackend(Protocol):
         ...
 
     # ------------------------------------------------------------------ the model registry
-    def add_model(self, row: records.ModelRow, blob: ModelBlob = None, at_least: int = 0) -> int:
+    def add_model(
+        self,
+        row: records.ModelRow,
+        blob: ModelBlob = None,
+        at_least: int = 0,
+        expect_newest: int | None = None,
+    ) -> int:
         """Store a model version (and its bytes, when given: bytes, or a function of the new
         number returning them, so bytes may name their own version) in one transaction and
-        return its number: one more than the largest stored number and than ``at_least``."""
+        return its number: one more than the largest stored number and than ``at_least``.
+        With ``expect_newest``, raise :class:`StaleModelError` (storing nothing) unless the
+        largest stored number is that one (a learner's fence, see :mod:`engine.journal.leader`)."""
         ...
 
     def keep_model_bytes(self, version: int, blob: bytes) -> bool:

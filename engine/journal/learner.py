@@ -2,7 +2,9 @@
 
 Decisions read :attr:`Learner.published`, a copy of the training model that is replaced, never
 changed, every ``publish_every_rewards`` rewards or ``publish_every_ms`` milliseconds. Rewards are
-applied strictly in the journal's reward order (``rewards.seq``), each exactly once.
+read from the journal (:meth:`Learner.apply`: every reward after the learner's cursor, whichever
+process journaled it) and applied strictly in the journal's reward order (``rewards.seq``), each
+exactly once.
 
 Every publish is a version of the model registry (:mod:`engine.journal.registry`): a
 metadata row whose ``last_reward_seq`` is the learner's cursor, numbered by the journal. Every
@@ -10,22 +12,37 @@ metadata row whose ``last_reward_seq`` is the learner's cursor, numbered by the 
 published model's bytes are kept with it, so a restart resumes from the newest kept version and
 replays only the rewards after its seq. The kept bytes are also exported as a snapshot file
 ``v<N>.snap`` when the learner has a snapshot directory (a file is never rewritten with other
-content).
+content). A learner that shares its models with decide replicas (``share_models``, the
+``nbo serve --role learn`` process) keeps the bytes of every version it publishes, at most one
+every :data:`SHARED_PUBLISH_GAP_MS`, so replicas can load them
+(:mod:`engine.journal.follower`).
+
+Every version a learner publishes is fenced (``add_model(..., expect_newest=...)``): it is
+stored only while the newest stored version is the learner's own last one, so a learner that
+lost its leadership cannot publish over its successor's (:class:`~engine.journal.base.
+StaleModelError`).
 
 Examples
 --------
 >>> import numpy as np
 >>> from engine.journal.store import Journal
 >>> from engine.policies import LinUCB
+>>> from engine.journal.records import DecisionRow, RewardRow
 >>> j = Journal(":memory:")
+>>> cat = j.catalog("c", ["a", "b"], ["bias"])
 >>> learner = Learner(LinUCB(2, 1, seed=0), j, {"a": 0, "b": 1}, publish_every_rewards=2,
-...                   publish_every_ms=60_000, catalog=j.catalog("c", ["a", "b"], ["bias"]))
+...                   publish_every_ms=60_000, catalog=cat)
 >>> learner.version
 'v1'
->>> learner.enqueue([(1, np.ones(1).tobytes(), 1, 1.0, 5.0)])
+>>> def journal_reward(i, offer, value):
+...     row = DecisionRow(f"d{i}", i, "c1", np.ones(1).tobytes(), "a,b", offer, 1.0, False,
+...                       False, "v1", 0.0, b"", None, cat)
+...     seq = j.append_decisions([row])[0]
+...     j.append_rewards([RewardRow(f"d{i}", seq, i, value, value, "reward")])
+>>> journal_reward(1, "b", 5.0)
 >>> learner.apply(); learner.version, learner.n_applied
 ('v1', 1)
->>> learner.enqueue([(2, np.ones(1).tobytes(), 0, 1.0, 1.0)])
+>>> journal_reward(2, "a", 1.0)
 >>> learner.apply(); learner.version, learner.last_published_seq
 ('v2', 2)
 >>> [(m.version, m.kind, m.parent) for m in learner.registry.versions()]
@@ -37,8 +54,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +69,7 @@ from engine.policies import Policy
 # (reward seq, context bytes, action index, propensity, net reward)
 LearnItem = tuple[int, bytes, int, float, float]
 KEEP_SNAPSHOTS = KEEP_LEARNED  # exported snapshot files kept in the snapshot directory
+SHARED_PUBLISH_GAP_MS = 250.0  # a sharing learner publishes (with bytes) at most this often
 _log = logging.getLogger("nbo.learner")
 
 
@@ -94,6 +111,9 @@ class Learner:
         names.
     kept : bool
         Whether the registry already keeps the bytes of ``version``.
+    share_models : bool
+        Keep the bytes of every published version (decide replicas load them), at most one
+        version every SHARED_PUBLISH_GAP_MS.
     """
 
     def __init__(
@@ -113,6 +133,7 @@ class Learner:
         clock: Any = None,
         catalog: int = 0,
         kept: bool = False,
+        share_models: bool = False,
     ) -> None:
         self.training = policy
         self.journal = journal
@@ -126,7 +147,8 @@ class Learner:
         self.header = dict(header or {})
         self._swap_lock = swap_lock if swap_lock is not None else threading.Lock()
         self._lock = threading.RLock()
-        self._queue: deque[LearnItem] = deque()
+        self.share_models = share_models
+        self.skipped = 0  # rewards not learnable (other features, removed offers)
         self.n_features = policy.n_features
         self.last_seq = last_seq
         self.n_applied = n_applied
@@ -139,7 +161,7 @@ class Learner:
         self.published = policy.copy()
         self._learnable: dict[int, bool] = {}
         if version <= 0:
-            version = self._register("initial", {}, None, blob=True)
+            version = self._register("initial", {}, None, blob=True, fence=False)
             kept = True
         self.number = version
         self.version = f"v{version}"
@@ -152,10 +174,6 @@ class Learner:
         return self._lock
 
     # ------------------------------------------------------------------ feeding
-    def enqueue(self, items: Iterable[LearnItem]) -> None:
-        """Queue rewards in journal order. Call under the lock that orders journal writes."""
-        self._queue.extend(items)
-
     def learnable(self, catalog: int) -> bool:
         """Whether contexts of decisions made with ``catalog`` are over the current features
         (same names in the same order: a same-width vector of renamed or reordered features
@@ -169,36 +187,33 @@ class Learner:
         return known
 
     def replay(self, batch: int = 4096) -> int:
-        """Apply every reward in the journal after :attr:`last_seq` (used at start-up) whose
-        decision was made over the current features; returns how many were applied."""
+        """Apply every reward in the journal after :attr:`last_seq` whose decision was made
+        over the current features and whose offer is still in the catalog (start-up, and each
+        :meth:`apply`); returns how many were applied."""
         total = 0
         skipped = 0
-        for rows in self.journal.rewards_after(self.last_seq, batch=batch):
-            items = []
-            for seq, context, action, propensity, reward, catalog in rows:
-                index = self.offer_index.get(action)
-                if reward is None or index is None:
-                    continue
-                if len(context) != 8 * self.n_features or not self.learnable(int(catalog)):
-                    skipped += 1
-                    continue
-                items.append((int(seq), context, index, float(propensity), float(reward)))
-            with self._lock:
+        with self._lock:
+            for rows in self.journal.rewards_after(self.last_seq, batch=batch):
+                items = []
+                for seq, context, action, propensity, reward, catalog in rows:
+                    index = self.offer_index.get(action)
+                    if reward is None or index is None:
+                        continue
+                    if len(context) != 8 * self.n_features or not self.learnable(int(catalog)):
+                        skipped += 1
+                        continue
+                    items.append((int(seq), context, index, float(propensity), float(reward)))
                 self._apply_items(items)
                 self.last_seq = max(self.last_seq, int(rows[-1][0]))
                 total += len(items)
-        if skipped:
-            _log.warning("replay skipped %d rewards of decisions made over other features", skipped)
+        self.skipped += skipped
         return total
 
     def apply(self) -> None:
-        """Apply queued rewards; publish when the cadence says so."""
+        """Apply the rewards journaled since the last call (by any process, in seq order);
+        publish when the cadence says so."""
         with self._lock:
-            queue = self._queue
-            # popleft, not a copy and clear: enqueue runs under another lock meanwhile.
-            items = [queue.popleft() for _ in range(len(queue))]
-            if items:
-                self._apply_items(items)
+            self.replay()
             self._maybe_publish()
 
     def _apply_items(self, items: list[LearnItem]) -> None:
@@ -222,6 +237,8 @@ class Learner:
         if not self._unpublished:
             return
         elapsed_ms = (self._clock() - self._published_at) * 1000.0
+        if self.share_models and elapsed_ms < SHARED_PUBLISH_GAP_MS:
+            return
         if self._unpublished >= self.publish_every_rewards or elapsed_ms >= self.publish_every_ms:
             try:
                 self.publish()
@@ -235,9 +252,15 @@ class Learner:
 
     # ------------------------------------------------------------------ publishing
     def _register(
-        self, kind: str, origin: dict[str, Any], parent: int | None, blob: bool = False
+        self,
+        kind: str,
+        origin: dict[str, Any],
+        parent: int | None,
+        blob: bool = False,
+        fence: bool = True,
     ) -> int:
-        """A new registry version of :attr:`training` at the current cursor."""
+        """A new registry version of :attr:`training` at the current cursor (fenced on
+        ``parent`` being the newest stored version, unless ``fence`` is False)."""
         policy = self.training
         encode = None
         if blob:
@@ -246,10 +269,13 @@ class Learner:
             def encode(number: int) -> bytes:
                 return encode_snapshot(self._header(number), frozen)
 
-        return self.registry.add(
+        number = self.registry.add(
             kind, origin, parent, self.catalog, type(policy).__name__, self.last_seq,
-            self.n_applied, blob=encode,
+            self.n_applied, blob=encode, expect_newest=parent if fence else None,
         )  # fmt: skip
+        if blob and self.share_models:
+            self.journal.prune_model_bytes(KEEP_LEARNED)
+        return number
 
     def _header(self, number: int) -> dict[str, Any]:
         return dict(
@@ -284,8 +310,11 @@ class Learner:
             if not self._unpublished and self.last_published_seq == self.last_seq:
                 return self.version
             origin = {"reward_seqs": [self._first_unpublished, self.last_seq]}
-            number = self._register("learned", origin, self.number)
+            number = self._register("learned", origin, self.number, blob=self.share_models)
             self._swap(number)
+            if self.share_models:
+                self._kept = number
+                self._since_checkpoint = 0
             return self.version
 
     def refresh(self, origin: dict[str, Any], parent: int | None) -> str:

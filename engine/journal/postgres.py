@@ -64,7 +64,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from engine.errors import ConfigError, NotFoundError, ResourceExhaustedError
 from engine.journal import records, schema
 from engine.journal.backends import redact_url
-from engine.journal.base import JournalBackend, ModelBlob
+from engine.journal.base import JournalBackend, ModelBlob, StaleModelError
+from engine.journal.leader import LeaderLock
 from engine.journal.schema import (
     DECISION_COLUMNS,
     ERROR_COLUMNS,
@@ -83,6 +84,10 @@ CONNECT_TIMEOUT = 5.0  # seconds to reach the server, at start and for a new poo
 POOL_SIZE = 4
 _NBO_LOCKS = 0x6E626F << 32  # "nbo" in the high half of every advisory lock key nbo takes
 _DDL_LOCK = _NBO_LOCKS  # creating schemas and tables (no table has OID 0)
+# The learner lock of a campaign: its models table's key with this bit set, so it never meets
+# the transaction-scoped append lock of the table (a session lock on the same key would).
+_LEADER_BIT = 1 << 31
+KEEPALIVE_IDLE = 2  # seconds of silence before the server probes a leader's lock connection
 _SCAN_BATCH = 65536
 _LOOKUP = schema.pg(schema.STORED) + " WHERE d.decision_id = ANY(%s)"
 _pg = lru_cache(maxsize=128)(schema.pg)
@@ -404,13 +409,34 @@ class PostgresJournal(SQLJournal, JournalBackend):
             samples = self._count_errors(_executor(conn), rows)
             _copy(conn, "reward_errors", ERROR_COLUMNS, samples, last)
 
+    def set_meta_once(self, key: str, value: str) -> str:
+        """Store ``value`` under ``key`` unless one is stored; return the stored value."""
+        with self._write() as (conn, _):
+            conn.execute(_pg(schema.SET_META_ONCE), (key, value))
+            row = conn.execute(_pg(schema.GET_META), (key,)).fetchone()
+        return str(row[0]) if row else value
+
+    def try_lead(self) -> LeaderLock | None:
+        """The learner lock: a session advisory lock on a connection of its own (see
+        :mod:`engine.journal.leader`); None while another session holds it."""
+        return AdvisoryLeaderLock.acquire(self.url, self._keys["models"] ^ _LEADER_BIT, self)
+
     # ------------------------------------------------------------------ the model registry
-    def add_model(self, row: records.ModelRow, blob: ModelBlob = None, at_least: int = 0) -> int:
+    def add_model(
+        self,
+        row: records.ModelRow,
+        blob: ModelBlob = None,
+        at_least: int = 0,
+        expect_newest: int | None = None,
+    ) -> int:
         """Add a model version numbered one above every stored one (and above ``at_least``),
         with its bytes when given (or a function of the new number that encodes them, called
         inside the transaction), in one transaction; return its number. Writers of any
-        process take the table's append lock, so numbers are unique and grow in commit order."""
+        process take the table's append lock, so numbers are unique and grow in commit order.
+        ``expect_newest``: see :meth:`JournalBackend.add_model`."""
         with self._write("models") as (conn, last):
+            if expect_newest is not None and last != expect_newest:
+                raise StaleModelError(schema.stale_message(self.location, expect_newest, last))
             version = max(last, at_least) + 1
             conn.execute(_pg(schema.INSERT_MODEL), (version, *row))
             if blob is not None:
@@ -449,6 +475,79 @@ class PostgresJournal(SQLJournal, JournalBackend):
     def close(self) -> None:
         """Close the pool's connections; committed rows stay durable."""
         self._pool.close()
+
+
+class AdvisoryLeaderLock:
+    """The learner lock on PostgreSQL: ``pg_try_advisory_lock`` on a connection of its own,
+    held while the connection lives (the server releases it when the connection ends)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], key: int, journal: PostgresJournal) -> None:
+        self._conn: psycopg.Connection[Any] | None = conn
+        self._key = key
+        self._journal = journal
+
+    @classmethod
+    def acquire(cls, url: str, key: int, journal: PostgresJournal) -> AdvisoryLeaderLock | None:
+        """The lock, or None while another session holds it.
+
+        Raises
+        ------
+        ResourceExhaustedError
+            When the server cannot be reached (naming host and database, never the password).
+        """
+        try:
+            conn = psycopg.connect(
+                url,
+                autocommit=True,
+                connect_timeout=round(CONNECT_TIMEOUT),
+                keepalives=1,
+                keepalives_idle=KEEPALIVE_IDLE,
+                keepalives_interval=1,
+                keepalives_count=2,
+            )
+        except psycopg.Error as exc:
+            raise ResourceExhaustedError(
+                f"{journal.location}: expected a reachable server to take the learner lock, "
+                f"got {_message(exc, url)}"
+            ) from None
+        try:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        except psycopg.Error as exc:
+            conn.close()
+            raise ResourceExhaustedError(
+                f"{journal.location}: expected to take the learner lock, got {_message(exc, url)}"
+            ) from None
+        if not (row and row[0]):
+            conn.close()
+            return None
+        return cls(conn, key, journal)
+
+    def held(self) -> bool:
+        """Asks the server (one round trip): False once the connection is gone."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            return False
+        try:
+            row = conn.execute(
+                "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+                " AND objid::bigint = %s AND granted",
+                (self._key & 0xFFFFFFFF,),
+            ).fetchone()
+        except psycopg.Error:
+            self.release()
+            return False
+        if row is None:
+            self.release()
+            return False
+        return True
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()  # ends the session: the server drops its advisory locks
+            except psycopg.Error:
+                pass
 
 
 def _run_script(conn: psycopg.Connection[Any], script: str) -> None:

@@ -182,7 +182,7 @@ def _reset_hint(campaign: str) -> str:
     )
 
 
-def _restore(
+def restore_newest(
     registry: ModelRegistry,
     journal: JournalBackend,
     shape: ModelShape,
@@ -245,6 +245,7 @@ def start_learner(
     swap_lock: Any,
     clock: Callable[[], float],
     reset_model: bool = False,
+    share_models: bool = False,
 ) -> Learner:
     """The learner after a (re)start: the registry's newest usable model + replay of the
     journal's rewards after its cursor.
@@ -262,7 +263,8 @@ def start_learner(
       the live version number never goes back.
 
     The encoder's state is restored too: from the journal (saved when its running statistics
-    froze) or else from the restored model's header.
+    froze) or else from the restored model's header. ``share_models``: see
+    :class:`~engine.journal.learner.Learner` (the ``--role learn`` process).
     """
     offer_features = config.offer_features() if config.policy["name"] == "shared" else None
     ids = config.offer_ids
@@ -292,7 +294,7 @@ def start_learner(
             reset = {"from": newest.version, "changes": what}
         else:
             try:
-                found = _restore(registry, journal, shape, offer_features)
+                found = restore_newest(registry, journal, shape, offer_features)
             except ConfigError as exc:
                 if not reset_model:
                     raise ConfigError(
@@ -314,6 +316,7 @@ def start_learner(
         "swap_lock": swap_lock,
         "clock": clock,
         "catalog": catalog,
+        "share_models": share_models,
     }
     index = {o: i for i, o in enumerate(ids)}
     if found is not None:
@@ -326,7 +329,7 @@ def start_learner(
             )  # fmt: skip
         if saved is None and header.get("encoder"):
             saved = json.dumps(header["encoder"])
-        _load_encoder(encoder, saved)
+        load_encoder(encoder, saved)
         learner = Learner(
             policy, journal, index, header=snapshot_header(config, encoder), version=row.version,
             last_seq=row.last_reward_seq, n_applied=row.n_rewards, kept=True, **common,
@@ -336,7 +339,7 @@ def start_learner(
         if replayed or changes or row.version != newest.version:
             learner.refresh({"restored": row.version, "changes": changes}, parent=newest.version)
         return learner
-    _load_encoder(encoder, saved)
+    load_encoder(encoder, saved)
     policy = fresh
     floor = int(journal.get_meta("models_floor") or 0)
     number = ModelRegistry(journal).add(
@@ -362,7 +365,9 @@ def start_learner(
     return learner
 
 
-def _load_encoder(encoder: Encoder, saved: str | None) -> None:
+def load_encoder(encoder: Encoder, saved: str | None) -> None:
+    """Give ``encoder`` the state saved in the journal's meta (the running statistics frozen
+    by whichever process froze them first); a state of another schema is ignored."""
     if saved is not None:
         try:
             encoder.load_state(json.loads(saved))

@@ -204,16 +204,18 @@ class ModelRegistry:
         n_rewards: int,
         blob: bytes | Callable[[int], bytes] | None = None,
         at_least: int = 0,
+        expect_newest: int | None = None,
     ) -> int:
         """Store a new version (with its bytes when ``blob`` is given: bytes, or a function of
-        the new version number that encodes them) and return its number."""
+        the new version number that encodes them) and return its number. ``expect_newest``:
+        the fence of :meth:`~engine.journal.base.JournalBackend.add_model`."""
         if kind not in KINDS:
             raise InvalidInputError("kind", f"one of {list(KINDS)}", repr(kind))
         row = ModelRow(
             int(time.time() * 1e6), kind, json.dumps(origin, sort_keys=True), parent, catalog,
             policy_class, int(last_reward_seq), int(n_rewards),
         )  # fmt: skip
-        return self.journal.add_model(row, blob, at_least)
+        return self.journal.add_model(row, blob, at_least, expect_newest)
 
     def keep_bytes(self, number: int, blob: bytes, keep_learned: int = KEEP_LEARNED) -> None:
         """Keep a version's bytes (a checkpoint), then prune the bytes no longer needed."""

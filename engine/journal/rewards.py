@@ -4,8 +4,9 @@ For each reported (decision_id, value): the stored decision is looked up in the 
 decision already rewarded gives status ``duplicate`` (the first value stands); an unknown id gives
 ``unknown``; a decision past its reward window (whether or not a sweep has closed it yet) gives
 ``expired``. Unknown and expired reports are kept in the journal's ``reward_errors``. A new reward
-is journaled with its net reward (:meth:`CampaignConfig.net_reward`) and queued for the learner
-in journal order.
+is journaled with its net reward (:meth:`CampaignConfig.net_reward`); the learner reads it from
+the journal in reward seq order (:meth:`~engine.journal.learner.Learner.apply`), whichever
+replica journaled it.
 
 Expiry closes every decision older than the window: it gets the configured default value (the
 same net-reward rule applies) or no reward at all, and later reports for it are ``expired``.
@@ -38,11 +39,10 @@ Examples
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from engine.journal.base import DuplicateError, JournalBackend
-from engine.journal.learner import Learner, LearnItem
 from engine.journal.records import RewardError, RewardRecord, RewardRow, StoredDecision
 
 if TYPE_CHECKING:
@@ -60,25 +60,11 @@ class RewardLedger:
     ----------
     config : CampaignConfig
     journal : JournalBackend
-    learner : Learner
-    offer_index : mapping of offer id to action index
-    n_features : int
-        Width of the contexts the learner takes (others, from an older schema, are not learned).
     """
 
-    def __init__(
-        self,
-        config: CampaignConfig,
-        journal: JournalBackend,
-        learner: Learner,
-        offer_index: Mapping[str, int],
-        n_features: int,
-    ) -> None:
+    def __init__(self, config: CampaignConfig, journal: JournalBackend) -> None:
         self.config = config
         self.journal = journal
-        self.learner = learner
-        self.offer_index = dict(offer_index)
-        self.width = 8 * n_features
         self.window_us = int(config.reward_window * 1e6)
         self.expiry_seq = int(journal.get_meta("expiry_seq") or 0)
         self.next_due_us = self._next_due()
@@ -100,7 +86,7 @@ class RewardLedger:
         return value - s.cost
 
     def report(self, ids: Sequence[str], values: Sequence[float], now: float) -> list[RewardRecord]:
-        """Join validated rewards to their decisions; journal and queue the new ones."""
+        """Join validated rewards to their decisions; journal the new ones."""
         attempt = 1
         while True:
             try:
@@ -117,7 +103,6 @@ class RewardLedger:
         stored = self.journal.lookup(ids)
         results: list[RewardRecord] = []
         rows: list[RewardRow] = []
-        learn: list[tuple[StoredDecision, float]] = []
         errors: list[RewardError] = []
         taken: dict[str, RewardRecord] = {}
         for did, value in zip(ids, values, strict=True):
@@ -136,7 +121,7 @@ class RewardLedger:
                 continue
             if s.reward_source is not None or s.ts_us + self.window_us <= now_us:
                 if s.reward_source is None:
-                    self._expiry_rows([s], now_us, rows, learn)
+                    self._expiry_rows([s], now_us, rows)
                     taken[did] = RewardRecord(did, "expired", s.action, value, None)
                 results.append(RewardRecord(did, "expired", s.action, value, None))
                 errors.append(RewardError(now_us, did, value, "reward window passed"))
@@ -146,41 +131,15 @@ class RewardLedger:
             taken[did] = record
             results.append(record)
             rows.append(RewardRow(did, s.seq, now_us, value, net, "reward"))
-            learn.append((s, net))
-        self._commit(rows, learn)
+        self.journal.append_rewards(rows)
         self.journal.record_errors(errors)
         return results
 
-    def _expiry_rows(
-        self,
-        due: list[StoredDecision],
-        now_us: int,
-        rows: list[RewardRow],
-        learn: list[tuple[StoredDecision, float]],
-    ) -> None:
+    def _expiry_rows(self, due: list[StoredDecision], now_us: int, rows: list[RewardRow]) -> None:
         default = self.config.default_value
         for s in due:
-            net = None
-            if default is not None:
-                net = self._net(s, default)
-                learn.append((s, net))
+            net = None if default is None else self._net(s, default)
             rows.append(RewardRow(s.decision_id, s.seq, now_us, default, net, "expired"))
-
-    def _commit(self, rows: list[RewardRow], learn: list[tuple[StoredDecision, float]]) -> None:
-        seqs = self.journal.append_rewards(rows)
-        if not learn:
-            return
-        by_id = {row.decision_id: seq for row, seq in zip(rows, seqs, strict=True)}
-        items: list[LearnItem] = []
-        for s, net in learn:
-            index = self.offer_index.get(s.action)
-            if index is None or len(s.context) != self.width:
-                continue  # an offer since removed, or a context from another schema
-            if not self.learner.learnable(s.catalog):
-                continue  # same width, other features (renamed, reordered): not learnable
-            items.append((by_id[s.decision_id], s.context, index, s.propensity, net))
-        items.sort(key=lambda item: item[0])
-        self.learner.enqueue(items)
 
     def expire(self, now: float, max_rows: int | None = None) -> tuple[int, bool]:
         """Close decisions made at or before ``now - window``.
@@ -201,10 +160,9 @@ class RewardLedger:
             if reached == self.expiry_seq:
                 break
             rows: list[RewardRow] = []
-            learn: list[tuple[StoredDecision, float]] = []
-            self._expiry_rows(due, now_us, rows, learn)
+            self._expiry_rows(due, now_us, rows)
             try:
-                self._commit(rows, learn)
+                self.journal.append_rewards(rows)
             except DuplicateError:
                 races += 1
                 if races == RACE_RETRIES:

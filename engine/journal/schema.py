@@ -223,6 +223,7 @@ SET_META = (
     "INSERT INTO meta (key, value) VALUES (?, ?)"
     " ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 )
+SET_META_ONCE = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING"
 FIRST_OPEN_AFTER = "SELECT seq, ts_us FROM decisions WHERE seq > ? ORDER BY seq LIMIT 1"
 LAST_REWARD_SEQ = "SELECT MAX(seq) FROM rewards"
 LATEST_MODEL_VERSION = "SELECT model_version FROM decisions ORDER BY seq DESC LIMIT 1"
@@ -253,6 +254,14 @@ PRUNE_MODEL_BLOBS = (
     "  ON km.version = k.version WHERE km.kind IN ('initial', 'learned')"
     "  ORDER BY k.version DESC LIMIT ?))"
 )
+
+
+def stale_message(location: str, expected: int, found: int) -> str:
+    """What a fenced publish says when another learner published first."""
+    return (
+        f"{location}: expected v{expected} to be the newest model version (this learner's "
+        f"last), got v{found}: another learner published since; nothing was stored"
+    )
 
 
 def sha256(blob: bytes) -> str:

@@ -67,8 +67,9 @@ from typing import Any
 
 from engine.errors import CorruptModelError, ResourceExhaustedError
 from engine.journal import schema
-from engine.journal.base import DuplicateError, JournalBackend, ModelBlob
+from engine.journal.base import DuplicateError, JournalBackend, ModelBlob, StaleModelError
 from engine.journal.files import create_private, refuse_links
+from engine.journal.leader import FileLeaderLock, LeaderLock, ProcessLeaderLock
 from engine.journal.records import (
     DecisionRow,
     ModelRow,
@@ -319,6 +320,18 @@ class Journal(SQLJournal, JournalBackend):
         with self._write() as db:
             db.execute(schema.SET_META, (key, value))
 
+    def set_meta_once(self, key: str, value: str) -> str:
+        """Store ``value`` under ``key`` unless one is stored; return the stored value."""
+        with self._write() as db:
+            db.execute(schema.SET_META_ONCE, (key, value))
+            return str(db.execute(schema.GET_META, (key,)).fetchone()[0])
+
+    def try_lead(self) -> LeaderLock | None:
+        """The learner lock: a flock on ``<journal>.learner.lock`` (always granted in memory)."""
+        if self.in_memory:
+            return ProcessLeaderLock()
+        return FileLeaderLock.acquire(self.path.with_name(self.path.name + ".learner.lock"))
+
     # ------------------------------------------------------------------ writes
     def append_decisions(self, rows: Sequence[DecisionRow]) -> list[int]:
         """Insert decisions in one transaction; return their seq numbers once committed."""
@@ -363,12 +376,21 @@ class Journal(SQLJournal, JournalBackend):
             db.executemany(_INSERT_ERROR, self._count_errors(db.execute, rows))
 
     # ------------------------------------------------------------------ the model registry
-    def add_model(self, row: ModelRow, blob: ModelBlob = None, at_least: int = 0) -> int:
+    def add_model(
+        self,
+        row: ModelRow,
+        blob: ModelBlob = None,
+        at_least: int = 0,
+        expect_newest: int | None = None,
+    ) -> int:
         """Add a model version numbered one above every stored one (and above ``at_least``),
         with its bytes when given (or a function of the new number that encodes them, called
-        inside the transaction), in one transaction; return its number."""
+        inside the transaction), in one transaction; return its number. ``expect_newest``:
+        see :meth:`JournalBackend.add_model`."""
         with self._write() as db:
             last = int(db.execute(schema.LAST_MODEL).fetchone()[0] or 0)
+            if expect_newest is not None and last != expect_newest:
+                raise StaleModelError(schema.stale_message(self.location, expect_newest, last))
             version = max(last, at_least) + 1
             db.execute(schema.INSERT_MODEL, (version, *row))
             if blob is not None:

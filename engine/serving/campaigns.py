@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from engine.campaign import load_campaign
 from engine.errors import ConfigError, InvalidInputError, NotFoundError, ServiceUnavailableError
 from engine.serving import codec
 from engine.serving.batcher import DecideBatcher, RewardBatcher
@@ -118,16 +119,19 @@ class Campaigns:
     def load(self) -> None:
         """Open every campaign's Engine (journal recovery, snapshot) and warm its kernels."""
         check_writable(self.data_dir)
+        seen: set[str] = set()
+        for path in self.config_paths:  # before any journal opens (a learner lock each)
+            name = load_campaign(path).name
+            if name in seen:
+                raise ConfigError(
+                    f"campaigns: expected distinct campaign names, got {name!r} twice ({path})"
+                )
+            seen.add(name)
         engines: dict[str, Engine] = {}
         try:
             for path in self.config_paths:
                 engine = self._open_engine(path, self.data_dir)
                 name = engine.campaign
-                if name in engines:
-                    engine.close()
-                    raise ConfigError(
-                        f"campaigns: expected distinct campaign names, got {name!r} twice ({path})"
-                    )
                 engines[name] = engine
                 engine.prepare()
                 _log.info("campaign loaded", extra={"campaign": name, "config": str(path)})

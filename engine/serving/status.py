@@ -15,6 +15,7 @@ from engine.errors import (
     ConfigError,
     CorruptModelError,
     DeadlineExceededError,
+    FailedPreconditionError,
     InvalidInputError,
     NboError,
     NotFoundError,
@@ -34,6 +35,7 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (ServiceUnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
     (NboError, grpc.StatusCode.FAILED_PRECONDITION),
 )
 

@@ -373,6 +373,7 @@ def test_restart_rebuilds_model_from_snapshot_and_replay(tmp_path, clock):
     X = np.stack([eng._encoder.encode(c) for c in contexts[:50]])
     before = eng.policy.choose(X).scores
     # No close(): the process "dies" here; the journal has everything it acknowledged.
+    eng.abandon()
     again = Engine.from_config(RENEWAL, data_dir=data, clock=clock)
     after = again.policy.choose(X).scores
     np.testing.assert_allclose(after, before, rtol=1e-9, atol=1e-9)
@@ -384,7 +385,6 @@ def test_restart_rebuilds_model_from_snapshot_and_replay(tmp_path, clock):
     results = again.reward_batch([d.decision_id for d in ds[350:]], [1.0] * 50)
     assert all(r.status == "applied" for r in results)
     again.close()
-    eng.close()
 
 
 def test_snapshot_round_trip_and_warm_start(tmp_path, clock):

@@ -72,7 +72,7 @@ def test_running_statistics_survive_a_restart(tmp_path):
     assert state["running"]["x"][0] == 50
     probe = eng._encoder.encode({"x": 120.0})
     assert probe[1] == pytest.approx((120.0 - values[:50].mean()) / values[:50].std(ddof=1))
-    eng = None  # no close(): the statistics were journaled when they froze
+    eng.abandon()  # no close(): the statistics were journaled when they froze
     again = start(path, clock)
     np.testing.assert_array_equal(again._encoder.encode({"x": 120.0}), probe)
     again.close()

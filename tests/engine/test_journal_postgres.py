@@ -206,8 +206,10 @@ def clock() -> list[float]:
     return [T0]
 
 
-def _engine(url: str, data_dir: Path, clock: list[float]) -> Engine:
-    return Engine.from_config(RENEWAL, data_dir=data_dir, journal_url=url, clock=lambda: clock[0])
+def _engine(url: str, data_dir: Path, clock: list[float], role: str = "all") -> Engine:
+    return Engine.from_config(
+        RENEWAL, data_dir=data_dir, journal_url=url, clock=lambda: clock[0], role=role
+    )
 
 
 def test_engine_decides_rewards_expires_and_recovers_on_postgres(postgres_url, tmp_path, clock):
@@ -252,7 +254,7 @@ def test_two_replicas_share_decisions_and_rewards(postgres_url, tmp_path, clock)
     """Two Engines on one database and campaign: a decision one acknowledges is rewarded
     through the other at once, and a retry through either is a duplicate."""
     a = _engine(postgres_url, tmp_path / "a", clock)
-    b = _engine(postgres_url, tmp_path / "b", clock)
+    b = _engine(postgres_url, tmp_path / "b", clock, role="decide")
     da = a.decide_batch(["c1", "c2", "c3"], _contexts(3))
     db = b.decide("c4", _contexts(1, seed=2)[0])
     assert b.reward(da[0].decision_id, 100.0).status == "applied"
@@ -275,7 +277,10 @@ def test_two_replicas_share_decisions_and_rewards(postgres_url, tmp_path, clock)
 
 
 def test_replicas_racing_on_the_same_rewards_apply_each_once(postgres_url, tmp_path, clock):
-    engines = [_engine(postgres_url, tmp_path / name, clock) for name in ("a", "b")]
+    engines = [
+        _engine(postgres_url, tmp_path / name, clock, role)
+        for name, role in (("a", "all"), ("b", "decide"))
+    ]
     ids = [
         d.decision_id for d in engines[0].decide_batch([f"c{i}" for i in range(40)], _contexts(40))
     ]
@@ -301,7 +306,10 @@ def test_replicas_racing_on_the_same_rewards_apply_each_once(postgres_url, tmp_p
 def test_replicas_racing_on_one_request_id_make_one_set_of_decisions(postgres_url, tmp_path, clock):
     """A client retries a Decide through another replica while the first is still deciding:
     both answer with the same decisions, stored and charged once."""
-    engines = [_engine(postgres_url, tmp_path / name, clock) for name in ("a", "b")]
+    engines = [
+        _engine(postgres_url, tmp_path / name, clock, role)
+        for name, role in (("a", "all"), ("b", "decide"))
+    ]
     customers, contexts = [f"c{i}" for i in range(8)], _contexts(8)
     answers: list[list[str]] = []
     barrier = threading.Barrier(2)

@@ -171,7 +171,7 @@ def test_a_crash_after_metadata_only_publishes_resumes_from_the_kept_model(tmp_p
     traffic(eng, 95)  # 9 publishes (metadata rows), no checkpoint after the initial model
     assert eng.journal.models_with_bytes()[0].version == 1
     crashed_at = max(numbers(eng))
-    eng._journal.close()  # the process dies: no close(), no final checkpoint
+    eng.abandon()  # the process dies: no close(), no final checkpoint
     again = Engine.from_config(path, data, clock=lambda: T0)
     live = again.model(again.model_version)
     assert live.number > crashed_at and live.kind == "learned" and live.bytes_kept

@@ -226,7 +226,7 @@ def _snapshots_with_journal(tmp_path: Path) -> tuple[Path, Path]:
         if round_ < 3:
             engine.snapshot()
     # Closing would write a fourth snapshot holding everything: leave like a crash instead.
-    engine._journal.close()
+    engine.abandon()
     return config, data_dir
 
 
