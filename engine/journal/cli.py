@@ -139,7 +139,7 @@ def run_migrate(args: argparse.Namespace) -> int:
     target, campaign = _target(args)
     journal = open_journal(target, campaign=campaign, migrate=True)
     try:
-        where = journal.location  # type: ignore[attr-defined]
+        where = journal.location
         before = getattr(journal, "migrated_from", None)
         if before is None:
             print(f"{where}: already at schema version {SCHEMA_VERSION}; nothing to do")
