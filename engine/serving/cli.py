@@ -92,6 +92,22 @@ def register(subparsers: Any) -> None:
     p.add_argument("--port", type=int, help=f"port to listen on; 0 = any free port [{d.port}]")
     p.add_argument("--threads", type=int, help=f"RPC handler threads [{d.threads}]")
     p.add_argument(
+        "--role",
+        choices=("all", "decide", "learn"),
+        default="all",
+        help="all: decide and learn in this process (the campaign's only learner); decide: a "
+        "replica on a shared --journal that decides on the newest model the learner published "
+        "and journals rewards; learn: the campaign's learner (leads while it holds the "
+        "journal's learner lock, else stands by and takes over) [all]",
+    )
+    p.add_argument(
+        "--model-wait-seconds",
+        type=float,
+        default=30.0,
+        help="--role decide (and a standby learner): how long to wait at start for the "
+        "learner's first published model [30]",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -217,13 +233,15 @@ def handle(args: argparse.Namespace) -> int:
     if not config.campaigns:
         raise ConfigError("config: expected at least one --config campaign file, got none")
     configure_logging(config.log_level)
-    if args.journal or args.reset_models or config.model_dir is not None:
-        resets = tuple(args.reset_models or ())
-        return serve(
-            config,
-            journal_engines(args.journal, len(config.campaigns), resets, config.model_dir),
-        )
-    return serve(config)
+    engines = journal_engines(
+        args.journal,
+        len(config.campaigns),
+        tuple(args.reset_models or ()),
+        config.model_dir,
+        role=args.role,
+        model_wait=args.model_wait_seconds,
+    )
+    return serve(config, engines)
 
 
 def journal_engines(
@@ -231,11 +249,13 @@ def journal_engines(
     n_campaigns: int,
     reset_models: tuple[str, ...] = (),
     model_root: Path | None = None,
+    role: str = "all",
+    model_wait: float = 30.0,
 ) -> Callable[[Path, Path], Engine]:
     """``(config_path, data_dir) -> Engine`` opening each campaign's journal at ``url`` (None:
     the data dir's), with ``--reset-model`` for the campaigns ``reset_models`` names (``*``:
-    all), and each campaign's model directory at ``model_root/<campaign>`` (None:
-    ``<data-dir>/models/<campaign>``).
+    all), each campaign's model directory at ``model_root/<campaign>`` (None:
+    ``<data-dir>/models/<campaign>``), in ``role`` (see :class:`engine.core.Engine`).
 
     Raises
     ------
@@ -259,6 +279,14 @@ def journal_engines(
         config = load_campaign(config_path)
         reset = "*" in reset_models or config.name in reset_models
         model_dir = None if model_root is None else model_root / config.name
-        return Engine(config, data_dir, journal_url=url, reset_model=reset, model_dir=model_dir)
+        return Engine(
+            config,
+            data_dir,
+            journal_url=url,
+            reset_model=reset,
+            model_dir=model_dir,
+            role=role,
+            model_wait=model_wait,
+        )
 
     return open_engine
