@@ -208,22 +208,20 @@ class Engine:
         self._leader: LeaderLock | None = None
         self._lead_checked = 0.0
         self._learner: Learner | ModelFollower
-        if role == "decide":
-            self._learner = self._follow(model_wait)
-        else:
-            self._leader = self._journal.try_lead()
+        try:
+            if role != "decide":
+                self._leader = self._journal.try_lead()
             if self._leader is None and role == "all":
                 raise ConfigError(
                     f"campaign {config.name}: expected to be the campaign's only learner, got "
                     f"another process holding the learner lock of {self._journal.location}; "
                     "serve replicas with --role decide (and the learner with --role learn)"
                 )
-            try:
-                self._learner = self._lead() if self._leader else self._follow(model_wait)
-            except BaseException:
-                self._release_leader()
-                self._journal.close()
-                raise
+            self._learner = self._lead() if self._leader else self._follow(model_wait)
+        except BaseException:
+            self._release_leader()
+            self._journal.close()
+            raise
         if role != "learn":
             restore_guardrails(self._journal, self._guardrails, config, self._clock())
         self._ledger = RewardLedger(config, self._journal)
