@@ -149,7 +149,8 @@ def test_a_publish_over_a_version_the_learner_did_not_make_is_refused(backend):
     row = ModelRow(1, "initial", "{}", None, catalog, "LinUCB", 0, 0)
     first = backend.add_model(row)
     second = backend.add_model(row._replace(kind="learned"), expect_newest=first)
-    with pytest.raises(StaleModelError, match=rf"expected v{first} to be the newest.*got v{second}"):
+    stale = rf"expected v{first} to be the newest.*got v{second}"
+    with pytest.raises(StaleModelError, match=stale):
         backend.add_model(row._replace(kind="learned"), b"bytes", expect_newest=first)
     assert [m.version for m in backend.models()] == [second, first]
     assert backend.model_bytes(second + 1) is None
