@@ -222,6 +222,11 @@ class Engine:
             self._release_leader()
             self._journal.close()
             raise
+        # Decisions other replicas journal reach this one's guardrails on each upkeep tick
+        # (sync_guardrails); those up to this seq are in the restored state.
+        self._synced_seq = self._journal.counts()["decisions"]
+        self._own_seqs: set[int] = set()
+        self._sync_guardrails = role != "learn" and self._guardrails.active
         if role != "learn":
             restore_guardrails(self._journal, self._guardrails, config, self._clock())
         self._ledger = RewardLedger(config, self._journal)
@@ -287,6 +292,36 @@ class Engine:
         except StaleModelError as exc:
             _log.warning("campaign %s: %s; following the registry again", self.campaign, exc)
             self._step_down()
+        if self._sync_guardrails:
+            self.sync_guardrails()
+
+    def sync_guardrails(self) -> int:
+        """Count the decisions other processes journaled since the last call into this one's
+        budgets, traffic caps, frequency caps and cooldowns (the upkeep calls it every tick);
+        returns how many. Between two calls a replica does not see the others' decisions:
+        the worst-case overshoot of a guardrail is what the other replicas decide within one
+        tick (docs/architecture.md, "Replicated serving")."""
+        guard = self._guardrails
+        total = 0
+        while True:
+            rows = self._journal.decisions_after(self._synced_seq, _SWEEP_ROWS)
+            if not rows:
+                return total
+            with self._lock:  # own decisions are in _own_seqs once their append returned
+                own = self._own_seqs
+                for seq, customer, ts_us, action, cost in rows:
+                    if seq in own:
+                        own.discard(seq)
+                        continue
+                    index = self._index.get(action)
+                    if index is not None:
+                        guard.record(customer, ts_us / 1e6, index, cost)
+                        total += 1
+                self._synced_seq = rows[-1][0]
+                if own:  # seqs at or below the cursor are all read: forget them
+                    own.difference_update([q for q in own if q <= self._synced_seq])
+            if len(rows) < _SWEEP_ROWS:
+                return total
 
     def _check_leadership(self) -> None:
         if self._leader is not None and not self._leader.held():
@@ -527,11 +562,11 @@ class Engine:
         choice = self._assembler.choose(self._learner.published, batch)
         done = self._assembler.assemble(batch, choice, version, now)
         if request is None:
-            self._journal.append_decisions(done.rows)
+            seqs = self._journal.append_decisions(done.rows)
         else:
             row = RequestRow(request[0], self.campaign, done.ts_us, request[1])
             try:
-                self._journal.append_request(row, done.rows)
+                seqs = self._journal.append_request(row, done.rows)
             except DuplicateError:
                 # Another process sharing the journal stored this request first: its decisions
                 # are the answer (nothing of ours was stored or charged).
@@ -540,6 +575,8 @@ class Engine:
                     raise
                 return replayed
         guard.record_batch(batch.customer_ids, now, done.actions, done.costs)
+        if self._sync_guardrails:
+            self._own_seqs.update(seqs)
         self._ledger.note_decision(done.ts_us)
         return done.records
 

@@ -189,6 +189,11 @@ class JournalBackend(Protocol):
         """Chosen offer ids of the newest ``n`` decisions, oldest first (the traffic window)."""
         ...
 
+    def decisions_after(self, seq: int, limit: int) -> list[tuple[int, str, int, str, float]]:
+        """(seq, customer_id, ts_us, action, cost) of at most ``limit`` decisions with a seq
+        above ``seq``, in seq order: what replicas tell each other's guardrails."""
+        ...
+
     def incentive_times(self, since_us: int, control_offer: str) -> Iterator[tuple[str, int]]:
         """(customer_id, ts_us) of every decision made after ``since_us``, outside the control
         group, whose offer is not ``control_offer``, in seq order (frequency caps, cooldowns)."""

@@ -229,6 +229,9 @@ LAST_REWARD_SEQ = "SELECT MAX(seq) FROM rewards"
 LATEST_MODEL_VERSION = "SELECT model_version FROM decisions ORDER BY seq DESC LIMIT 1"
 OFFER_TOTALS = "SELECT action, COUNT(*), SUM(cost) FROM decisions GROUP BY action"
 RECENT_ACTIONS = "SELECT action FROM decisions ORDER BY seq DESC LIMIT ?"
+DECISIONS_AFTER = (
+    "SELECT seq, customer_id, ts_us, action, cost FROM decisions WHERE seq > ? ORDER BY seq LIMIT ?"
+)
 MODELS = (
     "SELECT m.version, m.created_us, m.kind, m.origin, m.parent, m.catalog, m.policy_class,"
     " m.last_reward_seq, m.n_rewards, b.sha256 FROM models m"
@@ -551,6 +554,12 @@ class SQLJournal(ABC):
     def recent_actions(self, n: int) -> list[str]:
         """Chosen offer ids of the newest ``n`` decisions, oldest first."""
         return [a for (a,) in reversed(self._rows(RECENT_ACTIONS, (n,)))]
+
+    def decisions_after(self, seq: int, limit: int) -> list[tuple[int, str, int, str, float]]:
+        """(seq, customer_id, ts_us, action, cost) of the next ``limit`` decisions after
+        ``seq``."""
+        rows = self._rows(DECISIONS_AFTER, (seq, limit))
+        return [(int(q), str(c), int(t), str(a), float(m or 0.0)) for q, c, t, a, m in rows]
 
     def incentive_times(self, since_us: int, control_offer: str) -> Iterator[tuple[str, int]]:
         """(customer_id, ts_us) of decisions after ``since_us`` outside the control group whose

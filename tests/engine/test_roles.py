@@ -172,3 +172,58 @@ def test_the_first_stored_meta_value_wins(backend):
     assert backend.set_meta_once("encoder", "first") == "first"
     assert backend.set_meta_once("encoder", "second") == "first"
     assert backend.get_meta("encoder") == "first"
+
+
+def _budgeted(tmp_path: Path, budget: int) -> Path:
+    path = tmp_path / "b.toml"
+    text = RENEWAL.read_text().replace('name = "renewal"', 'name = "c"', 1)
+    text = text.replace("cost = 18.0\n", f"cost = 18.0\nbudget_count = {budget}\n", 1)
+    path.write_text(text)
+    return path
+
+
+def test_budgets_and_cooldowns_hold_across_two_replicas(store_url, tmp_path):
+    """Two replicas decide in turns of ``k`` decisions and sync their guardrails after each
+    turn (what their upkeep does every tick): the budget is overshot by at most what the other
+    replica decided in one turn, and a customer one replica gave an incentive is in cooldown on
+    the other."""
+    path = _budgeted(tmp_path, budget=25)
+    clock = [T0]
+    learner = Engine.from_config(
+        path, data_dir=tmp_path / "l", journal_url=store_url, clock=lambda: clock[0]
+    )
+    replicas = [
+        Engine.from_config(
+            path, data_dir=tmp_path / n, journal_url=store_url, clock=lambda: clock[0],
+            role="decide",
+        )
+        for n in ("a", "b")
+    ]  # fmt: skip
+    context = {"tenure_months": 3, "monthly_price": 40.0, "plan": "basic", "contract_type": "annual"}
+    k = 8
+    chosen: list[str] = []
+    for turn in range(30):
+        for r, eng in enumerate(replicas):
+            made = eng.decide_batch(
+                [f"t{turn}-r{r}-{i}" for i in range(k)], [context] * k, candidates=["upgrade"]
+            )
+            chosen += [d.offer_id for d in made]
+        for eng in replicas:
+            eng.sync_guardrails()
+    used = chosen.count("upgrade")
+    assert 25 <= used <= 25 + k, used  # without the sync each replica would give 25
+    totals = learner.journal.offer_totals()
+    assert totals["upgrade"].n_decisions == used
+    # a customer given an incentive by one replica is in cooldown on the other
+    loyal = {**context, "tenure_months": 30}
+    given = next(
+        d
+        for d in (replicas[0].decide(f"loyal-{i}", loyal, ["discount_5"]) for i in range(20))
+        if not d.control
+    )
+    assert given.offer_id == "discount_5"
+    replicas[1].sync_guardrails()
+    again = replicas[1].decide(given.customer_id, loyal, ["discount_5"])
+    assert again.offer_id == learner.config.control_offer and "cooldown" in again.reasons
+    for eng in [*replicas, learner]:
+        eng.close()
