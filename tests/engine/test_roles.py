@@ -199,7 +199,8 @@ def test_budgets_and_cooldowns_hold_across_two_replicas(store_url, tmp_path):
         )
         for n in ("a", "b")
     ]  # fmt: skip
-    context = {"tenure_months": 3, "monthly_price": 40.0, "plan": "basic", "contract_type": "annual"}
+    context = {"tenure_months": 3, "monthly_price": 40.0, "plan": "basic"}
+    context["contract_type"] = "annual"
     k = 8
     chosen: list[str] = []
     for turn in range(30):
