@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint check-stubs bench soak soak-quick clean venv
+.PHONY: demo demo-cluster test lint check-stubs bench soak soak-quick clean venv
 
 venv: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m engine.cli demo
+
+# The replicated deployment: a local PostgreSQL, two decide servers, a leading and a standby
+# learner; one decide server and the leader are killed -9 midway.
+demo-cluster: $(STAMP)
+	$(PY) -m engine.cli demo --cluster
 
 test: $(STAMP)
 	$(PY) -m pytest -q

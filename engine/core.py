@@ -258,6 +258,7 @@ class Engine:
         _log.info(
             "campaign %s: leading learner, model %s (role %s)",
             self.campaign, learner.version, self.role,
+            extra={"campaign": self.campaign, "role": self.role, "led_at": time.time()},
         )  # fmt: skip
         return learner
 

@@ -64,6 +64,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", default="nbo-demo", help="demo directory (wiped first) [nbo-demo]")
     p.add_argument("--workers", type=int, default=2, help="local Ray CPUs for evaluate [2]")
     p.add_argument("--no-evaluate", action="store_true", help="skip export + evaluate")
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the replicated deployment instead: a local PostgreSQL, two decide servers, a "
+        "leading and a standby learner; one decide server and the leader are killed -9 midway "
+        "(make demo-cluster)",
+    )
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -72,6 +79,20 @@ def handle(args: argparse.Namespace) -> int:
             raise InvalidInputError(
                 f"--{name.replace('_', '-')}", "an int >= 1", getattr(args, name)
             )
+    if args.cluster:
+        from simulators.cluster import run_cluster_demo
+
+        out = Path(args.out if args.out != "nbo-demo" else "nbo-demo-cluster")
+        result = run_cluster_demo(
+            customers=args.customers,
+            per_day=args.per_day,
+            batch=args.batch,
+            seed=args.seed,
+            config=Path(args.config),
+            out=out,
+        )
+        lost = result["decisions_lost"] + result["rewards_lost"]
+        return 0 if lost == 0 and set(result["exit_codes"].values()) == {0} else 1
     summary = run_demo(
         customers=args.customers,
         per_day=args.per_day,
@@ -150,7 +171,7 @@ def run_demo(
         shutil.rmtree(out)
     data_dir = out / "data"
     out.mkdir(parents=True)
-    say = _printer(stream)
+    say = printer(stream)
     served = count_published_campaign(config, out / "campaign.toml")
     server_log = (out / "server.log").open("w")
     cmd = [
@@ -178,7 +199,7 @@ def run_demo(
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=server_log, text=True)
     exit_code: int | None = None
     try:
-        port = _read_port(proc, out / "server.log")
+        port = read_port(proc, out / "server.log")
         from engine.client import NboClient
 
         with NboClient(f"127.0.0.1:{port}", timeout=60.0) as client:
@@ -188,7 +209,7 @@ def run_demo(
                 f"(kernels warm); server log: {out / 'server.log'}"
             )
             env = RenewalEnvironment.from_campaign(config)
-            run = _drive(client, env, customers, per_day, batch, seed, stream)
+            run = run_loop(client, env, customers, per_day, batch, seed, stream)
         say("$ kill -TERM <nbo serve>   # drain, snapshot, close the journal")
         proc.send_signal(signal.SIGTERM)
         exit_code = proc.wait(timeout=120)
@@ -243,7 +264,7 @@ def run_demo(
     return summary
 
 
-def _drive(
+def run_loop(
     client: Any,
     env: RenewalEnvironment,
     customers: int,
@@ -488,7 +509,7 @@ def _write_report(run: _Run, summary: dict[str, Any], out: Path) -> Path:
     return report
 
 
-def _read_port(proc: subprocess.Popen[str], log: Path, timeout: float = 180.0) -> int:
+def read_port(proc: subprocess.Popen[str], log: Path, timeout: float = 180.0) -> int:
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     for line in proc.stdout:
@@ -562,7 +583,7 @@ def _nbo(say: Any, args: list[str]) -> None:
         raise NboError(f"nbo {args[0]} failed with exit code {done.returncode}")
 
 
-def _printer(stream: IO[str]) -> Any:
+def printer(stream: IO[str]) -> Any:
     def say(text: str) -> None:
         print(text, file=stream, flush=True)
 
