@@ -46,6 +46,7 @@ from engine.errors import (
     CorruptModelError,
     FailedPreconditionError,
     InvalidInputError,
+    NboError,
     NotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
@@ -69,6 +70,7 @@ from engine.journal.recovery import (
 )
 from engine.journal.registry import ModelVersion, version_number
 from engine.journal.rewards import RewardLedger
+from engine.journal.schema import VERSION_KEY
 from engine.journal.snapshot import ModelShape
 from engine.policies import Policy
 from engine.requests import CandidateMasks, check_decide_request, check_rewards, request_hash
@@ -351,6 +353,15 @@ class Engine:
         if follower is not None:
             with self._lock:
                 self._learner = follower
+
+    def reachable(self) -> bool:
+        """Whether the journal answers now (one cheap read): a replica that lost its database
+        reports NOT_SERVING on it."""
+        try:
+            self._journal.get_meta(VERSION_KEY)
+        except NboError:
+            return False
+        return True
 
     def _require_role(self, what: str, *roles: str) -> None:
         if self.role not in roles:

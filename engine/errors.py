@@ -78,6 +78,12 @@ class ServiceUnavailableError(NboError, ConnectionError):
     """The service cannot take the call now (loading, shutting down, unreachable); retry later."""
 
 
+class JournalUnavailableError(ServiceUnavailableError, ResourceExhaustedError):
+    """The journal's server cannot be reached or cannot commit now (PostgreSQL down, restarting,
+    read-only): nothing was acknowledged; retry, here or on another replica. gRPC status
+    UNAVAILABLE. Also a ResourceExhaustedError: the journal could not take the write."""
+
+
 class DeadlineExceededError(ServiceUnavailableError, TimeoutError):
     """The call's deadline passed before it was answered."""
 

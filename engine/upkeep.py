@@ -21,10 +21,11 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["CHECKPOINT_SECONDS", "PRUNE_SECONDS", "Upkeep"]
+__all__ = ["CHECKPOINT_SECONDS", "FAILING_LOG_SECONDS", "PRUNE_SECONDS", "Upkeep"]
 
 CHECKPOINT_SECONDS = 1.0  # journal checkpoints at most this often
 PRUNE_SECONDS = 60.0  # request ids past their window are deleted at most this often
+FAILING_LOG_SECONDS = 60.0  # a tick failing again and again is logged this often
 _log = logging.getLogger("nbo.engine")
 
 
@@ -89,6 +90,8 @@ class Upkeep:
     def _run(self) -> None:
         last_checkpoint = time.monotonic()
         last_prune = -PRUNE_SECONDS
+        failing = 0
+        said = 0.0
         while not self._stop.wait(self.interval):
             try:
                 self._apply()
@@ -101,4 +104,22 @@ class Upkeep:
                     last_prune = time.monotonic()
                     self._prune()
             except Exception:  # keep serving; the next tick retries
-                _log.exception("engine %s: background tick failed", self.campaign)
+                failing += 1
+                # The first failure with its traceback, then one line a minute: a journal that
+                # is down for an hour must not write a traceback every tick.
+                if failing == 1:
+                    _log.exception("engine %s: background tick failed", self.campaign)
+                    said = time.monotonic()
+                elif time.monotonic() - said >= FAILING_LOG_SECONDS:
+                    _log.warning(
+                        "engine %s: background ticks still failing (%d in a row)",
+                        self.campaign, failing,
+                    )  # fmt: skip
+                    said = time.monotonic()
+                continue
+            if failing:
+                _log.info(
+                    "engine %s: background ticks recovered after %d failures",
+                    self.campaign, failing,
+                )  # fmt: skip
+                failing = 0

@@ -61,7 +61,12 @@ from psycopg import errors as pg_errors
 from psycopg import sql as pg_sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from engine.errors import ConfigError, NotFoundError, ResourceExhaustedError
+from engine.errors import (
+    ConfigError,
+    JournalUnavailableError,
+    NotFoundError,
+    ResourceExhaustedError,
+)
 from engine.journal import records, schema
 from engine.journal.backends import redact_url
 from engine.journal.base import JournalBackend, ModelBlob, StaleModelError
@@ -232,7 +237,7 @@ class PostgresJournal(SQLJournal, JournalBackend):
         try:
             conn = psycopg.connect(url, autocommit=True, connect_timeout=timeout)
         except psycopg.Error as exc:
-            raise ResourceExhaustedError(
+            raise JournalUnavailableError(
                 f"{self.location}: expected a reachable PostgreSQL server ({_where(url)}), "
                 f"got {_message(exc, url)}"
             ) from None
@@ -296,7 +301,7 @@ class PostgresJournal(SQLJournal, JournalBackend):
             with self._pool.connection() as conn:
                 yield conn
         except _UNAVAILABLE as exc:
-            raise ResourceExhaustedError(
+            raise JournalUnavailableError(
                 f"{self.location}: expected a reachable server, got {_message(exc, self.url)}"
             ) from exc
 
@@ -320,7 +325,7 @@ class PostgresJournal(SQLJournal, JournalBackend):
                 committing = True
         except _UNAVAILABLE as exc:
             outcome = "the commit's outcome is unknown" if committing else "nothing was written"
-            raise ResourceExhaustedError(
+            raise JournalUnavailableError(
                 f"{self.location}: expected a reachable, writable server to commit, got "
                 f"{_message(exc, self.url)}; {outcome}"
             ) from exc
@@ -506,7 +511,7 @@ class AdvisoryLeaderLock:
                 keepalives_count=2,
             )
         except psycopg.Error as exc:
-            raise ResourceExhaustedError(
+            raise JournalUnavailableError(
                 f"{journal.location}: expected a reachable server to take the learner lock, "
                 f"got {_message(exc, url)}"
             ) from None

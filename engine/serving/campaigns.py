@@ -11,12 +11,19 @@ import errno
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from engine.campaign import load_campaign
-from engine.errors import ConfigError, InvalidInputError, NotFoundError, ServiceUnavailableError
+from engine.errors import (
+    ConfigError,
+    InvalidInputError,
+    JournalUnavailableError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 from engine.serving import codec
 from engine.serving.batcher import DecideBatcher, RewardBatcher
 from engine.serving.logs import LOGGER_NAME
@@ -110,6 +117,7 @@ class Campaigns:
         self._ready = False
         self._closed = False
         self._lock = threading.Lock()
+        self._cancel = threading.Event()
 
     @property
     def ready(self) -> bool:
@@ -130,7 +138,7 @@ class Campaigns:
         engines: dict[str, Engine] = {}
         try:
             for path in self.config_paths:
-                engine = self._open_engine(path, self.data_dir)
+                engine = self._open_retrying(path)
                 name = engine.campaign
                 engines[name] = engine
                 engine.prepare()
@@ -143,6 +151,49 @@ class Campaigns:
             self._hosted = {n: self._host(n, e) for n, e in engines.items()}
             self._rewarders = {n: RewardBatcher(e) for n, e in engines.items()}
             self._ready = True
+
+    def _open_retrying(self, path: Path) -> Engine:
+        """Open a campaign's Engine; while its journal cannot be reached (PostgreSQL down or
+        starting), retry with backoff (0.5 s doubling to 10 s) until it can or :meth:`cancel`
+        is called. The first failure is one WARNING line naming the server and database
+        (never the password); then one line a minute."""
+        delay = 0.5
+        failures = 0
+        last_said = 0.0
+        while True:
+            try:
+                engine = self._open_engine(path, self.data_dir)
+            except JournalUnavailableError as exc:
+                failures += 1
+                now = time.monotonic()
+                if failures == 1 or now - last_said >= 60.0:
+                    last_said = now
+                    _log.warning(
+                        f"{exc}; retrying every {delay:g}-10 s (attempt {failures})",
+                        extra={"config": str(path)},
+                    )
+                if self._cancel.wait(delay):
+                    raise ServiceUnavailableError(
+                        f"campaign {path}: stopped while waiting for its journal ({exc})"
+                    ) from None
+                delay = min(delay * 2, 10.0)
+                continue
+            if failures:
+                _log.info(
+                    f"campaign {engine.campaign}: journal reached after {failures} attempts",
+                    extra={"campaign": engine.campaign},
+                )
+            return engine
+
+    def cancel(self) -> None:
+        """Stop waiting for an unreachable journal (a signal while loading)."""
+        self._cancel.set()
+
+    def reachable(self) -> bool:
+        """Whether every hosted campaign's journal answers now (the server's health)."""
+        with self._lock:
+            engines = [h.engine for h in self._hosted.values()]
+        return all(engine.reachable() for engine in engines)
 
     def _host(self, name: str, engine: Engine) -> Hosted:
         observe = self._observe_decisions

@@ -33,7 +33,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, ServiceUnavailableError
 from engine.serving.auth import (
     AdminAuthInterceptor,
     AdminDisabledInterceptor,
@@ -61,6 +61,7 @@ SERVICE_NAMES = tuple(s.full_name for s in pb.DESCRIPTOR.services_by_name.values
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 _log = logging.getLogger(LOGGER_NAME)
 _T = TypeVar("_T")
+HEALTH_CHECK_SECONDS = 1.0  # how often a serving server asks its journals whether they answer
 
 
 def _methods(service: str) -> tuple[str, ...]:
@@ -121,6 +122,8 @@ class NboServer:
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self._stopping = False
+        self._watching = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     async def _set_health(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
@@ -149,6 +152,10 @@ class NboServer:
             )
         self._loop.run(self._set_health(health_pb2.HealthCheckResponse.SERVING))
         self._serving = True
+        self._watcher = threading.Thread(
+            target=self._watch_journals, name="nbo-health", daemon=True
+        )
+        self._watcher.start()
         _warn_about_open_services(self.config, self.port)
         _log.info(
             "serving",
@@ -165,6 +172,28 @@ class NboServer:
         )
         return self
 
+    def _watch_journals(self) -> None:
+        """NOT_SERVING while a campaign's journal does not answer (a replica that lost its
+        database), SERVING again once it does; one log line at each change."""
+        reachable = True
+        while not self._watching.wait(HEALTH_CHECK_SECONDS):
+            now = self.campaigns.reachable()
+            if now == reachable or self._stopping:
+                continue
+            reachable = now
+            status = health_pb2.HealthCheckResponse.SERVING
+            if not now:
+                status = health_pb2.HealthCheckResponse.NOT_SERVING
+            try:
+                self._loop.run(self._set_health(status))
+            except RuntimeError:  # the loop closed: stopping
+                return
+            self._serving = now
+            if now:
+                _log.info("journal reachable again: SERVING")
+            else:
+                _log.warning("journal unreachable: NOT_SERVING until it answers")
+
     def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING, drain in-flight calls within ``grace`` seconds, snapshot and close.
 
@@ -178,6 +207,10 @@ class NboServer:
         grace = self.config.grace_seconds if grace is None else grace
         _log.info("shutting down", extra={"grace_seconds": grace})
         self._serving = False
+        self._watching.set()
+        self.campaigns.cancel()
+        if self._watcher is not None:
+            self._watcher.join(HEALTH_CHECK_SECONDS + 5)
         try:
             if not self._loop.closed:  # closed when start() failed
                 self._loop.run(self._health.enter_graceful_shutdown())
@@ -424,10 +457,16 @@ def serve(config: ServeConfig, open_engine: EngineFactory = open_engine) -> int:
     def _on_signal(signum: int, frame: Any) -> None:
         _log.info("signal received", extra={"signal": signal.Signals(signum).name})
         stop_requested.set()
+        server.campaigns.cancel()  # a start still waiting for a journal gives up
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        server.start()
+        try:
+            server.start()
+        except ServiceUnavailableError:
+            if stop_requested.is_set():
+                return 0  # stopped while waiting for a journal: nothing was served
+            raise
         print(f"nbo serve: listening on port {port}", flush=True)
         while not stop_requested.wait(0.5):
             pass

@@ -17,6 +17,7 @@ from engine.errors import (
     DeadlineExceededError,
     FailedPreconditionError,
     InvalidInputError,
+    JournalUnavailableError,
     NboError,
     NotFoundError,
     PermissionDeniedError,
@@ -26,6 +27,7 @@ from engine.errors import (
 
 # Checked in order: the first class the error is an instance of decides the status.
 STATUS_BY_ERROR: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+    (JournalUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
     (ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
     (CorruptModelError, grpc.StatusCode.INVALID_ARGUMENT),
