@@ -12,7 +12,14 @@ tests/reliability).
    status, rejected ones change no journal count, the server keeps serving and the journal
    passes SQLite's integrity check at the end.
 
-Prints a table and writes benchmarks/results/faults.json. ``--quick``: 3 kills, 500 cases.
+3. Replicated kill -9: two decide servers and a leading plus a standby learner on one local
+   PostgreSQL journal, under mixed load on both servers; every cycle kills a decide server and
+   every other cycle the leading learner too (``--replica-cycles``, default 10: 10 decide-server
+   kills, 5 leader kills), with the checks of 1 across servers plus the standby's failover time
+   (:mod:`testkit.replicas`).
+
+Prints a table and writes benchmarks/results/faults.json. ``--quick``: 3 kills, 500 cases, 2
+replica cycles.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from testkit.harness import (
     customer,
     kill_cycles,
 )
+from testkit.replicas import ReplicaCycle, replica_kill_cycles
 
 FUZZ_MAX_ROWS = 200
 FUZZ_MAX_MESSAGE = 1 << 20
@@ -73,6 +81,41 @@ def run_kills(n_kills: int, seed: int) -> dict[str, Any]:
         "client_errors_at_kill": acks.errors,
         "snapshots_kept": snapshots,
         "journal_integrity": integrity,
+        "seconds": round(time.perf_counter() - started, 1),
+        "cycles": [asdict(s) for s in stats],
+    }
+
+
+def run_replica_kills(n_cycles: int, seed: int) -> dict[str, Any]:
+    from engine.journal.embedded import local_postgres
+
+    def progress(s: ReplicaCycle) -> None:
+        failover = "" if s.failover_seconds is None else f"; failover {s.failover_seconds:.2f} s"
+        print(
+            f"  cycle {s.cycle + 1}/{n_cycles}: killed {', '.join(s.killed)} after "
+            f"{s.load_seconds:.2f} s of load; {s.decisions_acked} decisions and "
+            f"{s.rewards_acked} rewards acknowledged so far, all present{failover}",
+            flush=True,
+        )
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, local_postgres() as url:
+        config = campaign_config(Path(tmp))
+        acks, stats = replica_kill_cycles(
+            url, config, Path(tmp), n_cycles, seed=seed, load_seconds=(0.5, 3.0),
+            progress=progress,
+        )  # fmt: skip
+    failovers = sorted(s.failover_seconds for s in stats if s.failover_seconds is not None)
+    return {
+        "cycles_survived": len(stats),
+        "decide_server_kills": len(stats),
+        "leader_kills": len(failovers),
+        "decisions_acknowledged": len(acks.decisions),
+        "rewards_acknowledged": len(acks.rewards),
+        "duplicate_rewards_answered": acks.duplicates,
+        "client_errors_at_kill": acks.errors,
+        "failover_seconds_median": failovers[len(failovers) // 2] if failovers else None,
+        "failover_seconds_max": failovers[-1] if failovers else None,
         "seconds": round(time.perf_counter() - started, 1),
         "cycles": [asdict(s) for s in stats],
     }
@@ -116,17 +159,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--fuzz-cases", type=int, default=10_000)
+    parser.add_argument("--replica-cycles", type=int, default=10)
     add_seed(parser)
-    add_quick(parser, "3 kills and 500 fuzz cases")
+    add_quick(parser, "3 kills, 500 fuzz cases, 2 replica cycles")
     parser.add_argument("--out", type=Path, default=bc.RESULTS_DIR / "faults.json")
     args = parser.parse_args(argv)
     if args.quick:
-        args.kills, args.fuzz_cases = 3, 500
-    info = bc.run_info({"kills": args.kills, "fuzz_cases": args.fuzz_cases, "seed": args.seed})
+        args.kills, args.fuzz_cases, args.replica_cycles = 3, 500, 2
+    info = bc.run_info(
+        {"kills": args.kills, "fuzz_cases": args.fuzz_cases,
+         "replica_cycles": args.replica_cycles, "seed": args.seed}
+    )  # fmt: skip
     print(f"kill -9 cycles: {args.kills}", flush=True)
     kills = run_kills(args.kills, args.seed)
     print(f"fuzzing: {args.fuzz_cases} cases", flush=True)
     fuzz = run_fuzzing(args.fuzz_cases, args.seed)
+    print(f"replicated kill -9 cycles: {args.replica_cycles}", flush=True)
+    replicas = run_replica_kills(args.replica_cycles, args.seed)
     rows = [
         ["kill -9 under mixed load, restarts checked", f"{kills['kills_survived']}",
          f"{kills['decisions_acknowledged']:,} decisions, {kills['rewards_acknowledged']:,} "
@@ -135,6 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         ["fuzz cases (hypothesis + raw bytes)", f"{fuzz['cases']:,}",
          ", ".join(f"{k} {v:,}" for k, v in sorted(fuzz["by_status"].items())),
          f"{fuzz['seconds']:.0f}"],
+        ["replicated kill -9 (2 decide servers + leader/standby learner, PostgreSQL)",
+         f"{replicas['decide_server_kills']} + {replicas['leader_kills']} leader",
+         f"{replicas['decisions_acknowledged']:,} decisions, "
+         f"{replicas['rewards_acknowledged']:,} rewards acknowledged; 0 lost, 0 doubled; "
+         f"failover median {replicas['failover_seconds_median']} s, "
+         f"max {replicas['failover_seconds_max']} s", f"{replicas['seconds']:.0f}"],
     ]  # fmt: skip
     notes = [
         f"journal integrity after kills: {kills['journal_integrity']}; after fuzzing: "
@@ -145,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print(bc.format_table("Fault injection and fuzzing", ["check", "count", "outcome", "s"],
                           rows, notes))  # fmt: skip
-    out = bc.write_json(args.out, {"run": info, "kills": kills, "fuzz": fuzz})
+    out = bc.write_json(args.out, {"run": info, "kills": kills, "fuzz": fuzz, "replicas": replicas})
     print(f"wrote {out}")
     return 0
 

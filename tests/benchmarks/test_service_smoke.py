@@ -33,9 +33,11 @@ def test_grpc_load_measures_both_echo_servers_and_nbo_serve(tmp_path: Path) -> N
 @pytest.mark.slow
 def test_faults_survives_a_kill_and_answers_every_fuzz_case(tmp_path: Path) -> None:
     results, stdout = run_benchmark(
-        "benchmarks.faults", tmp_path / "new" / "faults.json", "--kills", "1", "--fuzz-cases", "40"
-    )
+        "benchmarks.faults", tmp_path / "new" / "faults.json", "--kills", "1", "--fuzz-cases",
+        "40", "--replica-cycles", "1",
+    )  # fmt: skip
     assert results["kills"]["kills_survived"] == 1
+    assert results["replicas"]["cycles_survived"] == results["replicas"]["leader_kills"] == 1
     assert results["fuzz"]["cases"] >= 40
     assert results["kills"]["journal_integrity"] == results["fuzz"]["journal_integrity"] == "ok"
     assert "Fault injection and fuzzing" in stdout
