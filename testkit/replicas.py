@@ -29,7 +29,7 @@ from engine.journal.snapshot import decode_snapshot
 from engine.policies import Policy, make_policy
 from testkit.harness import Acks, ServeProcess, mixed_worker
 
-__all__ = ["ReplicaCycle", "replica_kill_cycles"]
+__all__ = ["ReplicaCycle", "rebuilt_from_url", "replica_kill_cycles"]
 
 
 @dataclass
@@ -56,9 +56,11 @@ def _led_at(server: ServeProcess) -> float | None:
     return None
 
 
-def _rebuilt(url: str, campaign: str, config: Path) -> tuple[Policy, int]:
+def rebuilt_from_url(url: str, config: Path) -> tuple[Policy, int]:
+    """A fresh policy fed every reward of the campaign's journal at ``url``, in journal order;
+    and how many."""
     cfg = load_campaign(config)
-    journal = open_journal(url, campaign=campaign, readonly=True)
+    journal = open_journal(url, campaign=cfg.name, readonly=True)
     try:
         rows = [r for batch in journal.rewards_after(0) for r in batch if r.reward is not None]
     finally:
@@ -96,7 +98,7 @@ def check_replicas(
         journal.close()
     assert data is not None, f"{version}: the leader kept no bytes"
     header, model = decode_snapshot(data, version)
-    rebuilt, n_rows = _rebuilt(url, campaign, config)
+    rebuilt, n_rows = rebuilt_from_url(url, config)
     assert header["n_rewards"] == n_rows, (header["n_rewards"], n_rows)
     X = np.random.default_rng(0).normal(size=(64, model.n_features))
     np.testing.assert_allclose(model.choose(X).scores, rebuilt.choose(X).scores, rtol=1e-9)

@@ -30,6 +30,8 @@ import pytest
 
 from engine.campaign import load_campaign
 from engine.client import NboClient
+from engine.journal.backends import open_journal
+from engine.journal.snapshot import decode_snapshot
 from engine.journal.store import Journal
 from engine.policies import make_policy
 from engine.serving.pb import offers_pb2 as pb
@@ -42,6 +44,7 @@ from testkit.harness import (
     run_threads,
     served_model,
 )
+from testkit.replicas import rebuilt_from_url
 from testkit.traffic import dense_contexts, renewal_contexts
 
 N_CLIENTS = 8
@@ -110,8 +113,10 @@ class ClientWork:
             self.reports.extend(zip(theirs, values, result.statuses, strict=True))
 
 
-def _run_clients(target: str) -> list[ClientWork]:
-    """Every client in its own thread and channel, all at once."""
+def _run_clients(target: str | list[str]) -> list[ClientWork]:
+    """Every client in its own thread and channel, all at once (client ``i`` on
+    ``targets[i % len(targets)]``: a client's racing neighbour is on the other replica)."""
+    targets = [target] if isinstance(target, str) else target
     barrier = threading.Barrier(N_CLIENTS)
     shared: list[list[str]] = [[] for _ in range(N_CLIENTS)]
     works: list[ClientWork] = []
@@ -120,7 +125,7 @@ def _run_clients(target: str) -> list[ClientWork]:
 
     def run(client: int) -> None:
         try:
-            with NboClient(target, timeout=30) as nbo:
+            with NboClient(targets[client % len(targets)], timeout=30) as nbo:
                 work = ClientWork(client, nbo, shared)
                 with lock:
                     works.append(work)
@@ -239,6 +244,68 @@ def test_concurrent_clients_give_the_totals_and_model_of_the_same_events_applied
         assert dict(journal.query("SELECT decision_id, value FROM rewards")) == serial_applied
     finally:
         journal.close()
+
+
+@pytest.mark.slow
+def test_concurrent_clients_on_two_replicas_give_the_model_of_the_events_applied_serially(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """The same workload on a PostgreSQL journal, the clients spread over two decide servers
+    (each decision's racing second report goes through the other server), one learner: one
+    reward applied per decision whichever replica won, every response as journaled, versions
+    never back within a client, and the learner's model equal to the journal's events applied
+    serially."""
+    config = campaign_config(tmp_path, publish_every_rewards=7, checkpoint_every_rewards=10**6)
+    shared = ("--journal", postgres_url, "--log-level", "warning")
+    learner = ServeProcess(config, tmp_path / "learner", *shared, "--role", "learn")
+    replicas = [
+        ServeProcess(config, tmp_path / f"decide-{i}", *shared, "--role", "decide")
+        for i in range(2)
+    ]
+    try:
+        for server in (learner, *replicas):
+            server.wait_serving()
+        works = _run_clients([r.target for r in replicas])
+        with learner.client() as c:
+            version = c.snapshot()  # every journaled reward applied
+    finally:
+        for server in (*replicas, learner):
+            assert server.stop() == 0, server.stderr()[-2000:]
+    decided = [d for work in works for d in work.decided]
+    reports = [r for work in works for r in work.reports]
+    ids = [d[0] for d in decided]
+    assert len(ids) == len(set(ids)) == N_CLIENTS * (ROUNDS + 4 * (ROUNDS // 5))
+    applied = {d: v for d, v, status in reports if status == "applied"}
+    statuses = Counter(status for _, _, status in reports)
+    assert len(applied) == len(ids) and statuses == {"applied": len(ids), "duplicate": len(ids)}
+    campaign = load_campaign(config)
+    offer_ids = list(campaign.offer_ids)
+    journal = open_journal(postgres_url, campaign=campaign.name, readonly=True)
+    try:
+        stored = journal.lookup(ids)
+        counts = journal.counts()
+        blob = journal.model_bytes(int(version.lstrip("v")))
+    finally:
+        journal.close()
+    assert {d: (s.action, s.propensity) for d, s in stored.items()} == {
+        d[0]: (d[1], d[2]) for d in decided
+    }
+    assert {s.reward_source for s in stored.values()} == {"reward"}
+    for d, value in applied.items():  # the stored reward is the one answered APPLIED
+        s = stored[d]
+        net = campaign.net_reward(offer_ids.index(s.action), s.cost, value)
+        assert s.reward == pytest.approx(net, abs=1e-9), (d, s.reward, net)
+    assert counts["decisions"] == counts["rewards"] == len(ids) and counts["pending"] == 0
+    assert blob is not None
+    header, model = decode_snapshot(blob, version)
+    serial, n_events = rebuilt_from_url(postgres_url, config)
+    assert header["n_rewards"] == n_events == len(ids)
+    X = np.random.default_rng(3).normal(size=(64, model.n_features))
+    np.testing.assert_allclose(model.choose(X).scores, serial.choose(X).scores, rtol=1e-9)
+    for work in works:  # a client stays on one replica: its versions never go back
+        versions = [int(d[3].lstrip("v")) for d in work.decided]
+        assert versions == sorted(versions), (work.client, versions)
+    assert len({d[3] for d in decided}) >= 2  # the replicas followed the learner's publishes
 
 
 @pytest.mark.slow
