@@ -57,30 +57,24 @@ from engine.journal.backends import open_journal
 from engine.journal.base import DuplicateError, JournalBackend, StaleModelError
 from engine.journal.files import private_dir, read_regular, resolve_inside
 from engine.journal.follower import MODEL_WAIT_SECONDS, ModelFollower
-from engine.journal.leader import RETRY_SECONDS, LeaderLock
 from engine.journal.learner import Learner
 from engine.journal.lift import Lift, lift_from_journal
 from engine.journal.promotion import Candidate, check_candidate, find_repeat, origin_header
 from engine.journal.records import DecisionRecord, RequestRow, RewardRecord
-from engine.journal.recovery import (
-    load_encoder,
-    model_shape,
-    restore_guardrails,
-    start_learner,
-)
+from engine.journal.recovery import load_encoder, model_shape, restore_guardrails
 from engine.journal.registry import ModelVersion, version_number
 from engine.journal.rewards import RewardLedger
 from engine.journal.schema import VERSION_KEY
 from engine.journal.snapshot import ModelShape
 from engine.policies import Policy
 from engine.requests import CandidateMasks, check_decide_request, check_rewards, request_hash
+from engine.seat import ROLES, GuardrailSync, Seat
 from engine.types import FloatArray
 from engine.upkeep import Upkeep
 from engine.validation import check_id
 
 __all__ = ["ROLES", "DecisionRecord", "Engine", "ModelChange", "RewardRecord"]
 
-ROLES = ("all", "decide", "learn")  # see Engine's ``role`` and docs/architecture.md
 
 _SWEEP_ROWS = 8192  # decisions an expiry sweep scans per hold of the decision lock
 _log = logging.getLogger("nbo.engine")
@@ -161,7 +155,7 @@ class Engine:
         role: str = "all",
         model_wait: float = MODEL_WAIT_SECONDS,
     ) -> None:
-        if role not in ROLES:
+        if role not in ROLES:  # before anything is opened
             raise ConfigError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
         self.role = role
         self.config = config
@@ -205,31 +199,23 @@ class Engine:
             dict.fromkeys(self._encoder.attribute_names + self._eligibility.fields)
         )
         self._guardrails = Guardrails(config)
-        self._snapshot_dir = snapshot_dir
-        self._reset_model = reset_model
-        self._leader: LeaderLock | None = None
-        self._lead_checked = 0.0
-        self._learner: Learner | ModelFollower
         try:
-            if role != "decide":
-                self._leader = self._journal.try_lead()
-            if self._leader is None and role == "all":
-                raise ConfigError(
-                    f"campaign {config.name}: expected to be the campaign's only learner, got "
-                    f"another process holding the learner lock of {self._journal.location}; "
-                    "serve replicas with --role decide (and the learner with --role learn)"
-                )
-            self._learner = self._lead() if self._leader else self._follow(model_wait)
+            self._seat = Seat(
+                role, config, self._journal, self._encoder, snapshot_dir, self._lock,
+                self._clock, reset_model=reset_model, model_wait=model_wait,
+            )  # fmt: skip
         except BaseException:
-            self._release_leader()
             self._journal.close()
             raise
-        # Decisions other replicas journal reach this one's guardrails on each upkeep tick
-        # (sync_guardrails); those up to this seq are in the restored state.
-        self._synced_seq = self._journal.counts()["decisions"]
-        self._own_seqs: set[int] = set()
-        self._sync_guardrails = role != "learn" and self._guardrails.active
+        # Decisions other processes journal reach this one's guardrails on each upkeep tick;
+        # those up to this seq are in the restored state.
+        self._sync: GuardrailSync | None = None
         if role != "learn":
+            if self._guardrails.active:
+                self._sync = GuardrailSync(
+                    self._journal, self._guardrails, self._index, self._lock,
+                    self._journal.counts()["decisions"],
+                )  # fmt: skip
             restore_guardrails(self._journal, self._guardrails, config, self._clock())
         self._ledger = RewardLedger(config, self._journal)
         self._upkeep: Upkeep | None = None
@@ -245,114 +231,29 @@ class Engine:
             )
             self._upkeep.start()
 
-    def _lead(self) -> Learner:
-        """The campaign's learner, restored from the registry (this process holds the lock)."""
-        learner = start_learner(
-            self.config,
-            self._journal,
-            self._encoder,
-            self._snapshot_dir,
-            self._lock,
-            self._clock,
-            reset_model=self._reset_model,
-            share_models=self.role == "learn",
-        )
-        _log.info(
-            "campaign %s: leading learner, model %s (role %s)",
-            self.campaign, learner.version, self.role,
-            extra={"campaign": self.campaign, "role": self.role, "led_at": time.time()},
-        )  # fmt: skip
-        return learner
-
-    def _follow(self, wait: float) -> ModelFollower:
-        follower = ModelFollower(
-            self.config, self._journal, list(self.feature_names), self._lock,
-            wait_seconds=wait, role=self.role,
-        )  # fmt: skip
-        load_encoder(self._encoder, self._journal.get_meta("encoder"))
-        return follower
+    @property
+    def _learner(self) -> Learner | ModelFollower:
+        """The campaign's model as this process sees it (see :mod:`engine.seat`)."""
+        return self._seat.model
 
     @property
     def leading(self) -> bool:
         """Whether this process is the campaign's learner now (role all, or the leading learn
         process)."""
-        return self._leader is not None
-
-    def _release_leader(self) -> None:
-        leader, self._leader = self._leader, None
-        if leader is not None:
-            leader.release()
+        return self._seat.leading
 
     def _tick(self) -> None:
-        """One upkeep tick: keep or take the leadership, then learn (or follow)."""
-        if self.role != "decide":
-            now = time.monotonic()
-            if now - self._lead_checked >= RETRY_SECONDS:
-                self._lead_checked = now
-                self._check_leadership()
-        try:
-            self._learner.apply()
-        except StaleModelError as exc:
-            _log.warning("campaign %s: %s; following the registry again", self.campaign, exc)
-            self._step_down()
-        if self._sync_guardrails:
-            self.sync_guardrails()
+        """One upkeep tick: keep or take the leadership, learn (or follow), count the other
+        processes' decisions into the guardrails."""
+        self._seat.tick()
+        if self._sync is not None:
+            self._sync.sync()
 
     def sync_guardrails(self) -> int:
         """Count the decisions other processes journaled since the last call into this one's
-        budgets, traffic caps, frequency caps and cooldowns (the upkeep calls it every tick);
-        returns how many. Between two calls a replica does not see the others' decisions:
-        the worst-case overshoot of a guardrail is what the other replicas decide within one
-        tick (docs/architecture.md, "Replicated serving")."""
-        guard = self._guardrails
-        total = 0
-        while True:
-            rows = self._journal.decisions_after(self._synced_seq, _SWEEP_ROWS)
-            if not rows:
-                return total
-            with self._lock:  # own decisions are in _own_seqs once their append returned
-                own = self._own_seqs
-                for seq, customer, ts_us, action, cost in rows:
-                    if seq in own:
-                        own.discard(seq)
-                        continue
-                    index = self._index.get(action)
-                    if index is not None:
-                        guard.record(customer, ts_us / 1e6, index, cost)
-                        total += 1
-                self._synced_seq = rows[-1][0]
-                if own:  # seqs at or below the cursor are all read: forget them
-                    own.difference_update([q for q in own if q <= self._synced_seq])
-            if len(rows) < _SWEEP_ROWS:
-                return total
-
-    def _check_leadership(self) -> None:
-        if self._leader is not None and not self._leader.held():
-            _log.warning(
-                "campaign %s: learner lock of %s lost; standing by",
-                self.campaign, self._journal.location,
-            )  # fmt: skip
-            self._step_down()
-            return
-        if self._leader is None:
-            self._leader = self._journal.try_lead()
-            if self._leader is not None:
-                try:
-                    learner = self._lead()
-                except BaseException:
-                    self._release_leader()
-                    raise
-                with self._lock:
-                    self._learner = learner
-
-    def _step_down(self) -> None:
-        """Stop learning (lost lock, or another learner published): follow the registry until
-        the lock is ours again."""
-        self._release_leader()
-        follower = self._follow(wait=0.0) if self._journal.models_with_bytes() else None
-        if follower is not None:
-            with self._lock:
-                self._learner = follower
+        budgets, traffic caps, frequency caps and cooldowns (the upkeep does it every tick);
+        returns how many (see :class:`engine.seat.GuardrailSync`)."""
+        return 0 if self._sync is None else self._sync.sync()
 
     def reachable(self) -> bool:
         """Whether the journal answers now (one cheap read): a replica that lost its database
@@ -371,13 +272,10 @@ class Engine:
             )
 
     def refresh_model(self) -> bool:
-        """A replica: load the newest published model now (the upkeep does it every
-        quarter second); True when a newer one was loaded. A learner: apply journaled rewards
-        and publish when due; False."""
-        if isinstance(self._learner, ModelFollower):
-            return self._learner.refresh()
-        self._learner.apply()
-        return False
+        """A replica: load the newest published model now (the upkeep does it every quarter
+        second); True when a newer one was loaded. A learner: apply journaled rewards and
+        publish when due; a standby learner asks for the lock first. False."""
+        return self._seat.refresh()
 
     @classmethod
     def from_config(
@@ -587,8 +485,8 @@ class Engine:
                     raise
                 return replayed
         guard.record_batch(batch.customer_ids, now, done.actions, done.costs)
-        if self._sync_guardrails:
-            self._own_seqs.update(seqs)
+        if self._sync is not None:
+            self._sync.note(seqs)
         self._ledger.note_decision(done.ts_us)
         return done.records
 
@@ -796,8 +694,7 @@ class Engine:
             When the bytes fail their checksum or do not fit this campaign (nothing changes).
         """
         self._check_open()
-        if isinstance(self._learner, ModelFollower):
-            self._learner.require_learner("promote a model")
+        self._seat.require_learner("promote a model")
         shared = self.config.policy["name"] == "shared"
         candidate = check_candidate(
             data,
@@ -849,8 +746,7 @@ class Engine:
             When the stored model no longer fits the campaign (other features).
         """
         self._check_open()
-        if isinstance(self._learner, ModelFollower):
-            self._learner.require_learner("roll the model back")
+        self._seat.require_learner("roll the model back")
         learner = self._learner
         row = learner.registry.stored(version)
         target = learner.registry.describe(row)
@@ -943,7 +839,7 @@ class Engine:
             _log.warning("campaign %s: %s", self.campaign, exc)
         with self._lock:
             self._closed = True
-            self._release_leader()
+            self._seat.release()
             self._journal.close()
 
     def abandon(self) -> None:
@@ -956,7 +852,7 @@ class Engine:
             self._upkeep.stop()
         with self._lock:
             self._closed = True
-            self._release_leader()
+            self._seat.release()
             self._journal.close()
 
     def __enter__(self) -> Engine:

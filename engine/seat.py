@@ -1,0 +1,280 @@
+"""This process's place among a campaign's processes: the leading learner, a standby, or a
+decide replica (docs/architecture.md, "Replicas and the learner"), and the guardrail state the
+deciding processes share through the journal.
+
+:class:`Seat` holds the campaign's model as this process sees it: a
+:class:`~engine.journal.learner.Learner` while it holds the learner lock (role ``all``, or the
+leading ``learn`` process), else a :class:`~engine.journal.follower.ModelFollower` of the
+published versions (role ``decide``, or a standby ``learn`` process). :meth:`Seat.tick` (the
+Engine's upkeep) keeps or takes the lock and learns or follows.
+
+:class:`GuardrailSync` counts the decisions other processes journaled into this process's
+guardrails, one query per tick.
+
+Examples
+--------
+>>> import tempfile
+>>> from engine.core import Engine
+>>> data = tempfile.mkdtemp()
+>>> first = Engine.from_config("examples/renewal.toml", data_dir=data, background=False,
+...                            role="learn")
+>>> second = Engine.from_config("examples/renewal.toml", data_dir=data, background=False,
+...                             role="learn")
+>>> first.leading, second.leading
+(True, False)
+>>> first.close()                # the leader stops: the standby takes the lock on its next tick
+>>> second.refresh_model(); second.leading
+False
+True
+>>> second.close()
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import ConfigError
+from engine.journal.base import JournalBackend, StaleModelError
+from engine.journal.follower import ModelFollower
+from engine.journal.leader import RETRY_SECONDS, LeaderLock
+from engine.journal.learner import Learner
+from engine.journal.recovery import load_encoder, start_learner
+
+if TYPE_CHECKING:
+    from engine.campaign import CampaignConfig, Guardrails
+    from engine.features import Encoder
+
+__all__ = ["ROLES", "GuardrailSync", "Seat"]
+
+ROLES = ("all", "decide", "learn")
+SYNC_ROWS = 8192  # decisions read per query when catching up on the other processes'
+_log = logging.getLogger("nbo.engine")
+
+
+class Seat:
+    """The campaign's model in this process, and whether this process leads.
+
+    Parameters
+    ----------
+    role : {"all", "decide", "learn"}
+        See :class:`engine.core.Engine`.
+    config, journal, encoder
+        The campaign's.
+    snapshot_dir : Path or None
+        Where the learner exports kept versions.
+    lock : lock
+        The Engine's decision lock (held while the model is swapped).
+    clock : callable
+        The Engine's clock.
+    reset_model : bool
+        ``--reset-model`` for the learner.
+    model_wait : float
+        Seconds a follower waits at start for a first published model.
+
+    Raises
+    ------
+    ConfigError
+        Role ``all`` while another process holds the learner lock; an unknown role.
+    """
+
+    def __init__(
+        self,
+        role: str,
+        config: CampaignConfig,
+        journal: JournalBackend,
+        encoder: Encoder,
+        snapshot_dir: Path | None,
+        lock: Any,
+        clock: Callable[[], float],
+        *,
+        reset_model: bool = False,
+        model_wait: float = 30.0,
+    ) -> None:
+        if role not in ROLES:
+            raise ConfigError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
+        self.role = role
+        self.config = config
+        self._journal = journal
+        self._encoder = encoder
+        self._snapshot_dir = snapshot_dir
+        self._lock = lock
+        self._clock = clock
+        self._reset_model = reset_model
+        self._leader: LeaderLock | None = None
+        self._checked = 0.0
+        try:
+            if role != "decide":
+                self._leader = journal.try_lead()
+            if self._leader is None and role == "all":
+                raise ConfigError(
+                    f"campaign {config.name}: expected to be the campaign's only learner, got "
+                    f"another process holding the learner lock of {journal.location}; serve "
+                    "replicas with --role decide (and the learner with --role learn)"
+                )
+            self.model: Learner | ModelFollower = (
+                self._lead() if self._leader else self._follow(model_wait)
+            )
+        except BaseException:
+            self.release()
+            raise
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process is the campaign's learner now."""
+        return self._leader is not None
+
+    def _lead(self) -> Learner:
+        learner = start_learner(
+            self.config,
+            self._journal,
+            self._encoder,
+            self._snapshot_dir,
+            self._lock,
+            self._clock,
+            reset_model=self._reset_model,
+            share_models=self.role == "learn",
+        )
+        name = self.config.name
+        _log.info(
+            "campaign %s: leading learner, model %s (role %s)", name, learner.version, self.role,
+            extra={"campaign": name, "role": self.role, "led_at": time.time()},
+        )  # fmt: skip
+        return learner
+
+    def _follow(self, wait: float) -> ModelFollower:
+        follower = ModelFollower(
+            self.config, self._journal, list(self._encoder.feature_names), self._lock,
+            wait_seconds=wait, role=self.role,
+        )  # fmt: skip
+        load_encoder(self._encoder, self._journal.get_meta("encoder"))
+        return follower
+
+    def tick(self) -> None:
+        """Keep or take the learner lock (at most every RETRY_SECONDS), then learn or follow."""
+        if self.role != "decide":
+            now = time.monotonic()
+            if now - self._checked >= RETRY_SECONDS:
+                self._checked = now
+                self._check_leadership()
+        try:
+            self.model.apply()
+        except StaleModelError as exc:
+            _log.warning("campaign %s: %s; following the registry again", self.config.name, exc)
+            self._step_down()
+
+    def refresh(self) -> bool:
+        """A follower: load the newest published model now (True when newer). A learner:
+        apply journaled rewards and publish when due (False). A standby asks for the lock."""
+        if self.role == "learn":
+            self._checked = 0.0
+            self._check_leadership()
+        model = self.model
+        if isinstance(model, ModelFollower):
+            return model.refresh()
+        model.apply()
+        return False
+
+    def _check_leadership(self) -> None:
+        if self._leader is not None and not self._leader.held():
+            _log.warning(
+                "campaign %s: learner lock of %s lost; standing by",
+                self.config.name, self._journal.location,
+            )  # fmt: skip
+            self._step_down()
+            return
+        if self._leader is None:
+            lock = self._journal.try_lead()
+            if lock is not None:
+                try:
+                    learner = self._lead()
+                except BaseException:
+                    lock.release()
+                    raise
+                with self._lock:  # leading from the moment the learner decides
+                    self.model = learner
+                    self._leader = lock
+
+    def _step_down(self) -> None:
+        """Stop learning (lost lock, or another learner published): follow the registry until
+        the lock is ours again."""
+        self.release()
+        if self._journal.models_with_bytes():
+            follower = self._follow(wait=0.0)
+            with self._lock:
+                self.model = follower
+
+    def require_learner(self, what: str) -> None:
+        """Raise FailedPreconditionError unless this process is the leading learner."""
+        if isinstance(self.model, ModelFollower):
+            self.model.require_learner(what)
+
+    def release(self) -> None:
+        """Give the learner lock up (idempotent)."""
+        leader, self._leader = self._leader, None
+        if leader is not None:
+            leader.release()
+
+
+class GuardrailSync:
+    """Counts the decisions other processes journal into this process's guardrails.
+
+    Parameters
+    ----------
+    journal : JournalBackend
+    guardrails : Guardrails
+        This process's (restored from the journal up to ``start_seq``).
+    offer_index : mapping of offer id to action index
+    lock : lock
+        The Engine's decision lock: this process's own decisions are noted under it.
+    start_seq : int
+        The last decision seq the restored state contains.
+    """
+
+    def __init__(
+        self,
+        journal: JournalBackend,
+        guardrails: Guardrails,
+        offer_index: Mapping[str, int],
+        lock: threading.RLock,
+        start_seq: int,
+    ) -> None:
+        self._journal = journal
+        self._guardrails = guardrails
+        self._index = dict(offer_index)
+        self._lock = lock
+        self._seq = start_seq
+        self._own: set[int] = set()
+
+    def note(self, seqs: Iterable[int]) -> None:
+        """This process's own decisions (already in its guardrails). Call under the lock."""
+        self._own.update(seqs)
+
+    def sync(self) -> int:
+        """Record every decision journaled since the last call by another process; returns
+        how many. Between two calls a process does not see the others' decisions (the
+        worst-case overshoot, docs/architecture.md, "Replicas and the learner")."""
+        total = 0
+        while True:
+            rows = self._journal.decisions_after(self._seq, SYNC_ROWS)
+            if not rows:
+                return total
+            with self._lock:  # an own decision is noted once its append has returned
+                own = self._own
+                for seq, customer, ts_us, action, cost in rows:
+                    if seq in own:
+                        own.discard(seq)
+                        continue
+                    index = self._index.get(action)
+                    if index is not None:
+                        self._guardrails.record(customer, ts_us / 1e6, index, cost)
+                        total += 1
+                self._seq = rows[-1][0]
+                if own:  # seqs at or below the cursor are all read: forget them
+                    own.difference_update([q for q in own if q <= self._seq])
+            if len(rows) < SYNC_ROWS:
+                return total
