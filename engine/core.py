@@ -34,7 +34,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,6 @@ from engine.campaign import CampaignConfig, Guardrails, control_flags, load_camp
 from engine.campaign.eligibility import Eligibility
 from engine.errors import (
     ConfigError,
-    CorruptModelError,
     FailedPreconditionError,
     InvalidInputError,
     NboError,
@@ -59,13 +57,13 @@ from engine.journal.files import private_dir, read_regular, resolve_inside
 from engine.journal.follower import MODEL_WAIT_SECONDS, ModelFollower
 from engine.journal.learner import Learner
 from engine.journal.lift import Lift, lift_from_journal
-from engine.journal.promotion import Candidate, check_candidate, find_repeat, origin_header
 from engine.journal.records import DecisionRecord, RequestRow, RewardRecord
-from engine.journal.recovery import load_encoder, model_shape, restore_guardrails
+from engine.journal.recovery import load_encoder, restore_guardrails
 from engine.journal.registry import ModelVersion, version_number
 from engine.journal.rewards import RewardLedger
 from engine.journal.schema import VERSION_KEY
 from engine.journal.snapshot import ModelShape
+from engine.lifecycle import ModelChange, ModelLifecycle
 from engine.policies import Policy
 from engine.requests import CandidateMasks, check_decide_request, check_rewards, request_hash
 from engine.seat import ROLES, GuardrailSync, Seat
@@ -79,15 +77,6 @@ __all__ = ["ROLES", "DecisionRecord", "Engine", "ModelChange", "RewardRecord"]
 _SWEEP_ROWS = 8192  # decisions an expiry sweep scans per hold of the decision lock
 _log = logging.getLogger("nbo.engine")
 _models_log = logging.getLogger("nbo.models")
-
-
-@dataclass(frozen=True)
-class ModelChange:
-    """What a promotion or a rollback did: the live version after it, and whether it was a
-    no-op (the model asked for was already live)."""
-
-    version: ModelVersion
-    unchanged: bool = False
 
 
 class Engine:
@@ -217,6 +206,9 @@ class Engine:
                     self._journal.counts()["decisions"],
                 )  # fmt: skip
             restore_guardrails(self._journal, self._guardrails, config, self._clock())
+        self._lifecycle = ModelLifecycle(
+            config, self._journal, self._encoder, self._seat, self._lock
+        )
         self._ledger = RewardLedger(config, self._journal)
         self._upkeep: Upkeep | None = None
         if run_background:
@@ -665,7 +657,7 @@ class Engine:
         return self.promote_bytes(data, file_name=requested, who=who, path=str(path), source=source)
 
     def _model_shape(self) -> ModelShape:
-        return model_shape(self._learner.published, self.feature_names, self.offer_ids)
+        return self._lifecycle.shape()
 
     def promote_bytes(
         self,
@@ -678,63 +670,23 @@ class Engine:
     ) -> ModelChange:
         """Promote a snapshot (its bytes, read by the caller from ``file_name``; ``path``: where
         it was read, default ``file_name``; ``source``: how errors name it, default
-        ``file_name``).
-
-        The model must be of this campaign and over its features; its offers are mapped onto
-        the campaign's (removed offers dropped, new ones added) and it takes the campaign's
-        exploration floor and seed. Its shapes and parameters are checked against the campaign
-        before it is built. The model live before keeps its bytes (it can be rolled back to).
-        Promoting the live model again changes nothing (``unchanged``); promoting bytes an older
-        version had makes a new version whose origin says it repeats that one (see
-        :mod:`engine.journal.promotion`). Logged at INFO and journaled.
+        ``file_name``): see :meth:`engine.lifecycle.ModelLifecycle.promote_bytes`.
 
         Raises
         ------
         CorruptModelError
             When the bytes fail their checksum or do not fit this campaign (nothing changes).
+        FailedPreconditionError
+            In a process that is not the campaign's leading learner.
         """
         self._check_open()
-        self._seat.require_learner("promote a model")
-        shared = self.config.policy["name"] == "shared"
-        candidate = check_candidate(
-            data,
-            source or file_name,
-            campaign=self.campaign,
-            feature_names=self.feature_names,
-            offer_ids=self.offer_ids,
-            policy_spec=self.config.policy,
-            offer_features=self.config.offer_features() if shared else None,
-            shape=self._model_shape(),
+        return self._lifecycle.promote_bytes(
+            data, file_name=file_name, who=who, path=path, source=source
         )
-        learner = self._learner
-        with learner.lock:
-            unchanged, repeats = find_repeat(self._journal, candidate.sha256, learner.number)
-            if unchanged:
-                _models_log.info(
-                    "campaign %s: promotion of %s by %s changes nothing: it is the live model %s",
-                    self.campaign, path or file_name, who or "-", learner.version,
-                )  # fmt: skip
-                return ModelChange(learner.registry.get(learner.number), unchanged=True)
-            origin: dict[str, Any] = {
-                "file": Path(file_name).name,
-                "path": path or file_name,
-                "sha256": candidate.sha256,
-                "who": who,
-                "header": origin_header(candidate.header),
-            }
-            if repeats is not None:
-                origin["repeats"] = f"v{repeats}"
-            n_rewards = int(candidate.header.get("n_rewards", 0) or 0)
-            return self._install(candidate, "promoted", origin, n_rewards)
 
     def rollback(self, version: str | int, *, who: str = "") -> ModelChange:
-        """Make an earlier version live again, as a new version of kind ``rollback``.
-
-        The restored model keeps learning from rewards that arrive from now on; the rewards
-        journaled between the two versions are not re-applied to it (they taught the model
-        being rolled back away from; they stay in the journal for export and offline work).
-        Its offers are mapped onto the campaign's and it takes the campaign's exploration
-        floor and seed. Rolling back to the live version changes nothing (``unchanged``).
+        """Make an earlier version live again, as a new version of kind ``rollback`` (see
+        :meth:`engine.lifecycle.ModelLifecycle.rollback`).
 
         Raises
         ------
@@ -744,66 +696,11 @@ class Engine:
             For a version whose bytes were pruned, or a malformed version.
         CorruptModelError
             When the stored model no longer fits the campaign (other features).
+        FailedPreconditionError
+            In a process that is not the campaign's leading learner.
         """
         self._check_open()
-        self._seat.require_learner("roll the model back")
-        learner = self._learner
-        row = learner.registry.stored(version)
-        target = learner.registry.describe(row)
-        if row.version == learner.number:
-            return ModelChange(target, unchanged=True)
-        data = self._journal.model_bytes(row.version)
-        if data is None:
-            raise InvalidInputError(
-                "version",
-                "a version whose model bytes are kept (see `nbo model list`)",
-                f"{target.version}, whose bytes were pruned",
-            )
-        shared = self.config.policy["name"] == "shared"
-        candidate = check_candidate(
-            data,
-            f"model {target.version}",
-            campaign=self.campaign,
-            feature_names=self.feature_names,
-            offer_ids=self.offer_ids,
-            policy_spec=self.config.policy,
-            old_offer_ids=target.offer_ids,
-            offer_features=self.config.offer_features() if shared else None,
-            shape=self._model_shape(),
-        )
-        origin = {"restored": row.version, "who": who}
-        return self._install(candidate, "rollback", origin, row.n_rewards)
-
-    def _install(
-        self, candidate: Candidate, kind: str, origin: dict[str, Any], n_rewards: int
-    ) -> ModelChange:
-        if candidate.changes:
-            origin["changes"] = candidate.changes
-            _log.warning(
-                "campaign %s: model from %s adapted: %s",
-                self.campaign,
-                origin.get("path", f"v{origin.get('restored')}"),
-                "; ".join(candidate.changes),
-            )
-        state = candidate.header.get("encoder")
-        if state:
-            with self._lock:
-                try:
-                    self._encoder.load_state(state)
-                except (CorruptModelError, ValueError, TypeError, KeyError):
-                    pass  # a model trained under another standardization keeps ours
-                self._learner.header["encoder"] = self._encoder.state()
-        learner = self._learner
-        parent = learner.version
-        learner.install(candidate.policy, kind, origin, n_rewards)
-        live = learner.registry.get(learner.number)
-        _models_log.info(
-            "campaign %s: model %s is live (%s, origin %s, parent %s)",
-            self.campaign, live.version, kind, live.origin_summary(), parent,
-            extra={"campaign": self.campaign, "model_version": live.version, "kind": kind,
-                   "origin": live.origin, "parent": live.parent},
-        )  # fmt: skip
-        return ModelChange(live)
+        return self._lifecycle.rollback(version, who=who)
 
     def models(self, limit: int = 100, before: str | int | None = None) -> list[ModelVersion]:
         """The registry's newest ``limit`` versions (below ``before``), newest first."""
