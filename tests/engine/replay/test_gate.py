@@ -1,103 +1,83 @@
-"""No GO without trustworthy evidence (issue 15, item 8).
-
-The issue's repro: the same logged rows give NO-GO with their ``eligible`` column and GO
-without it, because the candidate favours an offer that was never eligible (so never logged)
-for many customers, and only the reward model's extrapolation vouches for it.
-"""
+"""The promotion gate on a journal filled by the renewal simulator (ground truth: a model that
+always gives the costliest offer earns less than the learned one)."""
 
 from __future__ import annotations
 
-import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from engine.replay.candidates import EvalConfig, make_candidates
-from engine.replay.data import LoggedData
-from engine.replay.evaluate import evaluate
-from engine.replay.fanout import Runner
-from engine.replay.results import Gate
+from engine.core import Engine
+from engine.policies import Policy, make_policy
+from engine.replay.gate import MIN_ROWS, journal_logs, promotion_evidence
+from simulators.renewal import RenewalEnvironment
 
-IN_PROCESS = Runner(workers=0, progress=False)
-OFFERS = ("none", "discount", "gift")
+ROOT = Path(__file__).resolve().parents[3]
+RENEWAL = ROOT / "examples" / "renewal.toml"
 
 
-def constrained_logs(
-    n: int = 5000, seed: int = 0, slope: float = 1.0, noise: float = 2.0
-) -> LoggedData:
-    """Premium customers may get the gift; basic ones may not (it is never logged for them).
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    """An engine that served 4,000 simulated customers, every outcome reported."""
+    eng = Engine.from_config(RENEWAL, data_dir=tmp_path_factory.mktemp("d"), background=False)
+    env = RenewalEnvironment.from_campaign(RENEWAL)
+    rng = np.random.default_rng(7)
+    index = {o: i for i, o in enumerate(env.action_ids)}
+    for start in range(0, 4000, 250):
+        rounds = env.sample_rounds(250, rng, start)
+        ids = [f"c{c}" for c in rounds.customer_ids]
+        made = eng.decide_batch(ids, env.records(rounds.attributes))
+        actions = np.array([index[d.offer_id] for d in made], dtype=np.int64)
+        outcomes = env.draw_outcomes(rounds, actions, rng)
+        eng.reward_batch([d.decision_id for d in made], outcomes.values.tolist())
+    eng.snapshot()
+    yield eng
+    eng.close()
 
-    The gift's reward grows with tenure among premium customers, and a linear reward model
-    carries that slope over to basic customers, where the gift would in truth earn nothing.
-    """
-    rng = np.random.default_rng(seed)
-    premium = rng.random(n) < 0.3
-    tenure = rng.normal(size=n)
-    context = np.column_stack([premium.astype(float), tenure])
-    eligible = np.ones((n, 3), dtype=bool)
-    eligible[~premium, 2] = False
-    k = eligible.sum(axis=1)
-    action = np.where(
-        premium, rng.integers(0, 3, n), rng.integers(0, 2, n)
-    )  # uniform over the eligible offers
-    # The gift pays off with tenure (seen among premium customers only), a little.
-    expected = np.column_stack([np.full(n, 1.5), np.full(n, 1.5), 1.5 + slope * tenure])
-    reward = expected[np.arange(n), action] + noise * rng.normal(size=n)
-    return LoggedData(
-        context=context,
-        action=action,
-        propensity=1.0 / k,
-        reward=reward,
-        actions=OFFERS,
-        feature_names=("plan=premium", "tenure"),
-        eligible=eligible,
-        timestamp=np.arange(n, dtype=np.int64),
+
+def test_the_journal_reads_back_as_the_logged_rows(served: Engine) -> None:
+    data = journal_logs(served.journal, list(served.feature_names), list(served.offer_ids), 1500)
+    assert data.n_rounds == 1500 and data.n_features == served.n_features
+    assert data.timestamp is not None and np.all(np.diff(data.timestamp) >= 0)
+    # the newest closed decisions: the last one journaled is the last row
+    newest = served.journal.decisions_for_export(served.journal.counts()["decisions"] - 1, 1)
+    assert data.decision_id is not None and data.decision_id[-1] == newest[0].decision_id
+    assert data.eligible is not None and data.eligible[np.arange(1500), data.action].all()
+
+
+def _sabotaged(eng: Engine, offer: str) -> Policy:
+    """The campaign's model class taught that ``offer`` is worth 1,000 and the others nothing:
+    it gives ``offer`` wherever it can (a promoted snapshot with the wrong sign, in effect)."""
+    data = journal_logs(eng.journal, list(eng.feature_names), list(eng.offer_ids), 4000)
+    policy = make_policy(eng.config.policy, len(eng.offer_ids), eng.n_features)
+    target = eng.offer_ids.index(offer)
+    rewards = np.where(data.action == target, 1000.0, 0.0)
+    policy.update(data.context, data.action, rewards, data.propensity)
+    return policy
+
+
+def test_a_worse_snapshot_is_refused_and_a_better_one_passes(served: Engine) -> None:
+    names, offers = list(served.feature_names), list(served.offer_ids)
+    costliest = _sabotaged(served, "discount_20")
+    worse = promotion_evidence(served.journal, served.policy, costliest, names, offers)
+    assert not worse.passes and worse.rows == 4000
+    assert worse.candidate_lower < worse.candidate_estimate < worse.live_estimate
+    assert "does not beat the live model's estimate" in worse.reason
+    better = promotion_evidence(served.journal, costliest, served.policy, names, offers)
+    assert better.passes and better.candidate_lower > better.live_estimate, better.reason
+    assert better.to_dict()["rows"] == 4000
+
+
+def test_without_enough_closed_decisions_there_is_no_evidence(tmp_path: Path) -> None:
+    eng = Engine.from_config(RENEWAL, data_dir=tmp_path, background=False)
+    made = eng.decide_batch([f"c{i}" for i in range(50)],
+                            [{"monthly_price": 30.0, "plan": "basic"}] * 50)  # fmt: skip
+    eng.reward_batch([d.decision_id for d in made], [10.0] * 50)
+    found = promotion_evidence(eng.journal, eng.policy, eng.policy, list(eng.feature_names),
+                               list(eng.offer_ids))  # fmt: skip
+    assert not found.passes and found.rows == 50
+    assert found.reason == (
+        f"not enough evidence: 50 closed decisions in the journal, the gate needs {MIN_ROWS}"
     )
-
-
-def _evaluate(data: LoggedData, gate: Gate | None = None):
-    config = EvalConfig(estimators=("ips", "snips", "dm", "dr"), n_bootstrap=100)
-    candidates = make_candidates([{"name": "linucb", "alpha": 0.0}], ("static",))
-    return evaluate(data, candidates, config=config, runner=IN_PROCESS, gate=gate)
-
-
-def test_dropping_the_eligible_column_does_not_turn_no_go_into_go():
-    data = constrained_logs()
-    with_column = _evaluate(data)
-    assert not with_column.decision()["promote"], with_column.decision()
-    without = _evaluate(dataclasses.replace(data, eligible=None))
-    decision = without.decision()
-    candidate = next(c for c in without.candidates if c.kind == "static")
-    # What the issue saw: the lower bound beats the logging policy (a GO before the gate),
-    # IPS far below DM and DR, and weight on the gift for basic customers, never logged.
-    low, _ = candidate.interval(without.primary, without.interval)
-    assert low > without.logging_value
-    assert candidate.value("ips") < without.logging_value < candidate.value("dm")
-    assert candidate.diagnostics.unseen_share > 0.3
-    assert not decision["promote"]
-    assert decision["reason"].startswith("NO-GO: linucb(alpha=0.0) static lower bound")
-    assert "estimators disagree: ips" in decision["reason"]
-    reasons = Gate().reasons(candidate, without.interval, eligibility_known=False)
-    assert any("never logged in that context's stratum" in r for r in reasons), reasons
-
-
-def test_unseen_offers_alone_refuse_a_go():
-    data = dataclasses.replace(constrained_logs(), eligible=None)
-    result = _evaluate(data, Gate(min_ess=0, min_match_rate=0, max_unseen=0.05))
-    candidate = next(c for c in result.candidates if c.kind == "static")
-    reasons = Gate(min_ess=0, min_match_rate=0).reasons(candidate, "bootstrap", False)
-    assert reasons[-1].startswith("eligibility unknown (no eligible column) and 36")
-
-
-@pytest.mark.parametrize(
-    ("gate", "words"),
-    [
-        (Gate(min_ess=1e9), "effective sample size"),
-        (Gate(min_match_rate=0.99), "matches the logged offer"),
-    ],
-)
-def test_each_threshold_refuses_a_go_with_its_reason(gate, words):
-    data = constrained_logs(seed=1)
-    loose = _evaluate(data, Gate(min_ess=0, min_match_rate=0, max_unseen=1.0))
-    candidate = next(c for c in loose.candidates if c.kind == "static")
-    assert any(words in r for r in gate.reasons(candidate, loose.interval, True))
+    eng.close()
