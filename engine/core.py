@@ -63,7 +63,7 @@ from engine.journal.registry import ModelVersion, version_number
 from engine.journal.rewards import RewardLedger
 from engine.journal.schema import VERSION_KEY
 from engine.journal.snapshot import ModelShape
-from engine.lifecycle import ModelChange, ModelLifecycle
+from engine.lifecycle import GateFunction, ModelChange, ModelLifecycle
 from engine.policies import Policy
 from engine.requests import CandidateMasks, check_decide_request, check_rewards, request_hash
 from engine.seat import ROLES, GuardrailSync, Seat
@@ -620,10 +620,18 @@ class Engine:
         data = read_regular(path, self._model_shape().max_bytes, str(path))
         return self.promote_bytes(data, file_name=str(path), who=who).version.version
 
-    def promote(self, requested: str, *, who: str = "") -> ModelChange:
+    def promote(
+        self,
+        requested: str,
+        *,
+        who: str = "",
+        gate: GateFunction | None = None,
+        force: bool = False,
+    ) -> ModelChange:
         """Make the snapshot file ``requested`` (a path relative to :attr:`model_dir`) the
         published model, through :meth:`promote_bytes` (journaled in the registry with its
-        origin, the exploration floor applied). What PromoteModel calls.
+        origin, the exploration floor applied; with ``gate``, only on evidence that it beats the
+        live model, or with ``force``). What PromoteModel calls.
 
         Only regular files inside the model directory are read (opened without following a
         symlink and without blocking on a FIFO), their size checked before reading, their shapes
@@ -654,7 +662,10 @@ class Engine:
         path = resolve_inside(self.model_dir, requested, "snapshot_path")
         source = f"snapshot_path {requested!r}"
         data = read_regular(path, self._model_shape().max_bytes, source)
-        return self.promote_bytes(data, file_name=requested, who=who, path=str(path), source=source)
+        return self.promote_bytes(
+            data, file_name=requested, who=who, path=str(path), source=source, gate=gate,
+            force=force,
+        )  # fmt: skip
 
     def _model_shape(self) -> ModelShape:
         return self._lifecycle.shape()
@@ -667,21 +678,25 @@ class Engine:
         who: str = "",
         path: str | None = None,
         source: str | None = None,
+        gate: GateFunction | None = None,
+        force: bool = False,
     ) -> ModelChange:
         """Promote a snapshot (its bytes, read by the caller from ``file_name``; ``path``: where
         it was read, default ``file_name``; ``source``: how errors name it, default
-        ``file_name``): see :meth:`engine.lifecycle.ModelLifecycle.promote_bytes`.
+        ``file_name``; ``gate`` and ``force``: the evidence it must show first): see
+        :meth:`engine.lifecycle.ModelLifecycle.promote_bytes`.
 
         Raises
         ------
         CorruptModelError
             When the bytes fail their checksum or do not fit this campaign (nothing changes).
         FailedPreconditionError
-            In a process that is not the campaign's leading learner.
+            In a process that is not the campaign's leading learner; with ``gate``, when the
+            snapshot does not beat the live model and ``force`` is False (nothing changes).
         """
         self._check_open()
         return self._lifecycle.promote_bytes(
-            data, file_name=file_name, who=who, path=path, source=source
+            data, file_name=file_name, who=who, path=path, source=source, gate=gate, force=force
         )
 
     def rollback(self, version: str | int, *, who: str = "") -> ModelChange:

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from engine.errors import CorruptModelError, InvalidInputError
+from engine.errors import CorruptModelError, FailedPreconditionError, InvalidInputError
 from engine.journal.base import JournalBackend
 from engine.journal.promotion import Candidate, check_candidate, find_repeat, origin_header
 from engine.journal.recovery import model_shape
@@ -35,9 +36,24 @@ from engine.journal.snapshot import ModelShape
 if TYPE_CHECKING:
     from engine.campaign import CampaignConfig
     from engine.features import Encoder
+    from engine.policies import Policy
     from engine.seat import Seat
 
-__all__ = ["ModelChange", "ModelLifecycle"]
+__all__ = ["Evidence", "GateFunction", "ModelChange", "ModelLifecycle"]
+
+
+class Evidence(Protocol):
+    """What a promotion gate found (:class:`engine.replay.gate.PromotionEvidence`)."""
+
+    passes: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+#: ``(live model, candidate model) -> Evidence``: the serving layer passes
+#: :func:`engine.replay.gate.promotion_evidence` bound to the campaign's journal.
+GateFunction = Callable[["Policy", "Policy"], Evidence]
 
 _log = logging.getLogger("nbo.engine")
 _models_log = logging.getLogger("nbo.models")
@@ -110,8 +126,15 @@ class ModelLifecycle:
         who: str = "",
         path: str | None = None,
         source: str | None = None,
+        gate: GateFunction | None = None,
+        force: bool = False,
     ) -> ModelChange:
         """Promote a snapshot's bytes.
+
+        With ``gate``, the snapshot is first evaluated against the live model (the evidence is
+        recorded in the new version's origin, ``"evidence"``); one that does not pass is refused
+        with FailedPreconditionError (the gate's numbers in the message), unless ``force``
+        (recorded as ``"forced": true``).
 
         The model must be of this campaign and over its features; its offers are mapped onto
         the campaign's (removed offers dropped, new ones added) and it takes the campaign's
@@ -141,6 +164,21 @@ class ModelLifecycle:
             }
             if repeats is not None:
                 origin["repeats"] = f"v{repeats}"
+            if gate is not None:
+                evidence = gate(learner.published, candidate.policy)
+                origin["evidence"] = evidence.to_dict()
+                if not evidence.passes:
+                    if not force:
+                        raise FailedPreconditionError(
+                            f"campaign {self.campaign}: expected evidence that "
+                            f"{path or file_name} beats the live model {learner.version}, got: "
+                            f"{evidence.reason}; promote with force to override"
+                        )
+                    origin["forced"] = True
+                    _models_log.warning(
+                        "campaign %s: %s promoted by %s with force against the evidence: %s",
+                        self.campaign, path or file_name, who or "-", evidence.reason,
+                    )  # fmt: skip
             n_rewards = int(candidate.header.get("n_rewards", 0) or 0)
             return self._install(candidate, "promoted", origin, n_rewards)
 

@@ -35,15 +35,24 @@ from typing import Any
 
 import numpy as np
 
+from engine.core import Engine
 from engine.journal.base import JournalBackend
 from engine.journal.snapshot import encode_snapshot
+from engine.lifecycle import GateFunction
 from engine.policies import Policy
 from engine.replay.candidates import Candidate, EvalConfig
 from engine.replay.data import LoggedData
 from engine.replay.evaluate import evaluate
 from engine.replay.fanout import Runner
 
-__all__ = ["GATE_ROWS", "MIN_ROWS", "PromotionEvidence", "journal_logs", "promotion_evidence"]
+__all__ = [
+    "GATE_ROWS",
+    "MIN_ROWS",
+    "PromotionEvidence",
+    "gate_for",
+    "journal_logs",
+    "promotion_evidence",
+]
 
 GATE_ROWS = 20_000  # most recent closed decisions the gate evaluates on
 MIN_ROWS = 200  # fewer closed decisions than this: no evidence
@@ -179,3 +188,13 @@ def promotion_evidence(
         _ESTIMATOR, n, cand_value, cand_lower, live_value, first, last, passes, reason,
         round(time.perf_counter() - started, 3),
     )  # fmt: skip
+
+
+def gate_for(engine: Engine, rows: int = GATE_ROWS) -> GateFunction:
+    """The gate of ``engine``'s promotions: :func:`promotion_evidence` on its own journal."""
+    names, offers = list(engine.feature_names), list(engine.offer_ids)
+
+    def gate(live: Policy, candidate: Policy) -> PromotionEvidence:
+        return promotion_evidence(engine.journal, live, candidate, names, offers, rows=rows)
+
+    return gate

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from engine.core import Engine
+from engine.errors import FailedPreconditionError
+from engine.journal.snapshot import encode_snapshot
 from engine.policies import Policy, make_policy
-from engine.replay.gate import MIN_ROWS, journal_logs, promotion_evidence
+from engine.replay.gate import MIN_ROWS, gate_for, journal_logs, promotion_evidence
 from simulators.renewal import RenewalEnvironment
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -81,3 +83,23 @@ def test_without_enough_closed_decisions_there_is_no_evidence(tmp_path: Path) ->
         f"not enough evidence: 50 closed decisions in the journal, the gate needs {MIN_ROWS}"
     )
     eng.close()
+
+
+def test_promotion_through_the_gate_refuses_then_forces_and_records_the_evidence(
+    served: Engine,
+) -> None:
+    live = served.model_version
+    bad = _sabotaged(served, "discount_20")
+    assert served.model_dir is not None
+    header = {"campaign": served.campaign, "feature_names": list(served.feature_names),
+              "offer_ids": list(served.offer_ids), "version": "sabotaged"}  # fmt: skip
+    (served.model_dir / "sabotaged.snap").write_bytes(encode_snapshot(header, bad))
+    gate = gate_for(served)
+    with pytest.raises(FailedPreconditionError, match=r"does not beat the live model's estimate"):
+        served.promote("sabotaged.snap", who="test", gate=gate)
+    assert served.model_version == live  # refused: nothing changed
+    forced = served.promote("sabotaged.snap", who="test", gate=gate, force=True)
+    origin = forced.version.origin
+    assert origin["forced"] is True and origin["evidence"]["passes"] is False
+    assert origin["evidence"]["rows"] == 4000 and origin["evidence"]["estimator"] == "dr"
+    served.rollback(live, who="test")  # leave the module's engine as it was
