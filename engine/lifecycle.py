@@ -45,8 +45,15 @@ __all__ = ["Evidence", "GateFunction", "ModelChange", "ModelLifecycle"]
 class Evidence(Protocol):
     """What a promotion gate found (:class:`engine.replay.gate.PromotionEvidence`)."""
 
-    passes: bool
-    reason: str
+    @property
+    def passes(self) -> bool:
+        """Whether the candidate beat the live model."""
+        ...
+
+    @property
+    def reason(self) -> str:
+        """One line with the numbers."""
+        ...
 
     def to_dict(self) -> dict[str, Any]: ...
 
