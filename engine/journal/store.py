@@ -212,15 +212,19 @@ class Journal(SQLJournal, JournalBackend):
             self._db = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
             )
+            found = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'decisions'"
+            ).fetchone()
+            if found is None:
+                # Only an empty file takes it, and only before WAL mode writes the header: a
+                # compaction then gives its freed pages back with PRAGMA incremental_vacuum.
+                self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal" and not self.in_memory:
                 raise CorruptModelError(f"journal {self.path}: expected WAL mode, got {mode!r}")
             self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
             if not autocheckpoint:
                 self._db.execute("PRAGMA wal_autocheckpoint=0")
-            found = self._db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'decisions'"
-            ).fetchone()
             if found is None:  # a new journal: created at the current version
                 self._db.executescript(schema.ALL_TABLES.format(**SQLITE_TYPES))
                 self.set_meta(VERSION_KEY, str(SCHEMA_VERSION))

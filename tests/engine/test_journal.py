@@ -355,6 +355,7 @@ def test_journal_is_wal_and_private(tmp_path):
     Journal(path).close()
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental: compaction frees
     db.close()
     assert path.stat().st_mode & 0o077 == 0
 
