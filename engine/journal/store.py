@@ -70,6 +70,7 @@ from engine.journal import schema
 from engine.journal.base import DuplicateError, JournalBackend, ModelBlob
 from engine.journal.files import create_private, refuse_links
 from engine.journal.records import (
+    ArchiveCut,
     DecisionRow,
     ModelRow,
     RequestRow,
@@ -173,6 +174,7 @@ class Journal(SQLJournal, JournalBackend):
     """
 
     _unique_error = sqlite3.IntegrityError
+    _TABLE_EXISTS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
 
     def __init__(
         self,
@@ -393,6 +395,59 @@ class Journal(SQLJournal, JournalBackend):
         """Delete the bytes the registry need not keep (see schema.PRUNE_MODEL_BLOBS)."""
         with self._write() as db:
             return int(db.execute(schema.PRUNE_MODEL_BLOBS, (keep_learned,)).rowcount or 0)
+
+    # ------------------------------------------------------------------ retention
+    def begin_archive(self, intent: str) -> str:
+        """Store a compaction step's intent unless another's is stored; return the stored one."""
+        with self._write() as db:
+            return self._begin_archive(db.execute, intent, SQLITE_TYPES)
+
+    def finish_archive(self, intent: str, cut: ArchiveCut) -> bool:
+        """Move the cut's decisions and rewards into the archived totals, in one transaction
+        (see :meth:`JournalBackend.finish_archive`)."""
+        with self._write() as db:
+            return self._finish_archive(db.execute, intent, cut)
+
+    def storage_bytes(self) -> int:
+        """The journal file and its WAL, in bytes (in memory: its pages)."""
+        if self.in_memory:
+            pages = self._rows("PRAGMA page_count")[0][0]
+            return int(pages) * int(self._rows("PRAGMA page_size")[0][0])
+        total = 0
+        for name in (self.path.name, self.path.name + "-wal"):
+            try:
+                total += self.path.with_name(name).stat().st_size
+            except FileNotFoundError:
+                pass
+        return total
+
+    def reclaim_space(self, full: bool = False) -> str:
+        """Give freed pages back to the file system, then truncate the WAL.
+
+        A journal created with ``auto_vacuum=INCREMENTAL`` (every journal this nbo creates)
+        returns its free pages with ``PRAGMA incremental_vacuum``, a write transaction of
+        its own. An older journal only reuses them for new rows until ``full``: VACUUM
+        rewrites the file (all writers wait meanwhile, and it needs as much free disk as the
+        journal takes) and turns incremental auto-vacuum on for the compactions after it.
+        """
+        with self._lock:
+            db = self._db
+            try:
+                if full:
+                    db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                    db.execute("VACUUM")
+                    done = "VACUUM"
+                elif int(db.execute("PRAGMA auto_vacuum").fetchone()[0]) == 2:
+                    # executescript steps it to the end; execute() frees one page per step
+                    db.executescript("PRAGMA incremental_vacuum;")
+                    done = "incremental_vacuum"
+                else:
+                    done = "none (auto_vacuum off: free pages are reused; --vacuum gives them back)"
+                if not self.in_memory:
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.OperationalError as exc:
+                raise self._exhausted(exc) from exc
+        return done
 
     # ------------------------------------------------------------------ reads
     def lookup(self, decision_ids: Sequence[str]) -> dict[str, StoredDecision]:
