@@ -740,8 +740,9 @@ class SQLJournal(ABC):
         """In the caller's write transaction: add the cut's totals to the archived ones, delete
         its decisions and rewards, clear the intent and mark the store compacted; False (and
         nothing done) when ``intent`` is no longer the stored one (another process finished
-        it). Raises CorruptModelError, rolling everything back, when the rows are not the
-        ``cut.rows`` the cut named when its file was written."""
+        it). A cut of no rows only clears the intent. Raises CorruptModelError, rolling
+        everything back, when the rows are not the ``cut.rows`` the cut named when its file
+        was written."""
         found = execute(GET_META, (COMPACTION_KEY,)).fetchone()
         if found is None or str(found[0]) != intent:
             return False
@@ -762,7 +763,8 @@ class SQLJournal(ABC):
                 f"got {decisions} and {rewards}; nothing was deleted"
             )
         execute(DELETE_META, (COMPACTION_KEY,))
-        execute(SET_META, (VERSION_KEY, str(COMPACTED_VERSION)))
+        if cut.rows:
+            execute(SET_META, (VERSION_KEY, str(COMPACTED_VERSION)))
         return True
 
     def counts(self) -> dict[str, int]:
