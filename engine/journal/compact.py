@@ -209,7 +209,10 @@ class CompactReport:
         ``bytes_per_decision`` (bytes / decisions: what each decision made so far costs the
         journal).
     reclaimed : str
-        How the space was given back (see :meth:`JournalBackend.reclaim_space`).
+        How the space was given back (see :meth:`JournalBackend.reclaim_space`); nothing is
+        run when nothing was archived, unless asked (``vacuum``).
+    more : bool
+        Stopped by ``max_steps`` with decisions perhaps left to archive.
     """
 
     campaign: str
@@ -222,6 +225,7 @@ class CompactReport:
     bounds: dict[str, Any] = field(default_factory=dict)
     space: dict[str, dict[str, float]] = field(default_factory=dict)
     reclaimed: str = ""
+    more: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict."""
@@ -237,6 +241,7 @@ def compact_journal(
     *,
     vacuum: bool = False,
     batch_rows: int = CHUNK_ROWS,
+    max_steps: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> CompactReport:
     """Move the journal's closed decisions made before ``now - older_than_days`` (and their
@@ -260,6 +265,9 @@ def compact_journal(
         writers wait until it is done.
     batch_rows : int
         Most decisions per step (per Parquet write and delete transaction).
+    max_steps : int, optional
+        Stop after this many steps (``report.more`` then says whether some may be left): a
+        background caller bounds each call's work. An interrupted step is finished anyway.
     progress : callable, optional
         Called with the number of decisions archived after each step.
 
@@ -315,6 +323,9 @@ def compact_journal(
         reward_seq, limited_by = max(bounds.last_reward_seq - 1, 0), "the newest reward"
     if bounds.request_us is not None and bounds.request_us < before_us:
         before_us = bounds.request_us  # the oldest stored request's decisions stay
+    # The scan walks decisions in seq order and the time is not indexed: stop it where the
+    # decisions get too young instead of walking the retained months on every run.
+    through = _last_made_before(journal, before_us, through)
     report.bounds = {
         "before_us": before_us,
         "decision_seq": through,
@@ -322,19 +333,48 @@ def compact_journal(
         "limited_by": limited_by,
     }
     cut = ArchiveCut(0, through, before_us, reward_seq, tuple(sorted(layout.catalogs)))
+    steps = 0
     while cut.through_seq > cut.after_seq and cut.reward_seq > 0:
+        if max_steps is not None and steps >= max_steps:
+            report.more = True
+            break
         intent = _intent(cut, batch_rows, root)
         stored = journal.begin_archive(intent)
         if stored != intent:  # another process's step is pending: finish it, then look again
             mover.step(stored, recovering=True)
             continue
         done = mover.step(intent, recovering=False)
-        if not done.rows:
+        steps += 1
+        if done.rows < batch_rows:  # the cut is exhausted
             break
         cut = cut._replace(after_seq=done.through_seq)
-    report.reclaimed = journal.reclaim_space(full=vacuum)
+    if report.archived or vacuum:
+        report.reclaimed = journal.reclaim_space(full=vacuum)
+    else:
+        report.reclaimed = "none (nothing archived)"
     report.space["after"] = _space(journal)
     return report
+
+
+def _last_made_before(journal: JournalBackend, before_us: int, through: int) -> int:
+    """The largest seq up to ``through`` whose decision was made before ``before_us``, by
+    bisection over seqs (O(log n) lookups; seq order is commit order, nearly time order).
+
+    Where clocks of replicas disagree the times are not quite monotone in seq; the bound may
+    then stop short of old decisions behind a young one (archived once that one is old too)
+    but never lets a young one through: the cut still checks every decision's time.
+    """
+    low, high = 0, through
+    while low < high:
+        middle = (low + high + 1) // 2
+        found = journal.first_open_after(middle - 1)  # the first decision at or after it
+        if found is None or found[0] > high:
+            high = middle - 1
+        elif found[1] < before_us:
+            low = found[0]
+        else:
+            high = middle - 1
+    return low
 
 
 class _Mover:

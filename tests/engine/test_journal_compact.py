@@ -228,6 +228,28 @@ def test_a_rerun_after_a_crash_between_write_and_delete_does_not_duplicate(
     assert len(archive_rows(archive)) == len(want)
 
 
+def test_steps_are_bounded_and_a_skewed_clock_never_lets_a_young_decision_go(backend, tmp_path):
+    cat = backend.catalog("c", list(ACTIONS), ["bias", "x"])
+    # another replica's clock ran ahead: every 7th decision says it was made on day 299
+    rows = [row(f"d{i}", 299 if i % 7 == 3 else 1 + i, cat, i) for i in range(60)]
+    seqs = backend.append_decisions(rows)
+    rewards = [
+        RewardRow(r.decision_id, q, r.ts_us, 1.0, 1.0, "reward")
+        for r, q in zip(rows, seqs, strict=True)
+    ]
+    last = backend.append_rewards(rewards)[-1]
+    backend.add_model(ModelRow(1, "learned", "{}", None, cat, "LinUCB", last, 60), b"m")
+    young = {r.decision_id for r in rows if r.ts_us >= 200 * DAY}
+    old = {r.decision_id for r in rows} - young - {"d59"}  # the newest decision stays
+    rules = RetentionRules(keep_recent=1)
+    first = compact_journal(backend, rules, NOW, tmp_path / "a", 100, batch_rows=10, max_steps=2)
+    assert first.archived == 20 and first.more
+    rest = compact_journal(backend, rules, NOW, tmp_path / "a", 100, batch_rows=10)
+    assert not rest.more and first.archived + rest.archived == len(old)
+    assert set(backend.lookup(sorted(young))) == young
+    assert {r["decision_id"] for r in archive_rows(tmp_path / "a")} == old
+
+
 def test_bad_older_than_is_refused_naming_the_field():
     rules = RetentionRules(min_days=180, why="guardrails.frequency_window_days = 180: caps")
     for bad in (0, -1, float("nan"), float("inf"), "soon", True, None):
