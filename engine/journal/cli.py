@@ -186,7 +186,8 @@ def run_migrate(args: argparse.Namespace) -> int:
         where = journal.location  # type: ignore[attr-defined]
         before = getattr(journal, "migrated_from", None)
         if before is None:
-            print(f"{where}: already at schema version {SCHEMA_VERSION}; nothing to do")
+            version = journal.get_meta("schema_version") or SCHEMA_VERSION  # 3: compacted
+            print(f"{where}: already at schema version {version}; nothing to do")
         else:
             print(
                 f"{where}: migrated schema version {before} -> {SCHEMA_VERSION} (added the model "

@@ -177,7 +177,7 @@ CREATE TABLE IF NOT EXISTS archived_customers (
 );
 """
 ALL_TABLES = TABLES + V2_TABLES + ARCHIVE_TABLES
-ARCHIVE_TABLE = "archived_offers"  # created with the other (see has_archive)
+ARCHIVE_TABLE = "archived_offers"  # created with archived_customers (see SQLJournal._has_archive)
 # from version -> the statements that bring a store to the next version (additive only, and
 # every one CREATE ... IF NOT EXISTS: a version-1 store that an earlier nbo already gave the
 # request tables migrates the same way).
@@ -516,7 +516,7 @@ class SQLJournal(ABC):
     def set_meta(self, key: str, value: str) -> None:
         """Store ``value`` under ``key`` in the meta table (committed)."""
 
-    def has_archive(self) -> bool:
+    def _has_archive(self) -> bool:
         """Whether the store has the archive's tables (:data:`ARCHIVE_TABLES`; without them
         nothing was ever archived). Looked up again on each call until they are found: another
         process's first compaction step may create them while this one runs."""
@@ -656,7 +656,7 @@ class SQLJournal(ABC):
         """Decisions and summed cost per chosen offer id, the archived ones included."""
         totals: dict[str, tuple[int, float]] = {}
         for action, n, money in self._rows(
-            OFFER_TOTALS_ARCHIVED if self.has_archive() else OFFER_TOTALS
+            OFFER_TOTALS_ARCHIVED if self._has_archive() else OFFER_TOTALS
         ):
             count, cost = totals.get(action, (0, 0.0))
             totals[action] = (count + int(n), cost + float(money or 0.0))
@@ -683,7 +683,7 @@ class SQLJournal(ABC):
         archived ones included."""
         sums: dict[bool, GroupSums] = {}
         for c, n, total, squares in self._rows(
-            LIFT_SUMS_ARCHIVED if self.has_archive() else LIFT_SUMS
+            LIFT_SUMS_ARCHIVED if self._has_archive() else LIFT_SUMS
         ):
             if not n:
                 continue
@@ -713,13 +713,13 @@ class SQLJournal(ABC):
 
     def archived_decisions(self) -> int:
         """Decisions a compaction moved to an archive (each with its reward)."""
-        if not self.has_archive():
+        if not self._has_archive():
             return 0
         return int(self._rows(ARCHIVED_DECISIONS)[0][0] or 0)
 
     def archived_customers(self) -> Iterator[ArchivedCustomer]:
         """Per group and customer, the archived closed decisions with a net reward."""
-        if not self.has_archive():
+        if not self._has_archive():
             return iter(())
         return (
             ArchivedCustomer(bool(c), str(customer), int(n), float(total))

@@ -26,14 +26,22 @@ Tables
               immutable row per model version, and the model bytes of the versions whose bytes
               are kept.
 
+``archived_offers``, ``archived_customers`` the totals of the closed decisions a compaction
+              moved to its Parquet archive (:mod:`engine.journal.compact`), per offer and per
+              customer and group, added to by each compaction step's delete.
+
 ``requests``, ``reward_error_counts``, ``models`` and ``model_blobs`` are schema version 2's
-(see :mod:`engine.journal.schema`).
+(see :mod:`engine.journal.schema`); a journal with archived rows is version 3.
 
 The journal file and its ``-wal``/``-shm`` companions are created exclusively, owner-only, and
 refused when they exist as a symlink or anything but a regular file (see
 :mod:`engine.journal.files`). Everything above lives in that one file, the model registry's bytes
 (``model_blobs``) included: the file's checks cover them, and nbo writes no model file of its
 own beside the journal.
+
+A journal this nbo creates has ``auto_vacuum=INCREMENTAL`` (set on the empty file before WAL
+mode): pages a compaction frees go back to the file system with ``PRAGMA incremental_vacuum``
+(:meth:`Journal.reclaim_space`) instead of a VACUUM that rewrites the file.
 
 Every write commits before the method returns. In WAL mode with ``synchronous=NORMAL`` a commit
 survives a crash of the process (kill -9); ``synchronous=FULL`` also survives power loss at the

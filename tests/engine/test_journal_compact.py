@@ -417,6 +417,8 @@ def test_the_compact_command(tmp_path, capsys):
     assert nbo_main(args) == 0
     printed = capsys.readouterr().out
     assert "archived 0 closed decisions" in printed and "bytes per decision" in printed
+    assert nbo_main(["journal", "migrate", "--data-dir", str(tmp_path / "data")]) == 0
+    assert "already at schema version 3; nothing to do" in capsys.readouterr().out
     evaluation = tmp_path / "evaluation"
     code = nbo_main(
         ["evaluate", "--logs", str(archive), "--policy", "linucb", "--bootstrap", "20",
