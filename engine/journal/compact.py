@@ -5,7 +5,7 @@ journal into hive-partitioned Parquet in the logged-data schema (``nbo journal c
 The archive is ``DIR/campaign=<name>/date=YYYY-MM-DD/part-<first seq>-<last seq>.parquet``
 (the UTC day each decision was made, the seqs of its first and last row), written by
 :func:`engine.journal.export.write_logged` with the layout ``nbo export`` uses, so ``nbo
-evaluate DIR`` and the replay readers read it as they read an export. Only decisions over the
+evaluate --logs DIR`` and the replay readers read it as they read an export. Only decisions over the
 journal's newest feature names are archived (the context column has one width, as in an
 export); older ones stay in the journal.
 
@@ -23,8 +23,8 @@ A decision is archived only when every rule below lets it go; each rule is a bou
   fails to load it falls back to older kept versions (``recovery._restore``). So a reward is
   archived only when its seq is at most the least ``last_reward_seq`` of every version with kept
   bytes (none kept: nothing is archived); its decision stays with it otherwise, since the
-  replay reads the decision's context. A promoted version keeps its bytes for good, so its
-  cursor bounds compaction until it is pruned: the report names the bound.
+  replay reads the decision's context. Promoted and rollback versions keep their bytes for
+  good, so the first one's cursor bounds every later compaction: the report names the bound.
 - **The newest decision and the newest reward**: both backends number a new row from the
   table's largest seq, and ``counts()`` reads totals from it; deleting either would give a seq
   twice.
@@ -240,6 +240,7 @@ def compact_journal(
     older_than_days: float,
     *,
     vacuum: bool = False,
+    reclaim: bool = True,
     batch_rows: int = CHUNK_ROWS,
     max_steps: int | None = None,
     progress: Callable[[int], None] | None = None,
@@ -263,6 +264,10 @@ def compact_journal(
     vacuum : bool
         Rewrite the store to give all space back (SQLite VACUUM, PostgreSQL VACUUM FULL):
         writers wait until it is done.
+    reclaim : bool
+        Give the freed space back at the end (:meth:`JournalBackend.reclaim_space`); a caller
+        that compacts a few steps at a time may do it less often (PostgreSQL's autovacuum
+        reclaims on its own).
     batch_rows : int
         Most decisions per step (per Parquet write and delete transaction).
     max_steps : int, optional
@@ -348,10 +353,10 @@ def compact_journal(
         if done.rows < batch_rows:  # the cut is exhausted
             break
         cut = cut._replace(after_seq=done.through_seq)
-    if report.archived or vacuum:
+    if vacuum or (reclaim and report.archived):
         report.reclaimed = journal.reclaim_space(full=vacuum)
     else:
-        report.reclaimed = "none (nothing archived)"
+        report.reclaimed = "none (nothing archived)" if reclaim else "none (not asked)"
     report.space["after"] = _space(journal)
     return report
 
