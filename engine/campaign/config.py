@@ -11,7 +11,9 @@ max_offers_per_customer, frequency_window_days, cooldown_days, traffic_window ·
 synchronous ("normal" | "full"), url (a path, ``sqlite:///path`` or
 ``postgresql://user@host:port/db``; default ``<data-dir>/<campaign>.journal.sqlite``),
 request_window_hours (how long a Decide request id is remembered: a retry within it gets the
-original decisions; default 24) ·
+original decisions; default 24), retention_days (closed decisions older than this move to a
+Parquet archive, see :mod:`engine.journal.compact`; at least :meth:`CampaignConfig.retention_floor`,
+the longest window the engine reads; default none: the journal keeps everything) ·
 ``[features]`` (see :mod:`engine.features.schema`; ``rule_attributes`` names attributes only
 rules read, ``strict`` refuses requests carrying undeclared ones) · ``[[offers]]`` (see
 :mod:`engine.campaign.offers`; rules may only name declared attributes, and read a missing one
@@ -102,6 +104,7 @@ class CampaignConfig:
     synchronous: str = "normal"
     request_window: float = 24 * HOUR
     journal_url: str | None = None
+    retention_days: float | None = None
     config_hash: str = ""
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
@@ -135,6 +138,38 @@ class CampaignConfig:
             for j, name in enumerate(names):
                 out[i, j] = attrs.get(name, 0.0)
         return out
+
+    def retention_floor(self) -> tuple[float, str]:
+        """The shortest retention, in days, that keeps what the engine reads from its journal,
+        and the key that sets it with why it is read.
+
+        The longest of: the reward window (a reward retried within it must find its decision,
+        to be answered ``duplicate``), the frequency window and the cooldown (a restart counts
+        each customer's incentives within them), the request window (a retried request reads
+        its decisions back).
+
+        Examples
+        --------
+        >>> load_campaign("examples/renewal.toml").retention_floor()[0]
+        180.0
+        """
+        windows = (
+            (self.reward_window, "reward.window_days", "a retried reward finds its decision"),
+            (
+                self.frequency_window,
+                "guardrails.frequency_window_days",
+                "frequency caps count the incentives within it",
+            ),
+            (self.cooldown, "guardrails.cooldown_days", "cooldowns read the last incentive"),
+            (
+                self.request_window,
+                "journal.request_window_hours",
+                "a retried request reads its decisions back",
+            ),
+        )
+        seconds, key, why = max(windows, key=lambda w: w[0])
+        shown = f"{seconds / HOUR:g}" if key.endswith("_hours") else f"{seconds / DAY:g}"
+        return seconds / DAY, f"{key} = {shown}: {why}"
 
     def net_reward(self, action: int, cost: float, value: float) -> float:
         """The learner's reward for an outcome ``value`` of offer ``action`` that cost ``cost``.
@@ -222,7 +257,9 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
         "guardrails",
     )
     journal = get_table(table, "journal", "", default={})
-    reject_unknown(journal, ("synchronous", "url", "request_window_hours"), "journal")
+    reject_unknown(
+        journal, ("synchronous", "url", "request_window_hours", "retention_days"), "journal"
+    )
     max_offers = (
         get_int(guard, "max_offers_per_customer", "guardrails", low=1)
         if "max_offers_per_customer" in guard
@@ -238,7 +275,12 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
     default_value = (
         get_float(reward, "default_value", "reward") if "default_value" in reward else None
     )
-    return CampaignConfig(
+    retention = (
+        get_float(journal, "retention_days", "journal", low=0.0, low_open=True)
+        if "retention_days" in journal
+        else None
+    )
+    config = CampaignConfig(
         name=name,
         description=str(camp.get("description", "")),
         salt=get_str(camp, "salt", "campaign", default=name),
@@ -271,10 +313,20 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
         )
         * HOUR,
         journal_url=get_str(journal, "url", "journal") if "url" in journal else None,
+        retention_days=retention,
         config_hash=hashlib.sha256(
             json.dumps(table, sort_keys=True, default=str).encode()
         ).hexdigest(),
     )
+    if retention is not None:
+        floor, why = config.retention_floor()
+        if retention < floor:
+            raise fail(
+                "journal.retention_days",
+                f"a number >= {floor:g} ({why})",
+                journal["retention_days"],
+            )
+    return config
 
 
 def _bind_rules(offer: Offer, path: str, schema: FeatureSchema) -> Offer:

@@ -23,8 +23,13 @@ Guarantees every backend keeps
   every replay.
 - Rows are never deleted or changed once committed, except: meta values (replaced), requests
   (deleted by :meth:`JournalBackend.prune_requests` once their window passed; their decisions
-  stay), the per-period counts of rejected rewards (added to) and the model bytes the registry
-  no longer needs (deleted, never rewritten).
+  stay), the per-period counts of rejected rewards (added to), the model bytes the registry
+  no longer needs (deleted, never rewritten) and the closed decisions a compaction moved to its
+  archive with their rewards (:meth:`JournalBackend.finish_archive`: deleted in the
+  transaction that adds them to the archived totals, so :meth:`JournalBackend.offer_totals`,
+  :meth:`JournalBackend.lift_sums` and ``counts()``'s totals do not change; see
+  :mod:`engine.journal.compact` for what is never archived). The newest decision and the
+  newest reward are never deleted: new seqs are numbered from them.
 - Idempotent requests: a request id is stored in the transaction of the decisions it made, so
   a retry finds either all of them or none (:meth:`JournalBackend.append_request`).
 - Rejected rewards cost O(periods), not O(reports): :meth:`JournalBackend.record_errors` adds to
@@ -182,7 +187,8 @@ class JournalBackend(Protocol):
         ...
 
     def offer_totals(self) -> dict[str, records.OfferTotals]:
-        """Per chosen offer id: how many decisions chose it and their summed cost (budgets)."""
+        """Per chosen offer id: how many decisions chose it and their summed cost (budgets),
+        archived decisions included; one snapshot (a compaction is counted once)."""
         ...
 
     def recent_actions(self, n: int) -> list[str]:
@@ -250,14 +256,61 @@ class JournalBackend(Protocol):
         ...
 
     def lift_sums(self) -> dict[bool, records.GroupSums]:
-        """Net-reward sums of closed decisions (a reward that is not None) by control flag;
-        a group without any is absent."""
+        """Net-reward sums of closed decisions (a reward that is not None) by control flag,
+        archived decisions included; a group without any is absent."""
         ...
 
     def counts(self) -> dict[str, int]:
-        """``decisions``, ``rewards``, ``pending`` (decisions without a reward) and
-        ``reward_errors`` (every rejected report counted, not only the samples kept). Cheap:
-        metrics read it while decisions run."""
+        """``decisions``, ``rewards`` (every one ever journaled, archived ones included),
+        ``pending`` (decisions without a reward: never archived) and ``reward_errors`` (every
+        rejected report counted, not only the samples kept). Cheap: metrics read it while
+        decisions run."""
+        ...
+
+    # ------------------------------------------------------------------ retention
+    def retention_bounds(self, keep_recent: int) -> records.RetentionBounds:
+        """In one snapshot: the seq of the oldest of the newest ``keep_recent`` decisions (0 with
+        fewer), the least ``last_reward_seq`` of the registry's versions with kept bytes (None
+        without any), the largest reward seq and the time of the oldest stored request."""
+        ...
+
+    def archivable(self, cut: records.ArchiveCut, limit: int) -> list[records.ExportedDecision]:
+        """At most ``limit`` of the decisions ``cut`` names (closed ones: each has its reward),
+        in seq order, as :meth:`decisions_for_export` gives them."""
+        ...
+
+    def begin_archive(self, intent: str) -> str:
+        """Store a compaction step's ``intent`` (meta ``compaction``) unless another step's is
+        stored; return the stored one, committed (equal to ``intent`` when this one was)."""
+        ...
+
+    def finish_archive(self, intent: str, cut: records.ArchiveCut) -> bool:
+        """In one transaction: add the decisions ``cut`` names to the archived totals (per
+        offer, per customer and group), delete them and their rewards, clear the intent and
+        mark the store compacted. False, with nothing done, when ``intent`` is no longer the
+        stored one (another process finished that step). Raises CorruptModelError, with
+        nothing done, when the cut no longer names ``cut.rows`` decisions."""
+        ...
+
+    def archived_decisions(self) -> int:
+        """How many decisions (each with its reward) compactions moved to an archive."""
+        ...
+
+    def archived_customers(self) -> Iterator[records.ArchivedCustomer]:
+        """Per group and customer: the archived closed decisions with a net reward, counted
+        and summed (the lift's per-customer interval)."""
+        ...
+
+    def storage_bytes(self) -> int:
+        """Bytes the journal takes on its store (SQLite: the file and its WAL; PostgreSQL: the
+        campaign schema's tables with their indexes and TOAST)."""
+        ...
+
+    def reclaim_space(self, full: bool = False) -> str:
+        """Give the space of deleted rows back to the file system where the store allows it
+        without blocking writers; ``full`` rewrites the store to do so in any case (SQLite
+        VACUUM, PostgreSQL VACUUM FULL: both keep writers waiting until done). Returns what
+        was run."""
         ...
 
     # ------------------------------------------------------------------ upkeep

@@ -1,5 +1,6 @@
-"""``nbo export`` (journal -> Parquet), ``nbo lift`` (policy vs control report) and
-``nbo journal migrate`` (schema upgrades).
+"""``nbo export`` (journal -> Parquet), ``nbo lift`` (policy vs control report), ``nbo journal
+migrate`` (schema upgrades) and ``nbo journal compact`` (retention: old closed decisions to a
+Parquet archive).
 
 Examples
 --------
@@ -7,6 +8,7 @@ Examples
 ``nbo lift --data-dir nbo-data --campaign renewal --out results/renewal-lift.json``
 ``nbo export --journal postgresql://nbo@db:5432/offers --campaign renewal``
 ``nbo journal migrate --data-dir nbo-data --campaign renewal``
+``nbo journal compact --config examples/renewal.toml --older-than 365 --archive archive/``
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def register(subparsers: Any) -> None:
 
     journal = subparsers.add_parser(
         "journal",
-        help="journal maintenance (schema migrations)",
+        help="journal maintenance (schema migrations, retention)",
         description="Maintain a campaign's journal.",
     )
     actions = journal.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -83,6 +85,48 @@ def register(subparsers: Any) -> None:
         "keeps working on a migrated journal.",
     )
     _common(migrate)
+
+    compact = add_command(
+        actions,
+        "compact",
+        run_compact,
+        help="move old closed decisions to a Parquet archive and give their space back",
+        description="Move the closed decisions (rewarded, or expired) made more than "
+        "--older-than days ago, with their rewards, out of the journal into hive-partitioned "
+        "Parquet in the logged-data schema (ARCHIVE/campaign=NAME/date=YYYY-MM-DD/), which `nbo "
+        "evaluate --logs ARCHIVE` reads. Kept whatever their age: pending decisions, rewards the "
+        "learner may still replay, the traffic window, decisions of stored requests. Budgets, "
+        "lift and counts report the same numbers afterwards. An interrupted run is finished by "
+        "the next one (same --archive) without duplicates. Prints the journal's bytes per "
+        "decision before and after.",
+    )
+    compact.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        metavar="TOML",
+        help="the campaign's file: its windows set the least --older-than, its traffic window "
+        "the decisions kept, its name and [journal] url the journal (unless --journal)",
+    )
+    compact.add_argument(
+        "--older-than",
+        required=True,
+        metavar="DAYS",
+        help="archive closed decisions made more than DAYS days ago (at least the campaign's "
+        "longest reward, frequency, cooldown or request window)",
+    )
+    compact.add_argument(
+        "--archive", type=Path, required=True, metavar="DIR", help="the archive's root directory"
+    )
+    compact.add_argument(
+        "--vacuum",
+        action="store_true",
+        help="rewrite the store to give all freed space back (SQLite VACUUM: needed once for a "
+        "journal created before nbo set incremental auto-vacuum; PostgreSQL VACUUM FULL); "
+        "writers wait until it is done, so run it while no server writes",
+    )
+    compact.add_argument("--json", action="store_true", help="print the report as JSON")
+    _common(compact)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -142,7 +186,8 @@ def run_migrate(args: argparse.Namespace) -> int:
         where = journal.location
         before = getattr(journal, "migrated_from", None)
         if before is None:
-            print(f"{where}: already at schema version {SCHEMA_VERSION}; nothing to do")
+            version = journal.get_meta("schema_version") or SCHEMA_VERSION  # 3: compacted
+            print(f"{where}: already at schema version {version}; nothing to do")
         else:
             print(
                 f"{where}: migrated schema version {before} -> {SCHEMA_VERSION} (added the model "
@@ -151,6 +196,61 @@ def run_migrate(args: argparse.Namespace) -> int:
             )
     finally:
         journal.close()
+    return 0
+
+
+def run_compact(args: argparse.Namespace) -> int:
+    """Archive the old closed decisions of the campaign's journal and report the space."""
+    import time
+
+    from tqdm import tqdm
+
+    from engine.campaign.config import load_campaign
+    from engine.journal.backends import open_journal
+    from engine.journal.compact import RetentionRules, check_older_than, compact_journal
+
+    config = load_campaign(args.config)
+    days = check_older_than(args.older_than, RetentionRules.from_config(config), "--older-than")
+    if args.campaign not in (None, config.name):
+        raise InvalidInputError(
+            "--campaign", f"the campaign of --config ({config.name!r}) or nothing", args.campaign
+        )
+    args.campaign = config.name
+    if args.journal is None and config.journal_url:
+        args.journal = config.journal_url
+    target, campaign = _target(args)
+    journal = open_journal(target, campaign=campaign, synchronous=config.synchronous)
+    try:
+        total = journal.counts()["decisions"]
+        with tqdm(total=total, unit="rows", desc="compact", file=sys.stderr, leave=False) as bar:
+            report = compact_journal(
+                journal, config, time.time(), args.archive, days, vacuum=args.vacuum,
+                progress=bar.update,
+            )  # fmt: skip
+    finally:
+        journal.close()
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    before, after = report.space["before"], report.space["after"]
+    print(
+        f"{getattr(journal, 'location', campaign)}: archived {report.archived} closed decisions "
+        f"made before {report.before} to {report.archive} ({len(report.files)} files"
+        + (f", {report.recovered} steps of an interrupted run finished" if report.recovered else "")
+        + ")"
+    )
+    if report.bounds:
+        print(
+            f"kept: decisions after seq {report.bounds['decision_seq']} (traffic window), "
+            f"rewards after seq {report.bounds['reward_seq']} ({report.bounds['limited_by']}), "
+            "pending decisions and those of stored requests"
+        )
+    print(
+        f"journal: {before['bytes'] / 1e6:.2f} MB -> {after['bytes'] / 1e6:.2f} MB, "
+        f"{before['bytes_per_decision']:g} -> {after['bytes_per_decision']:g} bytes per decision "
+        f"({after['decisions']} decisions journaled, {after['kept']} in the journal; space: "
+        f"{report.reclaimed})"
+    )
     return 0
 
 

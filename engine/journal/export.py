@@ -10,7 +10,8 @@ eligible (list<string>), explored, control, model_version. Metadata also carries
 
 The rows are read through :class:`~engine.journal.base.JournalBackend` (any backend: give
 :func:`export_parquet` an open journal, or the path of a SQLite file). Rows are streamed in
-chunks, so memory stays bounded for any journal size. When the campaign's
+chunks, so memory stays bounded for any journal size, into a file that appears whole or not
+at all (:func:`write_logged`, which the journal's archive also writes with). When the campaign's
 feature schema changed over time, only rows encoded with the newest schema are exported (the
 context column has a single width); the result says how many rows were skipped.
 
@@ -33,7 +34,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +91,96 @@ def find_journal(data_dir: str | Path, campaign: str | None = None) -> Path:
     return found[0]
 
 
+@dataclass(frozen=True)
+class LoggedLayout:
+    """How a journal's decisions become logged-data tables (what ``nbo export`` and the archive
+    of ``nbo journal compact`` write).
+
+    The context column has one width, so only decisions made over the newest catalog's feature
+    names fit (:meth:`fits`); ``catalogs`` are the catalogs with those names.
+    """
+
+    schema: pa.Schema
+    campaign: str
+    offer_ids: list[str]
+    feature_names: list[str]
+    catalogs: frozenset[int]
+    campaign_of: dict[int, str]
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    def fits(self, row: ExportedDecision) -> bool:
+        """True when ``row`` was made over the layout's feature names (and has their width)."""
+        return row.catalog in self.catalogs and len(row.context) == 8 * self.n_features
+
+    def table(self, rows: Sequence[ExportedDecision]) -> pa.Table:
+        """``rows`` (each one that :meth:`fits`) as a table of :attr:`schema`."""
+        return _chunk_table(list(rows), self.schema, self.n_features, self.campaign_of)
+
+
+def logged_layout(journal: JournalBackend) -> LoggedLayout:
+    """The layout of ``journal``'s newest catalog (its schema metadata: feature names, offer ids,
+    campaign and the encoder's frozen statistics when the journal has them).
+
+    Raises
+    ------
+    NotFoundError
+        For a journal without any catalog (nothing was ever decided).
+    """
+    catalogs = journal.catalogs()
+    if not catalogs:
+        where = getattr(journal, "location", "journal")
+        raise NotFoundError(f"{where}: expected decisions, got an empty journal")
+    campaign, offer_ids, feature_names = catalogs[max(catalogs)]
+    metadata = {
+        "nbo.feature_names": json.dumps(feature_names),
+        "nbo.offer_ids": json.dumps(offer_ids),
+        "nbo.campaign": campaign,
+    }
+    encoder = journal.get_meta("encoder")  # running statistics, once they froze
+    if encoder is not None:
+        metadata["nbo.encoder"] = encoder  # nbo train copies it into its snapshot
+    return LoggedLayout(
+        schema=logged_schema(len(feature_names), metadata),
+        campaign=campaign,
+        offer_ids=offer_ids,
+        feature_names=feature_names,
+        catalogs=frozenset(i for i, c in catalogs.items() if c[2] == feature_names),
+        campaign_of={i: c[0] for i, c in catalogs.items()},
+    )
+
+
+def write_logged(out_path: str | Path, schema: pa.Schema, tables: Iterable[pa.Table]) -> Path:
+    """Write ``tables`` as one Parquet file at ``out_path``, all or nothing.
+
+    The file is written under a hidden temporary name beside ``out_path`` (Parquet readers skip
+    names starting with a dot), flushed to disk, then renamed into place and the directory
+    flushed too: once this returns, the file survives a crash or a power loss whole; before,
+    ``out_path`` is untouched (an existing file there is replaced only by the complete new one).
+    """
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    try:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for table in tables:
+                writer.write_table(table)
+        with open(tmp, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    directory = os.open(out_path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return out_path
+
+
 def export_parquet(
     journal: JournalBackend | str | Path,
     out_path: str | Path,
@@ -116,54 +208,34 @@ def export_parquet(
     opened = not isinstance(journal, JournalBackend)
     if not isinstance(journal, JournalBackend):
         journal = Journal(journal, readonly=True)
+    counted = {"rows": 0, "skipped": 0}
     try:
-        catalogs = journal.catalogs()
-        if not catalogs:
-            where = getattr(journal, "location", "journal")
-            raise NotFoundError(f"{where}: expected decisions, got an empty journal")
-        newest = max(catalogs)
-        campaign, offer_ids, feature_names = catalogs[newest]
-        same = sorted(i for i, c in catalogs.items() if c[2] == feature_names)
-        d = len(feature_names)
-        metadata = {
-            "nbo.feature_names": json.dumps(feature_names),
-            "nbo.offer_ids": json.dumps(offer_ids),
-            "nbo.campaign": campaign,
-        }
-        encoder = journal.get_meta("encoder")  # running statistics, once they froze
-        if encoder is not None:
-            metadata["nbo.encoder"] = encoder  # nbo train copies it into its snapshot
-        schema = logged_schema(d, metadata)
-        campaign_of = {i: c[0] for i, c in catalogs.items()}
-        out_path = Path(out_path)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-        rows_written = skipped = 0
-        last = 0
-        with pq.ParquetWriter(tmp, schema) as writer:
-            while True:
-                rows = journal.decisions_for_export(last, CHUNK_ROWS, closed_only=closed_only)
-                if not rows:
-                    break
+        layout = logged_layout(journal)
+        backend = journal
+
+        def chunks() -> Iterator[pa.Table]:
+            last = 0
+            while rows := backend.decisions_for_export(last, CHUNK_ROWS, closed_only=closed_only):
                 last = int(rows[-1].seq)
-                keep = [r for r in rows if r.catalog in same and len(r.context) == 8 * d]
-                skipped += len(rows) - len(keep)
+                keep = [r for r in rows if layout.fits(r)]
+                counted["skipped"] += len(rows) - len(keep)
                 if keep:
-                    writer.write_table(_chunk_table(keep, schema, d, campaign_of))
-                    rows_written += len(keep)
+                    yield layout.table(keep)
+                    counted["rows"] += len(keep)
                 if progress is not None:
                     progress(len(rows))
-        os.replace(tmp, out_path)
+
+        out_path = write_logged(out_path, layout.schema, chunks())
     finally:
         if opened:
             journal.close()
     return {
         "path": str(out_path),
-        "rows": rows_written,
-        "skipped": skipped,
-        "n_features": d,
-        "feature_names": feature_names,
-        "campaign": campaign,
+        "rows": counted["rows"],
+        "skipped": counted["skipped"],
+        "n_features": layout.n_features,
+        "feature_names": layout.feature_names,
+        "campaign": layout.campaign,
     }
 
 

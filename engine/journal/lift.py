@@ -136,8 +136,34 @@ class Lift:
 
 def lift_from_journal(journal: JournalBackend, level: float = 0.95) -> Lift:
     """Compute :class:`Lift` over every closed decision of a journal, its interval over
-    customers (see the module docstring)."""
+    customers (see the module docstring), those a compaction archived included (the journal
+    keeps their count and sum per customer and group, so the lift does not change).
+
+    The journal is read in pages; when a compaction moves rows to the archive meanwhile (the
+    archived count changed), the read starts again, so no row is counted twice or missed.
+    """
+    for _ in range(_READS):
+        archived = journal.archived_decisions()
+        groups = _customer_sums(journal)
+        if journal.archived_decisions() == archived:
+            break
+    arrays = []
+    for flag in (False, True):
+        values = list(groups[flag].values())
+        arrays.append(([v[0] for v in values], [v[1] for v in values]))
+    return Lift.from_customers(arrays[0], arrays[1], level=level)
+
+
+_READS = 3  # reads of a journal that compactions keep changing before the last one is taken
+
+
+def _customer_sums(journal: JournalBackend) -> dict[bool, dict[str, list[float]]]:
+    """Per group and customer: [count, sum] of the closed decisions' net rewards."""
     groups: dict[bool, dict[str, list[float]]] = {False: {}, True: {}}
+    for archived in journal.archived_customers():
+        entry = groups[archived.control].setdefault(archived.customer_id, [0.0, 0.0])
+        entry[0] += archived.n
+        entry[1] += archived.total
     seq = 0
     while True:
         page = journal.decisions_for_export(seq, 50_000, closed_only=True)
@@ -150,8 +176,4 @@ def lift_from_journal(journal: JournalBackend, level: float = 0.95) -> Lift:
             entry[0] += 1.0
             entry[1] += row.reward
         seq = page[-1].seq
-    arrays = []
-    for flag in (False, True):
-        values = list(groups[flag].values())
-        arrays.append(([v[0] for v in values], [v[1] for v in values]))
-    return Lift.from_customers(arrays[0], arrays[1], level=level)
+    return groups

@@ -181,6 +181,7 @@ class PostgresJournal(SQLJournal, JournalBackend):
     """
 
     _unique_error = pg_errors.UniqueViolation
+    _TABLE_EXISTS = "SELECT 1 WHERE to_regclass(?) IS NOT NULL"  # in the search_path: the schema
 
     def __init__(
         self,
@@ -463,6 +464,45 @@ class PostgresJournal(SQLJournal, JournalBackend):
         with self._write("model_blobs") as (conn, _):
             cursor = conn.execute(_pg(schema.PRUNE_MODEL_BLOBS), (keep_learned,))
             return int(cursor.rowcount or 0)
+
+    # ------------------------------------------------------------------ retention
+    # Compaction steps of one campaign take the advisory lock of its meta table (which no append
+    # takes): they serialize with each other, never with decisions and rewards, whose appends
+    # number rows from the newest ones, which a compaction never deletes.
+    def begin_archive(self, intent: str) -> str:
+        """Store a compaction step's intent unless another's is stored; return the stored one."""
+        with self._write() as (conn, _):
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._keys["meta"],))
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))  # may create tables
+            return self._begin_archive(_executor(conn), intent, POSTGRES_TYPES)
+
+    def finish_archive(self, intent: str, cut: records.ArchiveCut) -> bool:
+        """Move the cut's decisions and rewards into the archived totals, in one transaction
+        (see :meth:`JournalBackend.finish_archive`)."""
+        with self._write() as (conn, _):
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._keys["meta"],))
+            return self._finish_archive(_executor(conn), intent, cut)
+
+    def storage_bytes(self) -> int:
+        """pg_total_relation_size of the campaign schema's tables (indexes and TOAST included)."""
+        rows = self._rows(
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = ? AND c.relkind = 'r'",
+            (self.schema,),
+        )
+        return int(rows[0][0])
+
+    def reclaim_space(self, full: bool = False) -> str:
+        """VACUUM the tables compaction deletes from (outside a transaction: the pool's
+        connections are in autocommit mode). Plain VACUUM makes the space reusable by new rows
+        and gives back only empty pages at a table's end, without blocking writers; ``full``
+        (VACUUM FULL) rewrites the tables and gives it all back, holding an exclusive lock on
+        them meanwhile (decisions and rewards wait)."""
+        statement = "VACUUM (FULL) decisions, rewards" if full else "VACUUM decisions, rewards"
+        with self._connection() as conn:
+            conn.execute(statement)
+        return statement.replace(" decisions, rewards", "")
 
     # ------------------------------------------------------------------ reads
     def lookup(self, decision_ids: Sequence[str]) -> dict[str, records.StoredDecision]:

@@ -257,3 +257,39 @@ class StoredRequest(NamedTuple):
 
     request: RequestRow
     decisions: list[DecisionRow]
+
+
+class ArchiveCut(NamedTuple):
+    """The closed decisions one compaction step moves out of the journal (see
+    :mod:`engine.journal.compact`): every decision with ``after_seq < seq <= through_seq``, made
+    before ``before_us`` over one of ``catalogs``, whose reward's seq is at most ``reward_seq``.
+
+    Decisions and rewards are never changed and new ones get larger seqs, so the same cut names
+    the same rows until they are deleted: a step interrupted after its Parquet file was written
+    is redone, file and all, from its cut alone.
+    """
+
+    after_seq: int
+    through_seq: int
+    before_us: int
+    reward_seq: int
+    catalogs: tuple[int, ...]
+    rows: int = 0  #: how many decisions the cut names (0 while it is being chosen)
+
+
+class RetentionBounds(NamedTuple):
+    """What a compaction must keep, read from the journal in one statement."""
+
+    recent_seq: int  #: seq of the oldest of the newest ``keep_recent`` decisions (0: fewer)
+    model_seq: int | None  #: least ``last_reward_seq`` of the versions with kept bytes
+    last_reward_seq: int  #: the largest reward seq (0 without rewards)
+    request_us: int | None  #: time of the oldest stored request (None without any)
+
+
+class ArchivedCustomer(NamedTuple):
+    """A customer's archived closed decisions with a net reward, in one group (lift)."""
+
+    control: bool
+    customer_id: str
+    n: int
+    total: float

@@ -16,18 +16,29 @@ idempotent requests and the counts of rejected rewards (``requests`` with its in
 :data:`MIGRATIONS` creates whichever of them is missing and touches no existing row (the first
 write open of a migrated store then counts its older reward_errors rows once). A store
 created by this nbo is version 2 from the start; an existing store without a mark was written
-before versions were kept, with version 1's tables. A store of another version is refused by
-name (:func:`check_version`), a version-1 store with the command that migrates it: nbo changes
-an existing store's schema only when asked (``nbo journal migrate``).
+before versions were kept, with version 1's tables.
+
+Version 3 is a version-2 store that a compaction (:mod:`engine.journal.compact`) has moved
+closed decisions out of: its ``archived_offers`` and ``archived_customers``
+(:data:`ARCHIVE_TABLES`) hold the totals of what left, and the reads that must not change
+(``offer_totals``, ``lift_sums``, the lift) add them. A store this nbo creates (or migrates)
+has the tables, empty; an older one gets them from its first compaction step (which is asked
+for), and the first delete marks the store version 3 in its transaction: an nbo older than
+compaction, which would read budgets and lift without the archived rows, refuses it as newer.
+
+A store of another version is refused by name (:func:`check_version`), a version-1 store with
+the command that migrates it: nbo changes an existing store's schema only when asked (``nbo
+journal migrate``, ``nbo journal compact``).
 
 Examples
 --------
 >>> pg("SELECT seq FROM decisions WHERE seq > ? LIMIT ?")
 'SELECT seq FROM decisions WHERE seq > %s LIMIT %s'
->>> check_version("3", "journal x.sqlite")
+>>> check_version("3", "journal x.sqlite")  # compacted
+>>> check_version("4", "journal x.sqlite")
 Traceback (most recent call last):
 ...
-engine.errors.ConfigError: journal x.sqlite: schema version 3, this nbo expects 2; ...
+engine.errors.ConfigError: journal x.sqlite: schema version 4, this nbo expects 2 (3 once ...
 """
 
 from __future__ import annotations
@@ -42,12 +53,15 @@ from typing import Any, ClassVar
 from engine.errors import ConfigError, CorruptModelError
 from engine.journal.base import ERROR_PERIOD_US, ERROR_SAMPLES, DuplicateError
 from engine.journal.records import (
+    ArchiveCut,
+    ArchivedCustomer,
     DecisionRow,
     ExportedDecision,
     GroupSums,
     ModelRow,
     OfferTotals,
     RequestRow,
+    RetentionBounds,
     RewardError,
     RewardRow,
     StoredDecision,
@@ -57,6 +71,7 @@ from engine.journal.records import (
 )
 
 SCHEMA_VERSION = 2
+COMPACTED_VERSION = 3  # a version-2 store whose archived_* tables hold rows (see above)
 VERSION_KEY = "schema_version"
 
 TABLES = """
@@ -143,7 +158,26 @@ CREATE TABLE IF NOT EXISTS reward_error_counts (
 );
 """
 V2_TABLES = MODEL_TABLES + REQUEST_TABLES
-ALL_TABLES = TABLES + V2_TABLES
+# What a compaction moved out of the journal, per chosen offer (budgets: offer_totals) and per
+# customer and group (lift: the interval is over customers, so a sum per group is not enough).
+# Rows are added to, in the transaction of each delete, never otherwise changed.
+ARCHIVE_TABLES = """
+CREATE TABLE IF NOT EXISTS archived_offers (
+    action TEXT PRIMARY KEY,
+    n {int} NOT NULL,
+    cost {real} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS archived_customers (
+    customer_id TEXT NOT NULL,
+    control {bool} NOT NULL,
+    n {int} NOT NULL,
+    total {real} NOT NULL,
+    squares {real} NOT NULL,
+    PRIMARY KEY (customer_id, control)
+);
+"""
+ALL_TABLES = TABLES + V2_TABLES + ARCHIVE_TABLES
+ARCHIVE_TABLE = "archived_offers"  # created with archived_customers (see SQLJournal._has_archive)
 # from version -> the statements that bring a store to the next version (additive only, and
 # every one CREATE ... IF NOT EXISTS: a version-1 store that an earlier nbo already gave the
 # request tables migrates the same way).
@@ -192,10 +226,12 @@ STORED = (
     " LEFT JOIN rewards r ON r.decision_id = d.decision_id"
 )
 DUE = STORED + " WHERE d.seq > ? ORDER BY d.seq LIMIT ?"
-EXPORT = (
+EXPORTED = (
     "SELECT d.seq, d.decision_id, d.ts_us, d.customer_id, d.context, d.action, d.propensity,"
     " r.reward, d.eligible, d.explored, d.control, d.model_version, d.catalog"
-    " FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id"
+)  # ExportedDecision's columns
+EXPORT = (
+    EXPORTED + " FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id"
     " WHERE d.seq > ? {closed} ORDER BY d.seq LIMIT ?"
 )
 EXPORT_CLOSED = "AND r.reward IS NOT NULL"
@@ -208,6 +244,10 @@ LIFT_SUMS = (
     "SELECT d.control, COUNT(*), SUM(r.reward), SUM(r.reward * r.reward)"
     " FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
     " WHERE r.reward IS NOT NULL GROUP BY d.control"
+)
+LIFT_SUMS_ARCHIVED = (
+    LIFT_SUMS + " UNION ALL SELECT control, SUM(n), SUM(total), SUM(squares)"
+    " FROM archived_customers GROUP BY control"
 )
 INCENTIVE_TIMES = (
     "SELECT customer_id, ts_us FROM decisions WHERE ts_us > ? AND action != ? AND NOT control"
@@ -228,6 +268,9 @@ FIRST_OPEN_AFTER = "SELECT seq, ts_us FROM decisions WHERE seq > ? ORDER BY seq 
 LAST_REWARD_SEQ = "SELECT MAX(seq) FROM rewards"
 LATEST_MODEL_VERSION = "SELECT model_version FROM decisions ORDER BY seq DESC LIMIT 1"
 OFFER_TOTALS = "SELECT action, COUNT(*), SUM(cost) FROM decisions GROUP BY action"
+# One statement, so one snapshot: a compaction committing meanwhile is counted once, either as
+# rows or as archived totals, never both or neither.
+OFFER_TOTALS_ARCHIVED = OFFER_TOTALS + " UNION ALL SELECT action, n, cost FROM archived_offers"
 RECENT_ACTIONS = "SELECT action FROM decisions ORDER BY seq DESC LIMIT ?"
 DECISIONS_AFTER = (
     "SELECT seq, customer_id, ts_us, action, cost FROM decisions WHERE seq > ? ORDER BY seq LIMIT ?"
@@ -272,10 +315,13 @@ def sha256(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-# Decisions and rewards are never deleted and their seqs have no gaps, so the largest seq is the
-# count: O(log n), not a table scan (metrics scrape this while decisions run). Rejected rewards
-# keep their running total in meta (reward_errors holds only a sample); a store without that
-# total has none yet, or is an older one opened read-only, with a reward_errors row per report.
+# Appends number a table's rows from its largest seq and a rolled-back batch leaves no gap, so the
+# largest seq is the count of every row ever appended: O(log n), not a table scan (metrics scrape
+# this while decisions run). A compaction deletes older rows, never the newest decision or
+# reward (which would let a seq be given twice), so the count still includes the archived rows.
+# Rejected rewards keep their running total in meta (reward_errors holds only a sample); a store
+# without that total has none yet, or is an older one opened read-only, with a reward_errors row
+# per report.
 ERROR_TOTAL_KEY = "reward_errors_total"
 COUNTS = (
     "SELECT (SELECT MAX(seq) FROM decisions), (SELECT MAX(seq) FROM rewards),"
@@ -322,13 +368,72 @@ def request_params(request: RequestRow, seqs: Sequence[int]) -> tuple[Any, ...]:
     return (*request, json.dumps(list(seqs)))
 
 
+# Compaction (engine.journal.compact). What it must keep, in one snapshot: the oldest of the
+# newest N decisions (the traffic window), the least cursor recovery could restart the learner
+# from (any version with kept bytes: it falls back to older ones), the newest reward (never
+# deleted: see COUNTS) and the oldest stored request (its decisions are read back on a retry).
+RETENTION_BOUNDS = (
+    "SELECT (SELECT seq FROM decisions ORDER BY seq DESC LIMIT 1 OFFSET ?),"
+    " (SELECT MIN(m.last_reward_seq) FROM models m JOIN model_blobs b ON b.version = m.version),"
+    " (SELECT MAX(seq) FROM rewards), (SELECT MIN(ts_us) FROM requests)"
+)
+# The rows of an ArchiveCut: every statement of a step selects them with the same clause.
+_CUT = (
+    " FROM decisions d JOIN rewards r ON r.decision_id = d.decision_id"
+    " WHERE d.seq > ? AND d.seq <= ? AND d.ts_us < ? AND r.seq <= ? AND d.catalog IN ({})"
+)
+ARCHIVABLE = EXPORTED + _CUT + " ORDER BY d.seq LIMIT ?"
+CUT_SPAN = "SELECT COUNT(*), MIN(r.seq), MAX(r.seq)" + _CUT
+ARCHIVE_OFFERS = (
+    "INSERT INTO archived_offers (action, n, cost) SELECT d.action, COUNT(*), SUM(d.cost)"
+    + _CUT
+    + " GROUP BY d.action ON CONFLICT (action) DO UPDATE SET n = archived_offers.n + excluded.n,"
+    " cost = archived_offers.cost + excluded.cost"
+)
+ARCHIVE_CUSTOMERS = (
+    "INSERT INTO archived_customers (customer_id, control, n, total, squares)"
+    " SELECT d.customer_id, d.control, COUNT(*), SUM(r.reward), SUM(r.reward * r.reward)"
+    + _CUT
+    + " AND r.reward IS NOT NULL GROUP BY d.customer_id, d.control"
+    " ON CONFLICT (customer_id, control) DO UPDATE SET n = archived_customers.n + excluded.n,"
+    " total = archived_customers.total + excluded.total,"
+    " squares = archived_customers.squares + excluded.squares"
+)
+DELETE_CUT_DECISIONS = "DELETE FROM decisions WHERE seq IN (SELECT d.seq" + _CUT + ")"
+# Then their rewards: every other reward's decision is still stored (a reward is only appended
+# for a stored decision, and compaction deletes both in one transaction), so within the cut's
+# reward seqs the rewards without a decision are exactly the cut's.
+DELETE_CUT_REWARDS = (
+    "DELETE FROM rewards WHERE seq >= ? AND seq <= ?"
+    " AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.decision_id = rewards.decision_id)"
+)
+ARCHIVED_DECISIONS = "SELECT SUM(n) FROM archived_offers"
+ARCHIVED_CUSTOMERS = "SELECT control, customer_id, n, total FROM archived_customers"
+# A step's intent: set only when no other step's is (a second compactor finishes the first's).
+COMPACTION_KEY = "compaction"
+SET_META_IF_ABSENT = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
+DELETE_META = "DELETE FROM meta WHERE key = ?"
+
+
+def cut_sql(sql: str, cut: ArchiveCut) -> str:
+    """``sql`` (one of the statements over :data:`_CUT`) for ``cut``'s catalogs."""
+    return sql.format(", ".join("?" * max(len(cut.catalogs), 1)))
+
+
+def cut_params(cut: ArchiveCut) -> tuple[Any, ...]:
+    """The parameters of :data:`_CUT` for ``cut`` (no catalog: none matches id 0)."""
+    catalogs = cut.catalogs or (0,)
+    return (cut.after_seq, cut.through_seq, cut.before_us, cut.reward_seq, *catalogs)
+
+
 # Runs one statement (``?`` placeholders) in the caller's write transaction; returns its cursor.
 Execute = Callable[[str, Sequence[Any]], Any]
 _BOOLS = (DECISION_COLUMNS.index("explored"), DECISION_COLUMNS.index("control"))
 
 
 def check_version(found: str | None, where: str) -> None:
-    """Refuse a store whose schema version is not :data:`SCHEMA_VERSION` (None: version 1).
+    """Refuse a store whose schema version is neither :data:`SCHEMA_VERSION` nor
+    :data:`COMPACTED_VERSION` (None: version 1).
 
     Raises
     ------
@@ -337,7 +442,7 @@ def check_version(found: str | None, where: str) -> None:
         what to do.
     """
     version = 1 if found is None else found
-    if str(version) == str(SCHEMA_VERSION):
+    if str(version) in (str(SCHEMA_VERSION), str(COMPACTED_VERSION)):
         return
     head = f"{where}: schema version {version}, this nbo expects {SCHEMA_VERSION}; "
     try:
@@ -355,7 +460,10 @@ def check_version(found: str | None, where: str) -> None:
             head + f"this nbo has no migration from version {version} (open it with the nbo "
             "that wrote it and export it to Parquet)"
         )
-    raise ConfigError(head + "it was written by a newer nbo: upgrade nbo to open it")
+    raise ConfigError(
+        f"{where}: schema version {version}, this nbo expects {SCHEMA_VERSION} ({COMPACTED_VERSION}"
+        " once compacted); it was written by a newer nbo: upgrade nbo to open it"
+    )
 
 
 def migrations_from(found: str | None) -> list[str]:
@@ -368,7 +476,7 @@ def migrations_from(found: str | None) -> list[str]:
         For a version nbo cannot migrate (see :func:`check_version`).
     """
     version = 1 if found is None else found
-    if str(version) == str(SCHEMA_VERSION):
+    if str(version) in (str(SCHEMA_VERSION), str(COMPACTED_VERSION)):
         return []
     try:
         start = int(version)
@@ -392,6 +500,8 @@ class SQLJournal(ABC):
     location: str
     _unique_error: ClassVar[type[Exception]]
     migrated_from: str | None = None  #: the schema version a ``migrate=True`` open upgraded
+    _archive_tables = False  # known to exist (they are never dropped)
+    _TABLE_EXISTS: ClassVar[str]  # a row when the table named by the parameter exists
 
     @contextmanager
     def _unique(self, rule: str) -> Iterator[None]:
@@ -417,6 +527,14 @@ class SQLJournal(ABC):
     @abstractmethod
     def set_meta(self, key: str, value: str) -> None:
         """Store ``value`` under ``key`` in the meta table (committed)."""
+
+    def _has_archive(self) -> bool:
+        """Whether the store has the archive's tables (:data:`ARCHIVE_TABLES`; without them
+        nothing was ever archived). Looked up again on each call until they are found: another
+        process's first compaction step may create them while this one runs."""
+        if not self._archive_tables:
+            self._archive_tables = bool(self._rows(self._TABLE_EXISTS, (ARCHIVE_TABLE,)))
+        return self._archive_tables
 
     def _check_version(self, where: str) -> None:
         """Refuse a store of another schema version (an unmarked one is version 1)."""
@@ -547,9 +665,14 @@ class SQLJournal(ABC):
         return str(rows[0][0]) if rows else None
 
     def offer_totals(self) -> dict[str, OfferTotals]:
-        """Decisions and summed cost per chosen offer id."""
-        rows = self._rows(OFFER_TOTALS)
-        return {a: OfferTotals(int(n), float(money or 0.0)) for a, n, money in rows}
+        """Decisions and summed cost per chosen offer id, the archived ones included."""
+        totals: dict[str, tuple[int, float]] = {}
+        for action, n, money in self._rows(
+            OFFER_TOTALS_ARCHIVED if self._has_archive() else OFFER_TOTALS
+        ):
+            count, cost = totals.get(action, (0, 0.0))
+            totals[action] = (count + int(n), cost + float(money or 0.0))
+        return {a: OfferTotals(n, cost) for a, (n, cost) in totals.items()}
 
     def recent_actions(self, n: int) -> list[str]:
         """Chosen offer ids of the newest ``n`` decisions, oldest first."""
@@ -574,11 +697,93 @@ class SQLJournal(ABC):
         return list(map(ExportedDecision._make, self._rows(sql, (after_seq, limit))))
 
     def lift_sums(self) -> dict[bool, GroupSums]:
-        """Count, sum and sum of squares of closed decisions' net rewards by control flag."""
-        return {
-            bool(c): GroupSums(int(n), float(total or 0.0), float(squares or 0.0))
-            for c, n, total, squares in self._rows(LIFT_SUMS)
-        }
+        """Count, sum and sum of squares of closed decisions' net rewards by control flag, the
+        archived ones included."""
+        sums: dict[bool, GroupSums] = {}
+        for c, n, total, squares in self._rows(
+            LIFT_SUMS_ARCHIVED if self._has_archive() else LIFT_SUMS
+        ):
+            if not n:
+                continue
+            before = sums.get(bool(c), GroupSums(0, 0.0, 0.0))
+            sums[bool(c)] = GroupSums(
+                before.n + int(n),
+                before.total + float(total or 0.0),
+                before.squares + float(squares or 0.0),
+            )
+        return sums
+
+    # ------------------------------------------------------------------ retention
+    def retention_bounds(self, keep_recent: int) -> RetentionBounds:
+        """What a compaction must keep (see :class:`~engine.journal.records.RetentionBounds`)."""
+        recent, model, last, request = self._rows(RETENTION_BOUNDS, (max(keep_recent, 1) - 1,))[0]
+        return RetentionBounds(
+            int(recent or 0),
+            None if model is None else int(model),
+            int(last or 0),
+            None if request is None else int(request),
+        )
+
+    def archivable(self, cut: ArchiveCut, limit: int) -> list[ExportedDecision]:
+        """At most ``limit`` of the decisions ``cut`` names, in seq order, with their rewards."""
+        rows = self._rows(cut_sql(ARCHIVABLE, cut), (*cut_params(cut), limit))
+        return list(map(ExportedDecision._make, rows))
+
+    def archived_decisions(self) -> int:
+        """Decisions a compaction moved to an archive (each with its reward)."""
+        if not self._has_archive():
+            return 0
+        return int(self._rows(ARCHIVED_DECISIONS)[0][0] or 0)
+
+    def archived_customers(self) -> Iterator[ArchivedCustomer]:
+        """Per group and customer, the archived closed decisions with a net reward."""
+        if not self._has_archive():
+            return iter(())
+        return (
+            ArchivedCustomer(bool(c), str(customer), int(n), float(total))
+            for c, customer, n, total in self._scan(ARCHIVED_CUSTOMERS, ())
+        )
+
+    def _begin_archive(self, execute: Execute, intent: str, types: dict[str, str]) -> str:
+        """In the caller's write transaction: create the archive's tables if missing (a store
+        of an older nbo), store ``intent`` unless another step's is stored; return the stored
+        one."""
+        for statement in ARCHIVE_TABLES.format(**types).split(";"):
+            if statement.strip():
+                execute(statement, ())
+        execute(SET_META_IF_ABSENT, (COMPACTION_KEY, intent))
+        return str(execute(GET_META, (COMPACTION_KEY,)).fetchone()[0])
+
+    def _finish_archive(self, execute: Execute, intent: str, cut: ArchiveCut) -> bool:
+        """In the caller's write transaction: add the cut's totals to the archived ones, delete
+        its decisions and rewards, clear the intent and mark the store compacted; False (and
+        nothing done) when ``intent`` is no longer the stored one (another process finished
+        it). A cut of no rows only clears the intent. Raises CorruptModelError, rolling
+        everything back, when the rows are not the ``cut.rows`` the cut named when its file
+        was written."""
+        found = execute(GET_META, (COMPACTION_KEY,)).fetchone()
+        if found is None or str(found[0]) != intent:
+            return False
+        params = cut_params(cut)
+        n, low, high = execute(cut_sql(CUT_SPAN, cut), params).fetchone()
+        if int(n or 0) != cut.rows:
+            raise CorruptModelError(
+                f"{self.location}: expected the {cut.rows} closed decisions a compaction step "
+                f"archived to be in the journal still, got {int(n or 0)}; nothing was deleted"
+            )
+        execute(cut_sql(ARCHIVE_OFFERS, cut), params)
+        execute(cut_sql(ARCHIVE_CUSTOMERS, cut), params)
+        decisions = int(execute(cut_sql(DELETE_CUT_DECISIONS, cut), params).rowcount)
+        rewards = int(execute(DELETE_CUT_REWARDS, (low, high)).rowcount) if cut.rows else 0
+        if decisions != cut.rows or rewards != cut.rows:
+            raise CorruptModelError(
+                f"{self.location}: expected to delete {cut.rows} decisions and their rewards, "
+                f"got {decisions} and {rewards}; nothing was deleted"
+            )
+        execute(DELETE_META, (COMPACTION_KEY,))
+        if cut.rows:
+            execute(SET_META, (VERSION_KEY, str(COMPACTED_VERSION)))
+        return True
 
     def counts(self) -> dict[str, int]:
         """Numbers of decisions, rewards, pending decisions and rejected rewards (every one

@@ -26,14 +26,22 @@ Tables
               immutable row per model version, and the model bytes of the versions whose bytes
               are kept.
 
+``archived_offers``, ``archived_customers`` the totals of the closed decisions a compaction
+              moved to its Parquet archive (:mod:`engine.journal.compact`), per offer and per
+              customer and group, added to by each compaction step's delete.
+
 ``requests``, ``reward_error_counts``, ``models`` and ``model_blobs`` are schema version 2's
-(see :mod:`engine.journal.schema`).
+(see :mod:`engine.journal.schema`); a journal with archived rows is version 3.
 
 The journal file and its ``-wal``/``-shm`` companions are created exclusively, owner-only, and
 refused when they exist as a symlink or anything but a regular file (see
 :mod:`engine.journal.files`). Everything above lives in that one file, the model registry's bytes
 (``model_blobs``) included: the file's checks cover them, and nbo writes no model file of its
 own beside the journal.
+
+A journal this nbo creates has ``auto_vacuum=INCREMENTAL`` (set on the empty file before WAL
+mode): pages a compaction frees go back to the file system with ``PRAGMA incremental_vacuum``
+(:meth:`Journal.reclaim_space`) instead of a VACUUM that rewrites the file.
 
 Every write commits before the method returns. In WAL mode with ``synchronous=NORMAL`` a commit
 survives a crash of the process (kill -9); ``synchronous=FULL`` also survives power loss at the
@@ -71,6 +79,7 @@ from engine.journal.base import DuplicateError, JournalBackend, ModelBlob, Stale
 from engine.journal.files import create_private, refuse_links
 from engine.journal.leader import FileLeaderLock, LeaderLock, ProcessLeaderLock
 from engine.journal.records import (
+    ArchiveCut,
     DecisionRow,
     ModelRow,
     RequestRow,
@@ -174,6 +183,7 @@ class Journal(SQLJournal, JournalBackend):
     """
 
     _unique_error = sqlite3.IntegrityError
+    _TABLE_EXISTS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
 
     def __init__(
         self,
@@ -213,15 +223,19 @@ class Journal(SQLJournal, JournalBackend):
             self._db = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
             )
+            found = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'decisions'"
+            ).fetchone()
+            if found is None:
+                # Only an empty file takes it, and only before WAL mode writes the header: a
+                # compaction then gives its freed pages back with PRAGMA incremental_vacuum.
+                self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal" and not self.in_memory:
                 raise CorruptModelError(f"journal {self.path}: expected WAL mode, got {mode!r}")
             self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
             if not autocheckpoint:
                 self._db.execute("PRAGMA wal_autocheckpoint=0")
-            found = self._db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'decisions'"
-            ).fetchone()
             if found is None:  # a new journal: created at the current version
                 self._db.executescript(schema.ALL_TABLES.format(**SQLITE_TYPES))
                 self.set_meta(VERSION_KEY, str(SCHEMA_VERSION))
@@ -411,6 +425,59 @@ class Journal(SQLJournal, JournalBackend):
         """Delete the bytes the registry need not keep (see schema.PRUNE_MODEL_BLOBS)."""
         with self._write() as db:
             return int(db.execute(schema.PRUNE_MODEL_BLOBS, (keep_learned,)).rowcount or 0)
+
+    # ------------------------------------------------------------------ retention
+    def begin_archive(self, intent: str) -> str:
+        """Store a compaction step's intent unless another's is stored; return the stored one."""
+        with self._write() as db:
+            return self._begin_archive(db.execute, intent, SQLITE_TYPES)
+
+    def finish_archive(self, intent: str, cut: ArchiveCut) -> bool:
+        """Move the cut's decisions and rewards into the archived totals, in one transaction
+        (see :meth:`JournalBackend.finish_archive`)."""
+        with self._write() as db:
+            return self._finish_archive(db.execute, intent, cut)
+
+    def storage_bytes(self) -> int:
+        """The journal file and its WAL, in bytes (in memory: its pages)."""
+        if self.in_memory:
+            pages = self._rows("PRAGMA page_count")[0][0]
+            return int(pages) * int(self._rows("PRAGMA page_size")[0][0])
+        total = 0
+        for name in (self.path.name, self.path.name + "-wal"):
+            try:
+                total += self.path.with_name(name).stat().st_size
+            except FileNotFoundError:
+                pass
+        return total
+
+    def reclaim_space(self, full: bool = False) -> str:
+        """Give freed pages back to the file system, then truncate the WAL.
+
+        A journal created with ``auto_vacuum=INCREMENTAL`` (every journal this nbo creates)
+        returns its free pages with ``PRAGMA incremental_vacuum``, a write transaction of
+        its own. An older journal only reuses them for new rows until ``full``: VACUUM
+        rewrites the file (all writers wait meanwhile, and it needs as much free disk as the
+        journal takes) and turns incremental auto-vacuum on for the compactions after it.
+        """
+        with self._lock:
+            db = self._db
+            try:
+                if full:
+                    db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                    db.execute("VACUUM")
+                    done = "VACUUM"
+                elif int(db.execute("PRAGMA auto_vacuum").fetchone()[0]) == 2:
+                    # executescript steps it to the end; execute() frees one page per step
+                    db.executescript("PRAGMA incremental_vacuum;")
+                    done = "incremental_vacuum"
+                else:
+                    done = "none (auto_vacuum off: free pages are reused; --vacuum gives them back)"
+                if not self.in_memory:
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.OperationalError as exc:
+                raise self._exhausted(exc) from exc
+        return done
 
     # ------------------------------------------------------------------ reads
     def lookup(self, decision_ids: Sequence[str]) -> dict[str, StoredDecision]:

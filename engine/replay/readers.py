@@ -2,8 +2,11 @@
 
 Parquet and CSV sources follow the logged-data schema (docs/architecture.md, what ``nbo export``
 writes); other layouts are read by mapping their columns with a :class:`ColumnMap`. A Parquet source
-may be one file, a directory of files or a hive-partitioned dataset. DSJson decision-service logs
-are parsed by vowpal-wabbit-next (see :mod:`engine.replay.dsjson`).
+may be one file, a directory of files or a hive-partitioned dataset (such as the archive ``nbo
+journal compact`` writes, ``DIR/campaign=NAME/date=YYYY-MM-DD/part-*.parquet``, whose parts may
+carry different offer lists when offers were added between runs: their union is the default, see
+:func:`dataset_offer_ids`). DSJson decision-service logs are parsed by vowpal-wabbit-next (see
+:mod:`engine.replay.dsjson`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from engine.errors import InvalidInputError
 from engine.replay.data import LoggedData
@@ -138,10 +142,40 @@ def read_logs(
     if kind == "csv":
         table = pacsv.read_csv(path)
     elif kind == "parquet":
-        table = pads.dataset(path, format="parquet", partitioning="hive").to_table()
+        dataset = pads.dataset(path, format="parquet", partitioning="hive")
+        table = dataset.to_table()
+        if actions is None and len(dataset.files) > 1:
+            offers = dataset_offer_ids(dataset.files)
+            if offers:
+                meta = dict(table.schema.metadata or {})
+                meta[ACTIONS_KEYS[0]] = json.dumps(list(offers)).encode()
+                table = table.replace_schema_metadata(meta)
     else:
         raise InvalidInputError("format", "one of auto, parquet, csv, dsjson", format)
     return from_table(table, columns, actions, source=str(path))
+
+
+def dataset_offer_ids(files: list[str]) -> tuple[str, ...]:
+    """The offer ids the files' schema metadata names (``nbo.offer_ids``), in the order they
+    are first seen, files in path order: a dataset's schema carries its first file's, which
+    lacks offers added later.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> for name, offers in (("a", ["none", "gift"]), ("b", ["none", "gift", "new"])):
+    ...     meta = {b"nbo.offer_ids": json.dumps(offers).encode()}
+    ...     pq.write_table(pa.table({"x": [1]}).replace_schema_metadata(meta),
+    ...                    os.path.join(d, name + ".parquet"))
+    >>> dataset_offer_ids(sorted(os.path.join(d, f) for f in os.listdir(d)))
+    ('none', 'gift', 'new')
+    """
+    seen: dict[str, None] = {}
+    for file in sorted(files):
+        metadata = pq.read_schema(file).metadata or {}
+        seen.update(dict.fromkeys(_actions_from_metadata_dict(metadata)))
+    return tuple(seen)
 
 
 def _guess_format(path: Path) -> str:
@@ -358,7 +392,10 @@ def _eligible_mask(
 
 
 def _actions_from_metadata(table: pa.Table) -> tuple[str, ...]:
-    meta = table.schema.metadata or {}
+    return _actions_from_metadata_dict(table.schema.metadata or {})
+
+
+def _actions_from_metadata_dict(meta: dict[bytes, bytes]) -> tuple[str, ...]:
     for key in ACTIONS_KEYS:
         names = _parse_names(meta.get(key))
         if names:

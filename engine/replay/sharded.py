@@ -51,7 +51,7 @@ from engine.replay.candidates import (
 from engine.replay.data import LoggedData
 from engine.replay.evaluate import _fail, _paired_lifts, collect_shard_results
 from engine.replay.fanout import Runner, Task, TaskFailure
-from engine.replay.readers import ColumnMap, _actions_from_metadata, from_table
+from engine.replay.readers import ColumnMap, dataset_offer_ids, from_table
 from engine.replay.results import CandidateResult, Evaluation, Gate
 from engine.replay.rewardmodel import RewardSums, cross_fit_from_sums, n_folds, reward_sums
 from engine.replay.rewardmodel import row_folds as _row_folds
@@ -341,7 +341,9 @@ def evaluate_dataset(
     )
     _raise_failures(scans)
     if not actions:
-        actions = _metadata_actions(schema) or tuple(sorted({o for s in scans for o in s.offers}))
+        actions = dataset_offer_ids([f.path for f in fragments]) or tuple(
+            sorted({o for s in scans for o in s.offers})
+        )
     for s, f in zip(scans[1:], fragments[1:], strict=False):
         previous = scans[f.index - 1]
         if s.t_min is not None and previous.t_max is not None and s.t_min < previous.t_max:
@@ -497,10 +499,6 @@ def evaluate_dataset(
             "sharded": True,
         },
     )
-
-
-def _metadata_actions(schema: pa.Schema) -> tuple[str, ...]:
-    return tuple(_actions_from_metadata(schema.empty_table()))
 
 
 def _raise_failures(outputs: list[Any]) -> None:

@@ -235,6 +235,13 @@ BAD_CONFIGS = [
         "off",
         r"^journal\.synchronous: expected one of 'normal', 'full', got 'off'$",
     ),
+    ("journal.retention_days", 0, r"^journal\.retention_days: expected a finite number > 0"),
+    (
+        "journal.retention_days",
+        30,
+        r"^journal\.retention_days: expected a number >= 180 \(guardrails\.frequency_window_days "
+        r"= 180: frequency caps count the incentives within it\), got 30$",
+    ),
     ("features.numeric.1.std", -2.0, r"^features\.numeric\[1\]\.std: expected a finite number > 0"),
     (
         "features.categorical.0.values",
@@ -243,6 +250,28 @@ BAD_CONFIGS = [
     ),
     ("offerz", [], r"^offerz: unknown key; expected one of campaign, features"),
 ]
+
+
+def test_retention_days_is_none_by_default_and_at_least_the_longest_window_the_engine_reads():
+    assert load_campaign(RENEWAL).retention_days is None
+    assert parse_campaign(_set(BASE, "journal.retention_days", 365)).retention_days == 365.0
+    no_caps = _set(
+        _set(BASE, "guardrails.max_offers_per_customer", ...), "guardrails.cooldown_days", 0
+    )
+    no_caps = _set(no_caps, "guardrails.frequency_window_days", 0)
+    cfg = parse_campaign(no_caps)
+    assert cfg.retention_floor() == (
+        30.0,
+        "reward.window_days = 30: a retried reward finds its decision",
+    )
+    hours = parse_campaign(
+        _set(_set(no_caps, "reward.window_days", 0.5), "journal.request_window_hours", 48)
+    )
+    assert hours.retention_floor() == (
+        2.0,
+        "journal.request_window_hours = 48: a retried request reads its decisions back",
+    )
+    assert parse_campaign(_set(no_caps, "journal.retention_days", 30)).retention_days == 30.0
 
 
 @pytest.mark.parametrize(("path", "value", "message"), BAD_CONFIGS, ids=[b[0] for b in BAD_CONFIGS])

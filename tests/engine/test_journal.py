@@ -355,6 +355,7 @@ def test_journal_is_wal_and_private(tmp_path):
     Journal(path).close()
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental: compaction frees
     db.close()
     assert path.stat().st_mode & 0o077 == 0
 
@@ -516,10 +517,15 @@ def test_export_and_lift_commands(filled, tmp_path, capsys):
 
 def test_a_journal_of_another_schema_version_is_refused_by_name(backend, reopen):
     assert backend.get_meta("schema_version") == "2"
-    backend.set_meta("schema_version", "3")
+    backend.set_meta("schema_version", "3")  # compacted: read as version 2 with an archive
+    assert reopen().get_meta("schema_version") == "3"
+    backend.set_meta("schema_version", "4")
     with pytest.raises(ConfigError) as newer:
         reopen()
-    assert "schema version 3, this nbo expects 2; it was written by a newer nbo" in str(newer.value)
+    assert (
+        "schema version 4, this nbo expects 2 (3 once compacted); it was written by a newer nbo"
+        in str(newer.value)
+    )
     assert str(newer.value).startswith("journal ")
     backend.set_meta("schema_version", "0")
     with pytest.raises(ConfigError, match="schema version 0, this nbo expects 2; this nbo has no"):

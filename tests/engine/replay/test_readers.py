@@ -51,6 +51,27 @@ def test_parquet_file_directory_and_partitioned_dataset(tmp_path, logs):
     assert np.array_equal(partitioned.reward, logs.reward)
 
 
+def test_an_archive_directory_whose_parts_name_more_offers_over_time(tmp_path, logs):
+    """The layout `nbo journal compact` writes: campaign=NAME/date=DAY/part-*.parquet, a
+    `campaign` column too, and each part's offer list as its journal had it (an offer added
+    between two runs is only in the later parts' metadata)."""
+    table = to_table(logs)
+    root = tmp_path / "archive" / "campaign=renewal"
+    for day, (start, offers) in enumerate(
+        ((0, ["offer0", "offer1"]), (30, ["offer0", "offer1", "offer2"]))
+    ):
+        part = table.slice(start, 30)
+        meta = {**part.schema.metadata, b"nbo.offer_ids": json.dumps(offers).encode()}
+        (root / f"date=2024-01-0{day + 1}").mkdir(parents=True)
+        pq.write_table(
+            part.replace_schema_metadata(meta), root / f"date=2024-01-0{day + 1}" / "part-1.parquet"
+        )
+    data = read_logs(tmp_path / "archive")
+    assert data.actions == ("offer0", "offer1", "offer2") and data.n_rounds == 60
+    assert np.array_equal(data.action, logs.action) and data.feature_names == ("x0", "x1")
+    assert read_logs(root).n_rounds == 60  # one campaign's directory reads the same
+
+
 def test_pending_rewards_are_dropped_and_counted(logs):
     table = to_table(logs)
     reward = table.column("reward").to_pylist()
