@@ -53,6 +53,7 @@ from engine.features import Encoder
 from engine.features.columns import Columns, gather
 from engine.journal.backends import open_journal
 from engine.journal.base import DuplicateError, JournalBackend, StaleModelError
+from engine.journal.compact import compact_journal
 from engine.journal.files import private_dir, read_regular, resolve_inside
 from engine.journal.follower import MODEL_WAIT_SECONDS, ModelFollower
 from engine.journal.learner import Learner
@@ -210,6 +211,7 @@ class Engine:
             config, self._journal, self._encoder, self._seat, self._lock
         )
         self._ledger = RewardLedger(config, self._journal)
+        self._compactions = 0
         self._upkeep: Upkeep | None = None
         if run_background:
             self._upkeep = Upkeep(
@@ -220,6 +222,7 @@ class Engine:
                 expiry_due=self._expiry_due,
                 expire=self.expire_pending,
                 prune=self._prune_requests,
+                compact=self.compact if self._retains else None,
             )
             self._upkeep.start()
 
@@ -507,6 +510,26 @@ class Engine:
                 catalogs[row.catalog] = tuple(self._journal.catalogs()[row.catalog][1])
             records.append(stored_record(row, self.campaign, catalogs[row.catalog]))
         return records
+
+    @property
+    def _retains(self) -> bool:
+        return self.config.retention_days is not None and self.data_dir is not None
+
+    def compact(self) -> int:
+        """One retention step now (``[journal] retention_days``; the upkeep of the leading
+        learner runs one about every minute): at most 4,096 old closed decisions to
+        ``<data_dir>/archive/`` (see :mod:`engine.journal.compact`; no engine lock is held:
+        each step is one short journal transaction). Returns how many moved; 0 without
+        ``retention_days``, without a data directory, or in a process that does not lead."""
+        if not self.leading or self.config.retention_days is None or self.data_dir is None:
+            return 0
+        self._compactions += 1
+        report = compact_journal(
+            self._journal, self.config, self._clock(), self.data_dir / "archive",
+            self.config.retention_days, batch_rows=4096, max_steps=1,
+            reclaim=self._compactions % 60 == 0,
+        )  # fmt: skip
+        return report.archived
 
     def _prune_requests(self) -> int:
         """Forget request ids whose window has passed (the upkeep of the leading learner

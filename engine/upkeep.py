@@ -1,7 +1,8 @@
 """The Engine's background upkeep: a daemon thread that, every tick, applies journaled rewards
 (publishing on the campaign's cadence), checkpoints the journal about once a second, closes
 decisions whose reward window has passed and, about once a minute, forgets request ids whose
-window has passed.
+window has passed, and with ``[journal] retention_days`` moves old closed decisions to the
+archive about once a minute.
 
 Examples
 --------
@@ -21,10 +22,17 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["CHECKPOINT_SECONDS", "FAILING_LOG_SECONDS", "PRUNE_SECONDS", "Upkeep"]
+__all__ = [
+    "CHECKPOINT_SECONDS",
+    "COMPACT_SECONDS",
+    "FAILING_LOG_SECONDS",
+    "PRUNE_SECONDS",
+    "Upkeep",
+]
 
 CHECKPOINT_SECONDS = 1.0  # journal checkpoints at most this often
 PRUNE_SECONDS = 60.0  # request ids past their window are deleted at most this often
+COMPACT_SECONDS = 60.0  # retention steps at most this often
 FAILING_LOG_SECONDS = 60.0  # a tick failing again and again is logged this often
 _log = logging.getLogger("nbo.engine")
 
@@ -49,6 +57,9 @@ class Upkeep:
     prune : callable
         Deletes the request ids past their window, called every PRUNE_SECONDS (and at the first
         tick).
+    compact : callable, optional
+        Moves old closed decisions to the archive (``[journal] retention_days``), called every
+        COMPACT_SECONDS, the first time one period after start.
 
     Notes
     -----
@@ -65,6 +76,7 @@ class Upkeep:
         expiry_due: Callable[[], bool],
         expire: Callable[[], object],
         prune: Callable[[], object],
+        compact: Callable[[], object] | None = None,
     ) -> None:
         self.campaign = campaign
         self.interval = interval
@@ -73,6 +85,7 @@ class Upkeep:
         self._expiry_due = expiry_due
         self._expire = expire
         self._prune = prune
+        self._compact = compact
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"nbo-engine-{campaign}", daemon=True
@@ -90,6 +103,7 @@ class Upkeep:
     def _run(self) -> None:
         last_checkpoint = time.monotonic()
         last_prune = -PRUNE_SECONDS
+        last_compact = time.monotonic()
         failing = 0
         said = 0.0
         while not self._stop.wait(self.interval):
@@ -103,6 +117,9 @@ class Upkeep:
                 if time.monotonic() - last_prune >= PRUNE_SECONDS:
                     last_prune = time.monotonic()
                     self._prune()
+                if self._compact is not None and time.monotonic() - last_compact >= COMPACT_SECONDS:
+                    last_compact = time.monotonic()
+                    self._compact()
             except Exception:  # keep serving; the next tick retries
                 failing += 1
                 # The first failure with its traceback, then one line a minute: a journal that

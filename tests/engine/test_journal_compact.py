@@ -428,3 +428,28 @@ def test_the_compact_command(tmp_path, capsys):
     )  # fmt: skip
     assert code == 0
     assert json.loads((evaluation / "evaluation.json").read_text())["n_rows"] > 0
+
+
+def test_retention_days_lets_the_leading_learner_compact_and_a_replica_not(store_url, tmp_path):
+    config = dataclasses.replace(
+        load_campaign(RENEWAL), checkpoint_every_rewards=40, traffic_window=20,
+        retention_days=181.0,
+    )  # fmt: skip
+    clock = [1.7e9]
+    eng = _engine_journal(config, tmp_path / "data", store_url, clock)
+    replica = Engine(config, tmp_path / "replica", journal_url=store_url,
+                     clock=lambda: clock[0], role="decide")  # fmt: skip
+    try:
+        assert replica.compact() == 0  # only the leading learner compacts
+        before = {**what_is_read(eng.journal), "lift": eng.lift().to_dict()}
+        moved = eng.compact()
+        assert moved > 0 and eng.journal.archived_decisions() == moved
+        assert rounded({**what_is_read(eng.journal), "lift": eng.lift().to_dict()}) == before
+        assert list((tmp_path / "data" / "archive").rglob("part-*.parquet"))
+    finally:
+        replica.close()
+        eng.close()
+    without = Engine(dataclasses.replace(config, retention_days=None), tmp_path / "data",
+                     journal_url=store_url, clock=lambda: clock[0])  # fmt: skip
+    assert without.compact() == 0
+    without.close()
