@@ -384,18 +384,14 @@ class NboClient:
         timeout: float | None = None,
     ) -> OfferDecision:
         """Choose the next best offer for one customer."""
-        r = self._call(
-            self._offers.Decide,
-            pb.DecideRequest(
-                campaign=self.campaign if campaign is None else campaign,
-                customer_id=customer_id,
-                context=context_message(context),
-                candidates=candidates or (),
-                request_id=request_id,
-            ),
-            timeout,
-            self._client_metadata,
+        request = pb.DecideRequest(
+            campaign=self._campaign(campaign),
+            customer_id=customer_id,
+            context=context_message(context),
+            candidates=candidates or (),
+            request_id=request_id,
         )
+        r = self._offer_call(self._offers.Decide, request, timeout)
         return OfferDecision(
             decision_id=r.decision_id,
             offer_id=r.offer_id,
@@ -427,7 +423,7 @@ class NboClient:
             for c, ctx, cand in zip(customer_ids, contexts, per_row, strict=True)
         ]
         request = pb.DecideBatchRequest(
-            campaign=self.campaign if campaign is None else campaign,
+            campaign=self._campaign(campaign),
             rows=rows,
             include_scores=include_scores,
             request_id=request_id,
@@ -460,7 +456,7 @@ class NboClient:
         values = np.ascontiguousarray(numeric_values, dtype=np.float64)
         categorical = np.asarray(categorical_values, dtype=object).ravel()
         request = pb.DecideBatchRequest(
-            campaign=self.campaign if campaign is None else campaign,
+            campaign=self._campaign(campaign),
             dense=pb.DenseContexts(
                 customer_ids=customer_ids,
                 numeric_names=numeric_names,
@@ -475,12 +471,7 @@ class NboClient:
         return self._batch(request, timeout)
 
     def _batch(self, request: pb.DecideBatchRequest, timeout: float | None) -> BatchDecisions:
-        r = self._call(
-            self._offers.DecideBatch,
-            request,
-            timeout,
-            self._client_metadata,
-        )
+        r = self._offer_call(self._offers.DecideBatch, request, timeout)
         n_rows = len(r.decision_ids)
         scores = np.array(r.scores, dtype=np.float64)
         return BatchDecisions(
@@ -507,18 +498,14 @@ class NboClient:
         timeout: float | None = None,
     ) -> bool:
         """Report one decision's outcome; returns False when it was already rewarded (a retry)."""
-        r = self._call(
-            self._offers.Reward,
-            pb.RewardRequest(
-                campaign=self.campaign if campaign is None else campaign,
-                decision_id=decision_id,
-                value=value,
-                components=dict(components or {}),
-                request_id=request_id,
-            ),
-            timeout,
-            self._client_metadata,
+        request = pb.RewardRequest(
+            campaign=self._campaign(campaign),
+            decision_id=decision_id,
+            value=value,
+            components=dict(components or {}),
+            request_id=request_id,
         )
+        r = self._offer_call(self._offers.Reward, request, timeout)
         return bool(r.applied)
 
     def reward_batch(
@@ -531,17 +518,13 @@ class NboClient:
         timeout: float | None = None,
     ) -> RewardResults:
         """Report many outcomes; unknown or expired ids get their own status, not an error."""
-        r = self._call(
-            self._offers.RewardBatch,
-            pb.RewardBatchRequest(
-                campaign=self.campaign if campaign is None else campaign,
-                decision_ids=decision_ids,
-                values=np.asarray(values, dtype=np.float64),
-                request_id=request_id,
-            ),
-            timeout,
-            self._client_metadata,
+        request = pb.RewardBatchRequest(
+            campaign=self._campaign(campaign),
+            decision_ids=decision_ids,
+            values=np.asarray(values, dtype=np.float64),
+            request_id=request_id,
         )
+        r = self._offer_call(self._offers.RewardBatch, request, timeout)
         return RewardResults(
             applied=int(r.applied),
             duplicates=int(r.duplicates),
@@ -554,12 +537,8 @@ class NboClient:
 
     def model_info(self, campaign: str | None = None) -> ModelInfo:
         """Describe the model a campaign decides with (admin)."""
-        r = self._call(
-            self._admin.GetModelInfo,
-            pb.GetModelInfoRequest(campaign=self.campaign if campaign is None else campaign),
-            None,
-            self._admin_metadata,
-        )
+        request = pb.GetModelInfoRequest(campaign=self._campaign(campaign))
+        r = self._admin_call(self._admin.GetModelInfo, request)
         return ModelInfo(
             campaign=r.campaign,
             model_version=r.model_version,
@@ -580,11 +559,8 @@ class NboClient:
 
     def snapshot(self, campaign: str | None = None) -> str:
         """Write a snapshot of a campaign's model; returns its version (admin)."""
-        r = self._call(
-            self._admin.Snapshot,
-            pb.SnapshotRequest(campaign=self.campaign if campaign is None else campaign),
-            None,
-            self._admin_metadata,
+        r = self._admin_call(
+            self._admin.Snapshot, pb.SnapshotRequest(campaign=self._campaign(campaign))
         )
         return str(r.model_version)
 
@@ -595,55 +571,32 @@ class NboClient:
     def promote_model(self, snapshot_path: str | Path, campaign: str | None = None) -> ModelChange:
         """Promote a snapshot file of the server's model directory (admin; a path relative to
         it); says whether it was live already."""
-        r = self._call(
-            self._admin.PromoteModel,
-            pb.PromoteModelRequest(
-                campaign=self.campaign if campaign is None else campaign,
-                snapshot_path=str(snapshot_path),
-            ),
-            None,
-            self._admin_metadata,
+        request = pb.PromoteModelRequest(
+            campaign=self._campaign(campaign), snapshot_path=str(snapshot_path)
         )
+        r = self._admin_call(self._admin.PromoteModel, request)
         return ModelChange(r.campaign, ModelVersion.from_message(r.model), r.unchanged)
 
     def list_models(
         self, campaign: str | None = None, *, limit: int = 100, before: str = ""
     ) -> list[ModelVersion]:
         """A campaign's model versions, newest first (admin)."""
-        r = self._call(
-            self._admin.ListModels,
-            pb.ListModelsRequest(
-                campaign=self.campaign if campaign is None else campaign,
-                limit=limit,
-                before=before,
-            ),
-            None,
-            self._admin_metadata,
+        request = pb.ListModelsRequest(
+            campaign=self._campaign(campaign), limit=limit, before=before
         )
+        r = self._admin_call(self._admin.ListModels, request)
         return [ModelVersion.from_message(m) for m in r.models]
 
     def get_model(self, version: str, campaign: str | None = None) -> ModelVersion:
         """One version of a campaign's registry (admin); NOT_FOUND when unknown."""
-        r = self._call(
-            self._admin.ListModels,
-            pb.ListModelsRequest(
-                campaign=self.campaign if campaign is None else campaign, version=version
-            ),
-            None,
-            self._admin_metadata,
-        )
+        request = pb.ListModelsRequest(campaign=self._campaign(campaign), version=version)
+        r = self._admin_call(self._admin.ListModels, request)
         return ModelVersion.from_message(r.models[0])
 
     def rollback(self, version: str, campaign: str | None = None) -> ModelChange:
         """Make an earlier version live again, as a new version of kind rollback (admin)."""
-        r = self._call(
-            self._admin.RollbackModel,
-            pb.RollbackModelRequest(
-                campaign=self.campaign if campaign is None else campaign, version=version
-            ),
-            None,
-            self._admin_metadata,
-        )
+        request = pb.RollbackModelRequest(campaign=self._campaign(campaign), version=version)
+        r = self._admin_call(self._admin.RollbackModel, request)
         return ModelChange(r.campaign, ModelVersion.from_message(r.model), r.unchanged)
 
     def health(self, service: str = "", timeout: float | None = None) -> str:
@@ -670,6 +623,19 @@ class NboClient:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"server not SERVING after {timeout} s")
             time.sleep(0.05)
+
+    def _campaign(self, campaign: str | None) -> str:
+        return self.campaign if campaign is None else campaign
+
+    def _offer_call(
+        self, method: Callable[..., _Reply], request: Any, timeout: float | None
+    ) -> _Reply:
+        """An OfferService call: the client token, ``timeout`` or the client's deadline."""
+        return self._call(method, request, timeout, self._client_metadata)
+
+    def _admin_call(self, method: Callable[..., _Reply], request: Any) -> _Reply:
+        """An AdminService call: the admin token and the client's deadline."""
+        return self._call(method, request, None, self._admin_metadata)
 
     def _call(
         self,

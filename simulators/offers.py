@@ -136,64 +136,68 @@ def _literal(text: str) -> Any:
         raise ValueError(f"{text!r} is neither a number, a quoted string nor a list") from None
 
 
+def _campaign_offer(
+    offer_id: str, cost: Any, eligible: Any, attributes: dict[str, Any], where: str
+) -> Offer:
+    """The :class:`Offer` of one campaign-file offer (its ``cost``, ``eligible`` and
+    ``attributes`` values); ``where`` names it in errors."""
+    disc, months = float(attributes.get("discount", 0.0)), float(attributes.get("months", 0.0))
+    gift, upgrade = float(attributes.get("gift", 0.0)), float(attributes.get("upgrade", 0.0))
+    if disc > 0:
+        kind, amount = "discount", disc
+    elif upgrade > 0:
+        kind, amount = "upgrade", 0.0
+    elif gift > 0:
+        kind, amount = "gift", 0.0
+    elif months > 0:
+        kind, amount = "free_month", months
+    else:
+        kind, amount = "none", 0.0
+    fixed, share, of, n_months = 0.0, 0.0, "", 0.0
+    if isinstance(cost, dict):
+        share, of, n_months = float(cost["share"]), str(cost["of"]), float(cost["months"])
+    elif isinstance(cost, int | float):
+        fixed = float(cost)
+    else:
+        raise ConfigError(f"{where}.cost must be a number or a table, got {cost!r}")
+    return Offer(
+        offer_id,
+        kind,
+        amount,
+        fixed,
+        share,
+        of,
+        n_months,
+        tuple(eligible),
+        (disc, months, gift, upgrade),
+    )
+
+
 DEFAULT_CHARGE = "on_success"
-DEFAULT_OFFERS = (
-    Offer("none", "none"),
-    Offer(
-        "discount_5",
-        "discount",
-        0.05,
-        cost_share=0.05,
-        cost_of="monthly_price",
-        cost_months=12,
-        features=(0.05, 12.0, 0.0, 0.0),
-    ),
-    Offer(
-        "discount_10",
-        "discount",
-        0.10,
-        cost_share=0.10,
-        cost_of="monthly_price",
-        cost_months=12,
-        eligible=("tenure_months >= 6",),
-        features=(0.10, 12.0, 0.0, 0.0),
-    ),
-    Offer(
-        "discount_20",
-        "discount",
-        0.20,
-        cost_share=0.20,
-        cost_of="monthly_price",
-        cost_months=12,
-        eligible=("tenure_months >= 12", "payment_failures < 2"),
-        features=(0.20, 12.0, 0.0, 0.0),
-    ),
-    Offer(
-        "free_month",
-        "free_month",
-        1.0,
-        cost_share=1.0,
-        cost_of="monthly_price",
-        cost_months=1,
-        eligible=("payment_failures < 3", "contract_type != 'monthly'"),
-        features=(0.0, 1.0, 0.0, 0.0),
-    ),
-    Offer(
-        "upgrade",
-        "upgrade",
-        0.0,
-        cost=18.0,
-        eligible=("plan in ['basic', 'standard']",),
-        features=(0.0, 3.0, 0.0, 1.0),
-    ),
-    Offer(
-        "loyalty_gift",
-        "gift",
-        0.0,
-        cost=25.0,
-        eligible=("tenure_months >= 24",),
-        features=(0.0, 0.0, 1.0, 0.0),
-    ),
+# examples/renewal.toml's offers as its [[offers]] tables give them: id; cost, a fixed amount or
+# (share, months) of the monthly price; attributes (discount, months, gift, upgrade); eligibility.
+# They are read as offers_from_campaign reads the file, kind and amount following the attributes.
+_RENEWAL_OFFERS: tuple[tuple[str, Any, tuple[float, ...], tuple[str, ...]], ...] = (
+    ("none", 0.0, (0, 0, 0, 0), ()),
+    ("discount_5", (0.05, 12), (0.05, 12, 0, 0), ()),
+    ("discount_10", (0.10, 12), (0.10, 12, 0, 0), ("tenure_months >= 6",)),
+    ("discount_20", (0.20, 12), (0.20, 12, 0, 0), ("tenure_months >= 12", "payment_failures < 2")),
+    ("free_month", (1.0, 1), (0, 1, 0, 0), ("payment_failures < 3", "contract_type != 'monthly'")),
+    ("upgrade", 18.0, (0, 3, 0, 1), ("plan in ['basic', 'standard']",)),
+    ("loyalty_gift", 25.0, (0, 0, 1, 0), ("tenure_months >= 24",)),
+)
+_ATTRIBUTES = ("discount", "months", "gift", "upgrade")
+DEFAULT_OFFERS = tuple(
+    _campaign_offer(
+        offer_id,
+        {"share": cost[0], "of": "monthly_price", "months": cost[1]}
+        if isinstance(cost, tuple)
+        else cost,
+        eligible,
+        dict(zip(_ATTRIBUTES, attributes, strict=True)),
+        f"DEFAULT_OFFERS {offer_id!r}",
+    )
+    for offer_id, cost, attributes, eligible in _RENEWAL_OFFERS
 )
 
 
@@ -227,38 +231,13 @@ def offers_from_campaign(path: str | Path) -> tuple[tuple[Offer, ...], str]:
         where = f"{path}: offers[{i}]"
         if not isinstance(raw.get("id"), str):
             raise ConfigError(f"{where}.id must be a string, got {raw.get('id')!r}")
-        attrs = raw.get("attributes", {})
-        disc, months = float(attrs.get("discount", 0.0)), float(attrs.get("months", 0.0))
-        gift, upgrade = float(attrs.get("gift", 0.0)), float(attrs.get("upgrade", 0.0))
-        if disc > 0:
-            kind, amount = "discount", disc
-        elif upgrade > 0:
-            kind, amount = "upgrade", 0.0
-        elif gift > 0:
-            kind, amount = "gift", 0.0
-        elif months > 0:
-            kind, amount = "free_month", months
-        else:
-            kind, amount = "none", 0.0
-        cost = raw.get("cost", 0.0)
-        fixed, share, of, n_months = 0.0, 0.0, "", 0.0
-        if isinstance(cost, dict):
-            share, of, n_months = float(cost["share"]), str(cost["of"]), float(cost["months"])
-        elif isinstance(cost, int | float):
-            fixed = float(cost)
-        else:
-            raise ConfigError(f"{where}.cost must be a number or a table, got {cost!r}")
         offers.append(
-            Offer(
+            _campaign_offer(
                 raw["id"],
-                kind,
-                amount,
-                fixed,
-                share,
-                of,
-                n_months,
-                tuple(raw.get("eligible", ())),
-                (disc, months, gift, upgrade),
+                raw.get("cost", 0.0),
+                raw.get("eligible", ()),
+                raw.get("attributes", {}),
+                where,
             )
         )
     return tuple(offers), charge

@@ -311,13 +311,10 @@ class LinearTS(_RidgePolicy):
     n_actions, n_features : int
     scale : float, default 1.0
         Exploration scale v of the posterior (> 0).
-    l2 : float, default 1.0
-    min_propensity : float, default 0.0
     propensity_draws : int, default 128
         Strata M of the propensity estimate (error bound 1/M).
-    importance_weighting : bool, default False
-    refactor_every : int, default 1000
-    seed : int, optional
+    l2, min_propensity, importance_weighting, refactor_every, seed
+        As for :class:`LinUCB`.
 
     Examples
     --------

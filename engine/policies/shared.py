@@ -31,11 +31,8 @@ class SharedLinear(RidgeModels):
         Numeric description of each offer (discount size, cost, channel, ...).
     alpha : float, default 1.0
         Confidence bonus width (>= 0).
-    l2 : float, default 1.0
-    min_propensity : float, default 0.0
-    importance_weighting : bool, default False
-    refactor_every : int, default 1000
-    seed : int, optional
+    l2, min_propensity, importance_weighting, refactor_every, seed
+        As for :class:`~engine.policies.LinUCB` (the one model is the joint one).
 
     Examples
     --------

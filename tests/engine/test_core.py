@@ -17,6 +17,7 @@ from engine.core import Engine
 from engine.errors import CorruptModelError, InvalidInputError, NotFoundError
 from engine.journal import read_snapshot, write_snapshot
 from tests.engine.journal_files import read_journal, rebuilt_from_journal
+from tests.engine.small_campaigns import numeric_features, offer_tables
 
 RENEWAL = Path(__file__).resolve().parents[2] / "examples" / "renewal.toml"
 T0 = 1_700_000_000.0
@@ -70,16 +71,9 @@ window_days = 7.0
 charge_cost = "always"
 {kw.get("reward_extra", "")}
 
-[features]
-[[features.numeric]]
-name = "x"
-mean = 0.0
-std = 1.0
+{numeric_features("x")}
 
-[[offers]]
-id = "none"
-[[offers]]
-id = "a"
+{offer_tables("none", "a")}
 [[offers]]
 id = "b"
 cost = 10.0

@@ -17,6 +17,7 @@ from engine.core import Engine
 from engine.errors import ConfigError
 from engine.journal.snapshot import list_snapshots
 from tests.engine.journal_files import rebuilt_from_journal
+from tests.engine.small_campaigns import numeric_features, offer_tables
 from tests.engine.test_journal_registry import _downgrade
 
 T0 = 1_700_000_000.0
@@ -45,22 +46,9 @@ checkpoint_every_rewards = {cadence["checkpoint_every_rewards"]}
 [reward]
 window_days = 30.0
 
-[features]
-[[features.numeric]]
-name = "x"
-mean = 0.0
-std = 1.0
-[[features.numeric]]
-name = "{second}"
-mean = 0.0
-std = 1.0
+{numeric_features("x", second)}
 
-[[offers]]
-id = "none"
-[[offers]]
-id = "a"
-[[offers]]
-id = "b"
+{offer_tables("none", "a", "b")}
 """
     )
     return path

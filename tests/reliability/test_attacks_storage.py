@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -380,6 +381,28 @@ def _crafted_files(offers: list[str], features: list[str]) -> list[bytes]:
     ]
 
 
+@contextmanager
+def _serving_past_crafted_snapshots(
+    config: Path, data_dir: Path, offers: list[str], features: list[str]
+) -> Iterator[tuple[ServeProcess, NboClient]]:
+    """Plant the crafted files as the newest snapshot files (v900, v901), start a server and
+    check it serves, in little memory, a model that learned the 120 rewards; yields it and a
+    client, and stops it (exit status 0) on leaving."""
+    folder = data_dir / "snapshots" / "renewal"
+    for number, data in enumerate(_crafted_files(offers, features)):
+        (folder / f"v{900 + number}.snap").write_bytes(data)
+    server = ServeProcess(config, data_dir)
+    try:
+        server.wait_serving()
+        assert server.rss_kb() < 1_000_000
+        with server.client() as c:
+            assert c.decide("after-crafted", customer(1)).decision_id
+            assert c.model_info().rewards_learned == 120
+            yield server, c
+    finally:
+        assert server.stop() == 0
+
+
 @pytest.mark.slow
 def test_a_crafted_newest_model_is_skipped_at_start_up(tmp_path: Path) -> None:
     """The registry's bytes are in the journal: crafted bytes stored as its newest kept models
@@ -400,19 +423,8 @@ def test_a_crafted_newest_model_is_skipped_at_start_up(tmp_path: Path) -> None:
                        (number, hashlib.sha256(data).hexdigest(), data))  # fmt: skip
     finally:
         db.close()
-    folder = data_dir / "snapshots" / "renewal"
-    for number, data in enumerate(_crafted_files(offers, features)):
-        (folder / f"v{900 + number}.snap").write_bytes(data)
-    server = ServeProcess(config, data_dir)
-    try:
-        server.wait_serving()
-        assert server.rss_kb() < 1_000_000
-        with server.client() as c:
-            assert c.decide("after-crafted", customer(1)).decision_id
-            assert c.model_info().rewards_learned == 120
-            assert int(c.model_info().model_version[1:]) > last + 2  # the number never goes back
-    finally:
-        assert server.stop() == 0
+    with _serving_past_crafted_snapshots(config, data_dir, offers, features) as (server, c):
+        assert int(c.model_info().model_version[1:]) > last + 2  # the number never goes back
     log = server.stderr()
     assert f"model v{last + 2} refused" in log and f"model v{last + 1} refused" in log
     assert f"model v{last} refused" not in log and "v900.snap" not in log
@@ -440,19 +452,9 @@ def test_a_crafted_newest_snapshot_is_skipped_on_the_first_start_after_migrating
     ).returncode == 0  # fmt: skip
     folder = data_dir / "snapshots" / "renewal"
     previous = list_snapshots(folder)[0]
-    for number, data in enumerate(_crafted_files(offers, features)):
-        (folder / f"v{900 + number}.snap").write_bytes(data)
-    server = ServeProcess(config, data_dir)
-    try:
-        server.wait_serving()
-        assert server.rss_kb() < 1_000_000
-        with server.client() as c:
-            assert c.decide("after-crafted", customer(1)).decision_id
-            assert c.model_info().rewards_learned == 120
-            (imported, *_) = c.list_models()[::-1]
-            assert json.loads(imported.origin)["imported"] == previous.name
-    finally:
-        assert server.stop() == 0
+    with _serving_past_crafted_snapshots(config, data_dir, offers, features) as (server, c):
+        (imported, *_) = c.list_models()[::-1]
+        assert json.loads(imported.origin)["imported"] == previous.name
     log = server.stderr()
     assert "v900.snap refused" in log and "v901.snap refused" in log
     assert f"{previous.name} refused" not in log

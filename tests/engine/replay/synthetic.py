@@ -7,10 +7,13 @@ The logging policy is uniform or a softmax over a fixed noisy score, with exact 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from engine.replay.data import LoggedData
 
@@ -108,3 +111,20 @@ def to_table(logs: Logs, actions: tuple[str, ...] | None = None) -> pa.Table:
     )
     meta = {b"nbo.feature_names": json.dumps([f"x{j}" for j in range(d)]).encode()}
     return table.replace_schema_metadata(meta)
+
+
+def write_foreign_csv(
+    logs: Logs, path: Path, feature_names: Sequence[str], *, timestamps: bool = False
+) -> None:
+    """The logs as a CSV of another system's column names: ``offer`` ("o0", "o1", ...), ``p``
+    (propensity), ``cost`` (minus the reward), one column per context feature, named
+    ``feature_names``, and with ``timestamps`` an ISO time a second apart in ``when``."""
+    columns = {
+        "offer": [f"o{a}" for a in logs.action],
+        "p": logs.propensity,
+        "cost": -logs.reward,
+        **{name: logs.context[:, j] for j, name in enumerate(feature_names)},
+    }
+    if timestamps:
+        columns["when"] = [f"2026-01-01T00:00:{i:02d}Z" for i in range(len(logs.action))]
+    pacsv.write_csv(pa.table(columns), path)

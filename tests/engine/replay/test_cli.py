@@ -6,14 +6,13 @@ import json
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
 from engine.cli import main
 from engine.journal.snapshot import read_snapshot
 from tests.engine.replay.cli_runs import evaluate
-from tests.engine.replay.synthetic import LinearEnv, make_logs, to_table
+from tests.engine.replay.synthetic import LinearEnv, make_logs, to_table, write_foreign_csv
 
 
 @pytest.fixture(scope="module")
@@ -47,24 +46,14 @@ def test_evaluate_on_an_nbo_parquet_export(tmp_path, logs, capsys):
 
 
 def test_evaluate_on_external_csv_with_mapped_columns(tmp_path, logs, capsys):
-    table = pa.table(
-        {
-            "offer": [f"o{a}" for a in logs.action],
-            "prob": logs.propensity,
-            "loss": -logs.reward,
-            "f_a": logs.context[:, 0],
-            "f_b": logs.context[:, 1],
-            "f_c": logs.context[:, 2],
-        }
-    )
     path = tmp_path / "external.csv"
-    pacsv.write_csv(table, path)
+    write_foreign_csv(logs, path, ("f_a", "f_b", "f_c"))
     out = tmp_path / "csv-report"
     report = evaluate(
         path,
         out,
-        *("--column", "action=offer", "--column", "propensity=prob"),
-        *("--column", "reward=-loss", "--column", "context=f_*"),
+        *("--column", "action=offer", "--column", "propensity=p"),
+        *("--column", "reward=-cost", "--column", "context=f_*"),
         *("--policy", "egreedy", "--interval", "normal", "--estimators", "ips,snips,dr"),
     )
     assert report["n_features"] == 3 and report["actions"] == ["o0", "o1", "o2"]

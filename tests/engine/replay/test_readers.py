@@ -6,14 +6,13 @@ import json
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
 from engine.errors import InvalidInputError
 from engine.replay import ColumnMap, LoggedData, from_table, read_logs
 from engine.replay.dsjson import read_dsjson
-from tests.engine.replay.synthetic import LinearEnv, make_logs, to_table
+from tests.engine.replay.synthetic import LinearEnv, make_logs, to_table, write_foreign_csv
 
 
 @pytest.fixture(scope="module")
@@ -94,19 +93,8 @@ def test_offer_order_comes_from_metadata_or_argument(logs):
 
 
 def test_csv_with_mapped_columns(tmp_path, logs):
-    n = len(logs.action)
-    table = pa.table(
-        {
-            "offer": [f"o{a}" for a in logs.action],
-            "p": logs.propensity,
-            "cost": -logs.reward,
-            "feat_age": logs.context[:, 0],
-            "feat_spend": logs.context[:, 1],
-            "when": [f"2026-01-01T00:00:{i:02d}Z" for i in range(n)],
-        }
-    )
     path = tmp_path / "logs.csv"
-    pacsv.write_csv(table, path)
+    write_foreign_csv(logs, path, ("feat_age", "feat_spend"), timestamps=True)
     columns = ColumnMap.parse(
         ["action=offer", "propensity=p", "reward=-cost", "context=feat_*", "timestamp=when"]
     )
