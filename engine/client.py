@@ -564,15 +564,21 @@ class NboClient:
         )
         return str(r.model_version)
 
-    def promote(self, snapshot_path: str | Path, campaign: str | None = None) -> str:
+    def promote(
+        self, snapshot_path: str | Path, campaign: str | None = None, *, force: bool = False
+    ) -> str:
         """Make a campaign decide with a snapshot file on the server; returns the version."""
-        return self.promote_model(snapshot_path, campaign).model.version
+        return self.promote_model(snapshot_path, campaign, force=force).model.version
 
-    def promote_model(self, snapshot_path: str | Path, campaign: str | None = None) -> ModelChange:
+    def promote_model(
+        self, snapshot_path: str | Path, campaign: str | None = None, *, force: bool = False
+    ) -> ModelChange:
         """Promote a snapshot file of the server's model directory (admin; a path relative to
-        it); says whether it was live already."""
+        it); says whether it was live already. The server first evaluates it against the live
+        model on its journal and refuses (FAILED_PRECONDITION, both numbers in the message)
+        unless it beats it, or ``force``."""
         request = pb.PromoteModelRequest(
-            campaign=self._campaign(campaign), snapshot_path=str(snapshot_path)
+            campaign=self._campaign(campaign), snapshot_path=str(snapshot_path), force=force
         )
         r = self._admin_call(self._admin.PromoteModel, request)
         return ModelChange(r.campaign, ModelVersion.from_message(r.model), r.unchanged)

@@ -54,18 +54,9 @@ def register(subparsers: Any) -> None:
     show = actions.add_parser("show", help="one version in full")
     show.add_argument("version", help="e.g. v12")
     promote = actions.add_parser(
-        "promote",
-        help="make a snapshot file the live model",
-        description="Promote a snapshot file (written by `nbo train` or exported by a server) "
-        "to be the campaign's live model. FILE is read by the server, from its model directory "
-        "only (copy the file into <data-dir>/models/<campaign>/ first). Promoting the live "
-        "model's own file changes nothing.",
+        "promote", help="make a snapshot file the live model", description=_PROMOTE_DESCRIPTION
     )
-    promote.add_argument(
-        "file",
-        help="snapshot file, relative to the server's model directory "
-        "(<data-dir>/models/<campaign>/)",
-    )
+    _promote_arguments(promote)
     rollback = actions.add_parser(
         "rollback",
         help="make an earlier version live again",
@@ -77,6 +68,39 @@ def register(subparsers: Any) -> None:
     for sub in (listing, show, promote, rollback):
         _connection(sub)
     p.set_defaults(func=run)
+    # `nbo promote FILE` is `nbo model promote FILE`: the step a rollout ends with.
+    gated = subparsers.add_parser(
+        "promote",
+        help="make a snapshot file the live model, on evidence that it beats the live one",
+        description=_PROMOTE_DESCRIPTION,
+    )
+    _promote_arguments(gated)
+    _connection(gated)
+    gated.set_defaults(func=run, action="promote")
+
+
+_PROMOTE_DESCRIPTION = (
+    "Promote a snapshot file (written by `nbo train`, `nbo evaluate --save-best` or exported "
+    "by a server) to be the campaign's live model. FILE is read by the server, from its model "
+    "directory only (copy the file into <data-dir>/models/<campaign>/ first). The server first "
+    "evaluates it against the live model off-policy on its journal's recent closed decisions "
+    "and refuses (exit 2, both numbers printed) unless its lower bound beats the live model's "
+    "estimate; --force promotes anyway (recorded). Promoting the live model's own file changes "
+    "nothing."
+)
+
+
+def _promote_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "file",
+        help="snapshot file, relative to the server's model directory "
+        "(<data-dir>/models/<campaign>/)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="promote even without evidence that it beats the live model (recorded)",
+    )
 
 
 def _connection(p: argparse.ArgumentParser) -> None:
@@ -123,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
     except grpc.RpcError as exc:
         code = exc.code().name if hasattr(exc, "code") else "UNKNOWN"
         details = exc.details() if hasattr(exc, "details") else str(exc)
-        print(f"nbo model {args.action}: error: {code}: {details}", file=sys.stderr)
+        command = "nbo promote" if args.command == "promote" else f"nbo model {args.action}"
+        print(f"{command}: error: {code}: {details}", file=sys.stderr)
         return FAILED
 
 
@@ -166,7 +191,7 @@ def _show(client: NboClient, args: argparse.Namespace) -> int:
 
 
 def _promote(client: NboClient, args: argparse.Namespace) -> int:
-    return _report(client.promote_model(args.file), args)
+    return _report(client.promote_model(args.file, force=args.force), args)
 
 
 def _rollback(client: NboClient, args: argparse.Namespace) -> int:

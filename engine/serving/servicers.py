@@ -324,7 +324,11 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         # Only the campaign's model directory is read; a path outside it is PERMISSION_DENIED,
         # a bad file INVALID_ARGUMENT (engine/serving/status.py).
         try:
-            change = engine.promote(path, who=admin_identity(context))
+            from engine.replay.gate import gate_for  # loads the estimators on the first promotion
+
+            change = engine.promote(
+                path, who=admin_identity(context), gate=gate_for(engine), force=request.force
+            )
         except NboError:  # PermissionDeniedError is an OSError too: keep its status
             raise
         except FileNotFoundError as exc:  # removed between the check and the open

@@ -344,12 +344,14 @@ class SnapshotResponse(_message.Message):
     def __init__(self, campaign: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class PromoteModelRequest(_message.Message):
-    __slots__ = ("campaign", "snapshot_path")
+    __slots__ = ("campaign", "snapshot_path", "force")
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_PATH_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     campaign: str
     snapshot_path: str
-    def __init__(self, campaign: _Optional[str] = ..., snapshot_path: _Optional[str] = ...) -> None: ...
+    force: bool
+    def __init__(self, campaign: _Optional[str] = ..., snapshot_path: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class PromoteModelResponse(_message.Message):
     __slots__ = ("campaign", "model_version", "unchanged", "model")
