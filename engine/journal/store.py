@@ -75,7 +75,7 @@ from typing import Any
 
 from engine.errors import CorruptModelError, ResourceExhaustedError
 from engine.journal import schema
-from engine.journal.base import DuplicateError, JournalBackend, ModelBlob, StaleModelError
+from engine.journal.base import DuplicateError, JournalBackend, ModelBlob
 from engine.journal.files import create_private, refuse_links
 from engine.journal.leader import FileLeaderLock, LeaderLock, ProcessLeaderLock
 from engine.journal.records import (
@@ -97,7 +97,6 @@ from engine.journal.schema import (
     SQLJournal,
     insert_sql,
     migrations_from,
-    sha256,
 )
 
 __all__ = ["DuplicateError", "Journal", "JournalBackend", "StoredDecision"]
@@ -403,23 +402,12 @@ class Journal(SQLJournal, JournalBackend):
         see :meth:`JournalBackend.add_model`."""
         with self._write() as db:
             last = int(db.execute(schema.LAST_MODEL).fetchone()[0] or 0)
-            if expect_newest is not None and last != expect_newest:
-                raise StaleModelError(schema.stale_message(self.location, expect_newest, last))
-            version = max(last, at_least) + 1
-            db.execute(schema.INSERT_MODEL, (version, *row))
-            if blob is not None:
-                data = blob(version) if callable(blob) else blob
-                db.execute(schema.INSERT_MODEL_BLOB, (version, sha256(data), data))
-        return version
+            return self._add_model(db.execute, last, row, blob, at_least, expect_newest)
 
     def keep_model_bytes(self, version: int, blob: bytes) -> bool:
         """Keep the bytes of a stored version; False when they are already kept."""
         with self._write() as db:
-            row = db.execute(schema.MODEL_SHA, (version,)).fetchone()
-            if row is not None:
-                return self._blob_conflict(version, str(row[0]), blob)
-            db.execute(schema.INSERT_MODEL_BLOB, (version, sha256(blob), blob))
-        return True
+            return self._keep_model_bytes(db.execute, version, blob)
 
     def prune_model_bytes(self, keep_learned: int) -> int:
         """Delete the bytes the registry need not keep (see schema.PRUNE_MODEL_BLOBS)."""
