@@ -348,23 +348,28 @@ class Journal(SQLJournal, JournalBackend):
     # ------------------------------------------------------------------ writes
     def append_decisions(self, rows: Sequence[DecisionRow]) -> list[int]:
         """Insert decisions in one transaction; return their seq numbers once committed."""
-        if not rows:
-            return []
-        if len(rows) == 1:
-            return self._insert_one(_INSERT_DECISION, rows[0], "decision ids are unique")
-        with self._unique("decision ids are unique"), self._write() as db:
-            last = _insert(db, _INSERT_DECISION, _INSERT_DECISIONS_CHUNK, rows)
-        return _seqs(last, len(rows))
+        return self._append(
+            rows, _INSERT_DECISION, _INSERT_DECISIONS_CHUNK, "decision ids are unique"
+        )
 
     def append_rewards(self, rows: Sequence[RewardRow]) -> list[int]:
         """Insert rewards in one transaction; return their seq numbers (the learner's order)
         once committed."""
+        return self._append(
+            rows, _INSERT_REWARD, _INSERT_REWARDS_CHUNK, "at most one reward per decision"
+        )
+
+    def _append(
+        self, rows: Sequence[tuple[Any, ...]], insert: str, chunk_insert: str, rule: str
+    ) -> list[int]:
+        """``rows`` in one transaction (one row as one autocommit INSERT), refused whole with
+        DuplicateError naming ``rule``; their seqs once committed."""
         if not rows:
             return []
         if len(rows) == 1:
-            return self._insert_one(_INSERT_REWARD, rows[0], "at most one reward per decision")
-        with self._unique("at most one reward per decision"), self._write() as db:
-            last = _insert(db, _INSERT_REWARD, _INSERT_REWARDS_CHUNK, rows)
+            return self._insert_one(insert, rows[0], rule)
+        with self._unique(rule), self._write() as db:
+            last = _insert(db, insert, chunk_insert, rows)
         return _seqs(last, len(rows))
 
     def append_request(self, request: RequestRow, rows: Sequence[DecisionRow]) -> list[int]:
