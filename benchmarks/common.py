@@ -7,6 +7,7 @@ Every script in benchmarks/ measures the same way, so their figures can be compa
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gc
 import json
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from engine.cliargs import add_quick, add_seed
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
@@ -310,6 +313,35 @@ def _finite(value: Any) -> Any:
     if isinstance(value, np.generic):
         return _finite(value.item())
     return value
+
+
+def parse_service_args(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    name: str,
+    quick_help: str,
+    quick: dict[str, Any],
+) -> argparse.Namespace:
+    """The arguments of a service benchmark: after the parser's own options, ``--seed``,
+    ``--quick`` (``quick_help`` says what it shrinks) and ``--out`` (the JSON file, by default
+    ``RESULTS_DIR/<name>.json``); with ``--quick`` the ``quick`` values replace the parsed ones.
+
+    Examples
+    --------
+    >>> parser = argparse.ArgumentParser()
+    >>> _ = parser.add_argument("--kills", type=int, default=20)
+    >>> args = parse_service_args(parser, ["--quick"], "faults", "3 kills", {"kills": 3})
+    >>> args.kills, args.seed, args.out == RESULTS_DIR / "faults.json"
+    (3, 0, True)
+    """
+    add_seed(parser)
+    add_quick(parser, quick_help)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / f"{name}.json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        for option, value in quick.items():
+            setattr(args, option, value)
+    return args
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:

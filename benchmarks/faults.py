@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import common as bc
-from engine.cliargs import add_quick, add_seed
 from testkit.fuzzing import run_fuzz
 from testkit.harness import (
     RENEWAL,
@@ -160,12 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--fuzz-cases", type=int, default=10_000)
     parser.add_argument("--replica-cycles", type=int, default=10)
-    add_seed(parser)
-    add_quick(parser, "3 kills, 500 fuzz cases, 2 replica cycles")
-    parser.add_argument("--out", type=Path, default=bc.RESULTS_DIR / "faults.json")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.kills, args.fuzz_cases, args.replica_cycles = 3, 500, 2
+    quick = {"kills": 3, "fuzz_cases": 500, "replica_cycles": 2}
+    quick_help = "3 kills, 500 fuzz cases, 2 replica cycles"
+    args = bc.parse_service_args(parser, argv, "faults", quick_help, quick)
     info = bc.run_info(
         {"kills": args.kills, "fuzz_cases": args.fuzz_cases,
          "replica_cycles": args.replica_cycles, "seed": args.seed}

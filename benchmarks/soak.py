@@ -33,7 +33,6 @@ import grpc
 import numpy as np
 
 from benchmarks import common as bc
-from engine.cliargs import add_quick, add_seed
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
 from testkit.harness import TOKEN, ServeProcess, campaign_config
@@ -230,12 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capacity-seconds", type=float, default=30.0, help="over 3 rounds")
     parser.add_argument("--in-flight", type=int, default=32)
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds before RSS counts")
-    add_seed(parser)
-    add_quick(parser, "6 s capacity, 30 s soak")
-    parser.add_argument("--out", type=Path, default=bc.RESULTS_DIR / "soak.json")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.minutes, args.capacity_seconds, args.warmup = 0.5, 6.0, 10.0
+    quick = {"minutes": 0.5, "capacity_seconds": 6.0, "warmup": 10.0}
+    args = bc.parse_service_args(parser, argv, "soak", "6 s capacity, 30 s soak", quick)
     settings = {k: v for k, v in vars(args).items() if k != "out"}
     info = bc.run_info(settings | {"reward_window_s": REWARD_WINDOW_S})
     with tempfile.TemporaryDirectory() as tmp:

@@ -41,7 +41,6 @@ from engine.assembly import DecisionAssembler, Screened, stored_record
 from engine.campaign import CampaignConfig, Guardrails, control_flags, load_campaign
 from engine.campaign.eligibility import Eligibility
 from engine.errors import (
-    ConfigError,
     FailedPreconditionError,
     InvalidInputError,
     NboError,
@@ -67,7 +66,7 @@ from engine.journal.snapshot import ModelShape
 from engine.lifecycle import GateFunction, ModelChange, ModelLifecycle
 from engine.policies import Policy
 from engine.requests import CandidateMasks, check_decide_request, check_rewards, request_hash
-from engine.seat import ROLES, GuardrailSync, Seat
+from engine.seat import ROLES, GuardrailSync, Seat, check_role
 from engine.types import FloatArray
 from engine.upkeep import Upkeep
 from engine.validation import check_id
@@ -145,9 +144,7 @@ class Engine:
         role: str = "all",
         model_wait: float = MODEL_WAIT_SECONDS,
     ) -> None:
-        if role not in ROLES:  # before anything is opened
-            raise ConfigError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
-        self.role = role
+        self.role = check_role(role)  # before anything is opened
         self.config = config
         self.campaign = config.name
         self.offer_ids = config.offer_ids

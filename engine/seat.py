@@ -49,11 +49,28 @@ if TYPE_CHECKING:
     from engine.campaign import CampaignConfig, Guardrails
     from engine.features import Encoder
 
-__all__ = ["ROLES", "GuardrailSync", "Seat"]
+__all__ = ["ROLES", "GuardrailSync", "Seat", "check_role"]
 
 ROLES = ("all", "decide", "learn")
 SYNC_ROWS = 8192  # decisions read per query when catching up on the other processes'
 _log = logging.getLogger("nbo.engine")
+
+
+def check_role(role: str) -> str:
+    """``role`` when it is one of :data:`ROLES`; else ConfigError naming them.
+
+    Examples
+    --------
+    >>> check_role("decide")
+    'decide'
+    >>> check_role("both")
+    Traceback (most recent call last):
+    ...
+    engine.errors.ConfigError: role: expected one of all, decide, learn, got 'both'
+    """
+    if role not in ROLES:
+        raise ConfigError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
+    return role
 
 
 class Seat:
@@ -95,9 +112,7 @@ class Seat:
         reset_model: bool = False,
         model_wait: float = 30.0,
     ) -> None:
-        if role not in ROLES:
-            raise ConfigError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
-        self.role = role
+        self.role = check_role(role)
         self.config = config
         self._journal = journal
         self._encoder = encoder

@@ -74,34 +74,22 @@ def register(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    # The run's size, seed and campaign: the same options for either demo.
+    run: dict[str, Any] = {}
     for name in ("customers", "per_day", "batch"):
-        if getattr(args, name) < 1:
-            raise InvalidInputError(
-                f"--{name.replace('_', '-')}", "an int >= 1", getattr(args, name)
-            )
+        run[name] = getattr(args, name)
+        if run[name] < 1:
+            raise InvalidInputError(f"--{name.replace('_', '-')}", "an int >= 1", run[name])
+    run.update(seed=args.seed, config=Path(args.config))
     if args.cluster:
         from simulators.cluster import run_cluster_demo
 
         out = Path(args.out if args.out != "nbo-demo" else "nbo-demo-cluster")
-        result = run_cluster_demo(
-            customers=args.customers,
-            per_day=args.per_day,
-            batch=args.batch,
-            seed=args.seed,
-            config=Path(args.config),
-            out=out,
-        )
+        result = run_cluster_demo(**run, out=out)
         lost = result["decisions_lost"] + result["rewards_lost"]
         return 0 if lost == 0 and set(result["exit_codes"].values()) == {0} else 1
     summary = run_demo(
-        customers=args.customers,
-        per_day=args.per_day,
-        batch=args.batch,
-        seed=args.seed,
-        config=Path(args.config),
-        out=Path(args.out),
-        workers=args.workers,
-        evaluate=not args.no_evaluate,
+        **run, out=Path(args.out), workers=args.workers, evaluate=not args.no_evaluate
     )
     return 0 if summary["server_exit_code"] == 0 else 1
 

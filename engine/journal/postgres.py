@@ -69,7 +69,7 @@ from engine.errors import (
 )
 from engine.journal import records, schema
 from engine.journal.backends import redact_url
-from engine.journal.base import JournalBackend, ModelBlob, StaleModelError
+from engine.journal.base import JournalBackend, ModelBlob
 from engine.journal.leader import LeaderLock
 from engine.journal.schema import (
     DECISION_COLUMNS,
@@ -80,7 +80,6 @@ from engine.journal.schema import (
     VERSION_KEY,
     SQLJournal,
     migrations_from,
-    sha256,
 )
 
 __all__ = ["PostgresJournal", "drop_campaign", "schema_name"]
@@ -441,23 +440,12 @@ class PostgresJournal(SQLJournal, JournalBackend):
         process take the table's append lock, so numbers are unique and grow in commit order.
         ``expect_newest``: see :meth:`JournalBackend.add_model`."""
         with self._write("models") as (conn, last):
-            if expect_newest is not None and last != expect_newest:
-                raise StaleModelError(schema.stale_message(self.location, expect_newest, last))
-            version = max(last, at_least) + 1
-            conn.execute(_pg(schema.INSERT_MODEL), (version, *row))
-            if blob is not None:
-                data = blob(version) if callable(blob) else blob
-                conn.execute(_pg(schema.INSERT_MODEL_BLOB), (version, sha256(data), data))
-        return version
+            return self._add_model(_executor(conn), last, row, blob, at_least, expect_newest)
 
     def keep_model_bytes(self, version: int, blob: bytes) -> bool:
         """Keep the bytes of a stored version; False when they are already kept."""
         with self._write("model_blobs") as (conn, _):
-            row = conn.execute(_pg(schema.MODEL_SHA), (version,)).fetchone()
-            if row is not None:
-                return self._blob_conflict(version, str(row[0]), blob)
-            conn.execute(_pg(schema.INSERT_MODEL_BLOB), (version, sha256(blob), blob))
-        return True
+            return self._keep_model_bytes(_executor(conn), version, blob)
 
     def prune_model_bytes(self, keep_learned: int) -> int:
         """Delete the bytes the registry need not keep (see schema.PRUNE_MODEL_BLOBS)."""

@@ -51,7 +51,13 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from engine.errors import ConfigError, CorruptModelError
-from engine.journal.base import ERROR_PERIOD_US, ERROR_SAMPLES, DuplicateError
+from engine.journal.base import (
+    ERROR_PERIOD_US,
+    ERROR_SAMPLES,
+    DuplicateError,
+    ModelBlob,
+    StaleModelError,
+)
 from engine.journal.records import (
     ArchiveCut,
     ArchivedCustomer,
@@ -615,8 +621,34 @@ class SQLJournal(ABC):
         rows = self._rows(MODEL_BYTES, (version,))
         return bytes(rows[0][0]) if rows else None
 
-    def _blob_conflict(self, version: int, found: str, blob: bytes) -> bool:
-        """False when the bytes already kept for ``version`` are ``blob``; else refuse."""
+    def _add_model(
+        self,
+        execute: Execute,
+        last: int,
+        row: ModelRow,
+        blob: ModelBlob,
+        at_least: int,
+        expect_newest: int | None,
+    ) -> int:
+        """In the caller's write transaction, in which ``last`` is the newest stored version:
+        :meth:`~engine.journal.base.JournalBackend.add_model`; returns the new number."""
+        if expect_newest is not None and last != expect_newest:
+            raise StaleModelError(stale_message(self.location, expect_newest, last))
+        version = max(last, at_least) + 1
+        execute(INSERT_MODEL, (version, *row))
+        if blob is not None:
+            data = blob(version) if callable(blob) else blob
+            execute(INSERT_MODEL_BLOB, (version, sha256(data), data))
+        return version
+
+    def _keep_model_bytes(self, execute: Execute, version: int, blob: bytes) -> bool:
+        """In the caller's write transaction: keep ``blob`` as the bytes of ``version``; False
+        when they are already kept, DuplicateError when other bytes are."""
+        row = execute(MODEL_SHA, (version,)).fetchone()
+        if row is None:
+            execute(INSERT_MODEL_BLOB, (version, sha256(blob), blob))
+            return True
+        found = str(row[0])
         if found == sha256(blob):
             return False
         raise DuplicateError(

@@ -75,7 +75,7 @@ from typing import Any
 
 from engine.errors import CorruptModelError, ResourceExhaustedError
 from engine.journal import schema
-from engine.journal.base import DuplicateError, JournalBackend, ModelBlob, StaleModelError
+from engine.journal.base import DuplicateError, JournalBackend, ModelBlob
 from engine.journal.files import create_private, refuse_links
 from engine.journal.leader import FileLeaderLock, LeaderLock, ProcessLeaderLock
 from engine.journal.records import (
@@ -97,7 +97,6 @@ from engine.journal.schema import (
     SQLJournal,
     insert_sql,
     migrations_from,
-    sha256,
 )
 
 __all__ = ["DuplicateError", "Journal", "JournalBackend", "StoredDecision"]
@@ -349,23 +348,28 @@ class Journal(SQLJournal, JournalBackend):
     # ------------------------------------------------------------------ writes
     def append_decisions(self, rows: Sequence[DecisionRow]) -> list[int]:
         """Insert decisions in one transaction; return their seq numbers once committed."""
-        if not rows:
-            return []
-        if len(rows) == 1:
-            return self._insert_one(_INSERT_DECISION, rows[0], "decision ids are unique")
-        with self._unique("decision ids are unique"), self._write() as db:
-            last = _insert(db, _INSERT_DECISION, _INSERT_DECISIONS_CHUNK, rows)
-        return _seqs(last, len(rows))
+        return self._append(
+            rows, _INSERT_DECISION, _INSERT_DECISIONS_CHUNK, "decision ids are unique"
+        )
 
     def append_rewards(self, rows: Sequence[RewardRow]) -> list[int]:
         """Insert rewards in one transaction; return their seq numbers (the learner's order)
         once committed."""
+        return self._append(
+            rows, _INSERT_REWARD, _INSERT_REWARDS_CHUNK, "at most one reward per decision"
+        )
+
+    def _append(
+        self, rows: Sequence[tuple[Any, ...]], insert: str, chunk_insert: str, rule: str
+    ) -> list[int]:
+        """``rows`` in one transaction (one row as one autocommit INSERT), refused whole with
+        DuplicateError naming ``rule``; their seqs once committed."""
         if not rows:
             return []
         if len(rows) == 1:
-            return self._insert_one(_INSERT_REWARD, rows[0], "at most one reward per decision")
-        with self._unique("at most one reward per decision"), self._write() as db:
-            last = _insert(db, _INSERT_REWARD, _INSERT_REWARDS_CHUNK, rows)
+            return self._insert_one(insert, rows[0], rule)
+        with self._unique(rule), self._write() as db:
+            last = _insert(db, insert, chunk_insert, rows)
         return _seqs(last, len(rows))
 
     def append_request(self, request: RequestRow, rows: Sequence[DecisionRow]) -> list[int]:
@@ -403,23 +407,12 @@ class Journal(SQLJournal, JournalBackend):
         see :meth:`JournalBackend.add_model`."""
         with self._write() as db:
             last = int(db.execute(schema.LAST_MODEL).fetchone()[0] or 0)
-            if expect_newest is not None and last != expect_newest:
-                raise StaleModelError(schema.stale_message(self.location, expect_newest, last))
-            version = max(last, at_least) + 1
-            db.execute(schema.INSERT_MODEL, (version, *row))
-            if blob is not None:
-                data = blob(version) if callable(blob) else blob
-                db.execute(schema.INSERT_MODEL_BLOB, (version, sha256(data), data))
-        return version
+            return self._add_model(db.execute, last, row, blob, at_least, expect_newest)
 
     def keep_model_bytes(self, version: int, blob: bytes) -> bool:
         """Keep the bytes of a stored version; False when they are already kept."""
         with self._write() as db:
-            row = db.execute(schema.MODEL_SHA, (version,)).fetchone()
-            if row is not None:
-                return self._blob_conflict(version, str(row[0]), blob)
-            db.execute(schema.INSERT_MODEL_BLOB, (version, sha256(blob), blob))
-        return True
+            return self._keep_model_bytes(db.execute, version, blob)
 
     def prune_model_bytes(self, keep_learned: int) -> int:
         """Delete the bytes the registry need not keep (see schema.PRUNE_MODEL_BLOBS)."""

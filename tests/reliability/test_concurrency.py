@@ -156,6 +156,22 @@ def _run_serially(target: str) -> list[ClientWork]:
     return works
 
 
+def _answered(
+    works: list[ClientWork],
+) -> tuple[list[tuple[str, str, float, str]], dict[str, float], Counter[str]]:
+    """Every decision the clients were answered, the value of each report answered APPLIED and
+    the count of each status, once checked: decision ids unique, as many as the workload makes,
+    and each decision reported twice (its client and a racing neighbour), one applied each."""
+    decided = [d for work in works for d in work.decided]
+    reports = [r for work in works for r in work.reports]
+    ids = [d[0] for d in decided]
+    assert len(ids) == len(set(ids)) == N_CLIENTS * (ROUNDS + 4 * (ROUNDS // 5))
+    applied = {d: v for d, v, status in reports if status == "applied"}
+    statuses = Counter(status for _, _, status in reports)
+    assert len(applied) == len(ids) and statuses == {"applied": len(ids), "duplicate": len(ids)}
+    return decided, applied, statuses
+
+
 @pytest.mark.slow
 def test_concurrent_clients_give_the_totals_and_model_of_the_same_events_applied_serially(
     tmp_path: Path,
@@ -172,14 +188,8 @@ def test_concurrent_clients_give_the_totals_and_model_of_the_same_events_applied
     finally:
         assert server.stop() == 0, server.stderr()[-2000:]
 
-    decided = [d for work in works for d in work.decided]
-    reports = [r for work in works for r in work.reports]
+    decided, applied, statuses = _answered(works)
     ids = [d[0] for d in decided]
-    assert len(ids) == len(set(ids)) == N_CLIENTS * (ROUNDS + 4 * (ROUNDS // 5))
-    applied = {d: v for d, v, status in reports if status == "applied"}
-    statuses = Counter(status for _, _, status in reports)
-    # Each decision was reported twice (its client and a racing neighbour): one applied each.
-    assert len(applied) == len(ids) and statuses == {"applied": len(ids), "duplicate": len(ids)}
 
     journal = Journal(data_dir / "renewal.journal.sqlite", readonly=True)
     try:
@@ -271,13 +281,8 @@ def test_concurrent_clients_on_two_replicas_give_the_model_of_the_events_applied
     finally:
         for server in (*replicas, learner):
             assert server.stop() == 0, server.stderr()[-2000:]
-    decided = [d for work in works for d in work.decided]
-    reports = [r for work in works for r in work.reports]
+    decided, applied, _ = _answered(works)
     ids = [d[0] for d in decided]
-    assert len(ids) == len(set(ids)) == N_CLIENTS * (ROUNDS + 4 * (ROUNDS // 5))
-    applied = {d: v for d, v, status in reports if status == "applied"}
-    statuses = Counter(status for _, _, status in reports)
-    assert len(applied) == len(ids) and statuses == {"applied": len(ids), "duplicate": len(ids)}
     campaign = load_campaign(config)
     offer_ids = list(campaign.offer_ids)
     journal = open_journal(postgres_url, campaign=campaign.name, readonly=True)
