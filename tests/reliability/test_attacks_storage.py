@@ -353,7 +353,7 @@ def test_promote_refuses_crafted_shapes_and_parameter_types_without_allocating(
         assert c.promote_model("good.snap").unchanged
         c.reward(c.decide("before-good", customer(2)).decision_id, 10.0)
         learned = c.snapshot()
-        promoted = c.promote_model("good.snap")
+        promoted = c.promote_model("good.snap", force=True)
         assert not promoted.unchanged and promoted.model.version not in (version, learned)
         assert json.loads(promoted.model.origin)["file"] == "good.snap"
         assert c.model_info().model_version == promoted.model.version

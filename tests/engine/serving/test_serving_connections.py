@@ -34,7 +34,9 @@ def test_promotions_come_from_the_model_dir_given(tmp_path: Path) -> None:
             folder = elsewhere / "renewal"
             assert folder.is_dir() and folder.stat().st_mode & 0o077 == 0
             trained(client, folder / "offline.snap")
-            change = client.promote_model("offline.snap")
+            change = client.promote_model(
+                "offline.snap", force=True
+            )  # a fresh journal: no evidence
             assert change.model.kind == "promoted" and client.model_info().kind == "promoted"
     finally:
         server.stop(grace=1)

@@ -75,7 +75,7 @@ def test_promotion_checks_the_campaign_and_is_journaled_and_logged(server, clien
     before = client.model_info().model_version
     trained(client, models_dir(server) / "offline.snap")
     with caplog.at_level(logging.INFO, logger="nbo.models"):
-        change = client.promote_model("offline.snap")
+        change = client.promote_model("offline.snap", force=True)  # no evidence yet
     v = change.model
     assert not change.unchanged and v.kind == "promoted" and v.live and v.parent == before
     origin = json.loads(v.origin)
@@ -84,11 +84,16 @@ def test_promotion_checks_the_campaign_and_is_journaled_and_logged(server, clien
     assert origin["header"]["trained_offline"]["rows"] == 300
     assert origin["header"]["campaign"] == "renewal"
     assert "min_propensity 0.0 -> 0.02 (the campaign floor)" in origin["changes"]
-    line = [r.getMessage() for r in caplog.records if r.name == "nbo.models"]
-    assert line == [
+    assert origin["forced"] is True and origin["evidence"]["passes"] is False
+    forced, line = [r.getMessage() for r in caplog.records if r.name == "nbo.models"]
+    assert forced.endswith(
+        f"offline.snap promoted by {origin['who']} with force against the evidence: not enough "
+        "evidence: 0 closed decisions in the journal, the gate needs 200"
+    )
+    assert line == (
         f"campaign renewal: model {v.version} is live (promoted, origin offline.snap sha256 "
         f"{origin['sha256'][:12]} by {origin['who']}, parent {before})"
-    ]
+    )
     # The same file again is the live model: nothing changes, no version is made.
     again = client.promote_model("offline.snap")
     assert again.unchanged and again.model.version == v.version
@@ -101,7 +106,7 @@ def test_rollback_restores_the_model_live_before_a_promotion(server, client, cap
     before = client.model_info().model_version
     probe = [customer(i) for i in range(5)]
     trained(client, models_dir(server) / "other.snap", seed=5)
-    client.promote("other.snap")
+    client.promote("other.snap", force=True)
     with caplog.at_level(logging.INFO, logger="nbo.models"):
         change = client.rollback(before)
     v = change.model
@@ -122,7 +127,13 @@ def test_rollback_restores_the_model_live_before_a_promotion(server, client, cap
 def test_nbo_model_commands_against_a_running_server(server, client, capsys, monkeypatch):
     monkeypatch.setenv("NBO_ADMIN_TOKEN", TOKEN)
     trained(client, models_dir(server) / "cli.snap", seed=9)
-    assert nbo_main(nbo(server, "promote", "cli.snap")) == 0
+    live = client.model_info().model_version
+    assert nbo_main(nbo(server, "promote", "cli.snap")) == 2  # the gate: no evidence yet
+    refused = capsys.readouterr().err
+    assert refused.startswith("nbo model promote: error: FAILED_PRECONDITION: campaign renewal: ")
+    assert "not enough evidence: 0 closed decisions" in refused and "force" in refused
+    assert client.model_info().model_version == live
+    assert nbo_main(nbo(server, "promote", "cli.snap", "--force")) == 0
     promoted = client.model_info().model_version
     assert capsys.readouterr().out.startswith(f"renewal: {promoted} is live (promoted: cli.snap ")
     assert nbo_main(nbo(server, "promote", "cli.snap")) == 0
@@ -144,3 +155,46 @@ def test_nbo_model_commands_against_a_running_server(server, client, capsys, mon
     monkeypatch.delenv("NBO_ADMIN_TOKEN")
     assert nbo_main(nbo(server, "list")) == 2
     assert "UNAUTHENTICATED" in capsys.readouterr().err
+
+
+def test_promotion_is_gated_on_evidence_from_the_servers_own_journal(server, client, capsys,
+                                                                    monkeypatch):  # fmt: skip
+    """With closed decisions in the journal, a snapshot the evaluation finds worse than the
+    live model is refused with both numbers; `nbo promote --force` promotes it, recorded; the
+    evidence is in GetModelInfo's origin."""
+    from simulators.renewal import RenewalEnvironment
+
+    env = RenewalEnvironment.from_campaign(Path("examples/renewal.toml"))
+    rng = np.random.default_rng(11)
+    for start in range(0, 1200, 200):
+        rounds = env.sample_rounds(200, rng, start)
+        made = client.decide_batch([f"g{c}" for c in rounds.customer_ids],
+                                   env.records(rounds.attributes))  # fmt: skip
+        index = {o: i for i, o in enumerate(env.action_ids)}
+        actions = np.array([index[o] for o in made.offer_ids], dtype=np.int64)
+        outcomes = env.draw_outcomes(rounds, actions, rng)
+        client.reward_batch(list(made.decision_ids), outcomes.values.tolist())
+    live = client.snapshot()
+    # a model that always gives the costliest discount it can: taught 1,000 for it, 0 else
+    info = client.model_info()
+    policy = LinUCB(len(info.offer_ids), len(info.feature_names), min_propensity=0.0, seed=0)
+    X = rng.normal(size=(400, len(info.feature_names)))
+    worst = info.offer_ids.index("discount_20")
+    actions = rng.integers(0, len(info.offer_ids), 400)
+    policy.update(X, actions, np.where(actions == worst, 1000.0, 0.0))
+    header = {"campaign": "renewal", "version": "sabotaged", "offer_ids": info.offer_ids,
+              "feature_names": info.feature_names}  # fmt: skip
+    write_snapshot(models_dir(server) / "sabotaged.snap", header, policy)
+    with pytest.raises(grpc.RpcError) as err:
+        client.promote("sabotaged.snap")
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = err.value.details() or ""
+    assert "does not beat the live model's estimate" in details and "closed decisions" in details
+    assert client.model_info().model_version == live
+    monkeypatch.setenv("NBO_ADMIN_TOKEN", TOKEN)
+    argv = ["promote", "sabotaged.snap", "--force", "--server", f"127.0.0.1:{server.port}"]
+    assert nbo_main(argv) == 0
+    origin = json.loads(client.model_info().origin)
+    assert origin["forced"] is True and origin["evidence"]["rows"] >= 1000
+    assert origin["evidence"]["candidate_lower"] < origin["evidence"]["live_estimate"]
+    client.rollback(live)  # the module's server goes on with the model it had

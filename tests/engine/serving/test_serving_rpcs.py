@@ -133,7 +133,7 @@ def test_admin_model_info_snapshot_and_promote(server: NboServer, client: NboCli
     client.reward(d.decision_id, 10.0)
     learned = client.snapshot()
     assert learned != version
-    change = client.promote_model("candidate.snap")
+    change = client.promote_model("candidate.snap", force=True)  # one reward: no evidence
     promoted = change.model.version
     assert not change.unchanged and promoted not in (version, learned)
     assert json.loads(change.model.origin)["repeats"] == version
