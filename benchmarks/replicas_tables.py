@@ -33,11 +33,13 @@ Delays = dict[str, list[dict[str, float]]]  # server -> propagation samples, sec
 @dataclass(frozen=True)
 class Measured:
     """One measurement (a :class:`benchmarks.grpc_load.LoadResult` as a dict) with the
-    database's and the load client's CPU per call."""
+    database's and the load client's CPU per call and, for ``--workers``, the busier worker's
+    share of the calls (``SO_REUSEPORT`` gives each connection to one worker)."""
 
     load: dict[str, Any]
     database_cpu_ms_per_call: float | None
     client_cpu_ms_per_call: float | None
+    busier_worker_share: float | None = None
 
 
 def _median(rows: list[Measured], server: str, scenario: str, k: int, field: str) -> float | None:
@@ -98,8 +100,8 @@ def format_report(rows: list[Measured], delays: Delays, failovers: dict[str, lis
     lines = [
         "| Decide | calls/s at 1 / 16 / 64 in flight | server CPU ms/call at 1 / 16 / 64 "
         "| PostgreSQL server CPU ms/call at 64 | load client CPU ms/call at 64 "
-        "| vs one process at 64 |",
-        "|---|---|---|---|---|---|",
+        "| busier worker's share of calls at 64 | vs one process at 64 |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in (*ECHO, *NBO):
         rates = " / ".join(med(name, "Decide", k, "per_second") for k in IN_FLIGHT)
@@ -107,7 +109,8 @@ def format_report(rows: list[Measured], delays: Delays, failovers: dict[str, lis
         versus = _num(ratio(rows, name, 64), 2) + "x" if name in BASELINE else ""
         database = med(name, "Decide", 64, "database_cpu_ms_per_call", 3)
         client = med(name, "Decide", 64, "client_cpu_ms_per_call", 3)
-        lines.append(f"| {name} | {rates} | {cpu} | {database} | {client} | {versus} |")
+        share = med(name, "Decide", 64, "busier_worker_share", 2)
+        lines.append(f"| {name} | {rates} | {cpu} | {database} | {client} | {share} | {versus} |")
     k = REWARD_IN_FLIGHT
     lines += [
         "",
