@@ -242,30 +242,20 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
 
 
 def handle(args: argparse.Namespace) -> int:
-    """Run the server until SIGTERM/SIGINT."""
-    from engine.errors import ConfigError
+    """Run the server (or, with ``--workers N``, its supervisor) until SIGTERM/SIGINT."""
     from engine.serving.logs import configure_logging
     from engine.serving.server import serve
 
-    if args.workers < 1:
-        raise ConfigError(f"workers: expected an integer >= 1, got {args.workers}")
-    if args.workers == 1 and args.learner_port is not None:
-        raise ConfigError(
-            f"learner_port: expected --workers > 1 (one process serves its own AdminService), "
-            f"got --learner-port {args.learner_port} with --workers 1"
-        )
+    check_workers(args)
     config = config_from_args(args)
     if not config.campaigns:
+        from engine.errors import ConfigError
+
         raise ConfigError("config: expected at least one --config campaign file, got none")
     configure_logging(config.log_level)
     if args.workers > 1:
         from engine.serving.workers import Supervisor
 
-        if args.role == "learn":
-            raise ConfigError(
-                "role: expected all or decide with --workers > 1 (a campaign has one learner; "
-                "the workers decide), got learn"
-            )
         supervisor = Supervisor(
             config,
             child_flags(args),
@@ -283,6 +273,41 @@ def handle(args: argparse.Namespace) -> int:
         model_wait=args.model_wait_seconds,
     )
     return serve(config, engines)
+
+
+def check_workers(args: argparse.Namespace) -> None:
+    """``--workers``, ``--learner-port`` and ``--role`` together.
+
+    Raises
+    ------
+    ConfigError
+        For fewer than one worker, ``--learner-port`` without a learner child to serve it, and
+        ``--role learn`` with several workers (a campaign has one learner).
+
+    Examples
+    --------
+    >>> parser = argparse.ArgumentParser(prog="nbo")
+    >>> register(parser.add_subparsers(dest="command"))
+    >>> check_workers(parser.parse_args(["serve", "--workers", "2", "--role", "learn"]))
+    Traceback (most recent call last):
+    ...
+    engine.errors.ConfigError: role: expected all or decide with --workers > 1 (a campaign has...
+    """
+    from engine.errors import ConfigError
+
+    if args.workers < 1:
+        raise ConfigError(f"workers: expected an integer >= 1, got {args.workers}")
+    if args.learner_port is not None and (args.workers == 1 or args.role != "all"):
+        raise ConfigError(
+            "learner_port: expected --workers > 1 with --role all (the supervisor's learner "
+            f"serves it), got --learner-port {args.learner_port} with --workers {args.workers} "
+            f"--role {args.role}"
+        )
+    if args.workers > 1 and args.role == "learn":
+        raise ConfigError(
+            "role: expected all or decide with --workers > 1 (a campaign has one learner; the "
+            "workers decide), got learn"
+        )
 
 
 # Flags the supervisor of --workers sets per child (or passes in the environment: tokens).

@@ -7,6 +7,7 @@ add up over all of them, and the learner is the process whose ``nbo_learner_lead
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -22,7 +23,9 @@ import grpc
 import pytest
 
 from engine.client import NboClient
+from engine.errors import ConfigError
 from engine.journal.backends import open_journal
+from engine.serving.cli import check_workers, register
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
 from testkit.harness import RENEWAL, TOKEN, ServeProcess
@@ -237,6 +240,20 @@ def test_a_second_supervisor_on_a_led_journal_refuses_to_start(
     assert last.startswith("nbo serve: error: campaign renewal: expected this server's learner")
 
 
+def test_decide_workers_without_a_learner_follow_the_running_one(sqlite_workers: Workers) -> None:
+    replicas = ServeProcess(RENEWAL, sqlite_workers.data_dir, "--workers", "2", "--role", "decide")
+    try:
+        assert replicas.learner_port is None
+        stub = pb_grpc.OfferServiceStub(channels(replicas.target, 1)[0])
+        decision = stub.Decide(decide_requests(1, seed=400)[0], timeout=10)
+        sqlite_workers.decisions.append(decision.decision_id)
+        reward = pb.RewardRequest(decision_id=decision.decision_id, value=7.0)
+        assert sqlite_workers.stubs[0].Reward(reward, timeout=10).applied  # the other server
+        sqlite_workers.rewarded.add(decision.decision_id)
+    finally:
+        assert replicas.stop() == 0, replicas.stderr()[-2000:]
+
+
 def test_sigterm_drains_every_child_and_loses_nothing(sqlite_workers: Workers) -> None:
     check_drain(sqlite_workers)
 
@@ -267,3 +284,19 @@ def test_a_child_that_cannot_start_stops_the_supervisor_with_its_error(tmp_path:
     assert "surprise" in last
     assert proc.stderr.count('"msg":"child started"') == 1  # no restart loop
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--workers", "0"], "workers: expected an integer >= 1, got 0"),
+        (["--learner-port", "5"], "learner_port: expected --workers > 1 with --role all"),
+        (["--workers", "2", "--role", "decide", "--learner-port", "5"], "learner_port: expected"),
+        (["--workers", "2", "--role", "learn"], "role: expected all or decide with --workers > 1"),
+    ],
+)
+def test_worker_flags_that_cannot_work_together_are_refused(flags: list[str], message: str) -> None:
+    parser = argparse.ArgumentParser(prog="nbo")
+    register(parser.add_subparsers(dest="command"))
+    with pytest.raises(ConfigError, match=message):
+        check_workers(parser.parse_args(["serve", *flags]))
