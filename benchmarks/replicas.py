@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import math
 import os
 import shutil
 import subprocess
@@ -70,7 +71,9 @@ from engine.serving.pb import offers_pb2_grpc as pb_grpc
 from testkit.replicas import by_pid, channels, decide_pids, scrape
 from testkit.traffic import decide_requests, dense_request
 
-REWARD_BATCHES = 128  # DecideBatch calls of 64 rows made for the Reward scenario
+# Rewards a second the Reward scenario makes room for: that many distinct decisions (DecideBatch
+# calls of 64 rows) per second of measurement, so no reward is a retry.
+REWARDS_PER_SECOND = 2500
 
 
 def workers() -> tuple[str, ...]:
@@ -81,7 +84,7 @@ def workers() -> tuple[str, ...]:
 async def _measure(
     served: Served, scenario: str, in_flight: int, repeat: int, run: Any
 ) -> tuple[Measured, list[Any]]:
-    split = served.metrics_port is not None and scenario == "Decide"
+    split = served.metrics_port is not None and scenario == "Decide" and in_flight == 64
     before = _worker_decisions(served) if split else {}
     cpu0, db0, me0 = tree_cpu(served.proc.pid), tree_cpu(served.database_pid), _own_cpu()
     t0 = time.perf_counter()
@@ -140,7 +143,8 @@ async def drive(servers: list[Served], seconds: float, repeats: int) -> list[Mea
                 if s.name in ECHO:
                     continue
                 # Enough distinct decisions for every reward to be a first one (no retries).
-                batch = [dense_request(64, 1000 * repeat + i) for i in range(REWARD_BATCHES)]
+                n_batches = max(8, math.ceil(seconds * REWARDS_PER_SECOND / 64))
+                batch = [dense_request(64, 1000 * repeat + i) for i in range(n_batches)]
                 answers, _, decided = await closed_loop(
                     rotate(s.name, "DecideBatch"), batch, 4, 60.0, cycle=False
                 )
