@@ -203,7 +203,11 @@ class Supervisor:
         self._stop.set()
 
     def _ready(self) -> bool:
-        return self._serving and any(c.ready.is_set() for c in self._children if c.role == "decide")
+        """``/healthz``: serving, with at least one worker alive that said it serves."""
+        return self._serving and any(
+            c.role == "decide" and c.ready.is_set() and c.proc is not None and c.proc.poll() is None
+            for c in self._children
+        )
 
     def _argv(self, role: str, port: int) -> list[str]:
         return [

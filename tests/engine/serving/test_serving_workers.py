@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,9 @@ def sqlite_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers
 def test_calls_spread_over_both_workers_and_metrics_add_them_up(sqlite_workers: Workers) -> None:
     check_spread_and_sum(sqlite_workers)
     check_admin_goes_to_the_learner(sqlite_workers)
+    url = f"http://127.0.0.1:{sqlite_workers.metrics_port}/healthz"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200
 
 
 def test_a_decision_made_through_one_worker_is_rewarded_through_the_other(
