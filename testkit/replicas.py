@@ -51,8 +51,11 @@ def by_pid(samples: list[Sample], name: str) -> dict[int, float]:
 
 
 def decide_pids(samples: list[Sample]) -> set[int]:
-    """The live processes that are not learning (``nbo_learner_leading`` 0): the workers."""
-    return {pid for pid, leads in by_pid(samples, "nbo_learner_leading").items() if not leads}
+    """The live processes that are not learning (``nbo_learner_leading`` 0) and report their
+    decisions: the workers (a starting one sets its gauges one after the other)."""
+    counted = by_pid(samples, "nbo_process_decisions")
+    leading = by_pid(samples, "nbo_learner_leading")
+    return {pid for pid, leads in leading.items() if not leads and pid in counted}
 
 
 def wait_for(
