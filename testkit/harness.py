@@ -104,6 +104,12 @@ class ServeProcess:
             raise RuntimeError(f"nbo serve did not start: {line!r} {self.stderr()[-2000:]}")
         self.port = int(line.rsplit(" ", 1)[1])
         self.target = f"127.0.0.1:{self.port}"
+        self.learner_port: int | None = None  # nbo serve --workers N: the learner's own port
+        workers = extra[extra.index("--workers") + 1] if "--workers" in extra else "1"
+        if workers != "1" and "decide" not in extra:
+            line = self.proc.stdout.readline()
+            assert line.startswith("nbo serve: learner listening on port "), line
+            self.learner_port = int(line.rsplit(" ", 1)[1])
 
     def _drain_stderr(self) -> None:
         assert self.proc.stderr is not None

@@ -34,6 +34,7 @@ _FIELDS = (
     "model_dir",
     "host",
     "port",
+    "reuse_port",
     "threads",
     "max_concurrent_rpcs",
     "max_message_bytes",
@@ -62,6 +63,12 @@ def register(subparsers: Any) -> None:
         "SIGTERM/SIGINT: health NOT_SERVING, in-flight calls drained within --grace-seconds, "
         "journals flushed, snapshots written.",
     )
+    add_serve_arguments(p)
+    p.set_defaults(func=handle)
+
+
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``nbo serve``."""
     d = ServeConfig()
     p.add_argument(
         "--config",
@@ -90,6 +97,13 @@ def register(subparsers: Any) -> None:
         f"service, best with client tokens or mutual TLS [{d.host}]",
     )
     p.add_argument("--port", type=int, help=f"port to listen on; 0 = any free port [{d.port}]")
+    p.add_argument(
+        "--reuse-port",
+        action="store_const",
+        const=True,
+        help="share the port with other nbo serve processes that set this too (SO_REUSEPORT; "
+        "the workers of --workers do); without it a port another server holds fails the start",
+    )
     p.add_argument("--threads", type=int, help=f"RPC handler threads [{d.threads}]")
     p.add_argument(
         "--role",
@@ -111,7 +125,16 @@ def register(subparsers: Any) -> None:
         "--workers",
         type=int,
         default=1,
-        help="server processes sharing the port (SO_REUSEPORT); this version supports 1 [1]",
+        help="decide processes sharing the port (SO_REUSEPORT), under a supervisor that also "
+        "starts the campaigns' learner (--role learn, on --learner-port), restarts children "
+        "that die and serves --metrics-port for all of them; with --role decide, no learner "
+        "(it runs elsewhere). 1: this process serves alone [1]",
+    )
+    p.add_argument(
+        "--learner-port",
+        type=int,
+        help="--workers > 1: port of the learner's health and AdminService (PromoteModel, "
+        "RollbackModel go there; the workers refuse them); 0 = any free port, printed [0]",
     )
     p.add_argument(
         "--max-concurrent-rpcs",
@@ -200,7 +223,6 @@ def register(subparsers: Any) -> None:
         metavar="TOML",
         help="TOML file with a [server] table of the same settings; flags win over it",
     )
-    p.set_defaults(func=handle)
 
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
@@ -220,19 +242,28 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
 
 
 def handle(args: argparse.Namespace) -> int:
-    """Run the server until SIGTERM/SIGINT."""
-    from engine.errors import ConfigError
+    """Run the server (or, with ``--workers N``, its supervisor) until SIGTERM/SIGINT."""
     from engine.serving.logs import configure_logging
     from engine.serving.server import serve
 
-    if args.workers != 1:
-        raise ConfigError(
-            f"workers: expected 1 (multi-process serving is not implemented), got {args.workers}"
-        )
+    check_workers(args)
     config = config_from_args(args)
     if not config.campaigns:
+        from engine.errors import ConfigError
+
         raise ConfigError("config: expected at least one --config campaign file, got none")
     configure_logging(config.log_level)
+    if args.workers > 1:
+        from engine.serving.workers import Supervisor
+
+        supervisor = Supervisor(
+            config,
+            child_flags(args),
+            args.workers,
+            learner=args.role == "all",
+            learner_port=args.learner_port or 0,
+        )
+        return supervisor.run()
     engines = journal_engines(
         args.journal,
         len(config.campaigns),
@@ -242,6 +273,78 @@ def handle(args: argparse.Namespace) -> int:
         model_wait=args.model_wait_seconds,
     )
     return serve(config, engines)
+
+
+def check_workers(args: argparse.Namespace) -> None:
+    """``--workers``, ``--learner-port`` and ``--role`` together.
+
+    Raises
+    ------
+    ConfigError
+        For fewer than one worker, ``--learner-port`` without a learner child to serve it, and
+        ``--role learn`` with several workers (a campaign has one learner).
+
+    Examples
+    --------
+    >>> parser = argparse.ArgumentParser(prog="nbo")
+    >>> register(parser.add_subparsers(dest="command"))
+    >>> check_workers(parser.parse_args(["serve", "--workers", "2", "--role", "learn"]))
+    Traceback (most recent call last):
+    ...
+    engine.errors.ConfigError: role: expected all or decide with --workers > 1 (a campaign has...
+    """
+    from engine.errors import ConfigError
+
+    if args.workers < 1:
+        raise ConfigError(f"workers: expected an integer >= 1, got {args.workers}")
+    if args.learner_port is not None and (args.workers == 1 or args.role != "all"):
+        raise ConfigError(
+            "learner_port: expected --workers > 1 with --role all (the supervisor's learner "
+            f"serves it), got --learner-port {args.learner_port} with --workers {args.workers} "
+            f"--role {args.role}"
+        )
+    if args.workers > 1 and args.role == "learn":
+        raise ConfigError(
+            "role: expected all or decide with --workers > 1 (a campaign has one learner; the "
+            "workers decide), got learn"
+        )
+
+
+# Flags the supervisor of --workers sets per child (or passes in the environment: tokens).
+_SUPERVISED = frozenset(
+    ("workers", "learner_port", "role", "port", "reuse_port", "metrics_port", "metrics_host",
+     "admin_token", "client_tokens")
+)  # fmt: skip
+
+
+def child_flags(args: argparse.Namespace) -> list[str]:
+    """The flags of ``args`` a child of ``nbo serve --workers N`` gets, as given (defaults
+    included where the parser has one): every ``serve`` flag but the ones the supervisor sets
+    per child and the tokens, which go in the environment.
+
+    Examples
+    --------
+    >>> parser = argparse.ArgumentParser(prog="nbo")
+    >>> register(parser.add_subparsers(dest="command"))
+    >>> args = parser.parse_args(["serve", "--config", "a.toml", "--workers", "2", "--port", "0",
+    ...                           "--admin-token", "s3cret", "--insecure-admin"])
+    >>> child_flags(args)
+    ['--config', 'a.toml', '--model-wait-seconds', '30.0', '--insecure-admin']
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    add_serve_arguments(parser)
+    flags: list[str] = []
+    for action in parser._actions:  # argparse has no public list of its flags
+        value = getattr(args, action.dest, None)
+        if not action.option_strings or action.dest in _SUPERVISED or value is None:
+            continue
+        flag = max(action.option_strings, key=len)
+        if action.nargs == 0:
+            flags += [flag] if value == action.const else []
+        else:
+            for item in value if isinstance(value, list) else [value]:
+                flags += [flag, str(item)]
+    return flags
 
 
 def journal_engines(

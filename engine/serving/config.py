@@ -40,6 +40,10 @@ class ServeConfig:
         Address to listen on.
     port : int
         Port to listen on; 0 picks a free port (``create_server`` returns it).
+    reuse_port : bool
+        Share the port with other processes that set this too (``SO_REUSEPORT``: the kernel
+        spreads connections over them; what the workers of ``nbo serve --workers`` do). Off, a
+        port another server holds fails the start.
     threads : int
         Size of the thread pool that runs the RPC handlers not run on the event loop (large
         DecideBatch, RewardBatch, AdminService).
@@ -100,6 +104,7 @@ class ServeConfig:
     model_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = 50051
+    reuse_port: bool = False
     threads: int = 8
     max_concurrent_rpcs: int = 256
     max_message_bytes: int = 4 * 1024 * 1024

@@ -39,17 +39,19 @@ def channel_options(
     max_message_bytes: int,
     connection_idle_seconds: float = 300.0,
     connection_age_seconds: float = 1800.0,
+    reuse_port: bool = False,
 ) -> list[tuple[str, Any]]:
     """The server's channel arguments: message sizes, per-connection limits, keepalive.
 
     A connection with no call for ``connection_idle_seconds`` is closed; every connection gets
-    a GOAWAY after ``connection_age_seconds`` (gRPC adds +-10% jitter) and reconnects."""
+    a GOAWAY after ``connection_age_seconds`` (gRPC adds +-10% jitter) and reconnects.
+    ``reuse_port`` lets other processes that set it too listen on the same port."""
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
-        # Without this a second server on the same port would start silently (gRPC sets
-        # SO_REUSEPORT by default on Linux); `--workers` turns it back on deliberately.
-        ("grpc.so_reuseport", 0),
+        # Off unless asked: a second server on the same port would start silently (gRPC sets
+        # SO_REUSEPORT by default on Linux); the workers of `--workers` ask (`--reuse-port`).
+        ("grpc.so_reuseport", int(reuse_port)),
         ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
         ("grpc.max_connection_idle_ms", round(connection_idle_seconds * 1000)),
         ("grpc.max_connection_age_ms", round(connection_age_seconds * 1000)),

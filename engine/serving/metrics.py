@@ -5,10 +5,25 @@ metrics HTTP endpoint serves that registry at ``/metrics`` and the server's read
 ``/healthz`` (200 when SERVING, else 503), and answers 404 for every other path. Hot-path updates
 go through cached label children: a decision costs a few dictionary lookups and counter
 increments.
+
+Several processes, one view (``nbo serve --workers N``, :mod:`engine.serving.workers`): when
+``PROMETHEUS_MULTIPROC_DIR`` is set before prometheus_client is imported, every value lives in a
+file of that directory and the supervisor serves the sum over its children. Counters and
+histograms add up across processes. A gauge says how its values combine (``multiprocess_mode``,
+given to every gauge here): ``nbo_rpc_in_flight`` is summed over live processes; the journal's
+``nbo_pending_decisions`` (every process reads the same shared journal) is the most recent
+reading; per-process figures (``nbo_exploration_rate``, ``nbo_mean_reward``,
+``nbo_decide_coalesced_rows``, ``nbo_learner_leading``, ``nbo_process_decisions``) keep one
+sample per live process with a ``pid`` label. Gauges read through a callback at scrape time
+(``set_function``) cannot work there, since the scrape happens in another process: in that mode
+each process sets them itself every :data:`GAUGE_REFRESH_SECONDS` instead, so they lag by at most
+that much.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Sequence
@@ -24,6 +39,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multi-process mode
+GAUGE_REFRESH_SECONDS = 0.5  # multi-process mode: how often a process sets its callback gauges
 HTTP_TIMEOUT_SECONDS = 10.0  # a scrape connection that sends nothing for this long is closed
 # Connections served at once (a thread each); more are answered 503 and closed at once, so idle
 # connections cannot pile up threads for HTTP_TIMEOUT_SECONDS each. Prometheus needs one.
@@ -39,6 +56,13 @@ LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01,
     0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
+_log = logging.getLogger("nbo.serving")
+
+
+def multiprocess_mode() -> bool:
+    """Whether this process writes its metrics to ``PROMETHEUS_MULTIPROC_DIR`` (one of several
+    processes whose metrics a supervisor serves together)."""
+    return bool(os.environ.get(MULTIPROC_ENV))
 
 
 class ServerMetrics:
@@ -60,6 +84,10 @@ class ServerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess = multiprocess_mode()
+        self._watched: list[tuple[Any, Callable[[], float]]] = []
+        self._refresher: threading.Thread | None = None
+        self._closed = threading.Event()
         r = self.registry
         self.rpc_total = Counter(
             "nbo_rpc", "RPCs handled, by method and status code.", ["method", "code"], registry=r
@@ -71,9 +99,12 @@ class ServerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.in_flight = Gauge("nbo_rpc_in_flight", "RPCs being handled now.", registry=r)
+        self.in_flight = Gauge(
+            "nbo_rpc_in_flight", "RPCs being handled now.", registry=r, multiprocess_mode="livesum"
+        )
         self._in_flight = 0  # changed on the event loop only: no lock
-        self.in_flight.set_function(lambda: self._in_flight)
+        self._lock = threading.Lock()
+        self._watch(self.in_flight, lambda: self._in_flight)
         self.decisions = Counter(
             "nbo_decisions",
             "Decisions made, by campaign and offer.",
@@ -97,6 +128,15 @@ class ServerMetrics:
             "Share of this process's decisions that explored, by campaign.",
             ["campaign"],
             registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.process_decisions = Gauge(
+            "nbo_process_decisions",
+            "Decisions this process made, by campaign (under --workers: a sample per live "
+            "process, label pid).",
+            ["campaign"],
+            registry=r,
+            multiprocess_mode="liveall",
         )
         self.rewards = Counter(
             "nbo_rewards",
@@ -116,25 +156,66 @@ class ServerMetrics:
             "process applied, by campaign and offer.",
             ["campaign", "offer"],
             registry=r,
+            multiprocess_mode="liveall",
         )
         self.pending = Gauge(
             "nbo_pending_decisions",
             "Decisions waiting for their reward, by campaign.",
             ["campaign"],
             registry=r,
+            multiprocess_mode="livemostrecent",
         )
         self.coalesced = Gauge(
             "nbo_decide_coalesced_rows",
             "Mean number of concurrent Decide calls decided together, by campaign.",
             ["campaign"],
             registry=r,
+            multiprocess_mode="liveall",
         )
-        self._lock = threading.Lock()
+        self.leading = Gauge(
+            "nbo_learner_leading",
+            "1 while this process is the campaign's leading learner (it holds the learner lock), "
+            "else 0, by campaign.",
+            ["campaign"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
         self._decided: Tally[str] = Tally()
         self._explored: Tally[str] = Tally()
         self._reward_sum: dict[tuple[str, str], float] = {}
         self._reward_count: Tally[tuple[str, str]] = Tally()
+
+    def _watch(self, gauge: Any, read: Callable[[], float]) -> None:
+        """Make ``gauge`` report ``read()``: at every scrape, or in multi-process mode every
+        :data:`GAUGE_REFRESH_SECONDS` (and now)."""
+        if not self.multiprocess:
+            gauge.set_function(read)
+            return
+        gauge.set(read())
+        with self._lock:
+            self._watched.append((gauge, read))
+            if self._refresher is None:
+                self._refresher = threading.Thread(
+                    target=self._refresh, name="nbo-metrics-gauges", daemon=True
+                )
+                self._refresher.start()
+
+    def _refresh(self) -> None:
+        while not self._closed.wait(GAUGE_REFRESH_SECONDS):
+            with self._lock:
+                watched = list(self._watched)
+            for gauge, read in watched:
+                try:
+                    gauge.set(read())
+                except Exception:  # a journal closing at shutdown: keep the last value
+                    _log.debug("metrics gauge not refreshed", exc_info=True)
+
+    def close(self) -> None:
+        """Stop setting gauges (multi-process mode); the values stay as last set."""
+        self._closed.set()
+        if self._refresher is not None:
+            self._refresher.join(5)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -176,12 +257,14 @@ class ServerMetrics:
         if n_control:
             self._child(self.control, campaign).inc(n_control)
         with self._lock:
-            if campaign not in self._decided:
-                self.exploration_rate.labels(campaign).set_function(
-                    lambda: self._explored[campaign] / max(self._decided[campaign], 1)
-                )
+            first = campaign not in self._decided
             self._decided[campaign] += len(offer_ids)
             self._explored[campaign] += n_explored
+        if first:
+            self._watch(
+                self.exploration_rate.labels(campaign),
+                lambda: self._explored[campaign] / max(self._decided[campaign], 1),
+            )
 
     def record_rewards(
         self, campaign: str, offer_ids: Iterable[str], values: Iterable[float], duplicates: int = 0
@@ -206,11 +289,18 @@ class ServerMetrics:
             self._child(self.duplicate_rewards, campaign).inc(duplicates)
 
     def track_campaign(
-        self, campaign: str, pending: Callable[[], float], coalesced: Callable[[], float]
+        self,
+        campaign: str,
+        pending: Callable[[], float],
+        coalesced: Callable[[], float],
+        leading: Callable[[], bool] = lambda: False,
     ) -> None:
-        """Read a campaign's pending decisions and mean coalesced Decide batch at every scrape."""
-        self.pending.labels(campaign).set_function(pending)
-        self.coalesced.labels(campaign).set_function(coalesced)
+        """Read a campaign's pending decisions, mean coalesced Decide batch and leadership at
+        every scrape; count this process's decisions of it from now."""
+        self._watch(self.pending.labels(campaign), pending)
+        self._watch(self.coalesced.labels(campaign), coalesced)
+        self._watch(self.leading.labels(campaign), lambda: float(leading()))
+        self._watch(self.process_decisions.labels(campaign), lambda: self._decided[campaign])
 
     def decisions_made(self, campaign: str) -> int:
         """Decisions this process made for ``campaign``."""
@@ -224,39 +314,48 @@ class ServerMetrics:
     def serve_http(
         self, port: int, host: str = "127.0.0.1", ready: Callable[[], bool] = lambda: True
     ) -> tuple[ThreadingHTTPServer, int]:
-        """Serve ``/metrics`` and ``/healthz`` (``ready()``: 200, else 503) on a daemon thread,
-        at most ``MAX_HTTP_CONNECTIONS`` connections at once.
+        """Serve this server's registry: see :func:`serve_metrics`."""
+        return serve_metrics(self.registry, port, host, ready)
 
-        Returns the HTTP server (``shutdown()`` it) and the port it bound.
-        """
-        registry = self.registry
 
-        class Handler(BaseHTTPRequestHandler):
-            timeout = HTTP_TIMEOUT_SECONDS
+def serve_metrics(
+    registry: CollectorRegistry,
+    port: int,
+    host: str = "127.0.0.1",
+    ready: Callable[[], bool] = lambda: True,
+) -> tuple[ThreadingHTTPServer, int]:
+    """Serve ``registry`` at ``/metrics`` and ``/healthz`` (``ready()``: 200, else 503) on a
+    daemon thread, at most ``MAX_HTTP_CONNECTIONS`` connections at once.
 
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    self._answer(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-                elif path == "/healthz":
-                    serving = ready()
-                    self._answer(200 if serving else 503, b"ok\n" if serving else b"not serving\n")
-                else:
-                    self._answer(404, b"not found: this endpoint serves /metrics and /healthz\n")
+    Returns the HTTP server (``shutdown()`` it) and the port it bound.
+    """
 
-            def _answer(self, code: int, body: bytes, kind: str = "text/plain") -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    class Handler(BaseHTTPRequestHandler):
+        timeout = HTTP_TIMEOUT_SECONDS
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # scrapes are not worth a log line each
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._answer(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                serving = ready()
+                self._answer(200 if serving else 503, b"ok\n" if serving else b"not serving\n")
+            else:
+                self._answer(404, b"not found: this endpoint serves /metrics and /healthz\n")
 
-        httpd = _BoundedHTTPServer((host, port), Handler)
-        threading.Thread(target=httpd.serve_forever, name="nbo-metrics", daemon=True).start()
-        return httpd, int(httpd.server_port)
+        def _answer(self, code: int, body: bytes, kind: str = "text/plain") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # scrapes are not worth a log line each
+
+    httpd = _BoundedHTTPServer((host, port), Handler)
+    threading.Thread(target=httpd.serve_forever, name="nbo-metrics", daemon=True).start()
+    return httpd, int(httpd.server_port)
 
 
 class _BoundedHTTPServer(ThreadingHTTPServer):

@@ -1,7 +1,8 @@
 """Build, start and stop the nbo gRPC server.
 
 ``create_server(config)`` returns ``(server, port)`` with the port bound and nothing serving yet,
-so tests start a real server on port 0. ``server.start()`` opens the port with health
+so tests start a real server on port 0 (a server sharing a known port, ``reuse_port``, binds it
+in ``start()`` once its campaigns are loaded). ``server.start()`` opens the port with health
 NOT_SERVING, loads and warms every campaign, then switches health to SERVING. ``server.stop()``
 reports NOT_SERVING, refuses new calls, lets in-flight calls finish within the grace period,
 then snapshots every campaign and closes its journal. ``serve(config)`` does all of that around
@@ -54,7 +55,7 @@ from engine.serving.pb import offers_pb2_grpc as pb_grpc
 from engine.serving.servicers import AdminServicer, OfferServicer, Pooled
 
 if TYPE_CHECKING:
-    from engine.core import DecisionRecord
+    from engine.core import DecisionRecord, Engine
     from engine.journal import JournalBackend
 
 SERVICE_NAMES = tuple(s.full_name for s in pb.DESCRIPTOR.services_by_name.values())
@@ -107,6 +108,7 @@ class NboServer:
         health_servicer: HealthServicer,
         metrics: ServerMetrics,
         pool: futures.ThreadPoolExecutor,
+        credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self.config = config
         self.port = port
@@ -124,15 +126,21 @@ class NboServer:
         self._stopping = False
         self._watching = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._credentials = credentials  # for a server that binds its port late
 
     async def _set_health(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, status)
 
     def start(self) -> NboServer:
-        """Open the port (health NOT_SERVING), load and warm every campaign, then SERVING."""
+        """Open the port (health NOT_SERVING), load and warm every campaign, then SERVING.
+
+        A server sharing a known port with other processes (``reuse_port``) opens it only after
+        loading, so no connection reaches it before it can serve."""
+        late = _binds_late(self.config)
         self._loop.run(self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING))
-        self._loop.run(self._grpc.start())
+        if not late:
+            self._loop.run(self._grpc.start())
         if self.config.metrics_port:
             self._metrics_httpd, self.metrics_port = self.metrics.serve_http(
                 self.config.metrics_port, self.config.metrics_host, lambda: self._serving
@@ -141,6 +149,9 @@ class NboServer:
         try:
             self.campaigns.load()
             _check_token_campaigns(self.config, self.campaigns.names())
+            if late:
+                self._loop.run(_bind(self._grpc, self.config, self._credentials))
+                self._loop.run(self._grpc.start())
         except BaseException:
             self._loop.run(self._grpc.stop(None))
             self._shutdown_metrics()
@@ -148,7 +159,7 @@ class NboServer:
             raise
         for name, engine, decider in self.campaigns:
             self.metrics.track_campaign(
-                name, _pending_counter(engine.journal), _mean_rows_of(decider)
+                name, _pending_counter(engine.journal), _mean_rows_of(decider), _leads(engine)
             )
         self._loop.run(self._set_health(health_pb2.HealthCheckResponse.SERVING))
         self._serving = True
@@ -231,6 +242,7 @@ class NboServer:
         self._loop.close()
 
     def _shutdown_metrics(self) -> None:
+        self.metrics.close()
         if self._metrics_httpd is not None:
             self._metrics_httpd.shutdown()
             self._metrics_httpd.server_close()
@@ -317,6 +329,10 @@ def _mean_rows_of(decider: DecideBatcher) -> Callable[[], float]:
     return lambda: decider.mean_rows
 
 
+def _leads(engine: Engine) -> Callable[[], bool]:
+    return lambda: engine.leading
+
+
 def _read_pem(path: Path, field: str) -> bytes:
     try:
         return Path(path).read_bytes()
@@ -361,7 +377,9 @@ def create_server(
         pool.shutdown(wait=False)
         loop.close()
         raise
-    server = NboServer(config, loop, grpc_server, port, campaigns, health_servicer, metrics, pool)
+    server = NboServer(
+        config, loop, grpc_server, port, campaigns, health_servicer, metrics, pool, credentials
+    )
     return server, port
 
 
@@ -420,7 +438,10 @@ async def _build(
     grpc_server = grpc.aio.server(
         interceptors=interceptors,
         options=channel_options(
-            config.max_message_bytes, config.connection_idle_seconds, config.connection_age_seconds
+            config.max_message_bytes,
+            config.connection_idle_seconds,
+            config.connection_age_seconds,
+            config.reuse_port,
         ),
     )
     offers = OfferServicer(campaigns, metrics, config.max_batch_rows, pool)
@@ -436,17 +457,31 @@ async def _build(
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), grpc_server
     )
+    port = config.port
+    if not _binds_late(config):
+        port = await _bind(grpc_server, config, credentials)
+    return grpc_server, health_servicer, port
+
+
+def _binds_late(config: ServeConfig) -> bool:
+    """A server sharing a known port (``--reuse-port``: a worker of ``--workers``) listens only
+    once its campaigns are loaded: a socket listening earlier would be given connections it
+    could only answer UNAVAILABLE while the other workers serve."""
+    return config.reuse_port and config.port != 0
+
+
+async def _bind(
+    grpc_server: grpc.aio.Server, config: ServeConfig, credentials: grpc.ServerCredentials | None
+) -> int:
     address = f"{config.host}:{config.port}"
     try:
         if credentials is not None:
-            port = grpc_server.add_secure_port(address, credentials)
-        else:
-            port = grpc_server.add_insecure_port(address)
+            return grpc_server.add_secure_port(address, credentials)
+        return grpc_server.add_insecure_port(address)
     except RuntimeError as exc:
         raise ConfigError(
             f"port: expected a free port to listen on, got {address} ({exc})"
         ) from exc
-    return grpc_server, health_servicer, port
 
 
 def serve(config: ServeConfig, open_engine: EngineFactory = open_engine) -> int:

@@ -1,5 +1,6 @@
 """Smoke tests of the benchmarks that drive a real ``nbo serve``: benchmarks.grpc_load,
-benchmarks.faults and benchmarks.soak, each on tiny settings, writing JSON into a missing folder.
+benchmarks.replicas, benchmarks.faults and benchmarks.soak, each on tiny settings, writing JSON
+into a missing folder.
 
 Only shapes and counts are checked, never speeds: the figures depend on the machine and its load.
 """
@@ -28,6 +29,36 @@ def test_grpc_load_measures_both_echo_servers_and_nbo_serve(tmp_path: Path) -> N
         assert row["calls"] > 0 and row["per_second"] > 0
     assert len(results["targets"]) == 7
     assert "| Decide, in flight | nbo /s | sync echo /s | aio echo /s |" in stdout
+
+
+@pytest.mark.slow
+def test_replicas_measures_workers_against_one_process_echo_propagation_and_failover(
+    tmp_path: Path,
+) -> None:
+    results, stdout = run_benchmark(
+        "benchmarks.replicas", tmp_path / "new" / "replicas.json", "--quick"
+    )
+    servers = ["sync echo", "aio echo", "1 process, SQLite", "2 workers, SQLite",
+               "1 process, PostgreSQL", "2 workers, PostgreSQL"]  # fmt: skip
+    decide = [(r["load"]["server"], r["load"]["in_flight"]) for r in results["runs"]
+              if r["load"]["scenario"] == "Decide"]  # fmt: skip
+    assert decide == [(s, k) for k in (1, 16, 64) for s in servers]  # interleaved
+    rewards = [r["load"]["server"] for r in results["runs"] if r["load"]["scenario"] == "Reward"]
+    assert rewards == servers[2:]
+    for row in results["runs"]:
+        assert row["load"]["calls"] > 0 and row["load"]["errors"] == {}, row
+        assert row["client_cpu_ms_per_call"] > 0
+        assert (row["database_cpu_ms_per_call"] is not None) == (
+            "PostgreSQL" in row["load"]["server"]
+        )
+    for journal in ("SQLite", "PostgreSQL"):
+        delays = results["propagation_seconds"][f"2 workers, {journal}"]
+        assert len(delays) == 2
+        assert all(0 < d["first"] <= d["all_connections"] < 30 for d in delays)
+        (failover,) = results["failover_seconds"][f"2 workers, {journal}"]
+        assert 0 < failover < 60
+    assert [t["measured"] > 0 for t in results["targets"]] == [True, True]
+    assert "| Decide | calls/s at 1 / 16 / 64 in flight |" in stdout
 
 
 @pytest.mark.slow
