@@ -68,8 +68,8 @@ from benchmarks.replicas_tables import (
 from engine.serving.metrics import GAUGE_REFRESH_SECONDS
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
-from testkit.workers import by_pid, channels, decide_pids, scrape
 from testkit.traffic import decide_requests, dense_request
+from testkit.workers import by_pid, channels, decide_pids, scrape
 
 # Rewards a second the Reward scenario makes room for: that many distinct decisions (DecideBatch
 # calls of 64 rows) per second of measurement, so no reward is a retry.

@@ -19,8 +19,8 @@ from benchmarks.grpc_load import launch_server, reported_port
 from engine.client import NboClient
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
-from testkit.workers import by_pid, channels, scrape, total
 from testkit.traffic import decide_requests
+from testkit.workers import by_pid, channels, scrape, total
 
 CONNECTIONS = 64  # one connection reaches one worker: many, to spread the load
 TOKEN = "replicas-benchmark-token"

@@ -30,8 +30,8 @@ from engine.serving.cli import check_workers, register
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
 from testkit.harness import RENEWAL, TOKEN, ServeProcess
-from testkit.workers import by_pid, channels, decide_pids, scrape, total, wait_for
 from testkit.traffic import decide_requests
+from testkit.workers import by_pid, channels, decide_pids, scrape, total, wait_for
 from tests.engine.serving.support import free_port
 
 pytestmark = pytest.mark.slow
