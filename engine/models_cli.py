@@ -111,14 +111,19 @@ def _connection(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--admin-token",
         default=None,
-        help=f"AdminService bearer token; prefer the {ADMIN_TOKEN_ENV} environment variable",
+        help=f"AdminService bearer token; prefer the {ADMIN_TOKEN_ENV} environment variable "
+        f"[${ADMIN_TOKEN_ENV}]",
     )
-    p.add_argument("--tls-ca", type=Path, help="PEM root certificate(s): use TLS")
-    p.add_argument("--tls-server-name", help="name to verify in the server's certificate")
-    p.add_argument("--tls-client-cert", type=Path, help="PEM client certificate (mutual TLS)")
-    p.add_argument("--tls-client-key", type=Path, help="PEM client key (mutual TLS)")
+    p.add_argument("--tls-ca", type=Path, help="PEM root certificate(s): use TLS [plaintext]")
+    p.add_argument(
+        "--tls-server-name", help="name to verify in the server's certificate [the host]"
+    )
+    p.add_argument(
+        "--tls-client-cert", type=Path, help="PEM client certificate (mutual TLS) [none]"
+    )
+    p.add_argument("--tls-client-key", type=Path, help="PEM client key (mutual TLS) [none]")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per call [%(default)s]")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text [text]")
 
 
 def client_from_args(args: argparse.Namespace) -> NboClient:

@@ -22,6 +22,7 @@ ALL = {
     "lift",
     "journal",
     "model",
+    "promote",
     "bench",
 }
 
