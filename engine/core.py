@@ -518,8 +518,9 @@ class Engine:
         ``<data_dir>/archive/`` (see :mod:`engine.journal.compact`; no engine lock is held:
         each step is one short journal transaction). Returns how many moved; 0 without
         ``retention_days``, without a data directory, or in a process that does not lead."""
-        if not self.leading or self.config.retention_days is None or self.data_dir is None:
+        if not (self.leading and self._retains):
             return 0
+        assert self.config.retention_days is not None and self.data_dir is not None
         self._compactions += 1
         report = compact_journal(
             self._journal, self.config, self._clock(), self.data_dir / "archive",

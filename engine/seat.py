@@ -31,6 +31,7 @@ True
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -71,6 +72,21 @@ def check_role(role: str) -> str:
     if role not in ROLES:
         raise ConfigError(f"role: expected one of {', '.join(ROLES)}, got {role!r}")
     return role
+
+
+def led_at(log_lines: Iterable[str]) -> float | None:
+    """Unix time at which a process began to lead, read from its JSON log lines (the
+    "leading learner" line :class:`Seat` writes carries ``led_at``); None when it never led."""
+    for line in log_lines:
+        if "leading learner" not in line:
+            continue
+        try:
+            stamp = json.loads(line).get("led_at")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(stamp, int | float):
+            return float(stamp)
+    return None
 
 
 class Seat:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from engine.errors import NboError
+from engine.seat import led_at
 from simulators.demo import printer, read_port, run_loop
 from simulators.engine_path import DEFAULT_CAMPAIGN
 from simulators.renewal import RenewalEnvironment
@@ -105,21 +106,6 @@ def _serve(name: str, role: str, config: Path, url: str, out: Path) -> _Process:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log.open("w"), text=True, env=env)
     return _Process(name, role, proc, log)
-
-
-def _led_at(log: Path) -> float | None:
-    """Unix time of the process's "leading learner" log line, or None."""
-    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        if "leading learner" not in line:
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        stamp = record.get("led_at")
-        if isinstance(stamp, int | float):
-            return float(stamp)
-    return None
 
 
 def _journal_ids(url: str, campaign: str) -> tuple[set[str], set[str]]:
@@ -203,7 +189,8 @@ def _run(
         run = run_loop(spread, env, customers, per_day, batch, seed, stream or sys.stdout)
         for c in clients:
             c.close()
-        led = _led_at(learner_b.log)
+        log = learner_b.log.read_text(encoding="utf-8", errors="replace")
+        led = led_at(log.splitlines())
         say("$ kill -TERM <the survivors>   # drain and close")
         codes = {}
         for p in (decide_2, learner_b):

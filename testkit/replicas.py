@@ -13,10 +13,10 @@ reward applied once, in journal order, across every failover).
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,13 @@ import numpy as np
 
 from engine.campaign import load_campaign
 from engine.journal.backends import open_journal
+from engine.journal.base import JournalBackend
 from engine.journal.snapshot import decode_snapshot
 from engine.policies import Policy, make_policy
+from engine.seat import led_at
 from testkit.harness import Acks, ServeProcess, mixed_worker
 
-__all__ = ["ReplicaCycle", "rebuilt_from_url", "replica_kill_cycles"]
+__all__ = ["ReplicaCycle", "rebuilt_from_rewards", "rebuilt_from_url", "replica_kill_cycles"]
 
 
 @dataclass
@@ -47,32 +49,34 @@ def _serve(config: Path, data_dir: Path, url: str, role: str) -> ServeProcess:
 
 
 def _led_at(server: ServeProcess) -> float | None:
-    for line in server.stderr_lines:
-        if "leading learner" in line:
-            try:
-                return float(json.loads(line)["led_at"])
-            except (ValueError, KeyError):
-                continue
-    return None
+    return led_at(server.stderr_lines)
 
 
-def rebuilt_from_url(url: str, config: Path) -> tuple[Policy, int]:
-    """A fresh policy fed every reward of the campaign's journal at ``url``, in journal order;
-    and how many."""
-    cfg = load_campaign(config)
-    journal = open_journal(url, campaign=cfg.name, readonly=True)
-    try:
-        rows = [r for batch in journal.rewards_after(0) for r in batch if r.reward is not None]
-    finally:
-        journal.close()
-    n_features = len(rows[0].context) // 8 if rows else 1
-    policy = make_policy(cfg.policy, len(cfg.offer_ids), n_features)
+def rebuilt_from_rewards(
+    journal: JournalBackend, policy_spec: dict[str, Any], offer_ids: Sequence[str],
+    n_features: int,
+) -> tuple[Policy, int]:  # fmt: skip
+    """A fresh policy fed every reward of ``journal`` (with a net reward), in journal order: what
+    the learner's model must equal; and how many rewards."""
+    policy = make_policy(policy_spec, len(offer_ids), n_features)
+    rows = [r for batch in journal.rewards_after(0) for r in batch if r.reward is not None]
     if rows:
         X = np.frombuffer(b"".join(r.context for r in rows)).reshape(len(rows), n_features)
-        actions = np.array([cfg.offer_ids.index(r.action) for r in rows])
+        actions = np.array([list(offer_ids).index(r.action) for r in rows])
         rewards = np.array([r.reward for r in rows])
         policy.update(X, actions, rewards, np.array([r.propensity for r in rows]))
     return policy, len(rows)
+
+
+def rebuilt_from_url(url: str, config: Path) -> tuple[Policy, int]:
+    """:func:`rebuilt_from_rewards` of the campaign's journal at ``url``."""
+    cfg = load_campaign(config)
+    journal = open_journal(url, campaign=cfg.name, readonly=True)
+    try:
+        (n_features,) = {len(f) for _, _, f in journal.catalogs().values()}  # one schema here
+        return rebuilt_from_rewards(journal, cfg.policy, cfg.offer_ids, n_features)
+    finally:
+        journal.close()
 
 
 def check_replicas(

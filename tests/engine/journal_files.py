@@ -6,10 +6,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-import numpy as np
-
 from engine.core import Engine
-from engine.policies import Policy, make_policy
+from engine.policies import Policy
+from testkit.replicas import rebuilt_from_rewards
 
 
 def read_journal(eng: Engine, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -25,11 +24,5 @@ def read_journal(eng: Engine, sql: str, params: tuple[Any, ...] = ()) -> list[tu
 
 def rebuilt_from_journal(eng: Engine) -> Policy:
     """A fresh model fed every learnable reward in journal order: what recovery must equal."""
-    policy = make_policy(eng.config.policy, len(eng.offer_ids), eng.n_features)
-    rows = [r for batch in eng.journal.rewards_after(0) for r in batch if r.reward is not None]
-    if rows:
-        X = np.frombuffer(b"".join(r.context for r in rows)).reshape(len(rows), eng.n_features)
-        actions = np.array([eng.offer_ids.index(r.action) for r in rows])
-        rewards = np.array([r.reward for r in rows])
-        policy.update(X, actions, rewards, np.array([r.propensity for r in rows]))
+    policy, _ = rebuilt_from_rewards(eng.journal, eng.config.policy, eng.offer_ids, eng.n_features)
     return policy
