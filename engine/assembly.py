@@ -91,6 +91,8 @@ class Screened(NamedTuple):
     masks: BoolArray  #: eligible offers, shape (n_rounds, n_actions)
     costs: FloatArray  #: cost per row and offer, shape (n_rounds, n_actions), NaN unknown
     reasons: list[list[str]]  #: per row, the rules that removed offers
+    #: per row, the offer the control group gets (None: the campaign's control offer)
+    control_actions: IntArray | None = None
 
 
 class Choice(NamedTuple):
@@ -156,7 +158,11 @@ class DecisionAssembler:
             return Choice(d.actions, d.propensities, d.explored, scores, asked, True)
         asks = np.flatnonzero(asked)
         actions = np.full(n, self.fallback_index, dtype=np.int64)
-        actions[np.asarray(control, dtype=np.bool_)] = self.control_index
+        in_control = np.asarray(control, dtype=np.bool_)
+        if batch.control_actions is None:
+            actions[in_control] = self.control_index
+        else:
+            actions[in_control] = batch.control_actions[in_control]
         props = np.ones(n)
         explored = np.zeros(n, dtype=np.bool_)
         scores = np.full((n, len(self.offer_ids)), np.nan)
@@ -200,11 +206,9 @@ class DecisionAssembler:
         # below: the control group gets the control offer alone, the others their fallback.
         cache_get, eligible_of = self._eligible_cache.get, self._eligible
         eligible = [cache_get(code) or eligible_of(code) for code in codes]
-        control_id = offer_ids[self.control_index]
-        control_only: tuple[tuple[str, ...], str] = ((control_id,), control_id)
         for i in [] if choice.all_asked else np.flatnonzero(~choice.asked).tolist():
-            if control[i]:
-                eligible[i] = control_only
+            if control[i]:  # the control offer (or the request's baseline) alone
+                eligible[i] = ((chosen[i],), chosen[i])
                 reasons[i] = ["control_group"]
             else:  # nothing eligible: the fallback is the only possible outcome
                 fallback = chosen[i]

@@ -37,7 +37,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.assembly import DecisionAssembler, Screened, stored_record
+import numpy as np
+
+from engine.assembly import Choice, DecisionAssembler, Screened, stored_record
 from engine.campaign import CampaignConfig, Guardrails, control_flags, load_campaign
 from engine.campaign.eligibility import Eligibility
 from engine.errors import (
@@ -57,6 +59,7 @@ from engine.journal.files import private_dir, read_regular, resolve_inside
 from engine.journal.follower import MODEL_WAIT_SECONDS, ModelFollower
 from engine.journal.learner import Learner
 from engine.journal.lift import Lift, lift_from_journal
+from engine.journal.monitor import MonitorStatus, shadow_reason, version_of
 from engine.journal.records import DecisionRecord, RequestRow, RewardRecord
 from engine.journal.recovery import load_encoder, restore_guardrails
 from engine.journal.registry import ModelVersion, version_number
@@ -65,7 +68,15 @@ from engine.journal.schema import VERSION_KEY
 from engine.journal.snapshot import ModelShape
 from engine.lifecycle import GateFunction, ModelChange, ModelLifecycle
 from engine.policies import Policy
-from engine.requests import CandidateMasks, check_decide_request, check_rewards, request_hash
+from engine.requests import (
+    CandidateMasks,
+    baseline_actions,
+    check_decide_request,
+    check_rewards,
+    logging_probabilities,
+    request_hash,
+)
+from engine.rollout import Rollout, RolloutState
 from engine.seat import ROLES, GuardrailSync, Seat, check_role
 from engine.types import FloatArray
 from engine.upkeep import Upkeep
@@ -208,6 +219,9 @@ class Engine:
             config, self._journal, self._encoder, self._seat, self._lock
         )
         self._ledger = RewardLedger(config, self._journal)
+        self._rollout = Rollout(config, self._journal, version_of(self._learner.version) or 1,
+                                self._clock)  # fmt: skip
+        self._logging_rng = np.random.default_rng(config.policy.get("seed"))
         self._compactions = 0
         self._upkeep: Upkeep | None = None
         if run_background:
@@ -240,6 +254,7 @@ class Engine:
         self._seat.tick()
         if self._sync is not None:
             self._sync.sync()
+        self.watch()
 
     def sync_guardrails(self) -> int:
         """Count the decisions other processes journaled since the last call into this one's
@@ -318,6 +333,7 @@ class Engine:
         learner = self._learner
         params = learner.published.get_params()
         live = learner.registry.get(learner.number)
+        status = self.rollout_status()
         return {
             "campaign": self.campaign,
             "model_version": live.version,
@@ -341,7 +357,86 @@ class Engine:
             "model_dir": None if self.model_dir is None else str(self.model_dir),
             # Request attributes the campaign does not declare, with how often they came.
             "undeclared_attributes": self._encoder.undeclared_attributes(),
+            "rollout": {
+                **{k: v for k, v in self._rollout.state.__dict__.items()},
+                "control": self.config.control,
+                "monitor": None if status is None else status.to_dict(),
+            },
         }
+
+    # ------------------------------------------------------------------ rollout
+    def rollout_state(self) -> RolloutState:
+        """The campaign's mode and state now (see :mod:`engine.rollout`)."""
+        return self._rollout.state
+
+    def rollout_history(self) -> list[RolloutState]:
+        """Every recorded mode change and rollback, oldest first."""
+        return self._rollout.history()
+
+    def rollout_status(self) -> MonitorStatus | None:
+        """The lift monitor's status (lift, its anytime-valid bound, spend, shadow agreement)
+        in the leading learner, counted up to the rewards journaled now; None elsewhere."""
+        if not self.leading:
+            return None
+        with self._learner.lock:
+            return self._rollout.read()
+
+    def set_mode(self, mode: str, *, who: str = "", reason: str = "") -> RolloutState:
+        """Set the campaign's mode (``online``, ``shadow`` or ``logging``), journaled for every
+        replica; resumes a rolled-back campaign. The monitor counts again from now.
+
+        Raises
+        ------
+        InvalidInputError
+            For an unknown mode.
+        FailedPreconditionError
+            In a process that is not the campaign's leading learner.
+        """
+        self._check_open()
+        self._seat.require_learner("set the campaign's mode")
+        with self._learner.lock:
+            return self._rollout.set_mode(
+                mode, version_of(self._learner.version), who=who, reason=reason
+            )
+
+    def watch(self) -> RolloutState:
+        """One look of the rollout watch (the upkeep looks every tick; an engine without one
+        after every reward batch): a replica reads the mode the journal holds; the leading
+        learner counts the new rewards and rolls the policy back when the lift's
+        anytime-valid bound or a rollout guardrail says so. Returns the state after it."""
+        rollout = self._rollout
+        if not self.leading:
+            rollout.refresh()
+            return rollout.state
+        with self._learner.lock:
+            rollout.refresh()
+            if not rollout.watching:
+                return rollout.state
+            status = rollout.read()
+            why = rollout.breach(status)
+            if why is None:
+                return rollout.state
+            safe = self.config.rollout.safe_mode
+            if safe == "previous_model":
+                safe = self._restore_previous(rollout.state.epoch)
+            return rollout.roll_back(why, status, safe)
+
+    def _restore_previous(self, epoch: int) -> str:
+        """Make the model live before the epoch's promotion live again; the safe mode that
+        results (``control`` when there is no such model)."""
+        try:
+            row = self._learner.registry.get(epoch)
+        except NboError:
+            return "control"
+        if row.kind not in ("promoted", "rollback") or not row.parent:
+            return "control"
+        try:
+            self._lifecycle.rollback(row.parent, who="monitor")
+        except NboError as exc:
+            _log.error("campaign %s: previous model %s not restored: %s", self.campaign,
+                       row.parent, exc)  # fmt: skip
+            return "control"
+        return "previous_model"
 
     def prepare(self) -> None:
         """Warm the policy's kernels (compile or load from cache) before taking traffic."""
@@ -359,6 +454,9 @@ class Engine:
         context: Mapping[str, Any],
         candidates: Sequence[str] | None = None,
         request_id: str | None = None,
+        *,
+        baseline_offer: str | None = None,
+        probabilities: Mapping[str, float] | None = None,
     ) -> DecisionRecord:
         """Choose the next best offer for one customer and journal the decision durably.
 
@@ -373,6 +471,13 @@ class Engine:
             The client's id of this request. A retry with the same id within the campaign's
             ``[journal] request_window_hours`` (even after a restart) returns the original
             decision and changes nothing: no second decision, no second budget or cap charge.
+        baseline_offer : str, optional
+            The offer the caller's current rule (business as usual) would give. Required in
+            shadow mode (everyone gets it), and for the control group with ``[campaign] control
+            = "baseline"`` (see :mod:`engine.rollout`).
+        probabilities : mapping of offer id to probability, optional
+            Logging mode: the caller's policy's probabilities of the offers; nbo samples the
+            offer from them (over the eligible offers) and journals its exact propensity.
 
         Returns
         -------
@@ -382,9 +487,13 @@ class Engine:
         ------
         InvalidInputError
             For a bad customer id, an unencodable context or an unknown candidate, or a request
-            id already used within the window by a different request (no state changes).
+            id already used within the window by a different request; for a missing or unknown
+            baseline offer where the mode needs one, or bad probabilities (no state changes).
         """
-        return self.decide_batch([customer_id], [context], candidates, request_id=request_id)[0]
+        return self.decide_batch(
+            [customer_id], [context], candidates, request_id=request_id,
+            baseline_offers=baseline_offer, probabilities=probabilities,
+        )[0]  # fmt: skip
 
     def decide_batch(
         self,
@@ -392,6 +501,9 @@ class Engine:
         contexts: Sequence[Mapping[str, Any]],
         candidates: Sequence[str] | Sequence[Sequence[str] | None] | None = None,
         request_id: str | None = None,
+        *,
+        baseline_offers: str | Sequence[str | None] | None = None,
+        probabilities: Any = None,
     ) -> list[DecisionRecord]:
         """Decide for many customers in one journal transaction.
 
@@ -399,20 +511,28 @@ class Engine:
         (budgets, caps, cooldowns) is read once at the start of the batch, so a batch can exceed
         a budget by at most its own size; the propensities are exact given that state.
         ``request_id`` names the whole batch: a retry gets every row back as it was (see
-        :meth:`decide`).
+        :meth:`decide`). ``baseline_offers`` (one id for every row, or one per row) and
+        ``probabilities`` (one mapping for every row, or one per row) as in :meth:`decide`.
         """
         self._check_open()
         self._require_role("decide", "all", "decide")
         check_decide_request(customer_ids, contexts)
         n = len(customer_ids)
         row_candidates = self._candidates.rows(candidates, n)
+        baselines = baseline_actions(baseline_offers, n, self._index, self.offer_ids)
+        probs = logging_probabilities(probabilities, n, self._index, self.offer_ids)
         request = None
         if request_id is not None:
             check_id("request_id", request_id)
-            request = (request_id, request_hash(customer_ids, contexts, candidates))
+            extra = candidates
+            if baselines is not None or probs is not None:  # a retry must repeat them too
+                extra = [candidates, baseline_offers, probabilities]
+            request = (request_id, request_hash(customer_ids, contexts, extra))
         if n == 0:
             return []
         control = control_flags(self.config.salt, customer_ids, self.config.control_share)
+        state = self._rollout.state
+        self._check_mode_inputs(state, control, baselines, probs)
         # The attributes the rules and the encoder read, gathered in one pass over the contexts.
         columns = gather(contexts, self._attributes) if n > 1 else None
         masks, costs, reasons = self._eligibility.evaluate(
@@ -431,8 +551,9 @@ class Engine:
                 X = self._encode(contexts, True, columns)
                 if not encoder.learning:  # just froze: keep the statistics for restarts
                     self._save_encoder()
-            batch = Screened(customer_ids, X, control, masks, costs, reasons)
-            return self._decide_locked(batch, now, request)
+            control_actions = baselines if self.config.control == "baseline" else None
+            batch = Screened(customer_ids, X, control, masks, costs, reasons, control_actions)
+            return self._decide_locked(batch, now, request, state, baselines, probs)
 
     def _save_encoder(self) -> None:
         state = json.dumps(self._encoder.state())
@@ -452,8 +573,52 @@ class Engine:
             return self._encoder.encode(contexts[0], learn=learn)[None, :]
         return self._encoder.encode_batch(contexts, learn=learn, columns=columns)
 
+    def _check_mode_inputs(
+        self,
+        state: RolloutState,
+        control: list[bool],
+        baselines: np.ndarray | None,
+        probs: np.ndarray | None,
+    ) -> None:
+        """Refuse a request that lacks what the campaign's mode needs (before any state)."""
+        n = len(control)
+        if state.mode == "shadow" or state.serves_control:
+            need = [True] * n
+            why = "shadow mode serves it" if state.mode == "shadow" else "the campaign is rolled "
+            why = why if state.mode == "shadow" else why + "back to the control"
+            if self.config.control != "baseline" and state.mode != "shadow":
+                need = [False] * n  # rolled back to the static control offer
+        elif self.config.control == "baseline":
+            need, why = control, "the control group gets the caller's baseline"
+        else:
+            need, why = [False] * n, ""
+        for i, needed in enumerate(need):
+            if needed and (baselines is None or baselines[i] < 0):
+                field = "baseline_offer" if n == 1 else f"baseline_offers[{i}]"
+                raise InvalidInputError(
+                    field,
+                    f"the caller's offer id (campaign {self.campaign}: {why})",
+                    "none",
+                )
+        if state.mode == "logging" and not state.serves_control:
+            for i in range(n):
+                if not control[i] and (probs is None or np.isnan(probs[i, 0])):
+                    field = "probabilities" if n == 1 else f"probabilities[{i}]"
+                    raise InvalidInputError(
+                        field,
+                        f"the caller's probabilities of the offers (campaign {self.campaign} "
+                        "is in logging mode)",
+                        "none",
+                    )
+
     def _decide_locked(
-        self, batch: Screened, now: float, request: tuple[str, str] | None = None
+        self,
+        batch: Screened,
+        now: float,
+        request: tuple[str, str] | None = None,
+        state: RolloutState | None = None,
+        baselines: np.ndarray | None = None,
+        probs: np.ndarray | None = None,
     ) -> list[DecisionRecord]:
         guard = self._guardrails
         if guard.active:
@@ -462,6 +627,8 @@ class Engine:
             )
         version = self._learner.version
         choice = self._assembler.choose(self._learner.published, batch)
+        if state is not None and (state.mode != "online" or state.state != "live"):
+            batch, choice = self._serve_mode(state, batch, choice, baselines, probs)
         done = self._assembler.assemble(batch, choice, version, now)
         if request is None:
             seqs = self._journal.append_decisions(done.rows)
@@ -481,6 +648,69 @@ class Engine:
             self._sync.note(seqs)
         self._ledger.note_decision(done.ts_us)
         return done.records
+
+    def _serve_mode(
+        self,
+        state: RolloutState,
+        batch: Screened,
+        choice: Choice,
+        baselines: np.ndarray | None,
+        probs: np.ndarray | None,
+    ) -> tuple[Screened, Choice]:
+        """The batch and choice as the mode serves them (see :mod:`engine.rollout`): the
+        baseline with nbo's choice logged beside it (shadow), a draw from the caller's
+        probabilities (logging), or the control for everyone (rolled back to the control).
+        A served offer the policy did not draw has propensity 1 and is the row's only
+        eligible offer, which is what the journal must say of a deterministic logger."""
+        n = len(batch.customer_ids)
+        offer_ids = self.offer_ids
+        actions = choice.actions.copy()
+        props = choice.propensities.copy()
+        explored = choice.explored.copy()
+        masks = batch.masks.copy()
+        reasons = batch.reasons
+        rows = np.arange(n)
+        if state.mode == "shadow" or state.serves_control:
+            assert baselines is not None or state.serves_control
+            if state.mode == "shadow":
+                served = baselines
+                mark = None
+            elif self.config.control == "baseline":
+                served, mark = baselines, "rolled_back"
+            else:
+                served = np.full(n, self._assembler.control_index, dtype=np.int64)
+                mark = "rolled_back"
+            assert served is not None
+            for i in rows.tolist():
+                if mark is not None:
+                    reasons[i].append(mark)
+                elif choice.asked[i]:
+                    reasons[i].append(shadow_reason(offer_ids[actions[i]], float(props[i])))
+            actions = served.copy()
+            props[:] = 1.0
+            explored[:] = False
+            masks[:] = False
+            masks[rows, actions] = True
+        else:  # logging: the caller's probabilities over the eligible offers
+            assert probs is not None
+            for i in np.flatnonzero(choice.asked).tolist():
+                p = np.where(masks[i], probs[i], 0.0)
+                total = float(p.sum())
+                reasons[i].append("logging")
+                if total <= 0.0:  # no eligible offer has probability: the fallback
+                    actions[i] = self._assembler.fallback_index
+                    props[i] = 1.0
+                    masks[i] = False
+                    masks[i, actions[i]] = True
+                    reasons[i].append(f"fallback:{offer_ids[actions[i]]}")
+                else:
+                    p /= total
+                    a = int(self._logging_rng.choice(len(p), p=p))
+                    actions[i], props[i] = a, float(p[a])
+                explored[i] = False
+        screened = batch._replace(masks=masks, reasons=reasons)
+        served_choice = choice._replace(actions=actions, propensities=props, explored=explored)
+        return screened, served_choice
 
     def _replay(self, request: tuple[str, str], now: float) -> list[DecisionRecord] | None:
         """The records of a request already journaled within the window, or None."""
@@ -579,6 +809,8 @@ class Engine:
             if self.leading and now * 1e6 >= self._ledger.next_due_us:
                 self._ledger.expire(now, max_rows=_SWEEP_ROWS)  # on-demand sweep, one slice
         self._learner.apply()
+        if self._upkeep is None and self.leading:  # no upkeep: look after every batch
+            self.watch()
         return results
 
     def expire_pending(self, now: float | None = None) -> int:
@@ -716,9 +948,11 @@ class Engine:
             snapshot does not beat the live model and ``force`` is False (nothing changes).
         """
         self._check_open()
-        return self._lifecycle.promote_bytes(
+        change = self._lifecycle.promote_bytes(
             data, file_name=file_name, who=who, path=path, source=source, gate=gate, force=force
         )
+        self._new_epoch(change, f"model {change.version.version} promoted by {who or 'unknown'}")
+        return change
 
     def rollback(self, version: str | int, *, who: str = "") -> ModelChange:
         """Make an earlier version live again, as a new version of kind ``rollback`` (see
@@ -736,7 +970,15 @@ class Engine:
             In a process that is not the campaign's leading learner.
         """
         self._check_open()
-        return self._lifecycle.rollback(version, who=who)
+        change = self._lifecycle.rollback(version, who=who)
+        self._new_epoch(change, f"model {change.version.version} restored by {who or 'unknown'}")
+        return change
+
+    def _new_epoch(self, change: ModelChange, why: str) -> None:
+        # The monitor judges the model live now against the control over the same period.
+        if not change.unchanged:
+            with self._learner.lock:
+                self._rollout.new_epoch(version_of(change.version.version), why)
 
     def models(self, limit: int = 100, before: str | int | None = None) -> list[ModelVersion]:
         """The registry's newest ``limit`` versions (below ``before``), newest first."""

@@ -41,7 +41,14 @@ from engine.validation import (
     within_bounds,
 )
 
-__all__ = ["CandidateMasks", "check_decide_request", "check_rewards", "request_hash"]
+__all__ = [
+    "CandidateMasks",
+    "baseline_actions",
+    "check_decide_request",
+    "check_rewards",
+    "logging_probabilities",
+    "request_hash",
+]
 
 
 def check_decide_request(
@@ -167,3 +174,101 @@ class CandidateMasks:
                 )
             mask[index] = True
         return mask
+
+
+def baseline_actions(
+    baselines: Any, n: int, index: Mapping[str, int], offer_ids: Sequence[str]
+) -> np.ndarray | None:
+    """The baseline offers of a request as action indices (int64, one per row; -1 where a
+    row has none), or None when no row has one.
+
+    ``baselines`` is None, one offer id for every row, or one id (or None / "") per row. The
+    field is named as a single decide names it (``baseline_offer``) when there is one row.
+
+    Examples
+    --------
+    >>> index = {"none": 0, "gift": 1}
+    >>> baseline_actions(["gift", None], 2, index, ("none", "gift")).tolist()
+    [1, -1]
+    >>> baseline_actions("nope", 1, index, ("none", "gift"))
+    Traceback (most recent call last):
+    ...
+    engine.errors.InvalidInputError: baseline_offer: expected one of none, gift, got nope
+    """
+    if baselines is None or (not isinstance(baselines, str) and not baselines):
+        return None
+    rows = [baselines] * n if isinstance(baselines, str) else baselines
+    if not isinstance(rows, Sequence) or len(rows) != n:
+        raise InvalidInputError(
+            "baseline_offers", f"one offer id for every row, or a list of {n}", baselines
+        )
+    out = np.full(n, -1, dtype=np.int64)
+    for i, offer_id in enumerate(rows):
+        if offer_id is None or offer_id == "":
+            continue
+        found = index.get(offer_id) if isinstance(offer_id, str) else None
+        if found is None:
+            field = "baseline_offer" if n == 1 or isinstance(baselines, str) else (
+                f"baseline_offers[{i}]"
+            )
+            raise InvalidInputError(field, "one of " + ", ".join(offer_ids), offer_id)
+        out[i] = found
+    return out if bool((out >= 0).any()) else None
+
+
+PROBABILITY_TOLERANCE = 1e-6  # |sum - 1| allowed for a row of logging probabilities
+
+
+def logging_probabilities(
+    probabilities: Any, n: int, index: Mapping[str, int], offer_ids: Sequence[str]
+) -> np.ndarray | None:
+    """The caller's probabilities of the offers (logging mode) as an array of shape
+    (n, n_offers), or None when the request has none.
+
+    ``probabilities`` is one mapping of offer id to probability for every row, or one mapping
+    (or None) per row. Each given row must name known offers with finite probabilities >= 0
+    that sum to 1 (within PROBABILITY_TOLERANCE); offers it leaves out get 0. A row without
+    any is all NaN.
+
+    Examples
+    --------
+    >>> index = {"none": 0, "gift": 1}
+    >>> logging_probabilities({"gift": 0.25, "none": 0.75}, 1, index, ("none", "gift")).tolist()
+    [[0.75, 0.25]]
+    >>> logging_probabilities({"gift": 0.5}, 1, index, ("none", "gift"))
+    Traceback (most recent call last):
+    ...
+    engine.errors.InvalidInputError: probabilities: expected probabilities >= 0 that sum to 1, ...
+    """
+    if probabilities is None or (not isinstance(probabilities, Mapping) and not probabilities):
+        return None
+    rows = [probabilities] * n if isinstance(probabilities, Mapping) else probabilities
+    if not isinstance(rows, Sequence) or len(rows) != n:
+        raise InvalidInputError(
+            "probabilities", f"one mapping for every row, or a list of {n}", probabilities
+        )
+    out = np.full((n, len(offer_ids)), np.nan)
+    single = n == 1 or isinstance(probabilities, Mapping)
+    for i, row in enumerate(rows):
+        if row is None or (isinstance(row, Mapping) and not row):
+            continue
+        field = "probabilities" if single else f"probabilities[{i}]"
+        if not isinstance(row, Mapping):
+            raise InvalidInputError(field, "a mapping of offer id to probability", row)
+        out[i] = 0.0
+        for offer_id, p in row.items():
+            found = index.get(offer_id) if isinstance(offer_id, str) else None
+            if found is None:
+                raise InvalidInputError(
+                    f"{field}[{offer_id!r}]", "one of " + ", ".join(offer_ids), offer_id
+                )
+            value = float(p) if isinstance(p, int | float) and not isinstance(p, bool) else -1.0
+            if not (0.0 <= value <= 1.0):
+                raise InvalidInputError(f"{field}[{offer_id!r}]", "a probability in [0, 1]", p)
+            out[i, found] = value
+        total = float(out[i].sum())
+        if abs(total - 1.0) > PROBABILITY_TOLERANCE:
+            raise InvalidInputError(
+                field, "probabilities >= 0 that sum to 1", f"a sum of {total:.10g}"
+            )
+    return out

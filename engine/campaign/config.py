@@ -53,6 +53,7 @@ from engine.errors import (
 )
 from engine.features.configcheck import (
     fail,
+    get_bool,
     get_float,
     get_int,
     get_str,
@@ -66,6 +67,9 @@ DAY = 86400.0
 HOUR = 3600.0
 _FILE_HINT = "pass the path of a campaign TOML file (examples/renewal.toml is a complete example)"
 CHARGE_COST = ("always", "on_success", "never")
+CONTROLS = ("offer", "baseline")
+MODES = ("online", "shadow", "logging")
+SAFE_MODES = ("control", "previous_model")
 _SECTIONS = (
     "campaign",
     "policy",
@@ -73,9 +77,49 @@ _SECTIONS = (
     "reward",
     "guardrails",
     "journal",
+    "rollout",
     "features",
     "offers",
 )
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """``[rollout]``: when the live policy is stopped by itself (see :mod:`engine.rollout`).
+
+    Attributes
+    ----------
+    monitor : bool
+        Watch the anytime-valid bound on the policy's lift over the control group (needs
+        ``control_share > 0``) and the guardrails below, after every reward batch the learner
+        applies. Default true.
+    alpha : float
+        The bound covers the true lift at every look at once with probability ``1 - alpha``
+        (a policy that is not worse is rolled back in at most ``alpha / 2`` of campaigns).
+        Default 0.05.
+    n_star : float
+        Customers at which the bound is tightest. Default 1000.
+    safe_mode : {"control", "previous_model"}
+        What the campaign serves after a rollback: the control (``control_offer``, or the
+        baseline with ``control = "baseline"``) to everyone, or the model that was live before
+        the last promotion (the control when there was none). Default "control".
+    max_spend_per_decision : float or None
+        Guardrail: roll back when the mean cost of the policy's decisions (rewarded ones,
+        since the last model change, at least ``min_decisions``) exceeds it.
+    max_components : dict of str to float
+        Guardrail: roll back when the mean of a reward component (``components`` of a Reward,
+        e.g. ``complaints``) per rewarded policy decision exceeds its limit.
+    min_decisions : int
+        Rewarded policy decisions before a guardrail is judged. Default 200.
+    """
+
+    monitor: bool = True
+    alpha: float = 0.05
+    n_star: float = 1000.0
+    safe_mode: str = "control"
+    max_spend_per_decision: float | None = None
+    max_components: tuple[tuple[str, float], ...] = ()
+    min_decisions: int = 200
 
 
 @dataclass(frozen=True)
@@ -91,6 +135,9 @@ class CampaignConfig:
     control_offer: str = ""
     control_share: float = 0.0
     fallback_offer: str = ""
+    control: str = "offer"
+    mode: str = "online"
+    rollout: RolloutConfig = RolloutConfig()
     publish_every_rewards: int = 100
     publish_every_ms: float = 1000.0
     checkpoint_every_rewards: int = 10000
@@ -214,9 +261,12 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
     camp = get_table(table, "campaign", "")
     reject_unknown(
         camp,
-        ("name", "description", "salt", "control_offer", "control_share", "fallback_offer"),
+        (
+            "name", "description", "salt", "control_offer", "control_share", "fallback_offer",
+            "control", "mode",
+        ),
         "campaign",
-    )
+    )  # fmt: skip
     name = get_str(camp, "name", "campaign")
     offers_raw = table.get("offers")
     if not isinstance(offers_raw, list) or not offers_raw:
@@ -282,6 +332,9 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
     )
     config = CampaignConfig(
         name=name,
+        control=get_str(camp, "control", "campaign", default="offer", choices=CONTROLS),
+        mode=get_str(camp, "mode", "campaign", default="online", choices=MODES),
+        rollout=_parse_rollout(get_table(table, "rollout", "", default={})),
         description=str(camp.get("description", "")),
         salt=get_str(camp, "salt", "campaign", default=name),
         control_offer=control_offer,
@@ -327,6 +380,29 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
                 journal["retention_days"],
             )
     return config
+
+
+def _parse_rollout(table: dict[str, Any]) -> RolloutConfig:
+    keys = ("monitor", "alpha", "n_star", "safe_mode", "max_spend_per_decision",
+            "max_components", "min_decisions")  # fmt: skip
+    reject_unknown(table, keys, "rollout")
+    components = get_table(table, "max_components", "rollout", default={})
+    limits = []
+    for key in sorted(components):
+        limits.append((key, get_float(components, key, "rollout.max_components", low=0.0)))
+    return RolloutConfig(
+        monitor=get_bool(table, "monitor", "rollout", default=True),
+        alpha=get_float(table, "alpha", "rollout", 0.05, low=0.0, high=0.5, low_open=True),
+        n_star=get_float(table, "n_star", "rollout", 1000.0, low=1.0),
+        safe_mode=get_str(table, "safe_mode", "rollout", default="control", choices=SAFE_MODES),
+        max_spend_per_decision=(
+            get_float(table, "max_spend_per_decision", "rollout", low=0.0)
+            if "max_spend_per_decision" in table
+            else None
+        ),
+        max_components=tuple(limits),
+        min_decisions=get_int(table, "min_decisions", "rollout", 200, low=1),
+    )
 
 
 def _bind_rules(offer: Offer, path: str, schema: FeatureSchema) -> Offer:

@@ -176,6 +176,12 @@ class JournalBackend(Protocol):
         lists of at most ``batch``."""
         ...
 
+    def outcomes_after(self, seq: int, batch: int = 4096) -> Iterator[list[records.Outcome]]:
+        """Every reward with a seq above ``seq`` with its decision's customer, group, cost,
+        reasons and model version, in seq order, in lists of at most ``batch`` (the lift
+        monitor's feed)."""
+        ...
+
     def last_reward_seq(self) -> int:
         """The largest reward seq (0 without rewards)."""
         ...

@@ -181,6 +181,20 @@ class StoredReward(NamedTuple):
     catalog: int
 
 
+class Outcome(NamedTuple):
+    """A journaled reward with what the lift monitor reads of its decision
+    (:mod:`engine.journal.monitor`)."""
+
+    seq: int  #: the reward's seq
+    customer_id: str
+    control: bool
+    cost: float  #: the decision's cost
+    reward: float | None  #: net reward; None for an expiry without a default
+    reasons: str | None  #: the decision's ';'-joined reasons
+    model_version: str  #: the model live when it was decided
+    action: str  #: the offer served
+
+
 class ExportedDecision(NamedTuple):
     """A decision with its net reward, as the Parquet export reads it."""
 

@@ -66,6 +66,7 @@ from engine.journal.records import (
     GroupSums,
     ModelRow,
     OfferTotals,
+    Outcome,
     RequestRow,
     RetentionBounds,
     RewardError,
@@ -244,6 +245,11 @@ EXPORT_CLOSED = "AND r.reward IS NOT NULL"
 REWARDS_AFTER = (
     "SELECT r.seq, d.context, d.action, d.propensity, r.reward, d.catalog"
     " FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
+    " WHERE r.seq > ? ORDER BY r.seq LIMIT ?"
+)
+OUTCOMES_AFTER = (
+    "SELECT r.seq, d.customer_id, d.control, d.cost, r.reward, d.reasons, d.model_version,"
+    " d.action FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
     " WHERE r.seq > ? ORDER BY r.seq LIMIT ?"
 )
 LIFT_SUMS = (
@@ -686,6 +692,17 @@ class SQLJournal(ABC):
         while rows := self._rows(REWARDS_AFTER, (last, batch)):
             last = int(rows[-1][0])
             yield list(map(StoredReward._make, rows))
+
+    def outcomes_after(self, seq: int, batch: int = 4096) -> Iterator[list[Outcome]]:
+        """Rewards after reward ``seq`` with what the lift monitor reads of their decisions,
+        in order, in batches of rows (see :class:`~engine.journal.records.Outcome`)."""
+        last = seq
+        while rows := self._rows(OUTCOMES_AFTER, (last, batch)):
+            last = int(rows[-1][0])
+            yield [
+                Outcome(int(q), str(c), bool(g), float(m or 0.0), r, w, str(v), str(a))
+                for q, c, g, m, r, w, v, a in rows
+            ]
 
     def last_reward_seq(self) -> int:
         """The largest reward seq (0 without rewards)."""

@@ -1,0 +1,250 @@
+"""The lift monitor: the policy's net reward per decision against the control group's, kept up
+to date reward by reward, with the anytime-valid bound of :mod:`engine.journal.sequence` and
+the rollout guardrails (spend per decision), so the campaign can stop a policy that is worse
+than its control the moment the evidence says so (see :mod:`engine.rollout`).
+
+It reads the journal's rewards in seq order (:meth:`JournalBackend.outcomes_after`), whichever
+process journaled them, and counts a rewarded decision when it was made by a model of version
+``epoch`` or later (a promotion, a rollback or a mode change starts a new epoch: the question is
+always whether the policy live *now* beats the control over the same period):
+
+- a control-group decision (``control``) goes to the control group;
+- a decision the policy made online goes to the treatment group;
+- a shadow decision (reason ``shadow:<offer>@<propensity>``: the baseline was served, nbo's own
+  choice logged beside it) counts toward the agreement rate and the baseline's value, never the
+  lift; decisions served in logging mode (reason ``logging``: the caller's probabilities) or in
+  the safe mode after a rollback (reason ``rolled_back``) count in neither group.
+
+Each group keeps, per customer, the count and the sum of net rewards, and five running totals
+from which the cluster-robust variance of :meth:`engine.journal.lift.Lift.from_customers` is
+exact at every moment: with ``k_i, s_i`` the count and sum of customer ``i``, ``K = sum k_i``,
+``m = sum s_i / K``,
+
+    var(m) = g / ((g - 1) K^2) * sum (s_i - m k_i)^2
+           = g / ((g - 1) K^2) * (sum s_i^2 - 2 m sum s_i k_i + m^2 sum k_i^2)
+
+so a reward costs O(1) whatever the number of customers.
+
+Examples
+--------
+>>> from engine.journal.records import Outcome
+>>> m = LiftMonitor(alpha=0.05, n_star=1000, epoch=1)
+>>> m.add([Outcome(1, "c1", False, 10.0, 50.0, None, "v1", "gift"),
+...        Outcome(2, "c2", True, 0.0, 40.0, "control_group", "v1", "none"),
+...        Outcome(3, "c3", False, 0.0, 30.0, "shadow:gift@0.9", "v1", "gift")])
+3
+>>> s = m.status()
+>>> s.n_treatment, s.n_control, s.spend_per_decision, s.shadow_decisions, s.agreement_rate
+(1, 1, 10.0, 1, 1.0)
+>>> s.lower, s.upper   # too few customers yet: the bound is not finite
+(-inf, inf)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from engine.journal.records import Outcome
+from engine.journal.sequence import lift_sequence
+
+__all__ = ["LiftMonitor", "MonitorStatus", "shadow_reason", "version_of"]
+
+SHADOW = "shadow:"
+NOT_POLICY = ("logging", "rolled_back")  # reasons of decisions the policy did not serve
+
+
+def shadow_reason(offer_id: str, propensity: float) -> str:
+    """The reason a shadow decision carries: nbo's own choice and its propensity (``repr``
+    keeps the float exact)."""
+    return f"{SHADOW}{offer_id}@{propensity!r}"
+
+
+def version_of(model_version: str) -> int:
+    """The number of a version string ``v12`` (0 when it is not one)."""
+    text = model_version[1:] if model_version[:1] == "v" else ""
+    return int(text) if text.isdigit() else 0
+
+
+class _Group:
+    """Per-customer counts and sums of one group, with the running totals of the variance."""
+
+    __slots__ = ("customers", "k", "kk", "s", "sk", "ss")
+
+    def __init__(self) -> None:
+        self.customers: dict[str, list[float]] = {}
+        self.k = self.s = self.ss = self.sk = self.kk = 0.0
+
+    def add(self, customer_id: str, reward: float) -> None:
+        entry = self.customers.get(customer_id)
+        if entry is None:
+            entry = self.customers[customer_id] = [0.0, 0.0]
+        k, s = entry
+        k2, s2 = k + 1.0, s + reward
+        entry[0], entry[1] = k2, s2
+        self.k += 1.0
+        self.s += reward
+        self.ss += s2 * s2 - s * s
+        self.sk += s2 * k2 - s * k
+        self.kk += k2 * k2 - k * k
+
+    @property
+    def mean(self) -> float:
+        return self.s / self.k if self.k else math.nan
+
+    def variance(self) -> float:
+        """Cluster-robust variance of the group's mean (NaN below two customers)."""
+        g = len(self.customers)
+        if g < 2 or self.k < 2:
+            return math.nan
+        m = self.s / self.k
+        dev = max(self.ss - 2.0 * m * self.sk + m * m * self.kk, 0.0)
+        return dev * g / ((g - 1) * self.k * self.k)
+
+
+@dataclass(frozen=True)
+class MonitorStatus:
+    """What the monitor knows now.
+
+    Attributes
+    ----------
+    lift : float
+        Mean net reward per policy decision minus per control decision (NaN without both).
+    lower, upper : float
+        The anytime-valid bound on the lift (infinite before enough customers per group).
+    n_treatment, n_control : int
+        Rewarded decisions counted in each group since the epoch.
+    customers_treatment, customers_control : int
+    spend_per_decision : float
+        Mean cost of the rewarded policy decisions (NaN without any).
+    shadow_decisions, shadow_agreements : int
+        Rewarded shadow decisions, and those where nbo's choice was the baseline's.
+    baseline_value, agreement_value : float
+        Mean net reward of the rewarded shadow decisions, and of those that agreed.
+    epoch : int
+        The first model version counted.
+    """
+
+    lift: float
+    lower: float
+    upper: float
+    n_treatment: int
+    n_control: int
+    customers_treatment: int
+    customers_control: int
+    spend_per_decision: float
+    shadow_decisions: int
+    shadow_agreements: int
+    baseline_value: float
+    agreement_value: float
+    epoch: int
+    alpha: float
+
+    @property
+    def agreement_rate(self) -> float:
+        """Share of shadow decisions whose nbo choice was the baseline (NaN without any)."""
+        return self.shadow_agreements / self.shadow_decisions if self.shadow_decisions else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (NaN and infinities become None)."""
+        out: dict[str, Any] = {}
+        for key, value in self.__dict__.items():
+            bad = isinstance(value, float) and not math.isfinite(value)
+            out[key] = None if bad else value
+        rate = self.agreement_rate
+        out["agreement_rate"] = None if math.isnan(rate) else rate
+        return out
+
+
+class LiftMonitor:
+    """Running lift, anytime-valid bound and guardrail means of one campaign since ``epoch``.
+
+    Parameters
+    ----------
+    alpha : float
+        The bound covers the lift at every look with probability ``1 - alpha``.
+    n_star : float
+        Customers at which the bound is tightest.
+    epoch : int
+        The first model version whose decisions count.
+    """
+
+    def __init__(self, alpha: float, n_star: float, epoch: int) -> None:
+        self.alpha = alpha
+        self.n_star = n_star
+        self.epoch = epoch
+        self.last_seq = 0
+        self._treatment = _Group()
+        self._control = _Group()
+        self._spend = 0.0
+        self._shadow = [0, 0, 0.0, 0.0]  # decisions, agreements, reward sum, agreeing sum
+
+    def restart(self, epoch: int) -> None:
+        """Count again from model version ``epoch`` (the read position stays)."""
+        self.epoch = epoch
+        self._treatment, self._control = _Group(), _Group()
+        self._spend = 0.0
+        self._shadow = [0, 0, 0.0, 0.0]
+
+    def add(self, outcomes: Iterable[Outcome]) -> int:
+        """Count journaled rewards (in seq order); returns how many were read."""
+        read = 0
+        epoch = self.epoch
+        for seq, customer_id, control, cost, reward, reasons, version, action in outcomes:
+            read += 1
+            self.last_seq = seq
+            if reward is None or version_of(version) < epoch:
+                continue
+            if reasons and (reasons.startswith(SHADOW) or ";" in reasons or reasons in NOT_POLICY):
+                tokens = reasons.split(";")
+                shadow = next((t for t in tokens if t.startswith(SHADOW)), None)
+                if shadow is not None:
+                    self._count_shadow(shadow, action, reward)
+                    continue
+                if any(t in NOT_POLICY for t in tokens):
+                    continue
+            if control:
+                self._control.add(customer_id, reward)
+            else:
+                self._treatment.add(customer_id, reward)
+                self._spend += cost
+        return read
+
+    def _count_shadow(self, token: str, served: str, reward: float) -> None:
+        # The served offer is the baseline; nbo's own choice is in the token.
+        self._shadow[0] += 1
+        self._shadow[2] += reward
+        if token[len(SHADOW) :].rpartition("@")[0] == served:
+            self._shadow[1] += 1
+            self._shadow[3] += reward
+
+    def status(self) -> MonitorStatus:
+        """The lift, its anytime-valid bound and the guardrail means now."""
+        t, c = self._treatment, self._control
+        lift = t.mean - c.mean
+        var = t.variance() + c.variance()
+        g_t, g_c = len(t.customers), len(c.customers)
+        lower, upper = -math.inf, math.inf
+        if math.isfinite(var):
+            lower, upper = lift_sequence(
+                lift, math.sqrt(var), g_t + g_c, self.alpha, self.n_star, n_groups=(g_t, g_c)
+            )
+        n_s, agree, total, agree_total = self._shadow
+        return MonitorStatus(
+            lift=lift,
+            lower=lower,
+            upper=upper,
+            n_treatment=int(t.k),
+            n_control=int(c.k),
+            customers_treatment=g_t,
+            customers_control=g_c,
+            spend_per_decision=self._spend / t.k if t.k else math.nan,
+            shadow_decisions=int(n_s),
+            shadow_agreements=int(agree),
+            baseline_value=total / n_s if n_s else math.nan,
+            agreement_value=agree_total / agree if agree else math.nan,
+            epoch=self.epoch,
+            alpha=self.alpha,
+        )
