@@ -186,7 +186,7 @@ class DecisionAssembler:
 
     def assemble(self, batch: Screened, choice: Choice, version: str, now: float) -> Assembled:
         """Journal rows and records of a batch (``reasons`` gains the control/fallback reason)."""
-        customer_ids, X, control, masks, costs, reasons = batch
+        customer_ids, X, control, masks, costs, reasons, _ = batch
         n = len(customer_ids)
         actions = choice.actions
         # Pull everything out of numpy once: row by row costs add up.
