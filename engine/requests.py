@@ -208,8 +208,10 @@ def baseline_actions(
             continue
         found = index.get(offer_id) if isinstance(offer_id, str) else None
         if found is None:
-            field = "baseline_offer" if n == 1 or isinstance(baselines, str) else (
-                f"baseline_offers[{i}]"
+            field = (
+                "baseline_offer"
+                if n == 1 or isinstance(baselines, str)
+                else (f"baseline_offers[{i}]")
             )
             raise InvalidInputError(field, "one of " + ", ".join(offer_ids), offer_id)
         out[i] = found

@@ -74,8 +74,10 @@ class RolloutState:
     state : {"live", "rolled_back"}
     epoch : int
         The first model version whose decisions the monitor counts.
+    start : float
+        Unix seconds from which decisions count (the last mode or model change).
     since : float
-        Unix seconds of the change.
+        Unix seconds of the change (of the rollback, for a rolled-back campaign).
     who : str
         Who made it (the admin token's caller, or ``monitor``).
     reason : str
@@ -89,6 +91,7 @@ class RolloutState:
     mode: str = "online"
     state: str = "live"
     epoch: int = 1
+    start: float = 0.0
     since: float = 0.0
     who: str = ""
     reason: str = ""
@@ -131,7 +134,8 @@ class Rollout:
         self.config = config
         self._journal = journal
         self._clock = clock
-        first = RolloutState(mode=config.mode, epoch=epoch, since=clock(), who="config")
+        now = clock()
+        first = RolloutState(mode=config.mode, epoch=epoch, start=now, since=now, who="config")
         # The first process to start the campaign sets its mode for every later one.
         self.state = RolloutState.from_json(journal.set_meta_once(STATE_KEY, first.to_json()))
         self._seen = self.state.to_json()
@@ -156,11 +160,13 @@ class Rollout:
         if text is None or text == self._seen:
             return False
         self._seen = text
-        before = self.state
-        self.state = RolloutState.from_json(text)
-        if self._monitor is not None and self.state.epoch != before.epoch:
-            self._monitor.restart(self.state.epoch)
+        self._follow(RolloutState.from_json(text))
         return True
+
+    def _follow(self, state: RolloutState) -> None:
+        before, self.state = self.state, state
+        if self._monitor is not None and (state.epoch, state.start) != (before.epoch, before.start):
+            self._monitor.restart(state.epoch, int(state.start * 1e6))
 
     def _store(self, state: RolloutState) -> RolloutState:
         text = state.to_json()
@@ -169,9 +175,7 @@ class Rollout:
         self._journal.set_meta(HISTORY_KEY, json.dumps(history[-HISTORY_KEPT:]))
         self._journal.set_meta(STATE_KEY, text)
         self._seen = text
-        if self._monitor is not None and state.epoch != self.state.epoch:
-            self._monitor.restart(state.epoch)
-        self.state = state
+        self._follow(state)
         return state
 
     def history(self) -> list[RolloutState]:
@@ -186,7 +190,8 @@ class Rollout:
             raise InvalidInputError("mode", f"one of {', '.join(MODES)}", mode)
         resumed = self.state.state == "rolled_back"
         why = reason or ("resumed after a rollback" if resumed else f"mode set to {mode}")
-        state = RolloutState(mode=mode, epoch=epoch, since=self._clock(), who=who, reason=why)
+        now = self._clock()
+        state = RolloutState(mode=mode, epoch=epoch, start=now, since=now, who=who, reason=why)
         _log.warning(
             "campaign %s: mode %s (%s, by %s)", self.config.name, mode, why, who or "unknown"
         )
@@ -195,14 +200,17 @@ class Rollout:
     def new_epoch(self, epoch: int, why: str) -> None:
         """A model change (promotion, rollback): count the new model's decisions only."""
         if epoch != self.state.epoch and self.state.state == "live":
-            self._store(replace(self.state, epoch=epoch, since=self._clock(), reason=why))
+            now = self._clock()
+            self._store(replace(self.state, epoch=epoch, start=now, since=now, reason=why))
 
     # ------------------------------------------------------------------ the watch
     def monitor(self) -> LiftMonitor:
         """The lift monitor, built from the journal on first use (the leading learner)."""
         if self._monitor is None:
             rollout = self.config.rollout
-            monitor = LiftMonitor(rollout.alpha, rollout.n_star, self.state.epoch)
+            monitor = LiftMonitor(
+                rollout.alpha, rollout.n_star, self.state.epoch, int(self.state.start * 1e6)
+            )
             for rows in self._journal.outcomes_after(0):
                 monitor.add(rows)
             self._monitor = monitor
@@ -245,6 +253,7 @@ class Rollout:
             mode=self.state.mode,
             state="rolled_back",
             epoch=self.state.epoch,
+            start=self.state.start,
             since=self._clock(),
             who="monitor",
             reason=why,

@@ -4,9 +4,10 @@ the rollout guardrails (spend per decision), so the campaign can stop a policy t
 than its control the moment the evidence says so (see :mod:`engine.rollout`).
 
 It reads the journal's rewards in seq order (:meth:`JournalBackend.outcomes_after`), whichever
-process journaled them, and counts a rewarded decision when it was made by a model of version
-``epoch`` or later (a promotion, a rollback or a mode change starts a new epoch: the question is
-always whether the policy live *now* beats the control over the same period):
+process journaled them, and counts a rewarded decision when it was made at ``since_us`` or
+later by a model of version ``epoch`` or later (a promotion, a rollback or a mode change starts
+a new epoch: the question is always whether the policy live *now* beats the control over the
+same period):
 
 - a control-group decision (``control``) goes to the control group;
 - a decision the policy made online goes to the treatment group;
@@ -28,10 +29,10 @@ so a reward costs O(1) whatever the number of customers.
 Examples
 --------
 >>> from engine.journal.records import Outcome
->>> m = LiftMonitor(alpha=0.05, n_star=1000, epoch=1)
->>> m.add([Outcome(1, "c1", False, 10.0, 50.0, None, "v1", "gift"),
-...        Outcome(2, "c2", True, 0.0, 40.0, "control_group", "v1", "none"),
-...        Outcome(3, "c3", False, 0.0, 30.0, "shadow:gift@0.9", "v1", "gift")])
+>>> m = LiftMonitor(alpha=0.05, n_star=1000, epoch=1, since_us=0)
+>>> m.add([Outcome(1, "c1", False, 10.0, 50.0, None, "v1", "gift", 5),
+...        Outcome(2, "c2", True, 0.0, 40.0, "control_group", "v1", "none", 6),
+...        Outcome(3, "c3", False, 0.0, 30.0, "shadow:gift@0.9", "v1", "gift", 7)])
 3
 >>> s = m.status()
 >>> s.n_treatment, s.n_control, s.spend_per_decision, s.shadow_decisions, s.agreement_rate
@@ -169,21 +170,26 @@ class LiftMonitor:
         Customers at which the bound is tightest.
     epoch : int
         The first model version whose decisions count.
+    since_us : int
+        Unix microseconds: decisions made earlier do not count.
     """
 
-    def __init__(self, alpha: float, n_star: float, epoch: int) -> None:
+    def __init__(self, alpha: float, n_star: float, epoch: int, since_us: int) -> None:
         self.alpha = alpha
         self.n_star = n_star
         self.epoch = epoch
+        self.since_us = since_us
         self.last_seq = 0
         self._treatment = _Group()
         self._control = _Group()
         self._spend = 0.0
         self._shadow = [0, 0, 0.0, 0.0]  # decisions, agreements, reward sum, agreeing sum
 
-    def restart(self, epoch: int) -> None:
-        """Count again from model version ``epoch`` (the read position stays)."""
+    def restart(self, epoch: int, since_us: int) -> None:
+        """Count again from model version ``epoch`` and time ``since_us`` (the read position
+        stays: what was read before is before the new start)."""
         self.epoch = epoch
+        self.since_us = since_us
         self._treatment, self._control = _Group(), _Group()
         self._spend = 0.0
         self._shadow = [0, 0, 0.0, 0.0]
@@ -191,11 +197,11 @@ class LiftMonitor:
     def add(self, outcomes: Iterable[Outcome]) -> int:
         """Count journaled rewards (in seq order); returns how many were read."""
         read = 0
-        epoch = self.epoch
-        for seq, customer_id, control, cost, reward, reasons, version, action in outcomes:
+        epoch, since = self.epoch, self.since_us
+        for seq, customer_id, control, cost, reward, reasons, version, action, ts in outcomes:
             read += 1
             self.last_seq = seq
-            if reward is None or version_of(version) < epoch:
+            if reward is None or ts < since or version_of(version) < epoch:
                 continue
             if reasons and (reasons.startswith(SHADOW) or ";" in reasons or reasons in NOT_POLICY):
                 tokens = reasons.split(";")

@@ -193,6 +193,7 @@ class Outcome(NamedTuple):
     reasons: str | None  #: the decision's ';'-joined reasons
     model_version: str  #: the model live when it was decided
     action: str  #: the offer served
+    ts_us: int  #: when it was decided
 
 
 class ExportedDecision(NamedTuple):

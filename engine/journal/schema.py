@@ -249,7 +249,7 @@ REWARDS_AFTER = (
 )
 OUTCOMES_AFTER = (
     "SELECT r.seq, d.customer_id, d.control, d.cost, r.reward, d.reasons, d.model_version,"
-    " d.action FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
+    " d.action, d.ts_us FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
     " WHERE r.seq > ? ORDER BY r.seq LIMIT ?"
 )
 LIFT_SUMS = (
@@ -700,8 +700,8 @@ class SQLJournal(ABC):
         while rows := self._rows(OUTCOMES_AFTER, (last, batch)):
             last = int(rows[-1][0])
             yield [
-                Outcome(int(q), str(c), bool(g), float(m or 0.0), r, w, str(v), str(a))
-                for q, c, g, m, r, w, v, a in rows
+                Outcome(int(q), str(c), bool(g), float(m or 0.0), r, w, str(v), str(a), int(t))
+                for q, c, g, m, r, w, v, a, t in rows
             ]
 
     def last_reward_seq(self) -> int:
