@@ -209,7 +209,7 @@ class DecisionAssembler:
         for i in [] if choice.all_asked else np.flatnonzero(~choice.asked).tolist():
             if control[i]:  # the control offer (or the request's baseline) alone
                 eligible[i] = ((chosen[i],), chosen[i])
-                reasons[i] = ["control_group"]
+                reasons[i] = ["control_group", *reasons[i]]  # (a mode's mark after a rollback)
             else:  # nothing eligible: the fallback is the only possible outcome
                 fallback = chosen[i]
                 eligible[i] = ((fallback,), fallback)
