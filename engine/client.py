@@ -220,6 +220,27 @@ class ModelInfo:
     origin: str = "{}"  #: JSON: where the live version came from
     parent: str = ""  #: the version live before
     created: float = 0.0  #: unix seconds
+    mode: str = "online"  #: online, shadow or logging
+    rollout_state: str = "live"  #: live or rolled_back
+    rollout_reason: str = ""  #: why (with the evidence, for a rollback)
+    safe_mode: str = ""  #: what a rolled-back campaign serves
+    lift: float = math.nan  #: the lift monitor's lift per decision (the leading learner's)
+    lift_lower: float = -math.inf  #: its anytime-valid bound
+    lift_upper: float = math.inf
+    lift_treatment: int = 0  #: rewarded decisions counted per group
+    lift_control: int = 0
+    agreement_rate: float = math.nan  #: shadow mode: nbo chose the baseline's offer
+    baseline_value: float = math.nan  #: shadow mode: the baseline's mean net reward
+
+
+@dataclass(frozen=True)
+class ModeChange:
+    """What a SetMode recorded."""
+
+    campaign: str
+    mode: str
+    rollout_state: str
+    since: float
 
 
 @dataclass(frozen=True)
@@ -382,14 +403,19 @@ class NboClient:
         campaign: str | None = None,
         request_id: str = "",
         timeout: float | None = None,
+        baseline_offer: str = "",
+        probabilities: Mapping[str, float] | None = None,
     ) -> OfferDecision:
-        """Choose the next best offer for one customer."""
+        """Choose the next best offer for one customer (``baseline_offer``: the caller's
+        business-as-usual choice; ``probabilities``: the caller's policy in logging mode)."""
         request = pb.DecideRequest(
             campaign=self._campaign(campaign),
             customer_id=customer_id,
             context=context_message(context),
             candidates=candidates or (),
             request_id=request_id,
+            baseline_offer=baseline_offer,
+            probabilities=dict(probabilities or {}),
         )
         r = self._offer_call(self._offers.Decide, request, timeout)
         return OfferDecision(
@@ -415,12 +441,20 @@ class NboClient:
         campaign: str | None = None,
         request_id: str = "",
         timeout: float | None = None,
+        baseline_offers: Sequence[str] | None = None,
     ) -> BatchDecisions:
-        """Choose offers for many customers (row form: one attribute dict per customer)."""
+        """Choose offers for many customers (row form: one attribute dict per customer;
+        ``baseline_offers``: one business-as-usual offer per row)."""
         per_row = candidates or [None] * len(customer_ids)
+        baselines = baseline_offers or [""] * len(customer_ids)
         rows = [
-            pb.DecideRow(customer_id=c, context=context_message(ctx), candidates=cand or ())
-            for c, ctx, cand in zip(customer_ids, contexts, per_row, strict=True)
+            pb.DecideRow(
+                customer_id=c,
+                context=context_message(ctx),
+                candidates=cand or (),
+                baseline_offer=base or "",
+            )
+            for c, ctx, cand, base in zip(customer_ids, contexts, per_row, baselines, strict=True)
         ]
         request = pb.DecideBatchRequest(
             campaign=self._campaign(campaign),
@@ -443,11 +477,14 @@ class NboClient:
         campaign: str | None = None,
         request_id: str = "",
         timeout: float | None = None,
+        baseline_offers: Sequence[str] = (),
     ) -> BatchDecisions:
         """Choose offers for many customers (dense form).
 
         Parameters
         ----------
+        baseline_offers : sequence of str
+            One business-as-usual offer per row ("" for none), or empty.
         numeric_values : array of shape (n_rounds, len(numeric_names))
             NaN marks a missing value.
         categorical_values : array-like of str, shape (n_rounds, len(categorical_names))
@@ -467,6 +504,7 @@ class NboClient:
             candidates=candidates or (),
             include_scores=include_scores,
             request_id=request_id,
+            baseline_offers=baseline_offers,
         )
         return self._batch(request, timeout)
 
@@ -555,7 +593,25 @@ class NboClient:
             origin=r.origin,
             parent=r.parent,
             created=r.created,
+            mode=r.mode,
+            rollout_state=r.rollout_state,
+            rollout_reason=r.rollout_reason,
+            safe_mode=r.safe_mode,
+            lift=r.lift,
+            lift_lower=r.lift_lower,
+            lift_upper=r.lift_upper,
+            lift_treatment=r.lift_treatment,
+            lift_control=r.lift_control,
+            agreement_rate=r.agreement_rate,
+            baseline_value=r.baseline_value,
         )
+
+    def set_mode(self, mode: str, campaign: str | None = None, *, reason: str = "") -> ModeChange:
+        """Set a campaign's mode (online, shadow or logging; also resumes a rolled-back
+        campaign) on its leading learner (admin)."""
+        request = pb.SetModeRequest(campaign=self._campaign(campaign), mode=mode, reason=reason)
+        r = self._admin_call(self._admin.SetMode, request)
+        return ModeChange(r.campaign, r.mode, r.rollout_state, r.since)
 
     def snapshot(self, campaign: str | None = None) -> str:
         """Write a snapshot of a campaign's model; returns its version (admin)."""

@@ -438,6 +438,24 @@ class Engine:
             return "control"
         return "previous_model"
 
+    def budgets(self) -> dict[str, dict[str, float | None]]:
+        """Per offer with a budget: ``used_count``, ``limit_count``, ``used_money``,
+        ``limit_money`` as this process counts them (every process's decisions, synced each
+        upkeep tick)."""
+        guard = self._guardrails
+        out: dict[str, dict[str, float | None]] = {}
+        with self._lock:
+            for a, offer in enumerate(self.config.offers):
+                if offer.budget_count is None and offer.budget_money is None:
+                    continue
+                out[offer.id] = {
+                    "used_count": float(guard.used_count[a]),
+                    "limit_count": offer.budget_count,
+                    "used_money": guard.used_money[a],
+                    "limit_money": offer.budget_money,
+                }
+        return out
+
     def prepare(self) -> None:
         """Warm the policy's kernels (compile or load from cache) before taking traffic."""
         self._learner.published.prepare()
@@ -524,7 +542,7 @@ class Engine:
         request = None
         if request_id is not None:
             check_id("request_id", request_id)
-            extra = candidates
+            extra: Any = candidates
             if baselines is not None or probs is not None:  # a retry must repeat them too
                 extra = [candidates, baseline_offers, probabilities]
             request = (request_id, request_hash(customer_ids, contexts, extra))

@@ -11,6 +11,8 @@ Examples
 ``NBO_ADMIN_TOKEN=... nbo model promote renewal-offline.snap`` (a file in the server's
 <data-dir>/models/<campaign>/)
 ``nbo model rollback v9``
+``nbo mode`` (the rollout: mode, state, the lift monitor's bound) · ``nbo mode shadow --reason
+"first week"`` · ``nbo mode online`` (also resumes a rolled-back campaign)
 
 >>> import argparse
 >>> parser = argparse.ArgumentParser(prog="nbo")
@@ -24,12 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.campaign.config import MODES
 from engine.serving.config import ADMIN_TOKEN_ENV
 
 if TYPE_CHECKING:
@@ -77,6 +81,18 @@ def register(subparsers: Any) -> None:
     _promote_arguments(gated)
     _connection(gated)
     gated.set_defaults(func=run, action="promote")
+    mode = subparsers.add_parser(
+        "mode",
+        help="show or set a campaign's rollout mode (online, shadow, logging)",
+        description="Without MODE: the campaign's mode, its state (live, or rolled_back by "
+        "the lift monitor, with the evidence) and the monitor's anytime-valid lift bound. With "
+        "MODE: set it on the campaign's leading learner, journaled for every replica; setting "
+        "a mode also resumes a rolled-back campaign (see README, 'Rolling out').",
+    )
+    mode.add_argument("mode", nargs="?", choices=MODES, help="the mode to set [show it]")
+    mode.add_argument("--reason", default="", help="why, recorded with the change")
+    _connection(mode)
+    mode.set_defaults(func=run, action="mode")
 
 
 _PROMOTE_DESCRIPTION = (
@@ -152,7 +168,11 @@ def run(args: argparse.Namespace) -> int:
     except grpc.RpcError as exc:
         code = exc.code().name if hasattr(exc, "code") else "UNKNOWN"
         details = exc.details() if hasattr(exc, "details") else str(exc)
-        command = "nbo promote" if args.command == "promote" else f"nbo model {args.action}"
+        command = (
+            f"nbo {args.command}"
+            if args.command in ("promote", "mode")
+            else f"nbo model {args.action}"
+        )
         print(f"{command}: error: {code}: {details}", file=sys.stderr)
         return FAILED
 
@@ -228,4 +248,56 @@ def _when(created: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(created))
 
 
-_ACTIONS = {"list": _list, "show": _show, "promote": _promote, "rollback": _rollback}
+def _mode(client: NboClient, args: argparse.Namespace) -> int:
+    if args.mode:
+        change = client.set_mode(args.mode, reason=args.reason)
+        if args.json:
+            print(json.dumps(vars(change), indent=2))
+        else:
+            print(f"{change.campaign}: mode {change.mode}, {change.rollout_state}")
+        return 0
+    info = client.model_info()
+    fields = {
+        "campaign": info.campaign,
+        "mode": info.mode,
+        "state": info.rollout_state,
+        "reason": info.rollout_reason,
+        "safe_mode": info.safe_mode,
+        "lift": info.lift,
+        "lift_lower": info.lift_lower,
+        "lift_upper": info.lift_upper,
+        "lift_treatment": info.lift_treatment,
+        "lift_control": info.lift_control,
+        "agreement_rate": info.agreement_rate,
+        "baseline_value": info.baseline_value,
+        "model_version": info.model_version,
+    }
+    if args.json:
+        print(json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None
+                          for k, v in fields.items()}, indent=2))  # fmt: skip
+        return 0
+    state = info.rollout_state + (f" to {info.safe_mode}" if info.safe_mode else "")
+    print(f"{info.campaign}: mode {info.mode}, {state}, model {info.model_version}")
+    if info.rollout_reason:
+        print(f"  {info.rollout_reason}")
+    if math.isfinite(info.lift):
+        print(
+            f"  lift per decision {info.lift:+.4g}, anytime-valid bound "
+            f"[{info.lift_lower:+.4g}, {info.lift_upper:+.4g}] over {info.lift_treatment} "
+            f"policy and {info.lift_control} control decisions"
+        )
+    if math.isfinite(info.agreement_rate):
+        print(
+            f"  shadow: nbo agreed with the baseline on {100 * info.agreement_rate:.1f}% of "
+            f"rewarded decisions; the baseline earned {info.baseline_value:.4g} per decision"
+        )
+    return 0
+
+
+_ACTIONS = {
+    "list": _list,
+    "show": _show,
+    "promote": _promote,
+    "rollback": _rollback,
+    "mode": _mode,
+}

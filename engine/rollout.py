@@ -53,12 +53,11 @@ from typing import Any
 from engine.campaign.config import MODES, CampaignConfig
 from engine.errors import InvalidInputError
 from engine.journal.base import JournalBackend
-from engine.journal.monitor import LiftMonitor, MonitorStatus
+from engine.journal.monitor import STATE_KEY, LiftMonitor, MonitorStatus
 
 __all__ = ["MODES", "STATES", "Rollout", "RolloutState"]
 
 STATES = ("live", "rolled_back")
-STATE_KEY = "rollout"
 HISTORY_KEY = "rollout_history"
 HISTORY_KEPT = 200  # mode changes the journal remembers
 _log = logging.getLogger("nbo.rollout")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -312,11 +313,18 @@ def _missing(lift: Any) -> str | None:
 def _write_lift(journal: JournalBackend, campaign: str, out: Path, level: float) -> bool:
     """Write the lift report; print it, or what is missing. True when a lift was computed."""
     from engine.journal.lift import lift_from_journal
+    from engine.journal.monitor import STATE_KEY, monitor_of
 
     lift = lift_from_journal(journal, level=level)
     missing = _missing(lift)
     report = {"campaign": campaign, **lift.to_dict()}
     report["missing"] = missing
+    # The anytime-valid bound of the lift monitor (engine.rollout), since the last model or
+    # mode change: the one to act on when the lift is looked at more than once.
+    status = monitor_of(journal, alpha=1.0 - level).status()
+    state = json.loads(journal.get_meta(STATE_KEY) or "{}")
+    report["anytime"] = status.to_dict()
+    report["rollout"] = state
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     counts = f"treatment {lift.n_treatment}, control {lift.n_control} closed decisions"
@@ -328,6 +336,16 @@ def _write_lift(journal: JournalBackend, campaign: str, out: Path, level: float)
             f"lift per decision: {lift.lift:.4g} ({pct}% CI {lift.ci_low:.4g} .. "
             f"{lift.ci_high:.4g}); treatment mean {lift.treatment_mean:.4g} over "
             f"{lift.n_treatment}, control mean {lift.control_mean:.4g} over {lift.n_control}"
+        )
+    if state:
+        mode, what = state.get("mode", "online"), state.get("state", "live")
+        print(f"rollout: mode {mode}, {what}: {state.get('reason') or '-'}")
+    if math.isfinite(status.lower) or math.isfinite(status.upper):
+        print(
+            f"since the last model or mode change: lift {status.lift:+.4g}, anytime-valid "
+            f"{round(level * 100)}% bound [{status.lower:+.4g}, {status.upper:+.4g}] (valid "
+            f"however often it is looked at) over {status.n_treatment} policy and "
+            f"{status.n_control} control decisions"
         )
     print(f"wrote {out}")
     return missing is None

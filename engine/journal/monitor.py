@@ -43,6 +43,7 @@ Examples
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -51,7 +52,9 @@ from typing import Any
 from engine.journal.records import Outcome
 from engine.journal.sequence import lift_sequence
 
-__all__ = ["LiftMonitor", "MonitorStatus", "shadow_reason", "version_of"]
+__all__ = ["STATE_KEY", "LiftMonitor", "MonitorStatus", "monitor_of", "shadow_reason", "version_of"]
+
+STATE_KEY = "rollout"  # journal meta: the campaign's rollout state (engine.rollout.RolloutState)
 
 SHADOW = "shadow:"
 NOT_POLICY = ("logging", "rolled_back")  # reasons of decisions the policy did not serve
@@ -254,3 +257,16 @@ class LiftMonitor:
             epoch=self.epoch,
             alpha=self.alpha,
         )
+
+
+def monitor_of(journal: Any, alpha: float = 0.05, n_star: float = 1000.0) -> LiftMonitor:
+    """A monitor counted over a whole journal from the epoch its rollout state names (what
+    ``nbo lift`` prints; the leading learner keeps its own up to date)."""
+    text = journal.get_meta(STATE_KEY)
+    state = json.loads(text) if text else {}
+    monitor = LiftMonitor(
+        alpha, n_star, int(state.get("epoch", 0)), int(float(state.get("start", 0.0)) * 1e6)
+    )
+    for rows in journal.outcomes_after(0):
+        monitor.add(rows)
+    return monitor

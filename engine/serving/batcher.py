@@ -155,7 +155,8 @@ def _alone(call: Callable[..., Any], *args: Any) -> Outcome:
         return exc
 
 
-DecideRow = tuple[str, Mapping[str, Any], Sequence[str] | None]
+#: customer id, context, candidates, baseline offer
+DecideRow = tuple[str, Mapping[str, Any], Sequence[str] | None, str | None]
 
 
 class DecideBatcher(Coalescer[DecideRow, "DecisionRecord"]):
@@ -179,27 +180,34 @@ class DecideBatcher(Coalescer[DecideRow, "DecisionRecord"]):
         customer_id: str,
         context: Mapping[str, Any],
         candidates: Sequence[str] | None = None,
+        baseline_offer: str | None = None,
     ) -> DecisionRecord:
         """Same contract as ``Engine.decide``."""
-        return await self.submit((customer_id, context, candidates))
+        return await self.submit((customer_id, context, candidates, baseline_offer))
+
+    def _decide_one(self, row: DecideRow) -> DecisionRecord:
+        customer_id, context, candidates, baseline = row
+        return self.engine.decide(customer_id, context, candidates, baseline_offer=baseline)
 
     def run_batch(self, rows: list[DecideRow]) -> list[Outcome]:
         engine = self.engine
         outcomes: list[Outcome]
         if len(rows) == 1:
-            outcomes = [_alone(engine.decide, *rows[0])]
+            outcomes = [_alone(self._decide_one, rows[0])]
         else:
-            candidates = [c for _, _, c in rows]
+            candidates = [row[2] for row in rows]
+            baselines = [row[3] for row in rows]
             try:
                 outcomes = list(
                     engine.decide_batch(
-                        [customer_id for customer_id, _, _ in rows],
-                        [context for _, context, _ in rows],
+                        [row[0] for row in rows],
+                        [row[1] for row in rows],
                         None if all(c is None for c in candidates) else candidates,
+                        baseline_offers=None if all(b is None for b in baselines) else baselines,
                     )
                 )
             except NboError:  # nothing was written: decide each alone for its own answer
-                outcomes = [_alone(engine.decide, *row) for row in rows]
+                outcomes = [_alone(self._decide_one, row) for row in rows]
         if self.observe is not None:
             decided = [o for o in outcomes if not isinstance(o, BaseException)]
             if decided:

@@ -123,6 +123,20 @@ def check_request_id(value: str) -> None:
         raise InvalidInputError("request_id", "printable ASCII characters", repr(value))
 
 
+MAX_REASON_CHARS = 500  # a SetMode reason, kept in the journal's rollout history
+
+
+def check_reason(value: str) -> None:
+    """Reject a SetMode reason the journal will not keep: too long, or with control
+    characters."""
+    if len(value) > MAX_REASON_CHARS:
+        raise InvalidInputError(
+            "reason", f"at most {MAX_REASON_CHARS} characters", f"{len(value)} characters"
+        )
+    if not value.isprintable():
+        raise InvalidInputError("reason", "printable characters", repr(value))
+
+
 def candidates_of(
     values: Sequence[str], offer_ids: Sequence[str], field: str = "candidates"
 ) -> list[str] | None:

@@ -23,8 +23,10 @@ that much.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
+import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +40,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+from engine.journal.monitor import version_of
+from engine.rollout import MODES
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multi-process mode
 GAUGE_REFRESH_SECONDS = 0.5  # multi-process mode: how often a process sets its callback gauges
@@ -180,6 +185,75 @@ class ServerMetrics:
             registry=r,
             multiprocess_mode="liveall",
         )
+        self.lift = Gauge(
+            "nbo_lift",
+            "The lift monitor's net reward per decision of the policy minus the control "
+            "group's, since the last model or mode change (NaN outside the campaign's leading "
+            "learner, and before data), by campaign.",
+            ["campaign"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.lift_lower = Gauge(
+            "nbo_lift_lower",
+            "Lower end of the lift's anytime-valid bound (valid at every look; -Inf before 30 "
+            "customers per group), by campaign.",
+            ["campaign"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.lift_upper = Gauge(
+            "nbo_lift_upper",
+            "Upper end of the lift's anytime-valid bound: below 0, the policy is worse than the "
+            "control and the campaign rolls back, by campaign.",
+            ["campaign"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.rolled_back = Gauge(
+            "nbo_rolled_back",
+            "1 while the campaign is rolled back (its safe mode serves), else 0, by campaign.",
+            ["campaign"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.mode = Gauge(
+            "nbo_campaign_mode",
+            "1 for the campaign's mode (online, shadow or logging), 0 for the others.",
+            ["campaign", "mode"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.agreement = Gauge(
+            "nbo_shadow_agreement_rate",
+            "Shadow mode: share of rewarded shadow decisions where nbo chose the baseline's "
+            "offer (NaN without any), by campaign.",
+            ["campaign"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.model_version = Gauge(
+            "nbo_model_version",
+            "Number of the model version this process decides with (v12 -> 12), by campaign.",
+            ["campaign"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.budget_used = Gauge(
+            "nbo_budget_used",
+            "What an offer with a budget has used (unit count: decisions; money: summed "
+            "cost), as this process counts it, by campaign, offer and unit.",
+            ["campaign", "offer", "unit"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.budget_limit = Gauge(
+            "nbo_budget_limit",
+            "An offer's budget (unit count or money), by campaign, offer and unit.",
+            ["campaign", "offer", "unit"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
         self._decided: Tally[str] = Tally()
         self._explored: Tally[str] = Tally()
@@ -301,6 +375,53 @@ class ServerMetrics:
         self._watch(self.coalesced.labels(campaign), coalesced)
         self._watch(self.leading.labels(campaign), lambda: float(leading()))
         self._watch(self.process_decisions.labels(campaign), lambda: self._decided[campaign])
+
+    def track_rollout(self, campaign: str, engine: Any) -> None:
+        """Read a campaign's rollout (mode, state, the lift monitor), model version and budgets
+        at every scrape (one monitor read per second at most)."""
+        cache: dict[str, Any] = {"at": -1.0, "status": None}
+
+        def status() -> Any:
+            now = time.monotonic()
+            if now - cache["at"] >= 1.0:
+                cache["status"], cache["at"] = engine.rollout_status(), now
+            return cache["status"]
+
+        def field(name: str) -> Callable[[], float]:
+            def read() -> float:
+                s = status()
+                value = None if s is None else getattr(s, name)
+                return math.nan if value is None else float(value)
+
+            return read
+
+        self._watch(self.lift.labels(campaign), field("lift"))
+        self._watch(self.lift_lower.labels(campaign), field("lower"))
+        self._watch(self.lift_upper.labels(campaign), field("upper"))
+        self._watch(self.agreement.labels(campaign), field("agreement_rate"))
+        self._watch(
+            self.rolled_back.labels(campaign),
+            lambda: float(engine.rollout_state().state == "rolled_back"),
+        )
+
+        def in_mode(mode: str) -> Callable[[], float]:
+            return lambda: float(engine.rollout_state().mode == mode)
+
+        def used(offer: str, unit: str) -> Callable[[], float]:
+            return lambda: float(engine.budgets()[offer][f"used_{unit}"] or 0.0)
+
+        for mode in MODES:
+            self._watch(self.mode.labels(campaign, mode), in_mode(mode))
+        self._watch(
+            self.model_version.labels(campaign), lambda: float(version_of(engine.model_version))
+        )
+        for offer, budget in engine.budgets().items():
+            for unit in ("count", "money"):
+                limit = budget[f"limit_{unit}"]
+                if limit is None:
+                    continue
+                self.budget_limit.labels(campaign, offer, unit).set(limit)
+                self._watch(self.budget_used.labels(campaign, offer, unit), used(offer, unit))
 
     def decisions_made(self, campaign: str) -> int:
         """Decisions this process made for ``campaign``."""

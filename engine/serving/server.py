@@ -161,6 +161,7 @@ class NboServer:
             self.metrics.track_campaign(
                 name, _pending_counter(engine.journal), _mean_rows_of(decider), _leads(engine)
             )
+            self.metrics.track_rollout(name, engine)
         self._loop.run(self._set_health(health_pb2.HealthCheckResponse.SERVING))
         self._serving = True
         self._watcher = threading.Thread(

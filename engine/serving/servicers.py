@@ -97,13 +97,20 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         customer_id = codec.check_id(request.customer_id, "customer_id")
         attributes = codec.context_to_dict(request.context)
         candidates = codec.candidates_of(request.candidates, engine.offer_ids)
+        baseline = request.baseline_offer or None
+        probabilities = dict(request.probabilities) or None
         _check_deadline(context)
-        if request.request_id:  # idempotent: decided alone, so a retry finds exactly this call
-            d = engine.decide(customer_id, attributes, candidates, request_id=request.request_id)
+        if request.request_id or probabilities:
+            # Idempotent: decided alone, so a retry finds exactly this call (and a logging-mode
+            # draw stays one call's).
+            d = engine.decide(
+                customer_id, attributes, candidates, request_id=request.request_id or None,
+                baseline_offer=baseline, probabilities=probabilities,
+            )  # fmt: skip
             if not d.replayed:  # a retried request_id's stored answer was counted the first time
                 self._metrics.record_decisions(name, (d.offer_id,), (d.explored,), (d.control,))
         else:  # counted by the batcher, once per batch
-            d = await decider.decide(customer_id, attributes, candidates)
+            d = await decider.decide(customer_id, attributes, candidates, baseline)
         return pb.DecideResponse(
             decision_id=d.decision_id,
             offer_id=d.offer_id,
@@ -132,6 +139,8 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         codec.check_request_id(request.request_id)
         name, engine, _ = self._campaigns.get(request.campaign)
         candidates: list[str] | list[list[str] | None] | None
+        baselines: list[str | None] | None = None
+        probabilities: list[dict[str, float] | None] | None = None
         has_dense = request.HasField("dense")
         if has_dense == bool(request.rows):
             got = "both" if has_dense else "neither"
@@ -139,6 +148,14 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         if has_dense:
             customer_ids, contexts = codec.dense_to_contexts(request.dense, self._max_batch_rows)
             candidates = codec.candidates_of(request.candidates, engine.offer_ids)
+            if request.baseline_offers:
+                if len(request.baseline_offers) != len(customer_ids):
+                    raise InvalidInputError(
+                        "baseline_offers",
+                        f"one offer id per row ({len(customer_ids)}), or none",
+                        f"{len(request.baseline_offers)} ids",
+                    )
+                baselines = [b or None for b in request.baseline_offers]
         else:
             if request.candidates:
                 raise InvalidInputError(
@@ -148,10 +165,21 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
                 request.rows, self._max_batch_rows, engine.offer_ids
             )
             candidates = None if all(c is None for c in per_row) else per_row
+            if request.baseline_offers:
+                raise InvalidInputError(
+                    "baseline_offers", "empty with the row form (rows carry their own)", "a list"
+                )
+            row_baselines = [row.baseline_offer or None for row in request.rows]
+            if any(b is not None for b in row_baselines):
+                baselines = row_baselines
+            row_probabilities = [dict(row.probabilities) or None for row in request.rows]
+            if any(p is not None for p in row_probabilities):
+                probabilities = row_probabilities
         _check_deadline(context)
         batch = engine.decide_batch(
-            customer_ids, contexts, candidates, request_id=request.request_id or None
-        )
+            customer_ids, contexts, candidates, request_id=request.request_id or None,
+            baseline_offers=baselines, probabilities=probabilities,
+        )  # fmt: skip
         offer_ids = [d.offer_id for d in batch]
         explored = [d.explored for d in batch]
         control = [d.control for d in batch]
@@ -264,6 +292,29 @@ def model_message(version: ModelVersion, live: str) -> pb.ModelVersion:
     )
 
 
+def _rollout_fields(rollout: dict[str, Any]) -> dict[str, Any]:
+    """ModelInfo's rollout fields from :meth:`Engine.model_info`'s ``rollout``."""
+    monitor = rollout.get("monitor") or {}
+
+    def number(key: str, empty: float) -> float:
+        value = monitor.get(key)
+        return empty if value is None else float(value)
+
+    return {
+        "mode": rollout["mode"],
+        "rollout_state": rollout["state"],
+        "rollout_reason": rollout["reason"],
+        "safe_mode": rollout["safe"],
+        "lift": number("lift", math.nan),
+        "lift_lower": number("lower", -math.inf),
+        "lift_upper": number("upper", math.inf),
+        "lift_treatment": int(monitor.get("n_treatment") or 0),
+        "lift_control": int(monitor.get("n_control") or 0),
+        "agreement_rate": number("agreement_rate", math.nan),
+        "baseline_value": number("baseline_value", math.nan),
+    }
+
+
 def _change_fields(campaign: str, change: ModelChange) -> dict[str, Any]:
     """The fields PromoteModelResponse and RollbackModelResponse share."""
     live = change.version.version
@@ -306,6 +357,19 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             origin=json.dumps(info["origin"], sort_keys=True),
             parent=info["parent"] or "",
             created=info["created"],
+            **_rollout_fields(info["rollout"]),
+        )
+
+    def SetMode(
+        self, request: pb.SetModeRequest, context: grpc.ServicerContext
+    ) -> pb.SetModeResponse:
+        name, engine, _ = self._campaigns.get(request.campaign)
+        if not request.mode:
+            raise InvalidInputError("mode", "online, shadow or logging", "an empty string")
+        codec.check_reason(request.reason)
+        state = engine.set_mode(request.mode, who=admin_identity(context), reason=request.reason)
+        return pb.SetModeResponse(
+            campaign=name, mode=state.mode, rollout_state=state.state, since=state.since
         )
 
     def Snapshot(

@@ -51,18 +51,29 @@ class RankedOffer(_message.Message):
     def __init__(self, offer_id: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class DecideRequest(_message.Message):
-    __slots__ = ("campaign", "customer_id", "context", "candidates", "request_id")
+    __slots__ = ("campaign", "customer_id", "context", "candidates", "request_id", "baseline_offer", "probabilities")
+    class ProbabilitiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_OFFER_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     campaign: str
     customer_id: str
     context: Context
     candidates: _containers.RepeatedScalarFieldContainer[str]
     request_id: str
-    def __init__(self, campaign: _Optional[str] = ..., customer_id: _Optional[str] = ..., context: _Optional[_Union[Context, _Mapping]] = ..., candidates: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    baseline_offer: str
+    probabilities: _containers.ScalarMap[str, float]
+    def __init__(self, campaign: _Optional[str] = ..., customer_id: _Optional[str] = ..., context: _Optional[_Union[Context, _Mapping]] = ..., candidates: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., baseline_offer: _Optional[str] = ..., probabilities: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
     __slots__ = ("decision_id", "offer_id", "propensity", "explored", "control", "model_version", "ranking", "request_id", "campaign", "reasons")
@@ -89,14 +100,25 @@ class DecideResponse(_message.Message):
     def __init__(self, decision_id: _Optional[str] = ..., offer_id: _Optional[str] = ..., propensity: _Optional[float] = ..., explored: _Optional[bool] = ..., control: _Optional[bool] = ..., model_version: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[RankedOffer, _Mapping]]] = ..., request_id: _Optional[str] = ..., campaign: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DecideRow(_message.Message):
-    __slots__ = ("customer_id", "context", "candidates")
+    __slots__ = ("customer_id", "context", "candidates", "baseline_offer", "probabilities")
+    class ProbabilitiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_OFFER_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     customer_id: str
     context: Context
     candidates: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, customer_id: _Optional[str] = ..., context: _Optional[_Union[Context, _Mapping]] = ..., candidates: _Optional[_Iterable[str]] = ...) -> None: ...
+    baseline_offer: str
+    probabilities: _containers.ScalarMap[str, float]
+    def __init__(self, customer_id: _Optional[str] = ..., context: _Optional[_Union[Context, _Mapping]] = ..., candidates: _Optional[_Iterable[str]] = ..., baseline_offer: _Optional[str] = ..., probabilities: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class DenseContexts(_message.Message):
     __slots__ = ("customer_ids", "numeric_names", "numeric_values", "categorical_names", "categorical_values")
@@ -113,20 +135,22 @@ class DenseContexts(_message.Message):
     def __init__(self, customer_ids: _Optional[_Iterable[str]] = ..., numeric_names: _Optional[_Iterable[str]] = ..., numeric_values: _Optional[_Iterable[float]] = ..., categorical_names: _Optional[_Iterable[str]] = ..., categorical_values: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DecideBatchRequest(_message.Message):
-    __slots__ = ("campaign", "rows", "dense", "candidates", "include_scores", "request_id")
+    __slots__ = ("campaign", "rows", "dense", "candidates", "include_scores", "request_id", "baseline_offers")
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     DENSE_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_SCORES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_OFFERS_FIELD_NUMBER: _ClassVar[int]
     campaign: str
     rows: _containers.RepeatedCompositeFieldContainer[DecideRow]
     dense: DenseContexts
     candidates: _containers.RepeatedScalarFieldContainer[str]
     include_scores: bool
     request_id: str
-    def __init__(self, campaign: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[DecideRow, _Mapping]]] = ..., dense: _Optional[_Union[DenseContexts, _Mapping]] = ..., candidates: _Optional[_Iterable[str]] = ..., include_scores: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+    baseline_offers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, campaign: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[DecideRow, _Mapping]]] = ..., dense: _Optional[_Union[DenseContexts, _Mapping]] = ..., candidates: _Optional[_Iterable[str]] = ..., include_scores: _Optional[bool] = ..., request_id: _Optional[str] = ..., baseline_offers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DecideBatchResponse(_message.Message):
     __slots__ = ("decision_ids", "offer_ids", "propensities", "explored", "control", "model_versions", "score_offer_ids", "scores", "request_id", "campaign")
@@ -222,7 +246,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self, campaign: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("campaign", "model_version", "policy", "offer_ids", "feature_names", "decisions", "rewards", "pending_decisions", "rewards_learned", "reward_errors", "config_hash", "kind", "origin", "parent", "created")
+    __slots__ = ("campaign", "model_version", "policy", "offer_ids", "feature_names", "decisions", "rewards", "pending_decisions", "rewards_learned", "reward_errors", "config_hash", "kind", "origin", "parent", "created", "mode", "rollout_state", "rollout_reason", "lift", "lift_lower", "lift_upper", "lift_treatment", "lift_control", "agreement_rate", "baseline_value", "safe_mode")
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +262,17 @@ class ModelInfo(_message.Message):
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
     PARENT_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_STATE_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_REASON_FIELD_NUMBER: _ClassVar[int]
+    LIFT_FIELD_NUMBER: _ClassVar[int]
+    LIFT_LOWER_FIELD_NUMBER: _ClassVar[int]
+    LIFT_UPPER_FIELD_NUMBER: _ClassVar[int]
+    LIFT_TREATMENT_FIELD_NUMBER: _ClassVar[int]
+    LIFT_CONTROL_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_RATE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    SAFE_MODE_FIELD_NUMBER: _ClassVar[int]
     campaign: str
     model_version: str
     policy: str
@@ -253,7 +288,40 @@ class ModelInfo(_message.Message):
     origin: str
     parent: str
     created: float
-    def __init__(self, campaign: _Optional[str] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., offer_ids: _Optional[_Iterable[str]] = ..., feature_names: _Optional[_Iterable[str]] = ..., decisions: _Optional[int] = ..., rewards: _Optional[int] = ..., pending_decisions: _Optional[int] = ..., rewards_learned: _Optional[int] = ..., reward_errors: _Optional[int] = ..., config_hash: _Optional[str] = ..., kind: _Optional[str] = ..., origin: _Optional[str] = ..., parent: _Optional[str] = ..., created: _Optional[float] = ...) -> None: ...
+    mode: str
+    rollout_state: str
+    rollout_reason: str
+    lift: float
+    lift_lower: float
+    lift_upper: float
+    lift_treatment: int
+    lift_control: int
+    agreement_rate: float
+    baseline_value: float
+    safe_mode: str
+    def __init__(self, campaign: _Optional[str] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., offer_ids: _Optional[_Iterable[str]] = ..., feature_names: _Optional[_Iterable[str]] = ..., decisions: _Optional[int] = ..., rewards: _Optional[int] = ..., pending_decisions: _Optional[int] = ..., rewards_learned: _Optional[int] = ..., reward_errors: _Optional[int] = ..., config_hash: _Optional[str] = ..., kind: _Optional[str] = ..., origin: _Optional[str] = ..., parent: _Optional[str] = ..., created: _Optional[float] = ..., mode: _Optional[str] = ..., rollout_state: _Optional[str] = ..., rollout_reason: _Optional[str] = ..., lift: _Optional[float] = ..., lift_lower: _Optional[float] = ..., lift_upper: _Optional[float] = ..., lift_treatment: _Optional[int] = ..., lift_control: _Optional[int] = ..., agreement_rate: _Optional[float] = ..., baseline_value: _Optional[float] = ..., safe_mode: _Optional[str] = ...) -> None: ...
+
+class SetModeRequest(_message.Message):
+    __slots__ = ("campaign", "mode", "reason")
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    campaign: str
+    mode: str
+    reason: str
+    def __init__(self, campaign: _Optional[str] = ..., mode: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SetModeResponse(_message.Message):
+    __slots__ = ("campaign", "mode", "rollout_state", "since")
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_STATE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    campaign: str
+    mode: str
+    rollout_state: str
+    since: float
+    def __init__(self, campaign: _Optional[str] = ..., mode: _Optional[str] = ..., rollout_state: _Optional[str] = ..., since: _Optional[float] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
     __slots__ = ("version", "kind", "created", "origin", "origin_summary", "parent", "bytes_kept", "live", "last_reward_seq", "n_rewards", "policy_class", "sha256", "offer_ids", "feature_names")

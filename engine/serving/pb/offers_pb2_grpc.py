@@ -269,6 +269,11 @@ class AdminServiceStub:
                 request_serializer=nbo_dot_v1_dot_offers__pb2.RollbackModelRequest.SerializeToString,
                 response_deserializer=nbo_dot_v1_dot_offers__pb2.RollbackModelResponse.FromString,
                 _registered_method=True)
+        self.SetMode = channel.unary_unary(
+                '/nbo.v1.AdminService/SetMode',
+                request_serializer=nbo_dot_v1_dot_offers__pb2.SetModeRequest.SerializeToString,
+                response_deserializer=nbo_dot_v1_dot_offers__pb2.SetModeResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -315,6 +320,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetMode(self, request, context):
+        """Sets a campaign's mode ("online", "shadow" or "logging"), journaled so every replica serves
+        it; also resumes a campaign the lift monitor rolled back (docs/architecture.md, "Rollout").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -342,6 +355,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RollbackModel,
                     request_deserializer=nbo_dot_v1_dot_offers__pb2.RollbackModelRequest.FromString,
                     response_serializer=nbo_dot_v1_dot_offers__pb2.RollbackModelResponse.SerializeToString,
+            ),
+            'SetMode': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetMode,
+                    request_deserializer=nbo_dot_v1_dot_offers__pb2.SetModeRequest.FromString,
+                    response_serializer=nbo_dot_v1_dot_offers__pb2.SetModeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -481,6 +499,33 @@ class AdminService:
             '/nbo.v1.AdminService/RollbackModel',
             nbo_dot_v1_dot_offers__pb2.RollbackModelRequest.SerializeToString,
             nbo_dot_v1_dot_offers__pb2.RollbackModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetMode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbo.v1.AdminService/SetMode',
+            nbo_dot_v1_dot_offers__pb2.SetModeRequest.SerializeToString,
+            nbo_dot_v1_dot_offers__pb2.SetModeResponse.FromString,
             options,
             channel_credentials,
             insecure,
