@@ -19,9 +19,10 @@ The run reports the customers decided between the switch and the rollback (None:
 
 Examples
 --------
->>> run = run_rollout(0, "worst_offer", warm=1500, after=3000, delay_days=(0.5, 3.0))
->>> run.rolled_back, run.decisions_until_rollback is not None
-(True, True)
+>>> run = run_rollout(0, "worst_offer", warm=1000, after=8000, delay_days=(0.5, 3.0),
+...                   control_share=0.5)
+>>> run.rolled_back, run.upper < 0, run.decisions_until_rollback < 8000
+(True, True, True)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import numpy as np
 
 from engine.campaign import load_campaign
 from engine.errors import InvalidInputError
+from engine.journal.sequence import MIN_CUSTOMERS
 from simulators.engine_path import DEFAULT_CAMPAIGN, SimClock
 from simulators.renewal import RenewalEnvironment
 from simulators.runner import DelayedFeedback, streams
@@ -64,6 +66,10 @@ class RolloutRun:
         The monitor's lift and anytime-valid bound at the rollback (or at the end).
     reason : str
         The rollback's one line ('' when none).
+    fixed_alarm_at : int or None
+        Customers from the switch to the first look at which a fixed-sample 95% interval
+        (``lift + 1.96 se < 0``, the same minimum of customers per group) would have called the
+        policy worse: what stopping on a dashboard's usual interval does (None: never).
     seconds : float
     """
 
@@ -75,6 +81,7 @@ class RolloutRun:
     lower: float
     upper: float
     reason: str
+    fixed_alarm_at: int | None
     seconds: float
 
 
@@ -112,6 +119,7 @@ def run_rollout(
     started = time.perf_counter()
     engine = Engine(config, None, clock=clock, background=False)
     switched_at = None
+    fixed_alarm: list[int] = []
     try:
         engine.prepare()
         for start in range(0, warm + after, batch):
@@ -124,9 +132,11 @@ def run_rollout(
             if released is not None:
                 ids, values = released
                 engine.reward_batch(ids.tolist(), values.tolist())
-                state = engine.rollout_state()
-                if state.state == "rolled_back":
-                    return _result(seed, scenario, engine, start - (switched_at or 0), started)
+                if switched_at is not None and not fixed_alarm:
+                    _naive_look(engine, start - switched_at, fixed_alarm)
+                if engine.rollout_state().state == "rolled_back":
+                    return _result(seed, scenario, engine, start - (switched_at or 0), started,
+                                   fixed_alarm)  # fmt: skip
             records = env.records(rounds.attributes)
             decided = engine.decide_batch([f"s{seed}-{c}" for c in rounds.customer_ids], records)
             actions = np.array([index[d.offer_id] for d in decided], dtype=np.int64)
@@ -136,7 +146,7 @@ def run_rollout(
                 for decision_id, row in zip(ids, rounds.expected_rewards, strict=True):
                     truth[decision_id] = row
             pending.add(rounds.timestamps + outcomes.delays, ids, outcomes.values)
-        return _result(seed, scenario, engine, None, started)
+        return _result(seed, scenario, engine, None, started, fixed_alarm)
     finally:
         engine.close()
 
@@ -182,8 +192,22 @@ def _switch(engine: Any, scenario: str, truth: dict[str, np.ndarray]) -> None:
     engine.promote_bytes(encode_snapshot(header, bad), file_name=f"{scenario}.nbo", who="sim")
 
 
+def _naive_look(engine: Any, decided: int, alarm: list[int]) -> None:
+    """What a fixed-sample 95% interval says at this look (recorded once, when it first says
+    "worse")."""
+    status = engine.rollout_status()
+    enough = min(status.customers_treatment, status.customers_control) >= MIN_CUSTOMERS
+    if enough and math.isfinite(status.se) and status.lift + 1.959963984540054 * status.se < 0:
+        alarm.append(decided)
+
+
 def _result(
-    seed: int, scenario: str, engine: Any, decisions: int | None, started: float
+    seed: int,
+    scenario: str,
+    engine: Any,
+    decisions: int | None,
+    started: float,
+    fixed_alarm: list[int],
 ) -> RolloutRun:
     state = engine.rollout_state()
     status = engine.rollout_status()
@@ -202,5 +226,6 @@ def _result(
         lower=num("lower"),
         upper=num("upper"),
         reason=state.reason if state.state == "rolled_back" else "",
+        fixed_alarm_at=fixed_alarm[0] if fixed_alarm else None,
         seconds=time.perf_counter() - started,
     )

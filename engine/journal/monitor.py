@@ -118,6 +118,9 @@ class MonitorStatus:
         Mean net reward per policy decision minus per control decision (NaN without both).
     lower, upper : float
         The anytime-valid bound on the lift (infinite before enough customers per group).
+    se : float
+        The lift's cluster-robust standard error (NaN below two customers per group): the
+        fixed-sample interval ``lift +- 1.96 se`` is valid at one look decided in advance only.
     n_treatment, n_control : int
         Rewarded decisions counted in each group since the epoch.
     customers_treatment, customers_control : int
@@ -134,6 +137,7 @@ class MonitorStatus:
     lift: float
     lower: float
     upper: float
+    se: float
     n_treatment: int
     n_control: int
     customers_treatment: int
@@ -245,6 +249,7 @@ class LiftMonitor:
             lift=lift,
             lower=lower,
             upper=upper,
+            se=math.sqrt(var) if math.isfinite(var) else math.nan,
             n_treatment=int(t.k),
             n_control=int(c.k),
             customers_treatment=g_t,
