@@ -315,7 +315,8 @@ class JournalBackend(Protocol):
     def retention_bounds(self, keep_recent: int) -> records.RetentionBounds:
         """In one snapshot: the seq of the oldest of the newest ``keep_recent`` decisions (0 with
         fewer), the least ``last_reward_seq`` of the registry's versions with kept bytes (None
-        without any), the largest reward seq and the time of the oldest stored request."""
+        without any), the largest reward seq, the time of the oldest stored request and the seq
+        of the oldest of the newest ``keep_recent`` activations (0 with fewer)."""
         ...
 
     def archivable(self, cut: records.ArchiveCut, limit: int) -> list[records.ExportedDecision]:

@@ -30,13 +30,17 @@ A decision is archived only when every rule below lets it go; each rule is a bou
   table's largest seq, and ``counts()`` reads totals from it; deleting either would give a seq
   twice.
 - **The traffic window** (``[guardrails] traffic_window``): a restart rebuilds it from the
-  newest that many decisions (``recent_actions``), so only older seqs are archived.
+  newest that many decisions and activations (``recent_actions``), so only older seqs are
+  archived, and an activated decision only when its activation is older than the newest that
+  many activations.
 - **Requests within their window**: a retried Decide reads its decisions back by seq
   (``find_request``); every decision of a stored request was made at the request's time, so
   decisions made at or after the oldest stored request's time stay.
 - **Everything the engine reads by time**, by the ``older_than_days`` floor
   (:meth:`~engine.campaign.config.CampaignConfig.retention_floor`, refused below it naming the
-  key): frequency caps and cooldowns (``incentive_times`` since now minus their horizon), the
+  key): frequency caps and cooldowns (``incentive_times`` since now minus their horizon; an
+  activated decision is read at its activation's time, so it must be activated before the cut
+  too), the
   request window, and the reward window (a reward retried within it must still find its
   decision, to be answered ``duplicate``; after compaction an archived decision's id is
   ``unknown``, refused as before once its window passed).
@@ -210,7 +214,8 @@ class CompactReport:
     bounds : dict
         The cut's bounds: ``before_us``, ``decision_seq`` (the traffic window and the
         journal's newest decision), ``reward_seq`` (the learner's oldest restorable cursor and
-        the newest reward) and ``limited_by`` (what held the rewards back).
+        the newest reward), ``limited_by`` (what held the rewards back) and ``activation_seq``
+        (activations of the traffic window: only those below it are archived).
     space : dict
         ``before`` and ``after``: ``bytes`` (the store), ``decisions`` (every decision ever
         journaled, archived included), ``kept`` (those still in the journal) and
@@ -344,8 +349,12 @@ def compact_journal(
         "decision_seq": through,
         "reward_seq": reward_seq,
         "limited_by": limited_by,
+        "activation_seq": bounds.recent_activation_seq,
     }
-    cut = ArchiveCut(0, through, before_us, reward_seq, tuple(sorted(layout.catalogs)))
+    cut = ArchiveCut(
+        0, through, before_us, reward_seq, tuple(sorted(layout.catalogs)),
+        activation_seq=bounds.recent_activation_seq,
+    )  # fmt: skip
     steps = 0
     while cut.through_seq > cut.after_seq and cut.reward_seq > 0:
         if max_steps is not None and steps >= max_steps:
@@ -452,6 +461,7 @@ def _intent(cut: ArchiveCut, limit: int, root: Path) -> str:
     return json.dumps(
         {
             "cut": [cut.after_seq, cut.through_seq, cut.before_us, cut.reward_seq],
+            "activation_seq": cut.activation_seq,
             "catalogs": list(cut.catalogs),
             "limit": limit,
             "archive": str(root.resolve()),
@@ -465,8 +475,10 @@ def _parse_intent(intent: str) -> tuple[ArchiveCut, int, str]:
         value = json.loads(intent)
         after, through, before_us, reward_seq = (int(v) for v in value["cut"])
         catalogs = tuple(int(c) for c in value["catalogs"])
+        # an intent stored before activations (an interrupted step) archives no activated one
+        activation_seq = int(value.get("activation_seq", 0))
         return (
-            ArchiveCut(after, through, before_us, reward_seq, catalogs),
+            ArchiveCut(after, through, before_us, reward_seq, catalogs, 0, activation_seq),
             int(value["limit"]),
             str(value["archive"]),
         )

@@ -312,7 +312,8 @@ class StoredRequest(NamedTuple):
 class ArchiveCut(NamedTuple):
     """The closed decisions one compaction step moves out of the journal (see
     :mod:`engine.journal.compact`): every decision with ``after_seq < seq <= through_seq``, made
-    before ``before_us`` over one of ``catalogs``, whose reward's seq is at most ``reward_seq``.
+    (and, when deferred, activated) before ``before_us`` over one of ``catalogs``, whose reward's
+    seq is at most ``reward_seq`` and whose activation's, if any, is below ``activation_seq``.
 
     Decisions and rewards are never changed and new ones get larger seqs, so the same cut names
     the same rows until they are deleted: a step interrupted after its Parquet file was written
@@ -325,6 +326,7 @@ class ArchiveCut(NamedTuple):
     reward_seq: int
     catalogs: tuple[int, ...]
     rows: int = 0  #: how many decisions the cut names (0 while it is being chosen)
+    activation_seq: int = 0  #: activated decisions only with an activation seq below it
 
 
 class RetentionBounds(NamedTuple):
@@ -334,6 +336,8 @@ class RetentionBounds(NamedTuple):
     model_seq: int | None  #: least ``last_reward_seq`` of the versions with kept bytes
     last_reward_seq: int  #: the largest reward seq (0 without rewards)
     request_us: int | None  #: time of the oldest stored request (None without any)
+    #: seq of the oldest of the newest ``keep_recent`` activations (0: fewer)
+    recent_activation_seq: int = 0
 
 
 class ArchivedCustomer(NamedTuple):

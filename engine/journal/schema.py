@@ -466,15 +466,19 @@ def request_params(request: RequestRow, seqs: Sequence[int]) -> tuple[Any, ...]:
 RETENTION_BOUNDS = (
     "SELECT (SELECT seq FROM decisions ORDER BY seq DESC LIMIT 1 OFFSET ?),"
     " (SELECT MIN(m.last_reward_seq) FROM models m JOIN model_blobs b ON b.version = m.version),"
-    " (SELECT MAX(seq) FROM rewards), (SELECT MIN(ts_us) FROM requests)"
+    " (SELECT MAX(seq) FROM rewards), (SELECT MIN(ts_us) FROM requests),"
+    " (SELECT seq FROM activations ORDER BY seq DESC LIMIT 1 OFFSET ?)"
 )
 # The rows of an ArchiveCut: every statement of a step selects them with the same clause. A cut
 # holds closed decisions served or not (a lapsed one: deferred, never activated); only served
 # ones reach the archive's files and totals, the others are deleted (they were not delivered).
+# An activated decision counts from its activation (caps read it by that time, the traffic
+# window rebuilds from the newest activations too), so its activation bounds it as well.
 _CUT = (
     " FROM decisions d JOIN rewards r ON r.decision_id = d.decision_id"
     + ACTIVATION
-    + " WHERE d.seq > ? AND d.seq <= ? AND d.ts_us < ? AND r.seq <= ? AND d.catalog IN ({})"
+    + " WHERE d.seq > ? AND d.seq <= ? AND COALESCE(a.ts_us, d.ts_us) < ? AND r.seq <= ?"
+    " AND (a.seq IS NULL OR a.seq < ?) AND d.catalog IN ({})"
 )
 ARCHIVABLE = EXPORTED + _CUT + " ORDER BY d.seq LIMIT ?"
 CUT_SPAN = (
@@ -542,7 +546,10 @@ def cut_sql(sql: str, cut: ArchiveCut) -> str:
 def cut_params(cut: ArchiveCut) -> tuple[Any, ...]:
     """The parameters of :data:`_CUT` for ``cut`` (no catalog: none matches id 0)."""
     catalogs = cut.catalogs or (0,)
-    return (cut.after_seq, cut.through_seq, cut.before_us, cut.reward_seq, *catalogs)
+    return (
+        cut.after_seq, cut.through_seq, cut.before_us, cut.reward_seq, cut.activation_seq,
+        *catalogs,
+    )  # fmt: skip
 
 
 # Runs one statement (``?`` placeholders) in the caller's write transaction; returns its cursor.
@@ -988,12 +995,14 @@ class SQLJournal(ABC):
     # ------------------------------------------------------------------ retention
     def retention_bounds(self, keep_recent: int) -> RetentionBounds:
         """What a compaction must keep (see :class:`~engine.journal.records.RetentionBounds`)."""
-        recent, model, last, request = self._rows(RETENTION_BOUNDS, (max(keep_recent, 1) - 1,))[0]
+        offset = max(keep_recent, 1) - 1
+        recent, model, last, request, activation = self._rows(RETENTION_BOUNDS, (offset, offset))[0]
         return RetentionBounds(
             int(recent or 0),
             None if model is None else int(model),
             int(last or 0),
             None if request is None else int(request),
+            int(activation or 0),
         )
 
     def archivable(self, cut: ArchiveCut, limit: int) -> list[ExportedDecision]:

@@ -52,9 +52,11 @@ def test_compaction_archives_served_decisions_and_deletes_lapsed_ones(backend, t
             made(f"act{day}", day * DAY, cat, customer_id=f"c{day}", deferred=True),
             made(f"lap{day}", day * DAY, cat, customer_id=f"c{day}", deferred=True),
         ]
+    rows.append(made("late", DAY, cat, deferred=True))  # activated after the cut: caps read it
     rows.append(made("open", 5 * DAY, cat, deferred=True))  # pending inactive: never archived
     rows += [made(f"new{i}", NOW - DAY / 2, cat) for i in range(3)]  # too young to archive
     seqs = dict(zip([r.decision_id for r in rows], backend.append_decisions(rows), strict=True))
+    backend.activate(["late"], int((NOW - DAY / 2) * 1e6))  # the oldest activation seq
     for day in range(1, 5):
         backend.activate([f"act{day}"], int((day + 0.5) * DAY * 1e6))
     at = int((NOW - DAY / 4) * 1e6)
@@ -68,24 +70,27 @@ def test_compaction_archives_served_decisions_and_deletes_lapsed_ones(backend, t
     reward_seqs = backend.append_rewards(rewards)
     backend.add_model(ModelRow(1, "learned", "{}", None, cat, "LinUCB", reward_seqs[-1], 1), b"m")
     before = what_is_read(backend)
-    assert before["counts"]["activations"] == 4 and before["counts"]["inactive"] == 1
+    assert before["counts"]["activations"] == 5 and before["counts"]["inactive"] == 1
 
     archive = tmp_path / "archive"
     report = compact_journal(backend, RetentionRules(keep_recent=2), NOW, archive, 1)
-    served = {f"{kind}{day}" for kind in ("now", "act") for day in range(1, 5)}
+    # act3 and act4 are the traffic window's newest 2 activations, late was activated after
+    # the cut: kept, as are open (pending) and the young ones
+    served = {f"now{day}" for day in range(1, 5)} | {"act1", "act2"}
     lapsed = {f"lap{day}" for day in range(1, 5)}
+    kept = {"act3", "act4", "late", "open", "new0", "new1", "new2"}
     assert report.archived == len(served) == backend.archived_decisions()
+    assert report.bounds["activation_seq"] == 4
     assert {r["decision_id"] for r in archive_rows(archive)} == served  # files: served only
     assert backend.lookup(sorted(served | lapsed)) == {}
-    assert set(backend.lookup(["open", "new0", "new1", "new2"])) == {"open", "new0", "new1", "new2"}
+    assert set(backend.lookup(sorted(kept))) == kept
     assert backend.get_meta("dropped_decisions") == str(len(lapsed))
     assert rounded(what_is_read(backend)) == before  # budgets, lift and counts unchanged
-    assert report.space["after"]["kept"] == 4  # open and the newest 3
-    # activations left with their decisions but the newest (numbering continues from it)
-    assert backend.activations_after(0, 10) == []
+    assert report.space["after"]["kept"] == len(kept)
+    # activations left with their decisions; numbering continues
+    assert [a[0] for a in backend.activations_after(0, 10)] == [1, 4, 5]
     backend.activate(["open"], int(NOW * 1e6))
-    (activation,) = backend.activations_after(0, 10)
-    assert activation[0] == 5 and backend.counts()["activations"] == 5
+    assert backend.activations_after(5, 10)[0][0] == 6 and backend.counts()["activations"] == 6
 
 
 # ---------------------------------------------------------------------- schema version 4
