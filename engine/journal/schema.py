@@ -533,7 +533,6 @@ ACTIVATION_STATE = (
 )
 ACTIVATED_AMONG = "SELECT decision_id FROM activations WHERE decision_id IN ({})"
 INSERT_ACTIVATION = insert_sql("activations", ACTIVATION_COLUMNS)
-LAST_ACTIVATION_SEQ = "SELECT MAX(seq) FROM activations"
 ACTIVATION_RULE = "at most one activation per decision"
 _IN_CHUNK = 500  # ids per IN (...) list (SQLite's host-parameter limit)
 
@@ -556,6 +555,7 @@ def cut_params(cut: ArchiveCut) -> tuple[Any, ...]:
 Execute = Callable[[str, Sequence[Any]], Any]
 _BOOLS = tuple(DECISION_COLUMNS.index(c) for c in ("explored", "control", "deferred"))
 _DEFERRED = DECISION_COLUMNS.index("deferred")
+_SOURCE = REWARD_COLUMNS.index("source")
 
 
 def count_deferred(rows: Sequence[DecisionRow]) -> int:
@@ -565,7 +565,7 @@ def count_deferred(rows: Sequence[DecisionRow]) -> int:
 
 def lapsed_ids(rows: Sequence[RewardRow]) -> list[str]:
     """Decision ids of the lapses among ``rows`` (expiries of never-activated decisions)."""
-    if LAPSED not in map(itemgetter(5), rows):
+    if LAPSED not in map(itemgetter(_SOURCE), rows):
         return []
     return [r.decision_id for r in rows if r.source == LAPSED]
 
