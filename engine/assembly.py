@@ -79,6 +79,7 @@ def stored_record(row: DecisionRow, campaign: str, offer_ids: tuple[str, ...]) -
         np.frombuffer(row.scores, dtype=np.float64).copy(),
         offer_ids,
         replayed=True,
+        deferred=bool(row.deferred),
     )
 
 
@@ -184,8 +185,11 @@ class DecisionAssembler:
             hit = self._eligible_cache[code] = (ids, ",".join(ids))
         return hit
 
-    def assemble(self, batch: Screened, choice: Choice, version: str, now: float) -> Assembled:
-        """Journal rows and records of a batch (``reasons`` gains the control/fallback reason)."""
+    def assemble(
+        self, batch: Screened, choice: Choice, version: str, now: float, *, deferred: bool = False
+    ) -> Assembled:
+        """Journal rows and records of a batch (``reasons`` gains the control/fallback reason);
+        ``deferred``: every row is journaled inactive, to count once activated."""
         customer_ids, X, control, masks, costs, reasons, _ = batch
         n = len(customer_ids)
         actions = choice.actions
@@ -227,11 +231,12 @@ class DecisionAssembler:
         rows = list(
             map(decision_row, zip(decision_ids, [ts_us] * n, customer_ids, x_rows, joined,
                 chosen, prop_list, explored_list, control, [version] * n, cost_of, s_rows,
-                texts, [self.catalog] * n, strict=True))
+                texts, [self.catalog] * n, [deferred] * n, strict=True))
         )  # fmt: skip
         records = list(
             map(DecisionRecord, decision_ids, chosen, prop_list, explored_list, control,
                 [version] * n, map(tuple, reasons), eligible_ids, [self.campaign] * n,
-                customer_ids, [now] * n, cost_of, list(scores), [offer_ids] * n)
+                customer_ids, [now] * n, cost_of, list(scores), [offer_ids] * n, [False] * n,
+                [deferred] * n)
         )  # fmt: skip
         return Assembled(rows, records, action_list, cost_of, ts_us)

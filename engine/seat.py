@@ -9,7 +9,8 @@ published versions (role ``decide``, or a standby ``learn`` process). :meth:`Sea
 Engine's upkeep) keeps or takes the lock and learns or follows.
 
 :class:`GuardrailSync` counts the decisions other processes journaled into this process's
-guardrails, one query per tick.
+guardrails, and every activation of a deferred decision (this process's too), two queries per
+tick.
 
 Examples
 --------
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["ROLES", "GuardrailSync", "Seat", "check_role"]
 
 ROLES = ("all", "decide", "learn")
-SYNC_ROWS = 8192  # decisions read per query when catching up on the other processes'
+SYNC_ROWS = 8192  # decisions (activations) read per query when catching up
 _log = logging.getLogger("nbo.engine")
 
 
@@ -252,18 +253,29 @@ class Seat:
 
 
 class GuardrailSync:
-    """Counts the decisions other processes journal into this process's guardrails.
+    """Counts the decisions other processes journal, and every activation, into this
+    process's guardrails.
+
+    Immediate decisions count from their journaling: this process records its own as it
+    makes them (:meth:`note` keeps them from being counted twice) and reads the others'
+    (``decisions_after``, which leaves deferred ones out). A deferred decision counts from its
+    activation, whichever process journaled it: every activation is read from the journal
+    (``activations_after``), this process's own included, so a process that activates calls
+    :meth:`sync` afterwards (under its lock) instead of recording them itself.
 
     Parameters
     ----------
     journal : JournalBackend
     guardrails : Guardrails
-        This process's (restored from the journal up to ``start_seq``).
+        This process's (restored from the journal up to ``start_seq`` and
+        ``start_activation_seq``).
     offer_index : mapping of offer id to action index
     lock : lock
         The Engine's decision lock: this process's own decisions are noted under it.
     start_seq : int
         The last decision seq the restored state contains.
+    start_activation_seq : int, optional
+        The last activation seq it contains; None reads the journal's newest now.
     """
 
     def __init__(
@@ -273,22 +285,32 @@ class GuardrailSync:
         offer_index: Mapping[str, int],
         lock: threading.RLock,
         start_seq: int,
+        start_activation_seq: int | None = None,
     ) -> None:
         self._journal = journal
         self._guardrails = guardrails
         self._index = dict(offer_index)
         self._lock = lock
         self._seq = start_seq
+        if start_activation_seq is None:
+            start_activation_seq = journal.counts()["activations"]
+        self._activation_seq = start_activation_seq
         self._own: set[int] = set()
 
     def note(self, seqs: Iterable[int]) -> None:
-        """This process's own decisions (already in its guardrails). Call under the lock."""
+        """This process's own immediate decisions (already in its guardrails). Call under the
+        lock. Seqs of deferred decisions may be noted too: they are never read back, and are
+        forgotten once the cursor passes them."""
         self._own.update(seqs)
 
     def sync(self) -> int:
-        """Record every decision journaled since the last call by another process; returns
-        how many. Between two calls a process does not see the others' decisions (the
-        worst-case overshoot, docs/architecture.md, "Replicas and the learner")."""
+        """Record every immediate decision another process journaled and every activation
+        (any process's) since the last call; returns how many. Between two calls a process
+        does not see the others' decisions (the worst-case overshoot, docs/architecture.md,
+        "Replicas and the learner")."""
+        return self._sync_decisions() + self._sync_activations()
+
+    def _sync_decisions(self) -> int:
         total = 0
         while True:
             rows = self._journal.decisions_after(self._seq, SYNC_ROWS)
@@ -300,12 +322,29 @@ class GuardrailSync:
                     if seq in own:
                         own.discard(seq)
                         continue
-                    index = self._index.get(action)
-                    if index is not None:
-                        self._guardrails.record(customer, ts_us / 1e6, index, cost)
-                        total += 1
+                    total += self._record(customer, ts_us, action, cost)
                 self._seq = rows[-1][0]
                 if own:  # seqs at or below the cursor are all read: forget them
                     own.difference_update([q for q in own if q <= self._seq])
             if len(rows) < SYNC_ROWS:
                 return total
+
+    def _sync_activations(self) -> int:
+        total = 0
+        while True:
+            rows = self._journal.activations_after(self._activation_seq, SYNC_ROWS)
+            if not rows:
+                return total
+            with self._lock:
+                for _, customer, ts_us, action, cost in rows:
+                    total += self._record(customer, ts_us, action, cost)
+                self._activation_seq = rows[-1][0]
+            if len(rows) < SYNC_ROWS:
+                return total
+
+    def _record(self, customer: str, ts_us: int, action: str, cost: float) -> int:
+        index = self._index.get(action)
+        if index is None:  # an offer no longer in the config
+            return 0
+        self._guardrails.record(customer, ts_us / 1e6, index, cost)
+        return 1

@@ -16,11 +16,11 @@ Guarantees every backend keeps
 - Unique keys: decision ids are unique, and there is at most one reward per decision. A row
   that breaks either is refused with :class:`DuplicateError` and none of its batch is kept,
   whichever process wrote the first one (two replicas racing on one reward: one wins).
-- Sequence numbers: every decision and every reward gets a ``seq``, positive and increasing in
-  commit order. The reward seq is the learner's order: :meth:`JournalBackend.rewards_after`
-  never returns a reward whose seq is below one it has already returned, so a learner that
-  remembers the last seq it applied applies every reward exactly once, in the same order on
-  every replay.
+- Sequence numbers: every decision, every reward and every activation gets a ``seq``, positive
+  and increasing in commit order (each table numbers its own). The reward seq is the learner's
+  order: :meth:`JournalBackend.rewards_after` never returns a reward whose seq is below one it
+  has already returned, so a learner that remembers the last seq it applied applies every
+  reward exactly once, in the same order on every replay.
 - Rows are never deleted or changed once committed, except: meta values (replaced), requests
   (deleted by :meth:`JournalBackend.prune_requests` once their window passed; their decisions
   stay), the per-period counts of rejected rewards (added to), the model bytes the registry
@@ -28,8 +28,19 @@ Guarantees every backend keeps
   archive with their rewards (:meth:`JournalBackend.finish_archive`: deleted in the
   transaction that adds them to the archived totals, so :meth:`JournalBackend.offer_totals`,
   :meth:`JournalBackend.lift_sums` and ``counts()``'s totals do not change; see
-  :mod:`engine.journal.compact` for what is never archived). The newest decision and the
-  newest reward are never deleted: new seqs are numbered from them.
+  :mod:`engine.journal.compact` for what is never archived). The newest decision, the newest
+  reward and the newest activation are never deleted: new seqs are numbered from them.
+- Deferred activation: a decision journaled ``deferred`` is inactive. It counts nowhere
+  (budgets and caps: :meth:`JournalBackend.offer_totals`, :meth:`JournalBackend.recent_actions`,
+  :meth:`JournalBackend.incentive_times`, :meth:`JournalBackend.decisions_after`; lift; the
+  learner; the export) until :meth:`JournalBackend.activate` journals its activation, then
+  counts as of the activation's time (:meth:`JournalBackend.activations_after` tells other
+  processes). One never activated lapses at its expiry: a reward row of source ``lapsed``
+  without a value, which no read counts as a reward (:meth:`JournalBackend.rewards_after`
+  skips it). An activation and a lapse of the same decision are serialized: at most one of
+  them is stored (the second raises :class:`DuplicateError`, or answers ``expired``). Rewards
+  of source ``reward`` or ``expired`` are appended only for served decisions (immediate, or
+  activated): the reward ledger checks, the backend does not.
 - Idempotent requests: a request id is stored in the transaction of the decisions it made, so
   a retry finds either all of them or none (:meth:`JournalBackend.append_request`).
 - Rejected rewards cost O(periods), not O(reports): :meth:`JournalBackend.record_errors` adds to
@@ -150,9 +161,21 @@ class JournalBackend(Protocol):
         keeping at most ERROR_SAMPLES of them per (error, period) for audit; one transaction."""
         ...
 
+    def activate(
+        self, decision_ids: Sequence[str], ts_us: int, cutoff_us: int | None = None
+    ) -> list[str]:
+        """Journal the activation at ``ts_us`` of deferred decisions, in one transaction; return
+        the status of each id in order: ``activated`` (journaled now), ``duplicate`` (activated
+        before, or earlier in the list), ``unknown`` (no such decision), ``expired`` (closed, or
+        made at or before ``cutoff_us``: its reward window passed) or ``immediate`` (not
+        deferred: it counted from the start, nothing to do). Only ``activated`` ids change
+        anything (:data:`~engine.journal.records.ACTIVATION_STATUSES`)."""
+        ...
+
     # ------------------------------------------------------------------ the reward ledger
     def lookup(self, decision_ids: Sequence[str]) -> dict[str, records.StoredDecision]:
-        """Stored decisions by id, with their reward status; unknown ids are absent."""
+        """Stored decisions by id, with their reward and activation status; unknown ids are
+        absent."""
         ...
 
     def first_open_after(self, seq: int) -> tuple[int, int] | None:
@@ -173,13 +196,14 @@ class JournalBackend(Protocol):
     # ------------------------------------------------------------------ the learner
     def rewards_after(self, seq: int, batch: int = 4096) -> Iterator[list[records.StoredReward]]:
         """Every reward with a seq above ``seq``, joined to its decision, in seq order, in
-        lists of at most ``batch``."""
+        lists of at most ``batch``; lapses (source ``lapsed``) are not rewards and are left
+        out."""
         ...
 
     def outcomes_after(self, seq: int, batch: int = 4096) -> Iterator[list[records.Outcome]]:
         """Every reward with a seq above ``seq`` with its decision's customer, group, cost,
         reasons and model version, in seq order, in lists of at most ``batch`` (the lift
-        monitor's feed)."""
+        monitor's feed); lapses are left out, as by :meth:`rewards_after`."""
         ...
 
     def last_reward_seq(self) -> int:
@@ -193,22 +217,33 @@ class JournalBackend(Protocol):
         ...
 
     def offer_totals(self) -> dict[str, records.OfferTotals]:
-        """Per chosen offer id: how many decisions chose it and their summed cost (budgets),
-        archived decisions included; one snapshot (a compaction is counted once)."""
+        """Per chosen offer id: how many served decisions (immediate, or deferred and
+        activated) chose it and their summed cost (budgets), archived decisions included; one
+        snapshot (a compaction is counted once)."""
         ...
 
     def recent_actions(self, n: int) -> list[str]:
-        """Chosen offer ids of the newest ``n`` decisions, oldest first (the traffic window)."""
+        """Chosen offer ids of the newest ``n`` served decisions, oldest first (the traffic
+        window): immediate ones by their time, activated ones by their activation's."""
         ...
 
     def decisions_after(self, seq: int, limit: int) -> list[tuple[int, str, int, str, float]]:
-        """(seq, customer_id, ts_us, action, cost) of at most ``limit`` decisions with a seq
-        above ``seq``, in seq order: what replicas tell each other's guardrails."""
+        """(seq, customer_id, ts_us, action, cost) of at most ``limit`` immediate (not deferred)
+        decisions with a seq above ``seq``, in seq order: what replicas tell each other's
+        guardrails (deferred ones come from :meth:`activations_after`)."""
+        ...
+
+    def activations_after(self, seq: int, limit: int) -> list[tuple[int, str, int, str, float]]:
+        """(activation seq, customer_id, activation ts_us, action, cost) of at most ``limit``
+        activations with a seq above ``seq``, in seq order: deferred decisions as they come to
+        count, for every process's guardrails."""
         ...
 
     def incentive_times(self, since_us: int, control_offer: str) -> Iterator[tuple[str, int]]:
-        """(customer_id, ts_us) of every decision made after ``since_us``, outside the control
-        group, whose offer is not ``control_offer``, in seq order (frequency caps, cooldowns)."""
+        """(customer_id, ts_us) of every served decision counted after ``since_us``, outside
+        the control group, whose offer is not ``control_offer`` (frequency caps, cooldowns):
+        immediate ones at their time in seq order, then activated ones at their activation's
+        time in activation order (a customer's times are not sorted across the two)."""
         ...
 
     # ------------------------------------------------------------------ the model registry
@@ -257,32 +292,37 @@ class JournalBackend(Protocol):
     def decisions_for_export(
         self, after_seq: int, limit: int, closed_only: bool = False
     ) -> list[records.ExportedDecision]:
-        """At most ``limit`` decisions with a seq above ``after_seq``, in seq order, with their
-        net reward (None while pending); only rewarded ones with ``closed_only``."""
+        """At most ``limit`` served decisions (immediate, or deferred and activated: one never
+        activated was not delivered and is left out) with a seq above ``after_seq``, in seq
+        order, with their net reward (None while pending); only rewarded ones with
+        ``closed_only``."""
         ...
 
     def lift_sums(self) -> dict[bool, records.GroupSums]:
-        """Net-reward sums of closed decisions (a reward that is not None) by control flag,
-        archived decisions included; a group without any is absent."""
+        """Net-reward sums of closed served decisions (a reward that is not None) by control
+        flag, archived decisions included; a group without any is absent."""
         ...
 
     def counts(self) -> dict[str, int]:
-        """``decisions``, ``rewards`` (every one ever journaled, archived ones included),
-        ``pending`` (decisions without a reward: never archived) and ``reward_errors`` (every
-        rejected report counted, not only the samples kept). Cheap: metrics read it while
-        decisions run."""
+        """``decisions``, ``rewards`` (every one ever journaled, archived ones included; lapses
+        too), ``pending`` (decisions without a reward row: never archived), ``reward_errors``
+        (every rejected report counted, not only the samples kept), ``inactive`` (of the
+        pending: deferred and not activated) and ``activations`` (every one ever journaled).
+        Cheap: metrics read it while decisions run."""
         ...
 
     # ------------------------------------------------------------------ retention
     def retention_bounds(self, keep_recent: int) -> records.RetentionBounds:
         """In one snapshot: the seq of the oldest of the newest ``keep_recent`` decisions (0 with
         fewer), the least ``last_reward_seq`` of the registry's versions with kept bytes (None
-        without any), the largest reward seq and the time of the oldest stored request."""
+        without any), the largest reward seq, the time of the oldest stored request and the seq
+        of the oldest of the newest ``keep_recent`` activations (0 with fewer)."""
         ...
 
     def archivable(self, cut: records.ArchiveCut, limit: int) -> list[records.ExportedDecision]:
         """At most ``limit`` of the decisions ``cut`` names (closed ones: each has its reward),
-        in seq order, as :meth:`decisions_for_export` gives them."""
+        in seq order, as :meth:`decisions_for_export` gives them, lapsed ones included
+        (``served`` false: deleted with the others, never archived)."""
         ...
 
     def begin_archive(self, intent: str) -> str:
@@ -291,15 +331,17 @@ class JournalBackend(Protocol):
         ...
 
     def finish_archive(self, intent: str, cut: records.ArchiveCut) -> bool:
-        """In one transaction: add the decisions ``cut`` names to the archived totals (per
-        offer, per customer and group), delete them and their rewards, clear the intent and
-        mark the store compacted. False, with nothing done, when ``intent`` is no longer the
-        stored one (another process finished that step). Raises CorruptModelError, with
+        """In one transaction: add the served decisions ``cut`` names to the archived totals
+        (per offer, per customer and group), delete them all with their rewards and
+        activations (the newest activation stays) and clear the intent. False, with nothing
+        done, when ``intent`` is no longer the stored one (another process finished that
+        step). Raises CorruptModelError, with
         nothing done, when the cut no longer names ``cut.rows`` decisions."""
         ...
 
     def archived_decisions(self) -> int:
-        """How many decisions (each with its reward) compactions moved to an archive."""
+        """How many served decisions (each with its reward) compactions moved to an archive
+        (lapsed ones they deleted are counted in meta ``dropped_decisions``)."""
         ...
 
     def archived_customers(self) -> Iterator[records.ArchivedCustomer]:

@@ -81,9 +81,11 @@ def register(subparsers: Any) -> None:
         help="bring a journal to this nbo's schema version",
         description="Apply the schema migrations a journal written by an older nbo needs "
         "(version 1 -> 2 adds the model registry's tables and those of idempotent requests and "
-        "of rejected-reward counts, whichever are missing; no existing row is changed). nbo "
-        "never migrates an existing journal unless asked; a running server of the older nbo "
-        "keeps working on a migrated journal.",
+        "of rejected-reward counts; 2 or 3 -> 4 adds the activations table and the decisions' "
+        "deferred column, false for every stored decision; whichever are missing, and no stored "
+        "value is changed). nbo never migrates an existing journal unless asked; a running "
+        "server of the older nbo keeps working on a migrated journal (its decisions are "
+        "immediate).",
     )
     _common(migrate)
 
@@ -179,7 +181,7 @@ def _open(args: argparse.Namespace) -> tuple[JournalBackend, str]:
 def run_migrate(args: argparse.Namespace) -> int:
     """Bring a journal to this nbo's schema version (additive: new tables only)."""
     from engine.journal.backends import open_journal
-    from engine.journal.schema import SCHEMA_VERSION
+    from engine.journal.schema import SCHEMA_VERSION, migration_summary
 
     target, campaign = _target(args)
     journal = open_journal(target, campaign=campaign, migrate=True)
@@ -187,13 +189,12 @@ def run_migrate(args: argparse.Namespace) -> int:
         where = journal.location
         before = getattr(journal, "migrated_from", None)
         if before is None:
-            version = journal.get_meta("schema_version") or SCHEMA_VERSION  # 3: compacted
+            version = journal.get_meta("schema_version") or SCHEMA_VERSION
             print(f"{where}: already at schema version {version}; nothing to do")
         else:
             print(
-                f"{where}: migrated schema version {before} -> {SCHEMA_VERSION} (added the model "
-                "registry's, the requests' and the rejected-reward counts' tables where missing; "
-                "no existing row changed)"
+                f"{where}: migrated schema version {before} -> {SCHEMA_VERSION} (added "
+                f"{migration_summary(before)} where missing; no stored value changed)"
             )
     finally:
         journal.close()

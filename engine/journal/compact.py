@@ -17,7 +17,8 @@ A decision is archived only when every rule below lets it go; each rule is a bou
 
 - **Pending decisions** (no reward row): the ledger closes them later (a reward, or expiry
   with the default value) and the learner learns from that; the cut joins rewards, so a
-  decision without one is never in it.
+  decision without one is never in it. A deferred decision not activated yet is pending too:
+  it is in no cut before its reward window has passed and it has lapsed.
 - **Rewards the learner may still apply**: at a restart recovery restores the newest version
   with kept bytes and replays the rewards after its ``last_reward_seq``; when that version
   fails to load it falls back to older kept versions (``recovery._restore``). So a reward is
@@ -29,16 +30,27 @@ A decision is archived only when every rule below lets it go; each rule is a bou
   table's largest seq, and ``counts()`` reads totals from it; deleting either would give a seq
   twice.
 - **The traffic window** (``[guardrails] traffic_window``): a restart rebuilds it from the
-  newest that many decisions (``recent_actions``), so only older seqs are archived.
+  newest that many decisions and activations (``recent_actions``), so only older seqs are
+  archived, and an activated decision only when its activation is older than the newest that
+  many activations.
 - **Requests within their window**: a retried Decide reads its decisions back by seq
   (``find_request``); every decision of a stored request was made at the request's time, so
   decisions made at or after the oldest stored request's time stay.
 - **Everything the engine reads by time**, by the ``older_than_days`` floor
   (:meth:`~engine.campaign.config.CampaignConfig.retention_floor`, refused below it naming the
-  key): frequency caps and cooldowns (``incentive_times`` since now minus their horizon), the
+  key): frequency caps and cooldowns (``incentive_times`` since now minus their horizon; an
+  activated decision is read at its activation's time, so it must be activated before the cut
+  too), the
   request window, and the reward window (a reward retried within it must still find its
   decision, to be answered ``duplicate``; after compaction an archived decision's id is
   ``unknown``, refused as before once its window passed).
+
+Lapsed decisions (deferred, never activated: closed by a ``lapsed`` row without a value) were
+never delivered: the export leaves them out, so the archive does too. A step deletes those of
+its cut with the others but writes none of them to its files nor to the archived totals
+(``archived_decisions`` counts served decisions only; meta ``dropped_decisions`` counts the
+lapsed ones deleted). Activations leave with their decisions, except the newest (activation
+seqs are numbered from it).
 
 The totals a running campaign reads do not change: in the transaction of each delete the
 archived decisions are added to ``archived_offers`` (count and cost per chosen offer: budgets,
@@ -110,7 +122,7 @@ from engine.errors import ConfigError, InvalidInputError
 from engine.journal.base import JournalBackend
 from engine.journal.export import CHUNK_ROWS, LoggedLayout, logged_layout, write_logged
 from engine.journal.records import ArchiveCut, ExportedDecision
-from engine.journal.schema import COMPACTION_KEY
+from engine.journal.schema import COMPACTION_KEY, DROPPED_KEY
 
 if TYPE_CHECKING:
     from engine.campaign.config import CampaignConfig
@@ -194,7 +206,7 @@ class CompactReport:
         Decisions made before this time (ISO 8601, UTC) were eligible.
     archived : int
         Decisions moved to the archive, each with its reward (steps of an interrupted run that
-        this one finished included).
+        this one finished included); lapsed decisions deleted with them are not counted.
     recovered : int
         Steps of an interrupted compaction that this run finished.
     files : list of str
@@ -202,7 +214,8 @@ class CompactReport:
     bounds : dict
         The cut's bounds: ``before_us``, ``decision_seq`` (the traffic window and the
         journal's newest decision), ``reward_seq`` (the learner's oldest restorable cursor and
-        the newest reward) and ``limited_by`` (what held the rewards back).
+        the newest reward), ``limited_by`` (what held the rewards back) and ``activation_seq``
+        (activations of the traffic window: only those below it are archived).
     space : dict
         ``before`` and ``after``: ``bytes`` (the store), ``decisions`` (every decision ever
         journaled, archived included), ``kept`` (those still in the journal) and
@@ -336,8 +349,12 @@ def compact_journal(
         "decision_seq": through,
         "reward_seq": reward_seq,
         "limited_by": limited_by,
+        "activation_seq": bounds.recent_activation_seq,
     }
-    cut = ArchiveCut(0, through, before_us, reward_seq, tuple(sorted(layout.catalogs)))
+    cut = ArchiveCut(
+        0, through, before_us, reward_seq, tuple(sorted(layout.catalogs)),
+        activation_seq=bounds.recent_activation_seq,
+    )  # fmt: skip
     steps = 0
     while cut.through_seq > cut.after_seq and cut.reward_seq > 0:
         if max_steps is not None and steps >= max_steps:
@@ -415,14 +432,15 @@ class _Mover:
                 f"the journal's feature names {self.layout.feature_names}, got decision "
                 f"{misfit.decision_id} over another catalog; finish it with the nbo that began it"
             )
-        files = self._write(rows)
+        served = [r for r in rows if r.served]  # a lapsed one was never delivered: not archived
+        files = self._write(served)
         done = cut._replace(through_seq=rows[-1].seq if rows else cut.after_seq, rows=len(rows))
         if self.journal.finish_archive(intent, done) and rows:
-            self.report.archived += len(rows)
+            self.report.archived += len(served)
             self.report.recovered += int(recovering)
             self.report.files.extend(str(f) for f in files)
             if self.progress is not None:
-                self.progress(len(rows))
+                self.progress(len(served))
         return done
 
     def _write(self, rows: Sequence[ExportedDecision]) -> list[Path]:
@@ -443,6 +461,7 @@ def _intent(cut: ArchiveCut, limit: int, root: Path) -> str:
     return json.dumps(
         {
             "cut": [cut.after_seq, cut.through_seq, cut.before_us, cut.reward_seq],
+            "activation_seq": cut.activation_seq,
             "catalogs": list(cut.catalogs),
             "limit": limit,
             "archive": str(root.resolve()),
@@ -456,8 +475,10 @@ def _parse_intent(intent: str) -> tuple[ArchiveCut, int, str]:
         value = json.loads(intent)
         after, through, before_us, reward_seq = (int(v) for v in value["cut"])
         catalogs = tuple(int(c) for c in value["catalogs"])
+        # an intent stored before activations (an interrupted step) archives no activated one
+        activation_seq = int(value.get("activation_seq", 0))
         return (
-            ArchiveCut(after, through, before_us, reward_seq, catalogs),
+            ArchiveCut(after, through, before_us, reward_seq, catalogs, 0, activation_seq),
             int(value["limit"]),
             str(value["archive"]),
         )
@@ -486,7 +507,8 @@ def _check_archive_features(parts: Path, layout: LoggedLayout) -> None:
 def _space(journal: JournalBackend) -> dict[str, float]:
     size = journal.storage_bytes()
     decisions = journal.counts()["decisions"]
-    kept = decisions - journal.archived_decisions()
+    dropped = int(journal.get_meta(DROPPED_KEY) or 0)
+    kept = decisions - journal.archived_decisions() - dropped
     return {
         "bytes": size,
         "decisions": decisions,

@@ -15,6 +15,11 @@ at all (:func:`write_logged`, which the journal's archive also writes with). Whe
 feature schema changed over time, only rows encoded with the newest schema are exported (the
 context column has a single width); the result says how many rows were skipped.
 
+Only served decisions are exported: a deferred decision (``Decide(defer_activation=true)``) is
+exported once activated (its row is the decision's, at the decision's time); one never activated
+was not delivered, and is left out whether pending or lapsed (so is it from the archive of
+:mod:`engine.journal.compact`).
+
 Examples
 --------
 >>> import tempfile, os

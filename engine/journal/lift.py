@@ -3,7 +3,8 @@
 Customers in the control group (a sticky hash of customer id and campaign salt) always get the
 control offer; everyone else gets the policy's choice. With closed decisions only (rewarded, or
 expired with a default reward), lift = mean(treatment) - mean(control) with a Welch normal
-confidence interval. Because the split is random and sticky, this is an unbiased estimate of the
+confidence interval. A deferred decision counts once activated; one never activated (lapsed)
+never does. Because the split is random and sticky, this is an unbiased estimate of the
 campaign's value per decision over doing nothing.
 
 The split randomizes customers, not decisions, and a returning customer's rewards are

@@ -19,7 +19,7 @@ The learner reads "rewards after seq N", the expiry sweep "decisions after seq N
 remember the last N. A PostgreSQL sequence hands out numbers when a row is inserted, but
 transactions commit in another order: a reader could see seq 11 committed, move past it, and
 never see seq 10, committed a moment later by another replica. So every append to
-``decisions``, ``rewards``, ``reward_errors`` (and ``catalogs``) first takes a
+``decisions``, ``rewards``, ``activations``, ``reward_errors`` (and ``catalogs``) first takes a
 transaction-scoped advisory lock on that table (``pg_advisory_xact_lock``), then numbers its
 rows from the table's largest seq, in a new statement (a new snapshot, which sees the previous
 holder's commit). PostgreSQL releases the lock only after the commit is visible, so appends to
@@ -27,6 +27,12 @@ one table commit one after another, in seq order, and a reader can never skip a 
 back batch leaves no gap, so the largest seq is also the number of rows. The cost: appends to
 one campaign's table wait for each other's commit (their WAL flush); one Engine already
 serializes its appends, and batches keep the commits per second low.
+
+An activation takes the ``activations`` lock (its rows are numbered the same way); a lapse (the
+expiry of a deferred decision never activated) takes it too, after the ``rewards`` lock, so the
+two are serialized and a decision is never both activated and lapsed. The count of inactive
+decisions in ``meta`` is row-locked by the transactions that change it (decisions with deferred
+rows, activations, lapses).
 
 A request with a client request id is stored in its decisions' transaction (under the
 decisions' lock); two replicas racing on one id serialize there, and the second breaks the
@@ -79,7 +85,8 @@ from engine.journal.schema import (
     SCHEMA_VERSION,
     VERSION_KEY,
     SQLJournal,
-    migrations_from,
+    count_deferred,
+    lapsed_ids,
 )
 
 __all__ = ["PostgresJournal", "drop_campaign", "schema_name"]
@@ -167,7 +174,8 @@ class PostgresJournal(SQLJournal, JournalBackend):
         Most connections open at once.
     migrate : bool
         Bring a journal of an older schema version to the current one (additive: new tables
-        only) instead of refusing it. A journal this call creates is current anyway.
+        and columns, no stored value changed) instead of refusing it. A journal this call
+        creates is current anyway.
 
     Raises
     ------
@@ -181,6 +189,10 @@ class PostgresJournal(SQLJournal, JournalBackend):
 
     _unique_error = pg_errors.UniqueViolation
     _TABLE_EXISTS = "SELECT 1 WHERE to_regclass(?) IS NOT NULL"  # in the search_path: the schema
+    _COLUMN_EXISTS = (
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
+        " AND table_name = ? AND column_name = ?"
+    )
 
     def __init__(
         self,
@@ -265,16 +277,8 @@ class PostgresJournal(SQLJournal, JournalBackend):
                     _run_script(conn, tables)
                     if new:
                         conn.execute(_pg(schema.SET_META), (VERSION_KEY, str(SCHEMA_VERSION)))
-                    elif migrate:
-                        row = conn.execute(_pg(schema.GET_META), (VERSION_KEY,)).fetchone()
-                        marked = None if row is None else str(row[0])
-                        steps = migrations_from(marked)
-                        # and whichever current table is still missing (IF NOT EXISTS)
-                        for script in [*steps, schema.ALL_TABLES]:
-                            _run_script(conn, script)
-                        if steps:
-                            self.migrated_from = marked or "1"
-                            conn.execute(_pg(schema.SET_META), (VERSION_KEY, str(SCHEMA_VERSION)))
+                    elif migrate:  # and whichever current table is still missing
+                        self._migrate_store(_executor(conn), POSTGRES_TYPES)
                 rows = conn.execute(
                     "SELECT c.relname, c.oid::bigint FROM pg_class c"
                     " JOIN pg_namespace n ON n.oid = c.relnamespace"
@@ -377,18 +381,46 @@ class PostgresJournal(SQLJournal, JournalBackend):
         """Insert decisions in one transaction; return their seq numbers once committed."""
         if not rows:
             return []
-        with self._unique("decision ids are unique"):
-            last = self._append("decisions", DECISION_COLUMNS, rows)
+        rule = "decision ids are unique"
+        if not count_deferred(rows):
+            with self._unique(rule):
+                last = self._append("decisions", DECISION_COLUMNS, rows)
+        else:  # with the inactive count (a row lock on its meta row)
+            with self._unique(rule), self._write("decisions") as (conn, last):
+                _copy(conn, "decisions", DECISION_COLUMNS, rows, last)
+                self._note_deferred(_executor(conn), rows)
         return list(range(last + 1, last + len(rows) + 1))
 
     def append_rewards(self, rows: Sequence[records.RewardRow]) -> list[int]:
         """Insert rewards in one transaction; return their seq numbers (the learner's order)
-        once committed."""
+        once committed. Lapses also take the activations' append lock, so an activation
+        committed before is seen (and refuses them) and one after sees them."""
         if not rows:
             return []
-        with self._unique("at most one reward per decision"):
-            last = self._append("rewards", REWARD_COLUMNS, rows)
+        rule = "at most one reward per decision"
+        lapses = lapsed_ids(rows)
+        if not lapses:
+            with self._unique(rule):
+                last = self._append("rewards", REWARD_COLUMNS, rows)
+        else:
+            with self._unique(rule), self._write("rewards") as (conn, last):
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._keys["activations"],))
+                self._check_lapses(_executor(conn), lapses)
+                _copy(conn, "rewards", REWARD_COLUMNS, rows, last)
         return list(range(last + 1, last + len(rows) + 1))
+
+    def activate(
+        self, decision_ids: Sequence[str], ts_us: int, cutoff_us: int | None = None
+    ) -> list[str]:
+        """Activate deferred decisions in one transaction under the activations' append lock
+        (numbered in commit order, serialized with lapses); the status of each id (see
+        :meth:`JournalBackend.activate`)."""
+        if not decision_ids:
+            return []
+        with self._unique(schema.ACTIVATION_RULE), self._write("activations") as (conn, last):
+            statuses, rows = self._activate(_executor(conn), decision_ids, ts_us, cutoff_us)
+            _copy(conn, "activations", schema.ACTIVATION_COLUMNS, rows, last)
+        return statuses
 
     def append_request(
         self, request: records.RequestRow, rows: Sequence[records.DecisionRow]
@@ -399,6 +431,7 @@ class PostgresJournal(SQLJournal, JournalBackend):
             _copy(conn, "decisions", DECISION_COLUMNS, rows, last)
             seqs = list(range(last + 1, last + len(rows) + 1))
             conn.execute(_pg(schema.INSERT_REQUEST), schema.request_params(request, seqs))
+            self._note_deferred(_executor(conn), rows)
         return seqs
 
     def prune_requests(self, before_us: int) -> int:

@@ -60,6 +60,9 @@ class DecisionRecord:
         True when this is the stored answer to a retried request (same ``request_id``): the
         decision was made, journaled and counted by an earlier call, so counters (metrics) must
         not count it again. Not compared.
+    deferred : bool
+        Journaled inactive (``Decide(defer_activation=true)``): it counts nowhere (budgets,
+        caps, lift, learning, export) until it is activated (:meth:`JournalBackend.activate`).
     """
 
     decision_id: str
@@ -77,6 +80,7 @@ class DecisionRecord:
     scores: FloatArray = field(compare=False)
     offer_ids: tuple[str, ...]
     replayed: bool = field(default=False, compare=False)
+    deferred: bool = False
 
     @property
     def ranking(self) -> tuple[tuple[str, float], ...]:
@@ -98,7 +102,9 @@ class RewardRecord:
     """What :meth:`Engine.reward` returns, per reward.
 
     ``status`` is ``applied`` (new), ``duplicate`` (a retry: the first value stands, ``reward``
-    is the stored one), ``expired`` (the window had passed) or ``unknown`` (no such decision).
+    is the stored one), ``expired`` (the window had passed), ``unknown`` (no such decision) or
+    ``inactive`` (a deferred decision not activated: nothing is journaled or learned; a report
+    after its activation is applied).
     ``reward`` is the net reward the learner uses (None when not applied).
     """
 
@@ -126,15 +132,21 @@ class DecisionRow(NamedTuple):
     scores: bytes  #: float64 scores in the catalog's offer order (NaN: policy not asked)
     reasons: str | None  #: ';'-joined reasons, None without any
     catalog: int  #: id from :meth:`JournalBackend.catalog`
+    #: journaled inactive: counts nowhere until activated (:meth:`JournalBackend.activate`)
+    deferred: bool = False
 
 
-# DecisionRow(*fields) runs a Python-level __new__ (~1 us for 14 fields); tuple.__new__ bound to
+# DecisionRow(*fields) runs a Python-level __new__ (~1 us for 15 fields); tuple.__new__ bound to
 # the class builds the same named row in C, which keeps assembling a batch a whole-column zip.
 decision_row = partial(tuple.__new__, DecisionRow)
 
 
+LAPSED = "lapsed"  #: the source of a never-activated deferred decision's expiry: no reward
+
+
 class RewardRow(NamedTuple):
-    """One reward as the ledger journals it (``source`` is ``reward`` or ``expired``)."""
+    """One reward as the ledger journals it (``source`` is ``reward``, ``expired``, or
+    ``lapsed``: the expiry of a deferred decision never activated, without a value)."""
 
     decision_id: str
     decision_seq: int  #: the decision's ``seq``
@@ -150,7 +162,7 @@ class RewardError(NamedTuple):
     ts_us: int
     decision_id: str
     value: float | None
-    error: str  #: ``unknown decision id`` or ``reward window passed``
+    error: str  #: ``unknown decision id``, ``reward window passed`` or ``decision not activated``
 
 
 class StoredDecision(NamedTuple):
@@ -168,6 +180,13 @@ class StoredDecision(NamedTuple):
     reward_source: str | None  #: None while pending, else the reward's ``source``
     reward: float | None
     catalog: int = 0  #: the catalog (offers, feature names) the decision was made with
+    deferred: int = 0  #: 1 (or True) when journaled inactive
+    activated_us: int | None = None  #: when a deferred decision was activated (None: not)
+
+    @property
+    def served(self) -> bool:
+        """Whether the decision counts: not deferred, or activated."""
+        return not self.deferred or self.activated_us is not None
 
 
 class StoredReward(NamedTuple):
@@ -212,6 +231,22 @@ class ExportedDecision(NamedTuple):
     control: int
     model_version: str
     catalog: int
+    #: not deferred, or activated (the export gives only these; an archive step reads all)
+    served: bool = True
+
+
+class ActivationRow(NamedTuple):
+    """The activation of a deferred decision: the offer was delivered at ``ts_us``."""
+
+    decision_id: str
+    decision_seq: int  #: the decision's ``seq``
+    ts_us: int
+
+
+#: What :meth:`JournalBackend.activate` answers per decision id: ``activated`` (new),
+#: ``duplicate`` (already activated), ``unknown`` (no such decision), ``expired`` (its reward
+#: window passed, or it is closed) and ``immediate`` (not deferred: it counted from the start).
+ACTIVATION_STATUSES = ("activated", "duplicate", "unknown", "expired", "immediate")
 
 
 class GroupSums(NamedTuple):
@@ -277,7 +312,8 @@ class StoredRequest(NamedTuple):
 class ArchiveCut(NamedTuple):
     """The closed decisions one compaction step moves out of the journal (see
     :mod:`engine.journal.compact`): every decision with ``after_seq < seq <= through_seq``, made
-    before ``before_us`` over one of ``catalogs``, whose reward's seq is at most ``reward_seq``.
+    (and, when deferred, activated) before ``before_us`` over one of ``catalogs``, whose reward's
+    seq is at most ``reward_seq`` and whose activation's, if any, is below ``activation_seq``.
 
     Decisions and rewards are never changed and new ones get larger seqs, so the same cut names
     the same rows until they are deleted: a step interrupted after its Parquet file was written
@@ -290,6 +326,7 @@ class ArchiveCut(NamedTuple):
     reward_seq: int
     catalogs: tuple[int, ...]
     rows: int = 0  #: how many decisions the cut names (0 while it is being chosen)
+    activation_seq: int = 0  #: activated decisions only with an activation seq below it
 
 
 class RetentionBounds(NamedTuple):
@@ -299,6 +336,8 @@ class RetentionBounds(NamedTuple):
     model_seq: int | None  #: least ``last_reward_seq`` of the versions with kept bytes
     last_reward_seq: int  #: the largest reward seq (0 without rewards)
     request_us: int | None  #: time of the oldest stored request (None without any)
+    #: seq of the oldest of the newest ``keep_recent`` activations (0: fewer)
+    recent_activation_seq: int = 0
 
 
 class ArchivedCustomer(NamedTuple):

@@ -378,7 +378,8 @@ def load_encoder(encoder: Encoder, saved: str | None) -> None:
 def restore_guardrails(
     journal: JournalBackend, guardrails: Guardrails, config: CampaignConfig, now: float
 ) -> None:
-    """Rebuild budgets, the traffic window and per-customer history from the journal."""
+    """Rebuild budgets, the traffic window and per-customer history from the journal: the
+    served decisions (a deferred one counts once activated, at its activation's time)."""
     index = {o: i for i, o in enumerate(config.offer_ids)}
     totals = {
         index[action]: (t.n_decisions, t.cost)
@@ -391,4 +392,7 @@ def restore_guardrails(
         cutoff_us = int((now - guardrails.horizon) * 1e6)
         for customer, ts_us in journal.incentive_times(cutoff_us, config.control_offer):
             history.setdefault(customer, []).append(ts_us / 1e6)
+        for times in history.values():  # activations come after the immediate decisions
+            if len(times) > 1:
+                times.sort()
     guardrails.restore(totals, recent, history)

@@ -8,8 +8,15 @@ is journaled with its net reward (:meth:`CampaignConfig.net_reward`); the learne
 the journal in reward seq order (:meth:`~engine.journal.learner.Learner.apply`), whichever
 replica journaled it.
 
+Deferred decisions (journaled inactive, see :meth:`RewardLedger.activate`): a report for one
+not activated yet gives ``inactive`` (kept in ``reward_errors``, nothing journaled or learned);
+once activated it is rewarded as any other, within the decision's window (which runs from the
+decision, not from the activation).
+
 Expiry closes every decision older than the window: it gets the configured default value (the
-same net-reward rule applies) or no reward at all, and later reports for it are ``expired``.
+same net-reward rule applies) or no reward at all, and later reports for it are ``expired``. A
+deferred decision never activated lapses instead, "unflagged": no value, source ``lapsed``,
+which the learner, the lift and the export never count.
 Nothing per pending decision is held in memory: pending decisions are the journal's decisions
 without a reward row, and a watermark (the ``expiry_seq`` meta key) marks how far sweeps got.
 
@@ -43,7 +50,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from engine.journal.base import DuplicateError, JournalBackend
-from engine.journal.records import RewardError, RewardRecord, RewardRow, StoredDecision
+from engine.journal.records import LAPSED, RewardError, RewardRecord, RewardRow, StoredDecision
 
 if TYPE_CHECKING:
     from engine.campaign.config import CampaignConfig
@@ -126,6 +133,10 @@ class RewardLedger:
                 results.append(RewardRecord(did, "expired", s.action, value, None))
                 errors.append(RewardError(now_us, did, value, "reward window passed"))
                 continue
+            if not s.served:  # deferred, not activated (yet): the offer was not delivered
+                results.append(RewardRecord(did, "inactive", s.action, value, None))
+                errors.append(RewardError(now_us, did, value, "decision not activated"))
+                continue
             net = self._net(s, value)
             record = RewardRecord(did, "applied", s.action, value, net)
             taken[did] = record
@@ -138,15 +149,25 @@ class RewardLedger:
     def _expiry_rows(self, due: list[StoredDecision], now_us: int, rows: list[RewardRow]) -> None:
         default = self.config.default_value
         for s in due:
+            if not s.served:  # never activated: lapses without a value, learned from by nobody
+                rows.append(RewardRow(s.decision_id, s.seq, now_us, None, None, LAPSED))
+                continue
             net = None if default is None else self._net(s, default)
             rows.append(RewardRow(s.decision_id, s.seq, now_us, default, net, "expired"))
+
+    def activate(self, ids: Sequence[str], now: float) -> list[str]:
+        """Activate deferred decisions at ``now`` (their offers were delivered): one journal
+        transaction; the status of each id (see :meth:`JournalBackend.activate`): a decision
+        whose reward window has passed (swept or not) is ``expired``."""
+        now_us = int(now * 1e6)
+        return self.journal.activate(ids, now_us, cutoff_us=now_us - self.window_us)
 
     def expire(self, now: float, max_rows: int | None = None) -> tuple[int, bool]:
         """Close decisions made at or before ``now - window``.
 
         Scans at most about ``max_rows`` decisions when given (callers release their lock
-        between calls so a large backlog never stalls decisions). Returns the number expired and
-        whether more may be due.
+        between calls so a large backlog never stalls decisions). Returns the number expired
+        (lapses of never-activated deferred decisions included) and whether more may be due.
         """
         now_us = int(now * 1e6)
         cutoff = now_us - self.window_us

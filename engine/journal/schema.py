@@ -21,33 +21,46 @@ before versions were kept, with version 1's tables.
 Version 3 is a version-2 store that a compaction (:mod:`engine.journal.compact`) has moved
 closed decisions out of: its ``archived_offers`` and ``archived_customers``
 (:data:`ARCHIVE_TABLES`) hold the totals of what left, and the reads that must not change
-(``offer_totals``, ``lift_sums``, the lift) add them. A store this nbo creates (or migrates)
-has the tables, empty; an older one gets them from its first compaction step (which is asked
-for), and the first delete marks the store version 3 in its transaction: an nbo older than
-compaction, which would read budgets and lift without the archived rows, refuses it as newer.
+(``offer_totals``, ``lift_sums``, the lift) add them. An nbo older than compaction, which would
+read budgets and lift without the archived rows, refused it as newer.
 
-A store of another version is refused by name (:func:`check_version`), a version-1 store with
-the command that migrates it: nbo changes an existing store's schema only when asked (``nbo
-journal migrate``, ``nbo journal compact``).
+Version 4 (this nbo's) adds deferred activation: the ``deferred`` column of ``decisions``
+(false for every decision of an older store) and the ``activations`` table
+(:data:`ACTIVATION_TABLES`), and a version-4 store may hold archived rows (no separate mark: an
+nbo older than version 4 refuses it as newer). :data:`MIGRATIONS` brings a version-2 or -3 store
+to it (the column with its default, the table; no stored value changes), a version-1 store
+through version 2. A store this nbo creates is version 4, with every table (the archive's
+empty).
+
+A store of another version is refused by name (:func:`check_version`), an older one with the
+command that migrates it: nbo changes an existing store's schema only when asked (``nbo
+journal migrate``).
 
 Examples
 --------
 >>> pg("SELECT seq FROM decisions WHERE seq > ? LIMIT ?")
 'SELECT seq FROM decisions WHERE seq > %s LIMIT %s'
->>> check_version("3", "journal x.sqlite")  # compacted
 >>> check_version("4", "journal x.sqlite")
+>>> check_version("3", "journal x.sqlite")
 Traceback (most recent call last):
 ...
-engine.errors.ConfigError: journal x.sqlite: schema version 4, this nbo expects 2 (3 once ...
+engine.errors.ConfigError: journal x.sqlite: schema version 3, this nbo expects 4; migrate it ...
+>>> check_version("5", "journal x.sqlite")
+Traceback (most recent call last):
+...
+engine.errors.ConfigError: journal x.sqlite: schema version 5, this nbo expects 4; it was ...
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from engine.errors import ConfigError, CorruptModelError
@@ -59,6 +72,8 @@ from engine.journal.base import (
     StaleModelError,
 )
 from engine.journal.records import (
+    LAPSED,
+    ActivationRow,
     ArchiveCut,
     ArchivedCustomer,
     DecisionRow,
@@ -77,8 +92,7 @@ from engine.journal.records import (
     StoredReward,
 )
 
-SCHEMA_VERSION = 2
-COMPACTED_VERSION = 3  # a version-2 store whose archived_* tables hold rows (see above)
+SCHEMA_VERSION = 4
 VERSION_KEY = "schema_version"
 
 TABLES = """
@@ -103,7 +117,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     cost {real} NOT NULL,
     scores {blob} NOT NULL,
     reasons TEXT,
-    catalog {int} NOT NULL REFERENCES catalogs(id)
+    catalog {int} NOT NULL REFERENCES catalogs(id),
+    deferred {bool} NOT NULL DEFAULT {false}
 );
 CREATE TABLE IF NOT EXISTS rewards (
     seq {seq},
@@ -183,12 +198,32 @@ CREATE TABLE IF NOT EXISTS archived_customers (
     PRIMARY KEY (customer_id, control)
 );
 """
-ALL_TABLES = TABLES + V2_TABLES + ARCHIVE_TABLES
+# Version 4: deferred activation. A deferred decision (decisions.deferred) counts nowhere until
+# its activation row (at most one per decision, numbered like rewards: other processes follow
+# "activations after seq N") says when its offer was delivered.
+ACTIVATION_TABLES = """
+CREATE TABLE IF NOT EXISTS activations (
+    seq {seq},
+    decision_id TEXT NOT NULL UNIQUE,
+    decision_seq {int} NOT NULL,
+    ts_us {int} NOT NULL
+);
+"""
+V4_STEP = "ALTER TABLE decisions ADD COLUMN deferred {bool} NOT NULL DEFAULT {false};" + (
+    ACTIVATION_TABLES
+)
+ALL_TABLES = TABLES + V2_TABLES + ARCHIVE_TABLES + ACTIVATION_TABLES
 ARCHIVE_TABLE = "archived_offers"  # created with archived_customers (see SQLJournal._has_archive)
-# from version -> the statements that bring a store to the next version (additive only, and
-# every one CREATE ... IF NOT EXISTS: a version-1 store that an earlier nbo already gave the
-# request tables migrates the same way).
-MIGRATIONS = {1: V2_TABLES}
+# from version -> (the version it becomes, the statements that bring it there, what they add).
+# Additive only: every table CREATE ... IF NOT EXISTS and a column only added where missing
+# (SQLJournal._migrate_store), so a store an interim nbo already gave some of them migrates the
+# same way. Version 3 (compacted 2) has the archive's tables, which ALL_TABLES adds to a 2.
+MIGRATIONS: dict[int, tuple[int, str, str]] = {
+    1: (2, V2_TABLES, "the model registry's, the requests' and the rejected-reward counts' tables"),
+    2: (4, V4_STEP, "the activations table and the decisions' deferred column (false for all)"),
+    3: (4, V4_STEP, "the activations table and the decisions' deferred column (false for all)"),
+}
+_ADD_COLUMN = re.compile(r"\s*ALTER TABLE (\w+) ADD COLUMN (\w+)")
 V1_TABLES = ("catalogs", "decisions", "rewards", "reward_errors", "meta")
 # SQLite's INTEGER PRIMARY KEY is the rowid, numbered by SQLite. PostgreSQL's seqs are numbered
 # by the backend itself, under a lock, in commit order (see engine.journal.postgres).
@@ -198,6 +233,7 @@ SQLITE_TYPES = {
     "blob": "BLOB",
     "real": "REAL",
     "bool": "INTEGER",
+    "false": "0",
 }
 POSTGRES_TYPES = {
     "seq": "BIGINT PRIMARY KEY",
@@ -205,12 +241,14 @@ POSTGRES_TYPES = {
     "blob": "BYTEA",
     "real": "DOUBLE PRECISION",
     "bool": "BOOLEAN",
+    "false": "FALSE",
 }
 
 DECISION_COLUMNS: tuple[str, ...] = DecisionRow._fields
 REWARD_COLUMNS: tuple[str, ...] = RewardRow._fields
 ERROR_COLUMNS: tuple[str, ...] = RewardError._fields
 MODEL_COLUMNS: tuple[str, ...] = ("version", *ModelRow._fields)
+ACTIVATION_COLUMNS: tuple[str, ...] = ActivationRow._fields
 
 
 def insert_sql(table: str, columns: Sequence[str], n_rows: int = 1) -> str:
@@ -226,44 +264,62 @@ def pg(sql: str) -> str:
     return sql.replace("?", "%s")
 
 
+# A decision counts (budgets, caps, lift, learning, export) when it is served: journaled
+# immediate, or deferred and activated. ``a`` is its activation, LEFT JOINed by ACTIVATION.
+ACTIVATION = " LEFT JOIN activations a ON a.decision_id = d.decision_id"
+SERVED = "(NOT d.deferred OR a.seq IS NOT NULL)"
 # Every read of stored decisions (lookup, expiry) selects StoredDecision's columns.
 STORED = (
     "SELECT d.decision_id, d.seq, d.ts_us, d.customer_id, d.context, d.action, d.propensity,"
-    " d.control, d.cost, r.source, r.reward, d.catalog FROM decisions d"
-    " LEFT JOIN rewards r ON r.decision_id = d.decision_id"
+    " d.control, d.cost, r.source, r.reward, d.catalog, d.deferred, a.ts_us FROM decisions d"
+    " LEFT JOIN rewards r ON r.decision_id = d.decision_id" + ACTIVATION
 )
 DUE = STORED + " WHERE d.seq > ? ORDER BY d.seq LIMIT ?"
 EXPORTED = (
     "SELECT d.seq, d.decision_id, d.ts_us, d.customer_id, d.context, d.action, d.propensity,"
-    " r.reward, d.eligible, d.explored, d.control, d.model_version, d.catalog"
+    " r.reward, d.eligible, d.explored, d.control, d.model_version, d.catalog,"
+    f" CASE WHEN {SERVED} THEN 1 ELSE 0 END"
 )  # ExportedDecision's columns
+# Only served decisions are exported: one deferred and never activated was not delivered.
 EXPORT = (
-    EXPORTED + " FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id"
-    " WHERE d.seq > ? {closed} ORDER BY d.seq LIMIT ?"
+    EXPORTED
+    + " FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.decision_id"
+    + ACTIVATION
+    + f" WHERE d.seq > ? AND {SERVED} {{closed}} ORDER BY d.seq LIMIT ?"
 )
 EXPORT_CLOSED = "AND r.reward IS NOT NULL"
+# The expiry of a deferred decision never activated (source LAPSED) is not a reward: the learner
+# and the lift monitor never see it.
 REWARDS_AFTER = (
     "SELECT r.seq, d.context, d.action, d.propensity, r.reward, d.catalog"
     " FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
-    " WHERE r.seq > ? ORDER BY r.seq LIMIT ?"
+    f" WHERE r.seq > ? AND r.source <> '{LAPSED}' ORDER BY r.seq LIMIT ?"
 )
 OUTCOMES_AFTER = (
     "SELECT r.seq, d.customer_id, d.control, d.cost, r.reward, d.reasons, d.model_version,"
     " d.action, d.ts_us FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
-    " WHERE r.seq > ? ORDER BY r.seq LIMIT ?"
+    f" WHERE r.seq > ? AND r.source <> '{LAPSED}' ORDER BY r.seq LIMIT ?"
 )
 LIFT_SUMS = (
     "SELECT d.control, COUNT(*), SUM(r.reward), SUM(r.reward * r.reward)"
     " FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
-    " WHERE r.reward IS NOT NULL GROUP BY d.control"
+    + ACTIVATION
+    + f" WHERE r.reward IS NOT NULL AND {SERVED} GROUP BY d.control"
 )
 LIFT_SUMS_ARCHIVED = (
     LIFT_SUMS + " UNION ALL SELECT control, SUM(n), SUM(total), SUM(squares)"
     " FROM archived_customers GROUP BY control"
 )
+# A deferred decision counts as of its activation: these reads take immediate decisions from
+# ``decisions`` and activated ones, at their activation's time, from ``activations``.
+_ACTIVATED = " FROM activations a JOIN decisions d ON d.seq = a.decision_seq"
 INCENTIVE_TIMES = (
     "SELECT customer_id, ts_us FROM decisions WHERE ts_us > ? AND action != ? AND NOT control"
-    " ORDER BY seq"
+    " AND NOT deferred ORDER BY seq"
+)
+ACTIVATED_INCENTIVE_TIMES = (
+    "SELECT d.customer_id, a.ts_us" + _ACTIVATED + " WHERE a.ts_us > ? AND d.action != ?"
+    " AND NOT d.control ORDER BY a.seq"
 )
 FIND_CATALOG = (
     "SELECT id FROM catalogs WHERE campaign = ? AND offer_ids = ? AND feature_names = ?"
@@ -279,13 +335,30 @@ SET_META_ONCE = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO
 FIRST_OPEN_AFTER = "SELECT seq, ts_us FROM decisions WHERE seq > ? ORDER BY seq LIMIT 1"
 LAST_REWARD_SEQ = "SELECT MAX(seq) FROM rewards"
 LATEST_MODEL_VERSION = "SELECT model_version FROM decisions ORDER BY seq DESC LIMIT 1"
-OFFER_TOTALS = "SELECT action, COUNT(*), SUM(cost) FROM decisions GROUP BY action"
+OFFER_TOTALS = (
+    "SELECT action, COUNT(*), SUM(cost) FROM decisions WHERE NOT deferred GROUP BY action"
+    " UNION ALL SELECT d.action, COUNT(*), SUM(d.cost)" + _ACTIVATED + " GROUP BY d.action"
+)
 # One statement, so one snapshot: a compaction committing meanwhile is counted once, either as
 # rows or as archived totals, never both or neither.
 OFFER_TOTALS_ARCHIVED = OFFER_TOTALS + " UNION ALL SELECT action, n, cost FROM archived_offers"
-RECENT_ACTIONS = "SELECT action FROM decisions ORDER BY seq DESC LIMIT ?"
+# The newest ? of each, then the newest ? of both by time (ties: by seq within their table).
+RECENT_ACTIONS = (
+    "SELECT action FROM (SELECT * FROM (SELECT action, ts_us, seq FROM decisions"
+    " WHERE NOT deferred ORDER BY seq DESC LIMIT ?) AS made"
+    " UNION ALL SELECT * FROM (SELECT d.action, a.ts_us, a.seq"
+    + _ACTIVATED
+    + " ORDER BY a.seq DESC LIMIT ?) AS activated) AS counted"
+    " ORDER BY ts_us DESC, seq DESC LIMIT ?"
+)
 DECISIONS_AFTER = (
-    "SELECT seq, customer_id, ts_us, action, cost FROM decisions WHERE seq > ? ORDER BY seq LIMIT ?"
+    "SELECT seq, customer_id, ts_us, action, cost FROM decisions WHERE seq > ? AND NOT deferred"
+    " ORDER BY seq LIMIT ?"
+)
+ACTIVATIONS_AFTER = (
+    "SELECT a.seq, d.customer_id, a.ts_us, d.action, d.cost"
+    + _ACTIVATED
+    + " WHERE a.seq > ? ORDER BY a.seq LIMIT ?"
 )
 MODELS = (
     "SELECT m.version, m.created_us, m.kind, m.origin, m.parent, m.catalog, m.policy_class,"
@@ -334,11 +407,16 @@ def sha256(blob: bytes) -> str:
 # Rejected rewards keep their running total in meta (reward_errors holds only a sample); a store
 # without that total has none yet, or is an older one opened read-only, with a reward_errors row
 # per report.
+# Deferred decisions neither activated nor lapsed are counted the same way, in meta: added to by
+# the decisions' transaction, taken from by the activation's and by the lapse's (a scan of the
+# deferred decisions would grow with the journal).
 ERROR_TOTAL_KEY = "reward_errors_total"
+INACTIVE_KEY = "inactive_decisions"
 COUNTS = (
     "SELECT (SELECT MAX(seq) FROM decisions), (SELECT MAX(seq) FROM rewards),"
     " COALESCE((SELECT CAST(value AS BIGINT) FROM meta WHERE key = ?),"
-    " (SELECT MAX(seq) FROM reward_errors))"
+    " (SELECT MAX(seq) FROM reward_errors)), (SELECT MAX(seq) FROM activations),"
+    " (SELECT CAST(value AS BIGINT) FROM meta WHERE key = ?)"
 )
 
 # Idempotent requests. A request's decisions got consecutive seqs in one transaction (both
@@ -361,10 +439,11 @@ COUNT_ERRORS = (
     " ON CONFLICT (period_us, error) DO UPDATE SET n = reward_error_counts.n + excluded.n"
     " RETURNING n"
 )
-ADD_ERROR_TOTAL = (
+ADD_TO_META = (
     "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value ="
     " CAST(CAST(meta.value AS BIGINT) + CAST(excluded.value AS BIGINT) AS TEXT)"
-)
+)  # a running total in meta, added to (a negative number takes from it)
+ADD_ERROR_TOTAL = ADD_TO_META
 # Stores written before errors were counted hold one reward_errors row per report: counted once,
 # when such a store is first opened for writing.
 HAS_ERROR_COUNTS = "SELECT 1 FROM reward_error_counts LIMIT 1"
@@ -387,29 +466,45 @@ def request_params(request: RequestRow, seqs: Sequence[int]) -> tuple[Any, ...]:
 RETENTION_BOUNDS = (
     "SELECT (SELECT seq FROM decisions ORDER BY seq DESC LIMIT 1 OFFSET ?),"
     " (SELECT MIN(m.last_reward_seq) FROM models m JOIN model_blobs b ON b.version = m.version),"
-    " (SELECT MAX(seq) FROM rewards), (SELECT MIN(ts_us) FROM requests)"
+    " (SELECT MAX(seq) FROM rewards), (SELECT MIN(ts_us) FROM requests),"
+    " (SELECT seq FROM activations ORDER BY seq DESC LIMIT 1 OFFSET ?)"
 )
-# The rows of an ArchiveCut: every statement of a step selects them with the same clause.
+# The rows of an ArchiveCut: every statement of a step selects them with the same clause. A cut
+# holds closed decisions served or not (a lapsed one: deferred, never activated); only served
+# ones reach the archive's files and totals, the others are deleted (they were not delivered).
+# An activated decision counts from its activation (caps read it by that time, the traffic
+# window rebuilds from the newest activations too), so its activation bounds it as well.
 _CUT = (
     " FROM decisions d JOIN rewards r ON r.decision_id = d.decision_id"
-    " WHERE d.seq > ? AND d.seq <= ? AND d.ts_us < ? AND r.seq <= ? AND d.catalog IN ({})"
+    + ACTIVATION
+    + " WHERE d.seq > ? AND d.seq <= ? AND COALESCE(a.ts_us, d.ts_us) < ? AND r.seq <= ?"
+    " AND (a.seq IS NULL OR a.seq < ?) AND d.catalog IN ({})"
 )
 ARCHIVABLE = EXPORTED + _CUT + " ORDER BY d.seq LIMIT ?"
-CUT_SPAN = "SELECT COUNT(*), MIN(r.seq), MAX(r.seq)" + _CUT
+CUT_SPAN = (
+    f"SELECT COUNT(*), MIN(r.seq), MAX(r.seq), SUM(CASE WHEN {SERVED} THEN 0 ELSE 1 END)" + _CUT
+)
 ARCHIVE_OFFERS = (
     "INSERT INTO archived_offers (action, n, cost) SELECT d.action, COUNT(*), SUM(d.cost)"
     + _CUT
-    + " GROUP BY d.action ON CONFLICT (action) DO UPDATE SET n = archived_offers.n + excluded.n,"
+    + f" AND {SERVED} GROUP BY d.action"
+    " ON CONFLICT (action) DO UPDATE SET n = archived_offers.n + excluded.n,"
     " cost = archived_offers.cost + excluded.cost"
 )
 ARCHIVE_CUSTOMERS = (
     "INSERT INTO archived_customers (customer_id, control, n, total, squares)"
     " SELECT d.customer_id, d.control, COUNT(*), SUM(r.reward), SUM(r.reward * r.reward)"
     + _CUT
-    + " AND r.reward IS NOT NULL GROUP BY d.customer_id, d.control"
+    + f" AND r.reward IS NOT NULL AND {SERVED} GROUP BY d.customer_id, d.control"
     " ON CONFLICT (customer_id, control) DO UPDATE SET n = archived_customers.n + excluded.n,"
     " total = archived_customers.total + excluded.total,"
     " squares = archived_customers.squares + excluded.squares"
+)
+# Activations leave with their decisions, before them (the cut is read through the decisions),
+# except the newest activation: new activation seqs are numbered from it (as for decisions).
+DELETE_CUT_ACTIVATIONS = (
+    "DELETE FROM activations WHERE decision_id IN (SELECT d.decision_id" + _CUT + ")"
+    " AND seq < (SELECT MAX(seq) FROM activations)"
 )
 DELETE_CUT_DECISIONS = "DELETE FROM decisions WHERE seq IN (SELECT d.seq" + _CUT + ")"
 # Then their rewards: every other reward's decision is still stored (a reward is only appended
@@ -420,11 +515,26 @@ DELETE_CUT_REWARDS = (
     " AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.decision_id = rewards.decision_id)"
 )
 ARCHIVED_DECISIONS = "SELECT SUM(n) FROM archived_offers"
+DROPPED_KEY = "dropped_decisions"  # meta: lapsed decisions compactions deleted, not archived
 ARCHIVED_CUSTOMERS = "SELECT control, customer_id, n, total FROM archived_customers"
 # A step's intent: set only when no other step's is (a second compactor finishes the first's).
 COMPACTION_KEY = "compaction"
 SET_META_IF_ABSENT = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
 DELETE_META = "DELETE FROM meta WHERE key = ?"
+
+
+# Deferred activation (SQLJournal._activate): the state of each decision asked about, read in
+# the activation's write transaction; a lapse checks that none of its decisions was activated.
+ACTIVATION_STATE = (
+    "SELECT d.decision_id, d.seq, d.ts_us, d.deferred, a.seq, r.source FROM decisions d"
+    " LEFT JOIN rewards r ON r.decision_id = d.decision_id"
+    + ACTIVATION
+    + " WHERE d.decision_id IN ({})"
+)
+ACTIVATED_AMONG = "SELECT decision_id FROM activations WHERE decision_id IN ({})"
+INSERT_ACTIVATION = insert_sql("activations", ACTIVATION_COLUMNS)
+ACTIVATION_RULE = "at most one activation per decision"
+_IN_CHUNK = 500  # ids per IN (...) list (SQLite's host-parameter limit)
 
 
 def cut_sql(sql: str, cut: ArchiveCut) -> str:
@@ -435,47 +545,76 @@ def cut_sql(sql: str, cut: ArchiveCut) -> str:
 def cut_params(cut: ArchiveCut) -> tuple[Any, ...]:
     """The parameters of :data:`_CUT` for ``cut`` (no catalog: none matches id 0)."""
     catalogs = cut.catalogs or (0,)
-    return (cut.after_seq, cut.through_seq, cut.before_us, cut.reward_seq, *catalogs)
+    return (
+        cut.after_seq, cut.through_seq, cut.before_us, cut.reward_seq, cut.activation_seq,
+        *catalogs,
+    )  # fmt: skip
 
 
 # Runs one statement (``?`` placeholders) in the caller's write transaction; returns its cursor.
 Execute = Callable[[str, Sequence[Any]], Any]
-_BOOLS = (DECISION_COLUMNS.index("explored"), DECISION_COLUMNS.index("control"))
+_BOOLS = tuple(DECISION_COLUMNS.index(c) for c in ("explored", "control", "deferred"))
+_DEFERRED = DECISION_COLUMNS.index("deferred")
+_SOURCE = REWARD_COLUMNS.index("source")
+
+
+def count_deferred(rows: Sequence[DecisionRow]) -> int:
+    """How many of ``rows`` are deferred (C-level: no Python loop on the decide path)."""
+    return sum(map(itemgetter(_DEFERRED), rows))
+
+
+def lapsed_ids(rows: Sequence[RewardRow]) -> list[str]:
+    """Decision ids of the lapses among ``rows`` (expiries of never-activated decisions)."""
+    if LAPSED not in map(itemgetter(_SOURCE), rows):
+        return []
+    return [r.decision_id for r in rows if r.source == LAPSED]
 
 
 def check_version(found: str | None, where: str) -> None:
-    """Refuse a store whose schema version is neither :data:`SCHEMA_VERSION` nor
-    :data:`COMPACTED_VERSION` (None: version 1).
+    """Refuse a store whose schema version is not :data:`SCHEMA_VERSION` (None: version 1).
 
     Raises
     ------
     ConfigError
         Naming the store (``where``, with any password already removed), both versions and
-        what to do.
+        what to do: migrate an older store (naming what the migration adds), upgrade nbo for a
+        newer one.
     """
     version = 1 if found is None else found
-    if str(version) in (str(SCHEMA_VERSION), str(COMPACTED_VERSION)):
+    if str(version) == str(SCHEMA_VERSION):
         return
     head = f"{where}: schema version {version}, this nbo expects {SCHEMA_VERSION}; "
     try:
-        older = int(version) < SCHEMA_VERSION
+        number: int | None = int(version)
     except ValueError:
-        older = False
-    if older and int(version) in MIGRATIONS:
+        number = None
+    if number is not None and number in MIGRATIONS:
         raise ConfigError(
             head + "migrate it first with `nbo journal migrate --journal URL` (or `--data-dir "
-            "DIR --campaign NAME`): it adds the model registry's, the requests' and the "
-            "rejected-reward counts' tables and changes no row"
+            f"DIR --campaign NAME`): it adds {migration_summary(number)} and changes no stored "
+            "value"
         )
-    if older:
+    if number is not None and number < SCHEMA_VERSION:
         raise ConfigError(
             head + f"this nbo has no migration from version {version} (open it with the nbo "
             "that wrote it and export it to Parquet)"
         )
-    raise ConfigError(
-        f"{where}: schema version {version}, this nbo expects {SCHEMA_VERSION} ({COMPACTED_VERSION}"
-        " once compacted); it was written by a newer nbo: upgrade nbo to open it"
-    )
+    raise ConfigError(head + "it was written by a newer nbo: upgrade nbo to open it")
+
+
+def _steps(start: int) -> list[tuple[str, str]]:
+    """(statements, what they add) of each migration from version ``start`` to the current."""
+    steps = []
+    version = start
+    while version != SCHEMA_VERSION:
+        version, script, what = MIGRATIONS[version]
+        steps.append((script, what))
+    return steps
+
+
+def migration_summary(start: int | str) -> str:
+    """What migrating a store of version ``start`` adds, in words (``nbo journal migrate``)."""
+    return "; ".join(dict.fromkeys(what for _, what in _steps(int(start))))
 
 
 def migrations_from(found: str | None) -> list[str]:
@@ -488,7 +627,7 @@ def migrations_from(found: str | None) -> list[str]:
         For a version nbo cannot migrate (see :func:`check_version`).
     """
     version = 1 if found is None else found
-    if str(version) in (str(SCHEMA_VERSION), str(COMPACTED_VERSION)):
+    if str(version) == str(SCHEMA_VERSION):
         return []
     try:
         start = int(version)
@@ -496,7 +635,7 @@ def migrations_from(found: str | None) -> list[str]:
         start = SCHEMA_VERSION + 1
     if start not in MIGRATIONS:
         check_version(found, "journal")
-    return [MIGRATIONS[v] for v in range(start, SCHEMA_VERSION)]
+    return [script for script, _ in _steps(start)]
 
 
 class SQLJournal(ABC):
@@ -514,6 +653,7 @@ class SQLJournal(ABC):
     migrated_from: str | None = None  #: the schema version a ``migrate=True`` open upgraded
     _archive_tables = False  # known to exist (they are never dropped)
     _TABLE_EXISTS: ClassVar[str]  # a row when the table named by the parameter exists
+    _COLUMN_EXISTS: ClassVar[str]  # a row when the table (1st parameter) has the column (2nd)
 
     @contextmanager
     def _unique(self, rule: str) -> Iterator[None]:
@@ -551,6 +691,85 @@ class SQLJournal(ABC):
     def _check_version(self, where: str) -> None:
         """Refuse a store of another schema version (an unmarked one is version 1)."""
         check_version(self.get_meta(VERSION_KEY), where)
+
+    def _migrate_store(self, execute: Execute, types: dict[str, str]) -> None:
+        """In the caller's write transaction: apply the migrations from the stored schema
+        version, then create whichever current table is still missing (CREATE ... IF NOT
+        EXISTS); a column a migration adds is added only where missing. Sets
+        :attr:`migrated_from` when a migration ran."""
+        row = execute(GET_META, (VERSION_KEY,)).fetchone()
+        found = None if row is None else str(row[0])
+        steps = migrations_from(found)
+        for script in [*steps, ALL_TABLES]:
+            for statement in script.format(**types).split(";"):
+                if not statement.strip():
+                    continue
+                added = _ADD_COLUMN.match(statement)
+                if added and execute(self._COLUMN_EXISTS, added.groups()).fetchone():
+                    continue
+                execute(statement, ())
+        if steps:
+            self.migrated_from = found or "1"
+            execute(SET_META, (VERSION_KEY, str(SCHEMA_VERSION)))
+
+    def _note_deferred(self, execute: Execute, rows: Sequence[DecisionRow]) -> None:
+        """In the decisions' write transaction: count their deferred ones as inactive."""
+        deferred = count_deferred(rows)
+        if deferred:
+            execute(ADD_TO_META, (INACTIVE_KEY, str(deferred)))
+
+    def _check_lapses(self, execute: Execute, ids: Sequence[str]) -> None:
+        """In a write transaction that journals the lapses of ``ids`` (deferred decisions
+        whose window passed without an activation), serialized with activations: refuse them
+        all when one was activated meanwhile (the ledger looks again: its expiry is then the
+        default reward's), else take them from the inactive count."""
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            found = execute(ACTIVATED_AMONG.format(", ".join("?" * len(chunk))), chunk)
+            activated = found.fetchone()
+            if activated is not None:
+                raise DuplicateError(
+                    f"{self.location}: expected the deferred decisions that lapse to have no "
+                    f"activation, got {activated[0]} activated meanwhile; nothing was written"
+                )
+        execute(ADD_TO_META, (INACTIVE_KEY, str(-len(ids))))
+
+    def _activate(
+        self, execute: Execute, decision_ids: Sequence[str], ts_us: int, cutoff_us: int | None
+    ) -> tuple[list[str], list[ActivationRow]]:
+        """In the caller's write transaction (serialized with other activations and with
+        lapses): the status of each id (see :data:`~engine.journal.records.
+        ACTIVATION_STATUSES`) and the activation rows to insert; takes those from the inactive
+        count. ``cutoff_us``: a decision made at or before it is past its reward window."""
+        unique = list(dict.fromkeys(decision_ids))
+        state: dict[str, tuple[Any, ...]] = {}  # id -> seq, ts_us, deferred, activation, source
+        for start in range(0, len(unique), _IN_CHUNK):
+            chunk = unique[start : start + _IN_CHUNK]
+            sql = ACTIVATION_STATE.format(", ".join("?" * len(chunk)))
+            for did, *fields in execute(sql, chunk).fetchall():
+                state[str(did)] = tuple(fields)
+        statuses: list[str] = []
+        rows: list[ActivationRow] = []
+        done: set[str] = set()
+        for did in decision_ids:
+            found = state.get(did)
+            if found is None:
+                statuses.append("unknown")
+                continue
+            seq, made_us, deferred, activation, source = found
+            if not deferred:
+                statuses.append("immediate")
+            elif activation is not None or did in done:
+                statuses.append("duplicate")
+            elif source is not None or (cutoff_us is not None and int(made_us) <= cutoff_us):
+                statuses.append("expired")
+            else:
+                statuses.append("activated")
+                done.add(did)
+                rows.append(ActivationRow(did, int(seq), ts_us))
+        if rows:
+            execute(ADD_TO_META, (INACTIVE_KEY, str(-len(rows))))
+        return statuses, rows
 
     def _count_errors(self, execute: Execute, rows: Sequence[RewardError]) -> list[RewardError]:
         """In the caller's write transaction: add ``rows`` to their (period, reason) counts and
@@ -724,19 +943,30 @@ class SQLJournal(ABC):
         return {a: OfferTotals(n, cost) for a, (n, cost) in totals.items()}
 
     def recent_actions(self, n: int) -> list[str]:
-        """Chosen offer ids of the newest ``n`` decisions, oldest first."""
-        return [a for (a,) in reversed(self._rows(RECENT_ACTIONS, (n,)))]
+        """Chosen offer ids of the newest ``n`` counted decisions (immediate ones at their
+        time, deferred ones at their activation's), oldest first."""
+        return [a for (a,) in reversed(self._rows(RECENT_ACTIONS, (n, n, n)))]
 
     def decisions_after(self, seq: int, limit: int) -> list[tuple[int, str, int, str, float]]:
-        """(seq, customer_id, ts_us, action, cost) of the next ``limit`` decisions after
-        ``seq``."""
+        """(seq, customer_id, ts_us, action, cost) of the next ``limit`` immediate decisions
+        after ``seq``."""
         rows = self._rows(DECISIONS_AFTER, (seq, limit))
         return [(int(q), str(c), int(t), str(a), float(m or 0.0)) for q, c, t, a, m in rows]
 
+    def activations_after(self, seq: int, limit: int) -> list[tuple[int, str, int, str, float]]:
+        """(activation seq, customer_id, activation ts_us, action, cost) of the next ``limit``
+        activations after activation ``seq``."""
+        rows = self._rows(ACTIVATIONS_AFTER, (seq, limit))
+        return [(int(q), str(c), int(t), str(a), float(m or 0.0)) for q, c, t, a, m in rows]
+
     def incentive_times(self, since_us: int, control_offer: str) -> Iterator[tuple[str, int]]:
-        """(customer_id, ts_us) of decisions after ``since_us`` outside the control group whose
-        offer is not ``control_offer``, in seq order."""
-        return self._scan(INCENTIVE_TIMES, (since_us, control_offer))
+        """(customer_id, ts_us) of counted decisions after ``since_us`` outside the control
+        group whose offer is not ``control_offer``: immediate ones in seq order, then activated
+        ones at their activation's time in activation order."""
+        params = (since_us, control_offer)
+        return chain(
+            self._scan(INCENTIVE_TIMES, params), self._scan(ACTIVATED_INCENTIVE_TIMES, params)
+        )
 
     def decisions_for_export(
         self, after_seq: int, limit: int, closed_only: bool = False
@@ -765,12 +995,14 @@ class SQLJournal(ABC):
     # ------------------------------------------------------------------ retention
     def retention_bounds(self, keep_recent: int) -> RetentionBounds:
         """What a compaction must keep (see :class:`~engine.journal.records.RetentionBounds`)."""
-        recent, model, last, request = self._rows(RETENTION_BOUNDS, (max(keep_recent, 1) - 1,))[0]
+        offset = max(keep_recent, 1) - 1
+        recent, model, last, request, activation = self._rows(RETENTION_BOUNDS, (offset, offset))[0]
         return RetentionBounds(
             int(recent or 0),
             None if model is None else int(model),
             int(last or 0),
             None if request is None else int(request),
+            int(activation or 0),
         )
 
     def archivable(self, cut: ArchiveCut, limit: int) -> list[ExportedDecision]:
@@ -805,16 +1037,17 @@ class SQLJournal(ABC):
 
     def _finish_archive(self, execute: Execute, intent: str, cut: ArchiveCut) -> bool:
         """In the caller's write transaction: add the cut's totals to the archived ones, delete
-        its decisions and rewards, clear the intent and mark the store compacted; False (and
-        nothing done) when ``intent`` is no longer the stored one (another process finished
-        it). A cut of no rows only clears the intent. Raises CorruptModelError, rolling
-        everything back, when the rows are not the ``cut.rows`` the cut named when its file
-        was written."""
+        its decisions, their activations and rewards and clear the intent; False (and nothing
+        done) when ``intent`` is no longer the stored one (another process finished it).
+        Lapsed decisions of the cut (deferred, never activated) are deleted without being added
+        to the totals, counted in meta :data:`DROPPED_KEY`. A cut of no rows only clears the
+        intent. Raises CorruptModelError, rolling everything back, when the rows are not the
+        ``cut.rows`` the cut named when its file was written."""
         found = execute(GET_META, (COMPACTION_KEY,)).fetchone()
         if found is None or str(found[0]) != intent:
             return False
         params = cut_params(cut)
-        n, low, high = execute(cut_sql(CUT_SPAN, cut), params).fetchone()
+        n, low, high, unserved = execute(cut_sql(CUT_SPAN, cut), params).fetchone()
         if int(n or 0) != cut.rows:
             raise CorruptModelError(
                 f"{self.location}: expected the {cut.rows} closed decisions a compaction step "
@@ -822,6 +1055,7 @@ class SQLJournal(ABC):
             )
         execute(cut_sql(ARCHIVE_OFFERS, cut), params)
         execute(cut_sql(ARCHIVE_CUSTOMERS, cut), params)
+        execute(cut_sql(DELETE_CUT_ACTIVATIONS, cut), params)
         decisions = int(execute(cut_sql(DELETE_CUT_DECISIONS, cut), params).rowcount)
         rewards = int(execute(DELETE_CUT_REWARDS, (low, high)).rowcount) if cut.rows else 0
         if decisions != cut.rows or rewards != cut.rows:
@@ -829,20 +1063,24 @@ class SQLJournal(ABC):
                 f"{self.location}: expected to delete {cut.rows} decisions and their rewards, "
                 f"got {decisions} and {rewards}; nothing was deleted"
             )
+        if unserved:
+            execute(ADD_TO_META, (DROPPED_KEY, str(int(unserved))))
         execute(DELETE_META, (COMPACTION_KEY,))
-        if cut.rows:
-            execute(SET_META, (VERSION_KEY, str(COMPACTED_VERSION)))
         return True
 
     def counts(self) -> dict[str, int]:
-        """Numbers of decisions, rewards, pending decisions and rejected rewards (every one
-        counted, not only the samples kept)."""
-        n_dec, n_rew, n_err = (int(v or 0) for v in self._rows(COUNTS, (ERROR_TOTAL_KEY,))[0])
+        """Numbers of decisions, rewards, pending decisions, rejected rewards (every one
+        counted, not only the samples kept), inactive decisions (pending, deferred, not
+        activated) and activations."""
+        row = self._rows(COUNTS, (ERROR_TOTAL_KEY, INACTIVE_KEY))[0]
+        n_dec, n_rew, n_err, n_act, n_inactive = (int(v or 0) for v in row)
         return {
             "decisions": n_dec,
             "rewards": n_rew,
             "pending": n_dec - n_rew,
             "reward_errors": n_err,
+            "inactive": n_inactive,
+            "activations": n_act,
         }
 
 

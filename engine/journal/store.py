@@ -10,7 +10,10 @@ Tables
               point at it, so a changed config never reinterprets old rows.
 ``decisions`` decision_id (unique), ts_us, customer_id, context (float64 bytes), eligible offer
               ids, chosen offer id, propensity, explored, control, model_version, cost, scores
-              (float64 bytes in the catalog's offer order), reasons.
+              (float64 bytes in the catalog's offer order), reasons, catalog, deferred (journaled
+              inactive: counts once activated).
+``activations`` at most one per deferred decision (UNIQUE decision_id): when its offer was
+              delivered. Its ``seq`` is the order other processes follow them in.
 ``rewards``   at most one per decision (UNIQUE decision_id, which makes retries idempotent):
               reported value, net reward, source ``reward`` or ``expired``. Its ``seq`` is the
               order in which the learner applies rewards; snapshots record the last one applied.
@@ -31,7 +34,8 @@ Tables
               customer and group, added to by each compaction step's delete.
 
 ``requests``, ``reward_error_counts``, ``models`` and ``model_blobs`` are schema version 2's
-(see :mod:`engine.journal.schema`); a journal with archived rows is version 3.
+(see :mod:`engine.journal.schema`), the archive's tables version 3's, ``activations`` and
+``decisions.deferred`` version 4's (this nbo's).
 
 The journal file and its ``-wal``/``-shm`` companions are created exclusively, owner-only, and
 refused when they exist as a symlink or anything but a regular file (see
@@ -95,18 +99,20 @@ from engine.journal.schema import (
     SQLITE_TYPES,
     VERSION_KEY,
     SQLJournal,
+    count_deferred,
     insert_sql,
-    migrations_from,
+    lapsed_ids,
 )
 
 __all__ = ["DuplicateError", "Journal", "JournalBackend", "StoredDecision"]
 
-_CHUNK_ROWS = 64  # rows per multi-row INSERT (decisions: 14 parameters each, rewards: 6)
+_CHUNK_ROWS = 64  # rows per multi-row INSERT (decisions: 15 parameters each, rewards: 6)
 _INSERT_DECISION = insert_sql("decisions", DECISION_COLUMNS)
 _INSERT_DECISIONS_CHUNK = insert_sql("decisions", DECISION_COLUMNS, _CHUNK_ROWS)
 _INSERT_REWARD = insert_sql("rewards", REWARD_COLUMNS)
 _INSERT_REWARDS_CHUNK = insert_sql("rewards", REWARD_COLUMNS, _CHUNK_ROWS)
 _INSERT_ERROR = insert_sql("reward_errors", ERROR_COLUMNS)
+_INSERT_ACTIVATION = schema.INSERT_ACTIVATION
 _LOOKUP = schema.STORED + " WHERE d.decision_id IN ({})"
 # SQLite's default limit on host parameters is 32766 (999 before 3.32); stay well under it.
 _CHUNK = 500
@@ -173,7 +179,8 @@ class Journal(SQLJournal, JournalBackend):
         the fsync of a checkpoint out of the latency of decisions.
     migrate : bool
         Bring an existing journal of an older schema version to the current one (additive:
-        new tables only) instead of refusing it. A journal this call creates is current anyway.
+        new tables and columns, no stored value changed) instead of refusing it. A journal this
+        call creates is current anyway.
 
     Notes
     -----
@@ -183,6 +190,7 @@ class Journal(SQLJournal, JournalBackend):
 
     _unique_error = sqlite3.IntegrityError
     _TABLE_EXISTS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    _COLUMN_EXISTS = "SELECT 1 FROM pragma_table_info(?) WHERE name = ?"
 
     def __init__(
         self,
@@ -252,19 +260,9 @@ class Journal(SQLJournal, JournalBackend):
 
     def _migrate(self) -> None:
         """Apply the migrations from the stored schema version, in one transaction, and create
-        whichever current table is still missing (every statement is CREATE ... IF NOT
-        EXISTS)."""
+        whichever current table is still missing (see SQLJournal._migrate_store)."""
         with self._write() as db:
-            row = db.execute(schema.GET_META, (VERSION_KEY,)).fetchone()
-            found = None if row is None else str(row[0])
-            steps = migrations_from(found)
-            for script in [*steps, schema.ALL_TABLES]:
-                for statement in script.format(**SQLITE_TYPES).split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-            if steps:
-                self.migrated_from = found or "1"
-                db.execute(schema.SET_META, (VERSION_KEY, str(SCHEMA_VERSION)))
+            self._migrate_store(db.execute, SQLITE_TYPES)
 
     # ------------------------------------------------------------------ catalogs and meta
     @contextmanager
@@ -348,16 +346,38 @@ class Journal(SQLJournal, JournalBackend):
     # ------------------------------------------------------------------ writes
     def append_decisions(self, rows: Sequence[DecisionRow]) -> list[int]:
         """Insert decisions in one transaction; return their seq numbers once committed."""
-        return self._append(
-            rows, _INSERT_DECISION, _INSERT_DECISIONS_CHUNK, "decision ids are unique"
-        )
+        rule = "decision ids are unique"
+        if not count_deferred(rows):
+            return self._append(rows, _INSERT_DECISION, _INSERT_DECISIONS_CHUNK, rule)
+        with self._unique(rule), self._write() as db:  # with the inactive count
+            last = _insert(db, _INSERT_DECISION, _INSERT_DECISIONS_CHUNK, rows)
+            self._note_deferred(db.execute, rows)
+        return _seqs(last, len(rows))
 
     def append_rewards(self, rows: Sequence[RewardRow]) -> list[int]:
         """Insert rewards in one transaction; return their seq numbers (the learner's order)
         once committed."""
-        return self._append(
-            rows, _INSERT_REWARD, _INSERT_REWARDS_CHUNK, "at most one reward per decision"
-        )
+        rule = "at most one reward per decision"
+        lapses = lapsed_ids(rows)
+        if not lapses:
+            return self._append(rows, _INSERT_REWARD, _INSERT_REWARDS_CHUNK, rule)
+        with self._unique(rule), self._write() as db:  # BEGIN IMMEDIATE: after any activation
+            self._check_lapses(db.execute, lapses)
+            last = _insert(db, _INSERT_REWARD, _INSERT_REWARDS_CHUNK, rows)
+        return _seqs(last, len(rows))
+
+    def activate(
+        self, decision_ids: Sequence[str], ts_us: int, cutoff_us: int | None = None
+    ) -> list[str]:
+        """Activate deferred decisions in one transaction; the status of each id (see
+        :meth:`JournalBackend.activate`)."""
+        if not decision_ids:
+            return []
+        with self._unique(schema.ACTIVATION_RULE), self._write() as db:
+            statuses, rows = self._activate(db.execute, decision_ids, ts_us, cutoff_us)
+            if rows:
+                db.executemany(_INSERT_ACTIVATION, rows)
+        return statuses
 
     def _append(
         self, rows: Sequence[tuple[Any, ...]], insert: str, chunk_insert: str, rule: str
@@ -379,6 +399,7 @@ class Journal(SQLJournal, JournalBackend):
             last = _insert(db, _INSERT_DECISION, _INSERT_DECISIONS_CHUNK, rows) if rows else 0
             seqs = _seqs(last, len(rows))
             db.execute(schema.INSERT_REQUEST, schema.request_params(request, seqs))
+            self._note_deferred(db.execute, rows)
         return seqs
 
     def prune_requests(self, before_us: int) -> int:

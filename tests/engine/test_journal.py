@@ -137,7 +137,9 @@ def test_decisions_get_increasing_seqs_and_are_looked_up_with_their_reward(backe
     assert np.frombuffer(d2.context).tolist() == [2.0, 2.0]
     assert (d2.control, d2.cost, d2.reward_source, d2.reward) == (0, 2.0, None, None)
     backend.append_rewards([RewardRow("d2", d2.seq, 3_000_000, 7.0, 5.0, "reward")])
-    assert backend.lookup(["d2"])["d2"][-3:] == ("reward", 5.0, cat)
+    again = backend.lookup(["d2"])["d2"]
+    assert (again.reward_source, again.reward, again.catalog) == ("reward", 5.0, cat)
+    assert (again.deferred, again.activated_us, again.served) == (False, None, True)
     assert len(backend.lookup([f"d{i}" for i in range(1, 202)])) == 201  # past one IN chunk
 
 
@@ -156,7 +158,10 @@ def test_a_second_reward_or_decision_id_is_refused_with_nothing_of_its_batch_kep
         backend.append_rewards([RewardRow("d1", s1, 5, 2.0, 2.0, "reward")])
     with pytest.raises(DuplicateError, match="decision ids are unique"):
         backend.append_decisions([decision("d2", 5, cat)])
-    assert backend.counts() == {"decisions": 2, "rewards": 1, "pending": 1, "reward_errors": 0}
+    assert backend.counts() == {
+        "decisions": 2, "rewards": 1, "pending": 1, "reward_errors": 0, "inactive": 0,
+        "activations": 0,
+    }  # fmt: skip
     assert backend.lookup(["d1", "d2", "d3"])["d1"].reward == 1.0
     assert set(backend.lookup(["d1", "d2", "d3"])) == {"d1", "d2"}
     assert backend.lookup(["d2"])["d2"].reward_source is None
@@ -261,7 +266,10 @@ def test_rejected_rewards_are_counted(backend):
     backend.record_errors(
         [RewardError(1, "nope", 2.0, "unknown decision id"), RewardError(2, "x", None, "why")]
     )
-    assert backend.counts() == {"decisions": 0, "rewards": 0, "pending": 0, "reward_errors": 2}
+    assert backend.counts() == {
+        "decisions": 0, "rewards": 0, "pending": 0, "reward_errors": 2, "inactive": 0,
+        "activations": 0,
+    }  # fmt: skip
 
 
 def _error_flood(backend: JournalBackend) -> None:
@@ -516,17 +524,17 @@ def test_export_and_lift_commands(filled, tmp_path, capsys):
 
 
 def test_a_journal_of_another_schema_version_is_refused_by_name(backend, reopen):
-    assert backend.get_meta("schema_version") == "2"
-    backend.set_meta("schema_version", "3")  # compacted: read as version 2 with an archive
-    assert reopen().get_meta("schema_version") == "3"
-    backend.set_meta("schema_version", "4")
+    assert backend.get_meta("schema_version") == "4"
+    for older in ("2", "3"):  # before deferred activation (3: compacted)
+        backend.set_meta("schema_version", older)
+        expected = rf"schema version {older}, this nbo expects 4; migrate it first with `nbo"
+        with pytest.raises(ConfigError, match=expected):
+            reopen()
+    backend.set_meta("schema_version", "5")
     with pytest.raises(ConfigError) as newer:
         reopen()
-    assert (
-        "schema version 4, this nbo expects 2 (3 once compacted); it was written by a newer nbo"
-        in str(newer.value)
-    )
+    assert "schema version 5, this nbo expects 4; it was written by a newer nbo" in str(newer.value)
     assert str(newer.value).startswith("journal ")
     backend.set_meta("schema_version", "0")
-    with pytest.raises(ConfigError, match="schema version 0, this nbo expects 2; this nbo has no"):
+    with pytest.raises(ConfigError, match="schema version 0, this nbo expects 4; this nbo has no"):
         reopen()

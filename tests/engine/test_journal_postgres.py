@@ -166,7 +166,10 @@ def test_a_reader_never_skips_a_reward_committed_late_by_another_writer(postgres
     follower.join(timeout=60)
     assert not errors
     assert seen == list(range(1, n + 1))
-    assert reader.counts() == {"decisions": n, "rewards": n, "pending": 0, "reward_errors": 0}
+    assert reader.counts() == {
+        "decisions": n, "rewards": n, "pending": 0, "reward_errors": 0, "inactive": 0,
+        "activations": 0,
+    }  # fmt: skip
     for journal in [setup, reader, *writers]:
         journal.close()
 
@@ -226,7 +229,10 @@ def test_engine_decides_rewards_expires_and_recovers_on_postgres(postgres_url, t
     with pytest.raises(NotFoundError, match="reward window passed"):
         eng.reward(ds[59].decision_id, 10.0)
     counts = eng.journal.counts()
-    assert counts == {"decisions": 60, "rewards": 60, "pending": 0, "reward_errors": 2}
+    assert counts == {
+        "decisions": 60, "rewards": 60, "pending": 0, "reward_errors": 2, "inactive": 0,
+        "activations": 0,
+    }  # fmt: skip
     lift = eng.lift()
     assert lift.n_treatment + lift.n_control == 60
     version = eng.model_version
@@ -270,6 +276,8 @@ def test_two_replicas_share_decisions_and_rewards(postgres_url, tmp_path, clock)
             "rewards": 4,
             "pending": 0,
             "reward_errors": 0,
+            "inactive": 0,
+            "activations": 0,
         }
     )
     a.close()

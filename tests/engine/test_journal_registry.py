@@ -123,11 +123,11 @@ def test_a_version_1_journal_is_refused_until_migrated(backend, reopen, mark, in
     if interim:
         backend.append_request(RequestRow("r1", "c", 2_000_000, "h"), [decision("d2", 2, cat)])
     _downgrade(backend, mark, interim)
-    with pytest.raises(ConfigError, match=r"schema version 1, this nbo expects 2; migrate it "
+    with pytest.raises(ConfigError, match=r"schema version 1, this nbo expects 4; migrate it "
                        r"first with `nbo journal migrate --journal URL`"):  # fmt: skip
         reopen()
     migrated = reopen(migrate=True)
-    assert migrated.get_meta("schema_version") == "2"
+    assert migrated.get_meta("schema_version") == "4"
     assert migrated.models() == [] and migrated.lookup(["d1"])["d1"].reward == 1.0
     assert migrated.add_model(row("initial", cat)) == 1
     # Version 2's request and error-count tables are there (kept as they were, if any).
@@ -139,7 +139,7 @@ def test_a_version_1_journal_is_refused_until_migrated(backend, reopen, mark, in
     migrated.record_errors([RewardError(3_000_000, "x9", 1.0, "unknown")])
     assert migrated.counts()["reward_errors"] == 3
     again = reopen(migrate=True)  # migrating a current journal changes nothing
-    assert again.get_meta("schema_version") == "2" and len(again.models()) == 1
+    assert again.get_meta("schema_version") == "4" and len(again.models()) == 1
 
 
 def test_nbo_journal_migrate_command(tmp_path, capsys):
@@ -152,9 +152,9 @@ def test_nbo_journal_migrate_command(tmp_path, capsys):
     argv = ["journal", "migrate", "--data-dir", str(tmp_path), "--campaign", "renewal"]
     assert nbo_main(argv) == 0
     out = capsys.readouterr().out
-    assert "schema version 1 -> 2" in out and str(path) in out
+    assert "schema version 1 -> 4" in out and str(path) in out
     assert nbo_main(argv) == 0
-    assert "already at schema version 2" in capsys.readouterr().out
-    assert Journal(path).get_meta("schema_version") == "2"
+    assert "already at schema version 4" in capsys.readouterr().out
+    assert Journal(path).get_meta("schema_version") == "4"
     assert nbo_main(["journal", "migrate", "--journal", str(tmp_path / "none.sqlite")]) == 2
     assert "no such file" in capsys.readouterr().err
