@@ -134,6 +134,7 @@ class OfferDecision:
     campaign: str
     request_id: str
     reasons: tuple[str, ...] = ()
+    deferred: bool = False  #: decided with defer_activation: inactive until activate()
 
 
 @dataclass(frozen=True)
@@ -405,6 +406,7 @@ class NboClient:
         timeout: float | None = None,
         baseline_offer: str = "",
         probabilities: Mapping[str, float] | None = None,
+        defer_activation: bool = False,
     ) -> OfferDecision:
         """Choose the next best offer for one customer (``baseline_offer``: the caller's
         business-as-usual choice; ``probabilities``: the caller's policy in logging mode)."""
@@ -416,6 +418,7 @@ class NboClient:
             request_id=request_id,
             baseline_offer=baseline_offer,
             probabilities=dict(probabilities or {}),
+            defer_activation=defer_activation,
         )
         r = self._offer_call(self._offers.Decide, request, timeout)
         return OfferDecision(
@@ -429,6 +432,7 @@ class NboClient:
             campaign=r.campaign,
             request_id=r.request_id,
             reasons=tuple(r.reasons),
+            deferred=r.deferred,
         )
 
     def decide_batch(
@@ -545,6 +549,22 @@ class NboClient:
         )
         r = self._offer_call(self._offers.Reward, request, timeout)
         return bool(r.applied)
+
+    def activate(
+        self,
+        decision_id: str,
+        *,
+        campaign: str | None = None,
+        request_id: str = "",
+        timeout: float | None = None,
+    ) -> str:
+        """Mark a deferred decision's offer as delivered: ``activated``, ``duplicate`` (a retry)
+        or ``immediate`` (it was not deferred); NOT_FOUND for an unknown or expired one."""
+        request = pb.ActivateRequest(
+            campaign=self._campaign(campaign), decision_id=decision_id, request_id=request_id
+        )
+        r = self._offer_call(self._offers.Activate, request, timeout)
+        return pb.ActivationStatus.Name(r.status).removeprefix("ACTIVATION_STATUS_").lower()
 
     def reward_batch(
         self,

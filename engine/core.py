@@ -80,7 +80,7 @@ from engine.rollout import Rollout, RolloutState
 from engine.seat import ROLES, GuardrailSync, Seat, check_role
 from engine.types import FloatArray
 from engine.upkeep import Upkeep
-from engine.validation import check_id
+from engine.validation import ID_RULE, check_id, first_bad_id, valid_ids
 
 __all__ = ["ROLES", "DecisionRecord", "Engine", "ModelChange", "RewardRecord"]
 
@@ -475,6 +475,7 @@ class Engine:
         *,
         baseline_offer: str | None = None,
         probabilities: Mapping[str, float] | None = None,
+        defer_activation: bool = False,
     ) -> DecisionRecord:
         """Choose the next best offer for one customer and journal the decision durably.
 
@@ -496,6 +497,10 @@ class Engine:
         probabilities : mapping of offer id to probability, optional
             Logging mode: the caller's policy's probabilities of the offers; nbo samples the
             offer from them (over the eligible offers) and journals its exact propensity.
+        defer_activation : bool
+            Journal the decision inactive: it counts nowhere (learning, lift, budgets and caps,
+            the export) until :meth:`activate` says its offer was delivered, and lapses
+            unlearned at the end of its reward window if it never is.
 
         Returns
         -------
@@ -511,6 +516,7 @@ class Engine:
         return self.decide_batch(
             [customer_id], [context], candidates, request_id=request_id,
             baseline_offers=baseline_offer, probabilities=probabilities,
+            defer_activation=defer_activation,
         )[0]  # fmt: skip
 
     def decide_batch(
@@ -522,6 +528,7 @@ class Engine:
         *,
         baseline_offers: str | Sequence[str | None] | None = None,
         probabilities: Any = None,
+        defer_activation: bool = False,
     ) -> list[DecisionRecord]:
         """Decide for many customers in one journal transaction.
 
@@ -530,7 +537,8 @@ class Engine:
         a budget by at most its own size; the propensities are exact given that state.
         ``request_id`` names the whole batch: a retry gets every row back as it was (see
         :meth:`decide`). ``baseline_offers`` (one id for every row, or one per row) and
-        ``probabilities`` (one mapping for every row, or one per row) as in :meth:`decide`.
+        ``probabilities`` (one mapping for every row, or one per row) and ``defer_activation``
+        (the whole batch) as in :meth:`decide`.
         """
         self._check_open()
         self._require_role("decide", "all", "decide")
@@ -543,8 +551,8 @@ class Engine:
         if request_id is not None:
             check_id("request_id", request_id)
             extra: Any = candidates
-            if baselines is not None or probs is not None:  # a retry must repeat them too
-                extra = [candidates, baseline_offers, probabilities]
+            if baselines is not None or probs is not None or defer_activation:
+                extra = [candidates, baseline_offers, probabilities, bool(defer_activation)]
             request = (request_id, request_hash(customer_ids, contexts, extra))
         if n == 0:
             return []
@@ -571,7 +579,9 @@ class Engine:
                     self._save_encoder()
             control_actions = baselines if self.config.control == "baseline" else None
             batch = Screened(customer_ids, X, control, masks, costs, reasons, control_actions)
-            return self._decide_locked(batch, now, request, state, baselines, probs)
+            return self._decide_locked(
+                batch, now, request, state, baselines, probs, bool(defer_activation)
+            )
 
     def _save_encoder(self) -> None:
         state = json.dumps(self._encoder.state())
@@ -637,6 +647,7 @@ class Engine:
         state: RolloutState | None = None,
         baselines: np.ndarray | None = None,
         probs: np.ndarray | None = None,
+        deferred: bool = False,
     ) -> list[DecisionRecord]:
         guard = self._guardrails
         if guard.active:
@@ -647,7 +658,7 @@ class Engine:
         choice = self._assembler.choose(self._learner.published, batch)
         if state is not None and (state.mode != "online" or state.state != "live"):
             batch, choice = self._serve_mode(state, batch, choice, baselines, probs)
-        done = self._assembler.assemble(batch, choice, version, now)
+        done = self._assembler.assemble(batch, choice, version, now, deferred=deferred)
         if request is None:
             seqs = self._journal.append_decisions(done.rows)
         else:
@@ -661,9 +672,10 @@ class Engine:
                 if replayed is None:
                     raise
                 return replayed
-        guard.record_batch(batch.customer_ids, now, done.actions, done.costs)
-        if self._sync is not None:
-            self._sync.note(seqs)
+        if not deferred:  # a deferred decision counts from its activation (see activate)
+            guard.record_batch(batch.customer_ids, now, done.actions, done.costs)
+            if self._sync is not None:
+                self._sync.note(seqs)
         self._ledger.note_decision(done.ts_us)
         return done.records
 
@@ -800,13 +812,67 @@ class Engine:
             journal's reward_errors).
         """
         result = self.reward_batch([decision_id], [value])[0]
-        if result.status in ("unknown", "expired"):
-            why = "no such decision" if result.status == "unknown" else "its reward window passed"
-            raise NotFoundError(
+        refusal = self.reward_refusal(result)
+        if refusal is not None:
+            raise refusal
+        return result
+
+    def reward_refusal(self, record: RewardRecord) -> NboError | None:
+        """The error :meth:`reward` raises for a record of :meth:`reward_batch` (None when it
+        was applied or a duplicate): NotFoundError for an unknown or expired decision,
+        FailedPreconditionError for a deferred one not activated."""
+        decision_id = record.decision_id
+        if record.status == "inactive":
+            return FailedPreconditionError(
+                f"decision_id: expected an activated decision of campaign {self.campaign!r}, "
+                f"got {decision_id!r}, decided with defer_activation and not activated (call "
+                "Activate when its offer is delivered; a decision never activated is not "
+                "learned from)"
+            )
+        if record.status in ("unknown", "expired"):
+            why = "no such decision" if record.status == "unknown" else "its reward window passed"
+            return NotFoundError(
                 f"decision_id: expected a pending decision of campaign {self.campaign!r}, "
                 f"got {decision_id!r} ({why})"
             )
-        return result
+        return None
+
+    def activate(self, decision_id: str) -> str:
+        """Mark a deferred decision's offer as delivered now: from here it is learned from and
+        counts in lift, budgets and caps (every process's guardrails count it on their next
+        upkeep tick; this one's at once). Idempotent.
+
+        Returns ``activated``, ``duplicate`` (it was already) or ``immediate`` (it was not
+        deferred: nothing to do).
+
+        Raises
+        ------
+        NotFoundError
+            For an unknown decision id, or one whose reward window has passed.
+        """
+        return self.activate_batch([decision_id], single=True)[0]
+
+    def activate_batch(self, decision_ids: Sequence[str], *, single: bool = False) -> list[str]:
+        """:meth:`activate` for many decisions in one journal transaction; unknown and
+        expired ids get those statuses instead of raising."""
+        self._check_open()
+        self._require_role("activate decisions", "all", "decide")
+        if isinstance(decision_ids, str) or not valid_ids(decision_ids):
+            i = 0 if isinstance(decision_ids, str) else first_bad_id(decision_ids)
+            field = "decision_id" if single else f"decision_ids[{i}]"
+            raise InvalidInputError(field, ID_RULE, decision_ids if single else decision_ids[i])
+        with self._lock:
+            self._check_open()
+            statuses = self._ledger.activate(list(decision_ids), self._clock())
+            if self._sync is not None:  # (None: no guardrail is configured, nothing to count)
+                self._sync.sync()  # counts every activation, this process's own included
+        if single and statuses[0] in ("unknown", "expired"):
+            why = "no such decision" if statuses[0] == "unknown" else "its reward window passed"
+            raise NotFoundError(
+                f"decision_id: expected a decision of campaign {self.campaign!r} within its "
+                f"reward window, got {decision_ids[0]!r} ({why})"
+            )
+        return statuses
 
     def reward_batch(
         self, decision_ids: Sequence[str], values: Sequence[float]

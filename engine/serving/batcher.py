@@ -41,7 +41,7 @@ import contextvars
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from engine.errors import NboError, NotFoundError
+from engine.errors import NboError
 
 if TYPE_CHECKING:
     from engine.core import DecisionRecord, Engine
@@ -244,10 +244,5 @@ class RewardBatcher(Coalescer[RewardRow, "RewardRecord"]):
         return [self._outcome(record) for record in records]
 
     def _outcome(self, record: RewardRecord) -> Outcome:
-        if record.status not in ("unknown", "expired"):
-            return record
-        why = "no such decision" if record.status == "unknown" else "its reward window passed"
-        return NotFoundError(
-            f"decision_id: expected a pending decision of campaign {self.engine.campaign!r}, "
-            f"got {record.decision_id!r} ({why})"
-        )
+        refusal = self.engine.reward_refusal(record)
+        return record if refusal is None else refusal

@@ -44,6 +44,12 @@ _REWARD_STATUS = {
     "duplicate": pb.REWARD_STATUS_DUPLICATE,
     "expired": pb.REWARD_STATUS_EXPIRED,
     "unknown": pb.REWARD_STATUS_UNKNOWN,
+    "inactive": pb.REWARD_STATUS_INACTIVE,
+}
+_ACTIVATION_STATUS = {
+    "activated": pb.ACTIVATION_STATUS_ACTIVATED,
+    "duplicate": pb.ACTIVATION_STATUS_DUPLICATE,
+    "immediate": pb.ACTIVATION_STATUS_IMMEDIATE,
 }
 
 
@@ -100,12 +106,13 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         baseline = request.baseline_offer or None
         probabilities = dict(request.probabilities) or None
         _check_deadline(context)
-        if request.request_id or probabilities:
+        if request.request_id or probabilities or request.defer_activation:
             # Idempotent: decided alone, so a retry finds exactly this call (and a logging-mode
-            # draw stays one call's).
+            # draw or a deferred decision stays one call's).
             d = engine.decide(
                 customer_id, attributes, candidates, request_id=request.request_id or None,
                 baseline_offer=baseline, probabilities=probabilities,
+                defer_activation=request.defer_activation,
             )  # fmt: skip
             if not d.replayed:  # a retried request_id's stored answer was counted the first time
                 self._metrics.record_decisions(name, (d.offer_id,), (d.explored,), (d.control,))
@@ -122,6 +129,7 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
             request_id=request_id_var.get(),
             campaign=name,
             reasons=d.reasons,
+            deferred=d.deferred,
         )
 
     async def DecideBatch(
@@ -179,6 +187,7 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         batch = engine.decide_batch(
             customer_ids, contexts, candidates, request_id=request.request_id or None,
             baseline_offers=baselines, probabilities=probabilities,
+            defer_activation=request.defer_activation,
         )  # fmt: skip
         offer_ids = [d.offer_id for d in batch]
         explored = [d.explored for d in batch]
@@ -229,6 +238,20 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
             request_id=request_id_var.get(),
             status=_REWARD_STATUS[record.status],
             offer_id=record.offer_id,
+        )
+
+    def Activate(
+        self, request: pb.ActivateRequest, context: grpc.ServicerContext
+    ) -> pb.ActivateResponse:
+        codec.check_request_id(request.request_id)
+        _, engine, _ = self._campaigns.get(request.campaign)
+        decision_id = codec.check_id(request.decision_id, "decision_id")
+        _check_deadline(context)
+        status = engine.activate(decision_id)
+        return pb.ActivateResponse(
+            decision_id=decision_id,
+            status=_ACTIVATION_STATUS[status],
+            request_id=request_id_var.get(),
         )
 
     def RewardBatch(

@@ -11,7 +11,7 @@ import pytest
 
 from engine.campaign import load_campaign
 from engine.core import Engine
-from engine.errors import FailedPreconditionError, InvalidInputError
+from engine.errors import FailedPreconditionError, InvalidInputError, NotFoundError
 from tests.engine.small_campaigns import numeric_features, offer_tables
 
 OFFERS = ("none", "gift", "discount")
@@ -236,3 +236,61 @@ def test_safe_mode_previous_model_restores_the_model_before_the_promotion(
         live = eng.model(eng.model_version)
         assert live.kind == "rollback" and live.origin["who"] == "monitor"
         assert f"v{live.origin['restored']}" == last_good != before
+
+
+def _budget_campaign(tmp_path: Path) -> Path:
+    path = _campaign(tmp_path, share=0.0)
+    text = path.read_text()
+    for offer in OFFERS[1:]:  # both incentives have a budget of 1,000 decisions
+        table = f'[[offers]]\nid = "{offer}"'
+        text = text.replace(table, table + "\nbudget_count = 1000")
+    path.write_text(text)
+    return path
+
+
+def test_a_deferred_decision_counts_nowhere_until_activated(tmp_path: Path) -> None:
+    path = _budget_campaign(tmp_path)
+    with Engine.from_config(path, data_dir=tmp_path / "data", clock=lambda: 1.7e9,
+                            background=False) as eng:  # fmt: skip
+        out = eng.decide_batch(_ids(60), [{"x": 0.0}] * 60, defer_activation=True)
+        assert all(d.deferred for d in out)
+        assert all(b["used_count"] == 0 for b in eng.budgets().values())
+        assert eng.journal.counts()["inactive"] == 60
+        first = out[0]
+        with pytest.raises(FailedPreconditionError, match=r"^decision_id: expected an activated"):
+            eng.reward(first.decision_id, 5.0)
+        assert [r.status for r in eng.reward_batch([first.decision_id], [5.0])] == ["inactive"]
+        assert eng.model_info()["n_rewards_applied"] == 0
+        incentives = [d for d in out if d.offer_id != "none"]
+        assert incentives
+        for d in incentives:
+            assert eng.activate(d.decision_id) == "activated"
+        assert eng.activate(incentives[0].decision_id) == "duplicate"
+        used = sum(b["used_count"] for b in eng.budgets().values())
+        assert used == len(incentives)  # charged at activation, once
+        eng.reward_batch([d.decision_id for d in incentives], [5.0] * len(incentives))
+        assert eng.model_info()["n_rewards_applied"] == len(incentives)
+        status = eng.rollout_status()
+        assert status is not None and status.n_treatment == len(incentives)
+        now = eng.decide("c-now", {"x": 0.0})
+        assert not now.deferred and eng.activate(now.decision_id) == "immediate"
+        with pytest.raises(NotFoundError, match="no such decision"):
+            eng.activate("0" * 44)
+        with pytest.raises(InvalidInputError, match=r"^decision_id: expected"):
+            eng.activate("")
+
+
+def test_a_deferred_decision_never_activated_lapses_unlearned(tmp_path: Path) -> None:
+    clock = [1.7e9]
+    path = _campaign(tmp_path, share=0.0)
+    with Engine.from_config(path, data_dir=tmp_path / "data", clock=lambda: clock[0],
+                            background=False) as eng:  # fmt: skip
+        out = eng.decide_batch(_ids(10), [{"x": 0.0}] * 10, defer_activation=True)
+        eng.activate(out[0].decision_id)
+        eng.reward(out[0].decision_id, 1.0)
+        clock[0] += 31 * 86400.0
+        eng.expire_pending()
+        assert eng.journal.counts()["inactive"] == 0
+        assert eng.model_info()["n_rewards_applied"] == 1  # the lapsed nine taught nothing
+        with pytest.raises(NotFoundError, match="reward window passed"):
+            eng.activate(out[1].decision_id)

@@ -14,11 +14,24 @@ class RewardStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REWARD_STATUS_DUPLICATE: _ClassVar[RewardStatus]
     REWARD_STATUS_EXPIRED: _ClassVar[RewardStatus]
     REWARD_STATUS_UNKNOWN: _ClassVar[RewardStatus]
+    REWARD_STATUS_INACTIVE: _ClassVar[RewardStatus]
+
+class ActivationStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACTIVATION_STATUS_UNSPECIFIED: _ClassVar[ActivationStatus]
+    ACTIVATION_STATUS_ACTIVATED: _ClassVar[ActivationStatus]
+    ACTIVATION_STATUS_DUPLICATE: _ClassVar[ActivationStatus]
+    ACTIVATION_STATUS_IMMEDIATE: _ClassVar[ActivationStatus]
 REWARD_STATUS_UNSPECIFIED: RewardStatus
 REWARD_STATUS_APPLIED: RewardStatus
 REWARD_STATUS_DUPLICATE: RewardStatus
 REWARD_STATUS_EXPIRED: RewardStatus
 REWARD_STATUS_UNKNOWN: RewardStatus
+REWARD_STATUS_INACTIVE: RewardStatus
+ACTIVATION_STATUS_UNSPECIFIED: ActivationStatus
+ACTIVATION_STATUS_ACTIVATED: ActivationStatus
+ACTIVATION_STATUS_DUPLICATE: ActivationStatus
+ACTIVATION_STATUS_IMMEDIATE: ActivationStatus
 
 class Context(_message.Message):
     __slots__ = ("numeric", "categorical")
@@ -51,7 +64,7 @@ class RankedOffer(_message.Message):
     def __init__(self, offer_id: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class DecideRequest(_message.Message):
-    __slots__ = ("campaign", "customer_id", "context", "candidates", "request_id", "baseline_offer", "probabilities")
+    __slots__ = ("campaign", "customer_id", "context", "candidates", "request_id", "baseline_offer", "probabilities", "defer_activation")
     class ProbabilitiesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +79,7 @@ class DecideRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     BASELINE_OFFER_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    DEFER_ACTIVATION_FIELD_NUMBER: _ClassVar[int]
     campaign: str
     customer_id: str
     context: Context
@@ -73,10 +87,11 @@ class DecideRequest(_message.Message):
     request_id: str
     baseline_offer: str
     probabilities: _containers.ScalarMap[str, float]
-    def __init__(self, campaign: _Optional[str] = ..., customer_id: _Optional[str] = ..., context: _Optional[_Union[Context, _Mapping]] = ..., candidates: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., baseline_offer: _Optional[str] = ..., probabilities: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    defer_activation: bool
+    def __init__(self, campaign: _Optional[str] = ..., customer_id: _Optional[str] = ..., context: _Optional[_Union[Context, _Mapping]] = ..., candidates: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., baseline_offer: _Optional[str] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., defer_activation: _Optional[bool] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
-    __slots__ = ("decision_id", "offer_id", "propensity", "explored", "control", "model_version", "ranking", "request_id", "campaign", "reasons")
+    __slots__ = ("decision_id", "offer_id", "propensity", "explored", "control", "model_version", "ranking", "request_id", "campaign", "reasons", "deferred")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     OFFER_ID_FIELD_NUMBER: _ClassVar[int]
     PROPENSITY_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +102,7 @@ class DecideResponse(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
+    DEFERRED_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     offer_id: str
     propensity: float
@@ -97,7 +113,8 @@ class DecideResponse(_message.Message):
     request_id: str
     campaign: str
     reasons: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, decision_id: _Optional[str] = ..., offer_id: _Optional[str] = ..., propensity: _Optional[float] = ..., explored: _Optional[bool] = ..., control: _Optional[bool] = ..., model_version: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[RankedOffer, _Mapping]]] = ..., request_id: _Optional[str] = ..., campaign: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ...) -> None: ...
+    deferred: bool
+    def __init__(self, decision_id: _Optional[str] = ..., offer_id: _Optional[str] = ..., propensity: _Optional[float] = ..., explored: _Optional[bool] = ..., control: _Optional[bool] = ..., model_version: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[RankedOffer, _Mapping]]] = ..., request_id: _Optional[str] = ..., campaign: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., deferred: _Optional[bool] = ...) -> None: ...
 
 class DecideRow(_message.Message):
     __slots__ = ("customer_id", "context", "candidates", "baseline_offer", "probabilities")
@@ -135,7 +152,7 @@ class DenseContexts(_message.Message):
     def __init__(self, customer_ids: _Optional[_Iterable[str]] = ..., numeric_names: _Optional[_Iterable[str]] = ..., numeric_values: _Optional[_Iterable[float]] = ..., categorical_names: _Optional[_Iterable[str]] = ..., categorical_values: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DecideBatchRequest(_message.Message):
-    __slots__ = ("campaign", "rows", "dense", "candidates", "include_scores", "request_id", "baseline_offers")
+    __slots__ = ("campaign", "rows", "dense", "candidates", "include_scores", "request_id", "baseline_offers", "defer_activation")
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     DENSE_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +160,7 @@ class DecideBatchRequest(_message.Message):
     INCLUDE_SCORES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     BASELINE_OFFERS_FIELD_NUMBER: _ClassVar[int]
+    DEFER_ACTIVATION_FIELD_NUMBER: _ClassVar[int]
     campaign: str
     rows: _containers.RepeatedCompositeFieldContainer[DecideRow]
     dense: DenseContexts
@@ -150,7 +168,8 @@ class DecideBatchRequest(_message.Message):
     include_scores: bool
     request_id: str
     baseline_offers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, campaign: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[DecideRow, _Mapping]]] = ..., dense: _Optional[_Union[DenseContexts, _Mapping]] = ..., candidates: _Optional[_Iterable[str]] = ..., include_scores: _Optional[bool] = ..., request_id: _Optional[str] = ..., baseline_offers: _Optional[_Iterable[str]] = ...) -> None: ...
+    defer_activation: bool
+    def __init__(self, campaign: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[DecideRow, _Mapping]]] = ..., dense: _Optional[_Union[DenseContexts, _Mapping]] = ..., candidates: _Optional[_Iterable[str]] = ..., include_scores: _Optional[bool] = ..., request_id: _Optional[str] = ..., baseline_offers: _Optional[_Iterable[str]] = ..., defer_activation: _Optional[bool] = ...) -> None: ...
 
 class DecideBatchResponse(_message.Message):
     __slots__ = ("decision_ids", "offer_ids", "propensities", "explored", "control", "model_versions", "score_offer_ids", "scores", "request_id", "campaign")
@@ -196,6 +215,26 @@ class RewardRequest(_message.Message):
     components: _containers.ScalarMap[str, float]
     request_id: str
     def __init__(self, campaign: _Optional[str] = ..., decision_id: _Optional[str] = ..., value: _Optional[float] = ..., components: _Optional[_Mapping[str, float]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ActivateRequest(_message.Message):
+    __slots__ = ("campaign", "decision_id", "request_id")
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    campaign: str
+    decision_id: str
+    request_id: str
+    def __init__(self, campaign: _Optional[str] = ..., decision_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ActivateResponse(_message.Message):
+    __slots__ = ("decision_id", "status", "request_id")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    status: ActivationStatus
+    request_id: str
+    def __init__(self, decision_id: _Optional[str] = ..., status: _Optional[_Union[ActivationStatus, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RewardResponse(_message.Message):
     __slots__ = ("decision_id", "applied", "request_id", "status", "offer_id")

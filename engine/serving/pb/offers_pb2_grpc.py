@@ -55,6 +55,11 @@ class OfferServiceStub:
                 request_serializer=nbo_dot_v1_dot_offers__pb2.RewardBatchRequest.SerializeToString,
                 response_deserializer=nbo_dot_v1_dot_offers__pb2.RewardBatchResponse.FromString,
                 _registered_method=True)
+        self.Activate = channel.unary_unary(
+                '/nbo.v1.OfferService/Activate',
+                request_serializer=nbo_dot_v1_dot_offers__pb2.ActivateRequest.SerializeToString,
+                response_deserializer=nbo_dot_v1_dot_offers__pb2.ActivateResponse.FromString,
+                _registered_method=True)
 
 
 class OfferServiceServicer:
@@ -89,6 +94,14 @@ class OfferServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Activate(self, request, context):
+        """Marks a deferred decision's offer as delivered (idempotent). NOT_FOUND for an unknown
+        decision or one whose reward window has passed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OfferServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +124,11 @@ def add_OfferServiceServicer_to_server(servicer, server):
                     servicer.RewardBatch,
                     request_deserializer=nbo_dot_v1_dot_offers__pb2.RewardBatchRequest.FromString,
                     response_serializer=nbo_dot_v1_dot_offers__pb2.RewardBatchResponse.SerializeToString,
+            ),
+            'Activate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Activate,
+                    request_deserializer=nbo_dot_v1_dot_offers__pb2.ActivateRequest.FromString,
+                    response_serializer=nbo_dot_v1_dot_offers__pb2.ActivateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +240,33 @@ class OfferService:
             '/nbo.v1.OfferService/RewardBatch',
             nbo_dot_v1_dot_offers__pb2.RewardBatchRequest.SerializeToString,
             nbo_dot_v1_dot_offers__pb2.RewardBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Activate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nbo.v1.OfferService/Activate',
+            nbo_dot_v1_dot_offers__pb2.ActivateRequest.SerializeToString,
+            nbo_dot_v1_dot_offers__pb2.ActivateResponse.FromString,
             options,
             channel_credentials,
             insecure,

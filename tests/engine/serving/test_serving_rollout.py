@@ -22,9 +22,8 @@ from tests.engine.serving.support import RENEWAL, TOKEN, customer, free_port, se
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NboServer]:
     root = tmp_path_factory.mktemp("rollout")
     campaign = root / "renewal.toml"
-    text = RENEWAL.read_text().replace(
-        'fallback_offer = "none"', 'fallback_offer = "none"\ncontrol = "baseline"'
-    )
+    text = RENEWAL.read_text().replace('control = "offer"', 'control = "baseline"')
+    assert 'control = "baseline"' in text
     campaign.write_text(text.replace("control_share = 0.10", "control_share = 0.5"))
     srv, _ = create_server(
         serve_config(root / "data", campaigns=(campaign,), metrics_port=free_port())
@@ -167,3 +166,25 @@ def test_rollout_metrics_name_real_metrics(server: NboServer) -> None:
     text = _metrics(server)
     for name in ("nbo_lift_lower", "nbo_lift_upper", "nbo_rolled_back", "nbo_campaign_mode"):
         assert f"# TYPE {name} gauge" in text
+
+
+def test_deferred_activation_over_grpc(client: NboClient) -> None:
+    d = client.decide("act-1", customer(1), baseline_offer="none", defer_activation=True)
+    assert d.deferred
+    with pytest.raises(grpc.RpcError) as err:
+        client.reward(d.decision_id, 100.0)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "not activated" in err.value.details()
+    batch = client.reward_batch([d.decision_id], [100.0])
+    assert batch.statuses == ["inactive"]
+    assert client.activate(d.decision_id) == "activated"
+    assert client.activate(d.decision_id) == "duplicate"
+    assert client.reward(d.decision_id, 100.0) is True
+    now = client.decide("act-2", customer(2), baseline_offer="none")
+    assert not now.deferred and client.activate(now.decision_id) == "immediate"
+    with pytest.raises(grpc.RpcError) as err:
+        client.activate("0" * 44)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as err:
+        client.activate("")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
