@@ -71,6 +71,7 @@ from engine.policies import Policy
 from engine.requests import (
     CandidateMasks,
     baseline_actions,
+    check_components,
     check_decide_request,
     check_rewards,
     logging_probabilities,
@@ -797,11 +798,15 @@ class Engine:
         return self._journal.prune_requests(int(self._clock() * 1e6) - self._request_window_us)
 
     # ------------------------------------------------------------------ rewards
-    def reward(self, decision_id: str, value: float) -> RewardRecord:
+    def reward(
+        self, decision_id: str, value: float, components: Mapping[str, float] | None = None
+    ) -> RewardRecord:
         """Report the outcome ``value`` of a decision (idempotent on ``decision_id``).
 
         The learner's reward is the net reward (see ``[reward] charge_cost``): by default
         ``value - cost``. A retry returns status ``duplicate`` and changes nothing.
+        ``components`` (name -> number, e.g. ``{"complaints": 1.0}``) are journaled with the
+        reward; ``[rollout] max_components`` guards their mean per policy decision.
 
         Raises
         ------
@@ -811,7 +816,8 @@ class Engine:
             For an unknown decision id or one whose reward window has passed (recorded in the
             journal's reward_errors).
         """
-        result = self.reward_batch([decision_id], [value])[0]
+        parts = None if not components else [components]
+        result = self.reward_batch([decision_id], [value], parts)[0]
         refusal = self.reward_refusal(result)
         if refusal is not None:
             raise refusal
@@ -875,21 +881,25 @@ class Engine:
         return statuses
 
     def reward_batch(
-        self, decision_ids: Sequence[str], values: Sequence[float]
+        self,
+        decision_ids: Sequence[str],
+        values: Sequence[float],
+        components: Sequence[Mapping[str, float] | None] | None = None,
     ) -> list[RewardRecord]:
         """Report many outcomes in one journal transaction.
 
         Unknown and expired ids do not raise here: their records say so (status ``unknown`` /
         ``expired``) and they are recorded. Bad values raise InvalidInputError before anything
-        is written.
+        is written. ``components``: one mapping (or None) per reward, as in :meth:`reward`.
         """
         self._check_open()
         self._require_role("accept rewards", "all", "decide")
         clean = check_rewards(decision_ids, values)
+        parts = check_components(components, len(clean))
         with self._lock:
             self._check_open()
             now = self._clock()
-            results = self._ledger.report(list(decision_ids), clean, now)
+            results = self._ledger.report(list(decision_ids), clean, now, parts)
             if self.leading and now * 1e6 >= self._ledger.next_due_us:
                 self._ledger.expire(now, max_rows=_SWEEP_ROWS)  # on-demand sweep, one slice
         self._learner.apply()

@@ -33,6 +33,7 @@ from engine.errors import InvalidInputError
 from engine.types import BoolArray
 from engine.validation import (
     ID_RULE,
+    MAX_COMPONENTS,
     VALUE_LIMIT,
     check_context_bounds,
     check_value,
@@ -44,6 +45,7 @@ from engine.validation import (
 __all__ = [
     "CandidateMasks",
     "baseline_actions",
+    "check_components",
     "check_decide_request",
     "check_rewards",
     "logging_probabilities",
@@ -273,4 +275,41 @@ def logging_probabilities(
             raise InvalidInputError(
                 field, "probabilities >= 0 that sum to 1", f"a sum of {total:.10g}"
             )
+    return out
+
+
+def check_components(components: Any, n: int) -> list[str | None] | None:
+    """Reward components (one mapping of name to finite number, or None, per reward) as the
+    journal keeps them: JSON text with sorted keys, or None.
+
+    Examples
+    --------
+    >>> check_components([{"complaints": 1}, None], 2)
+    ['{"complaints": 1.0}', None]
+    >>> check_components([{"complaints": float("nan")}], 1)
+    Traceback (most recent call last):
+    ...
+    engine.errors.InvalidInputError: components['complaints']: expected a finite number ..., got nan
+    """
+    if components is None:
+        return None
+    if not isinstance(components, Sequence) or len(components) != n:
+        raise InvalidInputError("components", f"one mapping (or None) per reward ({n})", components)
+    out: list[str | None] = []
+    for i, parts in enumerate(components):
+        field = "components" if n == 1 else f"components[{i}]"
+        if not parts:
+            out.append(None)
+            continue
+        if not isinstance(parts, Mapping) or len(parts) > MAX_COMPONENTS:
+            raise InvalidInputError(
+                field, f"a mapping of at most {MAX_COMPONENTS} names to numbers", parts
+            )
+        clean = {}
+        for name, value in parts.items():
+            if not isinstance(name, str) or not name:
+                raise InvalidInputError(field, "non-empty component names", name)
+            number = check_value(f"{field}[{name!r}]", value)
+            clean[name] = number
+        out.append(json.dumps(clean, sort_keys=True))
     return out

@@ -244,6 +244,15 @@ class Rollout:
                 f"spend per decision {spend:.4g} above rollout.max_spend_per_decision "
                 f"{limit:g} over {status.n_treatment} rewarded decisions"
             )
+        if status.n_treatment >= rollout.min_decisions:
+            for name, cap in rollout.max_components:
+                mean = status.components.get(name, 0.0)
+                if mean > cap:
+                    return (
+                        f"reward component {name!r} at {mean:.4g} per decision, above "
+                        f"rollout.max_components.{name} {cap:g}, over {status.n_treatment} "
+                        "rewarded decisions"
+                    )
         return None
 
     def roll_back(self, why: str, status: MonitorStatus, safe: str) -> RolloutState:

@@ -46,7 +46,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.journal.records import Outcome
@@ -132,6 +132,9 @@ class MonitorStatus:
         Mean net reward of the rewarded shadow decisions, and of those that agreed.
     epoch : int
         The first model version counted.
+    components : dict of str to float
+        Mean of each reward component per rewarded policy decision (one that did not report a
+        component counts 0 for it).
     """
 
     lift: float
@@ -149,6 +152,7 @@ class MonitorStatus:
     agreement_value: float
     epoch: int
     alpha: float
+    components: dict[str, float] = field(default_factory=dict)
 
     @property
     def agreement_rate(self) -> float:
@@ -161,6 +165,7 @@ class MonitorStatus:
         for key, value in self.__dict__.items():
             bad = isinstance(value, float) and not math.isfinite(value)
             out[key] = None if bad else value
+        out["components"] = dict(self.components)
         rate = self.agreement_rate
         out["agreement_rate"] = None if math.isnan(rate) else rate
         return out
@@ -190,6 +195,7 @@ class LiftMonitor:
         self._treatment = _Group()
         self._control = _Group()
         self._spend = 0.0
+        self._components: dict[str, float] = {}  # component sums over policy decisions
         self._shadow = [0, 0, 0.0, 0.0]  # decisions, agreements, reward sum, agreeing sum
 
     def restart(self, epoch: int, since_us: int) -> None:
@@ -199,13 +205,25 @@ class LiftMonitor:
         self.since_us = since_us
         self._treatment, self._control = _Group(), _Group()
         self._spend = 0.0
+        self._components = {}
         self._shadow = [0, 0, 0.0, 0.0]
 
     def add(self, outcomes: Iterable[Outcome]) -> int:
         """Count journaled rewards (in seq order); returns how many were read."""
         read = 0
         epoch, since = self.epoch, self.since_us
-        for seq, customer_id, control, cost, reward, reasons, version, action, ts in outcomes:
+        for (
+            seq,
+            customer_id,
+            control,
+            cost,
+            reward,
+            reasons,
+            version,
+            action,
+            ts,
+            parts,
+        ) in outcomes:
             read += 1
             self.last_seq = seq
             if reward is None or ts < since or version_of(version) < epoch:
@@ -223,6 +241,10 @@ class LiftMonitor:
             else:
                 self._treatment.add(customer_id, reward)
                 self._spend += cost
+                if parts:
+                    sums = self._components
+                    for name, value in json.loads(parts).items():
+                        sums[name] = sums.get(name, 0.0) + value
         return read
 
     def _count_shadow(self, token: str, served: str, reward: float) -> None:
@@ -261,6 +283,7 @@ class LiftMonitor:
             agreement_value=agree_total / agree if agree else math.nan,
             epoch=self.epoch,
             alpha=self.alpha,
+            components={k: v / t.k for k, v in self._components.items()} if t.k else {},
         )
 
 

@@ -154,6 +154,7 @@ class RewardRow(NamedTuple):
     value: float | None  #: reported value (the default value for an expiry, maybe None)
     reward: float | None  #: net reward the learner applies; None: nothing to learn
     source: str
+    components: str | None = None  #: a reward's components as JSON (``complaints``: 1.0)
 
 
 class RewardError(NamedTuple):
@@ -213,6 +214,7 @@ class Outcome(NamedTuple):
     model_version: str  #: the model live when it was decided
     action: str  #: the offer served
     ts_us: int  #: when it was decided
+    components: str | None = None  #: the reward's components as JSON (name -> number)
 
 
 class ExportedDecision(NamedTuple):

@@ -92,19 +92,30 @@ class RewardLedger:
             return value
         return value - s.cost
 
-    def report(self, ids: Sequence[str], values: Sequence[float], now: float) -> list[RewardRecord]:
-        """Join validated rewards to their decisions; journal the new ones."""
+    def report(
+        self,
+        ids: Sequence[str],
+        values: Sequence[float],
+        now: float,
+        components: Sequence[str | None] | None = None,
+    ) -> list[RewardRecord]:
+        """Join validated rewards to their decisions; journal the new ones (``components``:
+        per reward, its components as JSON, or None)."""
         attempt = 1
         while True:
             try:
-                return self._report(ids, values, now)
+                return self._report(ids, values, now, components)
             except DuplicateError:
                 if attempt == RACE_RETRIES:
                     raise
                 attempt += 1
 
     def _report(
-        self, ids: Sequence[str], values: Sequence[float], now: float
+        self,
+        ids: Sequence[str],
+        values: Sequence[float],
+        now: float,
+        components: Sequence[str | None] | None,
     ) -> list[RewardRecord]:
         now_us = int(now * 1e6)
         stored = self.journal.lookup(ids)
@@ -112,7 +123,8 @@ class RewardLedger:
         rows: list[RewardRow] = []
         errors: list[RewardError] = []
         taken: dict[str, RewardRecord] = {}
-        for did, value in zip(ids, values, strict=True):
+        parts = components if components is not None else [None] * len(ids)
+        for did, value, part in zip(ids, values, parts, strict=True):
             first = taken.get(did)
             if first is not None:
                 again = "expired" if first.status == "expired" else "duplicate"
@@ -141,7 +153,7 @@ class RewardLedger:
             record = RewardRecord(did, "applied", s.action, value, net)
             taken[did] = record
             results.append(record)
-            rows.append(RewardRow(did, s.seq, now_us, value, net, "reward"))
+            rows.append(RewardRow(did, s.seq, now_us, value, net, "reward", part))
         self.journal.append_rewards(rows)
         self.journal.record_errors(errors)
         return results

@@ -127,7 +127,8 @@ CREATE TABLE IF NOT EXISTS rewards (
     ts_us {int} NOT NULL,
     value {real},
     reward {real},
-    source TEXT NOT NULL
+    source TEXT NOT NULL,
+    components TEXT
 );
 CREATE TABLE IF NOT EXISTS reward_errors (
     seq {seq},
@@ -209,8 +210,9 @@ CREATE TABLE IF NOT EXISTS activations (
     ts_us {int} NOT NULL
 );
 """
-V4_STEP = "ALTER TABLE decisions ADD COLUMN deferred {bool} NOT NULL DEFAULT {false};" + (
-    ACTIVATION_TABLES
+V4_STEP = (
+    "ALTER TABLE decisions ADD COLUMN deferred {bool} NOT NULL DEFAULT {false};"
+    "ALTER TABLE rewards ADD COLUMN components TEXT;" + ACTIVATION_TABLES
 )
 ALL_TABLES = TABLES + V2_TABLES + ARCHIVE_TABLES + ACTIVATION_TABLES
 ARCHIVE_TABLE = "archived_offers"  # created with archived_customers (see SQLJournal._has_archive)
@@ -218,10 +220,14 @@ ARCHIVE_TABLE = "archived_offers"  # created with archived_customers (see SQLJou
 # Additive only: every table CREATE ... IF NOT EXISTS and a column only added where missing
 # (SQLJournal._migrate_store), so a store an interim nbo already gave some of them migrates the
 # same way. Version 3 (compacted 2) has the archive's tables, which ALL_TABLES adds to a 2.
+_V4_ADDS = (
+    "the activations table, the decisions' deferred column (false for all) and the rewards' "
+    "components column (none for all)"
+)
 MIGRATIONS: dict[int, tuple[int, str, str]] = {
     1: (2, V2_TABLES, "the model registry's, the requests' and the rejected-reward counts' tables"),
-    2: (4, V4_STEP, "the activations table and the decisions' deferred column (false for all)"),
-    3: (4, V4_STEP, "the activations table and the decisions' deferred column (false for all)"),
+    2: (4, V4_STEP, _V4_ADDS),
+    3: (4, V4_STEP, _V4_ADDS),
 }
 _ADD_COLUMN = re.compile(r"\s*ALTER TABLE (\w+) ADD COLUMN (\w+)")
 V1_TABLES = ("catalogs", "decisions", "rewards", "reward_errors", "meta")
@@ -297,7 +303,7 @@ REWARDS_AFTER = (
 )
 OUTCOMES_AFTER = (
     "SELECT r.seq, d.customer_id, d.control, d.cost, r.reward, d.reasons, d.model_version,"
-    " d.action, d.ts_us FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
+    " d.action, d.ts_us, r.components FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
     f" WHERE r.seq > ? AND r.source <> '{LAPSED}' ORDER BY r.seq LIMIT ?"
 )
 LIFT_SUMS = (
@@ -919,8 +925,8 @@ class SQLJournal(ABC):
         while rows := self._rows(OUTCOMES_AFTER, (last, batch)):
             last = int(rows[-1][0])
             yield [
-                Outcome(int(q), str(c), bool(g), float(m or 0.0), r, w, str(v), str(a), int(t))
-                for q, c, g, m, r, w, v, a, t in rows
+                Outcome(int(q), str(c), bool(g), float(m or 0.0), r, w, str(v), str(a), int(t), k)
+                for q, c, g, m, r, w, v, a, t, k in rows
             ]
 
     def last_reward_seq(self) -> int:

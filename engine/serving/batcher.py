@@ -215,7 +215,7 @@ class DecideBatcher(Coalescer[DecideRow, "DecisionRecord"]):
         return outcomes
 
 
-RewardRow = tuple[str, float]
+RewardRow = tuple[str, float, Mapping[str, float] | None]  #: decision id, value, components
 
 
 class RewardBatcher(Coalescer[RewardRow, "RewardRecord"]):
@@ -231,14 +231,21 @@ class RewardBatcher(Coalescer[RewardRow, "RewardRecord"]):
         super().__init__(max_rows)
         self.engine = engine
 
-    async def reward(self, decision_id: str, value: float) -> RewardRecord:
+    async def reward(
+        self, decision_id: str, value: float, components: Mapping[str, float] | None = None
+    ) -> RewardRecord:
         """Same contract as ``Engine.reward``."""
-        return await self.submit((decision_id, value))
+        return await self.submit((decision_id, value, components or None))
 
     def run_batch(self, rows: list[RewardRow]) -> list[Outcome]:
         engine = self.engine
+        parts = [c for _, _, c in rows]
         try:
-            records = engine.reward_batch([d for d, _ in rows], [v for _, v in rows])
+            records = engine.reward_batch(
+                [d for d, _, _ in rows],
+                [v for _, v, _ in rows],
+                None if all(c is None for c in parts) else parts,
+            )
         except NboError:  # nothing was written: each alone, for its own error
             return [_alone(engine.reward, *row) for row in rows]
         return [self._outcome(record) for record in records]

@@ -218,7 +218,7 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
             raise InvalidInputError("value", "a finite number", value)
         components = codec.reward_components(request.components)
         _check_deadline(context)
-        record = await self._campaigns.rewarder(name).reward(decision_id, value)
+        record = await self._campaigns.rewarder(name).reward(decision_id, value, components)
         applied = record.status == "applied"
         if applied:
             self._metrics.record_rewards(name, (record.offer_id,), (float(record.reward or 0.0),))

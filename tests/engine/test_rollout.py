@@ -294,3 +294,25 @@ def test_a_deferred_decision_never_activated_lapses_unlearned(tmp_path: Path) ->
         assert eng.model_info()["n_rewards_applied"] == 1  # the lapsed nine taught nothing
         with pytest.raises(NotFoundError, match="reward window passed"):
             eng.activate(out[1].decision_id)
+
+
+def test_a_reward_component_guardrail_rolls_back(tmp_path: Path) -> None:
+    limits = "[rollout]\nmin_decisions = 50\n[rollout.max_components]\ncomplaints = 0.1"
+    path = _campaign(tmp_path, rollout=limits)
+    assert load_campaign(path).rollout.max_components == (("complaints", 0.1),)
+    with Engine.from_config(path, data_dir=tmp_path / "data", clock=lambda: 1.7e9,
+                            background=False) as eng:  # fmt: skip
+        with pytest.raises(InvalidInputError, match=r"^components\['complaints'\]: expected"):
+            eng.reward("x" * 44, 1.0, components={"complaints": float("inf")})
+        for start in range(0, 400, 50):
+            out = eng.decide_batch(_ids(50, f"p{start}-"), [{"x": 0.0}] * 50)
+            # The policy's customers complain a fifth of the time; same value as control.
+            parts = [{"complaints": float(i % 5 == 0)} if not d.control else None
+                     for i, d in enumerate(out)]  # fmt: skip
+            eng.reward_batch([d.decision_id for d in out], [1.0] * 50, parts)
+            if eng.rollout_state().state == "rolled_back":
+                break
+        state = eng.rollout_state()
+        assert state.state == "rolled_back"
+        assert "reward component 'complaints'" in state.reason
+        assert state.evidence["components"]["complaints"] > 0.1

@@ -27,6 +27,7 @@ def test_stubs_import_and_carry_every_rpc() -> None:
 
     services = offers_pb2.DESCRIPTOR.services_by_name
     assert sorted(m.name for m in services["OfferService"].methods) == [
+        "Activate",
         "Decide",
         "DecideBatch",
         "Reward",
@@ -37,5 +38,6 @@ def test_stubs_import_and_carry_every_rpc() -> None:
         "ListModels",
         "PromoteModel",
         "RollbackModel",
+        "SetMode",
         "Snapshot",
     ]
