@@ -232,6 +232,11 @@ class ModelInfo:
     lift_control: int = 0
     agreement_rate: float = math.nan  #: shadow mode: nbo chose the baseline's offer
     baseline_value: float = math.nan  #: shadow mode: the baseline's mean net reward
+    shadow_nbo_value: float = math.nan  #: shadow mode: nbo's estimated value per decision
+    shadow_gain: float = math.nan  #: ... minus the baseline's, with a 95% interval
+    shadow_gain_lower: float = math.nan
+    shadow_gain_upper: float = math.nan
+    shadow_rows: int = 0  #: rewarded shadow decisions behind the estimate
 
 
 @dataclass(frozen=True)
@@ -624,6 +629,11 @@ class NboClient:
             lift_control=r.lift_control,
             agreement_rate=r.agreement_rate,
             baseline_value=r.baseline_value,
+            shadow_nbo_value=r.shadow_nbo_value,
+            shadow_gain=r.shadow_gain,
+            shadow_gain_lower=r.shadow_gain_lower,
+            shadow_gain_upper=r.shadow_gain_upper,
+            shadow_rows=r.shadow_rows,
         )
 
     def set_mode(self, mode: str, campaign: str | None = None, *, reason: str = "") -> ModeChange:

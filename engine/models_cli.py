@@ -270,6 +270,11 @@ def _mode(client: NboClient, args: argparse.Namespace) -> int:
         "lift_control": info.lift_control,
         "agreement_rate": info.agreement_rate,
         "baseline_value": info.baseline_value,
+        "shadow_nbo_value": info.shadow_nbo_value,
+        "shadow_gain": info.shadow_gain,
+        "shadow_gain_lower": info.shadow_gain_lower,
+        "shadow_gain_upper": info.shadow_gain_upper,
+        "shadow_rows": info.shadow_rows,
         "model_version": info.model_version,
     }
     if args.json:
@@ -290,6 +295,13 @@ def _mode(client: NboClient, args: argparse.Namespace) -> int:
         print(
             f"  shadow: nbo agreed with the baseline on {100 * info.agreement_rate:.1f}% of "
             f"rewarded decisions; the baseline earned {info.baseline_value:.4g} per decision"
+        )
+    if math.isfinite(info.shadow_nbo_value):
+        print(
+            f"  shadow: nbo's choices are estimated at {info.shadow_nbo_value:.4g} per decision, "
+            f"{info.shadow_gain:+.4g} over the baseline (95% CI {info.shadow_gain_lower:+.4g} "
+            f"to {info.shadow_gain_upper:+.4g}; {info.shadow_rows} recent shadow decisions, "
+            "doubly robust: observed where nbo agreed, a reward model where it did not)"
         )
     return 0
 

@@ -235,6 +235,7 @@ class ExportedDecision(NamedTuple):
     catalog: int
     #: not deferred, or activated (the export gives only these; an archive step reads all)
     served: bool = True
+    reasons: str | None = None  #: ';'-joined reasons (a shadow decision's carries nbo's choice)
 
 
 class ActivationRow(NamedTuple):

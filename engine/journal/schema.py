@@ -284,7 +284,7 @@ DUE = STORED + " WHERE d.seq > ? ORDER BY d.seq LIMIT ?"
 EXPORTED = (
     "SELECT d.seq, d.decision_id, d.ts_us, d.customer_id, d.context, d.action, d.propensity,"
     " r.reward, d.eligible, d.explored, d.control, d.model_version, d.catalog,"
-    f" CASE WHEN {SERVED} THEN 1 ELSE 0 END"
+    f" CASE WHEN {SERVED} THEN 1 ELSE 0 END, d.reasons"
 )  # ExportedDecision's columns
 # Only served decisions are exported: one deferred and never activated was not delivered.
 EXPORT = (

@@ -37,6 +37,7 @@ import numpy as np
 
 from engine.core import Engine
 from engine.journal.base import JournalBackend
+from engine.journal.records import ExportedDecision
 from engine.journal.snapshot import encode_snapshot
 from engine.lifecycle import GateFunction
 from engine.policies import Policy
@@ -52,6 +53,7 @@ __all__ = [
     "gate_for",
     "journal_logs",
     "promotion_evidence",
+    "recent_closed",
 ]
 
 GATE_ROWS = 20_000  # most recent closed decisions the gate evaluates on
@@ -83,12 +85,11 @@ class PromotionEvidence:
         }
 
 
-def journal_logs(
+def recent_closed(
     journal: JournalBackend, feature_names: list[str], offer_ids: list[str], rows: int = GATE_ROWS
-) -> LoggedData:
-    """The journal's most recent ``rows`` closed decisions made over ``feature_names`` (with a
-    non-null net reward), as logged data over ``offer_ids`` (decisions of offers since removed
-    are left out)."""
+) -> list[ExportedDecision]:
+    """The journal's most recent ``rows`` closed decisions made over ``feature_names`` with a
+    non-null net reward and an offer of ``offer_ids``, oldest first."""
     catalogs = journal.catalogs()
     wanted = {c for c, (_, _, names) in catalogs.items() if list(names) == list(feature_names)}
     index = {o: i for i, o in enumerate(offer_ids)}
@@ -109,9 +110,18 @@ def journal_logs(
         found = part + found
         hi = lo
         window *= 2
-    kept = [r for r in found if r.reward is not None and r.catalog in wanted and r.action in index][
-        -rows:
-    ]
+    closed = [r for r in found if r.reward is not None and r.catalog in wanted]
+    return [r for r in closed if r.action in index][-rows:]
+
+
+def journal_logs(
+    journal: JournalBackend, feature_names: list[str], offer_ids: list[str], rows: int = GATE_ROWS
+) -> LoggedData:
+    """The journal's most recent ``rows`` closed decisions made over ``feature_names`` (with a
+    non-null net reward), as logged data over ``offer_ids`` (decisions of offers since removed
+    are left out)."""
+    kept = recent_closed(journal, feature_names, offer_ids, rows)
+    index = {o: i for i, o in enumerate(offer_ids)}
     n, d = len(kept), len(feature_names)
     context = np.frombuffer(b"".join(r.context for r in kept), dtype=np.float64)
     eligible = np.zeros((n, len(offer_ids)), dtype=bool)

@@ -35,7 +35,7 @@ from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
-    from engine.core import ModelChange
+    from engine.core import Engine, ModelChange
 
 _log = logging.getLogger(LOGGER_NAME)
 INLINE_BATCH_ROWS = 64  # DecideBatch calls of at most this many rows run on the event loop
@@ -338,6 +338,29 @@ def _rollout_fields(rollout: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _shadow_fields(engine: Engine, rollout: dict[str, Any]) -> dict[str, Any]:
+    """ModelInfo's shadow estimate, when the monitor has seen shadow decisions (the leading
+    learner); NaN otherwise."""
+    monitor = rollout.get("monitor") or {}
+    nan = math.nan
+    empty = {"shadow_nbo_value": nan, "shadow_gain": nan, "shadow_gain_lower": nan,
+             "shadow_gain_upper": nan, "shadow_rows": 0}  # fmt: skip
+    if not monitor.get("shadow_decisions"):
+        return empty
+    from engine.replay.shadow import shadow_evidence  # the estimators load on first use
+
+    e = shadow_evidence(engine.journal, list(engine.feature_names), list(engine.offer_ids))
+    if math.isnan(e.nbo_value):
+        return empty
+    return {
+        "shadow_nbo_value": e.nbo_value,
+        "shadow_gain": e.difference,
+        "shadow_gain_lower": e.low,
+        "shadow_gain_upper": e.high,
+        "shadow_rows": e.rows,
+    }
+
+
 def _change_fields(campaign: str, change: ModelChange) -> dict[str, Any]:
     """The fields PromoteModelResponse and RollbackModelResponse share."""
     live = change.version.version
@@ -381,6 +404,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             parent=info["parent"] or "",
             created=info["created"],
             **_rollout_fields(info["rollout"]),
+            **_shadow_fields(engine, info["rollout"]),
         )
 
     def SetMode(

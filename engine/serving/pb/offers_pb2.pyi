@@ -285,7 +285,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self, campaign: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("campaign", "model_version", "policy", "offer_ids", "feature_names", "decisions", "rewards", "pending_decisions", "rewards_learned", "reward_errors", "config_hash", "kind", "origin", "parent", "created", "mode", "rollout_state", "rollout_reason", "lift", "lift_lower", "lift_upper", "lift_treatment", "lift_control", "agreement_rate", "baseline_value", "safe_mode")
+    __slots__ = ("campaign", "model_version", "policy", "offer_ids", "feature_names", "decisions", "rewards", "pending_decisions", "rewards_learned", "reward_errors", "config_hash", "kind", "origin", "parent", "created", "mode", "rollout_state", "rollout_reason", "lift", "lift_lower", "lift_upper", "lift_treatment", "lift_control", "agreement_rate", "baseline_value", "safe_mode", "shadow_nbo_value", "shadow_gain", "shadow_gain_lower", "shadow_gain_upper", "shadow_rows")
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -312,6 +312,11 @@ class ModelInfo(_message.Message):
     AGREEMENT_RATE_FIELD_NUMBER: _ClassVar[int]
     BASELINE_VALUE_FIELD_NUMBER: _ClassVar[int]
     SAFE_MODE_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_NBO_VALUE_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_GAIN_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_GAIN_LOWER_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_GAIN_UPPER_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_ROWS_FIELD_NUMBER: _ClassVar[int]
     campaign: str
     model_version: str
     policy: str
@@ -338,7 +343,12 @@ class ModelInfo(_message.Message):
     agreement_rate: float
     baseline_value: float
     safe_mode: str
-    def __init__(self, campaign: _Optional[str] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., offer_ids: _Optional[_Iterable[str]] = ..., feature_names: _Optional[_Iterable[str]] = ..., decisions: _Optional[int] = ..., rewards: _Optional[int] = ..., pending_decisions: _Optional[int] = ..., rewards_learned: _Optional[int] = ..., reward_errors: _Optional[int] = ..., config_hash: _Optional[str] = ..., kind: _Optional[str] = ..., origin: _Optional[str] = ..., parent: _Optional[str] = ..., created: _Optional[float] = ..., mode: _Optional[str] = ..., rollout_state: _Optional[str] = ..., rollout_reason: _Optional[str] = ..., lift: _Optional[float] = ..., lift_lower: _Optional[float] = ..., lift_upper: _Optional[float] = ..., lift_treatment: _Optional[int] = ..., lift_control: _Optional[int] = ..., agreement_rate: _Optional[float] = ..., baseline_value: _Optional[float] = ..., safe_mode: _Optional[str] = ...) -> None: ...
+    shadow_nbo_value: float
+    shadow_gain: float
+    shadow_gain_lower: float
+    shadow_gain_upper: float
+    shadow_rows: int
+    def __init__(self, campaign: _Optional[str] = ..., model_version: _Optional[str] = ..., policy: _Optional[str] = ..., offer_ids: _Optional[_Iterable[str]] = ..., feature_names: _Optional[_Iterable[str]] = ..., decisions: _Optional[int] = ..., rewards: _Optional[int] = ..., pending_decisions: _Optional[int] = ..., rewards_learned: _Optional[int] = ..., reward_errors: _Optional[int] = ..., config_hash: _Optional[str] = ..., kind: _Optional[str] = ..., origin: _Optional[str] = ..., parent: _Optional[str] = ..., created: _Optional[float] = ..., mode: _Optional[str] = ..., rollout_state: _Optional[str] = ..., rollout_reason: _Optional[str] = ..., lift: _Optional[float] = ..., lift_lower: _Optional[float] = ..., lift_upper: _Optional[float] = ..., lift_treatment: _Optional[int] = ..., lift_control: _Optional[int] = ..., agreement_rate: _Optional[float] = ..., baseline_value: _Optional[float] = ..., safe_mode: _Optional[str] = ..., shadow_nbo_value: _Optional[float] = ..., shadow_gain: _Optional[float] = ..., shadow_gain_lower: _Optional[float] = ..., shadow_gain_upper: _Optional[float] = ..., shadow_rows: _Optional[int] = ...) -> None: ...
 
 class SetModeRequest(_message.Message):
     __slots__ = ("campaign", "mode", "reason")

@@ -4,6 +4,7 @@ journaled), the rollout fields of GetModelInfo, the rollout metrics and ``nbo mo
 from __future__ import annotations
 
 import json
+import math
 import re
 import urllib.request
 from collections.abc import Iterator
@@ -106,6 +107,7 @@ def test_set_mode_needs_the_admin_token_and_is_journaled(
         client.reward_batch([d.decision_id for d in batch], [100.0] * 30)
         info = client.model_info()
         assert 0.0 <= info.agreement_rate <= 1.0
+        assert info.shadow_rows == 0 and math.isnan(info.shadow_gain)  # too few for an estimate
         text = _metrics(server)
         assert _gauge(text, "nbo_campaign_mode", campaign="renewal", mode="shadow") == 1.0
         assert _gauge(text, "nbo_campaign_mode", campaign="renewal", mode="online") == 0.0
