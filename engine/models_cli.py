@@ -291,12 +291,12 @@ def _mode(client: NboClient, args: argparse.Namespace) -> int:
             f"[{info.lift_lower:+.4g}, {info.lift_upper:+.4g}] over {info.lift_treatment} "
             f"policy and {info.lift_control} control decisions"
         )
-    if math.isfinite(info.agreement_rate):
+    if info.mode == "shadow" and math.isfinite(info.agreement_rate):
         print(
             f"  shadow: nbo agreed with the baseline on {100 * info.agreement_rate:.1f}% of "
             f"rewarded decisions; the baseline earned {info.baseline_value:.4g} per decision"
         )
-    if math.isfinite(info.shadow_nbo_value):
+    if info.mode == "shadow" and math.isfinite(info.shadow_nbo_value):
         print(
             f"  shadow: nbo's choices are estimated at {info.shadow_nbo_value:.4g} per decision, "
             f"{info.shadow_gain:+.4g} over the baseline (95% CI {info.shadow_gain_lower:+.4g} "

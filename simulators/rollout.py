@@ -43,7 +43,7 @@ from simulators.engine_path import DEFAULT_CAMPAIGN, SimClock
 from simulators.renewal import RenewalEnvironment
 from simulators.runner import DelayedFeedback, streams
 
-__all__ = ["SCENARIOS", "RolloutRun", "run_rollout"]
+__all__ = ["SCENARIOS", "RolloutRun", "run_rollout", "sabotaged_snapshot"]
 
 SCENARIOS = ("good", "wrong_sign", "worst_offer")
 #: A sabotaged snapshot learned from this many copies of the warm-up's data: trained offline on
@@ -156,11 +156,19 @@ def _switch(engine: Any, scenario: str, truth: dict[str, np.ndarray]) -> None:
     if scenario == "good":
         engine.set_mode("online", who="simulation", reason="monitored period starts")
         return
+    data = sabotaged_snapshot(engine, scenario, truth)
+    engine.promote_bytes(data, file_name=f"{scenario}.nbo", who="sim")
+
+
+def sabotaged_snapshot(engine: Any, scenario: str, truth: dict[str, np.ndarray]) -> bytes:
+    """The bytes of a snapshot of ``engine``'s campaign whose model learned the wrong thing
+    (``wrong_sign``: the journal's rewards with their sign flipped; ``worst_offer``: every
+    offer's true expected net reward negated, ``truth`` mapping decision ids to them), from
+    OFFLINE_COPIES copies of its data."""
     from engine.journal.snapshot import encode_snapshot
     from engine.policies import make_policy
 
-    spec = dict(engine.config.policy)
-    bad = make_policy(spec, len(engine.offer_ids), engine.n_features)
+    bad = make_policy(dict(engine.config.policy), len(engine.offer_ids), engine.n_features)
     d = engine.n_features
     if scenario == "wrong_sign":
         rows = [
@@ -189,7 +197,7 @@ def _switch(engine: Any, scenario: str, truth: dict[str, np.ndarray]) -> None:
         "n_rewards": 0,
         "last_reward_seq": 0,
     }
-    engine.promote_bytes(encode_snapshot(header, bad), file_name=f"{scenario}.nbo", who="sim")
+    return encode_snapshot(header, bad)
 
 
 def _naive_look(engine: Any, decided: int, alarm: list[int]) -> None:
