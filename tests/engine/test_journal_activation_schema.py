@@ -96,10 +96,12 @@ def test_compaction_archives_served_decisions_and_deletes_lapsed_ones(backend, t
 # ---------------------------------------------------------------------- schema version 4
 def _to_version_3(backend: JournalBackend, store_url: str) -> None:
     """Make the store a version-3 one, as the nbo before deferred activation left it: no
-    activations table, no decisions.deferred column, marked 3 (compacted)."""
+    activations table, no decisions.deferred or rewards.components column, marked 3
+    (compacted)."""
     for statement in (
         "DROP TABLE activations",
         "ALTER TABLE decisions DROP COLUMN deferred",
+        "ALTER TABLE rewards DROP COLUMN components",
         "UPDATE meta SET value = '3' WHERE key = 'schema_version'",
         "DELETE FROM meta WHERE key = 'inactive_decisions'",
     ):
@@ -113,7 +115,7 @@ def test_a_version_3_journal_is_refused_until_migrated_on_every_backend(backend,
     read = what_is_read(backend)
     _to_version_3(backend, store_url)
     refused = "schema version 3, this nbo expects 4; migrate it first.*it adds the activations"
-    with pytest.raises(ConfigError, match=refused + " table and the decisions' deferred column"):
+    with pytest.raises(ConfigError, match=refused + " table, the decisions' deferred column"):
         reopen()
     migrated = reopen(migrate=True)
     assert migrated.migrated_from == "3" and migrated.get_meta("schema_version") == "4"
@@ -170,4 +172,4 @@ def test_a_version_3_journal_written_by_the_nbo_before_migrates(tmp_path, capsys
     # and `nbo journal migrate` says what it added
     assert nbo_main(["journal", "migrate", "--journal", str(tmp_path / "copy.sqlite")]) == 0
     out = capsys.readouterr().out
-    assert "migrated schema version 3 -> 4 (added the activations table and the decisions' " in out
+    assert "migrated schema version 3 -> 4 (added the activations table, the decisions' " in out
