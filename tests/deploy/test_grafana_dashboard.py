@@ -9,9 +9,7 @@ import re
 import urllib.request
 from pathlib import Path
 
-from engine.client import NboClient
-from engine.serving.server import create_server
-from tests.engine.serving.support import TOKEN, customer, free_port, serve_config
+from tests.engine.serving.support import admin_client, customer, running_server
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "nbo-dashboard.json"
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ")
@@ -28,18 +26,13 @@ def _queries(dashboard: dict) -> list[str]:
 
 def _exported(tmp_path: Path) -> dict[str, set[str]]:
     """Sample names a live server exports after some traffic, with their label names."""
-    srv, _ = create_server(serve_config(tmp_path / "data", metrics_port=free_port()))
-    srv.start()
-    try:
-        with NboClient(f"127.0.0.1:{srv.port}", admin_token=TOKEN) as client:
-            decided = [client.decide(f"g{i}", customer(i)) for i in range(30)]
-            client.reward_batch([d.decision_id for d in decided], [10.0] * 30)
-            client.reward(decided[0].decision_id, 10.0)  # a duplicate
-            client.model_info()
+    with running_server(tmp_path / "data") as srv, admin_client(srv) as client:
+        decided = [client.decide(f"g{i}", customer(i)) for i in range(30)]
+        client.reward_batch([d.decision_id for d in decided], [10.0] * 30)
+        client.reward(decided[0].decision_id, 10.0)  # a duplicate
+        client.model_info()
         url = f"http://127.0.0.1:{srv.metrics_port}/metrics"
         text = urllib.request.urlopen(url, timeout=5).read().decode()
-    finally:
-        srv.stop(grace=1.0)
     names: dict[str, set[str]] = {}
     for line in text.splitlines():
         m = _SAMPLE.match(line)

@@ -7,6 +7,8 @@ import sqlite3
 from typing import Any
 
 from engine.core import Engine
+from engine.journal.base import JournalBackend
+from engine.journal.lift import lift_from_journal
 from engine.policies import Policy
 from testkit.replicas import rebuilt_from_rewards
 
@@ -26,3 +28,13 @@ def rebuilt_from_journal(eng: Engine) -> Policy:
     """A fresh model fed every learnable reward in journal order: what recovery must equal."""
     policy, _ = rebuilt_from_rewards(eng.journal, eng.config.policy, eng.offer_ids, eng.n_features)
     return policy
+
+
+def what_is_read(journal: JournalBackend) -> dict[str, Any]:
+    """What a compaction and a migration must leave unchanged: budgets, lift and counts."""
+    return {
+        "offer_totals": journal.offer_totals(),
+        "lift_sums": journal.lift_sums(),
+        "counts": journal.counts(),
+        "lift": lift_from_journal(journal).to_dict(),
+    }

@@ -17,6 +17,7 @@ from engine.errors import ConfigError
 from engine.journal import Journal, JournalBackend, lift_from_journal
 from engine.journal.compact import RetentionRules, compact_journal
 from engine.journal.records import LAPSED, DecisionRow, ModelRow, RewardRow
+from tests.engine.journal_files import what_is_read
 from tests.engine.test_journal import decision, raw_sql
 from tests.engine.test_journal_compact import archive_rows, rounded
 
@@ -30,16 +31,6 @@ NOW = 300 * DAY
 def made(did: str, second: float, cat: int, **kw: Any) -> DecisionRow:
     """Decision ``did`` made at ``second``."""
     return decision(did, 1, cat, ts_us=int(second * 1e6), **kw)
-
-
-def what_is_read(journal: JournalBackend) -> dict[str, Any]:
-    """What compaction (and a migration) must leave unchanged."""
-    return {
-        "offer_totals": journal.offer_totals(),
-        "lift_sums": journal.lift_sums(),
-        "counts": journal.counts(),
-        "lift": lift_from_journal(journal).to_dict(),
-    }
 
 
 # ---------------------------------------------------------------------- retention

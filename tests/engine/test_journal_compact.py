@@ -20,13 +20,14 @@ from engine.campaign.config import load_campaign
 from engine.cli import main as nbo_main
 from engine.core import Engine
 from engine.errors import ConfigError, InvalidInputError
-from engine.journal import JournalBackend, lift_from_journal
+from engine.journal import JournalBackend
 from engine.journal.compact import RetentionRules, check_older_than, compact_journal
 from engine.journal.export import export_parquet
 from engine.journal.records import DecisionRow, ModelRow, RequestRow, RewardRow
 from engine.journal.schema import ALL_TABLES, COMPACTION_KEY, SQLITE_TYPES
 from engine.journal.store import Journal
 from engine.replay import read_logs
+from tests.engine.journal_files import what_is_read
 
 ROOT = Path(__file__).resolve().parents[2]
 RENEWAL = ROOT / "examples" / "renewal.toml"
@@ -42,16 +43,6 @@ def row(did: str, day: float, cat: int, i: int, width: int = 2) -> DecisionRow:
         ACTIONS[i % 3], 0.5, i % 4 == 0, i % 5 == 0, "v1", [0.0, 2.5, 10.0][i % 3],
         np.zeros(3).tobytes(), None, cat,
     )  # fmt: skip
-
-
-def what_is_read(journal: JournalBackend) -> dict[str, Any]:
-    """Everything compaction must leave unchanged (rewards are whole numbers: sums are exact)."""
-    return {
-        "offer_totals": journal.offer_totals(),
-        "lift_sums": journal.lift_sums(),
-        "counts": journal.counts(),
-        "lift": lift_from_journal(journal).to_dict(),
-    }
 
 
 @pytest.fixture

@@ -7,20 +7,17 @@ from collections.abc import Iterator
 import pytest
 
 from engine.client import NboClient
-from engine.serving.server import NboServer, create_server
-from tests.engine.serving.support import TOKEN, free_port, serve_config
+from engine.serving.server import NboServer
+from tests.engine.serving.support import admin_client, running_server
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NboServer]:
-    cfg = serve_config(tmp_path_factory.mktemp("nbo-data"), metrics_port=free_port())
-    srv, _port = create_server(cfg)
-    srv.start()
-    yield srv
-    srv.stop(grace=1.0)
+    with running_server(tmp_path_factory.mktemp("nbo-data")) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def client(server: NboServer) -> Iterator[NboClient]:
-    with NboClient(f"127.0.0.1:{server.port}", admin_token=TOKEN) as c:
+    with admin_client(server) as c:
         yield c

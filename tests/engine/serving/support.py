@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.serving.config import ServeConfig
 from testkit.traffic import CATEGORICAL, NUMERIC, renewal_contexts
+
+if TYPE_CHECKING:
+    from engine.client import NboClient
+    from engine.serving.server import NboServer
 
 REPO = Path(__file__).resolve().parents[3]
 RENEWAL = REPO / "examples" / "renewal.toml"
@@ -43,3 +49,26 @@ def serve_config(data_dir: Path, **overrides: Any) -> ServeConfig:
     }
     settings.update(overrides)
     return ServeConfig(**settings)
+
+
+@contextmanager
+def running_server(data_dir: Path, **overrides: Any) -> Iterator[NboServer]:
+    """A real server on a free loopback port (:func:`serve_config` with ``overrides``, and a
+    metrics port), stopped on exit."""
+    from engine.serving.server import create_server
+
+    srv, _port = create_server(serve_config(data_dir, metrics_port=free_port(), **overrides))
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop(grace=1.0)
+
+
+@contextmanager
+def admin_client(server: NboServer) -> Iterator[NboClient]:
+    """A client of ``server`` holding its admin token."""
+    from engine.client import NboClient
+
+    with NboClient(f"127.0.0.1:{server.port}", admin_token=TOKEN) as client:
+        yield client

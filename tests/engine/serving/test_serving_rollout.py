@@ -15,8 +15,14 @@ import pytest
 
 from engine.cli import main
 from engine.client import NboClient
-from engine.serving.server import NboServer, create_server
-from tests.engine.serving.support import RENEWAL, TOKEN, customer, free_port, serve_config
+from engine.serving.server import NboServer
+from tests.engine.serving.support import (
+    RENEWAL,
+    TOKEN,
+    admin_client,
+    customer,
+    running_server,
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,17 +32,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NboServer]:
     text = RENEWAL.read_text().replace('control = "offer"', 'control = "baseline"')
     assert 'control = "baseline"' in text
     campaign.write_text(text.replace("control_share = 0.10", "control_share = 0.5"))
-    srv, _ = create_server(
-        serve_config(root / "data", campaigns=(campaign,), metrics_port=free_port())
-    )
-    srv.start()
-    yield srv
-    srv.stop(grace=1.0)
+    with running_server(root / "data", campaigns=(campaign,)) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def client(server: NboServer) -> Iterator[NboClient]:
-    with NboClient(f"127.0.0.1:{server.port}", admin_token=TOKEN) as c:
+    with admin_client(server) as c:
         yield c
 
 
