@@ -13,7 +13,7 @@ it is looked at.
 
 Defaults are the campaign's own (10% control group, outcomes known 7-30 days after the
 decision, 274 customers a day): ``python -m benchmarks.rollout`` (20 seeds per sabotage, 200
-good seeds, about 10 minutes on two cores). ``--quick``: 4 and 20 seeds, shorter periods.
+good seeds; 15-25 minutes on this 2-core machine). ``--quick``: 4 and 20 seeds, shorter periods.
 Results go to benchmarks/results/rollout.json.
 """
 

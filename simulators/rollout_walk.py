@@ -107,7 +107,8 @@ def nbo(*argv: str) -> str:
     with contextlib.redirect_stdout(out):
         code = main(list(argv))
     text = out.getvalue()
-    print(f"$ nbo {' '.join(a for a in argv if not a.startswith('127.0.0.1'))}")
+    shown = [a for a in argv if not a.startswith("127.0.0.1") and a != "--server"]
+    print("$ nbo " + " ".join(f'"{a}"' if " " in a else a for a in shown))
     print(text.rstrip())
     if code != 0:
         raise SystemExit(f"nbo {argv[0]} exited with {code}")
