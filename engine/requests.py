@@ -178,6 +178,17 @@ class CandidateMasks:
         return mask
 
 
+def _per_row(value: Any, one: type, n: int, field: str, what: str) -> Sequence[Any] | None:
+    """``value`` as one entry per row: None (or empty) for none, a single ``one`` for every
+    row, or a sequence of ``n``; anything else is InvalidInputError naming ``field``."""
+    if value is None or (not isinstance(value, one) and not value):
+        return None
+    rows = [value] * n if isinstance(value, one) else value
+    if not isinstance(rows, Sequence) or len(rows) != n:
+        raise InvalidInputError(field, f"{what} for every row, or a list of {n}", value)
+    return rows
+
+
 def baseline_actions(
     baselines: Any, n: int, index: Mapping[str, int], offer_ids: Sequence[str]
 ) -> np.ndarray | None:
@@ -197,13 +208,9 @@ def baseline_actions(
     ...
     engine.errors.InvalidInputError: baseline_offer: expected one of none, gift, got nope
     """
-    if baselines is None or (not isinstance(baselines, str) and not baselines):
+    rows = _per_row(baselines, str, n, "baseline_offers", "one offer id")
+    if rows is None:
         return None
-    rows = [baselines] * n if isinstance(baselines, str) else baselines
-    if not isinstance(rows, Sequence) or len(rows) != n:
-        raise InvalidInputError(
-            "baseline_offers", f"one offer id for every row, or a list of {n}", baselines
-        )
     out = np.full(n, -1, dtype=np.int64)
     for i, offer_id in enumerate(rows):
         if offer_id is None or offer_id == "":
@@ -244,13 +251,9 @@ def logging_probabilities(
     ...
     engine.errors.InvalidInputError: probabilities: expected probabilities >= 0 that sum to 1, ...
     """
-    if probabilities is None or (not isinstance(probabilities, Mapping) and not probabilities):
+    rows = _per_row(probabilities, Mapping, n, "probabilities", "one mapping")
+    if rows is None:
         return None
-    rows = [probabilities] * n if isinstance(probabilities, Mapping) else probabilities
-    if not isinstance(rows, Sequence) or len(rows) != n:
-        raise InvalidInputError(
-            "probabilities", f"one mapping for every row, or a list of {n}", probabilities
-        )
     out = np.full((n, len(offer_ids)), np.nan)
     single = n == 1 or isinstance(probabilities, Mapping)
     for i, row in enumerate(rows):
