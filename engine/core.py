@@ -610,6 +610,8 @@ class Engine:
         probs: np.ndarray | None,
     ) -> None:
         """Refuse a request that lacks what the campaign's mode needs (before any state)."""
+        if state.mode == "online" and self.config.control != "baseline":
+            return  # the common case: nothing is needed from the caller
         n = len(control)
         if state.mode == "shadow" or state.serves_control:
             need = [True] * n
