@@ -659,7 +659,7 @@ class Engine:
             )
         version = self._learner.version
         choice = self._assembler.choose(self._learner.published, batch)
-        if state is not None and (state.mode != "online" or state.state != "live"):
+        if state is not None and (state.mode != "online" or state.serves_control):
             batch, choice = self._serve_mode(state, batch, choice, baselines, probs)
         done = self._assembler.assemble(batch, choice, version, now, deferred=deferred)
         if request is None:

@@ -236,6 +236,8 @@ def test_safe_mode_previous_model_restores_the_model_before_the_promotion(
         live = eng.model(eng.model_version)
         assert live.kind == "rollback" and live.origin["who"] == "monitor"
         assert f"v{live.origin['restored']}" == last_good != before
+        d = eng.decide("after", {"x": 0.0})  # the restored model serves, online
+        assert d.model_version == eng.model_version and "rolled_back" not in d.reasons
 
 
 def _budget_campaign(tmp_path: Path) -> Path:
