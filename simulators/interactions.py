@@ -190,16 +190,8 @@ class InteractionEnvironment:
 
     # -- the Environment protocol ----------------------------------------------------------
     def sample_rounds(self, n_rounds: int, rng: np.random.Generator, start: int = 0) -> Rounds:
-        """Draw the next ``n_rounds`` customers, numbered from ``start``.
-
-        Parameters
-        ----------
-        n_rounds : int
-        rng : numpy.random.Generator
-            Source of the customers drawn (the only randomness used).
-        start : int
-            Index of the first customer in the stream (sets ids and timestamps).
-        """
+        """``n_rounds`` fresh customers drawn from ``rng`` (its only randomness), numbered and
+        timestamped from ``start``; every offer is eligible."""
         n_rounds = check_n_rounds(n_rounds)
         attributes = self.draw_attributes(n_rounds, rng)
         logits = self.renew_logits(attributes)
