@@ -7,10 +7,11 @@ from typing import Any
 
 from engine.errors import InvalidInputError
 from simulators.base import Environment
+from simulators.interactions import InteractionEnvironment
 from simulators.renewal import RenewalEnvironment
 from simulators.supervised import DATASETS, SupervisedEnvironment
 
-ENV_NAMES = ("renewal", "renewal-drift", *DATASETS)
+ENV_NAMES = ("renewal", "renewal-drift", "interactions", *DATASETS)
 
 
 def make_env(name: str, campaign: str | Path | None = None, **knobs: Any) -> Environment:
@@ -20,12 +21,13 @@ def make_env(name: str, campaign: str | Path | None = None, **knobs: Any) -> Env
     ----------
     name : str
         ``renewal`` (the benchmark), ``renewal-drift`` (price sensitivity rising by 1.5 log-odds
-        a year), or a scikit-learn data set: ``digits``, ``wine``, ``iris``, ``breast_cancer``.
+        a year), ``interactions`` (offers that work through products, thresholds and an XOR of
+        attributes), or a scikit-learn data set: ``digits``, ``wine``, ``iris``, ``breast_cancer``.
     campaign : path, optional
         Renewal only: take offers, costs and eligibility from this campaign file.
     **knobs
-        Renewal: any :class:`~simulators.renewal.RenewalConfig` field; data sets: ``label_noise``.
-        None values are ignored.
+        Renewal: any :class:`~simulators.renewal.RenewalConfig` field; interactions: ``effect``;
+        data sets: ``label_noise``. None values are ignored.
 
     Examples
     --------
@@ -33,6 +35,8 @@ def make_env(name: str, campaign: str | Path | None = None, **knobs: Any) -> Env
     0.0
     >>> make_env("iris").action_ids
     ('setosa', 'versicolor', 'virginica')
+    >>> make_env("interactions", effect=0.5).effect
+    0.5
     """
     knobs = {k: v for k, v in knobs.items() if v is not None}
     if name in ("renewal", "renewal-drift"):
@@ -41,6 +45,17 @@ def make_env(name: str, campaign: str | Path | None = None, **knobs: Any) -> Env
         if campaign is not None:
             return RenewalEnvironment.from_campaign(campaign, **knobs)
         return RenewalEnvironment(**knobs)
+    if name == "interactions":
+        if campaign is not None:
+            raise InvalidInputError(
+                "campaign", "no campaign file for the 'interactions' environment", campaign
+            )
+        unknown = sorted(set(knobs) - {"effect"})
+        if unknown:
+            raise InvalidInputError(
+                "knobs", "only 'effect' for the 'interactions' environment", unknown
+            )
+        return InteractionEnvironment(**knobs)
     if name in DATASETS:
         if campaign is not None:
             raise InvalidInputError(

@@ -16,6 +16,7 @@ from engine.errors import InvalidInputError, did_you_mean
 from engine.policies.base import Decision, Policy, policy_classes
 from engine.policies.baselines import UCB1, BetaTS, FixedAction, UniformRandom
 from engine.policies.linear import EpsilonGreedy, LinearTS, LinUCB, RidgeStatistics, Softmax
+from engine.policies.nonlinear import RandomFourierUCB
 from engine.policies.shared import SharedLinear
 from engine.policies.vw import VWPolicy
 
@@ -29,6 +30,7 @@ __all__ = [
     "LinUCB",
     "LinearTS",
     "Policy",
+    "RandomFourierUCB",
     "RidgeStatistics",
     "SharedLinear",
     "Softmax",
@@ -50,6 +52,7 @@ POLICY_NAMES: dict[str, type[Policy]] = {
     "betats": BetaTS,
     "ucb1": UCB1,
     "vw": VWPolicy,
+    "rff": RandomFourierUCB,
 }
 
 
@@ -63,7 +66,8 @@ def make_policy(
     """Build a policy from a name (``"linucb"``) or a dict (``{"name": "linucb", "alpha": 0.5}``).
 
     Names: linucb, lints, egreedy, softmax, shared, random, fixed (alias control), betats, ucb1,
-    vw, or a class name. ``offer_features`` is passed to SharedLinear only.
+    vw, rff (:class:`RandomFourierUCB`), or a class name. ``offer_features`` is passed to
+    SharedLinear only.
 
     Raises
     ------
