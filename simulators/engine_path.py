@@ -35,6 +35,7 @@ SIM_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 _SCALED = {
     "linucb": ("alpha",),
     "shared": ("alpha",),
+    "rff": ("alpha",),
     "lints": ("scale",),
     "softmax": ("temperature",),
     "vw": ("reward_scale",),

@@ -37,6 +37,7 @@ POLICY_DEFAULTS: dict[str, dict[str, Any]] = {
     "control": {"name": "fixed"},
     "ucb1": {"name": "ucb1"},
     "betats": {"name": "betats"},
+    "rff": {"name": "rff"},
 }
 
 
