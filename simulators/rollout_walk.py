@@ -155,6 +155,7 @@ def run(shadow: int, online: int, after: int, seed: int, control_share: float) -
                 print("\n# 3. a bad snapshot goes live; the monitor stops it by itself")
                 engine = server.campaigns.get("renewal")[1]
                 data = sabotaged_snapshot(engine, "worst_offer", walk.truth)
+                assert engine.model_dir is not None  # it has a data directory
                 (engine.model_dir / "candidate.nbo").write_bytes(data)
                 clock.now += 1.0
                 nbo("promote", "candidate.nbo", "--force", *where)
