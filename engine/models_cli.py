@@ -90,7 +90,7 @@ def register(subparsers: Any) -> None:
         "a mode also resumes a rolled-back campaign (see README, 'Rolling out').",
     )
     mode.add_argument("mode", nargs="?", choices=MODES, help="the mode to set [show it]")
-    mode.add_argument("--reason", default="", help="why, recorded with the change")
+    mode.add_argument("--reason", default="", help="why, recorded with the change [none]")
     _connection(mode)
     mode.set_defaults(func=run, action="mode")
 

@@ -78,8 +78,12 @@ def register(subparsers: Any) -> None:
         "list values",
     )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--env", choices=ENV_NAMES, help="tune on this simulator")
-    source.add_argument("--logs", type=Path, help="tune off-policy on these logs (as nbo evaluate)")
+    source.add_argument(
+        "--env", choices=ENV_NAMES, help="tune on this simulator [one of --env and --logs]"
+    )
+    source.add_argument(
+        "--logs", type=Path, help="tune off-policy on these logs, as nbo evaluate [none]"
+    )
     p.add_argument("--rounds", type=int, default=20_000, help="--env: customers per run [20000]")
     p.add_argument("--seeds", type=int, default=3, help="--env: seeds per point [3]")
     p.add_argument(

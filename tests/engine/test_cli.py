@@ -23,6 +23,8 @@ ALL = {
     "journal",
     "model",
     "promote",
+    "mode",
+    "tune",
     "bench",
 }
 
@@ -36,7 +38,7 @@ def test_every_command_is_an_installed_entry_point() -> None:
     assert set(found) == ALL
     assert found["demo"].startswith("simulators.") and found["bench"].startswith("benchmarks.")
     assert all(module.startswith("engine.") for name, module in found.items() if name not in
-               {"demo", "simulate", "bench"})  # fmt: skip
+               {"demo", "simulate", "tune", "bench"})  # fmt: skip
 
 
 def test_help_lists_every_command() -> None:
