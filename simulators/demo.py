@@ -208,7 +208,14 @@ def run_demo(
             proc.wait()
         server_log.close()
     evaluation: dict[str, Any] | None = None
+    anytime: dict[str, Any] | None = None
     if evaluate:
+        # The lift from the journal: the fixed interval and the rollout monitor's anytime-valid
+        # bound (the one to act on when the lift is looked at more than once).
+        lift_json = out / "lift.json"
+        _nbo(say, ["lift", "--data-dir", str(data_dir), "--campaign", _campaign_name(config),
+                   "--out", str(lift_json)])  # fmt: skip
+        anytime = json.loads(lift_json.read_text())["anytime"]
         logs = out / "logs.parquet"
         _nbo(
             say,
@@ -241,6 +248,8 @@ def run_demo(
         _nbo(say, args)
         evaluation = json.loads((eval_dir / "evaluation.json").read_text())
     summary = _summary(run, evaluation, exit_code, out)
+    if anytime is not None:
+        summary["anytime_lift"] = {k: anytime[k] for k in ("lift", "lower", "upper", "alpha")}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     report = _write_report(run, summary, out)
     say("")
@@ -407,6 +416,7 @@ def _table(summary: dict[str, Any]) -> str:
         f"({summary['control_share']:.0%} of customers, sticky by customer id)",
         f"  lift per decision         {_num(summary['lift_per_decision'])}   "
         f"(95% CI ± {_num(summary['lift_ci95_half_width']).strip()})",
+        *_anytime_line(summary.get("anytime_lift")),
         f"  ground truth: policy earned {gt['share_of_oracle']:.1%} of the oracle's net value "
         f"({gt['expected_net_per_customer']:.2f} vs {gt['oracle_net_per_customer']:.2f} per "
         f"customer; all-control {gt['control_net_per_customer']:.2f})",
@@ -561,6 +571,17 @@ def _campaign_name(config: Path) -> str:
     from engine.campaign import load_campaign
 
     return load_campaign(config).name
+
+
+def _anytime_line(anytime: dict[str, Any] | None) -> list[str]:
+    """The rollout monitor's bound on the lift, when the run has one (finite ends)."""
+    if not anytime or anytime.get("lower") is None or anytime.get("upper") is None:
+        return []
+    level = round(100 * (1 - anytime["alpha"]))
+    return [
+        f"  anytime-valid {level}% bound  [{anytime['lower']:+.2f}, {anytime['upper']:+.2f}]   "
+        "(the lift monitor's: valid however often it is looked at)"
+    ]
 
 
 def _nbo(say: Any, args: list[str]) -> None:

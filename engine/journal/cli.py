@@ -340,7 +340,8 @@ def _write_lift(journal: JournalBackend, campaign: str, out: Path, level: float)
         )
     if state:
         mode, what = state.get("mode", "online"), state.get("state", "live")
-        print(f"rollout: mode {mode}, {what}: {state.get('reason') or '-'}")
+        why = state.get("reason") or ""
+        print(f"rollout: mode {mode}, {what}" + (f": {why}" if why else ""))
     if math.isfinite(status.lower) or math.isfinite(status.upper):
         print(
             f"since the last model or mode change: lift {status.lift:+.4g}, anytime-valid "

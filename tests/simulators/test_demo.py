@@ -42,6 +42,12 @@ def test_demo_runs_the_whole_loop_and_stops_the_server(tmp_path: Path) -> None:
     ):
         assert (out / name).is_file(), name
     assert json.loads((out / "summary.json").read_text())["customers"] == 3000
+    anytime = summary["anytime_lift"]  # the rollout monitor's bound, from `nbo lift`
+    assert anytime["alpha"] == pytest.approx(0.05)
+    if anytime["lower"] is not None:  # finite once both groups have 30 customers
+        assert anytime["lower"] <= anytime["lift"] <= anytime["upper"]
+        assert "anytime-valid 95% bound" in text
+    assert (out / "lift.json").is_file()
     assert "lift per decision" in text and f"wrote {out / 'report.html'}" in text
     # the journal holds exactly what was acknowledged, and the server left a snapshot
     assert any((out / "data" / "snapshots" / "renewal").iterdir())
