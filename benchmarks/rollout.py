@@ -22,9 +22,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from functools import partial
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +29,7 @@ import numpy as np
 
 from benchmarks import common as bc
 from engine.cliargs import add_quick
-from simulators.rollout import RolloutRun, run_rollout
-
-
-def runs(scenario: str, seeds: Sequence[int], workers: int, **knobs: Any) -> list[RolloutRun]:
-    """One run per seed, ``workers`` processes at a time."""
-    job = partial(run_rollout, scenario=scenario, **knobs)
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(job, seeds))
+from simulators.rollout import RolloutRun, run_many
 
 
 def summary(found: list[RolloutRun]) -> dict[str, Any]:
@@ -125,10 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     scenarios: dict[str, Any] = {}
     for scenario in ("worst_offer", "wrong_sign"):
         print(f"{scenario}: {seeds} seeds ...", file=sys.stderr)
-        found = runs(scenario, range(seeds), args.workers, after=settings["after"], **knobs)
+        found = run_many(scenario, range(seeds), args.workers, after=settings["after"], **knobs)
         scenarios[scenario] = summary(found)
     print(f"good: {good} seeds ...", file=sys.stderr)
-    found = runs("good", range(1000, 1000 + good), args.workers, after=settings["after_good"],
+    found = run_many("good", range(1000, 1000 + good), args.workers, after=settings["after_good"],
                  **knobs)  # fmt: skip
     scenarios["good"] = summary(found)
     result = {

@@ -29,6 +29,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -359,7 +360,7 @@ class Engine:
             # Request attributes the campaign does not declare, with how often they came.
             "undeclared_attributes": self._encoder.undeclared_attributes(),
             "rollout": {
-                **{k: v for k, v in self._rollout.state.__dict__.items()},
+                **dataclasses.asdict(self._rollout.state),
                 "control": self.config.control,
                 "monitor": None if status is None else status.to_dict(),
             },
@@ -610,18 +611,17 @@ class Engine:
         probs: np.ndarray | None,
     ) -> None:
         """Refuse a request that lacks what the campaign's mode needs (before any state)."""
-        if state.mode == "online" and self.config.control != "baseline":
+        baseline_control = self.config.control == "baseline"
+        if state.mode == "online" and not baseline_control:
             return  # the common case: nothing is needed from the caller
         n = len(control)
-        if state.mode == "shadow" or state.serves_control:
-            need = [True] * n
-            why = "shadow mode serves it" if state.mode == "shadow" else "the campaign is rolled "
-            why = why if state.mode == "shadow" else why + "back to the control"
-            if self.config.control != "baseline" and state.mode != "shadow":
-                need = [False] * n  # rolled back to the static control offer
-        elif self.config.control == "baseline":
+        if state.mode == "shadow":
+            need, why = [True] * n, "shadow mode serves it"
+        elif baseline_control and state.serves_control:
+            need, why = [True] * n, "the campaign is rolled back to the control"
+        elif baseline_control:
             need, why = control, "the control group gets the caller's baseline"
-        else:
+        else:  # logging, with the static control offer
             need, why = [False] * n, ""
         for i, needed in enumerate(need):
             if needed and (baselines is None or baselines[i] < 0):
@@ -704,16 +704,14 @@ class Engine:
         reasons = batch.reasons
         rows = np.arange(n)
         if state.mode == "shadow" or state.serves_control:
-            assert baselines is not None or state.serves_control
-            if state.mode == "shadow":
-                served = baselines
-                mark = None
-            elif self.config.control == "baseline":
-                served, mark = baselines, "rolled_back"
-            else:
-                served = np.full(n, self._assembler.control_index, dtype=np.int64)
+            if state.mode == "shadow":  # everyone gets the baseline
+                served, mark = baselines, None
+            else:  # everyone gets what the control group gets
+                served = batch.control_actions
+                if served is None:
+                    served = np.full(n, self._assembler.control_index, dtype=np.int64)
                 mark = "rolled_back"
-            assert served is not None
+            assert served is not None  # checked by _check_mode_inputs
             for i in rows.tolist():
                 if mark is not None:
                     reasons[i].append(mark)
@@ -838,12 +836,14 @@ class Engine:
                 "learned from)"
             )
         if record.status in ("unknown", "expired"):
-            why = "no such decision" if record.status == "unknown" else "its reward window passed"
-            return NotFoundError(
-                f"decision_id: expected a pending decision of campaign {self.campaign!r}, "
-                f"got {decision_id!r} ({why})"
-            )
+            expected = f"a pending decision of campaign {self.campaign!r}"
+            return self._missing(decision_id, record.status, expected)
         return None
+
+    def _missing(self, decision_id: str, status: str, expected: str) -> NotFoundError:
+        """NotFoundError for an ``unknown`` or ``expired`` decision id."""
+        why = "no such decision" if status == "unknown" else "its reward window passed"
+        return NotFoundError(f"decision_id: expected {expected}, got {decision_id!r} ({why})")
 
     def activate(self, decision_id: str) -> str:
         """Mark a deferred decision's offer as delivered now: from here it is learned from and
@@ -875,11 +875,8 @@ class Engine:
             if self._sync is not None:  # (None: no guardrail is configured, nothing to count)
                 self._sync.sync()  # counts every activation, this process's own included
         if single and statuses[0] in ("unknown", "expired"):
-            why = "no such decision" if statuses[0] == "unknown" else "its reward window passed"
-            raise NotFoundError(
-                f"decision_id: expected a decision of campaign {self.campaign!r} within its "
-                f"reward window, got {decision_ids[0]!r} ({why})"
-            )
+            expected = f"a decision of campaign {self.campaign!r} within its reward window"
+            raise self._missing(decision_ids[0], statuses[0], expected)
         return statuses
 
     def reward_batch(

@@ -107,7 +107,10 @@ class RolloutState:
 
     @classmethod
     def from_json(cls, text: str) -> RolloutState:
-        raw = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RolloutState:
         return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
 
 
@@ -180,7 +183,7 @@ class Rollout:
     def history(self) -> list[RolloutState]:
         """Every recorded mode change and rollback, oldest first (at most HISTORY_KEPT)."""
         raw = json.loads(self._journal.get_meta(HISTORY_KEY) or "[]")
-        return [RolloutState.from_json(json.dumps(item)) for item in raw]
+        return [RolloutState.from_dict(item) for item in raw]
 
     def set_mode(self, mode: str, epoch: int, who: str = "", reason: str = "") -> RolloutState:
         """Set the mode (also resumes a rolled-back campaign); the monitor counts again from
@@ -207,19 +210,16 @@ class Rollout:
         """The lift monitor, built from the journal on first use (the leading learner)."""
         if self._monitor is None:
             rollout = self.config.rollout
-            monitor = LiftMonitor(
+            self._monitor = LiftMonitor(
                 rollout.alpha, rollout.n_star, self.state.epoch, int(self.state.start * 1e6)
             )
-            for rows in self._journal.outcomes_after(0):
-                monitor.add(rows)
-            self._monitor = monitor
         return self._monitor
 
     def read(self) -> MonitorStatus:
-        """Count the rewards journaled since the last read; the status now."""
+        """Count the rewards journaled since the last read (all of them, the first time); the
+        status now."""
         monitor = self.monitor()
-        for rows in self._journal.outcomes_after(monitor.last_seq):
-            monitor.add(rows)
+        monitor.catch_up(self._journal)
         return monitor.status()
 
     def breach(self, status: MonitorStatus) -> str | None:

@@ -30,7 +30,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +47,7 @@ from simulators.engine_path import DEFAULT_CAMPAIGN, SimClock
 from simulators.renewal import RenewalEnvironment
 from simulators.runner import DelayedFeedback, streams
 
-__all__ = ["SCENARIOS", "RolloutRun", "run_rollout", "sabotaged_snapshot"]
+__all__ = ["SCENARIOS", "RolloutRun", "run_many", "run_rollout", "sabotaged_snapshot"]
 
 SCENARIOS = ("good", "wrong_sign", "worst_offer")
 #: A sabotaged snapshot learned from this many copies of the warm-up's data: trained offline on
@@ -149,6 +153,16 @@ def run_rollout(
         return _result(seed, scenario, engine, None, started, fixed_alarm)
     finally:
         engine.close()
+
+
+def run_many(
+    scenario: str, seeds: Sequence[int], workers: int = 2, **knobs: Any
+) -> list[RolloutRun]:
+    """:func:`run_rollout` for every seed, ``workers`` processes at a time (spawned: each
+    imports the engine afresh)."""
+    job = partial(run_rollout, scenario=scenario, **knobs)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        return list(pool.map(job, seeds))
 
 
 def _switch(engine: Any, scenario: str, truth: dict[str, np.ndarray]) -> None:

@@ -184,7 +184,7 @@ def _off_policy(args: argparse.Namespace, points: list[dict[str, Any]], out: Pat
     parser = argparse.ArgumentParser(prog="nbo")
     register_replay(parser.add_subparsers(dest="command"))
     argv = ["evaluate", "--logs", str(args.logs), "--mode", args.mode, "--out", str(out)]
-    argv += ["--primary", args.primary, "--policy", json.dumps(_as_grid(points))]
+    argv += ["--primary", args.primary, "--policy", json.dumps(parse_policy(args.policy))]
     for column in args.column:
         argv += ["--column", column]
     if args.workers is not None:
@@ -218,19 +218,6 @@ def _off_policy(args: argparse.Namespace, points: list[dict[str, Any]], out: Pat
             }
         )
     return rows
-
-
-def _as_grid(points: list[dict[str, Any]]) -> dict[str, Any]:
-    """The points as one spec with list values (what ``nbo evaluate --policy`` expands)."""
-    spec: dict[str, Any] = {"name": points[0]["name"]}
-    for key in points[0]:
-        if key != "name":
-            values = []
-            for p in points:
-                if p[key] not in values:
-                    values.append(p[key])
-            spec[key] = values if len(values) > 1 else values[0]
-    return spec
 
 
 def _finite(value: Any) -> Any:

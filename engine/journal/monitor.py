@@ -52,7 +52,15 @@ from typing import Any
 from engine.journal.records import Outcome
 from engine.journal.sequence import lift_sequence
 
-__all__ = ["STATE_KEY", "LiftMonitor", "MonitorStatus", "monitor_of", "shadow_reason", "version_of"]
+__all__ = [
+    "STATE_KEY",
+    "LiftMonitor",
+    "MonitorStatus",
+    "monitor_of",
+    "shadow_choice",
+    "shadow_reason",
+    "version_of",
+]
 
 STATE_KEY = "rollout"  # journal meta: the campaign's rollout state (engine.rollout.RolloutState)
 
@@ -64,6 +72,21 @@ def shadow_reason(offer_id: str, propensity: float) -> str:
     """The reason a shadow decision carries: nbo's own choice and its propensity (``repr``
     keeps the float exact)."""
     return f"{SHADOW}{offer_id}@{propensity!r}"
+
+
+def shadow_choice(tokens: Iterable[str]) -> str | None:
+    """nbo's own choice in a decision's reasons (:func:`shadow_reason`), or None when it is not
+    a shadow decision.
+
+    Examples
+    --------
+    >>> shadow_choice(["rule:x", shadow_reason("gift", 0.25)]), shadow_choice(["logging"])
+    ('gift', None)
+    """
+    for token in tokens:
+        if token.startswith(SHADOW):
+            return token[len(SHADOW) :].rpartition("@")[0]
+    return None
 
 
 def version_of(model_version: str) -> int:
@@ -228,14 +251,13 @@ class LiftMonitor:
             self.last_seq = seq
             if reward is None or ts < since or version_of(version) < epoch:
                 continue
-            if reasons and (reasons.startswith(SHADOW) or ";" in reasons or reasons in NOT_POLICY):
-                tokens = reasons.split(";")
-                shadow = next((t for t in tokens if t.startswith(SHADOW)), None)
-                if shadow is not None:
-                    self._count_shadow(shadow, action, reward)
-                    continue
-                if any(t in NOT_POLICY for t in tokens):
-                    continue
+            tokens = reasons.split(";") if reasons else ()
+            choice = shadow_choice(tokens)
+            if choice is not None:
+                self._count_shadow(choice == action, reward)
+                continue
+            if any(t in NOT_POLICY for t in tokens):
+                continue
             if control:
                 self._control.add(customer_id, reward)
             else:
@@ -247,11 +269,18 @@ class LiftMonitor:
                         sums[name] = sums.get(name, 0.0) + value
         return read
 
-    def _count_shadow(self, token: str, served: str, reward: float) -> None:
-        # The served offer is the baseline; nbo's own choice is in the token.
+    def catch_up(self, journal: Any) -> int:
+        """Count every reward ``journal`` holds after the last one read; returns how many."""
+        read = 0
+        for rows in journal.outcomes_after(self.last_seq):
+            read += self.add(rows)
+        return read
+
+    def _count_shadow(self, agreed: bool, reward: float) -> None:
+        # The served offer is the baseline; ``agreed``: nbo's own choice was the same.
         self._shadow[0] += 1
         self._shadow[2] += reward
-        if token[len(SHADOW) :].rpartition("@")[0] == served:
+        if agreed:
             self._shadow[1] += 1
             self._shadow[3] += reward
 
@@ -295,6 +324,5 @@ def monitor_of(journal: Any, alpha: float = 0.05, n_star: float = 1000.0) -> Lif
     monitor = LiftMonitor(
         alpha, n_star, int(state.get("epoch", 0)), int(float(state.get("start", 0.0)) * 1e6)
     )
-    for rows in journal.outcomes_after(0):
-        monitor.add(rows)
+    monitor.catch_up(journal)
     return monitor

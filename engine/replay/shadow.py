@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from engine.journal.base import JournalBackend
-from engine.journal.monitor import SHADOW
+from engine.journal.monitor import shadow_choice
 from engine.kernels import norm_ppf
 from engine.replay.gate import GATE_ROWS, recent_closed
 from engine.replay.rewardmodel import cross_fit, customer_folds, n_folds, predict_out_of_fold
@@ -81,13 +81,6 @@ class ShadowEvidence:
                 for k, v in asdict(self).items()}  # fmt: skip
 
 
-def _pick(reasons: str | None) -> str | None:
-    for token in (reasons or "").split(";"):
-        if token.startswith(SHADOW):
-            return token[len(SHADOW) :].rpartition("@")[0]
-    return None
-
-
 def shadow_evidence(
     journal: JournalBackend,
     feature_names: list[str],
@@ -100,7 +93,7 @@ def shadow_evidence(
     index = {o: i for i, o in enumerate(offer_ids)}
     found = []
     for r in recent_closed(journal, feature_names, offer_ids, rows):
-        choice = _pick(r.reasons)
+        choice = shadow_choice((r.reasons or "").split(";"))
         if choice is not None and choice in index:
             found.append((r, index[choice]))
     n = len(found)

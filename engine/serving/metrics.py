@@ -379,13 +379,8 @@ class ServerMetrics:
     def track_rollout(self, campaign: str, engine: Any) -> None:
         """Read a campaign's rollout (mode, state, the lift monitor), model version and budgets
         at every scrape (one monitor read per second at most)."""
-        cache: dict[str, Any] = {"at": -1.0, "status": None}
-
-        def status() -> Any:
-            now = time.monotonic()
-            if now - cache["at"] >= 1.0:
-                cache["status"], cache["at"] = engine.rollout_status(), now
-            return cache["status"]
+        status = _every_second(engine.rollout_status)
+        budgets = _every_second(engine.budgets)
 
         def field(name: str) -> Callable[[], float]:
             def read() -> float:
@@ -408,7 +403,7 @@ class ServerMetrics:
             return lambda: float(engine.rollout_state().mode == mode)
 
         def used(offer: str, unit: str) -> Callable[[], float]:
-            return lambda: float(engine.budgets()[offer][f"used_{unit}"] or 0.0)
+            return lambda: float(budgets()[offer][f"used_{unit}"] or 0.0)
 
         for mode in MODES:
             self._watch(self.mode.labels(campaign, mode), in_mode(mode))
@@ -437,6 +432,19 @@ class ServerMetrics:
     ) -> tuple[ThreadingHTTPServer, int]:
         """Serve this server's registry: see :func:`serve_metrics`."""
         return serve_metrics(self.registry, port, host, ready)
+
+
+def _every_second(read: Callable[[], Any]) -> Callable[[], Any]:
+    """``read``, called at most once a second: the gauges of one scrape share its answer."""
+    cache: dict[str, Any] = {"at": -1.0, "value": None}
+
+    def cached() -> Any:
+        now = time.monotonic()
+        if now - cache["at"] >= 1.0:
+            cache["value"], cache["at"] = read(), now
+        return cache["value"]
+
+    return cached
 
 
 def serve_metrics(

@@ -156,14 +156,7 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         if has_dense:
             customer_ids, contexts = codec.dense_to_contexts(request.dense, self._max_batch_rows)
             candidates = codec.candidates_of(request.candidates, engine.offer_ids)
-            if request.baseline_offers:
-                if len(request.baseline_offers) != len(customer_ids):
-                    raise InvalidInputError(
-                        "baseline_offers",
-                        f"one offer id per row ({len(customer_ids)}), or none",
-                        f"{len(request.baseline_offers)} ids",
-                    )
-                baselines = [b or None for b in request.baseline_offers]
+            baselines = list(request.baseline_offers) or None  # the Engine checks one per row
         else:
             if request.candidates:
                 raise InvalidInputError(

@@ -9,23 +9,17 @@ runs take about a minute on two cores; the guarantee does not depend on either."
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
-from functools import partial
-from multiprocessing import get_context
-
 import numpy as np
 import pytest
 
-from simulators.rollout import RolloutRun, run_rollout
+from simulators.rollout import RolloutRun, run_many
 
 FAST = {"batch": 100, "delay_days": (0.5, 3.0), "control_share": 0.5}
 pytestmark = pytest.mark.slow
 
 
 def _runs(scenario: str, seeds: range, **knobs: object) -> list[RolloutRun]:
-    job = partial(run_rollout, scenario=scenario, **FAST, **knobs)
-    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(job, seeds))
+    return run_many(scenario, seeds, 2, **FAST, **knobs)
 
 
 def test_a_promoted_worst_offer_model_is_rolled_back_in_every_seed() -> None:
