@@ -112,40 +112,25 @@ def run_tasks(
 def _run_on_ray(
     tasks: Sequence[Task], workers: int | None, address: str | None, show_progress: bool
 ) -> list[RunResult]:
-    import ray
+    """The tasks on Ray through :class:`engine.replay.fanout.Runner` (bound to loopback, an
+    unreachable address refused within seconds, a failed task retried once); a task that still
+    fails stops the comparison with its error (a partial comparison would mislead)."""
+    from engine.errors import ServiceUnavailableError
+    from engine.replay.fanout import Runner, TaskFailure
+    from engine.replay.fanout import Task as FanoutTask
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        root = str(Path(__file__).resolve().parent.parent)
-        kwargs: dict[str, Any] = {
-            "include_dashboard": False,
-            "log_to_driver": False,
-            "runtime_env": {"env_vars": {"PYTHONPATH": root}},
-        }
-        if address is not None:
-            kwargs["address"] = address
-        elif workers:
-            kwargs["num_cpus"] = workers
-        ray.init(**kwargs)
+    runner = Runner(workers=workers, address=address, max_retries=1, progress=show_progress)
     try:
-        remote = ray.remote(num_cpus=1, max_retries=1)(run_task)
-        refs = [remote.remote(t) for t in tasks]
-        index = {ref: i for i, ref in enumerate(refs)}
-        results: list[RunResult | None] = [None] * len(refs)
-        waiting = list(refs)
-        with tqdm(
-            total=len(refs),
-            unit="task",
-            file=sys.stderr,
-            disable=not show_progress,
+        results = runner.run(
+            [FanoutTask(f"{t.policy} seed {t.seed}", run_task, (t,)) for t in tasks],
             desc="simulate (ray)",
-        ) as bar:
-            while waiting:
-                done, waiting = ray.wait(waiting, num_returns=1)
-                for ref in done:
-                    results[index[ref]] = ray.get(ref)
-                    bar.update(1)
-        return [r for r in results if r is not None]
+        )
     finally:
-        if started_here:
-            ray.shutdown()
+        runner.close()
+    failed = [r for r in results if isinstance(r, TaskFailure)]
+    if failed:
+        raise ServiceUnavailableError(
+            f"{len(failed)} of {len(tasks)} simulation tasks failed on Ray; first: "
+            f"{failed[0].key}: {failed[0].error}"
+        )
+    return list(results)
