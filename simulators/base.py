@@ -113,12 +113,12 @@ class Outcomes:
 class Environment(Protocol):
     """A bandit environment with ground truth (see :class:`Rounds`).
 
-    ``reward_scale`` is the typical size of a reward: learners are fed rewards divided by it so
-    that every policy's default hyperparameters (tuned for rewards of order 1) apply.
+    Learners get the rewards as drawn, in the environment's own currency: their exploration is
+    measured in units of the reward noise they estimate (docs/architecture.md, "Scale-free
+    exploration"), so no environment says how big its rewards are.
     """
 
     name: str
-    reward_scale: float
 
     @property
     def action_ids(self) -> tuple[str, ...]: ...

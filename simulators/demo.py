@@ -41,8 +41,8 @@ from simulators.runner import DelayedFeedback, streams
 
 #: Candidate policies ``nbo evaluate`` compares on the demo's logs.
 CANDIDATES = (
-    "linucb:alpha=25,100",
-    "lints:scale=50",
+    "linucb:alpha=0.3,1",
+    "lints",
     "egreedy:epsilon=0.05",
 )
 

@@ -7,10 +7,8 @@ passed, and lets the Engine do the rest: encoding, eligibility rules, control gr
 traffic caps, costs, the journal and the learner's publish cadence. Simulated time drives the
 Engine's clock, so reward windows and cooldowns run on the simulated calendar.
 
-The campaign's policy is replaced by the one under test. Its confidence and temperature
-hyperparameters are multiplied by the environment's ``reward_scale`` because the Engine feeds raw
-net rewards to the learner (the in-process path divides rewards instead): both paths then make
-the same decisions for the same model. Vowpal Wabbit gets the same scale as its ``reward_scale``.
+The campaign's policy is replaced by the one under test. Both paths feed the learner raw net
+rewards (exploration is scale-free), so they make the same decisions for the same model.
 """
 
 from __future__ import annotations
@@ -32,14 +30,6 @@ from simulators.runner import DelayedFeedback, RunResult, RunTracker, parse_poli
 DEFAULT_CAMPAIGN = Path(__file__).resolve().parent.parent / "examples" / "renewal.toml"
 #: Unix time of simulated day 0.
 SIM_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-_SCALED = {
-    "linucb": ("alpha",),
-    "shared": ("alpha",),
-    "rff": ("alpha",),
-    "lints": ("scale",),
-    "softmax": ("temperature",),
-    "vw": ("reward_scale",),
-}
 
 
 class SimClock:
@@ -58,7 +48,7 @@ class SimClock:
 def engine_policy_spec(
     env: Any, spec: dict[str, Any], seed: int, campaign_policy: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The policy spec for an Engine config: control offer resolved, scale-bound knobs scaled,
+    """The policy spec for an Engine config: control offer resolved,
     and the campaign's exploration floor (``min_propensity``) kept where the policy takes one."""
     import inspect
 
@@ -72,8 +62,6 @@ def engine_policy_spec(
         out.setdefault("min_propensity", floor)
     if name == "fixed":
         out.setdefault("action", env.control_action)
-    for key in _SCALED.get(name, ()):
-        out[key] = float(out.get(key, 1.0)) * float(env.reward_scale)
     out["seed"] = seed
     return out
 
@@ -121,7 +109,7 @@ def run_engine(
             f"campaign {campaign_path}: expected the environment's offers "
             f"{list(env.action_ids)}, got {list(config.offer_ids)}"
         )
-    label, spec = parse_policy(policy, env)
+    label, spec = parse_policy(policy)
     config = dataclasses.replace(config, policy=engine_policy_spec(env, spec, seed, config.policy))
     clock = SimClock()
     with tempfile.TemporaryDirectory(prefix="nbo-sim-") as tmp:

@@ -8,10 +8,17 @@ from typing import Any
 from engine.errors import InvalidInputError
 from simulators.base import Environment
 from simulators.interactions import InteractionEnvironment
+from simulators.linear import WIDTHS, LinearEnvironment
 from simulators.renewal import RenewalEnvironment
 from simulators.supervised import DATASETS, SupervisedEnvironment
 
-ENV_NAMES = ("renewal", "renewal-drift", "interactions", *DATASETS)
+ENV_NAMES = (
+    "renewal",
+    "renewal-drift",
+    "interactions",
+    *DATASETS,
+    *(f"linear-{d}" for d in WIDTHS),
+)
 
 
 def make_env(name: str, campaign: str | Path | None = None, **knobs: Any) -> Environment:
@@ -22,12 +29,14 @@ def make_env(name: str, campaign: str | Path | None = None, **knobs: Any) -> Env
     name : str
         ``renewal`` (the benchmark), ``renewal-drift`` (price sensitivity rising by 1.5 log-odds
         a year), ``interactions`` (offers that work through products, thresholds and an XOR of
-        attributes), or a scikit-learn data set: ``digits``, ``wine``, ``iris``, ``breast_cancer``.
+        attributes), a scikit-learn data set: ``digits``, ``wine``, ``iris``, ``breast_cancer``,
+        or a synthetic linear stream of width 8, 32 or 128: ``linear-8``, ``linear-32``,
+        ``linear-128``.
     campaign : path, optional
         Renewal only: take offers, costs and eligibility from this campaign file.
     **knobs
         Renewal: any :class:`~simulators.renewal.RenewalConfig` field; interactions: ``effect``;
-        data sets: ``label_noise``. None values are ignored.
+        data sets: ``label_noise``; linear: ``noise``, ``scale``. None values are ignored.
 
     Examples
     --------
@@ -56,6 +65,15 @@ def make_env(name: str, campaign: str | Path | None = None, **knobs: Any) -> Env
                 "knobs", "only 'effect' for the 'interactions' environment", unknown
             )
         return InteractionEnvironment(**knobs)
+    if name in {f"linear-{d}" for d in WIDTHS}:
+        if campaign is not None:
+            raise InvalidInputError(
+                "campaign", f"no campaign file for the {name!r} stream", campaign
+            )
+        unknown = sorted(set(knobs) - {"noise", "scale"})
+        if unknown:
+            raise InvalidInputError("knobs", f"only 'noise' and 'scale' for {name!r}", unknown)
+        return LinearEnvironment(d=int(name.split("-")[1]), **knobs)
     if name in DATASETS:
         if campaign is not None:
             raise InvalidInputError(

@@ -82,7 +82,6 @@ class InteractionEnvironment:
     """
 
     name = "interactions"
-    reward_scale = 1.0
 
     def __init__(self, effect: float = 1.0) -> None:
         if isinstance(effect, bool) or not isinstance(effect, int | float) or not effect >= 0:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 
@@ -185,13 +184,6 @@ class RenewalEnvironment:
     """
 
     name = "renewal"
-    reward_scale = 100.0
-    #: Hyperparameters ``nbo simulate`` uses here instead of its generic ones. VW's SquareCB with
-    #: gamma_scale 1000 (its default is 10) was VW's best of 10, 100, 1000 and 3000 on this
-    #: environment (93.5% of the oracle at 100,000 customers, against 92.7% with the default).
-    policy_defaults: ClassVar[dict[str, dict[str, object]]] = {
-        "vw": {"args": "--cb_explore_adf --squarecb --gamma_scale 1000"}
-    }
 
     def __init__(self, config: RenewalConfig | None = None, **overrides: object) -> None:
         config = config if config is not None else RenewalConfig()

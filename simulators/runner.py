@@ -24,33 +24,27 @@ from engine.policies import Policy, make_policy
 from engine.types import FloatArray, IntArray
 from simulators.base import Environment, check_n_rounds
 
-#: Hyperparameters used by ``nbo simulate`` for each policy name (rewards are divided by the
-#: environment's ``reward_scale`` before they reach a learner, so these are for rewards of order 1).
+#: The make_policy spec ``nbo simulate`` starts from for each policy name: the class defaults
+#: (exploration is scale-free, so they serve every environment; benchmarks/learning.py measures
+#: them against a grid), with ``control`` the environment's control offer.
 POLICY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "linucb": {"name": "linucb", "alpha": 0.1, "l2": 1.0},
-    "lints": {"name": "lints", "scale": 0.05, "l2": 1.0},
-    "egreedy": {"name": "egreedy", "epsilon": 0.1, "decay": 1e-4, "l2": 1.0},
-    "softmax": {"name": "softmax", "temperature": 0.05, "l2": 1.0},
-    "shared": {"name": "shared", "alpha": 0.1, "l2": 1.0},
-    "vw": {"name": "vw", "args": "--cb_explore_adf --squarecb"},
-    "random": {"name": "random"},
-    "control": {"name": "fixed"},
-    "ucb1": {"name": "ucb1"},
-    "betats": {"name": "betats"},
-    "rff": {"name": "rff"},
-}
+    name: {"name": name}
+    for name in (
+        "linucb", "lints", "egreedy", "softmax", "shared", "rff", "vw", "random", "ucb1", "betats"
+    )
+} | {"control": {"name": "fixed"}}  # fmt: skip
 
 
-def parse_policy(text: str, env: object = None) -> tuple[str, dict[str, Any]]:
+def parse_policy(text: str) -> tuple[str, dict[str, Any]]:
     """Parse ``"linucb"`` or ``"linucb:alpha=0.5:l2=2"`` into a label and a make_policy spec.
 
-    Defaults come from :data:`POLICY_DEFAULTS`, then the environment's ``policy_defaults`` (if
-    it has any), then the parameters in the text.
+    The spec is :data:`POLICY_DEFAULTS`' entry (the class defaults) with the parameters in the
+    text.
 
     Examples
     --------
     >>> parse_policy("linucb:alpha=0.5")
-    ('linucb:alpha=0.5', {'name': 'linucb', 'alpha': 0.5, 'l2': 1.0})
+    ('linucb:alpha=0.5', {'name': 'linucb', 'alpha': 0.5})
     >>> parse_policy("vw:args=--cb_explore_adf --epsilon 0.05")[1]
     {'name': 'vw', 'args': '--cb_explore_adf --epsilon 0.05'}
     """
@@ -58,7 +52,6 @@ def parse_policy(text: str, env: object = None) -> tuple[str, dict[str, Any]]:
     if name not in POLICY_DEFAULTS:
         raise InvalidInputError("policies", f"names from {sorted(POLICY_DEFAULTS)}", name)
     spec = dict(POLICY_DEFAULTS[name])
-    spec.update(getattr(env, "policy_defaults", {}).get(name, {}))
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
@@ -291,11 +284,10 @@ def run_policy(
     if isinstance(policy, Policy):
         model, name = policy, label or type(policy).__name__
     elif isinstance(policy, str):
-        name, spec = parse_policy(policy, env)
+        name, spec = parse_policy(policy)
         model = build_policy(env, spec, seed)
     else:
         name, model = label or str(policy.get("name")), build_policy(env, policy, seed)
-    scale = float(env.reward_scale)
     rng_contexts, rng_outcomes = streams(seed)
     tracker = RunTracker(env, n_checkpoints, n_rounds)
     pending = DelayedFeedback()
@@ -311,7 +303,7 @@ def run_policy(
             rounds.timestamps + outcomes.delays,
             rounds.contexts,
             decision.actions,
-            outcomes.rewards / scale,
+            outcomes.rewards,
             decision.propensities,
         )
         tracker.add(rounds, decision.actions, outcomes.rewards)

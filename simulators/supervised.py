@@ -49,7 +49,6 @@ class SupervisedEnvironment:
         std = X.std(axis=0)
         X = (X - X.mean(axis=0)) / np.where(std > 0, std, 1.0)
         self.name = f"supervised-{dataset}"
-        self.reward_scale = 1.0
         self.dataset = dataset
         self.label_noise = float(label_noise)
         self._X = np.hstack([np.ones((X.shape[0], 1)), X])

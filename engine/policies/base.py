@@ -295,6 +295,7 @@ class Policy(ABC):
             if f"param:{key}" not in arrays:
                 raise CorruptModelError(f"model blob lacks the array 'param:{key}'")
             params[key] = arrays.pop(f"param:{key}")
+        target._upgrade_saved(params, scalars, arrays)
         _check_saved_params(target, params, n_actions, n_features)
         for key in ("rng_state_", *target._state_arrays):
             if key not in arrays:  # refused before the constructor allocates the state
@@ -343,6 +344,12 @@ class Policy(ABC):
     def _new_action_state(self, name: str) -> np.ndarray:
         """State of one fresh action for array ``name`` (leading axis of length 1)."""
         return np.zeros_like(getattr(self, name)[:1])
+
+    @classmethod  # noqa: B027 (optional hook)
+    def _upgrade_saved(
+        cls, params: dict[str, Any], scalars: dict[str, Any], arrays: dict[str, np.ndarray]
+    ) -> None:
+        """Fill in, in place, what a blob saved by an older nbo lacks (before it is checked)."""
 
     def _check_rewards(self, rewards: FloatArray) -> None:  # noqa: B027 (optional hook)
         """Policies with a restricted reward range override this."""

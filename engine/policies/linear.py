@@ -3,10 +3,21 @@ and Softmax.
 
 Each offer ``a`` keeps A_a = l2 I + sum w x x^T, b_a = sum w r x and theta_a = A_a^-1 b_a; the
 policies differ only in how they turn (theta_a . x, sqrt(x^T A_a^-1 x)) into a choice.
+
+Exploration is measured in units of the reward noise (docs/architecture.md, "Scale-free
+exploration"): the bonus, the posterior draw and the temperature are multiplied by the models'
+estimate of the noise's deviation, sigma, so the same ``alpha``, ``scale`` or ``temperature``
+explores alike whether rewards are 0/1 clicks or renewals worth hundreds. With ``noise="auto"``
+(the default) sigma^2 = sum_a (r_a'r_a - theta_a . b_a) / sum_a n_a over every offer's rows: the
+residual of the ridge fits, which is the posterior mean of sigma^2 in a Bayesian linear model with
+prior theta ~ N(0, sigma^2 / l2 I) under a flat noise prior. Before the first reward sigma = 1.
+A number fixes sigma (``noise=1.0``: the absolute widths of the classic formulas).
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -23,18 +34,35 @@ from engine.kernels import (
 from engine.kernels.ridge import refactor
 from engine.policies.base import Decision, Policy
 from engine.types import BoolArray, FloatArray, IntArray
-from engine.validation import Boolean, Integral, Interval, ParameterConstraints, Real
+from engine.validation import Boolean, Integral, Interval, Options, ParameterConstraints, Real
 
 POSITIVE = Interval(Real, 0, None, closed="neither")
 NON_NEGATIVE = Interval(Real, 0, None, closed="left")
 COUNT = Interval(Integral, 1, None, closed="left")
+#: ``noise`` and VW's ``reward_scale``: "auto" (estimated from the rewards) or a fixed number.
+AUTO_OR_POSITIVE = [POSITIVE, Options(str, {"auto"})]
+#: Class defaults of the exploration knobs, in units of the noise deviation (benchmarks/learning.py
+#: measures them against a grid on every bundled environment).
+ALPHA = 1.0
+SCALE = 0.3
+TEMPERATURE = 0.03
+#: Smallest noise deviation used (rewards all equal so far: exploration stays defined).
+_MIN_NOISE = 1e-12
+
+
+def auto_or_float(noise: float | str) -> float | str:
+    """A value of an :data:`AUTO_OR_POSITIVE` parameter as stored: "auto" or a float."""
+    return noise if isinstance(noise, str) else float(noise)
 
 
 class RidgeModels(Policy, base=True):
     """Ridge models (A, A^-1, b, theta per model) and their weighted rank-1 learning: one model
     per offer for the policies below, one joint model for SharedLinear."""
 
-    _state_arrays = ("A_", "A_inv_", "b_", "theta_", "n_since_refactor_", "n_obs_")
+    _state_arrays = ("A_", "A_inv_", "b_", "theta_", "n_since_refactor_", "n_obs_", "rr_")
+    # What removed offers' models contributed to the noise estimate (so removing an offer leaves
+    # the others' exploration as it was).
+    _state_scalars: ClassVar[tuple[str, ...]] = ("retired_residual_", "retired_weight_")
     _parameter_constraints: ClassVar[ParameterConstraints] = {
         **Policy._parameter_constraints,
         "l2": [POSITIVE],
@@ -59,6 +87,51 @@ class RidgeModels(Policy, base=True):
         self.theta_ = np.zeros((n_models, dim))
         self.n_since_refactor_ = np.zeros(n_models, np.int64)
         self.n_obs_ = np.zeros(n_models)
+        self.rr_ = np.zeros(n_models)  # sum w r^2 per model: the noise estimate's residuals
+        self.retired_residual_ = 0.0
+        self.retired_weight_ = 0.0
+        self._noise_at: tuple[int, int, float] | None = None
+
+    @classmethod
+    def _upgrade_saved(
+        cls, params: dict[str, Any], scalars: dict[str, Any], arrays: dict[str, np.ndarray]
+    ) -> None:
+        """Blobs saved before scale-free exploration hold no ``rr_`` and no ``noise``: they keep
+        the absolute widths they were trained with (noise 1.0)."""
+        if "rr_" not in arrays and "n_obs_" in arrays:
+            arrays["rr_"] = np.zeros_like(arrays["n_obs_"])
+            scalars.setdefault("retired_residual_", 0.0)
+            scalars.setdefault("retired_weight_", 0.0)
+            if "noise" in inspect.signature(cls.__init__).parameters:
+                params.setdefault("noise", 1.0)
+
+    def noise_level(self) -> float:
+        """The reward noise deviation sigma that exploration is measured in: ``noise`` when it
+        is a number; with "auto" the pooled residual deviation of the ridge fits (1.0 before any
+        reward; see the module docstring)."""
+        noise = getattr(self, "noise", "auto")
+        if not isinstance(noise, str):
+            return float(noise)
+        key = (self.n_updates_, int(self.rr_.shape[0]))
+        if self._noise_at is not None and self._noise_at[:2] == key:
+            return self._noise_at[2]
+        n = float(self.n_obs_.sum()) + self.retired_weight_
+        if n <= 0.0:
+            level = 1.0
+        else:
+            residual = self._residuals().sum() + self.retired_residual_
+            level = max(math.sqrt(max(residual, 0.0) / n), _MIN_NOISE)
+        self._noise_at = (*key, level)
+        return level
+
+    def _residuals(self) -> FloatArray:
+        """Residual sum of squares of every model's ridge fit: r'r - theta . b."""
+        return self.rr_ - np.einsum("ij,ij->i", self.theta_, self.b_)
+
+    def _remove_action(self, index: int) -> None:
+        self.retired_residual_ += float(self._residuals()[index])
+        self.retired_weight_ += float(self.n_obs_[index])
+        super()._remove_action(index)
 
     def _learn(
         self, Z: FloatArray, models: IntArray, rewards: FloatArray, props: FloatArray | None
@@ -69,6 +142,7 @@ class RidgeModels(Policy, base=True):
             weights = 1.0 / props
         else:
             weights = np.ones(Z.shape[0])
+        self.rr_ += np.bincount(models, weights * rewards * rewards, self.rr_.shape[0])
         ridge_update(
             self.A_,
             self.A_inv_,
@@ -88,7 +162,8 @@ class RidgeModels(Policy, base=True):
 class RidgeStatistics:
     """Additive sufficient statistics of per-offer ridge learning from a batch of rows.
 
-    ``xx[a] = sum w x x^T``, ``xr[a] = sum w r x`` and ``weight[a] = sum w`` over the rows that
+    ``xx[a] = sum w x x^T``, ``xr[a] = sum w r x``, ``rr[a] = sum w r^2`` and ``weight[a] = sum w``
+    over the rows that
     logged offer ``a`` (w = 1/propensity with importance weighting, else 1); ``rows`` counts
     every row. Statistics of disjoint batches add (``+``), so a policy can be trained shard by
     shard: :meth:`_RidgePolicy.add_statistics` of the sum equals ``update`` on all rows (A and
@@ -99,6 +174,7 @@ class RidgeStatistics:
     xr: FloatArray  # (n_actions, d)
     weight: FloatArray  # (n_actions,)
     rows: int
+    rr: FloatArray | None = None  # (n_actions,); None: zeros
 
     def __add__(self, other: RidgeStatistics) -> RidgeStatistics:
         return RidgeStatistics(
@@ -106,7 +182,13 @@ class RidgeStatistics:
             self.xr + other.xr,
             self.weight + other.weight,
             self.rows + other.rows,
+            self.squares + other.squares,
         )
+
+    @property
+    def squares(self) -> FloatArray:
+        """``rr``, zeros when the statistics carry none."""
+        return np.zeros_like(self.weight) if self.rr is None else self.rr
 
 
 class _RidgePolicy(RidgeModels):
@@ -158,6 +240,7 @@ class _RidgePolicy(RidgeModels):
         xx = np.zeros((self.n_actions, d, d))
         xr = np.zeros((self.n_actions, d))
         weight = np.zeros(self.n_actions)
+        rr = np.zeros(self.n_actions)
         # One stable sort and one copy group the rows by offer into contiguous blocks.
         order = np.argsort(a, kind="stable")
         bounds = np.searchsorted(a[order], np.arange(self.n_actions + 1))
@@ -168,8 +251,9 @@ class _RidgePolicy(RidgeModels):
                 Xk, wk = Xs[lo:hi], ws[lo:hi]
                 xx[k] = (Xk * wk[:, None]).T @ Xk if weighted else Xk.T @ Xk
                 xr[k] = Xk.T @ (wk * rs[lo:hi])
+                rr[k] = wk @ (rs[lo:hi] * rs[lo:hi])
                 weight[k] = wk.sum()
-        return RidgeStatistics(xx, xr, weight, n)
+        return RidgeStatistics(xx, xr, weight, n, rr)
 
     def add_statistics(self, stats: RidgeStatistics) -> None:
         """Learn from rows summarised by :meth:`sufficient_statistics` (of one or many batches,
@@ -187,6 +271,7 @@ class _RidgePolicy(RidgeModels):
         self.A_ += stats.xx
         self.b_ += stats.xr
         self.n_obs_ += stats.weight
+        self.rr_ += stats.squares
         for k in range(self.n_actions):
             refactor(self.A_, self.A_inv_, self.b_, self.theta_, k)
         self.n_since_refactor_[:] = 0
@@ -236,9 +321,13 @@ class LinUCB(_RidgePolicy):
     n_actions : int
     n_features : int
     alpha : float, default 1.0
-        Width of the confidence bonus (>= 0).
+        Width of the confidence bonus (>= 0), in units of the reward noise's deviation: the
+        bonus is alpha sigma sqrt(x^T A_a^-1 x), alpha posterior deviations of the mean.
     l2 : float, default 1.0
         Ridge penalty (> 0); the prior precision of every offer's model.
+    noise : float or "auto", default "auto"
+        The noise deviation sigma: estimated from the rewards ("auto", see the module
+        docstring), or fixed (1.0: the absolute width of Li et al.).
     min_propensity : float, default 0.0
         Exploration floor: each eligible action is chosen with probability >= min(floor, 1/k).
     importance_weighting : bool, default False
@@ -262,14 +351,16 @@ class LinUCB(_RidgePolicy):
     _parameter_constraints: ClassVar[ParameterConstraints] = {
         **RidgeModels._parameter_constraints,
         "alpha": [NON_NEGATIVE],
+        "noise": AUTO_OR_POSITIVE,
     }
 
     def __init__(
         self,
         n_actions: int,
         n_features: int,
-        alpha: float = 1.0,
+        alpha: float = ALPHA,
         l2: float = 1.0,
+        noise: float | str = "auto",
         min_propensity: float = 0.0,
         importance_weighting: bool = False,
         refactor_every: int = 1000,
@@ -285,13 +376,15 @@ class LinUCB(_RidgePolicy):
             seed=seed,
         )
         self.alpha = float(alpha)
+        self.noise = auto_or_float(noise)
 
     @classmethod
     def _unit_test_params(cls, n_actions: int, n_features: int) -> dict[str, Any]:
         return {"alpha": 0.5, "min_propensity": 0.02}
 
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
-        return self._greedy(X, mask, self.alpha, 0.0)
+        alpha = self.alpha * self.noise_level() if self.alpha > 0.0 else 0.0
+        return self._greedy(X, mask, alpha, 0.0)
 
 
 class LinearTS(_RidgePolicy):
@@ -309,8 +402,11 @@ class LinearTS(_RidgePolicy):
     Parameters
     ----------
     n_actions, n_features : int
-    scale : float, default 1.0
-        Exploration scale v of the posterior (> 0).
+    scale : float, default 0.3
+        Exploration scale of the posterior (> 0): draws from N(theta_a, (scale sigma)^2 A_a^-1),
+        sigma the reward noise's deviation (scale 1: the Bayesian posterior).
+    noise : float or "auto", default "auto"
+        As for :class:`LinUCB`.
     propensity_draws : int, default 128
         Strata M of the propensity estimate (error bound 1/M).
     l2, min_propensity, importance_weighting, refactor_every, seed
@@ -331,14 +427,16 @@ class LinearTS(_RidgePolicy):
         **RidgeModels._parameter_constraints,
         "scale": [POSITIVE],
         "propensity_draws": [COUNT],
+        "noise": AUTO_OR_POSITIVE,
     }
 
     def __init__(
         self,
         n_actions: int,
         n_features: int,
-        scale: float = 1.0,
+        scale: float = SCALE,
         l2: float = 1.0,
+        noise: float | str = "auto",
         min_propensity: float = 0.0,
         propensity_draws: int = 128,
         importance_weighting: bool = False,
@@ -356,6 +454,7 @@ class LinearTS(_RidgePolicy):
         )
         self.scale = float(scale)
         self.propensity_draws = int(propensity_draws)
+        self.noise = auto_or_float(noise)
 
     @classmethod
     def _unit_test_params(cls, n_actions: int, n_features: int) -> dict[str, Any]:
@@ -363,7 +462,7 @@ class LinearTS(_RidgePolicy):
 
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
         means, widths = self._predict(X, 0.0, widths=True)
-        widths *= self.scale
+        widths *= self.scale * self.noise_level()
         n = X.shape[0]
         scores = np.empty((n, self.n_actions))
         actions, props, explored = self._outputs(n)
@@ -445,7 +544,8 @@ class EpsilonGreedy(_RidgePolicy):
 
 class Softmax(_RidgePolicy):
     """Boltzmann exploration over per-offer ridge regressions: p(a) proportional to
-    exp(theta_a . x / temperature), mixed with the floor. Propensities are exact.
+    exp(theta_a . x / (temperature sigma)), sigma the reward noise's deviation (``noise``, as for
+    :class:`LinUCB`), mixed with the floor. Propensities are exact.
 
     Examples
     --------
@@ -460,14 +560,16 @@ class Softmax(_RidgePolicy):
     _parameter_constraints: ClassVar[ParameterConstraints] = {
         **RidgeModels._parameter_constraints,
         "temperature": [POSITIVE],
+        "noise": AUTO_OR_POSITIVE,
     }
 
     def __init__(
         self,
         n_actions: int,
         n_features: int,
-        temperature: float = 1.0,
+        temperature: float = TEMPERATURE,
         l2: float = 1.0,
+        noise: float | str = "auto",
         min_propensity: float = 0.0,
         importance_weighting: bool = False,
         refactor_every: int = 1000,
@@ -483,10 +585,16 @@ class Softmax(_RidgePolicy):
             seed=seed,
         )
         self.temperature = float(temperature)
+        self.noise = auto_or_float(noise)
 
     @classmethod
     def _unit_test_params(cls, n_actions: int, n_features: int) -> dict[str, Any]:
         return {"temperature": 0.5}
+
+    @property
+    def effective_temperature(self) -> float:
+        """temperature * sigma: what the scores are divided by."""
+        return self.temperature * self.noise_level()
 
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
         scores, _ = self._predict(X, 0.0, widths=False)
@@ -494,7 +602,7 @@ class Softmax(_RidgePolicy):
         choose_softmax(
             scores,
             mask,
-            self.temperature,
+            self.effective_temperature,
             self.min_propensity,
             self.rng_state_,
             actions,

@@ -85,7 +85,7 @@ class RandomFourierUCB(LinUCB):
     [0, 1, 1, 0]
     """
 
-    _state_scalars = ("n_warmup_", "map_frozen_")
+    _state_scalars = (*LinUCB._state_scalars, "n_warmup_", "map_frozen_")
     _parameter_constraints: ClassVar[ParameterConstraints] = {
         **LinUCB._parameter_constraints,
         # Bounded so a crafted model blob cannot make the constructor allocate gigabytes.
@@ -109,6 +109,7 @@ class RandomFourierUCB(LinUCB):
         feature_seed: int | None = 0,
         alpha: float = 0.1,
         l2: float = 1.0,
+        noise: float | str = "auto",
         min_propensity: float = 0.0,
         importance_weighting: bool = False,
         refactor_every: int = 1000,
@@ -119,6 +120,7 @@ class RandomFourierUCB(LinUCB):
             n_features,
             alpha=alpha,
             l2=l2,
+            noise=noise,
             min_propensity=min_propensity,
             importance_weighting=importance_weighting,
             refactor_every=refactor_every,

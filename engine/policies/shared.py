@@ -16,7 +16,7 @@ import numpy as np
 from engine.errors import InvalidInputError
 from engine.kernels import choose_greedy, ridge_predict
 from engine.policies.base import Decision
-from engine.policies.linear import NON_NEGATIVE, RidgeModels
+from engine.policies.linear import ALPHA, AUTO_OR_POSITIVE, NON_NEGATIVE, RidgeModels, auto_or_float
 from engine.types import BoolArray, FloatArray, IntArray
 from engine.validation import ArrayLike, ParameterConstraints, float_array
 
@@ -30,7 +30,9 @@ class SharedLinear(RidgeModels):
     offer_features : array-like of shape (n_actions, n_offer_features)
         Numeric description of each offer (discount size, cost, channel, ...).
     alpha : float, default 1.0
-        Confidence bonus width (>= 0).
+        Confidence bonus width (>= 0), in units of the reward noise's deviation.
+    noise : float or "auto", default "auto"
+        As for :class:`~engine.policies.LinUCB`.
     l2, min_propensity, importance_weighting, refactor_every, seed
         As for :class:`~engine.policies.LinUCB` (the one model is the joint one).
 
@@ -54,6 +56,7 @@ class SharedLinear(RidgeModels):
         **RidgeModels._parameter_constraints,
         "offer_features": [ArrayLike()],
         "alpha": [NON_NEGATIVE],
+        "noise": AUTO_OR_POSITIVE,
     }
 
     def __init__(
@@ -61,8 +64,9 @@ class SharedLinear(RidgeModels):
         n_actions: int,
         n_features: int,
         offer_features: Any,
-        alpha: float = 1.0,
+        alpha: float = ALPHA,
         l2: float = 1.0,
+        noise: float | str = "auto",
         min_propensity: float = 0.0,
         importance_weighting: bool = False,
         refactor_every: int = 1000,
@@ -72,6 +76,7 @@ class SharedLinear(RidgeModels):
         F = _check_offer_features(offer_features, self.n_actions)
         self.offer_features = F
         self.alpha = float(alpha)
+        self.noise = auto_or_float(noise)
         D = self.n_features * (F.shape[1] + 1)
         self._init_ridge(1, D, l2, importance_weighting, refactor_every)
 
@@ -104,7 +109,7 @@ class SharedLinear(RidgeModels):
             Z,
             self.theta_,
             self.A_inv_ if self.alpha > 0 else self.A_inv_[:0],
-            self.alpha,
+            self.alpha * self.noise_level(),
             flat,
             widths,
         )

@@ -20,7 +20,7 @@ import vowpal_wabbit_next as vw
 
 from engine.kernels import choose_from_probabilities
 from engine.policies.base import Decision, Policy
-from engine.policies.linear import POSITIVE
+from engine.policies.linear import AUTO_OR_POSITIVE, auto_or_float
 from engine.types import BoolArray, FloatArray, IntArray
 from engine.validation import Boolean, ParameterConstraints, Satisfies
 
@@ -46,10 +46,11 @@ class VWPolicy(Policy):
         ``-q sa`` unless ``interactions=False``.
     interactions : bool, default True
         Add the context x action interaction (one linear model per action).
-    reward_scale : float, default 1.0
+    reward_scale : float or "auto", default "auto"
         VW learns from cost = -reward / reward_scale. SquareCB's exploration and VW's learning
-        rate assume costs of order 1: with rewards in the hundreds (money), set this to their
-        typical magnitude or VW under-explores and learns poorly.
+        rate assume costs of order 1, so by default ("auto") the scale is the largest absolute
+        reward learned from so far (costs stay in [-1, 1] whatever the currency: a first reward
+        of 0 leaves it at 1 until a nonzero one comes); a number fixes it.
     min_propensity : float, default 0.0
     seed : int, optional
         Seeds the sampling of the chosen action and VW's own random source. :meth:`reseed`
@@ -68,6 +69,7 @@ class VWPolicy(Policy):
     1
     """
 
+    _state_scalars = ("cost_scale_",)
     _parameter_constraints: ClassVar[ParameterConstraints] = {
         **Policy._parameter_constraints,
         "args": [
@@ -79,7 +81,7 @@ class VWPolicy(Policy):
             )
         ],
         "interactions": [Boolean()],
-        "reward_scale": [POSITIVE],
+        "reward_scale": AUTO_OR_POSITIVE,
     }
 
     def __init__(
@@ -88,12 +90,15 @@ class VWPolicy(Policy):
         n_features: int,
         args: str = "--cb_explore_adf --squarecb",
         interactions: bool = True,
-        reward_scale: float = 1.0,
+        reward_scale: float | str = "auto",
         min_propensity: float = 0.0,
         seed: int | None = None,
     ) -> None:
         super().__init__(n_actions, n_features, min_propensity=min_propensity, seed=seed)
-        self.reward_scale = float(reward_scale)
+        self.reward_scale = auto_or_float(reward_scale)
+        # What costs are divided by: fixed, or the largest |reward| learned from so far (0: none
+        # yet, costs unscaled).
+        self.cost_scale_ = 0.0 if isinstance(self.reward_scale, str) else self.reward_scale
         self.args = args
         self.interactions = bool(interactions)
         self._workspace = vw.Workspace(self._argv())
@@ -160,6 +165,9 @@ class VWPolicy(Policy):
         self, X: FloatArray, actions: IntArray, rewards: FloatArray, props: FloatArray | None
     ) -> None:
         all_actions = np.arange(self.n_actions)
+        if isinstance(self.reward_scale, str) and rewards.size:
+            self.cost_scale_ = max(self.cost_scale_, float(np.abs(rewards).max()))
+        scale = self.cost_scale_ or 1.0
         for i in range(X.shape[0]):
             a = int(actions[i])
             if props is None:
@@ -169,7 +177,7 @@ class VWPolicy(Policy):
                 p = float(props[i])
             self._set_context(X[i])
             chosen = self._actions[a]
-            chosen.set_label(vw.CBLabel(label=(-float(rewards[i]) / self.reward_scale, p)))
+            chosen.set_label(vw.CBLabel(label=(-float(rewards[i]) / scale, p)))
             try:
                 self._workspace.learn_one([self._shared, *self._actions])
             finally:
@@ -198,6 +206,15 @@ class VWPolicy(Policy):
         # VW's weights are keyed by the action's indicator feature: keep the surviving actions'
         # features (and so their learned weights) and only drop the removed example.
         del self._actions[index]
+
+    @classmethod
+    def _upgrade_saved(
+        cls, params: dict[str, Any], scalars: dict[str, Any], arrays: dict[str, np.ndarray]
+    ) -> None:
+        """Blobs saved before the automatic scale hold a numeric ``reward_scale`` and no
+        ``cost_scale_``: they keep dividing by that number."""
+        if "cost_scale_" not in scalars and isinstance(params.get("reward_scale"), int | float):
+            scalars["cost_scale_"] = float(params["reward_scale"])
 
     def _extra_arrays(self) -> dict[str, np.ndarray]:
         model = np.frombuffer(self._workspace.serialize(), dtype=np.uint8)

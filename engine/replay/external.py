@@ -162,7 +162,7 @@ def _exact(policy: Policy, scores: FloatArray, mask: BoolArray) -> FloatArray | 
     masked = np.where(mask, scores, -np.inf)
     best = masked.max(axis=1, keepdims=True)
     if isinstance(policy, Softmax):
-        p = np.where(mask, np.exp((masked - best) / policy.temperature), 0.0)
+        p = np.where(mask, np.exp((masked - best) / policy.effective_temperature), 0.0)
         p /= p.sum(axis=1, keepdims=True)
         f = np.minimum(floor, 1.0 / k)
         return np.where(mask, f + (1.0 - k * f) * p, 0.0)

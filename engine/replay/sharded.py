@@ -194,6 +194,7 @@ def fit_fragment(
                     sums.rhs[:, :, :d].sum(axis=0),
                     sums.gram[:, :, d, d].sum(axis=0),
                     n_train,
+                    np.bincount(data.action, data.reward * data.reward, k).astype(np.float64),
                 )
             else:
                 by_weighting[weighted] = policy.sufficient_statistics(  # type: ignore[attr-defined]

@@ -160,8 +160,8 @@ BAD_CONFIGS = [
         "policy.min_propensty",
         0.02,
         r"^policy\.min_propensty: expected a hyperparameter of LinUCB \(one of alpha, "
-        r"importance_weighting, l2, min_propensity, refactor_every, seed\), got 'min_propensty' "
-        r"\(did you mean 'min_propensity'\?\)$",
+        r"importance_weighting, l2, min_propensity, noise, refactor_every, seed\), got "
+        r"'min_propensty' \(did you mean 'min_propensity'\?\)$",
     ),
     (
         "policy.alpha",

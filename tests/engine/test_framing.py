@@ -27,20 +27,30 @@ def _legacy_linucb() -> LinUCB:
     return policy
 
 
-def test_snapshot_written_before_the_shared_frame_loads_and_encodes_identically() -> None:
+def test_snapshot_written_before_the_shared_frame_loads_and_keeps_its_decisions() -> None:
     data = (DATA / "linucb-v3.snap").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == (
+        "a408293c42ce33b547bbd6d4ff242257948610d1322e91539ea1b9138edce625"
+    )  # the file as the old nbo wrote it
     header, policy = decode_snapshot(data)
     assert header["version"] == "v3" and header["offer_ids"] == ["a", "b", "c"]
     assert isinstance(policy, LinUCB) and policy.alpha == 0.5 and policy.n_updates_ == 20
+    # Saved before scale-free exploration: it keeps the absolute widths it was trained with.
+    assert policy.noise == 1.0
     X = np.random.default_rng(0).normal(size=(20, 2))[:5]
     assert policy.choose(X).actions.tolist() == [2, 2, 0, 0, 1]
-    fresh = encode_snapshot(
-        {"version": "v3", "offer_ids": ["a", "b", "c"], "n_rewards": 20}, _legacy_linucb()
-    )
-    assert fresh == data
-    assert hashlib.sha256(fresh).hexdigest() == (
-        "a408293c42ce33b547bbd6d4ff242257948610d1322e91539ea1b9138edce625"
-    )
+    legacy = _legacy_linucb()
+    legacy.noise = 1.0
+    for name in ("A_", "A_inv_", "b_", "theta_", "n_obs_"):
+        np.testing.assert_array_equal(getattr(policy, name), getattr(legacy, name))
+    # Written again by this nbo, it reads back the same.
+    header = {"version": "v3", "offer_ids": ["a", "b", "c"], "n_rewards": 20}
+    fresh = encode_snapshot(header, policy)
+    assert fresh[:8] == data[:8]
+    again_header, again = decode_snapshot(fresh)
+    assert again_header["offer_ids"] == ["a", "b", "c"]
+    assert again.get_params() == policy.get_params()
+    assert again.choose(X).actions.tolist() == [2, 2, 0, 0, 1]
 
 
 def test_policy_blob_written_before_the_shared_frame_loads_and_dumps_identically() -> None:

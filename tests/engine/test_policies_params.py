@@ -55,7 +55,7 @@ def test_factory_builds_every_name() -> None:
         make_policy("shared", 3, 2)
 
 
-LINUCB_KEYS = "alpha, importance_weighting, l2, min_propensity, refactor_every, seed"
+LINUCB_KEYS = "alpha, importance_weighting, l2, min_propensity, noise, refactor_every, seed"
 BAD_SPECS = [
     (
         "nope",
