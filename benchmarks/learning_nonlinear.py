@@ -3,12 +3,12 @@
 Every figure comes from one run, with the peers measured on the same customers:
 
 - share of the oracle on ``interactions`` (offers that work through products, thresholds and an
-  XOR of attributes): RandomFourierUCB, LinUCB (the simulator's alpha 0.1 and the class default
-  1.0) and Vowpal Wabbit's SquareCB with ``-q sa`` (vowpal-wabbit-next, through ``VWPolicy``);
+  XOR of attributes): RandomFourierUCB, LinUCB (alpha 0.1 and the class default 1.0) and
+  Vowpal Wabbit's SquareCB with ``-q sa`` (vowpal-wabbit-next, through ``VWPolicy``);
 - digits as a bandit: progressive accuracy over 3 passes, one event at a time (each pass a new
   order of the 1,797 images; reward 1 for the right class);
 - share of the oracle on ``renewal`` against the best linear policy (LinUCB, LinearTS,
-  EpsilonGreedy with ``nbo simulate``'s hyperparameters);
+  EpsilonGreedy with their class defaults);
 - online choose + update, one event at a time, on the interactions stream (K=6, d=20).
 
 Each policy runs with its defaults (RandomFourierUCB's are the class's), one BLAS thread per
@@ -32,18 +32,18 @@ from benchmarks import common as bc
 from engine.cliargs import add_quick, add_seed
 from engine.policies import Policy, make_policy
 from simulators.envs import make_env
-from simulators.runner import POLICY_DEFAULTS, run_policy, summarize
+from simulators.runner import POLICY_DEFAULTS, parse_policy, run_policy, summarize
 from simulators.supervised import SupervisedEnvironment
 
 VW_ARGS = "--cb_explore_adf --squarecb"  # VWPolicy adds -q sa (one linear model per action)
 #: label -> make_policy spec, the same for every environment (rewards are of order 1 there).
 NONLINEAR = {"RandomFourierUCB": {"name": "rff"}}
 LINUCB = {
-    "LinUCB (alpha 0.1)": dict(POLICY_DEFAULTS["linucb"]),
-    "LinUCB (alpha 1.0)": {"name": "linucb"},
+    "LinUCB (alpha 0.1)": {"name": "linucb", "alpha": 0.1},
+    "LinUCB (alpha 1.0)": dict(POLICY_DEFAULTS["linucb"]),
 }
 VW = {"VW SquareCB -q sa": {"name": "vw", "args": VW_ARGS}}
-#: The linear policies on renewal, with ``nbo simulate``'s hyperparameters there.
+#: The linear policies on renewal, with their class defaults.
 LINEAR_RENEWAL = {"LinUCB": "linucb", "LinearTS": "lints", "EpsilonGreedy": "egreedy"}
 
 
@@ -352,8 +352,7 @@ def run(args: argparse.Namespace) -> int:
         "vw_args": VW_ARGS,
     }
     results: dict[str, Any] = {"meta": bc.run_info(settings)}
-    renewal_env = make_env("renewal")
-    linear = {label: _simulate_spec(name, renewal_env) for label, name in LINEAR_RENEWAL.items()}
+    linear = {label: parse_policy(name)[1] for label, name in LINEAR_RENEWAL.items()}
     everyone = {**NONLINEAR, **LINUCB, **VW}
     online = {**NONLINEAR, "LinUCB (alpha 0.1)": LINUCB["LinUCB (alpha 0.1)"], **VW}
     steps: list[tuple[str, Callable[[], Any]]] = [
@@ -390,13 +389,6 @@ def run(args: argparse.Namespace) -> int:
     print(results["table"])
     print(f"\nwrote {path}")
     return 0
-
-
-def _simulate_spec(name: str, env: Any) -> dict[str, Any]:
-    """``nbo simulate``'s spec for a policy name on ``env`` (its defaults, then the env's)."""
-    from simulators.runner import parse_policy
-
-    return parse_policy(name, env)[1]
 
 
 if __name__ == "__main__":
