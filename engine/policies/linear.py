@@ -547,6 +547,15 @@ class Softmax(_RidgePolicy):
     exp(theta_a . x / (temperature sigma)), sigma the reward noise's deviation (``noise``, as for
     :class:`LinUCB`), mixed with the floor. Propensities are exact.
 
+    Parameters
+    ----------
+    n_actions, n_features : int
+    temperature : float, default 0.03
+        In units of the reward noise's deviation (> 0): an offer whose estimate trails the best
+        by one temperature is chosen e times less often.
+    l2, noise, min_propensity, importance_weighting, refactor_every, seed
+        As for :class:`LinUCB`.
+
     Examples
     --------
     >>> import numpy as np

@@ -42,10 +42,10 @@ _WARMUP = ("warmup_contexts_", "warmup_actions_", "warmup_rewards_", "warmup_pro
 class RandomFourierUCB(LinUCB):
     """Disjoint LinUCB on the context and random Fourier features of its interactions.
 
-    The choice is argmax theta_a . z + alpha sqrt(z^T A_a^-1 z) over z = [x, features of x],
-    deterministic given the model; ``min_propensity`` > 0 gives every eligible action that
-    probability exactly. Defaults are those of the benchmark (``benchmarks/learning_nonlinear.py``)
-    for rewards of order 1.
+    The choice is argmax theta_a . z + alpha sigma sqrt(z^T A_a^-1 z) over z = [x, features of
+    x], sigma the reward noise's deviation (``noise``, as for LinUCB), deterministic given the
+    model; ``min_propensity`` > 0 gives every eligible action that probability exactly. Defaults
+    are those of the benchmark (``benchmarks/learning_nonlinear.py``).
 
     Parameters
     ----------
@@ -67,8 +67,8 @@ class RandomFourierUCB(LinUCB):
     feature_seed : int or None, default 0
         Seed of the map's random draw (None: from the OS; the map is saved with the model).
     alpha : float, default 0.1
-        Width of the confidence bonus (>= 0).
-    l2, min_propensity, importance_weighting, refactor_every, seed
+        Width of the confidence bonus (>= 0), in units of the reward noise's deviation.
+    l2, noise, min_propensity, importance_weighting, refactor_every, seed
         As for :class:`~engine.policies.LinUCB`.
 
     Examples
