@@ -63,10 +63,12 @@ def mabwiser_policy(kind: str, k: int, seed: int) -> Any:
 def nbo_policy(kind: str, k: int, d: int, seed: int) -> Any:
     from engine.policies import EpsilonGreedy, LinearTS, LinUCB, VWPolicy
 
+    # noise=1.0: the peers' absolute widths (MABWiser and the numpy reference do not scale their
+    # exploration by an estimate of the noise), so both sides of a comparison run one model.
     if kind == "LinUCB":
-        return LinUCB(k, d, alpha=ALPHA, l2=L2, seed=seed)
+        return LinUCB(k, d, alpha=ALPHA, l2=L2, noise=1.0, seed=seed)
     if kind == "LinearTS":
-        return LinearTS(k, d, scale=TS_SCALE, l2=L2, seed=seed)
+        return LinearTS(k, d, scale=TS_SCALE, l2=L2, noise=1.0, seed=seed)
     if kind == "EpsilonGreedy":
         return EpsilonGreedy(k, d, epsilon=EPSILON, l2=L2, seed=seed)
     return VWPolicy(k, d, args=VW_ARGS, seed=seed)

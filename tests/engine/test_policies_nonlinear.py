@@ -67,7 +67,9 @@ def test_features_standardize_after_the_warm_up() -> None:
     np.testing.assert_allclose(policy.scales_, np.where(std > 1e-12, std, 1.0))
     Z = policy.features(X[:5])
     standardized = (X[:5] - policy.means_) / policy.scales_
-    cosines = 0.5 * np.cos(standardized @ policy.map_weights_ + policy.map_offsets_)
+    cosines = policy.feature_scale * np.cos(
+        standardized @ policy.map_weights_ + policy.map_offsets_
+    )
     np.testing.assert_allclose(Z, np.hstack([X[:5], cosines]), atol=1e-9)
 
 
