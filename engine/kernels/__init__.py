@@ -17,7 +17,13 @@ from engine.kernels.choice import (
     gaussian_win_probability,
 )
 from engine.kernels.contextfree import beta_win_probabilities, ucb1_scores
-from engine.kernels.ridge import refactor, ridge_choose_greedy, ridge_predict, ridge_update
+from engine.kernels.ridge import (
+    pooled_noise,
+    refactor,
+    ridge_choose_greedy,
+    ridge_predict,
+    ridge_update,
+)
 from engine.kernels.rng import seed_state
 from engine.kernels.stats import norm_cdf, norm_ppf
 from engine.kernels.validate import first_invalid, first_not_probability, first_outside
@@ -34,6 +40,7 @@ __all__ = [
     "gaussian_win_probability",
     "norm_cdf",
     "norm_ppf",
+    "pooled_noise",
     "prepare",
     "refactor",
     "ridge_choose_greedy",
@@ -90,12 +97,14 @@ def prepare() -> None:
             theta,
             np.zeros(k, np.int64),
             np.zeros(k),
+            np.zeros(k),
             X,
             np.zeros(n, np.int64),
             np.ones(n),
             np.ones(n),
             2,
         )
+        pooled_noise(np.ones(k), theta, b, np.ones(k), 0.0, 0.0, 1e-12)
         first_invalid(X, 1.0)
         first_invalid(np.ones(n), 1.0)
         first_outside(np.zeros(n, np.int64), 0, 1)

@@ -125,13 +125,15 @@ def ridge_update(
     theta: np.ndarray,
     n_since_refactor: np.ndarray,
     n_obs: np.ndarray,
+    rr: np.ndarray,
     X: np.ndarray,
     actions: np.ndarray,
     targets: np.ndarray,
     weights: np.ndarray,
     refactor_every: int,
 ) -> None:
-    """Apply one weighted observation (X[i], targets[i], weights[i]) per row to model actions[i]."""
+    """Apply one weighted observation (X[i], targets[i], weights[i]) per row to model actions[i]
+    (``rr[a]`` sums w r^2, for :func:`pooled_noise`)."""
     n, d = X.shape
     v = np.empty(d)
     for i in range(n):
@@ -152,6 +154,7 @@ def ridge_update(
                 Aa[row, c] += wx * x[c]
             ba[row] += wx * r
         n_obs[a] += w
+        rr[a] += w * r * r
         n_since_refactor[a] += 1
         if n_since_refactor[a] >= refactor_every:
             refactor(A, A_inv, b, theta, a)
@@ -163,6 +166,32 @@ def ridge_update(
                 for c in range(d):
                     s += Ai[row, c] * ba[c]
                 th[row] = s
+
+
+@njit(cache=True, nogil=True)
+def pooled_noise(
+    rr: np.ndarray,
+    theta: np.ndarray,
+    b: np.ndarray,
+    n_obs: np.ndarray,
+    retired_residual: float,
+    retired_weight: float,
+    floor: float,
+) -> float:
+    """Pooled residual deviation of the ridge fits: sqrt(sum_a (rr[a] - theta[a] . b[a]) / n),
+    the retired terms included (at least ``floor``; 1.0 before any weight)."""
+    k, d = theta.shape
+    residual = retired_residual
+    n = retired_weight
+    for a in range(k):
+        s = rr[a]
+        for j in range(d):
+            s -= theta[a, j] * b[a, j]
+        residual += s
+        n += n_obs[a]
+    if n <= 0.0:
+        return 1.0
+    return max(math.sqrt(max(residual, 0.0) / n), floor)
 
 
 @njit(cache=True, nogil=True)

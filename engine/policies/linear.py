@@ -17,7 +17,6 @@ A number fixes sigma (``noise=1.0``: the absolute widths of the classic formulas
 from __future__ import annotations
 
 import inspect
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -31,7 +30,7 @@ from engine.kernels import (
     ridge_predict,
     ridge_update,
 )
-from engine.kernels.ridge import refactor
+from engine.kernels.ridge import pooled_noise, refactor
 from engine.policies.base import Decision, Policy
 from engine.types import BoolArray, FloatArray, IntArray
 from engine.validation import Boolean, Integral, Interval, Options, ParameterConstraints, Real
@@ -90,7 +89,6 @@ class RidgeModels(Policy, base=True):
         self.rr_ = np.zeros(n_models)  # sum w r^2 per model: the noise estimate's residuals
         self.retired_residual_ = 0.0
         self.retired_weight_ = 0.0
-        self._noise_at: tuple[int, int, float] | None = None
 
     @classmethod
     def _upgrade_saved(
@@ -112,17 +110,17 @@ class RidgeModels(Policy, base=True):
         noise = getattr(self, "noise", "auto")
         if not isinstance(noise, str):
             return float(noise)
-        key = (self.n_updates_, int(self.rr_.shape[0]))
-        if self._noise_at is not None and self._noise_at[:2] == key:
-            return self._noise_at[2]
-        n = float(self.n_obs_.sum()) + self.retired_weight_
-        if n <= 0.0:
-            level = 1.0
-        else:
-            residual = self._residuals().sum() + self.retired_residual_
-            level = max(math.sqrt(max(residual, 0.0) / n), _MIN_NOISE)
-        self._noise_at = (*key, level)
-        return level
+        return float(
+            pooled_noise(
+                self.rr_,
+                self.theta_,
+                self.b_,
+                self.n_obs_,
+                self.retired_residual_,
+                self.retired_weight_,
+                _MIN_NOISE,
+            )
+        )
 
     def _residuals(self) -> FloatArray:
         """Residual sum of squares of every model's ridge fit: r'r - theta . b."""
@@ -142,7 +140,6 @@ class RidgeModels(Policy, base=True):
             weights = 1.0 / props
         else:
             weights = np.ones(Z.shape[0])
-        self.rr_ += np.bincount(models, weights * rewards * rewards, self.rr_.shape[0])
         ridge_update(
             self.A_,
             self.A_inv_,
@@ -150,6 +147,7 @@ class RidgeModels(Policy, base=True):
             self.theta_,
             self.n_since_refactor_,
             self.n_obs_,
+            self.rr_,
             Z,
             models,
             rewards,

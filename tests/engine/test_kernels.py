@@ -27,6 +27,7 @@ def _ridge_state(k: int, d: int, l2: float = 1.0) -> list[np.ndarray]:
         np.zeros((k, d)),
         np.zeros(k, np.int64),
         np.zeros(k),
+        np.zeros(k),
     ]
 
 
