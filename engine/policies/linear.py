@@ -162,9 +162,9 @@ class RidgeStatistics:
 
     ``xx[a] = sum w x x^T``, ``xr[a] = sum w r x``, ``rr[a] = sum w r^2`` and ``weight[a] = sum w``
     over the rows that logged offer ``a`` (w = 1/propensity with importance weighting, else 1);
-    ``rows`` counts every row. Statistics of disjoint batches add (``+``), so a policy can be trained shard by
-    shard: :meth:`_RidgePolicy.add_statistics` of the sum equals ``update`` on all rows (A and
-    b up to summation order; theta and A^-1 recomputed exactly from them).
+    ``rows`` counts every row. Statistics of disjoint batches add (``+``), so a policy can be
+    trained shard by shard: :meth:`_RidgePolicy.add_statistics` of the sum equals ``update`` on
+    all rows (A and b up to summation order; theta and A^-1 recomputed exactly from them).
     """
 
     xx: FloatArray  # (n_actions, d, d)
