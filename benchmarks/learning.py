@@ -107,27 +107,35 @@ def policy_texts(quick: bool) -> list[str]:
     return texts
 
 
+def _best(default: float, points: dict[Any, float]) -> tuple[float, Any]:
+    """The better of the default and the best grid point, and where ("default" unless a point
+    beats it)."""
+    at = max(points, key=points.__getitem__, default=None)
+    if at is None or points[at] <= default:
+        return default, "default"
+    return points[at], at
+
+
 def summarize_env(env_name: str, figures: dict[str, float], oracle: float) -> dict[str, Any]:
     """Default, best grid point (and where) per policy, VW default and best, for one env."""
     out: dict[str, Any] = {"rounds": rounds_of(env_name), "oracle_value": oracle}
     for name, (_, knob, grid) in GRIDS.items():
         points = {v: figures[f"{name}:{knob}={v}"] for v in grid if f"{name}:{knob}={v}" in figures}
-        best = max(points, key=lambda v: points[v]) if points else None
-        tuned = max(points.values(), default=figures[name])
+        tuned, at = _best(figures[name], points)
         out[name] = {
             "default": figures[name],
-            "tuned": max(tuned, figures[name]),
-            "tuned_at": best if tuned > figures[name] else "default",
-            "gap": max(tuned, figures[name]) - figures[name],
+            "tuned": tuned,
+            "tuned_at": at,
+            "gap": tuned - figures[name],
             "grid": {str(v): f for v, f in points.items()},
         }
-    vw = {10: figures[VW]} | {
-        g: figures[f"{VW} --gamma_scale {g}"]
-        for g in VW_GAMMAS
-        if f"{VW} --gamma_scale {g}" in figures
+    texts = {g: f"{VW} --gamma_scale {g}" for g in VW_GAMMAS}
+    tuned, at = _best(figures[VW], {g: figures[t] for g, t in texts.items() if t in figures})
+    out["vw"] = {
+        "default": figures[VW],
+        "tuned": tuned,
+        "tuned_gamma_scale": 10 if at == "default" else at,  # VW's own default gamma_scale
     }
-    best_gamma = max(vw, key=lambda g: vw[g])
-    out["vw"] = {"default": vw[10], "tuned": vw[best_gamma], "tuned_gamma_scale": best_gamma}
     return out
 
 

@@ -109,6 +109,27 @@ class Outcomes:
     delays: FloatArray
 
 
+class IndicatorOffers:
+    """The ids, feature names and offer features of an environment that holds its ids in
+    ``_action_ids`` and ``_feature_names`` and describes each offer by an indicator alone."""
+
+    _action_ids: tuple[str, ...]
+    _feature_names: tuple[str, ...]
+
+    @property
+    def action_ids(self) -> tuple[str, ...]:
+        return self._action_ids
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self._feature_names
+
+    @property
+    def offer_features(self) -> FloatArray:
+        """One indicator per offer, shape (n_actions, n_actions)."""
+        return np.eye(len(self._action_ids))
+
+
 @runtime_checkable
 class Environment(Protocol):
     """A bandit environment with ground truth (see :class:`Rounds`).

@@ -48,8 +48,8 @@ class SimClock:
 def engine_policy_spec(
     env: Any, spec: dict[str, Any], seed: int, campaign_policy: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The policy spec for an Engine config: control offer resolved,
-    and the campaign's exploration floor (``min_propensity``) kept where the policy takes one."""
+    """The policy spec for an Engine config: the control offer resolved and the campaign's
+    exploration floor (``min_propensity``) kept where the policy takes one."""
     import inspect
 
     from engine.policies import POLICY_NAMES

@@ -13,14 +13,14 @@ import math
 import numpy as np
 
 from engine.errors import InvalidInputError
-from engine.types import FloatArray, IntArray
-from simulators.base import Outcomes, Rounds, check_actions, check_n_rounds
+from engine.types import IntArray
+from simulators.base import IndicatorOffers, Outcomes, Rounds, check_actions, check_n_rounds
 
 #: The widths ``make_env`` knows as ``linear-<d>``.
 WIDTHS = (8, 32, 128)
 
 
-class LinearEnvironment:
+class LinearEnvironment(IndicatorOffers):
     """Offers with linear expected rewards theta_a . x plus Gaussian noise.
 
     The d - 1 context features are standard normal (the first column is a constant 1); each of
@@ -74,19 +74,6 @@ class LinearEnvironment:
         self._theta = base[None, :] + rng.normal(size=(n_actions, d)) / math.sqrt(d)
         self._action_ids = tuple(f"offer_{a}" for a in range(n_actions))
         self._feature_names = ("bias", *(f"x{i}" for i in range(1, d)))
-
-    @property
-    def action_ids(self) -> tuple[str, ...]:
-        return self._action_ids
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return self._feature_names
-
-    @property
-    def offer_features(self) -> FloatArray:
-        """One indicator per offer, shape (n_actions, n_actions)."""
-        return np.eye(len(self._action_ids))
 
     @property
     def control_action(self) -> int:

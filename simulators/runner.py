@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import InvalidInputError
-from engine.policies import Policy, make_policy
+from engine.policies import POLICY_NAMES, Policy, make_policy
 from engine.types import FloatArray, IntArray
 from simulators.base import Environment, check_n_rounds
 
@@ -28,11 +28,10 @@ from simulators.base import Environment, check_n_rounds
 #: (exploration is scale-free, so they serve every environment; benchmarks/learning.py measures
 #: them against a grid), with ``control`` the environment's control offer.
 POLICY_DEFAULTS: dict[str, dict[str, Any]] = {
-    name: {"name": name}
-    for name in (
-        "linucb", "lints", "egreedy", "softmax", "shared", "rff", "vw", "random", "ucb1", "betats"
-    )
-} | {"control": {"name": "fixed"}}  # fmt: skip
+    name: {"name": "fixed" if name == "control" else name}
+    for name in POLICY_NAMES
+    if name != "fixed"  # simulate's name for it is "control"
+}
 
 
 def parse_policy(text: str) -> tuple[str, dict[str, Any]]:

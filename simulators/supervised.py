@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from engine.errors import InvalidInputError
-from engine.types import FloatArray, IntArray
-from simulators.base import Outcomes, Rounds, check_actions, check_n_rounds
+from engine.types import IntArray
+from simulators.base import IndicatorOffers, Outcomes, Rounds, check_actions, check_n_rounds
 
 DATASETS = ("digits", "wine", "iris", "breast_cancer")
 
 
-class SupervisedEnvironment:
+class SupervisedEnvironment(IndicatorOffers):
     """Bandit stream over a scikit-learn bundled classification data set.
 
     Parameters
@@ -59,19 +59,6 @@ class SupervisedEnvironment:
             names = [str(c) for c in range(n_classes)]
         self._action_ids = tuple(f"class_{n}" if str(n).isdigit() else str(n) for n in names)
         self._feature_names = ("bias", *(str(f) for f in bunch.feature_names))
-
-    @property
-    def action_ids(self) -> tuple[str, ...]:
-        return self._action_ids
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return self._feature_names
-
-    @property
-    def offer_features(self) -> FloatArray:
-        """One indicator per class, shape (n_actions, n_actions)."""
-        return np.eye(len(self._action_ids))
 
     @property
     def control_action(self) -> None:

@@ -16,7 +16,6 @@ A number fixes sigma (``noise=1.0``: the absolute widths of the classic formulas
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -100,7 +99,7 @@ class RidgeModels(Policy, base=True):
             arrays["rr_"] = np.zeros_like(arrays["n_obs_"])
             scalars.setdefault("retired_residual_", 0.0)
             scalars.setdefault("retired_weight_", 0.0)
-            if "noise" in inspect.signature(cls.__init__).parameters:
+            if "noise" in cls._parameter_constraints:
                 params.setdefault("noise", 1.0)
 
     def noise_level(self) -> float:
@@ -122,12 +121,9 @@ class RidgeModels(Policy, base=True):
             )
         )
 
-    def _residuals(self) -> FloatArray:
-        """Residual sum of squares of every model's ridge fit: r'r - theta . b."""
-        return self.rr_ - np.einsum("ij,ij->i", self.theta_, self.b_)
-
     def _remove_action(self, index: int) -> None:
-        self.retired_residual_ += float(self._residuals()[index])
+        # The removed model's residual sum of squares, r'r - theta . b, stays in the estimate.
+        self.retired_residual_ += float(self.rr_[index] - self.theta_[index] @ self.b_[index])
         self.retired_weight_ += float(self.n_obs_[index])
         super()._remove_action(index)
 
@@ -171,7 +167,7 @@ class RidgeStatistics:
     xr: FloatArray  # (n_actions, d)
     weight: FloatArray  # (n_actions,)
     rows: int
-    rr: FloatArray | None = None  # (n_actions,); None: zeros
+    rr: FloatArray  # (n_actions,)
 
     def __add__(self, other: RidgeStatistics) -> RidgeStatistics:
         return RidgeStatistics(
@@ -179,13 +175,8 @@ class RidgeStatistics:
             self.xr + other.xr,
             self.weight + other.weight,
             self.rows + other.rows,
-            self.squares + other.squares,
+            self.rr + other.rr,
         )
-
-    @property
-    def squares(self) -> FloatArray:
-        """``rr``, zeros when the statistics carry none."""
-        return np.zeros_like(self.weight) if self.rr is None else self.rr
 
 
 class _RidgePolicy(RidgeModels):
@@ -268,7 +259,7 @@ class _RidgePolicy(RidgeModels):
         self.A_ += stats.xx
         self.b_ += stats.xr
         self.n_obs_ += stats.weight
-        self.rr_ += stats.squares
+        self.rr_ += stats.rr
         for k in range(self.n_actions):
             refactor(self.A_, self.A_inv_, self.b_, self.theta_, k)
         self.n_since_refactor_[:] = 0
