@@ -59,10 +59,15 @@ def new_decision_ids(n: int) -> list[str]:
     return [prefix + text[o : o + width] for o in range(0, n * width, width)]
 
 
-def stored_record(row: DecisionRow, campaign: str, offer_ids: tuple[str, ...]) -> DecisionRecord:
+def stored_record(
+    row: DecisionRow,
+    campaign: str,
+    offer_ids: tuple[str, ...],
+    dimensions: tuple[str, ...] = (),
+) -> DecisionRecord:
     """The record :meth:`DecisionAssembler.assemble` returned for a journaled decision (what a
     retried request gets back, marked ``replayed``); ``offer_ids`` are the row's catalog's
-    offers."""
+    offers, ``dimensions`` the campaign's (see :class:`DecisionRecord`)."""
     return DecisionRecord(
         row.decision_id,
         row.action,
@@ -80,6 +85,7 @@ def stored_record(row: DecisionRow, campaign: str, offer_ids: tuple[str, ...]) -
         offer_ids,
         replayed=True,
         deferred=bool(row.deferred),
+        dimensions=dimensions,
     )
 
 
@@ -129,6 +135,8 @@ class DecisionAssembler:
         Actions of the control group and of rows with nothing eligible.
     catalog : int
         The journal's catalog id of this campaign's offers and features.
+    dimensions : tuple of str
+        The campaign's dimensions, ``("offer", ...)`` ((): it decides the offer alone).
     """
 
     def __init__(
@@ -138,8 +146,10 @@ class DecisionAssembler:
         control_index: int,
         fallback_index: int,
         catalog: int,
+        dimensions: tuple[str, ...] = (),
     ) -> None:
         self.campaign = campaign
+        self.dimensions = dimensions
         self.offer_ids = offer_ids
         self.control_index = control_index
         self.fallback_index = fallback_index
@@ -237,6 +247,6 @@ class DecisionAssembler:
             map(DecisionRecord, decision_ids, chosen, prop_list, explored_list, control,
                 [version] * n, map(tuple, reasons), eligible_ids, [self.campaign] * n,
                 customer_ids, [now] * n, cost_of, list(scores), [offer_ids] * n, [False] * n,
-                [deferred] * n)
+                [deferred] * n, [self.dimensions] * n)
         )  # fmt: skip
         return Assembled(rows, records, action_list, cost_of, ts_us)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
@@ -135,6 +135,10 @@ class OfferDecision:
     request_id: str
     reasons: tuple[str, ...] = ()
     deferred: bool = False  #: decided with defer_activation: inactive until activate()
+    #: A campaign with dimensions: dimension -> chosen value (the offer included), else {}.
+    choices: dict[str, str] = field(default_factory=dict)
+    #: A campaign with dimensions: the combination id (the logged action), else "".
+    action: str = ""
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,9 @@ class BatchDecisions:
     scores: FloatArray
     campaign: str
     request_id: str
+    #: A campaign with dimensions: per row, dimension -> value and the combination id.
+    choices: list[dict[str, str]] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.decision_ids)
@@ -182,9 +189,15 @@ class BatchDecisions:
             explored=bool(self.explored[i]),
             control=bool(self.control[i]),
             model_version=self.model_versions[i],
-            ranking=_ranking(self.offer_ids[i], self.score_offer_ids, self.scores[i]),
+            ranking=_ranking(
+                self.actions[i] if self.actions else self.offer_ids[i],
+                self.score_offer_ids,
+                self.scores[i],
+            ),
             campaign=self.campaign,
             request_id=self.request_id,
+            choices=self.choices[i] if self.choices else {},
+            action=self.actions[i] if self.actions else "",
         )
 
 
@@ -438,6 +451,8 @@ class NboClient:
             request_id=r.request_id,
             reasons=tuple(r.reasons),
             deferred=r.deferred,
+            choices=dict(r.choices),
+            action=r.action,
         )
 
     def decide_batch(
@@ -532,6 +547,8 @@ class NboClient:
             scores=scores.reshape(n_rows, -1) if scores.size else scores.reshape(n_rows, 0),
             campaign=r.campaign,
             request_id=r.request_id,
+            choices=[dict(c.values) for c in r.choices],
+            actions=list(r.actions),
         )
 
     def reward(

@@ -56,6 +56,7 @@ from engine.features.columns import Columns, gather
 from engine.journal.backends import open_journal
 from engine.journal.base import DuplicateError, JournalBackend, StaleModelError
 from engine.journal.compact import compact_journal
+from engine.journal.export import DIMENSIONS_META
 from engine.journal.files import private_dir, read_regular, resolve_inside
 from engine.journal.follower import MODEL_WAIT_SECONDS, ModelFollower
 from engine.journal.learner import Learner
@@ -161,6 +162,9 @@ class Engine:
         self.config = config
         self.campaign = config.name
         self.offer_ids = config.offer_ids
+        #: What a request's candidates may name: the offer ids, and with dimensions each offer
+        #: and ``<dimension>=<value>`` (engine.requests.CandidateMasks).
+        self.candidate_names = self.offer_ids + tuple(config.candidate_groups())
         self._clock = clock if clock is not None else time.time
         self._lock = threading.RLock()
         self._closed = False
@@ -182,17 +186,22 @@ class Engine:
             synchronous=config.synchronous,
             autocheckpoint=not run_background,
         )
+        if config.dimensions and role != "decide":  # export's columns (decide: read-only)
+            names = json.dumps(list(config.dimension_names))
+            if self._journal.get_meta(DIMENSIONS_META) != names:
+                self._journal.set_meta(DIMENSIONS_META, names)
         self._encoder = Encoder(config.schema)
         self.feature_names = self._encoder.feature_names
         self.n_features = self._encoder.n_features
         self._index = {o: i for i, o in enumerate(self.offer_ids)}
-        self._candidates = CandidateMasks(self.offer_ids)
+        self._candidates = CandidateMasks(self.offer_ids, config.candidate_groups())
         self._assembler = DecisionAssembler(
             config.name,
             self.offer_ids,
             config.offer_index(config.control_offer),
             config.offer_index(config.fallback_offer),
             self._journal.catalog(config.name, self.offer_ids, self.feature_names),
+            config.dimension_names,
         )
         self._eligibility = Eligibility(config)
         self._attributes = tuple(
@@ -441,22 +450,11 @@ class Engine:
         return "previous_model"
 
     def budgets(self) -> dict[str, dict[str, float | None]]:
-        """Per offer with a budget: ``used_count``, ``limit_count``, ``used_money``,
-        ``limit_money`` as this process counts them (every process's decisions, synced each
-        upkeep tick)."""
-        guard = self._guardrails
-        out: dict[str, dict[str, float | None]] = {}
+        """Per offer (or dimension value, ``channel=call``) with a budget: ``used_<unit>`` and
+        ``limit_<unit>`` for the units count, money, count_per_day and money_per_day, as this
+        process counts them (every process's decisions, synced each upkeep tick)."""
         with self._lock:
-            for a, offer in enumerate(self.config.offers):
-                if offer.budget_count is None and offer.budget_money is None:
-                    continue
-                out[offer.id] = {
-                    "used_count": float(guard.used_count[a]),
-                    "limit_count": offer.budget_count,
-                    "used_money": guard.used_money[a],
-                    "limit_money": offer.budget_money,
-                }
-        return out
+            return self._guardrails.budgets(self._clock())
 
     def prepare(self) -> None:
         """Warm the policy's kernels (compile or load from cache) before taking traffic."""
@@ -766,7 +764,11 @@ class Engine:
         for row in found.decisions:
             if row.catalog not in catalogs:
                 catalogs[row.catalog] = tuple(self._journal.catalogs()[row.catalog][1])
-            records.append(stored_record(row, self.campaign, catalogs[row.catalog]))
+            records.append(
+                stored_record(
+                    row, self.campaign, catalogs[row.catalog], self.config.dimension_names
+                )
+            )
         return records
 
     @property

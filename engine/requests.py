@@ -139,9 +139,16 @@ class CandidateMasks:
         The campaign's offers, in action order.
     """
 
-    def __init__(self, offer_ids: Sequence[str]) -> None:
+    def __init__(
+        self,
+        offer_ids: Sequence[str],
+        groups: Mapping[str, tuple[int, Sequence[int]]] | None = None,
+    ) -> None:
         self.offer_ids = tuple(offer_ids)
         self._index = {o: i for i, o in enumerate(self.offer_ids)}
+        #: With dimensions: an offer id or ``<dimension>=<value>`` -> (its dimension's index,
+        #: its combinations).
+        self._groups = dict(groups or {})
 
     def rows(self, candidates: Any, n: int) -> list[BoolArray | None] | None:
         """One mask (or None: no restriction) per row, or None when no row is restricted.
@@ -168,13 +175,27 @@ class CandidateMasks:
         if not candidates:
             return None
         mask = np.zeros(len(self.offer_ids), dtype=np.bool_)
+        # With dimensions a candidate may name a value: the combinations allowed are the
+        # named ones, and those whose every named dimension has one of the named values.
+        by_dimension: dict[int, BoolArray] = {}
         for i, offer_id in enumerate(candidates):
             index = self._index.get(offer_id) if isinstance(offer_id, str) else None
-            if index is None:
-                raise InvalidInputError(
-                    f"{field}[{i}]", "one of " + ", ".join(self.offer_ids), offer_id
+            if index is not None:
+                mask[index] = True
+                continue
+            group = self._groups.get(offer_id) if isinstance(offer_id, str) else None
+            if group is None:
+                expected = (
+                    "a combination id, an offer id or <dimension>=<value> of the campaign"
+                    if self._groups
+                    else "one of " + ", ".join(self.offer_ids)
                 )
-            mask[index] = True
+                raise InvalidInputError(f"{field}[{i}]", expected, offer_id)
+            dim, actions = group
+            allowed = by_dimension.setdefault(dim, np.zeros(len(self.offer_ids), dtype=np.bool_))
+            allowed[list(actions)] = True
+        if by_dimension:
+            mask |= np.logical_and.reduce(list(by_dimension.values()))
         return mask
 
 

@@ -43,7 +43,16 @@ from typing import Any
 
 import numpy as np
 
+from engine.campaign.dimensions import (
+    OFFER_DIMENSION,
+    Dimension,
+    expand,
+    parse_dimensions,
+    parse_exclusions,
+)
+from engine.campaign.limits import Limits
 from engine.campaign.offers import Offer, parse_offer
+from engine.campaign.rules import Rule
 from engine.errors import (
     ConfigError,
     InvalidInputError,
@@ -51,6 +60,7 @@ from engine.errors import (
     did_you_mean,
     unreadable_file,
 )
+from engine.features.combinations import SEPARATOR, combination_features, split_combination
 from engine.features.configcheck import (
     fail,
     get_bool,
@@ -62,6 +72,25 @@ from engine.features.configcheck import (
 )
 from engine.features.schema import FeatureSchema, parse_schema
 from engine.types import FloatArray
+
+
+@dataclass(frozen=True)
+class ActionGroup:
+    """Actions a rule, a cost or a guardrail of one offer or dimension value applies to.
+
+    Attributes
+    ----------
+    label : str
+        What reasons name: the offer id (``discount_10``), or ``<dimension>=<value>``
+        (``channel=sms``).
+    actions : tuple of int
+        The offer itself, or every combination that has the offer or value.
+    """
+
+    label: str
+    actions: tuple[int, ...]
+    limits: Limits
+
 
 DAY = 86400.0
 HOUR = 3600.0
@@ -80,6 +109,8 @@ _SECTIONS = (
     "rollout",
     "features",
     "offers",
+    "dimensions",
+    "combinations",
 )
 
 
@@ -153,11 +184,79 @@ class CampaignConfig:
     journal_url: str | None = None
     retention_days: float | None = None
     config_hash: str = ""
+    #: ``[[offers]]`` as the file has them when ``offers`` are their combinations, else ().
+    catalog: tuple[Offer, ...] = ()
+    dimensions: tuple[Dimension, ...] = ()
+    #: Per action, each dimension's value index (the offer first); () without dimensions.
+    codes: tuple[tuple[int, ...], ...] = ()
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Derived, not an argument: dataclasses.replace(config, ...) rebuilds it.
         object.__setattr__(self, "_index", {o.id: i for i, o in enumerate(self.offers)})
+
+    @property
+    def dimension_names(self) -> tuple[str, ...]:
+        """``("offer", <dimension>, ...)``, or () for a campaign that decides the offer alone."""
+        if not self.dimensions:
+            return ()
+        return (OFFER_DIMENSION, *(d.name for d in self.dimensions))
+
+    @property
+    def base_offers(self) -> tuple[Offer, ...]:
+        """The ``[[offers]]`` (each action's offer is one of them)."""
+        return self.catalog or self.offers
+
+    def choices(self, action: int) -> dict[str, str]:
+        """Dimension -> value of an action ({} without dimensions).
+
+        Examples
+        --------
+        >>> cfg = load_campaign("examples/renewal_channels.toml")
+        >>> cfg.choices(cfg.offer_index("discount_10+sms+week_1"))
+        {'offer': 'discount_10', 'channel': 'sms', 'timing': 'week_1'}
+        """
+        if not self.dimensions:
+            return {}
+        names = self.dimension_names
+        return dict(zip(names, split_combination(self.offers[action].id, len(names)), strict=True))
+
+    def offer_of(self, action: int) -> str:
+        """The offer id of an action (the action's own id without dimensions)."""
+        if not self.dimensions:
+            return self.offers[action].id
+        return self.base_offers[self.codes[action][0]].id
+
+    def groups(self) -> list[ActionGroup]:
+        """Every offer's and dimension value's actions, in file order (offers first)."""
+        if not self.dimensions:
+            return [ActionGroup(o.id, (a,), o.limits) for a, o in enumerate(self.offers)]
+        out = [
+            ActionGroup(o.id, tuple(a for a, c in enumerate(self.codes) if c[0] == j), o.limits)
+            for j, o in enumerate(self.catalog)
+        ]
+        for d, dim in enumerate(self.dimensions, start=1):
+            for j, value in enumerate(dim.values):
+                actions = tuple(a for a, c in enumerate(self.codes) if c[d] == j)
+                out.append(ActionGroup(f"{dim.name}={value.id}", actions, value.limits))
+        return out
+
+    def candidate_groups(self) -> dict[str, tuple[int, tuple[int, ...]]]:
+        """With dimensions: each offer id and ``<dimension>=<value>`` -> (the dimension's
+        index, its combinations), what a request's candidates may name; {} otherwise."""
+        if not self.dimensions:
+            return {}
+        sizes = [len(self.catalog), *(len(d.values) for d in self.dimensions)]
+        dims = [d for d, size in enumerate(sizes) for _ in range(size)]
+        return {g.label: (d, g.actions) for g, d in zip(self.groups(), dims, strict=True)}
+
+    def group_rules(self) -> list[tuple[ActionGroup, tuple[Rule, ...]]]:
+        """Each group with the eligibility rules of its offer or value."""
+        groups = self.groups()
+        owners: list[Any] = list(self.base_offers)
+        for dim in self.dimensions:
+            owners.extend(dim.values)
+        return [(g, owner.rules) for g, owner in zip(groups, owners, strict=True)]
 
     @property
     def offer_ids(self) -> tuple[str, ...]:
@@ -177,14 +276,15 @@ class CampaignConfig:
             ) from None
 
     def offer_features(self) -> FloatArray:
-        """Offer attributes as an array of shape (n_actions, n_offer_features), names sorted."""
-        names = sorted({k for o in self.offers for k, _ in o.attributes})
-        out = np.zeros((len(self.offers), max(len(names), 1)))
-        for i, o in enumerate(self.offers):
-            attrs = dict(o.attributes)
-            for j, name in enumerate(names):
-                out[i, j] = attrs.get(name, 0.0)
-        return out
+        """Offer attributes as an array of shape (n_actions, n_offer_features), names sorted;
+        with dimensions, :func:`~engine.features.combinations.combination_features` of the
+        combinations (each dimension's one-hot and its values' attributes)."""
+        if not self.dimensions:
+            return _attribute_table(self.offers, width=1)
+        sizes = [len(self.catalog), *(len(d.values) for d in self.dimensions)]
+        tables = [_attribute_table(self.catalog)]
+        tables += [_attribute_table(d.values) for d in self.dimensions]
+        return combination_features(np.asarray(self.codes, dtype=np.int64), sizes, tables)
 
     def retention_floor(self) -> tuple[float, str]:
         """The shortest retention, in days, that keeps what the engine reads from its journal,
@@ -213,7 +313,19 @@ class CampaignConfig:
                 "journal.request_window_hours",
                 "a retried request reads its decisions back",
             ),
-        )
+            *(
+                (g.limits.frequency_window, f"{g.label}.frequency_window_days",
+                 "its cap counts the incentives within it")
+                for g in self.groups()
+                if g.limits.max_per_customer is not None
+            ),
+            *(
+                (DAY, f"{g.label}.budget_*_per_day", "daily budgets count the day's decisions")
+                for g in self.groups()
+                if g.limits.budget_count_per_day is not None
+                or g.limits.budget_money_per_day is not None
+            ),
+        )  # fmt: skip
         seconds, key, why = max(windows, key=lambda w: w[0])
         shown = f"{seconds / HOUR:g}" if key.endswith("_hours") else f"{seconds / DAY:g}"
         return seconds / DAY, f"{key} = {shown}: {why}"
@@ -229,6 +341,18 @@ class CampaignConfig:
         if self.charge_cost == "never" or (self.charge_cost == "on_success" and value <= 0):
             return float(value)
         return float(value) - cost
+
+
+def _attribute_table(items: Any, width: int = 0) -> FloatArray:
+    """The items' numeric attributes, shape (n_items, n_names), names sorted (absent: 0), at
+    least ``width`` columns."""
+    names = sorted({k for item in items for k, _ in item.attributes})
+    out = np.zeros((len(items), max(len(names), width)))
+    for i, item in enumerate(items):
+        attrs = dict(item.attributes)
+        for j, name in enumerate(names):
+            out[i, j] = attrs.get(name, 0.0)
+    return out
 
 
 def load_campaign(path: str | Path) -> CampaignConfig:
@@ -277,21 +401,49 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
         if offer_id in ids[:i]:
             raise fail(f"offers[{i}].id", "an id not used by an earlier offer", offer_id)
     control_offer = get_str(camp, "control_offer", "campaign", default=ids[0])
-    if control_offer not in ids:
+    # With dimensions either names an offer or a combination (checked once they are expanded).
+    with_dims = "dimensions" in table
+    if control_offer not in ids and not with_dims:
         raise fail(
             "campaign.control_offer", "one of the offer ids " + ", ".join(ids), control_offer
         )
     fallback = get_str(camp, "fallback_offer", "campaign", default=control_offer)
-    if fallback not in ids:
+    if fallback not in ids and not with_dims:
         raise fail("campaign.fallback_offer", "one of the offer ids " + ", ".join(ids), fallback)
     schema = parse_schema(get_table(table, "features", "", default={"bias": True}))
     numeric = {f.name for f in schema.numeric}
     for i, offer in enumerate(offers):
         if offer.cost_field is not None and offer.cost_field not in numeric:
             raise fail(f"offers[{i}].cost.of", "the name of a numeric feature", offer.cost_field)
-    offers = tuple(_bind_rules(offer, f"offers[{i}]", schema) for i, offer in enumerate(offers))
+    offers = tuple(
+        replace(offer, rules=_bind_rules(offer.rules, f"offers[{i}]", schema))
+        for i, offer in enumerate(offers)
+    )
+    dimensions = tuple(
+        replace(
+            dim,
+            values=tuple(
+                replace(v, rules=_bind_rules(v.rules, f"dimensions[{d}].values[{j}]", schema))
+                for j, v in enumerate(dim.values)
+            ),
+        )
+        for d, dim in enumerate(parse_dimensions(table.get("dimensions")))
+    )
+    catalog: tuple[Offer, ...] = ()
+    codes: tuple[tuple[int, ...], ...] = ()
+    if dimensions:
+        combos = expand(offers, dimensions, parse_exclusions(table.get("combinations"), dimensions))
+        catalog, offers, codes = offers, combos.offers, tuple(map(tuple, combos.codes.tolist()))
+        control_offer = _combination(control_offer, "campaign.control_offer", catalog, offers)
+        fallback = _combination(fallback, "campaign.fallback_offer", catalog, offers)
+    elif "combinations" in table:
+        parse_exclusions(table["combinations"], dimensions)  # refuses it, naming the key
     policy = _parse_policy(get_table(table, "policy", "", default={"name": "linucb"}))
-    _check_policy(policy, offers, schema)
+    probe = CampaignConfig(
+        name="probe", offers=offers, schema=schema, policy=policy, catalog=catalog,
+        dimensions=dimensions, codes=codes,
+    )  # fmt: skip
+    _check_policy(probe)
     learning = get_table(table, "learning", "", default={})
     reject_unknown(
         learning,
@@ -367,6 +519,9 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
         * HOUR,
         journal_url=get_str(journal, "url", "journal") if "url" in journal else None,
         retention_days=retention,
+        catalog=catalog,
+        dimensions=dimensions,
+        codes=codes,
         config_hash=hashlib.sha256(
             json.dumps(table, sort_keys=True, default=str).encode()
         ).hexdigest(),
@@ -405,14 +560,14 @@ def _parse_rollout(table: dict[str, Any]) -> RolloutConfig:
     )
 
 
-def _bind_rules(offer: Offer, path: str, schema: FeatureSchema) -> Offer:
-    """The offer with each rule checked against the declared attributes and reading, for a
-    missing attribute, what the model reads (see :mod:`engine.campaign.rules`)."""
+def _bind_rules(rules: tuple[Rule, ...], path: str, schema: FeatureSchema) -> tuple[Rule, ...]:
+    """An offer's or a dimension value's rules, each checked against the declared attributes
+    and reading, for a missing attribute, what the model reads (:mod:`engine.campaign.rules`)."""
     numeric = {f.name: f for f in schema.numeric}
     categorical = {c.name: c for c in schema.categorical}
     declared = schema.attribute_names
-    rules = []
-    for j, rule in enumerate(offer.rules):
+    bound = []
+    for j, rule in enumerate(rules):
         where = f"{path}.eligible[{j}]"
         name = rule.field
         if name in numeric:
@@ -425,11 +580,11 @@ def _bind_rules(offer: Offer, path: str, schema: FeatureSchema) -> Offer:
                     "moves while it is learned); give the feature mean and std, or set missing "
                     "to 'zero', 'error' or a number"
                 )
-            rules.append(rule.with_missing(fill, required=feature.missing == "error"))
+            bound.append(rule.with_missing(fill, required=feature.missing == "error"))
         elif name in categorical:
-            rules.append(rule.with_missing(None, required=categorical[name].missing == "error"))
+            bound.append(rule.with_missing(None, required=categorical[name].missing == "error"))
         elif name in schema.rule_attributes:
-            rules.append(rule)
+            bound.append(rule)
         else:
             hint = did_you_mean(name, declared) or (
                 f" (declared: {', '.join(sorted(declared))})" if declared else ""
@@ -438,19 +593,33 @@ def _bind_rules(offer: Offer, path: str, schema: FeatureSchema) -> Offer:
                 f"{where}: expected a rule on a declared attribute (a feature or one of "
                 f"features.rule_attributes), got {rule.text!r} on {name!r}{hint}"
             )
-    return replace(offer, rules=tuple(rules))
+    return tuple(bound)
 
 
-def _check_policy(policy: dict[str, Any], offers: tuple[Offer, ...], schema: FeatureSchema) -> None:
+def _combination(
+    given: str, key: str, catalog: tuple[Offer, ...], combos: tuple[Offer, ...]
+) -> str:
+    """The combination ``given`` names: itself, or for an offer id its first combination."""
+    ids = [c.id for c in combos]
+    if given in ids:
+        return given
+    if given in (o.id for o in catalog):
+        first = [c for c in ids if c.partition(SEPARATOR)[0] == given]
+        if first:
+            return first[0]
+    raise fail(key, "an offer id with an allowed combination, or a combination id", given)
+
+
+def _check_policy(probe: CampaignConfig) -> None:
     # Build the policy once so a bad hyperparameter fails at load, naming the key.
     from engine.policies import make_policy
 
-    probe = CampaignConfig(name="probe", offers=offers, schema=schema, policy=policy)
+    policy = probe.policy
     try:
         make_policy(
             policy,
-            len(offers),
-            schema.n_features,
+            probe.n_actions,
+            probe.schema.n_features,
             offer_features=probe.offer_features() if policy["name"] == "shared" else None,
         )
     except InvalidInputError as exc:

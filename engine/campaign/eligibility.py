@@ -61,26 +61,31 @@ class Eligibility:
     def __init__(self, config: CampaignConfig) -> None:
         self.n_actions = config.n_actions
         self._fixed = np.array([o.fixed_cost for o in config.offers])
+        # A rule or share cost of an offer (or a dimension value) applies to all its actions:
+        # the offer itself, or each of its combinations. Reasons name the offer or value once.
+        groups = config.group_rules()
+        offers = config.base_offers  # the first groups are the offers'
         self._shares = [
-            (a, o.cost_field, o.cost_share, o.cost_months, f"cost_unknown:{o.id}")
-            for a, o in enumerate(config.offers)
+            (g.actions, o.cost_field, o.cost_share, o.cost_months, f"cost_unknown:{g.label}")
+            for (g, _), o in zip(groups[: len(offers)], offers, strict=True)
             if o.cost_field is not None
         ]
         #: Context attributes the rules and costs read.
         self.fields = tuple(
             dict.fromkeys(
-                [r.field for o in config.offers for r in o.rules]
-                + [o.cost_field for o in config.offers if o.cost_field is not None]
+                [r.field for _, rules in groups for r in rules]
+                + [field for _, field, _, _, _ in self._shares]
             )
         )
         self._rules = [
-            (a, r.field, r._test, f"rule:{o.id}:{r.text}", _vector_op(r), r.value, r.missing)
-            for a, o in enumerate(config.offers)
-            for r in o.rules
-        ]
+            (g.actions, r.field, r._test, f"rule:{g.label}:{r.text}", _vector_op(r), r.value,
+             r.missing)
+            for g, rules in groups
+            for r in rules
+        ]  # fmt: skip
         # What a rule reads for a missing attribute: one value per field (the feature's).
         self._fills = {
-            r.field: r.missing for o in config.offers for r in o.rules if r.missing is not None
+            r.field: r.missing for _, rules in groups for r in rules if r.missing is not None
         }
 
     def evaluate(
@@ -162,13 +167,18 @@ class Eligibility:
                 ok = oks[a] = live.copy() if allowed is None else live & allowed[:, a]
             return ok
 
-        def exclude(a: int, holds: BoolArray, text: str) -> None:
-            ok = ok_column(a)
-            failed = np.flatnonzero(ok & ~holds)
+        def exclude(actions: tuple[int, ...], holds: BoolArray, text: str) -> None:
+            if len(actions) == 1:
+                ok = ok_column(actions[0])
+                failed = np.flatnonzero(ok & ~holds)
+            else:  # a row counts the reason once, if the rule removes any of its actions
+                oks_of = [ok_column(a) for a in actions]
+                failed = np.flatnonzero(np.logical_or.reduce(oks_of) & ~holds)
             if failed.shape[0]:
                 for i in failed.tolist():
                     reasons[i].append(text)
-                ok &= holds
+                for a in actions:
+                    oks[a] &= holds
 
         for a, field, test, text, vector_op, literal, _ in self._rules:
             numeric = plain(field, rule=True) if vector_op is not None else None
@@ -187,25 +197,27 @@ class Eligibility:
             numeric = plain(field)
             if numeric is not None:
                 valid = (numeric >= 0) & np.isfinite(numeric)
-                costs[:, a] = np.where(valid, share * numeric * months, math.nan)
+                shared = np.where(valid, share * numeric * months, math.nan)
             else:
-                cost_column = costs[:, a]
+                shared = np.empty(n)
                 valid = np.ones(n, dtype=np.bool_)
                 for i, value in enumerate(column(field)):
                     kind = type(value)
                     if kind is not float and kind is not int:
                         value = _as_number(value)
                     if value is not None and value >= 0 and math.isfinite(value):
-                        cost_column[i] = share * value * months  # as Offer.cost_for computes it
+                        shared[i] = share * value * months  # as Offer.cost_for computes it
                     else:
-                        cost_column[i] = math.nan
+                        shared[i] = math.nan
                         valid[i] = False
+            # The fixed part (a combination's channel cost) adds to the offer's share.
+            costs[:, a] = self._fixed[list(a)] + shared[:, None]
             if not valid.all():
                 exclude(a, valid, text)
         if allowed is not None:
             masks &= allowed
-        for a, ok in oks.items():
-            masks[:, a] &= ok
+        for action, ok in oks.items():
+            masks[:, action] &= ok
         if skip is not None:
             masks[~live] = False
         return masks, costs, reasons
@@ -234,37 +246,46 @@ class Eligibility:
             return [lv and (c is None or bool(c[a])) for lv, c in zip(live, rows, strict=True)]
 
         columns: dict[int, list[bool]] = {}
-        for a, field, test, text, _, _, fill in self._rules:
-            ok = columns.get(a)
-            if ok is None:
-                ok = columns[a] = start(a)
+
+        def oks_of(actions: tuple[int, ...]) -> list[list[bool]]:
+            out = []
+            for a in actions:
+                ok = columns.get(a)
+                if ok is None:
+                    ok = columns[a] = start(a)
+                out.append(ok)
+            return out
+
+        def remove(lists: list[list[bool]], i: int, text: str) -> None:
+            """Row ``i`` loses the actions of ``lists`` (the reason once, if any was left)."""
+            if any(ok[i] for ok in lists):
+                reasons[i].append(text)
+                for ok in lists:
+                    ok[i] = False
+
+        for actions, field, test, text, _, _, fill in self._rules:
+            lists = oks_of(actions)
             for i, ctx in enumerate(contexts):
-                if ok[i]:
-                    value = ctx.get(field)
-                    if value is None:
-                        value = fill
-                    if value is None or not test(value):
-                        ok[i] = False
-                        reasons[i].append(text)
+                value = ctx.get(field)
+                if value is None:
+                    value = fill
+                if value is None or not test(value):
+                    remove(lists, i, text)
         costs = np.empty((n, self.n_actions))
         costs[:] = self._fixed
-        for a, field, share, months, text in self._shares:
-            column = costs[:, a]
+        for actions, field, share, months, text in self._shares:
+            fixed = self._fixed[list(actions)]
             for i, ctx in enumerate(contexts):
                 value = ctx.get(field)
                 kind = type(value)
                 if kind is not float and kind is not int:
                     value = _as_number(value)
                 if value is not None and value >= 0 and math.isfinite(value):
-                    column[i] = share * value * months  # as Offer.cost_for computes it
+                    # As Offer.cost_for computes it, plus a combination's fixed part.
+                    costs[i, actions] = fixed + share * value * months
                     continue
-                column[i] = math.nan
-                ok = columns.get(a)
-                if ok is None:
-                    ok = columns[a] = start(a)
-                if ok[i]:
-                    ok[i] = False
-                    reasons[i].append(text)
+                costs[i, actions] = math.nan
+                remove(oks_of(actions), i, text)
         if rows:
             for i, cand in enumerate(rows):
                 if cand is not None:

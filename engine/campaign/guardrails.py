@@ -1,17 +1,22 @@
-"""Stateful guardrails: offer budgets, per-customer frequency cap and cooldown, traffic caps.
+"""Stateful guardrails: budgets, per-customer frequency caps and cooldown, traffic caps.
 
 Each guardrail removes offers from the eligible set before the policy chooses, so the logged
 propensity (the policy's probability under that eligible set) stays the true probability of the
 logged offer: the guardrails are a deterministic function of the journal's history. Every removal
-adds a reason naming the rule: ``budget_count:<offer>``, ``budget_money:<offer>``,
-``traffic_cap:<offer>``, ``frequency_cap``, ``cooldown``.
+adds a reason naming the rule and its offer or dimension value (a *group*, see
+:meth:`~engine.campaign.config.CampaignConfig.groups`): ``budget_count:<group>``,
+``budget_money:<group>``, ``budget_count_per_day:<group>``, ``budget_money_per_day:<group>``,
+``traffic_cap:<group>``, ``frequency_cap:<group>``, and the campaign-wide ``frequency_cap`` and
+``cooldown``.
 
-- Budgets are lifetime limits per offer on the number of times it was made and on its committed
-  cost (the cost computed at decision time).
-- The frequency cap and the cooldown count *incentives*: decisions for any offer other than the
-  campaign's control offer.
-- ``max_traffic_share`` caps the share an offer takes of the last ``traffic_window`` decisions
-  (all decisions count, control group included): an offer at or above its share is held back.
+- Budgets are limits on the number of decisions of a group (an offer, or with dimensions every
+  combination with that offer or value: ``channel=call``) and on their committed cost (the cost
+  computed at decision time), over the campaign's life or per UTC day.
+- The frequency caps and the cooldown count *incentives*: decisions whose offer is not the
+  campaign's control offer (outside the control group). A group's own cap (``max_per_customer``
+  SMS in ``frequency_window_days``) counts the incentives in that group.
+- ``max_traffic_share`` caps the share a group takes of the last ``traffic_window`` decisions
+  (all decisions count, control group included): a group at or above its share is held back.
 
 State is in memory and rebuilt from the journal on restart (:meth:`Guardrails.record` in order).
 
@@ -28,16 +33,21 @@ Examples
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.campaign.limits import DAY
 from engine.types import BoolArray, FloatArray
 
 if TYPE_CHECKING:
     from engine.campaign.config import CampaignConfig
+
+
+BUDGET_UNITS = ("count", "money", "count_per_day", "money_per_day")
 
 
 class Guardrails:
@@ -57,22 +67,45 @@ class Guardrails:
         self.config = config
         n = config.n_actions
         self.control_index = config.offer_index(config.control_offer)
+        control_offer = config.offer_of(self.control_index)
+        #: Per action: an incentive (its offer is not the control offer)?
+        self._incentive = [config.offer_of(a) != control_offer for a in range(n)]
         # Plain lists: record() runs once per decision and list items are cheaper than numpy's.
         self.used_count = [0] * n
         self.used_money = [0.0] * n
-        self._budget_count = [o.budget_count for o in config.offers]
-        self._budget_money = [o.budget_money for o in config.offers]
-        self._has_budgets = any(b is not None for b in self._budget_count + self._budget_money)
+        self.day_count = [0] * n
+        self.day_money = [0.0] * n
+        self._day = -1  # the UTC day the day_* counts are of
+        groups = [g for g in config.groups() if g.limits.any]
         self._budgets = [
-            (a, c, m)
-            for a, (c, m) in enumerate(zip(self._budget_count, self._budget_money, strict=True))
-            if c is not None or m is not None
+            (g.actions, g.label, g.limits.budget_count, g.limits.budget_money)
+            for g in groups
+            if g.limits.budget_count is not None or g.limits.budget_money is not None
+        ]
+        self._daily = [
+            (g.actions, g.label, g.limits.budget_count_per_day, g.limits.budget_money_per_day)
+            for g in groups
+            if g.limits.budget_count_per_day is not None
+            or g.limits.budget_money_per_day is not None
         ]
         self._capped = [
-            (i, o.max_traffic_share)
-            for i, o in enumerate(config.offers)
-            if o.max_traffic_share is not None
+            (g.actions, g.label, g.limits.max_traffic_share)
+            for g in groups
+            if g.limits.max_traffic_share is not None
         ]
+        #: Groups with their own per-customer cap: (incentive actions, reason, limit, window,
+        #: history). The cap counts incentives and holds back only those.
+        self._group_caps: list[tuple[tuple[int, ...], str, int, float, dict[str, Any]]] = [
+            (tuple(a for a in g.actions if self._incentive[a]), f"frequency_cap:{g.label}",
+             g.limits.max_per_customer, g.limits.frequency_window, {})
+            for g in groups
+            if g.limits.max_per_customer is not None
+        ]  # fmt: skip
+        self._caps_of: list[list[int]] = [[] for _ in range(n)]  # action -> its capped groups
+        for k, (actions, *_rest) in enumerate(self._group_caps):
+            for a in actions:
+                self._caps_of[a].append(k)
+        self._has_budgets = bool(self._budgets or self._daily)
         self._ring = [-1] * config.traffic_window
         self._ring_pos = 0
         self._ring_filled = 0
@@ -80,7 +113,9 @@ class Guardrails:
         self._max_offers = config.max_offers_per_customer
         self._freq_window = config.frequency_window if self._max_offers is not None else 0.0
         self._cooldown = config.cooldown
-        self._horizon = max(self._freq_window, self._cooldown)
+        self._horizon = max(
+            self._freq_window, self._cooldown, *(c[3] for c in self._group_caps), 0.0
+        )
         # A customer's incentive times: one float (most customers: 24 bytes), or an array of
         # doubles from the second on. Neither is tracked by the garbage collector (a list per
         # customer made every full collection walk them all).
@@ -91,6 +126,47 @@ class Guardrails:
     def active(self) -> bool:
         """False when no guardrail is configured (decisions can skip the checks)."""
         return self._has_budgets or bool(self._capped) or self._horizon > 0
+
+    def _roll(self, now: float) -> bool:
+        """Start the day counts afresh when ``now`` is a later UTC day; False for an earlier
+        day (a late record from another process: yesterday's counts are gone)."""
+        day = int(now // DAY)
+        if day > self._day:
+            self._day = day
+            n = len(self.day_count)
+            self.day_count, self.day_money = [0] * n, [0.0] * n
+        return day == self._day
+
+    def _blocked_common(self, now: float) -> tuple[list[int], list[str], list[Any]]:
+        """What the budgets and traffic caps block for every row alike: the actions, the
+        reasons, and the money budgets a row's own cost decides (lifetime, then daily)."""
+        common: list[int] = []
+        reasons: list[str] = []
+        money: list[Any] = []
+        for actions, label, count_limit, money_limit in self._budgets:
+            if count_limit is not None and _total(self.used_count, actions) >= count_limit:
+                common.extend(actions)
+                reasons.append(f"budget_count:{label}")
+            elif money_limit is not None:
+                used = _total(self.used_money, actions)
+                money.append((actions, used, money_limit, f"budget_money:{label}"))
+        if self._daily:
+            self._roll(now)
+            for actions, label, count_limit, money_limit in self._daily:
+                if count_limit is not None and _total(self.day_count, actions) >= count_limit:
+                    common.extend(actions)
+                    reasons.append(f"budget_count_per_day:{label}")
+                elif money_limit is not None:
+                    used = _total(self.day_money, actions)
+                    money.append((actions, used, money_limit, f"budget_money_per_day:{label}"))
+        if self._capped and self._ring_filled:
+            for actions, label, share in self._capped:
+                if all(a in common for a in actions):
+                    continue  # held back by a budget already
+                if _total(self.traffic_counts, actions) >= share * self._ring_filled:
+                    common.extend(actions)
+                    reasons.append(f"traffic_cap:{label}")
+        return common, reasons, money
 
     def exclusions(
         self, customer_id: str, now: float, costs: Sequence[float | None]
@@ -120,41 +196,11 @@ class Guardrails:
         self, customer_id: str, now: float, costs: Sequence[float | None] | FloatArray
     ) -> tuple[list[int], list[str]]:
         """Like :meth:`exclusions`, as the list of blocked offer indices (the fast path)."""
-        blocked: list[int] = []
-        reasons: list[str] = []
-        if self._has_budgets:
-            for a, count_limit, money_limit in self._budgets:
-                if count_limit is not None and self.used_count[a] >= count_limit:
-                    blocked.append(a)
-                    reasons.append(f"budget_count:{self._ids[a]}")
-                    continue
-                cost = costs[a]
-                if money_limit is not None and cost is not None:
-                    if self.used_money[a] + cost > money_limit:
-                        blocked.append(a)
-                        reasons.append(f"budget_money:{self._ids[a]}")
-        if self._capped and self._ring_filled:
-            for a, share in self._capped:
-                if self.traffic_counts[a] >= share * self._ring_filled and a not in blocked:
-                    blocked.append(a)
-                    reasons.append(f"traffic_cap:{self._ids[a]}")
-        if self._horizon > 0:
-            entry = self._history.get(customer_id)
-            history = None if entry is None else _times(entry)
-            if history:
-                limited = False
-                if self._cooldown > 0 and now - history[-1] < self._cooldown:
-                    reasons.append("cooldown")
-                    limited = True
-                elif self._max_offers is not None:
-                    recent = sum(1 for t in history if now - t < self._freq_window)
-                    if recent >= self._max_offers:
-                        reasons.append("frequency_cap")
-                        limited = True
-                if limited:
-                    control = self.control_index
-                    blocked = [a for a in range(len(self._ids)) if a != control or a in blocked]
-        return blocked, reasons
+        masks = np.ones((1, len(self._ids)), dtype=np.bool_)
+        reasons: list[list[str]] = [[]]
+        cost_row = np.array([[math.nan if c is None else c for c in costs]], dtype=np.float64)
+        self.apply_batch([customer_id], now, cost_row, masks, reasons, [False])
+        return np.flatnonzero(~masks[0]).tolist(), reasons[0]
 
     def apply_batch(
         self,
@@ -165,7 +211,7 @@ class Guardrails:
         reasons: list[list[str]],
         skip: Sequence[bool],
     ) -> None:
-        """:meth:`blocked` for a batch, in place: clear ``masks`` entries and add ``reasons``.
+        """The guardrails for a batch, in place: clear ``masks`` entries and add ``reasons``.
 
         Rows where ``skip`` is true (the control group) are left alone. The state is read once,
         so rows of one batch do not see each other's decisions.
@@ -173,68 +219,62 @@ class Guardrails:
         live = np.flatnonzero(~np.asarray(skip, dtype=np.bool_))
         if live.shape[0] == 0:
             return
-        common: list[int] = []
-        common_reasons: list[str] = []
-        money: list[tuple[int, float]] = []
-        for a, count_limit, money_limit in self._budgets:
-            if count_limit is not None and self.used_count[a] >= count_limit:
-                common.append(a)
-                common_reasons.append(f"budget_count:{self._ids[a]}")
-            elif money_limit is not None:
-                money.append((a, money_limit))
-        if self._capped and self._ring_filled:
-            for a, share in self._capped:
-                if self.traffic_counts[a] >= share * self._ring_filled and a not in common:
-                    common.append(a)
-                    common_reasons.append(f"traffic_cap:{self._ids[a]}")
+        common, common_reasons, money = self._blocked_common(now)
         if common:
             masks[np.ix_(live, np.asarray(common, dtype=np.int64))] = False
             for i in live.tolist():
                 reasons[i] += common_reasons
-        for a, limit in money:
-            over = self.used_money[a] + costs[live, a] > limit
-            if over.any():
-                rows = live[over]
-                masks[rows, a] = False
-                text = f"budget_money:{self._ids[a]}"
-                for i in rows.tolist():
+        for actions, used, limit, text in money:
+            # A cost that cannot be computed (NaN) compares False: never over a budget.
+            over = used + costs[np.ix_(live, actions)] > limit
+            rows = np.flatnonzero(over.any(axis=1))
+            if rows.shape[0]:
+                for r in rows.tolist():
+                    i = int(live[r])
+                    masks[i, np.asarray(actions)[over[r]]] = False
                     reasons[i].append(text)
-        if self._horizon > 0 and self._history:
-            control = self.control_index
-            keep = masks[:, control].copy()
-            for i in live.tolist():
-                entry = self._history.get(customer_ids[i])
-                if entry is None:
-                    continue
-                history = _times(entry)
-                if self._cooldown > 0 and now - history[-1] < self._cooldown:
-                    reasons[i].append("cooldown")
-                elif self._max_offers is not None and (
-                    sum(1 for t in history if now - t < self._freq_window) >= self._max_offers
+        if self._horizon > 0 and (self._history or self._group_caps):
+            self._apply_caps(customer_ids, now, masks, reasons, live)
+
+    def _apply_caps(
+        self,
+        customer_ids: Sequence[str],
+        now: float,
+        masks: BoolArray,
+        reasons: list[list[str]],
+        live: np.ndarray,
+    ) -> None:
+        """The per-customer caps: a group's own (its actions go), then the campaign's cooldown
+        and frequency cap (every action but the control goes)."""
+        control = self.control_index
+        for i in live.tolist():
+            customer = customer_ids[i]
+            for actions, text, limit, window, history in self._group_caps:
+                entry = history.get(customer)
+                if entry is not None and (
+                    sum(1 for t in _times(entry) if now - t < window) >= limit
                 ):
-                    reasons[i].append("frequency_cap")
-                else:
-                    continue
-                masks[i] = False
-                masks[i, control] = keep[i]
+                    masks[i, list(actions)] = False
+                    reasons[i].append(text)
+            entry = self._history.get(customer)
+            if entry is None:
+                continue
+            times = _times(entry)
+            if self._cooldown > 0 and now - times[-1] < self._cooldown:
+                reasons[i].append("cooldown")
+            elif self._max_offers is not None and (
+                sum(1 for t in times if now - t < self._freq_window) >= self._max_offers
+            ):
+                reasons[i].append("frequency_cap")
+            else:
+                continue
+            keep = bool(masks[i, control])
+            masks[i] = False
+            masks[i, control] = keep
 
     def record(self, customer_id: str, now: float, action: int, cost: float) -> None:
         """Account for a decision that was made (and journaled)."""
-        self.used_count[action] += 1
-        self.used_money[action] += cost
-        ring = self._ring
-        pos = self._ring_pos
-        old = ring[pos]
-        if old >= 0:
-            self.traffic_counts[old] -= 1
-        ring[pos] = action
-        self.traffic_counts[action] += 1
-        pos += 1
-        self._ring_pos = 0 if pos == len(ring) else pos
-        if self._ring_filled < len(ring):
-            self._ring_filled += 1
-        if self._horizon > 0 and action != self.control_index:
-            _add_time(self._history, customer_id, float(now))
+        self.record_batch([customer_id], now, [action], [cost])
 
     def record_batch(
         self,
@@ -243,7 +283,7 @@ class Guardrails:
         actions: Sequence[int],
         costs: Sequence[float],
     ) -> None:
-        """:meth:`record` for decisions made together, in order (one call per batch)."""
+        """Account for decisions made together, in order (one call per batch)."""
         used_count, used_money = self.used_count, self.used_money
         ring, counts = self._ring, self.traffic_counts
         size = len(ring)
@@ -261,22 +301,26 @@ class Guardrails:
                 pos = 0
         self._ring_pos = pos
         self._ring_filled = min(self._ring_filled + len(actions), size)
+        if self._daily and self._roll(now):
+            for action, cost in zip(actions, costs, strict=True):
+                self.day_count[action] += 1
+                self.day_money[action] += cost
         if self._horizon > 0:
-            control = self.control_index
-            history = self._history
+            incentive = self._incentive
             at = float(now)
             for customer_id, action in zip(customer_ids, actions, strict=True):
-                if action != control:
-                    if customer_id in history:
-                        _add_time(history, customer_id, at)
-                    else:
-                        history[customer_id] = at
+                if incentive[action]:
+                    _add_time(self._history, customer_id, at)
+                    for k in self._caps_of[action]:
+                        _add_time(self._group_caps[k][4], customer_id, at)
 
     def restore(
         self,
         totals: dict[int, tuple[int, float]],
         recent_actions: Sequence[int],
-        history: dict[str, list[float]],
+        history: dict[str, list[tuple[float, int]]],
+        day_totals: dict[int, tuple[int, float]] | None = None,
+        now: float = 0.0,
     ) -> None:
         """Rebuild the state from the journal after a restart.
 
@@ -286,12 +330,20 @@ class Guardrails:
             Every decision ever made, per offer (the budgets' use).
         recent_actions : sequence of int
             Actions of the last ``traffic_window`` decisions, oldest first.
-        history : dict of customer id to list of float
-            Times of each customer's incentives within the cap/cooldown horizon, oldest first.
+        history : dict of customer id to list of (time, action)
+            Each customer's incentives within the caps' and cooldown's horizon, oldest first.
+        day_totals : dict of action index to (count, committed cost), optional
+            The decisions of the UTC day of ``now`` (the daily budgets' use).
+        now : float
         """
         for action, (count, money) in totals.items():
             self.used_count[action] = count
             self.used_money[action] = money
+        if day_totals is not None:
+            self._roll(now)
+            for action, (count, money) in day_totals.items():
+                self.day_count[action] = count
+                self.day_money[action] = money
         for action in recent_actions[-len(self._ring) :]:
             ring = self._ring
             old = ring[self._ring_pos]
@@ -302,7 +354,15 @@ class Guardrails:
             self._ring_pos = (self._ring_pos + 1) % len(ring)
             self._ring_filled = min(self._ring_filled + 1, len(ring))
         if self._horizon > 0:
-            self._history = {k: _entry(v) for k, v in history.items() if v}
+            self._history = {}
+            for _, _, _, _, own in self._group_caps:
+                own.clear()
+            for customer, events in history.items():
+                for t, action in events:
+                    if self._incentive[action]:
+                        _add_time(self._history, customer, float(t))
+                        for k in self._caps_of[action]:
+                            _add_time(self._group_caps[k][4], customer, float(t))
 
     def prune(self, now: float) -> int:
         """Forget per-customer history older than the cap and cooldown horizons.
@@ -311,22 +371,57 @@ class Guardrails:
         """
         if self._horizon <= 0:
             return 0
-        cutoff = now - self._horizon
-        gone = []
-        kept: dict[str, float | array[float]] = {}
-        for customer, entry in self._history.items():
-            keep = [t for t in _times(entry) if t > cutoff]
-            if keep:
-                kept[customer] = _entry(keep)
-            else:
-                gone.append(customer)
-        self._history = kept
-        return len(gone)
+        gone = _prune(self._history, now - self._horizon)
+        for _, _, _, window, own in self._group_caps:
+            _prune(own, now - window)
+        return gone
+
+    def budgets(self, now: float) -> dict[str, dict[str, float | None]]:
+        """Per offer or dimension value with a budget: ``used_<unit>`` and ``limit_<unit>`` for
+        the units ``count``, ``money``, ``count_per_day`` and ``money_per_day`` (the day of
+        ``now``); a limit is None where none is set."""
+        self._roll(now)
+        out: dict[str, dict[str, float | None]] = {}
+        for g in self.config.groups():
+            lim = g.limits
+            limits = (lim.budget_count, lim.budget_money, lim.budget_count_per_day,
+                      lim.budget_money_per_day)  # fmt: skip
+            if all(v is None for v in limits):
+                continue
+            used: tuple[list[Any], ...] = (
+                self.used_count, self.used_money, self.day_count, self.day_money
+            )  # fmt: skip
+            out[g.label] = {}
+            for unit, limit, counts in zip(BUDGET_UNITS, limits, used, strict=True):
+                out[g.label][f"used_{unit}"] = float(_total(counts, g.actions))
+                out[g.label][f"limit_{unit}"] = limit
+        return out
 
     @property
     def horizon(self) -> float:
         """How far back (seconds) per-customer history matters."""
         return self._horizon
+
+
+def _total(values: list[Any], actions: tuple[int, ...]) -> Any:
+    """The sum of ``values`` over a group's actions (the value itself for one action)."""
+    if len(actions) == 1:
+        return values[actions[0]]
+    return sum(values[a] for a in actions)
+
+
+def _prune(history: dict[str, float | array[float]], cutoff: float) -> int:
+    """Drop the times at or before ``cutoff`` (and customers left without any) in place."""
+    gone = []
+    for customer, entry in list(history.items()):
+        keep = [t for t in _times(entry) if t > cutoff]
+        if keep:
+            history[customer] = _entry(keep)
+        else:
+            gone.append(customer)
+    for customer in gone:
+        del history[customer]
+    return len(gone)
 
 
 def _times(entry: float | array[float]) -> Sequence[float]:

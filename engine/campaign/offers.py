@@ -23,28 +23,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.campaign.limits import LIMIT_KEYS, NO_LIMITS, Limits, parse_limits
 from engine.campaign.rules import Rule, parse_rule
 from engine.errors import ConfigError, InvalidInputError
 from engine.features.configcheck import (
     fail,
     get_float,
-    get_int,
     get_list,
     get_str,
     reject_unknown,
 )
 
-_OFFER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_OFFER_KEYS = (
-    "id",
-    "description",
-    "cost",
-    "attributes",
-    "eligible",
-    "budget_count",
-    "budget_money",
-    "max_traffic_share",
-)
+OFFER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_OFFER_KEYS = ("id", "description", "cost", "attributes", "eligible", *LIMIT_KEYS)
 
 
 @dataclass(frozen=True)
@@ -63,10 +54,10 @@ class Offer:
         Numeric offer features (used by the shared-parameter policy).
     rules : tuple of Rule
         Eligibility conditions, all of which must hold.
-    budget_count, budget_money : int or None, float or None
-        Lifetime limits on how many times the offer is made and on its committed cost.
-    max_traffic_share : float or None
-        Cap on the share of recent decisions the offer may take (for a newly added offer).
+    limits : Limits
+        Budgets (lifetime and per day) on how many times the offer is made and on its committed
+        cost, a cap on the share of recent decisions it may take (for a newly added offer), a
+        per-customer cap (see :mod:`engine.campaign.limits`).
     """
 
     id: str
@@ -77,9 +68,7 @@ class Offer:
     cost_months: float = 1.0
     attributes: tuple[tuple[str, float], ...] = ()
     rules: tuple[Rule, ...] = ()
-    budget_count: int | None = None
-    budget_money: float | None = None
-    max_traffic_share: float | None = None
+    limits: Limits = NO_LIMITS
 
     def cost_for(self, context: Mapping[str, Any]) -> float:
         """The offer's cost for this customer.
@@ -121,7 +110,7 @@ def parse_offer(item: Any, path: str) -> Offer:
         raise fail(path, "a table", item)
     reject_unknown(item, _OFFER_KEYS, path)
     offer_id = get_str(item, "id", path)
-    if not _OFFER_ID.match(offer_id):
+    if not OFFER_ID.match(offer_id):
         raise fail(f"{path}.id", "1-64 characters from letters, digits and _.:-", offer_id)
     description = item.get("description", "")
     if not isinstance(description, str):
@@ -143,15 +132,6 @@ def parse_offer(item: Any, path: str) -> Offer:
             rules.append(parse_rule(text))
         except ConfigError as exc:
             raise ConfigError(f"{path}.eligible[{i}]: {exc}") from None
-    budget_count = get_int(item, "budget_count", path, low=0) if "budget_count" in item else None
-    budget_money = (
-        get_float(item, "budget_money", path, low=0.0) if "budget_money" in item else None
-    )
-    max_share = (
-        get_float(item, "max_traffic_share", path, low=0.0, high=1.0, low_open=True)
-        if "max_traffic_share" in item
-        else None
-    )
     return Offer(
         id=offer_id,
         description=description,
@@ -161,9 +141,7 @@ def parse_offer(item: Any, path: str) -> Offer:
         cost_months=months,
         attributes=tuple(attrs),
         rules=tuple(rules),
-        budget_count=budget_count,
-        budget_money=budget_money,
-        max_traffic_share=max_share,
+        limits=parse_limits(item, path),
     )
 
 

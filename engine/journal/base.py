@@ -216,10 +216,11 @@ class JournalBackend(Protocol):
         process published must not be reused after a restart."""
         ...
 
-    def offer_totals(self) -> dict[str, records.OfferTotals]:
+    def offer_totals(self, since_us: int | None = None) -> dict[str, records.OfferTotals]:
         """Per chosen offer id: how many served decisions (immediate, or deferred and
         activated) chose it and their summed cost (budgets), archived decisions included; one
-        snapshot (a compaction is counted once)."""
+        snapshot (a compaction is counted once). With ``since_us``: those counted from then on
+        (at their time, or their activation's), for the daily budgets."""
         ...
 
     def recent_actions(self, n: int) -> list[str]:
@@ -239,9 +240,10 @@ class JournalBackend(Protocol):
         count, for every process's guardrails."""
         ...
 
-    def incentive_times(self, since_us: int, control_offer: str) -> Iterator[tuple[str, int]]:
-        """(customer_id, ts_us) of every served decision counted after ``since_us``, outside
-        the control group, whose offer is not ``control_offer`` (frequency caps, cooldowns):
+    def incentive_times(self, since_us: int, control_offer: str) -> Iterator[tuple[str, int, str]]:
+        """(customer_id, ts_us, action) of every served decision counted after ``since_us``,
+        outside the control group, whose offer is not ``control_offer`` (frequency caps,
+        cooldowns):
         immediate ones at their time in seq order, then activated ones at their activation's
         time in activation order (a customer's times are not sorted across the two)."""
         ...

@@ -5,8 +5,10 @@ The schema is docs/architecture.md, section "Logged-data schema".
 Columns: decision_id, timestamp (timestamp[us, UTC]), campaign, customer_id, context
 (fixed_size_list<float64>[d]; names in the schema metadata ``nbo.feature_names``), action,
 propensity, reward (net reward; null while pending or when a decision expired without a default),
-eligible (list<string>), explored, control, model_version. Metadata also carries
-``nbo.offer_ids`` and ``nbo.campaign``.
+eligible (list<string>), explored, control, model_version. A campaign with ``[[dimensions]]``
+has, after ``action`` (the combination id, ``"upgrade+email+now"``), a string column per
+dimension (``offer``, ``channel``, ...) and their names in ``nbo.dimensions``. Metadata also
+carries ``nbo.offer_ids`` and ``nbo.campaign``.
 
 The rows are read through :class:`~engine.journal.base.JournalBackend` (any backend: give
 :func:`export_parquet` an open journal, or the path of a SQLite file). Rows are streamed in
@@ -49,16 +51,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import NotFoundError
+from engine.features.combinations import SEPARATOR
 from engine.journal.base import JournalBackend
 from engine.journal.records import ExportedDecision
 from engine.journal.store import Journal
 
 CHUNK_ROWS = 65536
+#: Journal meta key holding a campaign's dimension names (JSON list, "offer" first).
+DIMENSIONS_META = "dimensions"
 _OFFER_LIST = pa.list_(pa.string())
 
 
-def logged_schema(n_features: int, metadata: dict[str, str] | None = None) -> pa.Schema:
-    """The Arrow schema of the logged-data table for contexts of width ``n_features``."""
+def logged_schema(
+    n_features: int, metadata: dict[str, str] | None = None, dimensions: Sequence[str] = ()
+) -> pa.Schema:
+    """The Arrow schema of the logged-data table for contexts of width ``n_features``; a
+    campaign with dimensions has a string column per dimension (``offer``, ``channel``, ...)
+    after ``action``, the combination id."""
     fields = [
         pa.field("decision_id", pa.string(), nullable=False),
         pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
@@ -66,6 +75,7 @@ def logged_schema(n_features: int, metadata: dict[str, str] | None = None) -> pa
         pa.field("customer_id", pa.string(), nullable=False),
         pa.field("context", pa.list_(pa.float64(), n_features), nullable=False),
         pa.field("action", pa.string(), nullable=False),
+        *(pa.field(name, pa.string()) for name in dimensions),
         pa.field("propensity", pa.float64(), nullable=False),
         pa.field("reward", pa.float64(), nullable=True),
         pa.field("eligible", pa.list_(pa.string())),
@@ -111,6 +121,7 @@ class LoggedLayout:
     feature_names: list[str]
     catalogs: frozenset[int]
     campaign_of: dict[int, str]
+    dimensions: tuple[str, ...] = ()
 
     @property
     def n_features(self) -> int:
@@ -122,7 +133,9 @@ class LoggedLayout:
 
     def table(self, rows: Sequence[ExportedDecision]) -> pa.Table:
         """``rows`` (each one that :meth:`fits`) as a table of :attr:`schema`."""
-        return _chunk_table(list(rows), self.schema, self.n_features, self.campaign_of)
+        return _chunk_table(
+            list(rows), self.schema, self.n_features, self.campaign_of, self.dimensions
+        )
 
 
 def logged_layout(journal: JournalBackend) -> LoggedLayout:
@@ -147,8 +160,13 @@ def logged_layout(journal: JournalBackend) -> LoggedLayout:
     encoder = journal.get_meta("encoder")  # running statistics, once they froze
     if encoder is not None:
         metadata["nbo.encoder"] = encoder  # nbo train copies it into its snapshot
+    stored = journal.get_meta(DIMENSIONS_META)
+    dimensions = tuple(json.loads(stored)) if stored else ()
+    if dimensions:
+        metadata["nbo.dimensions"] = stored or ""
     return LoggedLayout(
-        schema=logged_schema(len(feature_names), metadata),
+        schema=logged_schema(len(feature_names), metadata, dimensions),
+        dimensions=dimensions,
         campaign=campaign,
         offer_ids=offer_ids,
         feature_names=feature_names,
@@ -245,7 +263,11 @@ def export_parquet(
 
 
 def _chunk_table(
-    rows: list[ExportedDecision], schema: pa.Schema, d: int, campaign_of: dict[int, str]
+    rows: list[ExportedDecision],
+    schema: pa.Schema,
+    d: int,
+    campaign_of: dict[int, str],
+    dimensions: tuple[str, ...] = (),
 ) -> pa.Table:
     n = len(rows)
     flat = np.frombuffer(b"".join(r.context for r in rows), dtype=np.float64)
@@ -259,6 +281,7 @@ def _chunk_table(
         pa.array([r.customer_id for r in rows], pa.string()),
         context,
         pa.array([r.action for r in rows], pa.string()),
+        *_dimension_columns([r.action for r in rows], len(dimensions)),
         pa.array([r.propensity for r in rows], pa.float64()),
         pa.array([r.reward for r in rows], pa.float64()),
         pa.array([r.eligible.split(",") if r.eligible else [] for r in rows], _OFFER_LIST),
@@ -267,3 +290,15 @@ def _chunk_table(
         pa.array([r.model_version for r in rows], pa.string()),
     ]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _dimension_columns(actions: list[str], n_dimensions: int) -> list[pa.Array]:
+    """One column per dimension: each action's value (null for an action of another shape,
+    a decision made before the campaign had its dimensions)."""
+    if not n_dimensions:
+        return []
+    parts = [a.split(SEPARATOR) for a in actions]
+    return [
+        pa.array([p[k] if len(p) == n_dimensions else None for p in parts], pa.string())
+        for k in range(n_dimensions)
+    ]

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import NamedTuple
 
+from engine.features.combinations import SEPARATOR
 from engine.types import FloatArray
 
 
@@ -63,6 +64,10 @@ class DecisionRecord:
     deferred : bool
         Journaled inactive (``Decide(defer_activation=true)``): it counts nowhere (budgets,
         caps, lift, learning, export) until it is activated (:meth:`JournalBackend.activate`).
+    dimensions : tuple of str
+        A campaign with ``[[dimensions]]``: ``("offer", <dimension>, ...)``; ``offer_id`` is
+        then the chosen combination (``"upgrade+email+now"``, the logged action) and
+        :attr:`choices` its values. () otherwise. Not compared.
     """
 
     decision_id: str
@@ -81,6 +86,15 @@ class DecisionRecord:
     offer_ids: tuple[str, ...]
     replayed: bool = field(default=False, compare=False)
     deferred: bool = False
+    dimensions: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def choices(self) -> dict[str, str]:
+        """Dimension -> value of the decision (``{"offer": "upgrade", "channel": "email"}``),
+        {} for a campaign that decides the offer alone."""
+        if not self.dimensions:
+            return {}
+        return dict(zip(self.dimensions, self.offer_id.split(SEPARATOR), strict=True))
 
     @property
     def ranking(self) -> tuple[tuple[str, float], ...]:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.campaign.exploration import apply_exploration
+from engine.campaign.limits import DAY
 from engine.errors import ConfigError, CorruptModelError, NboError
 from engine.features import Encoder
 from engine.journal.base import JournalBackend
@@ -387,12 +388,22 @@ def restore_guardrails(
         if action in index
     }
     recent = [index[a] for a in journal.recent_actions(config.traffic_window) if a in index]
-    history: dict[str, list[float]] = {}
+    history: dict[str, list[tuple[float, int]]] = {}
     if guardrails.horizon > 0:
         cutoff_us = int((now - guardrails.horizon) * 1e6)
-        for customer, ts_us in journal.incentive_times(cutoff_us, config.control_offer):
-            history.setdefault(customer, []).append(ts_us / 1e6)
-        for times in history.values():  # activations come after the immediate decisions
-            if len(times) > 1:
-                times.sort()
-    guardrails.restore(totals, recent, history)
+        for customer, ts_us, action in journal.incentive_times(cutoff_us, config.control_offer):
+            if action in index:
+                history.setdefault(customer, []).append((ts_us / 1e6, index[action]))
+        for events in history.values():  # activations come after the immediate decisions
+            if len(events) > 1:
+                events.sort()
+    day_totals = None
+    if any(g.limits.budget_count_per_day is not None or g.limits.budget_money_per_day is not None
+           for g in config.groups()):  # fmt: skip
+        start_us = int((now // DAY) * DAY * 1e6)
+        day_totals = {
+            index[action]: (t.n_decisions, t.cost)
+            for action, t in journal.offer_totals(since_us=start_us).items()
+            if action in index
+        }
+    guardrails.restore(totals, recent, history, day_totals, now)

@@ -320,11 +320,11 @@ LIFT_SUMS_ARCHIVED = (
 # ``decisions`` and activated ones, at their activation's time, from ``activations``.
 _ACTIVATED = " FROM activations a JOIN decisions d ON d.seq = a.decision_seq"
 INCENTIVE_TIMES = (
-    "SELECT customer_id, ts_us FROM decisions WHERE ts_us > ? AND action != ? AND NOT control"
-    " AND NOT deferred ORDER BY seq"
+    "SELECT customer_id, ts_us, action FROM decisions WHERE ts_us > ? AND action != ?"
+    " AND NOT control AND NOT deferred ORDER BY seq"
 )
 ACTIVATED_INCENTIVE_TIMES = (
-    "SELECT d.customer_id, a.ts_us" + _ACTIVATED + " WHERE a.ts_us > ? AND d.action != ?"
+    "SELECT d.customer_id, a.ts_us, d.action" + _ACTIVATED + " WHERE a.ts_us > ? AND d.action != ?"
     " AND NOT d.control ORDER BY a.seq"
 )
 FIND_CATALOG = (
@@ -348,6 +348,13 @@ OFFER_TOTALS = (
 # One statement, so one snapshot: a compaction committing meanwhile is counted once, either as
 # rows or as archived totals, never both or neither.
 OFFER_TOTALS_ARCHIVED = OFFER_TOTALS + " UNION ALL SELECT action, n, cost FROM archived_offers"
+# Decisions counted from a time on (the daily budgets): never archived, as retention keeps a day.
+OFFER_TOTALS_SINCE = (
+    "SELECT action, COUNT(*), SUM(cost) FROM decisions WHERE NOT deferred AND ts_us >= ?"
+    " GROUP BY action UNION ALL SELECT d.action, COUNT(*), SUM(d.cost)"
+    + _ACTIVATED
+    + " WHERE a.ts_us >= ? GROUP BY d.action"
+)
 # The newest ? of each, then the newest ? of both by time (ties: by seq within their table).
 RECENT_ACTIONS = (
     "SELECT action FROM (SELECT * FROM (SELECT action, ts_us, seq FROM decisions"
@@ -938,12 +945,15 @@ class SQLJournal(ABC):
         rows = self._rows(LATEST_MODEL_VERSION)
         return str(rows[0][0]) if rows else None
 
-    def offer_totals(self) -> dict[str, OfferTotals]:
-        """Decisions and summed cost per chosen offer id, the archived ones included."""
+    def offer_totals(self, since_us: int | None = None) -> dict[str, OfferTotals]:
+        """Decisions and summed cost per chosen offer id, the archived ones included; with
+        ``since_us``, of the decisions counted from then on."""
         totals: dict[str, tuple[int, float]] = {}
-        for action, n, money in self._rows(
-            OFFER_TOTALS_ARCHIVED if self._has_archive() else OFFER_TOTALS
-        ):
+        if since_us is not None:
+            rows = self._rows(OFFER_TOTALS_SINCE, (since_us, since_us))
+        else:
+            rows = self._rows(OFFER_TOTALS_ARCHIVED if self._has_archive() else OFFER_TOTALS)
+        for action, n, money in rows:
             count, cost = totals.get(action, (0, 0.0))
             totals[action] = (count + int(n), cost + float(money or 0.0))
         return {a: OfferTotals(n, cost) for a, (n, cost) in totals.items()}
@@ -965,10 +975,10 @@ class SQLJournal(ABC):
         rows = self._rows(ACTIVATIONS_AFTER, (seq, limit))
         return [(int(q), str(c), int(t), str(a), float(m or 0.0)) for q, c, t, a, m in rows]
 
-    def incentive_times(self, since_us: int, control_offer: str) -> Iterator[tuple[str, int]]:
-        """(customer_id, ts_us) of counted decisions after ``since_us`` outside the control
-        group whose offer is not ``control_offer``: immediate ones in seq order, then activated
-        ones at their activation's time in activation order."""
+    def incentive_times(self, since_us: int, control_offer: str) -> Iterator[tuple[str, int, str]]:
+        """(customer_id, ts_us, action) of counted decisions after ``since_us`` outside the
+        control group whose offer is not ``control_offer``: immediate ones in seq order, then
+        activated ones at their activation's time in activation order."""
         params = (since_us, control_offer)
         return chain(
             self._scan(INCENTIVE_TIMES, params), self._scan(ACTIVATED_INCENTIVE_TIMES, params)

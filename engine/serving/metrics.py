@@ -41,6 +41,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from engine.campaign.guardrails import BUDGET_UNITS
 from engine.journal.monitor import version_of
 from engine.rollout import MODES
 
@@ -241,15 +242,17 @@ class ServerMetrics:
         )
         self.budget_used = Gauge(
             "nbo_budget_used",
-            "What an offer with a budget has used (unit count: decisions; money: summed "
-            "cost), as this process counts it, by campaign, offer and unit.",
+            "What an offer (or a dimension value, channel=call) with a budget has used (unit "
+            "count: decisions; money: summed cost; count_per_day, money_per_day: the same "
+            "today, UTC), as this process counts it, by campaign, offer and unit.",
             ["campaign", "offer", "unit"],
             registry=r,
             multiprocess_mode="livemax",
         )
         self.budget_limit = Gauge(
             "nbo_budget_limit",
-            "An offer's budget (unit count or money), by campaign, offer and unit.",
+            "An offer's (or dimension value's) budget (unit count, money, count_per_day or "
+            "money_per_day), by campaign, offer and unit.",
             ["campaign", "offer", "unit"],
             registry=r,
             multiprocess_mode="livemax",
@@ -411,7 +414,7 @@ class ServerMetrics:
             self.model_version.labels(campaign), lambda: float(version_of(engine.model_version))
         )
         for offer, budget in engine.budgets().items():
-            for unit in ("count", "money"):
+            for unit in BUDGET_UNITS:
                 limit = budget[f"limit_{unit}"]
                 if limit is None:
                     continue

@@ -102,7 +102,7 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         name, engine, decider = self._campaigns.get(request.campaign)
         customer_id = codec.check_id(request.customer_id, "customer_id")
         attributes = codec.context_to_dict(request.context)
-        candidates = codec.candidates_of(request.candidates, engine.offer_ids)
+        candidates = codec.candidates_of(request.candidates, engine.candidate_names)
         baseline = request.baseline_offer or None
         probabilities = dict(request.probabilities) or None
         _check_deadline(context)
@@ -118,7 +118,7 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
                 self._metrics.record_decisions(name, (d.offer_id,), (d.explored,), (d.control,))
         else:  # counted by the batcher, once per batch
             d = await decider.decide(customer_id, attributes, candidates, baseline)
-        return pb.DecideResponse(
+        response = pb.DecideResponse(
             decision_id=d.decision_id,
             offer_id=d.offer_id,
             propensity=d.propensity,
@@ -131,6 +131,12 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
             reasons=d.reasons,
             deferred=d.deferred,
         )
+        if d.dimensions:  # the offer in offer_id, every dimension's value in choices
+            choices = d.choices
+            response.offer_id = choices["offer"]
+            response.action = d.offer_id
+            response.choices.update(choices)
+        return response
 
     async def DecideBatch(
         self, request: pb.DecideBatchRequest, context: Any
@@ -155,7 +161,7 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
             raise InvalidInputError("rows, dense", "exactly one of the two forms", got)
         if has_dense:
             customer_ids, contexts = codec.dense_to_contexts(request.dense, self._max_batch_rows)
-            candidates = codec.candidates_of(request.candidates, engine.offer_ids)
+            candidates = codec.candidates_of(request.candidates, engine.candidate_names)
             baselines = list(request.baseline_offers) or None  # the Engine checks one per row
         else:
             if request.candidates:
@@ -163,7 +169,7 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
                     "candidates", "empty with the row form (rows carry their own)", "a list"
                 )
             customer_ids, contexts, per_row = codec.rows_to_contexts(
-                request.rows, self._max_batch_rows, engine.offer_ids
+                request.rows, self._max_batch_rows, engine.candidate_names
             )
             candidates = None if all(c is None for c in per_row) else per_row
             if request.baseline_offers:
@@ -198,6 +204,13 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
             request_id=request_id_var.get(),
             campaign=name,
         )
+        if batch[0].dimensions:  # offer_ids hold the offers, actions the combinations
+            response.actions.extend(offer_ids)
+            del response.offer_ids[:]
+            for d in batch:
+                choices = d.choices
+                response.choices.add().values.update(choices)
+                response.offer_ids.append(choices["offer"])
         if request.include_scores:
             response.scores.extend(np.concatenate([d.scores for d in batch]))
         return response

@@ -248,7 +248,7 @@ BAD_CONFIGS = [
         ["basic", "basic"],
         r"^features\.categorical\[0\]\.values: expected distinct values",
     ),
-    ("offerz", [], r"^offerz: unknown key; expected one of campaign, features"),
+    ("offerz", [], r"^offerz: unknown key; expected one of campaign, combinations, dimensions"),
 ]
 
 
@@ -505,10 +505,10 @@ def test_restore_matches_recorded_state():
         log.append((f"c{i % 4}", i * 3600.0, action, 40.0 * action))
     restored = Guardrails(cfg)
     totals = {1: (15, 600.0), 0: (15, 0.0)}
-    history: dict[str, list[float]] = {}
+    history: dict[str, list[tuple[float, int]]] = {}
     for customer, t, action, _ in log:
         if action:
-            history.setdefault(customer, []).append(t)
+            history.setdefault(customer, []).append((t, action))
     restored.restore(totals, [a for _, _, a, _ in log], history)
     now = 30 * 3600.0
     for customer in ("c0", "c1", "c2", "c3"):

@@ -220,9 +220,11 @@ def test_what_recovery_reads(backend):
     assert backend.recent_actions(99) == ["gift", "none", "gift", "upgrade", "gift"]
     # Outside the control group, not the control offer, after 1 s: d4 (c1) and d5 (c5).
     assert list(backend.incentive_times(1_000_000, "none")) == [
-        ("c1", 4_000_000),
-        ("c5", 5_000_000),
+        ("c1", 4_000_000, "upgrade"),
+        ("c5", 5_000_000, "gift"),
     ]
+    # The daily budgets' read: decisions counted from a time on (d3 at 3 s onwards).
+    assert backend.offer_totals(since_us=3_000_000) == {"gift": (2, 4.5), "upgrade": (1, 10.0)}
 
 
 def test_what_export_and_lift_read(backend):

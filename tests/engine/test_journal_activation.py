@@ -112,7 +112,7 @@ def test_budgets_caps_and_the_sync_count_a_deferred_decision_from_its_activation
     assert before == {
         "totals": {"gift": (1, 2.0), "none": (1, 0.0)},
         "recent": ["gift", "none"],
-        "incentives": [("c1", S)],
+        "incentives": [("c1", S, "gift")],
         "decisions": [("c1", S, "gift", 2.0), ("c4", 5 * S, "none", 0.0)],
         "activations": [],
     }
@@ -121,7 +121,7 @@ def test_budgets_caps_and_the_sync_count_a_deferred_decision_from_its_activation
     assert after == {
         "totals": {"gift": (1, 2.0), "none": (1, 0.0), "upgrade": (1, 10.0)},
         "recent": ["gift", "none", "upgrade"],  # by time: the activation is the newest
-        "incentives": [("c1", S), ("c2", 9 * S)],  # at the activation's time
+        "incentives": [("c1", S, "gift"), ("c2", 9 * S, "upgrade")],  # at the activation's time
         "decisions": before["decisions"],
         "activations": [("c2", 9 * S, "upgrade", 10.0)],
     }

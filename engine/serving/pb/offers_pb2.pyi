@@ -91,7 +91,14 @@ class DecideRequest(_message.Message):
     def __init__(self, campaign: _Optional[str] = ..., customer_id: _Optional[str] = ..., context: _Optional[_Union[Context, _Mapping]] = ..., candidates: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., baseline_offer: _Optional[str] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., defer_activation: _Optional[bool] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
-    __slots__ = ("decision_id", "offer_id", "propensity", "explored", "control", "model_version", "ranking", "request_id", "campaign", "reasons", "deferred")
+    __slots__ = ("decision_id", "offer_id", "propensity", "explored", "control", "model_version", "ranking", "request_id", "campaign", "reasons", "deferred", "choices", "action")
+    class ChoicesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     OFFER_ID_FIELD_NUMBER: _ClassVar[int]
     PROPENSITY_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +110,8 @@ class DecideResponse(_message.Message):
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
     DEFERRED_FIELD_NUMBER: _ClassVar[int]
+    CHOICES_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     offer_id: str
     propensity: float
@@ -114,7 +123,22 @@ class DecideResponse(_message.Message):
     campaign: str
     reasons: _containers.RepeatedScalarFieldContainer[str]
     deferred: bool
-    def __init__(self, decision_id: _Optional[str] = ..., offer_id: _Optional[str] = ..., propensity: _Optional[float] = ..., explored: _Optional[bool] = ..., control: _Optional[bool] = ..., model_version: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[RankedOffer, _Mapping]]] = ..., request_id: _Optional[str] = ..., campaign: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., deferred: _Optional[bool] = ...) -> None: ...
+    choices: _containers.ScalarMap[str, str]
+    action: str
+    def __init__(self, decision_id: _Optional[str] = ..., offer_id: _Optional[str] = ..., propensity: _Optional[float] = ..., explored: _Optional[bool] = ..., control: _Optional[bool] = ..., model_version: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[RankedOffer, _Mapping]]] = ..., request_id: _Optional[str] = ..., campaign: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., deferred: _Optional[bool] = ..., choices: _Optional[_Mapping[str, str]] = ..., action: _Optional[str] = ...) -> None: ...
+
+class Choices(_message.Message):
+    __slots__ = ("values",)
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.ScalarMap[str, str]
+    def __init__(self, values: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class DecideRow(_message.Message):
     __slots__ = ("customer_id", "context", "candidates", "baseline_offer", "probabilities")
@@ -172,7 +196,7 @@ class DecideBatchRequest(_message.Message):
     def __init__(self, campaign: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[DecideRow, _Mapping]]] = ..., dense: _Optional[_Union[DenseContexts, _Mapping]] = ..., candidates: _Optional[_Iterable[str]] = ..., include_scores: _Optional[bool] = ..., request_id: _Optional[str] = ..., baseline_offers: _Optional[_Iterable[str]] = ..., defer_activation: _Optional[bool] = ...) -> None: ...
 
 class DecideBatchResponse(_message.Message):
-    __slots__ = ("decision_ids", "offer_ids", "propensities", "explored", "control", "model_versions", "score_offer_ids", "scores", "request_id", "campaign")
+    __slots__ = ("decision_ids", "offer_ids", "propensities", "explored", "control", "model_versions", "score_offer_ids", "scores", "request_id", "campaign", "choices", "actions")
     DECISION_IDS_FIELD_NUMBER: _ClassVar[int]
     OFFER_IDS_FIELD_NUMBER: _ClassVar[int]
     PROPENSITIES_FIELD_NUMBER: _ClassVar[int]
@@ -183,6 +207,8 @@ class DecideBatchResponse(_message.Message):
     SCORES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    CHOICES_FIELD_NUMBER: _ClassVar[int]
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
     decision_ids: _containers.RepeatedScalarFieldContainer[str]
     offer_ids: _containers.RepeatedScalarFieldContainer[str]
     propensities: _containers.RepeatedScalarFieldContainer[float]
@@ -193,7 +219,9 @@ class DecideBatchResponse(_message.Message):
     scores: _containers.RepeatedScalarFieldContainer[float]
     request_id: str
     campaign: str
-    def __init__(self, decision_ids: _Optional[_Iterable[str]] = ..., offer_ids: _Optional[_Iterable[str]] = ..., propensities: _Optional[_Iterable[float]] = ..., explored: _Optional[_Iterable[bool]] = ..., control: _Optional[_Iterable[bool]] = ..., model_versions: _Optional[_Iterable[str]] = ..., score_offer_ids: _Optional[_Iterable[str]] = ..., scores: _Optional[_Iterable[float]] = ..., request_id: _Optional[str] = ..., campaign: _Optional[str] = ...) -> None: ...
+    choices: _containers.RepeatedCompositeFieldContainer[Choices]
+    actions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, decision_ids: _Optional[_Iterable[str]] = ..., offer_ids: _Optional[_Iterable[str]] = ..., propensities: _Optional[_Iterable[float]] = ..., explored: _Optional[_Iterable[bool]] = ..., control: _Optional[_Iterable[bool]] = ..., model_versions: _Optional[_Iterable[str]] = ..., score_offer_ids: _Optional[_Iterable[str]] = ..., scores: _Optional[_Iterable[float]] = ..., request_id: _Optional[str] = ..., campaign: _Optional[str] = ..., choices: _Optional[_Iterable[_Union[Choices, _Mapping]]] = ..., actions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RewardRequest(_message.Message):
     __slots__ = ("campaign", "decision_id", "value", "components", "request_id")
