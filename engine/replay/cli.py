@@ -20,6 +20,7 @@ from engine.replay.candidates import (
     parse_policy,
 )
 from engine.replay.data import LoggedData
+from engine.replay.dimensions import hold_dimensions, logged_dimensions
 from engine.replay.estimators import ESTIMATORS, INTERVAL_METHODS
 from engine.replay.external import external_candidate
 from engine.replay.fanout import Runner, check_reachable
@@ -92,6 +93,15 @@ def register(subparsers: Any) -> None:
         default="bootstrap",
         choices=INTERVAL_METHODS,
         help="confidence interval method [%(default)s]",
+    )
+    evaluate.add_argument(
+        "--hold",
+        default="",
+        metavar="DIMENSIONS",
+        help="logs of a campaign with [[dimensions]]: the candidates choose only the other "
+        "dimensions, each row keeping its logged values of these (comma list, e.g. "
+        "channel,timing: 'nbo for the offer, the current rule for the channel and timing') "
+        "[%(default)s: none held]",
     )
     evaluate.add_argument(
         "--cluster",
@@ -455,6 +465,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if not candidates:
         print("no --policy given: scoring the baselines only", file=sys.stderr)
     data = _load(args)
+    if args.hold:
+        held = [h.strip() for h in args.hold.split(",") if h.strip()]
+        data = hold_dimensions(data, logged_dimensions(args.logs), held)
     control = _control_action(data, args.control_offer)
     if args.workers is not None or args.ray_address is not None:
         workers = args.workers
