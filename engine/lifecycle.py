@@ -112,7 +112,6 @@ class ModelLifecycle:
         )
 
     def _check(self, data: bytes, source: str, old_offer_ids: list[str] | None = None) -> Candidate:
-        shared = self.config.policy["name"] == "shared"
         return check_candidate(
             data,
             source,
@@ -121,7 +120,7 @@ class ModelLifecycle:
             offer_ids=self.config.offer_ids,
             policy_spec=self.config.policy,
             old_offer_ids=old_offer_ids,
-            offer_features=self.config.offer_features() if shared else None,
+            offer_features=self.config.policy_offer_features(),
             shape=self.shape(),
         )
 

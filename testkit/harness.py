@@ -54,19 +54,25 @@ def run_threads(work: Callable[[int], object], n: int, timeout: float) -> None:
         t.join(timeout)
 
 
-def campaign_config(tmp: Path, **learning: Any) -> Path:
-    """A copy of examples/renewal.toml with a faster publish/checkpoint cadence (so kills land
-    between snapshots and recovery replays the journal after the newest one)."""
+def campaign_config(tmp: Path, source: Path = RENEWAL, **learning: Any) -> Path:
+    """A copy of examples/renewal.toml (or ``source``, a campaign over the same customers)
+    with a faster publish/checkpoint cadence (so kills land between snapshots and recovery
+    replays the journal after the newest one)."""
     settings = {"publish_every_rewards": 10, "checkpoint_every_rewards": 60}
     settings.update(learning)
-    text = RENEWAL.read_text()
+    text = source.read_text()
     for key, value in settings.items():
         lines = [ln for ln in text.splitlines() if ln.startswith(f"{key} = ")]
         assert len(lines) == 1, key
         text = text.replace(lines[0], f"{key} = {value!r}".replace("'", '"'))
-    path = tmp / "renewal.toml"
+    path = tmp / source.name
     path.write_text(text)
     return path
+
+
+def campaign_name(config: Path) -> str:
+    """The campaign a config file names (its journal and snapshot directory are named so)."""
+    return load_campaign(config).name
 
 
 # ---------------------------------------------------------------------- the server process
@@ -250,7 +256,9 @@ def rebuilt_policy(journal: Journal, config_path: Path) -> tuple[Policy, int]:
     config = load_campaign(config_path)
     offer_ids = list(config.offer_ids)
     (n_features,) = {len(f) for _, _, f in journal.catalogs().values()}  # one schema in these runs
-    policy = make_policy(config.policy, len(offer_ids), n_features)
+    policy = make_policy(
+        config.policy, len(offer_ids), n_features, offer_features=config.policy_offer_features()
+    )
     rows = journal.query(
         "SELECT d.context, d.action, d.propensity, r.reward FROM rewards r"
         " JOIN decisions d ON d.seq = r.decision_seq WHERE r.reward IS NOT NULL ORDER BY r.seq"
@@ -280,19 +288,22 @@ def check_acknowledged(journal: Journal, acks: Acks) -> None:
     assert not wrong, f"stored reward values differ from the acknowledged ones: {wrong[:3]}"
 
 
-def served_model(server: ServeProcess, data_dir: Path) -> tuple[dict[str, Any], Policy]:
+def served_model(
+    server: ServeProcess, data_dir: Path, campaign: str = "renewal"
+) -> tuple[dict[str, Any], Policy]:
     """Ask the server for a snapshot (applies every journaled reward) and read it back."""
     with server.client() as c:
-        version = c.snapshot()
-    return read_snapshot(data_dir / "snapshots" / "renewal" / f"{version}.snap")
+        version = c.snapshot(campaign=campaign)
+    return read_snapshot(data_dir / "snapshots" / campaign / f"{version}.snap")
 
 
 def check_model(server: ServeProcess, data_dir: Path, config: Path) -> int:
     """The model the server decides with equals the one rebuilt from its journal.
 
     Returns the number of rewards the model has learned from."""
-    header, model = served_model(server, data_dir)
-    journal = Journal(data_dir / "renewal.journal.sqlite", readonly=True)
+    name = campaign_name(config)
+    header, model = served_model(server, data_dir, name)
+    journal = Journal(data_dir / f"{name}.journal.sqlite", readonly=True)
     try:
         rebuilt, n_rows = rebuilt_policy(journal, config)
     finally:
@@ -372,7 +383,7 @@ def kill_cycles(
 def check_after_restart(
     server: ServeProcess, data_dir: Path, config: Path, acks: Acks, rng: random.Random
 ) -> None:
-    journal = Journal(data_dir / "renewal.journal.sqlite", readonly=True)
+    journal = Journal(data_dir / f"{campaign_name(config)}.journal.sqlite", readonly=True)
     try:
         check_acknowledged(journal, acks)
     finally:

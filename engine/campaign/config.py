@@ -286,6 +286,11 @@ class CampaignConfig:
         tables += [_attribute_table(d.values) for d in self.dimensions]
         return combination_features(np.asarray(self.codes, dtype=np.int64), sizes, tables)
 
+    def policy_offer_features(self) -> FloatArray | None:
+        """What :func:`engine.policies.make_policy` takes as ``offer_features`` for this
+        campaign's policy: :meth:`offer_features` for the shared policy, else None."""
+        return self.offer_features() if self.policy["name"] == "shared" else None
+
     def retention_floor(self) -> tuple[float, str]:
         """The shortest retention, in days, that keeps what the engine reads from its journal,
         and the key that sets it with why it is read.
@@ -620,7 +625,7 @@ def _check_policy(probe: CampaignConfig) -> None:
             policy,
             probe.n_actions,
             probe.schema.n_features,
-            offer_features=probe.offer_features() if policy["name"] == "shared" else None,
+            offer_features=probe.policy_offer_features(),
         )
     except InvalidInputError as exc:
         # The message without make_policy's own field name: the key path replaces it.

@@ -106,9 +106,7 @@ class ModelFollower:
         self._lock = threading.RLock()
         self._clock = clock if clock is not None else time.monotonic
         self.poll_seconds = poll_seconds
-        self._offer_features = (
-            config.offer_features() if config.policy["name"] == "shared" else None
-        )
+        self._offer_features = config.policy_offer_features()
         fresh = make_policy(
             config.policy,
             len(config.offer_ids),

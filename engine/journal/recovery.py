@@ -267,7 +267,7 @@ def start_learner(
     froze) or else from the restored model's header. ``share_models``: see
     :class:`~engine.journal.learner.Learner` (the ``--role learn`` process).
     """
-    offer_features = config.offer_features() if config.policy["name"] == "shared" else None
+    offer_features = config.policy_offer_features()
     ids = config.offer_ids
     names = encoder.feature_names
     fresh = make_policy(config.policy, len(ids), encoder.n_features, offer_features=offer_features)
