@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from engine.campaign.limits import LIMIT_KEYS, NO_LIMITS, Limits, parse_limits
-from engine.campaign.offers import OFFER_ID, Offer
+from engine.campaign.offers import Offer, parse_described
 from engine.campaign.rules import Rule, parse_rule
 from engine.errors import ConfigError
 from engine.features.combinations import combination_id
@@ -171,31 +171,13 @@ def _parse_value(item: Any, path: str) -> DimensionValue:
     if not isinstance(item, dict):
         raise fail(path, "an id or a table with an id", item)
     reject_unknown(item, _VALUE_KEYS, path)
-    value_id = get_str(item, "id", path)
-    if not OFFER_ID.match(value_id):
-        raise fail(f"{path}.id", "1-64 characters from letters, digits and _.:-", value_id)
-    description = item.get("description", "")
-    if not isinstance(description, str):
-        raise fail(f"{path}.description", "a string", description)
-    attributes = item.get("attributes", {})
-    if not isinstance(attributes, dict):
-        raise fail(f"{path}.attributes", "a table of numbers", attributes)
-    rules = []
-    for k, text in enumerate(get_list(item, "eligible", path, default=[])):
-        if not isinstance(text, str):
-            raise fail(f"{path}.eligible[{k}]", "a condition string like 'age >= 18'", text)
-        try:
-            rules.append(parse_rule(text))
-        except ConfigError as exc:
-            raise ConfigError(f"{path}.eligible[{k}]: {exc}") from None
+    value_id, description, attributes, rules = parse_described(item, path)
     return DimensionValue(
         id=value_id,
         description=description,
         cost=get_float(item, "cost", path, default=0.0, low=0.0),
-        attributes=tuple(
-            (key, get_float(attributes, key, f"{path}.attributes")) for key in attributes
-        ),
-        rules=tuple(rules),
+        attributes=attributes,
+        rules=rules,
         limits=parse_limits(item, path),
     )
 

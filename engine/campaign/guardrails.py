@@ -143,22 +143,18 @@ class Guardrails:
         common: list[int] = []
         reasons: list[str] = []
         money: list[Any] = []
-        for actions, label, count_limit, money_limit in self._budgets:
-            if count_limit is not None and _total(self.used_count, actions) >= count_limit:
-                common.extend(actions)
-                reasons.append(f"budget_count:{label}")
-            elif money_limit is not None:
-                used = _total(self.used_money, actions)
-                money.append((actions, used, money_limit, f"budget_money:{label}"))
+        budgets = [(self._budgets, self.used_count, self.used_money, "")]
         if self._daily:
             self._roll(now)
-            for actions, label, count_limit, money_limit in self._daily:
-                if count_limit is not None and _total(self.day_count, actions) >= count_limit:
+            budgets.append((self._daily, self.day_count, self.day_money, "_per_day"))
+        for limits, counts, spent, per in budgets:
+            for actions, label, count_limit, money_limit in limits:
+                if count_limit is not None and _total(counts, actions) >= count_limit:
                     common.extend(actions)
-                    reasons.append(f"budget_count_per_day:{label}")
+                    reasons.append(f"budget_count{per}:{label}")
                 elif money_limit is not None:
-                    used = _total(self.day_money, actions)
-                    money.append((actions, used, money_limit, f"budget_money_per_day:{label}"))
+                    used = _total(spent, actions)
+                    money.append((actions, used, money_limit, f"budget_money{per}:{label}"))
         if self._capped and self._ring_filled:
             for actions, label, share in self._capped:
                 if all(a in common for a in actions):

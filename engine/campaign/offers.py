@@ -109,19 +109,36 @@ def parse_offer(item: Any, path: str) -> Offer:
     if not isinstance(item, dict):
         raise fail(path, "a table", item)
     reject_unknown(item, _OFFER_KEYS, path)
-    offer_id = get_str(item, "id", path)
-    if not OFFER_ID.match(offer_id):
-        raise fail(f"{path}.id", "1-64 characters from letters, digits and _.:-", offer_id)
+    offer_id, description, attrs, rules = parse_described(item, path)
+    fixed, share, of, months = _parse_cost(item.get("cost", 0.0), f"{path}.cost")
+    return Offer(
+        id=offer_id,
+        description=description,
+        fixed_cost=fixed,
+        cost_share=share,
+        cost_field=of,
+        cost_months=months,
+        attributes=attrs,
+        rules=rules,
+        limits=parse_limits(item, path),
+    )
+
+
+def parse_described(
+    item: dict[str, Any], path: str
+) -> tuple[str, str, tuple[tuple[str, float], ...], tuple[Rule, ...]]:
+    """The keys an offer and a dimension value share: ``id`` (letters, digits, ``_.:-``),
+    ``description``, numeric ``attributes`` and ``eligible`` rules; errors name ``path``."""
+    item_id = get_str(item, "id", path)
+    if not OFFER_ID.match(item_id):
+        raise fail(f"{path}.id", "1-64 characters from letters, digits and _.:-", item_id)
     description = item.get("description", "")
     if not isinstance(description, str):
         raise fail(f"{path}.description", "a string", description)
-    fixed, share, of, months = _parse_cost(item.get("cost", 0.0), f"{path}.cost")
     attributes = item.get("attributes", {})
     if not isinstance(attributes, dict):
         raise fail(f"{path}.attributes", "a table of numbers", attributes)
-    attrs = []
-    for key in attributes:
-        attrs.append((key, get_float(attributes, key, f"{path}.attributes")))
+    attrs = tuple((key, get_float(attributes, key, f"{path}.attributes")) for key in attributes)
     rules = []
     for i, text in enumerate(get_list(item, "eligible", path, default=[])):
         if not isinstance(text, str):
@@ -132,17 +149,7 @@ def parse_offer(item: Any, path: str) -> Offer:
             rules.append(parse_rule(text))
         except ConfigError as exc:
             raise ConfigError(f"{path}.eligible[{i}]: {exc}") from None
-    return Offer(
-        id=offer_id,
-        description=description,
-        fixed_cost=fixed,
-        cost_share=share,
-        cost_field=of,
-        cost_months=months,
-        attributes=tuple(attrs),
-        rules=tuple(rules),
-        limits=parse_limits(item, path),
-    )
+    return item_id, description, attrs, tuple(rules)
 
 
 def _parse_cost(raw: Any, path: str) -> tuple[float, float, str | None, float]:
