@@ -18,6 +18,7 @@ from engine.kernels.choice import (
 )
 from engine.kernels.contextfree import beta_win_probabilities, ucb1_scores
 from engine.kernels.ridge import (
+    kron_predict,
     pooled_noise,
     refactor,
     ridge_choose_greedy,
@@ -38,6 +39,7 @@ __all__ = [
     "first_not_probability",
     "first_outside",
     "gaussian_win_probability",
+    "kron_predict",
     "norm_cdf",
     "norm_ppf",
     "pooled_noise",
@@ -65,6 +67,9 @@ def prepare() -> None:
         widths = np.empty((n, k))
         ridge_predict(X, theta, A_inv, 1.0, out, widths)
         ridge_predict(X, theta, A_inv[:0], 0.0, out, widths)
+        G = np.ones((k, 1))
+        kron_predict(X, G, theta[0], A_inv[0], 1.0, out, widths)
+        kron_predict(X, G, theta[0], A_inv[0, :0, :0], 0.0, out, widths)
         mask = np.ones((n, k), dtype=np.bool_)
         actions = np.empty(n, np.int64)
         props = np.empty(n)

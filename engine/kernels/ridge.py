@@ -105,6 +105,78 @@ def ridge_predict(
                 scores[start + i, a] += alpha * w
 
 
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def kron_predict(
+    X: np.ndarray,
+    G: np.ndarray,
+    theta: np.ndarray,
+    A_inv: np.ndarray,
+    alpha: float,
+    scores: np.ndarray,
+    widths: np.ndarray,
+) -> None:
+    """:func:`ridge_predict` of one model over the joint features z = x (x) g (flattened as
+    ``z[i * q + k] = x[i] * g[k]``) of every row x of X and every row g of G, without forming z.
+
+    For each row the q x q matrix P[k, l] = sum_ij x_i x_j A_inv[i q + k, j q + l] is built once
+    (d^2 q^2 work); each action's width is then sqrt(g' P g) and its mean g . (Theta x), so a
+    row costs d^2 q^2 + n_actions q^2 instead of n_actions d^2 q^2 (SharedLinear over many
+    combinations). Pass an ``A_inv`` of shape (0, 0) to skip the widths.
+
+    Parameters
+    ----------
+    X : array of shape (n_rounds, d)
+    G : array of shape (n_actions, q)
+    theta : array of shape (d * q,)
+    A_inv : array of shape (d * q, d * q) or (0, 0)
+    scores, widths : arrays of shape (n_rounds, n_actions), written
+    """
+    n, d = X.shape
+    k_actions, q = G.shape
+    with_width = A_inv.shape[0] == d * q
+    P = np.empty((q, q))
+    t = np.empty(q)
+    for r in range(n):
+        x = X[r]
+        for k in range(q):
+            s = 0.0
+            for i in range(d):
+                s += x[i] * theta[i * q + k]
+            t[k] = s
+        if with_width:
+            P[:, :] = 0.0
+            for i in range(d):
+                xi = x[i]
+                if xi == 0.0:
+                    continue
+                for j in range(d):
+                    xij = xi * x[j]
+                    if xij == 0.0:
+                        continue
+                    for k in range(q):
+                        row = i * q + k
+                        for m in range(q):
+                            P[k, m] += xij * A_inv[row, j * q + m]
+        for a in range(k_actions):
+            s = 0.0
+            for k in range(q):
+                s += G[a, k] * t[k]
+            w = 0.0
+            if with_width:
+                form = 0.0
+                for k in range(q):
+                    gk = G[a, k]
+                    if gk == 0.0:
+                        continue
+                    acc = 0.0
+                    for m in range(q):
+                        acc += P[k, m] * G[a, m]
+                    form += gk * acc
+                w = math.sqrt(form) if form > 0.0 else 0.0
+                widths[r, a] = w
+            scores[r, a] = s + alpha * w
+
+
 @njit(cache=True, nogil=True)
 def refactor(A: np.ndarray, A_inv: np.ndarray, b: np.ndarray, theta: np.ndarray, a: int) -> None:
     """Recompute A_inv[a] and theta[a] from the exactly accumulated A[a] and b[a]."""

@@ -14,11 +14,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from engine.errors import InvalidInputError
-from engine.kernels import choose_greedy, ridge_predict
+from engine.kernels import choose_greedy, kron_predict, ridge_predict
 from engine.policies.base import Decision
 from engine.policies.linear import ALPHA, AUTO_OR_POSITIVE, NON_NEGATIVE, RidgeModels, auto_or_float
 from engine.types import BoolArray, FloatArray, IntArray
 from engine.validation import ArrayLike, ParameterConstraints, float_array
+
+#: Offers per offer-feature column from which choose scores the Kronecker structure directly
+#: (the same numbers up to summation order, far less work with many combinations).
+KRON_RATIO = 2
 
 
 class SharedLinear(RidgeModels):
@@ -91,9 +95,13 @@ class SharedLinear(RidgeModels):
     def n_joint_features(self) -> int:
         return int(self.A_.shape[1])
 
+    def _offer_block(self) -> FloatArray:
+        """[1, f_a] of every offer, shape (n_actions, n_offer_features + 1)."""
+        return np.hstack([np.ones((self.offer_features.shape[0], 1)), self.offer_features])
+
     def _joint(self, X: FloatArray, actions: IntArray | None = None) -> FloatArray:
         """Joint features: (n_rounds * n_actions, D) for all offers, else (n_rounds, D)."""
-        F1 = np.hstack([np.ones((self.offer_features.shape[0], 1)), self.offer_features])
+        F1 = self._offer_block()
         if actions is None:
             Z = X[:, None, :, None] * F1[None, :, None, :]
         else:
@@ -102,18 +110,22 @@ class SharedLinear(RidgeModels):
 
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
         n = X.shape[0]
-        Z = self._joint(X)
-        flat = np.empty((Z.shape[0], 1))
-        widths = np.empty((Z.shape[0], 1))
-        ridge_predict(
-            Z,
-            self.theta_,
-            self.A_inv_ if self.alpha > 0 else self.A_inv_[:0],
-            self.alpha * self.noise_level(),
-            flat,
-            widths,
-        )
-        scores = flat.reshape(n, self.n_actions)
+        width = self.alpha * self.noise_level()
+        F1 = self._offer_block()
+        if self.n_actions >= KRON_RATIO * F1.shape[1]:
+            # Many offers (combinations) per offer feature: score the Kronecker structure of
+            # z = x (x) [1, f] directly, one q x q form per row instead of a D x D one per offer.
+            scores = np.empty((n, self.n_actions))
+            widths = np.empty((n, self.n_actions))
+            A_inv = self.A_inv_[0] if self.alpha > 0 else self.A_inv_[0, :0, :0]
+            kron_predict(X, F1, self.theta_[0], A_inv, width, scores, widths)
+        else:
+            Z = self._joint(X)
+            flat = np.empty((Z.shape[0], 1))
+            widths = np.empty((Z.shape[0], 1))
+            A_inv = self.A_inv_ if self.alpha > 0 else self.A_inv_[:0]
+            ridge_predict(Z, self.theta_, A_inv, width, flat, widths)
+            scores = flat.reshape(n, self.n_actions)
         actions, props, explored = self._outputs(n)
         choose_greedy(
             scores, mask, 0.0, self.min_propensity, self.rng_state_, actions, props, explored

@@ -11,6 +11,7 @@ from engine.kernels import (
     choose_greedy,
     choose_softmax,
     gaussian_win_probability,
+    kron_predict,
     ridge_predict,
     ridge_update,
     seed_state,
@@ -47,6 +48,26 @@ def test_ridge_predict_matches_numpy(n: int) -> None:
     means = np.empty((n, k))
     ridge_predict(X, theta, A_inv[:0], 0.0, means, widths)
     np.testing.assert_allclose(means, X @ theta.T, rtol=1e-10)
+
+
+def test_kron_predict_matches_the_formed_joint_features() -> None:
+    rng = np.random.default_rng(1)
+    n, d, k, q = 9, 5, 12, 4
+    X = rng.normal(size=(n, d))
+    X[:, 2] = 0.0  # zero features are skipped, not mis-scored
+    G = rng.normal(size=(k, q))
+    G[:, 1] = 0.0
+    theta = rng.normal(size=d * q)
+    M = rng.normal(size=(d * q, d * q))
+    A_inv = M @ M.T + np.eye(d * q)
+    Z = (X[:, None, :, None] * G[None, :, None, :]).reshape(n * k, d * q)  # z = x (x) g
+    ref_w = np.sqrt(np.einsum("ri,ij,rj->r", Z, A_inv, Z)).reshape(n, k)
+    scores, widths = np.empty((n, k)), np.empty((n, k))
+    kron_predict(X, G, theta, A_inv, 0.3, scores, widths)
+    np.testing.assert_allclose(widths, ref_w, rtol=1e-10)
+    np.testing.assert_allclose(scores, (Z @ theta).reshape(n, k) + 0.3 * ref_w, rtol=1e-10)
+    kron_predict(X, G, theta, A_inv[:0, :0], 0.0, scores, widths)
+    np.testing.assert_allclose(scores, (Z @ theta).reshape(n, k), rtol=1e-10)
 
 
 @pytest.mark.slow
