@@ -270,6 +270,21 @@ def target_row(
     }
 
 
+def target_lines(
+    checks: Sequence[dict[str, Any]],
+    measured: Callable[[dict[str, Any]], str],
+    bound: Callable[[dict[str, Any]], str],
+) -> list[str]:
+    """A blank line, then the markdown table of target checks (:func:`target_row`): target,
+    ``measured(check)``, the rule and ``bound(check)``, and whether it was met (yes, no, or -
+    when nothing was measured); each benchmark formats its own numbers and units."""
+    lines = ["", "| target | measured | bound | met |", "|---|---|---|---|"]
+    for t in checks:
+        met = {True: "yes", False: "no", None: "-"}[t["passed"]]
+        lines.append(f"| {t['target']} | {measured(t)} | {t['rule']} {bound(t)} | {met} |")
+    return lines
+
+
 def run_info(settings: dict[str, Any]) -> dict[str, Any]:
     """Where and when a benchmark ran: versions, CPU, load, git commit, and its settings."""
     import numba
