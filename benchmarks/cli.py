@@ -9,7 +9,7 @@ Examples
 >>> parser = argparse.ArgumentParser(prog="nbo")
 >>> register(parser.add_subparsers(dest="command"))
 >>> args = parser.parse_args(["bench", "--quick", "--out", "core.json"])
->>> args.quick, args.out, args.seed, args.repeats, args.blas_threads
+>>> args.quick, str(args.out), args.seed, args.repeats, args.blas_threads
 (True, 'core.json', 0, None, 1)
 """
 

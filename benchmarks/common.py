@@ -270,6 +270,21 @@ def target_row(
     }
 
 
+def target_lines(
+    checks: Sequence[dict[str, Any]],
+    measured: Callable[[dict[str, Any]], str],
+    bound: Callable[[dict[str, Any]], str],
+) -> list[str]:
+    """A blank line, then the markdown table of target checks (:func:`target_row`): target,
+    ``measured(check)``, the rule and ``bound(check)``, and whether it was met (yes, no, or -
+    when nothing was measured); each benchmark formats its own numbers and units."""
+    lines = ["", "| target | measured | bound | met |", "|---|---|---|---|"]
+    for t in checks:
+        met = {True: "yes", False: "no", None: "-"}[t["passed"]]
+        lines.append(f"| {t['target']} | {measured(t)} | {t['rule']} {bound(t)} | {met} |")
+    return lines
+
+
 def run_info(settings: dict[str, Any]) -> dict[str, Any]:
     """Where and when a benchmark ran: versions, CPU, load, git commit, and its settings."""
     import numba
@@ -336,12 +351,47 @@ def parse_service_args(
     """
     add_seed(parser)
     add_quick(parser, quick_help)
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / f"{name}.json")
+    add_out(parser, name)
     args = parser.parse_args(argv)
     if args.quick:
         for option, value in quick.items():
             setattr(args, option, value)
     return args
+
+
+def add_out(
+    parser: argparse.ArgumentParser, name: str, help: str = "JSON result file [%(default)s]"
+) -> None:
+    """``--out``: the JSON result file, a path, ``RESULTS_DIR/<name>.json`` by default."""
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / f"{name}.json", help=help)
+
+
+def script_main(
+    argv: Sequence[str] | None,
+    module: str,
+    doc: str | None,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace], int],
+) -> int:
+    """Parse ``argv`` with the options of ``add_arguments`` (a benchmark that ``nbo`` offers as a
+    subcommand too declares them once) and ``run`` the benchmark; returns its exit code.
+
+    The command is ``python -m <module>``, its description the first line of ``doc`` (the
+    module's docstring).
+    """
+    description = (doc or "").split("\n")[0]
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def publish(path: str | Path, results: dict[str, Any]) -> int:
+    """Print ``results["table"]``, write ``results`` as the JSON file ``path`` and say where;
+    returns 0, the benchmark's exit code."""
+    print(results["table"])
+    out = write_json(path, results)
+    print(f"\nwrote {out}")
+    return 0
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:

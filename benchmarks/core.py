@@ -41,11 +41,7 @@ from engine.cliargs import add_quick, add_seed
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The script's options (``nbo bench`` offers the same)."""
     add_quick(parser, "small sizes and no cold-compile runs (smoke test, demo)")
-    parser.add_argument(
-        "--out",
-        default=str(bc.RESULTS_DIR / "core.json"),
-        help="JSON result file [%(default)s]",
-    )
+    bc.add_out(parser, "core")
     add_seed(parser, "seed of the stream and policies [%(default)s]")
     parser.add_argument(
         "--repeats",
@@ -70,11 +66,7 @@ def _at_least_one(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` as the script's options and :func:`run` the benchmark."""
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.core", description=__doc__.split("\n")[0]
-    )
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return bc.script_main(argv, "benchmarks.core", __doc__, add_arguments, run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -124,10 +116,7 @@ def run(args: argparse.Namespace) -> int:
         "first calls run in fresh interpreters (cold: empty NUMBA_CACHE_DIR)",
     ]
     results["table"] = render(results)
-    path = bc.write_json(args.out, results)
-    print(results["table"])
-    print(f"\nwrote {path}")
-    return 0
+    return bc.publish(args.out, results)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ import numpy as np
 from benchmarks import common as bc
 from benchmarks.engine_tables import render, targets
 from engine.campaign import load_campaign
-from engine.cliargs import add_journal_url, add_quick, add_seed
+from engine.cliargs import add_journal_url, add_seed, script_parser
 from engine.core import Engine
 from engine.journal.backends import journal_kind, redact_url
 from simulators.renewal import RenewalEnvironment
@@ -309,13 +309,13 @@ def pending_memory(n_pending: int, seed: int, data_root: Path) -> dict[str, Any]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.engine_throughput",
-        description="Benchmark the decision engine on examples/renewal.toml: decide_batch and "
-        "reward_batch throughput with the journal durable and in memory, single decide latency, "
-        "memory and journal size of pending decisions. Prints tables, writes JSON.",
+    parser = script_parser(
+        "benchmarks.engine_throughput",
+        "Benchmark the decision engine on examples/renewal.toml: decide_batch and reward_batch "
+        "throughput with the journal durable and in memory, single decide latency, memory and "
+        "journal size of pending decisions. Prints tables, writes JSON.",
+        "small sizes (a smoke run)",
     )
-    add_quick(parser, "small sizes (a smoke run)")
     parser.add_argument(
         "--out",
         type=Path,
@@ -376,10 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["memory"] = pending_memory(sizes.pending, args.seed, root)
     results["targets"] = targets(results)
     results["table"] = render(results)
-    print(results["table"])
-    out = bc.write_json(out_path, results)
-    print(f"\nwrote {out}")
-    return 0
+    return bc.publish(out_path, results)
 
 
 if __name__ == "__main__":

@@ -402,15 +402,16 @@ def format_report(results: Sequence[LoadResult]) -> str:
             f"| {num(row['p50_ms'], 2)} | {num(row['p99_ms'], 2)} "
             f"| {num(row['server_cpu_ms_per_call'], 3)} | {row['errors']} |"
         )
-    lines += ["", "| target | measured | bound | met |", "|---|---|---|---|"]
-    for t in targets(results):
-        measured = "-" if t["measured"] is None else f"{t['measured']:,.3g}"
-        met = {True: "yes", False: "no", None: "-"}[t["passed"]]
-        unit = f" {t['unit']}" if t["unit"] else ""
-        lines.append(
-            f"| {t['target']} | {measured}{unit} | {t['rule']} {t['bound']:,}{unit} | {met} |"
-        )
+    lines += bc.target_lines(
+        targets(results),
+        lambda t: ("-" if t["measured"] is None else f"{t['measured']:,.3g}") + _unit(t),
+        lambda t: f"{t['bound']:,}{_unit(t)}",
+    )
     return "\n".join(lines)
+
+
+def _unit(check: dict[str, Any]) -> str:
+    return f" {check['unit']}" if check["unit"] else ""
 
 
 def start_server(

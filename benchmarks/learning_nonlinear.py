@@ -323,21 +323,13 @@ def map_draws(n_rounds: int, seed: int, feature_seeds: Sequence[int]) -> dict[st
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The script's options."""
     add_quick(parser, "one seed, small sizes: under a minute")
-    parser.add_argument(
-        "--out",
-        default=str(bc.RESULTS_DIR / "learning_nonlinear.json"),
-        help="JSON result file [%(default)s]",
-    )
+    bc.add_out(parser, "learning_nonlinear")
     add_seed(parser, "first seed of the environments and policies [%(default)s]")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the benchmark; returns the exit code."""
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.learning_nonlinear", description=__doc__.split("\n")[0]
-    )
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return bc.script_main(argv, "benchmarks.learning_nonlinear", __doc__, add_arguments, run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -385,10 +377,7 @@ def run(args: argparse.Namespace) -> int:
             results[key] = step()
     results["targets"] = targets(results)
     results["table"] = render(results)
-    path = bc.write_json(args.out, results)
-    print(results["table"])
-    print(f"\nwrote {path}")
-    return 0
+    return bc.publish(args.out, results)
 
 
 if __name__ == "__main__":

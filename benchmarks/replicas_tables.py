@@ -139,11 +139,11 @@ def format_report(rows: list[Measured], delays: Delays, failovers: dict[str, lis
             f"| {journal} | {_spread(first)} | {_spread(every)} "
             f"| {_spread(failovers.get(name, []))} |"
         )
-    lines += ["", "| target | measured | bound | met |", "|---|---|---|---|"]
-    for t in targets(rows):
-        measured = "-" if t["measured"] is None else f"{t['measured']:.2f}x"
-        met = {True: "yes", False: "no", None: "-"}[t["passed"]]
-        lines.append(f"| {t['target']} | {measured} | {t['rule']} {t['bound']}x | {met} |")
+    lines += bc.target_lines(
+        targets(rows),
+        lambda t: "-" if t["measured"] is None else f"{t['measured']:.2f}x",
+        lambda t: f"{t['bound']}x",
+    )
     return "\n".join(lines)
 
 

@@ -17,7 +17,6 @@ several minutes); ``--quick`` fills 20,000.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -31,7 +30,7 @@ from typing import Any
 from benchmarks import common as bc
 from benchmarks.engine_throughput import BATCH, CAMPAIGN, POOL, workload
 from engine.cli import main as nbo_main
-from engine.cliargs import add_quick, add_seed
+from engine.cliargs import add_seed, script_parser
 from engine.core import Engine
 
 DAY = 86_400.0
@@ -125,17 +124,15 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.retention",
-        description="Bytes per decision of a renewal journal before and after nbo journal "
-        "compact (see the module docstring).",
+    parser = script_parser(
+        "benchmarks.retention",
+        "Bytes per decision of a renewal journal before and after nbo journal compact (see the "
+        "module docstring).",
+        f"{QUICK_ROWS:,} decisions instead of {FULL_ROWS:,}",
     )
-    add_quick(parser, f"{QUICK_ROWS:,} decisions instead of {FULL_ROWS:,}")
     add_seed(parser, "seed of the customers [%(default)s]")
     parser.add_argument("--rows", type=int, help=f"decisions to fill [{FULL_ROWS:,}]")
-    parser.add_argument(
-        "--out", type=Path, default=bc.RESULTS_DIR / "retention.json", help="JSON results file"
-    )
+    bc.add_out(parser, "retention")
     args = parser.parse_args(argv)
     rows = args.rows or (QUICK_ROWS if args.quick else FULL_ROWS)
     print(f"filling {rows:,} decisions, then compacting ...", file=sys.stderr)
@@ -143,10 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run(rows, args.seed, Path(tmp))
     settings = {"rows": rows, "quick": args.quick, "seed": args.seed, "batch": BATCH}
     results = {"meta": bc.run_info(settings), **result, "table": table(result)}
-    print(results["table"])
-    out = bc.write_json(args.out, results)
-    print(f"\nwrote {out}")
-    return 0
+    return bc.publish(args.out, results)
 
 
 if __name__ == "__main__":

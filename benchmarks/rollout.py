@@ -19,16 +19,14 @@ Results go to benchmarks/results/rollout.json.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks import common as bc
-from engine.cliargs import add_quick
+from engine.cliargs import script_parser
 from simulators.rollout import RolloutRun, run_many
 
 
@@ -85,18 +83,16 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.rollout",
-        description="Decisions until a sabotaged model is rolled back, and false rollbacks of "
-        "a good policy, against stopping on a fixed-sample interval (see the module).",
+    parser = script_parser(
+        "benchmarks.rollout",
+        "Decisions until a sabotaged model is rolled back, and false rollbacks of a good "
+        "policy, against stopping on a fixed-sample interval (see the module).",
+        "4 sabotage and 20 good seeds with shorter periods",
     )
-    add_quick(parser, "4 sabotage and 20 good seeds with shorter periods")
     parser.add_argument("--seeds", type=int, default=20, help="seeds per sabotage [20]")
     parser.add_argument("--good-seeds", type=int, default=200, help="good seeds [200]")
     parser.add_argument("--workers", type=int, default=2, help="processes [2]")
-    parser.add_argument(
-        "--out", type=Path, default=bc.RESULTS_DIR / "rollout.json", help="JSON results file"
-    )
+    bc.add_out(parser, "rollout")
     args = parser.parse_args(argv)
     settings: dict[str, Any] = {
         "warm": 3000,
@@ -129,10 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "fixed_interval_false_stop_rate": scenarios["good"]["fixed_interval_stops"] / good,
     }
     result["table"] = table(result)
-    print(result["table"])
-    out = bc.write_json(args.out, result)
-    print(f"\nwrote {out}")
-    return 0
+    return bc.publish(args.out, result)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,21 @@ def add_quick(parser: argparse.ArgumentParser, help: str | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help=help)
 
 
+def script_parser(module: str, description: str, quick: str) -> argparse.ArgumentParser:
+    """The parser of the script ``python -m <module>``, with ``--quick`` (``quick`` says what
+    it shrinks); the script adds its own options.
+
+    Examples
+    --------
+    >>> parser = script_parser("benchmarks.x", "Measure x.", "small sizes")
+    >>> parser.prog, parser.parse_args(["--quick"]).quick
+    ('python -m benchmarks.x', True)
+    """
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    add_quick(parser, quick)
+    return parser
+
+
 def add_journal_url(parser: argparse.ArgumentParser, help: str) -> None:
     """``--journal URL``: a journal path or URL (engine.journal.backends.open_journal), None by
     default."""

@@ -870,7 +870,7 @@ class Engine:
         if isinstance(decision_ids, str) or not valid_ids(decision_ids):
             i = 0 if isinstance(decision_ids, str) else first_bad_id(decision_ids)
             field = "decision_id" if single else f"decision_ids[{i}]"
-            raise InvalidInputError(field, ID_RULE, decision_ids if single else decision_ids[i])
+            raise InvalidInputError(field, ID_RULE, decision_ids[i])  # the id, not a list
         with self._lock:
             self._check_open()
             statuses = self._ledger.activate(list(decision_ids), self._clock())

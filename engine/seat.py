@@ -36,7 +36,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +56,22 @@ __all__ = ["ROLES", "GuardrailSync", "Seat", "check_role"]
 ROLES = ("all", "decide", "learn")
 SYNC_ROWS = 8192  # decisions (activations) read per query when catching up
 _log = logging.getLogger("nbo.engine")
+#: A decision or an activation as the guardrails read it: seq, customer, time (us), offer, cost.
+_Row = tuple[int, str, int, str, float]
+
+
+def _pages(fetch: Callable[[int, int], list[_Row]], after: int) -> Iterator[list[_Row]]:
+    """The pages of ``fetch(after, SYNC_ROWS)`` (journal rows whose first field is their seq)
+    from seq ``after`` on, each read after the caller has handled the one before; a short page
+    is the last (both of :class:`GuardrailSync`'s catch-up queries read this way)."""
+    while True:
+        rows = fetch(after, SYNC_ROWS)
+        if not rows:
+            return
+        yield rows
+        if len(rows) < SYNC_ROWS:
+            return
+        after = rows[-1][0]
 
 
 def check_role(role: str) -> str:
@@ -312,10 +328,7 @@ class GuardrailSync:
 
     def _sync_decisions(self) -> int:
         total = 0
-        while True:
-            rows = self._journal.decisions_after(self._seq, SYNC_ROWS)
-            if not rows:
-                return total
+        for rows in _pages(self._journal.decisions_after, self._seq):
             with self._lock:  # an own decision is noted once its append has returned
                 own = self._own
                 for seq, customer, ts_us, action, cost in rows:
@@ -326,21 +339,16 @@ class GuardrailSync:
                 self._seq = rows[-1][0]
                 if own:  # seqs at or below the cursor are all read: forget them
                     own.difference_update([q for q in own if q <= self._seq])
-            if len(rows) < SYNC_ROWS:
-                return total
+        return total
 
     def _sync_activations(self) -> int:
         total = 0
-        while True:
-            rows = self._journal.activations_after(self._activation_seq, SYNC_ROWS)
-            if not rows:
-                return total
+        for rows in _pages(self._journal.activations_after, self._activation_seq):
             with self._lock:
                 for _, customer, ts_us, action, cost in rows:
                     total += self._record(customer, ts_us, action, cost)
                 self._activation_seq = rows[-1][0]
-            if len(rows) < SYNC_ROWS:
-                return total
+        return total
 
     def _record(self, customer: str, ts_us: int, action: str, cost: float) -> int:
         index = self._index.get(action)

@@ -65,6 +65,7 @@ __all__ = [
     "Real",
     "Satisfies",
     "check_context_bounds",
+    "check_given",
     "check_id",
     "check_value",
     "describe",
@@ -187,6 +188,22 @@ def first_bad_id(ids: Sequence[Any]) -> int:
         if type(value) is not str or not value or len(value) > MAX_ID_CHARS or not is_utf8(value):
             return i
     return -1
+
+
+def check_given(field: str, value: str, expected: str) -> str:
+    """``value`` unless it is empty (a string field a request left unset), else
+    InvalidInputError naming ``field``: ``expected`` says what it should hold.
+
+    Examples
+    --------
+    >>> check_given("version", "", "a model version such as v12")
+    Traceback (most recent call last):
+    ...
+    engine.errors.InvalidInputError: version: expected a model version such as v12, got an empty...
+    """
+    if not value:
+        raise InvalidInputError(field, expected, "an empty string")
+    return value
 
 
 def check_id(field: str, value: Any) -> str:

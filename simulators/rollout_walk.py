@@ -17,7 +17,6 @@ simulators.rollout_walk`` (about a minute); ``--quick`` for a smaller one (the t
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import os
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.cliargs import add_quick
+from engine.cliargs import script_parser
 from simulators.engine_path import DEFAULT_CAMPAIGN, SimClock
 from simulators.renewal import RenewalEnvironment
 from simulators.rollout import sabotaged_snapshot
@@ -174,12 +173,12 @@ def run(shadow: int, online: int, after: int, seed: int, control_share: float) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m simulators.rollout_walk",
-        description="Shadow -> online against business as usual -> an automatic rollback, on "
-        "a real server with the commands (see the module docstring).",
+    parser = script_parser(
+        "simulators.rollout_walk",
+        "Shadow -> online against business as usual -> an automatic rollback, on a real server "
+        "with the commands (see the module docstring).",
+        "fewer customers and a larger control group",
     )
-    add_quick(parser, "fewer customers and a larger control group")
     parser.add_argument("--seed", type=int, default=7, help="simulator seed [%(default)s]")
     args = parser.parse_args(argv)
     if args.quick:

@@ -35,6 +35,7 @@ from engine.validation import (
     MAX_COMPONENTS,
     MAX_ID_CHARS,
     MAX_NAME_CHARS,
+    check_given,
 )
 
 _SHOWN_CHARS = 40  # of an over-long name, in the field an error names
@@ -92,8 +93,7 @@ def check_id(value: str, field: str) -> str:
     ...
     engine.errors.InvalidInputError: customer_id: expected a non-empty string, got an empty string
     """
-    if not value:
-        raise InvalidInputError(field, "a non-empty string", "an empty string")
+    check_given(field, value, "a non-empty string")
     if len(value) > MAX_ID_CHARS:
         raise InvalidInputError(
             field, f"at most {MAX_ID_CHARS} characters", f"{len(value)} characters"

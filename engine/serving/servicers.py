@@ -33,6 +33,7 @@ from engine.serving.logs import LOGGER_NAME, request_id_var
 from engine.serving.metrics import ServerMetrics
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
+from engine.validation import check_given
 
 if TYPE_CHECKING:
     from engine.core import Engine, ModelChange
@@ -417,8 +418,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         self, request: pb.SetModeRequest, context: grpc.ServicerContext
     ) -> pb.SetModeResponse:
         name, engine, _ = self._campaigns.get(request.campaign)
-        if not request.mode:
-            raise InvalidInputError("mode", "online, shadow or logging", "an empty string")
+        check_given("mode", request.mode, "online, shadow or logging")
         codec.check_reason(request.reason)
         state = engine.set_mode(request.mode, who=admin_identity(context), reason=request.reason)
         return pb.SetModeResponse(
@@ -435,9 +435,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         self, request: pb.PromoteModelRequest, context: grpc.ServicerContext
     ) -> pb.PromoteModelResponse:
         name, engine, _ = self._campaigns.get(request.campaign)
-        path = request.snapshot_path
-        if not path:
-            raise InvalidInputError("snapshot_path", "a path to a snapshot file", "an empty string")
+        path = check_given("snapshot_path", request.snapshot_path, "a path to a snapshot file")
         # Only the campaign's model directory is read; a path outside it is PERMISSION_DENIED,
         # a bad file INVALID_ARGUMENT (engine/serving/status.py).
         try:
@@ -482,7 +480,6 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         self, request: pb.RollbackModelRequest, context: grpc.ServicerContext
     ) -> pb.RollbackModelResponse:
         name, engine, _ = self._campaigns.get(request.campaign)
-        if not request.version:
-            raise InvalidInputError("version", "a model version such as v12", "an empty string")
+        check_given("version", request.version, "a model version such as v12")
         change = engine.rollback(request.version, who=admin_identity(context))
         return pb.RollbackModelResponse(**_change_fields(name, change))

@@ -16,6 +16,8 @@ from engine.campaign import in_control_group
 from engine.core import Engine
 from engine.errors import CorruptModelError, InvalidInputError, NotFoundError
 from engine.journal import read_snapshot, write_snapshot
+from engine.serving import codec
+from engine.validation import ID_RULE, MAX_ID_CHARS
 from tests.engine.journal_files import read_journal, rebuilt_from_journal
 from tests.engine.small_campaigns import numeric_features, offer_tables
 
@@ -153,6 +155,43 @@ def test_decide_validation_changes_nothing(tmp_path, clock):
         eng.decide_batch(["a", "b"], [ctx])
     assert eng.journal.counts()["decisions"] == 0
     eng.close()
+
+
+def test_over_long_ids_are_refused_at_the_shared_limit(tmp_path, clock):
+    """The Engine API bounds every id it takes by validation.MAX_ID_CHARS, the limit the gRPC
+    codec enforces: one character more is an InvalidInputError naming the field, with the id
+    rule as what was expected and the id as what came; nothing is journaled."""
+    eng = Engine.from_config(RENEWAL, data_dir=tmp_path, clock=clock)
+    ctx = renewal_context(np.random.default_rng(1))
+    at_limit, over = "x" * MAX_ID_CHARS, "y" * (MAX_ID_CHARS + 1)
+    try:
+        decision = eng.decide(at_limit, ctx, request_id=at_limit)
+        calls = [
+            ("customer_id", lambda: eng.decide(over, ctx)),
+            ("customer_ids[1]", lambda: eng.decide_batch(["c", over], [ctx, ctx])),
+            ("request_id", lambda: eng.decide("c", ctx, request_id=over)),
+            ("decision_id", lambda: eng.reward(over, 1.0)),
+            ("decision_ids[1]", lambda: eng.reward_batch([decision.decision_id, over], [1, 2])),
+            ("decision_id", lambda: eng.activate(over)),
+            ("decision_ids[1]", lambda: eng.activate_batch([decision.decision_id, over])),
+        ]
+        for field, call in calls:
+            with pytest.raises(InvalidInputError) as caught:
+                call()
+            assert (caught.value.field, caught.value.expected, caught.value.got) == (
+                field,
+                ID_RULE,
+                over,
+            )
+            assert f"<= {MAX_ID_CHARS} characters" in str(caught.value)
+        # The codec refuses the same id at the same limit (its wording says the length).
+        assert codec.check_id(at_limit, "customer_id") == at_limit
+        with pytest.raises(InvalidInputError, match=f"at most {MAX_ID_CHARS} characters"):
+            codec.check_id(over, "customer_id")
+        assert eng.journal.counts()["decisions"] == 1
+        assert eng.journal.counts()["rewards"] == 0
+    finally:
+        eng.close()
 
 
 def test_candidates_fallback_and_reasons(tmp_path, clock):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
 
 from engine.serving.config import ServeConfig
 from testkit.traffic import CATEGORICAL, NUMERIC, renewal_contexts
@@ -19,6 +22,14 @@ REPO = Path(__file__).resolve().parents[3]
 RENEWAL = REPO / "examples" / "renewal.toml"
 TOKEN = "test-admin-token"
 MAX_BATCH_ROWS = 500
+
+
+def refusal(call: Callable[..., object], *args: Any, **kwargs: Any) -> Any:
+    """The grpc.RpcError that ``call(*args, **kwargs)`` raises (the test fails when it does
+    not), for its ``code()`` and ``details()``."""
+    with pytest.raises(grpc.RpcError) as err:
+        call(*args, **kwargs)
+    return err.value
 
 
 def free_port() -> int:

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-import pytest
 
 from engine.cli import main as nbo_main
 from engine.client import NboClient
 from engine.journal.snapshot import write_snapshot
 from engine.policies import LinUCB
 from engine.serving.server import NboServer
-from tests.engine.serving.support import TOKEN, customer
+from tests.engine.serving.support import TOKEN, customer, refusal
 
 
 def trained(client: NboClient, path: Path, campaign: str = "renewal", seed: int = 0) -> Path:
@@ -56,22 +55,17 @@ def test_model_info_says_which_version_is_live_and_where_it_came_from(client):
 
 def test_admin_calls_need_the_token(server):
     with NboClient(f"127.0.0.1:{server.port}") as anonymous:
-        with pytest.raises(grpc.RpcError) as err:
-            anonymous.list_models()
-        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        with pytest.raises(grpc.RpcError) as err:
-            anonymous.rollback("v1")
-        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        err = refusal(anonymous.list_models)
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+        err = refusal(anonymous.rollback, "v1")
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_promotion_checks_the_campaign_and_is_journaled_and_logged(server, client, caplog):
     trained(client, models_dir(server) / "renewl.snap", campaign="renewl")
-    with pytest.raises(grpc.RpcError) as err:
-        client.promote("renewl.snap")
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "expected a model of campaign 'renewal', got one of campaign 'renewl'" in (
-        err.value.details()
-    )
+    err = refusal(client.promote, "renewl.snap")
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "expected a model of campaign 'renewal', got one of campaign 'renewl'" in (err.details())
     before = client.model_info().model_version
     trained(client, models_dir(server) / "offline.snap")
     with caplog.at_level(logging.INFO, logger="nbo.models"):
@@ -116,12 +110,10 @@ def test_rollback_restores_the_model_live_before_a_promotion(server, client, cap
     assert client.rollback(v.version).unchanged
     decided = client.decide_batch([f"rb{i}" for i in range(5)], probe)
     assert set(decided.model_versions) == {v.version}
-    with pytest.raises(grpc.RpcError) as err:
-        client.rollback("v999")
-    assert err.value.code() == grpc.StatusCode.NOT_FOUND
-    with pytest.raises(grpc.RpcError) as err:
-        client.rollback("yesterday")
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    err = refusal(client.rollback, "v999")
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    err = refusal(client.rollback, "yesterday")
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_nbo_model_commands_against_a_running_server(server, client, capsys, monkeypatch):
@@ -185,10 +177,9 @@ def test_promotion_is_gated_on_evidence_from_the_servers_own_journal(server, cli
     header = {"campaign": "renewal", "version": "sabotaged", "offer_ids": info.offer_ids,
               "feature_names": info.feature_names}  # fmt: skip
     write_snapshot(models_dir(server) / "sabotaged.snap", header, policy)
-    with pytest.raises(grpc.RpcError) as err:
-        client.promote("sabotaged.snap")
-    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    details = err.value.details() or ""
+    err = refusal(client.promote, "sabotaged.snap")
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = err.details() or ""
     assert "does not beat the live model's estimate" in details and "closed decisions" in details
     assert client.model_info().model_version == live
     monkeypatch.setenv("NBO_ADMIN_TOKEN", TOKEN)

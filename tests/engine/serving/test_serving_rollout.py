@@ -21,6 +21,7 @@ from tests.engine.serving.support import (
     TOKEN,
     admin_client,
     customer,
+    refusal,
     running_server,
 )
 
@@ -64,13 +65,11 @@ def test_the_control_group_gets_the_baseline_and_a_missing_one_is_refused(
     assert control and {d.offer_id for d in control} == {"loyalty_gift"}
     in_control = control[0]
     before = client.model_info().decisions
-    with pytest.raises(grpc.RpcError) as err:
-        client.decide(f"b{served.index(in_control)}", customer(0))
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert err.value.details().startswith("baseline_offer: expected the caller's offer id")
-    with pytest.raises(grpc.RpcError) as err:
-        client.decide("b1", customer(1), baseline_offer="nope")
-    assert err.value.details().startswith("baseline_offer: expected one of none, discount_5")
+    err = refusal(client.decide, f"b{served.index(in_control)}", customer(0))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.details().startswith("baseline_offer: expected the caller's offer id")
+    err = refusal(client.decide, "b1", customer(1), baseline_offer="nope")
+    assert err.details().startswith("baseline_offer: expected one of none, discount_5")
     assert client.model_info().decisions == before  # refused input changed nothing
     assert client.health() == "SERVING"
 
@@ -79,13 +78,11 @@ def test_set_mode_needs_the_admin_token_and_is_journaled(
     server: NboServer, client: NboClient
 ) -> None:
     with NboClient(f"127.0.0.1:{server.port}") as anonymous:
-        with pytest.raises(grpc.RpcError) as err:
-            anonymous.set_mode("shadow")
-        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    with pytest.raises(grpc.RpcError) as err:
-        client.set_mode("dark")
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "mode: expected one of online, shadow, logging" in err.value.details()
+        err = refusal(anonymous.set_mode, "shadow")
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+    err = refusal(client.set_mode, "dark")
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "mode: expected one of online, shadow, logging" in err.details()
     change = client.set_mode("shadow", reason="first week in the shadow")
     assert (change.mode, change.rollout_state) == ("shadow", "live")
     try:
@@ -133,10 +130,11 @@ def test_logging_mode_serves_the_callers_draw_with_its_exact_propensity(
         treated = [d for d in served if not d.control]
         assert treated and {d.offer_id for d in treated} <= {"none", "free_month"}
         assert all(d.propensity in (0.5, 1.0) and "logging" in d.reasons for d in treated)
-        with pytest.raises(grpc.RpcError) as err:
-            client.decide("l0", customer(0), probabilities={"none": 0.4}, baseline_offer="none")
-        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert err.value.details().startswith("probabilities: expected probabilities >= 0")
+        err = refusal(
+            client.decide, "l0", customer(0), probabilities={"none": 0.4}, baseline_offer="none"
+        )
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert err.details().startswith("probabilities: expected probabilities >= 0")
     finally:
         client.set_mode("online")
 
@@ -175,10 +173,9 @@ def test_rollout_metrics_name_real_metrics(server: NboServer) -> None:
 def test_deferred_activation_over_grpc(client: NboClient) -> None:
     d = client.decide("act-1", customer(1), baseline_offer="none", defer_activation=True)
     assert d.deferred
-    with pytest.raises(grpc.RpcError) as err:
-        client.reward(d.decision_id, 100.0)
-    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "not activated" in err.value.details()
+    err = refusal(client.reward, d.decision_id, 100.0)
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "not activated" in err.details()
     batch = client.reward_batch([d.decision_id], [100.0])
     assert batch.statuses == ["inactive"]
     assert client.activate(d.decision_id) == "activated"
@@ -186,9 +183,7 @@ def test_deferred_activation_over_grpc(client: NboClient) -> None:
     assert client.reward(d.decision_id, 100.0) is True
     now = client.decide("act-2", customer(2), baseline_offer="none")
     assert not now.deferred and client.activate(now.decision_id) == "immediate"
-    with pytest.raises(grpc.RpcError) as err:
-        client.activate("0" * 44)
-    assert err.value.code() == grpc.StatusCode.NOT_FOUND
-    with pytest.raises(grpc.RpcError) as err:
-        client.activate("")
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    err = refusal(client.activate, "0" * 44)
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    err = refusal(client.activate, "")
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
