@@ -25,11 +25,12 @@ offer that does not land leaves the customer as with no offer. So:
   ``recent_sms`` (1 just after an SMS, fading to 0 over ``fatigue_days``), which a backend knows.
 - the *none* offer sends nothing: its 12 combinations are identical (no contact cost, no effect).
 
-The offer, granted on renewal whether or not the message was read (as the engine charges it),
-costs as in the renewal population; a contact costs ``contact_costs`` per message, charged as
-``contact_charge`` says (by default always: a call is paid whether or not the customer renews).
-Expected rewards are exact: the landing is a mixture weight and the hidden shock is integrated
-out as :mod:`simulators.renewal` does.
+An offer is redeemed only if its message landed: it then costs as in the renewal population
+(charged as ``charge_cost`` says); an offer that never reached the customer was never redeemed
+and costs nothing. A contact costs ``contact_costs``
+per message, charged as ``contact_charge`` says (by default always: a call is paid whether or
+not the customer renews). Expected rewards are exact: the landing is a mixture weight and the
+hidden shock is integrated out as :mod:`simulators.renewal` does.
 
 A call-center capacity is a guardrail of the campaign (a budget on ``channel = call``), not of
 this ground truth: a per-day cap couples the customers of a day, so the best action for one
