@@ -134,7 +134,9 @@ def render_markdown(table: dict[str, Any], n_seeds: int) -> str:
     heads, rows = _table(table)
     lines = ["| " + " | ".join(heads) + " |", "|---|" + "---:|" * (len(heads) - 1)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    lines += ["", f"Mean ± sd over {n_seeds} seeds; `python -m benchmarks.dimensions`."]
+    sizes = ",".join(table)
+    command = f"python -m benchmarks.dimensions --sizes {sizes} --readme README.md"
+    lines += ["", f"Mean ± sd over {n_seeds} seeds; `{command}`."]
     return "\n".join(lines)
 
 
@@ -159,8 +161,7 @@ def run(args: argparse.Namespace) -> int:
     table = summarize([(label, t, r) for (label, t), r in zip(labelled, results, strict=True)])
     settings = {"quick": args.quick, "sizes": list(sizes), "seeds": len(seeds), "env": ENV}
     path = bc.write_json(args.out, {"run": bc.run_info(settings), "sizes": table})
-    print(render_text(table))
-    print(f"wrote {path}")
+    print(f"{render_text(table)}\nwrote {path}")
     if args.readme:
         rewrite_between_markers(Path(args.readme), render_markdown(table, len(seeds)))
         print(f"README table rewritten: {args.readme}")
