@@ -108,6 +108,12 @@ def register(subparsers: Any) -> None:
         help="renewal: draw arrivals from a fixed book of this many customers [none: every "
         "arrival is a new customer]",
     )
+    p.add_argument(
+        "--rule",
+        choices=("preferred",),
+        help="renewal-multi: a fixed rule picks channel and timing (preferred: every message "
+        "now, through the customer's preferred channel) and the policy only the offer [none]",
+    )
     p.add_argument("--label-noise", type=float, help="data sets: reward flip probability [0]")
     p.add_argument(
         "--out", type=Path, default=Path("nbo-data/simulate"), help="output directory [%(default)s]"
@@ -151,6 +157,10 @@ def tasks_from_args(args: argparse.Namespace) -> list[Task]:
         }
         if args.delay_days is not None:
             knobs["delay_days"] = tuple(args.delay_days)
+        if args.env == "renewal-multi":
+            knobs["rule"] = args.rule
+        elif args.rule is not None:
+            raise InvalidInputError("--rule", "only with --env renewal-multi", args.rule)
     else:
         knobs = {"label_noise": args.label_noise}
         if args.via != "policy":

@@ -10,11 +10,13 @@ from simulators.base import Environment
 from simulators.interactions import InteractionEnvironment
 from simulators.linear import WIDTHS, LinearEnvironment
 from simulators.renewal import RenewalEnvironment
+from simulators.renewal_multi import RenewalMultiEnvironment
 from simulators.supervised import DATASETS, SupervisedEnvironment
 
 ENV_NAMES = (
     "renewal",
     "renewal-drift",
+    "renewal-multi",
     "interactions",
     *DATASETS,
     *(f"linear-{d}" for d in WIDTHS),
@@ -28,20 +30,25 @@ def make_env(name: str, campaign: str | Path | None = None, **knobs: Any) -> Env
     ----------
     name : str
         ``renewal`` (the benchmark), ``renewal-drift`` (price sensitivity rising by 1.5 log-odds
-        a year), ``interactions`` (offers that work through products, thresholds and an XOR of
-        attributes), a scikit-learn data set: ``digits``, ``wine``, ``iris``, ``breast_cancer``,
-        or a synthetic linear stream of width 8, 32 or 128: ``linear-8``, ``linear-32``,
-        ``linear-128``.
+        a year), ``renewal-multi`` (the renewal population deciding offer x channel x send
+        window, 84 combinations), ``interactions`` (offers that work through products,
+        thresholds and an XOR of attributes), a scikit-learn data set: ``digits``, ``wine``,
+        ``iris``, ``breast_cancer``, or a synthetic linear stream of width 8, 32 or 128:
+        ``linear-8``, ``linear-32``, ``linear-128``.
     campaign : path, optional
         Renewal only: take offers, costs and eligibility from this campaign file.
     **knobs
-        Renewal: any :class:`~simulators.renewal.RenewalConfig` field; interactions: ``effect``;
+        Renewal: any :class:`~simulators.renewal.RenewalConfig` field; renewal-multi: those and
+        any :class:`~simulators.renewal_multi.MultiConfig` field (``rule="preferred"``);
+        interactions: ``effect``;
         data sets: ``label_noise``; linear: ``noise``, ``scale``. None values are ignored.
 
     Examples
     --------
     >>> make_env("renewal", seasonality=0.0).config.seasonality
     0.0
+    >>> len(make_env("renewal-multi", rule="preferred").action_ids)
+    84
     >>> make_env("iris").action_ids
     ('setosa', 'versicolor', 'virginica')
     >>> make_env("interactions", effect=0.5).effect
@@ -54,6 +61,10 @@ def make_env(name: str, campaign: str | Path | None = None, **knobs: Any) -> Env
         if campaign is not None:
             return RenewalEnvironment.from_campaign(campaign, **knobs)
         return RenewalEnvironment(**knobs)
+    if name == "renewal-multi":
+        if campaign is None:
+            return RenewalMultiEnvironment(**knobs)
+        return RenewalMultiEnvironment(renewal=RenewalEnvironment.from_campaign(campaign), **knobs)
     if name == "interactions":
         if campaign is not None:
             raise InvalidInputError(
