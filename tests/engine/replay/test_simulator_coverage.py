@@ -1,4 +1,5 @@
-"""DR and SNIPS intervals on the renewal simulator's logs cover the exact target value."""
+"""DR and SNIPS intervals on the renewal simulators' logs (one offer, and offer x channel x send
+window) cover the exact target value."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from engine.policies import EpsilonGreedy, LinUCB
 from engine.replay import from_table
 from engine.replay.estimators import DR, SNIPS, OffPolicyInputs
 from engine.replay.rewardmodel import RewardModel
+from simulators.envs import make_env
 from simulators.logged import generate_logs, true_policy_value
-from simulators.renewal import RenewalEnvironment
 
 
 @pytest.mark.slow
-def test_intervals_cover_true_policy_value_over_seeds():
-    env = RenewalEnvironment()
-    k, d = len(env.action_ids), 24
+@pytest.mark.parametrize("name", ["renewal", "renewal-multi"])
+def test_intervals_cover_true_policy_value_over_seeds(name):
+    env_name = name
+    env = make_env(env_name)
+    k, d = len(env.action_ids), len(env.feature_names)
     # A frozen greedy target and the reward model both learn from separate exploration logs.
     train = from_table(generate_logs(env, EpsilonGreedy(k, d, epsilon=1.0, seed=0), 5000, 999))
     target = LinUCB(k, d, alpha=0.0, seed=0)
@@ -26,7 +29,7 @@ def test_intervals_cover_true_policy_value_over_seeds():
     logger = EpsilonGreedy(k, d, epsilon=0.5, seed=1)
     logger.update(train.context[:500], train.action[:500], train.reward[:500])
     n_seeds, n = 100, 2000
-    hits = {"dr": 0, "snips": 0}
+    hits = {(e, m): 0 for e in ("dr", "snips") for m in ("normal", "bernstein")}
     for seed in range(n_seeds):
         logs = from_table(generate_logs(env, EpsilonGreedy.from_bytes(logger.to_bytes()), n, seed))
         truth = true_policy_value(env, target, n, seed=seed)
@@ -36,10 +39,17 @@ def test_intervals_cover_true_policy_value_over_seeds():
         inputs = OffPolicyInputs.from_action_dist(
             logs.reward, logs.action, logs.propensity, dist, model.predict(logs.context)
         )
-        for name, estimator in (("dr", DR()), ("snips", SNIPS())):
-            low, high = estimator.interval(inputs)
-            hits[name] += low <= truth <= high
-    coverage = {name: h / n_seeds for name, h in hits.items()}
+        for (name, method), estimator in zip(hits, (DR(), DR(), SNIPS(), SNIPS()), strict=True):
+            low, high = estimator.interval(inputs, method=method)
+            hits[name, method] += low <= truth <= high
+    coverage = {f"{e}-{m}": h / n_seeds for (e, m), h in hits.items()}
     # nominal 95%; 100 seeds give a binomial sd of about 2 points
-    assert 0.88 <= coverage["dr"] <= 1.0, coverage
-    assert 0.88 <= coverage["snips"] <= 1.0, coverage
+    assert 0.88 <= coverage["snips-normal"] <= 1.0, coverage
+    assert coverage["dr-bernstein"] >= 0.95, coverage  # conservative by construction
+    if env_name == "renewal":
+        assert 0.88 <= coverage["dr-normal"] <= 1.0, coverage
+    else:
+        # 84 combinations: the target's action has logging propensity ~0.006 off the logger's
+        # greedy choice, and DR's normal interval under-covers at these sizes (measured 0.86 at
+        # 2,000 and at 4,000 rows; SNIPS' covers, 0.89-0.95): README, "Known limits".
+        assert 0.8 <= coverage["dr-normal"] <= 1.0, coverage
