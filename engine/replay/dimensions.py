@@ -32,8 +32,9 @@ import numpy as np
 import pyarrow.dataset as pads
 
 from engine.errors import InvalidInputError
-from engine.features.combinations import split_combination
+from engine.features.combinations import combination_features, split_combination
 from engine.replay.data import LoggedData
+from engine.types import FloatArray
 
 
 def logged_dimensions(path: str | Path) -> tuple[str, ...]:
@@ -89,3 +90,24 @@ def hold_dimensions(data: LoggedData, names: Sequence[str], held: Sequence[str])
     keep = code[data.action][:, None] == code[None, :]
     eligible = keep if data.eligible is None else keep & data.eligible
     return replace(data, eligible=eligible)
+
+
+def logged_offer_features(actions: Sequence[str], names: Sequence[str]) -> FloatArray:
+    """Offer features a ``shared`` candidate learns from on logs: with dimensions each
+    combination's one-hot per dimension (:func:`~engine.features.combinations.combination_features`,
+    values in order of first appearance), so combinations share what their values taught;
+    without, each offer's own one-hot.
+
+    Examples
+    --------
+    >>> logged_offer_features(["a+email", "a+sms", "b+sms"], ("offer", "channel")).tolist()
+    [[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0]]
+    >>> logged_offer_features(["a", "b"], ()).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    if not names:
+        return np.eye(len(actions))
+    parts = [split_combination(a, len(names)) for a in actions]
+    values = [list(dict.fromkeys(p[d] for p in parts)) for d in range(len(names))]
+    codes = np.array([[values[d].index(p[d]) for d in range(len(names))] for p in parts])
+    return combination_features(codes.reshape(len(actions), len(names)), [len(v) for v in values])
