@@ -14,9 +14,11 @@ different shards simply add and the numbers do not depend on how the shards were
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -299,6 +301,117 @@ def percentile_interval(values: FloatArray, alpha: float) -> tuple[float, float]
 
 
 # ---------------------------------------------------------------------- clustered
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_FOLD_TAG, _BOOT_TAG, _BUCKET_TAG, _INT_TAG, _NULL_TAG = 0xF01D, 0xB007, 0xB0C7, 0x1D, 0x4E55
+
+
+def mix64(x: np.ndarray | int) -> np.ndarray:
+    """splitmix64 of every element (uint64 in, uint64 out): a fixed, well-mixed 64-bit hash.
+
+    Examples
+    --------
+    >>> int(mix64(0)), int(mix64(np.array([1], dtype=np.uint64))[0]) == int(mix64(1))
+    (16294208416658607535, True)
+    """
+    with np.errstate(over="ignore"):
+        z = np.array(x, dtype=np.uint64, copy=True) + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        result: np.ndarray = z ^ (z >> np.uint64(31))
+    return result
+
+
+def _salt(seed: int, tag: int) -> np.uint64:
+    return np.uint64(mix64(int(mix64(seed & 0xFFFFFFFFFFFFFFFF)) ^ tag))
+
+
+def customer_keys(values: Any, positions: np.ndarray | None = None) -> np.ndarray:
+    """A stable int64 key of every customer id (equal ids, equal keys, in every process and
+    whatever else is in the batch): integers hashed by :func:`mix64`, other ids by the
+    blake2b digest of their text. A null id is a customer of its own, keyed by its row's
+    position in the log (``positions``, by default 0..n-1), so batches of one log that pass
+    their rows' positions keep those apart too.
+
+    ``values`` is a pyarrow array or anything numpy takes.
+
+    Examples
+    --------
+    >>> a = customer_keys(np.array(["c2", "c1", "c2"], dtype=object))
+    >>> bool(a[0] == a[2] != a[1]), bool(customer_keys(np.array(["c1"]))[0] == a[1])
+    (True, True)
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    array = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    n = len(array)
+    nulls = array.is_null().to_numpy(zero_copy_only=False)
+    if pa.types.is_integer(array.type):
+        ints = array.fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        keys = mix64(ints.view(np.uint64) ^ _salt(0, _INT_TAG))
+    else:
+        encoded = pc.dictionary_encode(array.cast(pa.string()))
+        digests = np.array(
+            [
+                int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8).digest(), "little")
+                for v in encoded.dictionary.to_pylist()
+            ],
+            dtype=np.uint64,
+        )
+        index = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)
+        keys = digests[index] if digests.size else np.zeros(n, dtype=np.uint64)
+    if nulls.any():
+        where = np.flatnonzero(nulls)
+        rows = (where if positions is None else np.asarray(positions)[where]).astype(np.uint64)
+        keys[nulls] = mix64(rows ^ _salt(0, _NULL_TAG))
+    return keys.view(np.int64)
+
+
+def customer_fold(keys: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Each customer's cross-fitting fold in [0, folds): a seeded hash of its key, so a
+    customer's fold is known from its key alone (in memory or one batch of rows at a time)."""
+    h = mix64(np.asarray(keys, dtype=np.int64).view(np.uint64) ^ _salt(seed, _FOLD_TAG))
+    return (h % np.uint64(folds)).astype(np.int64)
+
+
+def customer_bucket(keys: np.ndarray, buckets: int) -> np.ndarray:
+    """The reduce bucket in [0, buckets) of each customer key (for the sharded shuffle)."""
+    h = mix64(np.asarray(keys, dtype=np.int64).view(np.uint64) ^ _salt(0, _BUCKET_TAG))
+    return (h % np.uint64(buckets)).astype(np.int64)
+
+
+def customer_weights(keys: np.ndarray, n_resamples: int, seed: int) -> FloatArray:
+    """Poisson(1) weight of every customer in every resample, array (n_resamples, n_keys):
+    resample r weighs customer g by a count drawn from the hash of (seed, key_g, r) alone, so
+    a customer's weights do not depend on which other customers sit beside it, in what order
+    or in which shard; sums over disjoint sets of customers add."""
+    base = mix64(np.asarray(keys, dtype=np.int64).view(np.uint64) ^ _salt(seed, _BOOT_TAG))
+    with np.errstate(over="ignore"):
+        steps = (np.arange(1, n_resamples + 1, dtype=np.uint64) * _GOLDEN)[:, None]
+        draws = (mix64(base[None, :] + steps) >> np.uint64(48)).astype(np.uint16)
+    counts = np.zeros(draws.shape, dtype=np.uint8)
+    above = np.empty(draws.shape, dtype=np.bool_)
+    for threshold in _THRESHOLDS:
+        np.greater_equal(draws, threshold, out=above)
+        counts += above
+    return counts.astype(np.float64)
+
+
+def customer_bootstrap_sums(
+    keys: np.ndarray, columns: FloatArray, n_resamples: int, seed: int
+) -> FloatArray:
+    """Σ_g w_rg columns_g for every resample r (weights of :func:`customer_weights`),
+    array of shape (n_resamples, n_columns); computed in chunks of customers."""
+    columns = np.asarray(columns, dtype=np.float64).reshape(len(keys), -1)
+    out = np.zeros((n_resamples, columns.shape[1]))
+    for start in range(0, len(keys), _BOOT_CHUNK):
+        stop = start + _BOOT_CHUNK
+        out += customer_weights(keys[start:stop], n_resamples, seed) @ columns[start:stop]
+    return out
+
+
 def cluster_codes(keys: np.ndarray) -> tuple[np.ndarray, int]:
     """Integer codes 0..G-1 of cluster keys (customer ids), in order of first appearance.
 
@@ -343,6 +456,123 @@ def terms_columns(terms: Terms, n: int) -> FloatArray:
     )
 
 
+def merge_keyed(parts: list[tuple[np.ndarray, FloatArray]]) -> tuple[np.ndarray, FloatArray]:
+    """Add per-customer totals of several batches: ``(keys (n_i,), totals (n_i, ...))`` each ->
+    the sorted distinct keys and their summed totals."""
+    keys = np.concatenate([k for k, _ in parts]) if parts else np.zeros(0, dtype=np.int64)
+    if not parts:
+        return keys, np.zeros((0, 4))
+    totals = np.concatenate([t for _, t in parts])
+    unique, inverse = np.unique(keys, return_inverse=True)
+    if unique.shape[0] == keys.shape[0]:
+        order = np.argsort(keys, kind="stable")
+        return unique, totals[order]
+    flat = totals.reshape(totals.shape[0], -1)
+    out = np.zeros((unique.shape[0], flat.shape[1]))
+    np.add.at(out, inverse, flat)
+    return unique, out.reshape((unique.shape[0], *totals.shape[1:]))
+
+
+@dataclass(frozen=True, eq=False)
+class ClusterSums:
+    """What the clustered intervals of S estimator slots (a candidate's estimator each) need
+    from a set of customers, additive over disjoint sets (reduce buckets).
+
+    With the slot's global sums N, A, B, C (over every customer) fixed beforehand, a customer's
+    influence is ψ_g = G φ_g with φ_g = (A_g - A/N N_g)/N + (B_g - B/C C_g)/C, linear in its
+    totals; so Σφ², min φ and max φ add over buckets, and so do the Poisson-bootstrap sums of
+    the totals (each customer's weights depend only on its key, :func:`customer_weights`).
+
+    Attributes
+    ----------
+    n_clusters : int
+        Customers (with rows) in the set.
+    phi2, low, high : arrays of shape (S,)
+        Σφ², min φ and max φ per slot.
+    boot : array of shape (n_resamples, S, 4), or None without a bootstrap
+        Bootstrap sums of (N_g, A_g, B_g, C_g) per slot.
+    """
+
+    n_clusters: int
+    phi2: FloatArray
+    low: FloatArray
+    high: FloatArray
+    boot: FloatArray | None
+
+    @classmethod
+    def of(
+        cls,
+        keys: np.ndarray,
+        totals: FloatArray,
+        global_sums: FloatArray,
+        n_resamples: int,
+        seed: int,
+    ) -> ClusterSums:
+        """From distinct customers ``keys`` (G,), their totals (G, S, 4) and each slot's
+        global sums (S, 4) of 1, a, b, c."""
+        totals = np.asarray(totals, dtype=np.float64).reshape(len(keys), -1, 4)
+        s = totals.shape[1]
+        present = totals[:, 0, 0] > 0 if s else np.zeros(len(keys), dtype=np.bool_)
+        keys, totals = keys[present], totals[present]
+        g = int(keys.shape[0])
+        n, a, b, c = (np.asarray(global_sums, dtype=np.float64).reshape(s, 4)).T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            phi = (totals[:, :, 1] - (a / n) * totals[:, :, 0]) / n + (
+                totals[:, :, 2] - (b / c) * totals[:, :, 3]
+            ) / c
+        if g:
+            phi2 = np.einsum("gs,gs->s", phi, phi)
+            low, high = phi.min(axis=0), phi.max(axis=0)
+        else:
+            phi2, low, high = np.zeros(s), np.full(s, np.inf), np.full(s, -np.inf)
+        boot = None
+        if n_resamples > 0:
+            flat = totals.reshape(g, s * 4)
+            # Columns shared by several slots (the row count, w r, w, ...) are resampled once.
+            distinct, inverse = np.unique(flat, axis=1, return_inverse=True) if g else (flat, None)
+            sums = customer_bootstrap_sums(keys, distinct, n_resamples, seed)
+            boot = (sums if inverse is None else sums[:, np.ravel(inverse)]).reshape(
+                n_resamples, s, 4
+            )
+        return cls(g, phi2, low, high, boot)
+
+    def __add__(self, other: ClusterSums) -> ClusterSums:
+        boot = None
+        if self.boot is not None and other.boot is not None:
+            boot = self.boot + other.boot
+        return ClusterSums(
+            self.n_clusters + other.n_clusters,
+            self.phi2 + other.phi2,
+            np.minimum(self.low, other.low),
+            np.maximum(self.high, other.high),
+            boot,
+        )
+
+    def std_error(self, slot: int) -> float:
+        """Cluster-robust standard error, sqrt(Σψ² / (G (G - 1))) = sqrt(G Σφ² / (G - 1))."""
+        g = self.n_clusters
+        if g < 2 or not np.isfinite(self.phi2[slot]):
+            return math.nan
+        return float(math.sqrt(g * float(self.phi2[slot]) / (g - 1)))
+
+    def normal_interval(self, slot: int, value: float, alpha: float) -> tuple[float, float]:
+        z = norm_ppf(1.0 - alpha / 2.0)
+        se = self.std_error(slot)
+        return value - z * se, value + z * se
+
+    def bernstein_interval(self, slot: int, value: float, alpha: float) -> tuple[float, float]:
+        """Empirical-Bernstein interval over customers (see :meth:`Moments.bernstein_interval`),
+        the range of the customers' influence as the bound of one unit."""
+        g = self.n_clusters
+        if g < 2 or not np.isfinite(self.phi2[slot]):
+            return math.nan, math.nan
+        variance = g * g * float(self.phi2[slot]) / (g - 1)
+        span = g * float(self.high[slot] - self.low[slot])
+        log_term = math.log(2.0 / (alpha / 2.0))
+        half = math.sqrt(2.0 * variance * log_term / g) + 7.0 * span * log_term / (3.0 * (g - 1))
+        return value - half, value + half
+
+
 @dataclass(frozen=True)
 class ClusteredMoments:
     """An estimator's terms summed per cluster (customer), for intervals that resample customers.
@@ -354,36 +584,47 @@ class ClusteredMoments:
 
         ψ_g = (A_g - mean_a N_g) / mean_N + (B_g - θ C_g) / mean_C,   var = Σψ² / (G (G - 1)),
 
-    which is :meth:`Moments.std_error` when every cluster is one row.
+    which is :meth:`Moments.std_error` when every cluster is one row. The bootstrap weighs
+    each customer by Poisson(1) counts drawn from its key (:func:`customer_weights`).
 
     Attributes
     ----------
     totals : array of shape (n_clusters, 4)
         Per-cluster sums of 1, a, b, c; clusters without rows are dropped.
+    keys : array of shape (n_clusters,), int64
+        Each cluster's key (:func:`customer_keys`, or the integer customer code).
 
     Examples
     --------
     >>> import numpy as np
     >>> b = np.array([1.0, 2.0, 3.0, 4.0])
-    >>> rows = ClusteredMoments.from_terms((None, b, None), np.arange(4), 4)
+    >>> rows = ClusteredMoments.from_terms((None, b, None), np.arange(4))
     >>> rows.std_error() == Moments.from_terms(None, b, None, n=4).std_error()
     True
-    >>> pairs = ClusteredMoments.from_terms((None, b, None), np.array([0, 0, 1, 1]), 2)
+    >>> pairs = ClusteredMoments.from_terms((None, b, None), np.array([0, 0, 1, 1]))
     >>> pairs.estimate(), pairs.n_clusters
     (2.5, 2)
     """
 
     totals: FloatArray
+    keys: np.ndarray
 
     def __post_init__(self) -> None:
         totals = np.asarray(self.totals, dtype=np.float64).reshape(-1, 4)
-        object.__setattr__(self, "totals", totals[totals[:, 0] > 0])
+        keep = totals[:, 0] > 0
+        object.__setattr__(self, "totals", totals[keep])
+        object.__setattr__(self, "keys", np.asarray(self.keys, dtype=np.int64)[keep])
 
     @classmethod
-    def from_terms(cls, terms: Terms, cluster: np.ndarray, n_clusters: int) -> ClusteredMoments:
-        """From per-row terms and each row's cluster code in [0, n_clusters)."""
+    def from_terms(cls, terms: Terms, cluster: np.ndarray) -> ClusteredMoments:
+        """From per-row terms and each row's cluster: integer keys, or ids of any kind
+        (hashed by :func:`customer_keys`)."""
+        cluster = np.asarray(cluster)
+        if not np.issubdtype(cluster.dtype, np.integer):
+            cluster = customer_keys(cluster)
+        keys, inverse = np.unique(cluster, return_inverse=True)
         n = cluster.shape[0]
-        return cls(cluster_totals(terms_columns(terms, n), cluster, n_clusters))
+        return cls(cluster_totals(terms_columns(terms, n), inverse, keys.shape[0]), keys)
 
     @property
     def n_clusters(self) -> int:
@@ -430,12 +671,7 @@ class ClusteredMoments:
 
     def bootstrap_interval(self, alpha: float, n_bootstrap: int, seed: int) -> tuple[float, float]:
         """Percentile interval of a Poisson bootstrap that resamples whole clusters."""
-        sums = bootstrap_sums(self.totals, n_bootstrap, seed, CLUSTER_SHARD)
+        sums = customer_bootstrap_sums(self.keys, self.totals, n_bootstrap, seed)
         with np.errstate(divide="ignore", invalid="ignore"):
             values = sums[:, 1] / sums[:, 0] + sums[:, 2] / sums[:, 3]
         return percentile_interval(values, alpha)
-
-
-# The bootstrap stream of clustered resamples: one "shard" of cluster totals, whatever the row
-# shards were, so the numbers do not depend on how the rows were split.
-CLUSTER_SHARD = 0xC105

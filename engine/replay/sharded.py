@@ -26,6 +26,13 @@ strata) and external candidates.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import operator
+import pickle
+import tempfile
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,8 +56,22 @@ from engine.replay.candidates import (
     static_shard,
 )
 from engine.replay.data import LoggedData
-from engine.replay.evaluate import _fail, _paired_lifts, collect_shard_results
+from engine.replay.evaluate import (
+    CLUSTER_CHOICES,
+    _fail,
+    _paired_lifts,
+    apply_cluster_sums,
+    collect_shard_results,
+    row_sums,
+)
 from engine.replay.fanout import Runner, Task, TaskFailure
+from engine.replay.intervals import (
+    ClusterSums,
+    customer_bucket,
+    customer_fold,
+    customer_keys,
+    merge_keyed,
+)
 from engine.replay.readers import ColumnMap, dataset_offer_ids, from_table
 from engine.replay.results import CandidateResult, Evaluation, Gate
 from engine.replay.rewardmodel import RewardSums, cross_fit_from_sums, n_folds, reward_sums
@@ -65,6 +86,7 @@ class Fragment:
     path: str
     row_groups: tuple[int, ...]
     rows: int
+    first_row: int = 0  # rows (pending ones included) of the fragments before it
 
 
 @dataclass(frozen=True)
@@ -77,6 +99,7 @@ class FragmentScan:
     t_max: int | None
     offers: dict[str, int]  # logged offer -> rows
     p_min: float
+    customers: list[Any] | None = None  # per bucket: the stashed distinct customer keys
 
 
 @dataclass(frozen=True)
@@ -92,6 +115,10 @@ class Layout:
     folds: int  # 0: no reward model
     seed: int
     unseen: tuple[bool, ...]  # offers never logged (the one stratum without 0/1 columns)
+    customers: bool = False  # folds by customer (a customer column)
+    clustered: bool = False  # intervals over customers
+    buckets: int = 1  # reduce tasks of the customer shuffle
+    spill: str | None = None  # in-process: directory of the shuffle's parts (Ray: object store)
 
     def test_range(self, i: int) -> tuple[int, int]:
         """Rows of fragment i in the test split, as offsets into the fragment."""
@@ -106,6 +133,7 @@ def list_fragments(path: str | Path, rows_per_fragment: int = 1) -> list[Fragmen
     Only the files' footers are read."""
     dataset = pads.dataset(str(path), format="parquet", partitioning="hive")
     out: list[Fragment] = []
+    seen = 0
     for file in sorted(dataset.files):
         meta = pq.ParquetFile(file).metadata
         group: list[int] = []
@@ -114,10 +142,12 @@ def list_fragments(path: str | Path, rows_per_fragment: int = 1) -> list[Fragmen
             group.append(g)
             rows += meta.row_group(g).num_rows
             if rows >= rows_per_fragment:
-                out.append(Fragment(len(out), file, tuple(group), rows))
+                out.append(Fragment(len(out), file, tuple(group), rows, seen))
+                seen += rows
                 group, rows = [], 0
         if group:
-            out.append(Fragment(len(out), file, tuple(group), rows))
+            out.append(Fragment(len(out), file, tuple(group), rows, seen))
+            seen += rows
     return out
 
 
@@ -125,16 +155,29 @@ def _read(fragment: Fragment, columns: list[str] | None = None) -> pa.Table:
     return pq.ParquetFile(fragment.path).read_row_groups(list(fragment.row_groups), columns=columns)
 
 
-def scan_fragment(fragment: Fragment, columns: ColumnMap) -> FragmentScan:
-    """The scan pass of one fragment (reads four columns)."""
+def scan_fragment(
+    fragment: Fragment, columns: ColumnMap, buckets: int = 1, spill: str | None = None
+) -> FragmentScan:
+    """The scan pass of one fragment (reads four columns, and the customer column when there
+    is one: its distinct keys go to the shuffle, bucketed)."""
     names = set(pq.ParquetFile(fragment.path).schema_arrow.names)
     wanted = [c for c in (columns.action, columns.propensity, columns.reward) if c in names]
     timestamp = columns.timestamp if columns.timestamp in names else None
-    table = _read(fragment, [*wanted, *([timestamp] if timestamp else [])])
+    customer = columns.customer_id if columns.customer_id in names else None
+    extra = [c for c in (timestamp, customer) if c is not None and c not in wanted]
+    table = _read(fragment, [*wanted, *extra])
+    positions = np.arange(table.num_rows) + fragment.first_row
     if columns.reward in names:
-        closed = table.filter(pc.is_valid(table.column(columns.reward)))
+        valid = pc.is_valid(table.column(columns.reward))
+        closed = table.filter(valid)
+        positions = positions[valid.to_numpy(zero_copy_only=False)]
     else:
         closed = table
+    stashes = None
+    if customer is not None:
+        keys = np.unique(customer_keys(closed.column(customer), positions))
+        bucket = customer_bucket(keys, buckets)
+        stashes = [_stash(keys[bucket == j], spill) for j in range(buckets)]
     t_min = t_max = None
     if timestamp is not None and closed.num_rows:
         ts = closed.column(timestamp).cast(pa.int64())
@@ -147,13 +190,47 @@ def scan_fragment(fragment: Fragment, columns: ColumnMap) -> FragmentScan:
     if columns.propensity in names and closed.num_rows:
         p_min = float(pc.min(closed.column(columns.propensity)).as_py())
     return FragmentScan(
-        closed.num_rows, table.num_rows - closed.num_rows, t_min, t_max, offers, p_min
+        closed.num_rows, table.num_rows - closed.num_rows, t_min, t_max, offers, p_min, stashes
     )
+
+
+def count_bucket(stashes: list[Any]) -> int:
+    """Distinct customers of one bucket over every fragment."""
+    parts = [_unstash(x) for x in stashes]
+    return int(np.unique(np.concatenate(parts)).shape[0]) if parts else 0
+
+
+def _stash(value: Any, spill: str | None) -> Any:
+    """Keep a shuffle part off the driver: in the Ray object store (``spill`` None, in a
+    task on Ray) or in a file of the in-process run's spill directory."""
+    if spill is None:
+        import ray
+
+        return ray.put(value)
+    path = Path(spill) / f"{uuid.uuid4().hex}.pkl"
+    with path.open("wb") as f:
+        pickle.dump(value, f, protocol=5)
+    return str(path)
+
+
+def _unstash(handle: Any) -> Any:
+    if isinstance(handle, str):
+        with open(handle, "rb") as f:
+            return pickle.load(f)
+    import ray
+
+    return ray.get(handle)
 
 
 def read_fragment(fragment: Fragment, layout: Layout) -> LoggedData:
     """One fragment's closed decisions in time order, offers indexed as in ``layout.actions``."""
-    return from_table(_read(fragment), layout.columns, layout.actions, source=fragment.path)
+    return from_table(
+        _read(fragment),
+        layout.columns,
+        layout.actions,
+        source=fragment.path,
+        row_offset=fragment.first_row,
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,7 +253,7 @@ def fit_fragment(
     start, k = layout.starts[fragment.index], len(layout.actions)
     sums = None
     if layout.folds:
-        fold = _row_folds(layout.n_rows, layout.folds, layout.seed, start, start + data.n_rounds)
+        fold = _folds(data, layout, start)
         sums = reward_sums(data.context, data.action, data.reward, k, fold, layout.folds)
     n_train = min(max(layout.cut - start, 0), data.n_rounds)
     ridge: dict[str, RidgeStatistics] = {}
@@ -216,7 +293,7 @@ def _shard(fragment: Fragment, layout: Layout, index: int) -> Shard | None:
     start = layout.starts[fragment.index] + lo
     fold = None
     if layout.folds:
-        fold = _row_folds(layout.n_rows, layout.folds, layout.seed, start, start + data.n_rounds)
+        fold = _folds(data, layout, start)
     unseen = None
     if data.eligible is None:
         unseen = np.broadcast_to(np.array(layout.unseen), (data.n_rounds, len(layout.actions)))
@@ -227,10 +304,61 @@ def _shard(fragment: Fragment, layout: Layout, index: int) -> Shard | None:
         propensity=data.propensity,
         reward=data.reward,
         mask=data.eligible,
+        cluster=data.customer if layout.clustered else None,
         fold=fold,
         start=start - layout.cut,
         unseen=unseen,
     )
+
+
+def _folds(data: LoggedData, layout: Layout, start: int) -> np.ndarray:
+    """Cross-fitting folds of a fragment's rows (``start``: its first row's global index):
+    by customer key, or each row its own unit."""
+    if layout.customers and data.customer is not None:
+        return customer_fold(data.customer, layout.folds, layout.seed)
+    return _row_folds(layout.n_rows, layout.folds, layout.seed, start, start + data.n_rounds)
+
+
+def _shuffle(
+    summaries: list[ShardSummary], layout: Layout
+) -> tuple[list[ShardSummary], list[Any] | None]:
+    """Split the per-customer totals off a task's summaries (one per candidate and shard, in
+    order): they go to the shuffle, bucketed by customer, as (keys, totals (n, slots, 4)) per
+    bucket; the driver gets the summaries without them."""
+    if not layout.clustered:
+        return summaries, None
+    keyed = []
+    by_shard: dict[int, list[ShardSummary]] = {}
+    for s in summaries:
+        by_shard.setdefault(id(s.clusters), []).append(s)
+    for group in by_shard.values():
+        if group[0].clusters is None or not group[0].clusters.size:
+            continue
+        stacked = [np.stack([s.cluster_totals[n] for n in s.cluster_totals], axis=1) for s in group]
+        keyed.append((group[0].clusters, np.concatenate(stacked, axis=1)))
+    keys, totals = merge_keyed(keyed)
+    bucket = customer_bucket(keys, layout.buckets)
+    stashes = [
+        _stash((keys[bucket == j], totals[bucket == j]), layout.spill)
+        for j in range(layout.buckets)
+    ]
+    stripped = [dataclasses.replace(s, clusters=None, cluster_totals={}) for s in summaries]
+    return stripped, stashes
+
+
+def reduce_bucket(
+    parts: list[list[Any]], sums: list[np.ndarray], n_bootstrap: int, seed: int
+) -> list[ClusterSums]:
+    """One bucket of the customer shuffle: per group of slots (the frozen candidates, or one
+    learning candidate), its tasks' parts merged into complete customers and summarized
+    against the slots' global sums (:class:`engine.replay.intervals.ClusterSums`)."""
+    out = []
+    for handles, group_sums in zip(parts, sums, strict=True):
+        keys, totals = merge_keyed([_unstash(h) for h in handles])
+        if not keys.size:
+            totals = np.zeros((0, group_sums.shape[0], 4))
+        out.append(ClusterSums.of(keys, totals, group_sums, n_bootstrap, seed))
+    return out
 
 
 def score_fragment(
@@ -242,13 +370,14 @@ def score_fragment(
     coef: np.ndarray | None,
     p_min: float,
     config: EvalConfig,
-) -> list[ShardSummary]:
-    """The score pass of one fragment: every frozen candidate on its test rows (shard ``index``)."""
+) -> tuple[list[ShardSummary], list[Any] | None]:
+    """The score pass of one fragment: every frozen candidate on its test rows (shard
+    ``index``); with clustered intervals also its per-customer totals, shuffled."""
     shard = _shard(fragment, layout, index)
     if shard is None:
         raise InvalidInputError("fragment", "test rows", fragment.path)
     k = len(layout.actions)
-    return static_shard(shard, candidates, list(blobs), coef, k, p_min, config)
+    return _shuffle(static_shard(shard, candidates, list(blobs), coef, k, p_min, config), layout)
 
 
 def replay_fragments(
@@ -258,7 +387,7 @@ def replay_fragments(
     coef: np.ndarray | None,
     p_min: float,
     config: EvalConfig,
-) -> list[ShardSummary]:
+) -> tuple[list[ShardSummary], list[Any] | None]:
     """Replay a learning candidate through the test fragments, reading one at a time."""
 
     def shards() -> Iterator[Shard]:
@@ -267,7 +396,8 @@ def replay_fragments(
             if shard is not None:
                 yield shard
 
-    return learning_replay(candidate, shards(), coef, len(layout.actions), p_min, config)
+    summaries = learning_replay(candidate, shards(), coef, len(layout.actions), p_min, config)
+    return _shuffle(summaries, layout)
 
 
 def train_fragments(
@@ -292,6 +422,10 @@ def _adds(candidate: Candidate, n_actions: int, seed: int) -> bool:
     return hasattr(policy, "add_statistics")
 
 
+#: Most reduce tasks of the customer shuffle (one per test fragment up to this).
+MAX_BUCKETS = 64
+
+
 def evaluate_dataset(
     path: str | Path,
     candidates: list[Candidate],
@@ -306,6 +440,7 @@ def evaluate_dataset(
     interval: str = "bootstrap",
     alpha: float = 0.05,
     runner: Runner | None = None,
+    cluster: str = "auto",
     gate: Gate | None = None,
     folds: int | None = None,
 ) -> Evaluation:
@@ -322,25 +457,84 @@ def evaluate_dataset(
         raise InvalidInputError("train_fraction", "a number in [0, 1)", train_fraction)
     if interval == "bootstrap" and config.n_bootstrap < 2:
         raise InvalidInputError("n_bootstrap", "at least 2 for bootstrap intervals", 0)
+    if cluster not in CLUSTER_CHOICES:
+        raise InvalidInputError("--cluster", f"one of {'|'.join(CLUSTER_CHOICES)}", cluster)
     if any(c.kind == "external" for c in candidates):
         raise InvalidInputError("candidates", "no external candidates in sharded mode", "some")
-    estimators = config.make()
+    config.make()  # validates estimator names and clip before any work
     fragments = list_fragments(path, rows_per_fragment)
     if not fragments:
         raise InvalidInputError("logs", "at least one Parquet row group", str(path))
     schema = pq.ParquetFile(fragments[0].path).schema_arrow
-    if cols.customer_id is not None and cols.customer_id in schema.names:
+    has_customers = cols.customer_id is not None and cols.customer_id in schema.names
+    if cluster == "customer_id" and not has_customers:
         raise InvalidInputError(
-            f"column {cols.customer_id!r}",
-            "no customer column in sharded mode (customer folds and clustered intervals need "
-            "every row at once; evaluate in memory)",
-            "a customer column",
+            "--cluster customer_id", "a customer_id column in the logs", "none (use --cluster none)"
         )
+    buckets = max(1, min(len(fragments), MAX_BUCKETS))
+    with tempfile.TemporaryDirectory(prefix="nbo-shuffle-") as spill_dir:
+        spill = None if runner.uses_ray else spill_dir
+        return _evaluate_fragments(
+            fragments,
+            candidates,
+            cols,
+            actions,
+            config,
+            train_fraction,
+            control_action,
+            primary,
+            interval,
+            alpha,
+            runner,
+            cluster,
+            gate,
+            folds,
+            has_customers,
+            buckets,
+            spill,
+        )
+
+
+def _evaluate_fragments(
+    fragments: list[Fragment],
+    candidates: list[Candidate],
+    cols: ColumnMap,
+    actions: tuple[str, ...] | None,
+    config: EvalConfig,
+    train_fraction: float,
+    control_action: int | None,
+    primary: str,
+    interval: str,
+    alpha: float,
+    runner: Runner,
+    cluster: str,
+    gate: Gate | None,
+    folds: int | None,
+    has_customers: bool,
+    buckets: int,
+    spill: str | None,
+) -> Evaluation:
+    estimators = config.make()
     runner.warm_up()
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}
     scans: list[Any] = runner.run(
-        [Task(f"scan {f.index}", scan_fragment, (f, cols)) for f in fragments], "scanning"
+        [Task(f"scan {f.index}", scan_fragment, (f, cols, buckets, spill)) for f in fragments],
+        "scanning",
     )
     _raise_failures(scans)
+    n_customers = None
+    if has_customers:
+        counted: list[Any] = runner.run(
+            [
+                Task(f"customers {j}", count_bucket, ([s.customers[j] for s in scans],))
+                for j in range(buckets)
+            ],
+            "counting customers",
+        )
+        _raise_failures(counted)
+        n_customers = int(sum(counted))
+    seconds["scan"] = time.perf_counter() - clock
     if not actions:
         actions = dataset_offer_ids([f.path for f in fragments]) or tuple(
             sorted({o for s in scans for o in s.offers})
@@ -363,13 +557,18 @@ def evaluate_dataset(
         raise InvalidInputError(
             "logs", "at least 2 closed decisions in the evaluation split", n_rows - cut
         )
+    clustered = False
+    if has_customers and n_customers is not None and cluster != "none":
+        # As in memory: customers are the units whenever one has several rows.
+        clustered = n_customers < n_rows or cluster == "customer_id"
     logged = np.zeros(len(actions), dtype=np.int64)
     for s in scans:
         for offer, n in s.offers.items():
             if offer in actions:
                 logged[actions.index(offer)] += n
     needs_model = any(e.needs_model for e in estimators)
-    n_model_folds = n_folds(n_rows, folds) if needs_model else 0
+    n_units = n_rows if n_customers is None else n_customers
+    n_model_folds = n_folds(n_units, folds) if needs_model else 0
     layout = Layout(
         tuple(actions),
         cols,
@@ -380,6 +579,10 @@ def evaluate_dataset(
         n_model_folds,
         config.seed,
         tuple(bool(x) for x in logged == 0),
+        customers=has_customers,
+        clustered=clustered,
+        buckets=buckets,
+        spill=spill,
     )
     k = len(actions)
     if control_action is not None and not 0 <= control_action < k:
@@ -402,6 +605,7 @@ def evaluate_dataset(
         "fitting",
     )
     _raise_failures(parts)
+    seconds["fit"] = time.perf_counter() - clock - seconds["scan"]
     fits: list[FitPart] = parts
     n_features = int(fits[0].binary.shape[0]) if fits else 0
     eligible = bool(fits) and fits[0].eligible
@@ -460,8 +664,16 @@ def evaluate_dataset(
             score_tasks.append(Task(f"shard {i}", score_fragment, args))
             owners.append(([c.label for c in frozen], i))
     scoring = runner.start(score_tasks, "scoring")
-    outputs = replaying() + scoring()
-    collect_shard_results(owners, outputs, all_candidates, results, len(indexed), alpha)
+    raw = replaying() + scoring()
+    outputs = [out if isinstance(out, TaskFailure) else out[0] for out in raw]
+    collected = collect_shard_results(owners, outputs, all_candidates, results, len(indexed), alpha)
+    seconds["score"] = time.perf_counter() - clock - seconds["scan"] - seconds["fit"]
+    n_clusters = n_rows - cut
+    if clustered:
+        n_clusters = _cluster_intervals(
+            raw, owners, collected, results, layout, config, alpha, runner
+        )
+        seconds["clusters"] = time.perf_counter() - clock - sum(seconds.values())
     for c in all_candidates:
         if results[c.label].status == "ok":
             results[c.label].select(interval)
@@ -489,8 +701,8 @@ def evaluate_dataset(
             "shard_rows": None,
             "train_fraction": train_fraction,
             "reward_model": coef is not None,
-            "cluster": "none",
-            "n_clusters": n_test,
+            "cluster": "customer_id" if clustered else "none",
+            "n_clusters": n_clusters,
             "every_row": every_row,
             "eligibility_known": eligible,
             "gate": asdict(gate or Gate()),
@@ -498,8 +710,68 @@ def evaluate_dataset(
             "reward_model_folds": n_model_folds,
             "fragments": len(fragments),
             "sharded": True,
+            "pass_seconds": {k: round(v, 3) for k, v in seconds.items()},
         },
     )
+
+
+def _cluster_intervals(
+    raw: list[Any],
+    owners: list[tuple[list[str], int | None]],
+    collected: dict[str, list[ShardSummary | None]],
+    results: dict[str, CandidateResult],
+    layout: Layout,
+    config: EvalConfig,
+    alpha: float,
+    runner: Runner,
+) -> int:
+    """The shuffle's reduce: one task per bucket completes its customers' totals for every
+    group of slots (the frozen candidates' score tasks; each learning candidate's replay) and
+    returns their :class:`ClusterSums`; the driver adds the buckets and sets the intervals.
+    Returns the number of customers in the evaluation split."""
+    groups: dict[tuple[str, ...], list[list[Any]]] = {}
+    for (labels, _), out in zip(owners, raw, strict=True):
+        key = tuple(labels)
+        if isinstance(out, TaskFailure) or any(results[c].status != "ok" for c in key):
+            groups.pop(key, None)
+            groups[key] = []  # marks the group as broken
+            continue
+        if key in groups and not groups[key]:
+            continue
+        groups.setdefault(key, [[] for _ in range(layout.buckets)])
+        for j, handle in enumerate(out[1]):
+            groups[key][j].append(handle)
+    live = [(key, parts) for key, parts in groups.items() if parts]
+    slots = []
+    sums = []
+    for group_labels, _ in live:
+        group_slots = []
+        group_sums = []
+        for label in group_labels:
+            shard_parts = [p for p in collected[label] if p is not None]
+            names = [(label, n) for n in shard_parts[0].moments]
+            group_slots += names
+            group_sums.append(row_sums(shard_parts, names))
+        slots.append(group_slots)
+        sums.append(np.concatenate(group_sums))
+    tasks = [
+        Task(
+            f"customers {j}",
+            reduce_bucket,
+            ([parts[j] for _, parts in live], sums, config.n_bootstrap, config.seed),
+        )
+        for j in range(layout.buckets)
+    ]
+    reduced: list[Any] = runner.run(tasks, "reducing customers")
+    failed = next((r for r in reduced if isinstance(r, TaskFailure)), None)
+    if failed is not None:
+        for group_labels, _ in live:
+            for label in group_labels:
+                _fail(results[label], failed)
+        return 0
+    totals = [functools.reduce(operator.add, [r[g] for r in reduced]) for g in range(len(live))]
+    apply_cluster_sums(results, list(zip(slots, totals, strict=True)), alpha)
+    return totals[0].n_clusters if totals else 0
 
 
 def _raise_failures(outputs: list[Any]) -> None:
