@@ -7,9 +7,10 @@ Every estimator in :mod:`engine.replay.estimators` has the form
 over per-row terms ``a``, ``b``, ``c`` (``c`` is all ones for the plain, non-self-normalized
 estimators). :class:`Moments` holds the sums, cross-products and ranges of the three terms; shards
 add their Moments, and the normal and empirical-Bernstein intervals follow from the merged sums
-through the delta method. The bootstrap is a Poisson bootstrap: each resample weighs each row by an
-independent Poisson(1) count drawn from a generator seeded by (seed, shard), so resamples of
-different shards simply add and the numbers do not depend on how the shards were scheduled.
+through the delta method. The bootstrap is a Poisson bootstrap: each resample weighs each row (or,
+clustered, each customer) by a Poisson(1) count drawn from a hash of (seed, the row's index in the
+evaluation split or the customer's key, resample), so resamples of different shards simply add and
+the numbers depend neither on how the rows were cut into shards nor on how these were scheduled.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from engine.kernels import norm_ppf
 from engine.types import FloatArray
@@ -29,6 +31,15 @@ from engine.types import FloatArray
 _N, _A, _B, _C, _AA, _BB, _CC, _AB, _AC, _BC = range(10)
 _N_SUMS = 10
 _BOOT_CHUNK = 16384
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_FOLD_TAG, _BOOT_TAG, _BUCKET_TAG, _INT_TAG, _NULL_TAG, _ROW_TAG = (
+    0xF01D,
+    0xB007,
+    0xB0C7,
+    0x1D,
+    0x4E55,
+    0x20,
+)
 
 # Per-row terms (a, b, c) of an estimator; None is a constant (a, b: 0; c: 1).
 Terms = tuple[FloatArray | None, FloatArray | None, FloatArray | None]
@@ -173,10 +184,11 @@ def _dot(x: FloatArray | None, y: FloatArray | None, constant: float, n: int) ->
 
 def bootstrap_columns(
     terms: list[Terms], n: int, count: FloatArray | None = None
-) -> tuple[FloatArray, Callable[[FloatArray], list[FloatArray]]]:
+) -> tuple[list[FloatArray], Callable[[FloatArray], list[FloatArray]]]:
     """Columns to resample for several estimators' terms, and how to expand their sums.
 
-    Returns ``columns`` of shape (n, m) (a column of ones, then each non-constant term) and a
+    Returns ``columns``, m arrays of shape (n,) (a column of ones, then each distinct
+    non-constant term; :func:`bootstrap_sums` stacks them a chunk at a time) and a
     function mapping bootstrap sums of shape (n_resamples, m) to one array of shape
     (n_resamples, 4) per estimator: sums of 1, a, b, c. ``count`` replaces the column of ones
     when the units are clusters (rows per cluster; a None ``c`` then stands for it).
@@ -216,7 +228,7 @@ def bootstrap_columns(
             )
         return out
 
-    return np.column_stack(columns), expand
+    return columns, expand
 
 
 _LEVELS = 1 << 16
@@ -235,39 +247,25 @@ def _poisson_thresholds() -> np.ndarray:
 
 
 _THRESHOLDS = _poisson_thresholds()
+# The count of every uniform 16-bit level: #{k: u >= T_k} for u in [0, 2^16).
+_COUNTS = np.searchsorted(_THRESHOLDS, np.arange(_LEVELS), side="right").astype(np.float64)
 
 
-def poisson_weights(
-    rng: np.random.Generator, shape: tuple[int, int], out: FloatArray | None = None
+def bootstrap_sums(
+    terms: FloatArray | list[FloatArray], n_resamples: int, seed: int, first_row: int
 ) -> FloatArray:
-    """Poisson(1) counts as float64: comparisons of uint16 draws, no float sampling per entry.
-
-    ``out`` (float64 of ``shape``) is filled and returned when given; reusing one buffer across
-    chunks avoids the page faults of a fresh large array each time.
-    """
-    draws = rng.integers(0, _LEVELS, size=shape, dtype=np.uint16)
-    counts = np.zeros(shape, dtype=np.uint8)
-    above = np.empty(shape, dtype=np.bool_)
-    for threshold in _THRESHOLDS:
-        np.greater_equal(draws, threshold, out=above)
-        counts += above
-    if out is None:
-        return counts.astype(np.float64)
-    np.copyto(out, counts)
-    return out
-
-
-def bootstrap_sums(terms: FloatArray, n_resamples: int, seed: int, shard: int) -> FloatArray:
     """Poisson-bootstrap sums of the columns of ``terms`` for ``n_resamples`` resamples.
 
     Parameters
     ----------
-    terms : array of shape (n_rounds, n_columns)
+    terms : array of shape (n_rounds, n_columns), or a list of n_columns arrays (n_rounds,)
         Columns to sum (typically 1, then a, b, c of each estimator).
     n_resamples : int
-    seed, shard : int
-        Resample weights come from ``np.random.default_rng([seed, shard])``, so the same shard
-        gets the same weights in every run and in every process.
+    seed, first_row : int
+        Row i (``first_row + i`` in the evaluation split) gets in resample r the Poisson(1)
+        count drawn from the hash of (seed, first_row + i, r) (:func:`keyed_poisson_counts`),
+        so a row's weights do not depend on how the rows were cut into shards, and sums over
+        disjoint rows add.
 
     Returns
     -------
@@ -276,18 +274,80 @@ def bootstrap_sums(terms: FloatArray, n_resamples: int, seed: int, shard: int) -
     Examples
     --------
     >>> import numpy as np
-    >>> sums = bootstrap_sums(np.ones((1000, 1)), 4, seed=0, shard=0)
+    >>> sums = bootstrap_sums(np.ones((1000, 1)), 4, seed=0, first_row=0)
     >>> sums.shape, bool(np.all(np.abs(sums - 1000) < 150))
     ((4, 1), True)
+    >>> head = bootstrap_sums(np.ones((600, 1)), 4, seed=0, first_row=0)
+    >>> bool(np.array_equal(head + bootstrap_sums(np.ones((400, 1)), 4, 0, 600), sums))
+    True
     """
-    rng = np.random.default_rng([seed, shard])
-    out = np.zeros((n_resamples, terms.shape[1]))
+    salt = _salt(seed, _ROW_TAG)
+    columns = _column_list(terms)
+    n = columns[0].shape[0] if columns else 0
+    keys = np.arange(first_row, first_row + n, dtype=np.int64)
+    return _keyed_sums(mix64(keys.view(np.uint64) ^ salt), columns, n_resamples)
+
+
+def _column_list(terms: FloatArray | list[FloatArray]) -> list[FloatArray]:
+    if isinstance(terms, list):
+        return [np.asarray(t, dtype=np.float64) for t in terms]
     terms = np.asarray(terms, dtype=np.float64)
-    buffer = np.empty((n_resamples, min(_BOOT_CHUNK, terms.shape[0])))
-    for start in range(0, terms.shape[0], _BOOT_CHUNK):
-        block = terms[start : start + _BOOT_CHUNK]
-        weights = poisson_weights(rng, (n_resamples, block.shape[0]), buffer[:, : block.shape[0]])
-        out += weights @ block
+    return [terms[:, j] for j in range(terms.shape[1])]
+
+
+def _keyed_sums(base: np.ndarray, columns: list[FloatArray], n_resamples: int) -> FloatArray:
+    """Σ_i w_ri columns_i, w from :func:`keyed_poisson_counts` of the mixed keys ``base``;
+    chunk by chunk, so neither the weights nor the stacked columns are ever whole."""
+    n, m = base.shape[0], len(columns)
+    out = np.zeros((n_resamples, m))
+    if not n or not m or n_resamples <= 0:
+        return out
+    size = min(_BOOT_CHUNK, n)
+    weights = np.empty((n_resamples, size))
+    block = np.empty((size, m))
+    for start in range(0, n, _BOOT_CHUNK):
+        stop = min(start + _BOOT_CHUNK, n)
+        w = weights[:, : stop - start]
+        _poisson_counts(base[start:stop], _COUNTS, w)
+        b = block[: stop - start]
+        for j, column in enumerate(columns):
+            b[:, j] = column[start:stop]
+        out += w @ b
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _mix_one(z: np.uint64) -> np.uint64:  # pragma: no cover - compiled
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, nogil=True)
+def _poisson_counts(
+    base: np.ndarray, counts: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """out[r, i] = Poisson(1) count of key i in resample r: the 16-bit slice r % 4 of
+    mix64(base[i] + (r // 4 + 1) * golden), through the inverse CDF table ``counts``."""
+    n_resamples, n = out.shape
+    for q in range((n_resamples + 3) // 4):
+        step = np.uint64(q + 1) * np.uint64(0x9E3779B97F4A7C15)
+        for i in range(n):
+            h = _mix_one(base[i] + step)
+            for j in range(4):
+                r = 4 * q + j
+                if r >= n_resamples:
+                    break
+                out[r, i] = counts[(h >> np.uint64(16 * j)) & np.uint64(0xFFFF)]
+
+
+def keyed_poisson_counts(keys: np.ndarray, n_resamples: int, salt: int) -> FloatArray:
+    """Poisson(1) counts of int64 ``keys`` in ``n_resamples`` resamples, (n_resamples, n):
+    a pure function of (salt, key, resample)."""
+    base = mix64(np.asarray(keys, dtype=np.int64).view(np.uint64) ^ np.uint64(salt))
+    out = np.empty((n_resamples, base.shape[0]))
+    _poisson_counts(base, _COUNTS, out)
     return out
 
 
@@ -301,8 +361,6 @@ def percentile_interval(values: FloatArray, alpha: float) -> tuple[float, float]
 
 
 # ---------------------------------------------------------------------- clustered
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_FOLD_TAG, _BOOT_TAG, _BUCKET_TAG, _INT_TAG, _NULL_TAG = 0xF01D, 0xB007, 0xB0C7, 0x1D, 0x4E55
 
 
 def mix64(x: np.ndarray | int) -> np.ndarray:
@@ -387,29 +445,17 @@ def customer_weights(keys: np.ndarray, n_resamples: int, seed: int) -> FloatArra
     resample r weighs customer g by a count drawn from the hash of (seed, key_g, r) alone, so
     a customer's weights do not depend on which other customers sit beside it, in what order
     or in which shard; sums over disjoint sets of customers add."""
-    base = mix64(np.asarray(keys, dtype=np.int64).view(np.uint64) ^ _salt(seed, _BOOT_TAG))
-    with np.errstate(over="ignore"):
-        steps = (np.arange(1, n_resamples + 1, dtype=np.uint64) * _GOLDEN)[:, None]
-        draws = (mix64(base[None, :] + steps) >> np.uint64(48)).astype(np.uint16)
-    counts = np.zeros(draws.shape, dtype=np.uint8)
-    above = np.empty(draws.shape, dtype=np.bool_)
-    for threshold in _THRESHOLDS:
-        np.greater_equal(draws, threshold, out=above)
-        counts += above
-    return counts.astype(np.float64)
+    return keyed_poisson_counts(keys, n_resamples, int(_salt(seed, _BOOT_TAG)))
 
 
 def customer_bootstrap_sums(
     keys: np.ndarray, columns: FloatArray, n_resamples: int, seed: int
 ) -> FloatArray:
     """Σ_g w_rg columns_g for every resample r (weights of :func:`customer_weights`),
-    array of shape (n_resamples, n_columns); computed in chunks of customers."""
+    array of shape (n_resamples, n_columns)."""
+    base = mix64(np.asarray(keys, dtype=np.int64).view(np.uint64) ^ _salt(seed, _BOOT_TAG))
     columns = np.asarray(columns, dtype=np.float64).reshape(len(keys), -1)
-    out = np.zeros((n_resamples, columns.shape[1]))
-    for start in range(0, len(keys), _BOOT_CHUNK):
-        stop = start + _BOOT_CHUNK
-        out += customer_weights(keys[start:stop], n_resamples, seed) @ columns[start:stop]
-    return out
+    return _keyed_sums(base, _column_list(columns), n_resamples)
 
 
 def cluster_codes(keys: np.ndarray) -> tuple[np.ndarray, int]:

@@ -200,8 +200,9 @@ def from_table(
 ) -> LoggedData:
     """Convert an Arrow table in the logged-data schema (or mapped by ``columns``).
 
-    ``row_offset``: rows before this table in its log (the table is one fragment of it), which
-    keys its null customer ids apart from the other fragments' ones.
+    ``row_offset``: rows before this table in its log (the table is one fragment of it): error
+    messages and ``source_row`` count rows from the log's start, and null customer ids are
+    keyed apart from the other fragments' ones.
 
     Examples
     --------
@@ -226,7 +227,7 @@ def from_table(
     pending = reward_column.is_null().to_numpy(zero_copy_only=False)
     keep = np.flatnonzero(~pending)
     offers_seen = set(pc.unique(table.column(cols.action).cast(pa.string())).to_pylist())
-    source_row = keep.astype(np.int64)
+    source_row = keep.astype(np.int64) + row_offset
     if pending.any():
         table = table.take(pa.array(keep))
 
@@ -267,7 +268,7 @@ def from_table(
         decision_id=decision_id,
         control=_bools(table, cols.control),
         explored=_bools(table, cols.explored),
-        customer=_customer_keys(table, cols.customer_id, row_offset + source_row),
+        customer=_customer_keys(table, cols.customer_id, source_row),
         source_row=source_row,
         n_pending=int(n - len(keep)),
         source=source,

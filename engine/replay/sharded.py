@@ -100,6 +100,7 @@ class FragmentScan:
     offers: dict[str, int]  # logged offer -> rows
     p_min: float
     customers: list[Any] | None = None  # per bucket: the stashed distinct customer keys
+    control_offers: dict[str, int] | None = None  # logged offer -> control rows
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,8 @@ def scan_fragment(
     wanted = [c for c in (columns.action, columns.propensity, columns.reward) if c in names]
     timestamp = columns.timestamp if columns.timestamp in names else None
     customer = columns.customer_id if columns.customer_id in names else None
-    extra = [c for c in (timestamp, customer) if c is not None and c not in wanted]
+    control = columns.control if columns.control in names else None
+    extra = [c for c in (timestamp, customer, control) if c is not None and c not in wanted]
     table = _read(fragment, [*wanted, *extra])
     positions = np.arange(table.num_rows) + fragment.first_row
     if columns.reward in names:
@@ -186,11 +188,25 @@ def scan_fragment(
     if columns.action in names and closed.num_rows:
         counts = pc.value_counts(closed.column(columns.action).cast(pa.string()))
         offers = {str(v["values"]): int(v["counts"]) for v in counts.to_pylist()}
+    control_offers = None
+    if control is not None and columns.action in names:
+        flag = closed.column(control).fill_null(False).cast(pa.bool_())
+        chosen = closed.filter(flag).column(columns.action).cast(pa.string())
+        control_offers = {
+            str(v["values"]): int(v["counts"]) for v in pc.value_counts(chosen).to_pylist()
+        }
     p_min = 1.0
     if columns.propensity in names and closed.num_rows:
         p_min = float(pc.min(closed.column(columns.propensity)).as_py())
     return FragmentScan(
-        closed.num_rows, table.num_rows - closed.num_rows, t_min, t_max, offers, p_min, stashes
+        closed.num_rows,
+        table.num_rows - closed.num_rows,
+        t_min,
+        t_max,
+        offers,
+        p_min,
+        stashes,
+        control_offers,
     )
 
 
@@ -436,6 +452,7 @@ def evaluate_dataset(
     train_fraction: float = 0.5,
     rows_per_fragment: int = 1,
     control_action: int | None = None,
+    control_from_logs: bool = False,
     primary: str = "dr",
     interval: str = "bootstrap",
     alpha: float = 0.05,
@@ -448,7 +465,10 @@ def evaluate_dataset(
     task reading its own fragment (see the module docstring for the passes and the limits).
 
     ``rows_per_fragment`` groups consecutive row groups of a file into one task (the shards);
-    the other parameters are :func:`~engine.replay.evaluate.evaluate`'s.
+    ``control_from_logs`` (without ``control_action``): the control offer is the most frequent
+    logged offer of the rows the control column flags (the lowest index on ties; none without
+    such rows), as ``nbo evaluate`` picks it in memory; the other parameters are
+    :func:`~engine.replay.evaluate.evaluate`'s.
     """
     config = config or EvalConfig()
     runner = runner or Runner(workers=0, progress=False)
@@ -482,6 +502,7 @@ def evaluate_dataset(
             config,
             train_fraction,
             control_action,
+            control_from_logs,
             primary,
             interval,
             alpha,
@@ -503,6 +524,7 @@ def _evaluate_fragments(
     config: EvalConfig,
     train_fraction: float,
     control_action: int | None,
+    control_from_logs: bool,
     primary: str,
     interval: str,
     alpha: float,
@@ -554,8 +576,12 @@ def _evaluate_fragments(
     every_row = False
     cut = round(train_fraction * n_rows)
     if n_rows - cut < 2:
+        # One row has no variance: every interval would be NaN and the verdict meaningless.
         raise InvalidInputError(
-            "logs", "at least 2 closed decisions in the evaluation split", n_rows - cut
+            "logs",
+            "at least 2 closed decisions in the evaluation split (the later "
+            f"{1 - train_fraction:.0%} of the rows, by time)",
+            f"{n_rows - cut} of {n_rows} closed decisions",
         )
     clustered = False
     if has_customers and n_customers is not None and cluster != "none":
@@ -585,6 +611,13 @@ def _evaluate_fragments(
         spill=spill,
     )
     k = len(actions)
+    if control_action is None and control_from_logs:
+        in_control = np.zeros(k, dtype=np.int64)
+        for s in scans:
+            for offer, n in (s.control_offers or {}).items():
+                if offer in actions:
+                    in_control[actions.index(offer)] += n
+        control_action = int(np.argmax(in_control)) if in_control.any() else None
     if control_action is not None and not 0 <= control_action < k:
         raise InvalidInputError("control_action", f"an offer index in [0, {k})", control_action)
     all_candidates = baselines(control_action, tuple(actions)) + list(candidates)
@@ -775,6 +808,13 @@ def _cluster_intervals(
 
 
 def _raise_failures(outputs: list[Any]) -> None:
+    """Raise the first failed task's error: bad input in a fragment as the reader's own
+    message (column, row and decision id), anything else naming the task."""
     for out in outputs:
         if isinstance(out, TaskFailure):
+            prefix = "InvalidInputError: "
+            field, sep, rest = out.error.removeprefix(prefix).partition(": expected ")
+            expected, comma, got = rest.rpartition(", got ")
+            if out.error.startswith(prefix) and sep and comma:
+                raise InvalidInputError(field, expected, got)
             raise InvalidInputError(out.key, "a readable fragment", out.error)

@@ -157,3 +157,48 @@ def test_incomplete_evaluation_exits_1(tmp_path, logs, capsys):
     assert captured.out.startswith("NO-GO: evaluation incomplete (1 failed: betats static)")
     assert "INCOMPLETE" in captured.err
     assert report["complete"] is False
+
+
+def _same_numbers(a: dict, b: dict, path: str = "") -> None:
+    """Equal structure, floats equal to 1e-9 (relative)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _same_numbers(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same_numbers(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-12), path
+    else:
+        assert a == b, path
+
+
+def test_parquet_logs_are_read_by_tasks_with_the_in_memory_numbers(tmp_path, logs, capsys):
+    """Row groups of 500 rows, returning customers: the sharded path (the default for Parquet)
+    gives the numbers of --read memory, clustered by customer, and says how it read."""
+    table = to_table(logs)
+    customers = [f"c{i}" for i in np.random.default_rng(0).integers(0, 400, table.num_rows)]
+    table = table.set_column(
+        table.schema.get_field_index("customer_id"), "customer_id", pa.array(customers)
+    )
+    path = tmp_path / "logs"
+    path.mkdir()
+    for i in range(2):
+        pq.write_table(table.slice(2000 * i, 2000), path / f"part-{i}.parquet", row_group_size=500)
+    options = ("--policy", "linucb:alpha=0.5", "--policy", "egreedy", "--bootstrap", "40")
+    options += ("--seed", "3", "--shard-rows", "500", "--workers", "0")
+    sharded = evaluate(path, tmp_path / "sharded", *options)
+    printed = capsys.readouterr().out
+    assert "  logs read in 8 fragments by tasks" in printed.splitlines()
+    in_memory = evaluate(path, tmp_path / "memory", *options, "--read", "memory")
+    assert "  logs read into memory" in capsys.readouterr().out.splitlines()
+    assert sharded["sharded"] and not in_memory["sharded"]
+    assert sharded["cluster"] == "customer_id" and sharded["n_clusters"] == in_memory["n_clusters"]
+    for report in (sharded, in_memory):
+        for key in ("mode", "n_shards", "shard_rows", "fragments", "sharded", "pass_seconds"):
+            report.pop(key, None)
+        report.pop("read")
+        report.pop("read_in_memory_because", None)
+    _same_numbers(sharded, in_memory)
