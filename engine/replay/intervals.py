@@ -32,14 +32,10 @@ _N, _A, _B, _C, _AA, _BB, _CC, _AB, _AC, _BC = range(10)
 _N_SUMS = 10
 _BOOT_CHUNK = 16384
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_FOLD_TAG, _BOOT_TAG, _BUCKET_TAG, _INT_TAG, _NULL_TAG, _ROW_TAG = (
-    0xF01D,
-    0xB007,
-    0xB0C7,
-    0x1D,
-    0x4E55,
-    0x20,
-)
+# Salts of the hashes: customer folds, customer and row bootstrap, shuffle buckets, integer and
+# null customer ids, row folds.
+_FOLD_TAG, _BOOT_TAG, _ROW_TAG, _BUCKET_TAG = 0xF01D, 0xB007, 0x20, 0xB0C7
+_INT_TAG, _NULL_TAG, _ROW_FOLD_TAG = 0x1D, 0x4E55, 0xF01E
 
 # Per-row terms (a, b, c) of an estimator; None is a constant (a, b: 0; c: 1).
 Terms = tuple[FloatArray | None, FloatArray | None, FloatArray | None]
@@ -431,6 +427,12 @@ def customer_fold(keys: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """Each customer's cross-fitting fold in [0, folds): a seeded hash of its key, so a
     customer's fold is known from its key alone (in memory or one batch of rows at a time)."""
     h = mix64(np.asarray(keys, dtype=np.int64).view(np.uint64) ^ _salt(seed, _FOLD_TAG))
+    return (h % np.uint64(folds)).astype(np.int64)
+
+
+def row_fold(rows: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """The cross-fitting fold of rows (each its own unit) by their index in the log."""
+    h = mix64(np.asarray(rows, dtype=np.int64).view(np.uint64) ^ _salt(seed, _ROW_FOLD_TAG))
     return (h % np.uint64(folds)).astype(np.int64)
 
 

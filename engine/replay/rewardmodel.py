@@ -10,14 +10,13 @@ offer and fold.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from engine.errors import InvalidInputError, InvalidParameterError
-from engine.replay.intervals import customer_fold
+from engine.replay.intervals import customer_fold, row_fold
 from engine.types import FloatArray, IntArray
 
 
@@ -125,8 +124,8 @@ def n_folds(n_customers: int, requested: int | None = None) -> int:
 def customer_folds(customer: IntArray | None, n_rows: int, folds: int, seed: int = 0) -> IntArray:
     """Each row's fold: customers dealt into ``folds`` folds by a seeded hash of their key
     (:func:`engine.replay.intervals.customer_fold`, so a batch of rows knows its folds without
-    the others); without a customer column each row is its own unit, rows dealt at random into
-    folds of nearly equal size (:func:`row_folds` reads a range of them).
+    the others); without a customer column each row is its own unit, dealt by a seeded hash of
+    its index (:func:`row_folds` reads a range of them).
 
     Examples
     --------
@@ -252,13 +251,10 @@ def cross_fit_from_sums(sums: RewardSums, l2: float = 1.0) -> FloatArray:
     return coef
 
 
-@functools.lru_cache(maxsize=2)
-def _row_fold_table(n_rows: int, folds: int, seed: int) -> np.ndarray:
-    return (np.random.default_rng([seed, 0xF01D]).permutation(n_rows) % folds).astype(np.int8)
-
-
 def row_folds(n_rows: int, folds: int, seed: int, start: int, stop: int) -> IntArray:
     """Rows ``start:stop`` of :func:`customer_folds` without a customer column (each of the
-    ``n_rows`` rows its own unit, a seeded permutation dealt round-robin); cached per
-    process."""
-    return _row_fold_table(n_rows, folds, seed)[start:stop].astype(np.int64)
+    ``n_rows`` rows its own unit): a seeded hash of the row's index, so any range of rows knows
+    its folds at O(rows) cost."""
+    if not 0 <= start <= stop <= n_rows:
+        raise InvalidInputError("rows", f"a range within [0, {n_rows}]", (start, stop))
+    return row_fold(np.arange(start, stop, dtype=np.int64), folds, seed)
