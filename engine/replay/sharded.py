@@ -261,13 +261,20 @@ def _unstash(handle: Any) -> Any:
 
 def read_fragment(fragment: Fragment, layout: Layout) -> LoggedData:
     """One fragment's closed decisions in time order, offers indexed as in ``layout.actions``."""
-    return from_table(
-        _read(fragment, _evaluation_columns(fragment, layout.columns)),
-        layout.columns,
-        layout.actions,
-        source=fragment.path,
-        row_offset=fragment.first_row,
-    )
+
+    def convert(table: pa.Table) -> LoggedData:
+        return from_table(
+            table,
+            layout.columns,
+            layout.actions,
+            source=fragment.path,
+            row_offset=fragment.first_row,
+        )
+
+    try:
+        return convert(_read(fragment, _evaluation_columns(fragment, layout.columns)))
+    except InvalidInputError:
+        return convert(_read(fragment))  # again with every column: the message names the id
 
 
 @dataclass(frozen=True, eq=False)
