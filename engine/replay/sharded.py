@@ -1,27 +1,41 @@
 """Evaluation of a Parquet dataset whose tasks read their own fragments: the driver never holds the
-logs, only per-fragment summaries, so its memory grows with the number of fragments, not rows.
+logs, only per-fragment summaries, so its memory grows with the number of fragments, not with
+rows or customers.
 
 The driver lists the fragments (:func:`list_fragments`: row groups of every file, in file order)
-and hands each task a :class:`Fragment` (path + row-group ids); the task reads it. Four passes:
+and hands each task a :class:`Fragment` (path + row-group ids); the task reads it (only the
+columns it uses, on one thread). The passes:
 
-1. *scan* (columns action, propensity, reward, timestamp only): rows, pending rows, time range and
-   offer counts of each fragment. The fragments must follow each other in time (each one's first
-   timestamp at or after the previous one's last), which makes their concatenation the time order
-   that :func:`engine.replay.evaluate.evaluate` sorts into; the split is then a global row cut.
-2. *fit*: per fragment, the cross-fitted reward model's sums (every row) and the per-offer ridge
-   sums of each static ridge candidate (train rows); the driver adds them and solves
-   (:func:`engine.replay.rewardmodel.cross_fit_from_sums`,
+1. *scan* (columns action, propensity, reward, timestamp, customer_id, control): rows, pending
+   rows, time range, offer counts and control rows' offers of each fragment. The fragments must
+   follow each other in time (each one's first timestamp at or after the previous one's last),
+   which makes their concatenation the time order that :func:`engine.replay.evaluate.evaluate`
+   sorts into; the split is then a global row cut. With a customer column each fragment's
+   distinct customer keys (:func:`engine.replay.intervals.customer_keys`) go to a shuffle,
+   bucketed by a hash of the key, and one task per bucket counts them (the number of folds and
+   the "customers return" rule need the number of customers).
+2. *fit*: per fragment, the cross-fitted reward model's sums (every row; a row's fold is a
+   seeded hash of its customer's key, or of its index without a customer column) and the
+   per-offer ridge sums of each static ridge candidate (train rows); the driver adds them and
+   solves (:func:`engine.replay.rewardmodel.cross_fit_from_sums`,
    :meth:`engine.policies.linear.RidgeStatistics`). Static candidates whose statistics do not add
    are trained by one task that reads the train fragments in order.
 3. *score*: one task per fragment with test rows scores every frozen candidate and baseline.
 4. *replay*: one task per learning candidate reads the test fragments one at a time.
+5. *customers* (clustered intervals only): score and replay tasks put each customer's partial
+   totals into the shuffle (Ray's object store, or files of a temporary directory in-process)
+   instead of returning them; one task per bucket completes its customers and returns their
+   :class:`~engine.replay.intervals.ClusterSums` (Σφ², the influence range and the bootstrap sums
+   with per-customer weights), which add over buckets.
 
-Shards are the fragments' test parts, so the numbers equal the in-memory evaluation run with the
-same shard boundaries (every row group of ``shard_rows`` rows and a split on a row-group
-boundary), up to summation order, and are identical in-process, on local Ray and on a cluster.
-Not supported here (they need every row at once): a ``customer_id`` column (customer folds and
-clustered intervals), 0/1 context columns without an ``eligible`` column (the unseen-offer
-strata) and external candidates.
+Shards are the fragments' test parts. Bootstrap weights depend on a row's index in the evaluation
+split (or a customer's key) only, so the numbers equal the in-memory evaluation run with the same
+shard boundaries (every row group of ``shard_rows`` rows and a split on a row-group boundary, which
+the frozen policies' seeds and the learning replay's batches follow), up to summation order, and
+are identical in-process, on local Ray and on a cluster.
+Not supported here (``nbo evaluate`` reads such logs into memory and says why): 0/1 context
+columns without an ``eligible`` column (the unseen-offer strata need every row) and external
+candidates (``snapshot:`` and ``file:``).
 """
 
 from __future__ import annotations
