@@ -176,9 +176,10 @@ def register(subparsers: Any) -> None:
         default="auto",
         choices=("auto", "memory"),
         help="auto: with Parquet logs each task reads its own row groups (the driver never "
-        "holds the logs) unless a candidate or option needs every row in memory (snapshot: "
-        "and file: candidates, --save-best, 0/1 context columns without an eligible column), "
-        "and the report says which; memory: read the logs into memory first [%(default)s]",
+        "holds the logs) unless a candidate or option needs every row in memory (a snapshot "
+        "whose choice probabilities are sampled, --save-best, 0/1 context columns without an "
+        "eligible column), and the report says which; memory: read the logs into memory first "
+        "[%(default)s]",
     )
     add_ray_workers(
         evaluate,
@@ -526,12 +527,28 @@ def _why_not_sharded(args: argparse.Namespace, candidates: list[Candidate]) -> s
         return "--read memory"
     if not _parquet_source(args):
         return "not a Parquet file or directory"
-    external = [c.label for c in candidates if c.kind == "external"]
-    if external:
-        return f"{external[0]} is scored from the rows in memory (snapshot: and file: candidates)"
+    for c in candidates:
+        if c.kind == "external" and c.spec["name"] == "snapshot" and not _exact_snapshot(c):
+            return (
+                f"{c.label}'s choice probabilities are estimated by sampling, in blocks of "
+                "the whole log"
+            )
     if args.save_best is not None:
         return "--save-best writes the winner's snapshot from the rows in memory"
     return None
+
+
+def _exact_snapshot(candidate: Candidate) -> bool:
+    """Whether the snapshot's policy has exact choice probabilities (the same for any batch of
+    rows); for the others they are sampled per block of the whole log."""
+    from engine.journal.snapshot import read_snapshot
+    from engine.replay.external import exact_policy
+
+    try:
+        _, policy = read_snapshot(Path(candidate.spec["path"]))
+    except Exception:  # the in-memory path reports what is wrong with it
+        return False
+    return exact_policy(policy)
 
 
 def _evaluate_sharded(

@@ -20,7 +20,10 @@ columns it uses, on one thread). The passes:
    solves (:func:`engine.replay.rewardmodel.cross_fit_from_sums`,
    :meth:`engine.policies.linear.RidgeStatistics`). Static candidates whose statistics do not add
    are trained by one task that reads the train fragments in order.
-3. *score*: one task per fragment with test rows scores every frozen candidate and baseline.
+3. *score*: one task per fragment with test rows scores every frozen candidate and baseline;
+   external candidates too: a snapshot's policy on the fragment's rows, or a probability file's
+   rows for the fragment's decision ids (a filtered read of a Parquet file), checked as in
+   memory (the first bad row of the first fragment that has one is reported).
 4. *replay*: one task per learning candidate reads the test fragments one at a time.
 5. *customers* (clustered intervals only): score and replay tasks put each customer's partial
    totals into the shuffle (Ray's object store, or files of a temporary directory in-process)
@@ -34,8 +37,11 @@ shard boundaries (every row group of ``shard_rows`` rows and a split on a row-gr
 the frozen policies' seeds and the learning replay's batches follow), up to summation order, and
 are identical in-process, on local Ray and on a cluster.
 Not supported here (``nbo evaluate`` reads such logs into memory and says why): 0/1 context
-columns without an ``eligible`` column (the unseen-offer strata need every row) and external
-candidates (``snapshot:`` and ``file:``).
+columns without an ``eligible`` column (the unseen-offer strata need every row), and snapshots
+whose choice probabilities are sampled (Thompson sampling, VW: sampled in blocks of the whole
+log, which a fragment cannot reproduce; the CLI checks before it starts). With trained
+candidates beside them, a probability file is checked on the evaluation rows only (in memory:
+on every row).
 """
 
 from __future__ import annotations
@@ -78,6 +84,7 @@ from engine.replay.evaluate import (
     collect_shard_results,
     row_sums,
 )
+from engine.replay.external import load_distribution
 from engine.replay.fanout import Runner, Task, TaskFailure
 from engine.replay.intervals import (
     ClusterSums,
@@ -134,6 +141,7 @@ class Layout:
     clustered: bool = False  # intervals over customers
     buckets: int = 1  # reduce tasks of the customer shuffle
     spill: str | None = None  # in-process: directory of the shuffle's parts (Ray: object store)
+    decision_ids: bool = False  # read the decision_id column (external candidates join on it)
 
     def test_range(self, i: int) -> tuple[int, int]:
         """Rows of fragment i in the test split, as offsets into the fragment."""
@@ -173,9 +181,11 @@ def _read(fragment: Fragment, columns: list[str] | None = None) -> pa.Table:
     return file.read_row_groups(list(fragment.row_groups), columns=columns, use_threads=False)
 
 
-def _evaluation_columns(fragment: Fragment, columns: ColumnMap) -> list[str]:
-    """The columns the fit and score passes use (not the decision ids, control and explored
-    flags, which only the in-memory path's messages and candidates read)."""
+def _evaluation_columns(
+    fragment: Fragment, columns: ColumnMap, decision_ids: bool = False
+) -> list[str]:
+    """The columns the fit and score passes use (not the control and explored flags, nor the
+    decision ids unless an external candidate joins on them)."""
     names = pq.ParquetFile(fragment.path).schema_arrow.names
     wanted = {
         columns.action,
@@ -185,6 +195,7 @@ def _evaluation_columns(fragment: Fragment, columns: ColumnMap) -> list[str]:
         columns.eligible,
         columns.timestamp,
         columns.customer_id,
+        columns.decision_id if decision_ids else None,
         *columns.context_columns,
     }
     prefix = columns.context_prefix
@@ -286,7 +297,8 @@ def read_fragment(fragment: Fragment, layout: Layout) -> LoggedData:
         )
 
     try:
-        return convert(_read(fragment, _evaluation_columns(fragment, layout.columns)))
+        wanted = _evaluation_columns(fragment, layout.columns, layout.decision_ids)
+        return convert(_read(fragment, wanted))
     except InvalidInputError:
         return convert(_read(fragment))  # again with every column: the message names the id
 
@@ -344,6 +356,15 @@ def fit_fragment(
 
 
 def _shard(fragment: Fragment, layout: Layout, index: int) -> Shard | None:
+    found = _test_part(fragment, layout, index)
+    return None if found is None else found[0]
+
+
+def _test_part(
+    fragment: Fragment, layout: Layout, index: int
+) -> tuple[Shard, LoggedData, int] | None:
+    """The fragment's test rows as a shard, as logged data, and the global index of the
+    first one (None without test rows)."""
     lo, hi = layout.test_range(fragment.index)
     if hi <= lo:
         return None
@@ -355,7 +376,7 @@ def _shard(fragment: Fragment, layout: Layout, index: int) -> Shard | None:
     unseen = None
     if data.eligible is None:
         unseen = np.broadcast_to(np.array(layout.unseen), (data.n_rounds, len(layout.actions)))
-    return Shard(
+    shard = Shard(
         index=index,
         context=data.context,
         action=data.action,
@@ -367,6 +388,7 @@ def _shard(fragment: Fragment, layout: Layout, index: int) -> Shard | None:
         start=start - layout.cut,
         unseen=unseen,
     )
+    return shard, data, start
 
 
 def _folds(data: LoggedData, layout: Layout, start: int) -> np.ndarray:
@@ -431,11 +453,18 @@ def score_fragment(
 ) -> tuple[list[ShardSummary], list[Any] | None]:
     """The score pass of one fragment: every frozen candidate on its test rows (shard
     ``index``); with clustered intervals also its per-customer totals, shuffled."""
-    shard = _shard(fragment, layout, index)
-    if shard is None:
+    found = _test_part(fragment, layout, index)
+    if found is None:
         raise InvalidInputError("fragment", "test rows", fragment.path)
+    shard, data, start = found
     k = len(layout.actions)
-    return _shuffle(static_shard(shard, candidates, list(blobs), coef, k, p_min, config), layout)
+    # External candidates: their probabilities on these rows (a snapshot's policy on them, or
+    # the file's rows for these decision ids).
+    scored: list[bytes | np.ndarray | None] = [
+        load_distribution(c, data, start) if c.kind == "external" else blob
+        for c, blob in zip(candidates, blobs, strict=True)
+    ]
+    return _shuffle(static_shard(shard, candidates, scored, coef, k, p_min, config), layout)
 
 
 def replay_fragments(
@@ -521,8 +550,10 @@ def evaluate_dataset(
         raise InvalidInputError("n_bootstrap", "at least 2 for bootstrap intervals", 0)
     if cluster not in CLUSTER_CHOICES:
         raise InvalidInputError("--cluster", f"one of {'|'.join(CLUSTER_CHOICES)}", cluster)
-    if any(c.kind == "external" for c in candidates):
-        raise InvalidInputError("candidates", "no external candidates in sharded mode", "some")
+    # Ready-made candidates need no training: without trained ones, every row evaluates.
+    every_row = bool(candidates) and all(c.kind == "external" for c in candidates)
+    if every_row:
+        train_fraction = 0.0
     config.make()  # validates estimator names and clip before any work
     fragments = list_fragments(path, rows_per_fragment)
     if not fragments:
@@ -626,7 +657,7 @@ def _evaluate_fragments(
     counts = tuple(s.rows for s in scans)
     starts = tuple(int(x) for x in np.cumsum((0, *counts[:-1])))
     n_rows = int(sum(counts))
-    every_row = False
+    every_row = bool(candidates) and all(c.kind == "external" for c in candidates)
     cut = round(train_fraction * n_rows)
     if n_rows - cut < 2:
         # One row has no variance: every interval would be NaN and the verdict meaningless.
@@ -662,6 +693,7 @@ def _evaluate_fragments(
         clustered=clustered,
         buckets=buckets,
         spill=spill,
+        decision_ids=any(c.kind == "external" for c in candidates),
     )
     k = len(actions)
     if control_action is None and control_from_logs:
@@ -751,6 +783,14 @@ def _evaluate_fragments(
             owners.append(([c.label for c in frozen], i))
     scoring = runner.start(score_tasks, "scoring")
     raw = replaying() + scoring()
+    # A probability file or snapshot that does not fit the logs is bad input, as in memory.
+    _raise_failures(
+        [
+            out
+            for out in raw
+            if isinstance(out, TaskFailure) and out.error.startswith("InvalidInputError: --policy ")
+        ][:1]
+    )
     outputs = [out if isinstance(out, TaskFailure) else out[0] for out in raw]
     collected = collect_shard_results(owners, outputs, all_candidates, results, len(indexed), alpha)
     lap("score")
