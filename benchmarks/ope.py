@@ -216,6 +216,8 @@ def sharded_child(path: Path, n_rounds: int, mode: str) -> dict[str, Any]:
         "ray_start_s": ray_start,
         "driver_peak_rss_mb": _peak_rss_mb(),
         "fragments": result.info.get("fragments"),
+        "pass_seconds": result.info.get("pass_seconds"),
+        "pass_driver_cpu_seconds": result.info.get("pass_driver_cpu_seconds"),
         "complete": result.complete,
         "dr_value": result.candidates[-1].value("dr"),
     }

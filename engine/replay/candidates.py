@@ -232,12 +232,15 @@ def summarize(
     estimators: list[Estimator],
     n_bootstrap: int,
     seed: int,
-    shard: int,
+    first_row: int,
     cluster: IntArray | None = None,
     unseen_mass: float = 0.0,
 ) -> ShardSummary:
-    """Moments, bootstrap sums and diagnostic sums of every estimator on one shard's inputs."""
-    return summarize_many([inputs], estimators, n_bootstrap, seed, shard, cluster, [unseen_mass])[0]
+    """Moments, bootstrap sums and diagnostic sums of every estimator on one shard's inputs
+    (``first_row``: the shard's first row in the evaluation split, which keys the bootstrap)."""
+    return summarize_many(
+        [inputs], estimators, n_bootstrap, seed, first_row, cluster, [unseen_mass]
+    )[0]
 
 
 def summarize_many(
@@ -245,7 +248,7 @@ def summarize_many(
     estimators: list[Estimator],
     n_bootstrap: int,
     seed: int,
-    shard: int,
+    first_row: int,
     cluster: IntArray | None = None,
     unseen_mass: list[float] | None = None,
 ) -> list[ShardSummary]:
@@ -268,7 +271,7 @@ def summarize_many(
     if n_bootstrap > 0 and n:
         flat = [t for terms in all_terms for t in terms.values()]
         columns, expand = bootstrap_columns(flat, n)
-        expanded = iter(expand(bootstrap_sums(columns, n_bootstrap, seed, shard)))
+        expanded = iter(expand(bootstrap_sums(columns, n_bootstrap, seed, first_row)))
         boots = [{name: next(expanded) for name in terms} for terms in all_terms]
     return [
         ShardSummary(
@@ -311,7 +314,7 @@ def static_shard(
         else:
             masses.append(float((dist * shard.unseen).sum()))
     return summarize_many(
-        inputs, config.make(), config.n_bootstrap, config.seed, shard.index, shard.cluster, masses
+        inputs, config.make(), config.n_bootstrap, config.seed, shard.start, shard.cluster, masses
     )
 
 
@@ -446,7 +449,7 @@ def learning_replay(
                 estimators,
                 config.n_bootstrap,
                 config.seed,
-                shard.index,
+                shard.start,
                 shard.cluster,
                 unseen,
             )

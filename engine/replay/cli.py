@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from engine.cliargs import add_command, add_ray_workers, add_seed
 from engine.errors import InvalidInputError, InvalidParameterError
@@ -174,7 +175,21 @@ def register(subparsers: Any) -> None:
         "--batch-size", type=int, default=256, help="replay batch size [%(default)s]"
     )
     evaluate.add_argument(
-        "--shard-rows", type=int, default=131_072, help="rows per task [%(default)s]"
+        "--shard-rows",
+        type=int,
+        default=131_072,
+        help="rows per task (Parquet read by the tasks: consecutive row groups of a file up to "
+        "at least this many rows) [%(default)s]",
+    )
+    evaluate.add_argument(
+        "--read",
+        default="auto",
+        choices=("auto", "memory"),
+        help="auto: with Parquet logs each task reads its own row groups (the driver never "
+        "holds the logs) unless a candidate or option needs every row in memory (a snapshot "
+        "whose choice probabilities are sampled, --save-best, 0/1 context columns without an "
+        "eligible column), and the report says which; memory: read the logs into memory first "
+        "[%(default)s]",
     )
     add_ray_workers(
         evaluate,
@@ -322,8 +337,9 @@ def _control_action(data: LoggedData, offer: str | None) -> int | None:
         return data.actions.index(offer)
     if data.control is None or not data.control.any():
         return None
-    counts = Counter(data.action[data.control].tolist())
-    return int(counts.most_common(1)[0][0])
+    # The most frequent offer of the control rows (the lowest index on ties), as the sharded
+    # path finds it from its fragments' counts.
+    return int(np.argmax(np.bincount(data.action[data.control], minlength=data.n_actions)))
 
 
 # make_policy fields that the probe's made-up sizes (2 offers, 2 features) cannot judge.
@@ -430,7 +446,6 @@ def run_meta(args: argparse.Namespace, config: EvalConfig) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from engine.replay.evaluate import SMALL_JOB, evaluate
     from engine.replay.report import (
         candidate_table,
         slope_note,
@@ -464,24 +479,181 @@ def run_evaluate(args: argparse.Namespace) -> int:
         check_reachable(args.ray_address)  # before reading logs that may take minutes
     if not candidates:
         print("no --policy given: scoring the baselines only", file=sys.stderr)
-    data = _load(args)
+    gate = Gate(args.min_ess, args.min_match_rate, args.max_unseen)
+    why_not = _why_not_sharded(args, candidates)
+    result = None
+    data: LoggedData | None = None
+    if why_not is None:
+        result, why_not = _evaluate_sharded(args, candidates, config, gate)
+    if result is None:
+        if why_not is not None and _parquet_source(args) and args.read != "memory":
+            print(f"reading the logs into memory: {why_not}", file=sys.stderr)
+        data = _load(args)
+        if args.hold:
+            held = [h.strip() for h in args.hold.split(",") if h.strip()]
+            data = hold_dimensions(data, logged_dimensions(args.logs), held)
+        result = _evaluate_in_memory(args, data, candidates, config, gate)
+        result.info["sharded"] = False
+        result.info["read"] = "read into memory"
+        if why_not is not None:
+            result.info["read_in_memory_because"] = why_not
+    result.info["source"] = str(args.logs)
+    paths = write_report(result, args.out)
+    print(verdict(result))
+    print(f"  {split_note(result)}")
+    print(f"  {slope_note(result)}")
+    print(f"  logs {result.info['read']}")
+    print()
+    print(candidate_table(result))
+    print()
+    print(f"wrote {paths['json']}")
+    print(f"wrote {paths['html']} (plots {paths['ranking'].name}, {paths['estimators'].name})")
+    if args.save_best is not None and data is not None:
+        from engine.replay.save import save_best
+
+        saved = save_best(result, data, candidates, args.save_best, args.encoder_from, args.seed)
+        print(saved)
+        if saved.startswith("not saved"):
+            return 1
+    if not result.complete:
+        print("evaluation INCOMPLETE: some tasks failed; see the report", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _parquet_source(args: argparse.Namespace) -> bool:
+    """Whether --logs is a Parquet file or a directory of Parquet files."""
+    path = Path(args.logs)
+    if args.format not in ("auto", "parquet"):
+        return False
+    if path.is_dir():
+        return True
+    if args.format == "parquet":
+        return path.is_file()
+    return path.is_file() and path.suffix.lower() in (".parquet", ".pq")
+
+
+def _why_not_sharded(args: argparse.Namespace, candidates: list[Candidate]) -> str | None:
+    """Why these logs and options need every row in memory; None when tasks can read the
+    Parquet fragments themselves (:func:`engine.replay.sharded.evaluate_dataset`)."""
+    if args.read == "memory":
+        return "--read memory"
+    if not _parquet_source(args):
+        return "not a Parquet file or directory"
+    for c in candidates:
+        if c.kind == "external" and c.spec["name"] == "snapshot" and not _exact_snapshot(c):
+            return (
+                f"{c.label}'s choice probabilities are estimated by sampling, in blocks of "
+                "the whole log"
+            )
+    if args.save_best is not None:
+        return "--save-best writes the winner's snapshot from the rows in memory"
     if args.hold:
-        held = [h.strip() for h in args.hold.split(",") if h.strip()]
-        data = hold_dimensions(data, logged_dimensions(args.logs), held)
-    control = _control_action(data, args.control_offer)
+        return "--hold narrows each row's eligible combinations on the rows in memory"
+    return None
+
+
+def _exact_snapshot(candidate: Candidate) -> bool:
+    """Whether the snapshot's policy has exact choice probabilities (the same for any batch of
+    rows); for the others they are sampled per block of the whole log."""
+    from engine.journal.snapshot import read_snapshot
+    from engine.replay.external import exact_policy
+
+    try:
+        _, policy = read_snapshot(Path(candidate.spec["path"]))
+    except Exception:  # the in-memory path reports what is wrong with it
+        return False
+    return exact_policy(policy)
+
+
+def _evaluate_sharded(
+    args: argparse.Namespace, candidates: list[Candidate], config: EvalConfig, gate: Gate
+) -> tuple[Any, str | None]:
+    """Evaluate through Parquet fragments read by the tasks; (None, why) when the logs turn
+    out to need every row in memory (0/1 context columns without an eligible column)."""
+    from engine.replay.evaluate import SMALL_JOB
+    from engine.replay.sharded import evaluate_dataset, list_fragments
+
+    actions = None
+    if args.actions:
+        actions = tuple(a.strip() for a in args.actions.split(",") if a.strip())
+    fragments = list_fragments(args.logs, args.shard_rows)
+    n_rows = sum(f.rows for f in fragments)
+    print(
+        f"reading {n_rows} rows of {args.logs} in {len(fragments)} fragments by tasks",
+        file=sys.stderr,
+    )
+    control = None
+    if args.control_offer is not None:
+        known = actions or _known_offers(args)
+        if known is None:  # a directory: the offers come from its files' metadata
+            from engine.replay.readers import dataset_offer_ids
+
+            known = dataset_offer_ids([f.path for f in fragments]) or None
+        if known is None:
+            return None, "--control-offer needs the offer ids (give --actions)"
+        if args.control_offer not in known:
+            raise InvalidInputError("--control-offer", f"one of {list(known)}", args.control_offer)
+        control = list(known).index(args.control_offer)
+        actions = actions or tuple(known)
+    runner = _runner(args, (len(candidates) + 3) * n_rows * (1 - args.train_fraction), SMALL_JOB)
+    try:
+        result = evaluate_dataset(
+            args.logs,
+            candidates,
+            columns=ColumnMap.parse(args.column),
+            actions=actions,
+            config=config,
+            train_fraction=args.train_fraction,
+            rows_per_fragment=args.shard_rows,
+            control_action=control,
+            control_from_logs=args.control_offer is None,
+            primary=args.primary,
+            interval=args.interval,
+            alpha=args.alpha,
+            runner=runner,
+            cluster=args.cluster,
+            gate=gate,
+            folds=args.folds,
+        )
+    except InvalidInputError as exc:
+        if "in sharded mode" not in str(exc):
+            raise
+        return None, str(exc)
+    finally:
+        runner.close()
+    result.info["read"] = f"read in {result.info['fragments']} fragments by tasks"
+    return result, None
+
+
+def _runner(args: argparse.Namespace, n_jobs: float, small_job: int) -> Runner:
     if args.workers is not None or args.ray_address is not None:
         workers = args.workers
     else:
-        n_jobs = (len(candidates) + 3) * data.n_rounds * (1 - args.train_fraction)
-        workers = 0 if n_jobs < SMALL_JOB else None
-    runner = Runner(
+        workers = 0 if n_jobs < small_job else None
+    return Runner(
         workers=workers,
         address=args.ray_address,
         max_retries=args.retries,
         progress=not args.no_progress,
     )
+
+
+def _evaluate_in_memory(
+    args: argparse.Namespace,
+    data: LoggedData,
+    candidates: list[Candidate],
+    config: EvalConfig,
+    gate: Gate,
+) -> Any:
+    from engine.replay.evaluate import SMALL_JOB, evaluate
+
+    control = _control_action(data, args.control_offer)
+    runner = _runner(
+        args, (len(candidates) + 3) * data.n_rounds * (1 - args.train_fraction), SMALL_JOB
+    )
     try:
-        result = evaluate(
+        return evaluate(
             data,
             candidates,
             config=config,
@@ -493,32 +665,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
             alpha=args.alpha,
             runner=runner,
             cluster=args.cluster,
-            gate=Gate(args.min_ess, args.min_match_rate, args.max_unseen),
+            gate=gate,
             folds=args.folds,
         )
     finally:
         runner.close()
-    result.info["source"] = str(args.logs)
-    paths = write_report(result, args.out)
-    print(verdict(result))
-    print(f"  {split_note(result)}")
-    print(f"  {slope_note(result)}")
-    print()
-    print(candidate_table(result))
-    print()
-    print(f"wrote {paths['json']}")
-    print(f"wrote {paths['html']} (plots {paths['ranking'].name}, {paths['estimators'].name})")
-    if args.save_best is not None:
-        from engine.replay.save import save_best
-
-        saved = save_best(result, data, candidates, args.save_best, args.encoder_from, args.seed)
-        print(saved)
-        if saved.startswith("not saved"):
-            return 1
-    if not result.complete:
-        print("evaluation INCOMPLETE: some tasks failed; see the report", file=sys.stderr)
-        return 1
-    return 0
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -44,7 +44,8 @@ class LoggedData:
         Only error messages read it, so readers may keep it in Arrow form.
     control, explored : array of shape (n_rounds,), bool, optional
     customer : array of shape (n_rounds,), int64, optional
-        Each row's customer as a code (equal codes: the same customer_id); intervals resample
+        Each row's customer as an int64 key (equal keys: the same customer_id; the reader hashes
+        the ids, :func:`engine.replay.intervals.customer_keys`); intervals resample
         customers, not rows, when customers return (:mod:`engine.replay.intervals`).
     source_row : array of shape (n_rounds,), int64, optional
         Row number in the source each row came from; error messages quote it.

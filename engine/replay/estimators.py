@@ -29,7 +29,6 @@ from engine.replay.intervals import (
     Terms,
     bootstrap_columns,
     bootstrap_sums,
-    cluster_codes,
     percentile_interval,
 )
 from engine.types import FloatArray, IntArray
@@ -162,8 +161,7 @@ class Estimator(ABC):
         """
         check_alpha(alpha)
         if cluster is not None:
-            codes, n_clusters = cluster_codes(np.asarray(cluster))
-            clustered = ClusteredMoments.from_terms(self.terms(inputs), codes, n_clusters)
+            clustered = ClusteredMoments.from_terms(self.terms(inputs), np.asarray(cluster))
             if method == "normal":
                 return clustered.normal_interval(alpha)
             if method == "bernstein":

@@ -33,15 +33,7 @@ from engine.replay.diagnostics import Diagnostics, merge_diagnostic_sums
 from engine.replay.estimators import INTERVAL_METHODS, SLOPE, bootstrap_values, check_alpha
 from engine.replay.external import load_distribution
 from engine.replay.fanout import Runner, Task, TaskFailure
-from engine.replay.intervals import (
-    CLUSTER_SHARD,
-    ClusteredMoments,
-    Moments,
-    Terms,
-    bootstrap_columns,
-    bootstrap_sums,
-    percentile_interval,
-)
+from engine.replay.intervals import ClusterSums, Moments, merge_keyed, percentile_interval
 from engine.replay.results import CandidateResult, Estimate, Evaluation, Gate, LiftEstimate
 from engine.replay.rewardmodel import cross_fit, customer_folds, n_folds
 from engine.replay.support import unseen_offers
@@ -218,8 +210,20 @@ def evaluate(
     outputs = replaying() + scoring()
 
     collected = collect_shard_results(owners, outputs, all_candidates, results, len(shards), alpha)
+    n_clusters = test.n_rounds
     if clustered:
-        _cluster_bootstrap(list(results.values()), collected, config, alpha)
+        groups = []
+        for result in results.values():
+            if result.status == "ok":
+                parts = [p for p in collected[result.label] if p is not None]
+                slots, keyed = cluster_parts(result.label, parts)
+                keys, totals = merge_keyed(keyed)
+                total = ClusterSums.of(
+                    keys, totals, row_sums(parts, slots), config.n_bootstrap, config.seed
+                )
+                groups.append((slots, total))
+                n_clusters = total.n_clusters
+        apply_cluster_sums(results, groups, alpha)
     for result in results.values():
         if result.status == "ok":
             result.select(interval)
@@ -247,7 +251,7 @@ def evaluate(
             "train_fraction": train_fraction,
             "reward_model": coef is not None,
             "cluster": "customer_id" if clustered else "none",
-            "n_clusters": _n_clusters(test) if clustered else test.n_rounds,
+            "n_clusters": n_clusters,
             "every_row": every_row,
             "eligibility_known": data.eligible is not None,
             "gate": asdict(gate or Gate()),
@@ -278,10 +282,6 @@ def _clustered(data: LoggedData, cluster: str) -> bool:
             "--cluster customer_id", "a customer_id column in the logs", "none (use --cluster none)"
         )
     return data.returning_customers() or (cluster == "customer_id" and data.customer is not None)
-
-
-def _n_clusters(data: LoggedData) -> int:
-    return 0 if data.customer is None else int(np.unique(data.customer).shape[0])
 
 
 def _shards(
@@ -367,20 +367,12 @@ def _combine(result: CandidateResult, parts: list[ShardSummary], alpha: float) -
         moments = Moments.empty()
         for p in parts:
             moments = moments + p.moments[name]
-        if parts[0].clusters is not None:
-            clustered = ClusteredMoments(_merged_totals(parts, name))
-            result.estimates[name] = Estimate(
-                value=moments.estimate(),
-                normal=clustered.normal_interval(alpha),
-                bernstein=clustered.bernstein_interval(alpha),
-                bootstrap=None,  # filled by _cluster_bootstrap, all candidates together
-            )
-            continue
         boot = None
         if all(name in p.bootstrap for p in parts):
             sums = np.sum([p.bootstrap[name] for p in parts], axis=0)
             result.replicates[name] = bootstrap_values(sums)
             boot = percentile_interval(result.replicates[name], alpha)
+        # Clustered runs replace the intervals (apply_cluster_sums) once the customers are in.
         result.estimates[name] = Estimate(
             value=moments.estimate(),
             normal=moments.normal_interval(alpha),
@@ -389,63 +381,57 @@ def _combine(result: CandidateResult, parts: list[ShardSummary], alpha: float) -
         )
 
 
-def _merged_totals(parts: list[ShardSummary], name: str) -> np.ndarray:
-    """Per-customer totals of one estimator over every shard, array of shape (n_clusters, 4)
-    indexed by customer code (a customer's rows may sit in several shards)."""
-    size = 1 + max(
-        int(p.clusters.max()) for p in parts if p.clusters is not None and p.clusters.size
-    )
-    totals = np.zeros((size, 4))
+Slot = tuple[str, str]  # (candidate label, estimator name)
+
+
+def cluster_parts(
+    label: str, parts: Sequence[ShardSummary]
+) -> tuple[list[Slot], list[tuple[np.ndarray, np.ndarray]]]:
+    """One candidate's estimator slots and its shards' per-customer totals, ``(keys (n,),
+    totals (n, slots, 4))`` per shard (a customer may appear in several)."""
+    names = list(parts[0].cluster_totals) if parts else []
+    keyed = [
+        (p.clusters, np.stack([p.cluster_totals[n] for n in names], axis=1))
+        for p in parts
+        if p.clusters is not None and p.clusters.size
+    ]
+    return [(label, n) for n in names], keyed
+
+
+def row_sums(parts: Sequence[ShardSummary], slots: Sequence[Slot]) -> np.ndarray:
+    """Each slot's sums of 1, a, b, c over every row, array of shape (len(slots), 4)."""
+    out = np.zeros((len(slots), 4))
     for p in parts:
-        if p.clusters is not None and p.clusters.size:
-            np.add.at(totals, p.clusters, p.cluster_totals[name])
-    return totals
+        for j, (_, name) in enumerate(slots):
+            out[j] += p.moments[name].sums[:4]
+    return out
 
 
-def _cluster_bootstrap(
-    results: list[CandidateResult],
-    collected: dict[str, list[ShardSummary | None]],
-    config: EvalConfig,
+def apply_cluster_sums(
+    results: dict[str, CandidateResult],
+    groups: Sequence[tuple[Sequence[Slot], ClusterSums]],
     alpha: float,
 ) -> None:
-    """Poisson bootstrap over customers for every candidate and estimator at once: the same
-    weights for all (a paired comparison), drawn from (seed, CLUSTER_SHARD) whatever the shards."""
-    if config.n_bootstrap < 1:
-        return
-    owners: list[tuple[CandidateResult, str]] = []
-    terms: list[Terms] = []
-    count = None
-    for result in results:
-        if result.status != "ok":
-            continue
-        parts = [p for p in collected[result.label] if p is not None]
-        for name in result.estimates:
-            totals = _merged_totals(parts, name)
-            if count is None:
-                count = totals[:, 0]
-            a, b, c = totals[:, 1], totals[:, 2], totals[:, 3]
-            terms.append(
-                (
-                    None if not a.any() else a,
-                    None if not b.any() else b,
-                    None if np.array_equal(c, count) else c,
-                )
+    """Set every slot's intervals from its customers' :class:`ClusterSums`: cluster-robust
+    normal and Bernstein intervals, and the percentile interval of a bootstrap over customers
+    whose weights depend on each customer's key only (paired across candidates)."""
+    for slots, sums in groups:
+        for j, (label, name) in enumerate(slots):
+            result = results[label]
+            estimate = result.estimates[name]
+            boot = None
+            if sums.boot is not None:
+                values = bootstrap_values(sums.boot[:, j, :])
+                result.replicates[name] = values
+                boot = percentile_interval(values, alpha)
+            else:
+                result.replicates.pop(name, None)
+            result.estimates[name] = Estimate(
+                estimate.value,
+                sums.normal_interval(j, estimate.value, alpha),
+                sums.bernstein_interval(j, estimate.value, alpha),
+                boot,
             )
-            owners.append((result, name))
-    if count is None:
-        return
-    keep = count > 0  # customers seen only in the train split
-    count = count[keep]
-    kept: list[Terms] = [tuple(None if t is None else t[keep] for t in x) for x in terms]  # type: ignore[misc]
-    columns, expand = bootstrap_columns(kept, count.shape[0], count)
-    sums = bootstrap_sums(columns, config.n_bootstrap, config.seed, CLUSTER_SHARD)
-    for (result, name), boot in zip(owners, expand(sums), strict=True):
-        values = bootstrap_values(boot)
-        result.replicates[name] = values
-        estimate = result.estimates[name]
-        result.estimates[name] = Estimate(
-            estimate.value, estimate.normal, estimate.bernstein, percentile_interval(values, alpha)
-        )
 
 
 def _paired_lifts(results: list[CandidateResult], alpha: float) -> None:

@@ -62,8 +62,11 @@ def external_candidate(text: str) -> Candidate | None:
     return Candidate(f"{kind} ({path})", {"name": kind, "path": path}, "external")
 
 
-def load_distribution(candidate: Candidate, data: LoggedData) -> FloatArray:
+def load_distribution(candidate: Candidate, data: LoggedData, offset: int = 0) -> FloatArray:
     """The candidate's probability of every offer on every row of ``data``.
+
+    ``offset``: the index of ``data``'s first row in the whole log (``data`` is one fragment of
+    it), so a snapshot's stochastic choices are seeded as when the whole log is scored.
 
     Returns
     -------
@@ -75,12 +78,12 @@ def load_distribution(candidate: Candidate, data: LoggedData) -> FloatArray:
     if not path.is_file():
         raise InvalidInputError(flag, "an existing file", "no such file")
     if candidate.spec["name"] == "snapshot":
-        return snapshot_distribution(path, data, flag)
+        return snapshot_distribution(path, data, flag, offset)
     return read_target_file(path, data, flag)
 
 
 # ---------------------------------------------------------------------- snapshots
-def snapshot_distribution(path: Path, data: LoggedData, flag: str) -> FloatArray:
+def snapshot_distribution(path: Path, data: LoggedData, flag: str, offset: int = 0) -> FloatArray:
     """Probabilities of a snapshot's policy on the logged (encoded) contexts."""
     from engine.journal.snapshot import read_snapshot
 
@@ -104,10 +107,14 @@ def snapshot_distribution(path: Path, data: LoggedData, flag: str) -> FloatArray
     empty = ~mask.any(axis=1)
     mask[empty] = True  # a row where none of its offers was eligible: let it choose freely
     dist = np.zeros((data.n_rounds, data.n_actions))
-    for start in range(0, data.n_rounds, 8192):
-        stop = min(start + 8192, data.n_rounds)
-        part = action_distribution(policy, data.context[start:stop], mask[start:stop], start)
+    # Blocks of 8192 rows of the whole log, each seeded by its first row's index in it.
+    start = 0
+    while start < data.n_rounds:
+        stop = min(start + 8192 - (offset + start) % 8192, data.n_rounds)
+        seed = offset + start
+        part = action_distribution(policy, data.context[start:stop], mask[start:stop], seed)
         dist[start:stop, columns] = part
+        start = stop
     return dist
 
 
@@ -156,6 +163,13 @@ def action_distribution(
     return dist
 
 
+def exact_policy(policy: Policy) -> bool:
+    """Whether :func:`action_distribution` computes the policy's probabilities exactly (not by
+    sampling its choices)."""
+    exact = Softmax | UniformRandom | EpsilonGreedy | LinUCB | UCB1 | FixedAction | SharedLinear
+    return isinstance(policy, exact)
+
+
 def _exact(policy: Policy, scores: FloatArray, mask: BoolArray) -> FloatArray | None:
     floor = float(getattr(policy, "min_propensity", 0.0))
     k = mask.sum(axis=1, keepdims=True).astype(np.float64)
@@ -196,7 +210,13 @@ def read_target_file(path: Path, data: LoggedData, flag: str) -> FloatArray:
     if data.decision_id is None:
         raise InvalidInputError(flag, "logs with a decision_id column to join on", "none")
     is_csv = path.suffix.lower() in (".csv", ".tsv")
-    table = pacsv.read_csv(path) if is_csv else pq.read_table(path)
+    if is_csv:
+        table = pacsv.read_csv(path)
+    else:
+        # Only the rows of these decisions (a fragment's, in sharded evaluation).
+        table = pq.read_table(
+            path, filters=pc.field("decision_id").isin(pa.array(data.decision_id).cast(pa.string()))
+        )
     for column in ("decision_id", "action", "probability"):
         if column not in table.column_names:
             raise InvalidInputError(

@@ -7,18 +7,22 @@ Every estimator in :mod:`engine.replay.estimators` has the form
 over per-row terms ``a``, ``b``, ``c`` (``c`` is all ones for the plain, non-self-normalized
 estimators). :class:`Moments` holds the sums, cross-products and ranges of the three terms; shards
 add their Moments, and the normal and empirical-Bernstein intervals follow from the merged sums
-through the delta method. The bootstrap is a Poisson bootstrap: each resample weighs each row by an
-independent Poisson(1) count drawn from a generator seeded by (seed, shard), so resamples of
-different shards simply add and the numbers do not depend on how the shards were scheduled.
+through the delta method. The bootstrap is a Poisson bootstrap: each resample weighs each row (or,
+clustered, each customer) by a Poisson(1) count drawn from a hash of (seed, the row's index in the
+evaluation split or the customer's key, resample), so resamples of different shards simply add and
+the numbers depend neither on how the rows were cut into shards nor on how these were scheduled.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numba import njit
 
 from engine.kernels import norm_ppf
 from engine.types import FloatArray
@@ -27,6 +31,11 @@ from engine.types import FloatArray
 _N, _A, _B, _C, _AA, _BB, _CC, _AB, _AC, _BC = range(10)
 _N_SUMS = 10
 _BOOT_CHUNK = 16384
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+# Salts of the hashes: customer folds, customer and row bootstrap, shuffle buckets, integer and
+# null customer ids, row folds.
+_FOLD_TAG, _BOOT_TAG, _ROW_TAG, _BUCKET_TAG = 0xF01D, 0xB007, 0x20, 0xB0C7
+_INT_TAG, _NULL_TAG, _ROW_FOLD_TAG = 0x1D, 0x4E55, 0xF01E
 
 # Per-row terms (a, b, c) of an estimator; None is a constant (a, b: 0; c: 1).
 Terms = tuple[FloatArray | None, FloatArray | None, FloatArray | None]
@@ -171,10 +180,11 @@ def _dot(x: FloatArray | None, y: FloatArray | None, constant: float, n: int) ->
 
 def bootstrap_columns(
     terms: list[Terms], n: int, count: FloatArray | None = None
-) -> tuple[FloatArray, Callable[[FloatArray], list[FloatArray]]]:
+) -> tuple[list[FloatArray], Callable[[FloatArray], list[FloatArray]]]:
     """Columns to resample for several estimators' terms, and how to expand their sums.
 
-    Returns ``columns`` of shape (n, m) (a column of ones, then each non-constant term) and a
+    Returns ``columns``, m arrays of shape (n,) (a column of ones, then each distinct
+    non-constant term; :func:`bootstrap_sums` stacks them a chunk at a time) and a
     function mapping bootstrap sums of shape (n_resamples, m) to one array of shape
     (n_resamples, 4) per estimator: sums of 1, a, b, c. ``count`` replaces the column of ones
     when the units are clusters (rows per cluster; a None ``c`` then stands for it).
@@ -214,7 +224,7 @@ def bootstrap_columns(
             )
         return out
 
-    return np.column_stack(columns), expand
+    return columns, expand
 
 
 _LEVELS = 1 << 16
@@ -233,39 +243,25 @@ def _poisson_thresholds() -> np.ndarray:
 
 
 _THRESHOLDS = _poisson_thresholds()
+# The count of every uniform 16-bit level: #{k: u >= T_k} for u in [0, 2^16).
+_COUNTS = np.searchsorted(_THRESHOLDS, np.arange(_LEVELS), side="right").astype(np.float64)
 
 
-def poisson_weights(
-    rng: np.random.Generator, shape: tuple[int, int], out: FloatArray | None = None
+def bootstrap_sums(
+    terms: FloatArray | list[FloatArray], n_resamples: int, seed: int, first_row: int
 ) -> FloatArray:
-    """Poisson(1) counts as float64: comparisons of uint16 draws, no float sampling per entry.
-
-    ``out`` (float64 of ``shape``) is filled and returned when given; reusing one buffer across
-    chunks avoids the page faults of a fresh large array each time.
-    """
-    draws = rng.integers(0, _LEVELS, size=shape, dtype=np.uint16)
-    counts = np.zeros(shape, dtype=np.uint8)
-    above = np.empty(shape, dtype=np.bool_)
-    for threshold in _THRESHOLDS:
-        np.greater_equal(draws, threshold, out=above)
-        counts += above
-    if out is None:
-        return counts.astype(np.float64)
-    np.copyto(out, counts)
-    return out
-
-
-def bootstrap_sums(terms: FloatArray, n_resamples: int, seed: int, shard: int) -> FloatArray:
     """Poisson-bootstrap sums of the columns of ``terms`` for ``n_resamples`` resamples.
 
     Parameters
     ----------
-    terms : array of shape (n_rounds, n_columns)
+    terms : array of shape (n_rounds, n_columns), or a list of n_columns arrays (n_rounds,)
         Columns to sum (typically 1, then a, b, c of each estimator).
     n_resamples : int
-    seed, shard : int
-        Resample weights come from ``np.random.default_rng([seed, shard])``, so the same shard
-        gets the same weights in every run and in every process.
+    seed, first_row : int
+        Row i (``first_row + i`` in the evaluation split) gets in resample r the Poisson(1)
+        count drawn from the hash of (seed, first_row + i, r) (:func:`keyed_poisson_counts`),
+        so a row's weights do not depend on how the rows were cut into shards, and sums over
+        disjoint rows add.
 
     Returns
     -------
@@ -274,18 +270,80 @@ def bootstrap_sums(terms: FloatArray, n_resamples: int, seed: int, shard: int) -
     Examples
     --------
     >>> import numpy as np
-    >>> sums = bootstrap_sums(np.ones((1000, 1)), 4, seed=0, shard=0)
+    >>> sums = bootstrap_sums(np.ones((1000, 1)), 4, seed=0, first_row=0)
     >>> sums.shape, bool(np.all(np.abs(sums - 1000) < 150))
     ((4, 1), True)
+    >>> head = bootstrap_sums(np.ones((600, 1)), 4, seed=0, first_row=0)
+    >>> bool(np.array_equal(head + bootstrap_sums(np.ones((400, 1)), 4, 0, 600), sums))
+    True
     """
-    rng = np.random.default_rng([seed, shard])
-    out = np.zeros((n_resamples, terms.shape[1]))
+    salt = _salt(seed, _ROW_TAG)
+    columns = _column_list(terms)
+    n = columns[0].shape[0] if columns else 0
+    keys = np.arange(first_row, first_row + n, dtype=np.int64)
+    return _keyed_sums(mix64(keys.view(np.uint64) ^ salt), columns, n_resamples)
+
+
+def _column_list(terms: FloatArray | list[FloatArray]) -> list[FloatArray]:
+    if isinstance(terms, list):
+        return [np.asarray(t, dtype=np.float64) for t in terms]
     terms = np.asarray(terms, dtype=np.float64)
-    buffer = np.empty((n_resamples, min(_BOOT_CHUNK, terms.shape[0])))
-    for start in range(0, terms.shape[0], _BOOT_CHUNK):
-        block = terms[start : start + _BOOT_CHUNK]
-        weights = poisson_weights(rng, (n_resamples, block.shape[0]), buffer[:, : block.shape[0]])
-        out += weights @ block
+    return [terms[:, j] for j in range(terms.shape[1])]
+
+
+def _keyed_sums(base: np.ndarray, columns: list[FloatArray], n_resamples: int) -> FloatArray:
+    """Σ_i w_ri columns_i, w from :func:`keyed_poisson_counts` of the mixed keys ``base``;
+    chunk by chunk, so neither the weights nor the stacked columns are ever whole."""
+    n, m = base.shape[0], len(columns)
+    out = np.zeros((n_resamples, m))
+    if not n or not m or n_resamples <= 0:
+        return out
+    size = min(_BOOT_CHUNK, n)
+    weights = np.empty((n_resamples, size))
+    block = np.empty((size, m))
+    for start in range(0, n, _BOOT_CHUNK):
+        stop = min(start + _BOOT_CHUNK, n)
+        w = weights[:, : stop - start]
+        _poisson_counts(base[start:stop], _COUNTS, w)
+        b = block[: stop - start]
+        for j, column in enumerate(columns):
+            b[:, j] = column[start:stop]
+        out += w @ b
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _mix_one(z: np.uint64) -> np.uint64:  # pragma: no cover - compiled
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, nogil=True)
+def _poisson_counts(
+    base: np.ndarray, counts: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """out[r, i] = Poisson(1) count of key i in resample r: the 16-bit slice r % 4 of
+    mix64(base[i] + (r // 4 + 1) * golden), through the inverse CDF table ``counts``."""
+    n_resamples, n = out.shape
+    for q in range((n_resamples + 3) // 4):
+        step = np.uint64(q + 1) * np.uint64(0x9E3779B97F4A7C15)
+        for i in range(n):
+            h = _mix_one(base[i] + step)
+            for j in range(4):
+                r = 4 * q + j
+                if r >= n_resamples:
+                    break
+                out[r, i] = counts[(h >> np.uint64(16 * j)) & np.uint64(0xFFFF)]
+
+
+def keyed_poisson_counts(keys: np.ndarray, n_resamples: int, salt: int) -> FloatArray:
+    """Poisson(1) counts of int64 ``keys`` in ``n_resamples`` resamples, (n_resamples, n):
+    a pure function of (salt, key, resample)."""
+    base = mix64(np.asarray(keys, dtype=np.int64).view(np.uint64) ^ np.uint64(salt))
+    out = np.empty((n_resamples, base.shape[0]))
+    _poisson_counts(base, _COUNTS, out)
     return out
 
 
@@ -299,6 +357,109 @@ def percentile_interval(values: FloatArray, alpha: float) -> tuple[float, float]
 
 
 # ---------------------------------------------------------------------- clustered
+
+
+def mix64(x: np.ndarray | int) -> np.ndarray:
+    """splitmix64 of every element (uint64 in, uint64 out): a fixed, well-mixed 64-bit hash.
+
+    Examples
+    --------
+    >>> int(mix64(0)), int(mix64(np.array([1], dtype=np.uint64))[0]) == int(mix64(1))
+    (16294208416658607535, True)
+    """
+    with np.errstate(over="ignore"):
+        z = np.array(x, dtype=np.uint64, copy=True) + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        result: np.ndarray = z ^ (z >> np.uint64(31))
+    return result
+
+
+def _salt(seed: int, tag: int) -> np.uint64:
+    return np.uint64(mix64(int(mix64(seed & 0xFFFFFFFFFFFFFFFF)) ^ tag))
+
+
+def customer_keys(values: Any, positions: np.ndarray | None = None) -> np.ndarray:
+    """A stable int64 key of every customer id (equal ids, equal keys, in every process and
+    whatever else is in the batch): integers hashed by :func:`mix64`, other ids by the
+    blake2b digest of their text. A null id is a customer of its own, keyed by its row's
+    position in the log (``positions``, by default 0..n-1), so batches of one log that pass
+    their rows' positions keep those apart too.
+
+    ``values`` is a pyarrow array or anything numpy takes.
+
+    Examples
+    --------
+    >>> a = customer_keys(np.array(["c2", "c1", "c2"], dtype=object))
+    >>> bool(a[0] == a[2] != a[1]), bool(customer_keys(np.array(["c1"]))[0] == a[1])
+    (True, True)
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    array = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    n = len(array)
+    nulls = array.is_null().to_numpy(zero_copy_only=False)
+    if pa.types.is_integer(array.type):
+        ints = array.fill_null(0).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        keys = mix64(ints.view(np.uint64) ^ _salt(0, _INT_TAG))
+    else:
+        encoded = pc.dictionary_encode(array.cast(pa.string()))
+        digests = np.array(
+            [
+                int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8).digest(), "little")
+                for v in encoded.dictionary.to_pylist()
+            ],
+            dtype=np.uint64,
+        )
+        index = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)
+        keys = digests[index] if digests.size else np.zeros(n, dtype=np.uint64)
+    if nulls.any():
+        where = np.flatnonzero(nulls)
+        rows = (where if positions is None else np.asarray(positions)[where]).astype(np.uint64)
+        keys[nulls] = mix64(rows ^ _salt(0, _NULL_TAG))
+    return keys.view(np.int64)
+
+
+def customer_fold(keys: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Each customer's cross-fitting fold in [0, folds): a seeded hash of its key, so a
+    customer's fold is known from its key alone (in memory or one batch of rows at a time)."""
+    h = mix64(np.asarray(keys, dtype=np.int64).view(np.uint64) ^ _salt(seed, _FOLD_TAG))
+    return (h % np.uint64(folds)).astype(np.int64)
+
+
+def row_fold(rows: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """The cross-fitting fold of rows (each its own unit) by their index in the log."""
+    h = mix64(np.asarray(rows, dtype=np.int64).view(np.uint64) ^ _salt(seed, _ROW_FOLD_TAG))
+    return (h % np.uint64(folds)).astype(np.int64)
+
+
+def customer_bucket(keys: np.ndarray, buckets: int) -> np.ndarray:
+    """The reduce bucket in [0, buckets) of each customer key (for the sharded shuffle)."""
+    h = mix64(np.asarray(keys, dtype=np.int64).view(np.uint64) ^ _salt(0, _BUCKET_TAG))
+    return (h % np.uint64(buckets)).astype(np.int64)
+
+
+def customer_weights(keys: np.ndarray, n_resamples: int, seed: int) -> FloatArray:
+    """Poisson(1) weight of every customer in every resample, array (n_resamples, n_keys):
+    resample r weighs customer g by a count drawn from the hash of (seed, key_g, r) alone, so
+    a customer's weights do not depend on which other customers sit beside it, in what order
+    or in which shard; sums over disjoint sets of customers add."""
+    return keyed_poisson_counts(keys, n_resamples, int(_salt(seed, _BOOT_TAG)))
+
+
+def customer_bootstrap_sums(
+    keys: np.ndarray, columns: FloatArray, n_resamples: int, seed: int
+) -> FloatArray:
+    """Σ_g w_rg columns_g for every resample r (weights of :func:`customer_weights`),
+    array of shape (n_resamples, n_columns)."""
+    base = mix64(np.asarray(keys, dtype=np.int64).view(np.uint64) ^ _salt(seed, _BOOT_TAG))
+    columns = np.asarray(columns, dtype=np.float64).reshape(len(keys), -1)
+    return _keyed_sums(base, _column_list(columns), n_resamples)
+
+
 def cluster_codes(keys: np.ndarray) -> tuple[np.ndarray, int]:
     """Integer codes 0..G-1 of cluster keys (customer ids), in order of first appearance.
 
@@ -343,6 +504,123 @@ def terms_columns(terms: Terms, n: int) -> FloatArray:
     )
 
 
+def merge_keyed(parts: list[tuple[np.ndarray, FloatArray]]) -> tuple[np.ndarray, FloatArray]:
+    """Add per-customer totals of several batches: ``(keys (n_i,), totals (n_i, ...))`` each ->
+    the sorted distinct keys and their summed totals."""
+    keys = np.concatenate([k for k, _ in parts]) if parts else np.zeros(0, dtype=np.int64)
+    if not parts:
+        return keys, np.zeros((0, 4))
+    totals = np.concatenate([t for _, t in parts])
+    unique, inverse = np.unique(keys, return_inverse=True)
+    if unique.shape[0] == keys.shape[0]:
+        order = np.argsort(keys, kind="stable")
+        return unique, totals[order]
+    flat = totals.reshape(totals.shape[0], -1)
+    out = np.zeros((unique.shape[0], flat.shape[1]))
+    np.add.at(out, inverse, flat)
+    return unique, out.reshape((unique.shape[0], *totals.shape[1:]))
+
+
+@dataclass(frozen=True, eq=False)
+class ClusterSums:
+    """What the clustered intervals of S estimator slots (a candidate's estimator each) need
+    from a set of customers, additive over disjoint sets (reduce buckets).
+
+    With the slot's global sums N, A, B, C (over every customer) fixed beforehand, a customer's
+    influence is ψ_g = G φ_g with φ_g = (A_g - A/N N_g)/N + (B_g - B/C C_g)/C, linear in its
+    totals; so Σφ², min φ and max φ add over buckets, and so do the Poisson-bootstrap sums of
+    the totals (each customer's weights depend only on its key, :func:`customer_weights`).
+
+    Attributes
+    ----------
+    n_clusters : int
+        Customers (with rows) in the set.
+    phi2, low, high : arrays of shape (S,)
+        Σφ², min φ and max φ per slot.
+    boot : array of shape (n_resamples, S, 4), or None without a bootstrap
+        Bootstrap sums of (N_g, A_g, B_g, C_g) per slot.
+    """
+
+    n_clusters: int
+    phi2: FloatArray
+    low: FloatArray
+    high: FloatArray
+    boot: FloatArray | None
+
+    @classmethod
+    def of(
+        cls,
+        keys: np.ndarray,
+        totals: FloatArray,
+        global_sums: FloatArray,
+        n_resamples: int,
+        seed: int,
+    ) -> ClusterSums:
+        """From distinct customers ``keys`` (G,), their totals (G, S, 4) and each slot's
+        global sums (S, 4) of 1, a, b, c."""
+        totals = np.asarray(totals, dtype=np.float64).reshape(len(keys), -1, 4)
+        s = totals.shape[1]
+        present = totals[:, 0, 0] > 0 if s else np.zeros(len(keys), dtype=np.bool_)
+        keys, totals = keys[present], totals[present]
+        g = int(keys.shape[0])
+        n, a, b, c = (np.asarray(global_sums, dtype=np.float64).reshape(s, 4)).T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            phi = (totals[:, :, 1] - (a / n) * totals[:, :, 0]) / n + (
+                totals[:, :, 2] - (b / c) * totals[:, :, 3]
+            ) / c
+        if g:
+            phi2 = np.einsum("gs,gs->s", phi, phi)
+            low, high = phi.min(axis=0), phi.max(axis=0)
+        else:
+            phi2, low, high = np.zeros(s), np.full(s, np.inf), np.full(s, -np.inf)
+        boot = None
+        if n_resamples > 0:
+            flat = totals.reshape(g, s * 4)
+            # Columns shared by several slots (the row count, w r, w, ...) are resampled once.
+            distinct, inverse = np.unique(flat, axis=1, return_inverse=True) if g else (flat, None)
+            sums = customer_bootstrap_sums(keys, distinct, n_resamples, seed)
+            boot = (sums if inverse is None else sums[:, np.ravel(inverse)]).reshape(
+                n_resamples, s, 4
+            )
+        return cls(g, phi2, low, high, boot)
+
+    def __add__(self, other: ClusterSums) -> ClusterSums:
+        boot = None
+        if self.boot is not None and other.boot is not None:
+            boot = self.boot + other.boot
+        return ClusterSums(
+            self.n_clusters + other.n_clusters,
+            self.phi2 + other.phi2,
+            np.minimum(self.low, other.low),
+            np.maximum(self.high, other.high),
+            boot,
+        )
+
+    def std_error(self, slot: int) -> float:
+        """Cluster-robust standard error, sqrt(Σψ² / (G (G - 1))) = sqrt(G Σφ² / (G - 1))."""
+        g = self.n_clusters
+        if g < 2 or not np.isfinite(self.phi2[slot]):
+            return math.nan
+        return float(math.sqrt(g * float(self.phi2[slot]) / (g - 1)))
+
+    def normal_interval(self, slot: int, value: float, alpha: float) -> tuple[float, float]:
+        z = norm_ppf(1.0 - alpha / 2.0)
+        se = self.std_error(slot)
+        return value - z * se, value + z * se
+
+    def bernstein_interval(self, slot: int, value: float, alpha: float) -> tuple[float, float]:
+        """Empirical-Bernstein interval over customers (see :meth:`Moments.bernstein_interval`),
+        the range of the customers' influence as the bound of one unit."""
+        g = self.n_clusters
+        if g < 2 or not np.isfinite(self.phi2[slot]):
+            return math.nan, math.nan
+        variance = g * g * float(self.phi2[slot]) / (g - 1)
+        span = g * float(self.high[slot] - self.low[slot])
+        log_term = math.log(2.0 / (alpha / 2.0))
+        half = math.sqrt(2.0 * variance * log_term / g) + 7.0 * span * log_term / (3.0 * (g - 1))
+        return value - half, value + half
+
+
 @dataclass(frozen=True)
 class ClusteredMoments:
     """An estimator's terms summed per cluster (customer), for intervals that resample customers.
@@ -354,36 +632,47 @@ class ClusteredMoments:
 
         ψ_g = (A_g - mean_a N_g) / mean_N + (B_g - θ C_g) / mean_C,   var = Σψ² / (G (G - 1)),
 
-    which is :meth:`Moments.std_error` when every cluster is one row.
+    which is :meth:`Moments.std_error` when every cluster is one row. The bootstrap weighs
+    each customer by Poisson(1) counts drawn from its key (:func:`customer_weights`).
 
     Attributes
     ----------
     totals : array of shape (n_clusters, 4)
         Per-cluster sums of 1, a, b, c; clusters without rows are dropped.
+    keys : array of shape (n_clusters,), int64
+        Each cluster's key (:func:`customer_keys`, or the integer customer code).
 
     Examples
     --------
     >>> import numpy as np
     >>> b = np.array([1.0, 2.0, 3.0, 4.0])
-    >>> rows = ClusteredMoments.from_terms((None, b, None), np.arange(4), 4)
+    >>> rows = ClusteredMoments.from_terms((None, b, None), np.arange(4))
     >>> rows.std_error() == Moments.from_terms(None, b, None, n=4).std_error()
     True
-    >>> pairs = ClusteredMoments.from_terms((None, b, None), np.array([0, 0, 1, 1]), 2)
+    >>> pairs = ClusteredMoments.from_terms((None, b, None), np.array([0, 0, 1, 1]))
     >>> pairs.estimate(), pairs.n_clusters
     (2.5, 2)
     """
 
     totals: FloatArray
+    keys: np.ndarray
 
     def __post_init__(self) -> None:
         totals = np.asarray(self.totals, dtype=np.float64).reshape(-1, 4)
-        object.__setattr__(self, "totals", totals[totals[:, 0] > 0])
+        keep = totals[:, 0] > 0
+        object.__setattr__(self, "totals", totals[keep])
+        object.__setattr__(self, "keys", np.asarray(self.keys, dtype=np.int64)[keep])
 
     @classmethod
-    def from_terms(cls, terms: Terms, cluster: np.ndarray, n_clusters: int) -> ClusteredMoments:
-        """From per-row terms and each row's cluster code in [0, n_clusters)."""
+    def from_terms(cls, terms: Terms, cluster: np.ndarray) -> ClusteredMoments:
+        """From per-row terms and each row's cluster: integer keys, or ids of any kind
+        (hashed by :func:`customer_keys`)."""
+        cluster = np.asarray(cluster)
+        if not np.issubdtype(cluster.dtype, np.integer):
+            cluster = customer_keys(cluster)
+        keys, inverse = np.unique(cluster, return_inverse=True)
         n = cluster.shape[0]
-        return cls(cluster_totals(terms_columns(terms, n), cluster, n_clusters))
+        return cls(cluster_totals(terms_columns(terms, n), inverse, keys.shape[0]), keys)
 
     @property
     def n_clusters(self) -> int:
@@ -430,12 +719,7 @@ class ClusteredMoments:
 
     def bootstrap_interval(self, alpha: float, n_bootstrap: int, seed: int) -> tuple[float, float]:
         """Percentile interval of a Poisson bootstrap that resamples whole clusters."""
-        sums = bootstrap_sums(self.totals, n_bootstrap, seed, CLUSTER_SHARD)
+        sums = customer_bootstrap_sums(self.keys, self.totals, n_bootstrap, seed)
         with np.errstate(divide="ignore", invalid="ignore"):
             values = sums[:, 1] / sums[:, 0] + sums[:, 2] / sums[:, 3]
         return percentile_interval(values, alpha)
-
-
-# The bootstrap stream of clustered resamples: one "shard" of cluster totals, whatever the row
-# shards were, so the numbers do not depend on how the rows were split.
-CLUSTER_SHARD = 0xC105

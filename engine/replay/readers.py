@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from engine.errors import InvalidInputError
 from engine.replay.data import LoggedData
+from engine.replay.intervals import customer_keys
 
 FEATURE_NAMES_KEY = b"nbo.feature_names"
 ACTIONS_KEYS = (b"nbo.offer_ids", b"nbo.action_ids", b"nbo.actions")
@@ -195,8 +196,13 @@ def from_table(
     actions: tuple[str, ...] | None = None,
     *,
     source: str = "",
+    row_offset: int = 0,
 ) -> LoggedData:
     """Convert an Arrow table in the logged-data schema (or mapped by ``columns``).
+
+    ``row_offset``: rows before this table in its log (the table is one fragment of it): error
+    messages and ``source_row`` count rows from the log's start, and null customer ids are
+    keyed apart from the other fragments' ones.
 
     Examples
     --------
@@ -221,7 +227,7 @@ def from_table(
     pending = reward_column.is_null().to_numpy(zero_copy_only=False)
     keep = np.flatnonzero(~pending)
     offers_seen = set(pc.unique(table.column(cols.action).cast(pa.string())).to_pylist())
-    source_row = keep.astype(np.int64)
+    source_row = keep.astype(np.int64) + row_offset
     if pending.any():
         table = table.take(pa.array(keep))
 
@@ -262,7 +268,7 @@ def from_table(
         decision_id=decision_id,
         control=_bools(table, cols.control),
         explored=_bools(table, cols.explored),
-        customer=_codes(table, cols.customer_id),
+        customer=_customer_keys(table, cols.customer_id, source_row),
         source_row=source_row,
         n_pending=int(n - len(keep)),
         source=source,
@@ -323,18 +329,12 @@ def _indices(values: pa.Array, actions: tuple[str, ...]) -> np.ndarray:
     return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def _codes(table: pa.Table, name: str | None) -> np.ndarray | None:
-    """Integer codes of a string column (customer ids); a null id is a customer of its own."""
-    column = _optional(table, name)
-    if column is None:
+def _customer_keys(table: pa.Table, name: str | None, rows: np.ndarray) -> np.ndarray | None:
+    """Stable int64 keys of the customer ids (:func:`engine.replay.intervals.customer_keys`):
+    the same id gets the same key in every fragment; a null id is a customer of its own."""
+    if name is None or name not in table.column_names:
         return None
-    encoded = pc.dictionary_encode(column.cast(pa.string()))
-    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.float64)
-    nulls = np.isnan(codes)
-    if nulls.any():
-        start = len(encoded.dictionary)
-        codes[nulls] = start + np.arange(int(nulls.sum()))
-    return codes.astype(np.int64)
+    return customer_keys(table.column(name), rows)
 
 
 def _bools(table: pa.Table, name: str | None) -> np.ndarray | None:

@@ -157,3 +157,93 @@ def test_incomplete_evaluation_exits_1(tmp_path, logs, capsys):
     assert captured.out.startswith("NO-GO: evaluation incomplete (1 failed: betats static)")
     assert "INCOMPLETE" in captured.err
     assert report["complete"] is False
+
+
+def _same_numbers(a: dict, b: dict, path: str = "") -> None:
+    """Equal structure, floats equal to 1e-9 (relative)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _same_numbers(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same_numbers(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-12), path
+    else:
+        assert a == b, path
+
+
+def _returning_logs(tmp_path, logs):
+    """The logs with 400 returning customers, in two files of row groups of 500 rows."""
+    table = to_table(logs)
+    customers = [f"c{i}" for i in np.random.default_rng(0).integers(0, 400, table.num_rows)]
+    table = table.set_column(
+        table.schema.get_field_index("customer_id"), "customer_id", pa.array(customers)
+    )
+    path = tmp_path / "logs"
+    path.mkdir()
+    for i in range(2):
+        pq.write_table(table.slice(2000 * i, 2000), path / f"part-{i}.parquet", row_group_size=500)
+    return path, table
+
+
+def _without_where(report: dict) -> dict:
+    """The report without where it ran and how it was cut and read."""
+    for key in ("mode", "n_shards", "shard_rows", "fragments", "sharded", "pass_seconds"):
+        report.pop(key, None)
+    for key in ("pass_driver_cpu_seconds", "read", "read_in_memory_because"):
+        report.pop(key, None)
+    return report
+
+
+def test_parquet_logs_are_read_by_tasks_with_the_in_memory_numbers(tmp_path, logs, capsys):
+    """Row groups of 500 rows, returning customers: the sharded path (the default for Parquet)
+    gives the numbers of --read memory, clustered by customer, and says how it read."""
+    path, _ = _returning_logs(tmp_path, logs)
+    options = ("--policy", "linucb:alpha=0.5", "--policy", "egreedy", "--bootstrap", "40")
+    options += ("--seed", "3", "--shard-rows", "500", "--workers", "0")
+    sharded = evaluate(path, tmp_path / "sharded", *options)
+    printed = capsys.readouterr().out
+    assert "  logs read in 8 fragments by tasks" in printed.splitlines()
+    in_memory = evaluate(path, tmp_path / "memory", *options, "--read", "memory")
+    assert "  logs read into memory" in capsys.readouterr().out.splitlines()
+    assert sharded["sharded"] and not in_memory["sharded"]
+    assert sharded["cluster"] == "customer_id" and sharded["n_clusters"] == in_memory["n_clusters"]
+    _same_numbers(_without_where(sharded), _without_where(in_memory))
+
+
+def test_snapshot_and_file_candidates_are_scored_by_the_tasks(tmp_path, logs, capsys):
+    """A snapshot and another system's probabilities: scored fragment by fragment (the file read
+    per task, filtered by the fragment's decision ids), on every row, as in memory."""
+    from engine.replay import from_table
+    from engine.replay.train import train_policy, write_trained_snapshot
+
+    path, table = _returning_logs(tmp_path, logs)
+    data = from_table(table)
+    snapshot = tmp_path / "trained.snap"
+    policy = train_policy(data, {"name": "linucb", "alpha": 0.0, "min_propensity": 0.05})
+    write_trained_snapshot(snapshot, policy, data, target="ips")
+    ids = table.column("decision_id").to_pylist()
+    offers = list(data.actions)
+    probabilities = tmp_path / "scored.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "decision_id": [d for d in ids for _ in offers],
+                "action": offers * len(ids),
+                "probability": [
+                    0.8 if j == i % 3 else 0.1 for i in range(len(ids)) for j in range(3)
+                ],
+            }
+        ),
+        probabilities,
+    )
+    options = ("--policy", f"snapshot:{snapshot}", "--policy", f"file:{probabilities}")
+    options += ("--bootstrap", "40", "--shard-rows", "500", "--workers", "0")
+    sharded = evaluate(path, tmp_path / "sharded", *options)
+    assert "  logs read in 8 fragments by tasks" in capsys.readouterr().out.splitlines()
+    in_memory = evaluate(path, tmp_path / "memory", *options, "--read", "memory")
+    assert sharded["every_row"] and sharded["n_test"] == 4000
+    _same_numbers(_without_where(sharded), _without_where(in_memory))

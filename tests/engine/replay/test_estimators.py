@@ -130,7 +130,7 @@ def test_bootstrap_interval_is_seeded_and_close_to_normal(fixed):
 
 
 def test_poisson_bootstrap_weights_have_poisson_moments():
-    sums = bootstrap_sums(np.ones((200_000, 1)), 8, seed=0, shard=5)
+    sums = bootstrap_sums(np.ones((200_000, 1)), 8, seed=0, first_row=5)
     weights_mean = sums[:, 0] / 200_000
     assert np.allclose(weights_mean, 1.0, atol=0.01)
     assert percentile_interval(np.array([np.nan, 1.0, 2.0, 3.0]), 0.5) == (1.5, 2.5)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -18,6 +19,7 @@ from engine.errors import InvalidInputError
 from engine.replay.candidates import EvalConfig, make_candidates, parse_policy
 from engine.replay.evaluate import evaluate
 from engine.replay.fanout import Runner
+from engine.replay.intervals import customer_keys, customer_weights
 from engine.replay.readers import read_logs
 from engine.replay.rewardmodel import (
     cross_fit,
@@ -58,7 +60,15 @@ def _write(path: Path, n_rows: int = 4000, files: int = 1, seed: int = 1) -> Pat
 def _numbers(result) -> dict:
     out = result.to_dict()
     # Where it ran and how it was cut (the in-memory run has shard_rows, no fragments).
-    for key in ("mode", "n_shards", "shard_rows", "fragments", "sharded"):
+    for key in (
+        "mode",
+        "n_shards",
+        "shard_rows",
+        "fragments",
+        "sharded",
+        "pass_seconds",
+        "pass_driver_cpu_seconds",
+    ):
         out.pop(key, None)
     return out
 
@@ -124,19 +134,89 @@ def test_reward_model_sums_equal_the_one_pass_cross_fit():
     )
 
 
-def test_out_of_time_order_fragments_and_customer_columns_are_refused(tmp_path):
-    logs = make_logs(LinearEnv.make(3, 2), 1000, seed=2)
+def _write_customers(path: Path, n_rows: int = 4000, customers: int = 300) -> Path:
+    """Rows of returning customers (string ids, ``customers`` of them, each returning through
+    the whole time range, some ids null), in row groups of 500 rows in two files."""
+    logs = make_logs(LinearEnv.make(4, 3, seed=5), n_rows, seed=6, kind="softmax")
     table = to_table(logs)
-    pq.write_table(table, tmp_path / "customers.parquet", row_group_size=ROW_GROUP)
-    with pytest.raises(InvalidInputError, match="no customer column in sharded mode"):
-        evaluate_dataset(tmp_path / "customers.parquet", [], config=CONFIG)
-    table = table.drop_columns(["customer_id"])
+    rng = np.random.default_rng(3)
+    ids = [
+        None if i % 97 == 0 else f"cust-{c}"
+        for i, c in enumerate(rng.integers(0, customers, n_rows))
+    ]
+    table = table.set_column(
+        table.schema.get_field_index("customer_id"), "customer_id", pa.array(ids)
+    )
+    path.mkdir()
+    half = n_rows // 2
+    for i, part in enumerate((table.slice(0, half), table.slice(half))):
+        pq.write_table(part, path / f"part-{i}.parquet", row_group_size=ROW_GROUP)
+    return path
+
+
+@pytest.mark.parametrize("interval", ["bootstrap", "bernstein"])
+def test_customers_give_the_in_memory_numbers(tmp_path, interval):
+    path = _write_customers(tmp_path / "logs")
+    candidates = _candidates()
+    kwargs = dict(config=CONFIG, control_action=1, interval=interval)
+    in_memory = evaluate(
+        read_logs(path),
+        candidates,
+        shard_rows=ROW_GROUP,
+        runner=Runner(workers=0, progress=False),
+        **kwargs,
+    )
+    sharded = evaluate_dataset(path, candidates, runner=Runner(workers=0, progress=False), **kwargs)
+    assert in_memory.info["cluster"] == sharded.info["cluster"] == "customer_id"
+    assert sharded.complete and sharded.info["n_clusters"] == in_memory.info["n_clusters"] > 250
+    _close(_numbers(sharded), _numbers(in_memory))
+    rows = evaluate_dataset(
+        path, candidates, runner=Runner(workers=0, progress=False), cluster="none", **kwargs
+    )
+    assert rows.info["cluster"] == "none"
+    # Same point estimates, other (row) intervals.
+    best = sharded.candidates[-1]
+    assert rows.candidates[-1].value("dr") == pytest.approx(best.value("dr"), rel=1e-12)
+    assert rows.candidates[-1].interval("dr", interval) != best.interval("dr", interval)
+
+
+def test_customers_on_ray_give_the_in_process_numbers(tmp_path, local_ray):
+    path = _write_customers(tmp_path / "logs", n_rows=2000)
+    kwargs = dict(config=CONFIG, control_action=1)
+    local = evaluate_dataset(
+        path, _candidates(), runner=Runner(workers=0, progress=False), **kwargs
+    )
+    on_ray = evaluate_dataset(
+        path, _candidates(), runner=Runner(workers=2, progress=False), **kwargs
+    )
+    assert on_ray.mode.startswith("ray") and on_ray.info["cluster"] == "customer_id"
+    _close(_numbers(on_ray), _numbers(local))
+
+
+def test_customer_folds_and_weights_depend_on_the_key_only():
+    keys = customer_keys(np.array(["a", "b", "c", "a"], dtype=object))
+    assert keys[0] == keys[3]
+    np.testing.assert_array_equal(
+        customer_folds(keys, 4, 5, seed=1)[1:3], customer_folds(keys[1:3], 2, 5, seed=1)
+    )
+    weights = customer_weights(keys, 50, seed=2)
+    np.testing.assert_array_equal(weights[:, 1:3], customer_weights(keys[1:3], 50, seed=2))
+    assert np.array_equal(weights[:, 0], weights[:, 3])
+    many = customer_weights(np.arange(200_000), 4, seed=0)
+    assert abs(many.mean() - 1.0) < 0.01 and abs(many.var() - 1.0) < 0.01
+
+
+def test_out_of_time_order_fragments_are_refused(tmp_path):
+    logs = make_logs(LinearEnv.make(3, 2), 1000, seed=2)
+    table = to_table(logs).drop_columns(["customer_id"])
     reversed_ = pq.ParquetWriter(tmp_path / "late.parquet", table.schema)
     reversed_.write_table(table.slice(500), row_group_size=ROW_GROUP)
     reversed_.write_table(table.slice(0, 500), row_group_size=ROW_GROUP)
     reversed_.close()
     with pytest.raises(InvalidInputError, match="time-ordered row groups"):
         evaluate_dataset(tmp_path / "late.parquet", [], config=CONFIG)
+    with pytest.raises(InvalidInputError, match="--cluster customer_id: expected a customer_id"):
+        evaluate_dataset(tmp_path / "late.parquet", [], config=CONFIG, cluster="customer_id")
 
 
 def _cluster_main(path: str, out: str) -> None:
