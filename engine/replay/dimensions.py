@@ -13,6 +13,7 @@ Examples
 --------
 >>> import numpy as np
 >>> from engine.replay.data import LoggedData
+from engine.replay.readers import open_dataset
 >>> data = LoggedData(context=np.ones((2, 1)), action=np.array([0, 3]),
 ...     propensity=np.full(2, 0.25), reward=np.zeros(2),
 ...     actions=("a+email", "a+sms", "b+email", "b+sms"))
@@ -29,11 +30,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pyarrow.dataset as pads
 
 from engine.errors import InvalidInputError
 from engine.features.combinations import combination_features, split_combination
 from engine.replay.data import LoggedData
+from engine.replay.readers import open_dataset
 from engine.types import FloatArray
 
 
@@ -41,7 +42,7 @@ def logged_dimensions(path: str | Path) -> tuple[str, ...]:
     """The dimension names a Parquet export records (``nbo.dimensions``), or () for logs of a
     campaign without dimensions or from elsewhere."""
     try:
-        metadata = pads.dataset(str(path), format="parquet").schema.metadata or {}
+        metadata = open_dataset(path).schema.metadata or {}
     except (OSError, ValueError):  # not Parquet (CSV, DSJSON): no metadata
         return ()
     raw = metadata.get(b"nbo.dimensions")

@@ -140,10 +140,15 @@ def read_logs(
         from engine.replay.dsjson import read_dsjson
 
         return read_dsjson(path, n_features=n_features, actions=actions)
+    if kind not in ("csv", "parquet"):
+        raise InvalidInputError("format", "one of auto, parquet, csv, dsjson", format)
     if kind == "csv":
-        table = pacsv.read_csv(path)
-    elif kind == "parquet":
-        dataset = pads.dataset(path, format="parquet", partitioning="hive")
+        try:
+            table = pacsv.read_csv(path)
+        except pa.ArrowInvalid as exc:
+            raise _unreadable(path, "csv", exc) from None
+    else:
+        dataset = open_dataset(path)
         table = dataset.to_table()
         if actions is None and len(dataset.files) > 1:
             offers = dataset_offer_ids(dataset.files)
@@ -151,9 +156,30 @@ def read_logs(
                 meta = dict(table.schema.metadata or {})
                 meta[ACTIONS_KEYS[0]] = json.dumps(list(offers)).encode()
                 table = table.replace_schema_metadata(meta)
-    else:
-        raise InvalidInputError("format", "one of auto, parquet, csv, dsjson", format)
     return from_table(table, columns, actions, source=str(path))
+
+
+def open_dataset(path: str | Path) -> pads.Dataset:
+    """The Parquet file or directory ``path`` as a dataset (hive partitioning).
+
+    Raises
+    ------
+    InvalidInputError
+        Naming ``--logs`` when it is not Parquet (one line, no traceback).
+    """
+    try:
+        return pads.dataset(str(path), format="parquet", partitioning="hive")
+    except pa.ArrowInvalid as exc:  # not what its name or --format says it is
+        raise _unreadable(Path(path), "parquet", exc) from None
+
+
+def _unreadable(path: Path, kind: str, exc: Exception) -> InvalidInputError:
+    reason = str(exc).splitlines()[0]
+    if "magic bytes" in reason:
+        reason = "not a Parquet file (no Parquet footer)"
+    return InvalidInputError(
+        "--logs", f"a readable {kind} file or directory (or pass --format)", f"{path}: {reason}"
+    )
 
 
 def dataset_offer_ids(files: list[str]) -> tuple[str, ...]:

@@ -61,7 +61,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from engine.errors import InvalidInputError
@@ -93,7 +92,7 @@ from engine.replay.intervals import (
     customer_keys,
     merge_keyed,
 )
-from engine.replay.readers import ColumnMap, dataset_offer_ids, from_table
+from engine.replay.readers import ColumnMap, dataset_offer_ids, from_table, open_dataset
 from engine.replay.results import CandidateResult, Evaluation, Gate
 from engine.replay.rewardmodel import RewardSums, cross_fit_from_sums, n_folds, reward_sums
 from engine.replay.rewardmodel import row_folds as _row_folds
@@ -154,7 +153,7 @@ def list_fragments(path: str | Path, rows_per_fragment: int = 1) -> list[Fragmen
     consecutive row groups holding at least ``rows_per_fragment`` rows (1: one row group each).
 
     Only the files' footers are read."""
-    dataset = pads.dataset(str(path), format="parquet", partitioning="hive")
+    dataset = open_dataset(path)
     out: list[Fragment] = []
     seen = 0
     for file in sorted(dataset.files):

@@ -77,6 +77,17 @@ def test_bad_logs_exit_2_with_one_line(tmp_path, logs, capsys):
         "expected a probability in (0, 1], got 0.0"
     )
     assert main(["evaluate", "--logs", str(tmp_path / "missing.parquet"), "--policy", "x"]) == 2
+    capsys.readouterr()
+    # a file that is not what --format (here: auto, by its name) reads: one line, no traceback
+    for name, text in (("a.toml", "[campaign]\n"), ("b.parquet", "not parquet")):
+        (tmp_path / name).write_text(text)
+        args = ["evaluate", "--logs", str(tmp_path / name), "--policy", "linucb"]
+        assert main([*args, "--format", "parquet", "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1] == (
+            "nbo evaluate: error: --logs: expected a readable parquet file or directory (or pass "
+            f"--format), got {tmp_path / name}: not a Parquet file (no Parquet footer)"
+        )
 
 
 def test_train_writes_a_snapshot_the_service_can_load(tmp_path, logs, capsys):
