@@ -13,7 +13,6 @@ Examples
 --------
 >>> import numpy as np
 >>> from engine.replay.data import LoggedData
-from engine.replay.readers import open_dataset
 >>> data = LoggedData(context=np.ones((2, 1)), action=np.array([0, 3]),
 ...     propensity=np.full(2, 0.25), reward=np.zeros(2),
 ...     actions=("a+email", "a+sms", "b+email", "b+sms"))
