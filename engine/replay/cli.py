@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from engine.replay.candidates import (
     parse_policy,
 )
 from engine.replay.data import LoggedData
-from engine.replay.dimensions import hold_dimensions, logged_dimensions
+from engine.replay.dimensions import hold_dimensions, logged_dimensions, logged_offer_features
 from engine.replay.estimators import ESTIMATORS, INTERVAL_METHODS
 from engine.replay.external import external_candidate
 from engine.replay.fanout import Runner, check_reachable
@@ -492,6 +494,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if args.hold:
             held = [h.strip() for h in args.hold.split(",") if h.strip()]
             data = hold_dimensions(data, logged_dimensions(args.logs), held)
+        if _needs_offer_features(candidates):
+            names = logged_dimensions(args.logs)
+            candidates = with_offer_features(candidates, data.actions, names)
         result = _evaluate_in_memory(args, data, candidates, config, gate)
         result.info["sharded"] = False
         result.info["read"] = "read into memory"
@@ -519,6 +524,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print("evaluation INCOMPLETE: some tasks failed; see the report", file=sys.stderr)
         return 1
     return 0
+
+
+def _needs_offer_features(candidates: list[Candidate]) -> bool:
+    return any(c.spec.get("name") == "shared" and "offer_features" not in c.spec
+               for c in candidates)  # fmt: skip
+
+
+def with_offer_features(
+    candidates: list[Candidate], actions: Sequence[str], names: Sequence[str]
+) -> list[Candidate]:
+    """``candidates`` with the offer features of the logs given to every shared candidate that
+    has none (:func:`engine.replay.dimensions.logged_offer_features`: per-dimension one-hots of
+    a multi-dimensional campaign's combinations, else the offers' own one-hots)."""
+    features = logged_offer_features(actions, names).tolist()
+    return [
+        replace(c, spec={**c.spec, "offer_features": features})
+        if c.spec.get("name") == "shared" and "offer_features" not in c.spec
+        else c
+        for c in candidates
+    ]
 
 
 def _parquet_source(args: argparse.Namespace) -> bool:
@@ -596,6 +621,16 @@ def _evaluate_sharded(
             raise InvalidInputError("--control-offer", f"one of {list(known)}", args.control_offer)
         control = list(known).index(args.control_offer)
         actions = actions or tuple(known)
+    if _needs_offer_features(candidates):
+        known = actions or _known_offers(args)
+        if known is None:
+            from engine.replay.readers import dataset_offer_ids
+
+            known = dataset_offer_ids([f.path for f in fragments]) or None
+        if known is None:
+            return None, "a shared candidate needs the offer ids (give --actions)"
+        actions = tuple(known)
+        candidates = with_offer_features(candidates, actions, logged_dimensions(args.logs))
     runner = _runner(args, (len(candidates) + 3) * n_rows * (1 - args.train_fraction), SMALL_JOB)
     try:
         result = evaluate_dataset(
@@ -677,6 +712,11 @@ def run_train(args: argparse.Namespace) -> int:
 
     spec = parse_policy(args.policy)
     data = _load(args)
+    trained_spec = spec
+    if spec.get("name") == "shared" and "offer_features" not in spec:
+        # an array, not a list: a list of values is a grid to train_policy
+        names = logged_dimensions(args.logs)
+        trained_spec = {**spec, "offer_features": logged_offer_features(data.actions, names)}
     from engine.replay.save import encoder_state
 
     encoder: dict[str, Any] | None
@@ -684,7 +724,7 @@ def run_train(args: argparse.Namespace) -> int:
         encoder = encoder_state(args.encoder_from, data.feature_names)
     else:
         encoder = _metadata_encoder(args)
-    policy = train_policy(data, spec, target=args.target, seed=args.seed, folds=args.folds)
+    policy = train_policy(data, trained_spec, target=args.target, seed=args.seed, folds=args.folds)
     header = write_trained_snapshot(
         args.out,
         policy,

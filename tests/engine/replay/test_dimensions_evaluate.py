@@ -73,3 +73,20 @@ def test_a_candidate_holding_the_channel_is_worth_what_the_logged_channel_allows
     # rewards are deterministic here, so the doubly robust value of the whole policy is exact
     assert whole["value"] == pytest.approx(10.0)
     assert kept["normal"][0] <= 2.5 <= kept["normal"][1] and kept["value"] < 4.0
+
+
+def test_a_shared_candidate_learns_from_the_combinations_values(tmp_path, logs):
+    """The shared policy gets each combination's per-dimension one-hots from the logs, reading
+    the fragments in tasks or the rows in memory alike; nbo train makes one too."""
+    options = ("--policy", "shared", "--mode", "static", "--estimators", "ips,dr")
+    tasks = evaluate(logs, tmp_path / "tasks", *options, "--workers", "0")
+    memory = evaluate(logs, tmp_path / "memory", *options, "--workers", "0", "--read", "memory")
+    for report in (tasks, memory):
+        (cand,) = [c for c in report["candidates"] if c["label"].startswith("shared")]
+        assert cand["estimates"]["dr"]["value"] == pytest.approx(10.0)
+    assert tasks["sharded"] and not memory["sharded"]
+    from engine.cli import main
+
+    snapshot = tmp_path / "shared.snap"
+    assert main(["train", "--logs", str(logs), "--policy", "shared", "--out", str(snapshot)]) == 0
+    assert snapshot.stat().st_size > 0
