@@ -526,6 +526,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _options(
+    args: argparse.Namespace, config: EvalConfig, control: int | None, runner: Any, gate: Gate
+) -> dict[str, Any]:
+    """The options evaluate and evaluate_dataset share, from the command line."""
+    return {
+        "config": config,
+        "train_fraction": args.train_fraction,
+        "control_action": control,
+        "primary": args.primary,
+        "interval": args.interval,
+        "alpha": args.alpha,
+        "runner": runner,
+        "cluster": args.cluster,
+        "gate": gate,
+        "folds": args.folds,
+    }
+
+
 def _needs_offer_features(candidates: list[Candidate]) -> bool:
     return any(c.spec.get("name") == "shared" and "offer_features" not in c.spec
                for c in candidates)  # fmt: skip
@@ -638,18 +656,9 @@ def _evaluate_sharded(
             candidates,
             columns=ColumnMap.parse(args.column),
             actions=actions,
-            config=config,
-            train_fraction=args.train_fraction,
             rows_per_fragment=args.shard_rows,
-            control_action=control,
             control_from_logs=args.control_offer is None,
-            primary=args.primary,
-            interval=args.interval,
-            alpha=args.alpha,
-            runner=runner,
-            cluster=args.cluster,
-            gate=gate,
-            folds=args.folds,
+            **_options(args, config, control, runner, gate),
         )
     except InvalidInputError as exc:
         if "in sharded mode" not in str(exc):
@@ -691,17 +700,8 @@ def _evaluate_in_memory(
         return evaluate(
             data,
             candidates,
-            config=config,
-            train_fraction=args.train_fraction,
             shard_rows=args.shard_rows,
-            control_action=control,
-            primary=args.primary,
-            interval=args.interval,
-            alpha=args.alpha,
-            runner=runner,
-            cluster=args.cluster,
-            gate=gate,
-            folds=args.folds,
+            **_options(args, config, control, runner, gate),
         )
     finally:
         runner.close()
