@@ -190,10 +190,13 @@ class CampaignConfig:
     #: Per action, each dimension's value index (the offer first); () without dimensions.
     codes: tuple[tuple[int, ...], ...] = ()
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
+    _groups: tuple[ActionGroup, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Derived, not an argument: dataclasses.replace(config, ...) rebuilds it.
         object.__setattr__(self, "_index", {o.id: i for i, o in enumerate(self.offers)})
+        # Read by eligibility, guardrails (every budget report), candidates and retention.
+        object.__setattr__(self, "_groups", tuple(self._make_groups()))
 
     @property
     def dimension_names(self) -> tuple[str, ...]:
@@ -229,6 +232,9 @@ class CampaignConfig:
 
     def groups(self) -> list[ActionGroup]:
         """Every offer's and dimension value's actions, in file order (offers first)."""
+        return list(self._groups)
+
+    def _make_groups(self) -> list[ActionGroup]:
         if not self.dimensions:
             return [ActionGroup(o.id, (a,), o.limits) for a, o in enumerate(self.offers)]
         out = [

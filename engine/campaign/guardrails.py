@@ -123,6 +123,11 @@ class Guardrails:
         self._ids = config.offer_ids
 
     @property
+    def daily(self) -> bool:
+        """True when some budget counts per UTC day (a restart reads the day's decisions)."""
+        return bool(self._daily)
+
+    @property
     def active(self) -> bool:
         """False when no guardrail is configured (decisions can skip the checks)."""
         return self._has_budgets or bool(self._capped) or self._horizon > 0

@@ -398,8 +398,7 @@ def restore_guardrails(
             if len(events) > 1:
                 events.sort()
     day_totals = None
-    if any(g.limits.budget_count_per_day is not None or g.limits.budget_money_per_day is not None
-           for g in config.groups()):  # fmt: skip
+    if guardrails.daily:
         start_us = int((now // DAY) * DAY * 1e6)
         day_totals = {
             index[action]: (t.n_decisions, t.cost)
