@@ -353,18 +353,20 @@ class Learner:
     def checkpoint(self) -> str:
         """Keep the published version's bytes in the registry (and export its file)."""
         with self._lock:
-            self.publish()
-            self._since_checkpoint = 0
-            if self._kept != self.number:
-                number = self.number
-                blob = encode_snapshot(self._header(number), self.published.copy())
-                try:
+            try:
+                # Publishing registers a version (a journal row) before its bytes are kept:
+                # a full disk may stop either write, and both are this snapshot's failure.
+                self.publish()
+                self._since_checkpoint = 0
+                if self._kept != self.number:
+                    number = self.number
+                    blob = encode_snapshot(self._header(number), self.published.copy())
                     self.registry.keep_bytes(number, blob)
-                except ResourceExhaustedError as exc:
-                    raise ResourceExhaustedError(
-                        f"snapshot {self.version}: expected room to keep the model, got: {exc}"
-                    ) from exc
-                self._kept = number
+                    self._kept = number
+            except ResourceExhaustedError as exc:
+                raise ResourceExhaustedError(
+                    f"snapshot {self.version}: expected room to keep the model, got: {exc}"
+                ) from exc
             self._export()
             return self.version
 
