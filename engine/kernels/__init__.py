@@ -14,6 +14,8 @@ from engine.kernels.choice import (
     choose_gaussian_thompson,
     choose_greedy,
     choose_softmax,
+    gaussian_thompson_draws,
+    gaussian_thompson_propensities,
     gaussian_win_probability,
 )
 from engine.kernels.contextfree import beta_win_probabilities, ucb1_scores
@@ -38,6 +40,8 @@ __all__ = [
     "first_invalid",
     "first_not_probability",
     "first_outside",
+    "gaussian_thompson_draws",
+    "gaussian_thompson_propensities",
     "gaussian_win_probability",
     "kron_predict",
     "norm_cdf",
@@ -95,6 +99,10 @@ def prepare() -> None:
         choose_gaussian_thompson(
             out, widths + 1.0, mask, 0.01, 4, state, np.empty((n, k)), actions, props, explored
         )
+        gaussian_thompson_draws(
+            out, widths + 1.0, mask, 0.01, state, np.empty((n, k)), actions, props, explored
+        )
+        gaussian_thompson_propensities(out, widths + 1.0, mask, 0.01, 4, actions, props, props)
         ridge_update(
             A,
             A_inv,

@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from engine.kernels.rng import standard_normal, uniform
-from engine.kernels.stats import norm_cdf, norm_ppf
+from engine.kernels.stats import norm_cdf_tabulated, norm_ppf, norm_ppf_approx
 
 
 @njit(cache=True, nogil=True)
@@ -174,10 +174,10 @@ def choose_from_probabilities(
 
 @njit(cache=True, nogil=True)
 def _beats(v: float, mean_b: float, sd_b: float, b_before_a: bool) -> float:
-    """P(draw of b < v): Phi((v - mean_b) / sd_b), or a step when b's draw is a constant (ties go
-    to the lower index, as the sampling loop breaks them)."""
+    """P(draw of b < v): Phi((v - mean_b) / sd_b) (tabulated), or a step when b's draw is a
+    constant (ties go to the lower index, as the sampling loop breaks them)."""
     if sd_b > 0.0:
-        return norm_cdf((v - mean_b) / sd_b)
+        return norm_cdf_tabulated((v - mean_b) / sd_b)
     if v > mean_b:
         return 1.0
     if v < mean_b:
@@ -196,7 +196,11 @@ def gaussian_win_probability(
     an increasing function of u with values in [0, 1], by a randomly shifted midpoint rule with
     ``n_draws`` strata: u_j = (j + shift) / n_draws. The estimate is unbiased over the shift and,
     because the integrand is monotone, lies between the left and right Riemann sums, so its error
-    is at most 1 / n_draws for every row, whatever the shift.
+    is at most 1 / n_draws for every row, whatever the shift. Two approximations make a stratum
+    cheap and add at most n_actions * 1e-11 to that bound: the strata's quantiles come from
+    :func:`norm_ppf_approx` (relative error < 1.2e-9) and the factors from
+    :func:`norm_cdf_tabulated` (within 6e-12 of Phi). Together with the threads of
+    ``over_rows`` they made a LinearTS batch 3.5x faster (docs/performance.md).
     """
     n_actions = means.shape[0]
     ma = means[a]
@@ -224,7 +228,7 @@ def gaussian_win_probability(
     # 0 every remaining stratum contributes 0 and the scan stops. After learning, the integrand
     # is close to a step and most strata are skipped.
     for j in range(n_draws - 1, -1, -1):
-        v = ma + sa * norm_ppf((j + shift) / n_draws) if sa > 0.0 else ma
+        v = ma + sa * norm_ppf_approx((j + shift) / n_draws) if sa > 0.0 else ma
         prod = 1.0
         for t in range(n_active):
             b = active[t]
@@ -239,25 +243,20 @@ def gaussian_win_probability(
 
 
 @njit(cache=True, nogil=True)
-def choose_gaussian_thompson(
+def gaussian_thompson_draws(
     means: np.ndarray,
     sds: np.ndarray,
     mask: np.ndarray,
     floor: float,
-    n_draws: int,
     state: np.ndarray,
     scores: np.ndarray,
     actions: np.ndarray,
-    propensities: np.ndarray,
+    shifts: np.ndarray,
     explored: np.ndarray,
 ) -> None:
-    """Thompson sampling when each action's sampled score is N(means[i, a], sds[i, a]^2).
-
-    For a linear-Gaussian posterior theta_a ~ N(theta_hat_a, v^2 A_a^-1), the sampled score
-    x . theta_a is exactly N(x . theta_hat_a, v^2 x^T A_a^-1 x), so one normal draw per action
-    replaces a d-dimensional sample. ``scores`` receives the sampled values. The propensity of the
-    chosen action is ``gaussian_win_probability`` (error <= 1 / n_draws), mixed with the floor.
-    """
+    """The sampling half of :func:`choose_gaussian_thompson`: every row's draws (``scores``), its
+    chosen action (the floor's uniform pick included) and ``shifts[i]``, the uniform shift of the
+    row's propensity estimate, drawn from ``state`` in the same order as the whole kernel."""
     n, n_actions = means.shape
     for i in range(n):
         k = 0
@@ -282,12 +281,65 @@ def choose_gaussian_thompson(
         chosen = ts_choice
         if k * f > 0.0 and uniform(state) < k * f:
             chosen = _pick_uniform_eligible(mask[i], k, state)
-        p_ts = gaussian_win_probability(means[i], sds[i], mask[i], chosen, n_draws, uniform(state))
+        shifts[i] = uniform(state)
+        actions[i] = chosen
+        explored[i] = means[i, chosen] != best_mean
+
+
+@njit(cache=True, nogil=True)
+def gaussian_thompson_propensities(
+    means: np.ndarray,
+    sds: np.ndarray,
+    mask: np.ndarray,
+    floor: float,
+    n_draws: int,
+    actions: np.ndarray,
+    shifts: np.ndarray,
+    propensities: np.ndarray,
+) -> None:
+    """The estimating half of :func:`choose_gaussian_thompson`: the propensity of every row's
+    action (``gaussian_win_probability`` with the row's shift, mixed with the floor). It draws
+    nothing, so rows may be split between threads (the kernel releases the GIL) with the same
+    result."""
+    n, n_actions = means.shape
+    for i in range(n):
+        k = 0
+        for a in range(n_actions):
+            if mask[i, a]:
+                k += 1
+        f = min(floor, 1.0 / k)
+        p_ts = gaussian_win_probability(means[i], sds[i], mask[i], actions[i], n_draws, shifts[i])
         p = f + (1.0 - k * f) * p_ts
         if p <= 0.0:
             # The chosen action was actually drawn, so its probability is positive; the integral
             # underflowed. Report the smallest positive double rather than an impossible 0.
             p = 2.2250738585072014e-308
-        actions[i] = chosen
         propensities[i] = min(p, 1.0)
-        explored[i] = means[i, chosen] != best_mean
+
+
+@njit(cache=True, nogil=True)
+def choose_gaussian_thompson(
+    means: np.ndarray,
+    sds: np.ndarray,
+    mask: np.ndarray,
+    floor: float,
+    n_draws: int,
+    state: np.ndarray,
+    scores: np.ndarray,
+    actions: np.ndarray,
+    propensities: np.ndarray,
+    explored: np.ndarray,
+) -> None:
+    """Thompson sampling when each action's sampled score is N(means[i, a], sds[i, a]^2).
+
+    For a linear-Gaussian posterior theta_a ~ N(theta_hat_a, v^2 A_a^-1), the sampled score
+    x . theta_a is exactly N(x . theta_hat_a, v^2 x^T A_a^-1 x), so one normal draw per action
+    replaces a d-dimensional sample. ``scores`` receives the sampled values. The propensity of the
+    chosen action is ``gaussian_win_probability`` (error <= 1 / n_draws), mixed with the floor:
+    :func:`gaussian_thompson_draws` then :func:`gaussian_thompson_propensities`, whose shifts
+    pass through ``propensities``.
+    """
+    gaussian_thompson_draws(means, sds, mask, floor, state, scores, actions, propensities, explored)
+    gaussian_thompson_propensities(
+        means, sds, mask, floor, n_draws, actions, propensities, propensities
+    )

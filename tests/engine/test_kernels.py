@@ -17,7 +17,7 @@ from engine.kernels import (
     seed_state,
 )
 from engine.kernels.rng import beta, standard_normal, uniform
-from engine.kernels.stats import norm_cdf, norm_ppf
+from engine.kernels.stats import norm_cdf, norm_cdf_tabulated, norm_ppf, norm_ppf_approx
 
 
 def _ridge_state(k: int, d: int, l2: float = 1.0) -> list[np.ndarray]:
@@ -112,6 +112,20 @@ def test_normal_functions_match_scipy() -> None:
         [np.logspace(-300, -1, 60), np.linspace(0.01, 0.99, 99), 1 - np.logspace(-15, -2, 20)]
     )
     np.testing.assert_allclose([norm_ppf(p) for p in ps], special.ndtri(ps), rtol=1e-12)
+
+
+def test_the_propensities_fast_normal_functions_are_within_their_documented_errors() -> None:
+    # Dense enough to land between every pair of table nodes many times, and past both ends.
+    xs = np.concatenate([np.linspace(-40, 10, 400_001), [-np.inf, np.inf]])
+    table = np.array([norm_cdf_tabulated(x) for x in xs])
+    assert np.max(np.abs(table - special.ndtr(xs))) <= 6e-12
+    assert np.all(table[xs >= 8.3] == 1.0) and np.all((table >= 0.0) & (table <= 1.0))
+    tail = xs < -6.0  # erfc there: the far tail keeps its relative accuracy
+    np.testing.assert_allclose(table[tail], special.ndtr(xs[tail]), rtol=1e-13, atol=1e-300)
+    ps = np.concatenate(
+        [np.logspace(-300, -1, 60), np.linspace(0.01, 0.99, 99), 1 - np.logspace(-15, -2, 20)]
+    )
+    np.testing.assert_allclose([norm_ppf_approx(p) for p in ps], special.ndtri(ps), rtol=1.2e-9)
 
 
 def test_random_generators_have_the_right_moments() -> None:
