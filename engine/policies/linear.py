@@ -31,8 +31,8 @@ from engine.kernels import (
     ridge_update,
 )
 from engine.kernels.ridge import pooled_noise, refactor
-from engine.policies._rows import over_rows
 from engine.policies.base import Decision, Policy
+from engine.policies.rows import over_rows
 from engine.types import BoolArray, FloatArray, IntArray
 from engine.validation import Boolean, Integral, Interval, Options, ParameterConstraints, Real
 

@@ -18,6 +18,7 @@ from typing import Any
 from tqdm import tqdm
 
 from engine.errors import InvalidParameterError, NboError, ServiceUnavailableError
+from engine.policies.rows import THREADS_ENV
 
 LOOPBACK = "127.0.0.1"
 #: Seconds a connection to ``--ray-address`` may take before the address counts as unreachable.
@@ -100,6 +101,9 @@ class Runner:
                 "include_dashboard": False,
                 "log_to_driver": False,
                 "configure_logging": False,
+                # A task holds one CPU: its kernels run on one thread (docs/architecture.md,
+                # "Kernels on every core"), not on every core of the node.
+                "runtime_env": {"env_vars": {THREADS_ENV: "1"}},
             }
             if self.address:
                 check_reachable(self.address)

@@ -1,4 +1,4 @@
-"""A large batch split over threads (engine.policies._rows) gives what one thread gives."""
+"""A large batch split over threads (engine.policies.rows) gives what one thread gives."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from engine.errors import InvalidInputError
 from engine.policies import LinearTS
-from engine.policies._rows import THREADS_ENV, kernel_threads, over_rows
+from engine.policies.rows import THREADS_ENV, kernel_threads, over_rows
 
 
 def _trained_ts(seed: int = 3) -> tuple[LinearTS, np.ndarray, np.ndarray]:
