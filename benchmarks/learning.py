@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     }
     path = bc.write_json(args.out, payload)
     print(render_text(table))
-    print(f"\nwritten: {path}")
+    print(f"\nwrote {path}")
     if args.readme:
         update_readme(Path(args.readme), render_markdown(table, len(seeds)))
         print(f"README table rewritten: {args.readme}")
