@@ -107,6 +107,19 @@ def online_nbo(policy: Any, stream: bc.LinearStream) -> np.ndarray:
     return chosen
 
 
+def online_nbo_one(policy: Any, stream: bc.LinearStream) -> np.ndarray:
+    """One event at a time through the single-event API: choose_one on a (d,) row, then
+    update_one with the revealed reward (what an online loop calls)."""
+    X, R = stream.contexts, stream.rewards
+    chosen = np.empty(X.shape[0], dtype=np.int64)
+    for t in range(X.shape[0]):
+        x = X[t]
+        a, p = policy.choose_one(x)
+        policy.update_one(x, a, R[t, a], p)
+        chosen[t] = a
+    return chosen
+
+
 def online_mabwiser(mab: Any, stream: bc.LinearStream) -> np.ndarray:
     """MABWiser's online loop: predict, then partial_fit on the event."""
     X, R = stream.contexts, stream.rewards

@@ -25,6 +25,7 @@ from benchmarks.peers import (
     nbo_policy,
     online_mabwiser,
     online_nbo,
+    online_nbo_one,
     online_pyvw,
     online_vw_next_text,
     pyvw_workspace,
@@ -150,13 +151,19 @@ def online_section(run: Run, stream: bc.LinearStream) -> dict[str, Any]:
         return setup
 
     cases: list[tuple[str, bc.LinearStream, Callable[[Any], Any], Callable[[], Any] | None]] = [
-        ("nbo LinUCB", stream, lambda p: online_nbo(p, stream), nbo_setup("LinUCB")),
-        ("nbo LinearTS", stream, lambda p: online_nbo(p, stream), nbo_setup("LinearTS")),
+        ("nbo LinUCB", stream, lambda p: online_nbo_one(p, stream), nbo_setup("LinUCB")),
+        ("nbo LinearTS", stream, lambda p: online_nbo_one(p, stream), nbo_setup("LinearTS")),
         (
             "nbo EpsilonGreedy",
             stream,
-            lambda p: online_nbo(p, stream),
+            lambda p: online_nbo_one(p, stream),
             nbo_setup("EpsilonGreedy"),
+        ),
+        (
+            "nbo LinUCB, choose/update on (1, d) arrays",
+            stream,
+            lambda p: online_nbo(p, stream),
+            nbo_setup("LinUCB"),
         ),
         (
             "VW pyvw (vowpalwabbit, text)",
@@ -201,6 +208,7 @@ def online_section(run: Run, stream: bc.LinearStream) -> dict[str, Any]:
         "nbo LinUCB": "MABWiser LinUCB",
         "nbo LinearTS": "MABWiser LinTS",
         "nbo EpsilonGreedy": "MABWiser LinGreedy",
+        "nbo LinUCB, choose/update on (1, d) arrays": "MABWiser LinUCB",
     }
     for nbo, mab in family.items():
         rows[nbo]["vs"] = {
@@ -235,20 +243,24 @@ def latency_section(run: Run, stream: bc.LinearStream, models: dict[str, Any]) -
         np.full(sizes.warmup, 1.0 / k),
     )
     rows_of = [X[i : i + 1] for i in range(n_rows)]
+    contexts_of = [X[i] for i in range(n_rows)]
     cases = {
         "nbo LinUCB": (models["nbo LinUCB"].choose, sizes.latency_calls),
         "nbo LinearTS": (models["nbo LinearTS"].choose, sizes.latency_calls),
+        "nbo LinUCB choose_one": (models["nbo LinUCB"].choose_one, sizes.latency_calls),
+        "nbo LinearTS choose_one": (models["nbo LinearTS"].choose_one, sizes.latency_calls),
         "nbo VWPolicy": (vw_policy.choose, sizes.peer_latency_calls),
         "MABWiser LinUCB": (models["MABWiser LinUCB"].predict, sizes.peer_latency_calls),
     }
     rows: dict[str, Any] = {}
     for name, (choose, n_calls) in cases.items():
         run.step(f"latency {name}")
+        inputs = contexts_of if name.endswith("choose_one") else rows_of
         for i in range(min(n_calls, 50)):  # warm-up calls
-            choose(rows_of[i % n_rows])
-        samples = bc.latency_samples(partial(_on_row, choose, rows_of), n_calls)
+            choose(inputs[i % n_rows])
+        samples = bc.latency_samples(partial(_on_row, choose, inputs), n_calls)
         rows[name] = bc.latency_stats(samples)
-    for nbo in ("nbo LinUCB", "nbo LinearTS"):
+    for nbo in ("nbo LinUCB", "nbo LinearTS", "nbo LinUCB choose_one", "nbo LinearTS choose_one"):
         rows[nbo]["vs_p99"] = {
             p: bc.ratio(rows[p]["p99_us"], rows[nbo]["p99_us"])
             for p in ("nbo VWPolicy", "MABWiser LinUCB")

@@ -24,8 +24,11 @@ from engine.kernels.ridge import (
     pooled_noise,
     refactor,
     ridge_choose_greedy,
+    ridge_choose_one,
     ridge_predict,
+    ridge_thompson_one,
     ridge_update,
+    ridge_update_one,
 )
 from engine.kernels.rng import seed_state
 from engine.kernels.stats import norm_cdf, norm_ppf
@@ -50,8 +53,11 @@ __all__ = [
     "prepare",
     "refactor",
     "ridge_choose_greedy",
+    "ridge_choose_one",
     "ridge_predict",
+    "ridge_thompson_one",
     "ridge_update",
+    "ridge_update_one",
     "seed_state",
     "ucb1_scores",
 ]
@@ -118,6 +124,20 @@ def prepare() -> None:
             2,
         )
         pooled_noise(np.ones(k), theta, b, np.ones(k), 0.0, 0.0, 1e-12)
+        row, one = X[0], np.empty((1, k))
+        for inv in (A_inv, A_inv[:0]):
+            ridge_choose_one(
+                row, theta, inv, 1.0, mask[:1], 0.0, 0.0, state, 1e9, one, actions[:1],
+                props[:1], explored[:1],
+            )  # fmt: skip
+        ridge_thompson_one(
+            row, theta, A_inv, 1.0, mask[:1], 0.0, 4, state, 1e9, one, one.copy(), one.copy(),
+            actions[:1], props[:1], explored[:1],
+        )  # fmt: skip
+        ridge_update_one(
+            A, A_inv, b, theta, np.zeros(k, np.int64), np.zeros(k), np.zeros(k), row, 0, 1.0, 1.0,
+            2, 1e9,
+        )  # fmt: skip
         first_invalid(X, 1.0)
         first_invalid(np.ones(n), 1.0)
         first_outside(np.zeros(n, np.int64), 0, 1)

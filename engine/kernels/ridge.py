@@ -21,7 +21,11 @@ import math
 import numpy as np
 from numba import njit
 
-from engine.kernels.choice import choose_greedy
+from engine.kernels.choice import (
+    choose_greedy,
+    gaussian_thompson_draws,
+    gaussian_thompson_propensities,
+)
 
 # Rows processed per BLAS call: a (512, d) block and its product stay in L2 for d <= 128.
 _BLOCK = 512
@@ -286,3 +290,127 @@ def ridge_choose_greedy(
     widths = np.empty_like(scores) if A_inv.shape[0] == theta.shape[0] else scores
     ridge_predict(X, theta, A_inv, alpha, scores, widths)
     choose_greedy(scores, mask, epsilon, floor, state, actions, propensities, explored)
+
+
+@njit(cache=True, nogil=True)
+def _finite_row(x: np.ndarray, limit: float) -> bool:
+    for j in range(x.shape[0]):
+        if not abs(x[j]) <= limit:  # NaN fails the comparison too
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def ridge_choose_one(
+    x: np.ndarray,
+    theta: np.ndarray,
+    A_inv: np.ndarray,
+    alpha: float,
+    mask: np.ndarray,
+    epsilon: float,
+    floor: float,
+    state: np.ndarray,
+    limit: float,
+    scores: np.ndarray,
+    actions: np.ndarray,
+    propensities: np.ndarray,
+    explored: np.ndarray,
+) -> int:
+    """:func:`ridge_choose_greedy` for one context ``x`` of shape (d,), into the one-row buffers
+    ``scores`` (1, k), ``actions``, ``propensities``, ``explored`` (1,): the chosen action, or -1
+    (nothing drawn) when an entry of ``x`` is not finite or exceeds ``limit``."""
+    if not _finite_row(x, limit):
+        return -1
+    ridge_choose_greedy(
+        x.reshape((1, x.shape[0])),
+        theta,
+        A_inv,
+        alpha,
+        mask,
+        epsilon,
+        floor,
+        state,
+        scores,
+        actions,
+        propensities,
+        explored,
+    )
+    return actions[0]
+
+
+@njit(cache=True, nogil=True)
+def ridge_update_one(
+    A: np.ndarray,
+    A_inv: np.ndarray,
+    b: np.ndarray,
+    theta: np.ndarray,
+    n_since_refactor: np.ndarray,
+    n_obs: np.ndarray,
+    rr: np.ndarray,
+    x: np.ndarray,
+    action: int,
+    target: float,
+    weight: float,
+    refactor_every: int,
+    limit: float,
+) -> int:
+    """:func:`ridge_update` of one observation, checked first: 0 when applied; 1 (``x`` not
+    finite or beyond ``limit``), 2 (``action`` outside [0, k)) or 3 (``target`` not finite or
+    beyond ``limit``) when refused, with nothing changed."""
+    if action < 0 or action >= theta.shape[0]:
+        return 2
+    if not abs(target) <= limit:
+        return 3
+    if not _finite_row(x, limit):
+        return 1
+    ridge_update(
+        A,
+        A_inv,
+        b,
+        theta,
+        n_since_refactor,
+        n_obs,
+        rr,
+        x.reshape((1, x.shape[0])),
+        np.full(1, action, np.int64),
+        np.full(1, target),
+        np.full(1, weight),
+        refactor_every,
+    )
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def ridge_thompson_one(
+    x: np.ndarray,
+    theta: np.ndarray,
+    A_inv: np.ndarray,
+    width_scale: float,
+    mask: np.ndarray,
+    floor: float,
+    n_draws: int,
+    state: np.ndarray,
+    limit: float,
+    means: np.ndarray,
+    widths: np.ndarray,
+    scores: np.ndarray,
+    actions: np.ndarray,
+    propensities: np.ndarray,
+    explored: np.ndarray,
+) -> int:
+    """LinearTS's choice for one context ``x`` of shape (d,): the means and widths of
+    :func:`ridge_predict` (widths times ``width_scale``), then the draws and the propensity of
+    :func:`choose_gaussian_thompson`, into one-row buffers; the chosen action, or -1 (nothing
+    drawn) when an entry of ``x`` is not finite or exceeds ``limit``."""
+    if not _finite_row(x, limit):
+        return -1
+    ridge_predict(x.reshape((1, x.shape[0])), theta, A_inv, 0.0, means, widths)
+    for a in range(widths.shape[1]):
+        widths[0, a] *= width_scale
+    gaussian_thompson_draws(
+        means, widths, mask, floor, state, scores, actions, propensities, explored
+    )
+    gaussian_thompson_propensities(
+        means, widths, mask, floor, n_draws, actions, propensities, propensities
+    )
+    return actions[0]

@@ -168,6 +168,58 @@ class Policy(ABC):
         self._update(X, a, r, p)
         self.n_updates_ += n
 
+    def choose_one(self, context: Any, action_mask: Any = None) -> tuple[int, float]:
+        """Choose for one customer: ``(action, propensity)``, as ``choose`` would for the row
+        ``context`` (the same draw from the random state), without building a Decision.
+
+        The single-event API of an online loop; the ridge policies (LinUCB, LinearTS,
+        EpsilonGreedy) run it as one compiled call.
+
+        Parameters
+        ----------
+        context : array-like of shape (n_features,)
+            Encoded features of the customer, finite float64.
+        action_mask : array-like of bool, shape (n_actions,), optional
+            True where an action is eligible (at least one).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from engine.policies import LinUCB
+        >>> policy = LinUCB(n_actions=3, n_features=2, seed=0)
+        >>> action, propensity = policy.choose_one(np.array([1.0, 0.5]))
+        >>> policy.update_one(np.array([1.0, 0.5]), action, 2.0, propensity)
+        >>> policy.n_updates_
+        1
+        """
+        X = self._one_context(context)
+        mask = None if action_mask is None else _one_mask(action_mask, self.n_actions)
+        d = self.choose(X, mask)
+        return int(d.actions[0]), float(d.propensities[0])
+
+    def update_one(self, context: Any, action: Any, reward: Any, propensity: Any = None) -> None:
+        """Learn from one observed reward: ``update`` of the row ``context``.
+
+        Parameters
+        ----------
+        context : array-like of shape (n_features,)
+        action : int
+            Index of the action taken, in [0, n_actions).
+        reward : float
+        propensity : float, optional
+            Probability with which the action was taken, in (0, 1].
+        """
+        X = self._one_context(context)
+        a = _one_action(action, self.n_actions)
+        r = _one_real("reward", reward)
+        if propensity is None:
+            self.update(X, np.full(1, a, np.int64), np.full(1, r))
+            return
+        p = _one_real("propensity", propensity)
+        if not 0.0 < p <= 1.0:
+            raise InvalidInputError("propensity", "a probability in (0, 1]", propensity)
+        self.update(X, np.full(1, a, np.int64), np.full(1, r), np.full(1, p))
+
     def add_action(self, features: Any = None) -> int:
         """Append a new action and return its index. ``features`` is for policies over offer
         features (SharedLinear); others start the new action from their prior."""
@@ -406,6 +458,24 @@ class Policy(ABC):
             )
         return X
 
+    def _one_context(self, context: Any) -> FloatArray:
+        """``context`` (shape (n_features,)) as a checked row of shape (1, n_features)."""
+        x = float_array("context", context, f"an array of {self.n_features} floats (n_features)")
+        if x.shape != (self.n_features,):
+            raise InvalidInputError(
+                "context",
+                f"a 1-d array of {self.n_features} floats (n_features)",
+                f"an array of shape {x.shape}",
+            )
+        bad = first_invalid(x, VALUE_LIMIT)
+        if bad >= 0:
+            raise InvalidInputError(
+                "context",
+                f"finite values with |value| <= {VALUE_LIMIT:g}",
+                f"{float(x[bad])!r} at column {bad}",
+            )
+        return x.reshape(1, self.n_features)
+
     def _check_mask(self, action_mask: Any, n_rounds: int) -> BoolArray:
         if action_mask is None:
             if n_rounds == 1:
@@ -457,6 +527,33 @@ def _check_actions(actions: Any, n: int, n_actions: int) -> IntArray:
     if bad >= 0:
         raise InvalidInputError("actions", f"indices in [0, {n_actions})", f"{a[bad]} at row {bad}")
     return a
+
+
+def _one_action(action: Any, n_actions: int) -> int:
+    if isinstance(action, bool) or not isinstance(action, int | np.integer):
+        raise InvalidInputError("action", f"an action index (int) in [0, {n_actions})", action)
+    if not 0 <= action < n_actions:
+        raise InvalidInputError("action", f"an action index in [0, {n_actions})", action)
+    return int(action)
+
+
+def _one_real(field: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise InvalidInputError(field, "a real number", value)
+    v = float(value)
+    if not abs(v) <= VALUE_LIMIT:
+        raise InvalidInputError(field, f"a finite number with |value| <= {VALUE_LIMIT:g}", value)
+    return v
+
+
+def _one_mask(action_mask: Any, n_actions: int) -> np.ndarray:
+    """A one-row mask of shape (1, n_actions) (``Policy._check_mask`` checks its values)."""
+    mask = np.asarray(action_mask)
+    if mask.shape != (n_actions,):
+        raise InvalidInputError(
+            "action_mask", f"shape (n_actions,) = ({n_actions},)", f"shape {mask.shape}"
+        )
+    return mask.reshape(1, n_actions)
 
 
 def _check_rows(field: str, a: np.ndarray, n: int) -> None:

@@ -30,11 +30,25 @@ from engine.kernels import (
     ridge_predict,
     ridge_update,
 )
-from engine.kernels.ridge import pooled_noise, refactor
+from engine.kernels.ridge import (
+    pooled_noise,
+    refactor,
+    ridge_choose_one,
+    ridge_thompson_one,
+    ridge_update_one,
+)
 from engine.policies.base import Decision, Policy
 from engine.policies.rows import over_rows
 from engine.types import BoolArray, FloatArray, IntArray
-from engine.validation import Boolean, Integral, Interval, Options, ParameterConstraints, Real
+from engine.validation import (
+    VALUE_LIMIT,
+    Boolean,
+    Integral,
+    Interval,
+    Options,
+    ParameterConstraints,
+    Real,
+)
 
 POSITIVE = Interval(Real, 0, None, closed="neither")
 NON_NEGATIVE = Interval(Real, 0, None, closed="left")
@@ -188,6 +202,122 @@ class RidgeStatistics:
 
 class _RidgePolicy(RidgeModels):
     """Shared state and learning of the per-offer ridge policies."""
+
+    #: Whether ``choose_one``/``update_one`` may run as one compiled call: a subclass that checks
+    #: or learns its contexts differently (RandomFourierUCB maps them first) takes the generic path.
+    _one_compiled: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._one_compiled = (
+            cls._check_contexts is Policy._check_contexts
+            and cls._check_rewards is Policy._check_rewards
+            and cls._update is _RidgePolicy._update
+        )
+
+    # ------------------------------------------------------------------ one event
+    def choose_one(self, context: Any, action_mask: Any = None) -> tuple[int, float]:
+        """As :meth:`Policy.choose_one`, in one compiled call when the input is already a
+        float64 row and a bool mask (any other input, or a bad one, takes the generic path,
+        which converts it or raises the error that names the field)."""
+        if self._one_compiled and _is_row(context, self.n_features):
+            if action_mask is None:
+                mask = self._all_eligible
+            elif (
+                type(action_mask) is np.ndarray
+                and action_mask.dtype == np.bool_
+                and action_mask.shape == (self.n_actions,)
+                and action_mask.flags.c_contiguous
+                and action_mask.any()
+            ):
+                mask = action_mask.reshape(1, self.n_actions)
+            else:
+                mask = None
+            if mask is not None:
+                action = self._choose_one(context, mask)
+                if action >= 0:
+                    return action, float(self._one_props[0])
+        return super().choose_one(context, action_mask)
+
+    def update_one(self, context: Any, action: Any, reward: Any, propensity: Any = None) -> None:
+        """As :meth:`Policy.update_one`, in one compiled call when the input is a float64 row, an
+        int action and real numbers (otherwise, or when refused, the generic path raises the
+        error that names the field; nothing is learned from a refused event)."""
+        if (
+            self._one_compiled
+            and _is_row(context, self.n_features)
+            and isinstance(action, int | np.integer)
+            and not isinstance(action, bool)
+            and isinstance(reward, float | np.floating)
+            and (propensity is None or (isinstance(propensity, float) and 0.0 < propensity <= 1.0))
+        ):
+            weight = 1.0
+            if self.importance_weighting and propensity is not None:
+                weight = 1.0 / propensity
+            applied = ridge_update_one(
+                self.A_,
+                self.A_inv_,
+                self.b_,
+                self.theta_,
+                self.n_since_refactor_,
+                self.n_obs_,
+                self.rr_,
+                context,
+                int(action),
+                float(reward),
+                weight,
+                self.refactor_every,
+                VALUE_LIMIT,
+            )
+            if applied == 0:
+                self.n_updates_ += 1
+                return
+        super().update_one(context, action, reward, propensity)
+
+    def _choose_one(self, x: FloatArray, mask: BoolArray) -> int:
+        """The compiled choice for one row: the action, or -1 for the generic path."""
+        return -1
+
+    def _one_buffers(self) -> tuple[np.ndarray, ...]:
+        """One-row output buffers of the compiled single-event choice (copied with the policy,
+        so two copies never share them): scores, widths, means, action, propensity, explored."""
+        k = self.n_actions
+        scores = self.__dict__.get("_one_scores")
+        if scores is None or scores.shape[1] != k:
+            self._one_scores = np.empty((1, k))
+            self._one_widths = np.empty((1, k))
+            self._one_means = np.empty((1, k))
+            self._one_actions = np.empty(1, np.int64)
+            self._one_props = np.empty(1)
+            self._one_explored = np.empty(1, np.bool_)
+        return (
+            self._one_scores,
+            self._one_widths,
+            self._one_means,
+            self._one_actions,
+            self._one_props,
+            self._one_explored,
+        )
+
+    def _greedy_one(self, x: FloatArray, mask: BoolArray, alpha: float, epsilon: float) -> int:
+        scores, _, _, actions, props, explored = self._one_buffers()
+        return int(
+            ridge_choose_one(
+                x,
+                self.theta_,
+                self.A_inv_ if alpha > 0.0 else self._no_widths,
+                alpha,
+                mask,
+                epsilon,
+                self.min_propensity,
+                self.rng_state_,
+                VALUE_LIMIT,
+                scores,
+                actions,
+                props,
+                explored,
+            )
+        )
 
     def __init__(
         self,
@@ -377,9 +507,14 @@ class LinUCB(_RidgePolicy):
     def _unit_test_params(cls, n_actions: int, n_features: int) -> dict[str, Any]:
         return {"alpha": 0.5, "min_propensity": 0.02}
 
+    def _greedy_knobs(self) -> tuple[float, float]:
+        return (self.alpha * self.noise_level() if self.alpha > 0.0 else 0.0), 0.0
+
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
-        alpha = self.alpha * self.noise_level() if self.alpha > 0.0 else 0.0
-        return self._greedy(X, mask, alpha, 0.0)
+        return self._greedy(X, mask, *self._greedy_knobs())
+
+    def _choose_one(self, x: FloatArray, mask: BoolArray) -> int:
+        return self._greedy_one(x, mask, *self._greedy_knobs())
 
 
 class LinearTS(_RidgePolicy):
@@ -486,6 +621,28 @@ class LinearTS(_RidgePolicy):
         over_rows(rows, n, _PROPENSITY_ROWS)
         return Decision(actions, props, scores, explored)
 
+    def _choose_one(self, x: FloatArray, mask: BoolArray) -> int:
+        scores, widths, means, actions, props, explored = self._one_buffers()
+        return int(
+            ridge_thompson_one(
+                x,
+                self.theta_,
+                self.A_inv_,
+                self.scale * self.noise_level(),
+                mask,
+                self.min_propensity,
+                self.propensity_draws,
+                self.rng_state_,
+                VALUE_LIMIT,
+                means,
+                widths,
+                scores,
+                actions,
+                props,
+                explored,
+            )
+        )
+
 
 class EpsilonGreedy(_RidgePolicy):
     """Epsilon-greedy over per-offer ridge regressions.
@@ -544,8 +701,14 @@ class EpsilonGreedy(_RidgePolicy):
         """epsilon / (1 + decay * n_updates_)."""
         return self.epsilon / (1.0 + self.decay * self.n_updates_)
 
+    def _greedy_knobs(self) -> tuple[float, float]:
+        return 0.0, self.current_epsilon
+
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
-        return self._greedy(X, mask, 0.0, self.current_epsilon)
+        return self._greedy(X, mask, *self._greedy_knobs())
+
+    def _choose_one(self, x: FloatArray, mask: BoolArray) -> int:
+        return self._greedy_one(x, mask, *self._greedy_knobs())
 
 
 class Softmax(_RidgePolicy):
@@ -625,3 +788,13 @@ class Softmax(_RidgePolicy):
             explored,
         )
         return Decision(actions, props, scores, explored)
+
+
+def _is_row(x: Any, n_features: int) -> bool:
+    """``x`` is a C-contiguous float64 array of shape (n_features,): the compiled path's input."""
+    return (
+        type(x) is np.ndarray
+        and x.dtype == np.float64
+        and x.shape == (n_features,)
+        and x.flags.c_contiguous
+    )
