@@ -124,16 +124,10 @@ def prepare() -> None:
             2,
         )
         pooled_noise(np.ones(k), theta, b, np.ones(k), 0.0, 0.0, 1e-12)
-        row, one = X[0], np.empty((1, k))
+        row = X[0]
         for inv in (A_inv, A_inv[:0]):
-            ridge_choose_one(
-                row, theta, inv, 1.0, mask[:1], 0.0, 0.0, state, 1e9, one, actions[:1],
-                props[:1], explored[:1],
-            )  # fmt: skip
-        ridge_thompson_one(
-            row, theta, A_inv, 1.0, mask[:1], 0.0, 4, state, 1e9, one, one.copy(), one.copy(),
-            actions[:1], props[:1], explored[:1],
-        )  # fmt: skip
+            ridge_choose_one(row, theta, inv, 1.0, mask[:1], 0.0, 0.0, state, 1e9)
+        ridge_thompson_one(row, theta, A_inv, 1.0, mask[:1], 0.0, 4, state, 1e9)
         ridge_update_one(
             A, A_inv, b, theta, np.zeros(k, np.int64), np.zeros(k), np.zeros(k), row, 0, 1.0, 1.0,
             2, 1e9,

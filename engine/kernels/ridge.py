@@ -311,16 +311,16 @@ def ridge_choose_one(
     floor: float,
     state: np.ndarray,
     limit: float,
-    scores: np.ndarray,
-    actions: np.ndarray,
-    propensities: np.ndarray,
-    explored: np.ndarray,
-) -> int:
-    """:func:`ridge_choose_greedy` for one context ``x`` of shape (d,), into the one-row buffers
-    ``scores`` (1, k), ``actions``, ``propensities``, ``explored`` (1,): the chosen action, or -1
-    (nothing drawn) when an entry of ``x`` is not finite or exceeds ``limit``."""
+) -> tuple[int, float]:
+    """:func:`ridge_choose_greedy` for one context ``x`` of shape (d,) and a mask of shape
+    (1, k): ``(action, propensity)``, or ``(-1, 0.0)`` (nothing drawn) when an entry of ``x`` is
+    not finite or exceeds ``limit``. Its one-row outputs live here, not in the caller: on this
+    path the arguments' unboxing costs more than the model's arithmetic."""
     if not _finite_row(x, limit):
-        return -1
+        return -1, 0.0
+    k = theta.shape[0]
+    actions = np.empty(1, np.int64)
+    propensities = np.empty(1)
     ridge_choose_greedy(
         x.reshape((1, x.shape[0])),
         theta,
@@ -330,12 +330,12 @@ def ridge_choose_one(
         epsilon,
         floor,
         state,
-        scores,
+        np.empty((1, k)),
         actions,
         propensities,
-        explored,
+        np.empty(1, np.bool_),
     )
-    return actions[0]
+    return actions[0], propensities[0]
 
 
 @njit(cache=True, nogil=True)
@@ -391,26 +391,26 @@ def ridge_thompson_one(
     n_draws: int,
     state: np.ndarray,
     limit: float,
-    means: np.ndarray,
-    widths: np.ndarray,
-    scores: np.ndarray,
-    actions: np.ndarray,
-    propensities: np.ndarray,
-    explored: np.ndarray,
-) -> int:
+) -> tuple[int, float]:
     """LinearTS's choice for one context ``x`` of shape (d,): the means and widths of
     :func:`ridge_predict` (widths times ``width_scale``), then the draws and the propensity of
-    :func:`choose_gaussian_thompson`, into one-row buffers; the chosen action, or -1 (nothing
-    drawn) when an entry of ``x`` is not finite or exceeds ``limit``."""
+    :func:`choose_gaussian_thompson`; ``(action, propensity)``, or ``(-1, 0.0)`` (nothing drawn)
+    when an entry of ``x`` is not finite or exceeds ``limit``."""
     if not _finite_row(x, limit):
-        return -1
+        return -1, 0.0
+    k = theta.shape[0]
+    means = np.empty((1, k))
+    widths = np.empty((1, k))
+    actions = np.empty(1, np.int64)
+    propensities = np.empty(1)
     ridge_predict(x.reshape((1, x.shape[0])), theta, A_inv, 0.0, means, widths)
-    for a in range(widths.shape[1]):
+    for a in range(k):
         widths[0, a] *= width_scale
     gaussian_thompson_draws(
-        means, widths, mask, floor, state, scores, actions, propensities, explored
-    )
+        means, widths, mask, floor, state, np.empty((1, k)), actions, propensities,
+        np.empty(1, np.bool_),
+    )  # fmt: skip
     gaussian_thompson_propensities(
         means, widths, mask, floor, n_draws, actions, propensities, propensities
     )
-    return actions[0]
+    return actions[0], propensities[0]
