@@ -457,3 +457,29 @@ def embedded_postgres(*databases: str) -> Iterator[tuple[dict[str, str], int]]:
     finally:
         server.cleanup()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def report_only_campaign(config: Path, folder: Path) -> Path:
+    """A copy of the campaign file ``config`` in ``folder`` whose lift monitor only reports
+    (``[rollout] monitor = false``): a benchmark's synthetic rewards do not depend on the offer,
+    so the policy, which pays incentives, loses to the control, and a monitor that acts would
+    roll the campaign back midway and change what the rest of the run measures."""
+    import re
+    import tomllib
+
+    text = config.read_text()
+    rollout = tomllib.loads(text).get("rollout")
+    if rollout is None:
+        text += "\n[rollout]\nmonitor = false\n"
+    elif "monitor" in rollout:
+        section = re.search(r"(?ms)^\[rollout\][^\[]*", text)
+        assert section is not None
+        body = re.sub(r"(?m)^(\s*monitor\s*=\s*)true\b", r"\1false", section.group(0))
+        text = text[: section.start()] + body + text[section.end() :]
+    else:
+        text = re.sub(r"(?m)^\[rollout\][^\n]*\n", lambda m: m.group(0) + "monitor = false\n", text)
+    if tomllib.loads(text).get("rollout", {}).get("monitor") is not False:
+        raise ValueError(f"{config}: could not turn the [rollout] monitor off in a copy")
+    out = folder / config.name
+    out.write_text(text)
+    return out

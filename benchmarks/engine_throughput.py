@@ -98,6 +98,11 @@ def open_engine(durable: bool, data_root: Path, journal_url: str | None = None) 
     durable with ``journal_url``: a fresh campaign in that journal (see :func:`close_engine`)."""
     data_dir = Path(tempfile.mkdtemp(dir=data_root)) if durable else None
     config = load_campaign(CAMPAIGN)
+    # The workload's renewals do not depend on the offer, so the policy (which pays incentives)
+    # loses to the control and the lift monitor would roll the campaign back midway: it keeps
+    # computing its bound (its cost is measured) but only reports, so every batch is served by
+    # the policy.
+    config = replace(config, rollout=replace(config.rollout, monitor=False))
     if durable and journal_url:
         config = replace(config, name=f"bench_{uuid.uuid4().hex[:12]}")
     engine = Engine(config, data_dir, journal_url=journal_url if durable else None)

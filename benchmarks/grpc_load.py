@@ -449,7 +449,7 @@ def _wait_serving(port: int, timeout: float = 120.0) -> None:
 def run_benchmark(config: Path, seconds: float = 3.0, repeats: int = 3) -> list[LoadResult]:
     """Measure both echo servers and ``nbo serve`` on ``config``, interleaved; every run."""
     procs: list[subprocess.Popen[str]] = []
-    with tempfile.TemporaryDirectory() as data_dir:
+    with tempfile.TemporaryDirectory() as data_dir, tempfile.TemporaryDirectory() as conf_dir:
         try:
             ports: dict[str, tuple[int, int]] = {}
             for name, flavour in (("sync echo", "sync"), ("aio echo", "aio")):
@@ -462,7 +462,7 @@ def run_benchmark(config: Path, seconds: float = 3.0, repeats: int = 3) -> list[
                 "engine.cli",
                 "serve",
                 "--config",
-                str(config),
+                str(bc.report_only_campaign(config, Path(conf_dir))),
                 "--data-dir",
                 data_dir,
                 "--host",

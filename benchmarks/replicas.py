@@ -176,7 +176,8 @@ def run_benchmark(
     """Start every server (at once), measure Decide and Reward, then model propagation and
     learner failover on the two ``--workers 2`` servers; stop everything."""
     procs: list[subprocess.Popen[str]] = []
-    dirs = [tempfile.mkdtemp(prefix="nbo-replicas-") for _ in range(4)]
+    dirs = [tempfile.mkdtemp(prefix="nbo-replicas-") for _ in range(5)]
+    config = bc.report_only_campaign(config, Path(dirs[4]))  # no rollback midway
     delays: Delays = {}
     try:
         with embedded_postgres("single", "replicas") as (urls, pg_pid):
