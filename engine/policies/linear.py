@@ -200,19 +200,33 @@ class RidgeStatistics:
         )
 
 
+def _owner(cls: type, name: str) -> type:
+    """The class of ``cls``'s method resolution order that defines ``name``."""
+    return next(k for k in cls.__mro__ if name in vars(k))
+
+
 class _RidgePolicy(RidgeModels):
     """Shared state and learning of the per-offer ridge policies."""
 
-    #: Whether ``choose_one``/``update_one`` may run as one compiled call: a subclass that checks
-    #: or learns its contexts differently (RandomFourierUCB maps them first) takes the generic path.
+    #: Whether ``update_one`` (``_one_compiled``) and ``choose_one`` (``_one_choice``) may run as
+    #: one compiled call: a subclass that checks, learns or chooses differently (RandomFourierUCB
+    #: maps its contexts first; Softmax has no compiled choice) takes the generic path.
     _one_compiled: ClassVar[bool] = False
+    _one_choice: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._one_compiled = (
             cls._check_contexts is Policy._check_contexts
             and cls._check_rewards is Policy._check_rewards
+            and cls.update is Policy.update
             and cls._update is _RidgePolicy._update
+        )
+        # The compiled choice mirrors the _choose of the class that defines it.
+        cls._one_choice = (
+            cls._one_compiled
+            and cls.choose is Policy.choose
+            and _owner(cls, "_choose") is _owner(cls, "_choose_one") is not _RidgePolicy
         )
 
     # ------------------------------------------------------------------ one event
@@ -220,7 +234,7 @@ class _RidgePolicy(RidgeModels):
         """As :meth:`Policy.choose_one`, in one compiled call when the input is already a
         float64 row and a bool mask (any other input, or a bad one, takes the generic path,
         which converts it or raises the error that names the field)."""
-        if self._one_compiled and _is_row(context, self.n_features):
+        if self._one_choice and _is_row(context, self.n_features):
             if action_mask is None:
                 mask = self._all_eligible
             elif (

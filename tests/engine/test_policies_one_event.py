@@ -117,6 +117,7 @@ def test_the_ridge_policies_take_the_compiled_path(name: str) -> None:
     compiled = name in {"LinUCB", "LinearTS", "EpsilonGreedy"}
     assert getattr(type(policy), "_one_compiled", False) is (compiled or name == "Softmax")
     # RandomFourierUCB maps its contexts first: it inherits LinUCB's kernel but not this path.
-    if getattr(type(policy), "_one_compiled", False) and hasattr(policy, "_choose_one"):
+    assert getattr(type(policy), "_one_choice", False) is compiled
+    if compiled:
         action, propensity = policy._choose_one(np.array([1.0, 0.1, 0.2]), policy._all_eligible)
         assert (action >= 0) is compiled and (0 < propensity <= 1) is compiled
