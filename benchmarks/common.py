@@ -480,6 +480,7 @@ def report_only_campaign(config: Path, folder: Path) -> Path:
         text = re.sub(r"(?m)^\[rollout\][^\n]*\n", lambda m: m.group(0) + "monitor = false\n", text)
     if tomllib.loads(text).get("rollout", {}).get("monitor") is not False:
         raise ValueError(f"{config}: could not turn the [rollout] monitor off in a copy")
+    folder.mkdir(parents=True, exist_ok=True)
     out = folder / config.name
     out.write_text(text)
     return out

@@ -241,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         text = config.read_text().replace("window_days = 30.0",
                                           f"window_days = {REWARD_WINDOW_S / 86400!r}")  # fmt: skip
         config.write_text(text)
+        # Report-only lift monitor: the soak's rewards ignore the offer, and a rollback midway
+        # would change what the rest of the soak serves.
+        config = bc.report_only_campaign(config, Path(tmp) / "report-only")
         server = ServeProcess(config, Path(tmp) / "data")
         try:
             server.wait_serving()
