@@ -353,6 +353,7 @@ class Learner:
     def checkpoint(self) -> str:
         """Keep the published version's bytes in the registry (and export its file)."""
         with self._lock:
+            before = self.version
             try:
                 # Publishing registers a version (a journal row) before its bytes are kept:
                 # a full disk may stop either write, and both are this snapshot's failure.
@@ -365,7 +366,7 @@ class Learner:
                     self._kept = number
             except ResourceExhaustedError as exc:
                 raise ResourceExhaustedError(
-                    f"snapshot {self.version}: expected room to keep the model, got: {exc}"
+                    f"snapshot after {before}: expected room to keep the model, got: {exc}"
                 ) from exc
             self._export()
             return self.version

@@ -243,9 +243,13 @@ class Policy(ABC):
         self._all_eligible = np.ones((1, self.n_actions), dtype=np.bool_)
 
     def prepare(self) -> None:
-        """Compile (or load from cache) the kernels this policy uses; state is untouched."""
+        """Compile (or load from cache) the kernels this policy uses; state is untouched. Also
+        checks ``NBO_KERNEL_THREADS`` (ConfigError), so a server fails at start, not on its
+        first large batch."""
         from engine.kernels import prepare
+        from engine.policies.rows import kernel_threads
 
+        kernel_threads()
         prepare()
         clone = self.copy()
         X = np.zeros((1, self.n_features))

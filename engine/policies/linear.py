@@ -38,7 +38,7 @@ from engine.kernels.ridge import (
     ridge_update_one,
 )
 from engine.policies.base import Decision, Policy
-from engine.policies.rows import over_rows
+from engine.policies.rows import over_rows, row_threads
 from engine.types import BoolArray, FloatArray, IntArray
 from engine.validation import (
     VALUE_LIMIT,
@@ -242,6 +242,7 @@ class _RidgePolicy(RidgeModels):
                 and action_mask.dtype == np.bool_
                 and action_mask.shape == (self.n_actions,)
                 and action_mask.flags.c_contiguous
+                and action_mask.flags.writeable
                 and action_mask.any()
             ):
                 mask = action_mask.reshape(1, self.n_actions)
@@ -262,6 +263,7 @@ class _RidgePolicy(RidgeModels):
             and _is_row(context, self.n_features)
             and isinstance(action, (int, np.integer))  # a tuple: faster than a union
             and not isinstance(action, bool)
+            and 0 <= action < self.n_actions  # also keeps huge ints out of the int64 kernel
             and isinstance(reward, (float, np.floating))
             and (propensity is None or (isinstance(propensity, float) and 0.0 < propensity <= 1.0))
         ):
@@ -516,8 +518,9 @@ class LinearTS(_RidgePolicy):
     integral (the other offers' draws are independent given x), estimated by a randomly shifted
     stratified Monte-Carlo rule with ``propensity_draws`` = M strata. The estimate is unbiased, and
     because the integrand is monotone its absolute error is at most 1/M on every single row
-    (M = 128: <= 0.0079; in practice far smaller; the tabulated normal CDF and quantile it uses
-    add at most 1e-11 per offer). The floor mixture is then applied exactly. The draws are made
+    (M = 128: <= 0.0079; in practice far smaller; its approximate normal quantile moves each
+    stratum's point by at most 3e-10 and its tabulated normal CDF adds at most 6e-12 per offer).
+    The floor mixture is then applied exactly. The draws are made
     in row order; a large batch's propensities are estimated on every core (``over_rows``),
     with the same result as on one.
 
@@ -589,6 +592,7 @@ class LinearTS(_RidgePolicy):
         scores = np.empty((n, self.n_actions))
         actions, props, explored = self._outputs(n)
         floor, n_draws = self.min_propensity, self.propensity_draws
+        threads = row_threads(n, _PROPENSITY_ROWS)  # before the draws: it may raise
         # The draws use the random state in row order; the propensities (most of the time) draw
         # nothing and are estimated on every core. Each row's shift passes through ``props``.
         gaussian_thompson_draws(
@@ -607,7 +611,7 @@ class LinearTS(_RidgePolicy):
                 props[start:stop],
             )
 
-        over_rows(rows, n, _PROPENSITY_ROWS)
+        over_rows(rows, n, threads)
         return Decision(actions, props, scores, explored)
 
     def _choose_one(self, x: FloatArray, mask: BoolArray) -> tuple[int, float]:
@@ -772,10 +776,13 @@ class Softmax(_RidgePolicy):
 
 def _is_row(x: Any, n_features: int) -> bool:
     """``x`` is a C-contiguous float64 array of shape (n_features,): the compiled path's input."""
-    # strides == (8,): contiguous, read without building the flags object (a third of the check)
+    # strides == (8,): contiguous. Read-only arrays (np.frombuffer) take the generic path: the
+    # kernels are compiled (and prepared) for writable ones, and a read-only type would compile
+    # anew on the live path.
     return (
         type(x) is np.ndarray
         and x.shape == (n_features,)
         and x.dtype == np.float64
         and x.strides == (8,)
+        and x.flags.writeable
     )

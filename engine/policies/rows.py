@@ -7,19 +7,23 @@ and the others in a process-wide thread pool, and returns when all are done: the
 same array a single call writes, whatever the number of threads. Small batches (fewer than
 ``min_rows`` rows per thread) stay in one call, so the single-row path pays nothing.
 
-Threads: the cores this process may run on (``os.sched_getaffinity``), or ``NBO_KERNEL_THREADS``
-(an integer >= 1; 1 turns the splitting off, for instance when several processes share the
-machine's cores). docs/architecture.md, "Kernels on every core", describes the policy.
+Threads: the cores this process may run on (its CPU affinity, capped by a cgroup CPU quota), or
+``NBO_KERNEL_THREADS`` (an integer >= 1; 1 turns the splitting off, for instance when several
+processes share the machine's cores). A bad value is a ConfigError, raised by
+``Policy.prepare`` (a server fails at start) and before a large batch draws anything.
+docs/architecture.md, "Kernels on every core", describes the policy.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from engine.errors import InvalidInputError
+from engine.errors import ConfigError
 
 THREADS_ENV = "NBO_KERNEL_THREADS"
 
@@ -29,8 +33,14 @@ _pool_pid = 0
 
 
 def kernel_threads(environ: dict[str, str] | None = None) -> int:
-    """Threads a large batch is split over: ``NBO_KERNEL_THREADS`` when set, else the number of
-    cores this process may use.
+    """Threads a large batch is split over: ``NBO_KERNEL_THREADS`` when set, else the cores this
+    process may use (its CPU affinity, capped by a cgroup v2 CPU quota: a container limited to 2
+    CPUs on a 64-core host uses 2).
+
+    Raises
+    ------
+    ConfigError
+        For a value that is not an integer >= 1 (a deployment's setting, not a caller's input).
 
     Examples
     --------
@@ -40,14 +50,38 @@ def kernel_threads(environ: dict[str, str] | None = None) -> int:
     env = os.environ if environ is None else environ
     text = env.get(THREADS_ENV, "").strip()
     if not text:
-        return max(1, len(os.sched_getaffinity(0)))
+        return _usable_cores()
     try:
         value = int(text)
     except ValueError:
         value = 0
     if value < 1:
-        raise InvalidInputError(THREADS_ENV, "an integer >= 1 (threads per batch kernel)", text)
+        raise ConfigError(
+            f"{THREADS_ENV}: expected an integer >= 1 (threads per batch kernel), got {text!r}"
+        )
     return value
+
+
+def _usable_cores() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)  # not on macOS or Windows
+    cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+    try:  # cgroup v2: "max 100000" (no quota) or "<quota> <period>"
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def row_threads(n_rows: int, min_rows: int) -> int:
+    """Threads :func:`over_rows` will use for ``n_rows`` rows of at least ``min_rows`` each (1
+    below two ranges). Call it before anything that must not happen when it raises (a bad
+    ``NBO_KERNEL_THREADS``), such as drawing from a random state."""
+    threads = n_rows // max(min_rows, 1)
+    if threads >= 2:
+        threads = min(threads, kernel_threads())
+    return max(threads, 1)
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
@@ -60,16 +94,13 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def over_rows(call: Callable[[int, int], None], n_rows: int, min_rows: int) -> None:
-    """Run ``call(start, stop)`` over ``[0, n_rows)`` in contiguous ranges of at least
-    ``min_rows`` rows, on up to :func:`kernel_threads` threads (the calling thread included).
+def over_rows(call: Callable[[int, int], None], n_rows: int, threads: int) -> None:
+    """Run ``call(start, stop)`` over ``[0, n_rows)`` in ``threads`` contiguous ranges (from
+    :func:`row_threads`), one in the calling thread and the others in the pool.
 
     ``call`` must write only its own rows' outputs and draw no random numbers. An exception in any
     range is raised here after every range has finished.
     """
-    threads = n_rows // max(min_rows, 1)
-    if threads >= 2:
-        threads = min(threads, kernel_threads())
     if threads <= 1:
         call(0, n_rows)
         return

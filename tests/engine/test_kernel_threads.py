@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from engine.errors import InvalidInputError
+from engine.errors import ConfigError
 from engine.policies import LinearTS
-from engine.policies.rows import THREADS_ENV, kernel_threads, over_rows
+from engine.policies.rows import THREADS_ENV, kernel_threads, over_rows, row_threads
+from testkit.harness import REPO, campaign_config
 
 
 def _trained_ts(seed: int = 3) -> tuple[LinearTS, np.ndarray, np.ndarray]:
@@ -53,12 +58,13 @@ def test_over_rows_covers_every_row_once_on_several_threads(
         seen[start:stop] += 1
         calls.append((start, stop, threading.current_thread() is threading.main_thread()))
 
-    over_rows(mark, 1000, 100)
+    over_rows(mark, 1000, row_threads(1000, 100))
     assert np.all(seen == 1)
     assert sorted(calls) == [(0, 333, True), (333, 666, False), (666, 1000, False)]
     seen[:] = 0
     calls.clear()
-    over_rows(mark, 150, 100)  # fewer than 2 x min_rows: one call, in this thread
+    assert row_threads(150, 100) == 1  # fewer than 2 x min_rows: one call, in this thread
+    over_rows(mark, 150, row_threads(150, 100))
     assert np.all(seen[:150] == 1) and calls == [(0, 150, True)]
 
 
@@ -74,7 +80,7 @@ def test_over_rows_raises_a_range_failure_after_every_range_finished(
         finished.append(start)
 
     with pytest.raises(RuntimeError, match="range 500-1000 failed"):
-        over_rows(fail_late, 1000, 100)
+        over_rows(fail_late, 1000, row_threads(1000, 100))
     assert finished == [0]
 
 
@@ -82,6 +88,31 @@ def test_kernel_threads_reads_the_environment_and_names_a_bad_value() -> None:
     assert kernel_threads({THREADS_ENV: "4"}) == 4
     assert kernel_threads({}) >= 1
     for bad in ("0", "two", "-1"):
-        with pytest.raises(InvalidInputError, match=THREADS_ENV) as err:
+        with pytest.raises(ConfigError, match=THREADS_ENV) as err:
             kernel_threads({THREADS_ENV: bad})
         assert "an integer >= 1" in str(err.value) and bad in str(err.value)
+
+
+def test_a_bad_thread_setting_fails_a_large_batch_before_any_draw(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    policy, batch, mask = _trained_ts()
+    before = policy.rng_state_.copy()
+    monkeypatch.setenv(THREADS_ENV, "two")
+    with pytest.raises(ConfigError, match=THREADS_ENV):
+        policy.choose(batch, mask)
+    np.testing.assert_array_equal(policy.rng_state_, before)  # nothing was drawn
+    policy.choose(batch[:10], mask[:10])  # a small batch never splits: it does not ask
+
+
+def test_a_server_with_a_bad_thread_setting_fails_at_start(tmp_path: Path) -> None:
+    env = {**os.environ, THREADS_ENV: "lots"}
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "serve", "--config", str(campaign_config(tmp_path)),
+         "--data-dir", str(tmp_path / "data"), "--host", "127.0.0.1", "--port", "0"],
+        capture_output=True, text=True, cwd=REPO, timeout=120, env=env,
+    )  # fmt: skip
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert THREADS_ENV in lines[-1] and "'lots'" in lines[-1], done.stderr[-1500:]
+    assert "Traceback" not in done.stderr

@@ -47,6 +47,19 @@ def test_one_event_at_a_time_equals_one_row_batches(name: str) -> None:
     np.testing.assert_array_equal(one.rng_state_, by_row.rng_state_)
 
 
+def test_read_only_inputs_give_the_same_answers(name: str) -> None:
+    writable, read_only = trained(name), trained(name)
+    x = np.array([1.0, 0.3, -0.2])
+    frozen = np.frombuffer(x.tobytes())  # read-only: the generic path, no new compile
+    mask = np.array([True, False, True, True])
+    frozen_mask = np.frombuffer(mask.tobytes(), dtype=np.bool_)
+    assert not frozen.flags.writeable and not frozen_mask.flags.writeable
+    assert read_only.choose_one(frozen, frozen_mask) == writable.choose_one(x, mask)
+    read_only.update_one(frozen, 2, 0.5, 0.5)
+    writable.update_one(x, 2, 0.5, 0.5)
+    assert read_only.to_bytes() == writable.to_bytes()
+
+
 def test_python_numbers_and_lists_are_accepted(name: str) -> None:
     policy = trained(name)
     action, propensity = policy.choose_one([1.0, 0.2, -0.3], [True] * N_ACTIONS)
@@ -87,6 +100,9 @@ BAD_UPDATE = [
     ("action", 1, -1),
     ("action", 1, True),
     ("action", 1, 1.0),
+    ("action", 1, 2**64),
+    ("action", 1, -(2**63) - 1),
+    ("action", 1, np.uint64(2**64 - 1)),
     ("reward", 2, np.nan),
     ("reward", 2, np.inf),
     ("reward", 2, "1"),
