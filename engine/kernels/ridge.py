@@ -21,11 +21,8 @@ import math
 import numpy as np
 from numba import njit
 
-from engine.kernels.choice import (
-    choose_greedy,
-    gaussian_thompson_draws,
-    gaussian_thompson_propensities,
-)
+from engine.kernels.choice import choose_gaussian_thompson, choose_greedy
+from engine.kernels.validate import first_invalid
 
 # Rows processed per BLAS call: a (512, d) block and its product stay in L2 for d <= 128.
 _BLOCK = 512
@@ -293,14 +290,6 @@ def ridge_choose_greedy(
 
 
 @njit(cache=True, nogil=True)
-def _finite_row(x: np.ndarray, limit: float) -> bool:
-    for j in range(x.shape[0]):
-        if not abs(x[j]) <= limit:  # NaN fails the comparison too
-            return False
-    return True
-
-
-@njit(cache=True, nogil=True)
 def ridge_choose_one(
     x: np.ndarray,
     theta: np.ndarray,
@@ -316,7 +305,7 @@ def ridge_choose_one(
     (1, k): ``(action, propensity)``, or ``(-1, 0.0)`` (nothing drawn) when an entry of ``x`` is
     not finite or exceeds ``limit``. Its one-row outputs live here, not in the caller: on this
     path the arguments' unboxing costs more than the model's arithmetic."""
-    if not _finite_row(x, limit):
+    if first_invalid(x, limit) >= 0:
         return -1, 0.0
     k = theta.shape[0]
     actions = np.empty(1, np.int64)
@@ -361,7 +350,7 @@ def ridge_update_one(
         return 2
     if not abs(target) <= limit:
         return 3
-    if not _finite_row(x, limit):
+    if first_invalid(x, limit) >= 0:
         return 1
     ridge_update(
         A,
@@ -396,7 +385,7 @@ def ridge_thompson_one(
     :func:`ridge_predict` (widths times ``width_scale``), then the draws and the propensity of
     :func:`choose_gaussian_thompson`; ``(action, propensity)``, or ``(-1, 0.0)`` (nothing drawn)
     when an entry of ``x`` is not finite or exceeds ``limit``."""
-    if not _finite_row(x, limit):
+    if first_invalid(x, limit) >= 0:
         return -1, 0.0
     k = theta.shape[0]
     means = np.empty((1, k))
@@ -406,11 +395,8 @@ def ridge_thompson_one(
     ridge_predict(x.reshape((1, x.shape[0])), theta, A_inv, 0.0, means, widths)
     for a in range(k):
         widths[0, a] *= width_scale
-    gaussian_thompson_draws(
-        means, widths, mask, floor, state, np.empty((1, k)), actions, propensities,
+    choose_gaussian_thompson(
+        means, widths, mask, floor, n_draws, state, np.empty((1, k)), actions, propensities,
         np.empty(1, np.bool_),
     )  # fmt: skip
-    gaussian_thompson_propensities(
-        means, widths, mask, floor, n_draws, actions, propensities, propensities
-    )
     return actions[0], propensities[0]

@@ -471,13 +471,7 @@ class Policy(ABC):
                 f"a 1-d array of {self.n_features} floats (n_features)",
                 f"an array of shape {x.shape}",
             )
-        bad = first_invalid(x, VALUE_LIMIT)
-        if bad >= 0:
-            raise InvalidInputError(
-                "context",
-                f"finite values with |value| <= {VALUE_LIMIT:g}",
-                f"{float(x[bad])!r} at column {bad}",
-            )
+        _check_finite("context", x, "column")
         return x.reshape(1, self.n_features)
 
     def _check_mask(self, action_mask: Any, n_rounds: int) -> BoolArray:
@@ -574,14 +568,20 @@ def _float_rows(field: str, values: Any, n: int) -> FloatArray:
 
 def _check_values(field: str, values: Any, n: int) -> FloatArray:
     v = _float_rows(field, values, n)
-    bad = first_invalid(v, VALUE_LIMIT)
+    _check_finite(field, v, "row")
+    return v
+
+
+def _check_finite(field: str, values: np.ndarray, where: str) -> None:
+    """Refuse a 1-d array with an entry that is NaN, infinite or beyond VALUE_LIMIT, naming its
+    position (``where``: "row" or "column")."""
+    bad = first_invalid(values, VALUE_LIMIT)
     if bad >= 0:
         raise InvalidInputError(
             field,
             f"finite values with |value| <= {VALUE_LIMIT:g}",
-            f"{float(v[bad])!r} at row {bad}",
+            f"{float(values[bad])!r} at {where} {bad}",
         )
-    return v
 
 
 def _check_propensities(propensities: Any, n: int) -> FloatArray:

@@ -62,7 +62,18 @@ def kernel_threads(environ: dict[str, str] | None = None) -> int:
     return value
 
 
+_cores: tuple[int, int] | None = None  # (pid, cores): read once per process
+
+
 def _usable_cores() -> int:
+    """The cores this process may use, read once per process (a large batch asks each time)."""
+    global _cores
+    if _cores is None or _cores[0] != os.getpid():
+        _cores = (os.getpid(), _read_usable_cores())
+    return _cores[1]
+
+
+def _read_usable_cores() -> int:
     affinity = getattr(os, "sched_getaffinity", None)  # not on macOS or Windows
     cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
     try:  # cgroup v2: "max 100000" (no quota) or "<quota> <period>"
