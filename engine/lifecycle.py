@@ -4,10 +4,8 @@ in any other process both are FailedPreconditionError naming the learner.
 
 Examples
 --------
->>> import tempfile
 >>> from engine.core import Engine
->>> eng = Engine.from_config("examples/renewal.toml", data_dir=tempfile.mkdtemp(),
-...                          background=False)
+>>> eng = Engine.from_config("examples/renewal.toml", data_dir=None, background=False)
 >>> first = eng.model_version
 >>> d = eng.decide("c1", {"monthly_price": 30.0, "plan": "basic"})
 >>> _ = eng.reward(d.decision_id, 50.0); learned = eng.snapshot()

@@ -26,10 +26,8 @@ restart resumes where the campaign was.
 
 Examples
 --------
->>> import tempfile
 >>> from engine.core import Engine
->>> eng = Engine.from_config("examples/renewal.toml", data_dir=tempfile.mkdtemp(),
-...                          background=False)
+>>> eng = Engine.from_config("examples/renewal.toml", data_dir=None, background=False)
 >>> eng.rollout_state().mode, eng.rollout_state().state
 ('online', 'live')
 >>> eng.set_mode("shadow", who="doctest").mode

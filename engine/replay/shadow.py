@@ -17,10 +17,8 @@ model's extrapolation (the ``agreement`` and ``coverage`` say how much rests on 
 
 Examples
 --------
->>> import tempfile
 >>> from engine.core import Engine
->>> eng = Engine.from_config("examples/renewal.toml", data_dir=tempfile.mkdtemp(),
-...                          background=False)
+>>> eng = Engine.from_config("examples/renewal.toml", data_dir=None, background=False)
 >>> shadow_evidence(eng.journal, list(eng.feature_names), list(eng.offer_ids)).rows
 0
 >>> eng.close()
