@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import NamedTuple, cast
 
 import numpy as np
@@ -123,6 +124,7 @@ class Assembled(NamedTuple):
     ts_us: int
 
 
+@dataclass(eq=False)
 class DecisionAssembler:
     """Turns one campaign's policy choices into journal rows and records.
 
@@ -139,23 +141,19 @@ class DecisionAssembler:
         The campaign's dimensions, ``("offer", ...)`` ((): it decides the offer alone).
     """
 
-    def __init__(
-        self,
-        campaign: str,
-        offer_ids: tuple[str, ...],
-        control_index: int,
-        fallback_index: int,
-        catalog: int,
-        dimensions: tuple[str, ...] = (),
-    ) -> None:
-        self.campaign = campaign
-        self.dimensions = dimensions
-        self.offer_ids = offer_ids
-        self.control_index = control_index
-        self.fallback_index = fallback_index
-        self.catalog = catalog
-        self._bit_shifts = np.arange(len(offer_ids), dtype=np.int64)
-        self._eligible_cache: dict[int, tuple[tuple[str, ...], str]] = {}
+    campaign: str
+    offer_ids: tuple[str, ...]
+    control_index: int
+    fallback_index: int
+    catalog: int
+    dimensions: tuple[str, ...] = ()
+    _bit_shifts: IntArray = field(init=False, repr=False)
+    _eligible_cache: dict[int, tuple[tuple[str, ...], str]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        self._bit_shifts = np.arange(len(self.offer_ids), dtype=np.int64)
 
     def choose(self, policy: Policy, batch: Screened) -> Choice:
         """Ask ``policy`` about the rows with an eligible offer; fill in the others."""

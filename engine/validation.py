@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import chain
 from numbers import Integral, Real
 from operator import methodcaller
@@ -262,6 +263,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
+@dataclass(frozen=True)
 class Interval(Constraint):
     """A number in a range: ``Interval(Real, 0, 1, closed="both")`` is "a float >= 0 and <= 1".
 
@@ -285,22 +287,18 @@ class Interval(Constraint):
     -1.0
     """
 
-    def __init__(
-        self,
-        kind: type[Integral] | type[Real],
-        left: float | None,
-        right: float | None,
-        *,
-        closed: Literal["left", "right", "both", "neither"],
-    ) -> None:
-        if kind not in (Integral, Real):
-            raise TypeError(f"Interval kind must be Integral or Real, got {kind!r}")
-        if left is not None and right is not None and right < left:
-            raise ValueError(f"Interval right bound {right} is below its left bound {left}")
-        self.kind = kind
-        self.left = left
-        self.right = right
-        self.closed = closed
+    kind: type[Integral] | type[Real]
+    left: float | None
+    right: float | None
+    closed: Literal["left", "right", "both", "neither"] = field(kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.kind not in (Integral, Real):
+            raise TypeError(f"Interval kind must be Integral or Real, got {self.kind!r}")
+        if self.left is not None and self.right is not None and self.right < self.left:
+            raise ValueError(
+                f"Interval right bound {self.right} is below its left bound {self.left}"
+            )
 
     @property
     def _left_closed(self) -> bool:

@@ -399,22 +399,15 @@ def _last_made_before(journal: JournalBackend, before_us: int, through: int) -> 
     return low
 
 
+@dataclass(eq=False)
 class _Mover:
     """Runs compaction steps from their intents (the same code for a new and a recovered one)."""
 
-    def __init__(
-        self,
-        journal: JournalBackend,
-        layout: LoggedLayout,
-        root: Path,
-        report: CompactReport,
-        progress: Callable[[int], None] | None,
-    ) -> None:
-        self.journal = journal
-        self.layout = layout
-        self.root = root
-        self.report = report
-        self.progress = progress
+    journal: JournalBackend
+    layout: LoggedLayout
+    root: Path
+    report: CompactReport
+    progress: Callable[[int], None] | None
 
     def step(self, intent: str, recovering: bool) -> ArchiveCut:
         """Select the intent's rows, write their parts, delete them; the cut as finished."""

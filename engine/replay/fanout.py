@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm import tqdm
@@ -43,6 +43,7 @@ class TaskFailure:
     attempts: int
 
 
+@dataclass(eq=False)
 class Runner:
     """Executes tasks in-process (``workers=0``) or on Ray.
 
@@ -65,23 +66,19 @@ class Runner:
     [8, 9]
     """
 
-    def __init__(
-        self,
-        workers: int | None = 0,
-        address: str | None = None,
-        max_retries: int = 2,
-        progress: bool = True,
-    ) -> None:
+    workers: int | None = 0
+    address: str | None = None
+    max_retries: int = 2
+    progress: bool = True
+    _started_ray: bool = field(default=False, init=False, repr=False)
+    _warm: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        workers = self.workers
         if workers is not None and (isinstance(workers, bool) or workers < 0):
             raise InvalidParameterError("Runner", "workers", "an int >= 0 or None", workers)
-        if max_retries < 0:
-            raise InvalidParameterError("Runner", "max_retries", "an int >= 0", max_retries)
-        self.workers = workers
-        self.address = address
-        self.max_retries = max_retries
-        self.progress = progress
-        self._started_ray = False
-        self._warm = False
+        if self.max_retries < 0:
+            raise InvalidParameterError("Runner", "max_retries", "an int >= 0", self.max_retries)
 
     @property
     def uses_ray(self) -> bool:
