@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 
@@ -68,7 +68,7 @@ from engine.journal.registry import ModelVersion, version_number
 from engine.journal.rewards import RewardLedger
 from engine.journal.schema import VERSION_KEY
 from engine.journal.snapshot import ModelShape
-from engine.lifecycle import GateFunction, ModelChange, ModelLifecycle
+from engine.lifecycle import GateFunction, ModelChange, ModelLifecycle, PromoteOptions
 from engine.policies import Policy
 from engine.requests import (
     CandidateMasks,
@@ -91,6 +91,19 @@ __all__ = ["ROLES", "DecisionRecord", "Engine", "ModelChange", "RewardRecord"]
 _SWEEP_ROWS = 8192  # decisions an expiry sweep scans per hold of the decision lock
 _log = logging.getLogger("nbo.engine")
 _models_log = logging.getLogger("nbo.models")
+
+
+class EngineOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`Engine` (defaults there), which
+    :meth:`Engine.from_config` passes on as they came."""
+
+    journal_url: str | None
+    clock: Callable[[], float] | None
+    background: bool | None
+    reset_model: bool
+    model_dir: str | Path | None
+    role: str
+    model_wait: float
 
 
 class Engine:
@@ -300,28 +313,11 @@ class Engine:
         cls,
         path: str | Path,
         data_dir: str | Path | None = "nbo-data",
-        *,
-        journal_url: str | None = None,
-        clock: Callable[[], float] | None = None,
-        background: bool | None = None,
-        reset_model: bool = False,
-        model_dir: str | Path | None = None,
-        role: str = "all",
-        model_wait: float = MODEL_WAIT_SECONDS,
+        **options: Unpack[EngineOptions],
     ) -> Engine:
-        """Load a campaign TOML file (see :mod:`engine.campaign.config`) and start its engine."""
-        config = load_campaign(path)
-        return cls(
-            config,
-            data_dir,
-            journal_url=journal_url,
-            clock=clock,
-            background=background,
-            reset_model=reset_model,
-            model_dir=model_dir,
-            role=role,
-            model_wait=model_wait,
-        )
+        """Load a campaign TOML file (see :mod:`engine.campaign.config`) and start its engine
+        (``data_dir`` and the keyword ``options``: the Engine's parameters)."""
+        return cls(load_campaign(path), data_dir, **options)
 
     # ------------------------------------------------------------------ information
     @property
@@ -1018,21 +1014,11 @@ class Engine:
     def _model_shape(self) -> ModelShape:
         return self._lifecycle.shape()
 
-    def promote_bytes(
-        self,
-        data: bytes,
-        *,
-        file_name: str,
-        who: str = "",
-        path: str | None = None,
-        source: str | None = None,
-        gate: GateFunction | None = None,
-        force: bool = False,
-    ) -> ModelChange:
+    def promote_bytes(self, data: bytes, **options: Unpack[PromoteOptions]) -> ModelChange:
         """Promote a snapshot (its bytes, read by the caller from ``file_name``; ``path``: where
         it was read, default ``file_name``; ``source``: how errors name it, default
-        ``file_name``; ``gate`` and ``force``: the evidence it must show first): see
-        :meth:`engine.lifecycle.ModelLifecycle.promote_bytes`.
+        ``file_name``; ``who``: the admin; ``gate`` and ``force``: the evidence it must show
+        first): see :meth:`engine.lifecycle.ModelLifecycle.promote_bytes`.
 
         Raises
         ------
@@ -1043,10 +1029,9 @@ class Engine:
             snapshot does not beat the live model and ``force`` is False (nothing changes).
         """
         self._check_open()
-        change = self._lifecycle.promote_bytes(
-            data, file_name=file_name, who=who, path=path, source=source, gate=gate, force=force
-        )
-        self._new_epoch(change, f"model {change.version.version} promoted by {who or 'unknown'}")
+        change = self._lifecycle.promote_bytes(data, **options)
+        who = options.get("who") or "unknown"
+        self._new_epoch(change, f"model {change.version.version} promoted by {who}")
         return change
 
     def rollback(self, version: str | int, *, who: str = "") -> ModelChange:

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Required, TypedDict
 
 from engine.errors import CorruptModelError, FailedPreconditionError, InvalidInputError
 from engine.journal.base import JournalBackend
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from engine.policies import Policy
     from engine.seat import Seat
 
-__all__ = ["Evidence", "GateFunction", "ModelChange", "ModelLifecycle"]
+__all__ = ["Evidence", "GateFunction", "ModelChange", "ModelLifecycle", "PromoteOptions"]
 
 
 class Evidence(Protocol):
@@ -59,6 +59,19 @@ class Evidence(Protocol):
 #: ``(live model, candidate model) -> Evidence``: the serving layer passes
 #: :func:`engine.replay.gate.promotion_evidence` bound to the campaign's journal.
 GateFunction = Callable[["Policy", "Policy"], Evidence]
+
+
+class PromoteOptions(TypedDict, total=False):
+    """The keyword arguments of :meth:`ModelLifecycle.promote_bytes` (defaults there), which
+    :meth:`engine.core.Engine.promote_bytes` passes on as they came."""
+
+    file_name: Required[str]
+    who: str
+    path: str | None
+    source: str | None
+    gate: GateFunction | None
+    force: bool
+
 
 _log = logging.getLogger("nbo.engine")
 _models_log = logging.getLogger("nbo.models")
