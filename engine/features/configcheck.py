@@ -71,6 +71,34 @@ def _of_type(
     return value
 
 
+def _number(
+    table: Mapping[str, Any],
+    key: str,
+    path: str,
+    default: Any,
+    kind: type[float] | type[int],
+    rule: str,
+    low: float | None,
+    high: float | None = None,
+    low_open: bool = False,
+) -> Any:
+    """A number: a float (from an int or a float, finite) or an int (bools are neither) within
+    the bounds, else fail with ``rule`` (a default is converted with ``kind``, not checked)."""
+    value = _given(table, key, path, default, "a number" if kind is float else "an integer")
+    if value is _MISSING:
+        return kind(default)
+    accepted = int | float if kind is float else int
+    if isinstance(value, bool) or not isinstance(value, accepted):
+        raise fail(join(path, key), rule, value)
+    if kind is float and not math.isfinite(value):
+        raise fail(join(path, key), rule, value)
+    number = kind(value)
+    too_low = low is not None and (number <= low if low_open else number < low)
+    if too_low or (high is not None and number > high):
+        raise fail(join(path, key), rule, value)
+    return number
+
+
 def get_table(table: Mapping[str, Any], key: str, path: str, default: Any = _MISSING) -> dict:
     return _of_type(table, key, path, default, "a table", dict)
 
@@ -102,21 +130,12 @@ def get_float(
     high: float | None = None,
     low_open: bool = False,
 ) -> float:
-    value = _given(table, key, path, default, "a number")
-    if value is _MISSING:
-        return float(default)
     rule = "a finite number"
     if low is not None:
         rule += f" {'>' if low_open else '>='} {low:g}"
     if high is not None:
         rule += f" <= {high:g}"
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise fail(join(path, key), rule, value)
-    number = float(value)
-    too_low = low is not None and (number <= low if low_open else number < low)
-    if too_low or (high is not None and number > high):
-        raise fail(join(path, key), rule, value)
-    return number
+    return _number(table, key, path, default, float, rule, low, high, low_open)
 
 
 def get_int(
@@ -126,15 +145,8 @@ def get_int(
     default: Any = _MISSING,
     low: int | None = None,
 ) -> int:
-    value = _given(table, key, path, default, "an integer")
-    if value is _MISSING:
-        return int(default)
     rule = "an integer" + (f" >= {low}" if low is not None else "")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise fail(join(path, key), rule, value)
-    if low is not None and value < low:
-        raise fail(join(path, key), rule, value)
-    return value
+    return _number(table, key, path, default, int, rule, low)
 
 
 def get_bool(table: Mapping[str, Any], key: str, path: str, default: Any = _MISSING) -> bool:
