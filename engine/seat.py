@@ -37,6 +37,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,10 +150,12 @@ class Seat:
         self.config = config
         self._journal = journal
         self._encoder = encoder
-        self._snapshot_dir = snapshot_dir
         self._lock = lock
-        self._clock = clock
-        self._reset_model = reset_model
+        # Leading starts the campaign's learner from the registry and the journal's rewards.
+        self._start_learner = partial(
+            start_learner, config, journal, encoder, snapshot_dir, lock, clock,
+            reset_model=reset_model, share_models=role == "learn",
+        )  # fmt: skip
         self._leader: LeaderLock | None = None
         self._checked = 0.0
         try:
@@ -177,16 +180,7 @@ class Seat:
         return self._leader is not None
 
     def _lead(self) -> Learner:
-        learner = start_learner(
-            self.config,
-            self._journal,
-            self._encoder,
-            self._snapshot_dir,
-            self._lock,
-            self._clock,
-            reset_model=self._reset_model,
-            share_models=self.role == "learn",
-        )
+        learner = self._start_learner()
         name = self.config.name
         _log.info(
             "campaign %s: leading learner, model %s (role %s)", name, learner.version, self.role,
