@@ -2,10 +2,8 @@
 
 Examples
 --------
->>> import argparse
->>> parser = argparse.ArgumentParser(prog="nbo")
->>> register(parser.add_subparsers(dest="command"))
->>> args = parser.parse_args(["serve", "--config", "examples/renewal.toml", "--port", "0"])
+>>> from engine.cliargs import parse_command
+>>> args = parse_command(register, ["serve", "--config", "examples/renewal.toml", "--port", "0"])
 >>> cfg = config_from_args(args)
 >>> [str(p) for p in cfg.campaigns], cfg.port, cfg.metrics_port
 (['examples/renewal.toml'], 0, 0)
@@ -18,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.cliargs import add_command
 from engine.serving.config import (
     ADMIN_TOKEN_ENV,
     CLIENT_TOKEN_ENV,
@@ -55,8 +54,10 @@ _FIELDS = (
 
 def register(subparsers: Any) -> None:
     """Add the ``serve`` subcommand."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "serve",
+        handle,
         help="run the gRPC next-best-offer service",
         description="Serve one or more campaigns over gRPC (nbo.v1.OfferService, "
         "nbo.v1.AdminService, grpc.health.v1.Health, server reflection). Stops gracefully on "
@@ -64,7 +65,6 @@ def register(subparsers: Any) -> None:
         "journals flushed, snapshots written.",
     )
     add_serve_arguments(p)
-    p.set_defaults(func=handle)
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
@@ -286,9 +286,8 @@ def check_workers(args: argparse.Namespace) -> None:
 
     Examples
     --------
-    >>> parser = argparse.ArgumentParser(prog="nbo")
-    >>> register(parser.add_subparsers(dest="command"))
-    >>> check_workers(parser.parse_args(["serve", "--workers", "2", "--role", "learn"]))
+    >>> from engine.cliargs import parse_command
+    >>> check_workers(parse_command(register, ["serve", "--workers", "2", "--role", "learn"]))
     Traceback (most recent call last):
     ...
     engine.errors.ConfigError: role: expected all or decide with --workers > 1 (a campaign has...
@@ -324,10 +323,10 @@ def child_flags(args: argparse.Namespace) -> list[str]:
 
     Examples
     --------
-    >>> parser = argparse.ArgumentParser(prog="nbo")
-    >>> register(parser.add_subparsers(dest="command"))
-    >>> args = parser.parse_args(["serve", "--config", "a.toml", "--workers", "2", "--port", "0",
-    ...                           "--admin-token", "s3cret", "--insecure-admin"])
+    >>> from engine.cliargs import parse_command
+    >>> args = parse_command(register, ["serve", "--config", "a.toml", "--workers", "2",
+    ...                                 "--port", "0", "--admin-token", "s3cret",
+    ...                                 "--insecure-admin"])
     >>> child_flags(args)
     ['--config', 'a.toml', '--model-wait-seconds', '30.0', '--insecure-admin']
     """
