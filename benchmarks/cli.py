@@ -5,10 +5,8 @@ command exists wherever the benchmarks package is installed and engine never nam
 
 Examples
 --------
->>> import argparse
->>> parser = argparse.ArgumentParser(prog="nbo")
->>> register(parser.add_subparsers(dest="command"))
->>> args = parser.parse_args(["bench", "--quick", "--out", "core.json"])
+>>> from engine.cliargs import parse_command
+>>> args = parse_command(register, ["bench", "--quick", "--out", "core.json"])
 >>> args.quick, str(args.out), args.seed, args.repeats, args.blas_threads
 (True, 'core.json', 0, None, 1)
 """

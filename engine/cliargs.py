@@ -21,7 +21,7 @@ Examples
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -34,6 +34,24 @@ def add_command(
     )
     parser.set_defaults(func=func)
     return parser
+
+
+def parse_command(register: Callable[[Any], None], argv: Sequence[str]) -> argparse.Namespace:
+    """``argv`` as ``nbo`` parses it with the commands ``register`` adds (a command module's
+    ``register``): how a command's examples and tests, or a command running another one, read a
+    command line without the other commands.
+
+    Examples
+    --------
+    >>> def register(subparsers):
+    ...     add_seed(add_command(subparsers, "go", print, help="run", description=None))
+    >>> args = parse_command(register, ["go", "--seed", "3"])
+    >>> args.command, args.seed
+    ('go', 3)
+    """
+    parser = argparse.ArgumentParser(prog="nbo")
+    register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
 
 
 def add_seed(parser: argparse.ArgumentParser, help: str | None = None) -> None:

@@ -14,10 +14,8 @@ Examples
 ``nbo mode`` (the rollout: mode, state, the lift monitor's bound) · ``nbo mode shadow --reason
 "first week"`` · ``nbo mode online`` (also resumes a rolled-back campaign)
 
->>> import argparse
->>> parser = argparse.ArgumentParser(prog="nbo")
->>> register(parser.add_subparsers(dest="command"))
->>> args = parser.parse_args(["model", "rollback", "v9", "--server", "127.0.0.1:6000"])
+>>> from engine.cliargs import parse_command
+>>> args = parse_command(register, ["model", "rollback", "v9", "--server", "127.0.0.1:6000"])
 >>> args.action, args.version, args.server
 ('rollback', 'v9', '127.0.0.1:6000')
 """
@@ -34,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.campaign.config import MODES
+from engine.cliargs import add_command
 from engine.serving.config import ADMIN_TOKEN_ENV
 
 if TYPE_CHECKING:
@@ -44,8 +43,10 @@ FAILED = 2
 
 def register(subparsers: Any) -> None:
     """Add the ``model`` subcommand."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "model",
+        run,
         help="list, inspect, promote or roll back a running server's model versions",
         description="Manage a campaign's model registry through a running server's "
         "AdminService. Needs the server's admin token (--admin-token or the "
@@ -71,18 +72,21 @@ def register(subparsers: Any) -> None:
     rollback.add_argument("version", help="e.g. v9")
     for sub in (listing, show, promote, rollback):
         _connection(sub)
-    p.set_defaults(func=run)
     # `nbo promote FILE` is `nbo model promote FILE`: the step a rollout ends with.
-    gated = subparsers.add_parser(
+    gated = add_command(
+        subparsers,
         "promote",
+        run,
         help="make a snapshot file the live model, on evidence that it beats the live one",
         description=_PROMOTE_DESCRIPTION,
     )
     _promote_arguments(gated)
     _connection(gated)
-    gated.set_defaults(func=run, action="promote")
-    mode = subparsers.add_parser(
+    gated.set_defaults(action="promote")
+    mode = add_command(
+        subparsers,
         "mode",
+        run,
         help="show or set a campaign's rollout mode (online, shadow, logging)",
         description="Without MODE: the campaign's mode, its state (live, or rolled_back by "
         "the lift monitor, with the evidence) and the monitor's anytime-valid lift bound. With "
@@ -92,7 +96,7 @@ def register(subparsers: Any) -> None:
     mode.add_argument("mode", nargs="?", choices=MODES, help="the mode to set [show it]")
     mode.add_argument("--reason", default="", help="why, recorded with the change [none]")
     _connection(mode)
-    mode.set_defaults(func=run, action="mode")
+    mode.set_defaults(action="mode")
 
 
 _PROMOTE_DESCRIPTION = (

@@ -2,11 +2,9 @@
 
 Examples
 --------
->>> import argparse
->>> parser = argparse.ArgumentParser(prog="nbo")
->>> register(parser.add_subparsers(dest="command"))
->>> args = parser.parse_args(["simulate", "--policies", "linucb,control", "--rounds", "500",
-...                           "--seeds", "2", "--workers", "0"])
+>>> from engine.cliargs import parse_command
+>>> args = parse_command(register, ["simulate", "--policies", "linucb,control", "--rounds", "500",
+...                                 "--seeds", "2", "--workers", "0"])
 >>> [t.policy for t in tasks_from_args(args)], [t.seed for t in tasks_from_args(args)]
 (['linucb', 'linucb', 'control', 'control'], [0, 1, 0, 1])
 """

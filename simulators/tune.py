@@ -19,10 +19,9 @@ one line per value of the second), with ``--logs`` also the whole evaluation rep
 
 Examples
 --------
->>> import argparse
->>> parser = argparse.ArgumentParser(prog="nbo")
->>> register(parser.add_subparsers(dest="command"))
->>> args = parser.parse_args(["tune", "--policy", "linucb:alpha=0.1,1:l2=1,10", "--env", "iris"])
+>>> from engine.cliargs import parse_command
+>>> args = parse_command(register, ["tune", "--policy", "linucb:alpha=0.1,1:l2=1,10",
+...                                 "--env", "iris"])
 >>> [p["alpha"] for p in grid_of(args.policy)]
 [0.1, 0.1, 1, 1]
 >>> policy_text({"name": "linucb", "alpha": 0.1, "l2": 10})
@@ -47,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.cliargs import add_command, add_ray_workers
+from engine.cliargs import add_command, add_ray_workers, parse_command
 from engine.errors import InvalidInputError
 from engine.replay.candidates import expand_grid, parse_policy
 from simulators.envs import ENV_NAMES
@@ -181,8 +180,6 @@ def _off_policy(args: argparse.Namespace, points: list[dict[str, Any]], out: Pat
     from engine.replay.cli import register as register_replay
     from engine.replay.cli import run_evaluate
 
-    parser = argparse.ArgumentParser(prog="nbo")
-    register_replay(parser.add_subparsers(dest="command"))
     argv = ["evaluate", "--logs", str(args.logs), "--mode", args.mode, "--out", str(out)]
     argv += ["--primary", args.primary, "--policy", json.dumps(parse_policy(args.policy))]
     for column in args.column:
@@ -195,7 +192,7 @@ def _off_policy(args: argparse.Namespace, points: list[dict[str, Any]], out: Pat
         argv.append("--no-progress")
     printed = io.StringIO()  # the evaluation's own table: tune prints its own
     with contextlib.redirect_stdout(printed):
-        run_evaluate(parser.parse_args(argv))
+        run_evaluate(parse_command(register_replay, argv))
     report = json.loads((out / "evaluation.json").read_text())
     method = report["interval"]
     by_spec = {

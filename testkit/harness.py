@@ -15,7 +15,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,26 @@ def mixed_worker(target: str, acks: Acks, stop: threading.Event, seed: int) -> N
             acks.failures.append(f"worker {seed}: {type(exc).__name__}: {exc}")
 
 
+@contextmanager
+def mixed_load(targets: Sequence[str], acks: Acks, seed: int) -> Iterator[None]:
+    """A :func:`mixed_worker` thread per entry of ``targets`` (worker ``w`` calls ``targets[w]``
+    with seed ``seed + w``) while the ``with`` block runs; then every worker is stopped and
+    joined, and none may have broken an expectation (``acks.failures``)."""
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=mixed_worker, args=(target, acks, stop, seed + w))
+        for w, target in enumerate(targets)
+    ]
+    for t in threads:
+        t.start()
+    yield
+    stop.set()
+    for t in threads:
+        t.join(60)
+        assert not t.is_alive()
+    assert not acks.failures, acks.failures
+
+
 def _mixed_load(target: str, acks: Acks, stop: threading.Event, seed: int) -> None:
     rng = random.Random(seed)
     pending: list[str] = []
@@ -308,10 +329,34 @@ def check_model(server: ServeProcess, data_dir: Path, config: Path) -> int:
         rebuilt, n_rows = rebuilt_policy(journal, config)
     finally:
         journal.close()
-    assert header["n_rewards"] == n_rows, (header["n_rewards"], n_rows)
+    check_same_model(header, model, rebuilt, n_rows)
+    return n_rows
+
+
+def check_same_model(
+    header: dict[str, Any], model: Policy, rebuilt: Policy, n_rewards: int
+) -> None:
+    """The served ``model`` (its snapshot ``header``) learned from the ``n_rewards`` rewards
+    ``rebuilt`` was fed, and scores as it does."""
+    assert header["n_rewards"] == n_rewards, (header["n_rewards"], n_rewards)
     X = np.random.default_rng(0).normal(size=(64, model.n_features))
     np.testing.assert_allclose(model.choose(X).scores, rebuilt.choose(X).scores, rtol=1e-9)
-    return n_rows
+
+
+def check_rewards_after_restart(
+    retry: NboClient, reward: NboClient, acks: Acks, rng: random.Random
+) -> None:
+    """An acknowledged reward sent again through ``retry`` is a DUPLICATE, and an acknowledged,
+    unrewarded decision still takes its reward through ``reward``."""
+    if acks.rewards:
+        again = rng.choice(sorted(acks.rewards))
+        assert not retry.reward(again, 5.0), f"{again}: an acknowledged reward applied twice"
+    open_ids = sorted(acks.decisions - set(acks.rewards) - acks.unsure)
+    if open_ids:
+        decision_id = rng.choice(open_ids)
+        value = 42.0
+        assert reward.reward(decision_id, value)
+        acks.rewarded([decision_id], [value], ["applied"])
 
 
 @dataclass
@@ -345,24 +390,10 @@ def kill_cycles(
     try:
         for cycle in range(n_kills):
             server.wait_serving()
-            stop = threading.Event()
-            threads = [
-                threading.Thread(
-                    target=mixed_worker,
-                    args=(server.target, acks, stop, seed * 1000 + cycle * 10 + w),
-                )
-                for w in range(workers)
-            ]
-            for t in threads:
-                t.start()
-            seconds = rng.uniform(*load_seconds)
-            time.sleep(seconds)
-            server.kill()  # mid-flight: the workers are inside calls right now
-            stop.set()
-            for t in threads:
-                t.join(60)
-                assert not t.is_alive()
-            assert not acks.failures, acks.failures
+            with mixed_load([server.target] * workers, acks, seed * 1000 + cycle * 10):
+                seconds = rng.uniform(*load_seconds)
+                time.sleep(seconds)
+                server.kill()  # mid-flight: the workers are inside calls right now
             started = time.perf_counter()
             server = ServeProcess(config, data_dir)
             server.wait_serving()
@@ -390,12 +421,4 @@ def check_after_restart(
         journal.close()
     check_model(server, data_dir, config)
     with server.client() as c:
-        if acks.rewards:
-            again = rng.choice(sorted(acks.rewards))
-            assert not c.reward(again, 5.0), f"{again}: an acknowledged reward applied twice"
-        open_ids = sorted(acks.decisions - set(acks.rewards) - acks.unsure)
-        if open_ids:
-            decision_id = rng.choice(open_ids)
-            value = 42.0
-            assert c.reward(decision_id, value)
-            acks.rewarded([decision_id], [value], ["applied"])
+        check_rewards_after_restart(c, c, acks, rng)

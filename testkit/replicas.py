@@ -14,7 +14,6 @@ reward applied once, in journal order, across every failover).
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +28,13 @@ from engine.journal.base import JournalBackend
 from engine.journal.snapshot import decode_snapshot
 from engine.policies import Policy, make_policy
 from engine.seat import led_at
-from testkit.harness import Acks, ServeProcess, mixed_worker
+from testkit.harness import (
+    Acks,
+    ServeProcess,
+    check_rewards_after_restart,
+    check_same_model,
+    mixed_load,
+)
 
 __all__ = ["ReplicaCycle", "rebuilt_from_rewards", "rebuilt_from_url", "replica_kill_cycles"]
 
@@ -103,19 +108,10 @@ def check_replicas(
     assert data is not None, f"{version}: the leader kept no bytes"
     header, model = decode_snapshot(data, version)
     rebuilt, n_rows = rebuilt_from_url(url, config)
-    assert header["n_rewards"] == n_rows, (header["n_rewards"], n_rows)
-    X = np.random.default_rng(0).normal(size=(64, model.n_features))
-    np.testing.assert_allclose(model.choose(X).scores, rebuilt.choose(X).scores, rtol=1e-9)
+    check_same_model(header, model, rebuilt, n_rows)
     first, second = deciders
     with first.client() as a, second.client() as b:
-        if acks.rewards:
-            again = rng.choice(sorted(acks.rewards))
-            assert not b.reward(again, 5.0), f"{again}: an acknowledged reward applied twice"
-        open_ids = sorted(acks.decisions - set(acks.rewards) - acks.unsure)
-        if open_ids:
-            decision_id = rng.choice(open_ids)
-            assert a.reward(decision_id, 42.0)
-            acks.rewarded([decision_id], [42.0], ["applied"])
+        check_rewards_after_restart(b, a, acks, rng)
 
 
 def replica_kill_cycles(
@@ -141,41 +137,28 @@ def replica_kill_cycles(
         for cycle in range(n_cycles):
             for s in (*learners, *deciders):
                 s.wait_serving()
-            stop = threading.Event()
-            threads = [
-                threading.Thread(
-                    target=mixed_worker,
-                    args=(deciders[w % 2].target, acks, stop, seed * 1000 + cycle * 10 + w),
-                )
-                for w in range(workers)
-            ]
-            for t in threads:
-                t.start()
-            seconds = rng.uniform(*load_seconds)
-            time.sleep(seconds)
-            victim = cycle % 2
-            killed = [f"decide-{victim}"]
-            deciders[victim].kill()  # mid-flight: its clients are inside calls right now
-            failover = None
-            if cycle % 2 == 0:
-                standby = learners[1 - leader]
-                learners[leader].kill()
-                killed_at = time.time()
-                killed.append(f"learner-{leader} (leader)")
-                deadline = time.monotonic() + 30
-                while _led_at(standby) is None and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                led = _led_at(standby)
-                assert led is not None, "the standby never took over"
-                failover = round(led - killed_at, 3)
-                learners[leader] = _serve(config, root / f"learner-{leader}", url, "learn")
-                leader = 1 - leader
-            time.sleep(0.3)
-            stop.set()
-            for t in threads:
-                t.join(60)
-                assert not t.is_alive()
-            assert not acks.failures, acks.failures
+            targets = [deciders[w % 2].target for w in range(workers)]
+            with mixed_load(targets, acks, seed * 1000 + cycle * 10):
+                seconds = rng.uniform(*load_seconds)
+                time.sleep(seconds)
+                victim = cycle % 2
+                killed = [f"decide-{victim}"]
+                deciders[victim].kill()  # mid-flight: its clients are inside calls right now
+                failover = None
+                if cycle % 2 == 0:
+                    standby = learners[1 - leader]
+                    learners[leader].kill()
+                    killed_at = time.time()
+                    killed.append(f"learner-{leader} (leader)")
+                    deadline = time.monotonic() + 30
+                    while _led_at(standby) is None and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    led = _led_at(standby)
+                    assert led is not None, "the standby never took over"
+                    failover = round(led - killed_at, 3)
+                    learners[leader] = _serve(config, root / f"learner-{leader}", url, "learn")
+                    leader = 1 - leader
+                time.sleep(0.3)
             deciders[victim] = _serve(config, root / f"decide-{victim}", url, "decide")
             deciders[victim].wait_serving()
             check_replicas(url, config, acks, learners[leader], deciders, rng)

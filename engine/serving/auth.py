@@ -23,6 +23,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from engine.errors import AuthenticationError, PermissionDeniedError, ResourceExhaustedError
@@ -57,6 +58,7 @@ def peer_key(peer: str) -> str:
     return str(address)
 
 
+@dataclass(eq=False)
 class PeerThrottle:
     """Failed token attempts per peer, and the refusal window they earn.
 
@@ -72,23 +74,19 @@ class PeerThrottle:
     2.0
     """
 
-    def __init__(
-        self,
-        limit: int = 10,
-        base_seconds: float = 1.0,
-        max_seconds: float = 300.0,
-        forget_seconds: float = 600.0,
-        max_peers: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.limit = limit
-        self.base_seconds = base_seconds
-        self.max_seconds = max_seconds
-        self.forget_seconds = forget_seconds
-        self.max_peers = max_peers
+    limit: int = 10
+    base_seconds: float = 1.0
+    max_seconds: float = 300.0
+    forget_seconds: float = 600.0
+    max_peers: int = 10_000
+    clock: InitVar[Callable[[], float]] = time.monotonic
+    # peer -> [failures, refused until, last failure]; oldest failure first
+    _peers: OrderedDict[str, list[float]] = field(
+        default_factory=OrderedDict, init=False, repr=False
+    )
+
+    def __post_init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
-        # peer -> [failures, refused until, last failure]; oldest failure first
-        self._peers: OrderedDict[str, list[float]] = OrderedDict()
 
     def retry_after(self, peer: str) -> float:
         """Seconds until ``peer`` may try a token again (0 when it may now)."""

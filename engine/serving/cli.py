@@ -2,10 +2,8 @@
 
 Examples
 --------
->>> import argparse
->>> parser = argparse.ArgumentParser(prog="nbo")
->>> register(parser.add_subparsers(dest="command"))
->>> args = parser.parse_args(["serve", "--config", "examples/renewal.toml", "--port", "0"])
+>>> from engine.cliargs import parse_command
+>>> args = parse_command(register, ["serve", "--config", "examples/renewal.toml", "--port", "0"])
 >>> cfg = config_from_args(args)
 >>> [str(p) for p in cfg.campaigns], cfg.port, cfg.metrics_port
 (['examples/renewal.toml'], 0, 0)
@@ -18,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.cliargs import add_command
 from engine.serving.config import (
     ADMIN_TOKEN_ENV,
     CLIENT_TOKEN_ENV,
@@ -53,10 +52,31 @@ _FIELDS = (
 )
 
 
+# Flags that set the ServeConfig field of their name, their help ending with its default:
+# (flag, type, what it sets), in the order `nbo serve --help` lists them.
+_LIMIT_FLAGS = (
+    ("--max-concurrent-rpcs", int, "calls in progress beyond this get RESOURCE_EXHAUSTED; 0 = "
+     "no limit"),
+    ("--max-message-bytes", int, "largest message accepted"),
+    ("--max-batch-rows", int, "largest batch accepted"),
+)  # fmt: skip
+_PEER_AND_ENDPOINT_FLAGS = (
+    ("--auth-failure-limit", int, "wrong tokens a client address may send before it is refused "
+     "for a doubling window (1 s up to 5 min)"),
+    ("--max-streams", int, "Health.Watch and reflection streams open at once; more get "
+     "RESOURCE_EXHAUSTED"),
+    ("--metrics-port", int, "Prometheus /metrics port; 0 = off"),
+    ("--metrics-host", str, "address of the metrics endpoint"),
+    ("--grace-seconds", float, "time in-flight calls get to finish on shutdown"),
+)  # fmt: skip
+
+
 def register(subparsers: Any) -> None:
     """Add the ``serve`` subcommand."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "serve",
+        handle,
         help="run the gRPC next-best-offer service",
         description="Serve one or more campaigns over gRPC (nbo.v1.OfferService, "
         "nbo.v1.AdminService, grpc.health.v1.Health, server reflection). Stops gracefully on "
@@ -64,7 +84,6 @@ def register(subparsers: Any) -> None:
         "journals flushed, snapshots written.",
     )
     add_serve_arguments(p)
-    p.set_defaults(func=handle)
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
@@ -136,18 +155,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         help="--workers > 1: port of the learner's health and AdminService (PromoteModel, "
         "RollbackModel go there; the workers refuse them); 0 = any free port, printed [0]",
     )
-    p.add_argument(
-        "--max-concurrent-rpcs",
-        type=int,
-        help=f"calls in progress beyond this get RESOURCE_EXHAUSTED; 0 = no limit "
-        f"[{d.max_concurrent_rpcs}]",
-    )
-    p.add_argument(
-        "--max-message-bytes", type=int, help=f"largest message accepted [{d.max_message_bytes}]"
-    )
-    p.add_argument(
-        "--max-batch-rows", type=int, help=f"largest batch accepted [{d.max_batch_rows}]"
-    )
+    _add_config_flags(p, _LIMIT_FLAGS)
     p.add_argument("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
     p.add_argument("--tls-key", type=Path, help="PEM private key (with --tls-cert)")
     p.add_argument(
@@ -178,27 +186,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         const=True,
         help="open AdminService to anyone when no admin token is set (development only)",
     )
-    p.add_argument(
-        "--auth-failure-limit",
-        type=int,
-        help="wrong tokens a client address may send before it is refused for a doubling "
-        f"window (1 s up to 5 min) [{d.auth_failure_limit}]",
-    )
-    p.add_argument(
-        "--max-streams",
-        type=int,
-        help=f"Health.Watch and reflection streams open at once; more get RESOURCE_EXHAUSTED "
-        f"[{d.max_streams}]",
-    )
-    p.add_argument(
-        "--metrics-port", type=int, help=f"Prometheus /metrics port; 0 = off [{d.metrics_port}]"
-    )
-    p.add_argument("--metrics-host", help=f"address of the metrics endpoint [{d.metrics_host}]")
-    p.add_argument(
-        "--grace-seconds",
-        type=float,
-        help=f"time in-flight calls get to finish on shutdown [{d.grace_seconds}]",
-    )
+    _add_config_flags(p, _PEER_AND_ENDPOINT_FLAGS)
     p.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error"),
@@ -223,6 +211,16 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         metavar="TOML",
         help="TOML file with a [server] table of the same settings; flags win over it",
     )
+
+
+def _add_config_flags(
+    p: argparse.ArgumentParser, flags: tuple[tuple[str, Callable[[str], Any], str], ...]
+) -> None:
+    """Add ``flags`` (rows of the tables above), each help ending with ServeConfig's default."""
+    defaults = ServeConfig()
+    for flag, kind, text in flags:
+        default = getattr(defaults, flag.removeprefix("--").replace("-", "_"))
+        p.add_argument(flag, type=kind, help=f"{text} [{default}]")
 
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
@@ -286,9 +284,8 @@ def check_workers(args: argparse.Namespace) -> None:
 
     Examples
     --------
-    >>> parser = argparse.ArgumentParser(prog="nbo")
-    >>> register(parser.add_subparsers(dest="command"))
-    >>> check_workers(parser.parse_args(["serve", "--workers", "2", "--role", "learn"]))
+    >>> from engine.cliargs import parse_command
+    >>> check_workers(parse_command(register, ["serve", "--workers", "2", "--role", "learn"]))
     Traceback (most recent call last):
     ...
     engine.errors.ConfigError: role: expected all or decide with --workers > 1 (a campaign has...
@@ -324,10 +321,10 @@ def child_flags(args: argparse.Namespace) -> list[str]:
 
     Examples
     --------
-    >>> parser = argparse.ArgumentParser(prog="nbo")
-    >>> register(parser.add_subparsers(dest="command"))
-    >>> args = parser.parse_args(["serve", "--config", "a.toml", "--workers", "2", "--port", "0",
-    ...                           "--admin-token", "s3cret", "--insecure-admin"])
+    >>> from engine.cliargs import parse_command
+    >>> args = parse_command(register, ["serve", "--config", "a.toml", "--workers", "2",
+    ...                                 "--port", "0", "--admin-token", "s3cret",
+    ...                                 "--insecure-admin"])
     >>> child_flags(args)
     ['--config', 'a.toml', '--model-wait-seconds', '30.0', '--insecure-admin']
     """

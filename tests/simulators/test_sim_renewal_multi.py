@@ -166,16 +166,13 @@ def test_registered_with_make_env_and_simulate():
     assert "renewal-multi" in ENV_NAMES
     env = make_env("renewal-multi", rule="preferred", drift=None)
     assert isinstance(env, RenewalMultiEnvironment) and env.config.rule == "preferred"
-    import argparse
-
+    from engine.cliargs import parse_command
     from simulators.cli import register, tasks_from_args
 
-    parser = argparse.ArgumentParser(prog="nbo")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
-        ["simulate", "--env", "renewal-multi", "--rule", "preferred", "--rounds", "100"]
+    args = parse_command(
+        register, ["simulate", "--env", "renewal-multi", "--rule", "preferred", "--rounds", "100"]
     )
     assert tasks_from_args(args)[0].env_knobs == {"rule": "preferred"}
-    args = parser.parse_args(["simulate", "--env", "renewal", "--rule", "preferred"])
+    args = parse_command(register, ["simulate", "--env", "renewal", "--rule", "preferred"])
     with pytest.raises(InvalidInputError, match="--rule"):
         tasks_from_args(args)

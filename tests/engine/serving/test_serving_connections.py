@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from engine.cliargs import parse_command
 from engine.client import NboClient
 from engine.serving.cli import config_from_args, register
 from engine.serving.server import create_server
@@ -43,11 +44,7 @@ def test_promotions_come_from_the_model_dir_given(tmp_path: Path) -> None:
 
 
 def test_model_dir_flag_and_server_table(tmp_path: Path) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
-    args = parser.parse_args(["serve", "--config", "x.toml", "--model-dir", str(tmp_path)])
+    args = parse_command(register, ["serve", "--config", "x.toml", "--model-dir", str(tmp_path)])
     assert config_from_args(args).model_dir == tmp_path
 
 

@@ -7,7 +7,6 @@ add up over all of them, and the learner is the process whose ``nbo_learner_lead
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -23,6 +22,7 @@ from typing import Any
 import grpc
 import pytest
 
+from engine.cliargs import parse_command
 from engine.client import NboClient
 from engine.errors import ConfigError
 from engine.journal.backends import open_journal
@@ -300,7 +300,5 @@ def test_a_child_that_cannot_start_stops_the_supervisor_with_its_error(tmp_path:
     ],
 )
 def test_worker_flags_that_cannot_work_together_are_refused(flags: list[str], message: str) -> None:
-    parser = argparse.ArgumentParser(prog="nbo")
-    register(parser.add_subparsers(dest="command"))
     with pytest.raises(ConfigError, match=message):
-        check_workers(parser.parse_args(["serve", *flags]))
+        check_workers(parse_command(register, ["serve", *flags]))
