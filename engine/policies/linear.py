@@ -173,6 +173,15 @@ class RidgeModels(Policy, base=True):
         )
 
 
+#: The constraints of an upper-confidence policy over ridge models (LinUCB, SharedLinear): the
+#: models' own, the bonus width ``alpha`` and the noise deviation ``noise``.
+UCB_CONSTRAINTS: ParameterConstraints = {
+    **RidgeModels._parameter_constraints,
+    "alpha": [NON_NEGATIVE],
+    "noise": AUTO_OR_POSITIVE,
+}
+
+
 @dataclass(frozen=True, eq=False)
 class RidgeStatistics:
     """Additive sufficient statistics of per-offer ridge learning from a batch of rows.
@@ -464,11 +473,7 @@ class LinUCB(_RidgePolicy):
     ([2, 1], [1.0, 1.0])
     """
 
-    _parameter_constraints: ClassVar[ParameterConstraints] = {
-        **RidgeModels._parameter_constraints,
-        "alpha": [NON_NEGATIVE],
-        "noise": AUTO_OR_POSITIVE,
-    }
+    _parameter_constraints: ClassVar[ParameterConstraints] = UCB_CONSTRAINTS
 
     def __init__(
         self,
