@@ -16,7 +16,7 @@ A number fixes sigma (``noise=1.0``: the absolute widths of the classic formulas
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -200,12 +200,9 @@ class RidgeStatistics:
     rr: FloatArray  # (n_actions,)
 
     def __add__(self, other: RidgeStatistics) -> RidgeStatistics:
+        # Every field is a sum over rows: the statistics of two batches add field by field.
         return RidgeStatistics(
-            self.xx + other.xx,
-            self.xr + other.xr,
-            self.weight + other.weight,
-            self.rows + other.rows,
-            self.rr + other.rr,
+            *(getattr(self, f.name) + getattr(other, f.name) for f in fields(self))
         )
 
 
