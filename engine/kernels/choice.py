@@ -72,14 +72,18 @@ def _choose_row(
     p: np.ndarray,
     mask_row: np.ndarray,
     state: np.ndarray,
+    values_row: np.ndarray,
+    best: float,
     actions: np.ndarray,
     propensities: np.ndarray,
-) -> int:
-    """Draw row ``i``'s action from ``p`` and record it with its probability."""
+    explored: np.ndarray,
+) -> None:
+    """Draw row ``i``'s action from ``p`` and record it with its probability; it explored when
+    its value in ``values_row`` (the rule's scores or probabilities) is not the ``best``."""
     chosen = _draw(p, mask_row, state)
     actions[i] = chosen
     propensities[i] = p[chosen]
-    return chosen
+    explored[i] = values_row[chosen] != best
 
 
 @njit(cache=True, nogil=True)
@@ -110,8 +114,7 @@ def choose_greedy(
         greedy_share = (1.0 - k * f) / n_ties
         for a in range(n_actions):
             p[a] = f + (greedy_share if scores[i, a] == best else 0.0)
-        chosen = _choose_row(i, p, mask[i], state, actions, propensities)
-        explored[i] = scores[i, chosen] != best
+        _choose_row(i, p, mask[i], state, scores[i], best, actions, propensities, explored)
 
 
 @njit(cache=True, nogil=True)
@@ -137,8 +140,7 @@ def choose_softmax(
         f = min(floor, 1.0 / k)
         for a in range(n_actions):
             p[a] = f + (1.0 - k * f) * p[a] / total
-        chosen = _choose_row(i, p, mask[i], state, actions, propensities)
-        explored[i] = scores[i, chosen] != best
+        _choose_row(i, p, mask[i], state, scores[i], best, actions, propensities, explored)
 
 
 @njit(cache=True, nogil=True)
@@ -168,8 +170,7 @@ def choose_from_probabilities(
         for a in range(n_actions):
             base = probabilities[i, a] / total if total > 0.0 else 1.0 / k
             p[a] = f + (1.0 - k * f) * base if mask[i, a] else 0.0
-        chosen = _choose_row(i, p, mask[i], state, actions, propensities)
-        explored[i] = probabilities[i, chosen] != best
+        _choose_row(i, p, mask[i], state, probabilities[i], best, actions, propensities, explored)
 
 
 @njit(cache=True, nogil=True)

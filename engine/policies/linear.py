@@ -16,7 +16,7 @@ A number fixes sigma (``noise=1.0``: the absolute widths of the classic formulas
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -173,6 +173,15 @@ class RidgeModels(Policy, base=True):
         )
 
 
+#: The constraints of an upper-confidence policy over ridge models (LinUCB, SharedLinear): the
+#: models' own, the bonus width ``alpha`` and the noise deviation ``noise``.
+UCB_CONSTRAINTS: ParameterConstraints = {
+    **RidgeModels._parameter_constraints,
+    "alpha": [NON_NEGATIVE],
+    "noise": AUTO_OR_POSITIVE,
+}
+
+
 @dataclass(frozen=True, eq=False)
 class RidgeStatistics:
     """Additive sufficient statistics of per-offer ridge learning from a batch of rows.
@@ -191,12 +200,9 @@ class RidgeStatistics:
     rr: FloatArray  # (n_actions,)
 
     def __add__(self, other: RidgeStatistics) -> RidgeStatistics:
+        # Every field is a sum over rows: the statistics of two batches add field by field.
         return RidgeStatistics(
-            self.xx + other.xx,
-            self.xr + other.xr,
-            self.weight + other.weight,
-            self.rows + other.rows,
-            self.rr + other.rr,
+            *(getattr(self, f.name) + getattr(other, f.name) for f in fields(self))
         )
 
 
@@ -464,11 +470,7 @@ class LinUCB(_RidgePolicy):
     ([2, 1], [1.0, 1.0])
     """
 
-    _parameter_constraints: ClassVar[ParameterConstraints] = {
-        **RidgeModels._parameter_constraints,
-        "alpha": [NON_NEGATIVE],
-        "noise": AUTO_OR_POSITIVE,
-    }
+    _parameter_constraints: ClassVar[ParameterConstraints] = UCB_CONSTRAINTS
 
     def __init__(
         self,

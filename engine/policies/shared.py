@@ -16,7 +16,7 @@ import numpy as np
 from engine.errors import InvalidInputError
 from engine.kernels import choose_greedy, kron_predict, ridge_predict
 from engine.policies.base import Decision
-from engine.policies.linear import ALPHA, AUTO_OR_POSITIVE, NON_NEGATIVE, RidgeModels, auto_or_float
+from engine.policies.linear import ALPHA, UCB_CONSTRAINTS, RidgeModels, auto_or_float
 from engine.types import BoolArray, FloatArray, IntArray
 from engine.validation import ArrayLike, ParameterConstraints, float_array
 
@@ -57,10 +57,8 @@ class SharedLinear(RidgeModels):
 
     _array_params = ("offer_features",)
     _parameter_constraints: ClassVar[ParameterConstraints] = {
-        **RidgeModels._parameter_constraints,
+        **UCB_CONSTRAINTS,
         "offer_features": [ArrayLike()],
-        "alpha": [NON_NEGATIVE],
-        "noise": AUTO_OR_POSITIVE,
     }
 
     def __init__(
