@@ -101,9 +101,14 @@ def run_replica_kills(n_cycles: int, seed: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, local_postgres() as url:
         config = campaign_config(Path(tmp))
         acks, stats = replica_kill_cycles(
-            url, config, Path(tmp), n_cycles, seed=seed, load_seconds=(0.5, 3.0),
+            url,
+            config,
+            Path(tmp),
+            n_cycles,
+            seed=seed,
+            load_seconds=(0.5, 3.0),
             progress=progress,
-        )  # fmt: skip
+        )
     failovers = sorted(s.failover_seconds for s in stats if s.failover_seconds is not None)
     return {
         "cycles_survived": len(stats),
@@ -124,9 +129,16 @@ def run_fuzzing(n_cases: int, seed: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
         # The fuzzer sends wrong admin tokens on purpose: keep the per-peer throttle out of it.
-        server = ServeProcess(RENEWAL, data_dir, "--max-batch-rows", str(FUZZ_MAX_ROWS),
-                              "--max-message-bytes", str(FUZZ_MAX_MESSAGE),
-                              "--auth-failure-limit", "1000000")  # fmt: skip
+        server = ServeProcess(
+            RENEWAL,
+            data_dir,
+            "--max-batch-rows",
+            str(FUZZ_MAX_ROWS),
+            "--max-message-bytes",
+            str(FUZZ_MAX_MESSAGE),
+            "--auth-failure-limit",
+            "1000000",
+        )
         try:
             server.wait_serving()
             report = run_fuzz(server.target, n_cases, FUZZ_MAX_ROWS, FUZZ_MAX_MESSAGE, seed=seed)
@@ -163,9 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     quick_help = "3 kills, 500 fuzz cases, 2 replica cycles"
     args = bc.parse_service_args(parser, argv, "faults", quick_help, quick)
     info = bc.run_info(
-        {"kills": args.kills, "fuzz_cases": args.fuzz_cases,
-         "replica_cycles": args.replica_cycles, "seed": args.seed}
-    )  # fmt: skip
+        {
+            "kills": args.kills,
+            "fuzz_cases": args.fuzz_cases,
+            "replica_cycles": args.replica_cycles,
+            "seed": args.seed,
+        }
+    )
     print(f"kill -9 cycles: {args.kills}", flush=True)
     kills = run_kills(args.kills, args.seed)
     print(f"fuzzing: {args.fuzz_cases} cases", flush=True)
@@ -173,20 +189,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"replicated kill -9 cycles: {args.replica_cycles}", flush=True)
     replicas = run_replica_kills(args.replica_cycles, args.seed)
     rows = [
-        ["kill -9 under mixed load, restarts checked", f"{kills['kills_survived']}",
-         f"{kills['decisions_acknowledged']:,} decisions, {kills['rewards_acknowledged']:,} "
-         f"rewards acknowledged; 0 lost, 0 doubled; model == rebuilt from journal",
-         f"{kills['seconds']:.0f}"],
-        ["fuzz cases (hypothesis + raw bytes)", f"{fuzz['cases']:,}",
-         ", ".join(f"{k} {v:,}" for k, v in sorted(fuzz["by_status"].items())),
-         f"{fuzz['seconds']:.0f}"],
-        ["replicated kill -9 (2 decide servers + leader/standby learner, PostgreSQL)",
-         f"{replicas['decide_server_kills']} + {replicas['leader_kills']} leader",
-         f"{replicas['decisions_acknowledged']:,} decisions, "
-         f"{replicas['rewards_acknowledged']:,} rewards acknowledged; 0 lost, 0 doubled; "
-         f"failover median {replicas['failover_seconds_median']} s, "
-         f"max {replicas['failover_seconds_max']} s", f"{replicas['seconds']:.0f}"],
-    ]  # fmt: skip
+        [
+            "kill -9 under mixed load, restarts checked",
+            f"{kills['kills_survived']}",
+            f"{kills['decisions_acknowledged']:,} decisions, {kills['rewards_acknowledged']:,} "
+            f"rewards acknowledged; 0 lost, 0 doubled; model == rebuilt from journal",
+            f"{kills['seconds']:.0f}",
+        ],
+        [
+            "fuzz cases (hypothesis + raw bytes)",
+            f"{fuzz['cases']:,}",
+            ", ".join(f"{k} {v:,}" for k, v in sorted(fuzz["by_status"].items())),
+            f"{fuzz['seconds']:.0f}",
+        ],
+        [
+            "replicated kill -9 (2 decide servers + leader/standby learner, PostgreSQL)",
+            f"{replicas['decide_server_kills']} + {replicas['leader_kills']} leader",
+            f"{replicas['decisions_acknowledged']:,} decisions, "
+            f"{replicas['rewards_acknowledged']:,} rewards acknowledged; 0 lost, 0 doubled; "
+            f"failover median {replicas['failover_seconds_median']} s, "
+            f"max {replicas['failover_seconds_max']} s",
+            f"{replicas['seconds']:.0f}",
+        ],
+    ]
     notes = [
         f"journal integrity after kills: {kills['journal_integrity']}; after fuzzing: "
         f"{fuzz['journal_integrity']}",
@@ -194,8 +219,11 @@ def main(argv: list[str] | None = None) -> int:
         f"exit code {fuzz['exit_code_on_sigterm']} on SIGTERM",
         f"machine load average at start: {info['load_average']}",
     ]
-    print(bc.format_table("Fault injection and fuzzing", ["check", "count", "outcome", "s"],
-                          rows, notes))  # fmt: skip
+    print(
+        bc.format_table(
+            "Fault injection and fuzzing", ["check", "count", "outcome", "s"], rows, notes
+        )
+    )
     out = bc.write_json(args.out, {"run": info, "kills": kills, "fuzz": fuzz, "replicas": replicas})
     print(f"wrote {out}")
     return 0

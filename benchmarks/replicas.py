@@ -249,9 +249,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(format_report(rows, delays, failovers))
     settings = {
-        "config": str(args.config), "seconds": args.seconds, "repeats": args.repeats,
-        "samples": args.samples, "kills": args.kills, "connections": CONNECTIONS,
-    }  # fmt: skip
+        "config": str(args.config),
+        "seconds": args.seconds,
+        "repeats": args.repeats,
+        "samples": args.samples,
+        "kills": args.kills,
+        "connections": CONNECTIONS,
+    }
     bc.write_json(
         args.out,
         {

@@ -41,9 +41,22 @@ class Served:
 def serve_command(config: Path, data_dir: str, *extra: str) -> list[str]:
     """``nbo serve`` of ``config`` on a free loopback port, logging errors only."""
     return [
-        sys.executable, "-m", "engine.cli", "serve", "--config", str(config), "--data-dir",
-        data_dir, "--host", "127.0.0.1", "--port", "0", "--log-level", "error", *extra,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "engine.cli",
+        "serve",
+        "--config",
+        str(config),
+        "--data-dir",
+        data_dir,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--log-level",
+        "error",
+        *extra,
+    ]
 
 
 def serve_env() -> dict[str, str]:
@@ -159,9 +172,14 @@ def failover(
             leader = wait("no learner child led", leader_child)
             metrics = free_port()
             command = serve_command(
-                config, data_dir, "--role", "learn", "--metrics-port", str(metrics),
+                config,
+                data_dir,
+                "--role",
+                "learn",
+                "--metrics-port",
+                str(metrics),
                 *extra,
-            )  # fmt: skip
+            )
             standby = launch_server(command, serve_env())
             reported_port(standby, command)
             killed = time.perf_counter()

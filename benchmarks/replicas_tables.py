@@ -84,7 +84,7 @@ def targets(rows: list[Measured]) -> list[dict[str, Any]]:
             TARGET_RATIO,
         )
         for name in (SQLITE, POSTGRES)
-    ]  # fmt: skip
+    ]
 
 
 def _num(value: float | None, digits: int = 0) -> str:

@@ -104,8 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     seeds, good = args.seeds, args.good_seeds
     if args.quick:
-        settings.update(warm=1000, after=8000, after_good=3000, delay_days=(0.5, 3.0),
-                        control_share=0.5)  # fmt: skip
+        settings.update(
+            warm=1000, after=8000, after_good=3000, delay_days=(0.5, 3.0), control_share=0.5
+        )
         seeds, good = min(seeds, 4), min(good, 20)
     knobs = {k: settings[k] for k in ("warm", "batch", "delay_days", "control_share")}
     scenarios: dict[str, Any] = {}
@@ -114,8 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         found = run_many(scenario, range(seeds), args.workers, after=settings["after"], **knobs)
         scenarios[scenario] = summary(found)
     print(f"good: {good} seeds ...", file=sys.stderr)
-    found = run_many("good", range(1000, 1000 + good), args.workers, after=settings["after_good"],
-                 **knobs)  # fmt: skip
+    found = run_many(
+        "good", range(1000, 1000 + good), args.workers, after=settings["after_good"], **knobs
+    )
     scenarios["good"] = summary(found)
     result = {
         "meta": bc.run_info({**settings, "seeds": seeds, "good_seeds": good, "quick": args.quick}),

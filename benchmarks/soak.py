@@ -236,10 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         # The soak campaign: the example's, with a 20 s reward window so unrewarded decisions
         # expire during the run (pending decisions bounded by rewards and expiry together).
-        config = campaign_config(Path(tmp), publish_every_rewards=100,
-                                 checkpoint_every_rewards=10_000)  # fmt: skip
-        text = config.read_text().replace("window_days = 30.0",
-                                          f"window_days = {REWARD_WINDOW_S / 86400!r}")  # fmt: skip
+        config = campaign_config(
+            Path(tmp), publish_every_rewards=100, checkpoint_every_rewards=10_000
+        )
+        text = config.read_text().replace(
+            "window_days = 30.0", f"window_days = {REWARD_WINDOW_S / 86400!r}"
+        )
         config.write_text(text)
         # Report-only lift monitor: the soak's rewards ignore the offer, and a rollback midway
         # would change what the rest of the soak serves.
@@ -247,8 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         server = ServeProcess(config, Path(tmp) / "data")
         try:
             server.wait_serving()
-            print(f"measuring capacity for {args.capacity_seconds:.0f} s "
-                  f"({args.in_flight} calls in flight) ...", flush=True)  # fmt: skip
+            print(
+                f"measuring capacity for {args.capacity_seconds:.0f} s "
+                f"({args.in_flight} calls in flight) ...",
+                flush=True,
+            )
             # The median of three rounds: the machine is shared and one round can catch a burst.
             rounds = [
                 asyncio.run(
@@ -260,8 +265,11 @@ def main(argv: list[str] | None = None) -> int:
             ]
             capacity = sorted(rounds)[1]
             rate = args.share * capacity
-            print(f"capacity {capacity:,.0f} calls/s; soaking at {rate:,.0f} calls/s for "
-                  f"{args.minutes:g} min ...", flush=True)  # fmt: skip
+            print(
+                f"capacity {capacity:,.0f} calls/s; soaking at {rate:,.0f} calls/s for "
+                f"{args.minutes:g} min ...",
+                flush=True,
+            )
             result = asyncio.run(soak(server, rate, args.minutes * 60, args.seed + 1))
             alive = server.proc.poll() is None
         finally:
@@ -291,8 +299,16 @@ def main(argv: list[str] | None = None) -> int:
             "<= decisions",
         ),
     ]
-    rows = [[t["target"], t["subject"], bc.fmt_float(t["measured"]), f"{t['rule']} {t['bound']:g}",
-             {True: "pass", False: "FAIL", None: "-"}[t["passed"]]] for t in targets]  # fmt: skip
+    rows = [
+        [
+            t["target"],
+            t["subject"],
+            bc.fmt_float(t["measured"]),
+            f"{t['rule']} {t['bound']:g}",
+            {True: "pass", False: "FAIL", None: "-"}[t["passed"]],
+        ]
+        for t in targets
+    ]
     per = summary["per_rpc"]
     notes = [
         f"capacity {capacity:,.0f} mixed calls/s (median of {summary['capacity_rounds_per_s']}, "
@@ -311,8 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         f"errors: {summary['errors'] or 0}; server alive {alive}, exit code {exit_code} on SIGTERM",
         f"machine: {info['cpu_count']} cores shared; load average at start {info['load_average']}",
     ]
-    print(bc.format_table("Soak", ["target", "subject", "measured", "bound", "result"], rows,
-                          notes))  # fmt: skip
+    print(
+        bc.format_table("Soak", ["target", "subject", "measured", "bound", "result"], rows, notes)
+    )
     out = bc.write_json(args.out, {"run": info, "summary": summary, "targets": targets})
     print(f"wrote {out}")
     return 0

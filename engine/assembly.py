@@ -237,14 +237,48 @@ class DecisionAssembler:
         texts = [";".join(why) if why else None for why in reasons]
         # Whole columns zipped into rows and records, in DecisionRow's field order.
         rows = list(
-            map(decision_row, zip(decision_ids, [ts_us] * n, customer_ids, x_rows, joined,
-                chosen, prop_list, explored_list, control, [version] * n, cost_of, s_rows,
-                texts, [self.catalog] * n, [deferred] * n, strict=True))
-        )  # fmt: skip
+            map(
+                decision_row,
+                zip(
+                    decision_ids,
+                    [ts_us] * n,
+                    customer_ids,
+                    x_rows,
+                    joined,
+                    chosen,
+                    prop_list,
+                    explored_list,
+                    control,
+                    [version] * n,
+                    cost_of,
+                    s_rows,
+                    texts,
+                    [self.catalog] * n,
+                    [deferred] * n,
+                    strict=True,
+                ),
+            )
+        )
         records = list(
-            map(DecisionRecord, decision_ids, chosen, prop_list, explored_list, control,
-                [version] * n, map(tuple, reasons), eligible_ids, [self.campaign] * n,
-                customer_ids, [now] * n, cost_of, list(scores), [offer_ids] * n, [False] * n,
-                [deferred] * n, [self.dimensions] * n)
-        )  # fmt: skip
+            map(
+                DecisionRecord,
+                decision_ids,
+                chosen,
+                prop_list,
+                explored_list,
+                control,
+                [version] * n,
+                map(tuple, reasons),
+                eligible_ids,
+                [self.campaign] * n,
+                customer_ids,
+                [now] * n,
+                cost_of,
+                list(scores),
+                [offer_ids] * n,
+                [False] * n,
+                [deferred] * n,
+                [self.dimensions] * n,
+            )
+        )
         return Assembled(rows, records, action_list, cost_of, ts_us)

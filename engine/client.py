@@ -284,12 +284,21 @@ class ModelVersion:
     @classmethod
     def from_message(cls, m: pb.ModelVersion) -> ModelVersion:
         return cls(
-            version=m.version, kind=m.kind, created=m.created, origin=m.origin,
-            origin_summary=m.origin_summary, parent=m.parent, bytes_kept=m.bytes_kept,
-            live=m.live, last_reward_seq=m.last_reward_seq, n_rewards=m.n_rewards,
-            policy_class=m.policy_class, sha256=m.sha256, offer_ids=list(m.offer_ids),
+            version=m.version,
+            kind=m.kind,
+            created=m.created,
+            origin=m.origin,
+            origin_summary=m.origin_summary,
+            parent=m.parent,
+            bytes_kept=m.bytes_kept,
+            live=m.live,
+            last_reward_seq=m.last_reward_seq,
+            n_rewards=m.n_rewards,
+            policy_class=m.policy_class,
+            sha256=m.sha256,
+            offer_ids=list(m.offer_ids),
             feature_names=list(m.feature_names),
-        )  # fmt: skip
+        )
 
 
 @dataclass(frozen=True)

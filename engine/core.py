@@ -223,9 +223,16 @@ class Engine:
         self._guardrails = Guardrails(config)
         try:
             self._seat = Seat(
-                role, config, self._journal, self._encoder, snapshot_dir, self._lock,
-                self._clock, reset_model=reset_model, model_wait=model_wait,
-            )  # fmt: skip
+                role,
+                config,
+                self._journal,
+                self._encoder,
+                snapshot_dir,
+                self._lock,
+                self._clock,
+                reset_model=reset_model,
+                model_wait=model_wait,
+            )
         except BaseException:
             self._journal.close()
             raise
@@ -235,16 +242,20 @@ class Engine:
         if role != "learn":
             if self._guardrails.active:
                 self._sync = GuardrailSync(
-                    self._journal, self._guardrails, self._index, self._lock,
+                    self._journal,
+                    self._guardrails,
+                    self._index,
+                    self._lock,
                     self._journal.counts()["decisions"],
-                )  # fmt: skip
+                )
             restore_guardrails(self._journal, self._guardrails, config, self._clock())
         self._lifecycle = ModelLifecycle(
             config, self._journal, self._encoder, self._seat, self._lock
         )
         self._ledger = RewardLedger(config, self._journal)
-        self._rollout = Rollout(config, self._journal, version_of(self._learner.version) or 1,
-                                self._clock)  # fmt: skip
+        self._rollout = Rollout(
+            config, self._journal, version_of(self._learner.version) or 1, self._clock
+        )
         self._logging_rng = np.random.default_rng(config.policy.get("seed"))
         self._compactions = 0
         self._upkeep: Upkeep | None = None
@@ -440,8 +451,9 @@ class Engine:
         try:
             self._lifecycle.rollback(row.parent, who="monitor")
         except NboError as exc:
-            _log.error("campaign %s: previous model %s not restored: %s", self.campaign,
-                       row.parent, exc)  # fmt: skip
+            _log.error(
+                "campaign %s: previous model %s not restored: %s", self.campaign, row.parent, exc
+            )
             return "control"
         return "previous_model"
 
@@ -510,10 +522,14 @@ class Engine:
             baseline offer where the mode needs one, or bad probabilities (no state changes).
         """
         return self.decide_batch(
-            [customer_id], [context], candidates, request_id=request_id,
-            baseline_offers=baseline_offer, probabilities=probabilities,
+            [customer_id],
+            [context],
+            candidates,
+            request_id=request_id,
+            baseline_offers=baseline_offer,
+            probabilities=probabilities,
             defer_activation=defer_activation,
-        )[0]  # fmt: skip
+        )[0]
 
     def decide_batch(
         self,
@@ -782,10 +798,15 @@ class Engine:
         assert self.config.retention_days is not None and self.data_dir is not None
         self._compactions += 1
         report = compact_journal(
-            self._journal, self.config, self._clock(), self.data_dir / "archive",
-            self.config.retention_days, batch_rows=4096, max_steps=1,
+            self._journal,
+            self.config,
+            self._clock(),
+            self.data_dir / "archive",
+            self.config.retention_days,
+            batch_rows=4096,
+            max_steps=1,
             reclaim=self._compactions % 60 == 0,
-        )  # fmt: skip
+        )
         return report.archived
 
     def _prune_requests(self) -> int:
@@ -1007,9 +1028,14 @@ class Engine:
         source = f"snapshot_path {requested!r}"
         data = read_regular(path, self._model_shape().max_bytes, source)
         return self.promote_bytes(
-            data, file_name=requested, who=who, path=str(path), source=source, gate=gate,
+            data,
+            file_name=requested,
+            who=who,
+            path=str(path),
+            source=source,
+            gate=gate,
             force=force,
-        )  # fmt: skip
+        )
 
     def _model_shape(self) -> ModelShape:
         return self._lifecycle.shape()

@@ -169,8 +169,11 @@ class ModelLifecycle:
             if unchanged:
                 _models_log.info(
                     "campaign %s: promotion of %s by %s changes nothing: it is the live model %s",
-                    self.campaign, path or file_name, who or "-", learner.version,
-                )  # fmt: skip
+                    self.campaign,
+                    path or file_name,
+                    who or "-",
+                    learner.version,
+                )
                 return ModelChange(learner.registry.get(learner.number), unchanged=True)
             origin: dict[str, Any] = {
                 "file": Path(file_name).name,
@@ -194,8 +197,11 @@ class ModelLifecycle:
                     origin["forced"] = True
                     _models_log.warning(
                         "campaign %s: %s promoted by %s with force against the evidence: %s",
-                        self.campaign, path or file_name, who or "-", evidence.reason,
-                    )  # fmt: skip
+                        self.campaign,
+                        path or file_name,
+                        who or "-",
+                        evidence.reason,
+                    )
             n_rewards = int(candidate.header.get("n_rewards", 0) or 0)
             return self._install(candidate, "promoted", origin, n_rewards)
 
@@ -250,8 +256,17 @@ class ModelLifecycle:
         live = learner.registry.get(learner.number)
         _models_log.info(
             "campaign %s: model %s is live (%s, origin %s, parent %s)",
-            self.campaign, live.version, kind, live.origin_summary(), parent,
-            extra={"campaign": self.campaign, "model_version": live.version, "kind": kind,
-                   "origin": live.origin, "parent": live.parent},
-        )  # fmt: skip
+            self.campaign,
+            live.version,
+            kind,
+            live.origin_summary(),
+            parent,
+            extra={
+                "campaign": self.campaign,
+                "model_version": live.version,
+                "kind": kind,
+                "origin": live.origin,
+                "parent": live.parent,
+            },
+        )
         return ModelChange(live)

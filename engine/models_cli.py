@@ -230,8 +230,12 @@ def _rollback(client: NboClient, args: argparse.Namespace) -> int:
 def _report(change: ModelChange, args: argparse.Namespace) -> int:
     v = change.model
     if args.json:
-        print(json.dumps({"campaign": change.campaign, "unchanged": change.unchanged,
-                          "model": _as_dict(v)}, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {"campaign": change.campaign, "unchanged": change.unchanged, "model": _as_dict(v)},
+                indent=2,
+            )
+        )
     elif change.unchanged:
         print(f"{change.campaign}: {v.version} is live already ({v.kind}); nothing changed")
     else:
@@ -282,8 +286,15 @@ def _mode(client: NboClient, args: argparse.Namespace) -> int:
         "model_version": info.model_version,
     }
     if args.json:
-        print(json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None
-                          for k, v in fields.items()}, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    k: v if not isinstance(v, float) or math.isfinite(v) else None
+                    for k, v in fields.items()
+                },
+                indent=2,
+            )
+        )
         return 0
     state = info.rollout_state + (f" to {info.safe_mode}" if info.safe_mode else "")
     print(f"{info.campaign}: mode {info.mode}, {state}, model {info.model_version}")

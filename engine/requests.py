@@ -71,8 +71,9 @@ def check_decide_request(
         )
     if not valid_ids(customer_ids):
         i = first_bad_id(customer_ids)
-        raise InvalidInputError("customer_id" if single else f"customer_ids[{i}]", ID_RULE,
-                                customer_ids[i])  # fmt: skip
+        raise InvalidInputError(
+            "customer_id" if single else f"customer_ids[{i}]", ID_RULE, customer_ids[i]
+        )
     if not all(type(ctx) is dict for ctx in contexts):
         for i, ctx in enumerate(contexts):
             if not isinstance(ctx, Mapping):

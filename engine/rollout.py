@@ -267,7 +267,9 @@ class Rollout:
             evidence=status.to_dict(),
         )
         _log.error(
-            "campaign %s: rolled back to %s: %s", self.config.name,
-            "the control for everyone" if safe == "control" else "the previous model", why,
-        )  # fmt: skip
+            "campaign %s: rolled back to %s: %s",
+            self.config.name,
+            "the control for everyone" if safe == "control" else "the previous model",
+            why,
+        )
         return self._store(state)

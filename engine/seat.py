@@ -153,9 +153,16 @@ class Seat:
         self._lock = lock
         # Leading starts the campaign's learner from the registry and the journal's rewards.
         self._start_learner = partial(
-            start_learner, config, journal, encoder, snapshot_dir, lock, clock,
-            reset_model=reset_model, share_models=role == "learn",
-        )  # fmt: skip
+            start_learner,
+            config,
+            journal,
+            encoder,
+            snapshot_dir,
+            lock,
+            clock,
+            reset_model=reset_model,
+            share_models=role == "learn",
+        )
         self._leader: LeaderLock | None = None
         self._checked = 0.0
         try:
@@ -183,16 +190,23 @@ class Seat:
         learner = self._start_learner()
         name = self.config.name
         _log.info(
-            "campaign %s: leading learner, model %s (role %s)", name, learner.version, self.role,
+            "campaign %s: leading learner, model %s (role %s)",
+            name,
+            learner.version,
+            self.role,
             extra={"campaign": name, "role": self.role, "led_at": time.time()},
-        )  # fmt: skip
+        )
         return learner
 
     def _follow(self, wait: float) -> ModelFollower:
         follower = ModelFollower(
-            self.config, self._journal, list(self._encoder.feature_names), self._lock,
-            wait_seconds=wait, role=self.role,
-        )  # fmt: skip
+            self.config,
+            self._journal,
+            list(self._encoder.feature_names),
+            self._lock,
+            wait_seconds=wait,
+            role=self.role,
+        )
         load_encoder(self._encoder, self._journal.get_meta("encoder"))
         return follower
 
@@ -225,8 +239,9 @@ class Seat:
         if self._leader is not None and not self._leader.held():
             _log.warning(
                 "campaign %s: learner lock of %s lost; standing by",
-                self.config.name, self._journal.location,
-            )  # fmt: skip
+                self.config.name,
+                self._journal.location,
+            )
             self._step_down()
             return
         if self._leader is None:

@@ -130,13 +130,15 @@ class Upkeep:
                 elif time.monotonic() - said >= FAILING_LOG_SECONDS:
                     _log.warning(
                         "engine %s: background ticks still failing (%d in a row)",
-                        self.campaign, failing,
-                    )  # fmt: skip
+                        self.campaign,
+                        failing,
+                    )
                     said = time.monotonic()
                 continue
             if failing:
                 _log.info(
                     "engine %s: background ticks recovered after %d failures",
-                    self.campaign, failing,
-                )  # fmt: skip
+                    self.campaign,
+                    failing,
+                )
                 failing = 0

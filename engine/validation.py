@@ -146,8 +146,9 @@ def check_context_bounds(context: Mapping[Any, Any], field: str) -> None:
             f"a name of {len(name)} characters",
         )
     if max(map(len, filter(_is_str, context.values())), default=0) > MAX_CATEGORY_CHARS:
-        name, value = next((k, v) for k, v in context.items()
-                           if _is_str(v) and len(v) > MAX_CATEGORY_CHARS)  # fmt: skip
+        name, value = next(
+            (k, v) for k, v in context.items() if _is_str(v) and len(v) > MAX_CATEGORY_CHARS
+        )
         raise InvalidInputError(
             f'{field}["{shown(str(name))}"]',
             f"a category value of at most {MAX_CATEGORY_CHARS} characters",

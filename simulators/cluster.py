@@ -99,10 +99,25 @@ class SpreadClient:
 def _serve(name: str, role: str, config: Path, url: str, out: Path) -> _Process:
     log = out / f"{name}.log"
     cmd = [
-        sys.executable, "-m", "engine.cli", "serve", "--config", str(config),
-        "--data-dir", str(out / name), "--journal", url, "--role", role,
-        "--host", "127.0.0.1", "--port", "0", "--log-level", "info",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "engine.cli",
+        "serve",
+        "--config",
+        str(config),
+        "--data-dir",
+        str(out / name),
+        "--journal",
+        url,
+        "--role",
+        role,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--log-level",
+        "info",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log.open("w"), text=True, env=env)
     return _Process(name, role, proc, log)
@@ -149,22 +164,36 @@ def run_cluster_demo(
     started = time.perf_counter()
     say("$ (embedded PostgreSQL: a fresh data directory, a Unix socket, no TCP port)")
     with local_postgres() as url:
-        return _run(url, campaign, customers, per_day, batch, seed, config, out, say, stream,
-                    started)  # fmt: skip
+        return _run(
+            url, campaign, customers, per_day, batch, seed, config, out, say, stream, started
+        )
 
 
 def _run(
-    url: str, campaign: str, customers: int, per_day: int, batch: int, seed: int, config: Path,
-    out: Path, say: Any, stream: IO[str] | None, started: float,
-) -> dict[str, Any]:  # fmt: skip
+    url: str,
+    campaign: str,
+    customers: int,
+    per_day: int,
+    batch: int,
+    seed: int,
+    config: Path,
+    out: Path,
+    say: Any,
+    stream: IO[str] | None,
+    started: float,
+) -> dict[str, Any]:
     from engine.client import NboClient
     from engine.journal.lift import lift_from_journal
 
     procs: list[_Process] = []
     killed_at = 0.0
     try:
-        for name, role in (("learner-a", "learn"), ("learner-b", "learn"),
-                           ("decide-1", "decide"), ("decide-2", "decide")):  # fmt: skip
+        for name, role in (
+            ("learner-a", "learn"),
+            ("learner-b", "learn"),
+            ("decide-1", "decide"),
+            ("decide-2", "decide"),
+        ):
             p = _serve(name, role, config, url, out)
             procs.append(p)
             p.port = read_port(p.proc, p.log)

@@ -213,8 +213,18 @@ def run_demo(
         # The lift from the journal: the fixed interval and the rollout monitor's anytime-valid
         # bound (the one to act on when the lift is looked at more than once).
         lift_json = out / "lift.json"
-        _nbo(say, ["lift", "--data-dir", str(data_dir), "--campaign", _campaign_name(config),
-                   "--out", str(lift_json)])  # fmt: skip
+        _nbo(
+            say,
+            [
+                "lift",
+                "--data-dir",
+                str(data_dir),
+                "--campaign",
+                _campaign_name(config),
+                "--out",
+                str(lift_json),
+            ],
+        )
         anytime = json.loads(lift_json.read_text())["anytime"]
         logs = out / "logs.parquet"
         _nbo(

@@ -139,8 +139,9 @@ def run_rollout(
                 if switched_at is not None and not fixed_alarm:
                     _naive_look(engine, start - switched_at, fixed_alarm)
                 if engine.rollout_state().state == "rolled_back":
-                    return _result(seed, scenario, engine, start - (switched_at or 0), started,
-                                   fixed_alarm)  # fmt: skip
+                    return _result(
+                        seed, scenario, engine, start - (switched_at or 0), started, fixed_alarm
+                    )
             records = env.records(rounds.attributes)
             decided = engine.decide_batch([f"s{seed}-{c}" for c in rounds.customer_ids], records)
             actions = np.array([index[d.offer_id] for d in decided], dtype=np.int64)

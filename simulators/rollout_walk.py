@@ -82,9 +82,10 @@ class Walk:
                 self.client.reward_batch(released[0].tolist(), released[1].tolist())
             ids = [f"w-{c}" for c in rounds.customer_ids]
             batch = self.client.decide_batch(
-                ids, self.env.records(rounds.attributes),
+                ids,
+                self.env.records(rounds.attributes),
                 baseline_offers=business_as_usual(rounds.attributes),
-            )  # fmt: skip
+            )
             actions = np.array([self.index[o] for o in batch.offer_ids], dtype=np.int64)
             outcomes = self.env.draw_outcomes(rounds, actions, self.rng_outcomes)
             decision_ids = np.array(batch.decision_ids, dtype=object)
@@ -128,9 +129,13 @@ def run(shadow: int, online: int, after: int, seed: int, control_share: float) -
     with tempfile.TemporaryDirectory(prefix="nbo-rollout-walk-") as tmp:
         root = Path(tmp)
         config = ServeConfig(
-            campaigns=(campaign_file(root, control_share),), data_dir=root / "data",
-            host="127.0.0.1", port=0, admin_token=token, max_batch_rows=1000,
-        )  # fmt: skip
+            campaigns=(campaign_file(root, control_share),),
+            data_dir=root / "data",
+            host="127.0.0.1",
+            port=0,
+            admin_token=token,
+            max_batch_rows=1000,
+        )
 
         def open_engine(path: Path, directory: Path | None) -> Any:
             from engine.core import Engine

@@ -303,8 +303,10 @@ def plot(report: dict[str, Any], path: Path) -> Path:
         rs = sorted(rs, key=lambda r: r["point"][x_key] if numeric else str(r["point"][x_key]))
         xs = [r["point"][x_key] if numeric else str(r["point"][x_key]) for r in rs]
         ys = [r["value"] for r in rs]
-        err = [[y - r["low"] for y, r in zip(ys, rs, strict=True)],
-               [r["high"] - y for y, r in zip(ys, rs, strict=True)]]  # fmt: skip
+        err = [
+            [y - r["low"] for y, r in zip(ys, rs, strict=True)],
+            [r["high"] - y for y, r in zip(ys, rs, strict=True)],
+        ]
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
     if numeric:
         values = [float(r["point"][x_key]) for r in report["points"]]

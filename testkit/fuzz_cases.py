@@ -34,8 +34,15 @@ UNAUTHENTICATED = "UNAUTHENTICATED"
 PERMISSION_DENIED = "PERMISSION_DENIED"
 DELIBERATE = frozenset({OK, INVALID, NOT_FOUND, EXHAUSTED, UNAUTHENTICATED, PERMISSION_DENIED})
 
-OFFERS = ("none", "discount_5", "discount_10", "discount_20", "free_month", "upgrade",
-          "loyalty_gift")  # fmt: skip
+OFFERS = (
+    "none",
+    "discount_5",
+    "discount_10",
+    "discount_20",
+    "free_month",
+    "upgrade",
+    "loyalty_gift",
+)
 METHODS: dict[str, tuple[str, type[Message]]] = {
     "Decide": ("/nbo.v1.OfferService/Decide", pb.DecideRequest),
     "DecideBatch": ("/nbo.v1.OfferService/DecideBatch", pb.DecideBatchRequest),
@@ -75,8 +82,10 @@ class Case:
         text = repr(self.payload)
         if len(text) > 600:
             text = f"{text[:300]} ...({len(text)} chars)... {text[-200:]}"
-        return (f"Case({self.kind} {self.method} {self.note} expect={self.expect} "
-                f"ids={self.id_kinds} payload={text})")  # fmt: skip
+        return (
+            f"Case({self.kind} {self.method} {self.note} expect={self.expect} "
+            f"ids={self.id_kinds} payload={text})"
+        )
 
 
 # ---------------------------------------------------------------------- value strategies
@@ -146,8 +155,9 @@ def decide_case(draw: st.DrawFn) -> Case:
     if draw(st.booleans()):
         request.candidates.extend(draw(st.lists(st.sampled_from(OFFERS), unique=True, max_size=7)))
     if draw(st.booleans()):
-        request.request_id = draw(st.text(st.characters(min_codepoint=32, max_codepoint=126),
-                                          max_size=128))  # fmt: skip
+        request.request_id = draw(
+            st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=128)
+        )
     defect = draw(st.integers(0, 13))
     expect = INVALID
     if defect == 0:
@@ -196,10 +206,13 @@ def decide_batch_case(draw: st.DrawFn, max_rows: int) -> Case:
         rows = [draw(st.integers(0, 4095)) for _ in range(n)]
         numeric = CONTEXTS_NUMERIC[rows].copy()
         categorical = CONTEXTS_CATEGORICAL[rows].copy()
-        d = pb.DenseContexts(customer_ids=[f"fzd-{i}" for i in range(n)],
-                             numeric_names=NUMERIC, numeric_values=numeric.ravel(),
-                             categorical_names=CATEGORICAL,
-                             categorical_values=categorical.ravel().tolist())  # fmt: skip
+        d = pb.DenseContexts(
+            customer_ids=[f"fzd-{i}" for i in range(n)],
+            numeric_names=NUMERIC,
+            numeric_values=numeric.ravel(),
+            categorical_names=CATEGORICAL,
+            categorical_values=categorical.ravel().tolist(),
+        )
         request = pb.DecideBatchRequest(dense=d)
         if defect == 0:
             del request.dense.numeric_values[-1]

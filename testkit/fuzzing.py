@@ -55,10 +55,11 @@ class FuzzRunner:
         self.max_rows = max_rows
         self.max_message_bytes = max_message_bytes
         self.calls = {
-            name: self.channel.unary_unary(path, request_serializer=None,
-                                           response_deserializer=None)
+            name: self.channel.unary_unary(
+                path, request_serializer=None, response_deserializer=None
+            )
             for name, (path, _) in METHODS.items()
-        }  # fmt: skip
+        }
         self.admin = (("authorization", f"Bearer {TOKEN}"),)
         self.pending: list[str] = []
         self.decided: dict[str, str] = {}  # Decide request id -> the decision it made
@@ -223,8 +224,14 @@ def run_fuzz(
     runner = FuzzRunner(target, max_rows, max_message_bytes)
     started = time.perf_counter()
 
-    @settings(max_examples=n_cases, deadline=None, database=None, derandomize=False,
-              suppress_health_check=list(HealthCheck), print_blob=True)  # fmt: skip
+    @settings(
+        max_examples=n_cases,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        suppress_health_check=list(HealthCheck),
+        print_blob=True,
+    )
     @given(case=any_case(max_rows))
     def fuzz(case: Case) -> None:
         runner.run(case)

@@ -88,9 +88,25 @@ class ServeProcess:
         env: dict[str, str] | None = None,
         umask: int | None = None,
     ) -> None:
-        command = [sys.executable, "-m", "engine.cli", "serve", "--config", str(config),
-                   "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", "0",
-                   "--log-level", "warning", "--grace-seconds", "2", *extra]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--data-dir",
+            str(data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--log-level",
+            "warning",
+            "--grace-seconds",
+            "2",
+            *extra,
+        ]
         environ = dict(os.environ, NBO_ADMIN_TOKEN=TOKEN, PYTHONUNBUFFERED="1", **(env or {}))
         self.proc = subprocess.Popen(
             command,
@@ -235,9 +251,12 @@ def _mixed_load(target: str, acks: Acks, stop: threading.Event, seed: int) -> No
                     rows = [rng.randrange(4096) for _ in range(8)]
                     ids = [f"kb{seed}-{i}-{k}" for k in range(8)]
                     b = c.decide_dense(
-                        ids, NUMERIC, CONTEXTS_NUMERIC[rows], CATEGORICAL,
+                        ids,
+                        NUMERIC,
+                        CONTEXTS_NUMERIC[rows],
+                        CATEGORICAL,
                         CONTEXTS_CATEGORICAL[rows],
-                    )  # fmt: skip
+                    )
                     acks.decided(b.decision_ids)
                     pending.extend(b.decision_ids)
                 elif kind < 0.75 and pending:
@@ -400,9 +419,14 @@ def kill_cycles(
             restart = time.perf_counter() - started
             check_after_restart(server, data_dir, config, acks, rng)
             stats.append(
-                CycleStats(cycle, round(seconds, 3), len(acks.decisions), len(acks.rewards),
-                           round(restart, 3))
-            )  # fmt: skip
+                CycleStats(
+                    cycle,
+                    round(seconds, 3),
+                    len(acks.decisions),
+                    len(acks.rewards),
+                    round(restart, 3),
+                )
+            )
             if progress is not None:
                 progress(stats[-1])
     finally:

@@ -58,9 +58,11 @@ def _led_at(server: ServeProcess) -> float | None:
 
 
 def rebuilt_from_rewards(
-    journal: JournalBackend, policy_spec: dict[str, Any], offer_ids: Sequence[str],
+    journal: JournalBackend,
+    policy_spec: dict[str, Any],
+    offer_ids: Sequence[str],
     n_features: int,
-) -> tuple[Policy, int]:  # fmt: skip
+) -> tuple[Policy, int]:
     """A fresh policy fed every reward of ``journal`` (with a net reward), in journal order: what
     the learner's model must equal; and how many rewards."""
     policy = make_policy(policy_spec, len(offer_ids), n_features)
@@ -85,9 +87,13 @@ def rebuilt_from_url(url: str, config: Path) -> tuple[Policy, int]:
 
 
 def check_replicas(
-    url: str, config: Path, acks: Acks, leader: ServeProcess, deciders: list[ServeProcess],
+    url: str,
+    config: Path,
+    acks: Acks,
+    leader: ServeProcess,
+    deciders: list[ServeProcess],
     rng: random.Random,
-) -> None:  # fmt: skip
+) -> None:
     """The checks after a cycle (see the module docstring)."""
     campaign = load_campaign(config).name
     journal = open_journal(url, campaign=campaign, readonly=True)
@@ -163,9 +169,15 @@ def replica_kill_cycles(
             deciders[victim].wait_serving()
             check_replicas(url, config, acks, learners[leader], deciders, rng)
             stats.append(
-                ReplicaCycle(cycle, round(seconds, 3), killed, len(acks.decisions),
-                             len(acks.rewards), failover)
-            )  # fmt: skip
+                ReplicaCycle(
+                    cycle,
+                    round(seconds, 3),
+                    killed,
+                    len(acks.decisions),
+                    len(acks.rewards),
+                    failover,
+                )
+            )
             if progress is not None:
                 progress(stats[-1])
     finally:

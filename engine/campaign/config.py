@@ -325,8 +325,11 @@ class CampaignConfig:
                 "a retried request reads its decisions back",
             ),
             *(
-                (g.limits.frequency_window, f"{g.label}.frequency_window_days",
-                 "its cap counts the incentives within it")
+                (
+                    g.limits.frequency_window,
+                    f"{g.label}.frequency_window_days",
+                    "its cap counts the incentives within it",
+                )
                 for g in self.groups()
                 if g.limits.max_per_customer is not None
             ),
@@ -336,7 +339,7 @@ class CampaignConfig:
                 if g.limits.budget_count_per_day is not None
                 or g.limits.budget_money_per_day is not None
             ),
-        )  # fmt: skip
+        )
         seconds, key, why = max(windows, key=lambda w: w[0])
         shown = f"{seconds / HOUR:g}" if key.endswith("_hours") else f"{seconds / DAY:g}"
         return seconds / DAY, f"{key} = {shown}: {why}"
@@ -397,11 +400,17 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
     reject_unknown(
         camp,
         (
-            "name", "description", "salt", "control_offer", "control_share", "fallback_offer",
-            "control", "mode",
+            "name",
+            "description",
+            "salt",
+            "control_offer",
+            "control_share",
+            "fallback_offer",
+            "control",
+            "mode",
         ),
         "campaign",
-    )  # fmt: skip
+    )
     name = get_str(camp, "name", "campaign")
     offers_raw = table.get("offers")
     if not isinstance(offers_raw, list) or not offers_raw:
@@ -451,9 +460,14 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
         parse_exclusions(table["combinations"], dimensions)  # refuses it, naming the key
     policy = _parse_policy(get_table(table, "policy", "", default={"name": "linucb"}))
     probe = CampaignConfig(
-        name="probe", offers=offers, schema=schema, policy=policy, catalog=catalog,
-        dimensions=dimensions, codes=codes,
-    )  # fmt: skip
+        name="probe",
+        offers=offers,
+        schema=schema,
+        policy=policy,
+        catalog=catalog,
+        dimensions=dimensions,
+        codes=codes,
+    )
     _check_policy(probe)
     learning = get_table(table, "learning", "", default={})
     reject_unknown(
@@ -549,8 +563,15 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
 
 
 def _parse_rollout(table: dict[str, Any]) -> RolloutConfig:
-    keys = ("monitor", "alpha", "n_star", "safe_mode", "max_spend_per_decision",
-            "max_components", "min_decisions")  # fmt: skip
+    keys = (
+        "monitor",
+        "alpha",
+        "n_star",
+        "safe_mode",
+        "max_spend_per_decision",
+        "max_components",
+        "min_decisions",
+    )
     reject_unknown(table, keys, "rollout")
     components = get_table(table, "max_components", "rollout", default={})
     limits = []

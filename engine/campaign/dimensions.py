@@ -60,9 +60,19 @@ OFFER_DIMENSION = "offer"
 #: The logged-data columns (docs/architecture.md, "Logged-data schema"): an exported decision has
 #: a column per dimension beside them, so a dimension may not take one of their names.
 LOGGED_COLUMNS = (
-    "decision_id", "timestamp", "campaign", "customer_id", "context", "action", "propensity",
-    "reward", "eligible", "explored", "control", "model_version",
-)  # fmt: skip
+    "decision_id",
+    "timestamp",
+    "campaign",
+    "customer_id",
+    "context",
+    "action",
+    "propensity",
+    "reward",
+    "eligible",
+    "explored",
+    "control",
+    "model_version",
+)
 MAX_COMBINATIONS = 4096  # actions of one campaign: a policy scores every one per decision
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _VALUE_KEYS = ("id", "description", "cost", "attributes", "eligible", *LIMIT_KEYS)

@@ -78,11 +78,18 @@ class Eligibility:
             )
         )
         self._rules = [
-            (g.actions, r.field, r._test, f"rule:{g.label}:{r.text}", _vector_op(r), r.value,
-             r.missing)
+            (
+                g.actions,
+                r.field,
+                r._test,
+                f"rule:{g.label}:{r.text}",
+                _vector_op(r),
+                r.value,
+                r.missing,
+            )
             for g, rules in groups
             for r in rules
-        ]  # fmt: skip
+        ]
         # What a rule reads for a missing attribute: one value per field (the feature's).
         self._fills = {
             r.field: r.missing for _, rules in groups for r in rules if r.missing is not None

@@ -96,11 +96,16 @@ class Guardrails:
         #: Groups with their own per-customer cap: (incentive actions, reason, limit, window,
         #: history). The cap counts incentives and holds back only those.
         self._group_caps: list[tuple[tuple[int, ...], str, int, float, dict[str, Any]]] = [
-            (tuple(a for a in g.actions if self._incentive[a]), f"frequency_cap:{g.label}",
-             g.limits.max_per_customer, g.limits.frequency_window, {})
+            (
+                tuple(a for a in g.actions if self._incentive[a]),
+                f"frequency_cap:{g.label}",
+                g.limits.max_per_customer,
+                g.limits.frequency_window,
+                {},
+            )
             for g in groups
             if g.limits.max_per_customer is not None
-        ]  # fmt: skip
+        ]
         self._caps_of: list[list[int]] = [[] for _ in range(n)]  # action -> its capped groups
         for k, (actions, *_rest) in enumerate(self._group_caps):
             for a in actions:
@@ -385,13 +390,20 @@ class Guardrails:
         out: dict[str, dict[str, float | None]] = {}
         for g in self.config.groups():
             lim = g.limits
-            limits = (lim.budget_count, lim.budget_money, lim.budget_count_per_day,
-                      lim.budget_money_per_day)  # fmt: skip
+            limits = (
+                lim.budget_count,
+                lim.budget_money,
+                lim.budget_count_per_day,
+                lim.budget_money_per_day,
+            )
             if all(v is None for v in limits):
                 continue
             used: tuple[list[Any], ...] = (
-                self.used_count, self.used_money, self.day_count, self.day_money
-            )  # fmt: skip
+                self.used_count,
+                self.used_money,
+                self.day_count,
+                self.day_money,
+            )
             out[g.label] = {}
             for unit, limit, counts in zip(BUDGET_UNITS, limits, used, strict=True):
                 out[g.label][f"used_{unit}"] = float(_total(counts, g.actions))

@@ -226,9 +226,14 @@ def run_compact(args: argparse.Namespace) -> int:
         total = journal.counts()["decisions"]
         with tqdm(total=total, unit="rows", desc="compact", file=sys.stderr, leave=False) as bar:
             report = compact_journal(
-                journal, config, time.time(), args.archive, days, vacuum=args.vacuum,
+                journal,
+                config,
+                time.time(),
+                args.archive,
+                days,
+                vacuum=args.vacuum,
                 progress=bar.update,
-            )  # fmt: skip
+            )
     finally:
         journal.close()
     if args.json:

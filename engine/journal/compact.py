@@ -352,9 +352,13 @@ def compact_journal(
         "activation_seq": bounds.recent_activation_seq,
     }
     cut = ArchiveCut(
-        0, through, before_us, reward_seq, tuple(sorted(layout.catalogs)),
+        0,
+        through,
+        before_us,
+        reward_seq,
+        tuple(sorted(layout.catalogs)),
         activation_seq=bounds.recent_activation_seq,
-    )  # fmt: skip
+    )
     steps = 0
     while cut.through_seq > cut.after_seq and cut.reward_seq > 0:
         if max_steps is not None and steps >= max_steps:

@@ -94,8 +94,11 @@ def private_dir(path: Path, field: str) -> Path:
     elif info.st_uid != os.geteuid():
         why = f"owned by uid {info.st_uid}, not by this server's uid {os.geteuid()}"
     elif info.st_mode & 0o022:
-        who = "group- and world" if info.st_mode & 0o022 == 0o022 else (
-            "group" if info.st_mode & 0o020 else "world")  # fmt: skip
+        who = (
+            "group- and world"
+            if info.st_mode & 0o022 == 0o022
+            else ("group" if info.st_mode & 0o020 else "world")
+        )
         why = f"{who}-writable (mode {stat.S_IMODE(info.st_mode):04o}); chmod go-w it"
     if why is not None:
         raise PermissionDeniedError(

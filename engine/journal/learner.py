@@ -270,9 +270,16 @@ class Learner:
                 return encode_snapshot(self._header(number), frozen)
 
         number = self.registry.add(
-            kind, origin, parent, self.catalog, type(policy).__name__, self.last_seq,
-            self.n_applied, blob=encode, expect_newest=parent if fence else None,
-        )  # fmt: skip
+            kind,
+            origin,
+            parent,
+            self.catalog,
+            type(policy).__name__,
+            self.last_seq,
+            self.n_applied,
+            blob=encode,
+            expect_newest=parent if fence else None,
+        )
         if blob and self.share_models:
             self.journal.prune_model_bytes(KEEP_LEARNED)
         return number

@@ -103,8 +103,9 @@ def check_candidate(
             "cannot be mapped; train the model on the campaign's features"
         )
     if shape is not None and old_offer_ids is not None and header.get("offer_ids") is None:
-        shape = ModelShape(shape.feature_names, tuple(old_offer_ids), shape.bytes_per_offer,
-                           shape.max_bytes)  # fmt: skip
+        shape = ModelShape(
+            shape.feature_names, tuple(old_offer_ids), shape.bytes_per_offer, shape.max_bytes
+        )
     header, policy = decode_snapshot(data, source, shape)
     if policy.n_features != len(feature_names):
         raise CorruptModelError(

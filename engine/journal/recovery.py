@@ -166,10 +166,16 @@ def _import_legacy(
         "header_version": header.get("version"),
     }
     number = registry.add(
-        "learned", origin, None, catalog, str(header.get("policy_class", "")),
-        int(header.get("last_reward_seq", 0)), int(header.get("n_rewards", 0)), blob=data,
+        "learned",
+        origin,
+        None,
+        catalog,
+        str(header.get("policy_class", "")),
+        int(header.get("last_reward_seq", 0)),
+        int(header.get("n_rewards", 0)),
+        blob=data,
         at_least=at_least,
-    )  # fmt: skip
+    )
     _log.info(
         "campaign %s: snapshot %s imported into the model registry as v%d", campaign, path, number
     )
@@ -326,15 +332,24 @@ def start_learner(
         if changes:
             _log.warning(
                 "campaign %s: restored model v%d adapted: %s",
-                config.name, row.version, "; ".join(changes),
-            )  # fmt: skip
+                config.name,
+                row.version,
+                "; ".join(changes),
+            )
         if saved is None and header.get("encoder"):
             saved = json.dumps(header["encoder"])
         load_encoder(encoder, saved)
         learner = Learner(
-            policy, journal, index, header=snapshot_header(config, encoder), version=row.version,
-            last_seq=row.last_reward_seq, n_applied=row.n_rewards, kept=True, **common,
-        )  # fmt: skip
+            policy,
+            journal,
+            index,
+            header=snapshot_header(config, encoder),
+            version=row.version,
+            last_seq=row.last_reward_seq,
+            n_applied=row.n_rewards,
+            kept=True,
+            **common,
+        )
         replayed = learner.replay()
         assert newest is not None
         if replayed or changes or row.version != newest.version:
@@ -344,23 +359,43 @@ def start_learner(
     policy = fresh
     floor = int(journal.get_meta("models_floor") or 0)
     number = ModelRegistry(journal).add(
-        "initial", {"reset": reset} if reset else {}, None if newest is None else newest.version,
-        catalog, type(policy).__name__, 0, 0,
+        "initial",
+        {"reset": reset} if reset else {},
+        None if newest is None else newest.version,
+        catalog,
+        type(policy).__name__,
+        0,
+        0,
         blob=lambda n: encode_snapshot(
-            dict(snapshot_header(config, encoder), version=f"v{n}", created=time.time(),
-                 last_reward_seq=0, n_rewards=0), policy),
+            dict(
+                snapshot_header(config, encoder),
+                version=f"v{n}",
+                created=time.time(),
+                last_reward_seq=0,
+                n_rewards=0,
+            ),
+            policy,
+        ),
         at_least=floor,
-    )  # fmt: skip
+    )
     if reset:
         _log.warning(
             "campaign %s: model reset (--reset-model): v%d is a fresh model; the live model "
             "before was v%d (%s)",
-            config.name, number, reset["from"], reset["changes"],
-        )  # fmt: skip
+            config.name,
+            number,
+            reset["from"],
+            reset["changes"],
+        )
     learner = Learner(
-        policy, journal, index, header=snapshot_header(config, encoder), version=number,
-        kept=True, **common,
-    )  # fmt: skip
+        policy,
+        journal,
+        index,
+        header=snapshot_header(config, encoder),
+        version=number,
+        kept=True,
+        **common,
+    )
     if learner.replay():
         learner.refresh({}, parent=number)
     return learner

@@ -212,9 +212,15 @@ class ModelRegistry:
         if kind not in KINDS:
             raise InvalidInputError("kind", f"one of {list(KINDS)}", repr(kind))
         row = ModelRow(
-            int(time.time() * 1e6), kind, json.dumps(origin, sort_keys=True), parent, catalog,
-            policy_class, int(last_reward_seq), int(n_rewards),
-        )  # fmt: skip
+            int(time.time() * 1e6),
+            kind,
+            json.dumps(origin, sort_keys=True),
+            parent,
+            catalog,
+            policy_class,
+            int(last_reward_seq),
+            int(n_rewards),
+        )
         return self.journal.add_model(row, blob, at_least, expect_newest)
 
     def keep_bytes(self, number: int, blob: bytes, keep_learned: int = KEEP_LEARNED) -> None:

@@ -559,9 +559,13 @@ def cut_params(cut: ArchiveCut) -> tuple[Any, ...]:
     """The parameters of :data:`_CUT` for ``cut`` (no catalog: none matches id 0)."""
     catalogs = cut.catalogs or (0,)
     return (
-        cut.after_seq, cut.through_seq, cut.before_us, cut.reward_seq, cut.activation_seq,
+        cut.after_seq,
+        cut.through_seq,
+        cut.before_us,
+        cut.reward_seq,
+        cut.activation_seq,
         *catalogs,
-    )  # fmt: skip
+    )
 
 
 # Runs one statement (``?`` placeholders) in the caller's write transaction; returns its cursor.
@@ -1103,7 +1107,14 @@ class SQLJournal(ABC):
 def _model(row: Sequence[Any]) -> StoredModel:
     version, created, kind, origin, parent, catalog, cls, seq, n, digest = row
     return StoredModel(
-        int(version), int(created), str(kind), str(origin),
-        None if parent is None else int(parent), int(catalog), str(cls), int(seq), int(n),
+        int(version),
+        int(created),
+        str(kind),
+        str(origin),
+        None if parent is None else int(parent),
+        int(catalog),
+        str(cls),
+        int(seq),
+        int(n),
         None if digest is None else str(digest),
-    )  # fmt: skip
+    )

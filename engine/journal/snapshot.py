@@ -225,8 +225,11 @@ def read_snapshot(
     """Read and verify a snapshot file (see :func:`decode_snapshot`): a regular file, opened
     without following a symlink, of at most ``max_bytes`` (default ``shape.max_bytes`` or
     MAX_SNAPSHOT_BYTES), checked before it is read."""
-    limit = max_bytes if max_bytes is not None else (
-        shape.max_bytes if shape is not None else MAX_SNAPSHOT_BYTES)  # fmt: skip
+    limit = (
+        max_bytes
+        if max_bytes is not None
+        else (shape.max_bytes if shape is not None else MAX_SNAPSHOT_BYTES)
+    )
     data = read_regular(Path(path), limit, str(path))
     return decode_snapshot(data, str(path), shape)
 

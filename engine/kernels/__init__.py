@@ -129,9 +129,20 @@ def prepare() -> None:
             ridge_choose_one(row, theta, inv, 1.0, mask[:1], 0.0, 0.0, state, 1e9)
         ridge_thompson_one(row, theta, A_inv, 1.0, mask[:1], 0.0, 4, state, 1e9)
         ridge_update_one(
-            A, A_inv, b, theta, np.zeros(k, np.int64), np.zeros(k), np.zeros(k), row, 0, 1.0, 1.0,
-            2, 1e9,
-        )  # fmt: skip
+            A,
+            A_inv,
+            b,
+            theta,
+            np.zeros(k, np.int64),
+            np.zeros(k),
+            np.zeros(k),
+            row,
+            0,
+            1.0,
+            1.0,
+            2,
+            1e9,
+        )
         first_invalid(X, 1.0)
         first_invalid(np.ones(n), 1.0)
         first_outside(np.zeros(n, np.int64), 0, 1)

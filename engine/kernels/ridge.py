@@ -396,7 +396,15 @@ def ridge_thompson_one(
     for a in range(k):
         widths[0, a] *= width_scale
     choose_gaussian_thompson(
-        means, widths, mask, floor, n_draws, state, np.empty((1, k)), actions, propensities,
+        means,
+        widths,
+        mask,
+        floor,
+        n_draws,
+        state,
+        np.empty((1, k)),
+        actions,
+        propensities,
         np.empty(1, np.bool_),
-    )  # fmt: skip
+    )
     return actions[0], propensities[0]

@@ -601,9 +601,10 @@ def _check_saved_params(
     names = [p for p in signature.parameters if p != "self"]
     unknown = sorted(set(params) - set(names))
     missing = [
-        p for p in names
+        p
+        for p in names
         if p not in params and signature.parameters[p].default is inspect.Parameter.empty
-    ]  # fmt: skip
+    ]
     if unknown or missing:
         raise CorruptModelError(
             f"model blob: expected the parameters of {target.__name__}, got unknown {unknown} "

@@ -545,8 +545,9 @@ def _options(
 
 
 def _needs_offer_features(candidates: list[Candidate]) -> bool:
-    return any(c.spec.get("name") == "shared" and "offer_features" not in c.spec
-               for c in candidates)  # fmt: skip
+    return any(
+        c.spec.get("name") == "shared" and "offer_features" not in c.spec for c in candidates
+    )
 
 
 def with_offer_features(

@@ -70,9 +70,11 @@ def hold_dimensions(data: LoggedData, names: Sequence[str], held: Sequence[str])
     names = tuple(names)
     if not names:
         raise InvalidInputError(
-            "--hold", "logs of a campaign with [[dimensions]] (nbo.dimensions in the Parquet "
-            "metadata, as nbo export writes it)", "logs without dimensions",
-        )  # fmt: skip
+            "--hold",
+            "logs of a campaign with [[dimensions]] (nbo.dimensions in the Parquet "
+            "metadata, as nbo export writes it)",
+            "logs without dimensions",
+        )
     unknown = [h for h in held if h not in names]
     if unknown or not held:
         raise InvalidInputError("--hold", f"dimensions among {', '.join(names)}", ",".join(held))

@@ -168,10 +168,17 @@ def promotion_evidence(
     last = int(stamps[-1]) if n else 0
     if n < MIN_ROWS:
         return PromotionEvidence(
-            _ESTIMATOR, n, math.nan, math.nan, math.nan, first, last, False,
-            f"not enough evidence: {n} closed decisions in the journal, the gate needs "
-            f"{MIN_ROWS}", round(time.perf_counter() - started, 3),
-        )  # fmt: skip
+            _ESTIMATOR,
+            n,
+            math.nan,
+            math.nan,
+            math.nan,
+            first,
+            last,
+            False,
+            f"not enough evidence: {n} closed decisions in the journal, the gate needs {MIN_ROWS}",
+            round(time.perf_counter() - started, 3),
+        )
     header = {"feature_names": list(feature_names), "offer_ids": list(offer_ids)}
     with tempfile.TemporaryDirectory(prefix="nbo-gate-") as tmp:
         candidates = []
@@ -180,9 +187,13 @@ def promotion_evidence(
             path.write_bytes(encode_snapshot(dict(header, version=name), policy.copy()))
             candidates.append(Candidate(name, {"name": "snapshot", "path": str(path)}, "external"))
         result = evaluate(
-            data, candidates, config=EvalConfig(seed=seed), primary=_ESTIMATOR, alpha=alpha,
+            data,
+            candidates,
+            config=EvalConfig(seed=seed),
+            primary=_ESTIMATOR,
+            alpha=alpha,
             runner=Runner(workers=0, progress=False),
-        )  # fmt: skip
+        )
     by_label = {c.label: c for c in result.candidates}
     live_value = by_label["live"].value(_ESTIMATOR)
     cand_value = by_label["candidate"].value(_ESTIMATOR)
@@ -195,9 +206,17 @@ def promotion_evidence(
         "closed decisions"
     )
     return PromotionEvidence(
-        _ESTIMATOR, n, cand_value, cand_lower, live_value, first, last, passes, reason,
+        _ESTIMATOR,
+        n,
+        cand_value,
+        cand_lower,
+        live_value,
+        first,
+        last,
+        passes,
+        reason,
         round(time.perf_counter() - started, 3),
-    )  # fmt: skip
+    )
 
 
 def gate_for(engine: Engine, rows: int = GATE_ROWS) -> GateFunction:

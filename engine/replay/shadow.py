@@ -75,8 +75,10 @@ class ShadowEvidence:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN as None)."""
-        return {k: None if isinstance(v, float) and math.isnan(v) else v
-                for k, v in asdict(self).items()}  # fmt: skip
+        return {
+            k: None if isinstance(v, float) and math.isnan(v) else v
+            for k, v in asdict(self).items()
+        }
 
 
 def shadow_evidence(

@@ -59,17 +59,26 @@ class Child:
         :func:`die_with_parent`)."""
         self.ready, self.announced, self._errors = threading.Event(), False, []
         self.proc = subprocess.Popen(
-            self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env=self.env, process_group=0, preexec_fn=setup,
-        )  # fmt: skip
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            process_group=0,
+            preexec_fn=setup,
+        )
         self.started = time.monotonic()
         for stream, forward, name in (
-            (self.proc.stdout, sys.stdout, "out"), (self.proc.stderr, sys.stderr, "err")
-        ):  # fmt: skip
+            (self.proc.stdout, sys.stdout, "out"),
+            (self.proc.stderr, sys.stderr, "err"),
+        ):
             threading.Thread(
-                target=self._read, args=(stream, forward, self.ready, self._errors), daemon=True,
+                target=self._read,
+                args=(stream, forward, self.ready, self._errors),
+                daemon=True,
                 name=f"nbo-{self.role}{self.slot}-{name}",
-            ).start()  # fmt: skip
+            ).start()
         _log.info("child started", extra=self.facts())
 
     def _read(self, stream: Any, forward: Any, ready: threading.Event, errors: list[str]) -> None:

@@ -55,20 +55,30 @@ _FIELDS = (
 # Flags that set the ServeConfig field of their name, their help ending with its default:
 # (flag, type, what it sets), in the order `nbo serve --help` lists them.
 _LIMIT_FLAGS = (
-    ("--max-concurrent-rpcs", int, "calls in progress beyond this get RESOURCE_EXHAUSTED; 0 = "
-     "no limit"),
+    (
+        "--max-concurrent-rpcs",
+        int,
+        "calls in progress beyond this get RESOURCE_EXHAUSTED; 0 = no limit",
+    ),
     ("--max-message-bytes", int, "largest message accepted"),
     ("--max-batch-rows", int, "largest batch accepted"),
-)  # fmt: skip
+)
 _PEER_AND_ENDPOINT_FLAGS = (
-    ("--auth-failure-limit", int, "wrong tokens a client address may send before it is refused "
-     "for a doubling window (1 s up to 5 min)"),
-    ("--max-streams", int, "Health.Watch and reflection streams open at once; more get "
-     "RESOURCE_EXHAUSTED"),
+    (
+        "--auth-failure-limit",
+        int,
+        "wrong tokens a client address may send before it is refused "
+        "for a doubling window (1 s up to 5 min)",
+    ),
+    (
+        "--max-streams",
+        int,
+        "Health.Watch and reflection streams open at once; more get RESOURCE_EXHAUSTED",
+    ),
     ("--metrics-port", int, "Prometheus /metrics port; 0 = off"),
     ("--metrics-host", str, "address of the metrics endpoint"),
     ("--grace-seconds", float, "time in-flight calls get to finish on shutdown"),
-)  # fmt: skip
+)
 
 
 def register(subparsers: Any) -> None:
@@ -309,9 +319,18 @@ def check_workers(args: argparse.Namespace) -> None:
 
 # Flags the supervisor of --workers sets per child (or passes in the environment: tokens).
 _SUPERVISED = frozenset(
-    ("workers", "learner_port", "role", "port", "reuse_port", "metrics_port", "metrics_host",
-     "admin_token", "client_tokens")
-)  # fmt: skip
+    (
+        "workers",
+        "learner_port",
+        "role",
+        "port",
+        "reuse_port",
+        "metrics_port",
+        "metrics_host",
+        "admin_token",
+        "client_tokens",
+    )
+)
 
 
 def child_flags(args: argparse.Namespace) -> list[str]:

@@ -67,18 +67,20 @@ def _check_name_lengths(names: Collection[str], field: str, what: str) -> None:
     if names and max(map(len, names)) > MAX_NAME_CHARS:
         name = next(n for n in names if len(n) > MAX_NAME_CHARS)
         raise InvalidInputError(
-            named(field, name), f"{what} of at most {MAX_NAME_CHARS} characters",
+            named(field, name),
+            f"{what} of at most {MAX_NAME_CHARS} characters",
             f"a name of {len(name)} characters",
-        )  # fmt: skip
+        )
 
 
 def _check_category_lengths(values: Mapping[str, str], field: str) -> None:
     if values and max(map(len, values.values())) > MAX_CATEGORY_CHARS:
         name, value = next((n, v) for n, v in values.items() if len(v) > MAX_CATEGORY_CHARS)
         raise InvalidInputError(
-            named(field, name), f"a category value of at most {MAX_CATEGORY_CHARS} characters",
+            named(field, name),
+            f"a category value of at most {MAX_CATEGORY_CHARS} characters",
             f"{len(value)} characters",
-        )  # fmt: skip
+        )
 
 
 def check_id(value: str, field: str) -> str:
@@ -159,9 +161,10 @@ def candidates_of(
         return None
     if len(values) > len(offer_ids):
         raise InvalidInputError(
-            field, f"at most {len(offer_ids)} candidates (the campaign's offers)",
+            field,
+            f"at most {len(offer_ids)} candidates (the campaign's offers)",
             f"{len(values)} candidates",
-        )  # fmt: skip
+        )
     out = list(values)
     seen: set[str] = set()
     for i, value in enumerate(out):
@@ -235,8 +238,9 @@ def dense_to_contexts(
     for i, customer_id in enumerate(customer_ids):
         check_id(customer_id, f"dense.customer_ids[{i}]")
     n_names = len(dense.numeric_names) + len(dense.categorical_names)
-    _check_count(n_names, MAX_ATTRIBUTES, "dense.numeric_names, dense.categorical_names",
-                 "attributes")  # fmt: skip
+    _check_count(
+        n_names, MAX_ATTRIBUTES, "dense.numeric_names, dense.categorical_names", "attributes"
+    )
     numeric_names = _names(dense.numeric_names, "dense.numeric_names")
     categorical_names = _names(dense.categorical_names, "dense.categorical_names")
     both = set(numeric_names) & set(categorical_names)

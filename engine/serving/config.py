@@ -132,8 +132,13 @@ class ServeConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or not 0 <= value <= 65535:
                 raise ConfigError(f"{name}: expected an integer port in [0, 65535], got {value!r}")
-        for name in ("threads", "max_message_bytes", "max_batch_rows", "max_streams",
-                     "auth_failure_limit"):  # fmt: skip
+        for name in (
+            "threads",
+            "max_message_bytes",
+            "max_batch_rows",
+            "max_streams",
+            "auth_failure_limit",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}: expected an integer >= 1, got {value!r}")

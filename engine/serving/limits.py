@@ -120,9 +120,11 @@ class StreamGuardInterceptor(CachingInterceptor):
     def rewrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
         if handler.unary_unary is not None:
             return None
-        kind = "unary_stream" if handler.unary_stream is not None else (
-            "stream_stream" if handler.stream_stream is not None else "stream_unary"
-        )  # fmt: skip
+        kind = (
+            "unary_stream"
+            if handler.unary_stream is not None
+            else ("stream_stream" if handler.stream_stream is not None else "stream_unary")
+        )
         return handler._replace(**{kind: self._guard(getattr(handler, kind), kind)})
 
     async def _enter(self, context: Context) -> None:

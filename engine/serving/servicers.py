@@ -111,10 +111,14 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
             # Idempotent: decided alone, so a retry finds exactly this call (and a logging-mode
             # draw or a deferred decision stays one call's).
             d = engine.decide(
-                customer_id, attributes, candidates, request_id=request.request_id or None,
-                baseline_offer=baseline, probabilities=probabilities,
+                customer_id,
+                attributes,
+                candidates,
+                request_id=request.request_id or None,
+                baseline_offer=baseline,
+                probabilities=probabilities,
                 defer_activation=request.defer_activation,
-            )  # fmt: skip
+            )
             if not d.replayed:  # a retried request_id's stored answer was counted the first time
                 self._metrics.record_decisions(name, (d.offer_id,), (d.explored,), (d.control,))
         else:  # counted by the batcher, once per batch
@@ -185,10 +189,14 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
                 probabilities = row_probabilities
         _check_deadline(context)
         batch = engine.decide_batch(
-            customer_ids, contexts, candidates, request_id=request.request_id or None,
-            baseline_offers=baselines, probabilities=probabilities,
+            customer_ids,
+            contexts,
+            candidates,
+            request_id=request.request_id or None,
+            baseline_offers=baselines,
+            probabilities=probabilities,
             defer_activation=request.defer_activation,
-        )  # fmt: skip
+        )
         offer_ids = [d.offer_id for d in batch]
         explored = [d.explored for d in batch]
         control = [d.control for d in batch]
@@ -236,9 +244,14 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         if components and applied:
             _log.info(
                 "reward components",
-                extra={"campaign": name, "decision_id": decision_id, "value": value,
-                       "components": components, "status": record.status},
-            )  # fmt: skip
+                extra={
+                    "campaign": name,
+                    "decision_id": decision_id,
+                    "value": value,
+                    "components": components,
+                    "status": record.status,
+                },
+            )
         return pb.RewardResponse(
             decision_id=decision_id,
             applied=applied,
@@ -350,8 +363,13 @@ def _shadow_fields(engine: Engine, rollout: dict[str, Any]) -> dict[str, Any]:
     learner); NaN otherwise."""
     monitor = rollout.get("monitor") or {}
     nan = math.nan
-    empty = {"shadow_nbo_value": nan, "shadow_gain": nan, "shadow_gain_lower": nan,
-             "shadow_gain_upper": nan, "shadow_rows": 0}  # fmt: skip
+    empty = {
+        "shadow_nbo_value": nan,
+        "shadow_gain": nan,
+        "shadow_gain_lower": nan,
+        "shadow_gain_upper": nan,
+        "shadow_rows": 0,
+    }
     if not monitor.get("shadow_decisions"):
         return empty
     from engine.replay.shadow import shadow_evidence  # the estimators load on first use

@@ -176,12 +176,15 @@ class Supervisor:
             _log.info(
                 "serving",
                 extra={
-                    "port": self.port, "host": self.config.host, "workers": self.workers,
+                    "port": self.port,
+                    "host": self.config.host,
+                    "workers": self.workers,
                     "learner_port": self.learner_port if self.learner else None,
-                    "metrics_port": self.metrics_port, "metrics_dir": metrics_dir,
+                    "metrics_port": self.metrics_port,
+                    "metrics_dir": metrics_dir,
                     "pids": [c.pid for c in self._children],
                 },
-            )  # fmt: skip
+            )
             self._watch(metrics_dir)
             return self._drain(metrics_dir)
         finally:
@@ -211,9 +214,21 @@ class Supervisor:
 
     def _argv(self, role: str, port: int) -> list[str]:
         return [
-            sys.executable, "-m", "engine.cli", "serve", *self.child_flags, "--role", role,
-            "--port", str(port), "--reuse-port", "--workers", "1", "--metrics-port", "0",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "serve",
+            *self.child_flags,
+            "--role",
+            role,
+            "--port",
+            str(port),
+            "--reuse-port",
+            "--workers",
+            "1",
+            "--metrics-port",
+            "0",
+        ]
 
     def _child_env(self, metrics_dir: str) -> dict[str, str]:
         env = dict(os.environ, PYTHONUNBUFFERED="1")

@@ -13,9 +13,16 @@ from tests.benchmarks.smoke import run_benchmark
 @pytest.mark.slow
 def test_a_tiny_run_reports_every_scenario(tmp_path) -> None:
     results, printed = run_benchmark(
-        "benchmarks.rollout", tmp_path / "rollout.json", "--quick", "--seeds", "1",
-        "--good-seeds", "2", "--workers", "1",
-    )  # fmt: skip
+        "benchmarks.rollout",
+        tmp_path / "rollout.json",
+        "--quick",
+        "--seeds",
+        "1",
+        "--good-seeds",
+        "2",
+        "--workers",
+        "1",
+    )
     assert set(results["scenarios"]) == {"worst_offer", "wrong_sign", "good"}
     for s in results["scenarios"].values():
         assert 0 <= s["rolled_back"] <= s["runs"] and 0 <= s["fixed_interval_stops"] <= s["runs"]

@@ -38,10 +38,19 @@ def test_replicas_measures_workers_against_one_process_echo_propagation_and_fail
     results, stdout = run_benchmark(
         "benchmarks.replicas", tmp_path / "new" / "replicas.json", "--quick"
     )
-    servers = ["sync echo", "aio echo", "1 process, SQLite", "2 workers, SQLite",
-               "1 process, PostgreSQL", "2 workers, PostgreSQL"]  # fmt: skip
-    decide = [(r["load"]["server"], r["load"]["in_flight"]) for r in results["runs"]
-              if r["load"]["scenario"] == "Decide"]  # fmt: skip
+    servers = [
+        "sync echo",
+        "aio echo",
+        "1 process, SQLite",
+        "2 workers, SQLite",
+        "1 process, PostgreSQL",
+        "2 workers, PostgreSQL",
+    ]
+    decide = [
+        (r["load"]["server"], r["load"]["in_flight"])
+        for r in results["runs"]
+        if r["load"]["scenario"] == "Decide"
+    ]
     assert decide == [(s, k) for k in (1, 16, 64) for s in servers]  # interleaved
     rewards = [r["load"]["server"] for r in results["runs"] if r["load"]["scenario"] == "Reward"]
     assert rewards == servers[2:]
@@ -64,9 +73,15 @@ def test_replicas_measures_workers_against_one_process_echo_propagation_and_fail
 @pytest.mark.slow
 def test_faults_survives_a_kill_and_answers_every_fuzz_case(tmp_path: Path) -> None:
     results, stdout = run_benchmark(
-        "benchmarks.faults", tmp_path / "new" / "faults.json", "--kills", "1", "--fuzz-cases",
-        "40", "--replica-cycles", "1",
-    )  # fmt: skip
+        "benchmarks.faults",
+        tmp_path / "new" / "faults.json",
+        "--kills",
+        "1",
+        "--fuzz-cases",
+        "40",
+        "--replica-cycles",
+        "1",
+    )
     assert results["kills"]["kills_survived"] == 1
     assert results["replicas"]["cycles_survived"] == results["replicas"]["leader_kills"] == 1
     assert results["fuzz"]["cases"] >= 40

@@ -61,8 +61,10 @@ def test_dockerfile_install_and_cmd_reach_serving_and_stop_on_sigterm(tmp_path: 
     src = tmp_path / "src"  # COPY . /src: the files git does not ignore, as .dockerignore does
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, check=True,
-    ).stdout.split(b"\0")  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
     for name in filter(None, files):
         path = REPO / name.decode()
         if path.is_file():
@@ -74,24 +76,40 @@ def test_dockerfile_install_and_cmd_reach_serving_and_stop_on_sigterm(tmp_path: 
     site = Path(
         subprocess.run(
             [str(venv / "bin/python"), "-c", PURELIB],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
-    )  # fmt: skip
+    )
     # Dependencies (and pip, setuptools) from this interpreter's environment, after the venv's own.
     (site / "deps-from-test-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     env = dict(os.environ, PYTHONNOUSERSITE="1", PIP_NO_INDEX="1")
     env.pop("PYTHONPATH", None)
     done = subprocess.run(
-        ["sh", str(src / "deploy/install.sh"), str(src), str(venv),
-         "--no-deps", "--no-build-isolation", "--no-index"],
-        capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
+        [
+            "sh",
+            str(src / "deploy/install.sh"),
+            str(src),
+            str(venv),
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().startswith("nbo ")
     where = subprocess.run(
         [str(venv / "bin/python"), "-c", "import engine; print(engine.__file__)"],
-        capture_output=True, text=True, check=True, env=env, cwd=tmp_path,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=tmp_path,
+    ).stdout
     assert where.startswith(str(site)), f"engine imported from {where}, not the new venv"
 
     port = _free_port()
@@ -109,9 +127,13 @@ def test_dockerfile_install_and_cmd_reach_serving_and_stop_on_sigterm(tmp_path: 
     args[args.index("--host") + 1] = "127.0.0.1"  # the container's 0.0.0.0, kept on loopback
     args[args.index("--port") + 1] = str(port)
     proc = subprocess.Popen(
-        args, cwd=tmp_path, env=dict(env, NBO_ADMIN_TOKEN=TOKEN),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        args,
+        cwd=tmp_path,
+        env=dict(env, NBO_ADMIN_TOKEN=TOKEN),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()

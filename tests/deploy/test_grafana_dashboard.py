@@ -60,10 +60,18 @@ def test_every_query_names_a_metric_the_server_exports(tmp_path: Path) -> None:
     # The panels: lift with its sequence, offer mix, exploration, budgets, pending
     # rewards, model versions and state.
     for needed in (
-        "nbo_lift", "nbo_lift_lower", "nbo_lift_upper", "nbo_decisions_total",
-        "nbo_exploration_rate", "nbo_budget_used", "nbo_budget_limit", "nbo_pending_decisions",
-        "nbo_model_version", "nbo_rolled_back", "nbo_campaign_mode",
-    ):  # fmt: skip
+        "nbo_lift",
+        "nbo_lift_lower",
+        "nbo_lift_upper",
+        "nbo_decisions_total",
+        "nbo_exploration_rate",
+        "nbo_budget_used",
+        "nbo_budget_limit",
+        "nbo_pending_decisions",
+        "nbo_model_version",
+        "nbo_rolled_back",
+        "nbo_campaign_mode",
+    ):
         assert needed in named, needed
 
 

@@ -37,8 +37,11 @@ def test_every_command_is_an_installed_entry_point() -> None:
     found = {ep.name: ep.module for ep in commands()}
     assert set(found) == ALL
     assert found["demo"].startswith("simulators.") and found["bench"].startswith("benchmarks.")
-    assert all(module.startswith("engine.") for name, module in found.items() if name not in
-               {"demo", "simulate", "tune", "bench"})  # fmt: skip
+    assert all(
+        module.startswith("engine.")
+        for name, module in found.items()
+        if name not in {"demo", "simulate", "tune", "bench"}
+    )
 
 
 def test_help_lists_every_command() -> None:

@@ -91,12 +91,21 @@ def raw_sql(url: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, .
 def decision(did: str, seq_hint: int, cat: int, **kw: Any) -> DecisionRow:
     """A decision row made at ``seq_hint`` seconds (ts_us = seq_hint * 1e6)."""
     fields: dict[str, Any] = {
-        "decision_id": did, "ts_us": seq_hint * 1_000_000, "customer_id": f"c{seq_hint}",
-        "context": np.full(2, float(seq_hint)).tobytes(), "eligible": "none,gift",
-        "action": "gift", "propensity": 0.5, "explored": False, "control": False,
-        "model_version": "v1", "cost": 2.0, "scores": np.array([0.1, 0.9]).tobytes(),
-        "reasons": None, "catalog": cat,
-    }  # fmt: skip
+        "decision_id": did,
+        "ts_us": seq_hint * 1_000_000,
+        "customer_id": f"c{seq_hint}",
+        "context": np.full(2, float(seq_hint)).tobytes(),
+        "eligible": "none,gift",
+        "action": "gift",
+        "propensity": 0.5,
+        "explored": False,
+        "control": False,
+        "model_version": "v1",
+        "cost": 2.0,
+        "scores": np.array([0.1, 0.9]).tobytes(),
+        "reasons": None,
+        "catalog": cat,
+    }
     fields.update(kw)
     return DecisionRow(**fields)
 
@@ -159,9 +168,13 @@ def test_a_second_reward_or_decision_id_is_refused_with_nothing_of_its_batch_kep
     with pytest.raises(DuplicateError, match="decision ids are unique"):
         backend.append_decisions([decision("d2", 5, cat)])
     assert backend.counts() == {
-        "decisions": 2, "rewards": 1, "pending": 1, "reward_errors": 0, "inactive": 0,
+        "decisions": 2,
+        "rewards": 1,
+        "pending": 1,
+        "reward_errors": 0,
+        "inactive": 0,
         "activations": 0,
-    }  # fmt: skip
+    }
     assert backend.lookup(["d1", "d2", "d3"])["d1"].reward == 1.0
     assert set(backend.lookup(["d1", "d2", "d3"])) == {"d1", "d2"}
     assert backend.lookup(["d2"])["d2"].reward_source is None
@@ -255,8 +268,11 @@ def test_what_export_and_lift_read(backend):
         "none,gift",
     )
     assert (bool(d3.explored), bool(d3.control), d3.model_version, d3.catalog) == (
-        True, False, "v1", cat
-    )  # fmt: skip
+        True,
+        False,
+        "v1",
+        cat,
+    )
     assert [r.decision_id for r in backend.decisions_for_export(seqs[3], limit=10)] == ["d5", "d6"]
     closed = backend.decisions_for_export(0, limit=10, closed_only=True)
     assert [r.decision_id for r in closed] == ["d1", "d2", "d3"]
@@ -269,9 +285,13 @@ def test_rejected_rewards_are_counted(backend):
         [RewardError(1, "nope", 2.0, "unknown decision id"), RewardError(2, "x", None, "why")]
     )
     assert backend.counts() == {
-        "decisions": 0, "rewards": 0, "pending": 0, "reward_errors": 2, "inactive": 0,
+        "decisions": 0,
+        "rewards": 0,
+        "pending": 0,
+        "reward_errors": 2,
+        "inactive": 0,
         "activations": 0,
-    }  # fmt: skip
+    }
 
 
 def _error_flood(backend: JournalBackend) -> None:

@@ -82,8 +82,10 @@ def test_activations_are_numbered_in_commit_order_for_other_processes(backend, r
     seqs = [row[0] for row in follower]
     assert seqs == sorted(seqs) and len(set(seqs)) == 3
     assert [row[1:] for row in follower] == [
-        ("c1", 13 * S, "gift", 2.0), ("c1", 11 * S, "gift", 2.0), ("c1", 15 * S, "gift", 2.0),
-    ]  # fmt: skip
+        ("c1", 13 * S, "gift", 2.0),
+        ("c1", 11 * S, "gift", 2.0),
+        ("c1", 15 * S, "gift", 2.0),
+    ]
     assert backend.activations_after(seqs[0], 1) == follower[1:2]
     assert backend.activations_after(seqs[-1], 10) == []
 

@@ -39,10 +39,21 @@ ACTIONS = ("none", "gift", "upgrade")
 def row(did: str, day: float, cat: int, i: int, width: int = 2) -> DecisionRow:
     """Decision ``did`` made on ``day``; offers, groups, customers and costs vary with ``i``."""
     return DecisionRow(
-        did, int(day * DAY), f"c{i % 7}", np.full(width, float(i)).tobytes(), "none,gift,upgrade",
-        ACTIONS[i % 3], 0.5, i % 4 == 0, i % 5 == 0, "v1", [0.0, 2.5, 10.0][i % 3],
-        np.zeros(3).tobytes(), None, cat,
-    )  # fmt: skip
+        did,
+        int(day * DAY),
+        f"c{i % 7}",
+        np.full(width, float(i)).tobytes(),
+        "none,gift,upgrade",
+        ACTIONS[i % 3],
+        0.5,
+        i % 4 == 0,
+        i % 5 == 0,
+        "v1",
+        [0.0, 2.5, 10.0][i % 3],
+        np.zeros(3).tobytes(),
+        None,
+        cat,
+    )
 
 
 @pytest.fixture
@@ -414,22 +425,35 @@ def test_the_compact_command(tmp_path, capsys):
     assert "already at schema version 4; nothing to do" in capsys.readouterr().out
     evaluation = tmp_path / "evaluation"
     code = nbo_main(
-        ["evaluate", "--logs", str(archive), "--policy", "linucb", "--bootstrap", "20",
-         "--out", str(evaluation), "--no-progress"]
-    )  # fmt: skip
+        [
+            "evaluate",
+            "--logs",
+            str(archive),
+            "--policy",
+            "linucb",
+            "--bootstrap",
+            "20",
+            "--out",
+            str(evaluation),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     assert json.loads((evaluation / "evaluation.json").read_text())["n_rows"] > 0
 
 
 def test_retention_days_lets_the_leading_learner_compact_and_a_replica_not(store_url, tmp_path):
     config = dataclasses.replace(
-        load_campaign(RENEWAL), checkpoint_every_rewards=40, traffic_window=20,
+        load_campaign(RENEWAL),
+        checkpoint_every_rewards=40,
+        traffic_window=20,
         retention_days=181.0,
-    )  # fmt: skip
+    )
     clock = [1.7e9]
     eng = _engine_journal(config, tmp_path / "data", store_url, clock)
-    replica = Engine(config, tmp_path / "replica", journal_url=store_url,
-                     clock=lambda: clock[0], role="decide")  # fmt: skip
+    replica = Engine(
+        config, tmp_path / "replica", journal_url=store_url, clock=lambda: clock[0], role="decide"
+    )
     try:
         assert replica.compact() == 0  # only the leading learner compacts
         before = {**what_is_read(eng.journal), "lift": eng.lift().to_dict()}
@@ -440,7 +464,11 @@ def test_retention_days_lets_the_leading_learner_compact_and_a_replica_not(store
     finally:
         replica.close()
         eng.close()
-    without = Engine(dataclasses.replace(config, retention_days=None), tmp_path / "data",
-                     journal_url=store_url, clock=lambda: clock[0])  # fmt: skip
+    without = Engine(
+        dataclasses.replace(config, retention_days=None),
+        tmp_path / "data",
+        journal_url=store_url,
+        clock=lambda: clock[0],
+    )
     assert without.compact() == 0
     without.close()

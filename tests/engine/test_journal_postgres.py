@@ -167,9 +167,13 @@ def test_a_reader_never_skips_a_reward_committed_late_by_another_writer(postgres
     assert not errors
     assert seen == list(range(1, n + 1))
     assert reader.counts() == {
-        "decisions": n, "rewards": n, "pending": 0, "reward_errors": 0, "inactive": 0,
+        "decisions": n,
+        "rewards": n,
+        "pending": 0,
+        "reward_errors": 0,
+        "inactive": 0,
         "activations": 0,
-    }  # fmt: skip
+    }
     for journal in [setup, reader, *writers]:
         journal.close()
 
@@ -230,9 +234,13 @@ def test_engine_decides_rewards_expires_and_recovers_on_postgres(postgres_url, t
         eng.reward(ds[59].decision_id, 10.0)
     counts = eng.journal.counts()
     assert counts == {
-        "decisions": 60, "rewards": 60, "pending": 0, "reward_errors": 2, "inactive": 0,
+        "decisions": 60,
+        "rewards": 60,
+        "pending": 0,
+        "reward_errors": 2,
+        "inactive": 0,
         "activations": 0,
-    }  # fmt: skip
+    }
     lift = eng.lift()
     assert lift.n_treatment + lift.n_control == 60
     version = eng.model_version

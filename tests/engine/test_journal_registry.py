@@ -99,8 +99,11 @@ def _downgrade(journal: JournalBackend, mark: str | None, interim: bool = False)
     the two versions wrote: it had them, still marked version 1)."""
     statements = ["DROP TABLE model_blobs", "DROP TABLE models"]
     if not interim:
-        statements += ["DROP TABLE requests", "DROP TABLE reward_error_counts",
-                       "DELETE FROM meta WHERE key = 'reward_errors_total'"]  # fmt: skip
+        statements += [
+            "DROP TABLE requests",
+            "DROP TABLE reward_error_counts",
+            "DELETE FROM meta WHERE key = 'reward_errors_total'",
+        ]
     statements.append("DELETE FROM meta WHERE key = 'schema_version'")
     if mark is not None:
         statements.append(f"INSERT INTO meta VALUES ('schema_version', '{int(mark)}')")
@@ -123,8 +126,11 @@ def test_a_version_1_journal_is_refused_until_migrated(backend, reopen, mark, in
     if interim:
         backend.append_request(RequestRow("r1", "c", 2_000_000, "h"), [decision("d2", 2, cat)])
     _downgrade(backend, mark, interim)
-    with pytest.raises(ConfigError, match=r"schema version 1, this nbo expects 4; migrate it "
-                       r"first with `nbo journal migrate --journal URL`"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"schema version 1, this nbo expects 4; migrate it "
+        r"first with `nbo journal migrate --journal URL`",
+    ):
         reopen()
     migrated = reopen(migrate=True)
     assert migrated.get_meta("schema_version") == "4"

@@ -108,10 +108,26 @@ def test_a_bad_thread_setting_fails_a_large_batch_before_any_draw(
 def test_a_server_with_a_bad_thread_setting_fails_at_start(tmp_path: Path) -> None:
     env = {**os.environ, THREADS_ENV: "lots"}
     done = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "serve", "--config", str(campaign_config(tmp_path)),
-         "--data-dir", str(tmp_path / "data"), "--host", "127.0.0.1", "--port", "0"],
-        capture_output=True, text=True, cwd=REPO, timeout=120, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "serve",
+            "--config",
+            str(campaign_config(tmp_path)),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env=env,
+    )
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert THREADS_ENV in lines[-1] and "'lots'" in lines[-1], done.stderr[-1500:]

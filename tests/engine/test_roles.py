@@ -199,11 +199,14 @@ def test_budgets_and_cooldowns_hold_across_two_replicas(store_url, tmp_path):
     )
     replicas = [
         Engine.from_config(
-            path, data_dir=tmp_path / n, journal_url=store_url, clock=lambda: clock[0],
+            path,
+            data_dir=tmp_path / n,
+            journal_url=store_url,
+            clock=lambda: clock[0],
             role="decide",
         )
         for n in ("a", "b")
-    ]  # fmt: skip
+    ]
     context = {"tenure_months": 3, "monthly_price": 40.0, "plan": "basic"}
     context["contract_type"] = "annual"
     k = 8

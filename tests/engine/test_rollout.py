@@ -17,8 +17,14 @@ from tests.engine.small_campaigns import numeric_features, offer_tables
 OFFERS = ("none", "gift", "discount")
 
 
-def _campaign(tmp_path: Path, *, control: str = "offer", share: float = 0.5,
-              mode: str = "online", rollout: str = "") -> Path:  # fmt: skip
+def _campaign(
+    tmp_path: Path,
+    *,
+    control: str = "offer",
+    share: float = 0.5,
+    mode: str = "online",
+    rollout: str = "",
+) -> Path:
     path = tmp_path / "c.toml"
     path.write_text(
         f"""
@@ -47,9 +53,11 @@ charge_cost = "never"
 
 def _engine(tmp_path: Path, **kw: object) -> Engine:
     return Engine.from_config(
-        _campaign(tmp_path, **kw), data_dir=tmp_path / "data", clock=lambda: 1.7e9,
+        _campaign(tmp_path, **kw),
+        data_dir=tmp_path / "data",
+        clock=lambda: 1.7e9,
         background=False,
-    )  # fmt: skip
+    )
 
 
 def _ids(n: int, prefix: str = "c") -> list[str]:
@@ -73,8 +81,11 @@ def test_the_control_group_gets_the_callers_baseline(tmp_path: Path) -> None:
 def test_a_missing_or_unknown_baseline_is_refused_and_changes_nothing(tmp_path: Path) -> None:
     with _engine(tmp_path, control="baseline") as eng:
         ids = _ids(50)
-        in_control = [d.customer_id for d in eng.decide_batch(ids, [{"x": 0.0}] * 50,
-                      baseline_offers="none") if d.control]  # fmt: skip
+        in_control = [
+            d.customer_id
+            for d in eng.decide_batch(ids, [{"x": 0.0}] * 50, baseline_offers="none")
+            if d.control
+        ]
         before = eng.journal.counts()["decisions"]
         with pytest.raises(InvalidInputError, match=r"^baseline_offer: expected the caller's"):
             eng.decide(in_control[0], {"x": 0.0})
@@ -88,8 +99,9 @@ def test_shadow_serves_the_baseline_and_logs_nbos_choice_beside_it(tmp_path: Pat
         assert eng.rollout_state().mode == "shadow"
         with pytest.raises(InvalidInputError, match="shadow mode serves it"):
             eng.decide("c0", {"x": 0.0})
-        out = eng.decide_batch(_ids(300), [{"x": float(i % 3)} for i in range(300)],
-                               baseline_offers=["gift"] * 300)  # fmt: skip
+        out = eng.decide_batch(
+            _ids(300), [{"x": float(i % 3)} for i in range(300)], baseline_offers=["gift"] * 300
+        )
         assert {d.offer_id for d in out} == {"gift"}
         assert all(d.propensity == 1.0 and not d.explored for d in out)
         shadow = [r for d in out for r in d.reasons if r.startswith("shadow:")]
@@ -135,8 +147,7 @@ def test_logging_mode_samples_the_callers_probabilities_exactly(tmp_path: Path) 
 def test_modes_are_journaled_for_every_process_and_survive_a_restart(tmp_path: Path) -> None:
     path = _campaign(tmp_path)
     leader = Engine.from_config(path, data_dir=tmp_path / "data", background=False)
-    replica = Engine.from_config(path, data_dir=tmp_path / "data", background=False,
-                                 role="decide")  # fmt: skip
+    replica = Engine.from_config(path, data_dir=tmp_path / "data", background=False, role="decide")
     try:
         with pytest.raises(FailedPreconditionError, match="--role"):
             replica.set_mode("shadow")
@@ -208,8 +219,9 @@ def test_spend_per_decision_guardrail_rolls_back(tmp_path: Path) -> None:
         text = text.replace(table, table + "\ncost = 5.0")
     path.write_text(text)
     assert load_campaign(path).rollout.max_spend_per_decision == 2.0
-    with Engine.from_config(path, data_dir=tmp_path / "data", clock=lambda: 1.7e9,
-                            background=False) as eng:  # fmt: skip
+    with Engine.from_config(
+        path, data_dir=tmp_path / "data", clock=lambda: 1.7e9, background=False
+    ) as eng:
         _play(eng, 1000, treated=1.0, control=1.0, prefix="a")
         state = eng.rollout_state()
         assert state.state == "rolled_back", eng.rollout_status()
@@ -220,8 +232,9 @@ def test_safe_mode_previous_model_restores_the_model_before_the_promotion(
     tmp_path: Path,
 ) -> None:
     path = _campaign(tmp_path, rollout='[rollout]\nsafe_mode = "previous_model"')
-    with Engine.from_config(path, data_dir=tmp_path / "data", clock=lambda: 1.7e9,
-                            background=False) as eng:  # fmt: skip
+    with Engine.from_config(
+        path, data_dir=tmp_path / "data", clock=lambda: 1.7e9, background=False
+    ) as eng:
         _play(eng, 200, treated=1.0, control=1.0, prefix="w")
         before = eng.snapshot()
         snapshot = sorted((tmp_path / "data" / "snapshots" / "roll").iterdir())[-1]
@@ -252,8 +265,9 @@ def _budget_campaign(tmp_path: Path) -> Path:
 
 def test_a_deferred_decision_counts_nowhere_until_activated(tmp_path: Path) -> None:
     path = _budget_campaign(tmp_path)
-    with Engine.from_config(path, data_dir=tmp_path / "data", clock=lambda: 1.7e9,
-                            background=False) as eng:  # fmt: skip
+    with Engine.from_config(
+        path, data_dir=tmp_path / "data", clock=lambda: 1.7e9, background=False
+    ) as eng:
         out = eng.decide_batch(_ids(60), [{"x": 0.0}] * 60, defer_activation=True)
         assert all(d.deferred for d in out)
         assert all(b["used_count"] == 0 for b in eng.budgets().values())
@@ -285,8 +299,9 @@ def test_a_deferred_decision_counts_nowhere_until_activated(tmp_path: Path) -> N
 def test_a_deferred_decision_never_activated_lapses_unlearned(tmp_path: Path) -> None:
     clock = [1.7e9]
     path = _campaign(tmp_path, share=0.0)
-    with Engine.from_config(path, data_dir=tmp_path / "data", clock=lambda: clock[0],
-                            background=False) as eng:  # fmt: skip
+    with Engine.from_config(
+        path, data_dir=tmp_path / "data", clock=lambda: clock[0], background=False
+    ) as eng:
         out = eng.decide_batch(_ids(10), [{"x": 0.0}] * 10, defer_activation=True)
         eng.activate(out[0].decision_id)
         eng.reward(out[0].decision_id, 1.0)
@@ -302,15 +317,18 @@ def test_a_reward_component_guardrail_rolls_back(tmp_path: Path) -> None:
     limits = "[rollout]\nmin_decisions = 50\n[rollout.max_components]\ncomplaints = 0.1"
     path = _campaign(tmp_path, rollout=limits)
     assert load_campaign(path).rollout.max_components == (("complaints", 0.1),)
-    with Engine.from_config(path, data_dir=tmp_path / "data", clock=lambda: 1.7e9,
-                            background=False) as eng:  # fmt: skip
+    with Engine.from_config(
+        path, data_dir=tmp_path / "data", clock=lambda: 1.7e9, background=False
+    ) as eng:
         with pytest.raises(InvalidInputError, match=r"^components\['complaints'\]: expected"):
             eng.reward("x" * 44, 1.0, components={"complaints": float("inf")})
         for start in range(0, 400, 50):
             out = eng.decide_batch(_ids(50, f"p{start}-"), [{"x": 0.0}] * 50)
             # The policy's customers complain a fifth of the time; same value as control.
-            parts = [{"complaints": float(i % 5 == 0)} if not d.control else None
-                     for i, d in enumerate(out)]  # fmt: skip
+            parts = [
+                {"complaints": float(i % 5 == 0)} if not d.control else None
+                for i, d in enumerate(out)
+            ]
             eng.reward_batch([d.decision_id for d in out], [1.0] * 50, parts)
             if eng.rollout_state().state == "rolled_back":
                 break

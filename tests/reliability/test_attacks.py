@@ -98,12 +98,48 @@ def _client_cert(folder: Path, name: str) -> tuple[Path, Path, Path]:
     """A CA and a client certificate it signed: (ca.pem, client.pem, client.key)."""
     ca, ca_key = folder / f"{name}-ca.pem", folder / f"{name}-ca.key"
     cert, key, csr = folder / f"{name}.pem", folder / f"{name}.key", folder / f"{name}.csr"
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-             f"/CN={name}-ca", "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", str(key),
-             "-out", str(csr))  # fmt: skip
-    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-             "-CAcreateserial", "-days", "1", "-out", str(cert))  # fmt: skip
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        f"/CN={name}-ca",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-out",
+        str(cert),
+    )
     return ca, cert, key
 
 
@@ -137,8 +173,11 @@ def test_admin_is_shut_without_a_token_and_open_only_when_insecure(started: Any)
         assert c.decide("still-serving", customer(0)).decision_id
     with NboClient(f"127.0.0.1:{insecure.port}") as c:
         assert c.model_info().campaign == "renewal"
-    warnings = [json.loads(line)["msg"] for line in log.getvalue().splitlines()
-                if json.loads(line)["level"] == "warning"]  # fmt: skip
+    warnings = [
+        json.loads(line)["msg"]
+        for line in log.getvalue().splitlines()
+        if json.loads(line)["level"] == "warning"
+    ]
     assert sum(m.startswith("OfferService is open") for m in warnings) == 2  # one per server
     assert sum(m.startswith("AdminService is open") for m in warnings) == 1
 
@@ -240,8 +279,10 @@ def test_open_streams_cannot_starve_decide_or_health_check(started: Any) -> None
             c.decide("warm", customer(0))
             decide_p99 = _p99_ms(lambda i: c.decide(f"starve-{i}", customer(i % 50)), 200)
             health_p99 = _p99_ms(lambda i: c.health(), 200)
-        print(f"with 64 reflection + 300 Watch streams: Decide p99 {decide_p99:.1f} ms, "
-              f"Health.Check p99 {health_p99:.1f} ms")  # fmt: skip
+        print(
+            f"with 64 reflection + 300 Watch streams: Decide p99 {decide_p99:.1f} ms, "
+            f"Health.Check p99 {health_p99:.1f} ms"
+        )
         assert decide_p99 < 100 and health_p99 < 100
         assert all(not c.done() for c in streams.calls)  # every stream still held open
     finally:

@@ -105,8 +105,11 @@ def _decisions_total(port: int) -> float:
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("nbo_decisions_total{"))  # fmt: skip
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("nbo_decisions_total{")
+    )
 
 
 def test_a_retried_decide_is_counted_once_in_the_metrics(started: Any) -> None:

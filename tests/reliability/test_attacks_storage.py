@@ -67,17 +67,22 @@ def test_a_retried_decide_gets_the_original_decision_once_even_after_a_restart(
         with NboClient(f"127.0.0.1:{srv.port}", admin_token=TOKEN) as c:
             first = c.decide("cust-1", customer(1), request_id="retry-1")
             again = c.decide("cust-1", customer(1), request_id="retry-1")
-            batch = c.decide_batch(["b1", "b2", "b3"], [customer(i) for i in range(3)],
-                                   request_id="retry-batch")  # fmt: skip
-            batch_again = c.decide_batch(["b1", "b2", "b3"], [customer(i) for i in range(3)],
-                                         request_id="retry-batch")  # fmt: skip
+            batch = c.decide_batch(
+                ["b1", "b2", "b3"], [customer(i) for i in range(3)], request_id="retry-batch"
+            )
+            batch_again = c.decide_batch(
+                ["b1", "b2", "b3"], [customer(i) for i in range(3)], request_id="retry-batch"
+            )
             code, details = _code(lambda: c.decide("cust-2", customer(1), request_id="retry-1"))
             assert code == INVALID and details.startswith("request_id: expected a new id")
             code, _ = _code(lambda: c.decide_batch(["b1"], [customer(0)], request_id="retry-batch"))
             assert code == INVALID
         engine = _engine_of(srv)
         assert (again.decision_id, again.offer_id, again.propensity) == (
-            first.decision_id, first.offer_id, first.propensity)  # fmt: skip
+            first.decision_id,
+            first.offer_id,
+            first.propensity,
+        )
         assert again.ranking == first.ranking and again.model_version == first.model_version
         assert list(batch_again.decision_ids) == list(batch.decision_ids)
         assert list(batch_again.offer_ids) == list(batch.offer_ids)
@@ -102,8 +107,9 @@ def test_a_retried_decide_gets_the_original_decision_once_even_after_a_restart(
 
 
 def test_request_ids_are_forgotten_after_their_window(tmp_path: Path) -> None:
-    text = RENEWAL.read_text().replace('synchronous = "normal"', 'synchronous = "normal"\n'
-                                       "request_window_hours = 2")  # fmt: skip
+    text = RENEWAL.read_text().replace(
+        'synchronous = "normal"', 'synchronous = "normal"\nrequest_window_hours = 2'
+    )
     assert "request_window_hours = 2" in text
     path = tmp_path / "renewal.toml"
     path.write_text(text)
@@ -160,10 +166,25 @@ def test_a_data_directory_others_can_write_is_refused_with_one_line(
         Engine.from_config(RENEWAL, data_dir=data_dir, background=False)
     assert list(data_dir.iterdir()) == []  # nothing was created in it
     done = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "serve", "--config", str(RENEWAL), "--data-dir",
-         str(data_dir), "--host", "127.0.0.1", "--port", "0"],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "serve",
+            "--config",
+            str(RENEWAL),
+            "--data-dir",
+            str(data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("nbo serve: error: data_dir:"), done.stderr
@@ -201,7 +222,10 @@ def test_a_planted_journal_symlink_is_refused_by_name_and_its_target_untouched(
     after = target.stat()
     assert target.read_text() == "do not overwrite\n"
     assert (after.st_mtime_ns, after.st_size, stat.S_IMODE(after.st_mode)) == (
-        before.st_mtime_ns, before.st_size, 0o644)  # fmt: skip
+        before.st_mtime_ns,
+        before.st_size,
+        0o644,
+    )
 
 
 def test_files_are_created_exclusively_and_owner_only(tmp_path: Path) -> None:
@@ -245,10 +269,19 @@ def _crafted_snapshot(offers: list[str], features: list[str], **params: object) 
     policy = LinUCB(len(offers), len(features), seed=0)
     name, saved, scalars, arrays = _blob.load(policy.to_bytes())
     saved.update(params)
-    blob = _blob.dump(name, saved, scalars, {"rng_state_": arrays["rng_state_"]}
-                      if "n_features" in params else arrays)  # fmt: skip
-    head = {"policy_class": name, "policy_len": len(blob), "offer_ids": offers,
-            "feature_names": features, "version": "v900"}  # fmt: skip
+    blob = _blob.dump(
+        name,
+        saved,
+        scalars,
+        {"rng_state_": arrays["rng_state_"]} if "n_features" in params else arrays,
+    )
+    head = {
+        "policy_class": name,
+        "policy_len": len(blob),
+        "offer_ids": offers,
+        "feature_names": features,
+        "version": "v900",
+    }
     return _FRAME.encode(head, blob)
 
 
@@ -278,8 +311,16 @@ def test_promote_refuses_paths_outside_the_model_directory_alike(
     (models / "sub").mkdir(exist_ok=True)
     with server.client() as c:
         version = c.model_info().model_version
-        for path in ("/etc/passwd", "/nonexistent", "../x", "../renewal.journal.sqlite",
-                     "sub/../../x", "out.snap", "gone.snap", "sub/../out.snap"):  # fmt: skip
+        for path in (
+            "/etc/passwd",
+            "/nonexistent",
+            "../x",
+            "../renewal.journal.sqlite",
+            "sub/../../x",
+            "out.snap",
+            "gone.snap",
+            "sub/../out.snap",
+        ):
             code, details = _code(lambda path=path: c.promote(path))
             assert code == DENIED, path
             assert details == (
@@ -324,17 +365,27 @@ def test_promote_refuses_crafted_shapes_and_parameter_types_without_allocating(
         offers, features = list(info.offer_ids), list(info.feature_names)
         crafted = {
             # A few hundred bytes declaring 100 offers x 1,000 features (~1.6 GB to build).
-            "big.snap": (_crafted_snapshot([f"o{i}" for i in range(99)] + offers[:1],
-                                           [f"f{i}" for i in range(1000)],
-                                           n_actions=100, n_features=1000), "features"),
-            "big-same-names.snap": (_crafted_snapshot(offers, features, n_actions=len(offers),
-                                                      n_features=1000), "n_features"),
+            "big.snap": (
+                _crafted_snapshot(
+                    [f"o{i}" for i in range(99)] + offers[:1],
+                    [f"f{i}" for i in range(1000)],
+                    n_actions=100,
+                    n_features=1000,
+                ),
+                "features",
+            ),
+            "big-same-names.snap": (
+                _crafted_snapshot(offers, features, n_actions=len(offers), n_features=1000),
+                "n_features",
+            ),
             "alpha.snap": (_crafted_snapshot(offers, features, alpha="x"), "'alpha' parameter"),
             "seed.snap": (_crafted_snapshot(offers, features, seed=[1]), "'seed' parameter"),
             "extra.snap": (_crafted_snapshot(offers, features, evil=1), "unknown ['evil']"),
-            "refactor.snap": (_crafted_snapshot(offers, features, refactor_every=1.5),
-                              "'refactor_every' parameter"),
-        }  # fmt: skip
+            "refactor.snap": (
+                _crafted_snapshot(offers, features, refactor_every=1.5),
+                "'refactor_every' parameter",
+            ),
+        }
         peak = _peak_rss_kb(server.proc.pid)
         assert len(crafted["big-same-names.snap"][0]) < 2_000  # a tiny file, a huge model
         for name, (data, reason) in crafted.items():
@@ -365,8 +416,12 @@ def _served_three_snapshots(tmp_path: Path) -> tuple[Path, Path, list[str], list
     data_dir = tmp_path / "data"
     engine = Engine.from_config(config, data_dir=data_dir, background=False)
     for i in range(3):
-        ids = [d.decision_id for d in engine.decide_batch(
-            [f"s{i}-{j}" for j in range(40)], [customer(j) for j in range(40)])]  # fmt: skip
+        ids = [
+            d.decision_id
+            for d in engine.decide_batch(
+                [f"s{i}-{j}" for j in range(40)], [customer(j) for j in range(40)]
+            )
+        ]
         engine.reward_batch(ids, [10.0] * len(ids))
         engine.snapshot()
     offers, features = list(engine.offer_ids), list(engine.feature_names)
@@ -419,8 +474,10 @@ def test_a_crafted_newest_model_is_skipped_at_start_up(tmp_path: Path) -> None:
                 " policy_class, last_reward_seq, n_rewards FROM models WHERE version = ?",
                 (number, number - 1),
             )
-            db.execute("INSERT INTO model_blobs VALUES (?, ?, ?)",
-                       (number, hashlib.sha256(data).hexdigest(), data))  # fmt: skip
+            db.execute(
+                "INSERT INTO model_blobs VALUES (?, ?, ?)",
+                (number, hashlib.sha256(data).hexdigest(), data),
+            )
     finally:
         db.close()
     with _serving_past_crafted_snapshots(config, data_dir, offers, features) as (server, c):
@@ -441,15 +498,33 @@ def test_a_crafted_newest_snapshot_is_skipped_on_the_first_start_after_migrating
     journal = data_dir / "renewal.journal.sqlite"
     db = sqlite3.connect(journal, isolation_level=None)
     try:  # back to what a version-1 nbo left: no registry; decisions name v<N> as before
-        for statement in ("DROP TABLE model_blobs", "DROP TABLE models",
-                          "UPDATE meta SET value = '1' WHERE key = 'schema_version'"):  # fmt: skip
+        for statement in (
+            "DROP TABLE model_blobs",
+            "DROP TABLE models",
+            "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
+        ):
             db.execute(statement)
     finally:
         db.close()
-    assert subprocess.run(
-        [sys.executable, "-m", "engine.cli", "journal", "migrate", "--data-dir", str(data_dir),
-         "--campaign", "renewal"], cwd=REPO, timeout=120, capture_output=True,
-    ).returncode == 0  # fmt: skip
+    assert (
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "engine.cli",
+                "journal",
+                "migrate",
+                "--data-dir",
+                str(data_dir),
+                "--campaign",
+                "renewal",
+            ],
+            cwd=REPO,
+            timeout=120,
+            capture_output=True,
+        ).returncode
+        == 0
+    )
     folder = data_dir / "snapshots" / "renewal"
     previous = list_snapshots(folder)[0]
     with _serving_past_crafted_snapshots(config, data_dir, offers, features) as (server, c):

@@ -77,9 +77,14 @@ class ClientWork:
             ids = [f"cb{client}-{r}-{k}" for k in range(4)]
             b = c.decide_batch(ids, [customer(client * 1000 + r + k) for k in range(4)])
             self.decided.extend(
-                zip(b.decision_ids, b.offer_ids, b.propensities.tolist(), b.model_versions,
-                    strict=True)
-            )  # fmt: skip
+                zip(
+                    b.decision_ids,
+                    b.offer_ids,
+                    b.propensities.tolist(),
+                    b.model_versions,
+                    strict=True,
+                )
+            )
         self.shared[client].extend(d[0] for d in self.decided[len(self.shared[client]) :])
         self._report_theirs()
 
@@ -317,8 +322,9 @@ def test_concurrent_clients_on_two_replicas_give_the_model_of_the_events_applied
 def test_overload_is_resource_exhausted_and_the_server_recovers(tmp_path: Path) -> None:
     """More calls at once than the server admits: the excess gets RESOURCE_EXHAUSTED at once
     (not a timeout, not INTERNAL), admitted calls complete, and only they left decisions."""
-    server = ServeProcess(campaign_config(tmp_path), tmp_path / "data",
-                          "--max-concurrent-rpcs", "4", "--threads", "2")  # fmt: skip
+    server = ServeProcess(
+        campaign_config(tmp_path), tmp_path / "data", "--max-concurrent-rpcs", "4", "--threads", "2"
+    )
     try:
         server.wait_serving()
         numeric, categorical = renewal_contexts(200, seed=4)

@@ -22,9 +22,16 @@ def test_thousand_fuzz_cases_get_the_right_status_and_change_nothing_when_reject
     data_dir = tmp_path / "data"
     # The fuzzer sends wrong admin tokens on purpose, expecting PERMISSION_DENIED each time: a
     # failure limit it never reaches (the throttle itself is tested in test_attacks.py).
-    server = ServeProcess(RENEWAL, data_dir, "--max-batch-rows", str(MAX_ROWS),
-                          "--max-message-bytes", str(1 << 20),
-                          "--auth-failure-limit", "1000000")  # fmt: skip
+    server = ServeProcess(
+        RENEWAL,
+        data_dir,
+        "--max-batch-rows",
+        str(MAX_ROWS),
+        "--max-message-bytes",
+        str(1 << 20),
+        "--auth-failure-limit",
+        "1000000",
+    )
     try:
         server.wait_serving()
         report = run_fuzz(server.target, 1000, MAX_ROWS, 1 << 20, seed=8)

@@ -75,13 +75,34 @@ def _free_port() -> int:
 
 
 def _serve(url: str, data_dir: Path, port: int) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "engine.cli", "serve", "--config", str(RENEWAL),
-               "--data-dir", str(data_dir), "--journal", url, "--host", "127.0.0.1",
-               "--port", str(port), "--log-level", "info", "--grace-seconds", "2"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "engine.cli",
+        "serve",
+        "--config",
+        str(RENEWAL),
+        "--data-dir",
+        str(data_dir),
+        "--journal",
+        url,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "info",
+        "--grace-seconds",
+        "2",
+    ]
     return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )  # fmt: skip
+    )
 
 
 def _status(client: NboClient) -> str:

@@ -53,9 +53,15 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[NboServer, Path, Path]]:
     server, _ = create_server(
         # auth_failure_limit: this test tries many wrong tokens in a row; the throttle that
         # refuses such a peer is tested in test_attacks.py.
-        serve_config(tmp_path / "data", tls_cert=cert, tls_key=key, admin_token=TOKEN,
-                     max_message_bytes=64 * 1024, auth_failure_limit=1000)
-    )  # fmt: skip
+        serve_config(
+            tmp_path / "data",
+            tls_cert=cert,
+            tls_key=key,
+            admin_token=TOKEN,
+            max_message_bytes=64 * 1024,
+            auth_failure_limit=1000,
+        )
+    )
     server.start()
     yield server, cert, tmp_path
     server.stop(grace=1)
@@ -101,8 +107,10 @@ def test_tls_and_the_admin_token_keep_out_whoever_should_be(
             version = admin.model_info().model_version
             assert admin.decide("tls-ok", customer(1)).decision_id
         # No TLS, or a server certificate the client does not trust: no connection at all.
-        for client in (NboClient(f"127.0.0.1:{server.port}", timeout=3),
-                       NboClient(target, tls_ca=other_ca, timeout=3)):  # fmt: skip
+        for client in (
+            NboClient(f"127.0.0.1:{server.port}", timeout=3),
+            NboClient(target, tls_ca=other_ca, timeout=3),
+        ):
             with client, pytest.raises(grpc.RpcError) as err:
                 client.decide("tls-refused", customer(1))
             assert err.value.code() == UNAVAILABLE
@@ -157,8 +165,15 @@ def test_message_size_limits_are_enforced_both_ways(
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-LOADERS = ("engine/campaign", "engine/features", "engine/journal", "engine/policies",
-           "engine/serving", "engine/core.py", "engine/client.py")  # fmt: skip
+LOADERS = (
+    "engine/campaign",
+    "engine/features",
+    "engine/journal",
+    "engine/policies",
+    "engine/serving",
+    "engine/core.py",
+    "engine/client.py",
+)
 FORBIDDEN_MODULES = {"pickle", "cPickle", "dill", "cloudpickle", "marshal", "shelve", "jsonpickle"}
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}
 
@@ -179,8 +194,11 @@ def test_no_code_that_loads_configs_or_models_can_unpickle_or_eval() -> None:
                     names = [node.module.split(".")[0]]
                 if FORBIDDEN_MODULES & set(names):
                     offenders.append(f"{source.relative_to(REPO)}:{node.lineno} imports {names}")
-                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                        and node.func.id in FORBIDDEN_CALLS):  # fmt: skip
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Name)
+                    and node.func.id in FORBIDDEN_CALLS
+                ):
                     offenders.append(f"{source.relative_to(REPO)}:{node.lineno} {node.func.id}()")
     assert not offenders, offenders
 
@@ -270,8 +288,12 @@ def test_data_directory_and_everything_in_it_is_owner_only_even_with_umask_0(
     finally:
         assert server.stop() == 0
     entries = [data_dir, *data_dir.rglob("*")]
-    assert any(p.suffix == ".snap" for p in entries) and any(p.name.endswith("-wal") or
-               p.name.endswith(".sqlite") for p in entries)  # fmt: skip
-    loose = {str(p.relative_to(tmp_path)): oct(stat.S_IMODE(p.stat().st_mode))
-             for p in entries if stat.S_IMODE(p.stat().st_mode) & 0o077}  # fmt: skip
+    assert any(p.suffix == ".snap" for p in entries) and any(
+        p.name.endswith("-wal") or p.name.endswith(".sqlite") for p in entries
+    )
+    loose = {
+        str(p.relative_to(tmp_path)): oct(stat.S_IMODE(p.stat().st_mode))
+        for p in entries
+        if stat.S_IMODE(p.stat().st_mode) & 0o077
+    }
     assert not loose, f"readable or writable by others: {loose}"

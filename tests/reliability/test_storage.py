@@ -43,8 +43,9 @@ def _can_mount() -> bool:
     probe = Path(f"/tmp/nbo-mount-probe-{uuid.uuid4().hex}")
     probe.mkdir()
     try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)],
-                              capture_output=True)  # fmt: skip
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)], capture_output=True
+        )
         if done.returncode != 0:
             return False
         subprocess.run(["umount", str(probe)], check=True)
@@ -61,8 +62,9 @@ def small_filesystem(path: Path, size: str) -> Iterator[Path]:
     """A tmpfs of ``size`` at ``path`` (root), else just the directory."""
     path.mkdir()
     if MOUNT:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
-                        str(path)], check=True)  # fmt: skip
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)], check=True
+        )
     try:
         yield path
     finally:
@@ -174,10 +176,25 @@ def read_only(path: Path) -> Iterator[None]:
 
 def _serve(config: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", "serve", "--config", str(config), "--data-dir",
-         str(data_dir), "--host", "127.0.0.1", "--port", "0"],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--data-dir",
+            str(data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
 
 
 @pytest.mark.slow
@@ -276,8 +293,9 @@ def test_a_corrupt_newest_model_is_refused_loudly_and_the_previous_one_used(
         assert engine.model_info()["n_rewards_applied"] == n_rewards
         assert previous_header["n_rewards"] < n_rewards
         X = np.random.default_rng(1).normal(size=(32, engine.n_features))
-        np.testing.assert_allclose(engine.policy.choose(X).scores, rebuilt.choose(X).scores,
-                                   rtol=1e-9)  # fmt: skip
+        np.testing.assert_allclose(
+            engine.policy.choose(X).scores, rebuilt.choose(X).scores, rtol=1e-9
+        )
         # Offered for promotion, the same file is refused by name and changes nothing.
         version = engine.model_version
         with pytest.raises(CorruptModelError, match=re.escape(str(newest))):

@@ -16,8 +16,9 @@ from simulators.cluster import run_cluster_demo
 def test_the_cluster_demo_loses_nothing_acknowledged_across_kills(tmp_path: Path) -> None:
     out = tmp_path / "cluster"
     stream = io.StringIO()
-    summary = run_cluster_demo(customers=4000, per_day=200, batch=100, seed=1, out=out,
-                               stream=stream)  # fmt: skip
+    summary = run_cluster_demo(
+        customers=4000, per_day=200, batch=100, seed=1, out=out, stream=stream
+    )
     assert summary["decisions_acknowledged"] == 4000 and summary["decisions_lost"] == 0
     assert summary["rewards_acknowledged"] == 4000 and summary["rewards_lost"] == 0
     assert summary["calls_retried_on_the_other_server"] >= 1  # the killed server's next call

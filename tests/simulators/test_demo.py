@@ -72,13 +72,20 @@ def _story(summary: dict) -> dict:
     """What the demo tells: everything but timings and paths."""
     ev = summary["evaluation"]
     return {
-        "live": {k: summary[k] for k in ("policy_mean_net_reward", "control_mean_net_reward",
-                                          "lift_per_decision", "explored_share", "offers")},
+        "live": {
+            k: summary[k]
+            for k in (
+                "policy_mean_net_reward",
+                "control_mean_net_reward",
+                "lift_per_decision",
+                "explored_share",
+                "offers",
+            )
+        },
         "truth": summary["ground_truth"],
-        "candidates": [(c["candidate"], c["value"], c["low"], c["high"])
-                       for c in ev["candidates"]],
+        "candidates": [(c["candidate"], c["value"], c["low"], c["high"]) for c in ev["candidates"]],
         "verdict": ev["decision"]["reason"],
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.slow
@@ -93,8 +100,15 @@ def test_the_demo_runs_the_whole_loop_and_tells_one_story_with_the_cache_cold_or
     stories = []
     for run in ("cold", "warm"):
         stream = io.StringIO()
-        summary = run_demo(customers=2400, per_day=150, batch=150, seed=5,
-                           out=tmp_path / run, workers=0, stream=stream)  # fmt: skip
+        summary = run_demo(
+            customers=2400,
+            per_day=150,
+            batch=150,
+            seed=5,
+            out=tmp_path / run,
+            workers=0,
+            stream=stream,
+        )
         _check_whole_loop(summary, tmp_path / run, stream.getvalue(), 2400)
         stories.append(_story(summary))
     assert any((tmp_path / "numba-cache").rglob("*.nbi"))  # the first run did fill the cache

@@ -19,8 +19,22 @@ from simulators.logged import generate_logs
 
 def test_a_simulator_grid_finds_the_better_exploration(tmp_path: Path, capsys) -> None:
     out = tmp_path / "tune"
-    argv = ["tune", "--policy", "softmax:temperature=0.03,3", "--env", "iris", "--rounds",
-            "3000", "--seeds", "2", "--workers", "0", "--quiet", "--out", str(out)]  # fmt: skip
+    argv = [
+        "tune",
+        "--policy",
+        "softmax:temperature=0.03,3",
+        "--env",
+        "iris",
+        "--rounds",
+        "3000",
+        "--seeds",
+        "2",
+        "--workers",
+        "0",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "<- best" in printed and "best: softmax:temperature=0.03" in printed
@@ -42,8 +56,19 @@ def test_a_log_grid_ranks_off_policy_estimates_with_intervals(tmp_path: Path, ca
     logs = tmp_path / "logs.parquet"
     pq.write_table(generate_logs(env, EpsilonGreedy(k, d, epsilon=0.5, seed=0), 3000, 3), logs)
     out = tmp_path / "tune"
-    argv = ["tune", "--policy", "egreedy:epsilon=0.05,0.5", "--logs", str(logs), "--workers",
-            "0", "--quiet", "--no-plot", "--out", str(out)]  # fmt: skip
+    argv = [
+        "tune",
+        "--policy",
+        "egreedy:epsilon=0.05,0.5",
+        "--logs",
+        str(logs),
+        "--workers",
+        "0",
+        "--quiet",
+        "--no-plot",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     report = json.loads((out / "tune.json").read_text())
     assert report["source"]["primary"] == "dr" and len(report["points"]) == 2
@@ -61,8 +86,7 @@ def test_bad_searches_fail_before_running(tmp_path: Path, capsys) -> None:
     assert main(["tune", "--policy", "nope:x=1,2", "--env", "iris", "--workers", "0"]) == 2
     assert "nope" in capsys.readouterr().err
     started = time.monotonic()
-    argv = ["tune", "--policy", "linucb:alpha=1,2", "--env", "iris", "--ray-address",
-            "127.0.0.1:1"]  # fmt: skip
+    argv = ["tune", "--policy", "linucb:alpha=1,2", "--env", "iris", "--ray-address", "127.0.0.1:1"]
     assert main(argv) == 2
     assert time.monotonic() - started < 30
     err = capsys.readouterr().err.strip().splitlines()

@@ -73,11 +73,13 @@ def test_a_worse_snapshot_is_refused_and_a_better_one_passes(served: Engine) -> 
 
 def test_without_enough_closed_decisions_there_is_no_evidence(tmp_path: Path) -> None:
     eng = Engine.from_config(RENEWAL, data_dir=tmp_path, background=False)
-    made = eng.decide_batch([f"c{i}" for i in range(50)],
-                            [{"monthly_price": 30.0, "plan": "basic"}] * 50)  # fmt: skip
+    made = eng.decide_batch(
+        [f"c{i}" for i in range(50)], [{"monthly_price": 30.0, "plan": "basic"}] * 50
+    )
     eng.reward_batch([d.decision_id for d in made], [10.0] * 50)
-    found = promotion_evidence(eng.journal, eng.policy, eng.policy, list(eng.feature_names),
-                               list(eng.offer_ids))  # fmt: skip
+    found = promotion_evidence(
+        eng.journal, eng.policy, eng.policy, list(eng.feature_names), list(eng.offer_ids)
+    )
     assert not found.passes and found.rows == 50
     assert found.reason == (
         f"not enough evidence: 50 closed decisions in the journal, the gate needs {MIN_ROWS}"
@@ -91,8 +93,12 @@ def test_promotion_through_the_gate_refuses_then_forces_and_records_the_evidence
     live = served.model_version
     bad = _sabotaged(served, "discount_20")
     assert served.model_dir is not None
-    header = {"campaign": served.campaign, "feature_names": list(served.feature_names),
-              "offer_ids": list(served.offer_ids), "version": "sabotaged"}  # fmt: skip
+    header = {
+        "campaign": served.campaign,
+        "feature_names": list(served.feature_names),
+        "offer_ids": list(served.offer_ids),
+        "version": "sabotaged",
+    }
     (served.model_dir / "sabotaged.snap").write_bytes(encode_snapshot(header, bad))
     gate = gate_for(served)
     with pytest.raises(FailedPreconditionError, match=r"does not beat the live model's estimate"):

@@ -52,9 +52,20 @@ def test_save_best_writes_the_go_candidate_with_its_evidence(tmp_path, logs, cap
     other = tmp_path / "other.snap"
     _server_snapshot(other, ("x0", "age", "x2"))
     code = main(
-        ["evaluate", "--logs", str(path), *options, "--out", str(tmp_path / "r2"),
-         "--no-progress", "--save-best", str(tmp_path / "b2.snap"), "--encoder-from", str(other)]
-    )  # fmt: skip
+        [
+            "evaluate",
+            "--logs",
+            str(path),
+            *options,
+            "--out",
+            str(tmp_path / "r2"),
+            "--no-progress",
+            "--save-best",
+            str(tmp_path / "b2.snap"),
+            "--encoder-from",
+            str(other),
+        ]
+    )
     assert code == 2 and "feature 1 to be 'x1'" in capsys.readouterr().err
 
 

@@ -35,8 +35,9 @@ charge_cost = "never"
 {offer_tables(*OFFERS)}
 """
     )
-    return Engine.from_config(path, data_dir=tmp_path / "data", clock=lambda: 1.7e9,
-                              background=False)  # fmt: skip
+    return Engine.from_config(
+        path, data_dir=tmp_path / "data", clock=lambda: 1.7e9, background=False
+    )
 
 
 def test_the_estimate_finds_nbo_better_than_a_random_baseline(tmp_path: Path) -> None:
@@ -44,9 +45,11 @@ def test_the_estimate_finds_nbo_better_than_a_random_baseline(tmp_path: Path) ->
     with _engine(tmp_path) as eng:
         for start in range(0, 3000, 100):
             baseline = [OFFERS[k] for k in rng.integers(0, 3, 100)]
-            out = eng.decide_batch([f"c{start + i}" for i in range(100)],
-                                   [{"x": float(rng.normal())} for _ in range(100)],
-                                   baseline_offers=baseline)  # fmt: skip
+            out = eng.decide_batch(
+                [f"c{start + i}" for i in range(100)],
+                [{"x": float(rng.normal())} for _ in range(100)],
+                baseline_offers=baseline,
+            )
             assert [d.offer_id for d in out] == baseline
             values = [WORTH[d.offer_id] + rng.normal(0, 0.5) for d in out]
             eng.reward_batch([d.decision_id for d in out], values)

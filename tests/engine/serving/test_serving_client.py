@@ -34,8 +34,10 @@ def test_invalid_input_carries_the_field_the_status_and_the_original_error(
     assert isinstance(exc, InvalidInputError) and isinstance(exc, ValueError)
     assert str(exc) == "customer_id: expected a non-empty string, got an empty string"
     assert (exc.field, exc.expected, exc.got) == (
-        "customer_id", "a non-empty string", "an empty string",
-    )  # fmt: skip
+        "customer_id",
+        "a non-empty string",
+        "an empty string",
+    )
     assert isinstance(exc, grpc.RpcError) and exc.code() == Code.INVALID_ARGUMENT
     assert exc.details() == str(exc)
     cause = exc.__cause__
@@ -51,17 +53,28 @@ def test_every_status_a_client_meets_raises_its_class(server: NboServer, client:
         NboClient(f"127.0.0.1:{free_port()}", timeout=2) as nobody,  # nothing listens there
     ):
         cases: list[tuple[Callable[[], Any], type[NboError], type[BaseException]]] = [
-            (lambda: client.decide("c", customer(0), campaign="winback"),
-             errors.NotFoundError, KeyError),
-            (lambda: client.decide("c", {**customer(0), **{f"a{i}": 1.0 for i in range(60_000)}}),
-             errors.ResourceExhaustedError, RuntimeError),
+            (
+                lambda: client.decide("c", customer(0), campaign="winback"),
+                errors.NotFoundError,
+                KeyError,
+            ),
+            (
+                lambda: client.decide(
+                    "c", {**customer(0), **{f"a{i}": 1.0 for i in range(60_000)}}
+                ),
+                errors.ResourceExhaustedError,
+                RuntimeError,
+            ),
             (anonymous.snapshot, errors.AuthenticationError, PermissionError),
             (intruder.snapshot, errors.PermissionDeniedError, PermissionError),
             (lambda: nobody.decide("c", customer(0)), ServiceUnavailableError, ConnectionError),
-            (lambda: client.decide("c", customer(0), timeout=1e-6),
-             errors.DeadlineExceededError, TimeoutError),
+            (
+                lambda: client.decide("c", customer(0), timeout=1e-6),
+                errors.DeadlineExceededError,
+                TimeoutError,
+            ),
             (lambda: nobody.health(), ServiceUnavailableError, ConnectionError),
-        ]  # fmt: skip
+        ]
         status_of = dict(STATUS_BY_ERROR)  # the status each class travels as
         for call, cls, builtin in cases:
             exc = _raised(call)
@@ -69,8 +82,9 @@ def test_every_status_a_client_meets_raises_its_class(server: NboServer, client:
             assert isinstance(exc, grpc.RpcError) and exc.code() == status_of[cls], repr(exc)
             assert str(exc) and str(exc) == exc.details()
             assert isinstance(exc.__cause__, grpc.RpcError)
-    assert isinstance(_raised(lambda: client.decide("c", customer(0), timeout=1e-6)),
-                      ServiceUnavailableError)  # fmt: skip
+    assert isinstance(
+        _raised(lambda: client.decide("c", customer(0), timeout=1e-6)), ServiceUnavailableError
+    )
     assert client.health() == "SERVING"
 
 
@@ -99,8 +113,10 @@ def test_a_batch_iterates_indexes_and_counts_its_decisions(client: NboClient) ->
     for i, d in enumerate(batch):
         assert d == batch[i] == rows[i]
         assert (d.decision_id, d.offer_id, d.model_version) == (
-            batch.decision_ids[i], batch.offer_ids[i], batch.model_versions[i],
-        )  # fmt: skip
+            batch.decision_ids[i],
+            batch.offer_ids[i],
+            batch.model_versions[i],
+        )
         assert d.propensity == batch.propensities[i] and 0 < d.propensity <= 1
         assert (d.explored, d.control) == (bool(batch.explored[i]), bool(batch.control[i]))
         assert d.campaign == "renewal" and d.request_id == batch.request_id

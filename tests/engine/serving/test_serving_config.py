@@ -45,13 +45,24 @@ def test_flags_win_over_the_server_table_and_env_supplies_the_token(
 def test_credential_flags_env_and_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NBO_CLIENT_TOKEN", "env-a, renewal=env-b")
     assert _args().client_tokens == ("env-a", "renewal=env-b")
-    cfg = _args("--client-token", "one", "--client-token", "renewal=two", "--insecure-admin",
-                "--auth-failure-limit", "3", "--max-streams", "50")  # fmt: skip
+    cfg = _args(
+        "--client-token",
+        "one",
+        "--client-token",
+        "renewal=two",
+        "--insecure-admin",
+        "--auth-failure-limit",
+        "3",
+        "--max-streams",
+        "50",
+    )
     assert cfg.client_tokens == ("one", "renewal=two")  # flags win over the environment
     assert (cfg.insecure_admin, cfg.auth_failure_limit, cfg.max_streams) == (True, 3, 50)
     table = tmp_path / "server.toml"
-    table.write_text('[server]\nclient_tokens = ["t"]\ntls_client_ca = "ca.pem"\n'
-                     'tls_cert = "c.pem"\ntls_key = "k.pem"\n')  # fmt: skip
+    table.write_text(
+        '[server]\nclient_tokens = ["t"]\ntls_client_ca = "ca.pem"\n'
+        'tls_cert = "c.pem"\ntls_key = "k.pem"\n'
+    )
     cfg = _args("--server-config", str(table))
     assert cfg.client_tokens == ("t",) and cfg.tls_client_ca == Path("ca.pem")
     assert cfg.client_auth_enabled
@@ -95,13 +106,17 @@ def test_bad_server_tables_are_named(tmp_path: Path, text: str, message: str) ->
         ({"threads": 0}, "threads: expected an integer >= 1, got 0"),
         ({"max_concurrent_rpcs": -1}, "max_concurrent_rpcs: expected an integer >= 0, got -1"),
         ({"grace_seconds": -1.0}, "grace_seconds: expected a number >= 0, got -1.0"),
-        ({"tls_key": Path("k.pem")},
-         "tls_cert and tls_key: expected both paths or neither, got only tls_key"),
-        ({"log_level": "loud"},
-         "log_level: expected one of ['debug', 'info', 'warning', 'error'], got 'loud'"),
+        (
+            {"tls_key": Path("k.pem")},
+            "tls_cert and tls_key: expected both paths or neither, got only tls_key",
+        ),
+        (
+            {"log_level": "loud"},
+            "log_level: expected one of ['debug', 'info', 'warning', 'error'], got 'loud'",
+        ),
         ({"admin_token": " "}, "admin_token: expected a non-empty token, got an empty string"),
     ],
-)  # fmt: skip
+)
 def test_bad_settings_are_named(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         ServeConfig(**kwargs)

@@ -153,11 +153,28 @@ def test_nbo_serve_process_answers_a_proto_only_client_and_stops_on_sigterm(
 ) -> None:
     env = dict(os.environ, NBO_ADMIN_TOKEN=TOKEN)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "serve", "--config", str(RENEWAL),
-         "--data-dir", str(tmp_path / "data"), "--host", "127.0.0.1", "--port", "0",
-         "--grace-seconds", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "serve",
+            "--config",
+            str(RENEWAL),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--grace-seconds",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -167,8 +184,10 @@ def test_nbo_serve_process_answers_a_proto_only_client_and_stops_on_sigterm(
             c.wait_until_serving(60)
             done = subprocess.run(
                 [sys.executable, "-c", PROTO_ONLY_CLIENT, str(REPO / "proto"), f"127.0.0.1:{port}"],
-                capture_output=True, text=True, timeout=60,
-            )  # fmt: skip
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert done.returncode == 0, done.stderr
             offer_id, propensity, applied = done.stdout.split()
             assert offer_id in c.model_info().offer_ids

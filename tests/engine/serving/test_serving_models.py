@@ -149,8 +149,9 @@ def test_nbo_model_commands_against_a_running_server(server, client, capsys, mon
     assert "UNAUTHENTICATED" in capsys.readouterr().err
 
 
-def test_promotion_is_gated_on_evidence_from_the_servers_own_journal(server, client, capsys,
-                                                                    monkeypatch):  # fmt: skip
+def test_promotion_is_gated_on_evidence_from_the_servers_own_journal(
+    server, client, capsys, monkeypatch
+):
     """With closed decisions in the journal, a snapshot the evaluation finds worse than the
     live model is refused with both numbers; `nbo promote --force` promotes it, recorded; the
     evidence is in GetModelInfo's origin."""
@@ -160,8 +161,9 @@ def test_promotion_is_gated_on_evidence_from_the_servers_own_journal(server, cli
     rng = np.random.default_rng(11)
     for start in range(0, 1200, 200):
         rounds = env.sample_rounds(200, rng, start)
-        made = client.decide_batch([f"g{c}" for c in rounds.customer_ids],
-                                   env.records(rounds.attributes))  # fmt: skip
+        made = client.decide_batch(
+            [f"g{c}" for c in rounds.customer_ids], env.records(rounds.attributes)
+        )
         index = {o: i for i, o in enumerate(env.action_ids)}
         actions = np.array([index[o] for o in made.offer_ids], dtype=np.int64)
         outcomes = env.draw_outcomes(rounds, actions, rng)
@@ -174,8 +176,12 @@ def test_promotion_is_gated_on_evidence_from_the_servers_own_journal(server, cli
     worst = info.offer_ids.index("discount_20")
     actions = rng.integers(0, len(info.offer_ids), 400)
     policy.update(X, actions, np.where(actions == worst, 1000.0, 0.0))
-    header = {"campaign": "renewal", "version": "sabotaged", "offer_ids": info.offer_ids,
-              "feature_names": info.feature_names}  # fmt: skip
+    header = {
+        "campaign": "renewal",
+        "version": "sabotaged",
+        "offer_ids": info.offer_ids,
+        "feature_names": info.feature_names,
+    }
     write_snapshot(models_dir(server) / "sabotaged.snap", header, policy)
     err = refusal(client.promote, "sabotaged.snap")
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION

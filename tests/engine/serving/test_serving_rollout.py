@@ -96,9 +96,13 @@ def test_set_mode_needs_the_admin_token_and_is_journaled(
         assert {d.offer_id for d in batch} == {"discount_5"}
         assert {d.propensity for d in batch} == {1.0}
         dense = client.decide_dense(
-            ["s100", "s101"], ["monthly_price"], np.array([[30.0], [40.0]]),
-            ["plan"], [["basic"], ["premium"]], baseline_offers=["none", "upgrade"],
-        )  # fmt: skip
+            ["s100", "s101"],
+            ["monthly_price"],
+            np.array([[30.0], [40.0]]),
+            ["plan"],
+            [["basic"], ["premium"]],
+            baseline_offers=["none", "upgrade"],
+        )
         assert [d.offer_id for d in dense] == ["none", "upgrade"]
         one = client.decide("s102", customer(2), baseline_offer="free_month")
         assert one.offer_id == "free_month"

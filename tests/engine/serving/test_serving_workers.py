@@ -44,9 +44,16 @@ class Workers:
         self.data_dir = data_dir
         self.metrics_port = free_port()
         self.server = ServeProcess(
-            RENEWAL, data_dir, "--workers", "2", "--metrics-port", str(self.metrics_port),
-            "--log-level", "info", *extra,
-        )  # fmt: skip
+            RENEWAL,
+            data_dir,
+            "--workers",
+            "2",
+            "--metrics-port",
+            str(self.metrics_port),
+            "--log-level",
+            "info",
+            *extra,
+        )
         self.stubs = [pb_grpc.OfferServiceStub(c) for c in channels(self.server.target, 16)]
         self.decisions: list[str] = []  # every decision the server acknowledged
         self.rewarded: set[str] = set()
@@ -234,10 +241,27 @@ def test_a_second_supervisor_on_a_led_journal_refuses_to_start(
     sqlite_workers: Workers,
 ) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "serve", "--config", str(RENEWAL), "--data-dir",
-         str(sqlite_workers.data_dir), "--port", "0", "--workers", "2", "--log-level", "warning"],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ, NBO_ADMIN_TOKEN=TOKEN),
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "serve",
+            "--config",
+            str(RENEWAL),
+            "--data-dir",
+            str(sqlite_workers.data_dir),
+            "--port",
+            "0",
+            "--workers",
+            "2",
+            "--log-level",
+            "warning",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, NBO_ADMIN_TOKEN=TOKEN),
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stdout == ""
     last = proc.stderr.strip().splitlines()[-1]
@@ -278,10 +302,27 @@ def test_a_child_that_cannot_start_stops_the_supervisor_with_its_error(tmp_path:
     bad.write_text(RENEWAL.read_text().replace("[campaign]", "[campaign]\nsurprise = 1", 1))
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "serve", "--config", str(bad), "--data-dir",
-         str(tmp_path / "data"), "--port", "0", "--workers", "2", "--log-level", "info"],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ, NBO_ADMIN_TOKEN=TOKEN),
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "serve",
+            "--config",
+            str(bad),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--port",
+            "0",
+            "--workers",
+            "2",
+            "--log-level",
+            "info",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, NBO_ADMIN_TOKEN=TOKEN),
+    )
     assert proc.returncode == 2 and proc.stdout == ""
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("nbo serve: error: the learn process failed to start: "), last
