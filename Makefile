@@ -1,7 +1,8 @@
 # Two commands do all set-up on a machine that has only python3 and make:
 #   make demo   runs the main job
 #   make test   runs the test suite
-#   make lint   runs what a reviewer checks: lint, format, types, import contracts, stale stubs
+#   make lint   runs what a reviewer checks: lint, format (never suppressed), types, import
+#               contracts, stale stubs
 # Each creates or update the local virtual environment in .venv first (idempotently:
 # it is rebuilt only when pyproject.toml changes).
 PYTHON ?= python3
@@ -35,6 +36,8 @@ lint: $(STAMP) check-stubs
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	@! git grep -n -E '# fmt: (skip|off)' -- '*.py' || \
+		{ echo "formatter suppressed above: let ruff format lay the code out"; exit 1; }
 
 # The gRPC stubs are checked in: regenerate them from proto/ and fail when that changes a file
 # (stale stubs, or a .proto edited without regenerating). Untracked new stubs count too.
