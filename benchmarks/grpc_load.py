@@ -44,6 +44,7 @@ from benchmarks.grpc_echo import READY_LINE
 from engine.client import NboClient
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
+from simulators.processes import serve_command
 from testkit.traffic import decide_requests, dense_request
 
 SERVERS = ("sync echo", "aio echo", "nbo")
@@ -456,22 +457,8 @@ def run_benchmark(config: Path, seconds: float = 3.0, repeats: int = 3) -> list[
                 proc, port = start_server([sys.executable, "-m", "benchmarks.grpc_echo", flavour])
                 procs.append(proc)
                 ports[name] = (proc.pid, port)
-            serve_cmd = [
-                sys.executable,
-                "-m",
-                "engine.cli",
-                "serve",
-                "--config",
-                str(bc.report_only_campaign(config, Path(conf_dir))),
-                "--data-dir",
-                data_dir,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--log-level",
-                "error",
-            ]
+            served = bc.report_only_campaign(config, Path(conf_dir))
+            serve_cmd = serve_command(served, data_dir, log_level="error")
             proc, port = start_server(serve_cmd)
             procs.append(proc)
             _wait_serving(port)

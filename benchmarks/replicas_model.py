@@ -9,7 +9,6 @@ import itertools
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from benchmarks.grpc_load import launch_server, reported_port
 from engine.client import NboClient
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
+from simulators.processes import serve_command
 from testkit.traffic import decide_requests
 from testkit.workers import by_pid, channels, scrape, total
 
@@ -38,27 +38,6 @@ class Served:
     metrics_port: int | None = None
 
 
-def serve_command(config: Path, data_dir: str, *extra: str) -> list[str]:
-    """``nbo serve`` of ``config`` on a free loopback port, logging errors only."""
-    return [
-        sys.executable,
-        "-m",
-        "engine.cli",
-        "serve",
-        "--config",
-        str(config),
-        "--data-dir",
-        data_dir,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--log-level",
-        "error",
-        *extra,
-    ]
-
-
 def serve_env() -> dict[str, str]:
     """The environment of every server: the admin token (never on a command line)."""
     return dict(os.environ, NBO_ADMIN_TOKEN=TOKEN)
@@ -66,7 +45,7 @@ def serve_env() -> dict[str, str]:
 
 def launch_nbo(config: Path, data_dir: str, *extra: str) -> tuple[subprocess.Popen[str], list[str]]:
     """Start ``nbo serve`` on a free port (see :func:`ready`)."""
-    command = serve_command(config, data_dir, *extra)
+    command = serve_command(config, data_dir, *extra, log_level="error")
     return launch_server(command, serve_env()), command
 
 
@@ -171,16 +150,9 @@ def failover(
         for _ in range(kills):
             leader = wait("no learner child led", leader_child)
             metrics = free_port()
-            command = serve_command(
-                config,
-                data_dir,
-                "--role",
-                "learn",
-                "--metrics-port",
-                str(metrics),
-                *extra,
+            standby, command = launch_nbo(
+                config, data_dir, "--role", "learn", "--metrics-port", str(metrics), *extra
             )
-            standby = launch_server(command, serve_env())
             reported_port(standby, command)
             killed = time.perf_counter()
             os.kill(leader, signal.SIGKILL)

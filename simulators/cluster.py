@@ -37,6 +37,7 @@ from engine.errors import NboError
 from engine.seat import led_at
 from simulators.demo import printer, read_port, run_loop
 from simulators.engine_path import DEFAULT_CAMPAIGN
+from simulators.processes import serve_command
 from simulators.renewal import RenewalEnvironment
 
 __all__ = ["run_cluster_demo"]
@@ -98,26 +99,7 @@ class SpreadClient:
 
 def _serve(name: str, role: str, config: Path, url: str, out: Path) -> _Process:
     log = out / f"{name}.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "engine.cli",
-        "serve",
-        "--config",
-        str(config),
-        "--data-dir",
-        str(out / name),
-        "--journal",
-        url,
-        "--role",
-        role,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--log-level",
-        "info",
-    ]
+    cmd = serve_command(config, out / name, "--journal", url, "--role", role, log_level="info")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log.open("w"), text=True, env=env)
     return _Process(name, role, proc, log)

@@ -36,6 +36,7 @@ import numpy as np
 from engine.cliargs import add_command, add_seed
 from engine.errors import InvalidInputError, NboError
 from simulators.engine_path import DEFAULT_CAMPAIGN
+from simulators.processes import serve_command
 from simulators.renewal import RenewalEnvironment
 from simulators.runner import DelayedFeedback, streams
 
@@ -162,20 +163,7 @@ def run_demo(
     say = printer(stream)
     served = count_published_campaign(config, out / "campaign.toml")
     server_log = (out / "server.log").open("w")
-    cmd = [
-        sys.executable,
-        "-m",
-        "engine.cli",
-        "serve",
-        "--config",
-        str(served),
-        "--data-dir",
-        str(data_dir),
-        "--port",
-        "0",
-        "--metrics-port",
-        "0",
-    ]
+    cmd = serve_command(served, data_dir, "--metrics-port", "0")
     say(f"$ nbo serve --config {served} --data-dir {data_dir} --port 0")
     say(
         f"  ({served.name} is {config.name} publishing every {_publish_every(served)} rewards,"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypedDict, Unpack
 
 import numpy as np
 import pyarrow as pa
@@ -52,6 +53,14 @@ class LoggedRounds:
         """Mean expected reward had ``actions`` (shape (n_rounds,)) been taken on these rounds."""
         rows = np.arange(self.expected_rewards.shape[0])
         return float(np.mean(self.expected_rewards[rows, np.asarray(actions)]))
+
+
+class LogOptions(TypedDict, total=False):
+    """The keyword options of :func:`simulate_logs` (defaults there), which
+    :func:`generate_logs` passes on as they came: ``learn`` and ``batch_size``."""
+
+    learn: bool
+    batch_size: int
 
 
 def _streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
@@ -162,9 +171,7 @@ def generate_logs(
     logging_policy: Policy,
     n_rounds: int,
     seed: int = 0,
-    *,
-    learn: bool = False,
-    batch_size: int = 1000,
+    **options: Unpack[LogOptions],
 ) -> pa.Table:
     """Logged data of ``logging_policy`` on ``env`` in docs/architecture.md's logged-data schema.
 
@@ -178,10 +185,10 @@ def generate_logs(
     n_rounds : int
     seed : int
         Fixes the customers and outcomes (the policy's own randomness comes from its seed).
-    learn : bool, default False
+    learn : bool, keyword-only, default False
         Update the policy after each batch (an adaptive logging policy; each logged propensity
         is still the exact probability used for that decision).
-    batch_size : int, default 1000
+    batch_size : int, keyword-only, default 1000
 
     Returns
     -------
@@ -202,9 +209,7 @@ def generate_logs(
     >>> import json; json.loads(logs.schema.metadata[b"nbo.feature_names"])[:3]
     ['bias', 'tenure_months', 'monthly_price']
     """
-    return simulate_logs(
-        env, logging_policy, n_rounds, seed, learn=learn, batch_size=batch_size
-    ).table
+    return simulate_logs(env, logging_policy, n_rounds, seed, **options).table
 
 
 def true_policy_value(

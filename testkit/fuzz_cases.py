@@ -22,8 +22,9 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 from hypothesis import strategies as st
 
+from engine.campaign import load_campaign
 from engine.serving.pb import offers_pb2 as pb
-from testkit.harness import CONTEXTS_CATEGORICAL, CONTEXTS_NUMERIC, customer
+from testkit.harness import CONTEXTS_CATEGORICAL, CONTEXTS_NUMERIC, RENEWAL, customer
 from testkit.traffic import CATEGORICAL, NUMERIC
 
 OK = "OK"
@@ -34,15 +35,7 @@ UNAUTHENTICATED = "UNAUTHENTICATED"
 PERMISSION_DENIED = "PERMISSION_DENIED"
 DELIBERATE = frozenset({OK, INVALID, NOT_FOUND, EXHAUSTED, UNAUTHENTICATED, PERMISSION_DENIED})
 
-OFFERS = (
-    "none",
-    "discount_5",
-    "discount_10",
-    "discount_20",
-    "free_month",
-    "upgrade",
-    "loyalty_gift",
-)
+OFFERS = load_campaign(RENEWAL).offer_ids  # the renewal campaign the fuzzed server hosts
 METHODS: dict[str, tuple[str, type[Message]]] = {
     "Decide": ("/nbo.v1.OfferService/Decide", pb.DecideRequest),
     "DecideBatch": ("/nbo.v1.OfferService/DecideBatch", pb.DecideBatchRequest),

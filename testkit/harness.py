@@ -12,7 +12,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +28,7 @@ from engine.client import NboClient
 from engine.journal.snapshot import read_snapshot
 from engine.journal.store import Journal
 from engine.policies import Policy, make_policy
+from simulators.processes import serve_command
 from testkit.traffic import CATEGORICAL, NUMERIC, renewal_contexts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,8 +77,46 @@ def campaign_name(config: Path) -> str:
 
 
 # ---------------------------------------------------------------------- the server process
+def spawn(
+    command: list[str], env: dict[str, str] | None = None, umask: int | None = None
+) -> subprocess.Popen[str]:
+    """Start ``command`` (an ``nbo serve`` line, see :func:`simulators.processes.serve_command`)
+    from the repository root, unbuffered, with ``env`` added to this process's environment and
+    its stdout and stderr piped as text; ``umask`` is the child's file mode mask."""
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
+        preexec_fn=None if umask is None else (lambda: os.umask(umask) and None),
+    )
+
+
+def run_serve(
+    config: Path,
+    data_dir: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    log_level: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``nbo serve`` (see :func:`simulators.processes.serve_command`) from the repository
+    root to its exit, as a server refusing to start exits: its exit code and captured output.
+    Its environment is this process's with the admin token and ``env`` added."""
+    return subprocess.run(
+        serve_command(config, data_dir, *extra, log_level=log_level),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env=dict(os.environ, NBO_ADMIN_TOKEN=TOKEN, **(env or {})),
+    )
+
+
 class ServeProcess:
-    """``nbo serve`` as a child process on a free loopback port."""
+    """``nbo serve`` as a child process on a free loopback port (``log_level`` None: the
+    server's default)."""
 
     def __init__(
         self,
@@ -87,38 +125,15 @@ class ServeProcess:
         *extra: str,
         env: dict[str, str] | None = None,
         umask: int | None = None,
+        log_level: str | None = "warning",
     ) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--data-dir",
-            str(data_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--log-level",
-            "warning",
-            "--grace-seconds",
-            "2",
-            *extra,
-        ]
-        environ = dict(os.environ, NBO_ADMIN_TOKEN=TOKEN, PYTHONUNBUFFERED="1", **(env or {}))
-        self.proc = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-            env=environ,
-            preexec_fn=None if umask is None else (lambda: os.umask(umask) and None),
+        command = serve_command(
+            config, data_dir, "--grace-seconds", "2", *extra, log_level=log_level
         )
+        self.proc = spawn(command, {"NBO_ADMIN_TOKEN": TOKEN, **(env or {})}, umask)
         self.stderr_lines: list[str] = []
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._drain.start()
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line.startswith("nbo serve: listening on port "):
@@ -159,7 +174,9 @@ class ServeProcess:
         """SIGTERM and wait for the graceful exit; returns the exit code."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(60)
+        code = self.proc.wait(60)
+        self._drain.join(10)  # the last lines: :meth:`stderr` is then the whole log
+        return code
 
     def rss_kb(self) -> int:
         """Resident set size of the server process, in kB (0 once it has exited)."""

@@ -8,17 +8,22 @@ Only shapes and counts are checked, never speeds: the figures depend on the mach
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.benchmarks.smoke import run_benchmark
 
 
+def _run_into_new_folder(module: str, tmp_path: Path, *args: str) -> tuple[Any, str]:
+    """:func:`run_benchmark` of ``module`` writing ``<module name>.json`` into a folder that does
+    not exist yet (the benchmark creates it)."""
+    return run_benchmark(module, tmp_path / "new" / f"{module.rsplit('.', 1)[1]}.json", *args)
+
+
 @pytest.mark.slow
 def test_grpc_load_measures_both_echo_servers_and_nbo_serve(tmp_path: Path) -> None:
-    results, stdout = run_benchmark(
-        "benchmarks.grpc_load", tmp_path / "new" / "grpc.json", "--quick"
-    )
+    results, stdout = _run_into_new_folder("benchmarks.grpc_load", tmp_path, "--quick")
     runs = results["runs"]
     decide = [(r["server"], r["in_flight"]) for r in runs if r["scenario"] == "Decide"]
     # Interleaved: every in-flight level measures the three servers one after the other.
@@ -35,9 +40,7 @@ def test_grpc_load_measures_both_echo_servers_and_nbo_serve(tmp_path: Path) -> N
 def test_replicas_measures_workers_against_one_process_echo_propagation_and_failover(
     tmp_path: Path,
 ) -> None:
-    results, stdout = run_benchmark(
-        "benchmarks.replicas", tmp_path / "new" / "replicas.json", "--quick"
-    )
+    results, stdout = _run_into_new_folder("benchmarks.replicas", tmp_path, "--quick")
     servers = [
         "sync echo",
         "aio echo",
@@ -72,15 +75,8 @@ def test_replicas_measures_workers_against_one_process_echo_propagation_and_fail
 
 @pytest.mark.slow
 def test_faults_survives_a_kill_and_answers_every_fuzz_case(tmp_path: Path) -> None:
-    results, stdout = run_benchmark(
-        "benchmarks.faults",
-        tmp_path / "new" / "faults.json",
-        "--kills",
-        "1",
-        "--fuzz-cases",
-        "40",
-        "--replica-cycles",
-        "1",
+    results, stdout = _run_into_new_folder(
+        "benchmarks.faults", tmp_path, "--kills", "1", "--fuzz-cases", "40", "--replica-cycles", "1"
     )
     assert results["kills"]["kills_survived"] == 1
     assert results["replicas"]["cycles_survived"] == results["replicas"]["leader_kills"] == 1
@@ -91,9 +87,9 @@ def test_faults_survives_a_kill_and_answers_every_fuzz_case(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_soak_reports_its_targets(tmp_path: Path) -> None:
-    results, stdout = run_benchmark(
+    results, stdout = _run_into_new_folder(
         "benchmarks.soak",
-        tmp_path / "new" / "soak.json",
+        tmp_path,
         "--minutes",
         "0.1",
         "--capacity-seconds",

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -14,7 +11,7 @@ import pytest
 from engine.errors import ConfigError
 from engine.policies import LinearTS
 from engine.policies.rows import THREADS_ENV, kernel_threads, over_rows, row_threads
-from testkit.harness import REPO, campaign_config
+from testkit.harness import campaign_config, run_serve
 
 
 def _trained_ts(seed: int = 3) -> tuple[LinearTS, np.ndarray, np.ndarray]:
@@ -106,28 +103,7 @@ def test_a_bad_thread_setting_fails_a_large_batch_before_any_draw(
 
 
 def test_a_server_with_a_bad_thread_setting_fails_at_start(tmp_path: Path) -> None:
-    env = {**os.environ, THREADS_ENV: "lots"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "serve",
-            "--config",
-            str(campaign_config(tmp_path)),
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        env=env,
-    )
+    done = run_serve(campaign_config(tmp_path), tmp_path / "data", env={THREADS_ENV: "lots"})
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert THREADS_ENV in lines[-1] and "'lots'" in lines[-1], done.stderr[-1500:]

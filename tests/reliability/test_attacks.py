@@ -9,7 +9,6 @@ import io
 import json
 import os
 import socket
-import subprocess
 import threading
 import time
 import tracemalloc
@@ -32,7 +31,7 @@ from engine.serving.config import ServeConfig
 from engine.serving.logs import configure_logging
 from engine.serving.metrics import MAX_HTTP_CONNECTIONS
 from engine.serving.server import create_server
-from testkit.tls import self_signed
+from testkit.tls import client_certificate, self_signed
 from tests.engine.serving.support import RENEWAL, TOKEN, customer, free_port, serve_config
 from tests.reliability.conftest import CLIENT_TOKEN
 
@@ -90,63 +89,10 @@ def test_a_token_for_a_campaign_not_hosted_is_refused_at_start(tmp_path: Path) -
         server.start()
 
 
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-def _client_cert(folder: Path, name: str) -> tuple[Path, Path, Path]:
-    """A CA and a client certificate it signed: (ca.pem, client.pem, client.key)."""
-    ca, ca_key = folder / f"{name}-ca.pem", folder / f"{name}-ca.key"
-    cert, key, csr = folder / f"{name}.pem", folder / f"{name}.key", folder / f"{name}.csr"
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        f"/CN={name}-ca",
-        "-keyout",
-        str(ca_key),
-        "-out",
-        str(ca),
-    )
-    _openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        f"/CN={name}",
-        "-keyout",
-        str(key),
-        "-out",
-        str(csr),
-    )
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        str(csr),
-        "-CA",
-        str(ca),
-        "-CAkey",
-        str(ca_key),
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-out",
-        str(cert),
-    )
-    return ca, cert, key
-
-
 def test_mutual_tls_lets_in_certified_clients_only(started: Any, tmp_path: Path) -> None:
     server_cert, server_key = self_signed(tmp_path, "server")
-    ca, cert, key = _client_cert(tmp_path, "client")
-    _, other_cert, other_key = _client_cert(tmp_path, "intruder")
+    ca, cert, key = client_certificate(tmp_path, "client")
+    _, other_cert, other_key = client_certificate(tmp_path, "intruder")
     server = started(tls_cert=server_cert, tls_key=server_key, tls_client_ca=ca)
     target = f"localhost:{server.port}"
     with NboClient(target, tls_ca=server_cert, tls_client_cert=cert, tls_client_key=key) as ok:

@@ -29,7 +29,7 @@ from engine.journal.base import ERROR_SAMPLES
 from engine.journal.snapshot import _FRAME, list_snapshots
 from engine.policies import LinUCB, _blob
 from engine.serving.server import NboServer, create_server
-from testkit.harness import REPO, ServeProcess, campaign_config, customer
+from testkit.harness import REPO, ServeProcess, campaign_config, customer, run_serve
 from tests.engine.serving.support import RENEWAL, TOKEN, serve_config
 
 T0 = 1_700_000_000.0
@@ -165,26 +165,7 @@ def test_a_data_directory_others_can_write_is_refused_with_one_line(
     with pytest.raises(PermissionDeniedError, match=r"data_dir: .*'.*shared'.*writable"):
         Engine.from_config(RENEWAL, data_dir=data_dir, background=False)
     assert list(data_dir.iterdir()) == []  # nothing was created in it
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "serve",
-            "--config",
-            str(RENEWAL),
-            "--data-dir",
-            str(data_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
+    done = run_serve(RENEWAL, data_dir)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("nbo serve: error: data_dir:"), done.stderr

@@ -5,12 +5,10 @@ server recovers by itself and reports SERVING again)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -25,7 +23,8 @@ import pytest
 
 from engine.client import NboClient
 from engine.journal.backends import open_journal
-from testkit.harness import REPO, customer
+from simulators.processes import serve_command
+from testkit.harness import REPO, customer, spawn
 
 RENEWAL = REPO / "examples" / "renewal.toml"
 PASSWORD = "s3cret-never-logged"
@@ -75,34 +74,8 @@ def _free_port() -> int:
 
 
 def _serve(url: str, data_dir: Path, port: int) -> subprocess.Popen[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "engine.cli",
-        "serve",
-        "--config",
-        str(RENEWAL),
-        "--data-dir",
-        str(data_dir),
-        "--journal",
-        url,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "info",
-        "--grace-seconds",
-        "2",
-    ]
-    return subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
+    extra = ("--journal", url, "--grace-seconds", "2")
+    return spawn(serve_command(RENEWAL, data_dir, *extra, port=port, log_level="info"))
 
 
 def _status(client: NboClient) -> str:

@@ -16,7 +16,6 @@ import re
 import resource
 import sqlite3
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,11 +28,11 @@ from engine.core import Engine
 from engine.errors import CorruptModelError
 from engine.journal.snapshot import list_snapshots, read_snapshot
 from testkit.harness import (
-    REPO,
     ServeProcess,
     campaign_config,
     customer,
     rebuilt_policy,
+    run_serve,
 )
 
 
@@ -174,29 +173,6 @@ def read_only(path: Path) -> Iterator[None]:
                 p.chmod(mode)
 
 
-def _serve(config: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--data-dir",
-            str(data_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
-
-
 @pytest.mark.slow
 def test_read_only_data_directory_is_refused_with_one_clear_line_and_left_untouched(
     tmp_path: Path,
@@ -212,7 +188,7 @@ def test_read_only_data_directory_is_refused_with_one_clear_line_and_left_untouc
         before = _digest(disk)
         with read_only(disk):
             for target in (data_dir, disk / "fresh"):  # an existing journal; a new directory
-                done = _serve(config, target)
+                done = run_serve(config, target)
                 assert done.returncode == 2, done.stderr[-2000:]
                 lines = done.stderr.strip().splitlines()
                 assert len(lines) == 1, done.stderr[-2000:]

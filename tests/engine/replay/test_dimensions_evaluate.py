@@ -60,32 +60,9 @@ def test_the_export_names_its_dimensions_and_holding_one_narrows_eligibility(log
 
 
 def test_a_candidate_holding_the_channel_is_worth_what_the_logged_channel_allows(tmp_path, logs):
-    free = evaluate(
-        logs,
-        tmp_path / "free",
-        "--policy",
-        "linucb",
-        "--mode",
-        "static",
-        "--estimators",
-        "ips,dr",
-        "--workers",
-        "0",
-    )
-    held = evaluate(
-        logs,
-        tmp_path / "held",
-        "--policy",
-        "linucb",
-        "--mode",
-        "static",
-        "--estimators",
-        "ips,dr",
-        "--workers",
-        "0",
-        "--hold",
-        "channel",
-    )
+    static = ("--policy", "linucb", "--mode", "static", "--estimators", "ips,dr", "--workers", "0")
+    free = evaluate(logs, tmp_path / "free", *static)
+    held = evaluate(logs, tmp_path / "held", *static, "--hold", "channel")
 
     def value(report: dict[str, Any]) -> dict[str, Any]:
         (cand,) = [c for c in report["candidates"] if c["label"].startswith("linucb")]

@@ -3,8 +3,6 @@ and `nbo serve` as a process stopped by SIGTERM, answered by a client built only
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -17,6 +15,7 @@ import pytest
 
 from engine.client import NboClient
 from engine.serving.server import create_server
+from testkit.harness import ServeProcess
 from testkit.tls import self_signed
 from tests.engine.serving.support import RENEWAL, REPO, TOKEN, customer, serve_config
 
@@ -151,39 +150,12 @@ PROTO_ONLY_CLIENT = textwrap.dedent(
 def test_nbo_serve_process_answers_a_proto_only_client_and_stops_on_sigterm(
     tmp_path: Path,
 ) -> None:
-    env = dict(os.environ, NBO_ADMIN_TOKEN=TOKEN)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "serve",
-            "--config",
-            str(RENEWAL),
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--grace-seconds",
-            "2",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=env,
-    )
+    server = ServeProcess(RENEWAL, tmp_path / "data", log_level=None)
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("nbo serve: listening on port "), line
-        port = int(line.rsplit(" ", 1)[1])
-        with NboClient(f"127.0.0.1:{port}", admin_token=TOKEN) as c:
+        with server.client() as c:
             c.wait_until_serving(60)
             done = subprocess.run(
-                [sys.executable, "-c", PROTO_ONLY_CLIENT, str(REPO / "proto"), f"127.0.0.1:{port}"],
+                [sys.executable, "-c", PROTO_ONLY_CLIENT, str(REPO / "proto"), server.target],
                 capture_output=True,
                 text=True,
                 timeout=60,
@@ -192,12 +164,11 @@ def test_nbo_serve_process_answers_a_proto_only_client_and_stops_on_sigterm(
             offer_id, propensity, applied = done.stdout.split()
             assert offer_id in c.model_info().offer_ids
             assert 0 < float(propensity) <= 1 and applied == "True"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-        logs = proc.stderr.read() if proc.stderr else ""
+        assert server.stop() == 0  # SIGTERM
+        logs = server.stderr()
         assert '"msg":"signal received"' in logs and '"signal":"SIGTERM"' in logs
         assert '"msg":"snapshot written"' in logs and '"msg":"stopped"' in logs
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -29,7 +27,7 @@ from engine.journal.backends import open_journal
 from engine.serving.cli import check_workers, register
 from engine.serving.pb import offers_pb2 as pb
 from engine.serving.pb import offers_pb2_grpc as pb_grpc
-from testkit.harness import RENEWAL, TOKEN, ServeProcess
+from testkit.harness import RENEWAL, TOKEN, ServeProcess, run_serve
 from testkit.traffic import decide_requests
 from testkit.workers import by_pid, channels, decide_pids, scrape, total, wait_for
 from tests.engine.serving.support import free_port
@@ -240,28 +238,7 @@ def test_a_killed_worker_is_restarted_and_serving_continues(sqlite_workers: Work
 def test_a_second_supervisor_on_a_led_journal_refuses_to_start(
     sqlite_workers: Workers,
 ) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "serve",
-            "--config",
-            str(RENEWAL),
-            "--data-dir",
-            str(sqlite_workers.data_dir),
-            "--port",
-            "0",
-            "--workers",
-            "2",
-            "--log-level",
-            "warning",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ, NBO_ADMIN_TOKEN=TOKEN),
-    )
+    proc = run_serve(RENEWAL, sqlite_workers.data_dir, "--workers", "2", log_level="warning")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stdout == ""
     last = proc.stderr.strip().splitlines()[-1]
@@ -301,28 +278,7 @@ def test_a_child_that_cannot_start_stops_the_supervisor_with_its_error(tmp_path:
     bad = tmp_path / "bad.toml"
     bad.write_text(RENEWAL.read_text().replace("[campaign]", "[campaign]\nsurprise = 1", 1))
     started = time.monotonic()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "serve",
-            "--config",
-            str(bad),
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--port",
-            "0",
-            "--workers",
-            "2",
-            "--log-level",
-            "info",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ, NBO_ADMIN_TOKEN=TOKEN),
-    )
+    proc = run_serve(bad, tmp_path / "data", "--workers", "2", log_level="info")
     assert proc.returncode == 2 and proc.stdout == ""
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("nbo serve: error: the learn process failed to start: "), last
