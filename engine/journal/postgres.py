@@ -75,7 +75,7 @@ from engine.errors import (
 )
 from engine.journal import records, schema
 from engine.journal.backends import redact_url
-from engine.journal.base import JournalBackend, ModelBlob
+from engine.journal.base import JournalBackend
 from engine.journal.leader import LeaderLock
 from engine.journal.schema import (
     DECISION_COLUMNS,
@@ -460,20 +460,13 @@ class PostgresJournal(SQLJournal, JournalBackend):
         return AdvisoryLeaderLock.acquire(self.url, self._keys["models"] ^ _LEADER_BIT, self)
 
     # ------------------------------------------------------------------ the model registry
-    def add_model(
-        self,
-        row: records.ModelRow,
-        blob: ModelBlob = None,
-        at_least: int = 0,
-        expect_newest: int | None = None,
-    ) -> int:
-        """Add a model version numbered one above every stored one (and above ``at_least``),
-        with its bytes when given (or a function of the new number that encodes them, called
-        inside the transaction), in one transaction; return its number. Writers of any
-        process take the table's append lock, so numbers are unique and grow in commit order.
-        ``expect_newest``: see :meth:`JournalBackend.add_model`."""
+    @contextmanager
+    def _models_write(self) -> Iterator[tuple[schema.Execute, int]]:
+        """A write transaction holding the models table's append lock, and the newest stored
+        version, for :meth:`SQLJournal.add_model`: writers of any process take the lock, so
+        numbers are unique and grow in commit order."""
         with self._write("models") as (conn, last):
-            return self._add_model(_executor(conn), last, row, blob, at_least, expect_newest)
+            yield _executor(conn), last
 
     def keep_model_bytes(self, version: int, blob: bytes) -> bool:
         """Keep the bytes of a stored version; False when they are already kept."""

@@ -58,7 +58,7 @@ import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from itertools import chain
 from operator import itemgetter
 from typing import Any, ClassVar
@@ -863,25 +863,31 @@ class SQLJournal(ABC):
         rows = self._rows(MODEL_BYTES, (version,))
         return bytes(rows[0][0]) if rows else None
 
-    def _add_model(
+    @abstractmethod
+    def _models_write(self) -> AbstractContextManager[tuple[Execute, int]]:
+        """One write transaction of the model registry, as ``(execute, last)``: ``last`` is the
+        newest stored version, and no other writer can add one before the commit."""
+
+    def add_model(
         self,
-        execute: Execute,
-        last: int,
         row: ModelRow,
-        blob: ModelBlob,
-        at_least: int,
-        expect_newest: int | None,
+        blob: ModelBlob = None,
+        at_least: int = 0,
+        expect_newest: int | None = None,
     ) -> int:
-        """In the caller's write transaction, in which ``last`` is the newest stored version:
-        :meth:`~engine.journal.base.JournalBackend.add_model`; returns the new number."""
-        if expect_newest is not None and last != expect_newest:
-            raise StaleModelError(stale_message(self.location, expect_newest, last))
-        version = max(last, at_least) + 1
-        execute(INSERT_MODEL, (version, *row))
-        if blob is not None:
-            data = blob(version) if callable(blob) else blob
-            execute(INSERT_MODEL_BLOB, (version, sha256(data), data))
-        return version
+        """Add a model version numbered one above every stored one (and above ``at_least``),
+        with its bytes when given (or a function of the new number that encodes them, called
+        inside the transaction), in one transaction (:meth:`_models_write`); return its number.
+        ``expect_newest``: see :meth:`~engine.journal.base.JournalBackend.add_model`."""
+        with self._models_write() as (execute, last):
+            if expect_newest is not None and last != expect_newest:
+                raise StaleModelError(stale_message(self.location, expect_newest, last))
+            version = max(last, at_least) + 1
+            execute(INSERT_MODEL, (version, *row))
+            if blob is not None:
+                data = blob(version) if callable(blob) else blob
+                execute(INSERT_MODEL_BLOB, (version, sha256(data), data))
+            return version
 
     def _keep_model_bytes(self, execute: Execute, version: int, blob: bytes) -> bool:
         """In the caller's write transaction: keep ``blob`` as the bytes of ``version``; False

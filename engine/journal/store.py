@@ -79,13 +79,12 @@ from typing import Any
 
 from engine.errors import CorruptModelError, ResourceExhaustedError
 from engine.journal import schema
-from engine.journal.base import DuplicateError, JournalBackend, ModelBlob
+from engine.journal.base import DuplicateError, JournalBackend
 from engine.journal.files import create_private, refuse_links
 from engine.journal.leader import FileLeaderLock, LeaderLock, ProcessLeaderLock
 from engine.journal.records import (
     ArchiveCut,
     DecisionRow,
-    ModelRow,
     RequestRow,
     RewardError,
     RewardRow,
@@ -415,20 +414,12 @@ class Journal(SQLJournal, JournalBackend):
             db.executemany(_INSERT_ERROR, self._count_errors(db.execute, rows))
 
     # ------------------------------------------------------------------ the model registry
-    def add_model(
-        self,
-        row: ModelRow,
-        blob: ModelBlob = None,
-        at_least: int = 0,
-        expect_newest: int | None = None,
-    ) -> int:
-        """Add a model version numbered one above every stored one (and above ``at_least``),
-        with its bytes when given (or a function of the new number that encodes them, called
-        inside the transaction), in one transaction; return its number. ``expect_newest``:
-        see :meth:`JournalBackend.add_model`."""
+    @contextmanager
+    def _models_write(self) -> Iterator[tuple[schema.Execute, int]]:
+        """A write transaction (:meth:`_write`: BEGIN IMMEDIATE holds the only writer) and the
+        newest stored model version, for :meth:`SQLJournal.add_model`."""
         with self._write() as db:
-            last = int(db.execute(schema.LAST_MODEL).fetchone()[0] or 0)
-            return self._add_model(db.execute, last, row, blob, at_least, expect_newest)
+            yield db.execute, int(db.execute(schema.LAST_MODEL).fetchone()[0] or 0)
 
     def keep_model_bytes(self, version: int, blob: bytes) -> bool:
         """Keep the bytes of a stored version; False when they are already kept."""

@@ -26,7 +26,6 @@ from engine.kernels.ridge import (
     ridge_choose_greedy,
     ridge_choose_one,
     ridge_predict,
-    ridge_thompson_one,
     ridge_update,
     ridge_update_one,
 )
@@ -55,7 +54,6 @@ __all__ = [
     "ridge_choose_greedy",
     "ridge_choose_one",
     "ridge_predict",
-    "ridge_thompson_one",
     "ridge_update",
     "ridge_update_one",
     "seed_state",
@@ -126,8 +124,8 @@ def prepare() -> None:
         pooled_noise(np.ones(k), theta, b, np.ones(k), 0.0, 0.0, 1e-12)
         row = X[0]
         for inv in (A_inv, A_inv[:0]):
-            ridge_choose_one(row, theta, inv, 1.0, mask[:1], 0.0, 0.0, state, 1e9)
-        ridge_thompson_one(row, theta, A_inv, 1.0, mask[:1], 0.0, 4, state, 1e9)
+            ridge_choose_one(row, theta, inv, 1.0, mask[:1], 0.0, 0.0, 0, state, 1e9)
+        ridge_choose_one(row, theta, A_inv, 1.0, mask[:1], 0.0, 0.0, 4, state, 1e9)
         ridge_update_one(
             A,
             A_inv,

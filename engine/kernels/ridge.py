@@ -298,32 +298,42 @@ def ridge_choose_one(
     mask: np.ndarray,
     epsilon: float,
     floor: float,
+    n_draws: int,
     state: np.ndarray,
     limit: float,
 ) -> tuple[int, float]:
-    """:func:`ridge_choose_greedy` for one context ``x`` of shape (d,) and a mask of shape
-    (1, k): ``(action, propensity)``, or ``(-1, 0.0)`` (nothing drawn) when an entry of ``x`` is
-    not finite or exceeds ``limit``. Its one-row outputs live here, not in the caller: on this
-    path the arguments' unboxing costs more than the model's arithmetic."""
+    """A ridge policy's choice for one context ``x`` of shape (d,) and a mask of shape (1, k):
+    ``(action, propensity)``, or ``(-1, 0.0)`` (nothing drawn) when an entry of ``x`` is not
+    finite or exceeds ``limit``. Its one-row outputs live here, not in the caller: on this path
+    the arguments' unboxing costs more than the model's arithmetic.
+
+    With ``n_draws`` 0 it is :func:`ridge_choose_greedy`'s choice (LinUCB, EpsilonGreedy): the
+    scores x . theta + ``alpha`` width, greedy with ``epsilon`` exploration. Otherwise it is
+    LinearTS's: the means and widths of :func:`ridge_predict` (widths times ``alpha``), then the
+    draws and the propensity (over ``n_draws`` strata) of :func:`choose_gaussian_thompson`;
+    ``epsilon`` is not used.
+    """
     if first_invalid(x, limit) >= 0:
         return -1, 0.0
     k = theta.shape[0]
+    row = x.reshape((1, x.shape[0]))
+    scores = np.empty((1, k))
     actions = np.empty(1, np.int64)
     propensities = np.empty(1)
-    ridge_choose_greedy(
-        x.reshape((1, x.shape[0])),
-        theta,
-        A_inv,
-        alpha,
-        mask,
-        epsilon,
-        floor,
-        state,
-        np.empty((1, k)),
-        actions,
-        propensities,
-        np.empty(1, np.bool_),
-    )
+    explored = np.empty(1, np.bool_)
+    if n_draws == 0:
+        widths = np.empty_like(scores) if A_inv.shape[0] == k else scores
+        ridge_predict(row, theta, A_inv, alpha, scores, widths)
+        choose_greedy(scores, mask, epsilon, floor, state, actions, propensities, explored)
+    else:
+        means = np.empty((1, k))
+        widths = np.empty((1, k))
+        ridge_predict(row, theta, A_inv, 0.0, means, widths)
+        for a in range(k):
+            widths[0, a] *= alpha
+        choose_gaussian_thompson(
+            means, widths, mask, floor, n_draws, state, scores, actions, propensities, explored
+        )
     return actions[0], propensities[0]
 
 
@@ -367,44 +377,3 @@ def ridge_update_one(
         refactor_every,
     )
     return 0
-
-
-@njit(cache=True, nogil=True)
-def ridge_thompson_one(
-    x: np.ndarray,
-    theta: np.ndarray,
-    A_inv: np.ndarray,
-    width_scale: float,
-    mask: np.ndarray,
-    floor: float,
-    n_draws: int,
-    state: np.ndarray,
-    limit: float,
-) -> tuple[int, float]:
-    """LinearTS's choice for one context ``x`` of shape (d,): the means and widths of
-    :func:`ridge_predict` (widths times ``width_scale``), then the draws and the propensity of
-    :func:`choose_gaussian_thompson`; ``(action, propensity)``, or ``(-1, 0.0)`` (nothing drawn)
-    when an entry of ``x`` is not finite or exceeds ``limit``."""
-    if first_invalid(x, limit) >= 0:
-        return -1, 0.0
-    k = theta.shape[0]
-    means = np.empty((1, k))
-    widths = np.empty((1, k))
-    actions = np.empty(1, np.int64)
-    propensities = np.empty(1)
-    ridge_predict(x.reshape((1, x.shape[0])), theta, A_inv, 0.0, means, widths)
-    for a in range(k):
-        widths[0, a] *= width_scale
-    choose_gaussian_thompson(
-        means,
-        widths,
-        mask,
-        floor,
-        n_draws,
-        state,
-        np.empty((1, k)),
-        actions,
-        propensities,
-        np.empty(1, np.bool_),
-    )
-    return actions[0], propensities[0]

@@ -34,7 +34,6 @@ from engine.kernels.ridge import (
     pooled_noise,
     refactor,
     ridge_choose_one,
-    ridge_thompson_one,
     ridge_update_one,
 )
 from engine.policies.base import Decision, Policy
@@ -312,6 +311,7 @@ class _RidgePolicy(RidgeModels):
             mask,
             epsilon,
             self.min_propensity,
+            0,
             self.rng_state_,
             VALUE_LIMIT,
         )
@@ -617,12 +617,13 @@ class LinearTS(_RidgePolicy):
         return Decision(actions, props, scores, explored)
 
     def _choose_one(self, x: FloatArray, mask: BoolArray) -> tuple[int, float]:
-        return ridge_thompson_one(
+        return ridge_choose_one(
             x,
             self.theta_,
             self.A_inv_,
             self.scale * self.noise_level(),
             mask,
+            0.0,
             self.min_propensity,
             self.propensity_draws,
             self.rng_state_,

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from engine.replay.external import external_candidate
 from engine.replay.fanout import Runner, check_reachable
 from engine.replay.readers import ColumnMap, read_logs
 from engine.replay.results import Gate
+
+if TYPE_CHECKING:
+    from engine.replay.evaluate import EvaluateOptions
 
 # The fields --column can map (what ColumnMap.parse accepts; a test keeps the two equal).
 COLUMN_FIELDS = (
@@ -528,7 +531,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def _options(
     args: argparse.Namespace, config: EvalConfig, control: int | None, runner: Any, gate: Gate
-) -> dict[str, Any]:
+) -> EvaluateOptions:
     """The options evaluate and evaluate_dataset share, from the command line."""
     return {
         "config": config,

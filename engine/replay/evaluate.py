@@ -11,8 +11,8 @@ numbers are the same whichever way the tasks ran. Shard results are added in sha
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 
@@ -44,21 +44,46 @@ SMALL_JOB = 25_000_000
 CLUSTER_CHOICES = ("auto", "customer_id", "none")
 
 
+class EvaluateOptions(TypedDict, total=False):
+    """The keyword arguments that :func:`evaluate` and
+    :func:`engine.replay.sharded.evaluate_dataset` share: the fields of
+    :class:`EvaluateSettings`, which holds their defaults."""
+
+    config: EvalConfig | None
+    train_fraction: float
+    control_action: int | None
+    primary: str
+    interval: str
+    alpha: float
+    runner: Runner | None
+    cluster: str
+    gate: Gate | None
+    folds: int | None
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """The options of an evaluation that do not depend on where the logs are, as
+    :class:`EvaluateOptions` passes them (see :func:`evaluate` for their meaning)."""
+
+    config: EvalConfig | None = None
+    train_fraction: float = 0.5
+    control_action: int | None = None
+    primary: str = "dr"
+    interval: str = "bootstrap"
+    alpha: float = 0.05
+    runner: Runner | None = None
+    cluster: str = "auto"
+    gate: Gate | None = None
+    folds: int | None = None
+
+
 def evaluate(
     data: LoggedData,
     candidates: list[Candidate],
     *,
-    config: EvalConfig | None = None,
-    train_fraction: float = 0.5,
     shard_rows: int = 131_072,
-    control_action: int | None = None,
-    primary: str = "dr",
-    interval: str = "bootstrap",
-    alpha: float = 0.05,
-    runner: Runner | None = None,
-    cluster: str = "auto",
-    gate: Gate | None = None,
-    folds: int | None = None,
+    **options: Unpack[EvaluateOptions],
 ) -> Evaluation:
     """Evaluate candidates (plus the logging, uniform and control baselines) on ``data``.
 
@@ -95,26 +120,34 @@ def evaluate(
     Returns
     -------
     Evaluation
+
+    Notes
+    -----
+    The options but ``shard_rows`` are :class:`EvaluateOptions`, with the defaults of
+    :class:`EvaluateSettings`.
     """
-    config = config or EvalConfig()
-    check_alpha(alpha)
-    if interval not in INTERVAL_METHODS:
-        raise InvalidInputError("interval", f"one of {INTERVAL_METHODS}", interval)
-    if interval == "bootstrap" and config.n_bootstrap < 2:
+    settings = EvaluateSettings(**options)
+    config = settings.config or EvalConfig()
+    train_fraction = settings.train_fraction
+    runner = settings.runner
+    check_alpha(settings.alpha)
+    if settings.interval not in INTERVAL_METHODS:
+        raise InvalidInputError("interval", f"one of {INTERVAL_METHODS}", settings.interval)
+    if settings.interval == "bootstrap" and config.n_bootstrap < 2:
         raise InvalidInputError(
             "n_bootstrap", "at least 2 for bootstrap intervals", config.n_bootstrap
         )
-    if primary not in (*config.estimators, SLOPE):
+    if settings.primary not in (*config.estimators, SLOPE):
         raise InvalidInputError(
-            "primary", f"one of the estimators {config.estimators} or {SLOPE!r}", primary
+            "primary", f"one of the estimators {config.estimators} or {SLOPE!r}", settings.primary
         )
     if shard_rows < 1:
         raise InvalidInputError("shard_rows", "an int >= 1", shard_rows)
-    if control_action is not None and not 0 <= control_action < data.n_actions:
+    if settings.control_action is not None and not 0 <= settings.control_action < data.n_actions:
         raise InvalidInputError(
-            "control_action", f"an offer index in [0, {data.n_actions})", control_action
+            "control_action", f"an offer index in [0, {data.n_actions})", settings.control_action
         )
-    clustered = _clustered(data, cluster)
+    clustered = _clustered(data, settings.cluster)
     config.make()  # validates estimator names and clip before any work
     for c in candidates:  # a bad hyperparameter fails here, before any task runs
         if c.kind != "external":
@@ -138,7 +171,7 @@ def evaluate(
             f"{1 - train_fraction:.0%} of the rows, by time)",
             f"{test.n_rounds} of {data.n_rounds} closed decisions",
         )
-    all_candidates = baselines(control_action, data.actions) + list(candidates)
+    all_candidates = baselines(settings.control_action, data.actions) + list(candidates)
     if runner is None:
         small = test.n_rounds * len(all_candidates) < SMALL_JOB
         runner = Runner(workers=0 if small else None)
@@ -162,7 +195,7 @@ def evaluate(
         # evaluation row is predicted by a model that saw neither it nor its customer.
         units = data.customer if data.customer is not None else None
         n_units = data.n_rounds if units is None else int(np.unique(units).shape[0])
-        n_model_folds = n_folds(n_units, folds)
+        n_model_folds = n_folds(n_units, settings.folds)
         all_folds = customer_folds(units, data.n_rounds, n_model_folds, config.seed)
         coef = cross_fit(data.context, data.action, data.reward, k, all_folds, n_model_folds)
         fold = all_folds[train.n_rounds :]
@@ -209,7 +242,9 @@ def evaluate(
     scoring = runner.start(score_tasks, "scoring")
     outputs = replaying() + scoring()
 
-    collected = collect_shard_results(owners, outputs, all_candidates, results, len(shards), alpha)
+    collected = collect_shard_results(
+        owners, outputs, all_candidates, results, len(shards), settings.alpha
+    )
     n_clusters = test.n_rounds
     if clustered:
         groups = []
@@ -223,16 +258,16 @@ def evaluate(
                 )
                 groups.append((slots, total))
                 n_clusters = total.n_clusters
-        apply_cluster_sums(results, groups, alpha)
+        apply_cluster_sums(results, groups, settings.alpha)
     for result in results.values():
         if result.status == "ok":
-            result.select(interval)
-    _paired_lifts(list(results.values()), alpha)
+            result.select(settings.interval)
+    _paired_lifts(list(results.values()), settings.alpha)
     return Evaluation(
         candidates=list(results.values()),
-        primary=primary,
-        interval=interval,
-        alpha=alpha,
+        primary=settings.primary,
+        interval=settings.interval,
+        alpha=settings.alpha,
         n_train=train.n_rounds,
         n_test=test.n_rounds,
         n_shards=len(shards),
@@ -254,7 +289,7 @@ def evaluate(
             "n_clusters": n_clusters,
             "every_row": every_row,
             "eligibility_known": data.eligible is not None,
-            "gate": asdict(gate or Gate()),
+            "gate": asdict(settings.gate or Gate()),
             "reward_model_cross_fitted": fold is not None,
             "reward_model_folds": n_model_folds,
         },

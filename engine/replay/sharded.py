@@ -56,7 +56,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import pyarrow as pa
@@ -77,6 +77,8 @@ from engine.replay.candidates import (
 from engine.replay.data import LoggedData
 from engine.replay.evaluate import (
     CLUSTER_CHOICES,
+    EvaluateOptions,
+    EvaluateSettings,
     _fail,
     _paired_lifts,
     apply_cluster_sums,
@@ -518,18 +520,9 @@ def evaluate_dataset(
     *,
     columns: ColumnMap | None = None,
     actions: tuple[str, ...] | None = None,
-    config: EvalConfig | None = None,
-    train_fraction: float = 0.5,
     rows_per_fragment: int = 1,
-    control_action: int | None = None,
     control_from_logs: bool = False,
-    primary: str = "dr",
-    interval: str = "bootstrap",
-    alpha: float = 0.05,
-    runner: Runner | None = None,
-    cluster: str = "auto",
-    gate: Gate | None = None,
-    folds: int | None = None,
+    **options: Unpack[EvaluateOptions],
 ) -> Evaluation:
     """:func:`engine.replay.evaluate.evaluate` of the Parquet dataset at ``path``, with every
     task reading its own fragment (see the module docstring for the passes and the limits).
@@ -537,18 +530,23 @@ def evaluate_dataset(
     ``rows_per_fragment`` groups consecutive row groups of a file into one task (the shards);
     ``control_from_logs`` (without ``control_action``): the control offer is the most frequent
     logged offer of the rows the control column flags (the lowest index on ties; none without
-    such rows), as ``nbo evaluate`` picks it in memory; the other parameters are
+    such rows), as ``nbo evaluate`` picks it in memory; the other parameters
+    (:class:`~engine.replay.evaluate.EvaluateOptions`) are
     :func:`~engine.replay.evaluate.evaluate`'s.
     """
-    config = config or EvalConfig()
-    runner = runner or Runner(workers=0, progress=False)
+    settings = EvaluateSettings(**options)
+    config = settings.config or EvalConfig()
+    runner = settings.runner or Runner(workers=0, progress=False)
+    train_fraction = settings.train_fraction
     cols = columns or ColumnMap()
     if not 0.0 <= train_fraction < 1.0:
         raise InvalidInputError("train_fraction", "a number in [0, 1)", train_fraction)
-    if interval == "bootstrap" and config.n_bootstrap < 2:
+    if settings.interval == "bootstrap" and config.n_bootstrap < 2:
         raise InvalidInputError("n_bootstrap", "at least 2 for bootstrap intervals", 0)
-    if cluster not in CLUSTER_CHOICES:
-        raise InvalidInputError("--cluster", f"one of {'|'.join(CLUSTER_CHOICES)}", cluster)
+    if settings.cluster not in CLUSTER_CHOICES:
+        raise InvalidInputError(
+            "--cluster", f"one of {'|'.join(CLUSTER_CHOICES)}", settings.cluster
+        )
     # Ready-made candidates need no training: without trained ones, every row evaluates.
     every_row = bool(candidates) and all(c.kind == "external" for c in candidates)
     if every_row:
@@ -559,7 +557,7 @@ def evaluate_dataset(
         raise InvalidInputError("logs", "at least one Parquet row group", str(path))
     schema = pq.ParquetFile(fragments[0].path).schema_arrow
     has_customers = cols.customer_id is not None and cols.customer_id in schema.names
-    if cluster == "customer_id" and not has_customers:
+    if settings.cluster == "customer_id" and not has_customers:
         raise InvalidInputError(
             "--cluster customer_id", "a customer_id column in the logs", "none (use --cluster none)"
         )
@@ -571,17 +569,11 @@ def evaluate_dataset(
             candidates,
             cols,
             actions,
+            settings,
             config,
-            train_fraction,
-            control_action,
-            control_from_logs,
-            primary,
-            interval,
-            alpha,
             runner,
-            cluster,
-            gate,
-            folds,
+            train_fraction,
+            control_from_logs,
             has_customers,
             buckets,
             spill,
@@ -593,22 +585,17 @@ def _evaluate_fragments(
     candidates: list[Candidate],
     cols: ColumnMap,
     actions: tuple[str, ...] | None,
+    settings: EvaluateSettings,
     config: EvalConfig,
-    train_fraction: float,
-    control_action: int | None,
-    control_from_logs: bool,
-    primary: str,
-    interval: str,
-    alpha: float,
     runner: Runner,
-    cluster: str,
-    gate: Gate | None,
-    folds: int | None,
+    train_fraction: float,
+    control_from_logs: bool,
     has_customers: bool,
     buckets: int,
     spill: str | None,
 ) -> Evaluation:
     estimators = config.make()
+    control_action = settings.control_action
     runner.warm_up()
     clock = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -667,9 +654,9 @@ def _evaluate_fragments(
             f"{n_rows - cut} of {n_rows} closed decisions",
         )
     clustered = False
-    if has_customers and n_customers is not None and cluster != "none":
+    if has_customers and n_customers is not None and settings.cluster != "none":
         # As in memory: customers are the units whenever one has several rows.
-        clustered = n_customers < n_rows or cluster == "customer_id"
+        clustered = n_customers < n_rows or settings.cluster == "customer_id"
     logged = np.zeros(len(actions), dtype=np.int64)
     for s in scans:
         for offer, n in s.offers.items():
@@ -677,7 +664,7 @@ def _evaluate_fragments(
                 logged[actions.index(offer)] += n
     needs_model = any(e.needs_model for e in estimators)
     n_units = n_rows if n_customers is None else n_customers
-    n_model_folds = n_folds(n_units, folds) if needs_model else 0
+    n_model_folds = n_folds(n_units, settings.folds) if needs_model else 0
     layout = Layout(
         tuple(actions),
         cols,
@@ -791,24 +778,26 @@ def _evaluate_fragments(
         ][:1]
     )
     outputs = [out if isinstance(out, TaskFailure) else out[0] for out in raw]
-    collected = collect_shard_results(owners, outputs, all_candidates, results, len(indexed), alpha)
+    collected = collect_shard_results(
+        owners, outputs, all_candidates, results, len(indexed), settings.alpha
+    )
     lap("score")
     n_clusters = n_rows - cut
     if clustered:
         n_clusters = _cluster_intervals(
-            raw, owners, collected, results, layout, config, alpha, runner
+            raw, owners, collected, results, layout, config, settings.alpha, runner
         )
         lap("clusters")
     for c in all_candidates:
         if results[c.label].status == "ok":
-            results[c.label].select(interval)
-    _paired_lifts(list(results.values()), alpha)
+            results[c.label].select(settings.interval)
+    _paired_lifts(list(results.values()), settings.alpha)
     n_test = n_rows - cut
     return Evaluation(
         candidates=list(results.values()),
-        primary=primary,
-        interval=interval,
-        alpha=alpha,
+        primary=settings.primary,
+        interval=settings.interval,
+        alpha=settings.alpha,
         n_train=cut,
         n_test=n_test,
         n_shards=len(indexed),
@@ -830,7 +819,7 @@ def _evaluate_fragments(
             "n_clusters": n_clusters,
             "every_row": every_row,
             "eligibility_known": eligible,
-            "gate": asdict(gate or Gate()),
+            "gate": asdict(settings.gate or Gate()),
             "reward_model_cross_fitted": coef is not None,
             "reward_model_folds": n_model_folds,
             "fragments": len(fragments),

@@ -20,7 +20,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import grpc
 import numpy as np
@@ -59,6 +59,26 @@ def _check_deadline(context: grpc.ServicerContext) -> None:
     remaining = context.time_remaining()
     if remaining is not None and remaining <= 0:
         raise DeadlineExceededError("deadline passed before deciding")
+
+
+class _RequestOptions(TypedDict):
+    """The keywords that Decide and DecideBatch pass to the Engine alike."""
+
+    request_id: str | None
+    probabilities: Any
+    defer_activation: bool
+
+
+def _request_options(
+    request: pb.DecideRequest | pb.DecideBatchRequest, probabilities: Any
+) -> _RequestOptions:
+    """A decide request's idempotency key (none when empty), its logging-mode ``probabilities``
+    and whether its activation is deferred, as the Engine's decide calls take them."""
+    return {
+        "request_id": request.request_id or None,
+        "probabilities": probabilities,
+        "defer_activation": request.defer_activation,
+    }
 
 
 class Pooled:
@@ -110,14 +130,9 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
         if request.request_id or probabilities or request.defer_activation:
             # Idempotent: decided alone, so a retry finds exactly this call (and a logging-mode
             # draw or a deferred decision stays one call's).
+            options = _request_options(request, probabilities)
             d = engine.decide(
-                customer_id,
-                attributes,
-                candidates,
-                request_id=request.request_id or None,
-                baseline_offer=baseline,
-                probabilities=probabilities,
-                defer_activation=request.defer_activation,
+                customer_id, attributes, candidates, baseline_offer=baseline, **options
             )
             if not d.replayed:  # a retried request_id's stored answer was counted the first time
                 self._metrics.record_decisions(name, (d.offer_id,), (d.explored,), (d.control,))
@@ -188,14 +203,9 @@ class OfferServicer(pb_grpc.OfferServiceServicer):
             if any(p is not None for p in row_probabilities):
                 probabilities = row_probabilities
         _check_deadline(context)
+        options = _request_options(request, probabilities)
         batch = engine.decide_batch(
-            customer_ids,
-            contexts,
-            candidates,
-            request_id=request.request_id or None,
-            baseline_offers=baselines,
-            probabilities=probabilities,
-            defer_activation=request.defer_activation,
+            customer_ids, contexts, candidates, baseline_offers=baselines, **options
         )
         offer_ids = [d.offer_id for d in batch]
         explored = [d.explored for d in batch]
