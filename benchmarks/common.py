@@ -394,6 +394,34 @@ def publish(path: str | Path, results: dict[str, Any]) -> int:
     return 0
 
 
+def markers(name: str) -> tuple[str, str]:
+    """The README's markers around a generated table: ``<!-- NAME:begin -->``, ``... :end``."""
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def rewrite_between_markers(path: str | Path, name: str, markdown: str) -> None:
+    """Replace the text between the markers of ``name`` (:func:`markers`) in ``path``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> page = Path(tempfile.mkdtemp()) / "README.md"
+    >>> _ = page.write_text("intro\\n<!-- t:begin -->\\nold\\n<!-- t:end -->\\nrest\\n")
+    >>> rewrite_between_markers(page, "t", "| new |")
+    >>> page.read_text().splitlines()
+    ['intro', '<!-- t:begin -->', '| new |', '<!-- t:end -->', 'rest']
+    """
+    begin, end = markers(name)
+    page = Path(path)
+    text = page.read_text(encoding="utf-8")
+    if begin not in text or end not in text.split(begin, 1)[1]:
+        raise SystemExit(f"{page}: no {begin} ... {end} markers")
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    page.write_text(f"{head}{begin}\n{markdown}\n{end}{tail}", encoding="utf-8")
+
+
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` as indented JSON (non-finite floats become null), creating folders."""
     out = Path(path)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +32,8 @@ from simulators.parallel import Task, run_tasks
 from simulators.runner import RunResult
 
 ENV = "renewal-multi"
-BEGIN, END = "<!-- dimensions-table:begin -->", "<!-- dimensions-table:end -->"
+TABLE = "dimensions-table"
+BEGIN, END = bc.markers(TABLE)
 SIZES = (20_000, 100_000)
 SEEDS = 3
 RULE = {"rule": "preferred"}
@@ -140,16 +140,6 @@ def render_markdown(table: dict[str, Any], n_seeds: int) -> str:
     return "\n".join(lines)
 
 
-def rewrite_between_markers(path: Path, markdown: str) -> None:
-    """Replace the README's text between :data:`BEGIN` and :data:`END`."""
-    text = path.read_text(encoding="utf-8")
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{path}: no {BEGIN} ... {END} markers")
-    head, rest = text.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    path.write_text(f"{head}{BEGIN}\n{markdown}\n{END}{tail}", encoding="utf-8")
-
-
 def run(args: argparse.Namespace) -> int:
     sizes = (1_000,) if args.quick else tuple(args.sizes)
     seeds = range(1 if args.quick else args.seeds)
@@ -163,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     path = bc.write_json(args.out, {"run": bc.run_info(settings), "sizes": table})
     print(f"{render_text(table)}\nwrote {path}")
     if args.readme:
-        rewrite_between_markers(Path(args.readme), render_markdown(table, len(seeds)))
+        bc.rewrite_between_markers(args.readme, TABLE, render_markdown(table, len(seeds)))
         print(f"README table rewritten: {args.readme}")
     return 0
 

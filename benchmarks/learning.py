@@ -19,7 +19,6 @@ and the JSON goes to benchmarks/results/learning.json.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +35,8 @@ from simulators.runner import RunResult
 from simulators.supervised import DATASETS
 
 #: Where the README's table sits.
-BEGIN, END = "<!-- learning-table:begin -->", "<!-- learning-table:end -->"
+TABLE = "learning-table"
+BEGIN, END = bc.markers(TABLE)
 SEEDS = 5
 VW = "vw:args=--cb_explore_adf --squarecb"
 VW_GAMMAS = (100, 1000)  # besides VW's default gamma_scale, 10
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     print(render_text(table))
     print(f"\nwrote {path}")
     if args.readme:
-        update_readme(Path(args.readme), render_markdown(table, len(seeds)))
+        bc.rewrite_between_markers(args.readme, TABLE, render_markdown(table, len(seeds)))
         print(f"README table rewritten: {args.readme}")
     return 0
 
@@ -221,17 +221,6 @@ def render_markdown(table: dict[str, Any], n_seeds: int) -> str:
         "`python -m benchmarks.learning --readme README.md` (class defaults unless tuned)."
     )
     return "\n".join(lines)
-
-
-def update_readme(path: Path, markdown: str) -> None:
-    """Replace the text between the README's learning-table markers."""
-    text = path.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.DOTALL)
-    if not pattern.search(text):
-        raise SystemExit(f"{path}: no {BEGIN} ... {END} markers")
-    path.write_text(
-        pattern.sub(lambda _m: f"{BEGIN}\n{markdown}\n{END}", text, count=1), encoding="utf-8"
-    )
 
 
 def readme_defaults(path: Path) -> dict[str, dict[str, float]]:

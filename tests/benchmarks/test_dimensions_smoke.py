@@ -25,3 +25,23 @@ def test_quick_run_writes_every_row(tmp_path) -> None:
 def test_the_readme_has_the_tables_markers() -> None:
     text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     assert text.index(BEGIN) < text.index(END)
+
+
+def test_ceiling_quick_run_separates_the_model_classes(tmp_path) -> None:
+    """The noise-free fits: being told the landing beats both linear classes by points, every
+    restricted oracle stays below the oracle, and the control is below them all."""
+    from benchmarks.dimensions_ceiling import DESIGNS, TABLE
+
+    payload, stdout = run_benchmark(
+        "benchmarks.dimensions_ceiling", tmp_path / "ceiling.json", "--quick"
+    )
+    shares = payload["shares"]
+    additive, per_combination, landing = (shares[label] for label in DESIGNS)
+    assert landing > max(additive, per_combination) + 0.03, shares
+    oracles = [v for label, v in shares.items() if label.startswith("oracle")]
+    assert len(oracles) == 3 and all(0.9 < v < 1.0 for v in oracles), shares
+    assert shares["control (no incentive)"] < min(shares.values()) + 1e-12
+    assert "% of oracle" in stdout
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    begin, end = (f"<!-- {TABLE}:{edge} -->" for edge in ("begin", "end"))
+    assert text.index(begin) < text.index(end)
