@@ -19,6 +19,17 @@ from engine.errors import InvalidInputError
 from engine.types import BoolArray, FloatArray, IntArray
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """The logistic function, written through tanh (no overflow for large ``|x|``).
+
+    Examples
+    --------
+    >>> sigmoid(np.array([-800.0, 0.0, 800.0])).tolist()
+    [0.0, 0.5, 1.0]
+    """
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
 @dataclass(frozen=True)
 class Rounds:
     """A batch of consecutive decision points drawn from an environment.

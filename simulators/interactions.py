@@ -28,7 +28,7 @@ import numpy as np
 
 from engine.errors import InvalidInputError
 from engine.types import FloatArray, IntArray
-from simulators.base import Outcomes, Rounds, check_actions, check_n_rounds
+from simulators.base import Outcomes, Rounds, check_actions, check_n_rounds, sigmoid
 
 OFFERS = ("none", "discount", "free_month", "upgrade", "bundle", "call_back")
 #: Cost of each offer, in units of a renewal's value.
@@ -52,10 +52,6 @@ FEATURE_NAMES = (
     *BINARY,
     *(f"{name}={value}" for name, values in CATEGORICAL for value in values),
 )
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 class InteractionEnvironment:
@@ -185,7 +181,7 @@ class InteractionEnvironment:
 
     def expected_rewards_of(self, logits: FloatArray) -> FloatArray:
         """Expected net reward given renewal log-odds: P(renew) minus the offer's cost."""
-        return _sigmoid(logits) - np.asarray(OFFER_COSTS)[None, :]
+        return sigmoid(logits) - np.asarray(OFFER_COSTS)[None, :]
 
     # -- the Environment protocol ----------------------------------------------------------
     def sample_rounds(self, n_rounds: int, rng: np.random.Generator, start: int = 0) -> Rounds:
@@ -211,7 +207,7 @@ class InteractionEnvironment:
         actions = check_actions(rounds, actions)
         n = rounds.n_rounds
         logits = rounds.truth["renew_logits"][np.arange(n), actions]
-        renewed = (rng.random(n) < _sigmoid(logits)).astype(np.float64)
+        renewed = (rng.random(n) < sigmoid(logits)).astype(np.float64)
         return Outcomes(
             rewards=renewed - np.asarray(OFFER_COSTS)[actions],
             values=renewed,

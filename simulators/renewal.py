@@ -31,7 +31,7 @@ import numpy as np
 
 from engine.errors import InvalidInputError, InvalidParameterError
 from engine.types import BoolArray, FloatArray, IntArray
-from simulators.base import Outcomes, Rounds, check_actions, check_n_rounds
+from simulators.base import Outcomes, Rounds, check_actions, check_n_rounds, sigmoid
 from simulators.offers import (
     CHARGE_MODES,
     DEFAULT_CHARGE,
@@ -149,10 +149,6 @@ class RenewalConfig:
             raise InvalidParameterError(
                 own, "population_size", "None or an int >= 1", self.population_size
             )
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 class RenewalEnvironment:
@@ -310,8 +306,8 @@ class RenewalEnvironment:
         )
         overpaying = np.log(a["monthly_price"] / list_price)
         season = cfg.seasonality * np.cos(2.0 * math.pi * (days - 15.0) / 365.0)
-        dnd = _sigmoid(-8.0 * (usage + 0.15)) * autopay * monthly
-        lost = _sigmoid(-2.5 + 2.0 * failures - 6.5 * usage) * (1.0 - dnd)
+        dnd = sigmoid(-8.0 * (usage + 0.15)) * autopay * monthly
+        lost = sigmoid(-2.5 + 2.0 * failures - 6.5 * usage) * (1.0 - dnd)
         churn = (
             2.0
             - 0.8 * np.log(tenure / 12.0)
@@ -326,7 +322,7 @@ class RenewalEnvironment:
             + 0.3 * south
             + season
         )
-        price_sens = _sigmoid(
+        price_sens = sigmoid(
             -2.0
             + 2.5 * basic
             - 1.5 * premium
@@ -338,9 +334,9 @@ class RenewalEnvironment:
             - 0.8 * annual
             + cfg.drift * days / 365.0
         )
-        cash = _sigmoid(-2.5 + 1.5 * failures + 1.0 * basic + 0.8 * (1.0 - autopay) + 0.7 * call)
-        upgrade = _sigmoid(-3.5 + 9.0 * usage + 0.4 * (products - 1.0)) * (1.0 - premium)
-        loyalty = _sigmoid(-8.0 + 1.2 * np.log(tenure) + 1.5 * tickets - 0.5 * basic)
+        cash = sigmoid(-2.5 + 1.5 * failures + 1.0 * basic + 0.8 * (1.0 - autopay) + 0.7 * call)
+        upgrade = sigmoid(-3.5 + 9.0 * usage + 0.4 * (products - 1.0)) * (1.0 - premium)
+        loyalty = sigmoid(-8.0 + 1.2 * np.log(tenure) + 1.5 * tickets - 0.5 * basic)
         # an offer made a few days before the contract ends lands after many have decided
         timing = 0.5 + 0.5 * np.minimum(a["days_to_renewal"].astype(np.float64), 30.0) / 30.0
         return {
@@ -383,10 +379,10 @@ class RenewalEnvironment:
         """P(renew) given renewal log-odds, the hidden shock integrated out exactly."""
         sd = self.config.hidden_sd
         if sd == 0:
-            return _sigmoid(logits)
+            return sigmoid(logits)
         out = np.zeros_like(logits)
         for x, w in zip(_GH_NODES, _GH_WEIGHTS, strict=True):
-            out += w * _sigmoid(logits + sd * x)
+            out += w * sigmoid(logits + sd * x)
         return out
 
     def renewal_values(self, attributes: dict[str, np.ndarray]) -> FloatArray:
@@ -456,7 +452,7 @@ class RenewalEnvironment:
         n = rounds.n_rounds
         rows = np.arange(n)
         shock = rng.normal(0.0, self.config.hidden_sd, n)
-        renewed = rng.random(n) < _sigmoid(rounds.truth["renew_logits"][rows, actions] + shock)
+        renewed = rng.random(n) < sigmoid(rounds.truth["renew_logits"][rows, actions] + shock)
         value = rounds.truth["renewal_value"]
         cost = rounds.truth["offer_costs"][rows, actions]
         lo, hi = self.config.delay_days

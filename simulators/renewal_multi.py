@@ -52,10 +52,10 @@ import numpy as np
 from engine.errors import InvalidInputError, InvalidParameterError
 from engine.features.combinations import combination_features, combination_id
 from engine.types import BoolArray, FloatArray, IntArray
-from simulators.base import Outcomes, Rounds, check_actions, check_n_rounds
+from simulators.base import Outcomes, Rounds, check_actions, check_n_rounds, sigmoid
 from simulators.offers import CHARGE_MODES
 from simulators.renewal import FEATURE_NAMES as RENEWAL_FEATURES
-from simulators.renewal import RenewalConfig, RenewalEnvironment, _sigmoid
+from simulators.renewal import RenewalConfig, RenewalEnvironment
 
 CONTACT_CHANNELS = ("email", "sms", "call")
 WINDOWS = ("now", "week_1", "week_2", "week_4")
@@ -254,7 +254,7 @@ class RenewalMultiEnvironment:
         email = 1.0 + 2.2 * mail - 2.0 * app + 0.5 * age - 0.6 * autopay
         sms = 0.0 + 3.0 * app - 0.9 * age - 0.5 * mail
         call = 1.2 + 1.5 * phone + 0.5 * age - 1.0 * app
-        return _sigmoid(np.stack([email, sms, call], axis=1))
+        return sigmoid(np.stack([email, sms, call], axis=1))
 
     def landing(
         self, attributes: dict[str, np.ndarray], days: FloatArray, last_sms: FloatArray
@@ -348,7 +348,7 @@ class RenewalMultiEnvironment:
         offer = np.where(landed, self.codes[actions, 0], self.renewal.control_action)
         logit = rounds.truth["landed_logits"][rows, offer]
         shock = rng.normal(0.0, self.renewal.config.hidden_sd, n)
-        renewed = rng.random(n) < _sigmoid(logit + shock)
+        renewed = rng.random(n) < sigmoid(logit + shock)
         value = rounds.truth["renewal_value"]
         cost = rounds.truth["offer_costs"][rows, actions]
         # an offer is redeemed (and costs) only if its message landed

@@ -39,10 +39,10 @@ from engine.journal.registry import feature_changes
 from engine.journal.schema import sha256
 from engine.journal.snapshot import (
     ModelShape,
-    _short_list,
-    _string_list,
     decode_header,
     decode_snapshot,
+    short_list,
+    string_list,
 )
 from engine.policies import Policy
 
@@ -93,13 +93,13 @@ def check_candidate(
             f"{source}: expected a model of campaign {campaign!r}, got one of campaign {of!r} "
             f"(train it with --campaign {campaign})"
         )
-    names = _string_list(header, "feature_names", source)
+    names = string_list(header, "feature_names", source)
     if names is not None and names != list(feature_names):
         what = feature_changes(names, feature_names)
         what = what if len(what) <= 300 else what[:300] + "..."
         raise CorruptModelError(
             f"{source}: expected a model over features {list(feature_names)}, got one over "
-            f"{_short_list(names)} (the config against the model: {what}): an encoder that differs "
+            f"{short_list(names)} (the config against the model: {what}): an encoder that differs "
             "cannot be mapped; train the model on the campaign's features"
         )
     if shape is not None and old_offer_ids is not None and header.get("offer_ids") is None:

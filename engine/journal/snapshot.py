@@ -97,16 +97,19 @@ def check_offer_mapping(old_ids: Sequence[str], new_ids: Sequence[str], source: 
         raise CorruptModelError(
             f"{source} offer_ids: expected distinct offers, at least one shared with the config, "
             f"the shared ones in the config's order, with new offers at the end; config has "
-            f"{new}, snapshot has {_short_list(old_ids)}"
+            f"{new}, snapshot has {short_list(old_ids)}"
         )
 
 
-def _short_list(items: Sequence[Any], limit: int = 12) -> str:
+def short_list(items: Sequence[Any], limit: int = 12) -> str:
+    """``items`` for an error message: the first ``limit`` and how many there are in all."""
     shown = list(items[:limit])
     return repr(shown) if len(items) <= limit else f"{repr(shown)[:-1]}, ... ({len(items)} in all)]"
 
 
-def _string_list(header: dict[str, Any], key: str, source: str) -> list[str] | None:
+def string_list(header: dict[str, Any], key: str, source: str) -> list[str] | None:
+    """A snapshot header's list of strings under ``key`` (None when absent); a value of another
+    type is a CorruptModelError naming ``source``."""
     value = header.get(key)
     if value is None:
         return None
@@ -146,14 +149,14 @@ def decode_snapshot(
     _, header, blob = _FRAME.decode(data, source)
     if header.get("policy_len") != len(blob):
         raise CorruptModelError(f"{source}: policy blob length does not match its header")
-    names = _string_list(header, "feature_names", source)
-    offers = _string_list(header, "offer_ids", source)
+    names = string_list(header, "feature_names", source)
+    offers = string_list(header, "offer_ids", source)
     n_actions = n_features = None
     if shape is not None:
         if names is not None and names != list(shape.feature_names):
             raise CorruptModelError(
                 f"{source}: expected a model over features {list(shape.feature_names)}, "
-                f"got one over {_short_list(names)}"
+                f"got one over {short_list(names)}"
             )
         n_features = len(shape.feature_names)
         old = shape.offer_ids if offers is None else offers

@@ -223,7 +223,7 @@ def evaluate(
     blobs: dict[str, bytes] = {}
     for c, out in zip(statics, training(), strict=True):
         if isinstance(out, TaskFailure):
-            _fail(results[c.label], out)
+            mark_failed(results[c.label], out)
         else:
             blobs[c.label] = out
     frozen = [c for c in all_candidates if c.kind != "learning" and results[c.label].status == "ok"]
@@ -262,7 +262,7 @@ def evaluate(
     for result in results.values():
         if result.status == "ok":
             result.select(settings.interval)
-    _paired_lifts(list(results.values()), settings.alpha)
+    paired_lifts(list(results.values()), settings.alpha)
     return Evaluation(
         candidates=list(results.values()),
         primary=settings.primary,
@@ -369,7 +369,7 @@ def collect_shard_results(
     for (labels, shard_index), out in zip(owners, outputs, strict=True):
         if isinstance(out, TaskFailure):
             for label in labels:
-                _fail(results[label], out)
+                mark_failed(results[label], out)
         elif shard_index is None:
             collected[labels[0]] = list(out)
         else:
@@ -380,13 +380,14 @@ def collect_shard_results(
         if result.status == "ok":
             parts = collected[c.label]
             if any(p is None for p in parts):
-                _fail(result, TaskFailure(c.label, "missing shard results", 0))
+                mark_failed(result, TaskFailure(c.label, "missing shard results", 0))
                 continue
             _combine(result, [p for p in parts if p is not None], alpha)
     return collected
 
 
-def _fail(result: CandidateResult, failure: TaskFailure) -> None:
+def mark_failed(result: CandidateResult, failure: TaskFailure) -> None:
+    """Mark a candidate failed by one of its tasks, keeping every earlier error beside it."""
     result.status = "failed"
     note = f"{failure.key}: {failure.error} (after {failure.attempts} attempts)"
     result.error = note if result.error is None else f"{result.error}; {note}"
@@ -469,7 +470,7 @@ def apply_cluster_sums(
             )
 
 
-def _paired_lifts(results: list[CandidateResult], alpha: float) -> None:
+def paired_lifts(results: list[CandidateResult], alpha: float) -> None:
     """Candidate minus logging policy per estimator, from the shared bootstrap resamples."""
     logging = next((r for r in results if r.spec.get("name") == "logging"), None)
     if logging is None or logging.status != "ok":

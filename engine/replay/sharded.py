@@ -79,10 +79,10 @@ from engine.replay.evaluate import (
     CLUSTER_CHOICES,
     EvaluateOptions,
     EvaluateSettings,
-    _fail,
-    _paired_lifts,
     apply_cluster_sums,
     collect_shard_results,
+    mark_failed,
+    paired_lifts,
     row_sums,
 )
 from engine.replay.external import load_distribution
@@ -741,7 +741,7 @@ def _evaluate_fragments(
         blobs[c.label] = policy.to_bytes()
     for c, out in zip(others, training(), strict=True):
         if isinstance(out, TaskFailure):
-            _fail(results[c.label], out)
+            mark_failed(results[c.label], out)
         else:
             blobs[c.label] = out
     test_frags = [
@@ -791,7 +791,7 @@ def _evaluate_fragments(
     for c in all_candidates:
         if results[c.label].status == "ok":
             results[c.label].select(settings.interval)
-    _paired_lifts(list(results.values()), settings.alpha)
+    paired_lifts(list(results.values()), settings.alpha)
     n_test = n_rows - cut
     return Evaluation(
         candidates=list(results.values()),
@@ -882,7 +882,7 @@ def _cluster_intervals(
     if failed is not None:
         for group_labels, _ in live:
             for label in group_labels:
-                _fail(results[label], failed)
+                mark_failed(results[label], failed)
         return 0
     totals = [functools.reduce(operator.add, [r[g] for r in reduced]) for g in range(len(live))]
     apply_cluster_sums(results, list(zip(slots, totals, strict=True)), alpha)
