@@ -159,6 +159,55 @@ def script_parser(module: str, description: str, quick: str) -> argparse.Argumen
     return parser
 
 
+@dataclass(frozen=True)
+class Script:
+    """A benchmark or simulator script as :func:`script` declares it.
+
+    Parameters
+    ----------
+    module : str
+        The script runs as ``python -m <module>``.
+    quick : str
+        What its ``--quick`` shrinks.
+    arguments : callable
+        Adds the script's own options to its parser (the decorated function).
+    description : str
+        What its ``--help`` says above the options.
+
+    Examples
+    --------
+    >>> @script("benchmarks.x", quick="small sizes")
+    ... def options(parser):
+    ...     '''Measure x.'''
+    ...     add_seed(parser, "seed [%(default)s]")
+    >>> args = options.parse_args(["--quick", "--seed", "2"])
+    >>> options.description, args.quick, args.seed
+    ('Measure x.', True, 2)
+    """
+
+    module: str
+    quick: str
+    arguments: Arguments
+    description: str
+
+    def parse_args(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
+        """``argv`` (the process's arguments when None) as the script reads it."""
+        parser = script_parser(self.module, self.description, self.quick)
+        self.arguments(parser)
+        return parser.parse_args(argv)
+
+
+def script(module: str, quick: str) -> Callable[[Arguments], Script]:
+    """Declare the decorated function as adding the options of the script ``python -m
+    <module>`` (after ``--quick``, whose help ``quick`` is); its docstring, white space folded, is
+    the script's description."""
+
+    def declare(arguments: Arguments) -> Script:
+        return Script(module, quick, arguments, " ".join((arguments.__doc__ or "").split()))
+
+    return declare
+
+
 def add_journal_url(parser: argparse.ArgumentParser, help: str) -> None:
     """``--journal URL``: a journal path or URL (engine.journal.backends.open_journal), None by
     default."""
