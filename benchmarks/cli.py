@@ -13,23 +13,23 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
 
 from benchmarks import core
-from engine.cliargs import add_command
+from engine.cliargs import command, commands
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``bench`` subcommand."""
-    p = add_command(
-        subparsers,
-        "bench",
-        core.run,
-        help="benchmark nbo's policies against MABWiser, Vowpal Wabbit and numpy",
-        description="Run the core benchmark (python -m benchmarks.core): batch choose "
-        "throughput, online choose+update, reward on one seeded stream, single-row latency and "
-        "first-call (compile) time, against MABWiser, Vowpal Wabbit (vowpalwabbit and "
-        "vowpal-wabbit-next) and plain numpy. Prints tables with pass/fail against the targets "
-        "and writes JSON. Takes several minutes; --quick takes well under a minute.",
-    )
-    core.add_arguments(p)
+@command("bench", core.run)
+def _bench_command(parser: argparse.ArgumentParser) -> None:
+    """benchmark nbo's policies against MABWiser, Vowpal Wabbit and numpy
+
+    Run the core benchmark (python -m benchmarks.core): batch choose throughput, online
+    choose+update, reward on one seeded stream, single-row latency and first-call (compile) time,
+    against MABWiser, Vowpal Wabbit (vowpalwabbit and vowpal-wabbit-next) and plain numpy. Prints
+    tables with pass/fail against the targets and writes JSON. Takes several minutes; --quick
+    takes well under a minute.
+    """
+    core.add_arguments(parser)
+
+
+register = commands(_bench_command)

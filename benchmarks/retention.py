@@ -17,6 +17,7 @@ several minutes); ``--quick`` fills 20,000.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -30,7 +31,7 @@ from typing import Any
 from benchmarks import common as bc
 from benchmarks.engine_throughput import BATCH, CAMPAIGN, POOL, workload
 from engine.cli import main as nbo_main
-from engine.cliargs import add_seed, script_parser
+from engine.cliargs import add_seed, script
 from engine.core import Engine
 
 DAY = 86_400.0
@@ -123,17 +124,17 @@ def table(result: dict[str, Any]) -> str:
     return bc.format_table("nbo journal compact --older-than 181", headers, rows, notes)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = script_parser(
-        "benchmarks.retention",
-        "Bytes per decision of a renewal journal before and after nbo journal compact (see the "
-        "module docstring).",
-        f"{QUICK_ROWS:,} decisions instead of {FULL_ROWS:,}",
-    )
+@script("benchmarks.retention", quick=f"{QUICK_ROWS:,} decisions instead of {FULL_ROWS:,}")
+def _options(parser: argparse.ArgumentParser) -> None:
+    """Bytes per decision of a renewal journal before and after nbo journal compact (see the
+    module docstring)."""
     add_seed(parser, "seed of the customers [%(default)s]")
     parser.add_argument("--rows", type=int, help=f"decisions to fill [{FULL_ROWS:,}]")
     bc.add_out(parser, "retention")
-    args = parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _options.parse_args(argv)
     rows = args.rows or (QUICK_ROWS if args.quick else FULL_ROWS)
     print(f"filling {rows:,} decisions, then compacting ...", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="nbo-retention-") as tmp:

@@ -19,6 +19,7 @@ Results go to benchmarks/results/rollout.json.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import common as bc
-from engine.cliargs import script_parser
+from engine.cliargs import script
 from simulators.rollout import RolloutRun, run_many
 
 
@@ -82,18 +83,18 @@ def table(result: dict[str, Any]) -> str:
     return bc.format_table("lift monitor on the renewal simulator", headers, rows, notes)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = script_parser(
-        "benchmarks.rollout",
-        "Decisions until a sabotaged model is rolled back, and false rollbacks of a good "
-        "policy, against stopping on a fixed-sample interval (see the module).",
-        "4 sabotage and 20 good seeds with shorter periods",
-    )
+@script("benchmarks.rollout", quick="4 sabotage and 20 good seeds with shorter periods")
+def _options(parser: argparse.ArgumentParser) -> None:
+    """Decisions until a sabotaged model is rolled back, and false rollbacks of a good policy,
+    against stopping on a fixed-sample interval (see the module)."""
     parser.add_argument("--seeds", type=int, default=20, help="seeds per sabotage [20]")
     parser.add_argument("--good-seeds", type=int, default=200, help="good seeds [200]")
     parser.add_argument("--workers", type=int, default=2, help="processes [2]")
     bc.add_out(parser, "rollout")
-    args = parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _options.parse_args(argv)
     settings: dict[str, Any] = {
         "warm": 3000,
         "after": 30000,

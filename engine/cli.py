@@ -1,10 +1,12 @@
 """The ``nbo`` command.
 
 Each subcommand lives beside the code it drives, provides a module-level ``register(subparsers)``
-function and is declared as an entry point of the ``nbo.commands`` group in pyproject.toml
-(engine declares serve, evaluate, train, export, lift, journal, model, promote and mode;
-simulators demo, simulate and tune; benchmarks bench). This file only discovers them and turns
-nbo's errors into one clear line and a non-zero exit code; it names no package above engine.
+function (engine.cliargs' ``commands`` of the module's declared commands; any function that
+adds subparsers will do) and is declared as an entry point of the ``nbo.commands`` group in
+pyproject.toml (engine declares serve, evaluate, train, export, lift, journal, model, promote
+and mode; simulators demo, simulate and tune; benchmarks bench). This file only discovers them
+and turns nbo's errors into one clear line and a non-zero exit code; it names no package above
+engine.
 """
 
 from __future__ import annotations

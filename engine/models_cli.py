@@ -32,71 +32,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.campaign.config import MODES
-from engine.cliargs import add_command
+from engine.cliargs import add_actions, command, commands
 from engine.serving.config import ADMIN_TOKEN_ENV
 
 if TYPE_CHECKING:
     from engine.client import ModelChange, ModelVersion, NboClient
 
 FAILED = 2
-
-
-def register(subparsers: Any) -> None:
-    """Add the ``model`` subcommand."""
-    p = add_command(
-        subparsers,
-        "model",
-        run,
-        help="list, inspect, promote or roll back a running server's model versions",
-        description="Manage a campaign's model registry through a running server's "
-        "AdminService. Needs the server's admin token (--admin-token or the "
-        f"{ADMIN_TOKEN_ENV} environment variable). Exits with 2 when the server refuses.",
-    )
-    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = actions.add_parser("list", help="versions, newest first")
-    listing.add_argument("--limit", type=int, default=20, help="most versions [%(default)s]")
-    listing.add_argument("--before", default="", help="only versions older than this one")
-    show = actions.add_parser("show", help="one version in full")
-    show.add_argument("version", help="e.g. v12")
-    promote = actions.add_parser(
-        "promote", help="make a snapshot file the live model", description=_PROMOTE_DESCRIPTION
-    )
-    _promote_arguments(promote)
-    rollback = actions.add_parser(
-        "rollback",
-        help="make an earlier version live again",
-        description="Restore an earlier version whose bytes are kept, as a new version of "
-        "kind rollback. It learns from rewards that arrive from now on; rewards journaled "
-        "since that version are not re-applied to it.",
-    )
-    rollback.add_argument("version", help="e.g. v9")
-    for sub in (listing, show, promote, rollback):
-        _connection(sub)
-    # `nbo promote FILE` is `nbo model promote FILE`: the step a rollout ends with.
-    gated = add_command(
-        subparsers,
-        "promote",
-        run,
-        help="make a snapshot file the live model, on evidence that it beats the live one",
-        description=_PROMOTE_DESCRIPTION,
-    )
-    _promote_arguments(gated)
-    _connection(gated)
-    gated.set_defaults(action="promote")
-    mode = add_command(
-        subparsers,
-        "mode",
-        run,
-        help="show or set a campaign's rollout mode (online, shadow, logging)",
-        description="Without MODE: the campaign's mode, its state (live, or rolled_back by "
-        "the lift monitor, with the evidence) and the monitor's anytime-valid lift bound. With "
-        "MODE: set it on the campaign's leading learner, journaled for every replica; setting "
-        "a mode also resumes a rolled-back campaign (see README, 'Rolling out').",
-    )
-    mode.add_argument("mode", nargs="?", choices=MODES, help="the mode to set [show it]")
-    mode.add_argument("--reason", default="", help="why, recorded with the change [none]")
-    _connection(mode)
-    mode.set_defaults(action="mode")
 
 
 _PROMOTE_DESCRIPTION = (
@@ -328,3 +270,76 @@ _ACTIONS = {
     "rollback": _rollback,
     "mode": _mode,
 }
+
+
+@command("list")
+def _list_command(parser: argparse.ArgumentParser) -> None:
+    """versions, newest first"""
+    parser.add_argument("--limit", type=int, default=20, help="most versions [%(default)s]")
+    parser.add_argument("--before", default="", help="only versions older than this one")
+    _connection(parser)
+
+
+@command("show")
+def _show_command(parser: argparse.ArgumentParser) -> None:
+    """one version in full"""
+    parser.add_argument("version", help="e.g. v12")
+    _connection(parser)
+
+
+@command("promote", description=_PROMOTE_DESCRIPTION)
+def _promote_command(parser: argparse.ArgumentParser) -> None:
+    """make a snapshot file the live model"""
+    _promote_arguments(parser)
+    _connection(parser)
+
+
+@command("rollback")
+def _rollback_command(parser: argparse.ArgumentParser) -> None:
+    """make an earlier version live again
+
+    Restore an earlier version whose bytes are kept, as a new version of kind rollback. It learns
+    from rewards that arrive from now on; rewards journaled since that version are not re-applied
+    to it.
+    """
+    parser.add_argument("version", help="e.g. v9")
+    _connection(parser)
+
+
+@command(
+    "model",
+    run,
+    description="Manage a campaign's model registry through a running server's AdminService. "
+    f"Needs the server's admin token (--admin-token or the {ADMIN_TOKEN_ENV} environment "
+    "variable). Exits with 2 when the server refuses.",
+)
+def _model_command(parser: argparse.ArgumentParser) -> None:
+    """list, inspect, promote or roll back a running server's model versions"""
+    add_actions(parser, _list_command, _show_command, _promote_command, _rollback_command)
+
+
+# `nbo promote FILE` is `nbo model promote FILE`: the step a rollout ends with.
+@command("promote", run, description=_PROMOTE_DESCRIPTION)
+def _gated_promote_command(parser: argparse.ArgumentParser) -> None:
+    """make a snapshot file the live model, on evidence that it beats the live one"""
+    _promote_command.arguments(parser)
+    parser.set_defaults(action="promote")
+
+
+@command("mode", run)
+def _mode_command(parser: argparse.ArgumentParser) -> None:
+    """show or set a campaign's rollout mode (online, shadow, logging)
+
+    Without MODE: the campaign's mode, its state (live, or rolled_back by the lift monitor, with
+    the evidence) and the monitor's anytime-valid lift bound. With MODE: set it on the campaign's
+    leading learner, journaled for every replica; setting a mode also resumes a rolled-back
+    campaign (see README, 'Rolling out').
+    """
+    parser.add_argument("mode", nargs="?", choices=MODES, help="the mode to set [show it]")
+    parser.add_argument("--reason", default="", help="why, recorded with the change [none]")
+    _connection(parser)
+    parser.set_defaults(action="mode")
+
+
+# What the nbo.commands entry points model, promote and mode name (pyproject.toml).
+register = commands(_model_command, _gated_promote_command, _mode_command)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.cliargs import add_command, add_ray_workers
+from engine.cliargs import add_ray_workers, command, commands
 from engine.errors import InvalidInputError
 from simulators.envs import ENV_NAMES, make_env
 from simulators.parallel import IN_PROCESS_LIMIT, Task, run_tasks
@@ -26,98 +26,6 @@ from simulators.runner import POLICY_DEFAULTS, RunResult, parse_policy, summariz
 
 DEFAULT_POLICIES = "linucb,lints,egreedy,shared,vw,random,control"
 PICK = "oracle's pick"
-
-
-def register(subparsers: Any) -> None:
-    """Add the ``simulate`` subcommand."""
-    p = add_command(
-        subparsers,
-        "simulate",
-        handle,
-        help="compare policies on a simulated environment with ground truth (JSON + PNG)",
-        description="Stream simulated customers through each policy (one run per policy and "
-        "seed; every policy sees the same customers for a given seed) and measure net value "
-        "per customer against the oracle, the control offer and the best single static offer. "
-        "Runs in-process, or on Ray (a task per policy x seed), through the bare policies, the "
-        "Engine API or the gRPC service.",
-    )
-    p.add_argument("--env", default="renewal", choices=ENV_NAMES, help="environment [renewal]")
-    p.add_argument(
-        "--policies",
-        default=DEFAULT_POLICIES,
-        help=f"comma list of NAME or NAME:key=value:... among {','.join(POLICY_DEFAULTS)} "
-        f"[{DEFAULT_POLICIES}]",
-    )
-    p.add_argument("--rounds", type=int, default=100_000, help="customers per run [100000]")
-    p.add_argument(
-        "--seeds", default="3", help="number of seeds (0..S-1) or a comma list of seeds [3]"
-    )
-    add_ray_workers(
-        p,
-        "0 = in-process; N = Ray with N CPUs [default: in-process for jobs up to "
-        f"{IN_PROCESS_LIMIT:,} rounds in total, else local Ray with every CPU]",
-        "run the tasks on an existing Ray cluster [none]",
-    )
-    via = p.add_mutually_exclusive_group()
-    via.add_argument(
-        "--via",
-        choices=("policy", "engine", "grpc"),
-        default="policy",
-        help="policy: bare policies on encoded arrays (fastest); engine: the Engine API with "
-        "the campaign's rules, control group, budgets and journal; grpc: a local nbo server "
-        "[policy]",
-    )
-    via.add_argument(
-        "--via-grpc", dest="via", action="store_const", const="grpc", help="same as --via grpc"
-    )
-    p.add_argument(
-        "--campaign",
-        type=Path,
-        help="campaign file whose offers, costs and rules the renewal environment uses "
-        "(and the Engine runs) [examples/renewal.toml for --via engine/grpc]",
-    )
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        help="--via engine/grpc: keep each run's journal and snapshots in DATA_DIR/POLICY-seedS "
-        "(nbo export turns a journal into Parquet logs) [temporary]",
-    )
-    p.add_argument(
-        "--batch-size", type=int, default=100, help="customers per decision batch [%(default)s]"
-    )
-    p.add_argument(
-        "--drift", type=float, help="renewal: yearly rise of price sensitivity [the environment's]"
-    )
-    p.add_argument(
-        "--seasonality",
-        type=float,
-        help="renewal: yearly churn cycle amplitude [the environment's]",
-    )
-    p.add_argument(
-        "--delay-days",
-        type=float,
-        nargs=2,
-        metavar=("LOW", "HIGH"),
-        help="renewal: outcomes known uniformly LOW..HIGH days after the decision [7 30]",
-    )
-    p.add_argument(
-        "--population-size",
-        type=int,
-        help="renewal: draw arrivals from a fixed book of this many customers [none: every "
-        "arrival is a new customer]",
-    )
-    p.add_argument(
-        "--rule",
-        choices=("preferred",),
-        help="renewal-multi: a fixed rule picks channel and timing (preferred: every message "
-        "now, through the customer's preferred channel) and the policy only the offer [none]",
-    )
-    p.add_argument("--label-noise", type=float, help="data sets: reward flip probability [0]")
-    p.add_argument(
-        "--out", type=Path, default=Path("nbo-data/simulate"), help="output directory [%(default)s]"
-    )
-    p.add_argument("--no-plot", action="store_true", help="skip the PNG")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _seeds(text: str) -> list[int]:
@@ -266,3 +174,95 @@ def handle(args: argparse.Namespace) -> int:
         print(f"wrote {png}")
     sys.stdout.flush()
     return 0
+
+
+@command("simulate", handle)
+def _simulate_command(p: argparse.ArgumentParser) -> None:
+    """compare policies on a simulated environment with ground truth (JSON + PNG)
+
+    Stream simulated customers through each policy (one run per policy and seed; every policy sees
+    the same customers for a given seed) and measure net value per customer against the oracle, the
+    control offer and the best single static offer. Runs in-process, or on Ray (a task per policy x
+    seed), through the bare policies, the Engine API or the gRPC service.
+    """
+    p.add_argument("--env", default="renewal", choices=ENV_NAMES, help="environment [renewal]")
+    p.add_argument(
+        "--policies",
+        default=DEFAULT_POLICIES,
+        help=f"comma list of NAME or NAME:key=value:... among {','.join(POLICY_DEFAULTS)} "
+        f"[{DEFAULT_POLICIES}]",
+    )
+    p.add_argument("--rounds", type=int, default=100_000, help="customers per run [100000]")
+    p.add_argument(
+        "--seeds", default="3", help="number of seeds (0..S-1) or a comma list of seeds [3]"
+    )
+    add_ray_workers(
+        p,
+        "0 = in-process; N = Ray with N CPUs [default: in-process for jobs up to "
+        f"{IN_PROCESS_LIMIT:,} rounds in total, else local Ray with every CPU]",
+        "run the tasks on an existing Ray cluster [none]",
+    )
+    via = p.add_mutually_exclusive_group()
+    via.add_argument(
+        "--via",
+        choices=("policy", "engine", "grpc"),
+        default="policy",
+        help="policy: bare policies on encoded arrays (fastest); engine: the Engine API with "
+        "the campaign's rules, control group, budgets and journal; grpc: a local nbo server "
+        "[policy]",
+    )
+    via.add_argument(
+        "--via-grpc", dest="via", action="store_const", const="grpc", help="same as --via grpc"
+    )
+    p.add_argument(
+        "--campaign",
+        type=Path,
+        help="campaign file whose offers, costs and rules the renewal environment uses "
+        "(and the Engine runs) [examples/renewal.toml for --via engine/grpc]",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="--via engine/grpc: keep each run's journal and snapshots in DATA_DIR/POLICY-seedS "
+        "(nbo export turns a journal into Parquet logs) [temporary]",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=100, help="customers per decision batch [%(default)s]"
+    )
+    p.add_argument(
+        "--drift", type=float, help="renewal: yearly rise of price sensitivity [the environment's]"
+    )
+    p.add_argument(
+        "--seasonality",
+        type=float,
+        help="renewal: yearly churn cycle amplitude [the environment's]",
+    )
+    p.add_argument(
+        "--delay-days",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="renewal: outcomes known uniformly LOW..HIGH days after the decision [7 30]",
+    )
+    p.add_argument(
+        "--population-size",
+        type=int,
+        help="renewal: draw arrivals from a fixed book of this many customers [none: every "
+        "arrival is a new customer]",
+    )
+    p.add_argument(
+        "--rule",
+        choices=("preferred",),
+        help="renewal-multi: a fixed rule picks channel and timing (preferred: every message "
+        "now, through the customer's preferred channel) and the policy only the offer [none]",
+    )
+    p.add_argument("--label-noise", type=float, help="data sets: reward flip probability [0]")
+    p.add_argument(
+        "--out", type=Path, default=Path("nbo-data/simulate"), help="output directory [%(default)s]"
+    )
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+# What the nbo.commands entry point simulate names (pyproject.toml).
+register = commands(_simulate_command)

@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from engine.cliargs import add_command, add_seed
+from engine.cliargs import add_seed, command, commands
 from engine.errors import InvalidInputError, NboError
 from simulators.engine_path import DEFAULT_CAMPAIGN
 from simulators.processes import serve_command
@@ -46,32 +46,6 @@ CANDIDATES = (
     "lints",
     "egreedy:epsilon=0.05",
 )
-
-
-def register(subparsers: Any) -> None:
-    """Add the ``demo`` subcommand."""
-    p = add_command(
-        subparsers,
-        "demo",
-        handle,
-        help="the whole loop: serve, simulated customers over gRPC, export, evaluate, report",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-    )
-    p.add_argument("--customers", type=int, default=60_000, help="customers to serve [60000]")
-    p.add_argument("--per-day", type=int, default=800, help="customers per simulated day [800]")
-    p.add_argument("--batch", type=int, default=200, help="customers per DecideBatch call [200]")
-    add_seed(p, "simulation seed [0]")
-    p.add_argument("--config", default=str(DEFAULT_CAMPAIGN), help="campaign file [%(default)s]")
-    p.add_argument("--out", default="nbo-demo", help="demo directory (wiped first) [nbo-demo]")
-    p.add_argument("--workers", type=int, default=2, help="local Ray CPUs for evaluate [2]")
-    p.add_argument("--no-evaluate", action="store_true", help="skip export + evaluate")
-    p.add_argument(
-        "--cluster",
-        action="store_true",
-        help="the replicated deployment instead: a local PostgreSQL, two decide servers, a "
-        "leading and a standby learner; one decide server and the leader are killed -9 midway "
-        "(make demo-cluster)",
-    )
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -595,3 +569,27 @@ def printer(stream: IO[str]) -> Any:
         print(text, file=stream, flush=True)
 
     return say
+
+
+@command("demo", handle, description=__doc__.split("\n\n")[0] if __doc__ else None)
+def _demo_command(p: argparse.ArgumentParser) -> None:
+    """the whole loop: serve, simulated customers over gRPC, export, evaluate, report"""
+    p.add_argument("--customers", type=int, default=60_000, help="customers to serve [60000]")
+    p.add_argument("--per-day", type=int, default=800, help="customers per simulated day [800]")
+    p.add_argument("--batch", type=int, default=200, help="customers per DecideBatch call [200]")
+    add_seed(p, "simulation seed [0]")
+    p.add_argument("--config", default=str(DEFAULT_CAMPAIGN), help="campaign file [%(default)s]")
+    p.add_argument("--out", default="nbo-demo", help="demo directory (wiped first) [nbo-demo]")
+    p.add_argument("--workers", type=int, default=2, help="local Ray CPUs for evaluate [2]")
+    p.add_argument("--no-evaluate", action="store_true", help="skip export + evaluate")
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the replicated deployment instead: a local PostgreSQL, two decide servers, a "
+        "leading and a standby learner; one decide server and the leader are killed -9 midway "
+        "(make demo-cluster)",
+    )
+
+
+# What the nbo.commands entry point demo names (pyproject.toml).
+register = commands(_demo_command)

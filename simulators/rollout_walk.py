@@ -17,6 +17,7 @@ simulators.rollout_walk`` (about a minute); ``--quick`` for a smaller one (the t
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import os
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.cliargs import script_parser
+from engine.cliargs import script
 from simulators.engine_path import DEFAULT_CAMPAIGN, SimClock
 from simulators.renewal import RenewalEnvironment
 from simulators.rollout import sabotaged_snapshot
@@ -177,15 +178,15 @@ def run(shadow: int, online: int, after: int, seed: int, control_share: float) -
     return said
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = script_parser(
-        "simulators.rollout_walk",
-        "Shadow -> online against business as usual -> an automatic rollback, on a real server "
-        "with the commands (see the module docstring).",
-        "fewer customers and a larger control group",
-    )
+@script("simulators.rollout_walk", quick="fewer customers and a larger control group")
+def _options(parser: argparse.ArgumentParser) -> None:
+    """Shadow -> online against business as usual -> an automatic rollback, on a real server
+    with the commands (see the module docstring)."""
     parser.add_argument("--seed", type=int, default=7, help="simulator seed [%(default)s]")
-    args = parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _options.parse_args(argv)
     if args.quick:
         run(2 * DAY_BATCH * 5, DAY_BATCH * 8, DAY_BATCH * 30, args.seed, 0.5)
     else:

@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.cliargs import add_command, add_ray_workers, parse_command
+from engine.cliargs import add_ray_workers, command, commands, parse_command
 from engine.errors import InvalidInputError
 from engine.replay.candidates import expand_grid, parse_policy
 from simulators.envs import ENV_NAMES
@@ -54,62 +54,6 @@ from simulators.envs import ENV_NAMES
 __all__ = ["best_toml", "grid_of", "policy_text", "register", "run_tune"]
 
 MAX_POINTS = 200  # grid points one search runs
-
-
-def register(subparsers: Any) -> None:
-    """Add the ``tune`` subcommand."""
-    p = add_command(
-        subparsers,
-        "tune",
-        handle,
-        help="hyperparameter search for a policy over a simulator or logs (table + JSON + PNG)",
-        description="Try every point of a policy's hyperparameter grid (comma lists in the "
-        "spec) on a simulated environment with ground truth (--env; every point sees the same "
-        "customers per seed) or off-policy on logged data (--logs; estimates with intervals), "
-        "in parallel on Ray; print the points best first and write tune.json, "
-        "best-policy.toml (a [policy] table for a campaign file) and tune.png.",
-    )
-    p.add_argument(
-        "--policy",
-        required=True,
-        metavar="SPEC",
-        help="NAME:key=v1,v2:key2=w1,w2 (comma lists form the grid) or a JSON object with "
-        "list values",
-    )
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--env", choices=ENV_NAMES, help="tune on this simulator [one of --env and --logs]"
-    )
-    source.add_argument(
-        "--logs", type=Path, help="tune off-policy on these logs, as nbo evaluate [none]"
-    )
-    p.add_argument("--rounds", type=int, default=20_000, help="--env: customers per run [20000]")
-    p.add_argument("--seeds", type=int, default=3, help="--env: seeds per point [3]")
-    p.add_argument(
-        "--column",
-        action="append",
-        default=[],
-        metavar="FIELD=COLUMN",
-        help="--logs: map a source column onto a logged-data field (as nbo evaluate) [none]",
-    )
-    p.add_argument(
-        "--mode",
-        default="learning",
-        choices=("learning", "static"),
-        help="--logs: learning (each point replays the log while it learns) or static "
-        "(trained on the earlier rows) [%(default)s]",
-    )
-    p.add_argument("--primary", default="dr", help="--logs: estimator that ranks [dr]")
-    add_ray_workers(
-        p,
-        "0 = in-process; N = local Ray with N CPUs [the job decides: in-process when small]",
-        "run on an existing Ray cluster (fails within seconds when unreachable) [none]",
-    )
-    p.add_argument(
-        "--out", type=Path, default=Path("nbo-data/tune"), help="output directory [%(default)s]"
-    )
-    p.add_argument("--no-plot", action="store_true", help="skip the PNG")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def grid_of(text: str) -> list[dict[str, Any]]:
@@ -357,3 +301,60 @@ def handle(args: argparse.Namespace) -> int:
         print(f"wrote {what['report']} (the whole off-policy evaluation)")
     sys.stdout.flush()
     return 0
+
+
+@command("tune", handle)
+def _tune_command(p: argparse.ArgumentParser) -> None:
+    """hyperparameter search for a policy over a simulator or logs (table + JSON + PNG)
+
+    Try every point of a policy's hyperparameter grid (comma lists in the spec) on a simulated
+    environment with ground truth (--env; every point sees the same customers per seed) or
+    off-policy on logged data (--logs; estimates with intervals), in parallel on Ray; print the
+    points best first and write tune.json, best-policy.toml (a [policy] table for a campaign file)
+    and tune.png.
+    """
+    p.add_argument(
+        "--policy",
+        required=True,
+        metavar="SPEC",
+        help="NAME:key=v1,v2:key2=w1,w2 (comma lists form the grid) or a JSON object with "
+        "list values",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--env", choices=ENV_NAMES, help="tune on this simulator [one of --env and --logs]"
+    )
+    source.add_argument(
+        "--logs", type=Path, help="tune off-policy on these logs, as nbo evaluate [none]"
+    )
+    p.add_argument("--rounds", type=int, default=20_000, help="--env: customers per run [20000]")
+    p.add_argument("--seeds", type=int, default=3, help="--env: seeds per point [3]")
+    p.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="FIELD=COLUMN",
+        help="--logs: map a source column onto a logged-data field (as nbo evaluate) [none]",
+    )
+    p.add_argument(
+        "--mode",
+        default="learning",
+        choices=("learning", "static"),
+        help="--logs: learning (each point replays the log while it learns) or static "
+        "(trained on the earlier rows) [%(default)s]",
+    )
+    p.add_argument("--primary", default="dr", help="--logs: estimator that ranks [dr]")
+    add_ray_workers(
+        p,
+        "0 = in-process; N = local Ray with N CPUs [the job decides: in-process when small]",
+        "run on an existing Ray cluster (fails within seconds when unreachable) [none]",
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path("nbo-data/tune"), help="output directory [%(default)s]"
+    )
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+# What the nbo.commands entry point tune names (pyproject.toml).
+register = commands(_tune_command)

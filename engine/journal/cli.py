@@ -20,116 +20,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.cliargs import add_command, add_journal_url
+from engine.cliargs import add_actions, add_journal_url, command, commands
 from engine.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from engine.journal.base import JournalBackend
-
-
-def register(subparsers: Any) -> None:
-    """Add the ``export``, ``lift`` and ``journal`` subcommands."""
-    export = add_command(
-        subparsers,
-        "export",
-        run_export,
-        help="write a campaign's decision journal as Parquet (the logged-data schema)",
-        description="Export the decisions and rewards of a campaign's journal as a Parquet file "
-        "in the logged-data schema that `nbo evaluate` and replay read.",
-    )
-    _common(export)
-    export.add_argument(
-        "--out", type=Path, default=None, help="Parquet file [results/<campaign>.parquet]"
-    )
-    export.add_argument(
-        "--closed-only", action="store_true", help="only decisions that have a reward"
-    )
-    export.add_argument(
-        "--lift", action="store_true", help="also write the lift report next to the Parquet file"
-    )
-
-    lift = add_command(
-        subparsers,
-        "lift",
-        run_lift,
-        help="incremental value per decision of the policy over the control group",
-        description="Report the policy's net reward per decision minus the control group's, "
-        "with a confidence interval, from a campaign's journal. Exits with 3 (and says what "
-        "is missing) while either group has fewer than 2 closed decisions.",
-    )
-    _common(lift)
-    lift.add_argument(
-        "--level",
-        type=float,
-        default=0.95,
-        help="confidence level: 0.8, 0.9, 0.95 or 0.99 [%(default)s]",
-    )
-    lift.add_argument(
-        "--out", type=Path, default=None, help="JSON file [results/<campaign>-lift.json]"
-    )
-
-    journal = subparsers.add_parser(
-        "journal",
-        help="journal maintenance (schema migrations, retention)",
-        description="Maintain a campaign's journal.",
-    )
-    actions = journal.add_subparsers(dest="action", metavar="ACTION", required=True)
-    migrate = add_command(
-        actions,
-        "migrate",
-        run_migrate,
-        help="bring a journal to this nbo's schema version",
-        description="Apply the schema migrations a journal written by an older nbo needs "
-        "(version 1 -> 2 adds the model registry's tables and those of idempotent requests and "
-        "of rejected-reward counts; 2 or 3 -> 4 adds the activations table and the decisions' "
-        "deferred column, false for every stored decision; whichever are missing, and no stored "
-        "value is changed). nbo never migrates an existing journal unless asked; a running "
-        "server of the older nbo keeps working on a migrated journal (its decisions are "
-        "immediate).",
-    )
-    _common(migrate)
-
-    compact = add_command(
-        actions,
-        "compact",
-        run_compact,
-        help="move old closed decisions to a Parquet archive and give their space back",
-        description="Move the closed decisions (rewarded, or expired) made more than "
-        "--older-than days ago, with their rewards, out of the journal into hive-partitioned "
-        "Parquet in the logged-data schema (ARCHIVE/campaign=NAME/date=YYYY-MM-DD/), which `nbo "
-        "evaluate --logs ARCHIVE` reads. Kept whatever their age: pending decisions, rewards the "
-        "learner may still replay, the traffic window, decisions of stored requests. Budgets, "
-        "lift and counts report the same numbers afterwards. An interrupted run is finished by "
-        "the next one (same --archive) without duplicates. Prints the journal's bytes per "
-        "decision before and after.",
-    )
-    compact.add_argument(
-        "--config",
-        type=Path,
-        required=True,
-        metavar="TOML",
-        help="the campaign's file: its windows set the least --older-than, its traffic window "
-        "the decisions kept, its name and [journal] url the journal (unless --journal)",
-    )
-    compact.add_argument(
-        "--older-than",
-        required=True,
-        metavar="DAYS",
-        help="archive closed decisions made more than DAYS days ago (at least the campaign's "
-        "longest reward, frequency, cooldown or request window)",
-    )
-    compact.add_argument(
-        "--archive", type=Path, required=True, metavar="DIR", help="the archive's root directory"
-    )
-    compact.add_argument(
-        "--vacuum",
-        action="store_true",
-        help="rewrite the store to give all freed space back (SQLite VACUUM: needed once for a "
-        "journal created before nbo set incremental auto-vacuum; PostgreSQL VACUUM FULL); "
-        "writers wait until it is done, so run it while no server writes",
-    )
-    compact.add_argument("--json", action="store_true", help="print the report as JSON")
-    _common(compact)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -356,3 +251,110 @@ def _write_lift(journal: JournalBackend, campaign: str, out: Path, level: float)
         )
     print(f"wrote {out}")
     return missing is None
+
+
+@command("export", run_export)
+def _export_command(parser: argparse.ArgumentParser) -> None:
+    """write a campaign's decision journal as Parquet (the logged-data schema)
+
+    Export the decisions and rewards of a campaign's journal as a Parquet file in the logged-data
+    schema that `nbo evaluate` and replay read.
+    """
+    _common(parser)
+    parser.add_argument(
+        "--out", type=Path, default=None, help="Parquet file [results/<campaign>.parquet]"
+    )
+    parser.add_argument(
+        "--closed-only", action="store_true", help="only decisions that have a reward"
+    )
+    parser.add_argument(
+        "--lift", action="store_true", help="also write the lift report next to the Parquet file"
+    )
+
+
+@command("lift", run_lift)
+def _lift_command(parser: argparse.ArgumentParser) -> None:
+    """incremental value per decision of the policy over the control group
+
+    Report the policy's net reward per decision minus the control group's, with a confidence
+    interval, from a campaign's journal. Exits with 3 (and says what is missing) while either
+    group has fewer than 2 closed decisions.
+    """
+    _common(parser)
+    parser.add_argument(
+        "--level",
+        type=float,
+        default=0.95,
+        help="confidence level: 0.8, 0.9, 0.95 or 0.99 [%(default)s]",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="JSON file [results/<campaign>-lift.json]"
+    )
+
+
+@command("migrate", run_migrate)
+def _migrate_command(parser: argparse.ArgumentParser) -> None:
+    """bring a journal to this nbo's schema version
+
+    Apply the schema migrations a journal written by an older nbo needs (version 1 -> 2 adds the
+    model registry's tables and those of idempotent requests and of rejected-reward counts; 2 or
+    3 -> 4 adds the activations table and the decisions' deferred column, false for every stored
+    decision; whichever are missing, and no stored value is changed). nbo never migrates an
+    existing journal unless asked; a running server of the older nbo keeps working on a migrated
+    journal (its decisions are immediate).
+    """
+    _common(parser)
+
+
+@command("compact", run_compact)
+def _compact_command(parser: argparse.ArgumentParser) -> None:
+    """move old closed decisions to a Parquet archive and give their space back
+
+    Move the closed decisions (rewarded, or expired) made more than --older-than days ago, with
+    their rewards, out of the journal into hive-partitioned Parquet in the logged-data schema
+    (ARCHIVE/campaign=NAME/date=YYYY-MM-DD/), which `nbo evaluate --logs ARCHIVE` reads. Kept
+    whatever their age: pending decisions, rewards the learner may still replay, the traffic
+    window, decisions of stored requests. Budgets, lift and counts report the same numbers
+    afterwards. An interrupted run is finished by the next one (same --archive) without
+    duplicates. Prints the journal's bytes per decision before and after.
+    """
+    parser.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        metavar="TOML",
+        help="the campaign's file: its windows set the least --older-than, its traffic window "
+        "the decisions kept, its name and [journal] url the journal (unless --journal)",
+    )
+    parser.add_argument(
+        "--older-than",
+        required=True,
+        metavar="DAYS",
+        help="archive closed decisions made more than DAYS days ago (at least the campaign's "
+        "longest reward, frequency, cooldown or request window)",
+    )
+    parser.add_argument(
+        "--archive", type=Path, required=True, metavar="DIR", help="the archive's root directory"
+    )
+    parser.add_argument(
+        "--vacuum",
+        action="store_true",
+        help="rewrite the store to give all freed space back (SQLite VACUUM: needed once for a "
+        "journal created before nbo set incremental auto-vacuum; PostgreSQL VACUUM FULL); "
+        "writers wait until it is done, so run it while no server writes",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    _common(parser)
+
+
+@command("journal")
+def _journal_command(parser: argparse.ArgumentParser) -> None:
+    """journal maintenance (schema migrations, retention)
+
+    Maintain a campaign's journal.
+    """
+    add_actions(parser, _migrate_command, _compact_command)
+
+
+# What the nbo.commands entry points export, lift and journal name (pyproject.toml).
+register = commands(_export_command, _lift_command, _journal_command)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.cliargs import add_command, add_ray_workers, add_seed
+from engine.cliargs import add_ray_workers, add_seed, command, commands
 from engine.errors import InvalidInputError, InvalidParameterError
 from engine.policies import make_policy
 from engine.replay.candidates import (
@@ -46,238 +46,6 @@ COLUMN_FIELDS = (
     "explored",
     "customer_id",
 )
-
-
-def register(subparsers: Any) -> None:
-    """Add the ``evaluate`` and ``train`` subcommands."""
-    evaluate = add_command(
-        subparsers,
-        "evaluate",
-        run_evaluate,
-        help="off-policy evaluation of candidate policies on logged data (JSON + HTML report)",
-        description="Estimate what candidate policies would have earned on logged decisions, "
-        "with confidence intervals, next to the logging policy and the uniform and control "
-        "baselines; print the candidates and a go/no-go line, write evaluation.json and "
-        "report.html. The log is split in time: the earlier --train-fraction of rows trains the "
-        "static candidates, the later rows evaluate every candidate; the reward model is "
-        "cross-fitted over every row in --folds folds of customers.",
-    )
-    _add_source_args(evaluate)
-    evaluate.add_argument(
-        "--policy",
-        action="append",
-        default=[],
-        metavar="SPEC",
-        help="candidate: NAME, NAME:key=v1,v2:key2=v (comma lists form a grid) or a JSON object; "
-        "snapshot:PATH (an nbo snapshot, over the log's features and offers) or file:PATH "
-        "(another system's probabilities, Parquet or CSV with columns decision_id, action, "
-        "probability; a missing pair is probability 0), both scored on every logged row when "
-        "no trained candidate needs a train split; repeatable; without one only the baselines "
-        "are scored (and the verdict is NO-GO)",
-    )
-    evaluate.add_argument(
-        "--mode",
-        default="static,learning",
-        help="how candidates run, comma list: static (trained on the earlier rows, then "
-        "frozen), learning (starts untrained and learns while replaying the later rows) "
-        "[%(default)s]",
-    )
-    evaluate.add_argument(
-        "--estimators",
-        default=",".join(ESTIMATORS),
-        help="comma list of estimators [%(default)s]",
-    )
-    evaluate.add_argument(
-        "--primary",
-        default="dr",
-        help="estimator that ranks and decides; one of --estimators, or slope: for each "
-        "candidate the estimator SLOPE chooses (the narrowest interval consistent with every "
-        "wider one; Su et al. 2020, Tucker & Lee 2021) [%(default)s]",
-    )
-    evaluate.add_argument(
-        "--interval",
-        default="bootstrap",
-        choices=INTERVAL_METHODS,
-        help="confidence interval method [%(default)s]",
-    )
-    evaluate.add_argument(
-        "--hold",
-        default="",
-        metavar="DIMENSIONS",
-        help="logs of a campaign with [[dimensions]]: the candidates choose only the other "
-        "dimensions, each row keeping its logged values of these (comma list, e.g. "
-        "channel,timing: 'nbo for the offer, the current rule for the channel and timing') "
-        "[%(default)s: none held]",
-    )
-    evaluate.add_argument(
-        "--cluster",
-        default="auto",
-        choices=("auto", "customer_id", "none"),
-        help="independent units of every interval: customer_id sums each customer's rows and "
-        "resamples customers (rows of a returning customer are correlated), none resamples rows "
-        "[%(default)s: customer_id whenever a customer has several rows]",
-    )
-    evaluate.add_argument(
-        "--folds",
-        type=int,
-        default=None,
-        help="folds of customers the reward model of dm, dr, sndr, switch-dr and dr-os is "
-        "cross-fitted in (each row predicted by a model that saw neither it nor its customer) "
-        "[%(default)s: 5, or 2 when a fold would hold fewer than 20 customers]",
-    )
-    gate = evaluate.add_argument_group(
-        "go/no-go gate",
-        "a candidate whose lower bound beats the logging policy still gets NO-GO (with the "
-        "reason) when its estimators' intervals do not overlap, or:",
-    )
-    gate.add_argument(
-        "--min-ess",
-        type=float,
-        default=100.0,
-        help="effective sample size below this [%(default)s]",
-    )
-    gate.add_argument(
-        "--min-match-rate",
-        type=float,
-        default=0.1,
-        help="its mean probability of the logged offer below this (for a deterministic "
-        "candidate: the share of rows where it picks the logged offer) [%(default)s]",
-    )
-    gate.add_argument(
-        "--max-unseen",
-        type=float,
-        default=0.05,
-        help="without an eligible column: more than this share of its choices go to offers "
-        "never logged in that context's stratum (rows with the same 0/1 context columns, "
-        "strata of >= 30 rows; else offers never logged at all) [%(default)s]",
-    )
-    evaluate.add_argument(
-        "--bootstrap", type=int, default=200, help="bootstrap resamples [%(default)s]"
-    )
-    evaluate.add_argument(
-        "--alpha", type=float, default=0.05, help="1 - confidence level [%(default)s]"
-    )
-    evaluate.add_argument(
-        "--clip",
-        type=float,
-        default=None,
-        help="clip importance weights at this value [%(default)s: no clipping]",
-    )
-    evaluate.add_argument(
-        "--train-fraction",
-        type=float,
-        default=0.5,
-        help="share of the rows, earliest first, that trains the static candidates; the rest "
-        "evaluates [%(default)s]",
-    )
-    evaluate.add_argument(
-        "--control-offer",
-        default=None,
-        help="offer id of the business-as-usual control [%(default)s: the most frequent offer "
-        "in control rows, when the logs have a control column]",
-    )
-    evaluate.add_argument(
-        "--batch-size", type=int, default=256, help="replay batch size [%(default)s]"
-    )
-    evaluate.add_argument(
-        "--shard-rows",
-        type=int,
-        default=131_072,
-        help="rows per task (Parquet read by the tasks: consecutive row groups of a file up to "
-        "at least this many rows) [%(default)s]",
-    )
-    evaluate.add_argument(
-        "--read",
-        default="auto",
-        choices=("auto", "memory"),
-        help="auto: with Parquet logs each task reads its own row groups (the driver never "
-        "holds the logs) unless a candidate or option needs every row in memory (a snapshot "
-        "whose choice probabilities are sampled, --save-best, 0/1 context columns without an "
-        "eligible column), and the report says which; memory: read the logs into memory first "
-        "[%(default)s]",
-    )
-    add_ray_workers(
-        evaluate,
-        "0: in-process; N: local Ray with N CPUs [%(default)s: in-process for small jobs, else "
-        "local Ray with every CPU]",
-        "an existing Ray cluster [%(default)s]",
-    )
-    evaluate.add_argument(
-        "--retries", type=int, default=2, help="retries per failed task [%(default)s]"
-    )
-    evaluate.add_argument("--out", default="nbo-evaluation", help="report directory [%(default)s]")
-    evaluate.add_argument(
-        "--save-best",
-        default=None,
-        metavar="PATH",
-        help="write the GO candidate as an nbo snapshot (its trained policy, the encoder state "
-        "when --encoder-from gives it, the estimate, lower bound, estimator, interval and the "
-        "evaluated rows' time range in its header); refused when the verdict is NO-GO [none]",
-    )
-    evaluate.add_argument(
-        "--encoder-from",
-        default=None,
-        metavar="SNAPSHOT_OR_DATA_DIR",
-        help="with --save-best: copy the encoder state from a server snapshot file, a snapshot "
-        "directory or a campaign data directory (its journal's meta) [none: a snapshot: "
-        "candidate's own]",
-    )
-    meta = evaluate.add_argument_group(
-        "meta-evaluation",
-        "--meta NAME replaces --logs: logs with a known truth are generated from a simulator for "
-        "each seed and every estimator's bias, RMSE and interval coverage over the seeds is "
-        "reported (a table, and meta.json in --out)",
-    )
-    meta.add_argument(
-        "--meta", default=None, metavar="NAME", help="case generator, e.g. renewal [none]"
-    )
-    meta.add_argument("--seeds", type=int, default=50, help="seeds to run [%(default)s]")
-    meta.add_argument(
-        "--meta-rows", type=int, default=3000, help="logged rows per seed [%(default)s]"
-    )
-    # --logs comes from the shared source options; with --meta it is not needed.
-    for action in evaluate._actions:
-        if action.dest == "logs":
-            action.required = False
-            action.help = f"{action.help} [required unless --meta]"
-
-    train = add_command(
-        subparsers,
-        "train",
-        run_train,
-        help="learn a policy from logged data and write a snapshot the service can promote",
-        description="Offline warm start: fit a policy on logged decisions with IPS-weighted or "
-        "doubly robust targets and write an nbo snapshot file.",
-    )
-    _add_source_args(train)
-    train.add_argument("--policy", required=True, metavar="SPEC", help="policy spec (no grid)")
-    train.add_argument(
-        "--target",
-        default="ips",
-        choices=("ips", "dr"),
-        help="training targets: IPS-weighted rewards or doubly robust [%(default)s]",
-    )
-    train.add_argument(
-        "--encoder-from",
-        default=None,
-        metavar="SNAPSHOT_OR_DATA_DIR",
-        help="copy the encoder state (the feature statistics the service encodes with) into the "
-        "snapshot: from a server snapshot file, a snapshot directory or a campaign data "
-        "directory (its journal's meta); its feature names must equal the log's [default: the "
-        "logs' nbo.encoder schema metadata when present]",
-    )
-    train.add_argument(
-        "--folds",
-        type=int,
-        default=None,
-        help="--target dr: folds of customers its reward model is cross-fitted in [%(default)s: "
-        "5, or 2 when a fold would hold fewer than 20 customers]",
-    )
-    train.add_argument("--out", required=True, metavar="SNAPSHOT", help="snapshot file to write")
-    train.add_argument("--campaign", default="", help="campaign name stored in the snapshot [none]")
-    train.add_argument(
-        "--version", default=None, help="model version [%(default)s: offline-<time>]"
-    )
 
 
 def _add_source_args(parser: argparse.ArgumentParser) -> None:
@@ -776,3 +544,235 @@ def _metadata_encoder(args: argparse.Namespace) -> dict[str, Any] | None:
         return None if raw is None else dict(json.loads(raw))
     except (OSError, ValueError):
         return None
+
+
+@command("evaluate", run_evaluate)
+def _evaluate_command(evaluate: argparse.ArgumentParser) -> None:
+    """off-policy evaluation of candidate policies on logged data (JSON + HTML report)
+
+    Estimate what candidate policies would have earned on logged decisions, with confidence
+    intervals, next to the logging policy and the uniform and control baselines; print the
+    candidates and a go/no-go line, write evaluation.json and report.html. The log is split in time:
+    the earlier --train-fraction of rows trains the static candidates, the later rows evaluate every
+    candidate; the reward model is cross-fitted over every row in --folds folds of customers.
+    """
+    _add_source_args(evaluate)
+    evaluate.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="candidate: NAME, NAME:key=v1,v2:key2=v (comma lists form a grid) or a JSON object; "
+        "snapshot:PATH (an nbo snapshot, over the log's features and offers) or file:PATH "
+        "(another system's probabilities, Parquet or CSV with columns decision_id, action, "
+        "probability; a missing pair is probability 0), both scored on every logged row when "
+        "no trained candidate needs a train split; repeatable; without one only the baselines "
+        "are scored (and the verdict is NO-GO)",
+    )
+    evaluate.add_argument(
+        "--mode",
+        default="static,learning",
+        help="how candidates run, comma list: static (trained on the earlier rows, then "
+        "frozen), learning (starts untrained and learns while replaying the later rows) "
+        "[%(default)s]",
+    )
+    evaluate.add_argument(
+        "--estimators",
+        default=",".join(ESTIMATORS),
+        help="comma list of estimators [%(default)s]",
+    )
+    evaluate.add_argument(
+        "--primary",
+        default="dr",
+        help="estimator that ranks and decides; one of --estimators, or slope: for each "
+        "candidate the estimator SLOPE chooses (the narrowest interval consistent with every "
+        "wider one; Su et al. 2020, Tucker & Lee 2021) [%(default)s]",
+    )
+    evaluate.add_argument(
+        "--interval",
+        default="bootstrap",
+        choices=INTERVAL_METHODS,
+        help="confidence interval method [%(default)s]",
+    )
+    evaluate.add_argument(
+        "--hold",
+        default="",
+        metavar="DIMENSIONS",
+        help="logs of a campaign with [[dimensions]]: the candidates choose only the other "
+        "dimensions, each row keeping its logged values of these (comma list, e.g. "
+        "channel,timing: 'nbo for the offer, the current rule for the channel and timing') "
+        "[%(default)s: none held]",
+    )
+    evaluate.add_argument(
+        "--cluster",
+        default="auto",
+        choices=("auto", "customer_id", "none"),
+        help="independent units of every interval: customer_id sums each customer's rows and "
+        "resamples customers (rows of a returning customer are correlated), none resamples rows "
+        "[%(default)s: customer_id whenever a customer has several rows]",
+    )
+    evaluate.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        help="folds of customers the reward model of dm, dr, sndr, switch-dr and dr-os is "
+        "cross-fitted in (each row predicted by a model that saw neither it nor its customer) "
+        "[%(default)s: 5, or 2 when a fold would hold fewer than 20 customers]",
+    )
+    gate = evaluate.add_argument_group(
+        "go/no-go gate",
+        "a candidate whose lower bound beats the logging policy still gets NO-GO (with the "
+        "reason) when its estimators' intervals do not overlap, or:",
+    )
+    gate.add_argument(
+        "--min-ess",
+        type=float,
+        default=100.0,
+        help="effective sample size below this [%(default)s]",
+    )
+    gate.add_argument(
+        "--min-match-rate",
+        type=float,
+        default=0.1,
+        help="its mean probability of the logged offer below this (for a deterministic "
+        "candidate: the share of rows where it picks the logged offer) [%(default)s]",
+    )
+    gate.add_argument(
+        "--max-unseen",
+        type=float,
+        default=0.05,
+        help="without an eligible column: more than this share of its choices go to offers "
+        "never logged in that context's stratum (rows with the same 0/1 context columns, "
+        "strata of >= 30 rows; else offers never logged at all) [%(default)s]",
+    )
+    evaluate.add_argument(
+        "--bootstrap", type=int, default=200, help="bootstrap resamples [%(default)s]"
+    )
+    evaluate.add_argument(
+        "--alpha", type=float, default=0.05, help="1 - confidence level [%(default)s]"
+    )
+    evaluate.add_argument(
+        "--clip",
+        type=float,
+        default=None,
+        help="clip importance weights at this value [%(default)s: no clipping]",
+    )
+    evaluate.add_argument(
+        "--train-fraction",
+        type=float,
+        default=0.5,
+        help="share of the rows, earliest first, that trains the static candidates; the rest "
+        "evaluates [%(default)s]",
+    )
+    evaluate.add_argument(
+        "--control-offer",
+        default=None,
+        help="offer id of the business-as-usual control [%(default)s: the most frequent offer "
+        "in control rows, when the logs have a control column]",
+    )
+    evaluate.add_argument(
+        "--batch-size", type=int, default=256, help="replay batch size [%(default)s]"
+    )
+    evaluate.add_argument(
+        "--shard-rows",
+        type=int,
+        default=131_072,
+        help="rows per task (Parquet read by the tasks: consecutive row groups of a file up to "
+        "at least this many rows) [%(default)s]",
+    )
+    evaluate.add_argument(
+        "--read",
+        default="auto",
+        choices=("auto", "memory"),
+        help="auto: with Parquet logs each task reads its own row groups (the driver never "
+        "holds the logs) unless a candidate or option needs every row in memory (a snapshot "
+        "whose choice probabilities are sampled, --save-best, 0/1 context columns without an "
+        "eligible column), and the report says which; memory: read the logs into memory first "
+        "[%(default)s]",
+    )
+    add_ray_workers(
+        evaluate,
+        "0: in-process; N: local Ray with N CPUs [%(default)s: in-process for small jobs, else "
+        "local Ray with every CPU]",
+        "an existing Ray cluster [%(default)s]",
+    )
+    evaluate.add_argument(
+        "--retries", type=int, default=2, help="retries per failed task [%(default)s]"
+    )
+    evaluate.add_argument("--out", default="nbo-evaluation", help="report directory [%(default)s]")
+    evaluate.add_argument(
+        "--save-best",
+        default=None,
+        metavar="PATH",
+        help="write the GO candidate as an nbo snapshot (its trained policy, the encoder state "
+        "when --encoder-from gives it, the estimate, lower bound, estimator, interval and the "
+        "evaluated rows' time range in its header); refused when the verdict is NO-GO [none]",
+    )
+    evaluate.add_argument(
+        "--encoder-from",
+        default=None,
+        metavar="SNAPSHOT_OR_DATA_DIR",
+        help="with --save-best: copy the encoder state from a server snapshot file, a snapshot "
+        "directory or a campaign data directory (its journal's meta) [none: a snapshot: "
+        "candidate's own]",
+    )
+    meta = evaluate.add_argument_group(
+        "meta-evaluation",
+        "--meta NAME replaces --logs: logs with a known truth are generated from a simulator for "
+        "each seed and every estimator's bias, RMSE and interval coverage over the seeds is "
+        "reported (a table, and meta.json in --out)",
+    )
+    meta.add_argument(
+        "--meta", default=None, metavar="NAME", help="case generator, e.g. renewal [none]"
+    )
+    meta.add_argument("--seeds", type=int, default=50, help="seeds to run [%(default)s]")
+    meta.add_argument(
+        "--meta-rows", type=int, default=3000, help="logged rows per seed [%(default)s]"
+    )
+    # --logs comes from the shared source options; with --meta it is not needed.
+    for action in evaluate._actions:
+        if action.dest == "logs":
+            action.required = False
+            action.help = f"{action.help} [required unless --meta]"
+
+
+@command("train", run_train)
+def _train_command(train: argparse.ArgumentParser) -> None:
+    """learn a policy from logged data and write a snapshot the service can promote
+
+    Offline warm start: fit a policy on logged decisions with IPS-weighted or doubly robust targets
+    and write an nbo snapshot file.
+    """
+    _add_source_args(train)
+    train.add_argument("--policy", required=True, metavar="SPEC", help="policy spec (no grid)")
+    train.add_argument(
+        "--target",
+        default="ips",
+        choices=("ips", "dr"),
+        help="training targets: IPS-weighted rewards or doubly robust [%(default)s]",
+    )
+    train.add_argument(
+        "--encoder-from",
+        default=None,
+        metavar="SNAPSHOT_OR_DATA_DIR",
+        help="copy the encoder state (the feature statistics the service encodes with) into the "
+        "snapshot: from a server snapshot file, a snapshot directory or a campaign data "
+        "directory (its journal's meta); its feature names must equal the log's [default: the "
+        "logs' nbo.encoder schema metadata when present]",
+    )
+    train.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        help="--target dr: folds of customers its reward model is cross-fitted in [%(default)s: "
+        "5, or 2 when a fold would hold fewer than 20 customers]",
+    )
+    train.add_argument("--out", required=True, metavar="SNAPSHOT", help="snapshot file to write")
+    train.add_argument("--campaign", default="", help="campaign name stored in the snapshot [none]")
+    train.add_argument(
+        "--version", default=None, help="model version [%(default)s: offline-<time>]"
+    )
+
+
+# What the nbo.commands entry points evaluate and train name (pyproject.toml).
+register = commands(_evaluate_command, _train_command)

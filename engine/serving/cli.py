@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.cliargs import add_command
+from engine.cliargs import command, commands
 from engine.serving.config import (
     ADMIN_TOKEN_ENV,
     CLIENT_TOKEN_ENV,
@@ -79,21 +79,6 @@ _PEER_AND_ENDPOINT_FLAGS = (
     ("--metrics-host", str, "address of the metrics endpoint"),
     ("--grace-seconds", float, "time in-flight calls get to finish on shutdown"),
 )
-
-
-def register(subparsers: Any) -> None:
-    """Add the ``serve`` subcommand."""
-    p = add_command(
-        subparsers,
-        "serve",
-        handle,
-        help="run the gRPC next-best-offer service",
-        description="Serve one or more campaigns over gRPC (nbo.v1.OfferService, "
-        "nbo.v1.AdminService, grpc.health.v1.Health, server reflection). Stops gracefully on "
-        "SIGTERM/SIGINT: health NOT_SERVING, in-flight calls drained within --grace-seconds, "
-        "journals flushed, snapshots written.",
-    )
-    add_serve_arguments(p)
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
@@ -409,3 +394,19 @@ def journal_engines(
         )
 
     return open_engine
+
+
+@command("serve", handle)
+def _serve_command(parser: argparse.ArgumentParser) -> None:
+    """run the gRPC next-best-offer service
+
+    Serve one or more campaigns over gRPC (nbo.v1.OfferService, nbo.v1.AdminService,
+    grpc.health.v1.Health, server reflection). Stops gracefully on SIGTERM/SIGINT: health
+    NOT_SERVING, in-flight calls drained within --grace-seconds, journals flushed, snapshots
+    written.
+    """
+    add_serve_arguments(parser)
+
+
+# What the nbo.commands entry point serve names (pyproject.toml).
+register = commands(_serve_command)
