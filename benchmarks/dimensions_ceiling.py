@@ -37,7 +37,7 @@ from simulators.renewal_multi import RenewalMultiEnvironment
 
 TABLE = "dimensions-ceiling"
 #: A design maps (rounds, env) to the joint features of every (customer, combination),
-#: shape (n_rounds, 84, n_joint), or None for an oracle row.
+#: shape (n_rounds, 84, n_joint).
 Design = Callable[[Rounds, RenewalMultiEnvironment], np.ndarray]
 
 
@@ -85,10 +85,10 @@ DESIGNS: dict[str, Design] = {
 
 def fit(design: Design, rounds: Rounds, env: RenewalMultiEnvironment, chunk: int) -> np.ndarray:
     """Least squares (ridge 1e-3) of every allowed combination's expected reward."""
-    width = design(_rows(rounds, slice(0, 1)), env).shape[2]
+    width = design(rounds.slice(0, 1), env).shape[2]
     gram, rhs = np.zeros((width, width)), np.zeros(width)
     for lo in range(0, rounds.n_rounds, chunk):
-        part = _rows(rounds, slice(lo, lo + chunk))
+        part = rounds.slice(lo, lo + chunk)
         z = design(part, env)
         keep = part.action_mask.reshape(-1)
         z = z.reshape(-1, width)[keep]
@@ -103,7 +103,7 @@ def greedy_share(
     """Expected value of the fit's greedy choice over the oracle's, on ``rounds``."""
     chosen = 0.0
     for lo in range(0, rounds.n_rounds, chunk):
-        part = _rows(rounds, slice(lo, lo + chunk))
+        part = rounds.slice(lo, lo + chunk)
         scores = np.where(part.action_mask, design(part, env) @ theta, -np.inf)
         pick = scores.argmax(axis=1)
         chosen += float(part.expected_rewards[np.arange(len(pick)), pick].sum())
@@ -115,18 +115,6 @@ def restricted_oracle(rounds: Rounds, allowed: np.ndarray) -> float:
     mask = rounds.action_mask & np.broadcast_to(allowed, rounds.action_mask.shape)
     best = np.where(mask, rounds.expected_rewards, -np.inf).max(axis=1)
     return float(best.sum() / rounds.expected_rewards.max(axis=1).sum())
-
-
-def _rows(rounds: Rounds, rows: slice) -> Rounds:
-    return Rounds(
-        contexts=rounds.contexts[rows],
-        expected_rewards=rounds.expected_rewards[rows],
-        action_mask=rounds.action_mask[rows],
-        timestamps=rounds.timestamps[rows],
-        customer_ids=rounds.customer_ids[rows],
-        attributes={k: v[rows] for k, v in rounds.attributes.items()},
-        truth={k: v[rows] for k, v in rounds.truth.items()},
-    )
 
 
 def measure(n_train: int, n_test: int, seed: int, chunk: int = 100) -> dict[str, float]:

@@ -85,7 +85,7 @@ from engine.types import FloatArray
 from engine.upkeep import Upkeep
 from engine.validation import ID_RULE, check_id, first_bad_id, valid_ids
 
-__all__ = ["ROLES", "DecisionRecord", "Engine", "ModelChange", "RewardRecord"]
+__all__ = ["ROLES", "DecisionRecord", "Engine", "EngineOptions", "ModelChange", "RewardRecord"]
 
 
 _SWEEP_ROWS = 8192  # decisions an expiry sweep scans per hold of the decision lock

@@ -264,7 +264,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Interval(Constraint):
     """A number in a range: ``Interval(Real, 0, 1, closed="both")`` is "a float >= 0 and <= 1".
 

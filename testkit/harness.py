@@ -100,17 +100,22 @@ def run_serve(
     *extra: str,
     env: dict[str, str] | None = None,
     log_level: str | None = None,
+    admin_token: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``nbo serve`` (see :func:`simulators.processes.serve_command`) from the repository
     root to its exit, as a server refusing to start exits: its exit code and captured output.
-    Its environment is this process's with the admin token and ``env`` added."""
+    Its environment is this process's with ``env`` added, and the admin token unless
+    ``admin_token`` is False (then none, even if this process has one)."""
+    base = {k: v for k, v in os.environ.items() if k != "NBO_ADMIN_TOKEN"}
+    if admin_token:
+        base["NBO_ADMIN_TOKEN"] = TOKEN
     return subprocess.run(
         serve_command(config, data_dir, *extra, log_level=log_level),
         capture_output=True,
         text=True,
         cwd=REPO,
         timeout=120,
-        env=dict(os.environ, NBO_ADMIN_TOKEN=TOKEN, **(env or {})),
+        env=dict(base, **(env or {})),
     )
 
 
@@ -242,11 +247,13 @@ def mixed_load(targets: Sequence[str], acks: Acks, seed: int) -> Iterator[None]:
     ]
     for t in threads:
         t.start()
-    yield
-    stop.set()
-    for t in threads:
-        t.join(60)
-        assert not t.is_alive()
+    try:
+        yield
+    finally:  # the workers stop even when the block fails
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert not any(t.is_alive() for t in threads)
     assert not acks.failures, acks.failures
 
 

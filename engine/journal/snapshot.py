@@ -54,6 +54,8 @@ __all__ = [
     "encode_snapshot",
     "list_snapshots",
     "read_snapshot",
+    "short_list",
+    "string_list",
     "write_snapshot",
     "write_snapshot_bytes",
 ]

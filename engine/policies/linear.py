@@ -470,7 +470,7 @@ class LinUCB(_RidgePolicy):
     ([2, 1], [1.0, 1.0])
     """
 
-    _parameter_constraints: ClassVar[ParameterConstraints] = UCB_CONSTRAINTS
+    _parameter_constraints: ClassVar[ParameterConstraints] = dict(UCB_CONSTRAINTS)
 
     def __init__(
         self,

@@ -34,6 +34,10 @@ SGIPS(shrinkage=0.5) 1.7778
 DR(clip=None)        2.3333
 DRos(shrinkage=4.0)  2.0000
 DRos(shrinkage=inf)  2.3333
+>>> SGIPS(shrinkage=0.0).estimate(inputs) == IPS().estimate(inputs)
+True
+>>> DRos(shrinkage=float("inf")).estimate(inputs) == DR().estimate(inputs)
+True
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import AuthenticationError, PermissionDeniedError, ResourceExhaustedError
@@ -79,21 +79,18 @@ class PeerThrottle:
     max_seconds: float = 300.0
     forget_seconds: float = 600.0
     max_peers: int = 10_000
-    clock: InitVar[Callable[[], float]] = time.monotonic
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     # peer -> [failures, refused until, last failure]; oldest failure first
     _peers: OrderedDict[str, list[float]] = field(
         default_factory=OrderedDict, init=False, repr=False
     )
-
-    def __post_init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
 
     def retry_after(self, peer: str) -> float:
         """Seconds until ``peer`` may try a token again (0 when it may now)."""
         state = self._peers.get(peer)
         if state is None:
             return 0.0
-        now = self._clock()
+        now = self.clock()
         if now - state[2] > self.forget_seconds:
             del self._peers[peer]
             return 0.0
@@ -101,7 +98,7 @@ class PeerThrottle:
 
     def failed(self, peer: str) -> None:
         """Count one failed attempt of ``peer``."""
-        now = self._clock()
+        now = self.clock()
         state = self._peers.pop(peer, None)
         if state is None or now - state[2] > self.forget_seconds:
             state = [0.0, 0.0, now]

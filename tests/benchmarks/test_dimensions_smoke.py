@@ -27,6 +27,7 @@ def test_the_readme_has_the_tables_markers() -> None:
     assert text.index(BEGIN) < text.index(END)
 
 
+@pytest.mark.slow
 def test_ceiling_quick_run_separates_the_model_classes(tmp_path) -> None:
     """The noise-free fits: being told the landing beats both linear classes by points, every
     restricted oracle stays below the oracle, and the control is below them all."""

@@ -103,7 +103,9 @@ def test_a_bad_thread_setting_fails_a_large_batch_before_any_draw(
 
 
 def test_a_server_with_a_bad_thread_setting_fails_at_start(tmp_path: Path) -> None:
-    done = run_serve(campaign_config(tmp_path), tmp_path / "data", env={THREADS_ENV: "lots"})
+    done = run_serve(
+        campaign_config(tmp_path), tmp_path / "data", env={THREADS_ENV: "lots"}, admin_token=False
+    )
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert THREADS_ENV in lines[-1] and "'lots'" in lines[-1], done.stderr[-1500:]

@@ -165,7 +165,7 @@ def test_a_data_directory_others_can_write_is_refused_with_one_line(
     with pytest.raises(PermissionDeniedError, match=r"data_dir: .*'.*shared'.*writable"):
         Engine.from_config(RENEWAL, data_dir=data_dir, background=False)
     assert list(data_dir.iterdir()) == []  # nothing was created in it
-    done = run_serve(RENEWAL, data_dir)
+    done = run_serve(RENEWAL, data_dir, admin_token=False)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("nbo serve: error: data_dir:"), done.stderr

@@ -188,7 +188,7 @@ def test_read_only_data_directory_is_refused_with_one_clear_line_and_left_untouc
         before = _digest(disk)
         with read_only(disk):
             for target in (data_dir, disk / "fresh"):  # an existing journal; a new directory
-                done = run_serve(config, target)
+                done = run_serve(config, target, admin_token=False)
                 assert done.returncode == 2, done.stderr[-2000:]
                 lines = done.stderr.strip().splitlines()
                 assert len(lines) == 1, done.stderr[-2000:]
