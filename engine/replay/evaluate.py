@@ -92,22 +92,22 @@ def evaluate(
     data : LoggedData
     candidates : list of Candidate
         From :func:`engine.replay.candidates.make_candidates`.
-    config : EvalConfig
+    config : EvalConfig, optional
         Estimators, clipping, bootstrap resamples, seed, replay batch size.
-    train_fraction : float
+    train_fraction : float, default 0.5
         Leading share of rows (by time) that trains the static candidates.
-    shard_rows : int
+    shard_rows : int, default 131072
         Rows per test shard (the unit of parallel work).
     control_action : int, optional
         Offer index of the business-as-usual control; adds the control baseline.
-    primary : str
+    primary : str, default "dr"
         Estimator that ranks candidates and decides go / no-go.
-    interval : {"bootstrap", "normal", "bernstein"}
-    alpha : float
+    interval : {"bootstrap", "normal", "bernstein"}, default "bootstrap"
+    alpha : float, default 0.05
         1 - confidence level.
     runner : Runner, optional
         Where tasks run; by default in-process for small jobs, local Ray otherwise.
-    cluster : {"auto", "customer_id", "none"}
+    cluster : {"auto", "customer_id", "none"}, default "auto"
         The independent units of every interval: customers (their rows summed, customers
         resampled) or rows. ``auto``: customers whenever a customer has several rows.
     gate : Gate, optional
