@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import common as bc
-from engine.cliargs import add_quick
+from engine.cliargs import add_seed, script
 from simulators.base import Rounds
 from simulators.renewal_multi import RenewalMultiEnvironment
 
@@ -176,21 +176,18 @@ def render_markdown(shares: dict[str, float], settings: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.dimensions_ceiling", description=__doc__.split("\n\n")[0]
-    )
-    add_quick(parser, "300 training and 1,000 test customers (seconds)")
+@script("benchmarks.dimensions_ceiling", quick="300 training and 1,000 test customers (seconds)")
+def _options(parser: argparse.ArgumentParser) -> None:
+    """What each model class reaches on renewal-multi with exact expected rewards (no noise)."""
     parser.add_argument("--train", type=int, default=2000, help="training customers [2000]")
     parser.add_argument("--test", type=int, default=20000, help="test customers [20000]")
-    parser.add_argument("--seed", type=int, default=0, help="seed of both streams [0]")
+    add_seed(parser, "seed of both streams [%(default)s]")
     parser.add_argument("--readme", default=None, metavar="PATH", help="rewrite its table")
-    parser.add_argument(
-        "--out",
-        default="benchmarks/results/dimensions_ceiling.json",
-        help="JSON output [benchmarks/results/dimensions_ceiling.json]",
-    )
-    args = parser.parse_args(argv)
+    bc.add_out(parser, "dimensions_ceiling")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _options.parse_args(argv)
     n_train, n_test = (300, 1000) if args.quick else (args.train, args.test)
     settings = {"quick": args.quick, "train": n_train, "test": n_test, "seed": args.seed}
     print(f"fitting on {n_train:,} customers", file=sys.stderr)

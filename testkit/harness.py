@@ -229,7 +229,7 @@ def mixed_worker(target: str, acks: Acks, stop: threading.Event, seed: int) -> N
     """Decide (single and dense batches), reward (single and batches) and retry rewards until
     ``stop`` is set or the server goes away. Only answered calls count as acknowledged."""
     try:
-        _mixed_load(target, acks, stop, seed)
+        _mixed_calls(target, acks, stop, seed)
     except BaseException as exc:  # reported by the caller, which checks acks.failures
         with acks.lock:
             acks.failures.append(f"worker {seed}: {type(exc).__name__}: {exc}")
@@ -257,7 +257,7 @@ def mixed_load(targets: Sequence[str], acks: Acks, seed: int) -> Iterator[None]:
     assert not acks.failures, acks.failures
 
 
-def _mixed_load(target: str, acks: Acks, stop: threading.Event, seed: int) -> None:
+def _mixed_calls(target: str, acks: Acks, stop: threading.Event, seed: int) -> None:
     rng = random.Random(seed)
     pending: list[str] = []
     rewarded: list[str] = []

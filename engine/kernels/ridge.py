@@ -322,9 +322,20 @@ def ridge_choose_one(
     propensities = np.empty(1)
     explored = np.empty(1, np.bool_)
     if n_draws == 0:
-        widths = np.empty_like(scores) if A_inv.shape[0] == k else scores
-        ridge_predict(row, theta, A_inv, alpha, scores, widths)
-        choose_greedy(scores, mask, epsilon, floor, state, actions, propensities, explored)
+        ridge_choose_greedy(
+            row,
+            theta,
+            A_inv,
+            alpha,
+            mask,
+            epsilon,
+            floor,
+            state,
+            scores,
+            actions,
+            propensities,
+            explored,
+        )
     else:
         means = np.empty((1, k))
         widths = np.empty((1, k))
