@@ -104,9 +104,9 @@ def prepare() -> None:
             out, widths + 1.0, mask, 0.01, 4, state, np.empty((n, k)), actions, props, explored
         )
         gaussian_thompson_draws(
-            out, widths + 1.0, mask, 0.01, state, np.empty((n, k)), actions, props, explored
+            out, widths + 1.0, mask, 0.01, state, np.empty((n, k)), actions, explored
         )
-        gaussian_thompson_propensities(out, widths + 1.0, mask, 0.01, 4, actions, props, props)
+        gaussian_thompson_propensities(out, widths + 1.0, mask, 0.01, 4, actions, props)
         ridge_update(
             A,
             A_inv,

@@ -310,7 +310,7 @@ def ridge_choose_one(
     With ``n_draws`` 0 it is :func:`ridge_choose_greedy`'s choice (LinUCB, EpsilonGreedy): the
     scores x . theta + ``alpha`` width, greedy with ``epsilon`` exploration. Otherwise it is
     LinearTS's: the means and widths of :func:`ridge_predict` (widths times ``alpha``), then the
-    draws and the propensity (over ``n_draws`` strata) of :func:`choose_gaussian_thompson`;
+    draws and the propensity (within 1 / ``n_draws``) of :func:`choose_gaussian_thompson`;
     ``epsilon`` is not used.
     """
     if first_invalid(x, limit) >= 0:

@@ -85,9 +85,9 @@ def norm_cdf_tabulated(x: float) -> float:
 @njit(cache=True, nogil=True)
 def norm_ppf_approx(p: float) -> float:
     """Acklam's approximation of the standard normal quantile for p in (0, 1), relative error
-    < 1.2e-9 (no refinement step: the Thompson-sampling strata, where the error is far below the
-    rule's own). Written without recursion (the upper half mirrors the lower one, 1 - p and
-    p - 0.5 being exact there), so it inlines into the strata loop."""
+    < 1.2e-9 (no refinement step: the Thompson-sampling propensities' points, where the error is
+    far below the rule's own). Written without recursion (the upper half mirrors the lower one,
+    1 - p and p - 0.5 being exact there), so it inlines into the rule's loop."""
     if not p > 0.0:
         return -math.inf
     if p >= 1.0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import special, stats
+from scipy import integrate, special, stats
 
 from engine.kernels import (
     choose_gaussian_thompson,
@@ -198,10 +198,51 @@ def test_gaussian_win_probability_within_bound_of_monte_carlo(means: list, sds: 
     draws = rng.normal(m, s, size=(400_000, len(m)))
     truth = np.bincount(draws.argmax(axis=1), minlength=len(m)) / len(draws)
     for n_draws in (16, 128):
-        est = np.array(
-            [gaussian_win_probability(m, s, mask, a, n_draws, 0.37) for a in range(len(m))]
-        )
+        est = np.array([gaussian_win_probability(m, s, mask, a, n_draws) for a in range(len(m))])
         assert np.all(np.abs(est - truth) <= 1.0 / n_draws + 0.003), (est, truth)
+
+
+def _win_probability_by_quadrature(m: np.ndarray, s: np.ndarray, mask: np.ndarray, a: int) -> float:
+    """P(a's draw is the largest) by adaptive quadrature over a's standardized draw z."""
+    others = [b for b in range(len(m)) if b != a and mask[b]]
+
+    def density(z: float) -> float:
+        v = m[a] + s[a] * z
+        return float(
+            stats.norm.pdf(z) * np.prod([stats.norm.cdf((v - m[b]) / s[b]) for b in others])
+        )
+
+    # the integrand's steep parts sit where a's draw meets another's mean
+    kinks = sorted({float((m[b] - m[a]) / s[a]) for b in others if abs(m[b] - m[a]) < 12 * s[a]})
+    return integrate.quad(density, -12, 12, points=kinks, limit=500, epsabs=1e-12)[0]
+
+
+def test_gaussian_win_probability_within_its_certified_bound() -> None:
+    """The adaptive trapezoid's error is at most 1 / n_draws on every row, for many shapes of
+    the integrand: near ties, clear winners, a few very sure models, ineligible offers."""
+    rng = np.random.default_rng(1)
+    worst = 0.0
+    for _ in range(300):
+        k = int(rng.integers(2, 10))
+        m = rng.normal(0.0, rng.choice([0.01, 0.3, 1.0, 3.0]), k)
+        s = np.abs(rng.normal(0.0, rng.choice([0.01, 0.1, 1.0]), k)) + 1e-4
+        mask = rng.random(k) < 0.9
+        a = int(rng.integers(k))
+        mask[a] = True
+        exact = _win_probability_by_quadrature(m, s, mask, a)
+        for n_draws in (2, 5, 16, 128):
+            est = gaussian_win_probability(m, s, mask, a, n_draws)
+            assert 0.0 <= est <= 1.0
+            worst = max(worst, abs(est - exact) * n_draws)
+    assert worst <= 1.0 + 1e-6, worst
+
+
+def test_gaussian_win_probability_of_a_sure_model_is_exact() -> None:
+    """A model with no uncertainty draws its mean: the probability is a product of CDFs."""
+    m, s = np.array([0.5, 0.0, 1.0]), np.array([0.0, 1.0, 2.0])
+    mask = np.ones(3, np.bool_)
+    exact = stats.norm.cdf(0.5) * stats.norm.cdf(-0.25)
+    assert gaussian_win_probability(m, s, mask, 0, 16) == pytest.approx(exact, abs=1e-10)
 
 
 def test_gaussian_thompson_propensities_match_frequencies() -> None:
