@@ -6,8 +6,11 @@ the same stream for every library:
 - batch ``choose`` throughput at K=10, d=32 and K=100, d=64 after the same warm-up data;
 - online choose + update, one event at a time from Python, at K=10, d=32, and the reward each
   policy collects on that stream (mean expected reward per event, regret against the oracle);
-- warm single-row ``choose`` latency (p50/p99) and first-call (compile) time, cold in a fresh
-  process with an empty numba cache and warm from the cache.
+- warm single-row ``choose`` latency (p50/p99) of every contextual policy (LinUCB and LinearTS
+  also through ``choose`` on a one-row array; EpsilonGreedy, Softmax, SharedLinear with four
+  attributes per offer and RandomFourierUCB at class defaults) against VWPolicy and MABWiser,
+  and first-call (compile) time, cold in a fresh process with an empty numba cache and warm
+  from the cache.
 
 Throughputs are medians of repeats; each nbo figure is also given as a ratio to its peer measured
 in the same run, and the issue's targets are checked. Run ``python -m benchmarks.core``

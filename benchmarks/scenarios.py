@@ -230,6 +230,31 @@ def online_section(run: Run, stream: bc.LinearStream) -> dict[str, Any]:
     }
 
 
+#: Offer attributes SharedLinear's latency row declares per offer (a realistic campaign's few).
+SHARED_OFFER_ATTRIBUTES = 4
+
+
+def other_contextual(
+    k: int, d: int, seed: int, stream: bc.LinearStream, models: dict[str, Any]
+) -> dict[str, Any]:
+    """The contextual policies the other rows do not time, class defaults, fitted on the warm-up
+    rounds: EpsilonGreedy, Softmax, SharedLinear (``SHARED_OFFER_ATTRIBUTES`` seeded attributes
+    per offer) and RandomFourierUCB."""
+    from engine.policies import make_policy
+
+    attributes = np.random.default_rng(seed).normal(size=(k, SHARED_OFFER_ATTRIBUTES))
+    policies = {
+        "EpsilonGreedy": make_policy("egreedy", k, d, seed=seed),
+        "Softmax": make_policy("softmax", k, d, seed=seed),
+        "SharedLinear": make_policy("shared", k, d, seed=seed, offer_features=attributes),
+        "RandomFourierUCB": make_policy("rff", k, d, seed=seed),
+    }
+    warm = stream.contexts[: len(models["actions"])]
+    for policy in policies.values():
+        policy.update(warm, models["actions"], models["rewards"], np.full(len(warm), 1.0 / k))
+    return policies
+
+
 def latency_section(run: Run, stream: bc.LinearStream, models: dict[str, Any]) -> dict[str, Any]:
     sizes = run.sizes
     k, d = stream.n_actions, stream.n_features
@@ -249,9 +274,11 @@ def latency_section(run: Run, stream: bc.LinearStream, models: dict[str, Any]) -
         "nbo LinearTS": (models["nbo LinearTS"].choose, sizes.latency_calls),
         "nbo LinUCB choose_one": (models["nbo LinUCB"].choose_one, sizes.latency_calls),
         "nbo LinearTS choose_one": (models["nbo LinearTS"].choose_one, sizes.latency_calls),
-        "nbo VWPolicy": (vw_policy.choose, sizes.peer_latency_calls),
-        "MABWiser LinUCB": (models["MABWiser LinUCB"].predict, sizes.peer_latency_calls),
     }
+    for name, policy in other_contextual(k, d, run.seed, stream, models).items():
+        cases[f"nbo {name} choose_one"] = (policy.choose_one, sizes.latency_calls)
+    cases["nbo VWPolicy"] = (vw_policy.choose, sizes.peer_latency_calls)
+    cases["MABWiser LinUCB"] = (models["MABWiser LinUCB"].predict, sizes.peer_latency_calls)
     rows: dict[str, Any] = {}
     for name, (choose, n_calls) in cases.items():
         run.step(f"latency {name}")
@@ -260,7 +287,7 @@ def latency_section(run: Run, stream: bc.LinearStream, models: dict[str, Any]) -
             choose(inputs[i % n_rows])
         samples = bc.latency_samples(partial(_on_row, choose, inputs), n_calls)
         rows[name] = bc.latency_stats(samples)
-    for nbo in ("nbo LinUCB", "nbo LinearTS", "nbo LinUCB choose_one", "nbo LinearTS choose_one"):
+    for nbo in (name for name in rows if name.startswith("nbo ") and name != "nbo VWPolicy"):
         rows[nbo]["vs_p99"] = {
             p: bc.ratio(rows[p]["p99_us"], rows[nbo]["p99_us"])
             for p in ("nbo VWPolicy", "MABWiser LinUCB")

@@ -43,7 +43,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             t("online vs fastest VW route", nbo, online[nbo]["vs"][vw], 15, "x"),
             t(f"online vs {mab}", nbo, online[nbo]["vs"][mab], 50, "x"),
         ]
-    for nbo in ("nbo LinUCB", "nbo LinearTS", "nbo LinUCB choose_one", "nbo LinearTS choose_one"):
+    # every contextual policy's single-row choice (not the peers' rows)
+    for nbo in (name for name in latency if name.startswith("nbo ") and name != "nbo VWPolicy"):
         out.append(t("single-row choose p99", nbo, latency[nbo]["p99_us"], 20, "<= us"))
     for nbo in ("nbo LinUCB", "nbo LinearTS", "nbo EpsilonGreedy"):
         reward = online[nbo]["reward"]["mean_reward"]
