@@ -27,7 +27,17 @@ ONLINE = {
     "MABWiser LinGreedy",
 }
 LATENCY = {"nbo LinUCB", "nbo LinearTS", "nbo VWPolicy", "MABWiser LinUCB"}
-ONE_EVENT = {"nbo LinUCB choose_one", "nbo LinearTS choose_one"}
+ONE_EVENT = {
+    f"nbo {name} choose_one"
+    for name in (
+        "LinUCB",
+        "LinearTS",
+        "EpsilonGreedy",
+        "Softmax",
+        "SharedLinear",
+        "RandomFourierUCB",
+    )
+}
 REPEATS = 2
 
 
@@ -80,7 +90,7 @@ def test_quick_run_writes_latency_compile_and_targets(quick_run: tuple[dict, str
         assert row["cold"] is None
         assert all(v > 0 for v in row["warm"].values())
     targets = results["targets"]
-    assert len(targets) == 22
+    assert len(targets) == 26  # 4 more single-row rows: every contextual policy
     for t in targets:  # a quick run measures every figure but judges none
         assert t["passed"] is None and math.isfinite(t["measured"])
         if not t["target"].startswith("mean reward"):
