@@ -25,6 +25,7 @@ from engine.kernels.ridge import (
     refactor,
     ridge_choose_greedy,
     ridge_choose_one,
+    ridge_choose_softmax_one,
     ridge_predict,
     ridge_update,
     ridge_update_one,
@@ -53,6 +54,7 @@ __all__ = [
     "refactor",
     "ridge_choose_greedy",
     "ridge_choose_one",
+    "ridge_choose_softmax_one",
     "ridge_predict",
     "ridge_update",
     "ridge_update_one",
@@ -126,6 +128,7 @@ def prepare() -> None:
         for inv in (A_inv, A_inv[:0]):
             ridge_choose_one(row, theta, inv, 1.0, mask[:1], 0.0, 0.0, 0, state, 1e9)
         ridge_choose_one(row, theta, A_inv, 1.0, mask[:1], 0.0, 0.0, 4, state, 1e9)
+        ridge_choose_softmax_one(row, theta, 1.0, mask[:1], 0.0, state, 1e9)
         ridge_update_one(
             A,
             A_inv,

@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numba import njit
 
-from engine.kernels.choice import choose_gaussian_thompson, choose_greedy
+from engine.kernels.choice import choose_gaussian_thompson, choose_greedy, choose_softmax
 from engine.kernels.validate import first_invalid
 
 # Rows processed per BLAS call: a (512, d) block and its product stay in L2 for d <= 128.
@@ -345,6 +345,35 @@ def ridge_choose_one(
         choose_gaussian_thompson(
             means, widths, mask, floor, n_draws, state, scores, actions, propensities, explored
         )
+    return actions[0], propensities[0]
+
+
+@njit(cache=True, nogil=True)
+def ridge_choose_softmax_one(
+    x: np.ndarray,
+    theta: np.ndarray,
+    temperature: float,
+    mask: np.ndarray,
+    floor: float,
+    state: np.ndarray,
+    limit: float,
+) -> tuple[int, float]:
+    """Softmax's choice for one context ``x`` (d,) and a mask (1, k): the means x . theta, then
+    :func:`choose_softmax` at ``temperature`` with the floor; ``(action, propensity)``, or
+    ``(-1, 0.0)`` (nothing drawn) when an entry of ``x`` is not finite or exceeds ``limit``."""
+    if first_invalid(x, limit) >= 0:
+        return -1, 0.0
+    k, d = theta.shape
+    scores = np.empty((1, k))
+    for a in range(k):
+        s = 0.0
+        for j in range(d):
+            s += x[j] * theta[a, j]
+        scores[0, a] = s
+    actions = np.empty(1, np.int64)
+    propensities = np.empty(1)
+    explored = np.empty(1, np.bool_)
+    choose_softmax(scores, mask, temperature, floor, state, actions, propensities, explored)
     return actions[0], propensities[0]
 
 

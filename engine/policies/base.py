@@ -171,7 +171,7 @@ class Policy(ABC):
         ``context`` (the same draw from the random state), without building a Decision.
 
         The single-event API of an online loop; the ridge policies (LinUCB, LinearTS,
-        EpsilonGreedy) run it as one compiled call.
+        EpsilonGreedy, Softmax) run it as one compiled call.
 
         Parameters
         ----------

@@ -34,6 +34,7 @@ from engine.kernels.ridge import (
     pooled_noise,
     refactor,
     ridge_choose_one,
+    ridge_choose_softmax_one,
     ridge_update_one,
 )
 from engine.policies.base import Decision, Policy
@@ -215,7 +216,7 @@ class _RidgePolicy(RidgeModels):
 
     #: Whether ``update_one`` (``_one_compiled``) and ``choose_one`` (``_one_choice``) may run as
     #: one compiled call: a subclass that checks, learns or chooses differently (RandomFourierUCB
-    #: maps its contexts first; Softmax has no compiled choice) takes the generic path.
+    #: maps its contexts first) takes the generic path.
     _one_compiled: ClassVar[bool] = False
     _one_choice: ClassVar[bool] = False
 
@@ -776,6 +777,17 @@ class Softmax(_RidgePolicy):
             explored,
         )
         return Decision(actions, props, scores, explored)
+
+    def _choose_one(self, x: FloatArray, mask: BoolArray) -> tuple[int, float]:
+        return ridge_choose_softmax_one(
+            x,
+            self.theta_,
+            self.effective_temperature,
+            mask,
+            self.min_propensity,
+            self.rng_state_,
+            VALUE_LIMIT,
+        )
 
 
 def _is_row(x: Any, n_features: int) -> bool:

@@ -130,8 +130,8 @@ def test_bad_update_one_input_names_the_field_and_changes_nothing(name: str, cas
 
 def test_the_ridge_policies_take_the_compiled_path(name: str) -> None:
     policy = trained(name)
-    compiled = name in {"LinUCB", "LinearTS", "EpsilonGreedy"}
-    assert getattr(type(policy), "_one_compiled", False) is (compiled or name == "Softmax")
+    compiled = name in {"LinUCB", "LinearTS", "EpsilonGreedy", "Softmax"}
+    assert getattr(type(policy), "_one_compiled", False) is compiled
     # RandomFourierUCB maps its contexts first: it inherits LinUCB's kernel but not this path.
     assert getattr(type(policy), "_one_choice", False) is compiled
     if compiled:
