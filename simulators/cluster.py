@@ -200,8 +200,16 @@ def _run(
         run = run_loop(spread, env, customers, per_day, batch, seed, stream or sys.stdout)
         for c in clients:
             c.close()
-        log = learner_b.log.read_text(encoding="utf-8", errors="replace")
-        led = led_at(log.splitlines())
+        # The standby takes the lease once the killed learner's expires; on a short or loaded
+        # run the loop can end first, so wait for its "leading learner" line (bounded).
+        led = None
+        deadline = time.monotonic() + 60.0
+        while True:
+            log = learner_b.log.read_text(encoding="utf-8", errors="replace")
+            led = led_at(log.splitlines())
+            if led is not None or not killed_at or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         say("$ kill -TERM <the survivors>   # drain and close")
         codes = {}
         for p in (decide_2, learner_b):
