@@ -29,6 +29,7 @@ from engine.kernels.ridge import (
     ridge_predict,
     ridge_update,
     ridge_update_one,
+    shared_choose_one,
 )
 from engine.kernels.rng import seed_state
 from engine.kernels.stats import norm_cdf, norm_ppf
@@ -59,6 +60,7 @@ __all__ = [
     "ridge_update",
     "ridge_update_one",
     "seed_state",
+    "shared_choose_one",
     "ucb1_scores",
 ]
 
@@ -129,6 +131,8 @@ def prepare() -> None:
             ridge_choose_one(row, theta, inv, 1.0, mask[:1], 0.0, 0.0, 0, state, 1e9)
         ridge_choose_one(row, theta, A_inv, 1.0, mask[:1], 0.0, 0.0, 4, state, 1e9)
         ridge_choose_softmax_one(row, theta, 1.0, mask[:1], 0.0, state, 1e9)
+        for inv in (A_inv[:1], np.empty((1, 0, 0))):  # one model with and without widths
+            shared_choose_one(row, G, theta[:1], inv, 1.0, n == 1, mask[:1], 0.0, state, 1e9)
         ridge_update_one(
             A,
             A_inv,

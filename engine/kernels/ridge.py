@@ -124,6 +124,10 @@ def kron_predict(
     row costs d^2 q^2 + n_actions q^2 instead of n_actions d^2 q^2 (SharedLinear over many
     combinations). Pass an ``A_inv`` of shape (0, 0) to skip the widths.
 
+    P is built in two steps: S[k, c] = sum_i x_i A_inv[i q + k, c] reads A_inv once, row after
+    row, as scaled additions of whole rows (which vectorize: no reduction in the inner loop),
+    then P[k, l] = sum_j x_j S[k, j q + l] (d q^2 more). Rows of a zero x_i are skipped.
+
     Parameters
     ----------
     X : array of shape (n_rounds, d)
@@ -134,9 +138,11 @@ def kron_predict(
     """
     n, d = X.shape
     k_actions, q = G.shape
-    with_width = A_inv.shape[0] == d * q
+    dq = d * q
+    with_width = A_inv.shape[0] == dq
     P = np.empty((q, q))
     t = np.empty(q)
+    S = np.empty((q, dq)) if with_width else np.empty((0, 0))
     for r in range(n):
         x = X[r]
         for k in range(q):
@@ -145,19 +151,23 @@ def kron_predict(
                 s += x[i] * theta[i * q + k]
             t[k] = s
         if with_width:
-            P[:, :] = 0.0
+            S[:, :] = 0.0
             for i in range(d):
                 xi = x[i]
                 if xi == 0.0:
                     continue
+                for k in range(q):
+                    src = A_inv[i * q + k]
+                    dst = S[k]
+                    for c in range(dq):
+                        dst[c] += xi * src[c]
+            for k in range(q):
+                for m in range(q):
+                    P[k, m] = 0.0
                 for j in range(d):
-                    xij = xi * x[j]
-                    if xij == 0.0:
-                        continue
-                    for k in range(q):
-                        row = i * q + k
-                        for m in range(q):
-                            P[k, m] += xij * A_inv[row, j * q + m]
+                    xj = x[j]
+                    for m in range(q):
+                        P[k, m] += xj * S[k, j * q + m]
         for a in range(k_actions):
             s = 0.0
             for k in range(q):
@@ -374,6 +384,59 @@ def ridge_choose_softmax_one(
     propensities = np.empty(1)
     explored = np.empty(1, np.bool_)
     choose_softmax(scores, mask, temperature, floor, state, actions, propensities, explored)
+    return actions[0], propensities[0]
+
+
+@njit(cache=True, nogil=True)
+def shared_choose_one(
+    x: np.ndarray,
+    F1: np.ndarray,
+    theta: np.ndarray,
+    A_inv: np.ndarray,
+    width: float,
+    kron: bool,
+    mask: np.ndarray,
+    floor: float,
+    state: np.ndarray,
+    limit: float,
+) -> tuple[int, float]:
+    """SharedLinear's choice for one context ``x`` (d,) and a mask (1, k): the scores of its one
+    model over z = x (x) F1[a] for every action a (``theta`` (1, D); ``A_inv`` (1, D, D), or any
+    other shape for no widths), then the greedy choice with the floor; ``(action, propensity)``,
+    or ``(-1, 0.0)`` (nothing drawn) when an entry of ``x`` is not finite or exceeds ``limit``.
+
+    With ``kron`` the scores come from :func:`kron_predict`, otherwise from
+    :func:`ridge_predict` of the formed joint rows: the branch and the kernels of
+    ``SharedLinear._choose``, so a one-row ``choose`` gets the same numbers.
+    """
+    if first_invalid(x, limit) >= 0:
+        return -1, 0.0
+    k, q = F1.shape
+    d = x.shape[0]
+    row = x.reshape((1, d))
+    full = A_inv.shape[0] == 1 and A_inv.shape[1] == d * q
+    scores = np.empty((1, k))
+    if kron:
+        widths = np.empty((1, k))
+        kron_predict(
+            row, F1, theta[0], A_inv[0] if full else np.empty((0, 0)), width, scores, widths
+        )
+    else:
+        Z = np.empty((k, d * q))
+        for a in range(k):
+            for i in range(d):
+                for m in range(q):
+                    Z[a, i * q + m] = x[i] * F1[a, m]
+        flat = np.empty((k, 1))
+        joint_widths = np.empty((k, 1))
+        models = A_inv if full else np.empty((0, d * q, d * q))
+        ridge_predict(Z, theta, models, width, flat, joint_widths)
+        for a in range(k):
+            scores[0, a] = flat[a, 0]
+    actions = np.empty(1, np.int64)
+    propensities = np.empty(1)
+    explored = np.empty(1, np.bool_)
+    choose_greedy(scores, mask, 0.0, floor, state, actions, propensities, explored)
     return actions[0], propensities[0]
 
 

@@ -240,20 +240,8 @@ class _RidgePolicy(RidgeModels):
         """As :meth:`Policy.choose_one`, in one compiled call when the input is already a
         float64 row and a bool mask (any other input, or a bad one, takes the generic path,
         which converts it or raises the error that names the field)."""
-        if self._one_choice and _is_row(context, self.n_features):
-            if action_mask is None:
-                mask = self._all_eligible
-            elif (
-                type(action_mask) is np.ndarray
-                and action_mask.dtype == np.bool_
-                and action_mask.shape == (self.n_actions,)
-                and action_mask.flags.c_contiguous
-                and action_mask.flags.writeable
-                and action_mask.any()
-            ):
-                mask = action_mask.reshape(1, self.n_actions)
-            else:
-                mask = None
+        if self._one_choice and is_row(context, self.n_features):
+            mask = compiled_mask(action_mask, self._all_eligible)
             if mask is not None:
                 action, propensity = self._choose_one(context, mask)
                 if action >= 0:
@@ -266,7 +254,7 @@ class _RidgePolicy(RidgeModels):
         error that names the field; nothing is learned from a refused event)."""
         if (
             self._one_compiled
-            and _is_row(context, self.n_features)
+            and is_row(context, self.n_features)
             and isinstance(action, (int, np.integer))  # a tuple: faster than a union
             and not isinstance(action, bool)
             and 0 <= action < self.n_actions  # also keeps huge ints out of the int64 kernel
@@ -790,7 +778,26 @@ class Softmax(_RidgePolicy):
         )
 
 
-def _is_row(x: Any, n_features: int) -> bool:
+def compiled_mask(action_mask: Any, all_eligible: BoolArray) -> BoolArray | None:
+    """The (1, n_actions) mask a compiled one-row choice takes: ``all_eligible`` for no mask, a
+    writable C-contiguous bool array of shape (n_actions,) with an eligible action as a view;
+    None for any other input (the generic path converts it or names the field in its error)."""
+    if action_mask is None:
+        return all_eligible
+    n_actions = all_eligible.shape[1]
+    if (
+        type(action_mask) is np.ndarray
+        and action_mask.dtype == np.bool_
+        and action_mask.shape == (n_actions,)
+        and action_mask.flags.c_contiguous
+        and action_mask.flags.writeable
+        and action_mask.any()
+    ):
+        return action_mask.reshape(1, n_actions)
+    return None
+
+
+def is_row(x: Any, n_features: int) -> bool:
     """``x`` is a C-contiguous float64 array of shape (n_features,): the compiled path's input."""
     # strides == (8,): contiguous. Read-only arrays (np.frombuffer) take the generic path: the
     # kernels are compiled (and prepared) for writable ones, and a read-only type would compile

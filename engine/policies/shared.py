@@ -14,15 +14,24 @@ from typing import Any, ClassVar
 import numpy as np
 
 from engine.errors import InvalidInputError
-from engine.kernels import choose_greedy, kron_predict, ridge_predict
-from engine.policies.base import Decision
-from engine.policies.linear import ALPHA, UCB_CONSTRAINTS, RidgeModels, auto_or_float
+from engine.kernels import choose_greedy, kron_predict, ridge_predict, shared_choose_one
+from engine.policies.base import Decision, Policy
+from engine.policies.linear import (
+    ALPHA,
+    UCB_CONSTRAINTS,
+    RidgeModels,
+    auto_or_float,
+    compiled_mask,
+    is_row,
+)
 from engine.types import BoolArray, FloatArray, IntArray
-from engine.validation import ArrayLike, ParameterConstraints, float_array
+from engine.validation import VALUE_LIMIT, ArrayLike, ParameterConstraints, float_array
 
 #: Offers per offer-feature column from which choose scores the Kronecker structure directly
 #: (the same numbers up to summation order, far less work with many combinations).
 KRON_RATIO = 2
+#: One model and no widths: what the compiled one-row choice takes when ``alpha`` is 0.
+_NO_WIDTHS = np.empty((1, 0, 0))
 
 
 class SharedLinear(RidgeModels):
@@ -82,6 +91,44 @@ class SharedLinear(RidgeModels):
         D = self.n_features * (F.shape[1] + 1)
         self._init_ridge(1, D, l2, importance_weighting, refactor_every)
 
+    #: Whether ``choose_one`` may run as one compiled call: a subclass that checks or chooses
+    #: differently takes the generic path.
+    _one_choice: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._one_choice = (
+            cls._check_contexts is Policy._check_contexts
+            and cls.choose is Policy.choose
+            and cls._choose is SharedLinear._choose
+            and cls._offer_block is SharedLinear._offer_block
+        )
+
+    def choose_one(self, context: Any, action_mask: Any = None) -> tuple[int, float]:
+        """As :meth:`Policy.choose_one`, in one compiled call (:func:`shared_choose_one`: the
+        kernels and the branch of a one-row ``choose``) when the input is already a float64 row
+        and a bool mask; any other input, or a bad one, takes the generic path, which converts
+        it or raises the error that names the field."""
+        if self._one_choice and is_row(context, self.n_features):
+            mask = compiled_mask(action_mask, self._all_eligible)
+            if mask is not None:
+                F1 = self._offer_block()
+                action, propensity = shared_choose_one(
+                    context,
+                    F1,
+                    self.theta_,
+                    self.A_inv_ if self.alpha > 0 else _NO_WIDTHS,
+                    self.alpha * self.noise_level(),
+                    self.n_actions >= KRON_RATIO * F1.shape[1],
+                    mask,
+                    self.min_propensity,
+                    self.rng_state_,
+                    VALUE_LIMIT,
+                )
+                if action >= 0:
+                    return action, propensity
+        return super().choose_one(context, action_mask)
+
     @classmethod
     def _unit_test_params(cls, n_actions: int, n_features: int) -> dict[str, Any]:
         """Offer features of two columns: a discount step and every third offer flagged."""
@@ -94,8 +141,14 @@ class SharedLinear(RidgeModels):
         return int(self.A_.shape[1])
 
     def _offer_block(self) -> FloatArray:
-        """[1, f_a] of every offer, shape (n_actions, n_offer_features + 1)."""
-        return np.hstack([np.ones((self.offer_features.shape[0], 1)), self.offer_features])
+        """[1, f_a] of every offer, shape (n_actions, n_offer_features + 1); built again only when
+        ``offer_features`` is another array (an action added or removed, new parameters)."""
+        F = self.offer_features
+        cached = getattr(self, "_offer_block_of", None)
+        if cached is None or cached[0] is not F:
+            cached = (F, np.hstack([np.ones((F.shape[0], 1)), F]))
+            self._offer_block_of = cached
+        return cached[1]
 
     def _joint(self, X: FloatArray, actions: IntArray | None = None) -> FloatArray:
         """Joint features: (n_rounds * n_actions, D) for all offers, else (n_rounds, D)."""
