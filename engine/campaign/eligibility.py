@@ -39,7 +39,9 @@ if TYPE_CHECKING:
 # is checked strictly below 2**53: 2**53 + 1 rounds to 2**53, so an int that converted to 2**53
 # may not have been exact.
 _EXACT = float(2**53)
-_ROW_BY_ROW = 32  # batches smaller than this are evaluated row by row
+# Batches smaller than this are evaluated row by row (the crossover on examples/renewal.toml:
+# about 7 rows; numpy's per-call costs dominate below it).
+_ROW_BY_ROW = 8
 _ORDERINGS = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
 
 
@@ -70,6 +72,8 @@ class Eligibility:
             for (g, _), o in zip(groups[: len(offers)], offers, strict=True)
             if o.cost_field is not None
         ]
+        # The fixed part of each share cost's actions (a combination's channel cost).
+        self._share_fixed = [self._fixed[list(actions)] for actions, *_ in self._shares]
         #: Context attributes the rules and costs read.
         self.fields = tuple(
             dict.fromkeys(
@@ -200,7 +204,9 @@ class Eligibility:
             exclude(a, holds, text)
         costs = np.empty((n, self.n_actions))
         costs[:] = self._fixed
-        for a, field, share, months, text in self._shares:
+        for (a, field, share, months, text), fixed in zip(
+            self._shares, self._share_fixed, strict=True
+        ):
             numeric = plain(field)
             if numeric is not None:
                 valid = (numeric >= 0) & np.isfinite(numeric)
@@ -218,7 +224,7 @@ class Eligibility:
                         shared[i] = math.nan
                         valid[i] = False
             # The fixed part (a combination's channel cost) adds to the offer's share.
-            costs[:, a] = self._fixed[list(a)] + shared[:, None]
+            costs[:, a] = fixed + shared[:, None]
             if not valid.all():
                 exclude(a, valid, text)
         if allowed is not None:
@@ -280,8 +286,9 @@ class Eligibility:
                     remove(lists, i, text)
         costs = np.empty((n, self.n_actions))
         costs[:] = self._fixed
-        for actions, field, share, months, text in self._shares:
-            fixed = self._fixed[list(actions)]
+        for (actions, field, share, months, text), fixed in zip(
+            self._shares, self._share_fixed, strict=True
+        ):
             for i, ctx in enumerate(contexts):
                 value = ctx.get(field)
                 kind = type(value)

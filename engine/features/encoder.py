@@ -47,6 +47,9 @@ _PLAIN_NUMBERS = frozenset((int, float, bool))
 # alive (issue 12: RSS 545 -> 1,027 MB). The cache is cleared when either bound would be passed.
 _HASH_CACHE = 65536
 HASH_CACHE_BYTES = 8 * 2**20
+#: Batches of at most this many contexts are encoded row by row: below it numpy's per-call costs
+#: exceed the rows' own work (about 65 us per batch against 6.5 us per row on the renewal schema).
+ROW_WISE = 10
 UNDECLARED_LIMIT = 1000  # distinct undeclared attribute names counted (bounded memory)
 
 logger = logging.getLogger("nbo.features")
@@ -235,6 +238,14 @@ class Encoder:
         if not self._declared.issuperset(context):
             self._undeclared_in(context, "context")
         out = np.zeros(self.n_features)
+        raws = self._encode_into(context, out)
+        if learn and self._running:
+            self._absorb(raws)
+        return out
+
+    def _encode_into(self, context: Mapping[str, Any], out: FloatArray) -> list[float | None]:
+        """Write the encoding of one checked context into the zeroed row ``out``; the raw
+        numbers, for the running statistics."""
         if self._offset:
             out[0] = 1.0
         pos = self._offset
@@ -250,8 +261,24 @@ class Encoder:
             col = self._category_column(j, c, context.get(c.name))
             if col >= 0:
                 out[self._cat_offsets[j] + col] = 1.0
+        return raws
+
+    def _encode_rows(self, contexts: Sequence[Mapping[str, Any]], learn: bool) -> FloatArray | None:
+        """:meth:`encode_batch` of a few contexts row by row, cheaper than numpy's per-call
+        costs there. None unless every context is a dict of declared attributes and every value
+        is accepted: the column path then encodes the batch, or reports its first refused value
+        as it does for any batch (nothing is absorbed before that)."""
+        declared = self._declared
+        if not all(type(ctx) is dict and declared.issuperset(ctx) for ctx in contexts):
+            return None
+        out = np.zeros((len(contexts), self.n_features))
+        try:
+            rows = [self._encode_into(ctx, out[i]) for i, ctx in enumerate(contexts)]
+        except InvalidInputError:
+            return None
         if learn and self._running:
-            self._absorb(raws)
+            for raws in rows:
+                self._absorb(raws)
         return out
 
     def encode_batch(
@@ -267,6 +294,10 @@ class Encoder:
         gathered from these contexts (:func:`engine.features.columns.gather`).
         """
         n = len(contexts)
+        if n <= ROW_WISE:
+            few = self._encode_rows(contexts, learn)
+            if few is not None:
+                return few
         out = np.zeros((n, self.n_features))
         if self._offset:
             out[:, 0] = 1.0
