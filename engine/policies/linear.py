@@ -88,6 +88,35 @@ class RidgeModels(Policy, base=True):
         "importance_weighting": [Boolean()],
         "refactor_every": [COUNT],
     }
+    #: Whether ``choose_one`` may run as one compiled call (``_choose_one``): it mirrors the
+    #: ``_choose`` of the class that defines both, so a subclass that checks or chooses
+    #: differently takes the generic path.
+    _one_choice: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._one_choice = (
+            cls._check_contexts is Policy._check_contexts
+            and cls.choose is Policy.choose
+            and _owner(cls, "_choose") is _owner(cls, "_choose_one") is not RidgeModels
+        )
+
+    def choose_one(self, context: Any, action_mask: Any = None) -> tuple[int, float]:
+        """As :meth:`Policy.choose_one`, in one compiled call when the input is already a
+        float64 row and a bool mask (any other input, or a bad one, takes the generic path,
+        which converts it or raises the error that names the field)."""
+        if self._one_choice and _is_row(context, self.n_features):
+            mask = _compiled_mask(action_mask, self._all_eligible)
+            if mask is not None:
+                action, propensity = self._choose_one(context, mask)
+                if action >= 0:
+                    return action, propensity
+        return super().choose_one(context, action_mask)
+
+    def _choose_one(self, x: FloatArray, mask: BoolArray) -> tuple[int, float]:
+        """The compiled choice for one row: ``(action, propensity)``, action -1 for the generic
+        path."""
+        return -1, 0.0
 
     def _init_ridge(
         self,
@@ -214,11 +243,10 @@ def _owner(cls: type, name: str) -> type:
 class _RidgePolicy(RidgeModels):
     """Shared state and learning of the per-offer ridge policies."""
 
-    #: Whether ``update_one`` (``_one_compiled``) and ``choose_one`` (``_one_choice``) may run as
-    #: one compiled call: a subclass that checks, learns or chooses differently (RandomFourierUCB
-    #: maps its contexts first) takes the generic path.
+    #: Whether ``update_one`` may run as one compiled call (``choose_one``: see
+    #: :class:`RidgeModels`): a subclass that checks or learns differently (RandomFourierUCB maps
+    #: its contexts first) takes the generic path, for its choice too.
     _one_compiled: ClassVar[bool] = False
-    _one_choice: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -228,33 +256,16 @@ class _RidgePolicy(RidgeModels):
             and cls.update is Policy.update
             and cls._update is _RidgePolicy._update
         )
-        # The compiled choice mirrors the _choose of the class that defines it.
-        cls._one_choice = (
-            cls._one_compiled
-            and cls.choose is Policy.choose
-            and _owner(cls, "_choose") is _owner(cls, "_choose_one") is not _RidgePolicy
-        )
+        cls._one_choice = cls._one_choice and cls._one_compiled
 
     # ------------------------------------------------------------------ one event
-    def choose_one(self, context: Any, action_mask: Any = None) -> tuple[int, float]:
-        """As :meth:`Policy.choose_one`, in one compiled call when the input is already a
-        float64 row and a bool mask (any other input, or a bad one, takes the generic path,
-        which converts it or raises the error that names the field)."""
-        if self._one_choice and is_row(context, self.n_features):
-            mask = compiled_mask(action_mask, self._all_eligible)
-            if mask is not None:
-                action, propensity = self._choose_one(context, mask)
-                if action >= 0:
-                    return action, propensity
-        return super().choose_one(context, action_mask)
-
     def update_one(self, context: Any, action: Any, reward: Any, propensity: Any = None) -> None:
         """As :meth:`Policy.update_one`, in one compiled call when the input is a float64 row, an
         int action and real numbers (otherwise, or when refused, the generic path raises the
         error that names the field; nothing is learned from a refused event)."""
         if (
             self._one_compiled
-            and is_row(context, self.n_features)
+            and _is_row(context, self.n_features)
             and isinstance(action, (int, np.integer))  # a tuple: faster than a union
             and not isinstance(action, bool)
             and 0 <= action < self.n_actions  # also keeps huge ints out of the int64 kernel
@@ -283,11 +294,6 @@ class _RidgePolicy(RidgeModels):
                 self.n_updates_ += 1
                 return
         super().update_one(context, action, reward, propensity)
-
-    def _choose_one(self, x: FloatArray, mask: BoolArray) -> tuple[int, float]:
-        """The compiled choice for one row: ``(action, propensity)``, action -1 for the generic
-        path."""
-        return -1, 0.0
 
     def _greedy_one(
         self, x: FloatArray, mask: BoolArray, alpha: float, epsilon: float
@@ -778,7 +784,7 @@ class Softmax(_RidgePolicy):
         )
 
 
-def compiled_mask(action_mask: Any, all_eligible: BoolArray) -> BoolArray | None:
+def _compiled_mask(action_mask: Any, all_eligible: BoolArray) -> BoolArray | None:
     """The (1, n_actions) mask a compiled one-row choice takes: ``all_eligible`` for no mask, a
     writable C-contiguous bool array of shape (n_actions,) with an eligible action as a view;
     None for any other input (the generic path converts it or names the field in its error)."""
@@ -797,7 +803,7 @@ def compiled_mask(action_mask: Any, all_eligible: BoolArray) -> BoolArray | None
     return None
 
 
-def is_row(x: Any, n_features: int) -> bool:
+def _is_row(x: Any, n_features: int) -> bool:
     """``x`` is a C-contiguous float64 array of shape (n_features,): the compiled path's input."""
     # strides == (8,): contiguous. Read-only arrays (np.frombuffer) take the generic path: the
     # kernels are compiled (and prepared) for writable ones, and a read-only type would compile

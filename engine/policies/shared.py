@@ -15,15 +15,8 @@ import numpy as np
 
 from engine.errors import InvalidInputError
 from engine.kernels import choose_greedy, kron_predict, ridge_predict, shared_choose_one
-from engine.policies.base import Decision, Policy
-from engine.policies.linear import (
-    ALPHA,
-    UCB_CONSTRAINTS,
-    RidgeModels,
-    auto_or_float,
-    compiled_mask,
-    is_row,
-)
+from engine.policies.base import Decision
+from engine.policies.linear import ALPHA, UCB_CONSTRAINTS, RidgeModels, auto_or_float
 from engine.types import BoolArray, FloatArray, IntArray
 from engine.validation import VALUE_LIMIT, ArrayLike, ParameterConstraints, float_array
 
@@ -91,43 +84,21 @@ class SharedLinear(RidgeModels):
         D = self.n_features * (F.shape[1] + 1)
         self._init_ridge(1, D, l2, importance_weighting, refactor_every)
 
-    #: Whether ``choose_one`` may run as one compiled call: a subclass that checks or chooses
-    #: differently takes the generic path.
-    _one_choice: ClassVar[bool] = True
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls._one_choice = (
-            cls._check_contexts is Policy._check_contexts
-            and cls.choose is Policy.choose
-            and cls._choose is SharedLinear._choose
-            and cls._offer_block is SharedLinear._offer_block
+    def _choose_one(self, x: FloatArray, mask: BoolArray) -> tuple[int, float]:
+        """:func:`shared_choose_one`: the kernels and the branch of a one-row ``choose``."""
+        F1 = self._offer_block()
+        return shared_choose_one(
+            x,
+            F1,
+            self.theta_,
+            self.A_inv_ if self.alpha > 0 else _NO_WIDTHS,
+            self.alpha * self.noise_level(),
+            self.n_actions >= KRON_RATIO * F1.shape[1],
+            mask,
+            self.min_propensity,
+            self.rng_state_,
+            VALUE_LIMIT,
         )
-
-    def choose_one(self, context: Any, action_mask: Any = None) -> tuple[int, float]:
-        """As :meth:`Policy.choose_one`, in one compiled call (:func:`shared_choose_one`: the
-        kernels and the branch of a one-row ``choose``) when the input is already a float64 row
-        and a bool mask; any other input, or a bad one, takes the generic path, which converts
-        it or raises the error that names the field."""
-        if self._one_choice and is_row(context, self.n_features):
-            mask = compiled_mask(action_mask, self._all_eligible)
-            if mask is not None:
-                F1 = self._offer_block()
-                action, propensity = shared_choose_one(
-                    context,
-                    F1,
-                    self.theta_,
-                    self.A_inv_ if self.alpha > 0 else _NO_WIDTHS,
-                    self.alpha * self.noise_level(),
-                    self.n_actions >= KRON_RATIO * F1.shape[1],
-                    mask,
-                    self.min_propensity,
-                    self.rng_state_,
-                    VALUE_LIMIT,
-                )
-                if action >= 0:
-                    return action, propensity
-        return super().choose_one(context, action_mask)
 
     @classmethod
     def _unit_test_params(cls, n_actions: int, n_features: int) -> dict[str, Any]:
