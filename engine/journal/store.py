@@ -204,6 +204,7 @@ class Journal(SQLJournal, JournalBackend):
         self.in_memory = str(path) == ":memory:"
         self._lock = threading.RLock()
         self._checkpointer: sqlite3.Connection | None = None
+        self._page_bytes = 4096  # read from the file when the checkpointer connects
         if readonly:
             _open_safely(self.path, create=False)
             if not self.path.is_file():
@@ -509,14 +510,22 @@ class Journal(SQLJournal, JournalBackend):
         """SQLite's ``PRAGMA integrity_check``: ``"ok"`` for an intact file (SQLite only)."""
         return str(self._rows("PRAGMA integrity_check")[0][0])
 
-    def checkpoint(self, wal_limit: int = 64 << 20) -> None:
-        """Copy committed WAL content into the database file.
+    def checkpoint(self, wal_limit: int = 64 << 20, restart_bytes: int = 4 << 20) -> None:
+        """Copy committed WAL content into the database file, and keep the WAL short.
 
-        Runs on a connection of its own, PASSIVE (never blocking writers), so decisions keep
-        committing meanwhile. Under a steady stream of writes a passive checkpoint never lets
-        the WAL start over, so once the WAL file passes ``wal_limit`` bytes a TRUNCATE
-        checkpoint makes writers wait for the few frames left and resets it: the WAL stays
-        bounded.
+        Runs on a connection of its own. The first pass is PASSIVE without the journal's lock,
+        so decisions keep committing while it copies most frames. Under a steady stream of
+        writes such a checkpoint never catches up (new frames arrive while it copies), and
+        SQLite starts the WAL over only once every frame is in the database. So when the WAL
+        holds more than ``restart_bytes``, a second PASSIVE pass runs under the journal's lock:
+        it copies only the frames written during the first one (a few milliseconds), and the
+        next write starts the WAL from its beginning. The WAL then holds about a checkpoint
+        interval of writes. Should its file still pass ``wal_limit`` bytes (a burst), a
+        TRUNCATE checkpoint under the lock gives the space back.
+
+        This process's writers wait on the journal's lock, not inside SQLite: a writer that
+        SQLite's busy handler makes wait sleeps in steps of up to 100 ms, which held decisions
+        50-100 ms where the checkpoint took a few (docs/performance.md, "Stalls").
         """
         if self.in_memory:
             return
@@ -524,14 +533,19 @@ class Journal(SQLJournal, JournalBackend):
             self._checkpointer = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
             )
-        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self._page_bytes = int(self._checkpointer.execute("PRAGMA page_size").fetchone()[0])
+        frames = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+        if frames * self._page_bytes > restart_bytes:
+            with self._lock:
+                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         wal = self.path.with_name(self.path.name + "-wal")
         try:
             size = wal.stat().st_size
         except OSError:
             return
         if size > wal_limit:
-            self._checkpointer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            with self._lock:
+                self._checkpointer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
     def close(self) -> None:
         if self._checkpointer is not None:

@@ -236,3 +236,34 @@ def test_budgets_and_cooldowns_hold_across_two_replicas(store_url, tmp_path):
     assert again.offer_id == learner.config.control_offer and "cooldown" in again.reasons
     for eng in [*replicas, learner]:
         eng.close()
+
+
+def test_a_replica_counts_the_others_decisions_between_its_own_once(store_url, tmp_path):
+    """The sync skips this process's own decisions that follow its cursor without reading them
+    back; the other replica's decisions between two runs of its own are still counted, each
+    once, and its own never."""
+    path = _budgeted(tmp_path, budget=1000)
+    clock = [T0]
+    a, b = (
+        Engine.from_config(
+            path, data_dir=tmp_path / n, journal_url=store_url, clock=lambda: clock[0], role=role
+        )
+        for n, role in (("a", "all"), ("b", "decide"))
+    )
+    context = {"tenure_months": 3, "monthly_price": 40.0, "plan": "basic"}
+    context["contract_type"] = "annual"
+
+    def decide(eng: Engine, tag: str, n: int) -> None:
+        eng.decide_batch([f"{tag}-{i}" for i in range(n)], [context] * n, ["upgrade"])
+
+    assert a.sync_guardrails() == 0
+    decide(a, "a1", 20)
+    decide(b, "b1", 7)  # between two runs of a's own
+    decide(a, "a2", 20)
+    assert a.sync_guardrails() == 7
+    assert a.sync_guardrails() == 0  # nothing new, and none of its own counted
+    decide(a, "a3", 5)
+    decide(b, "b2", 3)
+    assert a.sync_guardrails() == 3
+    for eng in (a, b):
+        eng.close()
