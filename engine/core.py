@@ -917,10 +917,10 @@ class Engine:
         with self._lock:
             self._check_open()
             now = self._clock()
-            results = self._ledger.report(list(decision_ids), clean, now, parts)
+            results, committed = self._ledger.join(list(decision_ids), clean, now, parts)
             if self.leading and now * 1e6 >= self._ledger.next_due_us:
                 self._ledger.expire(now, max_rows=_SWEEP_ROWS)  # on-demand sweep, one slice
-        self._learner.apply()
+        self._learner.apply(committed)  # learns them without reading them back
         if self._upkeep is None and self.leading:  # no upkeep: look after every batch
             self.watch()
         return results

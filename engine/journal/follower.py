@@ -40,12 +40,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine.campaign.exploration import apply_exploration
 from engine.errors import ConfigError, FailedPreconditionError
 from engine.journal.base import JournalBackend
+from engine.journal.records import StoredReward
 from engine.journal.recovery import model_shape, restore_newest
 from engine.journal.registry import ModelRegistry
 from engine.kernels.rng import seed_state
@@ -167,8 +168,11 @@ class ModelFollower:
             _log.info("campaign %s: model %s adapted: %s", self.config.name, self.version, changes)
         return True
 
-    def apply(self) -> None:
-        """Look for a newer published version (at most every ``poll_seconds``)."""
+    def apply(self, committed: Sequence[StoredReward] = ()) -> None:
+        """Look for a newer published version (at most every ``poll_seconds``). A replica
+        learns nothing itself: ``committed`` (the rewards it journaled, see
+        :meth:`Learner.apply <engine.journal.learner.Learner.apply>`) is the learner's to
+        read."""
         now = self._clock()
         if now - self._polled >= self.poll_seconds:
             self._polled = now

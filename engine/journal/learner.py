@@ -54,7 +54,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ import numpy as np
 
 from engine.errors import ResourceExhaustedError
 from engine.journal.base import JournalBackend
+from engine.journal.records import StoredReward
 from engine.journal.registry import KEEP_LEARNED, ModelRegistry
 from engine.journal.snapshot import encode_snapshot, list_snapshots, write_snapshot_bytes
 from engine.policies import Policy
@@ -191,28 +192,45 @@ class Learner:
         over the current features and whose offer is still in the catalog (start-up, and each
         :meth:`apply`); returns how many were applied."""
         total = 0
-        skipped = 0
         with self._lock:
             for rows in self.journal.rewards_after(self.last_seq, batch=batch):
-                items = []
-                for seq, context, action, propensity, reward, catalog in rows:
-                    index = self.offer_index.get(action)
-                    if reward is None or index is None:
-                        continue
-                    if len(context) != 8 * self.n_features or not self.learnable(int(catalog)):
-                        skipped += 1
-                        continue
-                    items.append((int(seq), context, index, float(propensity), float(reward)))
-                self._apply_items(items)
-                self.last_seq = max(self.last_seq, int(rows[-1][0]))
-                total += len(items)
-        self.skipped += skipped
+                total += self._learn(rows)
         return total
 
-    def apply(self) -> None:
+    def _learn(self, rows: Sequence[StoredReward]) -> int:
+        """Apply ``rows`` (rewards after :attr:`last_seq`, in seq order) and move the cursor
+        to the last one; returns how many were applied (rewards without a value, of removed
+        offers or over other features are not)."""
+        items = []
+        skipped = 0
+        for seq, context, action, propensity, reward, catalog in rows:
+            index = self.offer_index.get(action)
+            if reward is None or index is None:
+                continue
+            if len(context) != 8 * self.n_features or not self.learnable(int(catalog)):
+                skipped += 1
+                continue
+            items.append((int(seq), context, index, float(propensity), float(reward)))
+        self._apply_items(items)
+        self.last_seq = max(self.last_seq, int(rows[-1][0]))
+        self.skipped += skipped
+        return len(items)
+
+    def apply(self, committed: Sequence[StoredReward] = ()) -> None:
         """Apply the rewards journaled since the last call (by any process, in seq order);
-        publish when the cadence says so."""
+        publish when the cadence says so.
+
+        ``committed``: rewards the caller has just journaled, as
+        :meth:`JournalBackend.rewards_after` would return them (what
+        :meth:`~engine.journal.rewards.RewardLedger.join` gives). When their seqs follow the
+        cursor without a gap they are applied as they are, without reading them back; either
+        way the journal is then read for anything after them (other processes' rewards, an
+        expiry sweep's). Rewards already applied (another thread's apply read them first) or
+        after a gap are left to that read, so the order is the journal's in every case.
+        """
         with self._lock:
+            if committed and _follows(committed, self.last_seq):
+                self._learn(committed)
             self.replay()
             self._maybe_publish()
 
@@ -393,3 +411,9 @@ class Learner:
         write_snapshot_bytes(path, data)
         for old in list_snapshots(self.snapshot_dir)[KEEP_SNAPSHOTS:]:
             old.unlink(missing_ok=True)
+
+
+def _follows(rows: Sequence[StoredReward], last_seq: int) -> bool:
+    """Whether ``rows``' seqs are exactly ``last_seq + 1``, ``last_seq + 2``, ... (a backend
+    numbers one append's rewards consecutively, in commit order)."""
+    return rows[0].seq == last_seq + 1 and rows[-1].seq == last_seq + len(rows)

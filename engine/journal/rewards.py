@@ -50,7 +50,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from engine.journal.base import DuplicateError, JournalBackend
-from engine.journal.records import LAPSED, RewardError, RewardRecord, RewardRow, StoredDecision
+from engine.journal.records import (
+    LAPSED,
+    RewardError,
+    RewardRecord,
+    RewardRow,
+    StoredDecision,
+    StoredReward,
+)
 
 if TYPE_CHECKING:
     from engine.campaign.config import CampaignConfig
@@ -101,6 +108,19 @@ class RewardLedger:
     ) -> list[RewardRecord]:
         """Join validated rewards to their decisions; journal the new ones (``components``:
         per reward, its components as JSON, or None)."""
+        return self.join(ids, values, now, components)[0]
+
+    def join(
+        self,
+        ids: Sequence[str],
+        values: Sequence[float],
+        now: float,
+        components: Sequence[str | None] | None = None,
+    ) -> tuple[list[RewardRecord], list[StoredReward]]:
+        """:meth:`report`, and the rewards it journaled as the learner reads them back
+        (:meth:`JournalBackend.rewards_after`'s rows, in seq order, lapses included with no
+        value), which :meth:`~engine.journal.learner.Learner.apply` takes instead of reading
+        them again (docs/performance.md, "The reward path")."""
         attempt = 1
         while True:
             try:
@@ -116,11 +136,12 @@ class RewardLedger:
         values: Sequence[float],
         now: float,
         components: Sequence[str | None] | None,
-    ) -> list[RewardRecord]:
+    ) -> tuple[list[RewardRecord], list[StoredReward]]:
         now_us = int(now * 1e6)
         stored = self.journal.lookup(ids)
         results: list[RewardRecord] = []
         rows: list[RewardRow] = []
+        joined: list[StoredDecision] = []  # the decision of each row
         errors: list[RewardError] = []
         taken: dict[str, RewardRecord] = {}
         parts = components if components is not None else [None] * len(ids)
@@ -141,6 +162,7 @@ class RewardLedger:
             if s.reward_source is not None or s.ts_us + self.window_us <= now_us:
                 if s.reward_source is None:
                     self._expiry_rows([s], now_us, rows)
+                    joined.append(s)
                     taken[did] = RewardRecord(did, "expired", s.action, value, None)
                 results.append(RewardRecord(did, "expired", s.action, value, None))
                 errors.append(RewardError(now_us, did, value, "reward window passed"))
@@ -154,9 +176,14 @@ class RewardLedger:
             taken[did] = record
             results.append(record)
             rows.append(RewardRow(did, s.seq, now_us, value, net, "reward", part))
-        self.journal.append_rewards(rows)
+            joined.append(s)
+        seqs = self.journal.append_rewards(rows)
         self.journal.record_errors(errors)
-        return results
+        learned = [
+            StoredReward(seq, s.context, s.action, s.propensity, row.reward, s.catalog)
+            for seq, row, s in zip(seqs, rows, joined, strict=True)
+        ]
+        return results, learned
 
     def _expiry_rows(self, due: list[StoredDecision], now_us: int, rows: list[RewardRow]) -> None:
         default = self.config.default_value
