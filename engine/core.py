@@ -198,6 +198,7 @@ class Engine:
             data_dir=self.data_dir,
             synchronous=config.synchronous,
             autocheckpoint=not run_background,
+            cache_mib=config.cache_mib,
         )
         if config.dimensions and role != "decide":  # export's columns (decide: read-only)
             names = json.dumps(list(config.dimension_names))

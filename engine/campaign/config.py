@@ -8,7 +8,8 @@ the exploration floor, seed the policy's seed) · ``[learning]`` publish_every_r
 publish_every_ms, checkpoint_every_rewards · ``[reward]`` window_days, default_value (omit: expire
 without a reward), charge_cost ("always" | "on_success" | "never") · ``[guardrails]``
 max_offers_per_customer, frequency_window_days, cooldown_days, traffic_window · ``[journal]``
-synchronous ("normal" | "full"), url (a path, ``sqlite:///path`` or
+synchronous ("normal" | "full"), cache_mib (the SQLite journal's page cache in MiB, default 64),
+url (a path, ``sqlite:///path`` or
 ``postgresql://user@host:port/db``; default ``<data-dir>/<campaign>.journal.sqlite``),
 request_window_hours (how long a Decide request id is remembered: a retry within it gets the
 original decisions; default 24), retention_days (closed decisions older than this move to a
@@ -37,6 +38,7 @@ import hashlib
 import json
 import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -180,6 +182,7 @@ class CampaignConfig:
     cooldown: float = 0.0
     traffic_window: int = 1000
     synchronous: str = "normal"
+    cache_mib: int = 64  #: ``[journal] cache_mib``: the SQLite journal's page cache
     request_window: float = 24 * HOUR
     journal_url: str | None = None
     retention_days: float | None = None
@@ -485,7 +488,9 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
     )
     journal = get_table(table, "journal", "", default={})
     reject_unknown(
-        journal, ("synchronous", "url", "request_window_hours", "retention_days"), "journal"
+        journal,
+        ("synchronous", "cache_mib", "url", "request_window_hours", "retention_days"),
+        "journal",
     )
     max_offers = (
         get_int(guard, "max_offers_per_customer", "guardrails", low=1)
@@ -538,6 +543,7 @@ def parse_campaign(table: dict[str, Any]) -> CampaignConfig:
         synchronous=get_str(
             journal, "synchronous", "journal", default="normal", choices=("normal", "full")
         ),
+        cache_mib=_cache_mib(journal),
         request_window=get_float(
             journal, "request_window_hours", "journal", 24.0, low=0.0, low_open=True
         )
@@ -668,3 +674,14 @@ def _parse_policy(policy: dict[str, Any]) -> dict[str, Any]:
     if "min_propensity" in policy:
         get_float(policy, "min_propensity", "policy", low=0.0, high=1.0)
     return {"name": name, **{k: v for k, v in policy.items() if k != "name"}}
+
+
+MAX_CACHE_MIB = 65536  # 64 GiB: SQLite takes the size as a 32-bit count of KiB
+
+
+def _cache_mib(journal: Mapping[str, Any]) -> int:
+    """``[journal] cache_mib``: an integer from 1 to MAX_CACHE_MIB, default 64."""
+    value = get_int(journal, "cache_mib", "journal", 64, low=1)
+    if value > MAX_CACHE_MIB:
+        raise fail("journal.cache_mib", f"an integer from 1 to {MAX_CACHE_MIB}", value)
+    return value

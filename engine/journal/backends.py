@@ -84,6 +84,7 @@ def open_journal(
     readonly: bool = False,
     autocheckpoint: bool = True,
     migrate: bool = False,
+    cache_mib: int | None = None,
 ) -> JournalBackend:
     """Open the journal of ``campaign`` that ``url_or_path`` names (see the module docstring).
 
@@ -95,8 +96,9 @@ def open_journal(
     campaign : str
         The campaign (PostgreSQL: the schema ``nbo_<campaign>`` holds its tables).
     data_dir : str or Path, optional
-    synchronous, autocheckpoint : SQLite's settings (see :class:`~engine.journal.store.Journal`);
-        PostgreSQL always commits with ``synchronous_commit = on``.
+    synchronous, autocheckpoint, cache_mib : SQLite's settings (see
+        :class:`~engine.journal.store.Journal`; cache_mib None: its default); PostgreSQL always
+        commits with ``synchronous_commit = on`` and caches in the server's shared buffers.
     readonly : bool
         Open for reading only (exports, reports): nothing is created.
     migrate : bool
@@ -110,11 +112,14 @@ def open_journal(
     ResourceExhaustedError
         When a PostgreSQL server cannot be reached (within its connect timeout).
     """
-    from engine.journal.store import Journal
+    from engine.journal.store import DEFAULT_CACHE_MIB, Journal
 
+    cache = DEFAULT_CACHE_MIB if cache_mib is None else cache_mib
     if url_or_path is None or str(url_or_path) == "":
         if data_dir is None:
-            return Journal(":memory:", synchronous=synchronous, autocheckpoint=autocheckpoint)
+            return Journal(
+                ":memory:", synchronous=synchronous, autocheckpoint=autocheckpoint, cache_mib=cache
+            )
         path = Path(data_dir) / f"{campaign}.journal.sqlite"
     elif isinstance(url_or_path, Path):
         path = url_or_path
@@ -135,4 +140,5 @@ def open_journal(
         readonly=readonly,
         autocheckpoint=autocheckpoint,
         migrate=migrate,
+        cache_mib=cache,
     )

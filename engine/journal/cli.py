@@ -116,7 +116,9 @@ def run_compact(args: argparse.Namespace) -> int:
     if args.journal is None and config.journal_url:
         args.journal = config.journal_url
     target, campaign = _target(args)
-    journal = open_journal(target, campaign=campaign, synchronous=config.synchronous)
+    journal = open_journal(
+        target, campaign=campaign, synchronous=config.synchronous, cache_mib=config.cache_mib
+    )
     try:
         total = journal.counts()["decisions"]
         with tqdm(total=total, unit="rows", desc="compact", file=sys.stderr, leave=False) as bar:

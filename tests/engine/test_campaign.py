@@ -236,6 +236,13 @@ BAD_CONFIGS = [
         r"^journal\.synchronous: expected one of 'normal', 'full', got 'off'$",
     ),
     ("journal.retention_days", 0, r"^journal\.retention_days: expected a finite number > 0"),
+    ("journal.cache_mib", 0, r"^journal\.cache_mib: expected an integer >= 1, got 0$"),
+    ("journal.cache_mib", "64", r"^journal\.cache_mib: expected an integer >= 1, got '64'$"),
+    (
+        "journal.cache_mib",
+        1 << 20,
+        r"^journal\.cache_mib: expected an integer from 1 to 65536, got 1048576$",
+    ),
     (
         "journal.retention_days",
         30,
@@ -250,6 +257,18 @@ BAD_CONFIGS = [
     ),
     ("offerz", [], r"^offerz: unknown key; expected one of campaign, combinations, dimensions"),
 ]
+
+
+def test_the_journal_page_cache_is_64_mib_by_default_and_reaches_the_sqlite_connection(tmp_path):
+    from engine.journal.backends import open_journal
+
+    assert load_campaign(RENEWAL).cache_mib == 64
+    cfg = parse_campaign(_set(BASE, "journal.cache_mib", 8))
+    journal = open_journal(None, campaign=cfg.name, data_dir=tmp_path, cache_mib=cfg.cache_mib)
+    try:
+        assert journal.query("PRAGMA cache_size") == [(-8 * 1024,)]
+    finally:
+        journal.close()
 
 
 def test_retention_days_is_none_by_default_and_at_least_the_longest_window_the_engine_reads():
