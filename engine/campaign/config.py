@@ -75,6 +75,9 @@ from engine.features.configcheck import (
 from engine.features.schema import FeatureSchema, parse_schema
 from engine.types import FloatArray
 
+DEFAULT_CACHE_MIB = 64  # [journal] cache_mib: the SQLite journal's page cache, MiB
+MAX_CACHE_MIB = 65536  # 64 GiB: SQLite takes the size as a 32-bit count of KiB
+
 
 @dataclass(frozen=True)
 class ActionGroup:
@@ -182,7 +185,7 @@ class CampaignConfig:
     cooldown: float = 0.0
     traffic_window: int = 1000
     synchronous: str = "normal"
-    cache_mib: int = 64  #: ``[journal] cache_mib``: the SQLite journal's page cache
+    cache_mib: int = DEFAULT_CACHE_MIB  #: ``[journal] cache_mib``: the SQLite journal's page cache
     request_window: float = 24 * HOUR
     journal_url: str | None = None
     retention_days: float | None = None
@@ -676,12 +679,9 @@ def _parse_policy(policy: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, **{k: v for k, v in policy.items() if k != "name"}}
 
 
-MAX_CACHE_MIB = 65536  # 64 GiB: SQLite takes the size as a 32-bit count of KiB
-
-
 def _cache_mib(journal: Mapping[str, Any]) -> int:
-    """``[journal] cache_mib``: an integer from 1 to MAX_CACHE_MIB, default 64."""
-    value = get_int(journal, "cache_mib", "journal", 64, low=1)
+    """``[journal] cache_mib``: an integer from 1 to MAX_CACHE_MIB, default DEFAULT_CACHE_MIB."""
+    value = get_int(journal, "cache_mib", "journal", DEFAULT_CACHE_MIB, low=1)
     if value > MAX_CACHE_MIB:
         raise fail("journal.cache_mib", f"an integer from 1 to {MAX_CACHE_MIB}", value)
     return value

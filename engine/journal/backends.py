@@ -97,7 +97,7 @@ def open_journal(
         The campaign (PostgreSQL: the schema ``nbo_<campaign>`` holds its tables).
     data_dir : str or Path, optional
     synchronous, autocheckpoint, cache_mib : SQLite's settings (see
-        :class:`~engine.journal.store.Journal`; cache_mib None: its default); PostgreSQL always
+        :class:`~engine.journal.store.Journal`; cache_mib None: SQLite's own); PostgreSQL always
         commits with ``synchronous_commit = on`` and caches in the server's shared buffers.
     readonly : bool
         Open for reading only (exports, reports): nothing is created.
@@ -112,13 +112,15 @@ def open_journal(
     ResourceExhaustedError
         When a PostgreSQL server cannot be reached (within its connect timeout).
     """
-    from engine.journal.store import DEFAULT_CACHE_MIB, Journal
+    from engine.journal.store import Journal
 
-    cache = DEFAULT_CACHE_MIB if cache_mib is None else cache_mib
     if url_or_path is None or str(url_or_path) == "":
         if data_dir is None:
             return Journal(
-                ":memory:", synchronous=synchronous, autocheckpoint=autocheckpoint, cache_mib=cache
+                ":memory:",
+                synchronous=synchronous,
+                autocheckpoint=autocheckpoint,
+                cache_mib=cache_mib,
             )
         path = Path(data_dir) / f"{campaign}.journal.sqlite"
     elif isinstance(url_or_path, Path):
@@ -140,5 +142,5 @@ def open_journal(
         readonly=readonly,
         autocheckpoint=autocheckpoint,
         migrate=migrate,
-        cache_mib=cache,
+        cache_mib=cache_mib,
     )

@@ -141,7 +141,6 @@ class RewardLedger:
         stored = self.journal.lookup(ids)
         results: list[RewardRecord] = []
         rows: list[RewardRow] = []
-        joined: list[StoredDecision] = []  # the decision of each row
         errors: list[RewardError] = []
         taken: dict[str, RewardRecord] = {}
         parts = components if components is not None else [None] * len(ids)
@@ -162,7 +161,6 @@ class RewardLedger:
             if s.reward_source is not None or s.ts_us + self.window_us <= now_us:
                 if s.reward_source is None:
                     self._expiry_rows([s], now_us, rows)
-                    joined.append(s)
                     taken[did] = RewardRecord(did, "expired", s.action, value, None)
                 results.append(RewardRecord(did, "expired", s.action, value, None))
                 errors.append(RewardError(now_us, did, value, "reward window passed"))
@@ -176,13 +174,14 @@ class RewardLedger:
             taken[did] = record
             results.append(record)
             rows.append(RewardRow(did, s.seq, now_us, value, net, "reward", part))
-            joined.append(s)
         seqs = self.journal.append_rewards(rows)
         self.journal.record_errors(errors)
-        learned = [
-            StoredReward(seq, s.context, s.action, s.propensity, row.reward, s.catalog)
-            for seq, row, s in zip(seqs, rows, joined, strict=True)
-        ]
+        learned = []
+        for seq, row in zip(seqs, rows, strict=True):
+            s = stored[row.decision_id]
+            learned.append(
+                StoredReward(seq, s.context, s.action, s.propensity, row.reward, s.catalog)
+            )
         return results, learned
 
     def _expiry_rows(self, due: list[StoredDecision], now_us: int, rows: list[RewardRow]) -> None:

@@ -105,7 +105,6 @@ from engine.journal.schema import (
 
 __all__ = ["DuplicateError", "Journal", "JournalBackend", "StoredDecision"]
 
-DEFAULT_CACHE_MIB = 64  # the page cache of the journal's connection ([journal] cache_mib)
 _CHUNK_ROWS = 64  # rows per multi-row INSERT (decisions: 15 parameters each, rewards: 6)
 _INSERT_DECISION = insert_sql("decisions", DECISION_COLUMNS)
 _INSERT_DECISIONS_CHUNK = insert_sql("decisions", DECISION_COLUMNS, _CHUNK_ROWS)
@@ -181,8 +180,9 @@ class Journal(SQLJournal, JournalBackend):
         Bring an existing journal of an older schema version to the current one (additive:
         new tables and columns, no stored value changed) instead of refusing it. A journal this
         call creates is current anyway.
-    cache_mib : int
-        The connection's page cache (SQLite's ``cache_size``; its own default is 2 MiB),
+    cache_mib : int, optional
+        The connection's page cache in MiB (SQLite's ``cache_size``; None keeps SQLite's 2 MiB;
+        a campaign's ``[journal] cache_mib`` is 64 unless set),
         filled as pages are read. A reward's join reads random pages of the decisions and
         their indexes: with the default those reads went through the operating system and a
         64 MiB cache made the lookup of a 256-reward batch about 20% cheaper
@@ -205,7 +205,7 @@ class Journal(SQLJournal, JournalBackend):
         readonly: bool = False,
         autocheckpoint: bool = True,
         migrate: bool = False,
-        cache_mib: int = DEFAULT_CACHE_MIB,
+        cache_mib: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.location = f"journal {self.path}"
@@ -249,7 +249,8 @@ class Journal(SQLJournal, JournalBackend):
             if str(mode).lower() != "wal" and not self.in_memory:
                 raise CorruptModelError(f"journal {self.path}: expected WAL mode, got {mode!r}")
             self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
-            self._db.execute(f"PRAGMA cache_size=-{int(cache_mib) * 1024}")  # KiB when negative
+            if cache_mib is not None:  # else SQLite's own 2 MiB
+                self._db.execute(f"PRAGMA cache_size=-{int(cache_mib) * 1024}")  # negative: KiB
             if not autocheckpoint:
                 self._db.execute("PRAGMA wal_autocheckpoint=0")
             if found is None:  # a new journal: created at the current version
