@@ -113,11 +113,16 @@ class Outcomes:
         Realized outcome value before the offer's cost (what a backend reports to the Engine).
     delays : array of shape (n_rounds,)
         Days between the decision and the moment the outcome is known.
+    signals : dict of str to array of shape (n_rounds,)
+        Reward components a backend would report beside the value (``renewal-multi``: ``engaged``,
+        1 when the message landed, 0 when not, NaN where no message went out); known with the
+        outcome.
     """
 
     rewards: FloatArray
     values: FloatArray
     delays: FloatArray
+    signals: dict[str, FloatArray] = field(default_factory=dict)
 
 
 class IndicatorOffers:

@@ -24,6 +24,10 @@ offer that does not land leaves the customer as with no offer. So:
   ``fatigue_days`` of an earlier one is read ``fatigue`` times as often. The context carries
   ``recent_sms`` (1 just after an SMS, fading to 0 over ``fatigue_days``), which a backend knows.
 - the *none* offer sends nothing: its 12 combinations are identical (no contact cost, no effect).
+- *engagement*: with every outcome the backend learns whether the message landed (an email
+  opened and acted on, an SMS read, a call answered): the reward component ``engaged`` (1 or 0;
+  absent when nothing was sent), what :class:`~engine.policies.LandingLift` learns the landing
+  from.
 
 An offer is redeemed only if its message landed: it then costs as in the renewal population
 (charged as ``charge_cost`` says); an offer that never reached the customer was never redeemed
@@ -51,6 +55,7 @@ import numpy as np
 
 from engine.errors import InvalidInputError, InvalidParameterError
 from engine.features.combinations import combination_features, combination_id
+from engine.policies.landing import ENGAGED
 from engine.types import BoolArray, FloatArray, IntArray
 from simulators.base import Outcomes, Rounds, check_actions, check_n_rounds, sigmoid
 from simulators.offers import CHARGE_MODES
@@ -242,6 +247,14 @@ class RenewalMultiEnvironment:
         later."""
         return combination_features(self.codes, self.sizes)
 
+    @property
+    def treatments(self) -> IntArray:
+        """Per combination: its offer's index, its route's index (channel x window) and 1 if it
+        sends a message (0 for the none offer), the table
+        :class:`~engine.policies.LandingLift` takes as ``offer_features``."""
+        route = self.codes[:, 1] * self.sizes[2] + self.codes[:, 2]
+        return np.column_stack([self.codes[:, 0], route, (~self._silent).astype(np.int64)])
+
     # -- ground truth ----------------------------------------------------------------------
     def reach(self, attributes: dict[str, np.ndarray]) -> FloatArray:
         """Probability that a message through each channel is read, shape (n_rounds, 3)."""
@@ -362,8 +375,12 @@ class RenewalMultiEnvironment:
             index = rounds.truth["book_index"]
             np.maximum.at(self._last_sms, index[sms], sent[sms])
         lo, hi = self.renewal.config.delay_days
+        # what a backend learns of the message: opened / read / answered, or not; nothing to
+        # report when nothing was sent
+        engaged = np.where(self._silent[actions], np.nan, landed.astype(np.float64))
         return Outcomes(
             rewards=reward,
             values=np.where(renewed, value, 0.0),
             delays=rng.uniform(lo, hi, n),
+            signals={ENGAGED: engaged},
         )

@@ -76,13 +76,26 @@ def build_policy(env: Environment, spec: dict[str, Any], seed: int) -> Policy:
     if spec["name"] == "fixed" and "action" not in spec:
         control = env.control_action
         spec["action"] = 0 if control is None else control
+    # LandingLift describes each action by its (offer, route, sends) indices, not its features
+    landing = spec["name"] == "landing" or spec["name"] == "LandingLift"
     return make_policy(
         spec,
         n_actions=len(env.action_ids),
         n_features=len(env.feature_names),
         seed=seed,
-        offer_features=env.offer_features,
+        offer_features=_treatments(env) if landing else env.offer_features,
     )
+
+
+def _treatments(env: Environment) -> Any:
+    table = getattr(env, "treatments", None)
+    if table is None:
+        raise InvalidInputError(
+            "policies",
+            "the landing policy on an environment with dimensions (renewal-multi)",
+            env.name,
+        )
+    return table
 
 
 @dataclass
@@ -290,20 +303,25 @@ def run_policy(
     rng_contexts, rng_outcomes = streams(seed)
     tracker = RunTracker(env, n_checkpoints, n_rounds)
     pending = DelayedFeedback()
+    names: tuple[str, ...] = ()
     started = time.perf_counter()
     for start in range(0, n_rounds, batch_size):
         rounds = env.sample_rounds(min(batch_size, n_rounds - start), rng_contexts, start)
         released = pending.release(float(rounds.timestamps[0]))
         if released is not None:
-            model.update(*released)
+            X, actions, rewards, props, *extra = released
+            signals = dict(zip(names, extra, strict=True)) if names else None
+            model.update(X, actions, rewards, props, signals=signals)
         decision = model.choose(rounds.contexts, rounds.action_mask)
         outcomes = env.draw_outcomes(rounds, decision.actions, rng_outcomes)
+        names = tuple(outcomes.signals)  # the same every batch of an environment
         pending.add(
             rounds.timestamps + outcomes.delays,
             rounds.contexts,
             decision.actions,
             outcomes.rewards,
             decision.propensities,
+            *(outcomes.signals[k] for k in names),
         )
         tracker.add(rounds, decision.actions, outcomes.rewards)
         if progress is not None:

@@ -15,6 +15,7 @@ from typing import Any
 from engine.errors import InvalidInputError, did_you_mean
 from engine.policies.base import Decision, Policy, policy_classes
 from engine.policies.baselines import UCB1, BetaTS, FixedAction, UniformRandom
+from engine.policies.landing import LandingLift
 from engine.policies.linear import EpsilonGreedy, LinearTS, LinUCB, RidgeStatistics, Softmax
 from engine.policies.nonlinear import RandomFourierUCB
 from engine.policies.shared import SharedLinear
@@ -27,6 +28,7 @@ __all__ = [
     "Decision",
     "EpsilonGreedy",
     "FixedAction",
+    "LandingLift",
     "LinUCB",
     "LinearTS",
     "Policy",
@@ -53,7 +55,11 @@ POLICY_NAMES: dict[str, type[Policy]] = {
     "ucb1": UCB1,
     "vw": VWPolicy,
     "rff": RandomFourierUCB,
+    "landing": LandingLift,
 }
+#: The classes ``make_policy`` hands a campaign's ``offer_features`` to: SharedLinear's are the
+#: combinations' features, LandingLift's each action's (offer, route, sends) indices.
+OFFER_FEATURE_POLICIES: tuple[type[Policy], ...] = (SharedLinear, LandingLift)
 
 
 def make_policy(
@@ -66,8 +72,8 @@ def make_policy(
     """Build a policy from a name (``"linucb"``) or a dict (``{"name": "linucb", "alpha": 0.5}``).
 
     Names: linucb, lints, egreedy, softmax, shared, random, fixed (alias control), betats, ucb1,
-    vw, rff (:class:`RandomFourierUCB`), or a class name. ``offer_features`` is passed to
-    SharedLinear only.
+    vw, rff (:class:`RandomFourierUCB`), landing (:class:`LandingLift`), or a class name.
+    ``offer_features`` is passed to SharedLinear and LandingLift only.
 
     Raises
     ------
@@ -105,12 +111,12 @@ def make_policy(
                 f"{key!r}{did_you_mean(key, accepted)}",
             )
     kwargs: dict[str, Any] = {"seed": seed, **params}
-    if cls is SharedLinear:
+    if cls in OFFER_FEATURE_POLICIES:
         kwargs.setdefault("offer_features", offer_features)
         if kwargs["offer_features"] is None:
             raise InvalidInputError(
                 "offer_features",
-                "an (n_actions, n_offer_features) array for the shared policy",
+                f"an (n_actions, n_offer_features) array for the {name} policy",
                 None,
             )
     return cls(n_actions, n_features, **kwargs)

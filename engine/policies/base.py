@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -90,6 +91,9 @@ class Policy(ABC):
     _state_scalars: ClassVar[tuple[str, ...]] = ()
     _array_params: ClassVar[tuple[str, ...]] = ()
     _needs_contexts: ClassVar[bool] = True
+    #: True for a policy that learns from reward components: ``update`` then calls
+    #: ``_update_signals`` with them instead of ``_update``.
+    _uses_signals: ClassVar[bool] = False
 
     def __init_subclass__(cls, *, base: bool = False, **kwargs: Any) -> None:
         # A public class is a policy that from_bytes and make_policy can name, unless it is a
@@ -142,7 +146,15 @@ class Policy(ABC):
         mask = self._check_mask(action_mask, X.shape[0])
         return self._choose(X, mask)
 
-    def update(self, contexts: Any, actions: Any, rewards: Any, propensities: Any = None) -> None:
+    def update(
+        self,
+        contexts: Any,
+        actions: Any,
+        rewards: Any,
+        propensities: Any = None,
+        *,
+        signals: Mapping[str, Any] | None = None,
+    ) -> None:
         """Learn from observed rewards (higher is better).
 
         Parameters
@@ -154,16 +166,24 @@ class Policy(ABC):
         propensities : array-like of float, shape (n_rounds,), optional
             Probability with which the logging policy took each action, in (0, 1]. Policies that
             learn off-policy (``importance_weighting=True``) weight each row by its inverse.
+        signals : mapping of str to array-like of float, shape (n_rounds,), optional
+            Reward components observed beside each reward (NaN where a row has none), for the
+            policies that learn from one (:class:`~engine.policies.LandingLift`'s engagement);
+            checked, and ignored by the others.
         """
         X = self._check_contexts(contexts)
         n = X.shape[0]
         a = _check_actions(actions, n, self.n_actions)
         r = _check_values("rewards", rewards, n)
         p = None if propensities is None else _check_propensities(propensities, n)
+        s = _check_signals(signals, n)
         self._check_rewards(r)
         if n == 0:
             return
-        self._update(X, a, r, p)
+        if self._uses_signals:
+            self._update_signals(X, a, r, p, s)
+        else:
+            self._update(X, a, r, p)
         self.n_updates_ += n
 
     def choose_one(self, context: Any, action_mask: Any = None) -> tuple[int, float]:
@@ -379,6 +399,17 @@ class Policy(ABC):
     def _update(self, X: FloatArray, actions: IntArray, rewards: FloatArray, props: Any) -> None:
         """Learn from validated inputs; ``props`` is None or float64 in (0, 1]."""
 
+    def _update_signals(
+        self,
+        X: FloatArray,
+        actions: IntArray,
+        rewards: FloatArray,
+        props: Any,
+        signals: dict[str, FloatArray],
+    ) -> None:
+        """``_update`` with the checked reward components (policies with ``_uses_signals``)."""
+        raise NotImplementedError(type(self).__name__)
+
     def _add_action(self, features: Any) -> None:
         if features is not None:
             raise InvalidInputError(
@@ -580,6 +611,32 @@ def _check_finite(field: str, values: np.ndarray, where: str) -> None:
             f"finite values with |value| <= {VALUE_LIMIT:g}",
             f"{float(values[bad])!r} at {where} {bad}",
         )
+
+
+def _check_signals(signals: Any, n: int) -> dict[str, FloatArray]:
+    """Reward components per row: name -> float64 of shape (n,), NaN where a row has none."""
+    if signals is None:
+        return {}
+    if not isinstance(signals, Mapping):
+        raise InvalidInputError(
+            "signals", "a mapping of component name to one value per row", signals
+        )
+    out = {}
+    for name, values in signals.items():
+        if not isinstance(name, str):
+            raise InvalidInputError("signals", "component names as str", repr(name))
+        field = f"signals[{name!r}]"
+        v = _float_rows(field, values, n)
+        seen = ~np.isnan(v)
+        bad = np.flatnonzero(seen & ~(np.abs(np.where(seen, v, 0.0)) <= VALUE_LIMIT))
+        if bad.size:
+            raise InvalidInputError(
+                field,
+                f"finite values with |value| <= {VALUE_LIMIT:g}, or NaN where a row has none",
+                f"{float(v[bad[0]])!r} at row {int(bad[0])}",
+            )
+        out[name] = v
+    return out
 
 
 def _check_propensities(propensities: Any, n: int) -> FloatArray:

@@ -214,7 +214,8 @@ def test_bad_update_input_rejected_state_unchanged(name: str, case: tuple) -> No
 
 def test_add_and_remove_action(name: str) -> None:
     policy = trained(name)
-    features = [0.4, 1.0] if name == "SharedLinear" else None
+    # SharedLinear: the new offer's features; LandingLift: a new offer through a known route.
+    features = {"SharedLinear": [0.4, 1.0], "LandingLift": [3, 1, 1]}.get(name)
     index = policy.add_action(features=features)
     assert index == N_ACTIONS and policy.n_actions == N_ACTIONS + 1
     d = policy.choose(_rows(200))

@@ -60,7 +60,7 @@ BAD_SPECS = [
     (
         "nope",
         "^policy: expected one of linucb, lints, egreedy, softmax, shared, random, fixed, "
-        "control, betats, ucb1, vw, rff, got 'nope'$",
+        "control, betats, ucb1, vw, rff, landing, got 'nope'$",
     ),
     ("linucbb", r"^policy: expected one of linucb, .*, got 'linucbb' \(did you mean 'linucb'\?\)$"),
     (
