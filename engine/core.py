@@ -914,7 +914,8 @@ class Engine:
         self._check_open()
         self._require_role("accept rewards", "all", "decide")
         clean = check_rewards(decision_ids, values)
-        parts = check_components(components, len(clean))
+        engaged = self._learner.published.engagement_signals()
+        parts = check_components(components, len(clean), engaged)
         with self._lock:
             self._check_open()
             now = self._clock()

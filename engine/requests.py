@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -303,9 +303,12 @@ def logging_probabilities(
     return out
 
 
-def check_components(components: Any, n: int) -> list[str | None] | None:
+def check_components(
+    components: Any, n: int, engagements: Collection[str] = ()
+) -> list[str | None] | None:
     """Reward components (one mapping of name to finite number, or None, per reward) as the
-    journal keeps them: JSON text with sorted keys, or None.
+    journal keeps them: JSON text with sorted keys, or None. Components named in
+    ``engagements`` (what the campaign's policy learns engagement from) must be in [0, 1].
 
     Examples
     --------
@@ -335,6 +338,12 @@ def check_components(components: Any, n: int) -> list[str | None] | None:
             if not isinstance(name, str) or not name:
                 raise InvalidInputError(field, "non-empty component names", name)
             number = check_value(f"{field}[{name!r}]", value)
+            if name in engagements and not 0.0 <= number <= 1.0:
+                raise InvalidInputError(
+                    f"{field}[{name!r}]",
+                    "an engagement in [0, 1] (1 engaged, 0 not; the policy learns from it)",
+                    number,
+                )
             clean[name] = number
         out.append(json.dumps(clean, sort_keys=True))
     return out

@@ -73,7 +73,7 @@ from engine.features.configcheck import (
     reject_unknown,
 )
 from engine.features.schema import FeatureSchema, parse_schema
-from engine.types import FloatArray
+from engine.types import FloatArray, IntArray
 
 DEFAULT_CACHE_MIB = 64  # [journal] cache_mib: the SQLite journal's page cache, MiB
 MAX_CACHE_MIB = 65536  # 64 GiB: SQLite takes the size as a 32-bit count of KiB
@@ -298,10 +298,42 @@ class CampaignConfig:
         tables += [_attribute_table(d.values) for d in self.dimensions]
         return combination_features(np.asarray(self.codes, dtype=np.int64), sizes, tables)
 
-    def policy_offer_features(self) -> FloatArray | None:
+    def treatments(self) -> IntArray:
+        """Per action: its offer's index, its route's index (the other dimensions' values, in
+        mixed radix; 0 without dimensions) and 1 if its offer sends something (``sends``), the
+        table :class:`~engine.policies.LandingLift` takes as ``offer_features``.
+
+        Examples
+        --------
+        >>> cfg = load_campaign("examples/renewal_channels.toml")
+        >>> table = cfg.treatments()
+        >>> table[cfg.offer_index("none+email+now")].tolist()  # the plain reminder is sent
+        [0, 0, 1]
+        >>> table[cfg.offer_index("discount_10+sms+week_1")].tolist()  # sms = 1, week_1 = 1
+        [2, 5, 1]
+        """
+        if not self.dimensions:
+            offers = np.arange(self.n_actions)
+            route = np.zeros(self.n_actions, dtype=np.int64)
+            sends = np.array([int(o.sends) for o in self.offers], dtype=np.int64)
+        else:
+            codes = np.asarray(self.codes, dtype=np.int64)
+            offers = codes[:, 0]
+            sizes = [len(d.values) for d in self.dimensions]
+            route = np.ravel_multi_index(tuple(codes[:, 1:].T), sizes)
+            sends = np.array([int(self.catalog[c].sends) for c in offers], dtype=np.int64)
+        return np.column_stack([offers, route, sends]).astype(np.int64)
+
+    def policy_offer_features(self) -> FloatArray | IntArray | None:
         """What :func:`engine.policies.make_policy` takes as ``offer_features`` for this
-        campaign's policy: :meth:`offer_features` for the shared policy, else None."""
-        return self.offer_features() if self.policy["name"] == "shared" else None
+        campaign's policy: :meth:`offer_features` for the shared policy, :meth:`treatments`
+        for the landing policy, else None."""
+        name = self.policy["name"]
+        if name in ("shared", "SharedLinear"):
+            return self.offer_features()
+        if name in ("landing", "LandingLift"):
+            return self.treatments()
+        return None
 
     def retention_floor(self) -> tuple[float, str]:
         """The shortest retention, in days, that keeps what the engine reads from its journal,

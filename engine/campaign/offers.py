@@ -28,6 +28,7 @@ from engine.campaign.rules import Rule, parse_rule
 from engine.errors import ConfigError, InvalidInputError
 from engine.features.configcheck import (
     fail,
+    get_bool,
     get_float,
     get_list,
     get_str,
@@ -35,7 +36,7 @@ from engine.features.configcheck import (
 )
 
 OFFER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_OFFER_KEYS = ("id", "description", "cost", "attributes", "eligible", *LIMIT_KEYS)
+_OFFER_KEYS = ("id", "description", "cost", "attributes", "eligible", "sends", *LIMIT_KEYS)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,10 @@ class Offer:
         Budgets (lifetime and per day) on how many times the offer is made and on its committed
         cost, a cap on the share of recent decisions it may take (for a newly added offer), a
         per-customer cap (see :mod:`engine.campaign.limits`).
+    sends : bool
+        False for an offer that sends the customer nothing (a no-incentive offer): no message
+        goes out, so there is no engagement to learn from (``[[offers]] sends = false``, read by
+        :class:`~engine.policies.LandingLift`). Default True.
     """
 
     id: str
@@ -69,6 +74,7 @@ class Offer:
     attributes: tuple[tuple[str, float], ...] = ()
     rules: tuple[Rule, ...] = ()
     limits: Limits = NO_LIMITS
+    sends: bool = True
 
     def cost_for(self, context: Mapping[str, Any]) -> float:
         """The offer's cost for this customer.
@@ -121,6 +127,7 @@ def parse_offer(item: Any, path: str) -> Offer:
         attributes=attrs,
         rules=rules,
         limits=parse_limits(item, path),
+        sends=get_bool(item, "sends", path, default=True),
     )
 
 

@@ -51,6 +51,7 @@ Examples
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -67,8 +68,8 @@ from engine.journal.registry import KEEP_LEARNED, ModelRegistry
 from engine.journal.snapshot import encode_snapshot, list_snapshots, write_snapshot_bytes
 from engine.policies import Policy
 
-# (reward seq, context bytes, action index, propensity, net reward)
-LearnItem = tuple[int, bytes, int, float, float]
+# (reward seq, context bytes, action index, propensity, net reward, components as JSON or None)
+LearnItem = tuple[int, bytes, int, float, float, str | None]
 KEEP_SNAPSHOTS = KEEP_LEARNED  # exported snapshot files kept in the snapshot directory
 SHARED_PUBLISH_GAP_MS = 250.0  # a sharing learner publishes (with bytes) at most this often
 _log = logging.getLogger("nbo.learner")
@@ -203,14 +204,14 @@ class Learner:
         offers or over other features are not)."""
         items = []
         skipped = 0
-        for seq, context, action, propensity, reward, catalog in rows:
+        for seq, context, action, propensity, reward, catalog, components in rows:
             index = self.offer_index.get(action)
             if reward is None or index is None:
                 continue
             if len(context) != 8 * self.n_features or not self.learnable(int(catalog)):
                 skipped += 1
                 continue
-            items.append((int(seq), context, index, float(propensity), float(reward)))
+            items.append((int(seq), context, index, float(propensity), float(reward), components))
         self._apply_items(items)
         self.last_seq = max(self.last_seq, int(rows[-1][0]))
         self.skipped += skipped
@@ -236,14 +237,24 @@ class Learner:
 
     def _apply_items(self, items: list[LearnItem]) -> None:
         if items:
-            _, contexts, action_ids, propensities, net_rewards = zip(*items, strict=True)
+            _, contexts, action_ids, propensities, net_rewards, parts = zip(*items, strict=True)
             X = np.frombuffer(b"".join(contexts), dtype=np.float64).reshape(
                 len(items), self.n_features
             )
             actions = np.array(action_ids, dtype=np.int64)
             props = np.array(propensities, dtype=np.float64)
             rewards = np.array(net_rewards, dtype=np.float64)
-            self.training.update(X, actions, rewards, props)
+            # components are parsed only for a model that learns from them (LandingLift);
+            # an engagement out of [0, 1] (journaled before the campaign learned from it) is
+            # taken as not reported
+            signals = None
+            if self.training._uses_signals:
+                signals = signal_columns(parts)
+                for name in self.training.engagement_signals():
+                    if name in signals:
+                        column = signals[name]
+                        column[(column < 0.0) | (column > 1.0)] = np.nan
+            self.training.update(X, actions, rewards, props, signals=signals)
             if not self._unpublished:
                 self._first_unpublished = items[0][0]
             self.last_seq = items[-1][0]
@@ -411,6 +422,28 @@ class Learner:
         write_snapshot_bytes(path, data)
         for old in list_snapshots(self.snapshot_dir)[KEEP_SNAPSHOTS:]:
             old.unlink(missing_ok=True)
+
+
+def signal_columns(parts: Sequence[str | None]) -> dict[str, np.ndarray]:
+    """Rewards' components (JSON text or None, one per reward) as one column per name, NaN
+    where a reward lacks it: what :meth:`Policy.update` takes as ``signals``.
+
+    Examples
+    --------
+    >>> columns = signal_columns(['{"engaged": 1.0}', None, '{"complaints": 1.0, "engaged": 0.0}'])
+    >>> {k: v.tolist() for k, v in sorted(columns.items())}
+    {'complaints': [nan, nan, 1.0], 'engaged': [1.0, nan, 0.0]}
+    """
+    out: dict[str, np.ndarray] = {}
+    for i, text in enumerate(parts):
+        if text is None:
+            continue
+        for name, value in json.loads(text).items():
+            column = out.get(name)
+            if column is None:
+                column = out[name] = np.full(len(parts), np.nan)
+            column[i] = value
+    return out
 
 
 def _follows(rows: Sequence[StoredReward], last_seq: int) -> bool:

@@ -213,6 +213,7 @@ class StoredReward(NamedTuple):
     propensity: float
     reward: float | None
     catalog: int
+    components: str | None = None  #: the reward's components as JSON (name -> number)
 
 
 class Outcome(NamedTuple):
@@ -250,6 +251,7 @@ class ExportedDecision(NamedTuple):
     #: not deferred, or activated (the export gives only these; an archive step reads all)
     served: bool = True
     reasons: str | None = None  #: ';'-joined reasons (a shadow decision's carries nbo's choice)
+    components: str | None = None  #: the reward's components as JSON (name -> number)
 
 
 class ActivationRow(NamedTuple):

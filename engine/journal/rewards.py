@@ -180,7 +180,9 @@ class RewardLedger:
         for seq, row in zip(seqs, rows, strict=True):
             s = stored[row.decision_id]
             learned.append(
-                StoredReward(seq, s.context, s.action, s.propensity, row.reward, s.catalog)
+                StoredReward(
+                    seq, s.context, s.action, s.propensity, row.reward, s.catalog, row.components
+                )
             )
         return results, learned
 

@@ -284,7 +284,7 @@ DUE = STORED + " WHERE d.seq > ? ORDER BY d.seq LIMIT ?"
 EXPORTED = (
     "SELECT d.seq, d.decision_id, d.ts_us, d.customer_id, d.context, d.action, d.propensity,"
     " r.reward, d.eligible, d.explored, d.control, d.model_version, d.catalog,"
-    f" CASE WHEN {SERVED} THEN 1 ELSE 0 END, d.reasons"
+    f" CASE WHEN {SERVED} THEN 1 ELSE 0 END, d.reasons, r.components"
 )  # ExportedDecision's columns
 # Only served decisions are exported: one deferred and never activated was not delivered.
 EXPORT = (
@@ -297,7 +297,7 @@ EXPORT_CLOSED = "AND r.reward IS NOT NULL"
 # The expiry of a deferred decision never activated (source LAPSED) is not a reward: the learner
 # and the lift monitor never see it.
 REWARDS_AFTER = (
-    "SELECT r.seq, d.context, d.action, d.propensity, r.reward, d.catalog"
+    "SELECT r.seq, d.context, d.action, d.propensity, r.reward, d.catalog, r.components"
     " FROM rewards r JOIN decisions d ON d.seq = r.decision_seq"
     f" WHERE r.seq > ? AND r.source <> '{LAPSED}' ORDER BY r.seq LIMIT ?"
 )

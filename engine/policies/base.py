@@ -186,6 +186,11 @@ class Policy(ABC):
             self._update(X, a, r, p)
         self.n_updates_ += n
 
+    def engagement_signals(self) -> tuple[str, ...]:
+        """Reward components this policy learns engagement from (values in [0, 1]): a reward
+        report with one out of range is refused before it is journaled. None for most."""
+        return ()
+
     def choose_one(self, context: Any, action_mask: Any = None) -> tuple[int, float]:
         """Choose for one customer: ``(action, propensity)``, as ``choose`` would for the row
         ``context`` (the same draw from the random state), without building a Decision.

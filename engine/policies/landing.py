@@ -24,8 +24,12 @@ time it went out through, and a route from every offer it carried: the 84 combin
 Actions that send nothing (the campaign's no-incentive offer) score ``h(x)``; their rows teach
 ``h`` and no landing model. A row whose engagement was not reported (the component is absent or
 NaN) teaches no landing model, and enters the value model with the landing it was predicted to
-have (its expected regressor). Choice is greedy with an exploration floor: each eligible action
-gets max(epsilon / k, min_propensity) and the best the rest, so propensities are exact.
+have (its expected regressor). Until a route's engagement has been reported its messages are
+taken to land, so without any signal the model is additive (base + route + offer lift) and still
+learns.
+
+Choice is greedy with an exploration floor: each eligible action gets max(epsilon / k,
+min_propensity) and the best the rest, so propensities are exact.
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ class LandingLift(Policy):
     """
 
     _array_params = ("offer_features",)
-    _state_arrays = ("value_A_", "value_b_", "land_A_", "land_b_")
+    _state_arrays = ("value_A_", "value_b_", "land_A_", "land_b_", "land_n_")
     _uses_signals: ClassVar[bool] = True
     _parameter_constraints: ClassVar[ParameterConstraints] = {
         **Policy._parameter_constraints,
@@ -133,6 +137,7 @@ class LandingLift(Policy):
         self.value_b_ = np.zeros(width)
         self.land_A_ = np.tile(self.l2 * np.eye(d), (n_routes, 1, 1))
         self.land_b_ = np.zeros((n_routes, d))
+        self.land_n_ = np.zeros(n_routes)  # rows with a reported engagement, per route
         self._solve()
 
     @classmethod
@@ -162,17 +167,24 @@ class LandingLift(Policy):
         else:
             self._land = np.zeros((q, 0))
 
+    def engagement_signals(self) -> tuple[str, ...]:
+        return (self.signal,)
+
     def landing(self, contexts: Any) -> FloatArray:
-        """Estimated probability that a message through each route lands, (n_rounds, n_routes)."""
-        X = self._check_contexts(contexts)
-        return np.clip(X @ self._land.T, 0.0, 1.0)
+        """Estimated probability that a message through each route lands, (n_rounds, n_routes);
+        1 for a route whose engagement was never reported."""
+        return self._landing(self._check_contexts(contexts))
+
+    def _landing(self, X: FloatArray) -> FloatArray:
+        seen = self.land_n_ > 0
+        return np.where(seen, np.clip(X @ self._land.T, 0.0, 1.0), 1.0)
 
     def predict_mean(self, contexts: Any) -> FloatArray:
         """Estimated mean reward of every action, array of shape (n_rounds, n_actions)."""
         return self._scores(self._check_contexts(contexts))
 
     def _scores(self, X: FloatArray) -> FloatArray:
-        rho = np.clip(X @ self._land.T, 0.0, 1.0)[:, self._route]
+        rho = self._landing(X)[:, self._route]
         lift = (X @ self._lift.T)[:, self._offer]
         sends = self._sends
         scores = (X @ self._base)[:, None] + np.where(sends, self._beta[self._route], 0.0)
@@ -224,6 +236,7 @@ class LandingLift(Policy):
         route = self._route[actions]
         known = sends & ~np.isnan(observed)
         predicted = np.clip(np.einsum("ij,ij->i", X, self._land[route]), 0.0, 1.0)
+        predicted = np.where(self.land_n_[route] > 0, predicted, 1.0)
         e = np.where(sends, np.where(known, observed, predicted), 0.0)
         Z = np.zeros((n, self.value_A_.shape[0]))
         Z[:, :d] = X
@@ -240,6 +253,7 @@ class LandingLift(Policy):
             Xr = X[mine]
             self.land_A_[r] += Xr.T @ Xr
             self.land_b_[r] += Xr.T @ observed[mine]
+            self.land_n_[r] += Xr.shape[0]
         self._solve()
 
     def _add_action(self, features: Any) -> None:
@@ -257,6 +271,7 @@ class LandingLift(Policy):
                 [self.land_A_, np.tile(self.l2 * np.eye(d), (new_routes, 1, 1))]
             )
             self.land_b_ = np.concatenate([self.land_b_, np.zeros((new_routes, d))])
+            self.land_n_ = np.concatenate([self.land_n_, np.zeros(new_routes)])
         if new_offers > 0:
             at = self.value_A_.shape[0]
             self.value_A_, self.value_b_ = _grow(

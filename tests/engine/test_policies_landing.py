@@ -150,3 +150,16 @@ def test_a_new_offer_and_a_new_route_start_from_the_prior_and_survive_a_round_tr
     np.testing.assert_allclose(same.predict_mean(X[:10]), policy.predict_mean(X[:10]))
     policy.remove_action(1)
     assert policy.predict_mean(X[:3]).shape == (3, len(TABLE))
+
+
+def test_without_any_engagement_reported_it_learns_an_additive_model() -> None:
+    """Messages are taken to land until a route's engagement is reported: the value model is
+    then base + route + offer lift, and still ranks the offers."""
+    rng = np.random.default_rng(5)
+    X = np.column_stack([np.ones(6000), rng.uniform(0, 1, 6000)])
+    a = rng.integers(0, len(TABLE), 6000)
+    lift = np.array([0.0, 4.0, 1.0])[TABLE[a, 0]] * X[:, 1]
+    policy = LandingLift(len(TABLE), 2, offer_features=TABLE, epsilon=0.0, seed=0)
+    policy.update(X, a, 2.0 + lift + rng.normal(0, 0.5, 6000))
+    assert (policy.land_n_ == 0).all() and (policy.landing(X[:3]) == 1.0).all()
+    assert set(policy.choose(X[X[:, 1] > 0.2][:100]).actions.tolist()) <= {1, 2}

@@ -67,3 +67,24 @@ def test_a_campaign_without_dimensions_answers_as_before(client):
     assert d.choices == {} and d.action == ""
     batch = client.decide_batch(["x", "y"], [customer(4), customer(5)], campaign="renewal")
     assert batch.choices == [] and batch.actions == []
+
+
+def test_a_landing_campaign_learns_the_engagement_component_and_refuses_one_out_of_range(
+    tmp_path,
+):
+    text = CHANNELS.read_text(encoding="utf-8")
+    text = text.replace('name = "shared"', 'name = "landing"', 1)
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("alpha = "))
+    path = tmp_path / "renewal_channels.toml"
+    path.write_text(text, encoding="utf-8")
+    with running_server(tmp_path / "data", campaigns=(path,)) as srv, admin_client(srv) as c:
+        d = c.decide("e1", customer(1), campaign="renewal_channels")
+        with pytest.raises(grpc.RpcError) as err:
+            c.reward(d.decision_id, 100.0, campaign="renewal_channels", components={"engaged": 3})
+        assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "components['engaged']" in err.value.details()
+        assert c.reward(
+            d.decision_id, 100.0, campaign="renewal_channels", components={"engaged": 1.0}
+        )
+        engine = srv.campaigns.get("renewal_channels")[1]
+        assert engine._learner.training.land_n_.sum() == 1  # the one accepted engagement
