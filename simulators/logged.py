@@ -115,13 +115,22 @@ def simulate_logs(
         )
     }
     customers: list[str] = []
+    signals: dict[str, list[np.ndarray]] = {}
     for start in range(0, n_rounds, batch_size):
         rounds = env.sample_rounds(min(batch_size, n_rounds - start), rng_contexts, start)
         X = _contexts_for(policy, rounds.contexts)
         decision = policy.choose(X, rounds.action_mask)
         outcomes = env.draw_outcomes(rounds, decision.actions, rng_outcomes)
         if learn:
-            policy.update(X, decision.actions, outcomes.rewards, decision.propensities)
+            policy.update(
+                X,
+                decision.actions,
+                outcomes.rewards,
+                decision.propensities,
+                signals=outcomes.signals or None,
+            )
+        for key, column in outcomes.signals.items():
+            signals.setdefault(key, []).append(column)
         parts["contexts"].append(rounds.contexts)
         parts["actions"].append(decision.actions)
         parts["propensities"].append(decision.propensities)
@@ -152,6 +161,8 @@ def simulate_logs(
             # simulated customers are never held out in a control group
             "control": pa.array(np.zeros(n, dtype=bool), pa.bool_()),
             "model_version": pa.array([type(policy).__name__] * n, pa.string()),
+            # the rewards' components (renewal-multi: engaged), as the journal exports them
+            "components": _components({k: np.concatenate(v) for k, v in signals.items()}, n),
         }
     )
     table = table.replace_schema_metadata(
@@ -164,6 +175,19 @@ def simulate_logs(
         }
     )
     return LoggedRounds(table=table, expected_rewards=cat["expected"], action_mask=cat["mask"])
+
+
+def _components(signals: dict[str, np.ndarray], n: int) -> pa.Array:
+    """One map per row of the signals it has (NaN: none), null for a row without any."""
+    rows: list[list[tuple[str, float]] | None] = [None] * n
+    for key in sorted(signals):
+        column = signals[key]
+        for i in np.flatnonzero(~np.isnan(column)):
+            entry = rows[i]
+            if entry is None:
+                entry = rows[i] = []
+            entry.append((key, float(column[i])))
+    return pa.array(rows, pa.map_(pa.string(), pa.float64()))
 
 
 def generate_logs(

@@ -60,6 +60,8 @@ CHUNK_ROWS = 65536
 #: Journal meta key holding a campaign's dimension names (JSON list, "offer" first).
 DIMENSIONS_META = "dimensions"
 _OFFER_LIST = pa.list_(pa.string())
+#: A reward's components (``engaged``, ``complaints``, ...): null without any.
+_COMPONENTS = pa.map_(pa.string(), pa.float64())
 
 
 def logged_schema(
@@ -82,6 +84,7 @@ def logged_schema(
         pa.field("explored", pa.bool_()),
         pa.field("control", pa.bool_()),
         pa.field("model_version", pa.string()),
+        pa.field("components", _COMPONENTS),
     ]
     meta = {k.encode(): v.encode() for k, v in (metadata or {}).items()}
     return pa.schema(fields, metadata=meta)
@@ -288,8 +291,13 @@ def _chunk_table(
         pa.array([bool(r.explored) for r in rows], pa.bool_()),
         pa.array([bool(r.control) for r in rows], pa.bool_()),
         pa.array([r.model_version for r in rows], pa.string()),
+        pa.array([_parts(r.components) for r in rows], _COMPONENTS),
     ]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _parts(text: str | None) -> list[tuple[str, float]] | None:
+    return None if text is None else sorted(json.loads(text).items())
 
 
 def _dimension_columns(actions: list[str], n_dimensions: int) -> list[pa.Array]:

@@ -204,6 +204,7 @@ class Shard:
     fold: IntArray | None = None  # cross-fitting fold of each row (coef of shape (K, k, d + 1))
     start: int = 0  # first row in the evaluation split
     unseen: BoolArray | None = None  # offers never logged in the row's stratum (no eligible column)
+    signals: dict[str, FloatArray] | None = None  # the rewards' components, NaN where absent
 
     def __len__(self) -> int:
         return int(self.action.shape[0])
@@ -383,11 +384,13 @@ def train_static(
     reward: FloatArray,
     n_actions: int,
     seed: int,
+    signals: dict[str, FloatArray] | None = None,
 ) -> bytes:
-    """Train a static candidate on the train split (every logged row); returns its model bytes."""
+    """Train a static candidate on the train split (every logged row); returns its model bytes.
+    ``signals``: the rows' reward components (:attr:`LoggedData.signals`)."""
     policy = make_policy(candidate.spec, n_actions, context.shape[1], seed=seed)
     if len(action):
-        policy.update(context, action, reward, propensity)
+        policy.update(context, action, reward, propensity, signals=signals)
     return policy.to_bytes()
 
 
@@ -432,7 +435,12 @@ def learning_replay(
             )
             accepted[start:stop] = keep
             if keep.any():
-                policy.update(X[keep], logged[keep], shard.reward[start:stop][keep])
+                signals = None
+                if shard.signals is not None:
+                    signals = {k: v[start:stop][keep] for k, v in shard.signals.items()}
+                policy.update(
+                    X[keep], logged[keep], shard.reward[start:stop][keep], signals=signals
+                )
         dist_weight = (chosen == shard.action) / shard.propensity
         q_logged = q_target = None
         q_hat = reward_predictions(coef, shard)

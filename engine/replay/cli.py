@@ -23,7 +23,12 @@ from engine.replay.candidates import (
     parse_policy,
 )
 from engine.replay.data import LoggedData
-from engine.replay.dimensions import hold_dimensions, logged_dimensions, logged_offer_features
+from engine.replay.dimensions import (
+    hold_dimensions,
+    logged_dimensions,
+    logged_offer_features,
+    logged_treatments,
+)
 from engine.replay.estimators import ESTIMATORS, INTERVAL_METHODS
 from engine.replay.external import external_candidate
 from engine.replay.fanout import Runner, check_reachable
@@ -315,22 +320,40 @@ def _options(
     }
 
 
+#: Policy name -> what it takes as ``offer_features`` on logs, from the actions and dimensions.
+_LOGGED_OFFER_FEATURES = {"shared": logged_offer_features, "landing": logged_treatments}
+
+
 def _needs_offer_features(candidates: list[Candidate]) -> bool:
-    return any(
-        c.spec.get("name") == "shared" and "offer_features" not in c.spec for c in candidates
-    )
+    return any(_lacks_offer_features(c.spec) for c in candidates)
+
+
+def _lacks_offer_features(spec: dict[str, Any]) -> bool:
+    return spec.get("name") in _LOGGED_OFFER_FEATURES and "offer_features" not in spec
+
+
+def logged_spec_features(spec: dict[str, Any], actions: Sequence[str], names: Sequence[str]) -> Any:
+    """What policy ``spec`` takes as ``offer_features`` on logs of ``actions`` (dimension names
+    ``names``): a shared candidate the per-dimension one-hots
+    (:func:`engine.replay.dimensions.logged_offer_features`), a landing candidate each action's
+    offer and route (:func:`engine.replay.dimensions.logged_treatments`)."""
+    return _LOGGED_OFFER_FEATURES[spec["name"]](actions, names)
 
 
 def with_offer_features(
     candidates: list[Candidate], actions: Sequence[str], names: Sequence[str]
 ) -> list[Candidate]:
-    """``candidates`` with the offer features of the logs given to every shared candidate that
-    has none (:func:`engine.replay.dimensions.logged_offer_features`: per-dimension one-hots of
-    a multi-dimensional campaign's combinations, else the offers' own one-hots)."""
-    features = logged_offer_features(actions, names).tolist()
+    """``candidates`` with what the logs give as offer features to every shared or landing
+    candidate that has none (:func:`logged_spec_features`)."""
     return [
-        replace(c, spec={**c.spec, "offer_features": features})
-        if c.spec.get("name") == "shared" and "offer_features" not in c.spec
+        replace(
+            c,
+            spec={
+                **c.spec,
+                "offer_features": logged_spec_features(c.spec, actions, names).tolist(),
+            },
+        )
+        if _lacks_offer_features(c.spec)
         else c
         for c in candidates
     ]
@@ -485,10 +508,11 @@ def run_train(args: argparse.Namespace) -> int:
     spec = parse_policy(args.policy)
     data = _load(args)
     trained_spec = spec
-    if spec.get("name") == "shared" and "offer_features" not in spec:
+    if _lacks_offer_features(spec):
         # an array, not a list: a list of values is a grid to train_policy
         names = logged_dimensions(args.logs)
-        trained_spec = {**spec, "offer_features": logged_offer_features(data.actions, names)}
+        features = logged_spec_features(spec, data.actions, names)
+        trained_spec = {**spec, "offer_features": features}
     from engine.replay.save import encoder_state
 
     encoder: dict[str, Any] | None

@@ -47,6 +47,10 @@ class LoggedData:
         Each row's customer as an int64 key (equal keys: the same customer_id; the reader hashes
         the ids, :func:`engine.replay.intervals.customer_keys`); intervals resample
         customers, not rows, when customers return (:mod:`engine.replay.intervals`).
+    signals : dict of str to array of shape (n_rounds,), float64, optional
+        The rewards' components by name (``engaged``, ...), NaN where a row has none: what a
+        policy that learns from them (:class:`~engine.policies.LandingLift`) takes as
+        ``signals``.
     source_row : array of shape (n_rounds,), int64, optional
         Row number in the source each row came from; error messages quote it.
     n_pending : int
@@ -79,6 +83,7 @@ class LoggedData:
     control: BoolArray | None = None
     explored: BoolArray | None = None
     customer: IntArray | None = None
+    signals: dict[str, FloatArray] | None = None
     source_row: IntArray | None = None
     n_pending: int = 0
     source: str = field(default="", compare=False)
@@ -117,6 +122,13 @@ class LoggedData:
                 value = _as_array(name, getattr(self, name), np.int64, 1)
                 _check_length(name, value, n)
                 set_(self, name, value)
+        if self.signals is not None:
+            signals = {}
+            for key, column in self.signals.items():
+                value = _as_array(f"signals[{key!r}]", column, np.float64, 1)
+                _check_length(f"signals[{key!r}]", value, n)
+                signals[str(key)] = value
+            set_(self, "signals", signals)
         if isinstance(self.decision_id, pa.ChunkedArray):
             set_(self, "decision_id", self.decision_id.combine_chunks())
         elif self.decision_id is not None and not isinstance(self.decision_id, pa.Array):
@@ -219,6 +231,8 @@ class LoggedData:
             value = getattr(self, f.name)
             if isinstance(value, np.ndarray):
                 value = value[index]
+            elif f.name == "signals" and value is not None:
+                value = {k: v[index] for k, v in value.items()}
             elif isinstance(value, pa.Array):
                 value = value[index] if isinstance(index, slice) else value.take(pa.array(index))
             object.__setattr__(subset, f.name, value)

@@ -34,7 +34,7 @@ from engine.errors import InvalidInputError
 from engine.features.combinations import combination_features, split_combination
 from engine.replay.data import LoggedData
 from engine.replay.readers import open_dataset
-from engine.types import FloatArray
+from engine.types import FloatArray, IntArray
 
 
 def logged_dimensions(path: str | Path) -> tuple[str, ...]:
@@ -94,6 +94,37 @@ def hold_dimensions(data: LoggedData, names: Sequence[str], held: Sequence[str])
     return replace(data, eligible=eligible)
 
 
+def logged_treatments(actions: Sequence[str], names: Sequence[str]) -> IntArray:
+    """What a ``landing`` candidate takes as ``offer_features`` on logs: per action its offer's
+    index, its route's index (the other dimensions' values; values in order of first
+    appearance) and 1: the logs do not say which offer sends nothing, so every action is taken
+    to send a message (a no-message offer's rows carry no engagement and enter the value model
+    with their predicted landing, :class:`~engine.policies.LandingLift`).
+
+    Examples
+    --------
+    >>> logged_treatments(["a+email", "a+sms", "b+sms"], ("offer", "channel")).tolist()
+    [[0, 0, 1], [0, 1, 1], [1, 1, 1]]
+    >>> logged_treatments(["a", "b"], ()).tolist()
+    [[0, 0, 1], [1, 0, 1]]
+    """
+    k = len(actions)
+    if not names:
+        return np.column_stack([np.arange(k), np.zeros(k), np.ones(k)]).astype(np.int64)
+    codes = _codes(actions, names)
+    sizes = codes.max(axis=0) + 1
+    route = np.ravel_multi_index(tuple(codes[:, 1:].T), tuple(sizes[1:])) if len(names) > 1 else 0
+    return np.column_stack([codes[:, 0], np.zeros(k) + route, np.ones(k)]).astype(np.int64)
+
+
+def _codes(actions: Sequence[str], names: Sequence[str]) -> IntArray:
+    """Each action's value index per dimension, values in order of first appearance."""
+    parts = [split_combination(a, len(names)) for a in actions]
+    values = [list(dict.fromkeys(p[d] for p in parts)) for d in range(len(names))]
+    codes = np.array([[values[d].index(p[d]) for d in range(len(names))] for p in parts])
+    return codes.reshape(len(actions), len(names))
+
+
 def logged_offer_features(actions: Sequence[str], names: Sequence[str]) -> FloatArray:
     """Offer features a ``shared`` candidate learns from on logs: with dimensions each
     combination's one-hot per dimension (:func:`~engine.features.combinations.combination_features`,
@@ -109,7 +140,5 @@ def logged_offer_features(actions: Sequence[str], names: Sequence[str]) -> Float
     """
     if not names:
         return np.eye(len(actions))
-    parts = [split_combination(a, len(names)) for a in actions]
-    values = [list(dict.fromkeys(p[d] for p in parts)) for d in range(len(names))]
-    codes = np.array([[values[d].index(p[d]) for d in range(len(names))] for p in parts])
-    return combination_features(codes.reshape(len(actions), len(names)), [len(v) for v in values])
+    codes = _codes(actions, names)
+    return combination_features(codes, list(codes.max(axis=0) + 1))

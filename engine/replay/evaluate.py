@@ -181,7 +181,9 @@ def evaluate(
     results = {c.label: CandidateResult(c.label, c.kind, c.spec) for c in all_candidates}
     # Training runs on the workers while the driver fits the reward model and ships the shards.
     statics = [c for c in all_candidates if c.kind == "static"]
-    train_args = runner.put((train.context, train.action, train.propensity, train.reward))
+    train_args = runner.put(
+        (train.context, train.action, train.propensity, train.reward, train.signals)
+    )
     training = runner.start(
         [Task(f"train {c.label}", _train_task, (c, train_args, k, config.seed)) for c in statics],
         "training",
@@ -298,12 +300,18 @@ def evaluate(
 
 def _train_task(
     candidate: Candidate,
-    train: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    train: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray] | None],
     n_actions: int,
     seed: int,
 ) -> bytes:
-    context, action, propensity, reward = train
-    return train_static(candidate, context, action, propensity, reward, n_actions, seed)
+    context, action, propensity, reward, signals = train
+    return train_static(
+        candidate, context, action, propensity, reward, n_actions, seed, signals=signals
+    )
+
+
+def _rows_of(signals: dict[str, np.ndarray] | None, rows: slice) -> dict[str, np.ndarray] | None:
+    return None if signals is None else {k: v[rows] for k, v in signals.items()}
 
 
 def _clustered(data: LoggedData, cluster: str) -> bool:
@@ -339,6 +347,7 @@ def _shards(
                 propensity=test.propensity[start:stop],
                 reward=test.reward[start:stop],
                 mask=None if mask is None else mask[start:stop],
+                signals=_rows_of(test.signals, slice(start, stop)),
                 cluster=None if cluster is None else cluster[start:stop],
                 fold=None if fold is None else fold[start:stop],
                 start=start,

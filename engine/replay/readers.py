@@ -45,8 +45,9 @@ class ColumnMap:
         Numeric columns that together form the context, in this order.
     context_prefix : str or None
         Every numeric column whose name starts with this prefix, in source order.
-    eligible, timestamp, decision_id, control, explored, customer_id : str or None
-        Optional columns; a name that is absent from the source is ignored.
+    eligible, timestamp, decision_id, control, explored, customer_id, components : str or None
+        Optional columns; a name that is absent from the source is ignored. ``components``: a
+        map of name to number per row (the rewards' components, e.g. ``engaged``).
     reward_is_cost : bool
         The column holds a cost: the reward is its negation.
 
@@ -68,6 +69,7 @@ class ColumnMap:
     control: str | None = "control"
     explored: str | None = "explored"
     customer_id: str | None = "customer_id"
+    components: str | None = "components"
     reward_is_cost: bool = False
 
     @classmethod
@@ -79,7 +81,7 @@ class ColumnMap:
         """
         values: dict[str, Any] = {}
         allowed = {"action", "propensity", "reward", "context", "eligible", "timestamp"}
-        allowed |= {"decision_id", "control", "explored", "customer_id"}
+        allowed |= {"decision_id", "control", "explored", "customer_id", "components"}
         for item in items or []:
             key, sep, column = item.partition("=")
             key, column = key.strip(), column.strip()
@@ -295,6 +297,7 @@ def from_table(
         control=_bools(table, cols.control),
         explored=_bools(table, cols.explored),
         customer=_customer_keys(table, cols.customer_id, source_row),
+        signals=_signals(table, cols.components, source_row, decision_id),
         source_row=source_row,
         n_pending=int(n - len(keep)),
         source=source,
@@ -307,6 +310,33 @@ def _optional(table: pa.Table, name: str | None) -> pa.Array | None:
     if name is None or name not in table.column_names:
         return None
     return table.column(name).cast(pa.string()).combine_chunks()
+
+
+def _signals(
+    table: pa.Table, name: str | None, source_row: np.ndarray, decision_id: pa.Array | None
+) -> dict[str, np.ndarray] | None:
+    """A map column of the rewards' components as one float column per name (NaN where a row
+    lacks it), or None without the column or any component."""
+    if name is None or name not in table.column_names:
+        return None
+    column = table.column(name).combine_chunks()
+    if not pa.types.is_map(column.type):
+        raise InvalidInputError(
+            f"column {name!r}", "a map of component name to number", str(column.type)
+        )
+    out: dict[str, np.ndarray] = {}
+    n = len(column)
+    for i, parts in enumerate(column.to_pylist()):
+        for key, value in parts or ():
+            if value is None or not np.isfinite(value):
+                raise InvalidInputError(
+                    _label(name, i, source_row, decision_id), "finite numbers", repr(value)
+                )
+            signal = out.get(key)
+            if signal is None:
+                signal = out[key] = np.full(n, np.nan)
+            signal[i] = value
+    return out or None
 
 
 def _label(column: str, i: int, source_row: np.ndarray, decision_id: pa.Array | None) -> str:

@@ -83,6 +83,7 @@ def save_best(
             train.reward,
             data.n_actions,
             seed,
+            signals=train.signals,
         )  # the same bytes the evaluation scored: same rows, same seed
         policy = Policy.from_bytes(blob)
     elif candidate.kind == "external" and candidate.spec["name"] == "snapshot":

@@ -384,6 +384,7 @@ def _test_part(
         propensity=data.propensity,
         reward=data.reward,
         mask=data.eligible,
+        signals=data.signals,
         cluster=data.customer if layout.clustered else None,
         fold=fold,
         start=start - layout.cut,
@@ -499,7 +500,14 @@ def train_fragments(
         if policy is None:
             policy = make_policy(candidate.spec, len(layout.actions), data.n_features, seed=seed)
         if n:
-            policy.update(data.context[:n], data.action[:n], data.reward[:n], data.propensity[:n])
+            signals = None if data.signals is None else {k: v[:n] for k, v in data.signals.items()}
+            policy.update(
+                data.context[:n],
+                data.action[:n],
+                data.reward[:n],
+                data.propensity[:n],
+                signals=signals,
+            )
     if policy is None:
         raise InvalidInputError("train split", "at least one fragment", "none")
     return policy.to_bytes()

@@ -77,7 +77,11 @@ def train_policy(
         for start in range(0, data.n_rounds, _CHUNK):
             rows = slice(start, start + _CHUNK)
             policy.update(
-                data.context[rows], data.action[rows], data.reward[rows], data.propensity[rows]
+                data.context[rows],
+                data.action[rows],
+                data.reward[rows],
+                data.propensity[rows],
+                signals=_signal_rows(data, rows),
             )
         return policy
     policy = make_policy(spec, k, d, seed=seed)
@@ -96,8 +100,17 @@ def train_policy(
         correction = (data.reward[rows] - pseudo[index, logged]) / data.propensity[rows]
         pseudo[index, logged] += correction
         row_of, action_of = np.nonzero(mask[rows])
-        policy.update(X[row_of], action_of, pseudo[row_of, action_of])
+        # a component was observed for the logged action only: NaN on the other pseudo-rows
+        signals = _signal_rows(data, rows)
+        if signals is not None:
+            observed = action_of == logged[row_of]
+            signals = {k: np.where(observed, v[row_of], np.nan) for k, v in signals.items()}
+        policy.update(X[row_of], action_of, pseudo[row_of, action_of], signals=signals)
     return policy
+
+
+def _signal_rows(data: LoggedData, rows: slice) -> dict[str, np.ndarray] | None:
+    return None if data.signals is None else {k: v[rows] for k, v in data.signals.items()}
 
 
 def _with_importance_weighting(

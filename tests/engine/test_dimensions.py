@@ -17,6 +17,9 @@ from engine.campaign.eligibility import Eligibility
 from engine.core import Engine
 from engine.errors import ConfigError, InvalidInputError
 from engine.journal.export import export_parquet
+from engine.replay.dimensions import logged_treatments
+from engine.replay.readers import read_logs
+from engine.replay.train import train_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 CHANNELS = ROOT / "examples" / "renewal_channels.toml"
@@ -268,3 +271,74 @@ def test_decisions_name_their_choices_and_candidates_may_name_values(tmp_path):
     row = table_out.slice(0, 1).to_pylist()[0]
     assert row["action"] == f"{row['offer']}+{row['channel']}"
     assert table_out.schema.metadata[b"nbo.dimensions"] == b'["offer", "channel"]'
+
+
+def _landing_campaign(tmp_path: Path) -> Any:
+    table = small()
+    table["offers"][0]["sends"] = False  # "none" sends nothing
+    table["policy"] = {"name": "landing", "seed": 0, "epsilon": 0.5}
+    table["learning"] = {"publish_every_rewards": 1}
+    return parse_campaign(table)
+
+
+def test_the_landing_policy_learns_engagement_from_the_reward_components(tmp_path):
+    """Through the engine: the policy gets each action's (offer, route, sends) from the campaign,
+    the 'engaged' component of every reward reaches it, a restart replays the same model, and
+    an engagement out of [0, 1] is refused before anything is journaled."""
+    cfg = _landing_campaign(tmp_path)
+    table = cfg.treatments()
+    assert table[cfg.offer_index("none+email")].tolist() == [0, 0, 0]
+    assert table[cfg.offer_index("discount+call")].tolist() == [1, 2, 1]
+    landed = {"email": 0.9, "sms": 0.2, "call": 0.5}
+    rng = np.random.default_rng(0)
+    with Engine(cfg, tmp_path) as eng:
+        ids, parts, values = [], [], []
+        for i in range(600):
+            d = eng.decide(f"c{i}", {"age": float(rng.uniform(20, 60))})
+            channel = d.choices["channel"]
+            hit = d.choices["offer"] == "discount" and rng.random() < landed[channel]
+            ids.append(d.decision_id)
+            values.append(30.0 if hit else 10.0)
+            parts.append(None if d.choices["offer"] == "none" else {"engaged": float(hit)})
+        eng.reward_batch(ids, values, parts)
+        model = eng.policy
+        assert model.land_n_.sum() == sum(p is not None for p in parts)
+        rho = model.landing(np.array([[1.0, 0.0]]))[0]
+        assert rho[0] > rho[2] > rho[1]  # email > call > sms
+        fresh = eng.decide("z", {"age": 40.0}).decision_id
+        with pytest.raises(InvalidInputError, match=r"components\['engaged'\]: expected an engage"):
+            eng.reward(fresh, 1.0, {"engaged": 2.0})
+        assert eng.reward(fresh, 1.0, {"engaged": 1.0}).status == "applied"  # nothing was kept
+        before = eng.policy.to_bytes()
+    with Engine(cfg, tmp_path) as eng:
+        assert eng.policy.to_bytes() == before
+    # offline: the export carries the components, the reader gives them as signals, and a
+    # landing policy trained on the logs learns the same landing
+    out = export_parquet(tmp_path / "small.journal.sqlite", tmp_path / "logs.parquet")
+    first = pq.read_table(out["path"]).slice(0, 1).to_pylist()[0]
+    assert first["components"] == (None if parts[0] is None else list(parts[0].items()))
+    logs = read_logs(out["path"])
+    engaged = logs.signals["engaged"]
+    assert np.isnan(engaged).sum() == sum(p is None for p in parts)
+    assert np.nansum(engaged) == sum(p["engaged"] for p in parts if p) + 1.0  # and "z"'s
+    spec = {
+        "name": "landing",
+        "offer_features": logged_treatments(logs.actions, ("offer", "channel")),
+    }
+    trained = train_policy(logs, spec, target="ips")
+    email, sms, call = (logs.actions.index(f"discount+{c}") for c in ("email", "sms", "call"))
+    route = trained.offer_features[[email, sms, call], 1].astype(int)
+    rho = trained.landing(np.array([[1.0, 0.0]]))[0][route]
+    assert rho[0] > rho[2] > rho[1]
+
+
+def test_offers_say_whether_they_send_and_a_campaign_without_dimensions_has_one_route():
+    table = small()
+    del table["dimensions"], table["combinations"]
+    table["offers"][0]["sends"] = False
+    table["policy"] = {"name": "landing"}
+    cfg = parse_campaign(table)
+    assert cfg.treatments().tolist() == [[0, 0, 0], [1, 0, 1]]
+    table["offers"][0]["sends"] = "no"
+    with pytest.raises(ConfigError, match=r"offers\[0\]\.sends: expected true or false"):
+        parse_campaign(table)
