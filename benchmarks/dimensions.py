@@ -3,11 +3,13 @@
 
 On ``renewal-multi`` (:mod:`simulators.renewal_multi`) every row streams the same customers per
 seed through :func:`simulators.runner.run_policy` (through :func:`simulators.parallel.run_tasks`,
-as ``benchmarks/learning.py`` does): the joint learner (SharedLinear over context x
-:func:`~engine.features.combinations.combination_features`), LinUCB and Vowpal Wabbit over the
-84 combinations as independent arms, the joint learner under the fixed rule (``rule="preferred"``:
-every message now, through the customer's preferred channel; the learner picks the offer), the
-control (no incentive), the best single static combination and the oracle. Every figure is the
+as ``benchmarks/learning.py`` does): the joint learners (LandingLift, which learns each route's
+landing from the outcomes' ``engaged`` signal and each offer's lift once landed; SharedLinear over
+context x :func:`~engine.features.combinations.combination_features`), epsilon-greedy (LandingLift's
+choice rule), LinUCB and Vowpal Wabbit over the 84 combinations as independent arms, each joint
+learner under the fixed rule (``rule="preferred"``: every message now, through the customer's
+preferred channel; the learner picks the offer), the control (no incentive), the best single
+static combination and the oracle. Every figure is the
 share of the *unrestricted* oracle's expected net value (the rule's runs see the same customers,
 so they are divided by the same oracle), mean ± standard deviation over seeds.
 
@@ -39,6 +41,9 @@ SEEDS = 3
 RULE = {"rule": "preferred"}
 #: Row label -> (policy text, environment knobs). Policies run at their class defaults.
 ROWS: dict[str, tuple[str, dict[str, Any]]] = {
+    "joint: LandingLift, landing learned from engagement x offer lift": ("landing", {}),
+    "independent arms: epsilon-greedy (84 arms; LandingLift's choice rule)": ("egreedy", {}),
+    "fixed rule for channel and timing, LandingLift picks the offer": ("landing", RULE),
     "joint: SharedLinear over combination features": ("shared", {}),
     "independent arms: LinUCB (84 arms)": ("linucb", {}),
     "independent arms: Vowpal Wabbit SquareCB (84 arms)": ("vw", {}),

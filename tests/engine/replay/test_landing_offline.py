@@ -41,5 +41,5 @@ def test_landing_trained_on_logs_with_engagement_beats_the_shared_model():
         {"name": "landing", "offer_features": treatments},
         data=from_table(table.drop_columns(["components"])),
     )
-    assert landing > shared + 2.0, (landing, shared)
-    assert landing > blind + 2.0, (landing, blind)  # without the engagement it is additive
+    assert landing > shared + 8.0, (landing, shared)  # measured 160.6 against 146.2
+    assert landing > blind + 8.0, (landing, blind)  # 147.6: without the engagement, additive
