@@ -8,7 +8,8 @@ the same stream for every library:
   policy collects on that stream (mean expected reward per event, regret against the oracle);
 - warm single-row ``choose`` latency (p50/p99) of every contextual policy (LinUCB and LinearTS
   also through ``choose`` on a one-row array; EpsilonGreedy, Softmax, SharedLinear with four
-  attributes per offer and RandomFourierUCB at class defaults) against VWPolicy and MABWiser,
+  attributes per offer, RandomFourierUCB and LandingLift at class defaults) against VWPolicy and
+  MABWiser,
   and first-call (compile) time, cold in a fresh process with an empty numba cache and warm
   from the cache.
 

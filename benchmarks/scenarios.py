@@ -234,12 +234,19 @@ def online_section(run: Run, stream: bc.LinearStream) -> dict[str, Any]:
 SHARED_OFFER_ATTRIBUTES = 4
 
 
+def landing_table(k: int) -> np.ndarray:
+    """LandingLift's (offer, route, sends) of ``k`` actions: offers a // 2 through two routes."""
+    a = np.arange(k)
+    return np.column_stack([a // 2, a % 2, (a > 1).astype(np.int64)])
+
+
 def other_contextual(
     k: int, d: int, seed: int, stream: bc.LinearStream, models: dict[str, Any]
 ) -> dict[str, Any]:
     """The contextual policies the other rows do not time, class defaults, fitted on the warm-up
     rounds: EpsilonGreedy, Softmax, SharedLinear (``SHARED_OFFER_ATTRIBUTES`` seeded attributes
-    per offer) and RandomFourierUCB."""
+    per offer), RandomFourierUCB and LandingLift (:func:`landing_table`; it learns without an
+    engagement signal here, as an additive model, which costs it the same per decision)."""
     from engine.policies import make_policy
 
     attributes = np.random.default_rng(seed).normal(size=(k, SHARED_OFFER_ATTRIBUTES))
@@ -248,6 +255,8 @@ def other_contextual(
         "Softmax": make_policy("softmax", k, d, seed=seed),
         "SharedLinear": make_policy("shared", k, d, seed=seed, offer_features=attributes),
         "RandomFourierUCB": make_policy("rff", k, d, seed=seed),
+        # the k actions as offers a // 2 through routes a % 2, offer 0 sending nothing
+        "LandingLift": make_policy("landing", k, d, seed=seed, offer_features=landing_table(k)),
     }
     warm = stream.contexts[: len(models["actions"])]
     for policy in policies.values():

@@ -17,6 +17,8 @@ from engine.kernels.choice import (
     gaussian_thompson_draws,
     gaussian_thompson_propensities,
     gaussian_win_probability,
+    landing_choose_one,
+    landing_scores,
 )
 from engine.kernels.contextfree import beta_win_probabilities, ucb1_scores
 from engine.kernels.ridge import (
@@ -48,6 +50,8 @@ __all__ = [
     "gaussian_thompson_propensities",
     "gaussian_win_probability",
     "kron_predict",
+    "landing_choose_one",
+    "landing_scores",
     "norm_cdf",
     "norm_ppf",
     "pooled_noise",
@@ -148,6 +152,10 @@ def prepare() -> None:
             2,
             1e9,
         )
+        table = np.array([[0, 0, 0], [1, 0, 1]], dtype=np.int64)
+        coef, routes = np.zeros((3, d)), np.zeros(1)
+        landing_scores(X, coef, routes, routes, table, np.empty((n, k)))
+        landing_choose_one(row, coef, routes, routes, table, mask[:1], 0.1, 0.0, state, 1e9)
         first_invalid(X, 1.0)
         first_invalid(np.ones(n), 1.0)
         first_outside(np.zeros(n, np.int64), 0, 1)

@@ -437,3 +437,68 @@ def choose_gaussian_thompson(
     """
     gaussian_thompson_draws(means, sds, mask, floor, state, scores, actions, explored)
     gaussian_thompson_propensities(means, sds, mask, floor, n_draws, actions, propensities)
+
+
+@njit(cache=True, nogil=True)
+def landing_scores(
+    X: np.ndarray,
+    coef: np.ndarray,
+    beta: np.ndarray,
+    seen: np.ndarray,
+    table: np.ndarray,
+    scores: np.ndarray,
+) -> None:
+    """LandingLift's scores of every action for the rows of ``X``: base + route term +
+    P(engaged | route) x the offer's lift (docs/architecture.md, "Multi-dimensional decisions").
+
+    ``coef`` holds the base model's row, the ``n_offers`` lift rows, then the ``n_routes``
+    landing rows; ``table`` each action's (offer, route, sends); ``seen`` 1.0 for a route whose
+    engagement was reported (else it is taken to land)."""
+    n, d = X.shape
+    n_routes = beta.shape[0]
+    n_offers = coef.shape[0] - 1 - n_routes
+    dots = np.empty(coef.shape[0])
+    for i in range(n):
+        for r in range(coef.shape[0]):
+            acc = 0.0
+            for j in range(d):
+                acc += coef[r, j] * X[i, j]
+            dots[r] = acc
+        for q in range(n_routes):
+            land = dots[1 + n_offers + q] if seen[q] > 0.0 else 1.0
+            dots[1 + n_offers + q] = min(max(land, 0.0), 1.0)
+        for a in range(table.shape[0]):
+            value = dots[0]
+            if table[a, 2]:
+                q = table[a, 1]
+                value += beta[q] + dots[1 + n_offers + q] * dots[1 + table[a, 0]]
+            scores[i, a] = value
+
+
+@njit(cache=True, nogil=True)
+def landing_choose_one(
+    x: np.ndarray,
+    coef: np.ndarray,
+    beta: np.ndarray,
+    seen: np.ndarray,
+    table: np.ndarray,
+    mask: np.ndarray,
+    epsilon: float,
+    floor: float,
+    state: np.ndarray,
+    limit: float,
+) -> tuple[int, float]:
+    """LandingLift's choice for one context ``x`` of shape (d,) and a mask of shape (1, k):
+    :func:`landing_scores`, greedy with ``epsilon`` exploration (:func:`choose_greedy`);
+    ``(-1, 0.0)`` when an entry of ``x`` is not finite or exceeds ``limit``."""
+    for j in range(x.shape[0]):
+        if not math.isfinite(x[j]) or abs(x[j]) > limit:
+            return -1, 0.0
+    k = table.shape[0]
+    scores = np.empty((1, k))
+    landing_scores(x.reshape((1, x.shape[0])), coef, beta, seen, table, scores)
+    actions = np.empty(1, np.int64)
+    propensities = np.empty(1)
+    explored = np.empty(1, np.bool_)
+    choose_greedy(scores, mask, epsilon, floor, state, actions, propensities, explored)
+    return actions[0], propensities[0]

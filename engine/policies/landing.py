@@ -40,11 +40,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from engine.errors import InvalidInputError
-from engine.kernels import choose_greedy
+from engine.kernels import choose_greedy, landing_choose_one, landing_scores
 from engine.policies.base import Decision, Policy
+from engine.policies.linear import _compiled_mask, _is_row
 from engine.types import BoolArray, FloatArray, IntArray
 from engine.validation import (
     MAX_NAME_CHARS,
+    VALUE_LIMIT,
     ArrayLike,
     Interval,
     ParameterConstraints,
@@ -149,6 +151,7 @@ class LandingLift(Policy):
 
     # ------------------------------------------------------------------ structure
     def _layout(self, table: IntArray) -> None:
+        self._table = np.ascontiguousarray(table, dtype=np.int64)
         self._offer = table[:, 0].copy()
         self._route = table[:, 1].copy()
         self._sends = table[:, 2].astype(bool)
@@ -166,6 +169,9 @@ class LandingLift(Policy):
             self._land = np.linalg.solve(self.land_A_, self.land_b_[:, :, None])[:, :, 0]
         else:
             self._land = np.zeros((q, 0))
+        # what the compiled scoring reads: base, lifts, landings stacked; the routes seen
+        self._coef = np.ascontiguousarray(np.vstack([self._base[None], self._lift, self._land]))
+        self._seen = (self.land_n_ > 0).astype(np.float64)
 
     def engagement_signals(self) -> tuple[str, ...]:
         return (self.signal,)
@@ -184,11 +190,32 @@ class LandingLift(Policy):
         return self._scores(self._check_contexts(contexts))
 
     def _scores(self, X: FloatArray) -> FloatArray:
-        rho = self._landing(X)[:, self._route]
-        lift = (X @ self._lift.T)[:, self._offer]
-        sends = self._sends
-        scores = (X @ self._base)[:, None] + np.where(sends, self._beta[self._route], 0.0)
-        return scores + np.where(sends, rho * lift, 0.0)
+        scores = np.empty((X.shape[0], self.n_actions))
+        landing_scores(X, self._coef, self._beta, self._seen, self._table, scores)
+        return scores
+
+    def choose_one(self, context: Any, action_mask: Any = None) -> tuple[int, float]:
+        """As :meth:`Policy.choose_one`, in one compiled call when the input is already a
+        float64 row and a bool mask (any other input, or a bad one, takes the generic path,
+        which converts it or raises the error that names the field)."""
+        if _is_row(context, self.n_features):
+            mask = _compiled_mask(action_mask, self._all_eligible)
+            if mask is not None:
+                action, propensity = landing_choose_one(
+                    context,
+                    self._coef,
+                    self._beta,
+                    self._seen,
+                    self._table,
+                    mask,
+                    self.epsilon,
+                    self.min_propensity,
+                    self.rng_state_,
+                    VALUE_LIMIT,
+                )
+                if action >= 0:
+                    return int(action), float(propensity)
+        return super().choose_one(context, action_mask)
 
     # ------------------------------------------------------------------ hooks
     def _choose(self, X: FloatArray, mask: BoolArray) -> Decision:
@@ -282,12 +309,32 @@ class LandingLift(Policy):
         self._solve()
 
     def _remove_action(self, index: int) -> None:
-        # The offer's and the route's models stay: other actions (or a returning one) use them.
+        # The offer's and the route's models stay, even when no action uses them any more: the
+        # joint value model's other coefficients were fit beside them. The state's shape is
+        # then wider than the table implies, which _restore accepts.
+        offers, routes = self.n_offers, self.n_routes
         table = np.delete(self.offer_features.astype(np.int64), index, axis=0)
         self.offer_features = table.astype(np.float64)
-        self._offer = table[:, 0].copy()
-        self._route = table[:, 1].copy()
-        self._sends = table[:, 2].astype(bool)
+        self._layout(table)
+        self.n_offers, self.n_routes = offers, routes
+
+    def _restore(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        # A model that lost actions keeps the models of offers and routes beyond its table's
+        # largest indices: take the widths from the saved arrays, when they are consistent.
+        d = self.n_features
+        counts, value = arrays.get("land_n_"), arrays.get("value_A_")
+        if counts is not None and value is not None and counts.ndim == 1 and value.ndim == 2:
+            routes = int(counts.shape[0])
+            offers, rest = divmod(int(value.shape[0]) - d - routes, max(d, 1))
+            saved_land = arrays.get("land_A_")
+            consistent = saved_land is not None and saved_land.shape == (routes, d, d)
+            if consistent and routes >= self.n_routes and offers >= self.n_offers and not rest:
+                self.n_offers, self.n_routes = offers, routes
+                width = d + routes + offers * d
+                self.value_A_, self.value_b_ = np.eye(width), np.zeros(width)
+                self.land_A_ = np.zeros((routes, d, d))
+                self.land_b_, self.land_n_ = np.zeros((routes, d)), np.zeros(routes)
+        super()._restore(scalars, arrays)
 
     def _restore_extra(self, arrays: dict[str, np.ndarray]) -> None:
         self._solve()

@@ -36,6 +36,7 @@ ONE_EVENT = {
         "Softmax",
         "SharedLinear",
         "RandomFourierUCB",
+        "LandingLift",
     )
 }
 REPEATS = 2
@@ -90,7 +91,7 @@ def test_quick_run_writes_latency_compile_and_targets(quick_run: tuple[dict, str
         assert row["cold"] is None
         assert all(v > 0 for v in row["warm"].values())
     targets = results["targets"]
-    assert len(targets) == 26  # 4 more single-row rows: every contextual policy
+    assert len(targets) == 27  # a single-row target for every contextual policy (LandingLift too)
     for t in targets:  # a quick run measures every figure but judges none
         assert t["passed"] is None and math.isfinite(t["measured"])
         if not t["target"].startswith("mean reward"):

@@ -163,3 +163,32 @@ def test_without_any_engagement_reported_it_learns_an_additive_model() -> None:
     policy.update(X, a, 2.0 + lift + rng.normal(0, 0.5, 6000))
     assert (policy.land_n_ == 0).all() and (policy.landing(X[:3]) == 1.0).all()
     assert set(policy.choose(X[X[:, 1] > 0.2][:100]).actions.tolist()) <= {1, 2}
+
+
+def test_removing_the_last_action_of_an_offer_or_a_route_keeps_their_models() -> None:
+    X, a, r, e, _, _ = _world(2_000, seed=6)
+    policy = LandingLift(len(TABLE), 2, offer_features=TABLE, seed=0)
+    policy.update(X, a, r, signals={"engaged": e})
+    kept = policy.predict_mean(X[:20])
+    for index in (4, 3, 2):  # the last of offer 2, then the last of route 1
+        policy.remove_action(index)
+    assert (policy.n_offers, policy.n_routes) == (3, 2)
+    np.testing.assert_allclose(policy.predict_mean(X[:20]), kept[:, :2])
+    same = Policy.from_bytes(policy.to_bytes())
+    assert (same.n_offers, same.n_routes) == (3, 2)
+    np.testing.assert_array_equal(same.value_A_, policy.value_A_)
+    np.testing.assert_allclose(same.predict_mean(X[:20]), kept[:, :2])
+    again = same.add_action([2, 1, 1])  # offer 2 through route 1 returns with what it knew
+    np.testing.assert_allclose(same.predict_mean(X[:20])[:, again], kept[:, 4])
+
+
+def test_the_compiled_single_row_choice_is_the_batch_choice() -> None:
+    X, a, r, e, _, _ = _world(3_000, seed=7)
+    one = LandingLift(len(TABLE), 2, offer_features=TABLE, epsilon=0.3, seed=4)
+    one.update(X, a, r, signals={"engaged": e})
+    batch = one.copy()
+    mask = np.array([True, True, False, True, True])
+    rows = [one.choose_one(X[i].copy(), mask) for i in range(300)]
+    chosen = [batch.choose(X[i : i + 1], mask[None]) for i in range(300)]
+    assert rows == [(int(c.actions[0]), float(c.propensities[0])) for c in chosen]
+    assert all(action != 2 for action, _ in rows)
