@@ -54,7 +54,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from engine.errors import InvalidInputError, InvalidParameterError
-from engine.features.combinations import combination_features, combination_id
+from engine.features.combinations import combination_features, combination_id, treatment_table
 from engine.policies.landing import ENGAGED
 from engine.types import BoolArray, FloatArray, IntArray
 from simulators.base import Outcomes, Rounds, check_actions, check_n_rounds, sigmoid
@@ -252,8 +252,7 @@ class RenewalMultiEnvironment:
         """Per combination: its offer's index, its route's index (channel x window) and 1 if it
         sends a message (0 for the none offer), the table
         :class:`~engine.policies.LandingLift` takes as ``offer_features``."""
-        route = self.codes[:, 1] * self.sizes[2] + self.codes[:, 2]
-        return np.column_stack([self.codes[:, 0], route, (~self._silent).astype(np.int64)])
+        return treatment_table(self.codes, self.sizes, ~self._silent)
 
     # -- ground truth ----------------------------------------------------------------------
     def reach(self, attributes: dict[str, np.ndarray]) -> FloatArray:

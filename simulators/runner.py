@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import InvalidInputError
-from engine.policies import POLICY_NAMES, Policy, make_policy
+from engine.policies import POLICY_NAMES, LandingLift, Policy, make_policy, policy_class
 from engine.types import FloatArray, IntArray
 from simulators.base import Environment, check_n_rounds
 
@@ -77,7 +77,7 @@ def build_policy(env: Environment, spec: dict[str, Any], seed: int) -> Policy:
         control = env.control_action
         spec["action"] = 0 if control is None else control
     # LandingLift describes each action by its (offer, route, sends) indices, not its features
-    landing = spec["name"] == "landing" or spec["name"] == "LandingLift"
+    landing = policy_class(str(spec["name"])) is LandingLift
     return make_policy(
         spec,
         n_actions=len(env.action_ids),

@@ -62,7 +62,12 @@ from engine.errors import (
     did_you_mean,
     unreadable_file,
 )
-from engine.features.combinations import SEPARATOR, combination_features, split_combination
+from engine.features.combinations import (
+    SEPARATOR,
+    combination_features,
+    split_combination,
+    treatment_table,
+)
 from engine.features.configcheck import (
     fail,
     get_bool,
@@ -313,25 +318,22 @@ class CampaignConfig:
         [2, 5, 1]
         """
         if not self.dimensions:
-            offers = np.arange(self.n_actions)
-            route = np.zeros(self.n_actions, dtype=np.int64)
-            sends = np.array([int(o.sends) for o in self.offers], dtype=np.int64)
-        else:
-            codes = np.asarray(self.codes, dtype=np.int64)
-            offers = codes[:, 0]
-            sizes = [len(d.values) for d in self.dimensions]
-            route = np.ravel_multi_index(tuple(codes[:, 1:].T), sizes)
-            sends = np.array([int(self.catalog[c].sends) for c in offers], dtype=np.int64)
-        return np.column_stack([offers, route, sends]).astype(np.int64)
+            codes = np.arange(self.n_actions)[:, None]
+            return treatment_table(codes, [self.n_actions], [o.sends for o in self.offers])
+        codes = np.asarray(self.codes, dtype=np.int64)
+        sizes = [len(self.catalog), *(len(d.values) for d in self.dimensions)]
+        return treatment_table(codes, sizes, [self.catalog[c].sends for c in codes[:, 0]])
 
     def policy_offer_features(self) -> FloatArray | IntArray | None:
         """What :func:`engine.policies.make_policy` takes as ``offer_features`` for this
         campaign's policy: :meth:`offer_features` for the shared policy, :meth:`treatments`
         for the landing policy, else None."""
-        name = self.policy["name"]
-        if name in ("shared", "SharedLinear"):
+        from engine.policies import LandingLift, SharedLinear, policy_class
+
+        cls = policy_class(str(self.policy["name"]))
+        if cls is SharedLinear:
             return self.offer_features()
-        if name in ("landing", "LandingLift"):
+        if cls is LandingLift:
             return self.treatments()
         return None
 

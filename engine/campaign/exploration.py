@@ -25,7 +25,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from engine.policies import POLICY_NAMES, Policy, policy_classes
+from engine.policies import Policy, policy_class
 
 __all__ = ["apply_exploration", "campaign_floor"]
 
@@ -36,7 +36,7 @@ def campaign_floor(policy_spec: Mapping[str, Any]) -> float:
     if "min_propensity" in policy_spec:
         return float(policy_spec["min_propensity"])
     name = str(policy_spec.get("name", ""))
-    cls = POLICY_NAMES.get(name.lower()) or policy_classes().get(name)
+    cls = policy_class(name)
     if cls is None:
         return 0.0
     default = inspect.signature(cls.__init__).parameters.get("min_propensity")

@@ -98,3 +98,26 @@ def combination_features(
             table = np.asarray(table, dtype=np.float64).reshape(size, -1)
             blocks.append(table[column])
     return np.hstack(blocks) if blocks else np.zeros((codes.shape[0], 0))
+
+
+def treatment_table(codes: IntArray, sizes: Sequence[int], sends: Sequence[bool]) -> IntArray:
+    """Per combination: its offer's index, its *route*'s index (the other dimensions' values in
+    mixed radix; 0 when the offer is the only dimension) and 1 if it sends a message, the table
+    :class:`~engine.policies.LandingLift` takes as ``offer_features``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> codes = np.array([[0, 0, 0], [1, 2, 1], [1, 0, 3]])      # offer, channel, window
+    >>> treatment_table(codes, [2, 3, 4], [False, True, True]).tolist()
+    [[0, 0, 0], [1, 9, 1], [1, 3, 1]]
+    >>> treatment_table(np.array([[0], [1]]), [2], [True, True]).tolist()
+    [[0, 0, 1], [1, 0, 1]]
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    if codes.shape[1] > 1:
+        route = np.ravel_multi_index(tuple(codes[:, 1:].T), tuple(sizes[1:]))
+    else:
+        route = np.zeros(codes.shape[0], dtype=np.int64)
+    flags = np.asarray(sends, dtype=np.int64)
+    return np.column_stack([codes[:, 0], route, flags]).astype(np.int64)

@@ -66,7 +66,7 @@ from engine.journal.base import JournalBackend
 from engine.journal.records import StoredReward
 from engine.journal.registry import KEEP_LEARNED, ModelRegistry
 from engine.journal.snapshot import encode_snapshot, list_snapshots, write_snapshot_bytes
-from engine.policies import Policy
+from engine.policies import Policy, engagement_columns
 
 # (reward seq, context bytes, action index, propensity, net reward, components as JSON or None)
 LearnItem = tuple[int, bytes, int, float, float, str | None]
@@ -244,16 +244,12 @@ class Learner:
             actions = np.array(action_ids, dtype=np.int64)
             props = np.array(propensities, dtype=np.float64)
             rewards = np.array(net_rewards, dtype=np.float64)
-            # components are parsed only for a model that learns from them (LandingLift);
-            # an engagement out of [0, 1] (journaled before the campaign learned from it) is
-            # taken as not reported
+            # components are parsed only for a model that learns from them (LandingLift); an
+            # engagement out of [0, 1] (journaled before the campaign learned from it) is taken
+            # as not reported
             signals = None
             if self.training._uses_signals:
-                signals = signal_columns(parts)
-                for name in self.training.engagement_signals():
-                    if name in signals:
-                        column = signals[name]
-                        column[(column < 0.0) | (column > 1.0)] = np.nan
+                signals = engagement_columns(self.training, signal_columns(parts))
             self.training.update(X, actions, rewards, props, signals=signals)
             if not self._unpublished:
                 self._first_unpublished = items[0][0]

@@ -18,7 +18,7 @@ first.
 
 Examples
 --------
->>> from engine.policies import LinUCB
+>>> from engine.policies import LandingLift, LinUCB
 >>> policy = LinUCB(3, 2, seed=0)
 >>> adapted = adapt_offers(policy, ["a", "b", "c"], ["a", "c", "d"])
 >>> adapted.n_actions
@@ -54,7 +54,7 @@ from engine.journal.snapshot import (
     encode_snapshot,
     list_snapshots,
 )
-from engine.policies import Policy, make_policy
+from engine.policies import LandingLift, Policy, make_policy
 
 if TYPE_CHECKING:
     from engine.campaign import CampaignConfig, Guardrails
@@ -92,6 +92,7 @@ def adapt_offers(
             f"snapshot offer_ids: expected {policy.n_actions} offers (the model's), got {len(old)}"
         )
     check_offer_mapping(old, new_ids, "snapshot")
+    _check_treatments(policy, old, new_ids, offer_features)
     for index in range(len(old) - 1, -1, -1):
         if old[index] not in new_ids:
             policy.remove_action(index)
@@ -100,6 +101,25 @@ def adapt_offers(
         features = None if offer_features is None else np.asarray(offer_features)[j]
         policy.add_action(features)
     return policy
+
+
+def _check_treatments(
+    policy: Policy, old: Sequence[str], new_ids: Sequence[str], table: Any
+) -> None:
+    """A LandingLift numbers its offers and routes as the catalog it learned on: the offers
+    both catalogs keep must keep their (offer, route, sends) in the new catalog's table, or the
+    kept models would describe other offers (a removed offer renumbers those after it, a new
+    dimension value the routes)."""
+    if not isinstance(policy, LandingLift) or table is None:
+        return
+    kept = [i for i, offer in enumerate(old) if offer in new_ids]
+    mine = policy.offer_features[kept]
+    theirs = np.asarray(table, dtype=np.float64)[[list(new_ids).index(old[i]) for i in kept]]
+    if not np.array_equal(mine, theirs):
+        raise CorruptModelError(
+            "snapshot offer_ids: the landing model numbers the offers and routes as its catalog "
+            "did, and this catalog renumbers some it keeps (start with --reset-model)"
+        )
 
 
 def model_shape(

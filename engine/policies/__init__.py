@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.errors import InvalidInputError, did_you_mean
-from engine.policies.base import Decision, Policy, policy_classes
+from engine.policies.base import Decision, Policy, engagement_columns, policy_classes
 from engine.policies.baselines import UCB1, BetaTS, FixedAction, UniformRandom
 from engine.policies.landing import LandingLift
 from engine.policies.linear import EpsilonGreedy, LinearTS, LinUCB, RidgeStatistics, Softmax
@@ -38,7 +38,9 @@ __all__ = [
     "Softmax",
     "UniformRandom",
     "VWPolicy",
+    "engagement_columns",
     "make_policy",
+    "policy_class",
     "policy_classes",
 ]
 
@@ -60,6 +62,16 @@ POLICY_NAMES: dict[str, type[Policy]] = {
 #: The classes ``make_policy`` hands a campaign's ``offer_features`` to: SharedLinear's are the
 #: combinations' features, LandingLift's each action's (offer, route, sends) indices.
 OFFER_FEATURE_POLICIES: tuple[type[Policy], ...] = (SharedLinear, LandingLift)
+
+
+def policy_class(name: str) -> type[Policy] | None:
+    """The class a ``[policy] name`` names (a :data:`POLICY_NAMES` key in any case, or a class
+    name), or None.
+
+    >>> policy_class("Landing").__name__, policy_class("LandingLift").__name__
+    ('LandingLift', 'LandingLift')
+    """
+    return POLICY_NAMES.get(name.lower()) or Policy._registry.get(name)
 
 
 def make_policy(
@@ -98,7 +110,7 @@ def make_policy(
         name = spec["name"]
     else:
         raise InvalidInputError("policy", "a policy name or a dict with a 'name' key", spec)
-    cls = POLICY_NAMES.get(name.lower()) or Policy._registry.get(name)
+    cls = policy_class(name)
     if cls is None:
         hint = did_you_mean(name.lower(), POLICY_NAMES) or did_you_mean(name, Policy._registry)
         raise InvalidInputError("policy", f"one of {', '.join(POLICY_NAMES)}", f"{name!r}{hint}")

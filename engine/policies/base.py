@@ -410,7 +410,7 @@ class Policy(ABC):
         actions: IntArray,
         rewards: FloatArray,
         props: Any,
-        signals: dict[str, FloatArray],
+        signals: Mapping[str, FloatArray],
     ) -> None:
         """``_update`` with the checked reward components (policies with ``_uses_signals``)."""
         raise NotImplementedError(type(self).__name__)
@@ -616,6 +616,35 @@ def _check_finite(field: str, values: np.ndarray, where: str) -> None:
             f"finite values with |value| <= {VALUE_LIMIT:g}",
             f"{float(values[bad])!r} at {where} {bad}",
         )
+
+
+def engagement_columns(
+    policy: Policy, signals: Mapping[str, FloatArray] | None
+) -> dict[str, FloatArray] | None:
+    """The columns of ``signals`` (reward components, NaN where a row has none) that ``policy``
+    learns from: its :meth:`~Policy.engagement_signals`, a value outside [0, 1] taken as not
+    reported; None for a policy that learns from none. What every caller that feeds a policy
+    journaled or logged components passes as ``signals`` (the learner, ``nbo train``, the
+    candidates of ``nbo evaluate``): components nobody validated never stop the learning.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from engine.policies import LandingLift, LinUCB
+    >>> landing = LandingLift(1, 1, offer_features=[[0, 0, 1]])
+    >>> engagement_columns(landing, {"engaged": np.array([1.0, 2.0, np.nan]), "other": np.ones(3)})
+    {'engaged': array([ 1., nan, nan])}
+    >>> engagement_columns(LinUCB(1, 1), {"engaged": np.ones(3)}) is None
+    True
+    """
+    if not policy._uses_signals or not signals:
+        return None
+    out = {}
+    for name in policy.engagement_signals():
+        column = signals.get(name)
+        if column is not None:
+            out[name] = np.where((column >= 0.0) & (column <= 1.0), column, np.nan)
+    return out or None
 
 
 def _check_signals(signals: Any, n: int) -> dict[str, FloatArray]:

@@ -150,13 +150,15 @@ class LandingLift(Policy):
         return {"offer_features": table, "epsilon": 0.2}
 
     # ------------------------------------------------------------------ structure
-    def _layout(self, table: IntArray) -> None:
+    def _layout(self, table: IntArray, offers: int = 0, routes: int = 0) -> None:
+        """The per-action indices of ``table``; the state's widths are its largest indices, or
+        ``offers`` and ``routes`` when wider (models kept after their actions were removed)."""
         self._table = np.ascontiguousarray(table, dtype=np.int64)
         self._offer = table[:, 0].copy()
         self._route = table[:, 1].copy()
         self._sends = table[:, 2].astype(bool)
-        self.n_offers = int(table[:, 0].max()) + 1
-        self.n_routes = int(table[:, 1].max()) + 1
+        self.n_offers = max(int(table[:, 0].max()) + 1, offers)
+        self.n_routes = max(int(table[:, 1].max()) + 1, routes)
 
     def _solve(self) -> None:
         """The coefficients the state gives: the value model's and every route's landing."""
@@ -287,36 +289,32 @@ class LandingLift(Policy):
         row = _check_table(features, 1, field="features")
         table = np.vstack([self.offer_features.astype(np.int64), row])
         d = self.n_features
-        new_offers = int(row[0, 0]) + 1 - self.n_offers
-        new_routes = int(row[0, 1]) + 1 - self.n_routes
-        if new_routes > 0:
-            at = d + self.n_routes
-            self.value_A_, self.value_b_ = _grow(
-                self.value_A_, self.value_b_, at, new_routes, self.l2
-            )
-            self.land_A_ = np.concatenate(
-                [self.land_A_, np.tile(self.l2 * np.eye(d), (new_routes, 1, 1))]
-            )
-            self.land_b_ = np.concatenate([self.land_b_, np.zeros((new_routes, d))])
-            self.land_n_ = np.concatenate([self.land_n_, np.zeros(new_routes)])
-        if new_offers > 0:
-            at = self.value_A_.shape[0]
-            self.value_A_, self.value_b_ = _grow(
-                self.value_A_, self.value_b_, at, new_offers * d, self.l2
-            )
+        offers = max(self.n_offers, int(row[0, 0]) + 1)
+        routes = max(self.n_routes, int(row[0, 1]) + 1)
+        # everything is built before anything is assigned: a failure leaves the policy as it was
+        A, b = self.value_A_, self.value_b_
+        land_A, land_b, land_n = self.land_A_, self.land_b_, self.land_n_
+        if routes > self.n_routes:
+            more = routes - self.n_routes
+            A, b = _grow(A, b, d + self.n_routes, more, self.l2)
+            land_A = np.concatenate([land_A, np.tile(self.l2 * np.eye(d), (more, 1, 1))])
+            land_b = np.concatenate([land_b, np.zeros((more, d))])
+            land_n = np.concatenate([land_n, np.zeros(more)])
+        if offers > self.n_offers:
+            A, b = _grow(A, b, A.shape[0], (offers - self.n_offers) * d, self.l2)
+        self.value_A_, self.value_b_ = A, b
+        self.land_A_, self.land_b_, self.land_n_ = land_A, land_b, land_n
         self.offer_features = table.astype(np.float64)
-        self._layout(table)
+        self._layout(table, offers, routes)
         self._solve()
 
     def _remove_action(self, index: int) -> None:
         # The offer's and the route's models stay, even when no action uses them any more: the
-        # joint value model's other coefficients were fit beside them. The state's shape is
-        # then wider than the table implies, which _restore accepts.
-        offers, routes = self.n_offers, self.n_routes
+        # joint value model's other coefficients were fit beside them. The state is then wider
+        # than the table implies, which _add_action and _restore accept.
         table = np.delete(self.offer_features.astype(np.int64), index, axis=0)
         self.offer_features = table.astype(np.float64)
-        self._layout(table)
-        self.n_offers, self.n_routes = offers, routes
+        self._layout(table, self.n_offers, self.n_routes)
 
     def _restore(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         # A model that lost actions keeps the models of offers and routes beyond its table's

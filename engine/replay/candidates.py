@@ -27,7 +27,8 @@ from threadpoolctl import threadpool_limits
 
 from engine.errors import InvalidInputError
 from engine.kernels import seed_state
-from engine.policies import Policy, make_policy
+from engine.policies import Policy, engagement_columns, make_policy
+from engine.replay.data import signal_rows
 from engine.replay.diagnostics import diagnostic_sums
 from engine.replay.estimators import Estimator, OffPolicyInputs, make_estimators
 from engine.replay.intervals import (
@@ -390,7 +391,9 @@ def train_static(
     ``signals``: the rows' reward components (:attr:`LoggedData.signals`)."""
     policy = make_policy(candidate.spec, n_actions, context.shape[1], seed=seed)
     if len(action):
-        policy.update(context, action, reward, propensity, signals=signals)
+        policy.update(
+            context, action, reward, propensity, signals=engagement_columns(policy, signals)
+        )
     return policy.to_bytes()
 
 
@@ -435,9 +438,8 @@ def learning_replay(
             )
             accepted[start:stop] = keep
             if keep.any():
-                signals = None
-                if shard.signals is not None:
-                    signals = {k: v[start:stop][keep] for k, v in shard.signals.items()}
+                rows = np.flatnonzero(keep) + start
+                signals = engagement_columns(policy, signal_rows(shard.signals, rows))
                 policy.update(
                     X[keep], logged[keep], shard.reward[start:stop][keep], signals=signals
                 )

@@ -14,7 +14,7 @@ import numpy as np
 
 from engine.cliargs import add_ray_workers, add_seed, command, commands
 from engine.errors import InvalidInputError, InvalidParameterError
-from engine.policies import make_policy
+from engine.policies import make_policy, policy_class
 from engine.replay.candidates import (
     KINDS,
     Candidate,
@@ -50,6 +50,7 @@ COLUMN_FIELDS = (
     "control",
     "explored",
     "customer_id",
+    "components",
 )
 
 
@@ -71,7 +72,8 @@ def _add_source_args(parser: argparse.ArgumentParser) -> None:
         help="map a source column onto a logged-data field; FIELD is one of "
         f"{', '.join(COLUMN_FIELDS)}: action=offer, propensity=p, reward=value or reward=-cost "
         "(a cost column, negated), context=x_* (prefix) or context=a,b,c, eligible=COL, "
-        "timestamp=COL, decision_id=COL, control=COL, explored=COL, customer_id=COL; repeatable",
+        "timestamp=COL, decision_id=COL, control=COL, explored=COL, customer_id=COL, "
+        "components=COL (a map of reward components, e.g. engaged); repeatable",
     )
     parser.add_argument(
         "--actions",
@@ -320,8 +322,9 @@ def _options(
     }
 
 
-#: Policy name -> what it takes as ``offer_features`` on logs, from the actions and dimensions.
-_LOGGED_OFFER_FEATURES = {"shared": logged_offer_features, "landing": logged_treatments}
+#: Policy class name -> what it takes as ``offer_features`` on logs, from the actions and
+#: dimensions.
+_LOGGED_OFFER_FEATURES = {"SharedLinear": logged_offer_features, "LandingLift": logged_treatments}
 
 
 def _needs_offer_features(candidates: list[Candidate]) -> bool:
@@ -329,7 +332,12 @@ def _needs_offer_features(candidates: list[Candidate]) -> bool:
 
 
 def _lacks_offer_features(spec: dict[str, Any]) -> bool:
-    return spec.get("name") in _LOGGED_OFFER_FEATURES and "offer_features" not in spec
+    return _offer_feature_class(spec) in _LOGGED_OFFER_FEATURES and "offer_features" not in spec
+
+
+def _offer_feature_class(spec: dict[str, Any]) -> str | None:
+    cls = policy_class(str(spec.get("name", "")))
+    return None if cls is None else cls.__name__
 
 
 def logged_spec_features(spec: dict[str, Any], actions: Sequence[str], names: Sequence[str]) -> Any:
@@ -337,7 +345,10 @@ def logged_spec_features(spec: dict[str, Any], actions: Sequence[str], names: Se
     ``names``): a shared candidate the per-dimension one-hots
     (:func:`engine.replay.dimensions.logged_offer_features`), a landing candidate each action's
     offer and route (:func:`engine.replay.dimensions.logged_treatments`)."""
-    return _LOGGED_OFFER_FEATURES[spec["name"]](actions, names)
+    build = _LOGGED_OFFER_FEATURES.get(_offer_feature_class(spec) or "")
+    if build is None:
+        raise InvalidInputError("policy", "a shared or landing policy", spec.get("name"))
+    return build(actions, names)
 
 
 def with_offer_features(

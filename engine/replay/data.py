@@ -231,8 +231,8 @@ class LoggedData:
             value = getattr(self, f.name)
             if isinstance(value, np.ndarray):
                 value = value[index]
-            elif f.name == "signals" and value is not None:
-                value = {k: v[index] for k, v in value.items()}
+            elif f.name == "signals":
+                value = signal_rows(value, index)
             elif isinstance(value, pa.Array):
                 value = value[index] if isinstance(index, slice) else value.take(pa.array(index))
             object.__setattr__(subset, f.name, value)
@@ -267,6 +267,13 @@ class LoggedData:
         data = self.sorted_by_time()
         cut = round(train_fraction * data.n_rounds)
         return data.take(slice(0, cut)), data.take(slice(cut, data.n_rounds))
+
+
+def signal_rows(
+    signals: dict[str, FloatArray] | None, index: IntArray | BoolArray | slice
+) -> dict[str, FloatArray] | None:
+    """Rows ``index`` of every column of ``signals`` (:attr:`LoggedData.signals`), or None."""
+    return None if signals is None else {k: v[index] for k, v in signals.items()}
 
 
 def _as_array(name: str, value: Any, dtype: Any, ndim: int) -> np.ndarray:

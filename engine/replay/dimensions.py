@@ -31,7 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import InvalidInputError
-from engine.features.combinations import combination_features, split_combination
+from engine.features.combinations import (
+    combination_features,
+    split_combination,
+    treatment_table,
+)
 from engine.replay.data import LoggedData
 from engine.replay.readers import open_dataset
 from engine.types import FloatArray, IntArray
@@ -108,13 +112,8 @@ def logged_treatments(actions: Sequence[str], names: Sequence[str]) -> IntArray:
     >>> logged_treatments(["a", "b"], ()).tolist()
     [[0, 0, 1], [1, 0, 1]]
     """
-    k = len(actions)
-    if not names:
-        return np.column_stack([np.arange(k), np.zeros(k), np.ones(k)]).astype(np.int64)
-    codes = _codes(actions, names)
-    sizes = codes.max(axis=0) + 1
-    route = np.ravel_multi_index(tuple(codes[:, 1:].T), tuple(sizes[1:])) if len(names) > 1 else 0
-    return np.column_stack([codes[:, 0], np.zeros(k) + route, np.ones(k)]).astype(np.int64)
+    codes = _codes(actions, names) if names else np.arange(len(actions))[:, None]
+    return treatment_table(codes, list(codes.max(axis=0) + 1), [True] * len(actions))
 
 
 def _codes(actions: Sequence[str], names: Sequence[str]) -> IntArray:

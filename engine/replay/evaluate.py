@@ -28,7 +28,7 @@ from engine.replay.candidates import (
     static_shard,
     train_static,
 )
-from engine.replay.data import LoggedData
+from engine.replay.data import LoggedData, signal_rows
 from engine.replay.diagnostics import Diagnostics, merge_diagnostic_sums
 from engine.replay.estimators import INTERVAL_METHODS, SLOPE, bootstrap_values, check_alpha
 from engine.replay.external import load_distribution
@@ -310,10 +310,6 @@ def _train_task(
     )
 
 
-def _rows_of(signals: dict[str, np.ndarray] | None, rows: slice) -> dict[str, np.ndarray] | None:
-    return None if signals is None else {k: v[rows] for k, v in signals.items()}
-
-
 def _clustered(data: LoggedData, cluster: str) -> bool:
     """Whether intervals resample customers (see :func:`evaluate`'s ``cluster``)."""
     if cluster not in CLUSTER_CHOICES:
@@ -347,7 +343,7 @@ def _shards(
                 propensity=test.propensity[start:stop],
                 reward=test.reward[start:stop],
                 mask=None if mask is None else mask[start:stop],
-                signals=_rows_of(test.signals, slice(start, stop)),
+                signals=signal_rows(test.signals, slice(start, stop)),
                 cluster=None if cluster is None else cluster[start:stop],
                 fold=None if fold is None else fold[start:stop],
                 start=start,

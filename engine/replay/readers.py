@@ -170,7 +170,16 @@ def open_dataset(path: str | Path) -> pads.Dataset:
         Naming ``--logs`` when it is not Parquet (one line, no traceback).
     """
     try:
-        return pads.dataset(str(path), format="parquet", partitioning="hive")
+        dataset = pads.dataset(str(path), format="parquet", partitioning="hive")
+        if len(dataset.files) < 2:
+            return dataset
+        # The schema is the first file's: a column newer files gained (components) would be
+        # dropped, so the dataset takes every file's columns.
+        schemas = [dataset.schema, *(pq.read_schema(f) for f in dataset.files)]
+        unified = pa.unify_schemas(schemas)
+        if unified.names == dataset.schema.names:
+            return dataset
+        return pads.dataset(str(path), format="parquet", partitioning="hive", schema=unified)
     except pa.ArrowInvalid as exc:  # not what its name or --format says it is
         raise _unreadable(Path(path), "parquet", exc) from None
 
@@ -324,18 +333,24 @@ def _signals(
         raise InvalidInputError(
             f"column {name!r}", "a map of component name to number", str(column.type)
         )
-    out: dict[str, np.ndarray] = {}
     n = len(column)
-    for i, parts in enumerate(column.to_pylist()):
-        for key, value in parts or ():
-            if value is None or not np.isfinite(value):
-                raise InvalidInputError(
-                    _label(name, i, source_row, decision_id), "finite numbers", repr(value)
-                )
-            signal = out.get(key)
-            if signal is None:
-                signal = out[key] = np.full(n, np.nan)
-            signal[i] = value
+    offsets = column.offsets.to_numpy()
+    rows = np.repeat(np.arange(n), np.diff(offsets))  # each entry's row (null maps have none)
+    start, stop = int(offsets[0]), int(offsets[-1])
+    keys = column.keys.slice(start, stop - start).to_numpy(zero_copy_only=False)
+    values = column.items.slice(start, stop - start).to_numpy(zero_copy_only=False)
+    values = np.asarray(values, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        i = int(rows[bad[0]])
+        raise InvalidInputError(
+            _label(name, i, source_row, decision_id), "finite numbers", repr(values[bad[0]])
+        )
+    out: dict[str, np.ndarray] = {}
+    for key in np.unique(keys):
+        hit = keys == key
+        signal = out[str(key)] = np.full(n, np.nan)
+        signal[rows[hit]] = values[hit]
     return out or None
 
 

@@ -64,7 +64,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.errors import InvalidInputError
-from engine.policies import Policy, RidgeStatistics, make_policy
+from engine.policies import Policy, RidgeStatistics, engagement_columns, make_policy
 from engine.replay.candidates import (
     Candidate,
     EvalConfig,
@@ -74,7 +74,7 @@ from engine.replay.candidates import (
     learning_replay,
     static_shard,
 )
-from engine.replay.data import LoggedData
+from engine.replay.data import LoggedData, signal_rows
 from engine.replay.evaluate import (
     CLUSTER_CHOICES,
     EvaluateOptions,
@@ -196,6 +196,7 @@ def _evaluation_columns(
         columns.eligible,
         columns.timestamp,
         columns.customer_id,
+        columns.components,
         columns.decision_id if decision_ids else None,
         *columns.context_columns,
     }
@@ -500,7 +501,7 @@ def train_fragments(
         if policy is None:
             policy = make_policy(candidate.spec, len(layout.actions), data.n_features, seed=seed)
         if n:
-            signals = None if data.signals is None else {k: v[:n] for k, v in data.signals.items()}
+            signals = engagement_columns(policy, signal_rows(data.signals, slice(0, n)))
             policy.update(
                 data.context[:n],
                 data.action[:n],

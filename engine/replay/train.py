@@ -21,8 +21,8 @@ import numpy as np
 
 from engine.errors import InvalidInputError
 from engine.journal.snapshot import read_snapshot, write_snapshot
-from engine.policies import Policy, make_policy
-from engine.replay.data import LoggedData
+from engine.policies import Policy, engagement_columns, make_policy
+from engine.replay.data import LoggedData, signal_rows
 from engine.replay.rewardmodel import cross_fit, customer_folds, n_folds, predict_out_of_fold
 
 TARGETS = ("ips", "dr")
@@ -81,7 +81,7 @@ def train_policy(
                 data.action[rows],
                 data.reward[rows],
                 data.propensity[rows],
-                signals=_signal_rows(data, rows),
+                signals=engagement_columns(policy, signal_rows(data.signals, rows)),
             )
         return policy
     policy = make_policy(spec, k, d, seed=seed)
@@ -101,16 +101,12 @@ def train_policy(
         pseudo[index, logged] += correction
         row_of, action_of = np.nonzero(mask[rows])
         # a component was observed for the logged action only: NaN on the other pseudo-rows
-        signals = _signal_rows(data, rows)
+        signals = engagement_columns(policy, signal_rows(data.signals, rows))
         if signals is not None:
             observed = action_of == logged[row_of]
             signals = {k: np.where(observed, v[row_of], np.nan) for k, v in signals.items()}
         policy.update(X[row_of], action_of, pseudo[row_of, action_of], signals=signals)
     return policy
-
-
-def _signal_rows(data: LoggedData, rows: slice) -> dict[str, np.ndarray] | None:
-    return None if data.signals is None else {k: v[rows] for k, v in data.signals.items()}
 
 
 def _with_importance_weighting(

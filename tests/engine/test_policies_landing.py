@@ -192,3 +192,49 @@ def test_the_compiled_single_row_choice_is_the_batch_choice() -> None:
     chosen = [batch.choose(X[i : i + 1], mask[None]) for i in range(300)]
     assert rows == [(int(c.actions[0]), float(c.propensities[0])) for c in chosen]
     assert all(action != 2 for action, _ in rows)
+
+
+def test_an_action_added_after_removals_and_a_reload_extends_the_kept_models() -> None:
+    """Removing the last action of the largest offer leaves the state wider than the table:
+    adding one below it (and after a reload) must keep that width, not crash half-changed."""
+    X, a, r, e, _, _ = _world(2_000, seed=9)
+    policy = LandingLift(len(TABLE), 2, offer_features=TABLE, seed=0)
+    policy.update(X, a, r, signals={"engaged": e})
+    policy.remove_action(4)
+    policy.remove_action(3)  # offer 2 has no action left; its models stay
+    for model in (policy, Policy.from_bytes(policy.to_bytes())):
+        width = model.value_A_.shape[0]
+        index = model.add_action([1, 0, 1])  # offer 1 through route 0, as action 1
+        assert index == 3 and model.value_A_.shape[0] == width
+        np.testing.assert_allclose(model.predict_mean(X[:5])[:, 3], model.predict_mean(X[:5])[:, 1])
+
+
+def test_the_compiled_scores_are_the_factored_formula() -> None:
+    """landing_scores against the formula written with NumPy."""
+    X, a, r, e, _, _ = _world(3_000, seed=10)
+    policy = LandingLift(len(TABLE), 2, offer_features=TABLE, seed=0)
+    policy.update(X, a, r, signals={"engaged": e})
+    Z = np.random.default_rng(11).normal(size=(40, 2))
+    offer, route, sends = TABLE.T
+    rho = np.clip(Z @ policy._land.T, 0.0, 1.0)
+    lift = Z @ policy._lift.T
+    expected = (Z @ policy._base)[:, None] + sends * (
+        policy._beta[route] + rho[:, route] * lift[:, offer]
+    )
+    np.testing.assert_allclose(policy.predict_mean(Z), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_catalog_that_renumbers_kept_offers_is_refused_for_a_landing_model() -> None:
+    from engine.errors import CorruptModelError
+    from engine.journal.recovery import adapt_offers
+
+    table = [[0, 0, 1], [1, 0, 1], [2, 0, 1]]
+    policy = LandingLift(3, 1, offer_features=table, seed=0)
+    before = policy.to_bytes()
+    # removing b renumbers c (2 -> 1): c and the new d would share models
+    with pytest.raises(CorruptModelError, match="--reset-model"):
+        adapt_offers(policy, ["a", "b", "c"], ["a", "c", "d"], [[0, 0, 1], [1, 0, 1], [2, 0, 1]])
+    assert policy.to_bytes() == before
+    # an offer appended keeps every number: adapted
+    adapt_offers(policy, ["a", "b", "c"], ["a", "b", "c", "d"], [*table, [3, 0, 1]])
+    assert policy.n_actions == 4 and policy.n_offers == 4

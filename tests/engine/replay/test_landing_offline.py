@@ -43,3 +43,54 @@ def test_landing_trained_on_logs_with_engagement_beats_the_shared_model():
     )
     assert landing > shared + 8.0, (landing, shared)  # measured 160.6 against 146.2
     assert landing > blind + 8.0, (landing, blind)  # 147.6: without the engagement, additive
+
+
+@pytest.mark.slow
+def test_a_mixed_archive_keeps_the_engagement_and_fragments_learn_from_it(tmp_path):
+    """An archive whose older part predates the components column: the dataset reads every
+    part's columns, and a landing candidate evaluated by fragments learns from the newer part's
+    engagement (its estimates differ from the same archive without any engagement)."""
+    import pyarrow.parquet as pq
+
+    from engine.replay.candidates import EvalConfig, make_candidates
+    from engine.replay.cli import with_offer_features
+    from engine.replay.fanout import Runner
+    from engine.replay.readers import read_logs
+    from engine.replay.sharded import evaluate_dataset
+
+    env = make_env("renewal-multi")
+    k, d = len(env.action_ids), len(env.feature_names)
+    table = generate_logs(env, EpsilonGreedy(k, d, epsilon=1.0, seed=0), 4000, seed=5)
+    old = table.slice(0, 2000).drop_columns(["components"])
+
+    def archive(name: str, new) -> object:
+        path = tmp_path / name
+        path.mkdir()
+        pq.write_table(old, path / "part-0.parquet", row_group_size=500)
+        pq.write_table(new, path / "part-1.parquet", row_group_size=500)
+        return path
+
+    mixed = archive("mixed", table.slice(2000))
+    blind = archive("blind", table.slice(2000).drop_columns(["components"]))
+    data = read_logs(mixed)
+    engaged = data.signals["engaged"]
+    silent = np.array([a.startswith("none+") for a in data.actions])[data.action]
+    assert np.isnan(engaged[:2000]).all() and not np.isnan(engaged[2000:][~silent[2000:]]).any()
+    assert read_logs(blind).signals is None
+
+    landing = make_candidates([{"name": "landing"}], kinds=("static",))
+    candidates = with_offer_features(landing, data.actions, DIMENSIONS)
+    config = EvalConfig(n_bootstrap=20, seed=7, batch_size=64)
+    runner = Runner(workers=0, progress=False)
+
+    def estimates(path) -> dict:
+        # trains on the first 75% of rows: the old part and half the new one
+        result = evaluate_dataset(
+            path, candidates, config=config, runner=runner, train_fraction=0.75
+        )
+        assert result.complete and result.info["fragments"] > 1
+        row = next(c for c in result.candidates if c.label.startswith("landing"))
+        return {name: e.value for name, e in row.estimates.items()}
+
+    learned, without = estimates(mixed), estimates(blind)
+    assert learned["dm"] != pytest.approx(without["dm"], rel=1e-6)
