@@ -49,7 +49,10 @@ def test_landing_trained_on_logs_with_engagement_beats_the_shared_model():
 def test_a_mixed_archive_keeps_the_engagement_and_fragments_learn_from_it(tmp_path):
     """An archive whose older part predates the components column: the dataset reads every
     part's columns, and a landing candidate evaluated by fragments learns from the newer part's
-    engagement (its estimates differ from the same archive without any engagement)."""
+    engagement (its estimates differ from the same archive without any engagement). Not compared
+    with the in-memory evaluation: on logs every action is taken to send, so the no-incentive
+    rows (no engagement) enter with the landing predicted when they are learned, which depends
+    on how the rows are batched (README, "Known limits")."""
     import pyarrow.parquet as pq
 
     from engine.replay.candidates import EvalConfig, make_candidates
@@ -83,14 +86,14 @@ def test_a_mixed_archive_keeps_the_engagement_and_fragments_learn_from_it(tmp_pa
     config = EvalConfig(n_bootstrap=20, seed=7, batch_size=64)
     runner = Runner(workers=0, progress=False)
 
-    def estimates(path) -> dict:
-        # trains on the first 75% of rows: the old part and half the new one
-        result = evaluate_dataset(
-            path, candidates, config=config, runner=runner, train_fraction=0.75
-        )
-        assert result.complete and result.info["fragments"] > 1
+    def estimates(result) -> dict:
         row = next(c for c in result.candidates if c.label.startswith("landing"))
         return {name: e.value for name, e in row.estimates.items()}
 
-    learned, without = estimates(mixed), estimates(blind)
+    # trains on the first 75% of rows: the old part and half the new one
+    options = {"config": config, "runner": runner, "train_fraction": 0.75}
+    by_fragments = evaluate_dataset(mixed, candidates, **options)
+    assert by_fragments.complete and by_fragments.info["fragments"] > 1
+    learned = estimates(by_fragments)
+    without = estimates(evaluate_dataset(blind, candidates, **options))
     assert learned["dm"] != pytest.approx(without["dm"], rel=1e-6)
