@@ -248,7 +248,7 @@ class Learner:
             # engagement out of [0, 1] (journaled before the campaign learned from it) is taken
             # as not reported
             signals = None
-            if self.training._uses_signals:
+            if self.training.engagement_signals():
                 signals = engagement_columns(self.training, signal_columns(parts))
             self.training.update(X, actions, rewards, props, signals=signals)
             if not self._unpublished:

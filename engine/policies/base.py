@@ -91,9 +91,6 @@ class Policy(ABC):
     _state_scalars: ClassVar[tuple[str, ...]] = ()
     _array_params: ClassVar[tuple[str, ...]] = ()
     _needs_contexts: ClassVar[bool] = True
-    #: True for a policy that learns from reward components: ``update`` then calls
-    #: ``_update_signals`` with them instead of ``_update``.
-    _uses_signals: ClassVar[bool] = False
 
     def __init_subclass__(cls, *, base: bool = False, **kwargs: Any) -> None:
         # A public class is a policy that from_bytes and make_policy can name, unless it is a
@@ -180,10 +177,7 @@ class Policy(ABC):
         self._check_rewards(r)
         if n == 0:
             return
-        if self._uses_signals:
-            self._update_signals(X, a, r, p, s)
-        else:
-            self._update(X, a, r, p)
+        self._update_signals(X, a, r, p, s)
         self.n_updates_ += n
 
     def engagement_signals(self) -> tuple[str, ...]:
@@ -412,8 +406,9 @@ class Policy(ABC):
         props: Any,
         signals: Mapping[str, FloatArray],
     ) -> None:
-        """``_update`` with the checked reward components (policies with ``_uses_signals``)."""
-        raise NotImplementedError(type(self).__name__)
+        """``_update`` with the checked reward components: a policy that learns from some
+        (:meth:`engagement_signals`) overrides this; the others ignore them."""
+        self._update(X, actions, rewards, props)
 
     def _add_action(self, features: Any) -> None:
         if features is not None:
@@ -637,10 +632,11 @@ def engagement_columns(
     >>> engagement_columns(LinUCB(1, 1), {"engaged": np.ones(3)}) is None
     True
     """
-    if not policy._uses_signals or not signals:
+    names = policy.engagement_signals()
+    if not names or not signals:
         return None
     out = {}
-    for name in policy.engagement_signals():
+    for name in names:
         column = signals.get(name)
         if column is not None:
             out[name] = np.where((column >= 0.0) & (column <= 1.0), column, np.nan)
@@ -661,8 +657,7 @@ def _check_signals(signals: Any, n: int) -> dict[str, FloatArray]:
             raise InvalidInputError("signals", "component names as str", repr(name))
         field = f"signals[{name!r}]"
         v = _float_rows(field, values, n)
-        seen = ~np.isnan(v)
-        bad = np.flatnonzero(seen & ~(np.abs(np.where(seen, v, 0.0)) <= VALUE_LIMIT))
+        bad = np.flatnonzero(np.abs(v) > VALUE_LIMIT)  # infinite or too large; NaN passes
         if bad.size:
             raise InvalidInputError(
                 field,

@@ -99,7 +99,6 @@ class LandingLift(Policy):
 
     _array_params = ("offer_features",)
     _state_arrays = ("value_A_", "value_b_", "land_A_", "land_b_", "land_n_")
-    _uses_signals: ClassVar[bool] = True
     _parameter_constraints: ClassVar[ParameterConstraints] = {
         **Policy._parameter_constraints,
         "offer_features": [ArrayLike()],
@@ -128,18 +127,11 @@ class LandingLift(Policy):
     ) -> None:
         super().__init__(n_actions, n_features, min_propensity=min_propensity, seed=seed)
         table = _check_table(offer_features, self.n_actions)
-        self.offer_features = table.astype(np.float64)
         self.epsilon = float(epsilon)
         self.l2 = float(l2)
         self.signal = str(signal)
         self._layout(table)
-        d, n_routes = self.n_features, self.n_routes
-        width = d + n_routes + self.n_offers * d
-        self.value_A_ = self.l2 * np.eye(width)
-        self.value_b_ = np.zeros(width)
-        self.land_A_ = np.tile(self.l2 * np.eye(d), (n_routes, 1, 1))
-        self.land_b_ = np.zeros((n_routes, d))
-        self.land_n_ = np.zeros(n_routes)  # rows with a reported engagement, per route
+        self._prior(self.n_offers, self.n_routes)
         self._solve()
 
     @classmethod
@@ -151,14 +143,24 @@ class LandingLift(Policy):
 
     # ------------------------------------------------------------------ structure
     def _layout(self, table: IntArray, offers: int = 0, routes: int = 0) -> None:
-        """The per-action indices of ``table``; the state's widths are its largest indices, or
-        ``offers`` and ``routes`` when wider (models kept after their actions were removed)."""
+        """``table`` (per action: offer, route, sends) as the kernels read it, and
+        ``offer_features``; the state's widths are its largest indices, or ``offers`` and
+        ``routes`` when wider (models kept after their actions were removed)."""
         self._table = np.ascontiguousarray(table, dtype=np.int64)
-        self._offer = table[:, 0].copy()
-        self._route = table[:, 1].copy()
-        self._sends = table[:, 2].astype(bool)
+        self.offer_features = self._table.astype(np.float64)
         self.n_offers = max(int(table[:, 0].max()) + 1, offers)
         self.n_routes = max(int(table[:, 1].max()) + 1, routes)
+
+    def _prior(self, offers: int, routes: int) -> None:
+        """The state of a model that learned nothing, over ``offers`` offers and ``routes``
+        routes."""
+        d = self.n_features
+        width = d + routes + offers * d
+        self.value_A_ = self.l2 * np.eye(width)
+        self.value_b_ = np.zeros(width)
+        self.land_A_ = np.tile(self.l2 * np.eye(d), (routes, 1, 1))
+        self.land_b_ = np.zeros((routes, d))
+        self.land_n_ = np.zeros(routes)  # rows with a reported engagement, per route
 
     def _solve(self) -> None:
         """The coefficients the state gives: the value model's and every route's landing."""
@@ -184,8 +186,7 @@ class LandingLift(Policy):
         return self._landing(self._check_contexts(contexts))
 
     def _landing(self, X: FloatArray) -> FloatArray:
-        seen = self.land_n_ > 0
-        return np.where(seen, np.clip(X @ self._land.T, 0.0, 1.0), 1.0)
+        return np.where(self._seen > 0, np.clip(X @ self._land.T, 0.0, 1.0), 1.0)
 
     def predict_mean(self, contexts: Any) -> FloatArray:
         """Estimated mean reward of every action, array of shape (n_rounds, n_actions)."""
@@ -261,19 +262,18 @@ class LandingLift(Policy):
         else:
             observed = np.full(X.shape[0], np.nan)
         n, d, q = X.shape[0], self.n_features, self.n_routes
-        sends = self._sends[actions]
-        route = self._route[actions]
+        offer, route, sends = self._table[actions].T
+        sends = sends == 1
         known = sends & ~np.isnan(observed)
-        predicted = np.clip(np.einsum("ij,ij->i", X, self._land[route]), 0.0, 1.0)
-        predicted = np.where(self.land_n_[route] > 0, predicted, 1.0)
+        predicted = self._landing(X)[np.arange(n), route]
         e = np.where(sends, np.where(known, observed, predicted), 0.0)
         Z = np.zeros((n, self.value_A_.shape[0]))
         Z[:, :d] = X
         rows = np.flatnonzero(sends)
         Z[rows, d + route[rows]] = 1.0
-        for offer in np.unique(self._offer[actions[rows]]):
-            mine = rows[self._offer[actions[rows]] == offer]
-            start = d + q + offer * d
+        for o in np.unique(offer[rows]):
+            mine = rows[offer[rows] == o]
+            start = d + q + o * d
             Z[mine, start : start + d] = X[mine] * e[mine, None]
         self.value_A_ += Z.T @ Z
         self.value_b_ += Z.T @ rewards
@@ -287,7 +287,7 @@ class LandingLift(Policy):
 
     def _add_action(self, features: Any) -> None:
         row = _check_table(features, 1, field="features")
-        table = np.vstack([self.offer_features.astype(np.int64), row])
+        table = np.vstack([self._table, row])
         d = self.n_features
         offers = max(self.n_offers, int(row[0, 0]) + 1)
         routes = max(self.n_routes, int(row[0, 1]) + 1)
@@ -304,7 +304,6 @@ class LandingLift(Policy):
             A, b = _grow(A, b, A.shape[0], (offers - self.n_offers) * d, self.l2)
         self.value_A_, self.value_b_ = A, b
         self.land_A_, self.land_b_, self.land_n_ = land_A, land_b, land_n
-        self.offer_features = table.astype(np.float64)
         self._layout(table, offers, routes)
         self._solve()
 
@@ -312,9 +311,7 @@ class LandingLift(Policy):
         # The offer's and the route's models stay, even when no action uses them any more: the
         # joint value model's other coefficients were fit beside them. The state is then wider
         # than the table implies, which _add_action and _restore accept.
-        table = np.delete(self.offer_features.astype(np.int64), index, axis=0)
-        self.offer_features = table.astype(np.float64)
-        self._layout(table, self.n_offers, self.n_routes)
+        self._layout(np.delete(self._table, index, axis=0), self.n_offers, self.n_routes)
 
     def _restore(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         # A model that lost actions keeps the models of offers and routes beyond its table's
@@ -328,10 +325,7 @@ class LandingLift(Policy):
             consistent = saved_land is not None and saved_land.shape == (routes, d, d)
             if consistent and routes >= self.n_routes and offers >= self.n_offers and not rest:
                 self.n_offers, self.n_routes = offers, routes
-                width = d + routes + offers * d
-                self.value_A_, self.value_b_ = np.eye(width), np.zeros(width)
-                self.land_A_ = np.zeros((routes, d, d))
-                self.land_b_, self.land_n_ = np.zeros((routes, d)), np.zeros(routes)
+                self._prior(offers, routes)  # the shapes the saved arrays replace
         super()._restore(scalars, arrays)
 
     def _restore_extra(self, arrays: dict[str, np.ndarray]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,7 +14,7 @@ import numpy as np
 
 from engine.cliargs import add_ray_workers, add_seed, command, commands
 from engine.errors import InvalidInputError, InvalidParameterError
-from engine.policies import make_policy, policy_class
+from engine.policies import LandingLift, SharedLinear, make_policy, policy_class
 from engine.replay.candidates import (
     KINDS,
     Candidate,
@@ -322,9 +322,8 @@ def _options(
     }
 
 
-#: Policy class name -> what it takes as ``offer_features`` on logs, from the actions and
-#: dimensions.
-_LOGGED_OFFER_FEATURES = {"SharedLinear": logged_offer_features, "LandingLift": logged_treatments}
+#: Policy class -> what it takes as ``offer_features`` on logs, from the actions and dimensions.
+_LOGGED_OFFER_FEATURES = {SharedLinear: logged_offer_features, LandingLift: logged_treatments}
 
 
 def _needs_offer_features(candidates: list[Candidate]) -> bool:
@@ -332,12 +331,12 @@ def _needs_offer_features(candidates: list[Candidate]) -> bool:
 
 
 def _lacks_offer_features(spec: dict[str, Any]) -> bool:
-    return _offer_feature_class(spec) in _LOGGED_OFFER_FEATURES and "offer_features" not in spec
+    return _logged_builder(spec) is not None and "offer_features" not in spec
 
 
-def _offer_feature_class(spec: dict[str, Any]) -> str | None:
+def _logged_builder(spec: dict[str, Any]) -> Callable[..., Any] | None:
     cls = policy_class(str(spec.get("name", "")))
-    return None if cls is None else cls.__name__
+    return None if cls is None else _LOGGED_OFFER_FEATURES.get(cls)
 
 
 def logged_spec_features(spec: dict[str, Any], actions: Sequence[str], names: Sequence[str]) -> Any:
@@ -345,7 +344,7 @@ def logged_spec_features(spec: dict[str, Any], actions: Sequence[str], names: Se
     ``names``): a shared candidate the per-dimension one-hots
     (:func:`engine.replay.dimensions.logged_offer_features`), a landing candidate each action's
     offer and route (:func:`engine.replay.dimensions.logged_treatments`)."""
-    build = _LOGGED_OFFER_FEATURES.get(_offer_feature_class(spec) or "")
+    build = _logged_builder(spec)
     if build is None:
         raise InvalidInputError("policy", "a shared or landing policy", spec.get("name"))
     return build(actions, names)
