@@ -74,7 +74,8 @@ def _open(args: argparse.Namespace) -> tuple[JournalBackend, str]:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    """Bring a journal to this nbo's schema version (additive: new tables only)."""
+    """Bring a journal to this nbo's schema version (new tables, columns and keys; no stored
+    value changes)."""
     from engine.journal.backends import open_journal
     from engine.journal.schema import SCHEMA_VERSION, migration_summary
 

@@ -173,8 +173,8 @@ class PostgresJournal(SQLJournal, JournalBackend):
     pool_size : int
         Most connections open at once.
     migrate : bool
-        Bring a journal of an older schema version to the current one (additive: new tables
-        and columns, no stored value changed) instead of refusing it. A journal this call
+        Bring a journal of an older schema version to the current one (new tables, columns
+        and keys; no stored value changed) instead of refusing it. A journal this call
         creates is current anyway.
 
     Raises

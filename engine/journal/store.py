@@ -14,7 +14,8 @@ Tables
               inactive: counts once activated).
 ``activations`` at most one per deferred decision (UNIQUE decision_id): when its offer was
               delivered. Its ``seq`` is the order other processes follow them in.
-``rewards``   at most one per decision (UNIQUE decision_id, which makes retries idempotent):
+``rewards``   at most one per decision (UNIQUE decision_seq, the decision's ``seq``, which makes
+              retries idempotent; joined to the decision by it):
               reported value, net reward, source ``reward`` or ``expired``. Its ``seq`` is the
               order in which the learner applies rewards; snapshots record the last one applied.
 ``reward_error_counts`` rejected rewards (unknown or expired ids) counted per reason and minute.
@@ -35,7 +36,7 @@ Tables
 
 ``requests``, ``reward_error_counts``, ``models`` and ``model_blobs`` are schema version 2's
 (see :mod:`engine.journal.schema`), the archive's tables version 3's, ``activations`` and
-``decisions.deferred`` version 4's (this nbo's).
+``decisions.deferred`` version 4's; version 5 (this nbo's) keys the rewards on decision_seq.
 
 The journal file and its ``-wal``/``-shm`` companions are created exclusively, owner-only, and
 refused when they exist as a symlink or anything but a regular file (see
@@ -177,8 +178,8 @@ class Journal(SQLJournal, JournalBackend):
         False leaves that to :meth:`checkpoint`, called from a background thread, which keeps
         the fsync of a checkpoint out of the latency of decisions.
     migrate : bool
-        Bring an existing journal of an older schema version to the current one (additive:
-        new tables and columns, no stored value changed) instead of refusing it. A journal this
+        Bring an existing journal of an older schema version to the current one (new
+        tables, columns and keys; no stored value changed) instead of refusing it. A journal this
         call creates is current anyway.
     cache_mib : int, optional
         The connection's page cache in MiB (SQLite's ``cache_size``; None keeps SQLite's 2 MiB;

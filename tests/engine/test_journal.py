@@ -565,17 +565,17 @@ def test_export_and_lift_commands(filled, tmp_path, capsys):
 
 
 def test_a_journal_of_another_schema_version_is_refused_by_name(backend, reopen):
-    assert backend.get_meta("schema_version") == "4"
-    for older in ("2", "3"):  # before deferred activation (3: compacted)
+    assert backend.get_meta("schema_version") == "5"
+    for older in ("2", "3", "4"):  # before deferred activation (3: compacted), the seq key
         backend.set_meta("schema_version", older)
-        expected = rf"schema version {older}, this nbo expects 4; migrate it first with `nbo"
+        expected = rf"schema version {older}, this nbo expects 5; migrate it first with `nbo"
         with pytest.raises(ConfigError, match=expected):
             reopen()
-    backend.set_meta("schema_version", "5")
+    backend.set_meta("schema_version", "6")
     with pytest.raises(ConfigError) as newer:
         reopen()
-    assert "schema version 5, this nbo expects 4; it was written by a newer nbo" in str(newer.value)
+    assert "schema version 6, this nbo expects 5; it was written by a newer nbo" in str(newer.value)
     assert str(newer.value).startswith("journal ")
     backend.set_meta("schema_version", "0")
-    with pytest.raises(ConfigError, match="schema version 0, this nbo expects 4; this nbo has no"):
+    with pytest.raises(ConfigError, match="schema version 0, this nbo expects 5; this nbo has no"):
         reopen()

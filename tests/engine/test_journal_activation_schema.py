@@ -105,11 +105,11 @@ def test_a_version_3_journal_is_refused_until_migrated_on_every_backend(backend,
     backend.append_rewards([RewardRow("d1", seq, 2_000_000, 3.0, 1.0, "reward")])
     read = what_is_read(backend)
     _to_version_3(backend, store_url)
-    refused = "schema version 3, this nbo expects 4; migrate it first.*it adds the activations"
+    refused = "schema version 3, this nbo expects 5; migrate it first.*it adds the activations"
     with pytest.raises(ConfigError, match=refused + " table, the decisions' deferred column"):
         reopen()
     migrated = reopen(migrate=True)
-    assert migrated.migrated_from == "3" and migrated.get_meta("schema_version") == "4"
+    assert migrated.migrated_from == "3" and migrated.get_meta("schema_version") == "5"
     assert what_is_read(migrated) == read
     assert migrated.lookup(["d1"])["d1"].served and not migrated.lookup(["d1"])["d1"].deferred
     migrated.append_decisions([made("d2", 3, cat, deferred=True)])
@@ -128,12 +128,12 @@ def test_a_version_3_journal_written_by_the_nbo_before_migrates(tmp_path, capsys
     shutil.copyfile(path, tmp_path / "copy.sqlite")
     expected = json.loads((DATA / "v3.journal.json").read_text())
     for readonly in (False, True):
-        with pytest.raises(ConfigError, match="schema version 3, this nbo expects 4; migrate"):
+        with pytest.raises(ConfigError, match="schema version 3, this nbo expects 5; migrate"):
             Journal(path, readonly=readonly)
-    with pytest.raises(ConfigError, match="schema version 3, this nbo expects 4"):
+    with pytest.raises(ConfigError, match="schema version 3, this nbo expects 5"):
         Engine.from_config(RENEWAL, data_dir=data, background=False)
     journal = Journal(path, migrate=True)
-    assert journal.migrated_from == "3" and journal.get_meta("schema_version") == "4"
+    assert journal.migrated_from == "3" and journal.get_meta("schema_version") == "5"
     counts = journal.counts()
     assert counts == {**expected["counts"], "inactive": 0, "activations": 0}
     assert {a: list(t) for a, t in journal.offer_totals().items()} == expected["offer_totals"]
@@ -165,4 +165,5 @@ def test_a_version_3_journal_written_by_the_nbo_before_migrates(tmp_path, capsys
     # and `nbo journal migrate` says what it added
     assert nbo_main(["journal", "migrate", "--journal", str(tmp_path / "copy.sqlite")]) == 0
     out = capsys.readouterr().out
-    assert "migrated schema version 3 -> 4 (added the activations table, the decisions' " in out
+    assert "migrated schema version 3 -> 5 (added the activations table, the decisions' " in out
+    assert "the rewards' unique key on their decision's seq in place of the decision id" in out

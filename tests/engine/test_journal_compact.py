@@ -157,7 +157,7 @@ def test_compaction_keeps_what_the_engine_reads_and_every_total(backend, ledger,
     found = backend.find_request("c", "req-1")
     assert found is not None and [d.decision_id for d in found.decisions] == ["asked0", "asked1"]
     assert backend.get_meta("expiry_seq") == str(ledger["seq"]["old7"])
-    assert backend.get_meta("schema_version") == "4"  # older nbo refuse it (as newer)
+    assert backend.get_meta("schema_version") == "5"  # older nbo refuse it (as newer)
     assert backend.archived_decisions() == len(first)
     rows = archive_rows(archive)
     assert {r["decision_id"] for r in rows} == first and len(rows) == len(first)
@@ -311,7 +311,7 @@ def test_an_older_sqlite_journal_reuses_its_pages_until_vacuum(tmp_path):
     db = sqlite3.connect(path, isolation_level=None)  # as an nbo before auto_vacuum made it
     db.execute("PRAGMA journal_mode=WAL")
     db.executescript(ALL_TABLES.format(**SQLITE_TYPES))
-    db.execute("INSERT INTO meta VALUES ('schema_version', '4')")
+    db.execute("INSERT INTO meta VALUES ('schema_version', '5')")
     db.close()
     journal = Journal(path)
     _big_journal(journal)
@@ -422,7 +422,7 @@ def test_the_compact_command(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "archived 0 closed decisions" in printed and "bytes per decision" in printed
     assert nbo_main(["journal", "migrate", "--data-dir", str(tmp_path / "data")]) == 0
-    assert "already at schema version 4; nothing to do" in capsys.readouterr().out
+    assert "already at schema version 5; nothing to do" in capsys.readouterr().out
     evaluation = tmp_path / "evaluation"
     code = nbo_main(
         [

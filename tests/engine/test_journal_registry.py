@@ -128,12 +128,12 @@ def test_a_version_1_journal_is_refused_until_migrated(backend, reopen, mark, in
     _downgrade(backend, mark, interim)
     with pytest.raises(
         ConfigError,
-        match=r"schema version 1, this nbo expects 4; migrate it "
+        match=r"schema version 1, this nbo expects 5; migrate it "
         r"first with `nbo journal migrate --journal URL`",
     ):
         reopen()
     migrated = reopen(migrate=True)
-    assert migrated.get_meta("schema_version") == "4"
+    assert migrated.get_meta("schema_version") == "5"
     assert migrated.models() == [] and migrated.lookup(["d1"])["d1"].reward == 1.0
     assert migrated.add_model(row("initial", cat)) == 1
     # Version 2's request and error-count tables are there (kept as they were, if any).
@@ -145,7 +145,7 @@ def test_a_version_1_journal_is_refused_until_migrated(backend, reopen, mark, in
     migrated.record_errors([RewardError(3_000_000, "x9", 1.0, "unknown")])
     assert migrated.counts()["reward_errors"] == 3
     again = reopen(migrate=True)  # migrating a current journal changes nothing
-    assert again.get_meta("schema_version") == "4" and len(again.models()) == 1
+    assert again.get_meta("schema_version") == "5" and len(again.models()) == 1
 
 
 def test_nbo_journal_migrate_command(tmp_path, capsys):
@@ -158,9 +158,9 @@ def test_nbo_journal_migrate_command(tmp_path, capsys):
     argv = ["journal", "migrate", "--data-dir", str(tmp_path), "--campaign", "renewal"]
     assert nbo_main(argv) == 0
     out = capsys.readouterr().out
-    assert "schema version 1 -> 4" in out and str(path) in out
+    assert "schema version 1 -> 5" in out and str(path) in out
     assert nbo_main(argv) == 0
-    assert "already at schema version 4" in capsys.readouterr().out
-    assert Journal(path).get_meta("schema_version") == "4"
+    assert "already at schema version 5" in capsys.readouterr().out
+    assert Journal(path).get_meta("schema_version") == "5"
     assert nbo_main(["journal", "migrate", "--journal", str(tmp_path / "none.sqlite")]) == 2
     assert "no such file" in capsys.readouterr().err

@@ -207,7 +207,7 @@ def test_the_first_start_on_a_migrated_journal_imports_the_newest_snapshot_file(
     with pytest.raises(ConfigError, match="migrate it first with `nbo journal migrate"):
         Engine.from_config(path, data, clock=lambda: T0)
     assert nbo_main(["journal", "migrate", "--data-dir", str(data), "--campaign", "mr"]) == 0
-    assert "migrated schema version 1 -> 4" in capsys.readouterr().out
+    assert "migrated schema version 1 -> 5" in capsys.readouterr().out
     again = Engine.from_config(path, data, clock=lambda: T0)
     (imported,) = again.models()
     assert imported.origin["imported"] == newest.name
