@@ -230,12 +230,8 @@ _V4_ADDS = (
     "the activations table, the decisions' deferred column (false for all) and the rewards' "
     "components column (none for all)"
 )
-# Version 5 keys the rewards' uniqueness (at most one per decision) on the integer
-# ``decision_seq`` instead of the 44-character ``decision_id``: an out-of-order reward dirties a
-# random page of that index, and the integer one is a quarter of the size (256 shuffled rewards
-# per transaction: 4.3 -> 2.3 ms in a bare SQLite test); the reads join rewards to decisions by
-# seq. SQLite cannot drop a column's UNIQUE, so its step rebuilds the table (``{rekey_rewards}``,
-# per backend, below), keeping every row and seq; PostgreSQL's swaps the constraint.
+# Version 5 (see the module's notes) differs per backend: SQLite cannot drop a column's UNIQUE,
+# so its ``rekey_rewards`` (below) rebuilds the table; PostgreSQL's swaps the constraint.
 V5_STEP = "{rekey_rewards}"
 _V5_ADDS = (
     "the rewards' unique key on their decision's seq in place of the decision id (SQLite "

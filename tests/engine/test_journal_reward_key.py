@@ -4,14 +4,13 @@ keeps every reward, its seq and what the engine reads."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from engine.errors import ConfigError
 from engine.journal import JournalBackend
 from engine.journal.base import DuplicateError
 from engine.journal.records import RewardRow
+from engine.journal.schema import REWARD_COLUMNS
 from tests.engine.journal_files import what_is_read
 from tests.engine.test_journal import decision, raw_sql
 
@@ -21,7 +20,7 @@ _V4_SQLITE_REWARDS = (
     " decision_seq INTEGER NOT NULL, ts_us INTEGER NOT NULL, value REAL, reward REAL,"
     " source TEXT NOT NULL, components TEXT)"
 )
-_FIELDS = "seq, decision_id, decision_seq, ts_us, value, reward, source, components"
+_FIELDS = ", ".join(("seq", *REWARD_COLUMNS))
 
 
 def _to_version_4(store_url: str) -> None:
@@ -63,7 +62,7 @@ def _reward_keys(store_url: str) -> set[tuple[str, ...]]:
     return keys
 
 
-def _rewarded(backend: JournalBackend) -> tuple[dict[str, int], list[RewardRow], dict[str, Any]]:
+def _rewarded(backend: JournalBackend) -> tuple[dict[str, int], list[RewardRow], list[int]]:
     """A store with decisions d0..d5, rewards for d4, d1, d3 (out of decision order, one with
     components) and an expiry for d0: the decisions' seqs, the rewards and their seqs."""
     cat = backend.catalog("c", ["none", "gift"], ["bias", "x"])
@@ -75,8 +74,7 @@ def _rewarded(backend: JournalBackend) -> tuple[dict[str, int], list[RewardRow],
         RewardRow("d3", seqs["d3"], 2_000_002, 0.0, -1.0, "reward"),
         RewardRow("d0", seqs["d0"], 2_000_003, None, 0.0, "expired"),
     ]
-    reward_seqs = backend.append_rewards(rewards)
-    return seqs, rewards, {"reward_seqs": reward_seqs}
+    return seqs, rewards, backend.append_rewards(rewards)
 
 
 def test_a_new_journal_keys_its_rewards_on_the_decision_seq(backend, store_url):
@@ -93,7 +91,7 @@ def test_a_new_journal_keys_its_rewards_on_the_decision_seq(backend, store_url):
 def test_a_version_4_journal_is_refused_until_migrated_and_keeps_every_reward(
     backend, reopen, store_url
 ):
-    seqs, rewards, written = _rewarded(backend)
+    seqs, rewards, reward_seqs = _rewarded(backend)
     read = what_is_read(backend)
     replay = [list(batch) for batch in backend.rewards_after(0)]
     exported = backend.decisions_for_export(0, 100)
@@ -122,12 +120,12 @@ def test_a_version_4_journal_is_refused_until_migrated_and_keeps_every_reward(
     ]
     stored = raw_sql(store_url, f"SELECT {_FIELDS} FROM rewards ORDER BY seq")
     assert [tuple(r) for r in stored] == [
-        (seq, *reward) for seq, reward in zip(written["reward_seqs"], rewards, strict=True)
+        (seq, *reward) for seq, reward in zip(reward_seqs, rewards, strict=True)
     ]
     # Still at most one reward per decision; new rewards number on from the kept ones.
     with pytest.raises(DuplicateError, match="at most one reward per decision"):
         migrated.append_rewards([RewardRow("d4", seqs["d4"], 3_000_000, 1.0, 1.0, "reward")])
     (new,) = migrated.append_rewards([RewardRow("d2", seqs["d2"], 3_000_000, 1.0, 1.0, "reward")])
-    assert new == written["reward_seqs"][-1] + 1
+    assert new == reward_seqs[-1] + 1
     assert migrated.lookup(["d2"])["d2"].reward == 1.0
     assert reopen(migrate=True).migrated_from is None  # current: nothing to do
